@@ -1,0 +1,1 @@
+"""Launch configs for serving engines, one module per engine."""

@@ -1,0 +1,176 @@
+"""The model catalog, resolving a model argument to a config, and the cached trace.
+
+A model argument resolves, in order: a catalog name or alias; a path to a JSON config file (any
+name) or a directory holding `config.json`; a Hugging Face hub id (`owner/name`), fetched with
+`huggingface_hub` (config only, never weights). `load_profile` returns the traced `ModelProfile`,
+from the disk cache when the same config was traced before (a warm call imports no torch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from planner.errors import ConfigError, ModelNotFoundError
+from planner.layergraph import PROFILE_VERSION, ModelProfile
+from planner.resources import models_dir
+
+#: Fields every config must have, as positive integers, before we try to build it.
+REQUIRED_INT_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "intermediate_size")
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    name: str
+    file: str
+    hub_id: str
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str
+    source: str
+    config: dict
+
+
+@lru_cache(maxsize=1)
+def catalog() -> dict[str, CatalogEntry]:
+    raw = yaml.safe_load((models_dir() / "catalog.yaml").read_text())
+    return {
+        name: CatalogEntry(name, entry["file"], entry["hub_id"], tuple(entry.get("aliases", [])))
+        for name, entry in raw.items()
+    }
+
+
+def _catalog_lookup(arg: str) -> CatalogEntry | None:
+    key = arg.strip().lower()
+    for entry in catalog().values():
+        names = (entry.name, entry.hub_id, *entry.aliases)
+        if key in (n.lower() for n in names):
+            return entry
+    return None
+
+
+def read_config_file(path: Path) -> dict:
+    """Read and check a config.json: the file and the offending field are named on failure."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    check_config(config, str(path))
+    return config
+
+
+def check_config(config: object, origin: str) -> None:
+    if not isinstance(config, dict):
+        raise ConfigError(f"{origin}: a model config must be a JSON object, got {type(config).__name__}")
+    if not isinstance(config.get("model_type"), str) or not config.get("model_type"):
+        raise ConfigError(f"{origin}: field 'model_type' is missing or not a string (for example \"llama\")")
+    for field in REQUIRED_INT_FIELDS:
+        if field not in config:
+            raise ConfigError(f"{origin}: field '{field}' is missing")
+        value = config[field]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{origin}: field '{field}' must be a positive integer, got {value!r}")
+    for field in ("num_key_value_heads", "head_dim"):
+        value = config.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise ConfigError(f"{origin}: field '{field}' must be a positive integer, got {value!r}")
+    heads, hidden = config["num_attention_heads"], config["hidden_size"]
+    if "head_dim" not in config and "kv_lora_rank" not in config and hidden % heads:
+        raise ConfigError(
+            f"{origin}: hidden_size ({hidden}) is not divisible by num_attention_heads ({heads}) and no head_dim is given"
+        )
+    kv = config.get("num_key_value_heads") or heads
+    if heads % kv:
+        raise ConfigError(f"{origin}: num_attention_heads ({heads}) is not divisible by num_key_value_heads ({kv})")
+
+
+def _fetch_from_hub(repo_id: str) -> Path:
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise ModelNotFoundError(f"'{repo_id}' looks like a hub id, but huggingface_hub is not installed") from None
+    try:
+        return Path(hf_hub_download(repo_id=repo_id, filename="config.json"))
+    except Exception as exc:  # network, auth, missing repo: one message for the user
+        reason = type(exc).__name__
+        hint = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        raise ModelNotFoundError(
+            f"model '{repo_id}' is not in the catalog ({', '.join(catalog_names())}) and its config.json could not be "
+            f"fetched from the Hugging Face hub ({reason}{': ' + hint if hint else ''}); offline, pass a path to its config.json"
+        ) from None
+
+
+def catalog_names() -> list[str]:
+    return [alias for entry in catalog().values() for alias in (entry.aliases[0], entry.name)]
+
+
+def resolve(arg: str) -> ResolvedModel:
+    """Turn a model argument into its name, where it came from, and its checked config dict."""
+    entry = _catalog_lookup(arg)
+    if entry is not None:
+        path = models_dir() / entry.file
+        return ResolvedModel(entry.name, f"catalog:{entry.name}", read_config_file(path))
+    path = Path(arg).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"{path}: the directory holds no config.json")
+        return ResolvedModel(path.resolve().name, str(path / "config.json"), read_config_file(path / "config.json"))
+    if path.is_file():
+        return ResolvedModel(path.stem, str(path), read_config_file(path))
+    parts = arg.split("/")
+    if len(parts) == 2 and all(parts) and not arg.endswith((".json", ".yaml")):
+        fetched = _fetch_from_hub(arg)
+        return ResolvedModel(arg, f"hub:{arg}", read_config_file(fetched))
+    raise ModelNotFoundError(
+        f"unknown model '{arg}': not in the catalog ({', '.join(catalog_names())}), not a config file, "
+        "and not a hub id (owner/name)"
+    )
+
+
+def config_hash(config: dict) -> str:
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"v{PROFILE_VERSION}:{canonical}".encode()).hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("PLANNER_CACHE_DIR")
+    base = Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "planner"
+    return base / "traces"
+
+
+def load_profile(arg: str, *, use_cache: bool = True) -> ModelProfile:
+    """Resolve `arg` and return its traced profile, tracing (and caching) on first use."""
+    resolved = resolve(arg)
+    digest = config_hash(resolved.config)
+    path = cache_dir() / f"{digest}.json"
+    if use_cache and path.is_file():
+        try:
+            profile = ModelProfile.model_validate_json(path.read_text())
+            return profile.model_copy(update={"name": resolved.name, "source": resolved.source})
+        except ValueError:
+            pass  # a stale or corrupt cache entry: trace again and overwrite it
+    from planner.trace import trace_config  # imports torch and transformers
+
+    profile = trace_config(resolved.config, name=resolved.name, source=resolved.source, config_hash=digest)
+    if use_cache:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(profile.model_dump_json())
+            tmp.replace(path)
+        except OSError:
+            pass  # a read-only cache is not an error; the next call traces again
+    return profile

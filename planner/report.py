@@ -1,0 +1,67 @@
+"""Rich tables rendered from the same pydantic models that `--json` prints. No logic here."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+
+from planner.layergraph import ModelSummary
+from planner.units import format_bytes, format_count
+
+
+def model_table(summary: ModelSummary, *, all_layers: bool = False) -> Group:
+    head = Table(title=f"{summary.name}  ({summary.architecture}, {summary.attention.upper()})", show_header=False)
+    head.add_column("what")
+    head.add_column("value", justify="right")
+    head.add_row("parameters", f"{summary.params:,} ({format_count(summary.params)})")
+    if summary.active_params != summary.params:
+        head.add_row("active parameters per token", format_count(summary.active_params))
+    head.add_row(f"weights ({summary.weight_dtype})", format_bytes(summary.weight_bytes))
+    head.add_row(f"KV cache per token ({summary.kv_dtype})", f"{summary.kv_bytes_per_token:,.0f} B")
+    head.add_row("decode FLOPs per token (zero context)", format_count(summary.decode_flops_per_token))
+    head.add_row("hidden / layers / heads / KV heads", f"{summary.hidden_size} / {summary.n_layers} / "
+                 f"{summary.n_heads} / {summary.n_kv_heads}")
+    head.add_row("TP must divide", ", ".join(f"{k} {v}" for k, v in summary.tp_divisors.items()))
+
+    layers = Table(title="layer graph")
+    for col in ("#", "node", "kind", "params", "weights", "KV B/token", "FLOPs/token", "note"):
+        layers.add_column(col, justify="right" if col not in ("node", "kind", "note") else "left")
+    rows = summary.layers
+    decoders = [r for r in rows if r.kind == "decoder"]
+    shown = rows
+    if not all_layers and len(decoders) > 6:
+        # Collapse runs of identical decoder layers into one row with a count.
+        shown, run = [], []
+        for r in rows:
+            if r.kind == "decoder" and run and _same(run[-1], r):
+                run.append(r)
+                continue
+            if run:
+                shown.append((run[0], len(run)))
+                run = []
+            if r.kind == "decoder":
+                run = [r]
+            else:
+                shown.append((r, 1))
+        if run:
+            shown.append((run[0], len(run)))
+    else:
+        shown = [(r, 1) for r in rows]
+    for r, count in shown:
+        name = r.name if count == 1 else f"{r.name} .. layer.{int(r.name.split('.')[1]) + count - 1}"
+        note = []
+        if r.moe:
+            note.append(f"MoE {r.moe['n_experts']}x top-{r.moe['top_k']}"
+                        + (f" +{r.moe['n_shared_experts']} shared" if r.moe["n_shared_experts"] else ""))
+        if r.sliding_window:
+            note.append(f"window {r.sliding_window}")
+        if count > 1:
+            note.append(f"x{count}")
+        layers.add_row(str(r.index), name, r.kind, format_count(r.params), format_bytes(r.weight_bytes),
+                       f"{r.kv_bytes_per_token:,.0f}", format_count(r.decode_flops_per_token), ", ".join(note))
+    return Group(head, layers)
+
+
+def _same(a, b) -> bool:
+    return (a.params, a.weight_bytes, a.kv_bytes_per_token, a.decode_flops_per_token, a.sliding_window) == (
+        b.params, b.weight_bytes, b.kv_bytes_per_token, b.decode_flops_per_token, b.sliding_window)
