@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="The model catalog and traced layer graphs.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+topology_app = typer.Typer(help="Machines as link graphs: show, collective timing, detect.", no_args_is_help=True)
+app.add_typer(topology_app, name="topology")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -97,6 +99,124 @@ def models_show(
     from planner.report import model_table
 
     console.print(model_table(summary, all_layers=all_layers))
+
+
+@topology_app.command("list")
+@cli_errors
+def topology_list(json_out: JsonOpt = False) -> None:
+    """List the shipped topologies."""
+    from planner.topology import load_topology, shipped_topologies
+
+    rows = [(name, load_topology(name)) for name in shipped_topologies()]
+    if json_out:
+        import json
+
+        sys.stdout.write(json.dumps([{"name": n, "gpus": t.n_gpus, "nodes": t.n_nodes,
+                                      "description": t.definition.description} for n, t in rows], indent=2) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title="shipped topologies")
+    for col in ("name", "GPUs", "nodes", "description"):
+        table.add_column(col)
+    for n, t in rows:
+        table.add_row(n, str(t.n_gpus), str(t.n_nodes), t.definition.description)
+    console.print(table)
+
+
+@topology_app.command("show")
+@cli_errors
+def topology_show(
+    topology: Annotated[str, typer.Argument(help="A topology YAML path or a shipped name.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Show a topology: its GPUs, its links and the GPU-to-GPU bandwidth matrix."""
+    from planner.topology import load_topology, summarize_topology
+
+    summary = summarize_topology(load_topology(topology))
+    if json_out:
+        print_json(summary)
+        return
+    from planner.report import topology_table
+
+    console.print(topology_table(summary))
+
+
+@topology_app.command("schema")
+@cli_errors
+def topology_schema() -> None:
+    """Print the JSON Schema of a topology YAML."""
+    import json
+
+    from planner.topology import TopologyDef
+
+    sys.stdout.write(json.dumps(TopologyDef.model_json_schema(), indent=2) + "\n")
+
+
+@topology_app.command("collective")
+@cli_errors
+def topology_collective(
+    topology: Annotated[str, typer.Argument(help="A topology YAML path or a shipped name.")],
+    sizes: Annotated[str, typer.Option("--sizes", help="Message sizes, comma separated: 16KB,1MiB,64MB or bytes.")] = "16KB,1MB,64MB",
+    op: Annotated[str, typer.Option("--op", help="all-reduce, all-gather, reduce-scatter or all-to-all.")] = "all-reduce",
+    gpu_ids: Annotated[Optional[str], typer.Option("--gpu-ids", help="The group, e.g. 0,1,2,3; default all GPUs.")] = None,
+    context: Annotated[str, typer.Option("--context", help="nccl (as nccl-tests times it) or engine (inside a CUDA graph).")] = "nccl",
+    json_out: JsonOpt = False,
+) -> None:
+    """Predicted time and bus bandwidth of a collective over a GPU group, per message size."""
+    from planner.collectives import collective_estimates
+    from planner.topology import load_topology
+
+    topo = load_topology(topology)
+    result = collective_estimates(topo, sizes=sizes, op=op, gpu_ids=gpu_ids, context=context)
+    if json_out:
+        import json
+
+        sys.stdout.write(json.dumps([r.model_dump(include={"bytes", "time_us", "busbw_gbps", "algorithm", "protocol"})
+                                     for r in result.rows], indent=2) + "\n")
+        return
+    from planner.report import collective_table
+
+    console.print(collective_table(result.rows, f"{op} over GPUs {result.gpu_ids} of {topo.name} ({context})"))
+
+
+@topology_app.command("detect")
+@cli_errors
+def topology_detect(
+    from_file: Annotated[Optional[str], typer.Option("--from", help="Saved `nvidia-smi topo -m` output; default: run nvidia-smi.")] = None,
+    gpus_csv: Annotated[Optional[str], typer.Option("--gpus-csv", help="Saved `nvidia-smi --query-gpu=index,name,memory.total,pci.bus_id --format=csv` output.")] = None,
+    gpu_type: Annotated[Optional[str], typer.Option("--gpu-type", help="GPU type for every GPU (overrides --gpus-csv).")] = None,
+    name: Annotated[str, typer.Option("--name", help="Topology name.")] = "detected",
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="Write the YAML here; default stdout.")] = None,
+) -> None:
+    """Write a topology YAML from `nvidia-smi topo -m` (run here, or from saved output)."""
+    from pathlib import Path
+
+    from planner.detect import detect, run_nvidia_smi, to_yaml
+    from planner.errors import InputError
+    from planner.topology import parse_topology
+
+    def read(path: str, what: str) -> str:
+        try:
+            return Path(path).read_text()
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+
+    if from_file:
+        topo_text, source = read(from_file, "the topo matrix"), from_file
+        csv_text = read(gpus_csv, "the GPU CSV") if gpus_csv else None
+    else:
+        topo_text, csv_text = run_nvidia_smi()
+        source = "nvidia-smi topo -m"
+        if gpus_csv:
+            csv_text = read(gpus_csv, "the GPU CSV")
+    text = to_yaml(detect(topo_text, gpus_csv=csv_text, gpu_type=gpu_type, name=name, source=source))
+    parse_topology(text, f"detected from {source}")  # what we write must load
+    if output:
+        Path(output).write_text(text)
+        err_console.print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
 
 
 def main() -> None:

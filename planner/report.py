@@ -65,3 +65,36 @@ def model_table(summary: ModelSummary, *, all_layers: bool = False) -> Group:
 def _same(a, b) -> bool:
     return (a.params, a.weight_bytes, a.kv_bytes_per_token, a.decode_flops_per_token, a.sliding_window) == (
         b.params, b.weight_bytes, b.kv_bytes_per_token, b.decode_flops_per_token, b.sliding_window)
+
+
+def topology_table(summary) -> Group:
+    from planner.units import format_bytes
+
+    head = Table(title=f"{summary.name}: {summary.description}", show_header=True)
+    for col in ("GPU", "node", "type", "memory", "HBM", "bf16"):
+        head.add_column(col, justify="left" if col in ("node", "type") else "right")
+    for g in summary.gpus:
+        head.add_row(str(g.id), f"{g.node}/{g.local_index}", g.type, format_bytes(g.memory_bytes),
+                     f"{g.hbm_bytes_per_s / 1e12:.2f} TB/s", f"{g.bf16_flops_per_s / 1e12:.0f} TFLOP/s")
+    links = Table(title="links (per direction)")
+    for col in ("from", "to", "kind", "bandwidth", "latency"):
+        links.add_column(col)
+    for link in summary.links:
+        links.add_row(link.a, link.b, link.kind, f"{link.bandwidth_bytes_per_s / 1e9:g} GB/s", f"{link.latency_s * 1e6:g} us")
+    n = len(summary.gpus)
+    matrix = Table(title="GPU-to-GPU bandwidth, GB/s (bottleneck of the path)")
+    matrix.add_column("")
+    for j in range(n):
+        matrix.add_column(str(j), justify="right")
+    for i in range(n):
+        matrix.add_row(str(i), *("X" if i == j else f"{summary.bandwidth_matrix_bytes_per_s[i][j] / 1e9:g}" for j in range(n)))
+    return Group(head, links, matrix)
+
+
+def collective_table(rows, title: str) -> Table:
+    table = Table(title=title)
+    for col in ("size", "bytes", "time", "busbw", "algorithm"):
+        table.add_column(col, justify="right" if col != "algorithm" else "left")
+    for r in rows:
+        table.add_row(r.size, f"{r.bytes:,}", f"{r.time_us:,.1f} us", f"{r.busbw_gbps:,.2f} GB/s", f"{r.algorithm}/{r.protocol}")
+    return table

@@ -1,0 +1,230 @@
+"""`planner topology detect`: a topology YAML from `nvidia-smi topo -m` (and `--query-gpu` CSV).
+
+The matrix says, per pair of devices (GPUs and NICs):
+- `NV#`: joined by # NVLinks. A set of three or more GPUs where every pair shows the same NV# and
+  # is the GPU's whole link count (18 on H100, 12 on A100) sits on an NVSwitch; otherwise each pair
+  is a point-to-point bond (bridged pairs, small meshes).
+- `PIX`/`PXB`: behind one PCIe switch (one or several switches under one bridge): one switch here.
+- `PHB`/`NODE`: different switches or root ports on one CPU socket.
+- `SYS`: across CPU sockets (the socket interconnect).
+The socket of each GPU comes from its NUMA affinity column where present, else from the PHB/NODE
+relation. Link bandwidths come from the GPU type's spec (PCIe generation, NVLink per link).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+import yaml
+
+from planner.errors import ConfigError, InputError
+from planner.gpus import GPU_SPECS, GpuSpec, find_gpu_type
+
+_DEVICE = re.compile(r"^(GPU\d+|NIC\d+|mlx\d+_\d+)$")
+_CODES = {"X", "PIX", "PXB", "PHB", "NODE", "SYS", "SOC"}
+#: NVLinks per GPU: all of them to one switch means an NVSwitch (H100 SXM 18, A100 SXM 12).
+NVSWITCH_LINKS = {"nvlink4": 18, "nvlink3": 12}
+#: NIC speed by GPU generation when the matrix does not say (DGX H100: NDR; DGX A100: HDR).
+DEFAULT_NIC = {"nvlink4": "400Gb/s", "pcie5": "400Gb/s"}
+
+
+@dataclass
+class TopoMatrix:
+    devices: list[str]
+    rel: dict[tuple[str, str], str]
+    numa: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def gpus(self) -> list[str]:
+        return [d for d in self.devices if d.startswith("GPU")]
+
+    @property
+    def nics(self) -> list[str]:
+        return [d for d in self.devices if not d.startswith("GPU")]
+
+
+def parse_topo_matrix(text: str, source: str = "nvidia-smi topo -m") -> TopoMatrix:
+    lines = [line.rstrip() for line in text.splitlines()]
+    header_idx = next((i for i, line in enumerate(lines) if re.search(r"\bGPU0\b", line) and not line.strip().startswith("GPU0 ")
+                       and line.split() and line.split()[0] == "GPU0"), None)
+    if header_idx is None:
+        raise ConfigError(f"{source}: no header row with GPU0 found; pass the output of `nvidia-smi topo -m`")
+    header = lines[header_idx].split()
+    columns = []
+    for tok in header:
+        if _DEVICE.match(tok):
+            columns.append(tok)
+        else:
+            break
+    rel: dict[tuple[str, str], str] = {}
+    numa: dict[str, int] = {}
+    rows = 0
+    for line in lines[header_idx + 1:]:
+        toks = line.split()
+        if not toks or not _DEVICE.match(toks[0]):
+            if rows and (not toks or toks[0].startswith("Legend")):
+                break
+            continue
+        name, cells = toks[0], toks[1:1 + len(columns)]
+        if len(cells) < len(columns):
+            raise ConfigError(f"{source}: row {name} has {len(cells)} entries for {len(columns)} columns")
+        for col, code in zip(columns, cells):
+            if not (code in _CODES or re.fullmatch(r"NV\d+", code)):
+                raise ConfigError(f"{source}: row {name}, column {col}: unknown entry '{code}'")
+            rel[(name, col)] = code
+        rest = toks[1 + len(columns):]
+        if name.startswith("GPU") and len(rest) >= 2 and rest[1].isdigit():
+            numa[name] = int(rest[1])
+        rows += 1
+    gpus = [c for c in columns if c.startswith("GPU")]
+    if not gpus:
+        raise ConfigError(f"{source}: no GPU columns found")
+    for a in gpus:
+        for b in gpus:
+            if a != b and (a, b) not in rel:
+                raise ConfigError(f"{source}: no entry for {a} -> {b}")
+    return TopoMatrix(columns, rel, numa)
+
+
+def parse_gpus_csv(text: str, source: str = "--gpus-csv") -> dict[int, str]:
+    """`nvidia-smi --query-gpu=index,name,memory.total,pci.bus_id --format=csv` -> {index: name}."""
+    reader = csv.reader(io.StringIO(text.strip()))
+    rows = [[c.strip() for c in row] for row in reader if row]
+    if not rows or "index" not in rows[0][0]:
+        raise ConfigError(f"{source}: expected a CSV header starting with 'index, name'")
+    out = {}
+    for k, row in enumerate(rows[1:], start=2):
+        if len(row) < 2 or not row[0].isdigit():
+            raise ConfigError(f"{source}: line {k}: expected 'index, name, ...', got {', '.join(row)}")
+        out[int(row[0])] = row[1]
+    return out
+
+
+def _components(items: list[str], joined) -> list[list[str]]:
+    """Connected components of `items` under the symmetric relation `joined(a, b)`, in input order."""
+    seen, comps = set(), []
+    for start in items:
+        if start in seen:
+            continue
+        comp, stack = [], [start]
+        seen.add(start)
+        while stack:
+            a = stack.pop()
+            comp.append(a)
+            for b in items:
+                if b not in seen and joined(a, b):
+                    seen.add(b)
+                    stack.append(b)
+        comps.append(sorted(comp, key=items.index))
+    return comps
+
+
+def _gb(bytes_per_s: float) -> str:
+    return f"{bytes_per_s / 1e9:g}GB/s"
+
+
+def detect(topo_text: str, *, gpus_csv: str | None = None, gpu_type: str | None = None,
+           name: str = "detected", source: str = "nvidia-smi topo -m") -> dict:
+    """Build a topology document (a dict ready for YAML) from the matrix and the GPU types."""
+    m = parse_topo_matrix(topo_text, source)
+    gpus = m.gpus
+    index = {g: int(g[3:]) for g in gpus}
+    types: dict[int, GpuSpec] = {}
+    if gpu_type:
+        spec = find_gpu_type(gpu_type)
+        if spec is None:
+            raise InputError(f"unknown --gpu-type '{gpu_type}'; known: {', '.join(GPU_SPECS)}")
+        types = {index[g]: spec for g in gpus}
+    elif gpus_csv:
+        names = parse_gpus_csv(gpus_csv)
+        for g in gpus:
+            if index[g] not in names:
+                raise ConfigError(f"--gpus-csv: no row for GPU index {index[g]}")
+            spec = find_gpu_type(names[index[g]])
+            if spec is None:
+                raise InputError(f"--gpus-csv: unknown GPU name '{names[index[g]]}'; pass --gpu-type "
+                                 f"(one of {', '.join(GPU_SPECS)})")
+            types[index[g]] = spec
+    else:
+        raise InputError("give --gpus-csv (nvidia-smi --query-gpu=index,name,memory.total,pci.bus_id --format=csv) "
+                         "or --gpu-type")
+    spec0 = types[index[gpus[0]]]
+
+    def code(a, b):
+        return m.rel.get((a, b)) or m.rel.get((b, a)) or "SYS"
+
+    # Sockets: NUMA affinity where given, else components of "not SYS".
+    if len(m.numa) == len(gpus):
+        numa_ids = sorted(set(m.numa.values()))
+        socket_of = {g: numa_ids.index(m.numa[g]) for g in gpus}
+    else:
+        comps = _components(gpus, lambda a, b: code(a, b) != "SYS")
+        socket_of = {g: k for k, comp in enumerate(comps) for g in comp}
+    n_sockets = max(socket_of.values()) + 1
+
+    devices = gpus + m.nics
+    pcie_joined = lambda a, b: code(a, b) in ("PIX", "PXB")  # noqa: E731
+    switches = _components(devices, pcie_joined)
+    nic_names = {nic: f"nic{k}" for k, nic in enumerate(m.nics)}
+    pcie_bw = spec0.pcie_bytes_per_s
+    pcie_switches = []
+    for k, comp in enumerate(switches):
+        comp_gpus = [index[d] for d in comp if d in index]
+        comp_nics = [nic_names[d] for d in comp if d in nic_names]
+        if comp_gpus:
+            sock = socket_of[next(d for d in comp if d in index)]
+        else:  # a NIC alone: the socket of the GPUs it shares a NUMA node with
+            near = [g for g in gpus if code(comp[0], g) in ("PHB", "NODE")]
+            sock = socket_of[near[0]] if near else 0
+        pcie_switches.append({"name": f"pcie{k}", "socket": sock, "gpus": comp_gpus, "nics": comp_nics,
+                              "bandwidth": _gb(pcie_bw), "uplink": _gb(pcie_bw), "latency": "1us"})
+
+    # NVLink: an NVSwitch where a clique of >= 3 GPUs all show the GPU's full link count.
+    nv = {(a, b): int(code(a, b)[2:]) for a in gpus for b in gpus if a < b and code(a, b).startswith("NV")}
+    node: dict = {"name": "node", "gpus": [{"index": index[g], "type": types[index[g]].name} for g in gpus],
+                  "sockets": n_sockets}
+    if n_sockets > 1:
+        node["socket_link"] = {"bandwidth": "64GB/s", "latency": "1us"}
+    full = NVSWITCH_LINKS.get(spec0.link)
+    per_link = spec0.nvlink_bytes_per_s_per_link
+    switched = [g for g in gpus if full and all(nv.get(tuple(sorted((g, h)))) == full for h in gpus if h != g)]
+    if full and len(switched) >= 3 and len(switched) == len(gpus):
+        node["nvswitch"] = {"bandwidth": _gb(full * per_link), "latency": "1us", "nvls": spec0.link == "nvlink4"}
+    else:
+        node["nvlink"] = [{"gpus": [index[a], index[b]], "links": links, "link_bandwidth": _gb(per_link),
+                           "latency": "1us"} for (a, b), links in sorted(nv.items(), key=lambda kv: (index[kv[0][0]], index[kv[0][1]]))]
+        if not node["nvlink"]:
+            del node["nvlink"]
+    node["pcie_switches"] = pcie_switches
+    if m.nics:
+        node["nics"] = [{"name": nic_names[n], "bandwidth": DEFAULT_NIC.get(spec0.link, "200Gb/s"), "latency": "2us"}
+                        for n in m.nics]
+    if spec0.name.startswith("RTX"):
+        node["p2p"] = False  # GeForce drivers disable peer-to-peer
+    return {"name": name, "description": f"detected from {source}", "sources": [source], "nodes": [node]}
+
+
+def to_yaml(doc: dict) -> str:
+    header = ("# Detected by `planner topology detect` from nvidia-smi output. Bandwidths come from the GPU type's\n"
+              "# spec (planner.gpus) and are per direction; NIC speeds are defaults, edit them if yours differ.\n")
+    return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=120)
+
+
+def run_nvidia_smi() -> tuple[str, str]:
+    """Run nvidia-smi for the matrix and the GPU list; a clear error where it is absent."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        raise InputError("nvidia-smi is not on PATH: run `planner topology detect` on the GPU machine, or pass "
+                         "--from TOPO_TXT (saved `nvidia-smi topo -m` output) with --gpus-csv or --gpu-type")
+    try:
+        topo = subprocess.run([exe, "topo", "-m"], capture_output=True, text=True, check=True, timeout=60).stdout
+        gpus = subprocess.run([exe, "--query-gpu=index,name,memory.total,pci.bus_id", "--format=csv"],
+                              capture_output=True, text=True, check=True, timeout=60).stdout
+    except (subprocess.SubprocessError, OSError) as exc:
+        raise InputError(f"nvidia-smi failed: {exc}") from None
+    return topo, gpus

@@ -1,0 +1,71 @@
+"""GPU types: memory, HBM bandwidth and dense FLOP/s, from vendor datasheets.
+
+Source: ../shared/reference/hardware.csv (NVIDIA H100/H200/A100/L40S/RTX 4090 and AMD MI300X
+datasheets). Memory is what the driver reports as total (`nvidia-smi --query-gpu=memory.total`,
+`rocm-smi`), since that is what an engine can allocate from, not the marketing figure.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MiB = 2**20
+
+
+class GpuSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    memory_bytes: int = Field(gt=0)
+    hbm_bytes_per_s: float = Field(gt=0)
+    flops_per_s: dict[str, float] = Field(description="dense FLOP/s by dtype (bf16, fp16, fp8, int4)")
+    link: str = Field("pcie5", description="the GPU-to-GPU fabric generation: nvlink3, nvlink4, pcie4, pcie5, xgmi")
+    pcie_bytes_per_s: float = Field(63e9, description="the GPU's PCIe x16 link per direction (Gen5 63e9, Gen4 31.5e9)")
+    nvlink_bytes_per_s_per_link: float = Field(25e9, description="one NVLink, per direction (NVLink3 and 4: 25 GB/s)")
+    vendor: str = "nvidia"
+    aliases: list[str] = []
+
+    def peak_flops(self, dtype: str) -> float:
+        """Dense FLOP/s for a matmul dtype; int4 weights compute in the activation dtype (bf16)."""
+        if dtype in self.flops_per_s:
+            return self.flops_per_s[dtype]
+        return self.flops_per_s["bf16"]
+
+
+def _spec(name, memory_mib, hbm, bf16, fp8=None, link="pcie5", vendor="nvidia", aliases=(), pcie=63e9):
+    flops = {"bf16": bf16, "fp16": bf16}
+    if fp8:
+        flops["fp8"] = fp8
+    return GpuSpec(name=name, memory_bytes=memory_mib * MiB, hbm_bytes_per_s=hbm, flops_per_s=flops,
+                   link=link, vendor=vendor, aliases=list(aliases), pcie_bytes_per_s=pcie)
+
+
+GPU_SPECS: dict[str, GpuSpec] = {
+    s.name: s
+    for s in [
+        # memory.total: 81559 MiB (nvidia-smi on H100 80GB HBM3)
+        _spec("H100-SXM5-80GB", 81559, 3.35e12, 989e12, 1979e12, "nvlink4", aliases=["h100", "h100-sxm", "NVIDIA H100 80GB HBM3"]),
+        _spec("H100-PCIe-80GB", 81559, 2.0e12, 756e12, 1513e12, "pcie5", aliases=["h100-pcie", "NVIDIA H100 PCIe"]),
+        # memory.total: 143771 MiB (nvidia-smi on H200)
+        _spec("H200-SXM-141GB", 143771, 4.8e12, 989e12, 1979e12, "nvlink4", aliases=["h200", "NVIDIA H200"]),
+        # memory.total: 81920 MiB (nvidia-smi on A100 80GB)
+        _spec("A100-SXM4-80GB", 81920, 2.039e12, 312e12, None, "nvlink3", aliases=["a100", "a100-sxm", "NVIDIA A100-SXM4-80GB"], pcie=31.5e9),
+        _spec("A100-PCIe-80GB", 81920, 1.935e12, 312e12, None, "pcie4", aliases=["a100-pcie", "NVIDIA A100 80GB PCIe"], pcie=31.5e9),
+        # memory.total: 46068 MiB (nvidia-smi on L40S)
+        _spec("L40S-48GB", 46068, 0.864e12, 362e12, 733e12, "pcie4", aliases=["l40s", "NVIDIA L40S"], pcie=31.5e9),
+        # memory.total: 24564 MiB (nvidia-smi on RTX 4090)
+        _spec("RTX4090-24GB", 24564, 1.008e12, 165e12, 330e12, "pcie4", aliases=["rtx4090", "4090", "NVIDIA GeForce RTX 4090"], pcie=31.5e9),
+        # 192 GiB HBM3 (rocm-smi VRAM total 196592 MiB)
+        _spec("MI300X-192GB", 196592, 5.3e12, 1307e12, 2615e12, "xgmi", "amd", aliases=["mi300x", "AMD Instinct MI300X"]),
+    ]
+}
+
+
+def find_gpu_type(name: str, extra: dict[str, GpuSpec] | None = None) -> GpuSpec | None:
+    table = {**GPU_SPECS, **(extra or {})}
+    if name in table:
+        return table[name]
+    key = name.strip().lower()
+    for spec in table.values():
+        if key == spec.name.lower() or key in (a.lower() for a in spec.aliases):
+            return spec
+    return None
