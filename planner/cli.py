@@ -219,6 +219,117 @@ def topology_detect(
         sys.stdout.write(text)
 
 
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Catalog name or alias, config.json path, or hub id.")]
+TopologyOpt = Annotated[str, typer.Option("--topology", "-t", help="Topology YAML path or shipped name.")]
+ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-c", help="Sequences decoding together (all replicas).")]
+IslOpt = Annotated[int, typer.Option("--isl", help="Input tokens per sequence.")]
+OslOpt = Annotated[int, typer.Option("--osl", help="Output tokens per sequence.")]
+MemFracOpt = Annotated[float, typer.Option("--gpu-memory-fraction", help="Share of GPU memory the engine may use.")]
+CalibrationOpt = Annotated[Optional[str], typer.Option("--calibration", help="YAML overriding cost-model constants.")]
+OutputOpt = Annotated[Optional[str], typer.Option("-o", "--output", help="Write the Plan JSON here.")]
+
+
+def _workload(concurrency, isl, osl, weight_dtype, kv_dtype, fraction):
+    from pydantic import ValidationError
+
+    from planner.errors import InputError
+    from planner.plan import Workload
+    from planner.topology import validation_messages
+
+    try:
+        return Workload(concurrency=concurrency, isl=isl, osl=osl, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
+                        gpu_memory_fraction=fraction)
+    except ValidationError as exc:
+        msgs = validation_messages(exc)
+        raise InputError(f"bad workload: {msgs[0]}", details=msgs[1:]) from None
+
+
+def _parse_int_list(text: Optional[str], option: str) -> Optional[list[int]]:
+    from planner.errors import InputError
+
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"{option}: expected comma-separated integers, got '{text}'") from None
+
+
+def _write_plan(plan, output: Optional[str]) -> None:
+    if output:
+        from pathlib import Path
+
+        from planner.errors import InputError
+
+        try:
+            Path(output).write_text(plan.model_dump_json(indent=2) + "\n")
+        except OSError as exc:
+            raise InputError(f"{output}: cannot write the plan ({exc.strerror or exc})") from None
+
+
+@app.command("estimate")
+@cli_errors
+def estimate_cmd(
+    model: ModelOpt,
+    topology: TopologyOpt,
+    tp: Annotated[int, typer.Option("--tp", help="Tensor-parallel degree of every stage.")],
+    pp: Annotated[int, typer.Option("--pp", help="Pipeline stages.")] = 1,
+    layers: Annotated[Optional[str], typer.Option("--layers", help="Layers per stage, e.g. 20,20,20,20; default even.")] = None,
+    gpu_ids: Annotated[Optional[str], typer.Option("--gpu-ids", help="GPUs in stage order; default the first tp x pp.")] = None,
+    replicas: Annotated[int, typer.Option("--replicas", help="Data-parallel copies on the following GPUs.")] = 1,
+    concurrency: ConcurrencyOpt = 1,
+    isl: IslOpt = 1024,
+    osl: OslOpt = 256,
+    weight_dtype: WeightDtypeOpt = "bf16",
+    kv_dtype: KvDtypeOpt = "bf16",
+    gpu_memory_fraction: MemFracOpt = 0.9,
+    calibration: CalibrationOpt = None,
+    output: OutputOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Predict time, traffic and memory of a partition you choose (TP, PP, layers, GPUs)."""
+    from planner.constants import load_constants
+    from planner.cost import estimate, infeasible_error
+    from planner.errors import InputError
+    from planner.models import load_profile
+    from planner.plan import SolverInfo, build_plan, even_layers, partition_from_counts
+    from planner.topology import load_topology
+
+    work = _workload(concurrency, isl, osl, weight_dtype, kv_dtype, gpu_memory_fraction)
+    constants = load_constants(calibration)
+    topo = load_topology(topology)
+    profile = load_profile(model)
+    if tp < 1 or replicas < 1:
+        raise InputError("--tp and --replicas must be at least 1")
+    counts = _parse_int_list(layers, "--layers") or even_layers(profile.n_layers, pp)
+    if layers is not None and len(counts) != pp and pp != 1:
+        raise InputError(f"--layers gives {len(counts)} stages but --pp is {pp}")
+    if sum(counts) != profile.n_layers:
+        raise InputError(f"--layers sums to {sum(counts)}, but {profile.name} has {profile.n_layers} layers")
+    ids = _parse_int_list(gpu_ids, "--gpu-ids") or list(range(topo.n_gpus))
+    partition = partition_from_counts(counts, ids, tp, replicas)
+    prediction = estimate(profile, topo, partition, work, constants)
+    if not prediction.fits:
+        raise infeasible_error(profile, topo, partition, work, prediction)
+    plan = build_plan(profile, topo, partition, work, prediction, SolverInfo(status="GIVEN"))
+    _write_plan(plan, output)
+    if json_out:
+        import json
+
+        flat = {"tpot_ms": prediction.tpot_ms, "ttft_ms": prediction.ttft_ms, "tokens_per_s": prediction.tokens_per_s,
+                "max_concurrency": prediction.max_concurrency, "memory_per_gpu_bytes": prediction.memory_per_gpu_bytes,
+                "hbm_bytes_per_token": prediction.hbm_bytes_per_token,
+                "interconnect_bytes_per_token": prediction.interconnect_bytes_per_token,
+                "roofline_tpot_ms": prediction.roofline_tpot_ms, "fits": prediction.fits}
+        sys.stdout.write(json.dumps({**flat, "plan": json.loads(plan.model_dump_json())}, indent=2) + "\n")
+        return
+    from planner.report import prediction_table
+
+    console.print(prediction_table(prediction, f"{profile.name} on {topo.name}: {partition.shape}"))
+    if output:
+        console.print(f"wrote {output}")
+
+
 def main() -> None:
     app()
 

@@ -6,7 +6,6 @@ fields) overrides them: `load_constants(path)`; `planner ... --calibration FILE`
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -69,6 +68,7 @@ class Constants(BaseModel):
     )
     nvls_efficiency: float = Field(
         0.58,
+        gt=0, le=1,
         description="NVLink SHARP all-reduce: algorithm bandwidth as a fraction of the per-GPU NVLink "
         "bandwidth. 8xH200 busbw 482 GB/s at 16 GiB = algbw 275 GB/s of 450 (calibration.md).",
     )
@@ -76,11 +76,13 @@ class Constants(BaseModel):
     # --- Decode and prefill (planner.cost) ----------------------------------------------------
     hbm_efficiency: float = Field(
         0.85,
+        gt=0, le=1,
         description="Sustained fraction of datasheet HBM bandwidth a decode GEMV reaches. H100 SXM: "
         "~2,900 of 3,350 GB/s (87%); A100 at 330 W: ~1,700 of 2,039 GB/s (83%) (calibration.md).",
     )
     flops_efficiency: float = Field(
         0.6,
+        gt=0, le=1,
         description="Fraction of dense peak FLOP/s large prefill GEMMs reach (typical MFU of vLLM/SGLang "
         "prefill on H100; gpt-fast reports similar).",
     )
@@ -108,7 +110,6 @@ class Constants(BaseModel):
 DEFAULT = Constants()
 
 
-@lru_cache(maxsize=8)
 def load_constants(path: str | None = None) -> Constants:
     if path is None:
         return DEFAULT

@@ -98,3 +98,32 @@ def collective_table(rows, title: str) -> Table:
     for r in rows:
         table.add_row(r.size, f"{r.bytes:,}", f"{r.time_us:,.1f} us", f"{r.busbw_gbps:,.2f} GB/s", f"{r.algorithm}/{r.protocol}")
     return table
+
+
+def prediction_table(pred, title: str) -> Group:
+    from planner.units import format_bytes
+
+    stages = Table(title=title)
+    for col in ("stage", "GPUs", "layers", "GPU", "weights/GPU", "KV/seq/GPU", "step ms", "comm ms", "max conc."):
+        stages.add_column(col, justify="left" if col in ("GPUs", "GPU", "layers") else "right")
+    for s in pred.stages:
+        layers = f"{s.layer_start}-{s.layer_end - 1}" + ("+e" if s.has_embedding else "") + ("+h" if s.has_lm_head else "")
+        stages.add_row(f"{s.index} (TP{s.tp})", ",".join(map(str, s.gpu_ids)), layers, s.gpu_type.split("-")[0],
+                       format_bytes(s.weight_bytes_per_gpu), format_bytes(s.kv_bytes_per_sequence_per_gpu),
+                       f"{s.step_time_ms:.2f}", f"{s.interconnect_ms + s.transfer_out_ms:.2f}", f"{s.max_concurrency:,}")
+    totals = Table(show_header=False, title="per token")
+    totals.add_column("what")
+    totals.add_column("value", justify="right")
+    totals.add_row("TPOT", f"{pred.tpot_ms:.2f} ms  (roofline floor {pred.roofline_tpot_ms:.2f} ms, {pred.roofline_ratio:.2f}x)")
+    totals.add_row("TTFT", f"{pred.ttft_ms:.1f} ms")
+    totals.add_row("throughput", f"{pred.tokens_per_s:,.1f} tokens/s  ({pred.tokens_per_s_per_gpu:,.1f} per GPU)")
+    totals.add_row("max concurrency", f"{pred.max_concurrency:,}")
+    totals.add_row("time breakdown", ", ".join(f"{k} {v:.2f} ms" for k, v in pred.time_breakdown_ms.items()))
+    totals.add_row("HBM bytes per token", f"{format_bytes(pred.hbm_bytes_per_token)} (weights "
+                   f"{format_bytes(pred.hbm_weight_bytes_per_token)}, KV {format_bytes(pred.hbm_kv_bytes_per_token)})")
+    totals.add_row("interconnect bytes per token", format_bytes(pred.interconnect_bytes_per_token) + "  (" + ", ".join(
+        f"{k} {format_bytes(v)}" for k, v in pred.interconnect_bytes_by_class.items() if v) + ")")
+    worst = max(pred.memory_per_gpu_bytes.values())
+    cap = min(pred.memory_capacity_bytes.values())
+    totals.add_row("memory per GPU", f"up to {format_bytes(worst)} of {format_bytes(cap)}" + ("" if pred.fits else "  DOES NOT FIT"))
+    return Group(stages, totals)
