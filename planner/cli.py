@@ -330,6 +330,62 @@ def estimate_cmd(
         console.print(f"wrote {output}")
 
 
+@app.command("solve")
+@cli_errors
+def solve_cmd(
+    model: ModelOpt,
+    topology: TopologyOpt,
+    concurrency: ConcurrencyOpt = 1,
+    isl: IslOpt = 1024,
+    osl: OslOpt = 256,
+    objective: Annotated[str, typer.Option("--objective", help="latency (TPOT), throughput (tokens/s at KV capacity) or traffic (bytes per token).")] = "latency",
+    tpot_slo: Annotated[Optional[float], typer.Option("--tpot-slo", help="Upper bound on TPOT in ms.")] = None,
+    weight_dtype: WeightDtypeOpt = "bf16",
+    kv_dtype: KvDtypeOpt = "bf16",
+    gpus: Annotated[Optional[int], typer.Option("--gpus", help="Use the first N GPUs.")] = None,
+    gpu_ids: Annotated[Optional[str], typer.Option("--gpu-ids", help="Use these GPUs, e.g. 0,1,2,3.")] = None,
+    max_tp: Annotated[Optional[int], typer.Option("--max-tp", help="Largest tensor-parallel degree to consider.")] = None,
+    max_pp: Annotated[Optional[int], typer.Option("--max-pp", help="Most pipeline stages to consider (default 16).")] = None,
+    time_limit: Annotated[float, typer.Option("--time-limit", help="Solver time limit in seconds.")] = 60.0,
+    top: Annotated[int, typer.Option("--top", help="Runners-up of other shapes to show.")] = 3,
+    gpu_memory_fraction: MemFracOpt = 0.9,
+    calibration: CalibrationOpt = None,
+    output: OutputOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Find the best split of a model over a machine with CP-SAT: stages, GPUs, TP degrees, replicas."""
+    from planner.constants import load_constants
+    from planner.errors import InputError
+    from planner.models import load_profile
+    from planner.solver import solve
+    from planner.topology import load_topology
+
+    work = _workload(concurrency, isl, osl, weight_dtype, kv_dtype, gpu_memory_fraction)
+    constants = load_constants(calibration)
+    topo = load_topology(topology)
+    profile = load_profile(model)
+    if gpus is not None and gpu_ids is not None:
+        raise InputError("give --gpus or --gpu-ids, not both")
+    ids = _parse_int_list(gpu_ids, "--gpu-ids")
+    if gpus is not None:
+        if not 1 <= gpus <= topo.n_gpus:
+            raise InputError(f"--gpus {gpus}: {topo.name} has {topo.n_gpus} GPUs")
+        ids = list(range(gpus))
+    if time_limit <= 0:
+        raise InputError("--time-limit must be positive")
+    plan = solve(profile, topo, work, objective=objective, gpu_ids=ids, tpot_slo_ms=tpot_slo, time_limit_s=time_limit,
+                 top=top, max_tp=max_tp, max_pp=max_pp, constants=constants)
+    _write_plan(plan, output)
+    if json_out:
+        print_json(plan)
+        return
+    from planner.report import plan_report
+
+    console.print(plan_report(plan))
+    if output:
+        console.print(f"wrote {output}")
+
+
 def main() -> None:
     app()
 

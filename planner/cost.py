@@ -205,15 +205,34 @@ def stage_step(profile: ModelProfile, topo: Topology, gpu_ids, layer_start: int,
     return out
 
 
+def transfer_pair_s(topo: Topology, node_a: str, node_b: str, nbytes: float, c: Constants = DEFAULT) -> float:
+    """Pipeline hand-off time between a stage on node_a and the next on node_b.
+
+    The worst p2p path between the two nodes (within one node: its worst GPU pair) bounds it: a
+    conservative figure that depends on nodes only, so the solver can price it exactly.
+    """
+    cache = topo.__dict__.setdefault("_transfer_cache", {})
+    key = (node_a, node_b, int(nbytes), id(c))
+    if key not in cache:
+        ga, gb = topo.node_gpus()[node_a], topo.node_gpus()[node_b]
+        pairs = [(a, b) for a in ga for b in gb if a != b]
+        cache[key] = max((p2p_time(topo, a, b, nbytes, constants=c) for a, b in pairs), default=0.0)
+    return cache[key]
+
+
+def transfer_bytes(profile: ModelProfile, tokens: int) -> float:
+    return PP_TENSORS * tokens * profile.hidden_size * ACTIVATION_BYTES
+
+
 def transfer(profile: ModelProfile, topo: Topology, src_ids, dst_ids, tokens: int, c: Constants = DEFAULT):
     """Pipeline hand-off: rank i of a stage sends to rank i of the next. (time_s, bytes by class)."""
-    nbytes = PP_TENSORS * tokens * profile.hidden_size * ACTIVATION_BYTES
-    pairs = list(zip(src_ids, dst_ids))
+    nbytes = transfer_bytes(profile, tokens)
     by_class = {k: 0.0 for k in LINK_CLASSES}
-    for a, b in pairs:
+    for a, b in zip(src_ids, dst_ids):
         if a != b:
             by_class[topo.link_class(a, b)] += nbytes
-    return max(p2p_time(topo, a, b, nbytes, constants=c) for a, b in pairs), by_class
+    t = transfer_pair_s(topo, topo.gpus[src_ids[0]].node, topo.gpus[dst_ids[0]].node, nbytes, c)
+    return t, by_class
 
 
 def stage_memory(profile: ModelProfile, tp: int, layer_start: int, layer_end: int, first: bool, last: bool,
@@ -273,6 +292,7 @@ def estimate(profile: ModelProfile, topo: Topology, partition: Partition, worklo
     traffic = {k: 0.0 for k in LINK_CLASSES}
     hbm_w = hbm_kv = 0.0
     stage_times, ttft = [], 0.0
+    critical_bytes = 0.0
     max_conc = []
     for k, st in enumerate(stages):
         first, last = k == 0, k == pp - 1
@@ -284,6 +304,9 @@ def estimate(profile: ModelProfile, topo: Topology, partition: Partition, worklo
                 traffic[cls] += v
         for cls, v in step.interconnect.items():
             traffic[cls] += v
+        critical_bytes += step.hbm_weight_bytes + step.hbm_kv_bytes + sum(step.interconnect.values()) / st.tp
+        if not last:
+            critical_bytes += transfer_bytes(profile, tokens)
         hbm_w += step.hbm_weight_bytes * st.tp
         hbm_kv += step.hbm_kv_bytes * st.tp
         totals["weights"] += step.weights_s
@@ -336,6 +359,7 @@ def estimate(profile: ModelProfile, topo: Topology, partition: Partition, worklo
         hbm_kv_bytes_per_token=hbm_kv * steps_per_token / tokens_per_step,
         interconnect_bytes_per_token=sum(traffic.values()) * steps_per_token / tokens_per_step,
         interconnect_bytes_by_class={k: v * steps_per_token / tokens_per_step for k, v in traffic.items()},
+        critical_path_bytes_per_token=critical_bytes / tokens,
         time_breakdown_ms={k: v * scale * 1e3 for k, v in totals.items()},
         roofline_tpot_ms=roofline_s * 1e3, roofline_ratio=tpot_s / roofline_s if roofline_s else float("inf"),
         stages=stage_preds,

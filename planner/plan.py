@@ -170,6 +170,8 @@ class Prediction(BaseModel):
     hbm_kv_bytes_per_token: float
     interconnect_bytes_per_token: float
     interconnect_bytes_by_class: dict[str, float]
+    critical_path_bytes_per_token: float = Field(
+        0.0, description="HBM plus interconnect bytes of one GPU per stage (the path a token takes), per token")
     time_breakdown_ms: dict[str, float]
     roofline_tpot_ms: float
     roofline_ratio: float

@@ -127,3 +127,27 @@ def prediction_table(pred, title: str) -> Group:
     cap = min(pred.memory_capacity_bytes.values())
     totals.add_row("memory per GPU", f"up to {format_bytes(worst)} of {format_bytes(cap)}" + ("" if pred.fits else "  DOES NOT FIT"))
     return Group(stages, totals)
+
+
+def plan_report(plan) -> Group:
+    pred = plan.prediction
+    w = plan.inputs.workload
+    title = (f"{plan.inputs.model} on {plan.inputs.topology}: {plan.partition.shape}  "
+             f"[{plan.inputs.objective}, concurrency {w.concurrency}, isl {w.isl}, osl {w.osl}, "
+             f"{w.weight_dtype} weights, {w.kv_dtype} KV]")
+    parts = [prediction_table(pred, title)]
+    if plan.replicas > 1:
+        parts.append(f"replicas on GPUs: " + "; ".join(
+            " | ".join(",".join(map(str, st)) for st in rep) for rep in plan.replica_gpu_ids))
+    s = plan.solver
+    gap = f", gap {s.gap:.2%}" if s.gap else ""
+    parts.append(f"solver: {s.status}{gap} in {s.wall_time_s:.2f} s ({s.resolution})")
+    if plan.alternatives:
+        alt = Table(title="runners-up (best plan of each other shape)")
+        for col in ("shape", "TPOT ms", "tokens/s", "max conc.", "layers per stage"):
+            alt.add_column(col, justify="left" if col in ("shape", "layers per stage") else "right")
+        for a in plan.alternatives:
+            alt.add_row(a.shape, f"{a.prediction.tpot_ms:.2f}", f"{a.prediction.tokens_per_s:,.1f}",
+                        f"{a.prediction.max_concurrency:,}", ",".join(str(n) for n in a.partition.layer_counts()))
+        parts.append(alt)
+    return Group(*parts)
