@@ -289,6 +289,11 @@ def _lower_bound(objective, profile, topo, slot, pp, micro, tokens, runs, groups
     total = sum((hi - lo) * min(getattr(k, field_)[r] for k in usable) for r, (lo, hi) in enumerate(runs))
     if objective == "latency":
         total += min(k.first_time for k in usable) + min(k.last_time for k in usable)
+        if pp > 1:  # every hand-off costs at least the cheapest hop between two nodes of the slot
+            nodes = sorted({g.node for g in groups})
+            tbytes = transfer_bytes(profile, tokens)
+            cheapest = min(transfer_pair_s(topo, a, b, tbytes, c) for a in nodes for b in nodes)
+            total += (pp - 1) * int(round(cheapest * TIME_UNITS_PER_S))
         return max(total, micro * total / pp)
     return total + min(k.first_bytes for k in usable) + min(k.last_bytes for k in usable)
 
@@ -508,7 +513,7 @@ def solve(
     for k, (r, pp, slots) in enumerate(shapes):
         data = _shape_data(profile, topo, slots[0], r, pp, workload, constants, cost_cache, max_tp)
         lb = _lower_bound(objective, profile, topo, slots[0], pp, *data[1:], constants)
-        if lb is not None and incumbent is not None and lb > incumbent:
+        if lb is not None and incumbent is not None and lb >= incumbent:
             pruned.append((lb, r, pp, slots, data))
             continue  # no plan of this shape beats the incumbent: the bound proves it
         budget = max(0.05, time_limit_s / len(shapes))
