@@ -350,7 +350,8 @@ def solve_cmd(
     top: Annotated[int, typer.Option("--top", help="Runners-up of other shapes to show.")] = 3,
     gpu_memory_fraction: MemFracOpt = 0.9,
     calibration: CalibrationOpt = None,
-    output: OutputOpt = None,
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="Write the Plan JSON here (with --emit: a folder for the plan and the scripts).")] = None,
+    emit: Annotated[Optional[str], typer.Option("--emit", help="Also write launch scripts for this engine.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Find the best split of a model over a machine with CP-SAT: stages, GPUs, TP degrees, replicas."""
@@ -375,7 +376,19 @@ def solve_cmd(
         raise InputError("--time-limit must be positive")
     plan = solve(profile, topo, work, objective=objective, gpu_ids=ids, tpot_slo_ms=tpot_slo, time_limit_s=time_limit,
                  top=top, max_tp=max_tp, max_pp=max_pp, constants=constants)
-    _write_plan(plan, output)
+    if emit:
+        from pathlib import Path
+
+        folder = output
+        plan_path = str(Path(folder) / "plan.json") if folder else "plan.json"
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            _write_plan(plan, plan_path)
+        _emit(plan, emit, folder, None, None, plan_path)
+        if not json_out:
+            return
+    else:
+        _write_plan(plan, output)
     if json_out:
         print_json(plan)
         return
@@ -384,6 +397,80 @@ def solve_cmd(
     console.print(plan_report(plan))
     if output:
         console.print(f"wrote {output}")
+
+
+@app.command("compare")
+@cli_errors
+def compare_cmd(
+    model: ModelOpt,
+    topology: Annotated[list[str], typer.Option("--topology", "-t", help="A machine; give two or more.")],
+    concurrency: Annotated[str, typer.Option("--concurrency", "-c", help="Loads, comma separated.")] = "1,8,32,128",
+    isl: IslOpt = 1024,
+    osl: OslOpt = 256,
+    objective: Annotated[str, typer.Option("--objective", help="latency or throughput.")] = "latency",
+    weight_dtype: WeightDtypeOpt = "bf16",
+    kv_dtype: KvDtypeOpt = "bf16",
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Write the three-panel PNG here.")] = None,
+    breakdown_at: Annotated[Optional[int], typer.Option("--breakdown-at", help="Concurrency of the breakdown panel (default the first).")] = None,
+    time_limit: Annotated[float, typer.Option("--time-limit", help="Solver time limit per machine and load, s.")] = 10.0,
+    gpu_memory_fraction: MemFracOpt = 0.9,
+    calibration: CalibrationOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Compare machines (NVLink versus PCIe, ...) with the best plan on each, at several loads."""
+    from planner.compare import compare, parse_concurrencies
+    from planner.constants import load_constants
+    from planner.models import load_profile
+    from planner.topology import load_topology
+
+    loads = parse_concurrencies(concurrency)
+    work = _workload(loads[0], isl, osl, weight_dtype, kv_dtype, gpu_memory_fraction)
+    topos = [load_topology(t) for t in topology]
+    profile = load_profile(model)
+    result = compare(profile, topos, work, loads, objective=objective, time_limit_s=time_limit,
+                     constants=load_constants(calibration))
+    if plot:
+        from planner.plot import plot_compare
+
+        plot_compare(result, plot, breakdown_at)
+    if json_out:
+        print_json(result)
+        return
+    from planner.report import compare_table
+
+    console.print(compare_table(result))
+    if plot:
+        console.print(f"wrote {plot}")
+
+
+@app.command("launch")
+@cli_errors
+def launch_cmd(
+    plan_file: Annotated[str, typer.Argument(help="A plan JSON from `planner solve -o` or `planner estimate -o`.")],
+    engine: Annotated[str, typer.Option("--engine", "-e", help="vllm, sglang, trtllm or torchrun.")],
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="Write one script per node into this folder; default: print.")] = None,
+    model_path: Annotated[Optional[str], typer.Option("--model-path", help="Local weights or hub id; default the catalog's hub id.")] = None,
+    port: Annotated[Optional[int], typer.Option("--port", help="Server port (replicas take the following ports).")] = None,
+) -> None:
+    """Turn a plan into launch scripts for vLLM, SGLang, TensorRT-LLM or torchrun (one per node)."""
+    from planner.launch import load_plan, render
+
+    plan = load_plan(plan_file)
+    _emit(plan, engine, output, model_path, port, plan_file)
+
+
+def _emit(plan, engine, output, model_path, port, plan_path) -> None:
+    from planner.launch import render, write_bundle
+
+    bundle = render(plan, engine, model_path=model_path, port=port, plan_path=plan_path)
+    if output:
+        for path in write_bundle(bundle, output):
+            console.print(f"wrote {path}")
+    else:
+        for name, text in {**bundle.scripts, **bundle.extra_files}.items():
+            sys.stdout.write(f"# ===== {name} =====\n{text}\n")
+    for line in bundle.summary:
+        err_console.print(f"{bundle.engine} {bundle.engine_version}: {line}", highlight=False)
 
 
 def main() -> None:

@@ -151,3 +151,20 @@ def plan_report(plan) -> Group:
                         f"{a.prediction.max_concurrency:,}", ",".join(str(n) for n in a.partition.layer_counts()))
         parts.append(alt)
     return Group(*parts)
+
+
+def compare_table(result) -> Group:
+    table = Table(title=f"{result.model}: best plan per machine and load ({result.objective})")
+    for col in ("machine", "conc.", "plan", "TPOT ms", "TTFT ms", "tokens/s", "tok/s/GPU", "max conc.",
+                "weights", "KV", "comm", "overhead", "x roofline"):
+        table.add_column(col, justify="left" if col in ("machine", "plan") else "right")
+    for r in result.rows:
+        if not r.fits:
+            table.add_row(r.topology, str(r.concurrency), "does not fit", *[""] * 10)
+            continue
+        b = r.breakdown_ms
+        table.add_row(r.topology, str(r.concurrency), r.shape, f"{r.tpot_ms:.2f}", f"{r.ttft_ms:.1f}",
+                      f"{r.tokens_per_s:,.0f}", f"{r.tokens_per_s_per_gpu:,.1f}", f"{r.max_concurrency:,}",
+                      f"{b['weights']:.2f}", f"{b['kv']:.2f}", f"{b['interconnect']:.2f}",
+                      f"{b['overhead'] + b['compute']:.2f}", f"{r.roofline_ratio:.2f}")
+    return Group(table, *(f"- {line}" for line in result.verdict))

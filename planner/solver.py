@@ -70,6 +70,8 @@ TIME_UNITS_PER_S = 1e9
 RESOLUTION = "times in integer nanoseconds, bytes in integer bytes"
 EXHAUSTIVE_SLOT_MAX = 8
 MAX_CAPACITY = 1_000_000
+#: CP-SAT deterministic time for each runner-up shape (best found, not necessarily proven).
+RUNNER_UP_BUDGET = 0.2
 
 
 @dataclass(frozen=True)
@@ -135,7 +137,7 @@ def _fully_switched_node(topo: Topology, ids: list[int]) -> bool:
 
 
 def candidate_groups(profile: ModelProfile, topo: Topology, slot: list[int], max_nodes: int,
-                     max_tp: int | None = None) -> list[Group]:
+                     max_tp: int | None = None, aligned_only: bool = False) -> list[Group]:
     by_node: dict[str, list[int]] = {}
     for g in slot:
         by_node.setdefault(topo.gpus[g].node, []).append(g)
@@ -147,7 +149,7 @@ def candidate_groups(profile: ModelProfile, topo: Topology, slot: list[int], max
         classes.setdefault(sig, []).append(node)
     offered = sorted((n for nodes in classes.values() for n in nodes[:max_nodes]),
                      key=lambda n: topo.gpus[by_node[n][0]].node_index)
-    exhaustive = len(slot) <= EXHAUSTIVE_SLOT_MAX
+    exhaustive = len(slot) <= EXHAUSTIVE_SLOT_MAX and not aligned_only
     groups: list[Group] = []
     for node in offered:
         ids = sorted(by_node[node])
@@ -261,12 +263,12 @@ def _group_costs(profile, topo, g: Group, runs, workload, tokens, ctx, c: Consta
                   traffic_bytes(last), int(math.ceil(w_first)), int(math.ceil(w_last)), cap)
 
 
-def _shape_data(profile, topo, slot, replicas, pp, workload, c, cache, max_tp=None):
+def _shape_data(profile, topo, slot, replicas, pp, workload, c, cache, max_tp=None, aligned_only=False):
     per_replica = math.ceil(workload.concurrency / replicas)
     micro = min(pp, per_replica)
     tokens = math.ceil(per_replica / micro)
     runs = layer_runs(profile)
-    groups = candidate_groups(profile, topo, slot, max_nodes=pp, max_tp=max_tp)
+    groups = candidate_groups(profile, topo, slot, max_nodes=pp, max_tp=max_tp, aligned_only=aligned_only)
     costs = []
     for g in groups:
         key = (g.gpu_ids, tokens)
@@ -294,8 +296,34 @@ def _lower_bound(objective, profile, topo, slot, pp, micro, tokens, runs, groups
             tbytes = transfer_bytes(profile, tokens)
             cheapest = min(transfer_pair_s(topo, a, b, tbytes, c) for a in nodes for b in nodes)
             total += (pp - 1) * int(round(cheapest * TIME_UNITS_PER_S))
-        return max(total, micro * total / pp)
+        return max(total, micro * total / pp, _pipeline_bound(pp, micro, len(slot), groups, costs, profile.n_layers))
     return total + min(k.first_bytes for k in usable) + min(k.last_bytes for k in usable)
+
+
+def _pipeline_bound(pp, micro, n_gpus, groups, costs, n_layers) -> float:
+    """micro x slowest stage, at best: stages of TP t_s (sum of t_s <= GPUs) share the layers in
+    proportion to their speed 1/f(t_s), so the slowest takes L / sum_s 1/f(t_s)."""
+    if micro <= 1:
+        return 0.0
+    speed: dict[int, float] = {}
+    for g, k in zip(groups, costs):
+        f = min(k.time_per_layer)
+        if f > 0:
+            speed[g.tp] = max(speed.get(g.tp, 0.0), 1.0 / f)
+    if not speed:
+        return 0.0
+    # best[used] = the largest total speed of the stages placed so far on `used` GPUs
+    best = {0: 0.0}
+    for _ in range(pp):
+        nxt: dict[int, float] = {}
+        for used, total in best.items():
+            for t, v in speed.items():
+                if used + t <= n_gpus and total + v > nxt.get(used + t, -1.0):
+                    nxt[used + t] = total + v
+        best = nxt
+    if not best:
+        return float("inf")
+    return micro * n_layers / max(best.values())
 
 
 def _solve_shape(profile, topo, slot, replicas, pp, workload, objective, tpot_slo_ms, time_limit_s, c, workers,
@@ -483,7 +511,7 @@ def solve(
     max_replicas: int | None = None,
     max_tp: int | None = None,
     constants: Constants = DEFAULT,
-    workers: int = 2,
+    workers: int = 1,
 ) -> Plan:
     """The best plan for `profile` on `topo` (or the given GPUs) under `workload`."""
     started = time.perf_counter()
@@ -541,9 +569,11 @@ def solve(
                                    bound, time.perf_counter() - t0))
     if pruned and len({x.partition.shape for x in results}) <= top:
         # Runners-up: solve the most promising pruned shapes on their own (small budget each).
+        # They use aligned blocks of the locality order only, which keeps these models small.
         for lb, r, pp, slots, data in sorted(pruned, key=lambda x: x[0])[:top]:
+            data = _shape_data(profile, topo, slots[0], r, pp, workload, constants, cost_cache, max_tp, aligned_only=True)
             out = _solve_shape(profile, topo, slots[0], r, pp, workload, objective, tpot_slo_ms,
-                               max(0.05, min(1.0, time_limit_s / max(1, len(shapes)))), constants, workers, data)
+                               RUNNER_UP_BUDGET, constants, workers, data)
             if out is None:
                 continue
             partition = _replicate(out[0], slots, r)

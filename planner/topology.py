@@ -360,6 +360,12 @@ class Topology:
 
     def _nic_for(self, gpu: Gpu) -> list[str]:
         """The PCIe route from a GPU to its nearest NIC (the same switch first: GPUDirect RDMA)."""
+        cache = self.__dict__.setdefault("_nic_cache", {})
+        if gpu.id not in cache:
+            cache[gpu.id] = self._nearest_nic(gpu)
+        return cache[gpu.id]
+
+    def _nearest_nic(self, gpu: Gpu) -> list[str]:
         view = self._pcie_view(gpu.node)
         best = None
         for n in sorted(view.nodes):

@@ -1,0 +1,129 @@
+"""`planner compare`: the best plan on each machine at each load, side by side, and a verdict.
+
+Each (topology, concurrency) is solved with the chosen objective; the rows carry the plan shape,
+the headline numbers and the per-token time broken into HBM weight reads, HBM KV reads, compute,
+interconnect and fixed overhead. The verdict names the winner at each load, by how much, and the
+component that makes the difference.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import BaseModel
+
+from planner.errors import InfeasibleError, InputError
+from planner.plan import Workload
+
+COMPONENTS = ("weights", "kv", "compute", "interconnect", "overhead")
+NAMES = {"weights": "HBM weight reads", "kv": "HBM KV reads", "compute": "compute", "interconnect": "interconnect",
+         "overhead": "fixed overhead"}
+
+
+class CompareRow(BaseModel):
+    topology: str
+    n_gpus: int
+    concurrency: int
+    fits: bool
+    shape: Optional[str] = None
+    stages: Optional[list[list[int]]] = None
+    tpot_ms: Optional[float] = None
+    ttft_ms: Optional[float] = None
+    tokens_per_s: Optional[float] = None
+    tokens_per_s_per_gpu: Optional[float] = None
+    max_concurrency: Optional[int] = None
+    breakdown_ms: dict[str, float] = {}
+    roofline_ratio: Optional[float] = None
+    solver_status: Optional[str] = None
+    error: Optional[str] = None
+
+
+class CompareResult(BaseModel):
+    model: str
+    objective: str
+    workload: Workload
+    concurrencies: list[int]
+    topologies: list[str]
+    rows: list[CompareRow]
+    verdict: list[str]
+
+    def row(self, topology: str, concurrency: int) -> CompareRow:
+        return next(r for r in self.rows if r.topology == topology and r.concurrency == concurrency)
+
+
+def parse_concurrencies(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"--concurrency: expected comma-separated integers such as 1,8,32,128, got '{text}'") from None
+    if not values or any(v < 1 for v in values):
+        raise InputError(f"--concurrency: every value must be at least 1, got '{text}'")
+    return sorted(set(values))
+
+
+def compare(profile, topologies: list, workload: Workload, concurrencies: list[int], *, objective: str = "latency",
+            time_limit_s: float = 10.0, constants=None) -> CompareResult:
+    from planner.constants import DEFAULT
+    from planner.solver import solve
+
+    if objective not in ("latency", "throughput"):
+        raise InputError(f"--objective: compare takes latency or throughput, got '{objective}'")
+    names = [t.name for t in topologies]
+    if len(set(names)) != len(names):
+        raise InputError(f"topologies repeat: {', '.join(names)}")
+    rows = []
+    for topo in topologies:
+        for c in concurrencies:
+            w = workload.model_copy(update={"concurrency": c})
+            try:
+                plan = solve(profile, topo, w, objective=objective, time_limit_s=time_limit_s, top=0,
+                             constants=constants or DEFAULT)
+            except InfeasibleError as exc:
+                rows.append(CompareRow(topology=topo.name, n_gpus=topo.n_gpus, concurrency=c, fits=False,
+                                       error=exc.message))
+                continue
+            p = plan.prediction
+            rows.append(CompareRow(
+                topology=topo.name, n_gpus=topo.n_gpus, concurrency=c, fits=True, shape=plan.partition.shape,
+                stages=[s.gpu_ids for s in plan.stages], tpot_ms=p.tpot_ms, ttft_ms=p.ttft_ms,
+                tokens_per_s=p.tokens_per_s, tokens_per_s_per_gpu=p.tokens_per_s_per_gpu,
+                max_concurrency=p.max_concurrency, breakdown_ms=dict(p.time_breakdown_ms),
+                roofline_ratio=p.roofline_ratio, solver_status=plan.solver.status))
+    result = CompareResult(model=profile.name, objective=objective, workload=workload, concurrencies=concurrencies,
+                           topologies=names, rows=rows, verdict=[])
+    result.verdict = verdict(result)
+    return result
+
+
+def verdict(result: CompareResult) -> list[str]:
+    lines = []
+    for c in result.concurrencies:
+        ok = [r for r in result.rows if r.concurrency == c and r.fits]
+        missing = [r.topology for r in result.rows if r.concurrency == c and not r.fits]
+        if not ok:
+            lines.append(f"at concurrency {c} the model fits on none of the machines")
+            continue
+        if result.objective == "latency":
+            ok.sort(key=lambda r: (r.tpot_ms, r.topology))
+        else:
+            ok.sort(key=lambda r: (-r.tokens_per_s, r.topology))
+        best = ok[0]
+        for other in ok[1:]:
+            if result.objective == "latency":
+                ratio = other.tpot_ms / best.tpot_ms
+                how = f"{ratio:.2f}x faster per token"
+            else:
+                ratio = best.tokens_per_s / other.tokens_per_s
+                how = f"{ratio:.2f}x more tokens/s"
+            diffs = {k: other.breakdown_ms.get(k, 0.0) - best.breakdown_ms.get(k, 0.0) for k in COMPONENTS}
+            key = max(diffs, key=lambda k: diffs[k])
+            share = other.breakdown_ms.get(key, 0.0) / sum(other.breakdown_ms.values()) if other.breakdown_ms else 0
+            lines.append(
+                f"{best.topology} is {how} than {other.topology} at concurrency {c} ({best.shape} vs {other.shape}): "
+                f"{share:.0%} of the {other.topology} token is {NAMES[key]} "
+                f"({other.breakdown_ms[key]:.2f} ms vs {best.breakdown_ms[key]:.2f} ms)")
+        if len(ok) == 1 and not missing:
+            lines.append(f"at concurrency {c} only {best.topology} was compared")
+        if missing:
+            lines.append(f"at concurrency {c} the model does not fit on {', '.join(missing)}")
+    return lines

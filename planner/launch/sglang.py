@@ -1,0 +1,61 @@
+"""SGLang (`python -m sglang.launch_server`): one command per node; several nodes through
+--nnodes/--node-rank/--dist-init-addr. Ranks are stage-major like vLLM's, so CUDA_VISIBLE_DEVICES
+lists each stage's GPUs in order; uneven stages go through SGLANG_PP_LAYER_PARTITION."""
+
+from __future__ import annotations
+
+from planner.errors import UnsupportedPlanError
+from planner.launch.common import (
+    LaunchBundle, command, header, layer_partition, model_arg, per_replica_concurrency, q, replica_nodes,
+    uniform_tp,
+)
+
+ENGINE_VERSION = "0.5.23"
+DIST_PORT = 5000
+
+
+def render(plan, topo, profile, *, model_path=None, port=30000, plan_path="plan.json") -> LaunchBundle:
+    tp = uniform_tp(plan, "SGLang", profile, topo)
+    w = plan.inputs.workload
+    model = model_arg(plan, model_path)
+    partition = layer_partition(plan)
+    per_node: dict[str, list[str]] = {}
+    summary = []
+    for r in range(plan.replicas):
+        nodes = replica_nodes(plan, topo, r)
+        rport = port + r
+        sizes = {len(n.local_indices) for n in nodes}
+        if len(sizes) > 1:
+            raise UnsupportedPlanError(
+                f"SGLang needs the same number of GPUs on every node; replica {r} uses "
+                f"{', '.join(f'{len(n.local_indices)} on {n.node}' for n in nodes)}",
+                details=["re-solve with --gpu-ids so that each node holds whole stages of equal size"])
+        for k, n in enumerate(nodes):
+            parts = ["python", "-m", "sglang.launch_server", "--model-path", q(model),
+                     "--tp-size", str(tp), "--pp-size", str(len(plan.stages)),
+                     "--mem-fraction-static", f"{w.gpu_memory_fraction:g}",
+                     "--max-running-requests", str(per_replica_concurrency(plan)),
+                     "--context-length", str(w.isl + w.osl), "--port", str(rport)]
+            if w.weight_dtype == "fp8":
+                parts += ["--quantization", "fp8"]
+            elif w.weight_dtype == "int4":
+                parts += ["--quantization", "awq"]
+            if w.kv_dtype == "fp8":
+                parts += ["--kv-cache-dtype", "fp8_e4m3"]
+            if len(nodes) > 1:
+                parts += ["--nnodes", str(len(nodes)), "--node-rank", str(k),
+                          "--dist-init-addr", f"${{HEAD_ADDR:?set HEAD_ADDR to the IP of node {nodes[0].node}}}:{DIST_PORT + r}"]
+            lines = [f"# replica {r}, node rank {k} of {len(nodes)}: GPUs {','.join(map(str, n.global_ids))}",
+                     "# CUDA_VISIBLE_DEVICES lists stage 0's TP group, then stage 1's, ...",
+                     f"export CUDA_VISIBLE_DEVICES={','.join(map(str, n.local_indices))}"]
+            if partition:
+                lines.append(f"export SGLANG_PP_LAYER_PARTITION={q(partition)}  # uneven stages: layers per stage")
+            lines += [command(parts) + f" &> sglang-replica{r}-node{k}.log &", ""]
+            per_node.setdefault(n.node, []).extend(lines)
+        summary.append(f"replica {r}: {' + '.join(n.node for n in nodes)}, port {rport}")
+    scripts = {f"sglang-{node}.sh": "\n".join(header(plan, "sglang", ENGINE_VERSION, plan_path,
+                                                      f"SGLang launch for node {node}") + lines + ["wait"]) + "\n"
+               for node, lines in per_node.items()}
+    if partition:
+        summary.append(f"uneven stages: SGLANG_PP_LAYER_PARTITION={partition}")
+    return LaunchBundle(engine="sglang", engine_version=ENGINE_VERSION, scripts=scripts, summary=summary)

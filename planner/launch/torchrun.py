@@ -1,0 +1,36 @@
+"""torchrun: run `planner validate` for this plan on its own GPUs, one process per GPU of replica 0.
+Several nodes: one torchrun agent per node with a c10d rendezvous on the first node."""
+
+from __future__ import annotations
+
+
+from planner.launch.common import LaunchBundle, command, header, q, replica_nodes
+
+RDZV_PORT = 29500
+
+
+def render(plan, topo, profile, *, model_path=None, port=None, plan_path="plan.json", scale="full",
+           backend="nccl") -> LaunchBundle:
+    import torch as _torch
+
+    nodes = replica_nodes(plan, topo, 0)
+    per_node = {}
+    for k, n in enumerate(nodes):
+        parts = ["torchrun", "--nnodes", str(len(nodes)), "--nproc-per-node", str(len(n.local_indices)),
+                 "--node-rank", str(k), "--rdzv-backend", "c10d", "--rdzv-id", f"planner-{plan.inputs.config_hash}",
+                 "--rdzv-endpoint",
+                 (f"${{HEAD_ADDR:?set HEAD_ADDR to the IP of node {nodes[0].node}}}:{port or RDZV_PORT}" if len(nodes) > 1
+                  else f"127.0.0.1:{port or RDZV_PORT}"),
+                 "-m", "planner.validate.worker", q(plan_path), "--backend", backend, "--scale", scale]
+        lines = [f"# node rank {k} of {len(nodes)}: local ranks run on GPUs {','.join(map(str, n.global_ids))}",
+                 "# (rank order is stage-major: stage 0's TP group first)",
+                 f"export CUDA_VISIBLE_DEVICES={','.join(map(str, n.local_indices))}",
+                 command(parts), ""]
+        per_node[n.node] = lines
+    version = _torch.__version__.split("+")[0]
+    scripts = {f"torchrun-{node}.sh": "\n".join(header(plan, "torchrun", version, plan_path,
+                                                        f"torchrun validation for node {node}") + lines) + "\n"
+               for node, lines in per_node.items()}
+    summary = [f"{len(nodes)} node(s): " + ", ".join(f"{n.node} ({len(n.local_indices)} GPUs)" for n in nodes),
+               f"each runs `planner validate` ranks for {plan_path} ({backend}, {scale} scale)"]
+    return LaunchBundle(engine="torchrun", engine_version=version, scripts=scripts, summary=summary)

@@ -1,0 +1,64 @@
+"""TensorRT-LLM (`trtllm-serve`, PyTorch backend). Flags cover TP, PP, batch, sequence length and the
+KV-cache memory fraction; the KV dtype goes in an extra options YAML. Several nodes: one mpirun
+from the first node starts every rank. TensorRT-LLM splits layers evenly, so an uneven plan is
+refused with the closest even plan."""
+
+from __future__ import annotations
+
+from planner.errors import UnsupportedPlanError
+from planner.launch.common import (
+    LaunchBundle, closest_uniform, command, header, layer_partition, model_arg, per_replica_concurrency, q,
+    replica_nodes, uniform_tp,
+)
+
+ENGINE_VERSION = "main@00209af"  # tensorrt_llm/commands/serve.py at that commit
+
+
+def render(plan, topo, profile, *, model_path=None, port=8000, plan_path="plan.json") -> LaunchBundle:
+    tp = uniform_tp(plan, "TensorRT-LLM", profile, topo)
+    if layer_partition(plan):
+        raise UnsupportedPlanError(
+            f"TensorRT-LLM splits layers evenly across pipeline stages; this plan's stages hold "
+            f"{','.join(map(str, plan.partition.layer_counts()))} layers",
+            details=closest_uniform(plan, profile, topo, even_layers=True))
+    w = plan.inputs.workload
+    model = model_arg(plan, model_path)
+    options = ["# trtllm-serve --extra_llm_api_options: what the flags do not cover",
+               "kv_cache_config:", f"  free_gpu_memory_fraction: {w.gpu_memory_fraction:g}"]
+    if w.kv_dtype == "fp8":
+        options.append("  dtype: fp8")
+    extra = {"trtllm-extra-options.yaml": "\n".join(options) + "\n"}
+    per_node: dict[str, list[str]] = {}
+    summary = []
+    for r in range(plan.replicas):
+        nodes = replica_nodes(plan, topo, r)
+        rport = port + r
+        serve = ["trtllm-serve", q(model), "--backend", "pytorch", "--tp_size", str(tp), "--pp_size", str(len(plan.stages)),
+                 "--max_batch_size", str(per_replica_concurrency(plan)), "--max_seq_len", str(w.isl + w.osl),
+                 "--kv_cache_free_gpu_memory_fraction", f"{w.gpu_memory_fraction:g}",
+                 "--host", "0.0.0.0", "--port", str(rport), "--extra_llm_api_options", "trtllm-extra-options.yaml"]
+        head = nodes[0]
+        if len(nodes) == 1:
+            lines = [f"# replica {r}: GPUs {','.join(map(str, head.global_ids))}; ranks are stage-major",
+                     f"export CUDA_VISIBLE_DEVICES={','.join(map(str, head.local_indices))}",
+                     command(serve) + f" &> trtllm-replica{r}.log &", ""]
+            per_node.setdefault(head.node, []).extend(lines)
+        else:
+            hosts = ",".join(f"${{HOST_{n.node_index}:?set HOST_{n.node_index} to node {n.node}}}:{len(n.local_indices)}"
+                             for n in nodes)
+            total = sum(len(n.local_indices) for n in nodes)
+            lines = [f"# replica {r}: one mpirun here starts all {total} ranks on {', '.join(n.node for n in nodes)}",
+                     "# (passwordless ssh between the nodes; each node exports its CUDA_VISIBLE_DEVICES below)",
+                     command(["mpirun", "-H", hosts, "-n", str(total),
+                              "-x", "CUDA_VISIBLE_DEVICES", "trtllm-llmapi-launch", *serve]) + f" &> trtllm-replica{r}.log &", ""]
+            per_node.setdefault(head.node, []).extend(
+                [f"export CUDA_VISIBLE_DEVICES={','.join(map(str, head.local_indices))}", *lines])
+            for n in nodes[1:]:
+                per_node.setdefault(n.node, []).extend([
+                    f"# replica {r}: ranks on this node are started by mpirun from {head.node}; make its GPUs visible",
+                    f"echo 'export CUDA_VISIBLE_DEVICES={','.join(map(str, n.local_indices))}' >> ~/.bashrc", ""])
+        summary.append(f"replica {r}: {' + '.join(n.node for n in nodes)}, port {rport}")
+    scripts = {f"trtllm-{node}.sh": "\n".join(header(plan, "trtllm", ENGINE_VERSION, plan_path,
+                                                      f"TensorRT-LLM launch for node {node}") + lines + ["wait"]) + "\n"
+               for node, lines in per_node.items()}
+    return LaunchBundle(engine="trtllm", engine_version=ENGINE_VERSION, scripts=scripts, extra_files=extra, summary=summary)

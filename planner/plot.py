@@ -1,0 +1,86 @@
+"""The `planner compare` picture: one PNG, three panels, one colour per topology (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from planner.compare import COMPONENTS, NAMES, CompareResult
+
+
+def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points (tpot, tokens/s) not beaten on both: lower TPOT and higher throughput."""
+    out = []
+    for p in sorted(points):
+        if not out or p[1] > out[-1][1]:
+            out.append(p)
+    return out
+
+
+def plot_compare(result: CompareResult, path: str | Path, breakdown_at: int | None = None) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    colours = {t: plt.get_cmap("tab10")(i % 10) for i, t in enumerate(result.topologies)}
+    fig, (ax_a, ax_b, ax_c) = plt.subplots(1, 3, figsize=(17, 5.2), constrained_layout=True)
+    fig.suptitle(f"{result.model}: {result.workload.weight_dtype} weights, {result.workload.kv_dtype} KV, "
+                 f"isl {result.workload.isl}, osl {result.workload.osl}, objective {result.objective}", fontsize=12)
+
+    # (a) TPOT against concurrency
+    for t in result.topologies:
+        rows = [r for r in result.rows if r.topology == t and r.fits]
+        if rows:
+            ax_a.plot([r.concurrency for r in rows], [r.tpot_ms for r in rows], "o-", color=colours[t], label=t)
+    ax_a.set_xscale("log", base=2)
+    ax_a.set_xticks(result.concurrencies, [str(c) for c in result.concurrencies])
+    ax_a.set_xlabel("concurrency (sequences decoding together)")
+    ax_a.set_ylabel("TPOT (ms per output token)")
+    ax_a.set_title("(a) time per output token")
+    ax_a.grid(True, alpha=0.3)
+    ax_a.legend(fontsize=9)
+
+    # (b) stacked per-token time breakdown at one concurrency
+    at = breakdown_at if breakdown_at in result.concurrencies else result.concurrencies[0]
+    rows = [r for t in result.topologies for r in result.rows if r.topology == t and r.concurrency == at and r.fits]
+    hatches = {"weights": "", "kv": "//", "compute": "..", "interconnect": "xx", "overhead": "\\\\"}
+    shades = {"weights": 1.0, "kv": 0.8, "compute": 0.65, "interconnect": 0.5, "overhead": 0.35}
+    x = list(range(len(rows)))
+    bottoms = [0.0] * len(rows)
+    for comp in COMPONENTS:
+        vals = [r.breakdown_ms.get(comp, 0.0) for r in rows]
+        if not any(vals):
+            continue
+        ax_b.bar(x, vals, bottom=bottoms, color=[colours[r.topology] for r in rows], alpha=shades[comp],
+                 hatch=hatches[comp], edgecolor="black", linewidth=0.5)
+        ax_b.bar([0], [0], color="grey", alpha=shades[comp], hatch=hatches[comp], edgecolor="black",
+                 linewidth=0.5, label=NAMES[comp])  # a neutral legend swatch per component
+        bottoms = [b + v for b, v in zip(bottoms, vals)]
+    ax_b.set_xticks(x, [f"{r.topology}\n{r.shape}" for r in rows], fontsize=8)
+    ax_b.set_ylabel("ms per output token")
+    ax_b.set_title(f"(b) where a token's time goes, concurrency {at}")
+    ax_b.legend(fontsize=8)
+    ax_b.grid(True, axis="y", alpha=0.3)
+
+    # (c) throughput against TPOT, Pareto points joined
+    for t in result.topologies:
+        pts = [(r.tpot_ms, r.tokens_per_s) for r in result.rows if r.topology == t and r.fits]
+        if not pts:
+            continue
+        ax_c.scatter(*zip(*pts), color=colours[t], alpha=0.5)
+        front = pareto(pts)
+        ax_c.plot(*zip(*front), "o-", color=colours[t], label=f"{t} (Pareto)")
+        for r in result.rows:
+            if r.topology == t and r.fits:
+                ax_c.annotate(f"c={r.concurrency}", (r.tpot_ms, r.tokens_per_s), fontsize=7, xytext=(3, 3),
+                              textcoords="offset points")
+    ax_c.set_xlabel("TPOT (ms per output token)")
+    ax_c.set_ylabel("throughput (tokens/s)")
+    ax_c.set_yscale("log")
+    ax_c.set_title("(c) throughput against latency")
+    ax_c.grid(True, alpha=0.3)
+    ax_c.legend(fontsize=9)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

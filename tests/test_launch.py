@@ -1,0 +1,229 @@
+"""Launch scripts from plans: GPU order, uneven stages, multi-node, real engine flags."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from planner.errors import PlannerError, UnsupportedPlanError
+from planner.launch import render
+from planner.plan import Workload, build_plan, SolverInfo, partition_from_counts
+from planner.cost import estimate
+from planner.solver import solve
+from planner.topology import load_topology, nvlink_links, shipped_topologies
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).parent / "fixtures"
+PROGRAMS = {"vllm": ("vllm", "serve"), "sglang": ("sglang.launch_server",), "trtllm": ("trtllm-serve",),
+            "torchrun": ("torchrun",)}
+
+
+def engine_flags(engine: str) -> set[str]:
+    data = json.loads((FIXTURES / "engines" / f"{engine}.json").read_text())
+    return set(data["flags"])
+
+
+def commands(script: str, engine: str) -> list[list[str]]:
+    """Every engine command in a script, as argv lists (continuation lines joined)."""
+    joined = script.replace("\\\n", " ")
+    out = []
+    for line in joined.splitlines():
+        if line.strip().startswith("#") or not line.strip():
+            continue
+        line = line.split(" &>")[0]
+        try:
+            argv = shlex.split(line)
+        except ValueError:
+            continue
+        prog = PROGRAMS[engine]
+        for i, tok in enumerate(argv):
+            if tok == prog[0] and (len(prog) == 1 or argv[i + 1:i + len(prog)] == list(prog[1:])):
+                out.append(argv[i:])
+                break
+    return out
+
+
+def flags_of(argv: list[str]) -> list[str]:
+    if argv[0] == "torchrun" and "-m" in argv:
+        argv = argv[:argv.index("-m")]  # what follows the module is the worker's own command line
+    return [tok.split("=")[0] for tok in argv if tok.startswith("--")]
+
+
+def env_of(script: str, name: str) -> list[str]:
+    return re.findall(rf"export {name}=(\S+)", script)
+
+
+def plan_for(profile, topo_name, **kw):
+    topo = load_topology(topo_name)
+    for dtype in ("bf16", "fp8", "int4"):
+        try:
+            return solve(profile, topo, Workload(weight_dtype=dtype, **kw), top=0)
+        except PlannerError:
+            continue
+    pytest.fail(f"llama-70b fits nowhere on {topo_name}")
+
+
+SINGLE_NODE = [t for t in sorted(shipped_topologies()) if load_topology(t).n_nodes == 1]
+
+
+@pytest.mark.parametrize("topo_name", SINGLE_NODE)
+def test_vllm_script_carries_plan_tp_pp_and_gpu_order(profiles, topo_name):
+    plan = plan_for(profiles("llama-70b"), topo_name)
+    bundle = render(plan, "vllm")
+    assert len(bundle.scripts) == 1
+    script = next(iter(bundle.scripts.values()))
+    assert script.startswith("#!/usr/bin/env bash") and "set -euo pipefail" in script
+    (argv,) = commands(script, "vllm")
+    assert argv[argv.index("--tensor-parallel-size") + 1] == str(plan.stages[0].tp)
+    assert argv[argv.index("--pipeline-parallel-size") + 1] == str(len(plan.stages))
+    topo = load_topology(topo_name)
+    expected = ",".join(str(topo.gpu(g).local_index) for s in plan.stages for g in s.gpu_ids)
+    assert env_of(script, "CUDA_VISIBLE_DEVICES") == [expected]
+
+
+def _tp2_pairs_kept(topo, plan, script):
+    order = [int(x) for x in env_of(script, "CUDA_VISIBLE_DEVICES")[0].split(",")]
+    for k in range(0, len(order), 2):
+        assert nvlink_links(topo, order[k], order[k + 1]) > 0, (order, k)
+
+
+def test_tp2_keeps_bridged_pairs_together(profiles, tmp_path, cli):
+    topo = load_topology("8xh100-pcie-nvlink-pairs")
+    plan = solve(profiles("llama-70b"), topo, Workload(weight_dtype="fp8"), max_tp=2, top=0)
+    assert all(s.tp == 2 for s in plan.stages)
+    _tp2_pairs_kept(topo, plan, next(iter(render(plan, "vllm").scripts.values())))
+    # a detected machine whose bridged pairs are GPUs 0-2, 1-3, 4-6, 5-7
+    detected = tmp_path / "detected.yaml"
+    code, _, err = cli("topology", "detect", "--from", str(FIXTURES / "topo" / "pcie-h100-nvlink-pairs.txt"),
+                       "--gpus-csv", str(FIXTURES / "topo" / "pcie-h100-nvlink-pairs-gpus.csv"), "-o", str(detected))
+    assert code == 0, err
+    dtopo = load_topology(str(detected))
+    plan = solve(profiles("llama-70b"), dtopo, Workload(weight_dtype="fp8"), max_tp=2, top=0)
+    script = next(iter(render(plan, "vllm").scripts.values()))
+    _tp2_pairs_kept(dtopo, plan, script)
+    assert env_of(script, "CUDA_VISIBLE_DEVICES")[0] != "0,1,2,3,4,5,6,7"
+
+
+def test_uneven_stages_emit_layer_partitions(profiles, tmp_path):
+    p = profiles("llama-70b")
+    topo = load_topology("8xh100")
+    part = partition_from_counts([18, 22, 22, 18], list(range(8)), 2)
+    w = Workload()
+    plan = build_plan(p, topo, part, w, estimate(p, topo, part, w), SolverInfo(status="GIVEN"))
+    for engine, var in (("vllm", "VLLM_PP_LAYER_PARTITION"), ("sglang", "SGLANG_PP_LAYER_PARTITION")):
+        script = next(iter(render(plan, engine).scripts.values()))
+        (value,) = env_of(script, var)
+        counts = [int(x) for x in value.split(",")]
+        assert counts == [18, 22, 22, 18] and sum(counts) == p.n_layers
+    with pytest.raises(UnsupportedPlanError) as exc:
+        render(plan, "trtllm")
+    assert "closest plan" in str(exc.value) and "20,20,20,20" in str(exc.value)
+
+
+def test_multi_node_scripts_per_node(profiles):
+    p = profiles("llama-405b")
+    topo = load_topology("2x8xh100-ib")
+    part = partition_from_counts([63, 63], list(range(16)), 8)
+    w = Workload()
+    plan = build_plan(p, topo, part, w, estimate(p, topo, part, w), SolverInfo(status="GIVEN"))
+    vllm = render(plan, "vllm").scripts
+    assert set(vllm) == {"vllm-dgx0.sh", "vllm-dgx1.sh"}
+    assert "ray start --head" in vllm["vllm-dgx0.sh"] and "vllm serve" in vllm["vllm-dgx0.sh"]
+    assert "ray start --address=" in vllm["vllm-dgx1.sh"] and "vllm serve" not in vllm["vllm-dgx1.sh"]
+    assert env_of(vllm["vllm-dgx0.sh"], "CUDA_VISIBLE_DEVICES") == ["0,1,2,3,4,5,6,7"]
+    assert env_of(vllm["vllm-dgx1.sh"], "CUDA_VISIBLE_DEVICES") == ["0,1,2,3,4,5,6,7"]
+    sgl = render(plan, "sglang").scripts
+    for k, node in enumerate(("dgx0", "dgx1")):
+        (argv,) = commands(sgl[f"sglang-{node}.sh"], "sglang")
+        assert argv[argv.index("--node-rank") + 1] == str(k) and argv[argv.index("--nnodes") + 1] == "2"
+        assert "HEAD_ADDR" in argv[argv.index("--dist-init-addr") + 1]
+    tr = render(plan, "torchrun").scripts
+    for k, node in enumerate(("dgx0", "dgx1")):
+        (argv,) = commands(tr[f"torchrun-{node}.sh"], "torchrun")
+        assert argv[argv.index("--node-rank") + 1] == str(k) and argv[argv.index("--nproc-per-node") + 1] == "8"
+
+
+def test_replicas_get_disjoint_gpus_and_ports(profiles):
+    p = profiles("llama-8b")
+    topo = load_topology("8xh100")
+    part = partition_from_counts([32], list(range(8)), 2, replicas=4)
+    w = Workload(concurrency=16)
+    plan = build_plan(p, topo, part, w, estimate(p, topo, part, w), SolverInfo(status="GIVEN"))
+    script = next(iter(render(plan, "vllm").scripts.values()))
+    assert env_of(script, "CUDA_VISIBLE_DEVICES") == ["0,1", "2,3", "4,5", "6,7"]
+    ports = [argv[argv.index("--port") + 1] for argv in commands(script, "vllm")]
+    assert ports == ["8000", "8001", "8002", "8003"]
+
+
+def test_mixed_tp_is_refused_with_closest_plan(profiles):
+    p = profiles("llama-70b")
+    topo = load_topology("8xh100")
+    from planner.plan import Partition, Stage
+
+    part = Partition(stages=[Stage(layer_start=0, layer_end=40, gpu_ids=[0, 1, 2, 3], tp=4),
+                             Stage(layer_start=40, layer_end=80, gpu_ids=[4, 5], tp=2)])
+    w = Workload(weight_dtype="fp8")
+    plan = build_plan(p, topo, part, w, estimate(p, topo, part, w), SolverInfo(status="GIVEN"))
+    for engine in ("vllm", "sglang", "trtllm"):
+        with pytest.raises(UnsupportedPlanError) as exc:
+            render(plan, engine)
+        assert exc.value.exit_code == 2 and "TP2 x PP2" in str(exc.value) and "predicted TPOT" in str(exc.value)
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm", "torchrun"])
+def test_every_emitted_flag_exists_in_the_engine(profiles, engine):
+    known = engine_flags(engine)
+    plans = []
+    for name, kw in (("8xh100", {}), ("8xh100-pcie-nvlink-pairs", {"concurrency": 64}), ("2x8xh100-ib", {})):
+        topo = load_topology(name)
+        for dtype, kv in (("bf16", "bf16"), ("fp8", "fp8")):
+            plans.append(solve(profiles("llama-70b"), topo, Workload(weight_dtype=dtype, kv_dtype=kv, **kw), top=0))
+    p405 = profiles("llama-405b")
+    topo = load_topology("2x8xh100-ib")
+    part = partition_from_counts([63, 63], list(range(16)), 8)
+    plans.append(build_plan(p405, topo, part, Workload(), estimate(p405, topo, part, Workload()), SolverInfo(status="GIVEN")))
+    seen = 0
+    for plan in plans:
+        for script in render(plan, engine).scripts.values():
+            for argv in commands(script, engine):
+                unknown = [f for f in flags_of(argv) if f not in known]
+                assert not unknown, (engine, unknown)
+                seen += 1
+    assert seen >= len(plans)
+
+
+def test_cli_launch_writes_scripts_and_errors(cli, tmp_path):
+    plan_file = tmp_path / "plan.json"
+    code, _, err = cli("solve", "--model", "llama-70b", "--topology", "8xh100", "-o", str(plan_file))
+    assert code == 0, err
+    out = tmp_path / "scripts"
+    code, _, err = cli("launch", str(plan_file), "--engine", "sglang", "-o", str(out), "--port", "9000")
+    assert code == 0, err
+    script = (out / "sglang-dgx.sh").read_text()
+    assert "--port 9000" in script and (out / "sglang-dgx.sh").stat().st_mode & 0o111
+    code, stdout, _ = cli("launch", str(plan_file), "--engine", "vllm")
+    assert code == 0 and "vllm serve" in stdout
+    code, _, err = cli("launch", str(plan_file), "--engine", "ollama")
+    assert code == 1 and "unknown engine" in err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"plan_version": 1}')
+    code, _, err = cli("launch", str(bad), "--engine", "vllm")
+    assert code == 1 and "not a planner Plan" in err
+    code, _, err = cli("solve", "--model", "llama-70b", "--topology", "8xh100", "--emit", "vllm", "-o", str(tmp_path / "e"))
+    assert code == 0, err
+    assert (tmp_path / "e" / "plan.json").is_file() and (tmp_path / "e" / "vllm-dgx.sh").is_file()
+
+
+def test_solve_and_launch_example(tmp_path):
+    r = subprocess.run([sys.executable, str(REPO / "examples" / "solve_and_launch.py"), str(tmp_path)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "plan.json").is_file()
+    script = (tmp_path / "vllm-dgx.sh").read_text()
+    assert "--tensor-parallel-size 8" in script
