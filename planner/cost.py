@@ -224,11 +224,17 @@ def transfer_bytes(profile: ModelProfile, tokens: int) -> float:
     return PP_TENSORS * tokens * profile.hidden_size * ACTIVATION_BYTES
 
 
+def transfer_pairs(src_ids, dst_ids) -> list[tuple[int, int]]:
+    """Who sends to whom at a stage boundary: rank j of the next stage receives from rank j mod tp of
+    this one (rank i to rank i when the TP degrees match, as in vLLM)."""
+    return [(src_ids[j % len(src_ids)], dst) for j, dst in enumerate(dst_ids)]
+
+
 def transfer(profile: ModelProfile, topo: Topology, src_ids, dst_ids, tokens: int, c: Constants = DEFAULT):
-    """Pipeline hand-off: rank i of a stage sends to rank i of the next. (time_s, bytes by class)."""
+    """Pipeline hand-off of (hidden, residual) to every rank of the next stage. (time_s, bytes by class)."""
     nbytes = transfer_bytes(profile, tokens)
     by_class = {k: 0.0 for k in LINK_CLASSES}
-    for a, b in zip(src_ids, dst_ids):
+    for a, b in transfer_pairs(src_ids, dst_ids):
         if a != b:
             by_class[topo.link_class(a, b)] += nbytes
     t = transfer_pair_s(topo, topo.gpus[src_ids[0]].node, topo.gpus[dst_ids[0]].node, nbytes, c)

@@ -168,3 +168,16 @@ def compare_table(result) -> Group:
                       f"{b['weights']:.2f}", f"{b['kv']:.2f}", f"{b['interconnect']:.2f}",
                       f"{b['overhead'] + b['compute']:.2f}", f"{r.roofline_ratio:.2f}")
     return Group(table, *(f"- {line}" for line in result.verdict))
+
+
+def validation_table(report) -> Group:
+    table = Table(title=f"validate {report.plan}: {report.world_size} ranks, {report.backend}, {report.scale} scale, "
+                        f"batch {report.batch}, {report.decode_tokens} decode steps")
+    for col in ("check", "rank", "predicted", "measured", "result", "note"):
+        table.add_column(col, justify="right" if col in ("rank", "predicted", "measured") else "left")
+    for c in report.checks:
+        result = "reported" if c.passed is None else ("pass" if c.passed else "FAIL")
+        fmt = (lambda v: "" if v is None else f"{v:,.4g}")
+        table.add_row(c.name, "" if c.rank is None else str(c.rank), fmt(c.predicted) + (f" {c.unit}" if c.predicted is not None else ""),
+                      fmt(c.measured) + (f" {c.unit}" if c.measured is not None else ""), result, c.note)
+    return Group(table, "all checks passed" if report.passed else "SOME CHECKS FAILED")

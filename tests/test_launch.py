@@ -194,6 +194,12 @@ def test_every_emitted_flag_exists_in_the_engine(profiles, engine):
             for argv in commands(script, engine):
                 unknown = [f for f in flags_of(argv) if f not in known]
                 assert not unknown, (engine, unknown)
+                if engine == "torchrun":  # the worker's own flags exist in its parser
+                    from planner.validate.worker import parser
+
+                    worker = {o for a in parser()._actions for o in a.option_strings}
+                    tail = argv[argv.index("-m") + 2:]
+                    assert all(t in worker for t in tail if t.startswith("--")), tail
                 seen += 1
     assert seen >= len(plans)
 

@@ -1,0 +1,245 @@
+"""A Llama-family decoder (Llama, Qwen2, Mistral, Mixtral) sharded the way the cost model and vLLM
+shard it, with every collective and send/recv going through a byte-counting `Comm`.
+
+Why explicit collectives instead of DTensor's `parallelize_module` (ColwiseParallel/RowwiseParallel):
+- the traffic check must count the bytes each rank sends and receives per collective call, and
+  DTensor issues its collectives inside tensor dispatch where a plain wrapper cannot see them;
+- GQA with tp > KV heads needs each rank to hold a replica of one KV head, which ColwiseParallel
+  (an even split of the output dimension) cannot express;
+- the KV cache, RoPE offsets and the vocab-parallel embedding's masked lookup are simplest on
+  plain local tensors.
+Pipeline stages hand over (hidden, residual) with send/recv, as vLLM does, instead of
+torch.distributed.pipelining: its schedules do not carry a KV cache across decode steps.
+
+Sharding (planner.layergraph's shard kinds): q/o, gate/up/down and experts' slices split over `tp`;
+k/v split over min(tp, KV heads) (replicated beyond); norms and the MoE router whole; embedding and
+lm_head split by vocabulary rows.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+DTYPE = torch.bfloat16  # weights and everything that crosses a link (2 bytes, as the cost model counts)
+COMPUTE = torch.float32  # arithmetic on each rank, so that TP and the reference differ only by link roundings
+ELEMENT_BYTES = 2
+INIT_STD = 0.05
+
+
+def full_param(name: str, shape: tuple[int, ...], *, norm: bool = False) -> torch.Tensor:
+    """Deterministic random weights: the same on every rank and in the reference."""
+    if norm:
+        return torch.ones(shape, dtype=DTYPE)
+    gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+    return (torch.randn(shape, generator=gen) * INIT_STD).to(DTYPE)
+
+
+@dataclass
+class Comm:
+    """Collectives and point-to-point calls with per-rank byte counts (nccl-tests' ring convention:
+    an all-reduce of S bytes over n ranks sends and receives 2(n-1)/n x S per rank, an all-gather of a
+    total S bytes (n-1)/n x S; a send moves its tensor's bytes)."""
+
+    dist: object = None
+    counting: bool = False
+    sent: float = 0.0
+    received: float = 0.0
+    calls: dict = field(default_factory=dict)
+
+    def _count(self, kind: str, sent: float, received: float) -> None:
+        if self.counting:
+            self.sent += sent
+            self.received += received
+            self.calls[kind] = self.calls.get(kind, 0) + 1
+
+    def all_reduce(self, t: torch.Tensor, group, n: int) -> torch.Tensor:
+        if n == 1:
+            return t
+        nbytes = t.numel() * t.element_size()
+        self._count("all_reduce", 2 * (n - 1) / n * nbytes, 2 * (n - 1) / n * nbytes)
+        self.dist.all_reduce(t, group=group)
+        return t
+
+    def all_gather_last(self, t: torch.Tensor, group, n: int) -> torch.Tensor:
+        if n == 1:
+            return t
+        parts = [torch.empty_like(t) for _ in range(n)]
+        total = t.numel() * t.element_size() * n
+        self._count("all_gather", (n - 1) / n * total, (n - 1) / n * total)
+        self.dist.all_gather(parts, t.contiguous(), group=group)
+        return torch.cat(parts, dim=-1)
+
+    def send(self, t: torch.Tensor, dst: int) -> None:
+        self._count("send", t.numel() * t.element_size(), 0)
+        self.dist.send(t.contiguous(), dst)
+
+    device: str = "cpu"
+
+    def recv(self, shape, src: int) -> torch.Tensor:
+        t = torch.empty(shape, dtype=DTYPE, device=self.device)
+        self.dist.recv(t, src)
+        self._count("recv", 0, t.numel() * t.element_size())
+        return t
+
+
+class Shard:
+    """What one rank holds of one stage: parameters, a KV cache, and the forward pass."""
+
+    def __init__(self, cfg: dict, layers: range, tp: int, tp_rank: int, first: bool, last: bool):
+        self.cfg, self.layers, self.tp, self.r, self.first, self.last = cfg, layers, tp, tp_rank, first, last
+        h, heads = cfg["hidden_size"], cfg["num_attention_heads"]
+        self.kv = cfg.get("num_key_value_heads") or heads
+        self.hd = cfg.get("head_dim") or h // heads
+        self.heads_local = heads // tp
+        self.kv_split = min(tp, self.kv)
+        self.kv_local = self.kv // self.kv_split
+        # with tp > KV heads, rank r holds KV head r // (tp / KV heads)
+        self.kv_index = tp_rank * self.kv_split // tp
+        self.bias = cfg.get("model_type") == "qwen2" or cfg.get("attention_bias", False)
+        self.experts = cfg.get("num_local_experts")
+        self.top_k = cfg.get("num_experts_per_tok", 0)
+        inter = cfg["intermediate_size"]
+        self.inter_local = inter // tp
+        self.vocab_local = cfg["vocab_size"] // tp
+        self.params: dict[str, torch.Tensor] = {}
+        p = self.params
+        if first:
+            p["embed"] = self._rows("model.embed_tokens.weight", (cfg["vocab_size"], h), self.vocab_local)
+        for i in layers:
+            pre = f"model.layers.{i}."
+            p[pre + "ln1"] = full_param(pre + "input_layernorm.weight", (h,), norm=True)
+            p[pre + "ln2"] = full_param(pre + "post_attention_layernorm.weight", (h,), norm=True)
+            p[pre + "q"] = self._rows(pre + "self_attn.q_proj.weight", (heads * self.hd, h), self.heads_local * self.hd)
+            p[pre + "k"] = self._kv_rows(pre + "self_attn.k_proj.weight", (self.kv * self.hd, h))
+            p[pre + "v"] = self._kv_rows(pre + "self_attn.v_proj.weight", (self.kv * self.hd, h))
+            if self.bias:
+                p[pre + "qb"] = self._rows(pre + "self_attn.q_proj.bias", (heads * self.hd,), self.heads_local * self.hd)
+                p[pre + "kb"] = self._kv_rows(pre + "self_attn.k_proj.bias", (self.kv * self.hd,))
+                p[pre + "vb"] = self._kv_rows(pre + "self_attn.v_proj.bias", (self.kv * self.hd,))
+            p[pre + "o"] = self._cols(pre + "self_attn.o_proj.weight", (h, heads * self.hd), self.heads_local * self.hd)
+            if self.experts:
+                p[pre + "router"] = full_param(pre + "mlp.gate.weight", (self.experts, h))
+                for e in range(self.experts):
+                    ep = f"{pre}mlp.experts.{e}."
+                    p[ep + "gate"] = self._rows(ep + "gate", (inter, h), self.inter_local)
+                    p[ep + "up"] = self._rows(ep + "up", (inter, h), self.inter_local)
+                    p[ep + "down"] = self._cols(ep + "down", (h, inter), self.inter_local)
+            else:
+                p[pre + "gate"] = self._rows(pre + "mlp.gate_proj.weight", (inter, h), self.inter_local)
+                p[pre + "up"] = self._rows(pre + "mlp.up_proj.weight", (inter, h), self.inter_local)
+                p[pre + "down"] = self._cols(pre + "mlp.down_proj.weight", (h, inter), self.inter_local)
+        if last:
+            p["norm"] = full_param("model.norm.weight", (h,), norm=True)
+            p["lm_head"] = self._rows("lm_head.weight", (cfg["vocab_size"], h), self.vocab_local)
+        self.cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def to(self, device: str) -> "Shard":
+        self.params = {k: v.to(device) for k, v in self.params.items()}
+        self.device = device
+        return self
+
+    device = "cpu"
+
+    # Slicing of the full deterministic tensors ------------------------------------------------
+    def _rows(self, name, shape, local):
+        return full_param(name, shape)[self.r * local:(self.r + 1) * local].contiguous()
+
+    def _cols(self, name, shape, local):
+        return full_param(name, shape)[:, self.r * local:(self.r + 1) * local].contiguous()
+
+    def _kv_rows(self, name, shape):
+        local = self.kv_local * self.hd
+        return full_param(name, shape)[self.kv_index * local:(self.kv_index + 1) * local].contiguous()
+
+    def param_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.params.values())
+
+    # Forward ------------------------------------------------------------------------------------
+    def embed(self, ids: torch.Tensor, comm: Comm, group) -> torch.Tensor:
+        lo = self.r * self.vocab_local
+        mask = (ids >= lo) & (ids < lo + self.vocab_local)
+        local = torch.where(mask, ids - lo, torch.zeros_like(ids))
+        out = F.embedding(local, self.params["embed"]) * mask.unsqueeze(-1).to(DTYPE)
+        return comm.all_reduce(out, group, self.tp).to(COMPUTE)
+
+    def _rope(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        theta = float(self.cfg.get("rope_theta", 10000.0))
+        half = self.hd // 2
+        freqs = 1.0 / theta ** (torch.arange(0, half, dtype=torch.float32, device=x.device) / half)
+        ang = positions.float()[:, None] * freqs[None, :]
+        cos, sin = ang.cos()[None, :, None, :], ang.sin()[None, :, None, :]
+        x1, x2 = x[..., :half].float(), x[..., half:].float()
+        return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+    @staticmethod
+    def _norm(x, w, eps=1e-5):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w.to(COMPUTE)
+
+    @staticmethod
+    def _linear(x, w, b=None):
+        return F.linear(x, w.to(COMPUTE), None if b is None else b.to(COMPUTE))
+
+    def _reduce(self, x, comm, group):
+        """Partial sums cross the link in bf16, as an engine's all-reduce does."""
+        return comm.all_reduce(x.to(DTYPE), group, self.tp).to(COMPUTE)
+
+    def _attention(self, i, x, positions, comm, group):
+        p, pre = self.params, f"model.layers.{i}."
+        b, t, _ = x.shape
+        q = self._linear(x, p[pre + "q"], p.get(pre + "qb")).view(b, t, self.heads_local, self.hd)
+        k = self._linear(x, p[pre + "k"], p.get(pre + "kb")).view(b, t, self.kv_local, self.hd)
+        v = self._linear(x, p[pre + "v"], p.get(pre + "vb")).view(b, t, self.kv_local, self.hd)
+        q, k = self._rope(q, positions), self._rope(k, positions)
+        if i in self.cache:
+            k = torch.cat([self.cache[i][0], k], dim=1)
+            v = torch.cat([self.cache[i][1], v], dim=1)
+        self.cache[i] = (k, v)
+        # the local query heads' KV heads (GQA): global head h uses KV head h // (heads / KV heads)
+        group_size = self.cfg["num_attention_heads"] // self.kv
+        first_head = self.r * self.heads_local
+        kv_ids = [(first_head + j) // group_size - self.kv_index * self.kv_local for j in range(self.heads_local)]
+        k, v = k[:, :, kv_ids], v[:, :, kv_ids]
+        total = k.shape[1]
+        mask = torch.ones(t, total, dtype=torch.bool, device=x.device).tril(diagonal=total - t)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
+        out = out.transpose(1, 2).reshape(b, t, self.heads_local * self.hd)
+        return self._reduce(self._linear(out, p[pre + "o"]), comm, group)
+
+    def _mlp(self, i, x, comm, group):
+        p, pre = self.params, f"model.layers.{i}."
+        if not self.experts:
+            return self._reduce(self._linear(F.silu(self._linear(x, p[pre + "gate"])) * self._linear(x, p[pre + "up"]),
+                                             p[pre + "down"]), comm, group)
+        logits = self._linear(x, p[pre + "router"])
+        weights, chosen = torch.topk(logits.softmax(-1), self.top_k, dim=-1)
+        weights = weights / weights.sum(-1, keepdim=True)
+        out = torch.zeros_like(x)
+        for e in range(self.experts):
+            sel = (chosen == e)
+            if not sel.any():
+                continue
+            w = (weights * sel).sum(-1, keepdim=True)
+            ep = f"{pre}mlp.experts.{e}."
+            y = self._linear(F.silu(self._linear(x, p[ep + "gate"])) * self._linear(x, p[ep + "up"]), p[ep + "down"])
+            out = out + y * w
+        return self._reduce(out, comm, group)
+
+    def forward(self, hidden, residual, positions, comm: Comm, group):
+        for i in self.layers:
+            pre = f"model.layers.{i}."
+            if residual is None:
+                residual = hidden
+            else:
+                residual = hidden + residual
+            hidden = self._attention(i, self._norm(residual, self.params[pre + "ln1"]), positions, comm, group)
+            residual = hidden + residual
+            hidden = self._mlp(i, self._norm(residual, self.params[pre + "ln2"]), comm, group)
+        return hidden, residual
+
+    def logits(self, hidden, residual, comm: Comm, group) -> torch.Tensor:
+        x = self._norm(hidden + residual, self.params["norm"])
+        return comm.all_gather_last(self._linear(x[:, -1:], self.params["lm_head"]).to(DTYPE), group, self.tp)

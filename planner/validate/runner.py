@@ -1,0 +1,361 @@
+"""`planner validate`: run a plan's stages and TP slices with torch.distributed and check the plan.
+
+One process per GPU of replica 0, ranks stage-major (stage 0's TP group first). Locally the ranks are
+started with torch.multiprocessing on a free loopback port; across nodes `planner launch --engine
+torchrun` starts them and `python -m planner.validate.worker` is the entry point. Every rank builds
+its shard of the model from deterministic random weights, runs a prefill and N teacher-forced decode
+steps with a KV cache, and reports its parameter bytes, the bytes it sent and received per decode
+step, its step time, and (last stage) the final logits. The report compares them with the plan's
+cost model at the same scale and with a single-process reference run of the same weights.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import socket
+import time
+import traceback
+from typing import Optional
+
+from pydantic import BaseModel
+
+from planner.errors import InputError, ValidationRunError
+from planner.plan import Plan, Stage, Workload
+
+#: Numerics: the distributed logits match the reference within this fraction of the reference's
+#: largest magnitude. bf16 keeps 8 bits of mantissa and the TP all-reduces sum partial products in
+#: another order than the single-process matmul.
+LOGITS_RTOL = 0.03
+PROMPT_LEN = 8
+MAX_BATCH = 4
+
+
+class Check(BaseModel):
+    name: str
+    rank: Optional[int] = None
+    passed: Optional[bool] = None  # None: reported, not judged
+    predicted: Optional[float] = None
+    measured: Optional[float] = None
+    unit: str = ""
+    note: str = ""
+
+
+class ValidationReport(BaseModel):
+    plan: str
+    scale: str
+    backend: str
+    world_size: int
+    batch: int
+    decode_tokens: int
+    stages: list[Stage]
+    model_config_used: dict
+    checks: list[Check]
+    passed: bool
+
+
+class Job(BaseModel):
+    """Everything a rank needs (sent to every process)."""
+
+    config: dict
+    stages: list[Stage]
+    batch: int
+    prompt_len: int
+    decode_tokens: int
+    backend: str
+    timeout_s: float
+    fail_rank: Optional[int] = None
+
+    def rank_layout(self, rank: int) -> tuple[int, int]:
+        """(stage, tp rank) of a global rank: ranks are stage-major."""
+        offset = 0
+        for s, st in enumerate(self.stages):
+            if rank < offset + st.tp:
+                return s, rank - offset
+            offset += st.tp
+        raise ValueError(f"rank {rank} beyond {offset} ranks")
+
+    def stage_ranks(self, s: int) -> list[int]:
+        start = sum(st.tp for st in self.stages[:s])
+        return list(range(start, start + self.stages[s].tp))
+
+    @property
+    def world_size(self) -> int:
+        return sum(st.tp for st in self.stages)
+
+
+def inputs(job: Job):
+    import torch
+
+    vocab = job.config["vocab_size"]
+    prompt = (torch.arange(job.batch * job.prompt_len).view(job.batch, job.prompt_len) * 7 + 3) % vocab
+    decode = (torch.arange(job.batch * job.decode_tokens).view(job.batch, job.decode_tokens) * 13 + 5) % vocab
+    return prompt, decode
+
+
+def run_rank(rank: int, job: Job, dist) -> dict:
+    """One rank's whole run, inside an initialised process group."""
+    import torch
+
+    from planner.cost import transfer_pairs
+    from planner.validate.model import Comm, Shard
+
+    device = f"cuda:{torch.cuda.current_device()}" if job.backend == "nccl" else "cpu"
+    s, r = job.rank_layout(rank)
+    pp = len(job.stages)
+    groups = [dist.new_group(job.stage_ranks(k)) if job.stages[k].tp > 1 else None for k in range(pp)]
+    st = job.stages[s]
+    shard = Shard(job.config, range(st.layer_start, st.layer_end), st.tp, r, s == 0, s == pp - 1).to(device)
+    comm = Comm(dist=dist, device=device)
+    group = groups[s]
+    hidden_size = job.config["hidden_size"]
+    prev = [a for a, b in transfer_pairs(job.stage_ranks(s - 1), job.stage_ranks(s)) if b == rank] if s > 0 else []
+    nxt = [b for a, b in transfer_pairs(job.stage_ranks(s), job.stage_ranks(s + 1)) if a == rank] if s < pp - 1 else []
+    prompt, decode = inputs(job)
+
+    def step(ids, positions):
+        t = ids.shape[1]
+        if s == 0:
+            hidden, residual = shard.embed(ids.to(device), comm, group), None
+        else:
+            # the hand-off crosses the link in bf16 (2 bytes per element, as the cost model counts)
+            hidden = comm.recv((job.batch, t, hidden_size), prev[0]).float()
+            residual = comm.recv((job.batch, t, hidden_size), prev[0]).float()
+        hidden, residual = shard.forward(hidden, residual, positions.to(device), comm, group)
+        for dst in nxt:
+            comm.send(hidden.to(torch.bfloat16), dst)
+            comm.send(residual.to(torch.bfloat16), dst)
+        return shard.logits(hidden, residual, comm, group) if s == pp - 1 else None
+
+    logits = step(prompt, torch.arange(job.prompt_len))
+    comm.counting = True
+    times = []
+    for k in range(job.decode_tokens):
+        if job.fail_rank == rank and k == job.decode_tokens // 2:
+            raise RuntimeError(f"injected fault at decode step {k}")
+        dist.barrier()
+        t0 = time.perf_counter()
+        logits = step(decode[:, k:k + 1], torch.tensor([job.prompt_len + k]))
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    out = {"rank": rank, "stage": s, "tp_rank": r, "param_bytes": shard.param_bytes(),
+           "sent_per_step": comm.sent / job.decode_tokens, "received_per_step": comm.received / job.decode_tokens,
+           "calls_per_step": {k: v / job.decode_tokens for k, v in comm.calls.items()},
+           "step_time_s": sorted(times)[len(times) // 2]}
+    if s == pp - 1 and r == 0:
+        out["logits"] = logits.float().cpu().tolist()
+    return out
+
+
+def reference_logits(job: Job):
+    """The same weights in one process, no parallelism."""
+    import torch
+
+    from planner.validate.model import Comm, Shard
+
+    n_layers = job.stages[-1].layer_end
+    shard = Shard(job.config, range(n_layers), 1, 0, True, True)
+    comm = Comm()
+    prompt, decode = inputs(job)
+    h = shard.embed(prompt, comm, None)
+    h, res = shard.forward(h, None, torch.arange(job.prompt_len), comm, None)
+    logits = shard.logits(h, res, comm, None)
+    for k in range(job.decode_tokens):
+        h = shard.embed(decode[:, k:k + 1], comm, None)
+        h, res = shard.forward(h, None, torch.tensor([job.prompt_len + k]), comm, None)
+        logits = shard.logits(h, res, comm, None)
+    return logits.float()
+
+
+# --- the local launcher --------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_entry(rank: int, job_json: str, init: str, results) -> None:
+    from datetime import timedelta
+
+    import torch
+    import torch.distributed as dist
+
+    job = Job.model_validate_json(job_json)
+    torch.set_num_threads(1)
+    try:
+        if job.backend == "nccl":
+            torch.cuda.set_device(rank % max(1, torch.cuda.device_count()))
+        dist.init_process_group(job.backend, init_method=init, rank=rank, world_size=job.world_size,
+                                timeout=timedelta(seconds=job.timeout_s))
+        results.put(("ok", rank, run_rank(rank, job, dist)))
+    except BaseException as exc:  # report, then die: the parent ends the others
+        results.put(("error", rank, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=3)))
+        raise SystemExit(1)
+    finally:
+        if dist.is_initialized():
+            try:
+                dist.destroy_process_group()
+            except Exception:
+                pass
+
+
+def run_local(job: Job) -> list[dict]:
+    """Start one process per rank on this machine; all finish, or all are ended and the failure named."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    results = ctx.Queue()
+    init = f"tcp://127.0.0.1:{_free_port()}"
+    procs = [ctx.Process(target=_rank_entry, args=(r, job.model_dump_json(), init, results), daemon=True)
+             for r in range(job.world_size)]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + job.timeout_s
+    done: dict[int, dict] = {}
+    error = None
+    try:
+        while len(done) < len(procs) and error is None:
+            try:
+                msg = results.get(timeout=0.2)
+            except queue.Empty:
+                dead = [r for r, p in enumerate(procs) if p.exitcode not in (None, 0) and r not in done]
+                if dead:
+                    error = (dead[0], f"exited with code {procs[dead[0]].exitcode} without a report")
+                elif time.monotonic() > deadline:
+                    missing = [r for r in range(len(procs)) if r not in done]
+                    error = (missing[0], f"did not finish within the {job.timeout_s:g} s timeout "
+                                         f"(ranks {missing} still running)")
+                continue
+            if msg[0] == "ok":
+                done[msg[1]] = msg[2]
+            else:
+                error = (msg[1], msg[2])
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=5)
+    if error is not None:
+        rank, what = error
+        stage, tp_rank = job.rank_layout(rank)
+        raise ValidationRunError(f"rank {rank} (stage {stage}, TP rank {tp_rank}) failed: {what}",
+                                 details=["every other rank was stopped; no process is left running"])
+    return [done[r] for r in range(len(procs))]
+
+
+# --- plan -> job, results -> report -----------------------------------------------------------
+
+def make_job(plan: Plan, scale: str, backend: str, tokens: int, timeout_s: float, fail_rank=None):
+    """The job and the traced profile at the chosen scale."""
+    from planner.models import resolve
+    from planner.trace import trace_config
+    from planner.models import config_hash
+    from planner.validate.mini import check_family, mini_config, mini_stages
+
+    if scale not in ("mini", "full"):
+        raise InputError(f"--scale: choose mini or full, got '{scale}'")
+    if backend not in ("gloo", "nccl"):
+        raise InputError(f"--backend: choose gloo or nccl, got '{backend}'")
+    if tokens < 1:
+        raise InputError("--tokens must be at least 1")
+    source = plan.inputs.model_source
+    for prefix in ("catalog:", "hub:"):
+        source = source.removeprefix(prefix)
+    config = resolve(source).config
+    check_family(config)
+    if scale == "mini":
+        cfg = mini_config(config, plan)
+        stages = mini_stages(plan, config["num_hidden_layers"])
+    else:
+        cfg = {k: v for k, v in config.items() if k != "quantization_config"}
+        stages = list(plan.stages)
+    profile = trace_config(cfg, name=f"{plan.inputs.model} ({scale})", source=source, config_hash=config_hash(cfg))
+    batch = max(1, min(MAX_BATCH, math.ceil(plan.inputs.workload.concurrency / plan.replicas)))
+    job = Job(config=cfg, stages=stages, batch=batch, prompt_len=PROMPT_LEN, decode_tokens=tokens, backend=backend,
+              timeout_s=timeout_s, fail_rank=fail_rank)
+    return job, profile
+
+
+def predictions(job: Job, profile, topo) -> dict[int, dict]:
+    """Per rank, the cost model at this scale: parameter bytes, bytes per decode step, step time."""
+    from planner.cost import stage_memory, stage_step, transfer, transfer_bytes, transfer_pairs
+
+    w = Workload(concurrency=job.batch, isl=job.prompt_len, osl=job.decode_tokens)
+    out: dict[int, dict] = {}
+    pp = len(job.stages)
+    context = job.prompt_len + job.decode_tokens / 2
+    for s, st in enumerate(job.stages):
+        first, last = s == 0, s == pp - 1
+        gpu_ids = st.gpu_ids
+        step = stage_step(profile, topo, gpu_ids, st.layer_start, st.layer_end, first, last, w, job.batch, context)
+        weights, _ = stage_memory(profile, st.tp, st.layer_start, st.layer_end, first, last, w)
+        per_rank_coll = sum(step.interconnect.values()) / st.tp
+        t_out = transfer(profile, topo, gpu_ids, job.stages[s + 1].gpu_ids, job.batch)[0] if not last else 0.0
+        for r, rank in enumerate(job.stage_ranks(s)):
+            out[rank] = {"param_bytes": weights, "sent": per_rank_coll, "received": per_rank_coll,
+                         "step_time_s": step.time_s + t_out}
+    nbytes = transfer_bytes(profile, job.batch)
+    for s in range(pp - 1):
+        for a, b in transfer_pairs(job.stage_ranks(s), job.stage_ranks(s + 1)):
+            out[a]["sent"] += nbytes
+            out[b]["received"] += nbytes
+    return out
+
+
+def build_report(plan_name: str, scale: str, job: Job, profile, topo, results: list[dict]) -> ValidationReport:
+    import torch
+
+    pred = predictions(job, profile, topo)
+    checks: list[Check] = []
+    for res in results:
+        r = res["rank"]
+        p = pred[r]
+        checks.append(Check(name="memory: parameter bytes", rank=r, passed=res["param_bytes"] == round(p["param_bytes"]),
+                            predicted=p["param_bytes"], measured=res["param_bytes"], unit="B"))
+        for key, name in (("sent", "traffic: bytes sent per decode step"),
+                          ("received", "traffic: bytes received per decode step")):
+            measured = res[f"{key}_per_step"]
+            checks.append(Check(name=name, rank=r, passed=abs(measured - p[key]) < 1e-6 * max(1.0, p[key]),
+                                predicted=p[key], measured=measured, unit="B",
+                                note=", ".join(f"{k} {v:g}" for k, v in sorted(res["calls_per_step"].items()))))
+        checks.append(Check(name="time: decode step", rank=r, passed=None, predicted=p["step_time_s"] * 1e3,
+                            measured=res["step_time_s"] * 1e3, unit="ms",
+                            note="reported, not judged" if job.backend == "gloo" else "GPU timing"))
+    last = next(res for res in results if "logits" in res)
+    if scale == "mini":
+        ref = reference_logits(job)
+        got = torch.tensor(last["logits"])
+        err = (got - ref).abs().max().item()
+        bound = LOGITS_RTOL * ref.abs().max().item()
+        checks.append(Check(name="numerics: final logits vs single-process reference", passed=err <= bound,
+                            predicted=0.0, measured=err, unit="max |diff|",
+                            note=f"tolerance {bound:.4f} = {LOGITS_RTOL} x max |logit| (bf16)"))
+    else:
+        checks.append(Check(name="numerics: final logits vs single-process reference", passed=None,
+                            note="not run at full scale: a single-process reference does not fit one GPU"))
+    judged = [c for c in checks if c.passed is not None]
+    return ValidationReport(plan=plan_name, scale=scale, backend=job.backend, world_size=job.world_size,
+                            batch=job.batch, decode_tokens=job.decode_tokens, stages=job.stages,
+                            model_config_used={k: job.config[k] for k in ("model_type", "hidden_size", "num_hidden_layers",
+                                                                          "num_attention_heads", "num_key_value_heads",
+                                                                          "intermediate_size", "vocab_size")},
+                            checks=checks, passed=all(c.passed for c in judged))
+
+
+def validate(plan_path: str, *, backend: str = "gloo", scale: str = "mini", tokens: int = 4,
+             timeout_s: float = 120.0) -> ValidationReport:
+    from planner.launch import load_plan, plan_inputs
+
+    plan = load_plan(plan_path)
+    topo, _ = plan_inputs(plan)
+    fail = os.environ.get("PLANNER_VALIDATE_FAIL_RANK")  # test hook: make this rank raise mid-run
+    job, profile = make_job(plan, scale, backend, tokens, timeout_s, int(fail) if fail else None)
+    results = run_local(job)
+    return build_report(plan_path, scale, job, profile, topo, results)

@@ -1,0 +1,116 @@
+"""`planner validate` with gloo on CPU: TP, PP, TP x PP and uneven stages, faults, two torchrun agents."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from planner.cost import estimate
+from planner.errors import ValidationRunError
+from planner.models import load_profile
+from planner.plan import Partition, SolverInfo, Stage, Workload, build_plan
+from planner.topology import load_topology
+from planner.validate.runner import validate
+
+from ..conftest import run_planner
+
+SHAPES = {
+    "tp2": [(1.0, 2)],
+    "pp2": [(0.5, 1), (0.5, 1)],
+    "tp2xpp2": [(0.5, 2), (0.5, 2)],
+    "uneven3": [(0.25, 1), (0.5, 2), (0.25, 1)],
+}
+
+
+def write_plan(tmp_path: Path, model: str, shape: str, topology: str = "8xh100", concurrency: int = 2) -> Path:
+    p = load_profile(model)
+    topo = load_topology(topology)
+    stages, start, gpu = [], 0, 0
+    for k, (share, tp) in enumerate(SHAPES[shape]):
+        n = p.n_layers - start if k == len(SHAPES[shape]) - 1 else round(share * p.n_layers)
+        stages.append(Stage(layer_start=start, layer_end=start + n, gpu_ids=list(range(gpu, gpu + tp)), tp=tp))
+        start, gpu = start + n, gpu + tp
+    part = Partition(stages=stages)
+    w = Workload(concurrency=concurrency, weight_dtype="fp8")
+    plan = build_plan(p, topo, part, w, estimate(p, topo, part, w), SolverInfo(status="GIVEN"))
+    path = tmp_path / f"{shape}.json"
+    path.write_text(plan.model_dump_json())
+    return path
+
+
+@pytest.mark.parametrize("model", ["llama-70b", "mixtral-8x7b"])
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_validate_checks_pass(tmp_path, model, shape):
+    report = validate(str(write_plan(tmp_path, model, shape)), backend="gloo", scale="mini", tokens=3, timeout_s=180)
+    assert report.passed, [c for c in report.checks if c.passed is False]
+    names = {c.name for c in report.checks}
+    assert {"memory: parameter bytes", "traffic: bytes sent per decode step", "numerics: final logits vs single-process reference"} <= names
+    assert report.world_size == sum(tp for _, tp in SHAPES[shape])
+    # the layer split keeps the plan's proportions (uneven3: 1 : 2 : 1)
+    counts = [s.layer_end - s.layer_start for s in report.stages]
+    if shape == "uneven3":
+        assert counts[1] == 2 * counts[0] == 2 * counts[2]
+    # traffic is real: every rank all-reduces, sends to the next stage or receives from the previous one
+    moved = {}
+    for c in report.checks:
+        if c.name.startswith("traffic:"):
+            moved[c.rank] = moved.get(c.rank, 0) + c.measured
+    assert len(moved) == report.world_size and all(v > 0 for v in moved.values())
+
+
+def test_a_failing_rank_ends_the_run(tmp_path):
+    plan = write_plan(tmp_path, "llama-70b", "tp2xpp2")
+    start = time.monotonic()
+    env = {"PLANNER_VALIDATE_FAIL_RANK": "2"}
+    r = run_planner("validate", str(plan), "--timeout", "60", env=env, timeout=120)
+    assert r.returncode == 3 and "Traceback" not in r.stderr
+    assert "rank 2 (stage 1, TP rank 0) failed" in r.stderr and "injected fault" in r.stderr
+    assert time.monotonic() - start < 60
+    time.sleep(1)
+    leftover = subprocess.run(["pgrep", "-f", "planner.validate|multiprocessing.spawn"], capture_output=True, text=True)
+    mine = [pid for pid in leftover.stdout.split() if int(pid) != os.getpid()]
+    assert not mine, f"processes left behind: {mine}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_torchrun_agents_on_loopback(tmp_path):
+    """A plan over two nodes of 2x8xh100-ib (stage 0 on dgx0, stage 1 on dgx1), two torchrun agents here."""
+    p = load_profile("llama-70b")
+    topo = load_topology("2x8xh100-ib")
+    part = Partition(stages=[Stage(layer_start=0, layer_end=40, gpu_ids=[0, 1], tp=2),
+                             Stage(layer_start=40, layer_end=80, gpu_ids=[8, 9], tp=2)])
+    w = Workload(concurrency=2, weight_dtype="fp8")
+    plan = build_plan(p, topo, part, w, estimate(p, topo, part, w), SolverInfo(status="GIVEN"))
+    plan_path = tmp_path / "plan.json"
+    plan_path.write_text(plan.model_dump_json())
+    from planner.launch import render
+
+    scripts = render(plan, "torchrun", plan_path=str(plan_path)).scripts
+    assert set(scripts) == {"torchrun-dgx0.sh", "torchrun-dgx1.sh"}
+    port = _free_port()
+    report = tmp_path / "report.json"
+    torchrun = Path(sys.executable).parent / "torchrun"
+    procs = []
+    for node in (0, 1):
+        cmd = [str(torchrun), "--nnodes", "2", "--nproc-per-node", "2", "--node-rank", str(node),
+               "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "planner-test",
+               "-m", "planner.validate.worker", str(plan_path), "--backend", "gloo", "--scale", "mini",
+               "--tokens", "2", "--report", str(report)]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env=dict(os.environ, OMP_NUM_THREADS="1")))
+    outs = [proc.communicate(timeout=240) for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), [o[1][-2000:] for o in outs]
+    data = json.loads(report.read_text())
+    assert data["passed"] and data["world_size"] == 4
