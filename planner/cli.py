@@ -244,6 +244,16 @@ def _workload(concurrency, isl, osl, weight_dtype, kv_dtype, fraction):
         raise InputError(f"bad workload: {msgs[0]}", details=msgs[1:]) from None
 
 
+def _load_inputs(model, topology, concurrency, isl, osl, weight_dtype, kv_dtype, fraction, calibration):
+    """The workload, constants, topology and traced model every planning command starts from."""
+    from planner.constants import load_constants
+    from planner.models import load_profile
+    from planner.topology import load_topology
+
+    work = _workload(concurrency, isl, osl, weight_dtype, kv_dtype, fraction)
+    return work, load_constants(calibration), load_topology(topology), load_profile(model)
+
+
 def _parse_int_list(text: Optional[str], option: str) -> Optional[list[int]]:
     from planner.errors import InputError
 
@@ -288,17 +298,12 @@ def estimate_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Predict time, traffic and memory of a partition you choose (TP, PP, layers, GPUs)."""
-    from planner.constants import load_constants
     from planner.cost import estimate, infeasible_error
     from planner.errors import InputError
-    from planner.models import load_profile
     from planner.plan import SolverInfo, build_plan, even_layers, partition_from_counts
-    from planner.topology import load_topology
 
-    work = _workload(concurrency, isl, osl, weight_dtype, kv_dtype, gpu_memory_fraction)
-    constants = load_constants(calibration)
-    topo = load_topology(topology)
-    profile = load_profile(model)
+    work, constants, topo, profile = _load_inputs(model, topology, concurrency, isl, osl, weight_dtype, kv_dtype,
+                                                  gpu_memory_fraction, calibration)
     if tp < 1 or replicas < 1:
         raise InputError("--tp and --replicas must be at least 1")
     counts = _parse_int_list(layers, "--layers") or even_layers(profile.n_layers, pp)
@@ -355,16 +360,11 @@ def solve_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Find the best split of a model over a machine with CP-SAT: stages, GPUs, TP degrees, replicas."""
-    from planner.constants import load_constants
     from planner.errors import InputError
-    from planner.models import load_profile
     from planner.solver import solve
-    from planner.topology import load_topology
 
-    work = _workload(concurrency, isl, osl, weight_dtype, kv_dtype, gpu_memory_fraction)
-    constants = load_constants(calibration)
-    topo = load_topology(topology)
-    profile = load_profile(model)
+    work, constants, topo, profile = _load_inputs(model, topology, concurrency, isl, osl, weight_dtype, kv_dtype,
+                                                  gpu_memory_fraction, calibration)
     if gpus is not None and gpu_ids is not None:
         raise InputError("give --gpus or --gpu-ids, not both")
     ids = _parse_int_list(gpu_ids, "--gpu-ids")

@@ -300,6 +300,27 @@ def _lower_bound(objective, profile, topo, slot, pp, micro, tokens, runs, groups
     return total + min(k.first_bytes for k in usable) + min(k.last_bytes for k in usable)
 
 
+def _throughput_bound(profile, topo, slot, replicas, pp, workload, c, cache, max_tp) -> float:
+    """Tokens/s no plan of this shape can beat at its KV capacity. Every weight and every sequence's KV
+    is held at least once in a replica, so capacity <= (usable memory - weights) / KV per sequence; a
+    token takes at least the latency bound at that load; and C / TPOT(C) grows with C."""
+    usable = sum(topo.gpu(g).spec.memory_bytes * workload.gpu_memory_fraction - fixed_memory_bytes(c) for g in slot)
+    seq = workload.isl + workload.osl
+    kv_seq = sum(min(seq, n.sliding_window or seq) * n.kv_bytes_per_token(workload.kv_dtype) for n in profile.layers)
+    free = usable - profile.weight_bytes(workload.weight_dtype)
+    if free <= 0 or kv_seq <= 0:
+        return 0.0
+    cap = min(MAX_CAPACITY, int(free // kv_seq))
+    if cap < 1:
+        return 0.0
+    at_cap = workload.model_copy(update={"concurrency": cap * replicas})
+    data = _shape_data(profile, topo, slot, replicas, pp, at_cap, c, cache, max_tp)
+    lb = _lower_bound("latency", profile, topo, slot, pp, *data[1:], c)
+    if lb is None or lb <= 0 or lb == float("inf"):
+        return 0.0 if lb == float("inf") else float("inf")
+    return replicas * cap / (lb / TIME_UNITS_PER_S)
+
+
 def _pipeline_bound(pp, micro, n_gpus, groups, costs, n_layers) -> float:
     """micro x slowest stage, at best: stages of TP t_s (sum of t_s <= GPUs) share the layers in
     proportion to their speed 1/f(t_s), so the slowest takes L / sum_s 1/f(t_s)."""
@@ -488,6 +509,17 @@ def _solve_shape(profile, topo, slot, replicas, pp, workload, objective, tpot_sl
     return stages, value, bound, optimal
 
 
+def _evaluate(profile, topo, partition: Partition, workload: Workload, objective: str, c: Constants) -> Prediction:
+    """The cost model's prediction of a plan; for throughput, tokens/s at the plan's KV capacity."""
+    pred = estimate(profile, topo, partition, workload, c, check=False)
+    if objective == "throughput":
+        sat = workload.model_copy(update={"concurrency": max(1, pred.max_concurrency)})
+        at_capacity = estimate(profile, topo, partition, sat, c, check=False)
+        pred = pred.model_copy(update={"tokens_per_s": at_capacity.tokens_per_s,
+                                       "tokens_per_s_per_gpu": at_capacity.tokens_per_s_per_gpu})
+    return pred
+
+
 def _score(objective: str, pred: Prediction, workload: Workload) -> float:
     """Lower is better: TPOT (ms), -tokens/s at the KV-capacity concurrency, or bytes per token."""
     if objective == "latency":
@@ -538,12 +570,20 @@ def solve(
     cost_cache: dict = {}
     pruned: list = []
     incumbent = None  # best CP-SAT objective so far (latency: ns, traffic: bytes)
+    best_tokens = None  # throughput: the best saturated tokens/s so far
+    if objective == "throughput":
+        bounds = {(r, pp): _throughput_bound(profile, topo, slots[0], r, pp, workload, constants, cost_cache, max_tp)
+                  for r, pp, slots in shapes}
+        shapes.sort(key=lambda x: (-bounds[x[0], x[1]], x[0], x[1]))  # most promising first
     for k, (r, pp, slots) in enumerate(shapes):
         data = _shape_data(profile, topo, slots[0], r, pp, workload, constants, cost_cache, max_tp)
         lb = _lower_bound(objective, profile, topo, slots[0], pp, *data[1:], constants)
         if lb is not None and incumbent is not None and lb >= incumbent:
             pruned.append((lb, r, pp, slots, data))
             continue  # no plan of this shape beats the incumbent: the bound proves it
+        if objective == "throughput" and best_tokens is not None and bounds[r, pp] <= best_tokens:
+            pruned.append((-bounds[r, pp], r, pp, slots, data))
+            continue  # even all of its memory as KV at the fastest speed cannot beat the incumbent
         budget = max(0.05, time_limit_s / len(shapes))
         t0 = time.perf_counter()
         out = _solve_shape(profile, topo, slots[0], r, pp, workload, objective, tpot_slo_ms, budget, constants, workers,
@@ -555,18 +595,15 @@ def solve(
             incumbent = int(value)
         all_optimal &= optimal
         partition = _replicate(stages, slots, r)
-        pred = estimate(profile, topo, partition, workload, constants, check=False)
-        if objective == "throughput":
-            sat = Workload(**{**workload.model_dump(), "concurrency": max(1, pred.max_concurrency)})
-            pred_sat = estimate(profile, topo, partition, sat, constants, check=False)
-            pred = pred.model_copy(update={"tokens_per_s": pred_sat.tokens_per_s,
-                                           "tokens_per_s_per_gpu": pred_sat.tokens_per_s_per_gpu})
+        pred = _evaluate(profile, topo, partition, workload, objective, constants)
         if not pred.fits:
             continue
         if tpot_slo_ms is not None and pred.tpot_ms > tpot_slo_ms * (1 + 1e-9):
             continue
         results.append(ShapeResult(r, pp, partition, pred, _score(objective, pred, workload), optimal,
                                    bound, time.perf_counter() - t0))
+        if objective == "throughput" and (best_tokens is None or pred.tokens_per_s > best_tokens):
+            best_tokens = pred.tokens_per_s
     if pruned and len({x.partition.shape for x in results}) <= top:
         # Runners-up: solve the most promising pruned shapes on their own (small budget each).
         # They use aligned blocks of the locality order only, which keeps these models small.
@@ -577,7 +614,7 @@ def solve(
             if out is None:
                 continue
             partition = _replicate(out[0], slots, r)
-            pred = estimate(profile, topo, partition, workload, constants, check=False)
+            pred = _evaluate(profile, topo, partition, workload, objective, constants)
             if pred.fits:
                 results.append(ShapeResult(r, pp, partition, pred, _score(objective, pred, workload), out[3], out[2], 0.0,
                                            counts=False))
