@@ -14,3 +14,5 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
     || "$PY" -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
 fi
 "$PY" -m pip install -q -e ".[test]"
+# Byte-compile the package once: start-up stays fast even where PYTHONDONTWRITEBYTECODE is set.
+"$PY" -m compileall -q planner

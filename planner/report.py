@@ -136,6 +136,9 @@ def plan_report(plan) -> Group:
              f"[{plan.inputs.objective}, concurrency {w.concurrency}, isl {w.isl}, osl {w.osl}, "
              f"{w.weight_dtype} weights, {w.kv_dtype} KV]")
     parts = [prediction_table(pred, title)]
+    if plan.inputs.objective == "throughput":
+        parts.append(f"throughput is at the plan's KV capacity ({pred.max_concurrency:,} sequences); TPOT and TTFT "
+                     f"are at concurrency {w.concurrency}")
     if plan.replicas > 1:
         parts.append(f"replicas on GPUs: " + "; ".join(
             " | ".join(",".join(map(str, st)) for st in rep) for rep in plan.replica_gpu_ids))
