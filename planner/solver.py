@@ -72,6 +72,7 @@ EXHAUSTIVE_SLOT_MAX = 8
 MAX_CAPACITY = 1_000_000
 #: CP-SAT deterministic time for each runner-up shape (best found, not necessarily proven).
 RUNNER_UP_BUDGET = 0.2
+UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,6 @@ class ShapeResult:
     optimal: bool
     bound: float
     wall_s: float
-    counts: bool = True  # False for runners-up solved after the search (they do not set the status)
 
 
 # --- candidate groups ---------------------------------------------------------------------
@@ -476,6 +476,8 @@ def _solve_shape(profile, topo, slot, replicas, pp, workload, objective, tpot_sl
     else:
         m.maximize(cap_var)
     status = solver.solve(m)
+    if status == cp_model.UNKNOWN:
+        return UNKNOWN  # the time ran out before a plan of this shape was found
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
     optimal = status == cp_model.OPTIMAL
@@ -575,25 +577,41 @@ def solve(
         bounds = {(r, pp): _throughput_bound(profile, topo, slots[0], r, pp, workload, constants, cost_cache, max_tp)
                   for r, pp, slots in shapes}
         shapes.sort(key=lambda x: (-bounds[x[0], x[1]], x[0], x[1]))  # most promising first
+    shape_bounds: list[float] = []  # per shape not proven infeasible: a bound on its score (see _score)
+
+    def in_score_units(value: float, tokens: int) -> float:
+        """A CP-SAT objective value (ns, or bytes per step) in the units of _score."""
+        return value / 1e6 if objective == "latency" else value / tokens
+
     for k, (r, pp, slots) in enumerate(shapes):
         data = _shape_data(profile, topo, slots[0], r, pp, workload, constants, cost_cache, max_tp)
+        tokens = data[2]
         lb = _lower_bound(objective, profile, topo, slots[0], pp, *data[1:], constants)
+        shape_lb = -bounds[r, pp] if objective == "throughput" else in_score_units(lb, tokens)
         if lb is not None and incumbent is not None and lb >= incumbent:
             pruned.append((lb, r, pp, slots, data))
+            shape_bounds.append(shape_lb)
             continue  # no plan of this shape beats the incumbent: the bound proves it
         if objective == "throughput" and best_tokens is not None and bounds[r, pp] <= best_tokens:
             pruned.append((-bounds[r, pp], r, pp, slots, data))
+            shape_bounds.append(shape_lb)
             continue  # even all of its memory as KV at the fastest speed cannot beat the incumbent
         budget = max(0.05, time_limit_s / len(shapes))
         t0 = time.perf_counter()
         out = _solve_shape(profile, topo, slots[0], r, pp, workload, objective, tpot_slo_ms, budget, constants, workers,
                            data, incumbent)
         if out is None:
+            continue  # proven infeasible
+        if out == UNKNOWN:
+            all_optimal = False
+            shape_bounds.append(shape_lb)
             continue
         stages, value, bound, optimal = out
         if objective in ("latency", "traffic") and (incumbent is None or value < incumbent):
             incumbent = int(value)
         all_optimal &= optimal
+        if not optimal:
+            shape_bounds.append(shape_lb if objective == "throughput" else in_score_units(bound, tokens))
         partition = _replicate(stages, slots, r)
         pred = _evaluate(profile, topo, partition, workload, objective, constants)
         if not pred.fits:
@@ -611,19 +629,23 @@ def solve(
             data = _shape_data(profile, topo, slots[0], r, pp, workload, constants, cost_cache, max_tp, aligned_only=True)
             out = _solve_shape(profile, topo, slots[0], r, pp, workload, objective, tpot_slo_ms,
                                RUNNER_UP_BUDGET, constants, workers, data)
-            if out is None:
+            if out is None or out == UNKNOWN:
                 continue
             partition = _replicate(out[0], slots, r)
             pred = _evaluate(profile, topo, partition, workload, objective, constants)
             if pred.fits:
-                results.append(ShapeResult(r, pp, partition, pred, _score(objective, pred, workload), out[3], out[2], 0.0,
-                                           counts=False))
+                results.append(ShapeResult(r, pp, partition, pred, _score(objective, pred, workload), out[3], out[2], 0.0))
     if not results:
         raise _nothing_fits(profile, topo, ids, workload, tpot_slo_ms)
     results.sort(key=lambda x: (x.objective_value, x.replicas, x.pp, [s.gpu_ids for s in x.partition.stages]))
     best = results[0]
-    bound_val = _bound_in_units(objective, best, [x for x in results if x.counts])
-    gap = 0.0 if all_optimal else abs(best.objective_value - bound_val) / max(abs(best.objective_value), 1e-12)
+    # The best bound: the best plan where every shape was solved to optimality (or pruned by a bound);
+    # otherwise the weakest bound of the shapes left open.
+    if all_optimal:
+        bound_val, gap = best.objective_value, 0.0
+    else:
+        bound_val = min([best.objective_value, *shape_bounds])
+        gap = abs(best.objective_value - bound_val) / max(abs(best.objective_value), 1e-12)
     seen, alts = {best.partition.shape}, []
     for res in results[1:]:
         if res.partition.shape not in seen and len(alts) < top:
@@ -633,18 +655,6 @@ def solve(
                       objective_value=best.objective_value, best_bound=bound_val, gap=gap,
                       wall_time_s=time.perf_counter() - started, resolution=RESOLUTION)
     return build_plan(profile, topo, best.partition, workload, best.prediction, info, objective, tpot_slo_ms, alts)
-
-
-def _bound_in_units(objective: str, best: ShapeResult, results: list[ShapeResult]) -> float:
-    if all(r.optimal for r in results):
-        return best.objective_value
-    # A shape solved to FEASIBLE only bounds its own CP-SAT objective; report the best plan's value
-    # scaled by that shape's relative gap as the bound.
-    worst_rel = 0.0
-    for r in results:
-        if not r.optimal:
-            worst_rel = max(worst_rel, 0.01)
-    return best.objective_value * (1 - worst_rel) if best.objective_value > 0 else best.objective_value * (1 + worst_rel)
 
 
 def _replicate(stages: list[Stage], slots: list[list[int]], replicas: int) -> Partition:
@@ -672,7 +682,6 @@ def _nothing_fits(profile, topo, ids, workload, tpot_slo_ms) -> InfeasibleError:
                f"on {len(ids)} GPUs",
                f"per GPU: short by about {max(0.0, need - cap) / len(ids) / 1e9:.1f} GB"
                if need > cap else "the total fits, but no stage split respects every GPU's memory and the TP rules"]
-    part = Partition(stages=[Stage(layer_start=0, layer_end=profile.n_layers, gpu_ids=ids[:1], tp=1)])
-    details += suggestions(profile, topo, Partition(stages=[Stage(layer_start=0, layer_end=profile.n_layers,
-                                                                  gpu_ids=ids, tp=len(ids))]), workload) if part else []
+    everything = Partition(stages=[Stage(layer_start=0, layer_end=profile.n_layers, gpu_ids=ids, tp=len(ids))])
+    details += suggestions(profile, topo, everything, workload)
     return InfeasibleError(f"{profile.name} does not fit on {len(ids)} GPUs of {topo.name}", details=details)
