@@ -651,7 +651,8 @@ def solve(
         if res.partition.shape not in seen and len(alts) < top:
             seen.add(res.partition.shape)
             alts.append(Alternative(shape=res.partition.shape, partition=res.partition, prediction=res.prediction))
-    info = SolverInfo(status="OPTIMAL" if all_optimal else "FEASIBLE", objective=objective,
+    proven = all_optimal or gap <= 1e-9  # the open shapes' bounds cannot beat the best plan
+    info = SolverInfo(status="OPTIMAL" if proven else "FEASIBLE", objective=objective,
                       objective_value=best.objective_value, best_bound=bound_val, gap=gap,
                       wall_time_s=time.perf_counter() - started, resolution=RESOLUTION)
     return build_plan(profile, topo, best.partition, workload, best.prediction, info, objective, tpot_slo_ms, alts)
