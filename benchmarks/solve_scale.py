@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--gpus", default="8,16,64")
     ap.add_argument("--models", default="llama-70b,llama-405b")
     ap.add_argument("--time-limit", type=float, default=60.0)
+    ap.add_argument("--repeat", type=int, default=1, help="runs per row; the median whole-process time is reported")
     args = ap.parse_args()
     exe = Path(sys.executable).parent / "planner"
     rows = []
@@ -57,9 +58,12 @@ def main() -> None:
                     wd = "fp8" if model == "llama-405b" and n == 8 else "bf16"
                     cmd = [str(exe), "solve", "--model", model, "--topology", str(topo), "--weight-dtype", wd,
                            "--time-limit", str(args.time_limit), "--json"]
-                    start = time.perf_counter()
-                    r = subprocess.run(cmd, capture_output=True, text=True)
-                    wall = time.perf_counter() - start
+                    walls = []
+                    for _ in range(args.repeat):
+                        start = time.perf_counter()
+                        r = subprocess.run(cmd, capture_output=True, text=True)
+                        walls.append(time.perf_counter() - start)
+                    wall = sorted(walls)[len(walls) // 2]
                     if r.returncode != 0:
                         rows.append((model, n, "mixed" if mixed else "homogeneous", wd, f"{wall:.2f}", "-", r.stderr.strip().splitlines()[0][:60], "-", "-"))
                         continue

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import networkx as nx
 from pydantic import BaseModel, ConfigDict, Field
 
 from planner.dtypes import KV_DTYPES, UNQUANTISED_BYTES, matrix_bytes
@@ -160,8 +159,10 @@ class ModelProfile(BaseModel):
             out["expert intermediate size"] = self.moe.intermediate_size
         return out
 
-    def graph(self, weight_dtype: str = "bf16", kv_dtype: str = "bf16") -> nx.DiGraph:
-        """The LayerGraph: nodes in execution order, an edge from each node to the next."""
+    def graph(self, weight_dtype: str = "bf16", kv_dtype: str = "bf16"):
+        """The LayerGraph (a networkx.DiGraph): nodes in execution order, an edge from each node to the next."""
+        import networkx as nx  # imported here: the numbers alone do not need it, and start-up stays short
+
         g = nx.DiGraph(name=self.name, weight_dtype=weight_dtype, kv_dtype=kv_dtype)
         for layer in self.layers:
             g.add_node(layer.name, **layer.node_data(weight_dtype, kv_dtype))

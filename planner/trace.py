@@ -16,6 +16,7 @@ through `top_k` experts of the same shape: the same matmuls a real routing perfo
 
 from __future__ import annotations
 
+import contextlib
 import types
 
 from planner.errors import ConfigError
@@ -105,6 +106,21 @@ def _layer_flops(model, layer, hidden_size: int) -> tuple[int, int]:
     return a, b
 
 
+@contextlib.contextmanager
+def _no_parameter_init():
+    """Meta tensors hold no values: skip the random initialisation of Linear and Embedding layers."""
+    import torch
+
+    saved = {cls: cls.reset_parameters for cls in (torch.nn.Linear, torch.nn.Embedding)}
+    try:
+        for cls in saved:
+            cls.reset_parameters = lambda self: None
+        yield
+    finally:
+        for cls, fn in saved.items():
+            cls.reset_parameters = fn
+
+
 def _build(config_dict: dict, name: str):
     import torch
     import transformers
@@ -120,7 +136,7 @@ def _build(config_dict: dict, name: str):
         ) from None
     config._attn_implementation = "eager"
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), _no_parameter_init():
             model = AutoModelForCausalLM.from_config(config)
     except Exception as exc:  # transformers raises many kinds for a config it cannot build
         raise ConfigError(f"{name}: transformers could not build the model: {str(exc).splitlines()[0]}") from None
