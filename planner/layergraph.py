@@ -213,8 +213,8 @@ class ModelSummary(BaseModel):
 
 
 def summarize(profile: ModelProfile, weight_dtype: str, kv_dtype: str) -> ModelSummary:
-    graph = profile.graph(weight_dtype, kv_dtype)
-    rows = [LayerSummary.model_validate(graph.nodes[layer.name]) for layer in profile.layers]
+    # the same node data the LayerGraph carries, without building the graph
+    rows = [LayerSummary.model_validate(layer.node_data(weight_dtype, kv_dtype)) for layer in profile.layers]
     return ModelSummary(
         name=profile.name, source=profile.source, architecture=profile.architecture,
         attention=profile.attention, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
