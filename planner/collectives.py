@@ -166,22 +166,14 @@ def _all_to_all(topo: Topology, ids: tuple[int, ...], nbytes: int, context: Cont
 
 
 def _hierarchical(op: str, topo: Topology, ids: tuple[int, ...], nbytes: int, context: Context, c: Constants):
+    """Reduce-scatter inside each node, all-reduce across nodes on parallel rails, all-gather inside each
+    node (all-gather and reduce-scatter: one intra-node phase). LL or Simple, whichever is faster."""
     by_node: dict[int, list[int]] = {}
     for i in ids:
         by_node.setdefault(topo.gpus[i].node_index, []).append(i)
     groups = [tuple(v) for _, v in sorted(by_node.items())]
     k = len(groups)
     m = min(len(g) for g in groups)
-    # Intra-node phases (reduce-scatter and all-gather are each half an all-reduce's ring traffic).
-    intra_time, intra_lat = 0.0, 0.0
-    for g in groups:
-        if len(g) > 1:
-            ring = best_ring(topo, g)
-            eff = _efficiency(topo, g, c)
-            steps = len(g) - 1
-            vol = (len(g) - 1) / len(g) * nbytes
-            t = steps * ring.hop_latency_s + vol / (ring.bandwidth_bytes_per_s * eff.simple)
-            intra_time, intra_lat = max(intra_time, t), max(intra_lat, steps * ring.hop_latency_s)
     # Inter-node phase: rail r joins the r-th GPU of every node; rails run in parallel and share NICs.
     loads: Counter = Counter()
     net_lat = 0.0
@@ -195,14 +187,23 @@ def _hierarchical(op: str, topo: Topology, ids: tuple[int, ...], nbytes: int, co
     rail_bw = min(topo.graph.edges[u, v]["bandwidth"] / load for (u, v), load in loads.items())
     eff_net = _efficiency(topo, ids, c, network=True)
     per_rail = nbytes / m
-    if op == "all-reduce":
-        inter = 2 * (k - 1) * net_lat + 2 * (k - 1) / k * per_rail / (rail_bw * eff_net.simple)
-        intra_phases = 2
-    else:
-        inter = (k - 1) * net_lat + (k - 1) / k * per_rail / (rail_bw * eff_net.simple)
-        intra_phases = 1
-    t = _launch(context, c) + c.simple_extra_s + intra_phases * intra_time + inter
-    return t, "hierarchical", "Simple"
+    factor, intra_phases = (2, 2) if op == "all-reduce" else (1, 1)
+    options = []
+    for protocol in ("LL", "Simple"):
+        # Intra-node phases: each moves (n-1)/n of the message around the node's ring.
+        intra = 0.0
+        for g in groups:
+            if len(g) > 1:
+                ring = best_ring(topo, g)
+                eff = getattr(_efficiency(topo, g, c), protocol.lower())
+                steps = len(g) - 1
+                intra = max(intra, steps * ring.hop_latency_s
+                            + (len(g) - 1) / len(g) * nbytes / (ring.bandwidth_bytes_per_s * eff))
+        net_eff = getattr(eff_net, protocol.lower())
+        inter = factor * (k - 1) * net_lat + factor * (k - 1) / k * per_rail / (rail_bw * net_eff)
+        extra = c.simple_extra_s if protocol == "Simple" else 0.0
+        options.append((_launch(context, c) + extra + intra_phases * intra + inter, "hierarchical", protocol))
+    return min(options)
 
 
 def collective_time(

@@ -365,18 +365,24 @@ class Topology:
             cache[gpu.id] = self._nearest_nic(gpu)
         return cache[gpu.id]
 
-    def _nearest_nic(self, gpu: Gpu) -> list[str]:
+    def _nearest_nics(self, gpu: Gpu) -> tuple[int, list[list[str]]]:
+        """The routes to the NICs closest to a GPU (fewest hops), in NIC-name order."""
         view = self._pcie_view(gpu.node)
-        best = None
-        for n in sorted(view.nodes):
-            if self.graph.nodes[n]["kind"] == "nic":
-                route = nx.shortest_path(view, gpu.key, n, weight="latency")
-                cost = (len(route), n)
-                if best is None or cost < best[0]:
-                    best = (cost, route)
-        if best is None:
+        routes = [nx.shortest_path(view, gpu.key, n, weight="latency")
+                  for n in sorted(view.nodes) if self.graph.nodes[n]["kind"] == "nic"]
+        if not routes:
             raise InputError(f"{self.name}: GPU {gpu.id} on node {gpu.node} has no path to a NIC")
-        return best[1]
+        hops = min(len(r) for r in routes)
+        return hops, [r for r in routes if len(r) == hops]
+
+    def _nearest_nic(self, gpu: Gpu) -> list[str]:
+        """Rail-optimised: GPUs that share their nearest NICs take one each, in GPU order (two GPUs and two
+        NICs behind one PCIe switch: the first GPU gets the first NIC, the second the second)."""
+        hops, routes = self._nearest_nics(gpu)
+        nearest = [r[-1] for r in routes]
+        sharing = [g.id for g in self.gpus if g.node == gpu.node
+                   and [r[-1] for r in self._nearest_nics(g)[1]] == nearest]
+        return routes[sharing.index(gpu.id) % len(routes)]
 
     def path(self, a: int, b: int) -> Path_:
         """The route NCCL would take from GPU a to GPU b (see the module docstring)."""

@@ -290,3 +290,15 @@ def test_units():
             parse_bytes(bad)
     with pytest.raises(ValueError):
         parse_bandwidth("450")
+
+
+def test_hierarchical_small_message_uses_ll():
+    """2 DGX H100 nodes, 16 KB: intra-node reduce-scatter and all-gather over NVSwitch, a 2-node ring per rail."""
+    est = collective_time(load_topology("2x8xh100-ib"), range(16), 16_000)
+    assert (est.algorithm, est.protocol) == ("hierarchical", "LL")
+    # hand calculation with the constants: launch 24 us; each intra phase 7 hops of 1 us plus 7/8 of the
+    # message at 450 GB/s x LL 0.51; across nodes 2 x (k-1) hops of 9 us (GPU-NIC-fabric-NIC-GPU) plus
+    # 2 (k-1)/k of the per-rail share (16000/8 bytes) at 50 GB/s (NDR) x LL 0.08
+    intra = 7 * 1e-6 + 7 / 8 * 16_000 / (450e9 * 0.51)
+    inter = 2 * 1 * 9e-6 + 2 * 1 / 2 * (16_000 / 8) / (50e9 * 0.08)
+    assert est.time_s == pytest.approx(24e-6 + 2 * intra + inter, rel=1e-6)
