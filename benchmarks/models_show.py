@@ -36,8 +36,8 @@ def main() -> None:
         cold.append(run_once(args.model, cache))
         warm.append(run_once(args.model, cache))
         shutil.rmtree(cache)
-    print(f"| model | cold median s | cold min s | warm median s | warm min s | runs |")
-    print(f"|---|---|---|---|---|---|")
+    print("| model | cold median s | cold min s | warm median s | warm min s | runs |")
+    print("|---|---|---|---|---|---|")
     print(f"| {args.model} | {statistics.median(cold):.2f} | {min(cold):.2f} | {statistics.median(warm):.2f} "
           f"| {min(warm):.2f} | {args.repeat} |")
 

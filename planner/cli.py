@@ -453,7 +453,7 @@ def launch_cmd(
     port: Annotated[Optional[int], typer.Option("--port", help="Server port (replicas take the following ports).")] = None,
 ) -> None:
     """Turn a plan into launch scripts for vLLM, SGLang, TensorRT-LLM or torchrun (one per node)."""
-    from planner.launch import load_plan, render
+    from planner.launch import load_plan
 
     plan = load_plan(plan_file)
     _emit(plan, engine, output, model_path, port, plan_file)

@@ -34,17 +34,23 @@ def matrix_bytes(quantisable_params: float, weight_dtype: str) -> float:
     return out
 
 
+def dtype_problem(kind: str, name: str) -> str | None:
+    """Why `name` is not a known `kind` ("weight" or "KV") dtype, or None."""
+    table = WEIGHT_DTYPES if kind == "weight" else KV_DTYPES
+    return None if name in table else f"unknown {kind} dtype '{name}': choose one of {', '.join(table)}"
+
+
 def check_weight_dtype(name: str) -> str:
     from planner.errors import InputError
 
-    if name not in WEIGHT_DTYPES:
-        raise InputError(f"unknown weight dtype '{name}': choose one of {', '.join(WEIGHT_DTYPES)}")
+    if problem := dtype_problem("weight", name):
+        raise InputError(problem)
     return name
 
 
 def check_kv_dtype(name: str) -> str:
     from planner.errors import InputError
 
-    if name not in KV_DTYPES:
-        raise InputError(f"unknown KV dtype '{name}': choose one of {', '.join(KV_DTYPES)}")
+    if problem := dtype_problem("KV", name):
+        raise InputError(problem)
     return name

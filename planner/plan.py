@@ -10,7 +10,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from planner.dtypes import KV_DTYPES, WEIGHT_DTYPES
+from planner.dtypes import dtype_problem
 from planner.errors import PartitionError
 
 PLAN_VERSION = 1
@@ -25,18 +25,11 @@ class Workload(BaseModel):
     kv_dtype: str = "bf16"
     gpu_memory_fraction: float = Field(0.9, gt=0, le=1, description="share of GPU memory the engine may use")
 
-    @field_validator("weight_dtype")
+    @field_validator("weight_dtype", "kv_dtype")
     @classmethod
-    def _wd(cls, v):
-        if v not in WEIGHT_DTYPES:
-            raise ValueError(f"unknown weight dtype '{v}': choose one of {', '.join(WEIGHT_DTYPES)}")
-        return v
-
-    @field_validator("kv_dtype")
-    @classmethod
-    def _kd(cls, v):
-        if v not in KV_DTYPES:
-            raise ValueError(f"unknown KV dtype '{v}': choose one of {', '.join(KV_DTYPES)}")
+    def _known_dtype(cls, v, info):
+        if problem := dtype_problem("weight" if info.field_name == "weight_dtype" else "KV", v):
+            raise ValueError(problem)
         return v
 
     @property

@@ -140,7 +140,7 @@ def plan_report(plan) -> Group:
         parts.append(f"throughput is at the plan's KV capacity ({pred.max_concurrency:,} sequences); TPOT and TTFT "
                      f"are at concurrency {w.concurrency}")
     if plan.replicas > 1:
-        parts.append(f"replicas on GPUs: " + "; ".join(
+        parts.append("replicas on GPUs: " + "; ".join(
             " | ".join(",".join(map(str, st)) for st in rep) for rep in plan.replica_gpu_ids))
     s = plan.solver
     gap = f", gap {s.gap:.2%}" if s.gap else ""

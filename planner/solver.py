@@ -42,7 +42,6 @@ from planner.cost import (
     fixed_memory_bytes,
     held_weight_bytes,
     kv_bytes_per_token_per_gpu,
-    ring_bytes_by_class,
     stage_nodes,
     stage_step,
     transfer_bytes,
@@ -92,9 +91,6 @@ class ShapeResult:
     partition: Partition
     prediction: Prediction
     objective_value: float  # in the objective's natural unit (ms, -tokens/s... see _score)
-    optimal: bool
-    bound: float
-    wall_s: float
 
 
 # --- candidate groups ---------------------------------------------------------------------
@@ -597,7 +593,6 @@ def solve(
             shape_bounds.append(shape_lb)
             continue  # even all of its memory as KV at the fastest speed cannot beat the incumbent
         budget = max(0.05, time_limit_s / len(shapes))
-        t0 = time.perf_counter()
         out = _solve_shape(profile, topo, slots[0], r, pp, workload, objective, tpot_slo_ms, budget, constants, workers,
                            data, incumbent)
         if out is None:
@@ -618,8 +613,7 @@ def solve(
             continue
         if tpot_slo_ms is not None and pred.tpot_ms > tpot_slo_ms * (1 + 1e-9):
             continue
-        results.append(ShapeResult(r, pp, partition, pred, _score(objective, pred, workload), optimal,
-                                   bound, time.perf_counter() - t0))
+        results.append(ShapeResult(r, pp, partition, pred, _score(objective, pred, workload)))
         if objective == "throughput" and (best_tokens is None or pred.tokens_per_s > best_tokens):
             best_tokens = pred.tokens_per_s
     if pruned and len({x.partition.shape for x in results}) <= top:
@@ -634,7 +628,7 @@ def solve(
             partition = _replicate(out[0], slots, r)
             pred = _evaluate(profile, topo, partition, workload, objective, constants)
             if pred.fits:
-                results.append(ShapeResult(r, pp, partition, pred, _score(objective, pred, workload), out[3], out[2], 0.0))
+                results.append(ShapeResult(r, pp, partition, pred, _score(objective, pred, workload)))
     if not results:
         raise _nothing_fits(profile, topo, ids, workload, tpot_slo_ms)
     results.sort(key=lambda x: (x.objective_value, x.replicas, x.pp, [s.gpu_ids for s in x.partition.stages]))

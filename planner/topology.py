@@ -341,9 +341,6 @@ class Topology:
         return Path_(hops, min(e["bandwidth"] for e in edges), sum(e["latency"] for e in edges),
                      tuple(e["kind"] for e in edges))
 
-    def _pcie_view(self, node: str) -> nx.Graph:
-        return self._pcie_views[node]
-
     @cached_property
     def _pcie_views(self) -> dict[str, nx.Graph]:
         """Per node: the subgraph of PCIe and socket links (no NVLink, no fabric)."""
@@ -356,7 +353,7 @@ class Topology:
         return out
 
     def _pcie_route(self, a: str, b: str, node: str) -> list[str]:
-        return nx.shortest_path(self._pcie_view(node), a, b, weight="latency")
+        return nx.shortest_path(self._pcie_views[node], a, b, weight="latency")
 
     def _nic_for(self, gpu: Gpu) -> list[str]:
         """The PCIe route from a GPU to its nearest NIC (the same switch first: GPUDirect RDMA)."""
@@ -367,7 +364,7 @@ class Topology:
 
     def _nearest_nics(self, gpu: Gpu) -> tuple[int, list[list[str]]]:
         """The routes to the NICs closest to a GPU (fewest hops), in NIC-name order."""
-        view = self._pcie_view(gpu.node)
+        view = self._pcie_views[gpu.node]
         routes = [nx.shortest_path(view, gpu.key, n, weight="latency")
                   for n in sorted(view.nodes) if self.graph.nodes[n]["kind"] == "nic"]
         if not routes:

@@ -81,7 +81,6 @@ def brute_force(profile, topo, workload, objective, max_pp):
     L, n = profile.n_layers, topo.n_gpus
     groups = [g for t in (1, 2, 4) for g in itertools.combinations(range(n), t)
               if len({topo.gpus[i].spec.name for i in g}) == 1]
-    runs_len = [profile.decoders[0].params != profile.decoders[-1].params]
     best = None
     for pp in range(1, max_pp + 1):
         per_rep = workload.concurrency

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from planner.cost import estimate
-from planner.errors import ValidationRunError
 from planner.models import load_profile
 from planner.plan import Partition, SolverInfo, Stage, Workload, build_plan
 from planner.topology import load_topology
