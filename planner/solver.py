@@ -34,8 +34,8 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from ortools.sat.python import cp_model
-
+from planner import cpsat
+from planner.cpsat import lin_sum
 from planner.constants import DEFAULT, Constants
 from planner.cost import (
     GroupHardware,
@@ -357,7 +357,7 @@ def _solve_shape(profile, topo, slot, replicas, pp, workload, objective, tpot_sl
     hop_bytes = int(round(tbytes))
 
     # Model.
-    m = cp_model.CpModel()
+    m = cpsat.Model()
     S, G, R = range(pp), range(len(groups)), range(len(runs))
     use = {(s, g): m.new_bool_var(f"use[{s},{g}]") for s in S for g in G}
     n = {(s, g, r): m.new_int_var(0, runs[r][1] - runs[r][0], f"n[{s},{g},{r}]") for s in S for g in G for r in R}
@@ -386,7 +386,7 @@ def _solve_shape(profile, topo, slot, replicas, pp, workload, objective, tpot_sl
             e0 = m.new_int_var(0, L, f"e0[{s},{r}]")
             m.add_max_equality(e0, [b[s + 1], lo])
             m.add_min_equality(end, [e0, hi])
-            m.add(sum(n[s, g, r] for g in G) == end - clip_start)
+            m.add(lin_sum(n[s, g, r] for g in G) == end - clip_start)
             for g in G:
                 m.add(n[s, g, r] <= (hi - lo) * use[s, g])
     # Memory: weights + KV for the replica's sequences fit each GPU of every used group.
@@ -396,9 +396,9 @@ def _solve_shape(profile, topo, slot, replicas, pp, workload, objective, tpot_sl
     for s in S:
         for g in G:
             k = costs[g]
-            weights = sum(k.weight_per_layer[r] * n[s, g, r] for r in R)
+            weights = lin_sum(k.weight_per_layer[r] * n[s, g, r] for r in R)
             weights += (k.first_weight if s == 0 else 0) * use[s, g] + (k.last_weight if s == pp - 1 else 0) * use[s, g]
-            kv_seq = sum(k.kv_per_layer[r] * n[s, g, r] for r in R)
+            kv_seq = lin_sum(k.kv_per_layer[r] * n[s, g, r] for r in R)
             m.add(weights + per_replica * kv_seq <= k.capacity)
             if cap_var is not None and len(runs) == 1:
                 # One run of identical layers: the KV capacity of the stage is a table over its layer count.
@@ -421,28 +421,30 @@ def _solve_shape(profile, topo, slot, replicas, pp, workload, objective, tpot_sl
     on_node = {(s, nd): m.new_bool_var(f"on[{s},{nd}]") for s in S for nd in nodes}
     for s in S:
         for nd in nodes:
-            m.add(on_node[s, nd] == sum(use[s, g] for g in G if groups[g].node == nd))
+            m.add(on_node[s, nd] == lin_sum(use[s, g] for g in G if groups[g].node == nd))
     stage_t = []
     stage_bytes = []
     for s in S:
-        t = sum(costs[g].time_per_layer[r] * n[s, g, r] for g in G for r in R)
-        t += sum(((costs[g].first_time if s == 0 else 0) + (costs[g].last_time if s == pp - 1 else 0)) * use[s, g] for g in G)
-        by = sum(costs[g].bytes_per_layer[r] * n[s, g, r] for g in G for r in R)
-        by += sum(((costs[g].first_bytes if s == 0 else 0) + (costs[g].last_bytes if s == pp - 1 else 0)) * use[s, g] for g in G)
+        t_terms = [costs[g].time_per_layer[r] * n[s, g, r] for g in G for r in R]
+        t_terms += [((costs[g].first_time if s == 0 else 0) + (costs[g].last_time if s == pp - 1 else 0)) * use[s, g]
+                    for g in G]
+        by = lin_sum([costs[g].bytes_per_layer[r] * n[s, g, r] for g in G for r in R]
+                     + [((costs[g].first_bytes if s == 0 else 0) + (costs[g].last_bytes if s == pp - 1 else 0)) * use[s, g]
+                        for g in G])
         if s < pp - 1:
             for a in nodes:
                 for bnode in nodes:
                     pair = m.new_bool_var(f"hop[{s},{a},{bnode}]")
                     m.add_bool_and([on_node[s, a], on_node[s + 1, bnode]]).only_enforce_if(pair)
                     m.add_bool_or([on_node[s, a].Not(), on_node[s + 1, bnode].Not(), pair])
-                    t += hop[a, bnode] * pair
+                    t_terms.append(hop[a, bnode] * pair)
             by += hop_bytes
         tv = m.new_int_var(0, 10**15, f"T[{s}]")
-        m.add(tv == t)
+        m.add(tv == lin_sum(t_terms))
         stage_t.append(tv)
         stage_bytes.append(by)
     tpot = m.new_int_var(0, 10**16, "tpot")
-    m.add(tpot >= sum(stage_t))
+    m.add(tpot >= lin_sum(stage_t))
     slowest = m.new_int_var(0, 10**15, "slowest")
     m.add_max_equality(slowest, stage_t)
     m.add(tpot >= micro * slowest)
@@ -452,56 +454,48 @@ def _solve_shape(profile, topo, slot, replicas, pp, workload, objective, tpot_sl
         m.add(tpot <= incumbent)  # only plans at least as good as the best shape so far matter
     # Symmetry: used groups of one stage size come in candidate order is not imposed (stages differ).
 
-    solver = cp_model.CpSolver()
     # Deterministic time (CP-SAT's own work units, roughly seconds) keeps the same inputs giving the same
     # plan on any machine; the wall-clock limit is only a safety net.
-    solver.parameters.max_deterministic_time = max(0.05, time_limit_s)
-    solver.parameters.max_time_in_seconds = max(1.0, 4 * time_limit_s)
-    solver.parameters.num_workers = workers
-    solver.parameters.random_seed = 0
-    solver.parameters.interleave_search = workers > 1
-
+    limits = dict(deterministic_time_s=max(0.05, time_limit_s), wall_time_s=max(1.0, 4 * time_limit_s),
+                  workers=workers, seed=0)
     if objective == "latency":
         m.minimize(tpot)
     elif objective == "traffic":
         total = m.new_int_var(0, 10**16, "traffic")
-        m.add(total == sum(stage_bytes))
+        m.add(total == lin_sum(stage_bytes))
         if incumbent is not None:
             m.add(total <= incumbent)
         m.minimize(total)
     else:
         m.maximize(cap_var)
-    status = solver.solve(m)
-    if status == cp_model.UNKNOWN:
+    res = m.solve(**limits)
+    if res.status == "UNKNOWN":
         return UNKNOWN  # the time ran out before a plan of this shape was found
-    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+    if res.status not in ("OPTIMAL", "FEASIBLE"):
         return None
-    optimal = status == cp_model.OPTIMAL
-    value, bound = solver.objective_value, solver.best_objective_bound
+    optimal = res.status == "OPTIMAL"
+    value, bound = res.objective, res.bound
     if objective == "latency" and pp > 1:
         # Second phase: among plans of the best TPOT, balance the stages (the slowest as fast as possible).
         m.add(tpot <= int(round(value)))
-        m.clear_objective()
         m.minimize(slowest)
-        status2 = solver.solve(m)
-        if status2 not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        res = m.solve(**limits)
+        if res.status not in ("OPTIMAL", "FEASIBLE"):
             return None
-        optimal = optimal and status2 == cp_model.OPTIMAL
+        optimal = optimal and res.status == "OPTIMAL"
     if objective == "throughput":
         # Second phase: keep the best capacity, make the slowest stage as fast as possible.
-        best_cap = int(solver.value(cap_var))
+        best_cap = res.value(cap_var)
         m.add(cap_var >= best_cap)
-        m.clear_objective()
         m.minimize(micro * slowest)
-        status2 = solver.solve(m)
-        if status2 in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            optimal = optimal and status2 == cp_model.OPTIMAL
-        else:
+        res = m.solve(**limits)
+        if res.status not in ("OPTIMAL", "FEASIBLE"):
             return None
+        optimal = optimal and res.status == "OPTIMAL"
     stages, start = [], 0
     for s in S:
-        g = next(g for g in G if solver.value(use[s, g]))
-        end = solver.value(b[s + 1])
+        g = next(g for g in G if res.value(use[s, g]))
+        end = res.value(b[s + 1])
         stages.append(Stage(layer_start=start, layer_end=end, gpu_ids=list(groups[g].gpu_ids), tp=groups[g].tp))
         start = end
     return stages, value, bound, optimal
