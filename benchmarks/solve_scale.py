@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--gpus", default="8,16,64")
     ap.add_argument("--models", default="llama-70b,llama-405b")
     ap.add_argument("--time-limit", type=float, default=60.0)
-    ap.add_argument("--repeat", type=int, default=1, help="runs per row; the median whole-process time is reported")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per row; the median run is reported, with the range")
     args = ap.parse_args()
     exe = Path(sys.executable).parent / "planner"
     rows = []
@@ -57,21 +57,23 @@ def main() -> None:
                     wd = "fp8" if model == "llama-405b" and n == 8 else "bf16"
                     cmd = [str(exe), "solve", "--model", model, "--topology", str(topo), "--weight-dtype", wd,
                            "--time-limit", str(args.time_limit), "--json"]
-                    walls = []
+                    runs = []
                     for _ in range(args.repeat):
                         start = time.perf_counter()
                         r = subprocess.run(cmd, capture_output=True, text=True)
-                        walls.append(time.perf_counter() - start)
-                    wall = sorted(walls)[len(walls) // 2]
+                        runs.append((time.perf_counter() - start, r))
+                    runs.sort(key=lambda x: x[0])
+                    wall, r = runs[len(runs) // 2]  # the median run, its wall time and its plan
+                    spread = f"{wall:.2f} ({runs[0][0]:.2f}-{runs[-1][0]:.2f})" if len(runs) > 1 else f"{wall:.2f}"
                     if r.returncode != 0:
-                        rows.append((model, n, "mixed" if mixed else "homogeneous", wd, f"{wall:.2f}", "-", r.stderr.strip().splitlines()[0][:60], "-", "-"))
+                        rows.append((model, n, "mixed" if mixed else "homogeneous", wd, spread, "-", r.stderr.strip().splitlines()[0][:60], "-", "-"))
                         continue
                     plan = json.loads(r.stdout)
                     s = plan["solver"]
                     shape = f"TP{'/'.join(sorted({str(st['tp']) for st in plan['stages']}))}xPP{len(plan['stages'])}xR{plan['replicas']}"
-                    rows.append((model, n, "mixed" if mixed else "homogeneous", wd, f"{wall:.2f}", f"{s['wall_time_s']:.2f}",
+                    rows.append((model, n, "mixed" if mixed else "homogeneous", wd, spread, f"{s['wall_time_s']:.2f}",
                                  s["status"], f"{(s['gap'] or 0):.2%}", shape))
-    print("| model | GPUs | machine | weights | whole process s | solver s | status | gap | plan |")
+    print("| model | GPUs | machine | weights | whole process s, median (min-max) | solver s | status | gap | plan |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(str(x) for x in row) + " |")
