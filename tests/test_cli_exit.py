@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -39,3 +40,17 @@ def test_atexit_handlers_still_run():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "llama-70b" in r.stdout and r.stdout.rstrip().endswith("atexit ran") and "not reached" not in r.stdout
+
+
+def test_validate_through_the_console_script(tmp_path):
+    """Spawned ranks are joined before the fast exit: the report is whole and no process is left."""
+    plan = tmp_path / "plan.json"
+    r = run_planner("solve", "--model", "llama-8b", "--topology", "8xh100", "--gpus", "2", "-o", str(plan))
+    assert r.returncode == 0, r.stderr
+    r = run_planner("validate", str(plan), "--tokens", "2", "--json", timeout=240)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["passed"] and report["world_size"] == sum(s["tp"] for s in json.loads(plan.read_text())["stages"])
+    left = subprocess.run(["pgrep", "-f", "planner.validate|multiprocessing.spawn"], capture_output=True, text=True)
+    mine = [pid for pid in left.stdout.split() if int(pid) != os.getpid()]
+    assert not mine, f"processes left behind: {mine}"
