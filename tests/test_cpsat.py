@@ -146,17 +146,29 @@ def test_unknown_backend_name(monkeypatch):
         cpsat.default_backend()
 
 
-def test_both_backends_give_the_same_plan(profiles, monkeypatch):
-    """A real shape with several stages: the same plan and objective through either back end."""
-    p, topo = profiles("llama-70b"), load_topology("8xh100-pcie-nvlink-pairs")
-    w = Workload(concurrency=16)
+CASES = {
+    # several stages on a machine of NVLink pairs (linear, max/min, reified hand-offs)
+    "latency": ("llama-70b", "8xh100-pcie-nvlink-pairs", dict(concurrency=16), "latency", {}),
+    # KV capacity as a table over a stage's layer count (element constraints)
+    "throughput": ("llama-70b", "4xl40s", dict(concurrency=8, weight_dtype="fp8", isl=8192, osl=1024), "throughput",
+                   dict(max_tp=1, max_replicas=1)),
+    "traffic": ("mixtral-8x7b", "8xh100-pcie-nvlink-pairs", dict(concurrency=4), "traffic", {}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_both_backends_give_the_same_plan(profiles, monkeypatch, case):
+    """Real models and machines: the same plan, objective and bound through either back end."""
+    model, machine, load, objective, limits = CASES[case]
     plans = []
     for backend in BACKENDS:
         monkeypatch.setenv("PLANNER_CPSAT", backend)
-        plan = solve(p, topo, w, constants=DEFAULT)
+        plan = solve(profiles(model), load_topology(machine), Workload(**load), objective=objective,
+                     constants=DEFAULT, **limits)
         data = json.loads(plan.model_dump_json())
         data["solver"].pop("wall_time_s")
         plans.append(data)
+    assert plans[0]["solver"]["status"] == "OPTIMAL"
     assert plans[0] == plans[1]
 
 
