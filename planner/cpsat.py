@@ -167,7 +167,6 @@ class Result:
     objective: float
     bound: float
     values: list[int]
-    wall_time_s: float
 
     def value(self, x) -> int:
         e = _as_expr(x)
@@ -273,11 +272,16 @@ def default_backend() -> str:
     return "cp_model"
 
 
-def _set_linear(dst, e: Expr) -> None:
-    """Write an Expr into a LinearExpressionProto."""
+def _set_terms(dst, e: Expr) -> None:
+    """Write an Expr's variables and coefficients into a proto message with `vars` and `coeffs`."""
     items = [(v, k) for v, k in e.terms.items() if k]
     dst.vars.extend([v for v, _ in items])
     dst.coeffs.extend([k for _, k in items])
+
+
+def _set_linear(dst, e: Expr) -> None:
+    """Write an Expr into a LinearExpressionProto."""
+    _set_terms(dst, e)
     dst.offset = e.const
 
 
@@ -303,11 +307,8 @@ class _ProtoWriter:
             if enforce:
                 c.enforcement_literal.extend(enforce)
             if kind == "linear":
-                e, lo, hi = op[1], op[2], op[3]
-                items = [(v, k) for v, k in e.terms.items() if k]
-                c.linear.vars.extend([v for v, _ in items])
-                c.linear.coeffs.extend([k for _, k in items])
-                c.linear.domain.extend([lo, hi])
+                _set_terms(c.linear, op[1])
+                c.linear.domain.extend([op[2], op[3]])
             elif kind in ("exactly_one", "at_most_one", "bool_and", "bool_or"):
                 getattr(c, kind).literals.extend(op[1])
             elif kind in ("max", "min"):
@@ -329,11 +330,8 @@ class _ProtoWriter:
         self.n_ops = len(model._ops)
         p.clear_objective()
         if model._objective is not None:
-            e = model._objective[0]
-            items = [(v, k) for v, k in e.terms.items() if k]
-            p.objective.vars.extend([v for v, _ in items])
-            p.objective.coeffs.extend([k for _, k in items])
-            p.objective.offset = float(e.const)
+            _set_terms(p.objective, model._objective[0])
+            p.objective.offset = float(model._objective[0].const)
 
     def solve(self, model: Model, deterministic_time_s, wall_time_s, workers, seed) -> Result:
         self._flush(model)
@@ -350,8 +348,7 @@ class _ProtoWriter:
         if status == "MODEL_INVALID":  # a bug in the caller's model, not an input error
             raise RuntimeError(f"CP-SAT rejected the model: {self.cmh.CpSatHelper.validate_model(self.proto)}")
         sign = model._objective[1] if model._objective else 1
-        return Result(status, sign * r.objective_value, sign * r.best_objective_bound, list(r.solution),
-                      r.wall_time)
+        return Result(status, sign * r.objective_value, sign * r.best_objective_bound, list(r.solution))
 
 
 class _CpModelWriter:
@@ -423,4 +420,4 @@ class _CpModelWriter:
         sign = model._objective[1] if model._objective else 1
         objective = sign * solver.objective_value if model._objective else 0.0
         bound = sign * solver.best_objective_bound if model._objective else 0.0
-        return Result(status, objective, bound, values, solver.wall_time)
+        return Result(status, objective, bound, values)
