@@ -1,7 +1,7 @@
 """Time the solver on harder loads, where the replica count and the throughput objective join the search.
 
 Usage: python benchmarks/solve_loads.py
-In-process (`planner.solver.solve`, warm trace cache), llama-70b in bf16. Prints a markdown table.
+In-process (`planner.solve.solve`, warm trace cache), llama-70b in bf16. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from planner.models import load_profile
+from planner.model.catalog import load_profile
 from planner.plan import Workload
-from planner.solver import solve
-from planner.topology import load_topology, parse_topology
+from planner.solve import solve
+from planner.hardware import load_topology, parse_topology
 
 ROOT = Path(__file__).resolve().parent.parent
 

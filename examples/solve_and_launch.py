@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 from planner.launch import render, write_bundle
-from planner.models import load_profile
+from planner.model.catalog import load_profile
 from planner.plan import Workload
-from planner.solver import solve
-from planner.topology import load_topology
+from planner.solve import solve
+from planner.hardware import load_topology
 
 
 def main() -> None:

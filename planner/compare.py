@@ -58,17 +58,21 @@ def parse_concurrencies(text: str) -> list[int]:
         raise InputError(f"--concurrency: expected comma-separated integers such as 1,8,32,128, got '{text}'") from None
     if not values or any(v < 1 for v in values):
         raise InputError(f"--concurrency: every value must be at least 1, got '{text}'")
+    if any(v > 1_000_000 for v in values) or len(values) > 64:
+        raise InputError(f"--concurrency: at most 64 loads, each at most 1,000,000, got '{text[:80]}'")
     return sorted(set(values))
 
 
 def compare(profile, topologies: list, workload: Workload, concurrencies: list[int], *, objective: str = "latency",
             time_limit_s: float = 10.0, constants=None) -> CompareResult:
-    from planner.constants import DEFAULT
-    from planner.solver import solve
+    from planner.cost.constants import DEFAULT
+    from planner.solve import solve
 
     if objective not in ("latency", "throughput"):
         raise InputError(f"--objective: compare takes latency or throughput, got '{objective}'")
     names = [t.name for t in topologies]
+    if len(names) < 2:
+        raise InputError("compare needs two or more machines (--topology A --topology B)")
     if len(set(names)) != len(names):
         raise InputError(f"topologies repeat: {', '.join(names)}")
     rows = []
@@ -77,6 +81,7 @@ def compare(profile, topologies: list, workload: Workload, concurrencies: list[i
             w = workload.model_copy(update={"concurrency": c})
             try:
                 plan = solve(profile, topo, w, objective=objective, time_limit_s=time_limit_s, top=0,
+                             max_concurrency=c if objective == "throughput" else None,
                              constants=constants or DEFAULT)
             except InfeasibleError as exc:
                 rows.append(CompareRow(topology=topo.name, n_gpus=topo.n_gpus, concurrency=c, fits=False,
@@ -84,7 +89,7 @@ def compare(profile, topologies: list, workload: Workload, concurrencies: list[i
                 continue
             p = plan.prediction
             rows.append(CompareRow(
-                topology=topo.name, n_gpus=topo.n_gpus, concurrency=c, fits=True, shape=plan.partition.shape,
+                topology=topo.name, n_gpus=topo.n_gpus, concurrency=p.concurrency, fits=True, shape=plan.partition.shape,
                 stages=[s.gpu_ids for s in plan.stages], tpot_ms=p.tpot_ms, ttft_ms=p.ttft_ms,
                 tokens_per_s=p.tokens_per_s, tokens_per_s_per_gpu=p.tokens_per_s_per_gpu,
                 max_concurrency=p.max_concurrency, breakdown_ms=dict(p.time_breakdown_ms),

@@ -1,29 +1,42 @@
 """The artefacts: Workload, Partition (stages x GPUs x layers), Prediction and the versioned Plan.
 
-A Plan is the single file later commands read (launch, validate, compare). `estimate` writes one
-with `solver.status = GIVEN`; `solve` writes one with OPTIMAL or FEASIBLE.
+A Plan is the single file later commands read (launch, validate, compare, bench). `estimate` writes
+one with `solver.status = GIVEN`; `solve` writes one with OPTIMAL or FEASIBLE. Every figure of a
+Prediction holds at one operating point: `prediction.concurrency` sequences decoding together over
+all replicas (docs/cost-model.md, "one operating point").
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
-from planner.dtypes import dtype_problem
 from planner.errors import PartitionError
+from planner.model.dtypes import dtype_problem
 
-PLAN_VERSION = 1
+#: 2: stages carry dp and ep; predictions state their operating point. Version 1 plans still load.
+PLAN_VERSION = 2
+SUPPORTED_PLAN_VERSIONS = (1, 2)
+#: Caps on workload sizes: far above any served model, low enough that every product stays exact.
+MAX_CONCURRENCY = 1_000_000
+MAX_TOKENS = 10_000_000
+
+Mode = Literal["serving", "static"]
 
 
 class Workload(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    concurrency: int = Field(1, ge=1, description="sequences decoding together, over all replicas")
-    isl: int = Field(1024, ge=1, description="input (prompt) tokens per sequence")
-    osl: int = Field(256, ge=1, description="output tokens per sequence")
+    concurrency: StrictInt = Field(1, ge=1, le=MAX_CONCURRENCY,
+                                   description="sequences decoding together, over all replicas")
+    isl: StrictInt = Field(1024, ge=1, le=MAX_TOKENS, description="input (prompt) tokens per sequence")
+    osl: StrictInt = Field(256, ge=1, le=MAX_TOKENS, description="output tokens per sequence")
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
     gpu_memory_fraction: float = Field(0.9, gt=0, le=1, description="share of GPU memory the engine may use")
+    mode: Mode = Field("serving", description="serving: steady state with arrivals (chunked prefill shares "
+                       "steps with decode); static: one batch decoding alone, as microbenchmarks run")
 
     @field_validator("weight_dtype", "kv_dtype")
     @classmethod
@@ -37,17 +50,34 @@ class Workload(BaseModel):
         """Mean context over the decode: it grows from isl to isl + osl."""
         return self.isl + self.osl / 2
 
+    @property
+    def sequence_tokens(self) -> int:
+        return self.isl + self.osl
+
 
 class Stage(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    layer_start: int = Field(ge=0, description="first decoder layer")
-    layer_end: int = Field(description="one past the last decoder layer")
-    gpu_ids: list[int]
-    tp: int = Field(ge=1)
+    layer_start: StrictInt = Field(ge=0, description="first decoder layer")
+    layer_end: StrictInt = Field(ge=1, description="one past the last decoder layer")
+    gpu_ids: list[StrictInt] = Field(min_length=1)
+    tp: StrictInt = Field(ge=1, description="attention tensor-parallel degree")
+    dp: StrictInt = Field(1, ge=1, description="attention data-parallel ranks (len(gpu_ids) == tp x dp)")
+    ep: StrictInt = Field(1, ge=1, description="expert-parallel degree of MoE layers: 1, or tp x dp")
 
     @property
     def n_layers(self) -> int:
         return self.layer_end - self.layer_start
+
+    @property
+    def n_gpus(self) -> int:
+        return self.tp * self.dp
+
+    @property
+    def label(self) -> str:
+        out = f"TP{self.tp}"
+        if self.dp > 1:
+            out = f"DP{self.dp}xTP{self.tp}" if self.tp > 1 else f"DP{self.dp}"
+        return out + (f"+EP{self.ep}" if self.ep > 1 else "")
 
 
 class Partition(BaseModel):
@@ -55,8 +85,8 @@ class Partition(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     stages: list[Stage] = Field(min_length=1)
-    replicas: int = Field(1, ge=1)
-    replica_gpu_ids: list[list[list[int]]] = Field(
+    replicas: StrictInt = Field(1, ge=1)
+    replica_gpu_ids: list[list[list[StrictInt]]] = Field(
         default_factory=list, description="per replica, per stage, its GPU ids; empty for one replica")
 
     @property
@@ -65,64 +95,23 @@ class Partition(BaseModel):
 
     @property
     def shape(self) -> str:
-        tps = sorted({s.tp for s in self.stages})
-        tp = "/".join(str(t) for t in tps)
-        return f"TP{tp} x PP{self.pp} x R{self.replicas}"
+        labels = sorted({s.label for s in self.stages})
+        return f"{'/'.join(labels)} x PP{self.pp} x R{self.replicas}"
 
     def all_gpu_ids(self) -> list[int]:
         if self.replica_gpu_ids:
             return [g for rep in self.replica_gpu_ids for st in rep for g in st]
         return [g for s in self.stages for g in s.gpu_ids]
 
+    def replica_stage_ids(self) -> list[list[list[int]]]:
+        return self.replica_gpu_ids or [[s.gpu_ids for s in self.stages]]
+
     def layer_counts(self) -> list[int]:
         return [s.n_layers for s in self.stages]
 
-
-def tp_problems(profile, tp: int) -> list[str]:
-    """Why `tp` cannot split this model, with the arithmetic; empty when it can."""
-    problems = []
-    for what, size in profile.tp_divisors().items():
-        if size % tp:
-            problems.append(f"tp({tp}) must divide {what}({size})")
-    kv = profile.n_kv_heads
-    if profile.attention == "gqa":
-        if tp <= kv and kv % tp:
-            problems.append(f"tp({tp}) must divide KV heads({kv}) when tp <= KV heads")
-        if tp > kv and tp % kv:
-            problems.append(f"tp({tp}) must be a multiple of KV heads({kv}) when tp > KV heads (each rank holds a replica)")
-    return problems
-
-
-def validate_partition(partition: Partition, profile, topo) -> None:
-    """Raise PartitionError naming the broken rule and its arithmetic."""
-    n = profile.n_layers
-    expected = 0
-    for k, st in enumerate(partition.stages):
-        if st.layer_start != expected:
-            raise PartitionError(f"stage {k} starts at layer {st.layer_start}, expected {expected}: stages must "
-                                 f"cover layers 0..{n - 1} in order, each exactly once")
-        if st.layer_end <= st.layer_start:
-            raise PartitionError(f"stage {k} has no layers ({st.layer_start}..{st.layer_end})")
-        expected = st.layer_end
-        problems = tp_problems(profile, st.tp)
-        if problems:
-            raise PartitionError(f"stage {k}: {'; '.join(problems)}")
-        if len(st.gpu_ids) != st.tp:
-            raise PartitionError(f"stage {k} has {len(st.gpu_ids)} GPUs for tp {st.tp}: they must be equal")
-    if expected != n:
-        raise PartitionError(f"stages cover layers 0..{expected - 1}, but {profile.name} has {n} layers")
-    ids = partition.all_gpu_ids()
-    for g in ids:
-        topo.gpu(g)
-    if len(set(ids)) != len(ids):
-        dup = sorted({g for g in ids if ids.count(g) > 1})
-        raise PartitionError(f"GPU ids {dup} are used twice: each GPU serves one stage of one replica")
-    if partition.replicas > 1:
-        if len(partition.replica_gpu_ids) != partition.replicas:
-            raise PartitionError(f"{partition.replicas} replicas need replica_gpu_ids for each replica")
-        for r, rep in enumerate(partition.replica_gpu_ids):
-            if [len(x) for x in rep] != [s.tp for s in partition.stages]:
-                raise PartitionError(f"replica {r}: its stages must have the GPU counts {[s.tp for s in partition.stages]}")
+    def per_replica(self, concurrency: int) -> int:
+        """Sequences each replica carries (the busiest replica, with an uneven remainder)."""
+        return math.ceil(concurrency / self.replicas)
 
 
 class StagePrediction(BaseModel):
@@ -131,6 +120,8 @@ class StagePrediction(BaseModel):
     layer_end: int
     gpu_ids: list[int]
     tp: int
+    dp: int = 1
+    ep: int = 1
     gpu_type: str
     has_embedding: bool
     has_lm_head: bool
@@ -148,11 +139,18 @@ class StagePrediction(BaseModel):
 
 
 class Prediction(BaseModel):
+    """Every figure at one operating point: `concurrency` sequences decoding together (all replicas)."""
+
+    concurrency: int = Field(1, description="sequences decoding together over all replicas: the load")
+    mode: Mode = "serving"
     tpot_ms: float
     ttft_ms: float
-    tokens_per_s: float
+    tokens_per_s: float = Field(description="output tokens/s over all replicas = concurrency x 1000 / tpot_ms")
     tokens_per_s_per_gpu: float
-    max_concurrency: int
+    tokens_per_s_per_user: float = Field(0.0, description="1000 / tpot_ms")
+    requests_per_s: float = Field(0.0, description="completed requests/s: concurrency / (ttft + osl x tpot)")
+    prefill_tokens_per_step: float = Field(0.0, description="prompt tokens an average step carries beside decode")
+    max_concurrency: int = Field(description="KV capacity: the most sequences the plan's KV cache holds")
     fits: bool
     memory_per_gpu_bytes: dict[int, float]
     memory_capacity_bytes: dict[int, float]
@@ -179,12 +177,15 @@ class SolverInfo(BaseModel):
     gap: Optional[float] = None
     wall_time_s: Optional[float] = None
     resolution: Optional[str] = None
+    exact_candidates: Optional[bool] = Field(None, description="False where GPU groups were pruned heuristically")
+    note: Optional[str] = None
 
 
 class Alternative(BaseModel):
     shape: str
     partition: Partition
     prediction: Prediction
+    engines: list[str] = Field(default_factory=list, description="engines that can run this plan as it is")
 
 
 class PlanInputs(BaseModel):
@@ -197,21 +198,112 @@ class PlanInputs(BaseModel):
     workload: Workload
     objective: str = "latency"
     tpot_slo_ms: Optional[float] = None
+    ttft_slo_ms: Optional[float] = None
 
 
 class Plan(BaseModel):
     plan_version: int = PLAN_VERSION
     inputs: PlanInputs
-    stages: list[Stage]
-    replicas: int = 1
+    stages: list[Stage] = Field(min_length=1)
+    replicas: int = Field(1, ge=1)
     replica_gpu_ids: list[list[list[int]]] = Field(default_factory=list)
     prediction: Prediction
     solver: SolverInfo
     alternatives: list[Alternative] = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data):
+        """Version 1 plans: predictions had no operating point; it was the workload's concurrency."""
+        if isinstance(data, dict) and data.get("plan_version") == 1:
+            pred = data.get("prediction")
+            load = ((data.get("inputs") or {}).get("workload") or {}).get("concurrency", 1)
+            if isinstance(pred, dict) and "concurrency" not in pred:
+                data = {**data, "prediction": {**pred, "concurrency": load, "mode": "static"}}
+        return data
+
+    @field_validator("plan_version")
+    @classmethod
+    def _known_version(cls, v):
+        if v not in SUPPORTED_PLAN_VERSIONS:
+            raise ValueError(f"plan_version {v} is not one this planner reads ({', '.join(map(str, SUPPORTED_PLAN_VERSIONS))})")
+        return v
+
     @property
     def partition(self) -> Partition:
         return Partition(stages=self.stages, replicas=self.replicas, replica_gpu_ids=self.replica_gpu_ids)
+
+
+def tp_problems(profile, tp: int, experts_split: bool = True) -> list[str]:
+    """Why `tp` cannot split this model, with the arithmetic; empty when it can. Under expert
+    parallelism (`experts_split` False) experts are whole, so their width need not divide by tp."""
+    problems = []
+    for what, size in profile.tp_divisors().items():
+        if what == "expert intermediate size" and not experts_split:
+            continue
+        if size % tp:
+            problems.append(f"tp({tp}) must divide {what}({size})")
+    kv = profile.n_kv_heads
+    if profile.attention == "gqa":
+        if tp <= kv and kv % tp:
+            problems.append(f"tp({tp}) must divide KV heads({kv}) when tp <= KV heads")
+        if tp > kv and tp % kv:
+            problems.append(f"tp({tp}) must be a multiple of KV heads({kv}) when tp > KV heads (each rank holds a replica)")
+    return problems
+
+
+def layout_problems(profile, stage: Stage) -> list[str]:
+    """Why a stage's tp/dp/ep cannot run this model; empty when it can."""
+    problems = tp_problems(profile, stage.tp, experts_split=stage.ep == 1)
+    if len(stage.gpu_ids) != stage.tp * stage.dp:
+        problems.append(f"{len(stage.gpu_ids)} GPUs for tp({stage.tp}) x dp({stage.dp}): they must be equal")
+    if stage.ep not in (1, stage.tp * stage.dp):
+        problems.append(f"ep({stage.ep}) must be 1 or tp x dp ({stage.tp * stage.dp})")
+    moe = profile.moe
+    if stage.ep > 1 and moe is None:
+        problems.append(f"ep({stage.ep}) needs a mixture-of-experts model; {profile.name} is dense")
+    elif stage.ep > 1 and moe.n_experts % stage.ep:
+        problems.append(f"ep({stage.ep}) must divide the routed experts({moe.n_experts})")
+    if stage.dp > 1 and moe is None:
+        problems.append(f"dp({stage.dp}) inside a stage needs a mixture-of-experts model; use replicas for {profile.name}")
+    return problems
+
+
+def validate_partition(partition: Partition, profile, topo) -> None:
+    """Raise PartitionError naming the broken rule and its arithmetic."""
+    n = profile.n_layers
+    expected = 0
+    for k, st in enumerate(partition.stages):
+        if st.layer_start != expected:
+            raise PartitionError(f"stage {k} starts at layer {st.layer_start}, expected {expected}: stages must "
+                                 f"cover layers 0..{n - 1} in order, each exactly once")
+        if st.layer_end <= st.layer_start:
+            raise PartitionError(f"stage {k} has no layers ({st.layer_start}..{st.layer_end})")
+        expected = st.layer_end
+        if problems := layout_problems(profile, st):
+            raise PartitionError(f"stage {k}: {'; '.join(problems)}")
+    if expected != n:
+        raise PartitionError(f"stages cover layers 0..{expected - 1}, but {profile.name} has {n} layers")
+    _check_gpus(partition, topo)
+
+
+def _check_gpus(partition: Partition, topo) -> None:
+    ids = partition.all_gpu_ids()
+    for g in ids:
+        topo.gpu(g)
+    if len(set(ids)) != len(ids):
+        dup = sorted({g for g in ids if ids.count(g) > 1})
+        raise PartitionError(f"GPU ids {dup} are used twice: each GPU serves one stage of one replica")
+    if partition.replicas > 1 or partition.replica_gpu_ids:
+        if len(partition.replica_gpu_ids) != partition.replicas:
+            raise PartitionError(f"{partition.replicas} replicas need replica_gpu_ids for each replica "
+                                 f"({len(partition.replica_gpu_ids)} given)")
+        expected = [s.n_gpus for s in partition.stages]
+        for r, rep in enumerate(partition.replica_gpu_ids):
+            if [len(x) for x in rep] != expected:
+                raise PartitionError(f"replica {r}: its stages must have the GPU counts {expected}")
+        if partition.replica_gpu_ids[0] != [s.gpu_ids for s in partition.stages]:
+            raise PartitionError("replica 0's GPU ids must be the stages' gpu_ids")
 
 
 def even_layers(n_layers: int, pp: int) -> list[int]:
@@ -222,29 +314,53 @@ def even_layers(n_layers: int, pp: int) -> list[int]:
     return [base + (1 if k < extra else 0) for k in range(pp)]
 
 
-def partition_from_counts(counts: list[int], gpu_ids: list[int], tp: int, replicas: int = 1) -> Partition:
-    """Stages of `counts` layers, each on the next `tp` GPUs of `gpu_ids`; replicas take the following GPUs."""
-    per_replica = tp * len(counts)
+def partition_from_counts(counts: list[int], gpu_ids: list[int], tp: int, replicas: int = 1, *,
+                          dp: int = 1, ep: int = 1) -> Partition:
+    """Stages of `counts` layers, each on the next tp x dp GPUs of `gpu_ids`; replicas take the following GPUs."""
+    width = tp * dp
+    per_replica = width * len(counts)
     if len(gpu_ids) < per_replica * replicas:
-        raise PartitionError(f"{replicas} replica(s) of tp({tp}) x pp({len(counts)}) need {per_replica * replicas} "
-                             f"GPUs, {len(gpu_ids)} given")
+        raise PartitionError(f"{replicas} replica(s) of {width} GPU(s) x pp({len(counts)}) need "
+                             f"{per_replica * replicas} GPUs, {len(gpu_ids)} given")
     reps = []
     for r in range(replicas):
         base = r * per_replica
-        reps.append([gpu_ids[base + k * tp: base + (k + 1) * tp] for k in range(len(counts))])
+        reps.append([gpu_ids[base + k * width: base + (k + 1) * width] for k in range(len(counts))])
     stages, start = [], 0
     for k, n in enumerate(counts):
-        stages.append(Stage(layer_start=start, layer_end=start + n, gpu_ids=reps[0][k], tp=tp))
+        stages.append(Stage(layer_start=start, layer_end=start + n, gpu_ids=reps[0][k], tp=tp, dp=dp, ep=ep))
         start += n
     return Partition(stages=stages, replicas=replicas, replica_gpu_ids=reps if replicas > 1 else [])
 
 
 def build_plan(profile, topo, partition: Partition, workload: Workload, prediction: Prediction, solver: SolverInfo,
                objective: str = "latency", tpot_slo_ms: float | None = None,
-               alternatives: list[Alternative] | None = None) -> Plan:
+               alternatives: list[Alternative] | None = None, ttft_slo_ms: float | None = None) -> Plan:
     inputs = PlanInputs(model=profile.name, model_source=profile.source, config_hash=profile.config_hash,
                         topology=topo.name, topology_source=topo.source, topology_hash=topo.hash, workload=workload,
-                        objective=objective, tpot_slo_ms=tpot_slo_ms)
+                        objective=objective, tpot_slo_ms=tpot_slo_ms, ttft_slo_ms=ttft_slo_ms)
     return Plan(inputs=inputs, stages=partition.stages, replicas=partition.replicas,
                 replica_gpu_ids=partition.replica_gpu_ids, prediction=prediction, solver=solver,
                 alternatives=alternatives or [])
+
+
+def make_partition(profile, topo, *, tp: int, pp: int = 1, layers: list[int] | None = None,
+                   gpu_ids: list[int] | None = None, replicas: int = 1, dp: int = 1, ep: int = 1) -> Partition:
+    """The partition `estimate` is asked for: checked here, so the API rejects what the CLI rejects."""
+    for name, value in (("--tp", tp), ("--pp", pp), ("--replicas", replicas), ("--dp", dp), ("--ep", ep)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 16:
+            raise PartitionError(f"{name} must be a whole number of at least 1, got {value!r}")
+    if layers is not None:
+        if len(layers) != pp and pp != 1:
+            raise PartitionError(f"--layers gives {len(layers)} stages but --pp is {pp}")
+        if any(n < 1 for n in layers):
+            raise PartitionError(f"--layers: every stage needs at least one layer, got {','.join(map(str, layers))}")
+        if sum(layers) != profile.n_layers:
+            raise PartitionError(f"--layers sums to {sum(layers)}, but {profile.name} has {profile.n_layers} layers")
+    counts = layers or even_layers(profile.n_layers, pp)
+    ids = list(range(topo.n_gpus)) if gpu_ids is None else list(gpu_ids)
+    if len(set(ids)) != len(ids):
+        raise PartitionError(f"--gpu-ids: GPU ids repeat in {ids}")
+    for g in ids:
+        topo.gpu(g)
+    return partition_from_counts(counts, ids, tp, replicas, dp=dp, ep=ep)

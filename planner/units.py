@@ -3,10 +3,15 @@
 Decimal prefixes are powers of 1000 and binary ones (`Ki`, `Mi`, `Gi`, `Ti`) powers of 1024, as
 nccl-tests and vendor datasheets use them. A plain number is taken in the base unit (bytes, bytes/s,
 seconds) only where the caller allows it: bandwidths and latencies in topology files must carry a unit.
+
+Every quantity has a physical range (`RANGES`), checked where it enters: a value outside it is a typo
+or a unit slip, never a machine. The ranges also bound the solver's integer scaling (nanoseconds and
+bytes in int64), see docs/solver.md.
 """
 
 from __future__ import annotations
 
+import math
 import re
 
 _DECIMAL = {"": 1, "K": 1e3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
@@ -17,6 +22,25 @@ _NUMBER = r"(?P<num>[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)"
 _BYTES_RE = re.compile(_NUMBER + r"\s*(?P<prefix>Ki|Mi|Gi|Ti|[kKMGTP])?(?P<unit>B)?$")
 _BW_RE = re.compile(_NUMBER + r"\s*(?P<prefix>Ki|Mi|Gi|Ti|[kKMGTP])?(?P<unit>B/s|b/s|bps|Bps)$")
 _TIME_RE = re.compile(_NUMBER + r"\s*(?P<unit>s|ms|us|µs|ns)$")
+_FLOPS_RE = re.compile(_NUMBER + r"\s*(?P<prefix>[kKMGTP])?(?:FLOPS|FLOP/s|flops)?$")
+_MAX_TEXT = 64
+
+#: Physical ranges, inclusive: (low, high, unit shown in messages).
+RANGES: dict[str, tuple[float, float, str]] = {
+    "bandwidth": (1e6, 1e14, "1MB/s to 100TB/s"),
+    "latency": (0.0, 1.0, "0 to 1s"),
+    "memory": (1e6, 1e14, "1MB to 100TB"),
+    "flops": (1e9, 1e18, "1GFLOPS to 1EFLOPS"),
+    "size": (0, 2**40, "0 to 1TiB"),
+}
+
+
+def in_range(kind: str, value: float, text: object) -> float:
+    """`value` if it lies in the physical range of `kind`, else a ValueError naming the range."""
+    low, high, shown = RANGES[kind]
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{kind} {text!r} is outside the physical range {shown}")
+    return value
 
 
 def _prefix_factor(prefix: str | None) -> float:
@@ -24,50 +48,57 @@ def _prefix_factor(prefix: str | None) -> float:
     return _BINARY[prefix] if prefix in _BINARY else _DECIMAL[prefix]
 
 
-def parse_bytes(value: str | int | float, *, allow_plain: bool = True) -> int:
+def _text(value: object) -> str:
+    text = str(value).strip()
+    if len(text) > _MAX_TEXT:
+        raise ValueError(f"cannot read a {len(text)}-character value as a quantity")
+    return text
+
+
+def parse_bytes(value: str | int | float, *, allow_plain: bool = True, kind: str = "size") -> int:
     """`16KB` -> 16000, `16KiB` -> 16384, `80GiB` -> 85899345920; a plain integer is bytes."""
     if isinstance(value, bool):
         raise ValueError(f"expected a size such as 80GiB, got {value!r}")
     if isinstance(value, (int, float)):
         if not allow_plain:
             raise ValueError(f"size {value!r} needs a unit, such as 80GB or 80GiB")
-        if value < 0:
-            raise ValueError(f"size must not be negative, got {value!r}")
-        return int(value)
-    text = str(value).strip()
+        return int(in_range(kind, value, value))
+    text = _text(value)
     m = _BYTES_RE.match(text)
     if not m or (not allow_plain and not (m.group("prefix") or m.group("unit"))):
         raise ValueError(f"cannot read {text!r} as a size: write it as 80GB, 80GiB, 16KB or bytes")
     if m.group("prefix") and not m.group("unit"):
         raise ValueError(f"cannot read {text!r} as a size: the unit B is missing (write {text}B)")
-    return int(round(float(m.group("num")) * _prefix_factor(m.group("prefix"))))
+    return int(round(in_range(kind, float(m.group("num")) * _prefix_factor(m.group("prefix")), text)))
+
+
+def parse_memory(value: str | int | float) -> int:
+    """A memory capacity with a unit (`80GiB`), between 1 MB and 100 TB."""
+    return parse_bytes(value, allow_plain=False, kind="memory")
 
 
 def parse_bandwidth(value: str | int | float) -> float:
     """`450GB/s` -> 4.5e11 bytes/s; `400Gb/s` (bits) -> 5e10 bytes/s. A unit is required."""
-    if isinstance(value, bool) or isinstance(value, (int, float)):
+    if isinstance(value, (bool, int, float)):
         raise ValueError(f"bandwidth {value!r} needs a unit, such as 450GB/s or 400Gb/s")
-    text = str(value).strip()
+    text = _text(value)
     m = _BW_RE.match(text)
     if not m:
         raise ValueError(f"cannot read {text!r} as a bandwidth: write it as 450GB/s or 400Gb/s")
-    factor = _prefix_factor(m.group("prefix"))
     bits = m.group("unit") in ("b/s", "bps")
-    bytes_per_s = float(m.group("num")) * factor / (8 if bits else 1)
-    if bytes_per_s <= 0:
-        raise ValueError(f"bandwidth must be positive, got {text!r}")
-    return bytes_per_s
+    bytes_per_s = float(m.group("num")) * _prefix_factor(m.group("prefix")) / (8 if bits else 1)
+    return in_range("bandwidth", bytes_per_s, text)
 
 
 def parse_time(value: str | int | float) -> float:
     """`2us` -> 2e-6 seconds. A unit is required."""
-    if isinstance(value, bool) or isinstance(value, (int, float)):
+    if isinstance(value, (bool, int, float)):
         raise ValueError(f"time {value!r} needs a unit, such as 2us or 1.5ms")
-    text = str(value).strip()
+    text = _text(value)
     m = _TIME_RE.match(text)
     if not m:
         raise ValueError(f"cannot read {text!r} as a time: write it as 2us, 1.5ms or 0.5s")
-    return float(m.group("num")) * _TIME[m.group("unit")]
+    return in_range("latency", float(m.group("num")) * _TIME[m.group("unit")], text)
 
 
 def parse_flops(value: str | int | float) -> float:
@@ -75,17 +106,12 @@ def parse_flops(value: str | int | float) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected FLOP/s, got {value!r}")
     if isinstance(value, (int, float)):
-        if value <= 0:
-            raise ValueError(f"FLOP/s must be positive, got {value!r}")
-        return float(value)
-    text = str(value).strip()
-    m = re.match(_NUMBER + r"\s*(?P<prefix>[kKMGTP])?(?:FLOPS|FLOP/s|flops)?$", text)
+        return float(in_range("flops", value, value))
+    text = _text(value)
+    m = _FLOPS_RE.match(text)
     if not m:
         raise ValueError(f"cannot read {text!r} as FLOP/s: write it as 989TFLOPS or 989e12")
-    out = float(m.group("num")) * _prefix_factor(m.group("prefix"))
-    if out <= 0:
-        raise ValueError(f"FLOP/s must be positive, got {text!r}")
-    return out
+    return in_range("flops", float(m.group("num")) * _prefix_factor(m.group("prefix")), text)
 
 
 def format_bytes(n: float) -> str:
@@ -101,3 +127,16 @@ def format_count(n: float) -> str:
         if abs(n) >= factor:
             return f"{n / factor:.2f}{unit}"
     return f"{n:.0f}"
+
+
+def format_ids(ids: list[int] | tuple[int, ...]) -> str:
+    """GPU ids as ranges: [0, 1, 2, 3, 6, 7] -> '0-3,6-7'. Nothing is cut."""
+    out: list[str] = []
+    run: list[int] = []
+    for i in list(ids) + [None]:  # type: ignore[list-item]
+        if run and (i is None or i != run[-1] + 1):
+            out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
+            run = []
+        if i is not None:
+            run.append(i)
+    return ",".join(out)

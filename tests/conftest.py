@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="session")
 def profiles():
     """Traced profiles of the whole catalog, traced once per session."""
-    from planner.models import load_profile
+    from planner.model.catalog import load_profile
 
     cache: dict = {}
 
@@ -34,20 +34,22 @@ def profiles():
 
 @pytest.fixture()
 def cli():
-    """Run the typer app in-process; returns (exit_code, stdout, stderr)."""
+    """Run the command line in-process as the console script does (parse errors exit 1); returns
+    (exit_code, stdout, stderr)."""
     from typer.testing import CliRunner
 
-    from planner.cli import app
+    from planner.cli import run
 
     runner = CliRunner()
 
-    def run(*args: str):
-        result = runner.invoke(app, list(args), env={"COLUMNS": "200"})
-        if result.exception is not None and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        return result.exit_code, result.stdout, result.stderr
+    def invoke(*args: str):
+        with runner.isolation(env={"COLUMNS": "200"}) as (out, err, _):
+            code = run(list(args))
+            sys.stdout.flush()
+            sys.stderr.flush()
+            return code, out.getvalue().decode(), err.getvalue().decode()
 
-    return run
+    return invoke
 
 
 def run_planner(*args: str, env: dict | None = None, timeout: float = 120):

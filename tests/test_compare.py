@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from planner.compare import CompareResult, compare
-from planner.cost import estimate
+from planner.cost.estimate import estimate
 from planner.plan import Partition, Stage, Workload
-from planner.topology import load_topology
+from planner.hardware import load_topology
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from planner.cost import estimate, read_weight_bytes
+from planner.cost.estimate import estimate, read_weight_bytes
 from planner.errors import PartitionError
 from planner.plan import Partition, Stage, Workload, partition_from_counts
-from planner.topology import load_topology
+from planner.hardware import load_topology
 
 from .conftest import run_planner
 
@@ -133,7 +133,7 @@ def test_calibration_profile_overrides(tmp_path, profiles):
     base = estimate(p, topo, tp_plan(32, 1), Workload())
     f = tmp_path / "cal.yaml"
     f.write_text("hbm_efficiency: 0.5\nkernel_overhead_s_per_layer: 0\n")
-    from planner.constants import load_constants
+    from planner.cost.constants import load_constants
 
     slow = estimate(p, topo, tp_plan(32, 1), Workload(), load_constants(str(f)))
     assert slow.time_breakdown_ms["weights"] == pytest.approx(base.time_breakdown_ms["weights"] * 0.85 / 0.5)

@@ -14,9 +14,9 @@ import pytest
 from planner.errors import PlannerError, UnsupportedPlanError
 from planner.launch import render
 from planner.plan import Workload, build_plan, SolverInfo, partition_from_counts
-from planner.cost import estimate
-from planner.solver import solve
-from planner.topology import load_topology, nvlink_links, shipped_topologies
+from planner.cost.estimate import estimate
+from planner.solve import solve
+from planner.hardware import load_topology, nvlink_links, shipped_topologies
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"

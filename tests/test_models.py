@@ -7,7 +7,7 @@ import json
 import pytest
 
 from planner.errors import ConfigError, ModelNotFoundError
-from planner.models import resolve
+from planner.model.catalog import resolve
 
 from .conftest import run_planner
 
@@ -123,7 +123,7 @@ def test_config_file_and_directory(tmp_path, profiles):
     (d / "config.json").write_text(json.dumps(cfg))
     r = resolve(str(d))
     assert r.name == "mymodel" and r.config["num_hidden_layers"] == 2
-    from planner.models import load_profile
+    from planner.model.catalog import load_profile
 
     assert load_profile(str(d)).n_layers == 2
 
@@ -171,7 +171,7 @@ def test_unknown_model_type_is_clear(tmp_path):
     cfg = dict(resolve("llama-8b").config, model_type="nonexistent-arch")
     f = tmp_path / "odd.json"
     f.write_text(json.dumps(cfg))
-    from planner.models import load_profile
+    from planner.model.catalog import load_profile
 
     with pytest.raises(ConfigError, match="nonexistent-arch"):
         load_profile(str(f))
@@ -215,7 +215,7 @@ def test_warm_call_does_not_import_transformers():
     import sys
 
     code = (
-        "import sys; from planner.models import load_profile; p = load_profile('llama-8b'); "
+        "import sys; from planner.model.catalog import load_profile; p = load_profile('llama-8b'); "
         "print(p.params, 'transformers' in sys.modules, 'torch' in sys.modules)"
     )
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=True)

@@ -11,12 +11,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planner.constants import DEFAULT
-from planner.cost import estimate, fixed_memory_bytes, held_weight_bytes, kv_bytes_per_token_per_gpu, stage_nodes, stage_step, transfer_bytes, transfer_pair_s
-from planner.layergraph import LayerInfo, ModelProfile, ParamGroup
+from planner.cost.constants import DEFAULT
+from planner.cost.estimate import estimate, fixed_memory_bytes, held_weight_bytes, kv_bytes_per_token_per_gpu, stage_nodes, stage_step, transfer_bytes, transfer_pair_s
+from planner.model.layergraph import LayerInfo, ModelProfile, ParamGroup
 from planner.plan import Workload, partition_from_counts
-from planner.solver import solve
-from planner.topology import load_topology, parse_topology
+from planner.solve import solve
+from planner.hardware import load_topology, parse_topology
 
 # --- a synthetic model and random machines -----------------------------------------------------
 

@@ -11,9 +11,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planner.collectives import collective_time
+from planner.cost.collectives import collective_time
 from planner.errors import ConfigError, PlannerError
-from planner.topology import load_topology, nvlink_links, parse_topology, pcie_relation, shipped_topologies
+from planner.hardware import load_topology, nvlink_links, parse_topology, pcie_relation, shipped_topologies
 
 from .conftest import run_planner
 
@@ -66,7 +66,7 @@ def test_paths_follow_the_real_links():
 
 def test_shared_uplinks_divide_ring_bandwidth():
     """Two GPUs behind one PCIe switch share its uplink when both send across it."""
-    from planner.collectives import best_ring
+    from planner.cost.collectives import best_ring
 
     pcie = load_topology("8xh100-pcie")
     ring = best_ring(pcie, [0, 1, 2, 3, 4, 5, 6, 7])
@@ -75,7 +75,7 @@ def test_shared_uplinks_divide_ring_bandwidth():
     # the group {0, 2}: ring 0->2->0 crosses pcie0's and pcie1's uplinks once per direction
     assert best_ring(pcie, [0, 2]).bandwidth_bytes_per_s == 63e9
     # ring over {0,1,2,3} in the bad order 0,2,1,3 would load uplinks twice; the search avoids it
-    from planner.collectives import _ring_of
+    from planner.cost.collectives import _ring_of
 
     assert _ring_of(pcie, (0, 2, 1, 3)).bandwidth_bytes_per_s == 63e9 / 2
     assert best_ring(pcie, [0, 1, 2, 3]).bandwidth_bytes_per_s == 63e9
@@ -230,7 +230,7 @@ def test_no_mutated_topology_escapes_as_anything_but_planner_error(data):
 # --- detect -----------------------------------------------------------------------------------
 
 def _expected_codes(text):
-    from planner.detect import parse_topo_matrix
+    from planner.hardware.detect import parse_topo_matrix
 
     m = parse_topo_matrix(text)
     return m, {(int(a[3:]), int(b[3:])): m.rel[(a, b)] for a in m.gpus for b in m.gpus if a != b}
@@ -255,7 +255,7 @@ def test_detect_classifies_every_pair(cli, tmp_path, fixture):
 
 
 def test_detect_fixture_socket_and_nics():
-    from planner.detect import detect
+    from planner.hardware.detect import detect
 
     doc = detect((FIXTURES / "dgx-h100.txt").read_text(), gpus_csv=(FIXTURES / "dgx-h100-gpus.csv").read_text())
     topo = parse_topology(yaml.safe_dump(doc), "dgx")

@@ -4,47 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from planner.errors import ConfigError, InputError
+from planner.errors import InputError
 from planner.launch.common import LaunchBundle
 from planner.plan import Plan
 
 ENGINES = ("vllm", "sglang", "trtllm", "torchrun")
 
 
-def load_plan(path: str) -> Plan:
-    from pydantic import ValidationError
-
-    from planner.topology import validation_messages
-
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the plan ({exc.strerror or exc})") from None
-    try:
-        return Plan.model_validate_json(text)
-    except ValidationError as exc:
-        msgs = validation_messages(exc)
-        raise ConfigError(f"{path}: not a planner Plan: {msgs[0]}", details=msgs[1:]) from None
-
-
-def plan_inputs(plan: Plan):
-    """The topology and the traced model a plan was made from; fails if the topology changed."""
-    from planner.models import load_profile
-    from planner.topology import load_topology
-
-    topo = load_topology(plan.inputs.topology_source)
-    if topo.hash != plan.inputs.topology_hash:
-        raise InputError(f"topology {plan.inputs.topology_source} changed since the plan was made "
-                         f"(hash {topo.hash}, plan says {plan.inputs.topology_hash}): solve again")
-    source = plan.inputs.model_source
-    for prefix in ("catalog:", "hub:"):
-        source = source.removeprefix(prefix)
-    return topo, load_profile(source)
-
-
 def render(plan: Plan, engine: str, *, model_path: str | None = None, port: int | None = None,
-           plan_path: str = "plan.json") -> LaunchBundle:
+           plan_path: str = "plan.json", extra_args: str | None = None, device: str = "gpu") -> LaunchBundle:
+    from planner.plan_io import plan_inputs
+
     if engine not in ENGINES:
         raise InputError(f"unknown engine '{engine}': choose one of {', '.join(ENGINES)}")
     topo, profile = plan_inputs(plan)

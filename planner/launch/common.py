@@ -61,7 +61,7 @@ def uniform_tp(plan: Plan, engine: str, profile, topo) -> int:
 def closest_uniform(plan: Plan, profile, topo, *, even_layers: bool = False) -> list[str]:
     """The nearest plan an engine can express: one TP degree (the smallest of the plan's, on each stage's
     first GPUs) and, where asked, an even layer split. Returned as lines with its predicted cost."""
-    from planner.cost import estimate
+    from planner.cost.estimate import estimate
     from planner.errors import PartitionError
     from planner.plan import Partition, Stage, even_layers as even
 
@@ -136,7 +136,7 @@ def per_replica_concurrency(plan: Plan) -> int:
 def model_arg(plan: Plan, model_path: str | None) -> str:
     if model_path:
         return model_path
-    from planner.models import catalog
+    from planner.model.catalog import catalog
 
     entry = catalog().get(plan.inputs.model)
     return entry.hub_id if entry else plan.inputs.model

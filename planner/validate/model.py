@@ -11,7 +11,7 @@ Why explicit collectives instead of DTensor's `parallelize_module` (ColwiseParal
 Pipeline stages hand over (hidden, residual) with send/recv, as vLLM does, instead of
 torch.distributed.pipelining: its schedules do not carry a KV cache across decode steps.
 
-Sharding (planner.layergraph's shard kinds): q/o, gate/up/down and experts' slices split over `tp`;
+Sharding (planner.model.layergraph's shard kinds): q/o, gate/up/down and experts' slices split over `tp`;
 k/v split over min(tp, KV heads) (replicated beyond); norms and the MoE router whole; embedding and
 lm_head split by vocabulary rows.
 """

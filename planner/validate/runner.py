@@ -98,7 +98,7 @@ def run_rank(rank: int, job: Job, dist) -> dict:
     """One rank's whole run, inside an initialised process group."""
     import torch
 
-    from planner.cost import transfer_pairs
+    from planner.cost.transfer import transfer_pairs
     from planner.validate.model import Comm, Shard
 
     device = f"cuda:{torch.cuda.current_device()}" if job.backend == "nccl" else "cpu"
@@ -254,9 +254,9 @@ def run_local(job: Job) -> list[dict]:
 
 def make_job(plan: Plan, scale: str, backend: str, tokens: int, timeout_s: float, fail_rank=None):
     """The job and the traced profile at the chosen scale."""
-    from planner.models import resolve
-    from planner.trace import trace_config
-    from planner.models import config_hash
+    from planner.model.catalog import resolve
+    from planner.model.trace import trace_config
+    from planner.model.catalog import config_hash
     from planner.validate.mini import check_family, mini_config, mini_stages
 
     if scale not in ("mini", "full"):
@@ -285,20 +285,25 @@ def make_job(plan: Plan, scale: str, backend: str, tokens: int, timeout_s: float
 
 def predictions(job: Job, profile, topo) -> dict[int, dict]:
     """Per rank, the cost model at this scale: parameter bytes, bytes per decode step, step time."""
-    from planner.cost import stage_memory, stage_step, transfer, transfer_bytes, transfer_pairs
+    from planner.cost.constants import DEFAULT
+    from planner.cost.memory import stage_memory
+    from planner.cost.shards import layout_of
+    from planner.cost.step import StepLoad, stage_step
+    from planner.cost.transfer import transfer, transfer_bytes, transfer_pairs
 
-    w = Workload(concurrency=job.batch, isl=job.prompt_len, osl=job.decode_tokens)
     out: dict[int, dict] = {}
     pp = len(job.stages)
-    context = job.prompt_len + job.decode_tokens / 2
+    load = StepLoad(decode=job.batch, context=job.prompt_len + job.decode_tokens / 2)
     for s, st in enumerate(job.stages):
         first, last = s == 0, s == pp - 1
-        gpu_ids = st.gpu_ids
-        step = stage_step(profile, topo, gpu_ids, st.layer_start, st.layer_end, first, last, w, job.batch, context)
-        weights, _ = stage_memory(profile, st.tp, st.layer_start, st.layer_end, first, last, w)
-        per_rank_coll = sum(step.interconnect.values()) / st.tp
-        t_out = transfer(profile, topo, gpu_ids, job.stages[s + 1].gpu_ids, job.batch)[0] if not last else 0.0
-        for r, rank in enumerate(job.stage_ranks(s)):
+        layout = layout_of(st)
+        step = stage_step(profile, topo, st.gpu_ids, layout, st.layer_start, st.layer_end, first, last, "bf16", "bf16",
+                          load, DEFAULT)
+        weights, _ = stage_memory(profile, layout, st.layer_start, st.layer_end, first, last, "bf16", "bf16",
+                                  job.prompt_len + job.decode_tokens)
+        per_rank_coll = sum(step.interconnect.values()) / st.n_gpus
+        t_out = transfer(profile, topo, st.gpu_ids, job.stages[s + 1].gpu_ids, job.batch, DEFAULT)[0] if not last else 0.0
+        for rank in job.stage_ranks(s):
             out[rank] = {"param_bytes": weights, "sent": per_rank_coll, "received": per_rank_coll,
                          "step_time_s": step.time_s + t_out}
     nbytes = transfer_bytes(profile, job.batch)
@@ -351,10 +356,10 @@ def build_report(plan_name: str, scale: str, job: Job, profile, topo, results: l
 
 def validate(plan_path: str, *, backend: str = "gloo", scale: str = "mini", tokens: int = 4,
              timeout_s: float = 120.0) -> ValidationReport:
-    from planner.launch import load_plan, plan_inputs
+    from planner.plan_io import load_plan
 
-    plan = load_plan(plan_path)
-    topo, _ = plan_inputs(plan)
+    loaded = load_plan(plan_path)
+    plan, topo = loaded.plan, loaded.topo
     fail = os.environ.get("PLANNER_VALIDATE_FAIL_RANK")  # test hook: make this rank raise mid-run
     job, profile = make_job(plan, scale, backend, tokens, timeout_s, int(fail) if fail else None)
     results = run_local(job)

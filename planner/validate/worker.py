@@ -28,12 +28,12 @@ def main(argv=None) -> int:
     import torch
     import torch.distributed as dist
 
-    from planner.launch import load_plan, plan_inputs
+    from planner.plan_io import load_plan
     from planner.validate.runner import build_report, make_job, run_rank
 
     args = parser().parse_args(argv)
-    plan = load_plan(args.plan)
-    topo, _ = plan_inputs(plan)
+    loaded = load_plan(args.plan)
+    plan, topo = loaded.plan, loaded.topo
     job, profile = make_job(plan, args.scale, args.backend, args.tokens, args.timeout)
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     if world != job.world_size:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from planner.cost import estimate
-from planner.models import load_profile
+from planner.cost.estimate import estimate
+from planner.model.catalog import load_profile
 from planner.plan import Partition, SolverInfo, Stage, Workload, build_plan
-from planner.topology import load_topology
+from planner.hardware import load_topology
 from planner.validate.runner import validate
 
 from ..conftest import run_planner

@@ -15,7 +15,7 @@ What NCCL does, reduced to a latency term per step plus a bandwidth term:
 
 `context="nccl"` times a standalone collective as nccl-tests measures it; `context="engine"` times
 one inside an engine's CUDA graph (smaller launch cost, custom all-reduce allowed). Constants live
-in planner.constants, each with its source.
+in planner.cost.constants, each with its source.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from planner.constants import DEFAULT, Constants
+from planner.cost.constants import DEFAULT, Constants
 from planner.errors import InputError
-from planner.topology import Topology
+from planner.hardware.topology import Topology
 
 Op = Literal["all-reduce", "all-gather", "reduce-scatter", "all-to-all"]
 OPS: tuple[str, ...] = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all")
@@ -90,9 +90,9 @@ def _fully_switched(topo: Topology, ids: tuple[int, ...]) -> bool:
 
 def best_ring(topo: Topology, gpu_ids) -> Ring:
     ids = tuple(sorted(gpu_ids))
-    cache = topo.__dict__.setdefault("_ring_cache", {})
-    if ids in cache:
-        return cache[ids]
+    key = ("ring", ids)
+    if key in topo.cache:
+        return topo.cache[key]
     if len(ids) <= 2 or _fully_switched(topo, ids):
         ring = _ring_of(topo, ids)
     elif len(ids) <= EXHAUSTIVE_RING_MAX:
@@ -108,7 +108,7 @@ def best_ring(topo: Topology, gpu_ids) -> Ring:
                 ring = cand
     else:
         ring = _ring_of(topo, tuple(sorted(ids, key=lambda i: (topo.gpus[i].node_index, i))))
-    cache[ids] = ring
+    topo.cache[key] = ring
     return ring
 
 
@@ -300,3 +300,14 @@ def collective_estimates(topo: Topology, *, sizes: str, op: str, gpu_ids: str | 
     if not rows:
         raise InputError("--sizes: give at least one size")
     return CollectiveReport(topology=topo.name, op=op, context=context, gpu_ids=ids, rows=rows)
+
+
+def engine_collective_s(topo: Topology, gpu_ids, nbytes: float, op: str, constants: Constants) -> float:
+    """Time of one collective inside an engine (CUDA graphs, custom all-reduce), memoised by value."""
+    ids = tuple(sorted(gpu_ids))
+    if len(ids) < 2 or nbytes <= 0:
+        return 0.0
+    key = ("engine-collective", ids, int(nbytes), op, constants.key)
+    if key not in topo.cache:
+        topo.cache[key] = collective_time(topo, ids, int(nbytes), op, context="engine", constants=constants).time_s
+    return topo.cache[key]

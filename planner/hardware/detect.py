@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from planner.errors import ConfigError, InputError
-from planner.gpus import GPU_SPECS, GpuSpec, find_gpu_type
+from planner.hardware.gpus import GPU_SPECS, GpuSpec, find_gpu_type
 
 _DEVICE = re.compile(r"^(GPU\d+|NIC\d+|mlx\d+_\d+)$")
 _CODES = {"X", "PIX", "PXB", "PHB", "NODE", "SYS", "SOC"}
@@ -128,8 +128,34 @@ def _gb(bytes_per_s: float) -> str:
     return f"{bytes_per_s / 1e9:g}GB/s"
 
 
+_P2P_CODES = {"X", "OK", "CNS", "GNS", "TNS", "NS", "U"}
+
+
+def parse_p2p_matrix(text: str, source: str = "nvidia-smi topo -p2p r") -> list[tuple[int, int]]:
+    """GPU pairs whose `nvidia-smi topo -p2p r` entry is not OK (chipset, GPU or topology does not support
+    peer-to-peer reads): their traffic is staged through host memory."""
+    lines = [line.split() for line in text.splitlines() if line.strip()]
+    header = next((toks for toks in lines if toks and toks[0] == "GPU0"), None)
+    if header is None:
+        raise ConfigError(f"{source}: no header row with GPU0 found; pass the output of `nvidia-smi topo -p2p r`")
+    columns = [t for t in header if re.fullmatch(r"GPU\d+", t)]
+    pairs = set()
+    for toks in lines:
+        if not toks or not re.fullmatch(r"GPU\d+", toks[0]) or toks is header:
+            continue
+        cells = toks[1:1 + len(columns)]
+        if len(cells) < len(columns) or any(c not in _P2P_CODES for c in cells):
+            raise ConfigError(f"{source}: row {toks[0]}: expected {len(columns)} entries of {', '.join(sorted(_P2P_CODES))}")
+        a = int(toks[0][3:])
+        for col, code in zip(columns, cells):
+            b = int(col[3:])
+            if a != b and code != "OK":
+                pairs.add(tuple(sorted((a, b))))
+    return sorted(pairs)
+
+
 def detect(topo_text: str, *, gpus_csv: str | None = None, gpu_type: str | None = None,
-           name: str = "detected", source: str = "nvidia-smi topo -m") -> dict:
+           name: str = "detected", source: str = "nvidia-smi topo -m", p2p_text: str | None = None) -> dict:
     """Build a topology document (a dict ready for YAML) from the matrix and the GPU types."""
     m = parse_topo_matrix(topo_text, source)
     gpus = m.gpus
@@ -204,19 +230,24 @@ def detect(topo_text: str, *, gpus_csv: str | None = None, gpu_type: str | None 
     if m.nics:
         node["nics"] = [{"name": nic_names[n], "bandwidth": DEFAULT_NIC.get(spec0.link, "200Gb/s"), "latency": "2us"}
                         for n in m.nics]
-    if spec0.name.startswith("RTX"):
+    if p2p_text is not None:
+        known = set(index.values())
+        off = [list(pair) for pair in parse_p2p_matrix(p2p_text) if set(pair) <= known]
+        if off:
+            node["no_p2p"] = off
+    elif spec0.name.startswith("RTX"):
         node["p2p"] = False  # GeForce drivers disable peer-to-peer
     return {"name": name, "description": f"detected from {source}", "sources": [source], "nodes": [node]}
 
 
 def to_yaml(doc: dict) -> str:
     header = ("# Detected by `planner topology detect` from nvidia-smi output. Bandwidths come from the GPU type's\n"
-              "# spec (planner.gpus) and are per direction; NIC speeds are defaults, edit them if yours differ.\n")
+              "# spec (planner.hardware.gpus) and are per direction; NIC speeds are defaults, edit them if yours differ.\n")
     return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=120)
 
 
-def run_nvidia_smi() -> tuple[str, str]:
-    """Run nvidia-smi for the matrix and the GPU list; a clear error where it is absent."""
+def run_nvidia_smi() -> tuple[str, str, str]:
+    """Run nvidia-smi for the matrix, the GPU list and the peer-to-peer matrix; a clear error where it is absent."""
     exe = shutil.which("nvidia-smi")
     if exe is None:
         raise InputError("nvidia-smi is not on PATH: run `planner topology detect` on the GPU machine, or pass "
@@ -225,6 +256,7 @@ def run_nvidia_smi() -> tuple[str, str]:
         topo = subprocess.run([exe, "topo", "-m"], capture_output=True, text=True, check=True, timeout=60).stdout
         gpus = subprocess.run([exe, "--query-gpu=index,name,memory.total,pci.bus_id", "--format=csv"],
                               capture_output=True, text=True, check=True, timeout=60).stdout
+        p2p = subprocess.run([exe, "topo", "-p2p", "r"], capture_output=True, text=True, check=True, timeout=60).stdout
     except (subprocess.SubprocessError, OSError) as exc:
         raise InputError(f"nvidia-smi failed: {exc}") from None
-    return topo, gpus
+    return topo, gpus, p2p

@@ -20,13 +20,13 @@ import contextlib
 import types
 
 from planner.errors import ConfigError
-from planner.layergraph import LayerInfo, ModelProfile, MoEInfo, ParamGroup
+from planner.model.layergraph import LayerInfo, ModelProfile, MoEInfo, ParamGroup
 
 _T_SHORT, _T_LONG = 1, 8
 
 
 def _shard_of(param_name: str, module_type: str) -> str:
-    """How tensor parallelism divides a decoder-layer parameter (see planner.layergraph)."""
+    """How tensor parallelism divides a decoder-layer parameter (see planner.model.layergraph)."""
     leaf = param_name.rsplit(".", 1)[-1]
     if ".experts." in f".{param_name}" and "shared_expert" not in param_name:
         return "experts"
@@ -185,6 +185,18 @@ def _sliding_windows(config, n_layers: int) -> list[int | None]:
     return [window] * n_layers
 
 
+def context_length(config: dict) -> int:
+    """The longest sequence the config serves: max_position_embeddings, or original x factor under
+    rope scaling when that is longer (YaRN configs that keep the original length there)."""
+    longest = config.get("max_position_embeddings") or 0
+    scaling = config.get("rope_scaling") or {}
+    if isinstance(scaling, dict):
+        original, factor = scaling.get("original_max_position_embeddings"), scaling.get("factor")
+        if isinstance(original, (int, float)) and isinstance(factor, (int, float)) and original > 0 and factor > 0:
+            longest = max(longest, int(original * factor))
+    return int(longest) if isinstance(longest, (int, float)) else 0
+
+
 def trace_config(config_dict: dict, *, name: str, source: str, config_hash: str) -> ModelProfile:
     import torch
 
@@ -250,5 +262,6 @@ def trace_config(config_dict: dict, *, name: str, source: str, config_hash: str)
         n_heads=config.num_attention_heads, n_kv_heads=kv_heads, head_dim=head_dim,
         intermediate_size=config.intermediate_size, vocab_size=config.vocab_size,
         max_position_embeddings=getattr(config, "max_position_embeddings", 0) or 0,
+        context_length=context_length(config_dict),
         attention=attention, layers=layers,
     )

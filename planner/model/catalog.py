@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from planner.errors import ConfigError, ModelNotFoundError
-from planner.layergraph import PROFILE_VERSION, ModelProfile
+from planner.model.layergraph import PROFILE_VERSION, ModelProfile
 from planner.resources import models_dir
 
 #: Fields every config must have, as positive integers, before we try to build it.
@@ -162,7 +162,7 @@ def load_profile(arg: str, *, use_cache: bool = True) -> ModelProfile:
             return profile.model_copy(update={"name": resolved.name, "source": resolved.source})
         except ValueError:
             pass  # a stale or corrupt cache entry: trace again and overwrite it
-    from planner.trace import trace_config  # imports torch and transformers
+    from planner.model.trace import trace_config  # imports torch and transformers
 
     profile = trace_config(resolved.config, name=resolved.name, source=resolved.source, config_hash=digest)
     if use_cache:

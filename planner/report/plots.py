@@ -16,6 +16,21 @@ def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return out
 
 
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def check_plot_path(path: str | Path) -> Path:
+    """A path matplotlib can write: a known image suffix, in a folder that exists."""
+    from planner.errors import InputError
+
+    p = Path(path)
+    if p.suffix.lower() not in PLOT_SUFFIXES:
+        raise InputError(f"--plot {path}: write a {', '.join(PLOT_SUFFIXES)} file")
+    if not p.parent.is_dir():
+        raise InputError(f"--plot {path}: the folder {p.parent} does not exist")
+    return p
+
+
 def plot_compare(result: CompareResult, path: str | Path, breakdown_at: int | None = None) -> Path:
     import matplotlib
 

@@ -19,9 +19,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from planner.dtypes import KV_DTYPES, UNQUANTISED_BYTES, matrix_bytes
+from planner.model.dtypes import KV_DTYPES, UNQUANTISED_BYTES, matrix_bytes
 
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2
 
 Shard = Literal["split", "kv", "replicated", "experts", "vocab"]
 NodeKind = Literal["embedding", "decoder", "norm", "lm_head"]
@@ -115,6 +115,8 @@ class ModelProfile(BaseModel):
     intermediate_size: int
     vocab_size: int
     max_position_embeddings: int
+    context_length: int = Field(0, description="longest isl + osl the model serves (rope-scaled where the "
+                                "config scales it); 0 when the config does not say")
     attention: Literal["gqa", "mla"]
     layers: list[LayerInfo]
 

@@ -1,0 +1,51 @@
+"""`planner models list|show`: the catalog and traced layer graphs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from planner.cli.common import JsonOpt, KvDtypeOpt, WeightDtypeOpt, cli_errors, console, print_json
+
+models_app = typer.Typer(help="The model catalog and traced layer graphs.", no_args_is_help=True)
+
+
+@models_app.command("list")
+@cli_errors
+def models_list(json_out: JsonOpt = False) -> None:
+    """List the shipped model catalog with aliases."""
+    from planner.model.catalog import catalog
+
+    entries = list(catalog().values())
+    if json_out:
+        print_json([{"name": e.name, "hub_id": e.hub_id, "aliases": list(e.aliases)} for e in entries])
+        return
+    from planner.report.tables import catalog_table
+
+    console.print(catalog_table(entries))
+
+
+@models_app.command("show")
+@cli_errors
+def models_show(
+    model: Annotated[str, typer.Argument(help="Catalog name or alias, a config.json path, or a hub id.")],
+    weight_dtype: WeightDtypeOpt = "bf16",
+    kv_dtype: KvDtypeOpt = "bf16",
+    all_layers: Annotated[bool, typer.Option("--all-layers", help="One row per layer, not runs.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Trace a model and show its layer graph: parameters, weight bytes, KV bytes and FLOPs per token."""
+    from planner.model.catalog import load_profile
+    from planner.model.dtypes import check_kv_dtype, check_weight_dtype
+    from planner.model.layergraph import summarize
+
+    check_weight_dtype(weight_dtype)
+    check_kv_dtype(kv_dtype)
+    summary = summarize(load_profile(model), weight_dtype, kv_dtype)
+    if json_out:
+        print_json(summary)
+        return
+    from planner.report.tables import model_table
+
+    console.print(model_table(summary, all_layers=all_layers))

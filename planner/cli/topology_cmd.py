@@ -1,0 +1,117 @@
+"""`planner topology list|show|schema|collective|detect`: machines as link graphs."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from planner.cli.common import JsonOpt, cli_errors, console, print_json, say, write_file
+
+topology_app = typer.Typer(help="Machines as link graphs: show, collective timing, detect.", no_args_is_help=True)
+TopologyArg = Annotated[str, typer.Argument(help="A topology YAML path or a shipped name.")]
+
+
+@topology_app.command("list")
+@cli_errors
+def topology_list(json_out: JsonOpt = False) -> None:
+    """List the shipped topologies."""
+    from planner.hardware import load_topology, shipped_topologies
+
+    rows = [(name, load_topology(name)) for name in shipped_topologies()]
+    if json_out:
+        print_json([{"name": n, "gpus": t.n_gpus, "nodes": t.n_nodes, "description": t.definition.description}
+                    for n, t in rows])
+        return
+    from planner.report.tables import topology_list_table
+
+    console.print(topology_list_table(rows))
+
+
+@topology_app.command("show")
+@cli_errors
+def topology_show(topology: TopologyArg, json_out: JsonOpt = False) -> None:
+    """Show a topology: its GPUs, its links and the GPU-to-GPU bandwidth matrix (a summary past 64 GPUs)."""
+    from planner.hardware import load_topology
+    from planner.hardware.summary import summarize_topology
+
+    summary = summarize_topology(load_topology(topology))
+    if json_out:
+        print_json(summary)
+        return
+    from planner.report.tables import topology_table
+
+    console.print(topology_table(summary))
+
+
+@topology_app.command("schema")
+@cli_errors
+def topology_schema(json_out: JsonOpt = True) -> None:
+    """Print the JSON Schema of a topology YAML (it is JSON either way)."""
+    from planner.hardware.schema import TopologyDef
+
+    print_json(TopologyDef.model_json_schema())
+
+
+@topology_app.command("collective")
+@cli_errors
+def topology_collective(
+    topology: TopologyArg,
+    sizes: Annotated[str, typer.Option("--sizes", help="Message sizes, comma separated: 16KB,1MiB,64MB or bytes.")] = "16KB,1MB,64MB",
+    op: Annotated[str, typer.Option("--op", help="all-reduce, all-gather, reduce-scatter or all-to-all.")] = "all-reduce",
+    gpu_ids: Annotated[Optional[str], typer.Option("--gpu-ids", help="The group, e.g. 0,1,2,3; default all GPUs.")] = None,
+    context: Annotated[str, typer.Option("--context", help="nccl (as nccl-tests times it) or engine (inside a CUDA graph).")] = "nccl",
+    json_out: JsonOpt = False,
+) -> None:
+    """Predicted time and bus bandwidth of a collective over a GPU group, per message size."""
+    from planner.cost.collectives import collective_estimates
+    from planner.hardware import load_topology
+
+    topo = load_topology(topology)
+    result = collective_estimates(topo, sizes=sizes, op=op, gpu_ids=gpu_ids, context=context)
+    if json_out:
+        print_json([r.model_dump(include={"bytes", "time_us", "busbw_gbps", "algorithm", "protocol"})
+                    for r in result.rows])
+        return
+    from planner.report.tables import collective_table
+    from planner.units import format_ids
+
+    console.print(collective_table(result.rows, f"{op} over GPUs {format_ids(result.gpu_ids)} of {topo.name} ({context})"))
+
+
+@topology_app.command("detect")
+@cli_errors
+def topology_detect(
+    from_file: Annotated[Optional[str], typer.Option("--from", help="Saved `nvidia-smi topo -m` output; default: run nvidia-smi.")] = None,
+    gpus_csv: Annotated[Optional[str], typer.Option("--gpus-csv", help="Saved `nvidia-smi --query-gpu=index,name,memory.total,pci.bus_id --format=csv` output.")] = None,
+    p2p: Annotated[Optional[str], typer.Option("--p2p", help="Saved `nvidia-smi topo -p2p r` output: GPU pairs without peer-to-peer.")] = None,
+    gpu_type: Annotated[Optional[str], typer.Option("--gpu-type", help="GPU type for every GPU (overrides --gpus-csv).")] = None,
+    name: Annotated[str, typer.Option("--name", help="Topology name.")] = "detected",
+    output: Annotated[Optional[str], typer.Option("-o", "--output", help="Write the YAML here; default stdout.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a topology YAML from `nvidia-smi topo -m` (run here, or from saved output)."""
+    from planner.files import read_text
+    from planner.hardware.detect import detect, run_nvidia_smi, to_yaml
+    from planner.hardware.loading import parse_topology
+
+    if from_file:
+        topo_text, source = read_text(from_file, "the topo matrix"), from_file
+        csv_text = read_text(gpus_csv, "the GPU CSV") if gpus_csv else None
+        p2p_text = read_text(p2p, "the p2p matrix") if p2p else None
+    else:
+        topo_text, csv_text, p2p_text = run_nvidia_smi()
+        source = "nvidia-smi topo -m"
+        if gpus_csv:
+            csv_text = read_text(gpus_csv, "the GPU CSV")
+    doc = detect(topo_text, gpus_csv=csv_text, gpu_type=gpu_type, name=name, source=source, p2p_text=p2p_text)
+    text = to_yaml(doc)
+    parse_topology(text, f"detected from {source}")  # what we write must load
+    if output:
+        write_file(output, text, "the topology")
+        say(f"wrote {output}")
+    if json_out:
+        print_json(doc)
+    elif not output:
+        sys.stdout.write(text)

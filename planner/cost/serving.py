@@ -1,0 +1,95 @@
+"""From a load to engine steps: what each step of a replica carries, in steady state or as a static batch.
+
+**Serving** (the aggregated mode of vLLM, SGLang and TensorRT-LLM, chunked prefill on: their
+defaults). A replica holds `n` sequences decoding together, split into `micro` micro-batches of `d`
+(pipeline stages keep several in flight). Every step decodes one token of each of its d sequences.
+As sequences finish, newcomers take their places, and their prompts are prefilled in the same steps:
+per step, on average, `p = d x isl/osl x (n-1)/n` prompt tokens (a sequence's own prompt was
+prefilled before it decoded, so it is not in its own TPOT). A step has a token budget `B`
+(`max_num_batched_tokens`): decode first, then prompt chunks of up to `q = min(B - d, max(isl, p))`
+tokens. So a fraction `f = p / q` of steps carries a chunk and costs more; TPOT is the mean step:
+`(1 - f) x step(d) + f x step(d, q)`. A load whose prefill needs more than the budget (`p > B - d`)
+cannot be served in steady state: prompts queue without bound.
+
+TTFT of a newcomer: the request's fixed overhead, half a step of residual wait, an M/D/1 queue for
+the prefill slot (utilisation `f`), and its `ceil(isl / q)` chunk steps through every stage.
+
+**Static** (no arrivals, as microbenchmark tables run): every step decodes d tokens and nothing else;
+TTFT is the prefill of the micro-batch's d prompts at once.
+
+The decode context is the mean over the decode, isl + osl/2 (KV reads and attention are linear in
+it). See docs/cost-model.md for the derivation and the calibration against published serving
+measurements.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from planner.cost.constants import Constants
+from planner.cost.step import StepLoad
+from planner.plan import Workload
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """How a replica's sequences become steps at one load. TPOT is the weighted mean of `tpot_loads`."""
+
+    concurrency: int  # sequences decoding together, all replicas
+    per_replica: int
+    micro: int  # micro-batches in flight (one per pipeline stage at most)
+    decode: int  # decode tokens per micro-batch step
+    tpot_loads: tuple[tuple[StepLoad, float], ...]
+    ttft_load: StepLoad  # the step a newcomer's prompt chunk rides in
+    ttft_chunks: int  # steps the prompt's prefill takes
+    ttft_wait_steps: float  # mean wait before the first chunk, in mean steps
+    prefill_per_step: float  # mean prompt tokens a step carries
+    problem: str | None = None  # why this load cannot be served (None: it can)
+
+    @property
+    def feasible(self) -> bool:
+        return self.problem is None
+
+
+def operating_point(workload: Workload, concurrency: int, replicas: int, pp: int, c: Constants) -> OperatingPoint:
+    """The step mix of one replica at `concurrency` sequences over `replicas` replicas of `pp` stages."""
+    per_replica = math.ceil(concurrency / replicas)
+    micro = max(1, min(pp, per_replica))
+    d = math.ceil(per_replica / micro)
+    if workload.mode == "static":
+        return _static(workload, concurrency, per_replica, micro, d)
+    return _serving(workload, concurrency, per_replica, micro, d, c)
+
+
+def _static(w: Workload, concurrency: int, per_replica: int, micro: int, d: int) -> OperatingPoint:
+    decode = StepLoad(decode=d, context=w.mean_context)
+    prefill = StepLoad(decode=0, prefill=d * w.isl, prefill_context=w.isl / 2, prefill_kv_tokens=d * w.isl, logits=d)
+    return OperatingPoint(concurrency, per_replica, micro, d, ((decode, 1.0),), prefill, 1, 0.0, 0.0)
+
+
+def _serving(w: Workload, concurrency: int, per_replica: int, micro: int, d: int, c: Constants) -> OperatingPoint:
+    budget = c.max_num_batched_tokens
+    others = (per_replica - 1) / per_replica
+    p = d * w.isl / w.osl * others
+    room = budget - d
+    problem = None
+    if room < 1:
+        problem = f"{d} decode tokens per step fill the engine's {budget}-token step budget"
+        room = 1
+    q = min(room, max(w.isl, p))
+    if problem is None and p > room:
+        problem = (f"newcomers' prompts need {p:,.0f} tokens per step beside {d} decode tokens, more than the "
+                   f"{budget}-token step budget: prompts would queue without bound")
+    f = min(1.0, p / q) if q > 0 else 0.0
+    chunks = max(1, math.ceil(w.isl / q))
+    mean_prefix = max(0.0, w.isl - q) / 2
+    decode = StepLoad(decode=d, context=w.mean_context)
+    mixed = StepLoad(decode=d, prefill=q, context=w.mean_context, prefill_context=w.isl / 2,
+                     prefill_kv_tokens=q + mean_prefix, logits=d + q / w.isl)
+    own = StepLoad(decode=d * others, prefill=q, context=w.mean_context, prefill_context=w.isl / 2,
+                   prefill_kv_tokens=q + mean_prefix, logits=d * others + q / w.isl)
+    rho = min(f, 0.999)
+    wait = 0.5 * others + rho / (2 * (1 - rho)) * chunks
+    loads = ((decode, 1.0 - f), (mixed, f)) if f > 0 else ((decode, 1.0),)
+    return OperatingPoint(concurrency, per_replica, micro, d, loads, own, chunks, wait, p, problem)

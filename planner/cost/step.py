@@ -1,0 +1,215 @@
+"""One engine step of one pipeline stage: bytes, FLOPs, collectives and time on one of its GPUs.
+
+A step carries `decode` tokens (one per decoding sequence) and `prefill` prompt tokens (chunked
+prefill sharing the step, or a whole prefill). Per GPU and per layer-graph node:
+- HBM bytes: the weights it reads (planner.cost.shards) plus the KV cache its decode tokens attend to
+  (context x KV bytes per token, a sliding window at most) and the prefixes its prefill chunks read;
+- FLOPs: matmuls of its tokens (routed experts at top-k) plus attention over each token's context;
+- time: max(bytes / (HBM bandwidth x efficiency), FLOPs / (peak x efficiency)), plus a fixed kernel
+  overhead per decoder layer;
+- collectives on the stage's real GPUs: per decoder layer two all-reduces of tokens x hidden x 2 bytes
+  over the tensor-parallel group (the MLP's becomes a dispatch and a combine all-to-all under expert
+  parallelism), one for the vocab-parallel embedding, an all-gather of the logits at the lm_head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from planner.cost.collectives import engine_collective_s
+from planner.cost.constants import Constants
+from planner.cost.ring_bytes import collective_bytes_by_class
+from planner.cost.shards import (
+    Layout, expert_flops_per_token, kv_bytes_per_token_per_gpu, read_weight_bytes, stage_nodes,
+)
+from planner.hardware.topology import LINK_CLASSES, Topology
+from planner.model.dtypes import ACTIVATION_BYTES
+from planner.model.layergraph import LayerInfo, ModelProfile
+
+#: Bytes per element of the MoE dispatch all-to-all: fp8 where the weights are fp8 (DeepEP and the
+#: engines' fp8 paths quantise the dispatched hidden states), else bf16; the combine is always bf16.
+DISPATCH_BYTES = {"fp8": 1, "int4": 2, "mxfp4": 1, "bf16": 2, "fp16": 2}
+
+
+@dataclass(frozen=True)
+class StepLoad:
+    """The tokens of one step of one micro-batch of one replica."""
+
+    decode: float
+    prefill: float = 0.0
+    context: float = 0.0  # mean context of the decoding sequences
+    prefill_context: float = 0.0  # mean attention context of a prefill token
+    prefill_kv_tokens: float = 0.0  # KV tokens the prefill chunks read (each chunk reads its prefix)
+    logits: float | None = None  # tokens that need logits: decode tokens and prompts finishing
+
+    @property
+    def tokens(self) -> float:
+        return self.decode + self.prefill
+
+    @property
+    def logit_tokens(self) -> float:
+        return self.decode if self.logits is None else self.logits
+
+
+@dataclass(frozen=True)
+class GroupHardware:
+    """The slowest GPU of a group: it sets the pace of a stage."""
+
+    hbm_bytes_per_s: float
+    flops_per_s: float
+    memory_bytes: float
+    name: str
+
+    @classmethod
+    def of(cls, topo: Topology, gpu_ids, weight_dtype: str) -> "GroupHardware":
+        specs = [topo.gpu(g).spec for g in gpu_ids]
+        compute_dtype = "fp8" if weight_dtype in ("fp8", "mxfp4") else "bf16"
+        return cls(min(s.hbm_bytes_per_s for s in specs), min(s.peak_flops(compute_dtype) for s in specs),
+                   min(s.memory_bytes for s in specs), "+".join(sorted({s.name for s in specs})))
+
+
+@dataclass
+class StageStep:
+    """A stage's step on its slowest GPU: time by component, HBM bytes per GPU, link bytes of the stage."""
+
+    weights_s: float = 0.0
+    kv_s: float = 0.0
+    compute_s: float = 0.0
+    interconnect_s: float = 0.0
+    overhead_s: float = 0.0
+    hbm_weight_bytes: float = 0.0
+    hbm_kv_bytes: float = 0.0
+    interconnect: dict[str, float] = field(default_factory=lambda: {k: 0.0 for k in LINK_CLASSES})
+
+    @property
+    def time_s(self) -> float:
+        return self.weights_s + self.kv_s + self.compute_s + self.interconnect_s + self.overhead_s
+
+    def add_bytes(self, by_class: dict[str, float], times: float = 1.0) -> None:
+        for k, v in by_class.items():
+            self.interconnect[k] += times * v
+
+
+def _window(layer: LayerInfo, context: float) -> float:
+    return min(context, layer.sliding_window) if layer.sliding_window else context
+
+
+def _layer_flops(layer: LayerInfo, layout: Layout, load: StepLoad, imbalance: float) -> float:
+    """FLOPs one GPU does for this node in the step."""
+    rank_tokens = load.tokens / layout.dp
+    if layer.kind == "lm_head":
+        return load.logit_tokens / layout.dp * layer.decode_flops_per_token / layout.tp
+    expert = expert_flops_per_token(layer)
+    dense = (layer.decode_flops_per_token - expert) * rank_tokens / layout.tp
+    if layout.ep > 1:
+        experts = expert * load.tokens / layout.gpus * imbalance
+    else:
+        experts = expert * rank_tokens / layout.tp
+    attn = layer.attn_flops_per_context_token * (load.decode * _window(layer, load.context)
+                                                 + load.prefill * _window(layer, load.prefill_context))
+    return dense + experts + attn / layout.dp / layout.tp
+
+
+def layer_step(layer: LayerInfo, layout: Layout, profile: ModelProfile, hw: GroupHardware, weight_dtype: str,
+               kv_dtype: str, load: StepLoad, c: Constants) -> tuple[float, float, float, float, float]:
+    """(weight bytes, KV bytes, weights s, KV s, compute s beyond the memory time) on one GPU."""
+    rank_tokens = load.tokens / layout.dp
+    w = read_weight_bytes(layer, layout, profile, weight_dtype, rank_tokens, stage_tokens=load.tokens)
+    prefill_kv = load.prefill_kv_tokens
+    if layer.sliding_window:
+        prefill_kv = min(prefill_kv, load.prefill + layer.sliding_window)
+    kv_tokens = load.decode * _window(layer, load.context) + prefill_kv
+    kv = kv_tokens / layout.dp * kv_bytes_per_token_per_gpu(layer, layout, profile, kv_dtype)
+    bw = hw.hbm_bytes_per_s * c.hbm_efficiency
+    weights_s, kv_s = w / bw, kv / bw
+    compute = _layer_flops(layer, layout, load, c.moe_imbalance) / (hw.flops_per_s * c.flops_efficiency)
+    return w, kv, weights_s, kv_s, max(0.0, compute - weights_s - kv_s)
+
+
+def tp_groups(gpu_ids, layout: Layout) -> list[tuple[int, ...]]:
+    """The tensor-parallel groups of a stage: consecutive runs of tp GPUs in rank order."""
+    ids = list(gpu_ids)
+    return [tuple(ids[k * layout.tp:(k + 1) * layout.tp]) for k in range(layout.dp)]
+
+
+def _group_collective(topo: Topology, groups: list[tuple[int, ...]], nbytes: float, op: str,
+                      c: Constants) -> tuple[float, dict[str, float]]:
+    """The slowest group's time and every group's link bytes, for one collective on each group at once."""
+    t, by_class = 0.0, {k: 0.0 for k in LINK_CLASSES}
+    for ids in groups:
+        if len(ids) < 2:
+            continue
+        t = max(t, engine_collective_s(topo, ids, nbytes, op, c))
+        for k, v in collective_bytes_by_class(topo, ids, nbytes, op).items():
+            by_class[k] += v
+    return t, by_class
+
+
+@dataclass(frozen=True)
+class StageComm:
+    """The collectives a stage runs per node kind in one step: (time s, link bytes by class) each."""
+
+    allreduce: tuple[float, dict[str, float]]
+    moe: tuple[float, dict[str, float]]
+    logits: tuple[float, dict[str, float]]
+
+
+def stage_comm(profile: ModelProfile, topo: Topology, gpu_ids, layout: Layout, weight_dtype: str, load: StepLoad,
+               c: Constants) -> StageComm:
+    groups = tp_groups(gpu_ids, layout)
+    rank_tokens = load.tokens / layout.dp
+    ar = _group_collective(topo, groups, rank_tokens * profile.hidden_size * ACTIVATION_BYTES, "all-reduce", c)
+    logits = _group_collective(topo, groups, load.logit_tokens / layout.dp * profile.vocab_size * ACTIVATION_BYTES,
+                               "all-gather", c)
+    moe = ar
+    if layout.ep > 1 and profile.moe is not None:
+        sent = rank_tokens * profile.moe.top_k * profile.hidden_size * c.moe_imbalance
+        dispatch = _group_collective(topo, [tuple(gpu_ids)], sent * DISPATCH_BYTES.get(weight_dtype, 2), "all-to-all", c)
+        combine = _group_collective(topo, [tuple(gpu_ids)], sent * ACTIVATION_BYTES, "all-to-all", c)
+        moe = (dispatch[0] + combine[0], {k: dispatch[1][k] + combine[1][k] for k in LINK_CLASSES})
+    return StageComm(ar, moe, logits)
+
+
+def _add_comm(out: StageStep, layer: LayerInfo, layout: Layout, comm: StageComm) -> None:
+    if layer.kind == "decoder":
+        parts = [comm.allreduce, comm.moe if (layer.moe is not None and layout.ep > 1) else comm.allreduce]
+    elif layer.kind == "embedding":
+        parts = [comm.allreduce]
+    elif layer.kind == "lm_head":
+        parts = [comm.logits]
+    else:
+        parts = []
+    for t, by_class in parts:
+        out.interconnect_s += t
+        out.add_bytes(by_class)
+
+
+def node_step(layer: LayerInfo, layout: Layout, profile: ModelProfile, hw: GroupHardware, comm: StageComm,
+              weight_dtype: str, kv_dtype: str, load: StepLoad, c: Constants) -> StageStep:
+    """One layer-graph node's share of a stage step."""
+    out = StageStep()
+    w, kv, out.weights_s, out.kv_s, out.compute_s = layer_step(layer, layout, profile, hw, weight_dtype, kv_dtype,
+                                                                load, c)
+    out.hbm_weight_bytes, out.hbm_kv_bytes = w, kv
+    _add_comm(out, layer, layout, comm)
+    if layer.kind == "decoder":
+        out.overhead_s += c.kernel_overhead_s_per_layer
+    return out
+
+
+def add_steps(total: StageStep, part: StageStep, times: float = 1.0) -> StageStep:
+    for name in ("weights_s", "kv_s", "compute_s", "interconnect_s", "overhead_s", "hbm_weight_bytes", "hbm_kv_bytes"):
+        setattr(total, name, getattr(total, name) + times * getattr(part, name))
+    total.add_bytes(part.interconnect, times)
+    return total
+
+
+def stage_step(profile: ModelProfile, topo: Topology, gpu_ids, layout: Layout, layer_start: int, layer_end: int,
+               first: bool, last: bool, weight_dtype: str, kv_dtype: str, load: StepLoad, c: Constants) -> StageStep:
+    """One step of a stage (decoder layers [layer_start, layer_end), embedding if first, head if last)."""
+    hw = GroupHardware.of(topo, gpu_ids, weight_dtype)
+    comm = stage_comm(profile, topo, gpu_ids, layout, weight_dtype, load, c)
+    out = StageStep()
+    for layer in stage_nodes(profile, layer_start, layer_end, first, last):
+        add_steps(out, node_step(layer, layout, profile, hw, comm, weight_dtype, kv_dtype, load, c))
+    return out

@@ -1,0 +1,330 @@
+"""A machine as a networkx link graph, and the route NCCL takes between two GPUs.
+
+Graph nodes are GPUs, NVSwitch domains, PCIe switches, CPU sockets (root complexes), NICs and the
+network fabric; every edge has a per-direction bandwidth and a latency. The route between two GPUs
+is a direct NVLink bond, else the node's NVSwitch, else PCIe through the switches and sockets
+(peer-to-peer), else, where peer-to-peer is off for the pair, up to host memory on the sender's
+socket and down again; across nodes it goes through the GPUs' nearest NICs and the fabric.
+
+GPU ids are global: node 0's GPUs first (by local index), then node 1's, and so on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import networkx as nx
+
+from planner.errors import InputError
+from planner.hardware.gpus import GpuSpec, find_gpu_type
+from planner.hardware.schema import NodeDef, TopologyDef, custom_specs, expanded_node_names
+
+#: Link classes for traffic breakdowns.
+LINK_CLASSES = ("nvlink", "pcie", "socket", "network")
+
+
+@dataclass(frozen=True)
+class Gpu:
+    id: int
+    node: str
+    node_index: int
+    local_index: int
+    spec: GpuSpec
+
+    @property
+    def key(self) -> str:
+        return f"{self.node}/gpu{self.local_index}"
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route between two GPUs: directed hops, bottleneck bandwidth, summed latency."""
+
+    hops: tuple[tuple[str, str], ...]
+    bandwidth_bytes_per_s: float
+    latency_s: float
+    kinds: tuple[str, ...]
+    staged: bool = False  # through host memory: no peer-to-peer between the two GPUs
+
+    @property
+    def link_class(self) -> str:
+        """The slowest class of link on the route, for traffic breakdowns."""
+        if "network" in self.kinds or "nic" in self.kinds:
+            return "network"
+        for kind in ("socket", "pcie"):
+            if kind in self.kinds:
+                return kind
+        return "nvlink"
+
+
+class Topology:
+    """A loaded topology: its definition, its GPUs and its networkx link graph.
+
+    `cache` memoises quantities derived from the topology alone or keyed by value (collective
+    times carry the constants' value key), never by object identity.
+    """
+
+    def __init__(self, definition: TopologyDef, *, source: str = "<memory>", text: str | None = None):
+        self.definition = definition
+        self.name = definition.name
+        self.source = source
+        self.hash = hashlib.sha256((text or definition.model_dump_json()).encode()).hexdigest()[:16]
+        self.gpus: list[Gpu] = []
+        self.graph = nx.Graph(name=definition.name)
+        self.cache: dict[Any, Any] = {}
+        self._p2p: dict[str, bool] = {}
+        self._no_p2p: set[frozenset[int]] = set()
+        self._socket_of_gpu: dict[int, str] = {}
+        self.node_class: dict[str, int] = {}
+        names = iter(expanded_node_names(definition.nodes))
+        extra = custom_specs(definition)
+        node_index = 0
+        for k, node in enumerate(definition.nodes):
+            for _ in range(node.count):
+                name = next(names)
+                self.node_class[name] = k
+                _NodeBuilder(self, name, node_index, node, extra).build()
+                node_index += 1
+        self.n_nodes = node_index
+        if self.n_nodes > 1:
+            self._add_fabric()
+        self._routes: dict[tuple[int, int], Route] = {}
+
+    def _add_fabric(self) -> None:
+        net = self.definition.network
+        self.graph.add_node("fabric", kind="fabric")
+        for n, data in list(self.graph.nodes(data=True)):
+            if data.get("kind") == "nic":
+                self.graph.add_edge(n, "fabric", kind="network", bandwidth=min(net.bandwidth, data["bandwidth"]),
+                                    latency=net.latency)
+
+    # Queries -----------------------------------------------------------------------------
+    @property
+    def n_gpus(self) -> int:
+        return len(self.gpus)
+
+    def gpu(self, gpu_id: int) -> Gpu:
+        if isinstance(gpu_id, bool) or not isinstance(gpu_id, int) or not 0 <= gpu_id < len(self.gpus):
+            raise InputError(f"GPU id {gpu_id} does not exist in {self.name} (ids 0..{len(self.gpus) - 1})")
+        return self.gpus[gpu_id]
+
+    @cached_property
+    def _node_gpus(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for gpu in self.gpus:
+            out.setdefault(gpu.node, []).append(gpu.id)
+        return out
+
+    def node_gpus(self) -> dict[str, list[int]]:
+        """GPU ids per node, in node order."""
+        return self._node_gpus
+
+    def nvswitch_of(self, gpu_id: int) -> str | None:
+        key = self.gpus[gpu_id].key
+        for nb in self.graph.neighbors(key):
+            if self.graph.nodes[nb]["kind"] == "nvswitch":
+                return nb
+        return None
+
+    def nvls(self, gpu_ids) -> bool:
+        """True when every GPU of the group is on one NVSwitch domain with in-switch reduction."""
+        switches = {self.nvswitch_of(i) for i in gpu_ids}
+        return len(switches) == 1 and None not in switches and bool(self.graph.nodes[switches.pop()].get("nvls"))
+
+    def p2p(self, a: int, b: int) -> bool:
+        """PCIe peer-to-peer between two GPUs of one node (off node-wide or for this pair)."""
+        return self._p2p[self.gpus[a].node] and frozenset((a, b)) not in self._no_p2p
+
+    def socket_of(self, gpu_id: int) -> str:
+        return self._socket_of_gpu[gpu_id]
+
+    def path(self, a: int, b: int) -> Route:
+        """The route NCCL would take from GPU a to GPU b (see the module docstring)."""
+        if (a, b) not in self._routes:
+            ga, gb = self.gpu(a), self.gpu(b)
+            if a == b:
+                raise InputError("a path needs two different GPUs")
+            self._routes[(a, b)] = self._intra(ga, gb) if ga.node == gb.node else self._inter(ga, gb)
+        return self._routes[(a, b)]
+
+    def link_class(self, a: int, b: int) -> str:
+        return self.path(a, b).link_class
+
+    def bandwidth_matrix(self) -> list[list[float]]:
+        n = self.n_gpus
+        return [[0.0 if i == j else self.path(i, j).bandwidth_bytes_per_s for j in range(n)] for i in range(n)]
+
+    # Routing -----------------------------------------------------------------------------
+    def _route(self, nodes: list[str], staged: bool = False) -> Route:
+        hops = tuple(zip(nodes, nodes[1:]))
+        edges = [self.graph.edges[u, v] for u, v in hops]
+        return Route(hops, min(e["bandwidth"] for e in edges), sum(e["latency"] for e in edges),
+                     tuple(e["kind"] for e in edges), staged)
+
+    def _intra(self, ga: Gpu, gb: Gpu) -> Route:
+        candidates = []
+        if self.graph.has_edge(ga.key, gb.key) and self.graph.edges[ga.key, gb.key]["kind"] == "nvlink":
+            candidates.append(self._route([ga.key, gb.key]))
+        sw_a, sw_b = self.nvswitch_of(ga.id), self.nvswitch_of(gb.id)
+        if sw_a is not None and sw_a == sw_b:
+            candidates.append(self._route([ga.key, sw_a, gb.key]))
+        if not candidates:
+            if self.p2p(ga.id, gb.id):
+                candidates.append(self._route(self._pcie_route(ga.key, gb.key, ga.node)))
+            else:  # no peer-to-peer: up to host memory on a's socket, then down to b
+                cpu = self._socket_of_gpu[ga.id]
+                up = self._pcie_route(ga.key, cpu, ga.node)
+                down = self._pcie_route(cpu, gb.key, ga.node)
+                candidates.append(self._route(up + down[1:], staged=True))
+        return max(candidates, key=lambda p: (p.bandwidth_bytes_per_s, -p.latency_s))
+
+    def _inter(self, ga: Gpu, gb: Gpu) -> Route:
+        return self._route(self._nic_for(ga) + ["fabric"] + list(reversed(self._nic_for(gb))))
+
+    @cached_property
+    def _pcie_views(self) -> dict[str, nx.Graph]:
+        """Per node: the subgraph of PCIe and socket links (no NVLink, no fabric)."""
+        by_node: dict[str, list[str]] = {}
+        for n, d in self.graph.nodes(data=True):
+            if "node" in d:
+                by_node.setdefault(d["node"], []).append(n)
+        out = {}
+        for name, keep in by_node.items():
+            sub = self.graph.subgraph(keep)
+            out[name] = nx.Graph(sub.edge_subgraph([(u, v) for u, v, d in sub.edges(data=True)
+                                                    if d["kind"] in ("pcie", "socket")]))
+        return out
+
+    def _pcie_route(self, a: str, b: str, node: str) -> list[str]:
+        return nx.shortest_path(self._pcie_views[node], a, b, weight="latency")
+
+    def _nearest_nics(self, gpu: Gpu) -> list[list[str]]:
+        """The routes to the NICs closest to a GPU (fewest hops), in NIC-name order."""
+        key = ("nearest-nics", gpu.id)
+        if key not in self.cache:
+            view = self._pcie_views[gpu.node]
+            routes = [nx.shortest_path(view, gpu.key, n, weight="latency")
+                      for n in sorted(view.nodes) if self.graph.nodes[n]["kind"] == "nic"]
+            if not routes:
+                raise InputError(f"{self.name}: GPU {gpu.id} on node {gpu.node} has no path to a NIC")
+            hops = min(len(r) for r in routes)
+            self.cache[key] = [r for r in routes if len(r) == hops]
+        return self.cache[key]
+
+    def _nic_for(self, gpu: Gpu) -> list[str]:
+        """Rail-optimised: GPUs that share their nearest NICs take one each, in GPU order (two GPUs and two
+        NICs behind one PCIe switch: the first GPU gets the first NIC, the second the second)."""
+        routes = self._nearest_nics(gpu)
+        nearest = [r[-1] for r in routes]
+        sharing = [g.id for g in self.gpus if g.node == gpu.node
+                   and [r[-1] for r in self._nearest_nics(g)] == nearest]
+        return routes[sharing.index(gpu.id) % len(routes)]
+
+
+class _NodeBuilder:
+    """Adds one node copy's GPUs, sockets and links to a Topology's graph."""
+
+    def __init__(self, topo: Topology, name: str, node_index: int, node: NodeDef, extra: dict[str, GpuSpec]):
+        self.topo, self.name, self.node_index, self.node, self.extra = topo, name, node_index, node, extra
+        self.g = topo.graph
+        self.local: dict[int, str] = {}
+
+    def build(self) -> None:
+        self._gpus_and_sockets()
+        self._gpu_links()
+        for nic in self.node.nics:
+            self.g.add_node(f"{self.name}/{nic.name}", kind="nic", node=self.name, bandwidth=nic.bandwidth)
+        if self.node.pcie_switches:
+            self._pcie_switches()
+        else:
+            self._root_ports()
+
+    def _gpus_and_sockets(self) -> None:
+        topo, node = self.topo, self.node
+        topo._p2p[self.name] = node.p2p
+        first = len(topo.gpus)
+        for gd in sorted(node.gpu_defs(), key=lambda d: d.index):
+            gpu = Gpu(len(topo.gpus), self.name, self.node_index, gd.index, find_gpu_type(gd.type, self.extra))
+            topo.gpus.append(gpu)
+            self.local[gd.index] = gpu.key
+            self.g.add_node(gpu.key, kind="gpu", gpu_id=gpu.id, node=self.name)
+        ids = {gd.index: first + k for k, gd in enumerate(sorted(node.gpu_defs(), key=lambda d: d.index))}
+        topo._no_p2p.update(frozenset((ids[a], ids[b])) for a, b in node.no_p2p)
+        for s in range(node.sockets):
+            self.g.add_node(f"{self.name}/cpu{s}", kind="cpu", node=self.name)
+        for a in range(node.sockets):
+            for b in range(a + 1, node.sockets):
+                self.g.add_edge(f"{self.name}/cpu{a}", f"{self.name}/cpu{b}", kind="socket",
+                                bandwidth=node.socket_link.bandwidth, latency=node.socket_link.latency)
+
+    def _gpu_links(self) -> None:
+        node, local, g = self.node, self.local, self.g
+        if node.nvswitch:
+            sw = f"{self.name}/nvswitch"
+            g.add_node(sw, kind="nvswitch", node=self.name, nvls=node.nvswitch.nvls)
+            members = node.nvswitch.gpus if node.nvswitch.gpus is not None else list(local)
+            for i in members:
+                g.add_edge(local[i], sw, kind="nvswitch", bandwidth=node.nvswitch.bandwidth,
+                           latency=node.nvswitch.latency / 2)
+        if node.mesh:
+            for a in local:
+                for b in local:
+                    if a < b:
+                        g.add_edge(local[a], local[b], kind="nvlink", bandwidth=node.mesh.bandwidth,
+                                   latency=node.mesh.latency)
+        for bond in node.nvlink:
+            a, b = (local[i] for i in bond.gpus)
+            g.add_edge(a, b, kind="nvlink", bandwidth=bond.links * bond.link_bandwidth, latency=bond.latency)
+
+    def _pcie_switches(self) -> None:
+        nic_defs = {n.name: n for n in self.node.nics}
+        for sw in self.node.pcie_switches:
+            key = f"{self.name}/{sw.name}"
+            cpu = f"{self.name}/cpu{sw.socket}"
+            self.g.add_node(key, kind="pcie_switch", node=self.name)
+            self.g.add_edge(key, cpu, kind="pcie", bandwidth=sw.uplink, latency=sw.latency / 2)
+            for i in sw.gpus:
+                self.g.add_edge(self.local[i], key, kind="pcie", bandwidth=sw.bandwidth, latency=sw.latency / 2)
+                self.topo._socket_of_gpu[self.g.nodes[self.local[i]]["gpu_id"]] = cpu
+            for nic in sw.nics:
+                self.g.add_edge(f"{self.name}/{nic}", key, kind="pcie",
+                                bandwidth=min(sw.bandwidth, nic_defs[nic].bandwidth * 2), latency=nic_defs[nic].latency / 2)
+
+    def _root_ports(self) -> None:
+        node = self.node
+        per_socket = max(1, -(-len(self.local) // node.sockets))
+        for pos, i in enumerate(sorted(self.local)):
+            cpu = f"{self.name}/cpu{min(pos // per_socket, node.sockets - 1)}"
+            self.g.add_edge(self.local[i], cpu, kind="pcie", bandwidth=node.pcie.bandwidth, latency=node.pcie.latency)
+            self.topo._socket_of_gpu[self.g.nodes[self.local[i]]["gpu_id"]] = cpu
+        for k, nic in enumerate(node.nics):
+            cpu = f"{self.name}/cpu{k * node.sockets // max(1, len(node.nics))}"
+            self.g.add_edge(f"{self.name}/{nic.name}", cpu, kind="pcie", bandwidth=node.pcie.bandwidth,
+                            latency=nic.latency / 2)
+
+
+def pcie_relation(topo: Topology, a: int, b: int) -> str:
+    """How two GPUs meet on PCIe, in nvidia-smi's words: PIX (one switch), NODE (one socket),
+    SYS (across sockets), NET (across nodes)."""
+    ga, gb = topo.gpu(a), topo.gpu(b)
+    if ga.node != gb.node:
+        return "NET"
+    g = topo.graph
+
+    def switches(key: str) -> set[str]:
+        return {n for n in g.neighbors(key) if g.nodes[n]["kind"] == "pcie_switch"}
+
+    if switches(ga.key) & switches(gb.key):
+        return "PIX"
+    return "NODE" if topo.socket_of(a) == topo.socket_of(b) else "SYS"
+
+
+def nvlink_links(topo: Topology, a: int, b: int) -> int:
+    """NVLinks between two GPUs (direct bond or through their NVSwitch), 0 when none."""
+    path = topo.path(a, b)
+    if path.link_class != "nvlink" or topo.gpus[a].spec.vendor != "nvidia":
+        return 0
+    return round(path.bandwidth_bytes_per_s / topo.gpus[a].spec.nvlink_bytes_per_s_per_link)

@@ -1,0 +1,122 @@
+"""Rich tables of predictions, plans, comparisons and validation runs. Every figure states its load."""
+
+from __future__ import annotations
+
+from rich.console import Group
+
+from planner.report.tables import table
+from planner.units import format_bytes, format_ids
+
+
+def _layers(s) -> str:
+    out = f"{s.layer_start}-{s.layer_end - 1}" if s.layer_end - s.layer_start > 1 else str(s.layer_start)
+    return out + (" +emb" if s.has_embedding else "") + (" +head" if s.has_lm_head else "")
+
+
+def _layout(s) -> str:
+    out = f"TP{s.tp}" if s.dp == 1 else f"DP{s.dp}xTP{s.tp}"
+    return out + (f" EP{s.ep}" if s.ep > 1 else "")
+
+
+def stage_table(pred, title: str):
+    t = table(title, ["stage", "GPUs", "layers", "type", "weights/GPU", "KV/seq/GPU", "step ms", "comm ms"],
+              right=("weights/GPU", "KV/seq/GPU", "step ms", "comm ms"))
+    for s in pred.stages:
+        t.add_row(f"{s.index} {_layout(s)}", format_ids(s.gpu_ids), _layers(s), s.gpu_type.split("-")[0],
+                  format_bytes(s.weight_bytes_per_gpu), format_bytes(s.kv_bytes_per_sequence_per_gpu),
+                  f"{s.step_time_ms:.2f}", f"{s.interconnect_ms + s.transfer_out_ms:.2f}")
+    return t
+
+
+def _load_line(pred, workload) -> str:
+    mode = "steady-state serving" if pred.mode == "serving" else "static batch"
+    line = (f"at {pred.concurrency:,} sequences decoding together ({mode}, isl {workload.isl}, osl {workload.osl}, "
+            f"{workload.weight_dtype} weights, {workload.kv_dtype} KV)")
+    if pred.mode == "serving" and pred.prefill_tokens_per_step:
+        line += f"; each step also prefills {pred.prefill_tokens_per_step:,.0f} prompt tokens on average"
+    return line
+
+
+def totals_table(pred, workload):
+    t = table(_load_line(pred, workload), ["what", "value"], right=("value",), show_header=False)
+    t.add_row("TPOT", f"{pred.tpot_ms:.2f} ms  (roofline floor {pred.roofline_tpot_ms:.2f} ms, {pred.roofline_ratio:.2f}x)")
+    t.add_row("TTFT", f"{pred.ttft_ms:,.1f} ms")
+    t.add_row("throughput", f"{pred.tokens_per_s:,.1f} tokens/s ({pred.tokens_per_s_per_gpu:,.1f} per GPU, "
+              f"{pred.tokens_per_s_per_user:,.1f} per user)")
+    t.add_row("KV capacity", f"{pred.max_concurrency:,} sequences")
+    t.add_row("time per token", ", ".join(f"{k} {v:.2f} ms" for k, v in pred.time_breakdown_ms.items()))
+    t.add_row("HBM bytes per token", f"{format_bytes(pred.hbm_bytes_per_token)} (weights "
+              f"{format_bytes(pred.hbm_weight_bytes_per_token)}, KV {format_bytes(pred.hbm_kv_bytes_per_token)})")
+    links = ", ".join(f"{k} {format_bytes(v)}" for k, v in pred.interconnect_bytes_by_class.items() if v)
+    t.add_row("link bytes per token", format_bytes(pred.interconnect_bytes_per_token) + (f" ({links})" if links else ""))
+    worst = max(pred.memory_per_gpu_bytes.values())
+    cap = min(pred.memory_capacity_bytes.values())
+    t.add_row("memory per GPU", f"up to {format_bytes(worst)} of {format_bytes(cap)}" + ("" if pred.fits else "  DOES NOT FIT"))
+    return t
+
+
+def prediction_report(pred, title: str, workload) -> Group:
+    return Group(stage_table(pred, title), totals_table(pred, workload))
+
+
+def _runners_up(plan):
+    alt = table("runners-up (the best plan of each other shape; engines that run it as it is)",
+                ["shape", "TPOT ms", "tokens/s", "load", "layers per stage", "engines"],
+                right=("TPOT ms", "tokens/s", "load"))
+    for a in plan.alternatives:
+        alt.add_row(a.shape, f"{a.prediction.tpot_ms:.2f}", f"{a.prediction.tokens_per_s:,.0f}",
+                    f"{a.prediction.concurrency:,}", ",".join(str(n) for n in a.partition.layer_counts()),
+                    ", ".join(a.engines) or "none (--any-shape)")
+    return alt
+
+
+def plan_report(plan) -> Group:
+    pred, w = plan.prediction, plan.inputs.workload
+    slos = [f"TPOT <= {plan.inputs.tpot_slo_ms:g} ms" for _ in [1] if plan.inputs.tpot_slo_ms is not None]
+    slos += [f"TTFT <= {plan.inputs.ttft_slo_ms:g} ms" for _ in [1] if plan.inputs.ttft_slo_ms is not None]
+    title = (f"{plan.inputs.model} on {plan.inputs.topology}: {plan.partition.shape} "
+             f"[{plan.inputs.objective}{', ' + ', '.join(slos) if slos else ''}]")
+    parts = [stage_table(pred, title), totals_table(pred, w)]
+    if plan.replicas > 1:
+        parts.append("replicas on GPUs: " + "; ".join(" | ".join(format_ids(st) for st in rep) for rep in plan.replica_gpu_ids))
+    s = plan.solver
+    gap = f", gap {s.gap:.2%}" if s.gap else ""
+    parts.append(f"solver: {s.status}{gap} in {s.wall_time_s:.2f} s ({s.resolution})")
+    if s.note:
+        parts.append(f"note: {s.note}")
+    if plan.alternatives:
+        parts.append(_runners_up(plan))
+    return Group(*parts)
+
+
+def compare_table(result) -> Group:
+    t = table(f"{result.model}: best plan per machine and load ({result.objective})",
+              ["machine", "load", "plan", "TPOT ms", "TTFT ms", "tokens/s", "tok/s/GPU", "KV cap.", "weights", "KV",
+               "comm", "overhead", "x roofline"],
+              right=("load", "TPOT ms", "TTFT ms", "tokens/s", "tok/s/GPU", "KV cap.", "weights", "KV", "comm",
+                     "overhead", "x roofline"))
+    for r in result.rows:
+        if not r.fits:
+            t.add_row(r.topology, str(r.concurrency), "does not fit", *[""] * 10)
+            continue
+        b = r.breakdown_ms
+        t.add_row(r.topology, str(r.concurrency), r.shape, f"{r.tpot_ms:.2f}", f"{r.ttft_ms:.1f}",
+                  f"{r.tokens_per_s:,.0f}", f"{r.tokens_per_s_per_gpu:,.1f}", f"{r.max_concurrency:,}",
+                  f"{b['weights']:.2f}", f"{b['kv']:.2f}", f"{b['interconnect']:.2f}",
+                  f"{b['overhead'] + b['compute']:.2f}", f"{r.roofline_ratio:.2f}")
+    return Group(t, *(f"- {line}" for line in result.verdict))
+
+
+def validation_table(report) -> Group:
+    t = table(f"validate {report.plan}: {report.world_size} ranks, {report.backend}, {report.scale} scale, "
+              f"batch {report.batch}, {report.decode_tokens} decode steps",
+              ["check", "rank", "predicted", "measured", "result", "note"], right=("rank", "predicted", "measured"))
+
+    def fmt(v, unit):
+        return "" if v is None else f"{v:,.4g} {unit}"
+
+    for c in report.checks:
+        result = "reported" if c.passed is None else ("pass" if c.passed else "FAIL")
+        t.add_row(c.name, "" if c.rank is None else str(c.rank), fmt(c.predicted, c.unit), fmt(c.measured, c.unit),
+                  result, c.note)
+    return Group(t, "all checks passed" if report.passed else "SOME CHECKS FAILED")

@@ -1,0 +1,145 @@
+"""Integer coefficients of the CP-SAT model: what one layer costs on one stage configuration at one load.
+
+Times are integer nanoseconds and bytes integer bytes (`RESOLUTION`). They come from the same
+functions `estimate` uses (planner.cost.step, planner.cost.serving), per run of identical decoder
+layers, so a plan's CP-SAT value and its estimate agree to the rounding of one unit per term.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from planner.cost.constants import Constants
+from planner.cost.memory import stage_memory, usable_bytes
+from planner.cost.serving import OperatingPoint
+from planner.cost.shards import held_weight_bytes
+from planner.cost.step import GroupHardware, StageStep, StepLoad, add_steps, node_step, stage_comm
+from planner.cost.transfer import transfer_bytes, transfer_pair_s
+from planner.hardware.topology import Topology
+from planner.model.layergraph import LayerInfo, ModelProfile
+from planner.plan import Workload
+from planner.solve.candidates import Config
+
+TIME_UNITS_PER_S = 1e9
+RESOLUTION = "times in integer nanoseconds, bytes in integer bytes"
+
+
+def ns(seconds: float) -> int:
+    return int(round(seconds * TIME_UNITS_PER_S))
+
+
+@dataclass(frozen=True)
+class Extra:
+    """What the embedding (first stage) or norm + lm_head (last stage) add to a stage."""
+
+    tpot_ns: int = 0
+    ttft_ns: int = 0
+    traffic_bytes: int = 0
+    weight_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Coefficients:
+    """One configuration at one operating point, per run of identical decoder layers."""
+
+    tpot_ns: tuple[int, ...]  # one layer's share of the mean step
+    ttft_ns: tuple[int, ...]  # one layer's share of a newcomer's prefill (all its chunks)
+    traffic_bytes: tuple[int, ...]  # HBM + link bytes per GPU per step
+    weight_bytes: tuple[int, ...]  # held per GPU
+    kv_bytes: tuple[int, ...]  # per sequence per GPU
+    first: Extra
+    last: Extra
+    capacity_bytes: int  # what weights and KV may use per GPU
+    sequences: int  # sequences each GPU holds KV for (its data-parallel rank's share of the replica)
+
+
+def layer_runs(profile: ModelProfile) -> list[tuple[int, int]]:
+    """Maximal runs [start, end) of decoder layers with identical costs."""
+    def sig(layer: LayerInfo) -> tuple:
+        return (layer.params, layer.decode_flops_per_token, layer.attn_flops_per_context_token,
+                layer.kv_elems_per_token, layer.sliding_window, layer.moe is not None,
+                tuple(sorted((k, v.matrix, v.other) for k, v in layer.shards.items())))
+
+    decs, runs, start = profile.decoders, [], 0
+    for i in range(1, len(decs) + 1):
+        if i == len(decs) or sig(decs[i]) != sig(decs[start]):
+            runs.append((start, i))
+            start = i
+    return runs
+
+
+class _Timer:
+    """A configuration's per-node steps at the loads of one operating point."""
+
+    def __init__(self, profile: ModelProfile, topo: Topology, cfg: Config, workload: Workload, c: Constants):
+        self.profile, self.topo, self.cfg, self.w, self.c = profile, topo, cfg, workload, c
+        self.hw = GroupHardware.of(topo, cfg.gpu_ids, workload.weight_dtype)
+        self._comm: dict[StepLoad, object] = {}
+
+    def step(self, layer: LayerInfo, load: StepLoad) -> StageStep:
+        if load not in self._comm:
+            self._comm[load] = stage_comm(self.profile, self.topo, self.cfg.gpu_ids, self.cfg.layout,
+                                          self.w.weight_dtype, load, self.c)
+        return node_step(layer, self.cfg.layout, self.profile, self.hw, self._comm[load], self.w.weight_dtype,
+                         self.w.kv_dtype, load, self.c)
+
+    def mean(self, layer: LayerInfo, op: OperatingPoint) -> StageStep:
+        total = StageStep()
+        for load, weight in op.tpot_loads:
+            add_steps(total, self.step(layer, load), weight)
+        return total
+
+    def traffic(self, step: StageStep) -> int:
+        return int(round(step.hbm_weight_bytes + step.hbm_kv_bytes + sum(step.interconnect.values()) / self.cfg.size))
+
+
+def _extra(timer: _Timer, nodes: list[LayerInfo], op: OperatingPoint, overhead_s: float) -> Extra:
+    mean, ttft = StageStep(), StageStep()
+    for layer in nodes:
+        add_steps(mean, timer.mean(layer, op))
+        add_steps(ttft, timer.step(layer, op.ttft_load))
+    held = sum(held_weight_bytes(n, timer.cfg.layout, timer.profile, timer.w.weight_dtype) for n in nodes)
+    return Extra(ns(mean.time_s + overhead_s), ns(op.ttft_chunks * (ttft.time_s + overhead_s)),
+                 timer.traffic(mean), int(math.ceil(held)))
+
+
+def coefficients(profile: ModelProfile, topo: Topology, cfg: Config, runs: list[tuple[int, int]], workload: Workload,
+                 op: OperatingPoint, c: Constants) -> Coefficients:
+    timer = _Timer(profile, topo, cfg, workload, c)
+    tpot, ttft, traffic, weights, kv = [], [], [], [], []
+    for a, _ in runs:
+        layer = profile.decoders[a]
+        mean = timer.mean(layer, op)
+        tpot.append(ns(mean.time_s))
+        ttft.append(ns(op.ttft_chunks * timer.step(layer, op.ttft_load).time_s))
+        traffic.append(timer.traffic(mean))
+        w, k = stage_memory(profile, cfg.layout, a, a + 1, False, False, workload.weight_dtype, workload.kv_dtype,
+                            workload.sequence_tokens)
+        weights.append(int(math.ceil(w)))
+        kv.append(int(math.ceil(k)))
+    first = [n for n in profile.layers if n.kind == "embedding"]
+    last = [n for n in profile.layers if n.kind in ("norm", "lm_head")]
+    capacity = int(usable_bytes(timer.hw.memory_bytes, workload.gpu_memory_fraction, c))
+    return Coefficients(tuple(tpot), tuple(ttft), tuple(traffic), tuple(weights), tuple(kv),
+                        _extra(timer, first, op, c.step_overhead_s), _extra(timer, last, op, 0.0), capacity,
+                        -(-op.per_replica // cfg.layout.dp))
+
+
+@dataclass(frozen=True)
+class Hops:
+    """Hand-off costs between the nodes a shape's stages may use: tpot (mean step) and ttft (a prefill chunk)."""
+
+    tpot_ns: dict[tuple[str, str], int]
+    ttft_ns: dict[tuple[str, str], int]
+    traffic_bytes: int
+
+
+def hops(profile: ModelProfile, topo: Topology, nodes: list[str], op: OperatingPoint, c: Constants) -> Hops:
+    tpot, ttft = {}, {}
+    for a in nodes:
+        for b in nodes:
+            tpot[a, b] = ns(sum(w * transfer_pair_s(topo, a, b, transfer_bytes(profile, load.tokens), c)
+                                for load, w in op.tpot_loads))
+            ttft[a, b] = ns(op.ttft_chunks * transfer_pair_s(topo, a, b, transfer_bytes(profile, op.ttft_load.tokens), c))
+    return Hops(tpot, ttft, int(round(transfer_bytes(profile, op.decode))))

@@ -1,0 +1,203 @@
+"""Solving one shape for one objective: latency, traffic, or throughput (with its load search).
+
+- **latency**: the least TPOT at the workload's load, under the TPOT/TTFT SLOs if given.
+- **traffic**: the fewest HBM plus link bytes per token on the critical path.
+- **throughput**: the load is a decision. For a shape, the operating load is the largest one any of
+  its plans serves: within memory (the KV capacity), within the engine's step budget in steady state,
+  and under the SLOs; among the plans that serve it, the one of least TPOT. Every feasibility test
+  is monotone in the load (memory per sequence, TPOT and TTFT all grow with it), so the largest load
+  is found exactly by bisection over CP-SAT feasibility. Shapes are then compared by tokens/s =
+  load / TPOT.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+from planner.cost.constants import Constants
+from planner.cost.estimate import estimate
+from planner.cost.serving import OperatingPoint, operating_point
+from planner.hardware.topology import Topology
+from planner.model.layergraph import ModelProfile
+from planner.plan import Partition, Prediction, Workload
+from planner.solve.candidates import CandidateSet
+from planner.solve.coefficients import Coefficients, coefficients, hops, layer_runs, ns
+from planner.solve.formulation import CAPACITY_MAX, Limits, Outcome, ShapeModel
+from planner.solve.realize import partition_of
+from planner.solve.shapes import Shape
+
+#: Margin under an SLO in the integer model, for the rounding of one nanosecond per term.
+SLO_MARGIN_NS = 1000
+
+
+@dataclass
+class Request:
+    """Everything a solve is asked (planner.solve.search.solve builds it from its arguments)."""
+
+    profile: ModelProfile
+    topo: Topology
+    workload: Workload
+    objective: str
+    constants: Constants
+    tpot_slo_ms: float | None = None
+    ttft_slo_ms: float | None = None
+    max_concurrency: int | None = None
+    workers: int = 1
+    cache: dict = field(default_factory=dict)
+
+    @property
+    def runs(self) -> list[tuple[int, int]]:
+        if "runs" not in self.cache:
+            self.cache["runs"] = layer_runs(self.profile)
+        return self.cache["runs"]
+
+
+@dataclass
+class ShapeResult:
+    shape: Shape
+    status: str  # OPTIMAL, FEASIBLE, INFEASIBLE, UNKNOWN or PRUNED
+    partition: Partition | None = None
+    prediction: Prediction | None = None
+    score: float = math.inf  # lower is better: TPOT ms, bytes per token, or -tokens/s
+    bound: float = -math.inf  # no plan of this shape scores below it
+    note: str | None = None
+
+
+class ShapeSolver:
+    """One shape's candidates, coefficients and CP-SAT models, at the loads the objective asks for."""
+
+    def __init__(self, req: Request, shape: Shape, cands: CandidateSet):
+        self.req, self.shape, self.cands = req, shape, cands
+
+    def op(self, per_replica: int) -> OperatingPoint:
+        s = self.shape
+        return operating_point(self.req.workload, per_replica * s.replicas, s.replicas, s.pp, self.req.constants)
+
+    def coefs(self, op: OperatingPoint) -> list[Coefficients]:
+        cache, r = self.req.cache, self.req
+        out = []
+        for cfg in self.cands.configs:
+            key = ("coef", cfg, op)
+            if key not in cache:
+                cache[key] = coefficients(r.profile, r.topo, cfg, r.runs, r.workload, op, r.constants)
+            out.append(cache[key])
+        return out
+
+    def model(self, op: OperatingPoint, memory_at_load: bool = True) -> ShapeModel:
+        r, s = self.req, self.shape
+        nodes = sorted({c.node for c in self.cands.configs})
+        return ShapeModel(r.profile.n_layers, s.pp, op.micro, self.cands.configs, self.coefs(op), r.runs,
+                          hops(r.profile, r.topo, nodes, op, r.constants), self.cands.pools, s.gpus, s.exact_gpus,
+                          memory_at_load)
+
+    def tpot_lower_bound_ns(self, op: OperatingPoint) -> int:
+        """Every layer at the cheapest configuration's time, the cheapest embedding, head and hand-offs."""
+        ks = self.coefs(op)
+        total = sum((hi - lo) * min(k.tpot_ns[r] for k in ks) for r, (lo, hi) in enumerate(self.req.runs))
+        total += min(k.first.tpot_ns for k in ks) + min(k.last.tpot_ns for k in ks)
+        if self.shape.pp > 1:
+            nodes = sorted({c.node for c in self.cands.configs})
+            h = hops(self.req.profile, self.req.topo, nodes, op, self.req.constants)
+            total += (self.shape.pp - 1) * min(h.tpot_ns.values())
+        return max(total, math.ceil(op.micro * total / self.shape.pp))
+
+    def traffic_lower_bound(self, op: OperatingPoint) -> int:
+        ks = self.coefs(op)
+        total = sum((hi - lo) * min(k.traffic_bytes[r] for k in ks) for r, (lo, hi) in enumerate(self.req.runs))
+        total += min(k.first.traffic_bytes for k in ks) + min(k.last.traffic_bytes for k in ks)
+        return total
+
+    def with_slos(self, m: ShapeModel, op: OperatingPoint) -> ShapeModel:
+        r = self.req
+        tpot = None if r.tpot_slo_ms is None else ns(r.tpot_slo_ms * 1e-3) - SLO_MARGIN_NS
+        ttft = None if r.ttft_slo_ms is None else ns(r.ttft_slo_ms * 1e-3) - SLO_MARGIN_NS
+        m.add_slos(tpot, ttft, ns(r.constants.request_overhead_s), int(round(op.ttft_wait_steps * 1000)))
+        return m
+
+    def evaluate(self, outcome: Outcome, op: OperatingPoint) -> tuple[Partition, Prediction]:
+        r = self.req
+        part = partition_of(outcome.stages, self.cands.pools, self.shape.system)
+        load = r.workload.model_copy(update={"concurrency": op.concurrency})
+        return part, estimate(r.profile, r.topo, part, load, r.constants, check=False)
+
+
+def solve_fixed_load(sv: ShapeSolver, limits: Limits, best_score: float | None) -> ShapeResult:
+    """Latency or traffic at the workload's load; `best_score` (TPOT ms or bytes per token) prunes."""
+    req, shape = sv.req, sv.shape
+    op = sv.op(math.ceil(req.workload.concurrency / shape.replicas))
+    if not op.feasible:
+        return ShapeResult(shape, "INFEASIBLE", note=op.problem)
+    latency = req.objective == "latency"
+    bound = sv.tpot_lower_bound_ns(op) if latency else sv.traffic_lower_bound(op)
+    in_score = (lambda v: v / 1e6) if latency else (lambda v: v / op.decode)
+    incumbent = None if best_score is None else (best_score * 1e6 if latency else best_score * op.decode)
+    if incumbent is not None and bound >= incumbent:
+        return ShapeResult(shape, "PRUNED", bound=in_score(bound))
+    m = sv.with_slos(sv.model(op), op)
+    out = m.minimize_tpot(limits, _int(incumbent)) if latency else m.minimize_traffic(limits, _int(incumbent))
+    if not out.found:
+        return ShapeResult(shape, out.status, bound=in_score(bound) if out.status == "UNKNOWN" else math.inf)
+    part, pred = sv.evaluate(out, op)
+    score = pred.tpot_ms if latency else pred.critical_path_bytes_per_token
+    return ShapeResult(shape, out.status, part, pred, score, in_score(max(out.bound, bound)))
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _largest(lo: int, hi: int, ok: Callable[[int], bool]) -> int:
+    """The largest x in [lo, hi] with ok(x), for a monotone ok (true up to some point); lo - 1 if none."""
+    if hi < lo:
+        return lo - 1
+    if ok(hi):
+        return hi
+    if not ok(lo):
+        return lo - 1
+    hi -= 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
+    return lo
+
+
+def step_budget_limit(sv: ShapeSolver, cap: int) -> int:
+    """The largest per-replica load whose steps fit the engine's budget in steady state."""
+    return _largest(1, cap, lambda c: sv.op(c).feasible)
+
+
+def solve_throughput(sv: ShapeSolver, limits: Limits, best_tokens: float | None) -> ShapeResult:
+    """The largest load the shape serves (memory, step budget, SLOs), then the least TPOT there."""
+    req, shape = sv.req, sv.shape
+    cap = CAPACITY_MAX if req.max_concurrency is None else max(1, req.max_concurrency // shape.replicas)
+    cap = step_budget_limit(sv, cap)
+    if cap < 1:
+        return ShapeResult(shape, "INFEASIBLE", note=sv.op(1).problem)
+    mem = sv.model(sv.op(1), memory_at_load=False).maximize_capacity(limits)
+    if not mem.found:
+        return ShapeResult(shape, mem.status if mem.status == "UNKNOWN" else "INFEASIBLE")
+    cap = min(cap, int(mem.value))
+    if cap < 1:
+        return ShapeResult(shape, "INFEASIBLE", note="the weights leave no room for a sequence's KV cache")
+    upper = shape.replicas * cap * 1e9 / sv.tpot_lower_bound_ns(sv.op(cap))
+    if best_tokens is not None and upper <= best_tokens:
+        return ShapeResult(shape, "PRUNED", bound=-upper)
+    outcomes: dict[int, Outcome] = {}
+
+    def feasible(c: int) -> bool:
+        if c not in outcomes:
+            op = sv.op(c)
+            outcomes[c] = sv.with_slos(sv.model(op), op).minimize_tpot(limits)
+        return outcomes[c].found
+
+    best = _largest(1, cap, feasible)
+    if best < 1:
+        unknown = any(o.status == "UNKNOWN" for o in outcomes.values())
+        return ShapeResult(shape, "UNKNOWN" if unknown else "INFEASIBLE", note="no load meets the SLOs")
+    op = sv.op(best)
+    part, pred = sv.evaluate(outcomes[best], op)
+    settled = all(o.status in ("OPTIMAL", "INFEASIBLE") for o in outcomes.values()) and mem.status == "OPTIMAL"
+    return ShapeResult(shape, "OPTIMAL" if settled else "FEASIBLE", part, pred, -pred.tokens_per_s,
+                       -pred.tokens_per_s if settled else -upper)
