@@ -71,7 +71,8 @@ class Topology:
         self.definition = definition
         self.name = definition.name
         self.source = source
-        self.hash = hashlib.sha256((text or definition.model_dump_json()).encode()).hexdigest()[:16]
+        self.text = text or definition.model_dump_json()
+        self.hash = hashlib.sha256(self.text.encode()).hexdigest()[:16]
         self.gpus: list[Gpu] = []
         self.graph = nx.Graph(name=definition.name)
         self.cache: dict[Any, Any] = {}

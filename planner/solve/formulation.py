@@ -23,8 +23,7 @@ from typing import Any
 from planner.solve.candidates import Config
 from planner.solve.coefficients import Coefficients, Hops
 
-#: Upper bound of every time variable (ns) and traffic variable (bytes); ranges keep products below 2^62.
-TIME_MAX = 10**15
+#: Largest KV capacity the model considers (sequences per replica).
 CAPACITY_MAX = 1_000_000
 
 
@@ -63,11 +62,20 @@ class ShapeModel:
         self.configs, self.coefs, self.runs, self.hops, self.pools = configs, coefs, runs, hops, pools
         self.S, self.G, self.R = range(pp), range(len(configs)), range(len(runs))
         self.nodes = sorted({c.node for c in configs})
+        self.time_max = self._time_bound()
         self._assignment(gpus, exact_gpus)
         self._layer_ranges()
         if memory_at_load:
             self._memory()
         self._stage_times()
+
+    def _time_bound(self) -> int:
+        """A bound on any stage time, TPOT or prefill chain of this model (keeps every product in int64)."""
+        ks = self.coefs
+        per_stage = sum((hi - lo) * max(max(k.tpot_ns[r], k.ttft_ns[r]) for k in ks) for r, (lo, hi) in enumerate(self.runs))
+        per_stage += max(max(k.first.tpot_ns, k.first.ttft_ns) for k in ks) + max(max(k.last.tpot_ns, k.last.ttft_ns) for k in ks)
+        per_stage += max([*self.hops.tpot_ns.values(), *self.hops.ttft_ns.values(), 0])
+        return max(1, (self.pp + self.micro) * per_stage)
 
     # --- families --------------------------------------------------------------------------------
     def _assignment(self, gpus: int, exact_gpus: bool) -> None:
@@ -159,17 +167,21 @@ class ShapeModel:
                         t.append(self.hops.tpot_ns[a, bnode] * pair)
                         ttft_terms.append(self.hops.ttft_ns[a, bnode] * pair)
                 traffic_terms.append(self.hops.traffic_bytes)
-            tv = m.new_int_var(0, TIME_MAX, f"T[{s}]")
+            tv = m.new_int_var(0, self.time_max, f"T[{s}]")
             m.add(tv == sum(t))
             self.T.append(tv)
-        self.tpot = m.new_int_var(0, TIME_MAX, "tpot")
+        self.tpot = m.new_int_var(0, self.time_max, "tpot")
         m.add(self.tpot >= sum(self.T))
-        self.slowest = m.new_int_var(0, TIME_MAX, "slowest")
+        self.slowest = m.new_int_var(0, self.time_max, "slowest")
         m.add_max_equality(self.slowest, self.T)
         m.add(self.tpot >= self.micro * self.slowest)
-        self.prefill = m.new_int_var(0, TIME_MAX, "prefill")
+        self.prefill = m.new_int_var(0, self.time_max, "prefill")
         m.add(self.prefill == sum(ttft_terms))
-        self.traffic = m.new_int_var(0, TIME_MAX, "traffic")
+        traffic_max = sum(abs(t) if isinstance(t, int) else 0 for t in traffic_terms)
+        ks = self.coefs
+        traffic_max += self.pp * (sum((hi - lo) * max(k.traffic_bytes[r] for k in ks) for r, (lo, hi) in enumerate(self.runs))
+                                  + max(k.first.traffic_bytes for k in ks) + max(k.last.traffic_bytes for k in ks))
+        self.traffic = m.new_int_var(0, max(1, traffic_max), "traffic")
         m.add(self.traffic == sum(traffic_terms))
 
     # --- queries ---------------------------------------------------------------------------------
@@ -183,6 +195,8 @@ class ShapeModel:
         return solver, solver.status_name(status)
 
     def _outcome(self, solver, status: str, objective) -> Outcome:
+        if status == "MODEL_INVALID":  # a bug, never an answer: say so instead of calling it infeasible
+            raise RuntimeError(f"CP-SAT rejected the model: {self.m.validate()}")
         if status not in ("OPTIMAL", "FEASIBLE"):
             return Outcome("UNKNOWN" if status == "UNKNOWN" else "INFEASIBLE")
         stages, start = [], 0

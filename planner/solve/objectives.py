@@ -92,19 +92,52 @@ class ShapeSolver:
                           hops(r.profile, r.topo, nodes, op, r.constants), self.cands.pools, s.gpus, s.exact_gpus,
                           memory_at_load)
 
+    def _usable(self, ks: list[Coefficients]) -> list[Coefficients]:
+        """Configurations a stage can take while the other PP - 1 stages get at least the smallest size."""
+        sizes = [c.size for c in self.cands.configs]
+        widest = self.shape.gpus - (self.shape.pp - 1) * min(sizes)
+        return [k for c, k in zip(self.cands.configs, ks) if c.size <= widest]
+
     def tpot_lower_bound_ns(self, op: OperatingPoint) -> int:
-        """Every layer at the cheapest configuration's time, the cheapest embedding, head and hand-offs."""
-        ks = self.coefs(op)
+        """No plan of the shape is faster: every layer at the cheapest usable configuration's time, the
+        cheapest embedding, head and hand-offs; and with micro-batches, micro x the slowest stage at best."""
+        ks = self._usable(self.coefs(op))
+        if not ks:
+            return 2**62
         total = sum((hi - lo) * min(k.tpot_ns[r] for k in ks) for r, (lo, hi) in enumerate(self.req.runs))
         total += min(k.first.tpot_ns for k in ks) + min(k.last.tpot_ns for k in ks)
         if self.shape.pp > 1:
             nodes = sorted({c.node for c in self.cands.configs})
             h = hops(self.req.profile, self.req.topo, nodes, op, self.req.constants)
             total += (self.shape.pp - 1) * min(h.tpot_ns.values())
-        return max(total, math.ceil(op.micro * total / self.shape.pp))
+        return max(total, math.ceil(op.micro * total / self.shape.pp), self._pipeline_bound(op))
+
+    def _pipeline_bound(self, op: OperatingPoint) -> int:
+        """micro x slowest stage: stages of sizes n_s (sum <= GPUs) share the layers in proportion to their
+        speed 1/f(n_s) at best, so the slowest takes L / sum_s 1/f(n_s)."""
+        if op.micro <= 1:
+            return 0
+        speed: dict[int, float] = {}
+        for cfg, k in zip(self.cands.configs, self.coefs(op)):
+            f = min(k.tpot_ns)
+            if f > 0:
+                speed[cfg.size] = max(speed.get(cfg.size, 0.0), 1.0 / f)
+        best = {0: 0.0}  # GPUs used -> the largest total speed of the stages placed so far
+        for _ in range(self.shape.pp):
+            nxt: dict[int, float] = {}
+            for used, total in best.items():
+                for size, v in speed.items():
+                    if used + size <= self.shape.gpus and total + v > nxt.get(used + size, -1.0):
+                        nxt[used + size] = total + v
+            best = nxt
+        if not best:
+            return 2**62
+        return math.floor(op.micro * self.req.profile.n_layers / max(best.values()))
 
     def traffic_lower_bound(self, op: OperatingPoint) -> int:
-        ks = self.coefs(op)
+        ks = self._usable(self.coefs(op))
+        if not ks:
+            return 2**62
         total = sum((hi - lo) * min(k.traffic_bytes[r] for k in ks) for r, (lo, hi) in enumerate(self.req.runs))
         total += min(k.first.traffic_bytes for k in ks) + min(k.last.traffic_bytes for k in ks)
         return total

@@ -122,9 +122,7 @@ def _disjoint(members: list[tuple[tuple[int, ...], dict[int, int]]], replicas: i
 def _enumerated(topo: Topology, ids: list[int], replicas: int, size: int) -> list[SlotSystem]:
     key = ("slot-classes", tuple(sorted(ids)), size)
     if key not in topo.cache:
-        subsets = [c for c in itertools.combinations(sorted(ids), size)
-                   if len({topo.gpus[i].spec.name for i in c}) == 1]
-        topo.cache[key] = _classes(topo, subsets)
+        topo.cache[key] = _classes(topo, list(itertools.combinations(sorted(ids), size)))
     out = []
     for cls in topo.cache[key]:
         chosen = _disjoint(cls, replicas)

@@ -1,0 +1,159 @@
+"""OPTIMAL means optimal: the solver against exhaustive enumeration on random irregular machines.
+
+Machines: one or two nodes of 2-8 GPUs (two nodes: 2-4 each, to keep enumeration exhaustive),
+random NVLink pairings and bond widths, PCIe switch layouts, one or two sockets, peer-to-peer off for
+some pairs, mixed GPU types, sometimes an NVSwitch node (a symmetric pool). For each objective the
+solver must say OPTIMAL and match the best plan found by enumerating every plan (tests/oracle.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from planner.cost.estimate import estimate
+from planner.hardware import parse_topology
+from planner.plan import Workload
+from planner.solve import solve
+
+from .oracle import CONSTANTS, Oracle, fixed_load, machine_yaml, throughput, tiny_model
+
+TYPES = ["tiny-a", "tiny-b"]
+
+
+@st.composite
+def node(draw, name: str, n: int):
+    types = [draw(st.sampled_from(TYPES)) if draw(st.booleans()) else TYPES[0] for _ in range(n)]
+    if n >= 2 and draw(st.integers(0, 4)) == 0:  # an NVSwitch node: every GPU alike
+        return {"name": name, "gpus": {"type": types[0], "count": n}, "nvswitch": {"bandwidth": "200GB/s", "latency": "2us"},
+                "pcie": {"bandwidth": "32GB/s", "latency": "2us"}, "nics": [{"name": "nic0", "bandwidth": "200Gb/s",
+                                                                              "latency": "2us"}]}
+    sockets = draw(st.integers(1, 2)) if n > 2 else 1
+    switches, i = [], 0
+    while i < n:
+        size = draw(st.integers(1, 3))
+        switches.append(list(range(i, min(n, i + size))))
+        i += size
+    doc = {"name": name, "gpus": [{"index": k, "type": t} for k, t in enumerate(types)], "sockets": sockets,
+           "pcie_switches": [{"name": f"sw{k}", "socket": k * sockets // len(switches), "gpus": g,
+                              "bandwidth": draw(st.sampled_from(["16GB/s", "32GB/s", "63GB/s"])), "uplink": "63GB/s",
+                              "latency": "1us", "nics": ["nic0"] if k == 0 else []} for k, g in enumerate(switches)],
+           "nics": [{"name": "nic0", "bandwidth": "200Gb/s", "latency": "2us"}]}
+    if sockets > 1:
+        doc["socket_link"] = {"bandwidth": "40GB/s", "latency": "1us"}
+    bonds = [{"gpus": [a, b], "links": draw(st.sampled_from([1, 4, 12])), "link_bandwidth": "25GB/s", "latency": "1us"}
+             for a in range(n) for b in range(a + 1, n) if draw(st.integers(0, 3)) == 0]
+    if bonds:
+        doc["nvlink"] = bonds
+    off = [[a, b] for a in range(n) for b in range(a + 1, n) if draw(st.integers(0, 5)) == 0]
+    if off:
+        doc["no_p2p"] = off
+    return doc
+
+
+@st.composite
+def machines(draw):
+    two = draw(st.booleans())
+    sizes = [draw(st.integers(2, 4)), draw(st.integers(2, 4))] if two else [draw(st.integers(2, 8))]
+    nodes = [draw(node(f"n{k}", n)) for k, n in enumerate(sizes)]
+    return parse_topology(machine_yaml(nodes, network=two), "random.yaml")
+
+
+def _limits(topo) -> tuple[int, int]:
+    """Pipeline depth and replicas the enumeration covers on this machine (kept exhaustive and quick)."""
+    n = topo.n_gpus
+    return (3 if n <= 4 else 2), (n if n <= 4 else 2)
+
+
+def _agree_with_estimate(profile, topo, plan, load: int) -> None:
+    again = estimate(profile, topo, plan.partition, plan.inputs.workload.model_copy(update={"concurrency": load}),
+                     CONSTANTS)
+    assert again.tpot_ms == pytest.approx(plan.prediction.tpot_ms, rel=1e-9)
+
+
+# No shrinking: a failing example is reported with its machine as YAML (shrinking these takes minutes).
+SETTINGS = dict(deadline=None, derandomize=True, database=None, phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def _yaml(topo) -> str:
+    return topo.text
+
+
+@pytest.mark.parametrize("objective", ["latency", "traffic"])
+def test_fixed_load_objectives_equal_brute_force(objective):
+    @settings(max_examples=110, **SETTINGS)
+    @given(topo=machines(), n_layers=st.integers(3, 6), concurrency=st.integers(1, 6), isl=st.sampled_from([16, 512, 4096]),
+           dense=st.sampled_from([0, 0, 2]), slo=st.sampled_from([None, None, 0.05, 0.2]))
+    def check(topo, n_layers, concurrency, isl, dense, slo):
+        profile = tiny_model(n_layers, dense)
+        w = Workload(concurrency=concurrency, isl=isl, osl=64)
+        max_pp, max_r = _limits(topo)
+        tpot_slo = None if slo is None or objective == "traffic" else slo
+        brute = fixed_load(Oracle(profile, topo, w), objective, max_pp, max_r, tpot_slo_ms=tpot_slo)
+        kw = dict(objective=objective, max_pp=max_pp, max_replicas=max_r, tpot_slo_ms=tpot_slo, constants=CONSTANTS,
+                  time_limit_s=30, top=0)
+        if brute is None:
+            with pytest.raises(Exception):
+                solve(profile, topo, w, **kw)
+            return
+        plan = solve(profile, topo, w, **kw)
+        assert plan.solver.status == "OPTIMAL", plan.solver
+        if objective == "latency":
+            assert plan.prediction.tpot_ms / 1e3 == pytest.approx(brute.value, rel=1e-6, abs=50e-9)
+        else:
+            assert plan.prediction.critical_path_bytes_per_token == pytest.approx(brute.value, rel=1e-6, abs=64)
+        _agree_with_estimate(profile, topo, plan, concurrency)
+
+    check()
+
+
+def test_throughput_equals_brute_force():
+    @settings(max_examples=100, **SETTINGS)
+    @given(topo=machines(), n_layers=st.integers(3, 5), isl=st.sampled_from([16, 512, 4096]),
+           slo=st.sampled_from([None, None, 0.05, 0.2]), ttft=st.sampled_from([None, None, 2.0]))
+    def check(topo, n_layers, isl, slo, ttft):
+        profile = tiny_model(n_layers)
+        w = Workload(isl=isl, osl=64)
+        max_pp, max_r = _limits(topo)
+        brute = throughput(Oracle(profile, topo, w), max_pp, max_r, tpot_slo_ms=slo, ttft_slo_ms=ttft)
+        kw = dict(objective="throughput", max_pp=max_pp, max_replicas=max_r, tpot_slo_ms=slo, ttft_slo_ms=ttft,
+                  constants=CONSTANTS, time_limit_s=30, top=0)
+        if brute is None:
+            with pytest.raises(Exception):
+                solve(profile, topo, w, **kw)
+            return
+        plan = solve(profile, topo, w, **kw)
+        assert plan.solver.status == "OPTIMAL", plan.solver
+        assert plan.prediction.tokens_per_s == pytest.approx(brute.value, rel=1e-6), (
+            _yaml(topo), plan.partition, plan.prediction.concurrency, brute.partition, brute.load)
+        assert plan.prediction.concurrency == brute.load
+        assert plan.prediction.tokens_per_s == pytest.approx(plan.prediction.concurrency * 1000 / plan.prediction.tpot_ms)
+        _agree_with_estimate(profile, topo, plan, plan.prediction.concurrency)
+
+    check()
+
+
+def test_time_limit_gives_feasible_with_a_valid_bound(profiles):
+    """A solve cut short says FEASIBLE with a bound no plan beats: the optimum a full solve proves
+    lies between the bound and the short run's plan. (Two crossed-bridge PCIe boxes, 16 GPUs.)"""
+    import yaml
+
+    from .test_solver import crossed_pairs
+
+    doc = yaml.safe_load(crossed_pairs())
+    node = doc["nodes"][0]
+    node.update(count=2, nics=[{"name": "nic0", "bandwidth": "400Gb/s", "latency": "2us"}])
+    node["pcie_switches"][0]["nics"] = ["nic0"]
+    doc["network"] = {"bandwidth": "400Gb/s", "latency": "3us"}
+    topo = parse_topology(yaml.safe_dump(doc), "two-crossed-boxes.yaml")
+    w = Workload(concurrency=64)
+    kw = dict(top=0, any_shape=True, max_replicas=1)
+    short = solve(profiles("llama-70b"), topo, w, time_limit_s=0.001, **kw)
+    full = solve(profiles("llama-70b"), topo, w, time_limit_s=120, **kw)
+    assert short.solver.status == "FEASIBLE" and short.solver.gap > 0
+    assert full.solver.status == "OPTIMAL"
+    assert short.solver.best_bound <= full.prediction.tpot_ms + 1e-6 <= short.prediction.tpot_ms + 2e-6
