@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from planner.cli.common import JsonOpt, cli_errors, console, print_json, say, write_file
+from planner.errors import InputError
 
 topology_app = typer.Typer(help="Machines as link graphs: show, collective timing, detect.", no_args_is_help=True)
 TopologyArg = Annotated[str, typer.Argument(help="A topology YAML path or a shipped name.")]
@@ -61,11 +63,11 @@ def topology_collective(
     sizes: Annotated[str, typer.Option("--sizes", help="Message sizes, comma separated: 16KB,1MiB,64MB or bytes.")] = "16KB,1MB,64MB",
     op: Annotated[str, typer.Option("--op", help="all-reduce, all-gather, reduce-scatter or all-to-all.")] = "all-reduce",
     gpu_ids: Annotated[Optional[str], typer.Option("--gpu-ids", help="The group, e.g. 0,1,2,3; default all GPUs.")] = None,
-    context: Annotated[str, typer.Option("--context", help="nccl (as nccl-tests times it) or engine (inside a CUDA graph).")] = "nccl",
+    context: Annotated[str, typer.Option("--context", help="nccl (as nccl-tests times it), torch (one torch.distributed call) or engine (inside a CUDA graph).")] = "nccl",
     json_out: JsonOpt = False,
 ) -> None:
     """Predicted time and bus bandwidth of a collective over a GPU group, per message size."""
-    from planner.cost.collectives import collective_estimates
+    from planner.cost.collective_report import collective_estimates
     from planner.hardware import load_topology
 
     topo = load_topology(topology)
@@ -87,14 +89,18 @@ def topology_detect(
     gpus_csv: Annotated[Optional[str], typer.Option("--gpus-csv", help="Saved `nvidia-smi --query-gpu=index,name,memory.total,pci.bus_id --format=csv` output.")] = None,
     p2p: Annotated[Optional[str], typer.Option("--p2p", help="Saved `nvidia-smi topo -p2p r` output: GPU pairs without peer-to-peer.")] = None,
     gpu_type: Annotated[Optional[str], typer.Option("--gpu-type", help="GPU type for every GPU (overrides --gpus-csv).")] = None,
+    p2p_level: Annotated[Optional[str], typer.Option("--p2p-level", help="How far NCCL uses PCIe peer-to-peer: pix, pxb, phb or sys; default: NCCL's rule for this host's CPU (pxb on Intel, sys on AMD), sys with --from.")] = None,
     name: Annotated[str, typer.Option("--name", help="Topology name.")] = "detected",
     output: Annotated[Optional[str], typer.Option("-o", "--output", help="Write the YAML here; default stdout.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Write a topology YAML from `nvidia-smi topo -m` (run here, or from saved output)."""
     from planner.files import read_text
-    from planner.hardware.detect import detect, run_nvidia_smi, to_yaml
+    from planner.hardware.detect import detect, host_p2p_level, run_nvidia_smi, to_yaml
     from planner.hardware.loading import parse_topology
+
+    if p2p_level is not None and p2p_level not in ("pix", "pxb", "phb", "sys"):
+        raise InputError(f"--p2p-level: choose one of pix, pxb, phb, sys, got '{p2p_level[:40]}'")
 
     if from_file:
         topo_text, source = read_text(from_file, "the topo matrix"), from_file
@@ -103,9 +109,12 @@ def topology_detect(
     else:
         topo_text, csv_text, p2p_text = run_nvidia_smi()
         source = "nvidia-smi topo -m"
+        if p2p_level is None and Path("/proc/cpuinfo").exists():
+            p2p_level = host_p2p_level(read_text("/proc/cpuinfo", "/proc/cpuinfo"))
         if gpus_csv:
             csv_text = read_text(gpus_csv, "the GPU CSV")
-    doc = detect(topo_text, gpus_csv=csv_text, gpu_type=gpu_type, name=name, source=source, p2p_text=p2p_text)
+    doc = detect(topo_text, gpus_csv=csv_text, gpu_type=gpu_type, name=name, source=source, p2p_text=p2p_text,
+                 p2p_level=p2p_level)
     text = to_yaml(doc)
     parse_topology(text, f"detected from {source}")  # what we write must load
     if output:

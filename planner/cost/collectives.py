@@ -1,11 +1,16 @@
 """Time of collectives and point-to-point transfers over real GPU groups of a topology.
 
-What NCCL does, reduced to a latency term per step plus a bandwidth term:
-- **Ring** over the group in the best ring order. Every ring edge follows the topology's path; where
+What NCCL does, reduced to a latency per step plus a bandwidth term, for each of its protocols:
+- **Ring** over the group in the best ring order. Every ring edge follows the topology's route; where
   several ring edges cross one physical link in one direction (a PCIe uplink, the socket link), they
   divide its bandwidth. The ring's bandwidth is the worst such share.
-- **Protocols**: LL (low latency, a fraction of link bandwidth) and Simple (full bandwidth, a larger
-  fixed latency); NCCL picks the faster, and so do we.
+- **Protocols**: LL (small messages: a low fixed latency per step, a fraction of the bandwidth), LL128
+  (NVLink: most of the bandwidth at a somewhat higher latency) and Simple (full bandwidth, the highest
+  latency). NCCL picks the fastest, and so do we.
+- **Fabric profiles**: each protocol's bandwidth fraction and per-step latency depend on what the
+  ring's worst route crosses: NVLink 4 or 3 (direct or through an NVSwitch), Infinity Fabric, PCIe
+  peer-to-peer, PCIe through host memory ("staged": no peer-to-peer between the pair, NCCL copies
+  through a host buffer), or the network.
 - **NVLS** on NVSwitch domains with in-switch reduction (H100/H200): each GPU sends and receives the
   message once.
 - **One-shot custom all-reduce** inside engines (vLLM, SGLang) for small messages on fully
@@ -13,9 +18,10 @@ What NCCL does, reduced to a latency term per step plus a bandwidth term:
 - **Hierarchical** across nodes: reduce-scatter inside each node, all-reduce across nodes on parallel
   rails (one NIC per GPU where the node has them), all-gather inside each node.
 
-`context="nccl"` times a standalone collective as nccl-tests measures it; `context="engine"` times
-one inside an engine's CUDA graph (smaller launch cost, custom all-reduce allowed). Constants live
-in planner.cost.constants, each with its source.
+Timing contexts: `nccl` as nccl-tests reports (back-to-back iterations, GPU time), `torch` one
+torch.distributed call timed on its own (adds the call's host overhead), `engine` inside an engine's
+CUDA graph (a smaller launch, custom all-reduce allowed). Constants live in planner.cost.constants,
+fitted by benchmarks/fit_collectives.py to the tables in tests/data/collectives.yaml.
 """
 
 from __future__ import annotations
@@ -25,15 +31,14 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel
-
-from planner.cost.constants import DEFAULT, Constants
+from planner.cost.constants import DEFAULT, Constants, FabricProfile
 from planner.errors import InputError
 from planner.hardware.topology import Topology
 
 Op = Literal["all-reduce", "all-gather", "reduce-scatter", "all-to-all"]
 OPS: tuple[str, ...] = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all")
-Context = Literal["nccl", "engine"]
+CONTEXTS: tuple[str, ...] = ("nccl", "torch", "engine")
+Context = Literal["nccl", "torch", "engine"]
 
 #: Rings of up to this many GPUs are searched exhaustively ((n-1)!/2 orders); larger ones are
 #: ordered by node, PCIe switch and index, as NCCL's topology search does in practice.
@@ -44,7 +49,8 @@ EXHAUSTIVE_RING_MAX = 8
 class Ring:
     order: tuple[int, ...]
     bandwidth_bytes_per_s: float  # the worst share of a link among the ring's edges
-    hop_latency_s: float  # mean latency of a ring edge
+    hop_latency_s: float  # mean latency of a ring edge's route
+    fabric: str  # what the ring's worst route crosses (a key of Constants.fabrics)
 
 
 @dataclass(frozen=True)
@@ -68,19 +74,38 @@ class CollectiveEstimate:
         return self.algbw_bytes_per_s * factor
 
 
+def route_fabric(topo: Topology, a: int, b: int) -> str:
+    """The fabric profile of the route from GPU a to GPU b."""
+    route = topo.path(a, b)
+    if route.link_class == "network":
+        return "network"
+    if route.staged:
+        return "staged"
+    if route.link_class == "nvlink":
+        link = topo.gpus[a].spec.link
+        return "xgmi" if link == "xgmi" else ("nvlink3" if link == "nvlink3" else "nvlink4")
+    return "pcie"
+
+
+_FABRIC_ORDER = ("network", "staged", "pcie", "nvlink3", "xgmi", "nvlink4")  # worst first
+
+
 def _ring_of(topo: Topology, order: tuple[int, ...]) -> Ring:
     loads: Counter = Counter()
     latency = 0.0
+    fabrics = set()
     for a, b in zip(order, order[1:] + order[:1]):
         path = topo.path(a, b)
         latency += path.latency_s
+        fabrics.add(route_fabric(topo, a, b))
         for hop in path.hops:
             loads[hop] += 1
     bw = min(topo.graph.edges[u, v]["bandwidth"] / load for (u, v), load in loads.items())
-    return Ring(order, bw, latency / len(order))
+    fabric = next(f for f in _FABRIC_ORDER if f in fabrics)
+    return Ring(order, bw, latency / len(order), fabric)
 
 
-def _fully_switched(topo: Topology, ids: tuple[int, ...]) -> bool:
+def fully_switched(topo: Topology, ids: tuple[int, ...]) -> bool:
     """Every pair joined directly (NVSwitch domain or a full mesh of bonds): all rings are alike."""
     switches = {topo.nvswitch_of(i) for i in ids}
     if len(switches) == 1 and None not in switches:
@@ -93,7 +118,7 @@ def best_ring(topo: Topology, gpu_ids) -> Ring:
     key = ("ring", ids)
     if key in topo.cache:
         return topo.cache[key]
-    if len(ids) <= 2 or _fully_switched(topo, ids):
+    if len(ids) <= 2 or fully_switched(topo, ids):
         ring = _ring_of(topo, ids)
     elif len(ids) <= EXHAUSTIVE_RING_MAX:
         ring = None
@@ -112,112 +137,115 @@ def best_ring(topo: Topology, gpu_ids) -> Ring:
     return ring
 
 
-def _efficiency(topo: Topology, ids, constants: Constants, network: bool = False):
-    key = "network" if network else topo.gpus[ids[0]].spec.link
-    return constants.protocol_efficiency.get(key) or constants.protocol_efficiency["nvlink4"]
+def _launch(context: str, c: Constants) -> float:
+    if context == "engine":
+        return c.engine_launch_s
+    return c.nccl_launch_s + (c.torch_call_s if context == "torch" else 0.0)
 
 
-def _launch(context: Context, constants: Constants) -> float:
-    return constants.engine_launch_s if context == "engine" else constants.nccl_launch_s
+def _protocol_times(steps: int, volume: float, ring: Ring, f: FabricProfile, c: Constants) -> list[tuple[float, str]]:
+    """(time beyond the launch, protocol) for each protocol the fabric runs."""
+    out = [(steps * (ring.hop_latency_s + f.ll_step_s) + volume / (ring.bandwidth_bytes_per_s * f.ll), "LL"),
+           (c.simple_extra_s + steps * (ring.hop_latency_s + f.simple_step_s)
+            + volume / (ring.bandwidth_bytes_per_s * f.simple), "Simple")]
+    if f.ll128 > 0:
+        out.append((c.ll128_extra_s + steps * (ring.hop_latency_s + f.ll_step_s)
+                    + volume / (ring.bandwidth_bytes_per_s * f.ll128), "LL128"))
+    return out
 
 
-def _flat(op: str, topo: Topology, ids: tuple[int, ...], nbytes: int, context: Context, c: Constants):
-    """Single-node collectives: ring (LL or Simple), NVLS, one-shot. Returns (time, algorithm, protocol)."""
+def _flat(op: str, topo: Topology, ids: tuple[int, ...], nbytes: int, context: str, c: Constants):
+    """Single-node collectives: ring (LL, LL128 or Simple), NVLS, one-shot. (time, algorithm, protocol)."""
+    if op == "all-to-all":
+        return _all_to_all(topo, ids, nbytes, context, c)
     n = len(ids)
     ring = best_ring(topo, ids)
-    eff = _efficiency(topo, ids, c)
+    f = c.fabric(ring.fabric)
     if op == "all-reduce":
         steps, volume = 2 * (n - 1), 2 * (n - 1) / n * nbytes
     else:
         steps, volume = n - 1, (n - 1) / n * nbytes
-    base = _launch(context, c) + steps * ring.hop_latency_s
-    options = [
-        (base + volume / (ring.bandwidth_bytes_per_s * eff.ll), "ring", "LL"),
-        (base + c.simple_extra_s + volume / (ring.bandwidth_bytes_per_s * eff.simple), "ring", "Simple"),
-    ]
+    launch = _launch(context, c)
+    options = [(launch + t, "ring", proto) for t, proto in _protocol_times(steps, volume, ring, f, c)]
     if op == "all-reduce" and topo.nvls(ids):
         link = min(topo.path(a, b).bandwidth_bytes_per_s for a, b in zip(ids, ids[1:]))
-        t = _launch(context, c) + c.simple_extra_s + 2 * ring.hop_latency_s + nbytes / (link * c.nvls_efficiency)
+        t = launch + c.nvls_extra_s + nbytes / (link * c.nvls_efficiency)
         options.append((t, "nvls", "Simple"))
-    if op == "all-reduce" and context == "engine" and nbytes <= c.one_shot_max_bytes and _fully_switched(topo, ids):
+    if op == "all-reduce" and context == "engine" and nbytes <= c.one_shot_max_bytes and fully_switched(topo, ids):
         t = c.engine_launch_s + (n - 1) * nbytes / c.one_shot_peer_bytes_per_s
         options.append((t, "one-shot", "custom"))
-    if op == "all-to-all":
-        return _all_to_all(topo, ids, nbytes, context, c)
     return min(options)
 
 
-def _all_to_all(topo: Topology, ids: tuple[int, ...], nbytes: int, context: Context, c: Constants):
+def _all_to_all(topo: Topology, ids: tuple[int, ...], nbytes: int, context: str, c: Constants):
     """Every GPU sends nbytes/n to every other at once; shared links divide their bandwidth."""
     n = len(ids)
     chunk = nbytes / n
     loads: Counter = Counter()
     latency = 0.0
+    fabrics = set()
     for a in ids:
         for b in ids:
             if a != b:
                 path = topo.path(a, b)
                 latency = max(latency, path.latency_s)
+                fabrics.add(route_fabric(topo, a, b))
                 for hop in path.hops:
                     loads[hop] += chunk
-    eff = _efficiency(topo, ids, c, network=topo.gpus[ids[0]].node != topo.gpus[ids[-1]].node)
-    transfer = max(load / (topo.graph.edges[u, v]["bandwidth"] * eff.simple) for (u, v), load in loads.items())
-    return _launch(context, c) + latency + transfer, "pairwise", "Simple"
+    f = c.fabric(next(x for x in _FABRIC_ORDER if x in fabrics))
+    transfer = max(load / (topo.graph.edges[u, v]["bandwidth"] * f.simple) for (u, v), load in loads.items())
+    return _launch(context, c) + c.simple_extra_s + latency + transfer, "pairwise", "Simple"
 
 
-def _hierarchical(op: str, topo: Topology, ids: tuple[int, ...], nbytes: int, context: Context, c: Constants):
-    """Reduce-scatter inside each node, all-reduce across nodes on parallel rails, all-gather inside each
-    node (all-gather and reduce-scatter: one intra-node phase). LL or Simple, whichever is faster."""
-    by_node: dict[int, list[int]] = {}
-    for i in ids:
-        by_node.setdefault(topo.gpus[i].node_index, []).append(i)
-    groups = [tuple(v) for _, v in sorted(by_node.items())]
-    k = len(groups)
-    m = min(len(g) for g in groups)
-    # Inter-node phase: rail r joins the r-th GPU of every node; rails run in parallel and share NICs.
+def _rails(topo: Topology, groups: list[tuple[int, ...]]) -> tuple[float, float]:
+    """Rail r joins the r-th GPU of every node; rails run in parallel and share NICs: (bandwidth, latency)."""
     loads: Counter = Counter()
     net_lat = 0.0
-    for r in range(m):
+    for r in range(min(len(g) for g in groups)):
         rail = [g[r] for g in groups]
         for a, b in zip(rail, rail[1:] + rail[:1]):
             path = topo.path(a, b)
             net_lat = max(net_lat, path.latency_s)
             for hop in path.hops:
                 loads[hop] += 1
-    rail_bw = min(topo.graph.edges[u, v]["bandwidth"] / load for (u, v), load in loads.items())
-    eff_net = _efficiency(topo, ids, c, network=True)
-    per_rail = nbytes / m
-    factor, intra_phases = (2, 2) if op == "all-reduce" else (1, 1)
+    return min(topo.graph.edges[u, v]["bandwidth"] / load for (u, v), load in loads.items()), net_lat
+
+
+def _hierarchical(op: str, topo: Topology, ids: tuple[int, ...], nbytes: int, context: str, c: Constants):
+    """Reduce-scatter inside each node, all-reduce across nodes on parallel rails, all-gather inside each
+    node (all-gather and reduce-scatter: one intra-node phase). LL or Simple, whichever is faster."""
+    by_node: dict[int, list[int]] = {}
+    for i in ids:
+        by_node.setdefault(topo.gpus[i].node_index, []).append(i)
+    groups = [tuple(v) for _, v in sorted(by_node.items())]
+    k, m = len(groups), min(len(g) for g in groups)
+    rail_bw, net_lat = _rails(topo, groups)
+    net = c.fabric("network")
+    factor = 2 if op == "all-reduce" else 1
     options = []
-    for protocol in ("LL", "Simple"):
-        # Intra-node phases: each moves (n-1)/n of the message around the node's ring.
+    for proto in ("ll", "simple"):
         intra = 0.0
-        for g in groups:
-            if len(g) > 1:
-                ring = best_ring(topo, g)
-                eff = getattr(_efficiency(topo, g, c), protocol.lower())
-                steps = len(g) - 1
-                intra = max(intra, steps * ring.hop_latency_s
-                            + (len(g) - 1) / len(g) * nbytes / (ring.bandwidth_bytes_per_s * eff))
-        net_eff = getattr(eff_net, protocol.lower())
-        inter = factor * (k - 1) * net_lat + factor * (k - 1) / k * per_rail / (rail_bw * net_eff)
-        extra = c.simple_extra_s if protocol == "Simple" else 0.0
-        options.append((_launch(context, c) + extra + intra_phases * intra + inter, "hierarchical", protocol))
+        for g in (g for g in groups if len(g) > 1):
+            ring = best_ring(topo, g)
+            f = c.fabric(ring.fabric)
+            step = f.ll_step_s if proto == "ll" else f.simple_step_s
+            intra = max(intra, (len(g) - 1) * (ring.hop_latency_s + step)
+                        + (len(g) - 1) / len(g) * nbytes / (ring.bandwidth_bytes_per_s * getattr(f, proto)))
+        net_step = net.ll_step_s if proto == "ll" else net.simple_step_s
+        inter = factor * (k - 1) * (net_lat + net_step) + factor * (k - 1) / k * nbytes / m / (rail_bw * getattr(net, proto))
+        extra = c.simple_extra_s if proto == "simple" else 0.0
+        options.append((_launch(context, c) + extra + factor * intra + inter, "hierarchical",
+                        "LL" if proto == "ll" else "Simple"))
     return min(options)
 
 
-def collective_time(
-    topo: Topology,
-    gpu_ids,
-    nbytes: int,
-    op: str = "all-reduce",
-    *,
-    context: Context = "nccl",
-    constants: Constants = DEFAULT,
-) -> CollectiveEstimate:
+def collective_time(topo: Topology, gpu_ids, nbytes: int, op: str = "all-reduce", *, context: str = "nccl",
+                    constants: Constants = DEFAULT) -> CollectiveEstimate:
     """Predicted time of one collective of `nbytes` (nccl-tests' size convention) over `gpu_ids`."""
     if op not in OPS:
         raise InputError(f"unknown collective '{op}': choose one of {', '.join(OPS)}")
+    if context not in CONTEXTS:
+        raise InputError(f"unknown timing context '{context}': choose one of {', '.join(CONTEXTS)}")
     ids = tuple(sorted(set(gpu_ids)))
     for i in ids:
         topo.gpu(i)
@@ -226,80 +254,24 @@ def collective_time(
     if len(ids) < 2 or nbytes <= 0:
         return CollectiveEstimate(op, len(ids), nbytes, 0.0, "none", "none")
     nodes = {topo.gpus[i].node_index for i in ids}
-    if op == "all-to-all":
-        t, algo, proto = _all_to_all(topo, ids, nbytes, context, constants)
-    elif len(nodes) == 1:
+    if len(nodes) == 1 or op == "all-to-all":
         t, algo, proto = _flat(op, topo, ids, nbytes, context, constants)
     else:
         t, algo, proto = _hierarchical(op, topo, ids, nbytes, context, constants)
     return CollectiveEstimate(op, len(ids), nbytes, t, algo, proto)
 
 
-def p2p_time(topo: Topology, a: int, b: int, nbytes: int, *, context: Context = "engine",
+def p2p_time(topo: Topology, a: int, b: int, nbytes: int, *, context: str = "engine",
              constants: Constants = DEFAULT) -> float:
     """One send/recv of `nbytes` from GPU a to GPU b (pipeline-stage hand-off)."""
     if a == b or nbytes <= 0:
         return 0.0
     path = topo.path(a, b)
-    network = path.link_class == "network"
-    eff = _efficiency(topo, (a,), constants, network=network)
-    bw = path.bandwidth_bytes_per_s * (eff.simple if nbytes > 64 * 1024 else eff.ll)
-    return _launch(context, constants) + path.latency_s + nbytes / bw
-
-
-class CollectiveRow(BaseModel):
-    size: str
-    bytes: int
-    time_us: float
-    busbw_gbps: float
-    algorithm: str
-    protocol: str
-
-
-class CollectiveReport(BaseModel):
-    topology: str
-    op: str
-    context: str
-    gpu_ids: list[int]
-    rows: list[CollectiveRow]
-
-
-def parse_gpu_ids(text: str | None, topo: Topology) -> list[int]:
-    if text is None:
-        return list(range(topo.n_gpus))
-    try:
-        ids = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise InputError(f"--gpu-ids: expected comma-separated integers such as 0,1,2,3, got '{text}'") from None
-    for i in ids:
-        topo.gpu(i)
-    if len(set(ids)) != len(ids):
-        raise InputError(f"--gpu-ids: GPU ids repeat in '{text}'")
-    if not ids:
-        raise InputError("--gpu-ids: no GPU given")
-    return ids
-
-
-def collective_estimates(topo: Topology, *, sizes: str, op: str, gpu_ids: str | None, context: str,
-                         constants: Constants = DEFAULT) -> CollectiveReport:
-    from planner.units import parse_bytes
-
-    if context not in ("nccl", "engine"):
-        raise InputError(f"--context: choose nccl or engine, got '{context}'")
-    ids = parse_gpu_ids(gpu_ids, topo)
-    rows = []
-    for size in [s.strip() for s in sizes.split(",") if s.strip()]:
-        try:
-            nbytes = parse_bytes(size)
-        except ValueError as exc:
-            raise InputError(f"--sizes: {exc}") from None
-        est = collective_time(topo, ids, nbytes, op, context=context, constants=constants)
-        rows.append(CollectiveRow(size=size, bytes=nbytes, time_us=est.time_s * 1e6,
-                                  busbw_gbps=est.busbw_bytes_per_s / 1e9 if est.time_s > 0 else 0.0,
-                                  algorithm=est.algorithm, protocol=est.protocol))
-    if not rows:
-        raise InputError("--sizes: give at least one size")
-    return CollectiveReport(topology=topo.name, op=op, context=context, gpu_ids=ids, rows=rows)
+    f = constants.fabric(route_fabric(topo, a, b))
+    simple = nbytes > 64 * 1024
+    step = f.simple_step_s if simple else f.ll_step_s
+    bw = path.bandwidth_bytes_per_s * (f.simple if simple else f.ll)
+    return _launch(context, constants) + path.latency_s + step + nbytes / bw
 
 
 def engine_collective_s(topo: Topology, gpu_ids, nbytes: float, op: str, constants: Constants) -> float:

@@ -20,25 +20,31 @@ from planner.files import load_yaml
 _POSITIVE_S = dict(ge=0, le=1.0)  # a fixed time: 0 to 1 s
 
 
-class ProtocolEfficiency(BaseModel):
-    """Fraction of the ring's bottleneck link bandwidth that NCCL's protocols reach on a fabric."""
+class FabricProfile(BaseModel):
+    """How NCCL's protocols fare on one kind of route: bandwidth fractions of the ring's bottleneck and
+    the latency each ring step adds beyond the links' own."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    ll: float = Field(gt=0, le=1, description="LL protocol (small messages)")
-    simple: float = Field(gt=0, le=1, description="Simple protocol (large messages)")
+    ll: float = Field(gt=0, le=1, description="LL protocol (small messages): bandwidth fraction")
+    ll128: float = Field(0.0, ge=0, le=1, description="LL128 (NVLink): bandwidth fraction; 0 where NCCL does not use it")
+    simple: float = Field(gt=0, le=1, description="Simple protocol (large messages): bandwidth fraction")
+    ll_step_s: float = Field(ge=0, le=1e-3, description="LL and LL128: latency per ring step")
+    simple_step_s: float = Field(ge=0, le=1e-3, description="Simple: latency per ring step")
 
 
-def _protocols() -> dict[str, ProtocolEfficiency]:
+FABRICS = ("nvlink4", "nvlink3", "xgmi", "pcie", "staged", "network")
+
+
+def _fabrics() -> dict[str, FabricProfile]:
+    """Fitted by benchmarks/fit_collectives.py to tests/data/collectives.yaml (docs/calibration.md)."""
     return {
-        # 8xH200 NVSwitch, NCCL 2.27 (docs/calibration.md): LL reaches ~131 GB/s algbw of 257 theoretical.
-        "nvlink4": ProtocolEfficiency(ll=0.51, simple=1.0),
-        # 8xA100 nccl-tests (docs/calibration.md): 256 KiB in 61.4 us, 128 MiB in 1328 us.
-        "nvlink3": ProtocolEfficiency(ll=0.08, simple=0.67),
-        # PCIe and Infinity Fabric: NVLink3's fractions until a table says otherwise.
-        "pcie5": ProtocolEfficiency(ll=0.08, simple=0.67),
-        "pcie4": ProtocolEfficiency(ll=0.08, simple=0.67),
-        "xgmi": ProtocolEfficiency(ll=0.08, simple=0.67),
-        "network": ProtocolEfficiency(ll=0.08, simple=0.9),
+        "nvlink4": FabricProfile(ll=0.495, ll128=0.951, simple=1.0, ll_step_s=0.306e-6, simple_step_s=1.82e-6),
+        "nvlink3": FabricProfile(ll=0.111, ll128=0.367, simple=0.713, ll_step_s=1.63e-6, simple_step_s=3.41e-6),
+        # Infinity Fabric and PCIe peer-to-peer: no table fitted yet; NVLink 3's latencies, PCIe's usual fractions.
+        "xgmi": FabricProfile(ll=0.30, simple=0.70, ll_step_s=1.8e-6, simple_step_s=3.0e-6),
+        "pcie": FabricProfile(ll=0.25, simple=0.70, ll_step_s=1.5e-6, simple_step_s=2.5e-6),
+        "staged": FabricProfile(ll=0.229, simple=0.51, ll_step_s=0.317e-6, simple_step_s=2.5e-6),
+        "network": FabricProfile(ll=0.08, simple=0.90, ll_step_s=2.0e-6, simple_step_s=4.0e-6),
     }
 
 
@@ -49,19 +55,23 @@ class Constants(BaseModel):
 
     # --- Collectives (planner.cost.collectives) ---------------------------------------------------
     nccl_launch_s: float = Field(
-        24e-6, **_POSITIVE_S,
-        description="Fixed cost of one standalone NCCL collective as nccl-tests times it (kernel launch, "
-        "proxy, synchronisation). Fitted: 8xH200 all-reduce at 32 KiB takes 39.8 us (busbw 1.44 GB/s), "
-        "of which 14 ring steps x 1 us are hops.")
+        6.2e-6, **_POSITIVE_S,
+        description="Fixed cost of one collective as nccl-tests times it (kernel launch and synchronisation "
+        "of back-to-back iterations). Fitted to the nccl-tests tables in tests/data/collectives.yaml.")
+    torch_call_s: float = Field(
+        12.5e-6, **_POSITIVE_S,
+        description="Host overhead of one torch.distributed collective call timed on its own (the 'torch' "
+        "context). Fitted: 8xH200 all-reduce at 32 KiB takes 39.8 us through torch.")
     engine_launch_s: float = Field(
         7.5e-6, **_POSITIVE_S,
         description="Fixed cost of one collective inside an inference engine running under CUDA graphs. "
         "Fitted: vLLM custom all-reduce of 32 KB on H100 takes 8.7/9.2/11.8 us at TP 2/4/8 "
         "(sgl-project/sglang PR #2904).")
     simple_extra_s: float = Field(
-        26e-6, **_POSITIVE_S,
-        description="Extra fixed latency of NCCL's Simple protocol over LL (bigger chunks, more "
-        "synchronisation). Fitted to the 8xH200 and 8xA100 nccl-tests tables.")
+        9.8e-6, **_POSITIVE_S,
+        description="Extra fixed latency of NCCL's Simple protocol (bigger chunks, more synchronisation).")
+    ll128_extra_s: float = Field(
+        28.5e-6, **_POSITIVE_S, description="Extra fixed latency of NCCL's LL128 protocol over LL.")
     one_shot_peer_bytes_per_s: float = Field(
         50e9, ge=1e6, le=1e14,
         description="Per-peer read bandwidth of a one-shot custom all-reduce (each rank reads every "
@@ -69,13 +79,15 @@ class Constants(BaseModel):
     one_shot_max_bytes: int = Field(
         8 * 2**20, ge=0, le=2**34,
         description="Largest message engines send through their custom all-reduce (vLLM: 8 MiB).")
-    protocol_efficiency: dict[str, ProtocolEfficiency] = Field(
-        default_factory=_protocols,
-        description="Keyed by the GPU's link generation (GpuSpec.link), or 'network' across nodes.")
+    fabrics: dict[str, FabricProfile] = Field(
+        default_factory=_fabrics,
+        description=f"Protocol profiles by the fabric a ring's worst route crosses: {', '.join(FABRICS)}.")
     nvls_efficiency: float = Field(
-        0.58, gt=0, le=1,
+        0.60, gt=0, le=1,
         description="NVLink SHARP all-reduce: algorithm bandwidth as a fraction of the per-GPU NVLink "
         "bandwidth. 8xH200 busbw 482 GB/s at 16 GiB = algbw 275 GB/s of 450.")
+    nvls_extra_s: float = Field(
+        87e-6, **_POSITIVE_S, description="Fixed latency of an NVLS all-reduce beyond the launch.")
 
     # --- Decode and prefill steps (planner.cost.step) ----------------------------------------------
     hbm_efficiency: float = Field(
@@ -119,6 +131,9 @@ class Constants(BaseModel):
     activation_bytes_per_token: float = Field(
         0.0, ge=0, le=1e9,
         description="Per-GPU activation workspace per batched token, on top of the reserve (0: the reserve covers it).")
+
+    def fabric(self, name: str) -> FabricProfile:
+        return self.fabrics.get(name) or self.fabrics.get("pcie") or next(iter(self.fabrics.values()))
 
     @cached_property
     def key(self) -> str:

@@ -155,7 +155,8 @@ def parse_p2p_matrix(text: str, source: str = "nvidia-smi topo -p2p r") -> list[
 
 
 def detect(topo_text: str, *, gpus_csv: str | None = None, gpu_type: str | None = None,
-           name: str = "detected", source: str = "nvidia-smi topo -m", p2p_text: str | None = None) -> dict:
+           name: str = "detected", source: str = "nvidia-smi topo -m", p2p_text: str | None = None,
+           p2p_level: str | None = None) -> dict:
     """Build a topology document (a dict ready for YAML) from the matrix and the GPU types."""
     m = parse_topo_matrix(topo_text, source)
     gpus = m.gpus
@@ -237,6 +238,8 @@ def detect(topo_text: str, *, gpus_csv: str | None = None, gpu_type: str | None 
             node["no_p2p"] = off
     elif spec0.name.startswith("RTX"):
         node["p2p"] = False  # GeForce drivers disable peer-to-peer
+    if p2p_level is not None and p2p_level != "sys":
+        node["p2p_level"] = p2p_level
     return {"name": name, "description": f"detected from {source}", "sources": [source], "nodes": [node]}
 
 
@@ -244,6 +247,15 @@ def to_yaml(doc: dict) -> str:
     header = ("# Detected by `planner topology detect` from nvidia-smi output. Bandwidths come from the GPU type's\n"
               "# spec (planner.hardware.gpus) and are per direction; NIC speeds are defaults, edit them if yours differ.\n")
     return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=120)
+
+
+def host_p2p_level(cpuinfo: str) -> str:
+    """NCCL's default peer-to-peer reach for this host's CPUs (NVIDIA/nccl src/graph/paths.cc): only under
+    PCIe switches (pxb) on Intel and Zhaoxin x86 and on ARM, everywhere (sys) on AMD."""
+    vendor = re.search(r"^vendor_id\s*:\s*(\S+)", cpuinfo, re.MULTILINE)
+    if vendor is None:
+        return "pxb" if re.search(r"^CPU implementer", cpuinfo, re.MULTILINE) else "sys"
+    return "sys" if vendor.group(1) == "AuthenticAMD" else "pxb"
 
 
 def run_nvidia_smi() -> tuple[str, str, str]:

@@ -1,6 +1,6 @@
 """GPU types: memory, HBM bandwidth and dense FLOP/s, from vendor datasheets.
 
-Source: ../shared/reference/hardware.csv (NVIDIA H100/H200/A100/L40S/RTX 4090 and AMD MI300X
+Source: docs/reference/hardware.csv (NVIDIA H100/H200/A100/L40S/RTX 4090 and AMD MI300X
 datasheets). Memory is what the driver reports as total (`nvidia-smi --query-gpu=memory.total`,
 `rocm-smi`), since that is what an engine can allocate from, not the marketing figure.
 """

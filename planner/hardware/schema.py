@@ -47,7 +47,7 @@ class GpuTypeDef(_Strict):
     memory: Memory
     hbm_bandwidth: Bandwidth
     flops: dict[str, Flops] = Field(description="dense FLOP/s by dtype: {bf16: 989TFLOPS}")
-    link: Literal["nvlink3", "nvlink4", "nvlink5", "pcie4", "pcie5", "xgmi"] = "pcie5"
+    link: Literal["nvlink3", "nvlink4", "nvlink5", "pcie3", "pcie4", "pcie5", "xgmi"] = "pcie5"
 
     @model_validator(mode="after")
     def _needs_bf16(self):
@@ -112,6 +112,10 @@ class NodeDef(_Strict):
     pcie: Optional[Link] = Field(None, description="GPUs on their socket's root ports, when no switches are listed")
     nics: list[Nic] = []
     p2p: StrictBool = Field(True, description="PCIe peer-to-peer between GPUs; off, traffic bounces through host memory")
+    p2p_level: Literal["pix", "pxb", "phb", "sys"] = Field(
+        "sys", description="How far PCIe peer-to-peer reaches, in NCCL_P2P_LEVEL's words: pix/pxb (GPUs under one PCIe "
+        "switch only; NCCL's default on Intel x86 hosts), phb (also through one socket's root complex), sys (also "
+        "across sockets; NCCL's default on AMD hosts). Pairs beyond it are staged through host memory")
     no_p2p: list[tuple[StrictInt, StrictInt]] = Field(
         [], description="GPU pairs (local indices) without PCIe peer-to-peer, as `nvidia-smi topo -p2p r` shows "
         "them: their traffic is staged through host memory")

@@ -77,6 +77,7 @@ class Topology:
         self.graph = nx.Graph(name=definition.name)
         self.cache: dict[Any, Any] = {}
         self._p2p: dict[str, bool] = {}
+        self._p2p_level: dict[str, str] = {}
         self._no_p2p: set[frozenset[int]] = set()
         self._socket_of_gpu: dict[int, str] = {}
         self.node_class: dict[str, int] = {}
@@ -136,8 +137,12 @@ class Topology:
         return len(switches) == 1 and None not in switches and bool(self.graph.nodes[switches.pop()].get("nvls"))
 
     def p2p(self, a: int, b: int) -> bool:
-        """PCIe peer-to-peer between two GPUs of one node (off node-wide or for this pair)."""
-        return self._p2p[self.gpus[a].node] and frozenset((a, b)) not in self._no_p2p
+        """PCIe peer-to-peer between two GPUs of one node: off node-wide, for this pair, or beyond the node's
+        p2p_level (NCCL's rule: the pair's PCIe distance must not exceed the level)."""
+        node = self.gpus[a].node
+        if not self._p2p[node] or frozenset((a, b)) in self._no_p2p:
+            return False
+        return _P2P_DISTANCE[pcie_relation(self, a, b)] <= _P2P_LEVEL_RANK[self._p2p_level[node]]
 
     def socket_of(self, gpu_id: int) -> str:
         return self._socket_of_gpu[gpu_id]
@@ -246,6 +251,7 @@ class _NodeBuilder:
     def _gpus_and_sockets(self) -> None:
         topo, node = self.topo, self.node
         topo._p2p[self.name] = node.p2p
+        topo._p2p_level[self.name] = node.p2p_level
         first = len(topo.gpus)
         for gd in sorted(node.gpu_defs(), key=lambda d: d.index):
             gpu = Gpu(len(topo.gpus), self.name, self.node_index, gd.index, find_gpu_type(gd.type, self.extra))
@@ -305,6 +311,12 @@ class _NodeBuilder:
             cpu = f"{self.name}/cpu{k * node.sockets // max(1, len(node.nics))}"
             self.g.add_edge(f"{self.name}/{nic.name}", cpu, kind="pcie", bandwidth=node.pcie.bandwidth,
                             latency=nic.latency / 2)
+
+
+#: NCCL's PCIe path types by distance (src/graph/topo.h): PIX one switch, PXB several, PHB one root complex,
+#: SYS across sockets. nvidia-smi's NODE is NCCL's PHB.
+_P2P_LEVEL_RANK = {"pix": 1, "pxb": 2, "phb": 3, "sys": 4}
+_P2P_DISTANCE = {"PIX": 1, "NODE": 3, "SYS": 4}
 
 
 def pcie_relation(topo: Topology, a: int, b: int) -> str:

@@ -1,0 +1,110 @@
+"""Fit the collective model's constants to the published all-reduce tables in tests/data/collectives.yaml.
+
+Usage: python benchmarks/fit_collectives.py [--rounds N]
+Coordinate descent in log space on the launch, protocol and fabric constants, minimising the sum over
+tables of the worst |log(predicted / measured)|. Prints the fitted values (to paste into
+planner/cost/constants.py) and each table's worst error, as a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import yaml
+
+from planner.cost.collectives import collective_time
+from planner.cost.constants import DEFAULT, Constants, FabricProfile
+from planner.hardware import load_topology
+
+ROOT = Path(__file__).resolve().parent.parent
+GLOBAL = ("nccl_launch_s", "torch_call_s", "simple_extra_s", "ll128_extra_s", "nvls_efficiency", "nvls_extra_s")
+FABRIC_FIELDS = ("ll", "ll128", "simple", "ll_step_s", "simple_step_s")
+FITTED_FABRICS = ("nvlink4", "nvlink3", "staged")
+BOUNDS = {"nvls_efficiency": (0.05, 1.0), "ll": (0.01, 1.0), "ll128": (0.01, 1.0), "simple": (0.01, 1.0)}
+
+
+def load_tables() -> list[tuple[str, object, int, str, list[tuple[int, float]]]]:
+    data = yaml.safe_load((ROOT / "tests" / "data" / "collectives.yaml").read_text())["tables"]
+    out = []
+    for name, t in data.items():
+        machine = t["machine"]
+        topo = load_topology(str(ROOT / machine) if "/" in machine else machine)
+        if "time_us" in t:
+            rows = [(int(k), float(v)) for k, v in t["time_us"].items()]
+        else:
+            rows = [(int(k), int(k) / (float(v) * 1e9) * 1e6) for k, v in t["algbw_gbps"].items()]
+        out.append((name, topo, t["gpus"], t["context"], rows))
+    return out
+
+
+def errors(c: Constants, tables) -> dict[str, float]:
+    """Each table's worst |log(predicted / measured)|."""
+    out = {}
+    for name, topo, n, context, rows in tables:
+        worst = 0.0
+        for size, us in rows:
+            t = collective_time(topo, range(n), size, context=context, constants=c).time_s * 1e6
+            worst = max(worst, abs(math.log(t / us)))
+        out[name] = worst
+    return out
+
+
+def _set(c: Constants, key: tuple, value: float) -> Constants:
+    if key[0] == "fabric":
+        fabrics = dict(c.fabrics)
+        fabrics[key[1]] = fabrics[key[1]].model_copy(update={key[2]: value})
+        return c.model_copy(update={"fabrics": fabrics})
+    return c.model_copy(update={key[0]: value})
+
+
+def _get(c: Constants, key: tuple) -> float:
+    return getattr(c.fabrics[key[1]], key[2]) if key[0] == "fabric" else getattr(c, key[0])
+
+
+def fit(tables, rounds: int) -> Constants:
+    keys = [(k,) for k in GLOBAL] + [("fabric", f, k) for f in FITTED_FABRICS for k in FABRIC_FIELDS]
+    c = DEFAULT
+    best = sum(errors(c, tables).values())
+    step = 1.5
+    for _ in range(rounds):
+        improved = False
+        for key in keys:
+            value = _get(c, key)
+            if value == 0:
+                continue
+            for factor in (step, 1 / step):
+                low, high = BOUNDS.get(key[-1], (1e-9, 1e-3))
+                trial = _set(c, key, min(high, max(low, value * factor)))
+                score = sum(errors(trial, tables).values())
+                if score < best - 1e-9:
+                    c, best, improved = trial, score, True
+                    break
+        if not improved:
+            step = math.sqrt(step)
+            if step < 1.01:
+                break
+    return c
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=60)
+    args = ap.parse_args()
+    tables = load_tables()
+    c = fit(tables, args.rounds)
+    for k in GLOBAL:
+        print(f"{k} = {getattr(c, k):.3g}")
+    for f in FITTED_FABRICS:
+        p: FabricProfile = c.fabrics[f]
+        print(f"{f}: " + ", ".join(f"{k}={getattr(p, k):.3g}" for k in FABRIC_FIELDS))
+    print("\n| table | rows | worst error |")
+    print("|---|---|---|")
+    for name, err in errors(c, tables).items():
+        rows = next(len(t[4]) for t in tables if t[0] == name)
+        print(f"| {name} | {rows} | {math.exp(err) - 1:.1%} |")
+
+
+if __name__ == "__main__":
+    main()
