@@ -11,10 +11,10 @@ from pathlib import Path
 
 import yaml
 
+from planner.hardware import load_topology, parse_topology
 from planner.model.catalog import load_profile
 from planner.plan import Workload
 from planner.solve import solve
-from planner.hardware import load_topology, parse_topology
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,12 +8,17 @@ component that makes the difference.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from pydantic import BaseModel
 
 from planner.errors import InfeasibleError, InputError
 from planner.plan import Workload
+
+if TYPE_CHECKING:
+    from planner.cost.constants import Constants
+    from planner.hardware.topology import Topology
+    from planner.model.layergraph import ModelProfile
 
 COMPONENTS = ("weights", "kv", "compute", "interconnect", "overhead")
 NAMES = {"weights": "HBM weight reads", "kv": "HBM KV reads", "compute": "compute", "interconnect": "interconnect",
@@ -63,8 +68,8 @@ def parse_concurrencies(text: str) -> list[int]:
     return sorted(set(values))
 
 
-def compare(profile, topologies: list, workload: Workload, concurrencies: list[int], *, objective: str = "latency",
-            time_limit_s: float = 10.0, constants=None) -> CompareResult:
+def compare(profile: ModelProfile, topologies: list[Topology], workload: Workload, concurrencies: list[int], *,
+            objective: str = "latency", time_limit_s: float = 10.0, constants: Constants | None = None) -> CompareResult:
     from planner.cost.constants import DEFAULT
     from planner.solve import solve
 

@@ -9,12 +9,16 @@ all replicas (docs/cost-model.md, "one operating point").
 from __future__ import annotations
 
 import math
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 from planner.errors import PartitionError
 from planner.model.dtypes import dtype_problem
+
+if TYPE_CHECKING:
+    from planner.hardware.topology import Topology
+    from planner.model.layergraph import ModelProfile
 
 #: 2: stages carry dp and ep; predictions state their operating point. Version 1 plans still load.
 PLAN_VERSION = 2
@@ -234,7 +238,7 @@ class Plan(BaseModel):
         return Partition(stages=self.stages, replicas=self.replicas, replica_gpu_ids=self.replica_gpu_ids)
 
 
-def tp_problems(profile, tp: int, experts_split: bool = True) -> list[str]:
+def tp_problems(profile: ModelProfile, tp: int, experts_split: bool = True) -> list[str]:
     """Why `tp` cannot split this model, with the arithmetic; empty when it can. Under expert
     parallelism (`experts_split` False) experts are whole, so their width need not divide by tp."""
     problems = []
@@ -252,7 +256,7 @@ def tp_problems(profile, tp: int, experts_split: bool = True) -> list[str]:
     return problems
 
 
-def layout_problems(profile, stage: Stage) -> list[str]:
+def layout_problems(profile: ModelProfile, stage: Stage) -> list[str]:
     """Why a stage's tp/dp/ep cannot run this model; empty when it can."""
     problems = tp_problems(profile, stage.tp, experts_split=stage.ep == 1)
     if len(stage.gpu_ids) != stage.tp * stage.dp:
@@ -269,7 +273,7 @@ def layout_problems(profile, stage: Stage) -> list[str]:
     return problems
 
 
-def validate_partition(partition: Partition, profile, topo) -> None:
+def validate_partition(partition: Partition, profile: ModelProfile, topo: Topology) -> None:
     """Raise PartitionError naming the broken rule and its arithmetic."""
     n = profile.n_layers
     expected = 0
@@ -333,7 +337,7 @@ def partition_from_counts(counts: list[int], gpu_ids: list[int], tp: int, replic
     return Partition(stages=stages, replicas=replicas, replica_gpu_ids=reps if replicas > 1 else [])
 
 
-def build_plan(profile, topo, partition: Partition, workload: Workload, prediction: Prediction, solver: SolverInfo,
+def build_plan(profile: ModelProfile, topo: Topology, partition: Partition, workload: Workload, prediction: Prediction, solver: SolverInfo,
                objective: str = "latency", tpot_slo_ms: float | None = None,
                alternatives: list[Alternative] | None = None, ttft_slo_ms: float | None = None) -> Plan:
     inputs = PlanInputs(model=profile.name, model_source=profile.source, config_hash=profile.config_hash,
@@ -344,7 +348,7 @@ def build_plan(profile, topo, partition: Partition, workload: Workload, predicti
                 alternatives=alternatives or [])
 
 
-def make_partition(profile, topo, *, tp: int, pp: int = 1, layers: list[int] | None = None,
+def make_partition(profile: ModelProfile, topo: Topology, *, tp: int, pp: int = 1, layers: list[int] | None = None,
                    gpu_ids: list[int] | None = None, replicas: int = 1, dp: int = 1, ep: int = 1) -> Partition:
     """The partition `estimate` is asked for: checked here, so the API rejects what the CLI rejects."""
     for name, value in (("--tp", tp), ("--pp", pp), ("--replicas", replicas), ("--dp", dp), ("--ep", ep)):

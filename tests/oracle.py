@@ -14,7 +14,6 @@ the plans the oracle returns.
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 
 import yaml
@@ -25,7 +24,6 @@ from planner.cost.serving import operating_point
 from planner.cost.shards import Layout, stage_nodes
 from planner.cost.step import GroupHardware, StepLoad, node_step, stage_comm
 from planner.cost.transfer import transfer_bytes, transfer_pair_s
-from planner.hardware import parse_topology
 from planner.model.layergraph import LayerInfo, ModelProfile, ParamGroup
 from planner.plan import Partition, Stage, Workload
 from planner.solve.slots import isomorphism_map

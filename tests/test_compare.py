@@ -11,8 +11,8 @@ import pytest
 
 from planner.compare import CompareResult, compare
 from planner.cost.estimate import estimate
-from planner.plan import Partition, Stage, Workload
 from planner.hardware import load_topology
+from planner.plan import Partition, Stage, Workload
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -9,8 +9,8 @@ import pytest
 
 from planner.cost.estimate import estimate, read_weight_bytes
 from planner.errors import PartitionError
-from planner.plan import Partition, Stage, Workload, partition_from_counts
 from planner.hardware import load_topology
+from planner.plan import Partition, Stage, Workload, partition_from_counts
 
 from .conftest import run_planner
 
@@ -39,7 +39,7 @@ def test_hand_checked_hbm_bytes_llama70b_tp8(profiles):
     assert pred.hbm_bytes_per_token == pytest.approx(8 * expected, rel=1e-12)  # concurrency 1: one token per step
 
 
-# calibration.md: gpt-fast decode at batch 1 on 8xA100-80GB SXM (NVSwitch) at 330 W, bf16.
+# docs/reference/calibration.md: gpt-fast decode at batch 1 on 8xA100-80GB SXM (NVSwitch) at 330 W, bf16.
 # The cap leaves ~1,700 GB/s sustained: the datasheet 2,039 GB/s x hbm_efficiency 0.85 = 1,733 GB/s.
 # gpt-fast generates 200 tokens from a short prompt.
 GPT_FAST = [

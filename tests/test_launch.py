@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from planner.errors import PlannerError, UnsupportedPlanError
-from planner.launch import render
-from planner.plan import Workload, build_plan, SolverInfo, partition_from_counts
 from planner.cost.estimate import estimate
-from planner.solve import solve
+from planner.errors import PlannerError, UnsupportedPlanError
 from planner.hardware import load_topology, nvlink_links, shipped_topologies
+from planner.launch import render
+from planner.plan import SolverInfo, Workload, build_plan, partition_from_counts
+from planner.solve import solve
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"

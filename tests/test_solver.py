@@ -103,6 +103,27 @@ def test_symmetric_nodes_and_isomorphic_slots():
     assert isomorphism_map(pairs, (0, 2), (5, 7)) is not None
 
 
+def test_replica_slots_need_not_include_the_class_representative():
+    """Bridges on (0,1), (0,2), (1,3): the bridged pairs form one class whose first member (0,1) overlaps
+    both others, yet (0,2) and (1,3) carry two replicas. The oracle found this (a random 8-GPU box)."""
+    from planner.solve.slots import slot_systems
+
+    doc = yaml.safe_load(crossed_pairs())
+    node = doc["nodes"][0]
+    node.update(gpus={"type": "H100-PCIe-80GB", "count": 4}, sockets=1)
+    node.pop("socket_link", None)
+    node.pop("p2p_level", None)
+    node["pcie_switches"] = [{"name": "sw0", "socket": 0, "gpus": [0, 1, 2, 3], "bandwidth": "63GB/s",
+                              "uplink": "63GB/s", "latency": "1us"}]
+    node["nvlink"] = [{"gpus": list(p), "links": 12, "link_bandwidth": "25GB/s", "latency": "1us"}
+                      for p in ((0, 1), (0, 2), (1, 3))]
+    topo = parse_topology(yaml.safe_dump(doc), "chain.yaml")
+    systems, exact = slot_systems(topo, [0, 1, 2, 3], 2, 2)
+    assert exact
+    bridged = [s for s in systems if all(nvlink_links(topo, *slot) == 12 for slot in s.slots)]
+    assert [s.slots for s in bridged] == [((0, 2), (1, 3))]
+    assert bridged[0].maps[1] in ({0: 1, 2: 3}, {0: 3, 2: 1})
+
 def test_nothing_fits_exit_2_with_suggestions(cli):
     code, _, err = cli("solve", "--model", "llama-405b", "--topology", "8xh100")
     assert code == 2 and "short by" in err and "--weight-dtype fp8" in err

@@ -2,13 +2,11 @@
 
 Machines: one or two nodes of 2-8 GPUs (two nodes: 2-4 each, to keep enumeration exhaustive),
 random NVLink pairings and bond widths, PCIe switch layouts, one or two sockets, peer-to-peer off for
-some pairs, mixed GPU types, sometimes an NVSwitch node (a symmetric pool). For each objective the
+some pairs or beyond a p2p_level, mixed GPU types, sometimes an NVSwitch node (a symmetric pool). For each objective the
 solver must say OPTIMAL and match the best plan found by enumerating every plan (tests/oracle.py).
 """
 
 from __future__ import annotations
-
-import math
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
@@ -44,6 +42,9 @@ def node(draw, name: str, n: int):
            "nics": [{"name": "nic0", "bandwidth": "200Gb/s", "latency": "2us"}]}
     if sockets > 1:
         doc["socket_link"] = {"bandwidth": "40GB/s", "latency": "1us"}
+    level = draw(st.sampled_from(["sys", "sys", "phb", "pxb"]))  # NCCL's peer-to-peer reach (pxb on Intel)
+    if level != "sys":
+        doc["p2p_level"] = level
     bonds = [{"gpus": [a, b], "links": draw(st.sampled_from([1, 4, 12])), "link_bandwidth": "25GB/s", "latency": "1us"}
              for a in range(n) for b in range(a + 1, n) if draw(st.integers(0, 3)) == 0]
     if bonds:

@@ -47,7 +47,7 @@ def test_topology_resolves_by_path_and_name(tmp_path):
 
 def test_paths_follow_the_real_links():
     h100 = load_topology("8xh100")
-    assert h100.path(0, 7).bandwidth_bytes_per_s == 450e9  # NVSwitch, hardware.csv NVLink4
+    assert h100.path(0, 7).bandwidth_bytes_per_s == 450e9  # NVSwitch, docs/reference/hardware.csv NVLink4
     pcie = load_topology("8xh100-pcie")
     assert pcie.path(0, 1).bandwidth_bytes_per_s == 63e9 and pcie.link_class(0, 1) == "pcie"
     assert pcie.link_class(0, 7) == "socket"  # across sockets

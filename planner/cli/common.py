@@ -5,12 +5,18 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from typing import Annotated, Any, Callable, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
 
 from planner.errors import InputError, PlannerError
+
+if TYPE_CHECKING:  # imported lazily at run time: start-up stays short
+    from planner.cost.constants import Constants
+    from planner.hardware.topology import Topology
+    from planner.model.layergraph import ModelProfile
+    from planner.plan import Workload
 
 console = Console(soft_wrap=False)
 err_console = Console(stderr=True)
@@ -56,7 +62,7 @@ def say(text: str) -> None:
 
 
 def workload(concurrency: int, isl: int, osl: int, weight_dtype: str, kv_dtype: str, fraction: float,
-             mode: str = "serving"):
+             mode: str = "serving") -> Workload:
     """A checked Workload: one line naming the option and its range when a value is out of it."""
     from pydantic import ValidationError
 
@@ -74,7 +80,8 @@ def workload(concurrency: int, isl: int, osl: int, weight_dtype: str, kv_dtype: 
         raise InputError(f"{names.get(field, field)}:{msgs[0].split(':', 1)[1]}", details=msgs[1:]) from None
 
 
-def load_inputs(model: str, topology: str, work, calibration: Optional[str]):
+def load_inputs(model: str, topology: str, work: Workload,
+                calibration: Optional[str]) -> tuple[Constants, Topology, ModelProfile]:
     """The constants, topology and traced model every planning command starts from."""
     from planner.cost.constants import load_constants
     from planner.hardware import load_topology

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from planner.cli.common import JsonOpt, cli_errors, print_json, say
+
+if TYPE_CHECKING:
+    from planner.plan import Plan
 
 
 def register(app: typer.Typer) -> None:
@@ -33,7 +36,7 @@ def launch_cmd(
                  extra_args=extra_args, device=device, json_out=json_out)
 
 
-def emit_scripts(plan, engine: str, output: Optional[str], *, model_path: Optional[str] = None,
+def emit_scripts(plan: Plan, engine: str, output: Optional[str], *, model_path: Optional[str] = None,
                  port: Optional[int] = None, plan_path: str = "plan.json", extra_args: Optional[str] = None,
                  device: str = "gpu", json_out: bool = False) -> None:
     from planner.launch import render, write_bundle

@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from dataclasses import dataclass
-from typing import Literal
+from typing import Iterable, Literal
 
 from planner.cost.constants import DEFAULT, Constants, FabricProfile
 from planner.errors import InputError
@@ -113,7 +113,7 @@ def fully_switched(topo: Topology, ids: tuple[int, ...]) -> bool:
     return all(len(topo.path(a, b).hops) == 1 for a, b in itertools.combinations(ids, 2))
 
 
-def best_ring(topo: Topology, gpu_ids) -> Ring:
+def best_ring(topo: Topology, gpu_ids: Iterable[int]) -> Ring:
     ids = tuple(sorted(gpu_ids))
     key = ("ring", ids)
     if key in topo.cache:
@@ -239,7 +239,7 @@ def _hierarchical(op: str, topo: Topology, ids: tuple[int, ...], nbytes: int, co
     return min(options)
 
 
-def collective_time(topo: Topology, gpu_ids, nbytes: int, op: str = "all-reduce", *, context: str = "nccl",
+def collective_time(topo: Topology, gpu_ids: Iterable[int], nbytes: int, op: str = "all-reduce", *, context: str = "nccl",
                     constants: Constants = DEFAULT) -> CollectiveEstimate:
     """Predicted time of one collective of `nbytes` (nccl-tests' size convention) over `gpu_ids`."""
     if op not in OPS:
@@ -274,7 +274,7 @@ def p2p_time(topo: Topology, a: int, b: int, nbytes: int, *, context: str = "eng
     return _launch(context, constants) + path.latency_s + step + nbytes / bw
 
 
-def engine_collective_s(topo: Topology, gpu_ids, nbytes: float, op: str, constants: Constants) -> float:
+def engine_collective_s(topo: Topology, gpu_ids: Iterable[int], nbytes: float, op: str, constants: Constants) -> float:
     """Time of one collective inside an engine (CUDA graphs, custom all-reduce), memoised by value."""
     ids = tuple(sorted(gpu_ids))
     if len(ids) < 2 or nbytes <= 0:

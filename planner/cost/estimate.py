@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planner.cost.constants import DEFAULT, Constants
-from planner.cost.memory import kv_capacity, stage_memory, usable_bytes, fixed_memory_bytes
+from planner.cost.memory import fixed_memory_bytes, kv_capacity, stage_memory, usable_bytes
 from planner.cost.serving import OperatingPoint, operating_point
 from planner.cost.shards import layout_of, read_weight_bytes
 from planner.cost.step import GroupHardware, StageStep, StepLoad, add_steps, stage_step

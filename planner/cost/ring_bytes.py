@@ -7,11 +7,13 @@ other one along its own route.
 
 from __future__ import annotations
 
+from typing import Iterable
+
 from planner.cost.collectives import best_ring
 from planner.hardware.topology import LINK_CLASSES, Topology
 
 
-def collective_bytes_by_class(topo: Topology, gpu_ids, nbytes: float, op: str = "all-reduce") -> dict[str, float]:
+def collective_bytes_by_class(topo: Topology, gpu_ids: Iterable[int], nbytes: float, op: str = "all-reduce") -> dict[str, float]:
     ids = tuple(sorted(gpu_ids))
     n = len(ids)
     out = {k: 0.0 for k in LINK_CLASSES}

@@ -12,10 +12,13 @@ A stage's layout is (tp, dp, ep) on tp x dp GPUs (planner.plan.Stage):
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from planner.model.dtypes import UNQUANTISED_BYTES, matrix_bytes
 from planner.model.layergraph import LayerInfo, ModelProfile
+
+if TYPE_CHECKING:
+    from planner.plan import Stage
 
 
 class Layout(NamedTuple):
@@ -28,7 +31,7 @@ class Layout(NamedTuple):
         return self.tp * self.dp
 
 
-def layout_of(stage) -> Layout:
+def layout_of(stage: Stage) -> Layout:
     return Layout(stage.tp, getattr(stage, "dp", 1), getattr(stage, "ep", 1))
 
 

@@ -15,12 +15,17 @@ prefill sharing the step, or a whole prefill). Per GPU and per layer-graph node:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from planner.cost.collectives import engine_collective_s
 from planner.cost.constants import Constants
 from planner.cost.ring_bytes import collective_bytes_by_class
 from planner.cost.shards import (
-    Layout, expert_flops_per_token, kv_bytes_per_token_per_gpu, read_weight_bytes, stage_nodes,
+    Layout,
+    expert_flops_per_token,
+    kv_bytes_per_token_per_gpu,
+    read_weight_bytes,
+    stage_nodes,
 )
 from planner.hardware.topology import LINK_CLASSES, Topology
 from planner.model.dtypes import ACTIVATION_BYTES
@@ -61,7 +66,7 @@ class GroupHardware:
     name: str
 
     @classmethod
-    def of(cls, topo: Topology, gpu_ids, weight_dtype: str) -> "GroupHardware":
+    def of(cls, topo: Topology, gpu_ids: Sequence[int], weight_dtype: str) -> "GroupHardware":
         specs = [topo.gpu(g).spec for g in gpu_ids]
         compute_dtype = "fp8" if weight_dtype in ("fp8", "mxfp4") else "bf16"
         return cls(min(s.hbm_bytes_per_s for s in specs), min(s.peak_flops(compute_dtype) for s in specs),
@@ -126,7 +131,7 @@ def layer_step(layer: LayerInfo, layout: Layout, profile: ModelProfile, hw: Grou
     return w, kv, weights_s, kv_s, max(0.0, compute - weights_s - kv_s)
 
 
-def tp_groups(gpu_ids, layout: Layout) -> list[tuple[int, ...]]:
+def tp_groups(gpu_ids: Sequence[int], layout: Layout) -> list[tuple[int, ...]]:
     """The tensor-parallel groups of a stage: consecutive runs of tp GPUs in rank order."""
     ids = list(gpu_ids)
     return [tuple(ids[k * layout.tp:(k + 1) * layout.tp]) for k in range(layout.dp)]
@@ -154,7 +159,7 @@ class StageComm:
     logits: tuple[float, dict[str, float]]
 
 
-def stage_comm(profile: ModelProfile, topo: Topology, gpu_ids, layout: Layout, weight_dtype: str, load: StepLoad,
+def stage_comm(profile: ModelProfile, topo: Topology, gpu_ids: Sequence[int], layout: Layout, weight_dtype: str, load: StepLoad,
                c: Constants) -> StageComm:
     groups = tp_groups(gpu_ids, layout)
     rank_tokens = load.tokens / layout.dp
@@ -204,7 +209,7 @@ def add_steps(total: StageStep, part: StageStep, times: float = 1.0) -> StageSte
     return total
 
 
-def stage_step(profile: ModelProfile, topo: Topology, gpu_ids, layout: Layout, layer_start: int, layer_end: int,
+def stage_step(profile: ModelProfile, topo: Topology, gpu_ids: Sequence[int], layout: Layout, layer_start: int, layer_end: int,
                first: bool, last: bool, weight_dtype: str, kv_dtype: str, load: StepLoad, c: Constants) -> StageStep:
     """One step of a stage (decoder layers [layer_start, layer_end), embedding if first, head if last)."""
     hw = GroupHardware.of(topo, gpu_ids, weight_dtype)

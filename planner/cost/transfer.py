@@ -9,6 +9,8 @@ exactly without pairwise variables.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from planner.cost.collectives import p2p_time
 from planner.cost.constants import Constants
 from planner.hardware.topology import LINK_CLASSES, Topology
@@ -23,7 +25,7 @@ def transfer_bytes(profile: ModelProfile, tokens: float) -> float:
     return PP_TENSORS * tokens * profile.hidden_size * ACTIVATION_BYTES
 
 
-def transfer_pairs(src_ids, dst_ids) -> list[tuple[int, int]]:
+def transfer_pairs(src_ids: Sequence[int], dst_ids: Sequence[int]) -> list[tuple[int, int]]:
     """Who sends to whom at a stage boundary: rank j of the next stage receives from rank j mod n of this one."""
     return [(src_ids[j % len(src_ids)], dst) for j, dst in enumerate(dst_ids)]
 
@@ -38,7 +40,7 @@ def transfer_pair_s(topo: Topology, node_a: str, node_b: str, nbytes: float, c: 
     return topo.cache[key]
 
 
-def transfer(profile: ModelProfile, topo: Topology, src_ids, dst_ids, tokens: float,
+def transfer(profile: ModelProfile, topo: Topology, src_ids: Sequence[int], dst_ids: Sequence[int], tokens: float,
              c: Constants) -> tuple[float, dict[str, float]]:
     """Hand-off of (hidden, residual) to every rank of the next stage: (time s, bytes by link class)."""
     nbytes = transfer_bytes(profile, tokens)

@@ -159,88 +159,106 @@ def detect(topo_text: str, *, gpus_csv: str | None = None, gpu_type: str | None 
            p2p_level: str | None = None) -> dict:
     """Build a topology document (a dict ready for YAML) from the matrix and the GPU types."""
     m = parse_topo_matrix(topo_text, source)
-    gpus = m.gpus
-    index = {g: int(g[3:]) for g in gpus}
-    types: dict[int, GpuSpec] = {}
+    index = {g: int(g[3:]) for g in m.gpus}
+    types = _gpu_types(m.gpus, index, gpus_csv, gpu_type)
+    spec0 = types[index[m.gpus[0]]]
+    socket_of = _sockets(m)
+    n_sockets = max(socket_of.values()) + 1
+    node: dict = {"name": "node", "gpus": [{"index": index[g], "type": types[index[g]].name} for g in m.gpus],
+                  "sockets": n_sockets}
+    if n_sockets > 1:
+        node["socket_link"] = {"bandwidth": "64GB/s", "latency": "1us"}
+    node.update(_nvlinks(m, index, spec0))
+    nic_names = {nic: f"nic{k}" for k, nic in enumerate(m.nics)}
+    node["pcie_switches"] = _pcie_switches(m, index, socket_of, nic_names, spec0)
+    if m.nics:
+        node["nics"] = [{"name": nic_names[n], "bandwidth": DEFAULT_NIC.get(spec0.link, "200Gb/s"), "latency": "2us"}
+                        for n in m.nics]
+    node.update(_peer_to_peer(p2p_text, set(index.values()), spec0, p2p_level))
+    return {"name": name, "description": f"detected from {source}", "sources": [source], "nodes": [node]}
+
+
+def _gpu_types(gpus: list[str], index: dict[str, int], gpus_csv: str | None,
+               gpu_type: str | None) -> dict[int, GpuSpec]:
+    """Each GPU's type: one for all (--gpu-type) or by name from the GPU list (--gpus-csv)."""
     if gpu_type:
         spec = find_gpu_type(gpu_type)
         if spec is None:
             raise InputError(f"unknown --gpu-type '{gpu_type}'; known: {', '.join(GPU_SPECS)}")
-        types = {index[g]: spec for g in gpus}
-    elif gpus_csv:
-        names = parse_gpus_csv(gpus_csv)
-        for g in gpus:
-            if index[g] not in names:
-                raise ConfigError(f"--gpus-csv: no row for GPU index {index[g]}")
-            spec = find_gpu_type(names[index[g]])
-            if spec is None:
-                raise InputError(f"--gpus-csv: unknown GPU name '{names[index[g]]}'; pass --gpu-type "
-                                 f"(one of {', '.join(GPU_SPECS)})")
-            types[index[g]] = spec
-    else:
+        return {index[g]: spec for g in gpus}
+    if not gpus_csv:
         raise InputError("give --gpus-csv (nvidia-smi --query-gpu=index,name,memory.total,pci.bus_id --format=csv) "
                          "or --gpu-type")
-    spec0 = types[index[gpus[0]]]
+    names = parse_gpus_csv(gpus_csv)
+    types = {}
+    for g in gpus:
+        if index[g] not in names:
+            raise ConfigError(f"--gpus-csv: no row for GPU index {index[g]}")
+        spec = find_gpu_type(names[index[g]])
+        if spec is None:
+            raise InputError(f"--gpus-csv: unknown GPU name '{names[index[g]]}'; pass --gpu-type "
+                             f"(one of {', '.join(GPU_SPECS)})")
+        types[index[g]] = spec
+    return types
 
-    def code(a, b):
-        return m.rel.get((a, b)) or m.rel.get((b, a)) or "SYS"
 
-    # Sockets: NUMA affinity where given, else components of "not SYS".
-    if len(m.numa) == len(gpus):
+def _code(m: TopoMatrix, a: str, b: str) -> str:
+    return m.rel.get((a, b)) or m.rel.get((b, a)) or "SYS"
+
+
+def _sockets(m: TopoMatrix) -> dict[str, int]:
+    """Each GPU's socket: from NUMA affinity where given, else the components of "not SYS"."""
+    if len(m.numa) == len(m.gpus):
         numa_ids = sorted(set(m.numa.values()))
-        socket_of = {g: numa_ids.index(m.numa[g]) for g in gpus}
-    else:
-        comps = _components(gpus, lambda a, b: code(a, b) != "SYS")
-        socket_of = {g: k for k, comp in enumerate(comps) for g in comp}
-    n_sockets = max(socket_of.values()) + 1
+        return {g: numa_ids.index(m.numa[g]) for g in m.gpus}
+    comps = _components(m.gpus, lambda a, b: _code(m, a, b) != "SYS")
+    return {g: k for k, comp in enumerate(comps) for g in comp}
 
-    devices = gpus + m.nics
-    pcie_joined = lambda a, b: code(a, b) in ("PIX", "PXB")  # noqa: E731
-    switches = _components(devices, pcie_joined)
-    nic_names = {nic: f"nic{k}" for k, nic in enumerate(m.nics)}
-    pcie_bw = spec0.pcie_bytes_per_s
-    pcie_switches = []
+
+def _pcie_switches(m: TopoMatrix, index: dict[str, int], socket_of: dict[str, int], nic_names: dict[str, str],
+                   spec0: GpuSpec) -> list[dict]:
+    """PCIe switches: the components of devices joined by PIX or PXB, with their GPUs and NICs."""
+    switches = _components(m.gpus + m.nics, lambda a, b: _code(m, a, b) in ("PIX", "PXB"))
+    out = []
     for k, comp in enumerate(switches):
         comp_gpus = [index[d] for d in comp if d in index]
-        comp_nics = [nic_names[d] for d in comp if d in nic_names]
         if comp_gpus:
             sock = socket_of[next(d for d in comp if d in index)]
         else:  # a NIC alone: the socket of the GPUs it shares a NUMA node with
-            near = [g for g in gpus if code(comp[0], g) in ("PHB", "NODE")]
+            near = [g for g in m.gpus if _code(m, comp[0], g) in ("PHB", "NODE")]
             sock = socket_of[near[0]] if near else 0
-        pcie_switches.append({"name": f"pcie{k}", "socket": sock, "gpus": comp_gpus, "nics": comp_nics,
-                              "bandwidth": _gb(pcie_bw), "uplink": _gb(pcie_bw), "latency": "1us"})
+        out.append({"name": f"pcie{k}", "socket": sock, "gpus": comp_gpus,
+                    "nics": [nic_names[d] for d in comp if d in nic_names],
+                    "bandwidth": _gb(spec0.pcie_bytes_per_s), "uplink": _gb(spec0.pcie_bytes_per_s), "latency": "1us"})
+    return out
 
-    # NVLink: an NVSwitch where a clique of >= 3 GPUs all show the GPU's full link count.
-    nv = {(a, b): int(code(a, b)[2:]) for a in gpus for b in gpus if a < b and code(a, b).startswith("NV")}
-    node: dict = {"name": "node", "gpus": [{"index": index[g], "type": types[index[g]].name} for g in gpus],
-                  "sockets": n_sockets}
-    if n_sockets > 1:
-        node["socket_link"] = {"bandwidth": "64GB/s", "latency": "1us"}
+
+def _nvlinks(m: TopoMatrix, index: dict[str, int], spec0: GpuSpec) -> dict:
+    """An NVSwitch where every GPU (at least 3) shows the GPU's full link count to every other; else bonds."""
+    gpus = m.gpus
+    nv = {(a, b): int(_code(m, a, b)[2:]) for a in gpus for b in gpus if a < b and _code(m, a, b).startswith("NV")}
     full = NVSWITCH_LINKS.get(spec0.link)
     per_link = spec0.nvlink_bytes_per_s_per_link
     switched = [g for g in gpus if full and all(nv.get(tuple(sorted((g, h)))) == full for h in gpus if h != g)]
     if full and len(switched) >= 3 and len(switched) == len(gpus):
-        node["nvswitch"] = {"bandwidth": _gb(full * per_link), "latency": "1us", "nvls": spec0.link == "nvlink4"}
-    else:
-        node["nvlink"] = [{"gpus": [index[a], index[b]], "links": links, "link_bandwidth": _gb(per_link),
-                           "latency": "1us"} for (a, b), links in sorted(nv.items(), key=lambda kv: (index[kv[0][0]], index[kv[0][1]]))]
-        if not node["nvlink"]:
-            del node["nvlink"]
-    node["pcie_switches"] = pcie_switches
-    if m.nics:
-        node["nics"] = [{"name": nic_names[n], "bandwidth": DEFAULT_NIC.get(spec0.link, "200Gb/s"), "latency": "2us"}
-                        for n in m.nics]
+        return {"nvswitch": {"bandwidth": _gb(full * per_link), "latency": "1us", "nvls": spec0.link == "nvlink4"}}
+    bonds = [{"gpus": [index[a], index[b]], "links": links, "link_bandwidth": _gb(per_link), "latency": "1us"}
+             for (a, b), links in sorted(nv.items(), key=lambda kv: (index[kv[0][0]], index[kv[0][1]]))]
+    return {"nvlink": bonds} if bonds else {}
+
+
+def _peer_to_peer(p2p_text: str | None, known: set[int], spec0: GpuSpec, p2p_level: str | None) -> dict:
+    """Pairs without peer-to-peer (from `nvidia-smi topo -p2p r`), GeForce's none, and NCCL's reach."""
+    out: dict = {}
     if p2p_text is not None:
-        known = set(index.values())
         off = [list(pair) for pair in parse_p2p_matrix(p2p_text) if set(pair) <= known]
         if off:
-            node["no_p2p"] = off
+            out["no_p2p"] = off
     elif spec0.name.startswith("RTX"):
-        node["p2p"] = False  # GeForce drivers disable peer-to-peer
+        out["p2p"] = False  # GeForce drivers disable peer-to-peer
     if p2p_level is not None and p2p_level != "sys":
-        node["p2p_level"] = p2p_level
-    return {"name": name, "description": f"detected from {source}", "sources": [source], "nodes": [node]}
+        out["p2p_level"] = p2p_level
+    return out
 
 
 def to_yaml(doc: dict) -> str:

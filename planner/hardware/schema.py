@@ -10,7 +10,14 @@ from __future__ import annotations
 from typing import Annotated, Literal, Optional
 
 from pydantic import (
-    AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, model_validator,
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    model_validator,
 )
 
 from planner.hardware.gpus import GPU_SPECS, GpuSpec, find_gpu_type

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Iterable
 
 import networkx as nx
 
@@ -131,7 +131,7 @@ class Topology:
                 return nb
         return None
 
-    def nvls(self, gpu_ids) -> bool:
+    def nvls(self, gpu_ids: Iterable[int]) -> bool:
         """True when every GPU of the group is on one NVSwitch domain with in-switch reduction."""
         switches = {self.nvswitch_of(i) for i in gpu_ids}
         return len(switches) == 1 and None not in switches and bool(self.graph.nodes[switches.pop()].get("nvls"))

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
 from planner.errors import UnsupportedPlanError
 from planner.plan import Plan
+
+if TYPE_CHECKING:
+    from planner.hardware.topology import Topology
+    from planner.model.layergraph import ModelProfile
 
 
 class LaunchBundle(BaseModel):
@@ -35,7 +40,7 @@ def replica_stage_ids(plan: Plan) -> list[list[list[int]]]:
     return plan.replica_gpu_ids or [[s.gpu_ids for s in plan.stages]]
 
 
-def replica_nodes(plan: Plan, topo, replica: int) -> list[NodeSlice]:
+def replica_nodes(plan: Plan, topo: Topology, replica: int) -> list[NodeSlice]:
     """Nodes a replica spans, in the order its ranks run over them."""
     order: list[int] = [g for stage in replica_stage_ids(plan)[replica] for g in stage]
     slices: dict[str, list[int]] = {}
@@ -47,7 +52,7 @@ def replica_nodes(plan: Plan, topo, replica: int) -> list[NodeSlice]:
     return out
 
 
-def uniform_tp(plan: Plan, engine: str, profile, topo) -> int:
+def uniform_tp(plan: Plan, engine: str, profile: ModelProfile, topo: Topology) -> int:
     """The one TP degree an engine needs; otherwise exit 2 with the closest plan it can run."""
     tps = sorted({s.tp for s in plan.stages})
     if len(tps) == 1:
@@ -58,12 +63,13 @@ def uniform_tp(plan: Plan, engine: str, profile, topo) -> int:
         details=closest)
 
 
-def closest_uniform(plan: Plan, profile, topo, *, even_layers: bool = False) -> list[str]:
+def closest_uniform(plan: Plan, profile: ModelProfile, topo: Topology, *, even_layers: bool = False) -> list[str]:
     """The nearest plan an engine can express: one TP degree (the smallest of the plan's, on each stage's
     first GPUs) and, where asked, an even layer split. Returned as lines with its predicted cost."""
     from planner.cost.estimate import estimate
     from planner.errors import PartitionError
-    from planner.plan import Partition, Stage, even_layers as even
+    from planner.plan import Partition, Stage
+    from planner.plan import even_layers as even
 
     tp = min(s.tp for s in plan.stages)
     counts = even(profile.n_layers, len(plan.stages)) if even_layers else [s.n_layers for s in plan.stages]
@@ -103,7 +109,7 @@ def header(plan: Plan, engine: str, version: str, plan_path: str, what: str) -> 
     ]
 
 
-def q(value) -> str:
+def q(value: object) -> str:
     return shlex.quote(str(value))
 
 

@@ -4,17 +4,32 @@ lists each stage's GPUs in order; uneven stages go through SGLANG_PP_LAYER_PARTI
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from planner.errors import UnsupportedPlanError
 from planner.launch.common import (
-    LaunchBundle, command, header, layer_partition, model_arg, per_replica_concurrency, q, replica_nodes,
+    LaunchBundle,
+    command,
+    header,
+    layer_partition,
+    model_arg,
+    per_replica_concurrency,
+    q,
+    replica_nodes,
     uniform_tp,
 )
+
+if TYPE_CHECKING:
+    from planner.hardware.topology import Topology
+    from planner.model.layergraph import ModelProfile
+    from planner.plan import Plan
 
 ENGINE_VERSION = "0.5.23"
 DIST_PORT = 5000
 
 
-def render(plan, topo, profile, *, model_path=None, port=30000, plan_path="plan.json") -> LaunchBundle:
+def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
+           port: int | None = 30000, plan_path: str = "plan.json") -> LaunchBundle:
     tp = uniform_tp(plan, "SGLang", profile, topo)
     w = plan.inputs.workload
     model = model_arg(plan, model_path)

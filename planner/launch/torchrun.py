@@ -3,14 +3,21 @@ Several nodes: one torchrun agent per node with a c10d rendezvous on the first n
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
 from planner.launch.common import LaunchBundle, command, header, q, replica_nodes
+
+if TYPE_CHECKING:
+    from planner.hardware.topology import Topology
+    from planner.model.layergraph import ModelProfile
+    from planner.plan import Plan
 
 RDZV_PORT = 29500
 
 
-def render(plan, topo, profile, *, model_path=None, port=None, plan_path="plan.json", scale="full",
-           backend="nccl") -> LaunchBundle:
+def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
+           port: int | None = None, plan_path: str = "plan.json", scale: str = "full",
+           backend: str = "nccl") -> LaunchBundle:
     import torch as _torch
 
     nodes = replica_nodes(plan, topo, 0)

@@ -5,16 +5,32 @@ refused with the closest even plan."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from planner.errors import UnsupportedPlanError
 from planner.launch.common import (
-    LaunchBundle, closest_uniform, command, header, layer_partition, model_arg, per_replica_concurrency, q,
-    replica_nodes, uniform_tp,
+    LaunchBundle,
+    closest_uniform,
+    command,
+    header,
+    layer_partition,
+    model_arg,
+    per_replica_concurrency,
+    q,
+    replica_nodes,
+    uniform_tp,
 )
+
+if TYPE_CHECKING:
+    from planner.hardware.topology import Topology
+    from planner.model.layergraph import ModelProfile
+    from planner.plan import Plan
 
 ENGINE_VERSION = "main@00209af"  # tensorrt_llm/commands/serve.py at that commit
 
 
-def render(plan, topo, profile, *, model_path=None, port=8000, plan_path="plan.json") -> LaunchBundle:
+def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
+           port: int | None = 8000, plan_path: str = "plan.json") -> LaunchBundle:
     tp = uniform_tp(plan, "TensorRT-LLM", profile, topo)
     if layer_partition(plan):
         raise UnsupportedPlanError(

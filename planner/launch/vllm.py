@@ -8,16 +8,30 @@ disjoint GPUs and consecutive ports.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from planner.launch.common import (
-    LaunchBundle, command, header, layer_partition, model_arg, per_replica_concurrency, q, replica_nodes,
+    LaunchBundle,
+    command,
+    header,
+    layer_partition,
+    model_arg,
+    per_replica_concurrency,
+    q,
+    replica_nodes,
     uniform_tp,
 )
+
+if TYPE_CHECKING:
+    from planner.hardware.topology import Topology
+    from planner.model.layergraph import ModelProfile
+    from planner.plan import Plan
 
 ENGINE_VERSION = "0.33.0"
 RAY_PORT = 6379
 
 
-def quant_flags(plan) -> list[str]:
+def quant_flags(plan: Plan) -> list[str]:
     w = plan.inputs.workload
     flags = []
     if w.weight_dtype == "fp8":
@@ -29,7 +43,7 @@ def quant_flags(plan) -> list[str]:
     return flags
 
 
-def serve_command(plan, tp: int, model: str, port: int, multi_node: bool) -> list[str]:
+def serve_command(plan: Plan, tp: int, model: str, port: int, multi_node: bool) -> list[str]:
     w = plan.inputs.workload
     parts = ["vllm", "serve", q(model),
              "--tensor-parallel-size", str(tp),
@@ -44,7 +58,8 @@ def serve_command(plan, tp: int, model: str, port: int, multi_node: bool) -> lis
     return parts
 
 
-def render(plan, topo, profile, *, model_path=None, port=8000, plan_path="plan.json") -> LaunchBundle:
+def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
+           port: int | None = 8000, plan_path: str = "plan.json") -> LaunchBundle:
     tp = uniform_tp(plan, "vLLM", profile, topo)
     model = model_arg(plan, model_path)
     partition = layer_partition(plan)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from planner.errors import InputError
 from planner.model.layergraph import ModelProfile
 
+if TYPE_CHECKING:
+    from planner.plan import Workload
 
-def check_workload(profile: ModelProfile, workload) -> None:
+
+def check_workload(profile: ModelProfile, workload: Workload) -> None:
     """isl + osl must fit the model's context (its rope-scaled length where the config scales it)."""
     limit = profile.context_length
     total = workload.isl + workload.osl

@@ -15,11 +15,14 @@ How tensor parallelism divides each parameter (`Shard`), following vLLM's layers
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from planner.model.dtypes import KV_DTYPES, UNQUANTISED_BYTES, matrix_bytes
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 PROFILE_VERSION = 2
 
@@ -57,7 +60,7 @@ class MoEInfo(BaseModel):
         """Distinct routed experts a step touches with `tokens` tokens each routed to `top_k`.
 
         With uniform routing an expert is missed by one token with probability (1 - k/E), so
-        E * (1 - (1 - k/E)^n) are touched (DESIGN.md, cost-model notes).
+        E * (1 - (1 - k/E)^n) are touched (docs/cost-model.md, MoE).
         """
         if tokens <= 0:
             return 0.0
@@ -161,7 +164,7 @@ class ModelProfile(BaseModel):
             out["expert intermediate size"] = self.moe.intermediate_size
         return out
 
-    def graph(self, weight_dtype: str = "bf16", kv_dtype: str = "bf16"):
+    def graph(self, weight_dtype: str = "bf16", kv_dtype: str = "bf16") -> nx.DiGraph:
         """The LayerGraph (a networkx.DiGraph): nodes in execution order, an edge from each node to the next."""
         import networkx as nx  # imported here: the numbers alone do not need it, and start-up stays short
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import types
+from typing import Any
 
 from planner.errors import ConfigError
 from planner.model.layergraph import LayerInfo, ModelProfile, MoEInfo, ParamGroup
@@ -198,70 +199,63 @@ def context_length(config: dict) -> int:
 
 
 def trace_config(config_dict: dict, *, name: str, source: str, config_hash: str) -> ModelProfile:
-    import torch
-
     config, model = _build(config_dict, name)
-    hidden = config.hidden_size
-    layers: list[LayerInfo] = []
-
     embed = model.get_input_embeddings()
     embed_params = sum(p.numel() for p in embed.parameters())
-    layers.append(
-        LayerInfo(
-            index=0, name="embed", kind="embedding", params=embed_params,
-            shards={"vocab": ParamGroup(other=embed_params)}, decode_flops_per_token=0,
-        )
-    )
-
-    kv_elems, kv_sharded, attention, kv_heads, head_dim = _kv(config)
-    windows = _sliding_windows(config, config.num_hidden_layers)
-    flops_by_signature: dict[tuple, tuple[int, int]] = {}
-    for i, layer in enumerate(model.model.layers):
-        shards = _group_params(layer)
-        signature = tuple((n, tuple(p.shape)) for n, p in layer.named_parameters())
-        if signature not in flops_by_signature:
-            flops_by_signature[signature] = _layer_flops(model, layer, hidden)
-        per_token, per_context = flops_by_signature[signature]
-        layers.append(
-            LayerInfo(
-                index=len(layers), name=f"layer.{i}", kind="decoder", decoder_index=i,
-                params=sum(g.params for g in shards.values()), shards=shards,
-                kv_elems_per_token=kv_elems, kv_sharded=kv_sharded,
-                decode_flops_per_token=per_token, attn_flops_per_context_token=per_context,
-                sliding_window=windows[i], moe=_moe_info(config, shards),
-            )
-        )
-
-    norm_params = sum(p.numel() for p in model.model.norm.parameters())
-    layers.append(
-        LayerInfo(
-            index=len(layers), name="norm", kind="norm", params=norm_params,
-            shards={"replicated": ParamGroup(other=norm_params)}, decode_flops_per_token=0,
-        )
-    )
-    lm_head = model.get_output_embeddings()
-    tied = lm_head.weight is embed.weight
-    head_params = 0 if tied else sum(p.numel() for p in lm_head.parameters())
-    x = torch.empty(1, 1, hidden, device="meta", dtype=torch.bfloat16)
-    layers.append(
-        LayerInfo(
-            index=len(layers), name="lm_head", kind="lm_head", params=head_params,
-            shards={"vocab": ParamGroup(other=head_params)},
-            decode_flops_per_token=_count_flops(lambda: lm_head(x)),
-        )
-    )
+    layers = [LayerInfo(index=0, name="embed", kind="embedding", params=embed_params,
+                        shards={"vocab": ParamGroup(other=embed_params)}, decode_flops_per_token=0)]
+    layers += _decoder_nodes(config, model, first_index=1)
+    tied = model.get_output_embeddings().weight is embed.weight
+    layers += _tail_nodes(model, config.hidden_size, tied, first_index=len(layers))
     total = sum(layer.params for layer in layers)
     built = sum(p.numel() for p in model.parameters())
     if total != built:  # every parameter must land in exactly one node
         raise ConfigError(f"{name}: traced {total} parameters but the model has {built}; unsupported layout")
-
+    _, _, attention, kv_heads, head_dim = _kv(config)
     return ModelProfile(
         name=name, source=source, config_hash=config_hash,
         architecture=(config_dict.get("architectures") or [type(model).__name__])[0],
-        model_type=config.model_type, hidden_size=hidden, n_layers=config.num_hidden_layers,
+        model_type=config.model_type, hidden_size=config.hidden_size, n_layers=config.num_hidden_layers,
         n_heads=config.num_attention_heads, n_kv_heads=kv_heads, head_dim=head_dim,
         intermediate_size=config.intermediate_size, vocab_size=config.vocab_size,
         max_position_embeddings=getattr(config, "max_position_embeddings", 0) or 0,
         context_length=context_length(config_dict),
         attention=attention, layers=layers,
     )
+
+
+def _decoder_nodes(config: Any, model: Any, first_index: int) -> list[LayerInfo]:
+    """One node per decoder layer: its parameters by shard kind, KV per token, FLOPs (measured once per
+    distinct layer signature), sliding window and MoE details."""
+    kv_elems, kv_sharded, _, _, _ = _kv(config)
+    windows = _sliding_windows(config, config.num_hidden_layers)
+    flops_by_signature: dict[tuple, tuple[int, int]] = {}
+    out = []
+    for i, layer in enumerate(model.model.layers):
+        shards = _group_params(layer)
+        signature = tuple((n, tuple(p.shape)) for n, p in layer.named_parameters())
+        if signature not in flops_by_signature:
+            flops_by_signature[signature] = _layer_flops(model, layer, config.hidden_size)
+        per_token, per_context = flops_by_signature[signature]
+        out.append(LayerInfo(
+            index=first_index + i, name=f"layer.{i}", kind="decoder", decoder_index=i,
+            params=sum(g.params for g in shards.values()), shards=shards,
+            kv_elems_per_token=kv_elems, kv_sharded=kv_sharded,
+            decode_flops_per_token=per_token, attn_flops_per_context_token=per_context,
+            sliding_window=windows[i], moe=_moe_info(config, shards)))
+    return out
+
+
+def _tail_nodes(model: Any, hidden: int, tied: bool, first_index: int) -> list[LayerInfo]:
+    """The final norm and the lm_head (no parameters of its own when tied to the embedding)."""
+    import torch
+
+    norm_params = sum(p.numel() for p in model.model.norm.parameters())
+    lm_head = model.get_output_embeddings()
+    head_params = 0 if tied else sum(p.numel() for p in lm_head.parameters())
+    x = torch.empty(1, 1, hidden, device="meta", dtype=torch.bfloat16)
+    return [LayerInfo(index=first_index, name="norm", kind="norm", params=norm_params,
+                      shards={"replicated": ParamGroup(other=norm_params)}, decode_flops_per_token=0),
+            LayerInfo(index=first_index + 1, name="lm_head", kind="lm_head", params=head_params,
+                      shards={"vocab": ParamGroup(other=head_params)},
+                      decode_flops_per_token=_count_flops(lambda: lm_head(x)))]

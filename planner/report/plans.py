@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Group
+from rich.table import Table
 
 from planner.report.tables import table
 from planner.units import format_bytes, format_ids
 
+if TYPE_CHECKING:
+    from planner.compare import CompareResult
+    from planner.plan import Plan, Prediction, StagePrediction, Workload
+    from planner.validate.runner import ValidationReport
 
-def _layers(s) -> str:
+
+def _layers(s: StagePrediction) -> str:
     out = f"{s.layer_start}-{s.layer_end - 1}" if s.layer_end - s.layer_start > 1 else str(s.layer_start)
     return out + (" +emb" if s.has_embedding else "") + (" +head" if s.has_lm_head else "")
 
 
-def _layout(s) -> str:
+def _layout(s: StagePrediction) -> str:
     out = f"TP{s.tp}" if s.dp == 1 else f"DP{s.dp}xTP{s.tp}"
     return out + (f" EP{s.ep}" if s.ep > 1 else "")
 
 
-def stage_table(pred, title: str):
+def stage_table(pred: Prediction, title: str) -> Table:
     t = table(title, ["stage", "GPUs", "layers", "type", "weights/GPU", "KV/seq/GPU", "step ms", "comm ms"],
               right=("weights/GPU", "KV/seq/GPU", "step ms", "comm ms"))
     for s in pred.stages:
@@ -28,7 +36,7 @@ def stage_table(pred, title: str):
     return t
 
 
-def _load_line(pred, workload) -> str:
+def _load_line(pred: Prediction, workload: Workload) -> str:
     mode = "steady-state serving" if pred.mode == "serving" else "static batch"
     line = (f"at {pred.concurrency:,} sequences decoding together ({mode}, isl {workload.isl}, osl {workload.osl}, "
             f"{workload.weight_dtype} weights, {workload.kv_dtype} KV)")
@@ -37,7 +45,7 @@ def _load_line(pred, workload) -> str:
     return line
 
 
-def totals_table(pred, workload):
+def totals_table(pred: Prediction, workload: Workload) -> Table:
     t = table(_load_line(pred, workload), ["what", "value"], right=("value",), show_header=False)
     t.add_row("TPOT", f"{pred.tpot_ms:.2f} ms  (roofline floor {pred.roofline_tpot_ms:.2f} ms, {pred.roofline_ratio:.2f}x)")
     t.add_row("TTFT", f"{pred.ttft_ms:,.1f} ms")
@@ -55,11 +63,11 @@ def totals_table(pred, workload):
     return t
 
 
-def prediction_report(pred, title: str, workload) -> Group:
+def prediction_report(pred: Prediction, title: str, workload: Workload) -> Group:
     return Group(stage_table(pred, title), totals_table(pred, workload))
 
 
-def _runners_up(plan):
+def _runners_up(plan: Plan) -> Table:
     alt = table("runners-up (the best plan of each other shape; engines that run it as it is)",
                 ["shape", "TPOT ms", "tokens/s", "load", "layers per stage", "engines"],
                 right=("TPOT ms", "tokens/s", "load"))
@@ -70,7 +78,7 @@ def _runners_up(plan):
     return alt
 
 
-def plan_report(plan) -> Group:
+def plan_report(plan: Plan) -> Group:
     pred, w = plan.prediction, plan.inputs.workload
     slos = [f"TPOT <= {plan.inputs.tpot_slo_ms:g} ms" for _ in [1] if plan.inputs.tpot_slo_ms is not None]
     slos += [f"TTFT <= {plan.inputs.ttft_slo_ms:g} ms" for _ in [1] if plan.inputs.ttft_slo_ms is not None]
@@ -89,7 +97,7 @@ def plan_report(plan) -> Group:
     return Group(*parts)
 
 
-def compare_table(result) -> Group:
+def compare_table(result: CompareResult) -> Group:
     t = table(f"{result.model}: best plan per machine and load ({result.objective})",
               ["machine", "load", "plan", "TPOT ms", "TTFT ms", "tokens/s", "tok/s/GPU", "KV cap.", "weights", "KV",
                "comm", "overhead", "x roofline"],
@@ -107,7 +115,7 @@ def compare_table(result) -> Group:
     return Group(t, *(f"- {line}" for line in result.verdict))
 
 
-def validation_table(report) -> Group:
+def validation_table(report: ValidationReport) -> Group:
     t = table(f"validate {report.plan}: {report.world_size} ranks, {report.backend}, {report.scale} scale, "
               f"batch {report.batch}, {report.decode_tokens} decode steps",
               ["check", "rank", "predicted", "measured", "result", "note"], right=("rank", "predicted", "measured"))

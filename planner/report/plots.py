@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from planner.compare import COMPONENTS, NAMES, CompareResult
 
@@ -42,21 +43,31 @@ def plot_compare(result: CompareResult, path: str | Path, breakdown_at: int | No
     fig, (ax_a, ax_b, ax_c) = plt.subplots(1, 3, figsize=(17, 5.2), constrained_layout=True)
     fig.suptitle(f"{result.model}: {result.workload.weight_dtype} weights, {result.workload.kv_dtype} KV, "
                  f"isl {result.workload.isl}, osl {result.workload.osl}, objective {result.objective}", fontsize=12)
+    _tpot_panel(ax_a, result, colours)
+    _breakdown_panel(ax_b, result, colours, breakdown_at)
+    _pareto_panel(ax_c, result, colours)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
-    # (a) TPOT against concurrency
+
+def _tpot_panel(ax: Any, result: CompareResult, colours: dict) -> None:
+    """(a) TPOT against concurrency, one line per machine."""
     for t in result.topologies:
         rows = [r for r in result.rows if r.topology == t and r.fits]
         if rows:
-            ax_a.plot([r.concurrency for r in rows], [r.tpot_ms for r in rows], "o-", color=colours[t], label=t)
-    ax_a.set_xscale("log", base=2)
-    ax_a.set_xticks(result.concurrencies, [str(c) for c in result.concurrencies])
-    ax_a.set_xlabel("concurrency (sequences decoding together)")
-    ax_a.set_ylabel("TPOT (ms per output token)")
-    ax_a.set_title("(a) time per output token")
-    ax_a.grid(True, alpha=0.3)
-    ax_a.legend(fontsize=9)
+            ax.plot([r.concurrency for r in rows], [r.tpot_ms for r in rows], "o-", color=colours[t], label=t)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(result.concurrencies, [str(c) for c in result.concurrencies])
+    ax.set_xlabel("concurrency (sequences decoding together)")
+    ax.set_ylabel("TPOT (ms per output token)")
+    ax.set_title("(a) time per output token")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=9)
 
-    # (b) stacked per-token time breakdown at one concurrency
+
+def _breakdown_panel(ax: Any, result: CompareResult, colours: dict, breakdown_at: int | None) -> None:
+    """(b) where a token's time goes at one concurrency: stacked components, one bar per machine."""
     at = breakdown_at if breakdown_at in result.concurrencies else result.concurrencies[0]
     rows = [r for t in result.topologies for r in result.rows if r.topology == t and r.concurrency == at and r.fits]
     hatches = {"weights": "", "kv": "//", "compute": "..", "interconnect": "xx", "overhead": "\\\\"}
@@ -67,35 +78,33 @@ def plot_compare(result: CompareResult, path: str | Path, breakdown_at: int | No
         vals = [r.breakdown_ms.get(comp, 0.0) for r in rows]
         if not any(vals):
             continue
-        ax_b.bar(x, vals, bottom=bottoms, color=[colours[r.topology] for r in rows], alpha=shades[comp],
-                 hatch=hatches[comp], edgecolor="black", linewidth=0.5)
-        ax_b.bar([0], [0], color="grey", alpha=shades[comp], hatch=hatches[comp], edgecolor="black",
-                 linewidth=0.5, label=NAMES[comp])  # a neutral legend swatch per component
+        ax.bar(x, vals, bottom=bottoms, color=[colours[r.topology] for r in rows], alpha=shades[comp],
+               hatch=hatches[comp], edgecolor="black", linewidth=0.5)
+        ax.bar([0], [0], color="grey", alpha=shades[comp], hatch=hatches[comp], edgecolor="black",
+               linewidth=0.5, label=NAMES[comp])  # a neutral legend swatch per component
         bottoms = [b + v for b, v in zip(bottoms, vals)]
-    ax_b.set_xticks(x, [f"{r.topology}\n{r.shape}" for r in rows], fontsize=8)
-    ax_b.set_ylabel("ms per output token")
-    ax_b.set_title(f"(b) where a token's time goes, concurrency {at}")
-    ax_b.legend(fontsize=8)
-    ax_b.grid(True, axis="y", alpha=0.3)
+    ax.set_xticks(x, [f"{r.topology}\n{r.shape}" for r in rows], fontsize=8)
+    ax.set_ylabel("ms per output token")
+    ax.set_title(f"(b) where a token's time goes, concurrency {at}")
+    ax.legend(fontsize=8)
+    ax.grid(True, axis="y", alpha=0.3)
 
-    # (c) throughput against TPOT, Pareto points joined
+
+def _pareto_panel(ax: Any, result: CompareResult, colours: dict) -> None:
+    """(c) throughput against TPOT, each machine's Pareto points joined."""
     for t in result.topologies:
         pts = [(r.tpot_ms, r.tokens_per_s) for r in result.rows if r.topology == t and r.fits]
         if not pts:
             continue
-        ax_c.scatter(*zip(*pts), color=colours[t], alpha=0.5)
-        front = pareto(pts)
-        ax_c.plot(*zip(*front), "o-", color=colours[t], label=f"{t} (Pareto)")
+        ax.scatter(*zip(*pts), color=colours[t], alpha=0.5)
+        ax.plot(*zip(*pareto(pts)), "o-", color=colours[t], label=f"{t} (Pareto)")
         for r in result.rows:
             if r.topology == t and r.fits:
-                ax_c.annotate(f"c={r.concurrency}", (r.tpot_ms, r.tokens_per_s), fontsize=7, xytext=(3, 3),
-                              textcoords="offset points")
-    ax_c.set_xlabel("TPOT (ms per output token)")
-    ax_c.set_ylabel("throughput (tokens/s)")
-    ax_c.set_yscale("log")
-    ax_c.set_title("(c) throughput against latency")
-    ax_c.grid(True, alpha=0.3)
-    ax_c.legend(fontsize=9)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+                ax.annotate(f"c={r.concurrency}", (r.tpot_ms, r.tokens_per_s), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")
+    ax.set_xlabel("TPOT (ms per output token)")
+    ax.set_ylabel("throughput (tokens/s)")
+    ax.set_yscale("log")
+    ax.set_title("(c) throughput against latency")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=9)

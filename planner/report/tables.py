@@ -6,11 +6,19 @@ terminal, or piped, every GPU id and layer range still shows in full.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Group
 from rich.table import Table
 
 from planner.model.layergraph import ModelSummary
-from planner.units import format_bytes, format_count, format_ids
+from planner.units import format_bytes, format_count
+
+if TYPE_CHECKING:
+    from planner.cost.collective_report import CollectiveRow
+    from planner.hardware.summary import TopologySummary
+    from planner.hardware.topology import Topology
+    from planner.model.catalog import CatalogEntry
 
 RIGHT = "right"
 
@@ -23,7 +31,7 @@ def table(title: str | None, columns: list[str], *, right: tuple[str, ...] = (),
     return t
 
 
-def catalog_table(entries) -> Table:
+def catalog_table(entries: list[CatalogEntry]) -> Table:
     t = table("model catalog", ["name", "aliases", "hub id"])
     for e in entries:
         t.add_row(e.name, ", ".join(e.aliases), e.hub_id)
@@ -89,14 +97,14 @@ def _same(a, b) -> bool:
         b.params, b.weight_bytes, b.kv_bytes_per_token, b.decode_flops_per_token, b.sliding_window)
 
 
-def topology_list_table(rows) -> Table:
+def topology_list_table(rows: list[tuple[str, Topology]]) -> Table:
     t = table("shipped topologies", ["name", "GPUs", "nodes", "description"], right=("GPUs", "nodes"))
     for n, topo in rows:
         t.add_row(n, str(topo.n_gpus), str(topo.n_nodes), topo.definition.description)
     return t
 
 
-def _gpu_rows(summary) -> Table:
+def _gpu_rows(summary: TopologySummary) -> Table:
     head = table(f"{summary.name}: {summary.description}", ["GPU", "node", "type", "memory", "HBM", "bf16"],
                  right=("GPU", "memory", "HBM", "bf16"))
     for g in summary.gpus[:64]:
@@ -108,7 +116,7 @@ def _gpu_rows(summary) -> Table:
     return head
 
 
-def topology_table(summary) -> Group:
+def topology_table(summary: TopologySummary) -> Group:
     links = table(f"links (per direction){'' if summary.links_total == len(summary.links) else f', first {len(summary.links)} of {summary.links_total}'}",
                   ["from", "to", "kind", "bandwidth", "latency"], right=("bandwidth", "latency"))
     for link in summary.links:
@@ -131,12 +139,9 @@ def topology_table(summary) -> Group:
     return Group(*parts)
 
 
-def collective_table(rows, title: str) -> Table:
+def collective_table(rows: list[CollectiveRow], title: str) -> Table:
     t = table(title, ["size", "bytes", "time", "busbw", "algorithm"], right=("size", "bytes", "time", "busbw"))
     for r in rows:
         t.add_row(r.size, f"{r.bytes:,}", f"{r.time_us:,.1f} us", f"{r.busbw_gbps:,.2f} GB/s", f"{r.algorithm}/{r.protocol}")
     return t
 
-
-def ids(values) -> str:
-    return format_ids(list(values))

@@ -188,7 +188,7 @@ class ShapeModel:
     def _solve(self, limits: Limits) -> Any:
         solver = self.cp.CpSolver()
         solver.parameters.max_deterministic_time = max(0.05, limits.deterministic_s)
-        solver.parameters.max_time_in_seconds = max(1.0, 4 * limits.deterministic_s)
+        solver.parameters.max_time_in_seconds = max(5.0, 10 * limits.deterministic_s)  # only a safety net
         solver.parameters.num_workers = limits.workers
         solver.parameters.random_seed = 0
         status = solver.solve(self.m)

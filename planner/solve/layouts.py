@@ -9,9 +9,11 @@ stage, and data-parallel attention without pipeline stages. `any_shape` offers t
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from planner.cost.shards import Layout
 from planner.model.layergraph import ModelProfile
-from planner.plan import tp_problems
+from planner.plan import Stage, tp_problems
 
 
 def layouts_for(profile: ModelProfile, gpus: int, max_tp: int | None = None) -> list[Layout]:
@@ -40,7 +42,7 @@ def engine_runnable(layouts: list[Layout], pp: int) -> bool:
     return pp == 1 or layouts[0].dp == 1
 
 
-def engines_for(stages, uneven: bool) -> list[str]:
+def engines_for(stages: Sequence[Stage], uneven: bool) -> list[str]:
     """Engines that run a plan as it is: one layout everywhere (TensorRT-LLM also needs even stages)."""
     layouts = [Layout(s.tp, s.dp, s.ep) for s in stages]
     if not engine_runnable(layouts, len(stages)):

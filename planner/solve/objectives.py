@@ -177,6 +177,23 @@ def solve_fixed_load(sv: ShapeSolver, limits: Limits, best_score: float | None) 
     return ShapeResult(shape, out.status, part, pred, score, in_score(max(out.bound, bound)))
 
 
+def score_bound(sv: ShapeSolver, limits: Limits) -> float:
+    """A lower bound on the score of every plan of the shape, from the solver's bounds alone (no search for
+    a plan). With a relaxed shape (slot 0 = every GPU offered) it holds for every slot system of the shape."""
+    req, shape = sv.req, sv.shape
+    if req.objective == "throughput":
+        cap = load_capacity(sv, limits)
+        if cap.status == "INFEASIBLE":
+            return math.inf
+        return _tokens_bound(sv, cap.bound)
+    op = sv.op(math.ceil(req.workload.concurrency / shape.replicas))
+    if not op.feasible:
+        return math.inf
+    if req.objective == "latency":
+        return sv.tpot_lower_bound_ns(op) / 1e6
+    return sv.traffic_lower_bound(op) / op.decode
+
+
 def _int(value: float | None) -> int | None:
     return None if value is None else int(value)
 
@@ -201,20 +218,47 @@ def step_budget_limit(sv: ShapeSolver, cap: int) -> int:
     return _largest(1, cap, lambda c: sv.op(c).feasible)
 
 
-def solve_throughput(sv: ShapeSolver, limits: Limits, best_tokens: float | None) -> ShapeResult:
-    """The largest load the shape serves (memory, step budget, SLOs), then the least TPOT there."""
+@dataclass(frozen=True)
+class Capacity:
+    """Sequences per replica a shape holds: within the engine's step budget and in memory."""
+
+    plan: int  # the most a plan found holds
+    bound: int  # no plan holds more
+    status: str  # OPTIMAL (plan == bound), FEASIBLE (search cut short), INFEASIBLE or UNKNOWN
+    problem: str | None = None
+
+
+def load_capacity(sv: ShapeSolver, limits: Limits) -> Capacity:
+    """The largest per-replica load the step budget allows and the memory holds, with its bound."""
     req, shape = sv.req, sv.shape
     cap = CAPACITY_MAX if req.max_concurrency is None else max(1, req.max_concurrency // shape.replicas)
     cap = step_budget_limit(sv, cap)
     if cap < 1:
-        return ShapeResult(shape, "INFEASIBLE", note=sv.op(1).problem)
+        return Capacity(0, 0, "INFEASIBLE", sv.op(1).problem)
     mem = sv.model(sv.op(1), memory_at_load=False).maximize_capacity(limits)
     if not mem.found:
-        return ShapeResult(shape, mem.status if mem.status == "UNKNOWN" else "INFEASIBLE")
-    cap = min(cap, int(mem.value))
-    if cap < 1:
-        return ShapeResult(shape, "INFEASIBLE", note="the weights leave no room for a sequence's KV cache")
-    upper = shape.replicas * cap * 1e9 / sv.tpot_lower_bound_ns(sv.op(cap))
+        return Capacity(0, cap, "UNKNOWN") if mem.status == "UNKNOWN" else Capacity(0, 0, "INFEASIBLE")
+    plan = min(cap, int(mem.value))
+    bound = min(cap, int(mem.value if mem.status == "OPTIMAL" else mem.bound))
+    if bound < 1:
+        return Capacity(0, 0, "INFEASIBLE", "the weights leave no room for a sequence's KV cache")
+    return Capacity(plan, bound, mem.status)
+
+
+def _tokens_bound(sv: ShapeSolver, cap_bound: int) -> float:
+    """Minus the most tokens/s the shape can reach (a score bound): tokens/s = load / TPOT grows with the load."""
+    if cap_bound < 1:
+        return 0.0
+    return -sv.shape.replicas * cap_bound * 1e9 / sv.tpot_lower_bound_ns(sv.op(cap_bound))
+
+
+def solve_throughput(sv: ShapeSolver, limits: Limits, best_tokens: float | None) -> ShapeResult:
+    """The largest load the shape serves (memory, step budget, SLOs), then the least TPOT there."""
+    shape = sv.shape
+    cap = load_capacity(sv, limits)
+    if cap.status != "OPTIMAL" and cap.plan < 1:
+        return ShapeResult(shape, cap.status, note=cap.problem)
+    upper = -_tokens_bound(sv, cap.bound)
     if best_tokens is not None and upper <= best_tokens:
         return ShapeResult(shape, "PRUNED", bound=-upper)
     outcomes: dict[int, Outcome] = {}
@@ -225,12 +269,12 @@ def solve_throughput(sv: ShapeSolver, limits: Limits, best_tokens: float | None)
             outcomes[c] = sv.with_slos(sv.model(op), op).minimize_tpot(limits)
         return outcomes[c].found
 
-    best = _largest(1, cap, feasible)
+    best = _largest(1, cap.plan, feasible)
     if best < 1:
         unknown = any(o.status == "UNKNOWN" for o in outcomes.values())
         return ShapeResult(shape, "UNKNOWN" if unknown else "INFEASIBLE", note="no load meets the SLOs")
     op = sv.op(best)
     part, pred = sv.evaluate(outcomes[best], op)
-    settled = all(o.status in ("OPTIMAL", "INFEASIBLE") for o in outcomes.values()) and mem.status == "OPTIMAL"
+    settled = all(o.status in ("OPTIMAL", "INFEASIBLE") for o in outcomes.values()) and cap.status == "OPTIMAL"
     return ShapeResult(shape, "OPTIMAL" if settled else "FEASIBLE", part, pred, -pred.tokens_per_s,
                        -pred.tokens_per_s if settled else -upper)

@@ -10,9 +10,8 @@ known. Every plan is re-evaluated by `planner.cost.estimate`, so `solve` and `es
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from planner.cost.advice import suggestions
@@ -26,9 +25,10 @@ from planner.solve.checks import SolveOptions, check_options
 from planner.solve.coefficients import RESOLUTION
 from planner.solve.formulation import Limits
 from planner.solve.layouts import engines_for
-from planner.solve.objectives import Request, ShapeResult, ShapeSolver, solve_fixed_load, solve_throughput
+from planner.solve.objectives import Request, ShapeResult, ShapeSolver, score_bound, solve_fixed_load, solve_throughput
 from planner.solve.shapes import Limits as ShapeLimits
-from planner.solve.shapes import enumerate_shapes, shape_candidates
+from planner.solve.shapes import Shape, enumerate_shapes, shape_candidates
+from planner.solve.slots import single
 from planner.units import format_bytes
 
 OBJECTIVES = ("latency", "throughput", "traffic")
@@ -60,10 +60,10 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, objectiv
         max_concurrency=max_concurrency, any_shape=any_shape))
     req = Request(profile, topo, workload, objective, constants, tpot_slo_ms, ttft_slo_ms, max_concurrency, workers)
     lim = ShapeLimits(opts.max_pp, max_tp, opts.max_replicas, opts.budget, any_shape)
-    shapes, exact = enumerate_shapes(profile, topo, opts.ids, lim)
-    run = _Run(req, shapes, time_limit_s, started, progress)
+    shapes = enumerate_shapes(profile, topo, opts.ids, lim)
+    run = _Run(req, shapes, opts.ids, time_limit_s, started, progress)
     results = run.all_shapes(max_tp)
-    exact &= run.exact
+    exact = run.exact
     ok = [r for r in results if r.prediction is not None and r.prediction.fits]
     if not ok:
         raise _nothing_fits(profile, topo, opts.ids, workload, req, run.notes)
@@ -74,22 +74,37 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, objectiv
 class _Run:
     """The shape loop: solve each shape, prune with the best so far, report progress."""
 
-    def __init__(self, req: Request, shapes, time_limit_s: float, started: float, progress):
-        self.req, self.shapes, self.started, self.progress = req, shapes, started, progress
+    def __init__(self, req: Request, shapes: list[Shape], ids: list[int], time_limit_s: float, started: float,
+                 progress: Callable[[Progress], None] | None):
+        self.req, self.shapes, self.ids, self.started, self.progress = req, shapes, ids, started, progress
         self.limits = Limits(max(0.05, time_limit_s / max(1, len(shapes))), req.workers)
         self.exact = True
         self.notes: list[str] = []
         self.best: ShapeResult | None = None
 
-    def solver(self, shape, max_tp) -> ShapeSolver:
+    def solver(self, shape: Shape, max_tp: int | None) -> ShapeSolver:
         cands = shape_candidates(self.req.profile, self.req.topo, shape, max_tp)
         if not cands.exact:
-            self.exact = False
-            if cands.note and cands.note not in self.notes:
-                self.notes.append(cands.note)
+            self._inexact(cands.note)
         return ShapeSolver(self.req, shape, cands)
 
-    def one(self, shape, max_tp, limits: Limits, prune: bool) -> ShapeResult:
+    def _inexact(self, note: str | None) -> None:
+        self.exact = False
+        if note and note not in self.notes:
+            self.notes.append(note)
+
+    def one(self, shape: Shape, max_tp: int | None, limits: Limits, prune: bool) -> ShapeResult:
+        if prune and not shape.exact_slots:
+            # Slots not known to be exhaustive: a bound over every GPU offered holds for every slot system;
+            # where it cannot beat the best plan, the shape is settled without them.
+            relaxed = replace(shape, system=single(self.ids), exact_slots=True)
+            bound = score_bound(self.solver(relaxed, max_tp), limits)
+            if self.best is not None and bound >= self.best.score:
+                return ShapeResult(shape, "PRUNED", bound=bound)
+            self._inexact(f"{shape.replicas} replicas of {shape.gpus} GPUs were placed on slots from a locality "
+                          "order, not every placement: the plan is the best found, not proven optimal")
+        if shape.system is None:
+            return ShapeResult(shape, "UNKNOWN", note="no isomorphic slots found")
         sv = self.solver(shape, max_tp)
         if not sv.cands.configs:
             return ShapeResult(shape, "INFEASIBLE", note="no GPU group of this size")
@@ -99,9 +114,10 @@ class _Run:
         best = self.best.score if (prune and self.best is not None) else None
         return solve_fixed_load(sv, limits, best)
 
-    def all_shapes(self, max_tp) -> list[ShapeResult]:
+    def all_shapes(self, max_tp: int | None) -> list[ShapeResult]:
         out = []
-        for k, shape in enumerate(self.shapes):
+        # shapes on exhaustive slots first: the best plan they find lets a bound settle the others
+        for k, shape in enumerate(sorted(self.shapes, key=lambda sh: not sh.exact_slots)):
             res = self.one(shape, max_tp, self.limits, prune=True)
             if res.note and res.status == "INFEASIBLE" and res.note not in self.notes and len(self.notes) < 5:
                 self.notes.append(res.note)
@@ -113,7 +129,8 @@ class _Run:
                 self.progress(Progress(k + 1, len(self.shapes), best, time.perf_counter() - self.started))
         return out
 
-    def runners_up(self, results: list[ShapeResult], ok: list[ShapeResult], top: int, max_tp) -> list[ShapeResult]:
+    def runners_up(self, results: list[ShapeResult], ok: list[ShapeResult], top: int,
+                   max_tp: int | None) -> list[ShapeResult]:
         """Shapes pruned by a bound, solved on their own (small budget) when too few runners-up were found."""
         seen = {r.partition.shape for r in ok}
         if len(seen) > top:

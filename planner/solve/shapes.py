@@ -25,7 +25,8 @@ class Shape:
     gpus: int  # GPUs per replica: exactly (R > 1 or a fixed layout), or at most (one replica, mixed layouts)
     exact_gpus: bool
     layout: Layout | None  # every stage's layout, or None: stages may differ
-    system: SlotSystem
+    system: SlotSystem | None  # None: no slot system was found, though one may exist (exact_slots is False)
+    exact_slots: bool = True  # the slot systems of this (R, GPUs) are every one up to isomorphism
 
     @property
     def label(self) -> str:
@@ -48,10 +49,10 @@ def _layouts(profile: ModelProfile, sizes: range, max_tp: int | None) -> dict[in
     return {n: layouts_for(profile, n, max_tp) for n in sizes}
 
 
-def enumerate_shapes(profile: ModelProfile, topo: Topology, ids: list[int], lim: Limits) -> tuple[list[Shape], bool]:
-    """Every shape to try, and whether the slot systems behind them are exhaustive."""
+def enumerate_shapes(profile: ModelProfile, topo: Topology, ids: list[int], lim: Limits) -> list[Shape]:
+    """Every shape to try. Where the slot systems of an (R, GPUs) pair are not known to be exhaustive, its
+    shapes say so (`exact_slots=False`); with no system found, one stand-in shape (`system=None`) remains."""
     shapes: list[Shape] = []
-    exact = True
     widest = max(len(g) for g in topo.node_gpus().values())  # a stage's GPUs share one node
     layouts = _layouts(profile, range(1, min(lim.budget, widest) + 1), lim.max_tp)
     for r in range(1, lim.max_replicas + 1):
@@ -60,26 +61,29 @@ def enumerate_shapes(profile: ModelProfile, topo: Topology, ids: list[int], lim:
             break
         for pp in range(1, min(lim.max_pp, profile.n_layers, per) + 1):
             if lim.any_shape:
-                sizes = [per] if r == 1 else range(pp, per + 1)
-                for size in sizes:
-                    systems, ok = slot_systems(topo, ids, r, size) if r > 1 else slot_systems(topo, ids, 1, size)
-                    exact &= ok
-                    shapes += [Shape(r, pp, size, r > 1, None, sys) for sys in systems]
+                for size in ([per] if r == 1 else range(pp, per + 1)):
+                    shapes += _on_slots(topo, ids, r, pp, size, None)
                 continue
             for width, lays in layouts.items():
-                if pp * width > per or not lays or (pp > 1 and all(lay.dp > 1 for lay in lays)):
+                if pp * width > per or not lays:
                     continue
-                systems, ok = slot_systems(topo, ids, r, pp * width)
-                exact &= ok
                 for lay in lays:
-                    if pp > 1 and lay.dp > 1:
-                        continue  # engines run attention data parallelism without pipeline stages
-                    shapes += [Shape(r, pp, pp * width, True, lay, sys) for sys in systems]
-    return shapes, exact
+                    if pp == 1 or lay.dp == 1:  # engines run attention data parallelism without pipeline stages
+                        shapes += _on_slots(topo, ids, r, pp, pp * width, lay)
+    return shapes
+
+
+def _on_slots(topo: Topology, ids: list[int], r: int, pp: int, size: int, layout: Layout | None) -> list[Shape]:
+    systems, exact = slot_systems(topo, ids, r, size)
+    exact_gpus = r > 1 or layout is not None
+    if not systems and not exact:
+        return [Shape(r, pp, size, exact_gpus, layout, None, exact_slots=False)]
+    return [Shape(r, pp, size, exact_gpus, layout, sys_, exact_slots=exact) for sys_ in systems]
 
 
 def shape_candidates(profile: ModelProfile, topo: Topology, shape: Shape, max_tp: int | None) -> CandidateSet:
     """Stage configurations of replica 0 (inside slot 0) for this shape."""
+    assert shape.system is not None, "a stand-in shape has no slots: relax it first"
     slot = list(shape.system.slots[0])
     if shape.layout is not None:
         layouts = {shape.layout.gpus: [shape.layout]}

@@ -101,22 +101,25 @@ def _classes(topo: Topology, subsets: list[tuple[int, ...]]) -> list[list[tuple[
 
 
 def _disjoint(members: list[tuple[tuple[int, ...], dict[int, int]]], replicas: int):
-    """R pairwise disjoint members, the representative first, or None."""
-    first = members[0]
-    rest = members[1:]
+    """R pairwise disjoint members of a class (any of them: the representative need not be one), each with
+    its map from the first chosen; None if the class has no R disjoint members."""
 
-    def extend(chosen, used, start):
+    def extend(chosen: list, used: set[int], start: int):
         if len(chosen) == replicas:
             return chosen
-        for k in range(start, len(rest)):
-            s, m = rest[k]
+        for k in range(start, len(members)):
+            s, m = members[k]
             if used.isdisjoint(s):
                 found = extend(chosen + [(s, m)], used | set(s), k + 1)
                 if found:
                     return found
         return None
 
-    return extend([first], set(first[0]), 0)
+    chosen = extend([], set(), 0)
+    if chosen is None:
+        return None
+    back = {v: k for k, v in chosen[0][1].items()}  # first chosen -> representative
+    return [(s, {g: m[back[g]] for g in chosen[0][0]}) for s, m in chosen]
 
 
 def _enumerated(topo: Topology, ids: list[int], replicas: int, size: int) -> list[SlotSystem]:

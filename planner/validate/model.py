@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+#: A torch.distributed process group (None: the default group).
+Group = Any
 
 DTYPE = torch.bfloat16  # weights and everything that crosses a link (2 bytes, as the cost model counts)
 COMPUTE = torch.float32  # arithmetic on each rank, so that TP and the reference differ only by link roundings
@@ -56,7 +60,7 @@ class Comm:
             self.received += received
             self.calls[kind] = self.calls.get(kind, 0) + 1
 
-    def all_reduce(self, t: torch.Tensor, group, n: int) -> torch.Tensor:
+    def all_reduce(self, t: torch.Tensor, group: Group, n: int) -> torch.Tensor:
         if n == 1:
             return t
         nbytes = t.numel() * t.element_size()
@@ -64,7 +68,7 @@ class Comm:
         self.dist.all_reduce(t, group=group)
         return t
 
-    def all_gather_last(self, t: torch.Tensor, group, n: int) -> torch.Tensor:
+    def all_gather_last(self, t: torch.Tensor, group: Group, n: int) -> torch.Tensor:
         if n == 1:
             return t
         parts = [torch.empty_like(t) for _ in range(n)]
@@ -79,7 +83,7 @@ class Comm:
 
     device: str = "cpu"
 
-    def recv(self, shape, src: int) -> torch.Tensor:
+    def recv(self, shape: tuple[int, ...], src: int) -> torch.Tensor:
         t = torch.empty(shape, dtype=DTYPE, device=self.device)
         self.dist.recv(t, src)
         self._count("recv", 0, t.numel() * t.element_size())
@@ -159,7 +163,7 @@ class Shard:
         return sum(t.numel() * t.element_size() for t in self.params.values())
 
     # Forward ------------------------------------------------------------------------------------
-    def embed(self, ids: torch.Tensor, comm: Comm, group) -> torch.Tensor:
+    def embed(self, ids: torch.Tensor, comm: Comm, group: Group) -> torch.Tensor:
         lo = self.r * self.vocab_local
         mask = (ids >= lo) & (ids < lo + self.vocab_local)
         local = torch.where(mask, ids - lo, torch.zeros_like(ids))
@@ -228,7 +232,8 @@ class Shard:
             out = out + y * w
         return self._reduce(out, comm, group)
 
-    def forward(self, hidden, residual, positions, comm: Comm, group):
+    def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None, positions: torch.Tensor, comm: Comm,
+                group: Group) -> tuple[torch.Tensor, torch.Tensor]:
         for i in self.layers:
             pre = f"model.layers.{i}."
             if residual is None:
@@ -240,6 +245,6 @@ class Shard:
             hidden = self._mlp(i, self._norm(residual, self.params[pre + "ln2"]), comm, group)
         return hidden, residual
 
-    def logits(self, hidden, residual, comm: Comm, group) -> torch.Tensor:
+    def logits(self, hidden: torch.Tensor, residual: torch.Tensor, comm: Comm, group: Group) -> torch.Tensor:
         x = self._norm(hidden + residual, self.params["norm"])
         return comm.all_gather_last(self._linear(x[:, -1:], self.params["lm_head"]).to(DTYPE), group, self.tp)

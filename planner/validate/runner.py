@@ -17,12 +17,19 @@ import queue
 import socket
 import time
 import traceback
-from typing import Optional
+from types import ModuleType
+from typing import TYPE_CHECKING, Optional
 
 from pydantic import BaseModel
 
 from planner.errors import InputError, ValidationRunError
-from planner.plan import Plan, Stage, Workload
+from planner.plan import Plan, Stage
+
+if TYPE_CHECKING:
+    import torch
+
+    from planner.hardware.topology import Topology
+    from planner.model.layergraph import ModelProfile
 
 #: Numerics: the distributed logits match the reference within this fraction of the reference's
 #: largest magnitude. bf16 keeps 8 bits of mantissa and the TP all-reduces sum partial products in
@@ -85,7 +92,7 @@ class Job(BaseModel):
         return sum(st.tp for st in self.stages)
 
 
-def inputs(job: Job):
+def inputs(job: Job) -> tuple[torch.Tensor, torch.Tensor]:
     import torch
 
     vocab = job.config["vocab_size"]
@@ -94,7 +101,7 @@ def inputs(job: Job):
     return prompt, decode
 
 
-def run_rank(rank: int, job: Job, dist) -> dict:
+def run_rank(rank: int, job: Job, dist: ModuleType) -> dict:
     """One rank's whole run, inside an initialised process group."""
     import torch
 
@@ -149,7 +156,7 @@ def run_rank(rank: int, job: Job, dist) -> dict:
     return out
 
 
-def reference_logits(job: Job):
+def reference_logits(job: Job) -> torch.Tensor:
     """The same weights in one process, no parallelism."""
     import torch
 
@@ -252,11 +259,11 @@ def run_local(job: Job) -> list[dict]:
 
 # --- plan -> job, results -> report -----------------------------------------------------------
 
-def make_job(plan: Plan, scale: str, backend: str, tokens: int, timeout_s: float, fail_rank=None):
+def make_job(plan: Plan, scale: str, backend: str, tokens: int, timeout_s: float,
+             fail_rank: int | None = None) -> tuple[Job, ModelProfile]:
     """The job and the traced profile at the chosen scale."""
-    from planner.model.catalog import resolve
+    from planner.model.catalog import config_hash, resolve
     from planner.model.trace import trace_config
-    from planner.model.catalog import config_hash
     from planner.validate.mini import check_family, mini_config, mini_stages
 
     if scale not in ("mini", "full"):
@@ -283,7 +290,7 @@ def make_job(plan: Plan, scale: str, backend: str, tokens: int, timeout_s: float
     return job, profile
 
 
-def predictions(job: Job, profile, topo) -> dict[int, dict]:
+def predictions(job: Job, profile: ModelProfile, topo: Topology) -> dict[int, dict]:
     """Per rank, the cost model at this scale: parameter bytes, bytes per decode step, step time."""
     from planner.cost.constants import DEFAULT
     from planner.cost.memory import stage_memory
@@ -314,7 +321,8 @@ def predictions(job: Job, profile, topo) -> dict[int, dict]:
     return out
 
 
-def build_report(plan_name: str, scale: str, job: Job, profile, topo, results: list[dict]) -> ValidationReport:
+def build_report(plan_name: str, scale: str, job: Job, profile: ModelProfile, topo: Topology,
+                 results: list[dict]) -> ValidationReport:
     import torch
 
     pred = predictions(job, profile, topo)

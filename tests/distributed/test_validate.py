@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from planner.cost.estimate import estimate
+from planner.hardware import load_topology
 from planner.model.catalog import load_profile
 from planner.plan import Partition, SolverInfo, Stage, Workload, build_plan
-from planner.hardware import load_topology
 from planner.validate.runner import validate
 
 from ..conftest import run_planner
