@@ -140,3 +140,21 @@ def format_ids(ids: list[int] | tuple[int, ...]) -> str:
         if i is not None:
             run.append(i)
     return ",".join(out)
+
+
+def parse_int_list(text: str, option: str, *, low: int = 0, high: int = 1 << 20) -> list[int]:
+    """`0,1,2,3` -> [0, 1, 2, 3]; InputError naming the option when a value is not a whole number in range."""
+    from planner.errors import InputError
+
+    if len(text) > 10_000:
+        raise InputError(f"{option}: the list is {len(text)} characters long")
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"{option}: expected comma-separated whole numbers, got '{text[:80]}'") from None
+    bad = [v for v in values if not low <= v <= high]
+    if bad:
+        raise InputError(f"{option}: {bad[0]} is outside {low}..{high}")
+    if not values:
+        raise InputError(f"{option}: give at least one value")
+    return values

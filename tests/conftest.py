@@ -59,3 +59,52 @@ def run_planner(*args: str, env: dict | None = None, timeout: float = 120):
     full_env = dict(os.environ, **(env or {}))
     exe = Path(sys.executable).parent / "planner"
     return subprocess.run([str(exe), *args], capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def _children_of(pids: set[int]) -> set[int]:
+    """Every live process whose parent is in `pids` (Linux /proc)."""
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid in pids:
+            out.add(int(entry.name))
+    return out
+
+
+def run_planner_tracked(*args: str, env: dict | None = None, timeout: float = 240):
+    """Run the console script and record the PIDs of every process it starts (polled through /proc while it
+    runs). Returns (CompletedProcess, started PIDs); the caller checks that none outlives the command."""
+    import subprocess
+    import time
+
+    full_env = dict(os.environ, **(env or {}))
+    exe = Path(sys.executable).parent / "planner"
+    proc = subprocess.Popen([str(exe), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env)
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        seen |= _children_of({proc.pid} | seen)
+        time.sleep(0.05)
+    if proc.poll() is None:
+        proc.kill()
+    out, err = proc.communicate(timeout=30)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), seen
+
+
+def alive(pids: set[int]) -> list[int]:
+    """The PIDs of `pids` still running (zombies count as gone)."""
+    out = []
+    for pid in pids:
+        try:
+            state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            out.append(pid)
+    return out

@@ -49,10 +49,10 @@ GPT_FAST = [
 
 
 @pytest.mark.parametrize("model,tp,ms_per_token", GPT_FAST)
-def test_gpt_fast_decode_rows_within_15_percent(profiles, model, tp, ms_per_token):
+def test_gpt_fast_decode_rows_within_10_percent(profiles, model, tp, ms_per_token):
     p = profiles(model)
     pred = estimate(p, load_topology("8xa100"), tp_plan(p.n_layers, tp), Workload(concurrency=1, isl=16, osl=200))
-    assert pred.tpot_ms == pytest.approx(ms_per_token, rel=0.15)
+    assert pred.tpot_ms == pytest.approx(ms_per_token, rel=0.10)  # the README's claim
 
 
 def test_nvlink_versus_pcie_tp8(profiles):
@@ -119,10 +119,14 @@ def test_pipeline_and_memory_accounting(profiles):
     tp8 = estimate(p, topo, tp_plan(80, 8), w)
     # PP does not lower per-token latency: each micro-batch re-reads every stage's weights
     assert pp2.tpot_ms > tp8.tpot_ms
-    # weights + KV + reserve = memory used, per GPU
-    for g, used in tp8.memory_per_gpu_bytes.items():
-        parts = tp8.memory_breakdown[g]
-        assert used == pytest.approx(sum(parts.values()))
+    # memory per GPU by hand: Llama-3.1-70B has 70,553,706,496 parameters, of which 1,318,912 are norms
+    # (2 x 8192 per layer x 80 + 8192) kept whole on every rank; everything else splits over TP8. bf16.
+    weights = ((70_553_706_496 - 1_318_912) // 8 + 1_318_912) * 2
+    # KV: 80 layers x (K and V) x 1 KV head per GPU (8 over TP8) x 128 x 2 bytes, 1280 tokens, 8 sequences
+    kv = 80 * 2 * 1 * 128 * 2 * 1280 * 8
+    for g in range(8):
+        assert tp8.memory_breakdown[g] == {"weights": weights, "kv_cache": kv, "reserve": 2.5e9}
+        assert tp8.memory_per_gpu_bytes[g] == weights + kv + 2.5e9 == 20_560_165_120
     # roofline: at concurrency 8 every token re-uses the weights, so the floor is below TPOT
     assert 1 < tp8.roofline_ratio < 5
 

@@ -97,21 +97,10 @@ def load_inputs(model: str, topology: str, work: Workload,
 
 
 def int_list(text: Optional[str], option: str, *, low: int = 0, high: int = 1 << 20) -> Optional[list[int]]:
-    """`0,1,2,3` -> [0, 1, 2, 3]; one line naming the option when a value is not a whole number in range."""
-    if text is None:
-        return None
-    if len(text) > 10_000:
-        raise InputError(f"{option}: the list is {len(text)} characters long")
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise InputError(f"{option}: expected comma-separated whole numbers, got '{text[:80]}'") from None
-    bad = [v for v in values if not low <= v <= high]
-    if bad:
-        raise InputError(f"{option}: {bad[0]} is outside {low}..{high}")
-    if not values:
-        raise InputError(f"{option}: give at least one value")
-    return values
+    """`0,1,2,3` -> [0, 1, 2, 3] (None stays None); one line naming the option on a bad value."""
+    from planner.units import parse_int_list
+
+    return None if text is None else parse_int_list(text, option, low=low, high=high)
 
 
 def write_file(path: str, text: str, what: str) -> None:

@@ -7,21 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from planner.cli.common import (
-    CalibrationOpt,
-    IslOpt,
-    JsonOpt,
-    KvDtypeOpt,
-    MemFracOpt,
-    ModelOpt,
-    ModeOpt,
-    OslOpt,
-    WeightDtypeOpt,
-    cli_errors,
-    console,
-    print_json,
-    say,
-    workload,
-)
+    CalibrationOpt, IslOpt, JsonOpt, KvDtypeOpt, MemFracOpt, ModelOpt, ModeOpt, OslOpt, WeightDtypeOpt, cli_errors,
+    console, print_json, say, workload)
 
 
 def register(app: typer.Typer) -> None:

@@ -8,25 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from planner.cli.common import (
-    CalibrationOpt,
-    IslOpt,
-    JsonOpt,
-    KvDtypeOpt,
-    MemFracOpt,
-    ModelOpt,
-    ModeOpt,
-    OslOpt,
-    TopologyOpt,
-    WeightDtypeOpt,
-    cli_errors,
-    console,
-    int_list,
-    load_inputs,
-    print_json,
-    say,
-    workload,
-    write_file,
-)
+    CalibrationOpt, IslOpt, JsonOpt, KvDtypeOpt, MemFracOpt, ModelOpt, ModeOpt, OslOpt, TopologyOpt, WeightDtypeOpt,
+    cli_errors, console, int_list, load_inputs, print_json, say, workload, write_file)
 from planner.cli.progress import solve_progress
 
 OutputOpt = Annotated[Optional[str], typer.Option("-o", "--output", help="Write the Plan JSON here.")]

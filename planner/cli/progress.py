@@ -7,35 +7,53 @@ has run for `DELAY_S` (short solves stay silent). Piped or redirected runs print
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, Optional
+import threading
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
+
+if TYPE_CHECKING:
+    from planner.solve.search import Progress
 
 DELAY_S = 1.0
 
 
 @contextlib.contextmanager
-def solve_progress(enabled: bool) -> Iterator[Optional[Callable]]:
+def solve_progress(enabled: bool) -> Iterator[Optional[Callable[[Progress], None]]]:
+    """A callback for `solve(progress=...)`; the bar appears after DELAY_S (a timer, so that a first shape
+    that takes long is not silent) and is erased when the solve ends."""
     if not enabled:
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bar
+    from rich.table import Column
 
     from planner.cli.common import err_console
 
-    bar = Progress(TextColumn("solving"), BarColumn(), MofNCompleteColumn(), TextColumn("shapes"),
-                   TimeElapsedColumn(), TextColumn("{task.description}"), console=err_console, transient=True)
-    task = None
+    fixed = {"no_wrap": True}
+    bar = Bar(TextColumn("solving", table_column=Column(**fixed)),
+              BarColumn(bar_width=16, table_column=Column(min_width=16, **fixed)),
+              TextColumn("{task.fields[counts]}", table_column=Column(min_width=13, **fixed)),
+              TimeElapsedColumn(table_column=Column(min_width=7, **fixed)),
+              TextColumn("{task.description}", table_column=Column(ratio=1, overflow="ellipsis", **fixed)),
+              console=err_console, transient=True, expand=True)
+    task = bar.add_task("", total=None, counts="")
+    lock = threading.Lock()
 
-    def update(p) -> None:
-        nonlocal task
-        if p.elapsed_s < DELAY_S and p.done < p.total:
-            return
-        if task is None:
+    def show() -> None:
+        with lock:
             bar.start()
-            task = bar.add_task("", total=p.total)
-        bar.update(task, completed=p.done, total=p.total, description=f"best: {p.best}" if p.best else "")
 
+    def update(p: Progress) -> None:
+        with lock:
+            bar.update(task, completed=p.done, total=p.total, counts=f"{p.done}/{p.total} shapes",
+                       description=f"best {p.best}" if p.best else "")
+
+    timer = threading.Timer(DELAY_S, show)
+    timer.daemon = True
+    timer.start()
     try:
         yield update
     finally:
-        if task is not None:
+        timer.cancel()
+        with lock:
             bar.stop()

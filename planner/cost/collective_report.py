@@ -30,20 +30,16 @@ class CollectiveReport(BaseModel):
 
 
 def parse_gpu_ids(text: str | None, topo: Topology) -> list[int]:
+    """The group: every GPU by default, else the listed ids (each on the machine, none twice)."""
+    from planner.units import parse_int_list
+
     if text is None:
         return list(range(topo.n_gpus))
-    if len(text) > 10_000:
-        raise InputError(f"--gpu-ids: a list of {len(text)} characters is too long")
-    try:
-        ids = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise InputError(f"--gpu-ids: expected comma-separated integers such as 0,1,2,3, got '{text[:80]}'") from None
+    ids = parse_int_list(text, "--gpu-ids", high=1 << 30)
     for i in ids:
         topo.gpu(i)
     if len(set(ids)) != len(ids):
         raise InputError(f"--gpu-ids: GPU ids repeat in '{text[:80]}'")
-    if not ids:
-        raise InputError("--gpu-ids: no GPU given")
     return ids
 
 

@@ -11,16 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from planner.launch.common import (
-    LaunchBundle,
-    command,
-    header,
-    layer_partition,
-    model_arg,
-    per_replica_concurrency,
-    q,
-    replica_nodes,
-    uniform_tp,
-)
+    LaunchBundle, command, header, layer_partition, model_arg, per_replica_concurrency, q, replica_nodes,
+    uniform_tp)
 
 if TYPE_CHECKING:
     from planner.hardware.topology import Topology

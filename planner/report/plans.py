@@ -27,8 +27,9 @@ def _layout(s: StagePrediction) -> str:
 
 
 def stage_table(pred: Prediction, title: str) -> Table:
-    t = table(title, ["stage", "GPUs", "layers", "type", "weights/GPU", "KV/seq/GPU", "step ms", "comm ms"],
-              right=("weights/GPU", "KV/seq/GPU", "step ms", "comm ms"))
+    t = table(title, ["stage", "GPUs", "layers", "type", "weights", "KV/seq", "step ms", "comm ms"],
+              right=("weights", "KV/seq", "step ms", "comm ms"))
+    t.caption = "weights and KV per GPU (KV of one sequence at its full length)"
     for s in pred.stages:
         t.add_row(f"{s.index} {_layout(s)}", format_ids(s.gpu_ids), _layers(s), s.gpu_type.split("-")[0],
                   format_bytes(s.weight_bytes_per_gpu), format_bytes(s.kv_bytes_per_sequence_per_gpu),

@@ -18,7 +18,7 @@ from planner.model.catalog import load_profile
 from planner.plan import Partition, SolverInfo, Stage, Workload, build_plan
 from planner.validate.runner import validate
 
-from ..conftest import run_planner
+from ..conftest import alive, run_planner_tracked
 
 SHAPES = {
     "tp2": [(1.0, 2)],
@@ -68,14 +68,13 @@ def test_a_failing_rank_ends_the_run(tmp_path):
     plan = write_plan(tmp_path, "llama-70b", "tp2xpp2")
     start = time.monotonic()
     env = {"PLANNER_VALIDATE_FAIL_RANK": "2"}
-    r = run_planner("validate", str(plan), "--timeout", "60", env=env, timeout=120)
+    r, started = run_planner_tracked("validate", str(plan), "--timeout", "60", env=env, timeout=120)
     assert r.returncode == 3 and "Traceback" not in r.stderr
     assert "rank 2 (stage 1, TP rank 0) failed" in r.stderr and "injected fault" in r.stderr
     assert time.monotonic() - start < 60
+    assert len(started) >= 4  # the four ranks of tp2xpp2 were seen running
     time.sleep(1)
-    leftover = subprocess.run(["pgrep", "-f", "planner.validate|multiprocessing.spawn"], capture_output=True, text=True)
-    mine = [pid for pid in leftover.stdout.split() if int(pid) != os.getpid()]
-    assert not mine, f"processes left behind: {mine}"
+    assert not alive(started), f"processes left behind: {alive(started)}"
 
 
 def _free_port() -> int:
