@@ -27,7 +27,7 @@ SUPPORTED_PLAN_VERSIONS = (1, 2)
 MAX_CONCURRENCY = 1_000_000
 MAX_TOKENS = 10_000_000
 
-Mode = Literal["serving", "static"]
+Mode = Literal["serving", "static", "closed"]
 
 
 class Workload(BaseModel):
@@ -40,7 +40,8 @@ class Workload(BaseModel):
     kv_dtype: str = "bf16"
     gpu_memory_fraction: float = Field(0.9, gt=0, le=1, description="share of GPU memory the engine may use")
     mode: Mode = Field("serving", description="serving: steady state with arrivals (chunked prefill shares "
-                       "steps with decode); static: one batch decoding alone, as microbenchmarks run")
+                       "steps with decode); static: one batch decoding alone, as microbenchmarks run; closed: a "
+                       "closed-loop benchmark's waves of identical requests (genai-perf, planner bench)")
 
     @field_validator("weight_dtype", "kv_dtype")
     @classmethod

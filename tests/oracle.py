@@ -22,7 +22,7 @@ from planner.cost.constants import Constants
 from planner.cost.memory import stage_memory, usable_bytes
 from planner.cost.serving import operating_point
 from planner.cost.shards import Layout, stage_nodes
-from planner.cost.step import GroupHardware, StepLoad, node_step, stage_comm
+from planner.cost.step import GroupHardware, StepLoad, engine_overhead_s, node_step, stage_comm
 from planner.cost.transfer import transfer_bytes, transfer_pair_s
 from planner.model.layergraph import LayerInfo, ModelProfile, ParamGroup
 from planner.plan import Partition, Stage, Workload
@@ -106,7 +106,7 @@ class Oracle:
             t += s.time_s
             traffic += s.hbm_weight_bytes + s.hbm_kv_bytes + sum(s.interconnect.values()) / len(group)
         if first:
-            t += self.c.step_overhead_s
+            t += engine_overhead_s(load, self.c)
         return t, traffic
 
     def fits(self, stages, per_replica: int) -> bool:

@@ -169,6 +169,11 @@ def test_engine_collective_cache_is_keyed_on_the_constants_values():
     # the one-shot all-reduce: launch + 7 peers x 32 KB at 50 GB/s
     assert times == pytest.approx([t + 7 * 32_000 / 50e9 for t in (1e-6, 1e-3, 2e-3)], rel=1e-9)
     assert Constants() == DEFAULT and Constants().key == DEFAULT.key and hash(Constants()) == hash(DEFAULT)
+    # a copy with a change gets its own key (a digest cached on the original must not travel with it)
+    DEFAULT.key
+    changed = DEFAULT.model_copy(update={"engine_launch_s": 1e-3})
+    assert changed.key != DEFAULT.key and changed.engine_launch_s == 1e-3
+    assert engine_collective_s(topo, range(8), 32_000, "all-reduce", changed) == pytest.approx(1e-3 + 7 * 32_000 / 50e9)
 
 
 def test_calibration_reaches_the_infeasibility_suggestions(cli, tmp_path):

@@ -136,12 +136,14 @@ def test_calibration_profile_overrides(tmp_path, profiles):
     topo = load_topology("1xh100")
     base = estimate(p, topo, tp_plan(32, 1), Workload())
     f = tmp_path / "cal.yaml"
-    f.write_text("hbm_efficiency: 0.5\nkernel_overhead_s_per_layer: 0\n")
+    f.write_text("hbm_efficiency: 0.5\nkernel_overhead_s_per_layer: 0\nstep_overhead_s: 0\nsequence_overhead_s: 0\n")
     from planner.cost.constants import load_constants
 
     slow = estimate(p, topo, tp_plan(32, 1), Workload(), load_constants(str(f)))
     assert slow.time_breakdown_ms["weights"] == pytest.approx(base.time_breakdown_ms["weights"] * 0.85 / 0.5)
     assert slow.time_breakdown_ms["overhead"] == 0
+    # the defaults: 32 layers x 50 us of kernels, 0.64 ms per step and 24.7 us per sequence sampled
+    assert base.time_breakdown_ms["overhead"] == pytest.approx(32 * 0.050 + 0.64 + 0.0247, rel=1e-9)
     f.write_text("hbm_efficiency: 3\n")
     from planner.errors import ConfigError
 

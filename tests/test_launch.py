@@ -233,3 +233,21 @@ def test_solve_and_launch_example(tmp_path):
     assert (tmp_path / "plan.json").is_file()
     script = (tmp_path / "vllm-dgx.sh").read_text()
     assert "--tensor-parallel-size 8" in script
+
+
+BATCH_FLAG = {"vllm": "--max-num-seqs", "sglang": "--max-running-requests", "trtllm": "--max_batch_size"}
+
+
+@pytest.mark.parametrize("engine", sorted(BATCH_FLAG))
+def test_batch_limit_is_the_operating_point_or_the_kv_capacity(profiles, engine):
+    """Issue 13: a latency plan made at concurrency 1 launches a server admitting its KV capacity; a plan whose
+    load the throughput objective and an SLO chose admits exactly that load (more would break the SLO)."""
+    p, topo = profiles("llama-70b"), load_topology("8xh100")
+    latency = solve(p, topo, Workload(concurrency=1), top=0)
+    tuned = solve(p, topo, Workload(), objective="throughput", tpot_slo_ms=20, top=0)
+    for plan, expected in ((latency, latency.prediction.max_concurrency), (tuned, tuned.prediction.concurrency)):
+        script = next(iter(render(plan, engine).scripts.values()))
+        (argv,) = commands(script, engine)
+        assert argv[argv.index(BATCH_FLAG[engine]) + 1] == str(-(-expected // plan.replicas))
+        assert f"predicted at {plan.prediction.concurrency:,} sequences in flight" in script
+    assert latency.prediction.max_concurrency > 100 and 1 < tuned.prediction.concurrency < 100

@@ -30,8 +30,9 @@ IslOpt = Annotated[int, typer.Option("--isl", help="Input (prompt) tokens per se
 OslOpt = Annotated[int, typer.Option("--osl", help="Output tokens per sequence.")]
 MemFracOpt = Annotated[float, typer.Option("--gpu-memory-fraction", help="Share of GPU memory the engine may use.")]
 CalibrationOpt = Annotated[Optional[str], typer.Option("--calibration", help="YAML overriding cost-model constants.")]
-ModeOpt = Annotated[str, typer.Option("--mode", help="serving (steady state with arrivals, the engines' default) "
-                                      "or static (one batch decoding alone, as microbenchmarks run).")]
+ModeOpt = Annotated[str, typer.Option("--mode", help="serving (steady state with arrivals, the engines' default), "
+                                      "static (one batch decoding alone, as microbenchmarks run) or closed (a "
+                                      "closed-loop benchmark's waves of identical requests).")]
 
 
 def cli_errors(fn: Callable) -> Callable:

@@ -94,6 +94,11 @@ class Constants(BaseModel):
         0.85, gt=0, le=1,
         description="Sustained fraction of datasheet HBM bandwidth a decode GEMV reaches. H100 SXM: "
         "~2,900 of 3,350 GB/s (87%); A100 at 330 W: ~1,700 of 2,039 GB/s (83%).")
+    kv_hbm_efficiency: float = Field(
+        0.46, gt=0, le=1,
+        description="Sustained fraction of datasheet HBM bandwidth decode attention reaches reading the paged KV "
+        "cache (scattered blocks, one query per head group): below the weights' GEMV streams at long contexts. "
+        "Fitted by benchmarks/fit_serving.py to NVIDIA NIM's at-load measurements (tests/data/serving_nim.yaml).")
     flops_efficiency: float = Field(
         0.6, gt=0, le=1,
         description="Fraction of dense peak FLOP/s large prefill GEMMs reach (typical MFU of vLLM/SGLang "
@@ -106,13 +111,18 @@ class Constants(BaseModel):
 
     # --- Serving at load (planner.cost.serving) ----------------------------------------------------
     step_overhead_s: float = Field(
-        0.0, **_POSITIVE_S,
-        description="Fixed time of one engine step outside the GPU kernels (scheduling, sampling, "
-        "detokenisation handed off): paid once per step, on every load.")
+        0.64e-3, **_POSITIVE_S,
+        description="Fixed time of one engine step outside the GPU kernels (scheduling, launching the step's "
+        "graph): paid once per step, on every load. Fitted by benchmarks/fit_serving.py to NIM's measurements.")
+    sequence_overhead_s: float = Field(
+        24.7e-6, **_POSITIVE_S,
+        description="Time of one engine step per sequence that gets a token (sampling, logits processing, "
+        "detokenising and streaming): paid on the host in every step, so it grows with the batch. Fitted by "
+        "benchmarks/fit_serving.py to NIM's measurements.")
     request_overhead_s: float = Field(
-        0.0, **_POSITIVE_S,
+        7.0e-3, **_POSITIVE_S,
         description="Fixed part of a request's time to first token outside the model (HTTP, tokenising, "
-        "admission): paid once per request.")
+        "admission): paid once per request. Fitted by benchmarks/fit_serving.py to NIM's measurements.")
     max_num_batched_tokens: int = Field(
         8192, ge=64, le=2**20,
         description="Tokens one engine step may carry, decode and prefill chunks together (vLLM's "
@@ -142,6 +152,10 @@ class Constants(BaseModel):
 
     def __hash__(self) -> int:
         return hash(self.key)
+
+    def model_copy(self, *, update: dict | None = None, deep: bool = False) -> "Constants":
+        """A copy with `update` applied, validated, and its own key (the cached digest is not carried over)."""
+        return Constants.model_validate({**self.model_dump(), **(update or {})})
 
 
 DEFAULT = Constants()

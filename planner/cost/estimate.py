@@ -15,7 +15,7 @@ from planner.cost.constants import DEFAULT, Constants
 from planner.cost.memory import fixed_memory_bytes, kv_capacity, stage_memory, usable_bytes
 from planner.cost.serving import OperatingPoint, operating_point
 from planner.cost.shards import layout_of, read_weight_bytes
-from planner.cost.step import GroupHardware, StageStep, StepLoad, add_steps, stage_step
+from planner.cost.step import GroupHardware, StageStep, StepLoad, add_steps, engine_overhead_s, stage_step
 from planner.cost.transfer import transfer, transfer_bytes
 from planner.hardware.topology import LINK_CLASSES, Topology
 from planner.model.layergraph import ModelProfile
@@ -59,7 +59,7 @@ def evaluate_stage(profile: ModelProfile, topo: Topology, partition: Partition, 
         step = stage_step(profile, topo, st.gpu_ids, layout, st.layer_start, st.layer_end, first, last,
                           workload.weight_dtype, workload.kv_dtype, load, c)
         if first:
-            step.overhead_s += c.step_overhead_s
+            step.overhead_s += engine_overhead_s(load, c)
         if nxt is None:
             return step, 0.0, {cls: 0.0 for cls in LINK_CLASSES}
         t, by_class = transfer(profile, topo, st.gpu_ids, nxt.gpu_ids, load.tokens / st.dp, c)
@@ -148,6 +148,8 @@ def assemble(profile: ModelProfile, topo: Topology, partition: Partition, worklo
             totals[name] += value
     roofline = _roofline_s(profile, topo, partition, workload, op)
     tokens_per_s = op.concurrency / tpot_s
+    if workload.mode == "closed":  # a closed loop's clients also wait for their first tokens
+        tokens_per_s = op.concurrency * workload.osl / (ttft_s + workload.osl * tpot_s)
     stages = [_stage_prediction(k, st, ev, GroupHardware.of(topo, st.gpu_ids, workload.weight_dtype).name)
               for k, (st, ev) in enumerate(zip(partition.stages, evals))]
     stages[-1] = stages[-1].model_copy(update={"has_lm_head": True})

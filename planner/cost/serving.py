@@ -17,6 +17,12 @@ the prefill slot (utilisation `f`), and its `ceil(isl / q)` chunk steps through 
 **Static** (no arrivals, as microbenchmark tables run): every step decodes d tokens and nothing else;
 TTFT is the prefill of the micro-batch's d prompts at once.
 
+**Closed** (a closed-loop benchmark: n clients send requests of identical length back to back, as
+genai-perf and `planner bench` do). Requests run in waves: the n prompts arrive together and are
+prefilled first come first served in steps of B tokens; request i gets its first token when the step
+holding the end of its prompt finishes, then decodes in every later prefill step and in decode-only
+steps until the wave ends. TTFT is the mean over the wave; TPOT the mean inter-token time.
+
 The decode context is the mean over the decode, isl + osl/2 (KV reads and attention are linear in
 it). See docs/cost-model.md for the derivation and the calibration against published serving
 measurements.
@@ -59,6 +65,8 @@ def operating_point(workload: Workload, concurrency: int, replicas: int, pp: int
     d = math.ceil(per_replica / micro)
     if workload.mode == "static":
         return _static(workload, concurrency, per_replica, micro, d)
+    if workload.mode == "closed":
+        return _closed(workload, concurrency, per_replica, micro, d, c)
     return _serving(workload, concurrency, per_replica, micro, d, c)
 
 
@@ -66,6 +74,27 @@ def _static(w: Workload, concurrency: int, per_replica: int, micro: int, d: int)
     decode = StepLoad(decode=d, context=w.mean_context)
     prefill = StepLoad(decode=0, prefill=d * w.isl, prefill_context=w.isl / 2, prefill_kv_tokens=d * w.isl, logits=d)
     return OperatingPoint(concurrency, per_replica, micro, d, ((decode, 1.0),), prefill, 1, 0.0, 0.0)
+
+
+def _closed(w: Workload, concurrency: int, per_replica: int, micro: int, d: int, c: Constants) -> OperatingPoint:
+    """A closed-loop benchmark's waves: all n clients' prompts arrive together, are prefilled first come first
+    served in steps of the token budget B, and then decode together until they finish together."""
+    budget = c.max_num_batched_tokens
+    n, total = per_replica, per_replica * w.isl
+    chunk = min(budget, total)
+    steps = math.ceil(total / chunk)
+    done_at = [math.ceil((i + 1) * w.isl / chunk) for i in range(n)]  # the step that ends request i's prompt
+    mean_step = sum(done_at) / n
+    # after its first token a request decodes in every later prefill step, then in decode-only steps
+    in_prefill = sum(min(w.osl - 1, steps - k) for k in done_at) / n
+    f = in_prefill / max(1, w.osl - 1)
+    decode = StepLoad(decode=d, context=w.mean_context)
+    mixed = StepLoad(decode=d / 2, prefill=chunk, context=w.isl, prefill_context=w.isl / 2,
+                     prefill_kv_tokens=chunk + max(0.0, w.isl - chunk) / 2, logits=d / 2 + chunk / w.isl)
+    wave = StepLoad(decode=0, prefill=chunk, prefill_context=w.isl / 2,
+                    prefill_kv_tokens=chunk + max(0.0, w.isl - chunk) / 2, logits=chunk / w.isl)
+    loads = ((decode, 1.0 - f), (mixed, f)) if f > 0 else ((decode, 1.0),)
+    return OperatingPoint(concurrency, per_replica, micro, d, loads, wave, mean_step, 0.0, f * chunk)
 
 
 def _serving(w: Workload, concurrency: int, per_replica: int, micro: int, d: int, c: Constants) -> OperatingPoint:

@@ -126,7 +126,7 @@ def layer_step(layer: LayerInfo, layout: Layout, profile: ModelProfile, hw: Grou
     kv_tokens = load.decode * _window(layer, load.context) + prefill_kv
     kv = kv_tokens / layout.dp * kv_bytes_per_token_per_gpu(layer, layout, profile, kv_dtype)
     bw = hw.hbm_bytes_per_s * c.hbm_efficiency
-    weights_s, kv_s = w / bw, kv / bw
+    weights_s, kv_s = w / bw, kv / (hw.hbm_bytes_per_s * c.kv_hbm_efficiency)
     compute = _layer_flops(layer, layout, load, c.moe_imbalance) / (hw.flops_per_s * c.flops_efficiency)
     return w, kv, weights_s, kv_s, max(0.0, compute - weights_s - kv_s)
 
@@ -200,6 +200,11 @@ def node_step(layer: LayerInfo, layout: Layout, profile: ModelProfile, hw: Group
     if layer.kind == "decoder":
         out.overhead_s += c.kernel_overhead_s_per_layer
     return out
+
+
+def engine_overhead_s(load: StepLoad, c: Constants) -> float:
+    """The engine's host time per step outside the kernels: a fixed part and a part per sequence sampled."""
+    return c.step_overhead_s + c.sequence_overhead_s * load.logit_tokens
 
 
 def add_steps(total: StageStep, part: StageStep, times: float = 1.0) -> StageStep:

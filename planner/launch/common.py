@@ -102,8 +102,10 @@ def header(plan: Plan, engine: str, version: str, plan_path: str, what: str) -> 
         f"#   model {plan.inputs.model} (config {plan.inputs.config_hash}), topology {plan.inputs.topology} "
         f"({plan.inputs.topology_hash}), {plan.partition.shape}",
         "#   stages: " + "; ".join(f"layers {s.layer_start}-{s.layer_end - 1} on GPUs {s.gpu_ids}" for s in plan.stages),
-        f"#   predicted TPOT {p.tpot_ms:.2f} ms, TTFT {p.ttft_ms:.1f} ms, {p.tokens_per_s:,.1f} tokens/s, "
-        f"KV capacity {p.max_concurrency:,} sequences",
+        f"#   predicted at {p.concurrency:,} sequences in flight ({p.mode}): TPOT {p.tpot_ms:.2f} ms, TTFT "
+        f"{p.ttft_ms:.1f} ms, {p.tokens_per_s:,.1f} tokens/s; KV capacity {p.max_concurrency:,} sequences",
+        f"#   batch limit per replica: {per_replica_concurrency(plan):,} ("
+        + ("the operating point the solver chose" if load_was_chosen(plan) else "the KV capacity") + ")",
         "set -euo pipefail",
         "",
     ]
@@ -134,9 +136,19 @@ def layer_partition(plan: Plan) -> str | None:
     return ",".join(map(str, counts)) if len(set(counts)) > 1 else None
 
 
+def load_was_chosen(plan: Plan) -> bool:
+    """Whether the plan's load is an operating point the solver chose (throughput objective or an SLO)."""
+    i = plan.inputs
+    return i.objective == "throughput" or i.tpot_slo_ms is not None or i.ttft_slo_ms is not None
+
+
 def per_replica_concurrency(plan: Plan) -> int:
-    w = plan.inputs.workload
-    return max(1, -(-w.concurrency // plan.replicas))
+    """The engine's batch limit per replica: the chosen operating point's load where the throughput objective or
+    an SLO chose it (admitting more would break the SLO), else the KV capacity (a latency plan made at
+    concurrency 1 must not launch a server that admits one request at a time)."""
+    p = plan.prediction
+    load = p.concurrency if load_was_chosen(plan) else p.max_concurrency
+    return max(1, -(-load // plan.replicas))
 
 
 def model_arg(plan: Plan, model_path: str | None) -> str:

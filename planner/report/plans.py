@@ -12,6 +12,7 @@ from planner.units import format_bytes, format_ids
 
 if TYPE_CHECKING:
     from planner.compare import CompareResult
+    from planner.frontier import FrontierResult
     from planner.plan import Plan, Prediction, StagePrediction, Workload
     from planner.validate.runner import ValidationReport
 
@@ -129,3 +130,18 @@ def validation_table(report: ValidationReport) -> Group:
         t.add_row(c.name, "" if c.rank is None else str(c.rank), fmt(c.predicted, c.unit), fmt(c.measured, c.unit),
                   result, c.note)
     return Group(t, "all checks passed" if report.passed else "SOME CHECKS FAILED")
+
+
+def frontier_table(result: FrontierResult, all_points: bool = False) -> Table:
+    """The frontier's points (or every point), fastest per user first; each at its own load."""
+    w = result.workload
+    pts = sorted(result.points if all_points else result.on_frontier, key=lambda p: -p.tokens_per_s_per_user)
+    t = table(f"{result.model} on {result.gpus} GPUs of {result.topology}: "
+              f"{'every point' if all_points else 'the Pareto frontier'} (isl {w.isl}, osl {w.osl}, {w.mode})",
+              ["shape", "load", "TPOT ms", "TTFT ms", "tok/s/user", "tok/s/GPU", "front", "engines"],
+              right=("load", "TPOT ms", "TTFT ms", "tok/s/user", "tok/s/GPU"))
+    for p in pts:
+        t.add_row(p.shape, f"{p.concurrency:,}", f"{p.tpot_ms:.1f}", f"{p.ttft_ms:,.0f}", f"{p.tokens_per_s_per_user:.1f}",
+                  f"{p.tokens_per_s_per_gpu:,.0f}", "*" if p.frontier else "", ", ".join(p.engines) or "none")
+    t.caption = f"{len(result.on_frontier)} frontier points of {len(result.points)}; every figure at its own load"
+    return t

@@ -1,4 +1,4 @@
-"""The `planner compare` picture: one PNG, three panels, one colour per topology (matplotlib, Agg)."""
+"""Pictures (matplotlib, Agg): `planner compare` (three panels, one colour per machine) and `planner frontier`."""
 
 from __future__ import annotations
 
@@ -6,15 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.compare import COMPONENTS, NAMES, CompareResult
-
-
-def pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Points (tpot, tokens/s) not beaten on both: lower TPOT and higher throughput."""
-    out = []
-    for p in sorted(points):
-        if not out or p[1] > out[-1][1]:
-            out.append(p)
-    return out
+from planner.frontier import FrontierResult, pareto_flags
 
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
@@ -91,20 +83,60 @@ def _breakdown_panel(ax: Any, result: CompareResult, colours: dict, breakdown_at
 
 
 def _pareto_panel(ax: Any, result: CompareResult, colours: dict) -> None:
-    """(c) throughput against TPOT, each machine's Pareto points joined."""
+    """(c) the frontier's axes (planner.frontier): tokens/s per GPU against tokens/s per user, each machine's
+    solved loads, its Pareto points joined."""
     for t in result.topologies:
-        pts = [(r.tpot_ms, r.tokens_per_s) for r in result.rows if r.topology == t and r.fits]
-        if not pts:
+        rows = [r for r in result.rows if r.topology == t and r.fits]
+        if not rows:
             continue
+        pts = [(1000.0 / r.tpot_ms, r.tokens_per_s_per_gpu) for r in rows]
         ax.scatter(*zip(*pts), color=colours[t], alpha=0.5)
-        ax.plot(*zip(*pareto(pts)), "o-", color=colours[t], label=f"{t} (Pareto)")
-        for r in result.rows:
-            if r.topology == t and r.fits:
-                ax.annotate(f"c={r.concurrency}", (r.tpot_ms, r.tokens_per_s), fontsize=7, xytext=(3, 3),
-                            textcoords="offset points")
-    ax.set_xlabel("TPOT (ms per output token)")
-    ax.set_ylabel("throughput (tokens/s)")
-    ax.set_yscale("log")
-    ax.set_title("(c) throughput against latency")
+        flags = pareto_flags([(y, x) for x, y in pts])
+        front = sorted(p for p, f in zip(pts, flags) if f)
+        ax.plot(*zip(*front), "o-", color=colours[t], label=f"{t} (Pareto)")
+        for r, (x, y) in zip(rows, pts):
+            ax.annotate(f"c={r.concurrency}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel("tokens/s per user (1000 / TPOT ms)")
+    ax.set_ylabel("tokens/s per GPU")
+    ax.set_title("(c) throughput per GPU against speed per user")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=9)
+
+
+def plot_frontier(result: FrontierResult, path: str | Path) -> Path:
+    """tokens/s per GPU against tokens/s per user: each shape's loads as a faint line, the frontier highlighted
+    and each of its points labelled with its shape and load."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fig, ax = plt.subplots(figsize=(11, 7), constrained_layout=True)
+    shapes = sorted({p.shape for p in result.points})
+    cmap = plt.get_cmap("tab20")
+    for i, shape in enumerate(shapes):
+        pts = sorted((p for p in result.points if p.shape == shape), key=lambda p: p.concurrency)
+        ax.plot([p.tokens_per_s_per_user for p in pts], [p.tokens_per_s_per_gpu for p in pts], "o-", color=cmap(i % 20),
+                alpha=0.45, markersize=4, linewidth=1, label=shape)
+    front = result.on_frontier
+    ax.plot([p.tokens_per_s_per_user for p in front], [p.tokens_per_s_per_gpu for p in front], "-", color="black",
+            linewidth=2.2, zorder=3, label="Pareto frontier")
+    ax.scatter([p.tokens_per_s_per_user for p in front], [p.tokens_per_s_per_gpu for p in front], s=60,
+               facecolor="gold", edgecolor="black", zorder=4)
+    for k, p in enumerate(front):  # alternate sides so that neighbours' labels do not overlap
+        right = k % 2 == 0
+        ax.annotate(f"{p.shape} @{p.concurrency}", (p.tokens_per_s_per_user, p.tokens_per_s_per_gpu), fontsize=7,
+                    xytext=(8 if right else -8, 4 if right else -10), textcoords="offset points", zorder=5,
+                    ha="left" if right else "right",
+                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+    w = result.workload
+    ax.set_title(f"{result.model} on {result.gpus} GPUs of {result.topology}: isl {w.isl}, osl {w.osl}, "
+                 f"{w.weight_dtype} weights, {w.mode} mode")
+    ax.set_xlabel("tokens/s per user (1000 / TPOT ms)")
+    ax.set_ylabel("tokens/s per GPU (output tokens, all users)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

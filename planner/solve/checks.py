@@ -82,6 +82,9 @@ def check_options(profile: ModelProfile, topo: Topology, workload: Workload, o: 
             raise InputError(f"--gpus {o.gpus}: {topo.name} has {len(o.ids)} GPUs")
         o.budget = o.gpus
     check_workload(profile, workload)
+    if workload.mode == "closed" and o.objective == "throughput":
+        raise InputError("--mode closed describes a closed-loop benchmark's waves; the throughput objective is "
+                         "defined for serving (steady state) or static batches")
     o.max_pp = min(o.max_pp or 16, profile.n_layers, o.budget)
     limit = o.budget if o.objective == "throughput" else min(o.budget, workload.concurrency)
     o.max_replicas = min(o.max_replicas or o.budget, limit)

@@ -14,7 +14,7 @@ from planner.cost.constants import Constants
 from planner.cost.memory import stage_memory, usable_bytes
 from planner.cost.serving import OperatingPoint
 from planner.cost.shards import held_weight_bytes
-from planner.cost.step import GroupHardware, StageStep, StepLoad, add_steps, node_step, stage_comm
+from planner.cost.step import GroupHardware, StageStep, StepLoad, add_steps, engine_overhead_s, node_step, stage_comm
 from planner.cost.transfer import transfer_bytes, transfer_pair_s
 from planner.hardware.topology import Topology
 from planner.model.layergraph import LayerInfo, ModelProfile
@@ -94,13 +94,16 @@ class _Timer:
         return int(round(step.hbm_weight_bytes + step.hbm_kv_bytes + sum(step.interconnect.values()) / self.cfg.size))
 
 
-def _extra(timer: _Timer, nodes: list[LayerInfo], op: OperatingPoint, overhead_s: float) -> Extra:
+def _extra(timer: _Timer, nodes: list[LayerInfo], op: OperatingPoint, engine: Constants | None) -> Extra:
+    """The embedding's (with the engine's per-step host time, `engine` given) or the head's time and bytes."""
     mean, ttft = StageStep(), StageStep()
+    mean_overhead_s = 0.0 if engine is None else sum(w * engine_overhead_s(load, engine) for load, w in op.tpot_loads)
+    ttft_overhead_s = 0.0 if engine is None else engine_overhead_s(op.ttft_load, engine)
     for layer in nodes:
         add_steps(mean, timer.mean(layer, op))
         add_steps(ttft, timer.step(layer, op.ttft_load))
     held = sum(held_weight_bytes(n, timer.cfg.layout, timer.profile, timer.w.weight_dtype) for n in nodes)
-    return Extra(ns(mean.time_s + overhead_s), ns(op.ttft_chunks * (ttft.time_s + overhead_s)),
+    return Extra(ns(mean.time_s + mean_overhead_s), ns(op.ttft_chunks * (ttft.time_s + ttft_overhead_s)),
                  timer.traffic(mean), int(math.ceil(held)))
 
 
@@ -122,7 +125,7 @@ def coefficients(profile: ModelProfile, topo: Topology, cfg: Config, runs: list[
     last = [n for n in profile.layers if n.kind in ("norm", "lm_head")]
     capacity = int(usable_bytes(timer.hw.memory_bytes, workload.gpu_memory_fraction, c))
     return Coefficients(tuple(tpot), tuple(ttft), tuple(traffic), tuple(weights), tuple(kv),
-                        _extra(timer, first, op, c.step_overhead_s), _extra(timer, last, op, 0.0), capacity,
+                        _extra(timer, first, op, c), _extra(timer, last, op, None), capacity,
                         -(-op.per_replica // cfg.layout.dp))
 
 

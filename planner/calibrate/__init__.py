@@ -1,0 +1,1 @@
+"""Fitting the cost model's constants to measurements: published tables (benchmarks/) and live runs (planner bench)."""

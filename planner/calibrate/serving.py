@@ -1,0 +1,109 @@
+"""The serving model against measured figures at load: predict each measured row, report errors, fit constants.
+
+A row is one measurement of a server: model, machine, tensor-parallel GPUs, dtype, isl/osl, concurrency, the
+timing regime (`closed`: a closed-loop benchmark, `serving`: steady state) and what was measured: inter-token
+latency (TPOT), TTFT and output tokens/s. `benchmarks/fit_serving.py` fits constants to the rows marked `fit`
+and reports every row; `planner bench --fit` fits a profile to a live run the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from planner.cost.constants import Constants
+from planner.cost.estimate import estimate
+from planner.hardware import load_topology
+from planner.model.catalog import load_profile
+from planner.plan import Prediction, Workload, make_partition
+
+#: The constants a serving fit may move, with their ranges (the others stay at their physics values).
+FITTABLE = {
+    "flops_efficiency": (0.2, 1.0),
+    "kv_hbm_efficiency": (0.2, 1.0),
+    "step_overhead_s": (0.0, 0.02),
+    "sequence_overhead_s": (0.0, 2e-3),
+    "request_overhead_s": (0.0, 0.5),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured operating point of a server."""
+
+    model: str
+    machine: str
+    tp: int
+    dtype: str
+    isl: int
+    osl: int
+    concurrency: int
+    mode: str
+    itl_ms: float
+    ttft_ms: float
+    tokens_per_s: float
+    role: str = "check"
+
+
+@dataclass(frozen=True)
+class Errors:
+    """Relative errors (predicted / measured - 1) of one row."""
+
+    row: Row
+    tpot: float
+    ttft: float
+    tokens: float
+    prediction: Prediction
+
+
+def predict(row: Row, c: Constants) -> Prediction:
+    profile, topo = load_profile(row.model), load_topology(row.machine)
+    part = make_partition(profile, topo, tp=row.tp, gpu_ids=list(range(row.tp)))
+    w = Workload(concurrency=row.concurrency, isl=row.isl, osl=row.osl, weight_dtype=row.dtype, kv_dtype=row.dtype,
+                 mode=row.mode)
+    return estimate(profile, topo, part, w, c)
+
+
+def errors(rows: Iterable[Row], c: Constants) -> list[Errors]:
+    out = []
+    for r in rows:
+        p = predict(r, c)
+        out.append(Errors(r, p.tpot_ms / r.itl_ms - 1, p.ttft_ms / r.ttft_ms - 1, p.tokens_per_s / r.tokens_per_s - 1, p))
+    return out
+
+
+def medians(errs: list[Errors]) -> dict[str, float]:
+    """Median absolute error of TPOT, TTFT and tokens/s."""
+    return {k: statistics.median(abs(getattr(e, k)) for e in errs) for k in ("tpot", "ttft", "tokens")}
+
+
+def _score(errs: list[Errors]) -> float:
+    """What the fit minimises: the sum of the three medians of |log(predicted / measured)|."""
+    return sum(statistics.median(abs(math.log1p(getattr(e, k))) for e in errs) for k in ("tpot", "ttft", "tokens"))
+
+
+def fit(rows: list[Row], start: Constants, names: Iterable[str] = tuple(FITTABLE), rounds: int = 40,
+        guard: Callable[[Constants], bool] = lambda c: True) -> Constants:
+    """Coordinate descent in log space on `names`, within FITTABLE's ranges; `guard` may veto a candidate
+    (for example: the concurrency-1 decode rows must stay within their tolerance)."""
+    c, best, step = start, _score(errors(rows, start)), 2.0
+    for _ in range(rounds):
+        improved = False
+        for name in names:
+            low, high = FITTABLE[name]
+            value = getattr(c, name)
+            for trial_value in ((value * step, value / step) if value > 0 else (high / 1000,)):
+                trial = c.model_copy(update={name: min(high, max(low, trial_value))})
+                if not guard(trial):
+                    continue
+                score = _score(errors(rows, trial))
+                if score < best - 1e-9:
+                    c, best, improved = trial, score, True
+                    break
+        if not improved:
+            step = math.sqrt(step)
+            if step < 1.02:
+                break
+    return c

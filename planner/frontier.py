@@ -1,0 +1,149 @@
+"""The Pareto frontier of a machine: tokens/s per GPU against tokens/s per user, over plan shapes and loads.
+
+For every shape an engine runs (replicas x pipeline depth x layout, planner.solve.shapes) the solver places
+one replica (least TPOT at one sequence per replica: the best GPUs for that shape), then the cost model
+evaluates that plan at a ladder of loads, doubling from one sequence per replica up to the largest load it
+serves (KV capacity and the engine's step budget). Each point holds at its own load: tokens/s per GPU =
+load / TPOT / GPUs, tokens/s per user = 1 / TPOT. A point is on the frontier when no other point is at least
+as good on both axes and better on one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable
+
+from pydantic import BaseModel
+
+from planner.cost.constants import DEFAULT, Constants
+from planner.cost.estimate import estimate
+from planner.cost.serving import operating_point
+from planner.errors import InfeasibleError, InputError
+from planner.hardware.topology import Topology
+from planner.model.layergraph import ModelProfile
+from planner.plan import Partition, Prediction, Workload
+from planner.solve.checks import SolveOptions, check_options
+from planner.solve.formulation import Limits
+from planner.solve.layouts import engines_for
+from planner.solve.objectives import Request, ShapeSolver, solve_fixed_load
+from planner.solve.search import Progress
+from planner.solve.shapes import Limits as ShapeLimits
+from planner.solve.shapes import Shape, enumerate_shapes, shape_candidates
+
+#: Loads tried per shape: powers of two of sequences per replica, and the largest load served.
+MAX_LOADS_PER_SHAPE = 24
+
+
+class FrontierPoint(BaseModel):
+    """One plan at one load."""
+
+    shape: str
+    concurrency: int
+    gpus: int
+    tpot_ms: float
+    ttft_ms: float
+    tokens_per_s: float
+    tokens_per_s_per_gpu: float
+    tokens_per_s_per_user: float
+    engines: list[str]
+    frontier: bool = False
+    plan: Partition
+
+
+class FrontierResult(BaseModel):
+    model: str
+    topology: str
+    workload: Workload
+    gpus: int  # GPUs a plan may use
+    points: list[FrontierPoint]
+    wall_time_s: float
+
+    @property
+    def on_frontier(self) -> list[FrontierPoint]:
+        return sorted((p for p in self.points if p.frontier), key=lambda p: p.tokens_per_s_per_user)
+
+
+def pareto_flags(values: list[tuple[float, float]]) -> list[bool]:
+    """For points (a, b), both to maximise: True where no other point is at least as good on both and better on one."""
+    out = []
+    for i, (a, b) in enumerate(values):
+        dominated = any((x >= a and y >= b and (x > a or y > b)) for j, (x, y) in enumerate(values) if j != i)
+        out.append(not dominated)
+    return out
+
+
+def frontier(profile: ModelProfile, topo: Topology, workload: Workload, *, gpus: int | None = None,
+             gpu_ids: list[int] | None = None, max_pp: int | None = None, constants: Constants = DEFAULT,
+             time_limit_s: float = 20.0, progress: Callable[[Progress], None] | None = None) -> FrontierResult:
+    """Every engine-runnable shape on the machine (or `gpus` of it), each at a ladder of loads, frontier marked."""
+    started = time.perf_counter()
+    if workload.mode == "closed":
+        raise InputError("--mode closed describes a benchmark's waves; the frontier is drawn for serving or static")
+    opts = check_options(profile, topo, workload, SolveOptions(gpus=gpus, gpu_ids=gpu_ids, max_pp=max_pp,
+                                                               time_limit_s=time_limit_s, objective="throughput"))
+    shapes = [s for s in enumerate_shapes(profile, topo, opts.ids, ShapeLimits(opts.max_pp, None, opts.budget,
+                                                                             opts.budget, False))
+              if s.system is not None]
+    req = Request(profile, topo, workload.model_copy(update={"concurrency": 1}), "latency", constants)
+    limits = Limits(max(0.05, time_limit_s / max(1, len(shapes))))
+    points: list[FrontierPoint] = []
+    for k, shape in enumerate(shapes):
+        part = _place(req, shape, limits)
+        if part is not None:
+            points += _ladder(profile, topo, part, workload, constants)
+        if progress is not None:
+            progress(Progress(k + 1, len(shapes), f"{len(points)} points", time.perf_counter() - started))
+    if not points:
+        raise InfeasibleError(f"no plan of {profile.name} fits on {opts.budget} GPUs of {topo.name}")
+    flags = pareto_flags([(p.tokens_per_s_per_gpu, p.tokens_per_s_per_user) for p in points])
+    seen: set[tuple[float, float]] = set()
+    for i in sorted(range(len(points)), key=lambda i: -points[i].gpus):  # a tie: the plan using more GPUs stays
+        key = (round(points[i].tokens_per_s_per_gpu, 6), round(points[i].tokens_per_s_per_user, 6))
+        if flags[i] and key in seen:
+            flags[i] = False
+        seen.add(key)
+    points = [p.model_copy(update={"frontier": f}) for p, f in zip(points, flags)]
+    return FrontierResult(model=profile.name, topology=topo.name, workload=workload, gpus=opts.budget, points=points,
+                          wall_time_s=time.perf_counter() - started)
+
+
+def _place(req: Request, shape: Shape, limits: Limits) -> Partition | None:
+    """The shape's best placement (least TPOT at one sequence per replica), or None where it does not fit."""
+    sv = ShapeSolver(req, shape, shape_candidates(req.profile, req.topo, shape, None))
+    if not sv.cands.configs:
+        return None
+    res = solve_fixed_load(sv, limits, None)
+    return res.partition if res.prediction is not None and res.prediction.fits else None
+
+
+def _ladder(profile: ModelProfile, topo: Topology, part: Partition, workload: Workload,
+            c: Constants) -> list[FrontierPoint]:
+    """The plan at one, two, four ... sequences per replica, up to the largest load it serves."""
+    first = estimate(profile, topo, part, workload.model_copy(update={"concurrency": part.replicas}), c, check=False)
+    cap = first.max_concurrency
+    loads, per = [], 1
+    while per * part.replicas <= cap and len(loads) < MAX_LOADS_PER_SHAPE:
+        loads.append(per * part.replicas)
+        per *= 2
+    if cap not in loads and cap >= part.replicas:
+        loads.append(cap)
+    out = []
+    for load in loads:
+        if not operating_point(workload, load, part.replicas, part.pp, c).feasible:
+            break  # the step budget is exceeded from here on
+        pred = first if load == part.replicas else estimate(
+            profile, topo, part, workload.model_copy(update={"concurrency": load}), c, check=False)
+        if pred.fits:
+            out.append(_point(part, pred))
+    return out
+
+
+def _point(part: Partition, pred: Prediction) -> FrontierPoint:
+    n_gpus = len(part.all_gpu_ids())
+    uneven = len(set(part.layer_counts())) > 1
+    return FrontierPoint(shape=part.shape, concurrency=pred.concurrency, gpus=n_gpus, tpot_ms=pred.tpot_ms,
+                         ttft_ms=pred.ttft_ms, tokens_per_s=pred.tokens_per_s,
+                         tokens_per_s_per_gpu=pred.tokens_per_s / n_gpus,
+                         tokens_per_s_per_user=1000.0 / pred.tpot_ms if math.isfinite(pred.tpot_ms) else 0.0,
+                         engines=engines_for(part.stages, uneven), plan=part)
