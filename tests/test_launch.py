@@ -188,6 +188,7 @@ def test_every_emitted_flag_exists_in_the_engine(profiles, engine):
     topo = load_topology("2x8xh100-ib")
     part = partition_from_counts([63, 63], list(range(16)), 8)
     plans.append(build_plan(p405, topo, part, Workload(), estimate(p405, topo, part, Workload()), SolverInfo(status="GIVEN")))
+    plans.append(deepseek_ep_plan(profiles))
     seen = 0
     for plan in plans:
         for script in render(plan, engine).scripts.values():
@@ -251,3 +252,27 @@ def test_batch_limit_is_the_operating_point_or_the_kv_capacity(profiles, engine)
         assert argv[argv.index(BATCH_FLAG[engine]) + 1] == str(-(-expected // plan.replicas))
         assert f"predicted at {plan.prediction.concurrency:,} sequences in flight" in script
     assert latency.prediction.max_concurrency > 100 and 1 < tuned.prediction.concurrency < 100
+
+
+def deepseek_ep_plan(profiles):
+    """Issue 14's acceptance plan: DeepSeek-V3 fp8 on 8xH200 for throughput under a 50 ms TPOT SLO."""
+    return solve(profiles("deepseek-v3"), load_topology("8xh200"), Workload(weight_dtype="fp8", isl=2048, osl=512),
+                 objective="throughput", tpot_slo_ms=50, top=0)
+
+
+def test_deepseek_ep_plan_launches_with_dp_attention_and_expert_parallelism(profiles):
+    plan = deepseek_ep_plan(profiles)
+    (st,) = plan.stages
+    assert (st.tp, st.dp, st.ep) == (1, 8, 8) and plan.solver.status == "OPTIMAL"
+    assert plan.prediction.tpot_ms <= 50
+    per_rank = str(-(-plan.prediction.concurrency // 8))
+    (argv,) = commands(next(iter(render(plan, "vllm").scripts.values())), "vllm")
+    assert argv[argv.index("--data-parallel-size") + 1] == "8" and "--enable-expert-parallel" in argv
+    assert argv[argv.index("--tensor-parallel-size") + 1] == "1" and argv[argv.index("--max-num-seqs") + 1] == per_rank
+    (argv,) = commands(next(iter(render(plan, "sglang").scripts.values())), "sglang")
+    assert [argv[argv.index(f) + 1] for f in ("--tp-size", "--dp-size", "--ep-size", "--moe-a2a-backend")] == \
+        ["8", "8", "8", "deepep"] and "--enable-dp-attention" in argv
+    bundle = render(plan, "trtllm")
+    (argv,) = commands(next(iter(bundle.scripts.values())), "trtllm")
+    assert [argv[argv.index(f) + 1] for f in ("--tp_size", "--ep_size", "--max_batch_size")] == ["8", "8", per_rank]
+    assert "enable_attention_dp: true" in bundle.extra_files["trtllm-extra-options.yaml"]

@@ -20,12 +20,54 @@ PARAMS = {
     "mixtral-8x7b": 46_702_792_704,
     "qwen2-72b": 72_706_203_648,
     "deepseek-v3": 671_026_404_352,
+    "qwen3-30b-a3b": 30_532_122_624,
+    "qwen3-235b-a22b": 235_093_634_560,
+    "gpt-oss-120b": 116_829_156_672,
+    "kimi-k2": 1_026_408_209_408,
+}
+
+# The model cards' published totals and active parameters per token (Qwen/Qwen3-30B-A3B: "30.5B in total and
+# 3.3B activated"; Qwen/Qwen3-235B-A22B: "235B in total and 22B activated"; openai/gpt-oss-120b model card:
+# 116.83B total, 5.13B active excluding the embedding; moonshotai/Kimi-K2-Instruct: "1T total, 32B activated").
+PUBLISHED = {
+    "qwen3-30b-a3b": (30.5e9, 3.3e9),
+    "qwen3-235b-a22b": (235e9, 22e9),
+    "gpt-oss-120b": (116.83e9, 5.13e9),
+    "kimi-k2": (1.0e12, 32e9),
 }
 
 
 @pytest.mark.parametrize("name,params", sorted(PARAMS.items()))
 def test_parameter_counts_match_transformers(profiles, name, params):
     assert profiles(name).params == params
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_todays_moe_models_match_their_model_cards(profiles, name):
+    total, active = PUBLISHED[name]
+    p = profiles(name)
+    assert p.params == pytest.approx(total, rel=0.03)
+    embedding = p.layers[0].params if name == "gpt-oss-120b" else 0  # OpenAI counts active without it
+    assert p.active_params - embedding == pytest.approx(active, rel=0.03)
+    assert p.moe is not None and p.decoders[-1].moe is not None
+
+
+def test_gpt_oss_mxfp4_checkpoint_size(profiles):
+    """gpt-oss-120b's MXFP4 checkpoint is 60.8 GiB (model card): experts at 4.25 bits (4-bit values and one
+    8-bit scale per 32), attention, router, embeddings and lm_head in bf16."""
+    p = profiles("gpt-oss-120b")
+    assert p.weight_bytes("mxfp4") / 2**30 == pytest.approx(60.8, rel=0.01)
+    experts = sum(layer.shards["experts"].matrix for layer in p.decoders)
+    rest = p.weight_bytes("bf16") - experts * 2
+    assert p.weight_bytes("mxfp4") == pytest.approx(experts * (0.5 + 1 / 32) + rest, rel=1e-12)
+    # the sliding-window layers alternate with full attention (128-token window)
+    assert [layer.sliding_window for layer in p.decoders[:4]] == [128, None, 128, None]
+
+
+def test_kimi_k2_is_read_through_its_architecture(profiles):
+    """Kimi-K2 names model_type kimi_k2 (remote code) and architecture DeepseekV3ForCausalLM: traced as such."""
+    p = profiles("kimi-k2")
+    assert p.attention == "mla" and p.decoders[0].moe is None and p.decoders[1].moe.n_experts == 384
 
 
 def test_kv_bytes_per_token_gqa_and_mla(profiles):
@@ -168,7 +210,7 @@ def test_bad_json_names_line(tmp_path):
 
 
 def test_unknown_model_type_is_clear(tmp_path):
-    cfg = dict(resolve("llama-8b").config, model_type="nonexistent-arch")
+    cfg = dict(resolve("llama-8b").config, model_type="nonexistent-arch", architectures=["NonexistentForCausalLM"])
     f = tmp_path / "odd.json"
     f.write_text(json.dumps(cfg))
     from planner.model.catalog import load_profile

@@ -45,6 +45,9 @@ class Row:
     ttft_ms: float
     tokens_per_s: float
     role: str = "check"
+    kv_dtype: str | None = None  # default: the weights' dtype
+    dp: int = 1
+    ep: int = 1
 
 
 @dataclass(frozen=True)
@@ -60,9 +63,10 @@ class Errors:
 
 def predict(row: Row, c: Constants) -> Prediction:
     profile, topo = load_profile(row.model), load_topology(row.machine)
-    part = make_partition(profile, topo, tp=row.tp, gpu_ids=list(range(row.tp)))
-    w = Workload(concurrency=row.concurrency, isl=row.isl, osl=row.osl, weight_dtype=row.dtype, kv_dtype=row.dtype,
-                 mode=row.mode)
+    gpus = row.tp * row.dp
+    part = make_partition(profile, topo, tp=row.tp, dp=row.dp, ep=row.ep, gpu_ids=list(range(gpus)))
+    w = Workload(concurrency=row.concurrency, isl=row.isl, osl=row.osl, weight_dtype=row.dtype,
+                 kv_dtype=row.kv_dtype or row.dtype, mode=row.mode)
     return estimate(profile, topo, part, w, c)
 
 

@@ -46,11 +46,11 @@ def shard_divisor(shard: str, tp: int, profile: ModelProfile) -> int:
 def expert_bytes(layer: LayerInfo, weight_dtype: str) -> float:
     """Bytes of one routed expert (its matrices in the weight dtype, its biases in 16 bit)."""
     experts = layer.shards["experts"]
-    return (matrix_bytes(experts.matrix, weight_dtype) + experts.other * UNQUANTISED_BYTES) / layer.moe.n_experts
+    return (matrix_bytes(experts.matrix, weight_dtype, "experts") + experts.other * UNQUANTISED_BYTES) / layer.moe.n_experts
 
 
 def _dense_bytes(layer: LayerInfo, tp: int, profile: ModelProfile, weight_dtype: str) -> float:
-    return sum(g.weight_bytes(weight_dtype) / shard_divisor(s, tp, profile)
+    return sum(g.weight_bytes(weight_dtype, s) / shard_divisor(s, tp, profile)
                for s, g in layer.shards.items() if s != "experts")
 
 

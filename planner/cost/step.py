@@ -33,7 +33,7 @@ from planner.model.layergraph import LayerInfo, ModelProfile
 
 #: Bytes per element of the MoE dispatch all-to-all: fp8 where the weights are fp8 (DeepEP and the
 #: engines' fp8 paths quantise the dispatched hidden states), else bf16; the combine is always bf16.
-DISPATCH_BYTES = {"fp8": 1, "int4": 2, "mxfp4": 1, "bf16": 2, "fp16": 2}
+DISPATCH_BYTES = {"fp8": 1, "int4": 2, "mxfp4": 2, "bf16": 2, "fp16": 2}
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class GroupHardware:
     @classmethod
     def of(cls, topo: Topology, gpu_ids: Sequence[int], weight_dtype: str) -> "GroupHardware":
         specs = [topo.gpu(g).spec for g in gpu_ids]
-        compute_dtype = "fp8" if weight_dtype in ("fp8", "mxfp4") else "bf16"
+        compute_dtype = "fp8" if weight_dtype == "fp8" else "bf16"  # mxfp4 experts are dequantised to bf16
         return cls(min(s.hbm_bytes_per_s for s in specs), min(s.peak_flops(compute_dtype) for s in specs),
                    min(s.memory_bytes for s in specs), "+".join(sorted({s.name for s in specs})))
 
@@ -168,7 +168,8 @@ def stage_comm(profile: ModelProfile, topo: Topology, gpu_ids: Sequence[int], la
                                "all-gather", c)
     moe = ar
     if layout.ep > 1 and profile.moe is not None:
-        sent = rank_tokens * profile.moe.top_k * profile.hidden_size * c.moe_imbalance
+        # each GPU dispatches its share of the stage's tokens (tp GPUs of a rank split their rank's tokens)
+        sent = load.tokens / layout.gpus * profile.moe.top_k * profile.hidden_size * c.moe_imbalance
         dispatch = _group_collective(topo, [tuple(gpu_ids)], sent * DISPATCH_BYTES.get(weight_dtype, 2), "all-to-all", c)
         combine = _group_collective(topo, [tuple(gpu_ids)], sent * ACTIVATION_BYTES, "all-to-all", c)
         moe = (dispatch[0] + combine[0], {k: dispatch[1][k] + combine[1][k] for k in LINK_CLASSES})

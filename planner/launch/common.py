@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
+from planner.cost.shards import Layout
 from planner.errors import UnsupportedPlanError
 from planner.plan import Plan
 
@@ -61,6 +62,23 @@ def uniform_tp(plan: Plan, engine: str, profile: ModelProfile, topo: Topology) -
     raise UnsupportedPlanError(
         f"{engine} cannot run stages of different tensor-parallel degrees ({', '.join(f'TP{s.tp}' for s in plan.stages)})",
         details=closest)
+
+
+def uniform_layout(plan: Plan, engine: str, profile: ModelProfile, topo: Topology) -> Layout:
+    """The one (tp, dp, ep) every stage runs: engines take one layout; otherwise exit 2 with the closest plan."""
+    tp = uniform_tp(plan, engine, profile, topo)
+    layouts = {(s.dp, s.ep) for s in plan.stages}
+    if len(layouts) > 1:
+        raise UnsupportedPlanError(f"{engine} runs one attention-DP and expert-parallel layout for every stage; this "
+                                   f"plan's stages differ: {', '.join(f'DP{s.dp}/EP{s.ep}' for s in plan.stages)}",
+                                   details=closest_uniform(plan, profile, topo))
+    dp, ep = layouts.pop()
+    return Layout(tp, dp, ep)
+
+
+def batch_limit_per_dp_rank(plan: Plan, dp: int) -> int:
+    """The batch limit of one data-parallel rank (vLLM's and TensorRT-LLM's schedulers run one per rank)."""
+    return max(1, -(-per_replica_concurrency(plan) // dp))
 
 
 def closest_uniform(plan: Plan, profile: ModelProfile, topo: Topology, *, even_layers: bool = False) -> list[str]:

@@ -9,20 +9,33 @@ from typing import TYPE_CHECKING
 from planner.errors import UnsupportedPlanError
 from planner.launch.common import (
     LaunchBundle, command, header, layer_partition, model_arg, per_replica_concurrency, q, replica_nodes,
-    uniform_tp)
+    uniform_layout)
 
 if TYPE_CHECKING:
     from planner.hardware.topology import Topology
     from planner.model.layergraph import ModelProfile
+    from planner.cost.shards import Layout
     from planner.plan import Plan
 
 ENGINE_VERSION = "0.5.23"
 DIST_PORT = 5000
 
 
+def layout_flags(layout: Layout) -> list[str]:
+    """SGLang's `--tp-size` counts every GPU of a stage; attention data parallelism splits them into dp ranks
+    (`--dp-size`, `--enable-dp-attention`); `--ep-size` splits the experts, with DeepEP's all-to-all
+    (`--moe-a2a-backend deepep`) as the cost model prices it. `--max-running-requests` is the server's total."""
+    flags = ["--tp-size", str(layout.tp * layout.dp)]
+    if layout.dp > 1:
+        flags += ["--dp-size", str(layout.dp), "--enable-dp-attention"]
+    if layout.ep > 1:
+        flags += ["--ep-size", str(layout.ep), "--moe-a2a-backend", "deepep"]
+    return flags
+
+
 def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
            port: int | None = 30000, plan_path: str = "plan.json") -> LaunchBundle:
-    tp = uniform_tp(plan, "SGLang", profile, topo)
+    layout = uniform_layout(plan, "SGLang", profile, topo)
     w = plan.inputs.workload
     model = model_arg(plan, model_path)
     partition = layer_partition(plan)
@@ -39,7 +52,7 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
                 details=["re-solve with --gpu-ids so that each node holds whole stages of equal size"])
         for k, n in enumerate(nodes):
             parts = ["python", "-m", "sglang.launch_server", "--model-path", q(model),
-                     "--tp-size", str(tp), "--pp-size", str(len(plan.stages)),
+                     *layout_flags(layout), "--pp-size", str(len(plan.stages)),
                      "--mem-fraction-static", f"{w.gpu_memory_fraction:g}",
                      "--max-running-requests", str(per_replica_concurrency(plan)),
                      "--context-length", str(w.isl + w.osl), "--port", str(rport)]

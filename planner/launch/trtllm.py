@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from planner.errors import UnsupportedPlanError
 from planner.launch.common import (
-    LaunchBundle, closest_uniform, command, header, layer_partition, model_arg, per_replica_concurrency, q,
-    replica_nodes, uniform_tp)
+    LaunchBundle, closest_uniform, command, header, layer_partition, model_arg, batch_limit_per_dp_rank, q,
+    replica_nodes, uniform_layout)
 
 if TYPE_CHECKING:
     from planner.hardware.topology import Topology
@@ -22,7 +22,7 @@ ENGINE_VERSION = "main@00209af"  # tensorrt_llm/commands/serve.py at that commit
 
 def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
            port: int | None = 8000, plan_path: str = "plan.json") -> LaunchBundle:
-    tp = uniform_tp(plan, "TensorRT-LLM", profile, topo)
+    layout = uniform_layout(plan, "TensorRT-LLM", profile, topo)
     if layer_partition(plan):
         raise UnsupportedPlanError(
             f"TensorRT-LLM splits layers evenly across pipeline stages; this plan's stages hold "
@@ -34,14 +34,17 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
                "kv_cache_config:", f"  free_gpu_memory_fraction: {w.gpu_memory_fraction:g}"]
     if w.kv_dtype == "fp8":
         options.append("  dtype: fp8")
+    if layout.dp > 1:  # attention data parallelism: each of the tp_size ranks runs attention for its own sequences
+        options.append("enable_attention_dp: true")
     extra = {"trtllm-extra-options.yaml": "\n".join(options) + "\n"}
     per_node: dict[str, list[str]] = {}
     summary = []
     for r in range(plan.replicas):
         nodes = replica_nodes(plan, topo, r)
         rport = port + r
-        serve = ["trtllm-serve", q(model), "--backend", "pytorch", "--tp_size", str(tp), "--pp_size", str(len(plan.stages)),
-                 "--max_batch_size", str(per_replica_concurrency(plan)), "--max_seq_len", str(w.isl + w.osl),
+        serve = ["trtllm-serve", q(model), "--backend", "pytorch", "--tp_size", str(layout.tp * layout.dp),
+                 "--pp_size", str(len(plan.stages)), *(["--ep_size", str(layout.ep)] if layout.ep > 1 else []),
+                 "--max_batch_size", str(batch_limit_per_dp_rank(plan, layout.dp)), "--max_seq_len", str(w.isl + w.osl),
                  "--kv_cache_free_gpu_memory_fraction", f"{w.gpu_memory_fraction:g}",
                  "--host", "0.0.0.0", "--port", str(rport), "--extra_llm_api_options", "trtllm-extra-options.yaml"]
         head = nodes[0]

@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from planner.launch.common import (
-    LaunchBundle, command, header, layer_partition, model_arg, per_replica_concurrency, q, replica_nodes,
-    uniform_tp)
+    LaunchBundle, batch_limit_per_dp_rank, command, header, layer_partition, model_arg, q, replica_nodes,
+    uniform_layout)
 
 if TYPE_CHECKING:
     from planner.hardware.topology import Topology
     from planner.model.layergraph import ModelProfile
+    from planner.cost.shards import Layout
     from planner.plan import Plan
 
 ENGINE_VERSION = "0.33.0"
@@ -35,16 +36,23 @@ def quant_flags(plan: Plan) -> list[str]:
     return flags
 
 
-def serve_command(plan: Plan, tp: int, model: str, port: int, multi_node: bool) -> list[str]:
+def serve_command(plan: Plan, layout: Layout, model: str, port: int, multi_node: bool) -> list[str]:
+    """`vllm serve` with the plan's layout: attention DP ranks (`--data-parallel-size`, each with its own
+    scheduler, so `--max-num-seqs` is per rank) and expert parallelism (`--enable-expert-parallel`: the MoE
+    layers' experts split over the tp x dp GPUs)."""
     w = plan.inputs.workload
     parts = ["vllm", "serve", q(model),
-             "--tensor-parallel-size", str(tp),
-             "--pipeline-parallel-size", str(len(plan.stages)),
-             "--max-model-len", str(w.isl + w.osl),
-             "--gpu-memory-utilization", f"{w.gpu_memory_fraction:g}",
-             "--max-num-seqs", str(per_replica_concurrency(plan)),
-             *quant_flags(plan),
-             "--port", str(port)]
+             "--tensor-parallel-size", str(layout.tp),
+             "--pipeline-parallel-size", str(len(plan.stages))]
+    if layout.dp > 1:
+        parts += ["--data-parallel-size", str(layout.dp)]
+    if layout.ep > 1:
+        parts += ["--enable-expert-parallel"]
+    parts += ["--max-model-len", str(w.isl + w.osl),
+              "--gpu-memory-utilization", f"{w.gpu_memory_fraction:g}",
+              "--max-num-seqs", str(batch_limit_per_dp_rank(plan, layout.dp)),
+              *quant_flags(plan),
+              "--port", str(port)]
     if multi_node:
         parts += ["--distributed-executor-backend", "ray"]
     return parts
@@ -52,7 +60,7 @@ def serve_command(plan: Plan, tp: int, model: str, port: int, multi_node: bool) 
 
 def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
            port: int | None = 8000, plan_path: str = "plan.json") -> LaunchBundle:
-    tp = uniform_tp(plan, "vLLM", profile, topo)
+    layout = uniform_layout(plan, "vLLM", profile, topo)
     model = model_arg(plan, model_path)
     partition = layer_partition(plan)
     scripts: dict[str, str] = {}
@@ -67,7 +75,7 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
             lines = [f"# replica {r}: GPUs {','.join(map(str, n.global_ids))} of node {n.node}, port {rport}",
                      "# CUDA_VISIBLE_DEVICES lists stage 0's TP group, then stage 1's, ...: rank r runs on its r-th entry",
                      f"export CUDA_VISIBLE_DEVICES={','.join(map(str, n.local_indices))}", *env,
-                     command(serve_command(plan, tp, model, rport, False)) + f" &> vllm-replica{r}.log &",
+                     command(serve_command(plan, layout, model, rport, False)) + f" &> vllm-replica{r}.log &",
                      f"echo \"replica {r}: http://$(hostname):{rport}  (log: vllm-replica{r}.log)\"", ""]
             per_node.setdefault(n.node, []).extend(lines)
             summary.append(f"replica {r}: node {n.node}, CUDA_VISIBLE_DEVICES={','.join(map(str, n.local_indices))}, port {rport}")
@@ -84,7 +92,7 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
                           f"until python3 -c \"import ray, sys; ray.init(address='auto', logging_level='ERROR'); "
                           f"sys.exit(ray.cluster_resources().get('GPU', 0) < {sum(len(x.local_indices) for x in nodes)})\"; "
                           "do sleep 5; done  # wait for every worker node's GPUs",
-                          command(serve_command(plan, tp, model, rport, True)) + f" &> vllm-replica{r}.log &",
+                          command(serve_command(plan, layout, model, rport, True)) + f" &> vllm-replica{r}.log &",
                           f"echo \"replica {r}: http://$(hostname):{rport}  (log: vllm-replica{r}.log)\""]
             else:
                 lines += [f"ray start --address={head_addr}:{RAY_PORT} --num-gpus={len(n.local_indices)} --block &"]

@@ -2,17 +2,19 @@
 
 Quantised weight dtypes (fp8, int4) apply to the matrices of the decoder layers (attention
 projections, MLPs, experts). Embeddings, lm_head, norms, biases and MoE routers stay in 16-bit,
-as vLLM's fp8 and AWQ/GPTQ int4 checkpoints keep them.
+as vLLM's fp8 and AWQ/GPTQ int4 checkpoints keep them. `mxfp4` (OCP microscaling FP4, as gpt-oss
+ships) quantises only the routed experts: 4-bit values with one 8-bit scale per 32 (4.25 bits a
+weight); attention and everything else stay 16-bit.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-WeightDtype = Literal["bf16", "fp16", "fp8", "int4"]
+WeightDtype = Literal["bf16", "fp16", "fp8", "int4", "mxfp4"]
 KvDtype = Literal["bf16", "fp16", "fp8"]
 
-WEIGHT_DTYPES: dict[str, float] = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int4": 0.5}
+WEIGHT_DTYPES: dict[str, float] = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int4": 0.5, "mxfp4": 0.5}
 KV_DTYPES: dict[str, float] = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0}
 
 #: Bytes of everything that is not a quantised matrix (embeddings, norms, biases, routers).
@@ -23,14 +25,20 @@ ACTIVATION_BYTES = 2
 #: int4 (AWQ/GPTQ) stores one fp16 scale per group of 128 weights: 2 bytes / 128 weights.
 INT4_GROUP_SIZE = 128
 INT4_SCALE_BYTES = 2
+#: mxfp4 (OCP Microscaling Formats v1.0): one E8M0 scale byte per block of 32 FP4 values.
+MXFP4_BLOCK_SIZE = 32
+MXFP4_SCALE_BYTES = 1
 
 
-def matrix_bytes(quantisable_params: float, weight_dtype: str) -> float:
-    """Bytes of `quantisable_params` matrix weights stored in `weight_dtype`, scales included."""
-    per = WEIGHT_DTYPES[weight_dtype]
-    out = quantisable_params * per
+def matrix_bytes(quantisable_params: float, weight_dtype: str, shard: str = "split") -> float:
+    """Bytes of `quantisable_params` matrix weights of one shard kind stored in `weight_dtype`, scales included."""
+    if weight_dtype == "mxfp4" and shard != "experts":
+        weight_dtype = "bf16"  # mxfp4 checkpoints quantise the routed experts only
+    out = quantisable_params * WEIGHT_DTYPES[weight_dtype]
     if weight_dtype == "int4":
         out += quantisable_params / INT4_GROUP_SIZE * INT4_SCALE_BYTES
+    elif weight_dtype == "mxfp4":
+        out += quantisable_params / MXFP4_BLOCK_SIZE * MXFP4_SCALE_BYTES
     return out
 
 

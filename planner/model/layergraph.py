@@ -41,8 +41,8 @@ class ParamGroup(BaseModel):
     def params(self) -> int:
         return self.matrix + self.other
 
-    def weight_bytes(self, weight_dtype: str) -> float:
-        return matrix_bytes(self.matrix, weight_dtype) + self.other * UNQUANTISED_BYTES
+    def weight_bytes(self, weight_dtype: str, shard: str = "split") -> float:
+        return matrix_bytes(self.matrix, weight_dtype, shard) + self.other * UNQUANTISED_BYTES
 
 
 class MoEInfo(BaseModel):
@@ -54,7 +54,7 @@ class MoEInfo(BaseModel):
     intermediate_size: int
 
     def expert_bytes(self, weight_dtype: str) -> float:
-        return matrix_bytes(self.params_per_expert, weight_dtype)
+        return matrix_bytes(self.params_per_expert, weight_dtype, "experts")
 
     def expected_experts_touched(self, tokens: int) -> float:
         """Distinct routed experts a step touches with `tokens` tokens each routed to `top_k`.
@@ -86,7 +86,7 @@ class LayerInfo(BaseModel):
     moe: MoEInfo | None = None
 
     def weight_bytes(self, weight_dtype: str) -> float:
-        return sum(g.weight_bytes(weight_dtype) for g in self.shards.values())
+        return sum(g.weight_bytes(weight_dtype, s) for s, g in self.shards.items())
 
     def kv_bytes_per_token(self, kv_dtype: str) -> float:
         return self.kv_elems_per_token * KV_DTYPES[kv_dtype]

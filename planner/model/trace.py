@@ -65,18 +65,25 @@ def _group_params(module) -> dict[str, ParamGroup]:
     return dict(sorted(shards.items()))
 
 
-def _dense_experts_forward(self, hidden_states, top_k_index, top_k_weights):
-    """Every token through `top_k` experts of this module's shape (FLOP counting only)."""
-    import torch
+def _matmul(x: Any, weight: Any) -> Any:
+    """x times one expert's matrix, stored [out, in] (nn.Linear's layout) or [in, out] (gpt-oss's)."""
     import torch.nn.functional as F
 
+    return F.linear(x, weight) if weight.shape[-1] == x.shape[-1] else x @ weight
+
+
+def _dense_experts_forward(self: Any, hidden_states: Any, top_k_index: Any = None, *_: Any, **__: Any) -> Any:
+    """Every token through `top_k` experts of this module's shape (FLOP counting only)."""
+    import torch
+
+    top_k = top_k_index.shape[-1] if top_k_index is not None else 1
     out = torch.zeros_like(hidden_states)
-    for _ in range(top_k_index.shape[-1]):
+    for _ in range(top_k):
         if hasattr(self, "gate_up_proj"):
-            gate, up = F.linear(hidden_states, self.gate_up_proj[0]).chunk(2, dim=-1)
+            gate, up = _matmul(hidden_states, self.gate_up_proj[0]).chunk(2, dim=-1)
         else:  # separate gate and up tensors
-            gate, up = F.linear(hidden_states, self.gate_proj[0]), F.linear(hidden_states, self.up_proj[0])
-        out = out + F.linear(self.act_fn(gate) * up, self.down_proj[0])
+            gate, up = _matmul(hidden_states, self.gate_proj[0]), _matmul(hidden_states, self.up_proj[0])
+        out = out + _matmul(gate * up, self.down_proj[0])
     return out
 
 
@@ -128,6 +135,7 @@ def _build(config_dict: dict, name: str):
     from transformers import AutoConfig, AutoModelForCausalLM
 
     clean = {k: v for k, v in config_dict.items() if k not in ("quantization_config", "auto_map")}
+    clean["model_type"] = _known_model_type(clean)
     try:
         config = AutoConfig.for_model(**clean)
     except (ValueError, KeyError) as exc:
@@ -142,6 +150,22 @@ def _build(config_dict: dict, name: str):
     except Exception as exc:  # transformers raises many kinds for a config it cannot build
         raise ConfigError(f"{name}: transformers could not build the model: {str(exc).splitlines()[0]}") from None
     return config, model
+
+
+def _known_model_type(config_dict: dict) -> Any:
+    """The config's model_type, or, where transformers does not know it (Kimi-K2's `kimi_k2` ships remote code
+    for DeepseekV3ForCausalLM), the model_type of the architecture the config names."""
+    from transformers import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    model_type = config_dict.get("model_type")
+    if model_type in CONFIG_MAPPING:
+        return model_type
+    by_class = {cls: mt for mt, cls in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.items() if isinstance(cls, str)}
+    for arch in config_dict.get("architectures") or []:
+        if isinstance(arch, str) and arch in by_class:
+            return by_class[arch]
+    return model_type
 
 
 def _moe_info(config, layer_shards: dict[str, ParamGroup]) -> MoEInfo | None:

@@ -246,9 +246,15 @@ def load_capacity(sv: ShapeSolver, limits: Limits) -> Capacity:
 
 
 def _tokens_bound(sv: ShapeSolver, cap_bound: int) -> float:
-    """Minus the most tokens/s the shape can reach (a score bound): tokens/s = load / TPOT grows with the load."""
+    """Minus the most tokens/s the shape can reach (a score bound): tokens/s = load / TPOT grows with the load, and
+    under a TPOT SLO no load whose TPOT lower bound already breaks it can serve (the bound grows with the load)."""
     if cap_bound < 1:
         return 0.0
+    slo_ns = None if sv.req.tpot_slo_ms is None else sv.req.tpot_slo_ms * 1e6
+    if slo_ns is not None:
+        cap_bound = _largest(1, cap_bound, lambda c: sv.tpot_lower_bound_ns(sv.op(c)) <= slo_ns)
+        if cap_bound < 1:
+            return 0.0
     return -sv.shape.replicas * cap_bound * 1e9 / sv.tpot_lower_bound_ns(sv.op(cap_bound))
 
 
@@ -256,9 +262,9 @@ def solve_throughput(sv: ShapeSolver, limits: Limits, best_tokens: float | None)
     """The largest load the shape serves (memory, step budget, SLOs), then the least TPOT there."""
     shape = sv.shape
     cap = load_capacity(sv, limits)
-    if cap.status != "OPTIMAL" and cap.plan < 1:
-        return ShapeResult(shape, cap.status, note=cap.problem)
     upper = -_tokens_bound(sv, cap.bound)
+    if cap.status != "OPTIMAL" and cap.plan < 1:  # no plan found: an UNKNOWN keeps the bound it has
+        return ShapeResult(shape, cap.status, note=cap.problem, bound=-upper if cap.status == "UNKNOWN" else math.inf)
     if best_tokens is not None and upper <= best_tokens:
         return ShapeResult(shape, "PRUNED", bound=-upper)
     outcomes: dict[int, Outcome] = {}
@@ -272,7 +278,8 @@ def solve_throughput(sv: ShapeSolver, limits: Limits, best_tokens: float | None)
     best = _largest(1, cap.plan, feasible)
     if best < 1:
         unknown = any(o.status == "UNKNOWN" for o in outcomes.values())
-        return ShapeResult(shape, "UNKNOWN" if unknown else "INFEASIBLE", note="no load meets the SLOs")
+        return ShapeResult(shape, "UNKNOWN" if unknown else "INFEASIBLE", note="no load meets the SLOs",
+                           bound=-upper if unknown else math.inf)
     op = sv.op(best)
     part, pred = sv.evaluate(outcomes[best], op)
     settled = all(o.status in ("OPTIMAL", "INFEASIBLE") for o in outcomes.values()) and cap.status == "OPTIMAL"
