@@ -9,15 +9,17 @@ import math
 from planner.errors import InputError
 from planner.plan import Plan, Stage
 
-SUPPORTED = ("llama", "qwen2", "mistral", "mixtral")
+SUPPORTED = ("llama", "qwen2", "mistral", "mixtral", "deepseek_v3")
 MINI_HEAD_DIM = 8
 MINI_LAYERS = 8  # at least; 4 per stage beyond two stages
 
 
 def check_family(config: dict) -> None:
-    if config.get("model_type") not in SUPPORTED or config.get("kv_lora_rank"):
+    if config.get("model_type") not in SUPPORTED:
         raise InputError(f"validate runs the {', '.join(SUPPORTED)} families; model_type "
-                         f"'{config.get('model_type')}' (MLA or another layout) is not supported yet")
+                         f"'{config.get('model_type')}' is not supported yet")
+    if config.get("model_type") == "deepseek_v3" and not config.get("q_lora_rank"):
+        raise InputError("validate runs DeepSeek's MLA with a q_lora_rank (V3, R1, Kimi-K2), not without one (V2-Lite)")
 
 
 def mini_counts(plan: Plan, n_layers: int) -> list[int]:
@@ -54,12 +56,26 @@ def mini_config(config: dict, plan: Plan) -> dict:
                num_hidden_layers=sum(mini_counts(plan, config["num_hidden_layers"])), max_position_embeddings=4096,
                tie_word_embeddings=False, sliding_window=None, use_sliding_window=False,
                bos_token_id=0, eos_token_id=1)
+    if config.get("model_type") == "deepseek_v3":
+        out.update(_mini_mla_moe(config, plan, out["num_hidden_layers"]))
     return out
+
+
+def _mini_mla_moe(config: dict, plan: Plan, n_layers: int) -> dict:
+    """DeepSeek's MLA and MoE at mini scale: small latent and head dims, 16 routed experts (at least two per
+    expert-parallel rank) of top-4, one shared expert, the first layer dense; the head count stays."""
+    ep = max(st.ep for st in plan.stages)
+    n_experts = max(16, 2 * ep)
+    return {"q_lora_rank": 48, "kv_lora_rank": 32, "qk_nope_head_dim": 8, "qk_rope_head_dim": 8, "v_head_dim": 8,
+            "n_routed_experts": n_experts, "num_experts_per_tok": min(4, config["num_experts_per_tok"]),
+            "n_shared_experts": 1, "moe_intermediate_size": 16 * math.lcm(*[s.tp for s in plan.stages]),
+            "first_k_dense_replace": min(1, n_layers - 1), "n_group": 1, "topk_group": 1,
+            "num_nextn_predict_layers": 0, "rope_scaling": None}
 
 
 def mini_stages(plan: Plan, n_layers: int) -> list[Stage]:
     stages, start = [], 0
     for st, n in zip(plan.stages, mini_counts(plan, n_layers)):
-        stages.append(Stage(layer_start=start, layer_end=start + n, gpu_ids=st.gpu_ids, tp=st.tp))
+        stages.append(Stage(layer_start=start, layer_end=start + n, gpu_ids=st.gpu_ids, tp=st.tp, dp=st.dp, ep=st.ep))
         start += n
     return stages

@@ -1,5 +1,7 @@
-"""A Llama-family decoder (Llama, Qwen2, Mistral, Mixtral) sharded the way the cost model and vLLM
-shard it, with every collective and send/recv going through a byte-counting `Comm`.
+"""A decoder of the Llama family (Llama, Qwen2, Mistral, Mixtral) or of DeepSeek-V3 (MLA attention, shared
+and routed experts), sharded the way the cost model and the engines shard it, with every collective and
+send/recv going through a byte-counting `Comm`. MLA lives in planner.validate.mla, the MoE layer (expert
+slices under TP, whole experts and an all-to-all under expert parallelism) in planner.validate.moe.
 
 Why explicit collectives instead of DTensor's `parallelize_module` (ColwiseParallel/RowwiseParallel):
 - the traffic check must count the bytes each rank sends and receives per collective call, and
@@ -13,7 +15,9 @@ torch.distributed.pipelining: its schedules do not carry a KV cache across decod
 
 Sharding (planner.model.layergraph's shard kinds): q/o, gate/up/down and experts' slices split over `tp`;
 k/v split over min(tp, KV heads) (replicated beyond); norms and the MoE router whole; embedding and
-lm_head split by vocabulary rows.
+lm_head split by vocabulary rows. A stage of tp x dp ranks runs attention data-parallel: rank j is TP rank
+j % tp of DP rank j // tp and serves that DP rank's sequences; with expert parallelism (ep = tp x dp) it
+holds experts [j E/ep, (j+1) E/ep) whole.
 """
 
 from __future__ import annotations
@@ -77,6 +81,23 @@ class Comm:
         self.dist.all_gather(parts, t.contiguous(), group=group)
         return torch.cat(parts, dim=-1)
 
+    def all_to_all(self, t: torch.Tensor, send_counts: list[int], recv_counts: list[int], me: int,
+                   group: Group, metadata: bool = False) -> torch.Tensor:
+        """Rows of `t` to each rank of the group (send_counts rows each, in group-rank order); the rows a rank
+        keeps for itself do not cross a link and are not counted, nor is routing `metadata`."""
+        row = t[0].numel() * t.element_size() if t.numel() else t.element_size() * int(torch.tensor(t.shape[1:]).prod())
+        out = torch.empty((sum(recv_counts), *t.shape[1:]), dtype=t.dtype, device=t.device)
+        if not metadata:
+            self._count("all_to_all", (sum(send_counts) - send_counts[me]) * row, (sum(recv_counts) - recv_counts[me]) * row)
+        self.dist.all_to_all_single(out, t.contiguous(), recv_counts, send_counts, group=group)
+        return out
+
+    def exchange_counts(self, counts: list[int], group: Group) -> list[int]:
+        """How many rows each rank will send here (routing metadata: not counted as traffic)."""
+        out = torch.empty(len(counts), dtype=torch.int64)
+        self.dist.all_to_all_single(out, torch.tensor(counts, dtype=torch.int64), group=group)
+        return out.tolist()
+
     def send(self, t: torch.Tensor, dst: int) -> None:
         self._count("send", t.numel() * t.element_size(), 0)
         self.dist.send(t.contiguous(), dst)
@@ -93,8 +114,12 @@ class Comm:
 class Shard:
     """What one rank holds of one stage: parameters, a KV cache, and the forward pass."""
 
-    def __init__(self, cfg: dict, layers: range, tp: int, tp_rank: int, first: bool, last: bool):
+    def __init__(self, cfg: dict, layers: range, tp: int, tp_rank: int, first: bool, last: bool, *,
+                 ep: int = 1, ep_rank: int = 0):
+        from planner.validate import mla, moe
+
         self.cfg, self.layers, self.tp, self.r, self.first, self.last = cfg, layers, tp, tp_rank, first, last
+        self.ep, self.ep_rank = ep, ep_rank
         h, heads = cfg["hidden_size"], cfg["num_attention_heads"]
         self.kv = cfg.get("num_key_value_heads") or heads
         self.hd = cfg.get("head_dim") or h // heads
@@ -104,12 +129,11 @@ class Shard:
         # with tp > KV heads, rank r holds KV head r // (tp / KV heads)
         self.kv_index = tp_rank * self.kv_split // tp
         self.bias = cfg.get("model_type") == "qwen2" or cfg.get("attention_bias", False)
-        self.experts = cfg.get("num_local_experts")
-        self.top_k = cfg.get("num_experts_per_tok", 0)
-        inter = cfg["intermediate_size"]
-        self.inter_local = inter // tp
+        self.mla = bool(cfg.get("kv_lora_rank"))
+        self.inter_local = cfg["intermediate_size"] // tp
         self.vocab_local = cfg["vocab_size"] // tp
         self.params: dict[str, torch.Tensor] = {}
+        self.moe = moe.MoE(self) if moe.is_moe_model(cfg) else None
         p = self.params
         if first:
             p["embed"] = self._rows("model.embed_tokens.weight", (cfg["vocab_size"], h), self.vocab_local)
@@ -117,29 +141,33 @@ class Shard:
             pre = f"model.layers.{i}."
             p[pre + "ln1"] = full_param(pre + "input_layernorm.weight", (h,), norm=True)
             p[pre + "ln2"] = full_param(pre + "post_attention_layernorm.weight", (h,), norm=True)
-            p[pre + "q"] = self._rows(pre + "self_attn.q_proj.weight", (heads * self.hd, h), self.heads_local * self.hd)
-            p[pre + "k"] = self._kv_rows(pre + "self_attn.k_proj.weight", (self.kv * self.hd, h))
-            p[pre + "v"] = self._kv_rows(pre + "self_attn.v_proj.weight", (self.kv * self.hd, h))
-            if self.bias:
-                p[pre + "qb"] = self._rows(pre + "self_attn.q_proj.bias", (heads * self.hd,), self.heads_local * self.hd)
-                p[pre + "kb"] = self._kv_rows(pre + "self_attn.k_proj.bias", (self.kv * self.hd,))
-                p[pre + "vb"] = self._kv_rows(pre + "self_attn.v_proj.bias", (self.kv * self.hd,))
-            p[pre + "o"] = self._cols(pre + "self_attn.o_proj.weight", (h, heads * self.hd), self.heads_local * self.hd)
-            if self.experts:
-                p[pre + "router"] = full_param(pre + "mlp.gate.weight", (self.experts, h))
-                for e in range(self.experts):
-                    ep = f"{pre}mlp.experts.{e}."
-                    p[ep + "gate"] = self._rows(ep + "gate", (inter, h), self.inter_local)
-                    p[ep + "up"] = self._rows(ep + "up", (inter, h), self.inter_local)
-                    p[ep + "down"] = self._cols(ep + "down", (h, inter), self.inter_local)
+            mla.add_params(self, pre) if self.mla else self._attention_params(pre)
+            if self.moe is not None and self.moe.is_moe_layer(i):
+                self.moe.add_params(pre)
             else:
-                p[pre + "gate"] = self._rows(pre + "mlp.gate_proj.weight", (inter, h), self.inter_local)
-                p[pre + "up"] = self._rows(pre + "mlp.up_proj.weight", (inter, h), self.inter_local)
-                p[pre + "down"] = self._cols(pre + "mlp.down_proj.weight", (h, inter), self.inter_local)
+                self._mlp_params(pre, cfg["intermediate_size"])
         if last:
             p["norm"] = full_param("model.norm.weight", (h,), norm=True)
             p["lm_head"] = self._rows("lm_head.weight", (cfg["vocab_size"], h), self.vocab_local)
         self.cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _attention_params(self, pre: str) -> None:
+        p, h, heads = self.params, self.cfg["hidden_size"], self.cfg["num_attention_heads"]
+        p[pre + "q"] = self._rows(pre + "self_attn.q_proj.weight", (heads * self.hd, h), self.heads_local * self.hd)
+        p[pre + "k"] = self._kv_rows(pre + "self_attn.k_proj.weight", (self.kv * self.hd, h))
+        p[pre + "v"] = self._kv_rows(pre + "self_attn.v_proj.weight", (self.kv * self.hd, h))
+        if self.bias:
+            p[pre + "qb"] = self._rows(pre + "self_attn.q_proj.bias", (heads * self.hd,), self.heads_local * self.hd)
+            p[pre + "kb"] = self._kv_rows(pre + "self_attn.k_proj.bias", (self.kv * self.hd,))
+            p[pre + "vb"] = self._kv_rows(pre + "self_attn.v_proj.bias", (self.kv * self.hd,))
+        p[pre + "o"] = self._cols(pre + "self_attn.o_proj.weight", (h, heads * self.hd), self.heads_local * self.hd)
+
+    def _mlp_params(self, pre: str, inter: int, name: str = "mlp.") -> None:
+        """A gated MLP of width `inter`, sliced over the TP ranks (also DeepSeek's shared experts)."""
+        p, h, local = self.params, self.cfg["hidden_size"], inter // self.tp
+        p[pre + name + "gate"] = self._rows(pre + name + "gate_proj.weight", (inter, h), local)
+        p[pre + name + "up"] = self._rows(pre + name + "up_proj.weight", (inter, h), local)
+        p[pre + name + "down"] = self._cols(pre + name + "down_proj.weight", (h, inter), local)
 
     def to(self, device: str) -> "Shard":
         self.params = {k: v.to(device) for k, v in self.params.items()}
@@ -149,13 +177,13 @@ class Shard:
     device = "cpu"
 
     # Slicing of the full deterministic tensors ------------------------------------------------
-    def _rows(self, name, shape, local):
+    def _rows(self, name: str, shape: tuple[int, ...], local: int) -> torch.Tensor:
         return full_param(name, shape)[self.r * local:(self.r + 1) * local].contiguous()
 
-    def _cols(self, name, shape, local):
+    def _cols(self, name: str, shape: tuple[int, ...], local: int) -> torch.Tensor:
         return full_param(name, shape)[:, self.r * local:(self.r + 1) * local].contiguous()
 
-    def _kv_rows(self, name, shape):
+    def _kv_rows(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
         local = self.kv_local * self.hd
         return full_param(name, shape)[self.kv_index * local:(self.kv_index + 1) * local].contiguous()
 
@@ -170,9 +198,9 @@ class Shard:
         out = F.embedding(local, self.params["embed"]) * mask.unsqueeze(-1).to(DTYPE)
         return comm.all_reduce(out, group, self.tp).to(COMPUTE)
 
-    def _rope(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def rope(self, x: torch.Tensor, positions: torch.Tensor, dim: int | None = None) -> torch.Tensor:
         theta = float(self.cfg.get("rope_theta", 10000.0))
-        half = self.hd // 2
+        half = (dim or self.hd) // 2
         freqs = 1.0 / theta ** (torch.arange(0, half, dtype=torch.float32, device=x.device) / half)
         ang = positions.float()[:, None] * freqs[None, :]
         cos, sin = ang.cos()[None, :, None, :], ang.sin()[None, :, None, :]
@@ -180,24 +208,29 @@ class Shard:
         return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
 
     @staticmethod
-    def _norm(x, w, eps=1e-5):
+    def norm(x: torch.Tensor, w: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w.to(COMPUTE)
 
     @staticmethod
-    def _linear(x, w, b=None):
+    def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
         return F.linear(x, w.to(COMPUTE), None if b is None else b.to(COMPUTE))
 
-    def _reduce(self, x, comm, group):
+    def reduce(self, x: torch.Tensor, comm: Comm, group: Group) -> torch.Tensor:
         """Partial sums cross the link in bf16, as an engine's all-reduce does."""
         return comm.all_reduce(x.to(DTYPE), group, self.tp).to(COMPUTE)
 
-    def _attention(self, i, x, positions, comm, group):
+    def gated_mlp(self, x: torch.Tensor, pre: str) -> torch.Tensor:
+        """This rank's partial output of a gated MLP (before the all-reduce)."""
+        p = self.params
+        return self.linear(F.silu(self.linear(x, p[pre + "gate"])) * self.linear(x, p[pre + "up"]), p[pre + "down"])
+
+    def _attention(self, i: int, x: torch.Tensor, positions: torch.Tensor, comm: Comm, group: Group) -> torch.Tensor:
         p, pre = self.params, f"model.layers.{i}."
         b, t, _ = x.shape
-        q = self._linear(x, p[pre + "q"], p.get(pre + "qb")).view(b, t, self.heads_local, self.hd)
-        k = self._linear(x, p[pre + "k"], p.get(pre + "kb")).view(b, t, self.kv_local, self.hd)
-        v = self._linear(x, p[pre + "v"], p.get(pre + "vb")).view(b, t, self.kv_local, self.hd)
-        q, k = self._rope(q, positions), self._rope(k, positions)
+        q = self.linear(x, p[pre + "q"], p.get(pre + "qb")).view(b, t, self.heads_local, self.hd)
+        k = self.linear(x, p[pre + "k"], p.get(pre + "kb")).view(b, t, self.kv_local, self.hd)
+        v = self.linear(x, p[pre + "v"], p.get(pre + "vb")).view(b, t, self.kv_local, self.hd)
+        q, k = self.rope(q, positions), self.rope(k, positions)
         if i in self.cache:
             k = torch.cat([self.cache[i][0], k], dim=1)
             v = torch.cat([self.cache[i][1], v], dim=1)
@@ -206,45 +239,36 @@ class Shard:
         group_size = self.cfg["num_attention_heads"] // self.kv
         first_head = self.r * self.heads_local
         kv_ids = [(first_head + j) // group_size - self.kv_index * self.kv_local for j in range(self.heads_local)]
-        k, v = k[:, :, kv_ids], v[:, :, kv_ids]
-        total = k.shape[1]
-        mask = torch.ones(t, total, dtype=torch.bool, device=x.device).tril(diagonal=total - t)
-        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
-        out = out.transpose(1, 2).reshape(b, t, self.heads_local * self.hd)
-        return self._reduce(self._linear(out, p[pre + "o"]), comm, group)
+        out = attend(q, k[:, :, kv_ids], v[:, :, kv_ids])
+        return self.reduce(self.linear(out.reshape(b, t, -1), p[pre + "o"]), comm, group)
 
-    def _mlp(self, i, x, comm, group):
-        p, pre = self.params, f"model.layers.{i}."
-        if not self.experts:
-            return self._reduce(self._linear(F.silu(self._linear(x, p[pre + "gate"])) * self._linear(x, p[pre + "up"]),
-                                             p[pre + "down"]), comm, group)
-        logits = self._linear(x, p[pre + "router"])
-        weights, chosen = torch.topk(logits.softmax(-1), self.top_k, dim=-1)
-        weights = weights / weights.sum(-1, keepdim=True)
-        out = torch.zeros_like(x)
-        for e in range(self.experts):
-            sel = (chosen == e)
-            if not sel.any():
-                continue
-            w = (weights * sel).sum(-1, keepdim=True)
-            ep = f"{pre}mlp.experts.{e}."
-            y = self._linear(F.silu(self._linear(x, p[ep + "gate"])) * self._linear(x, p[ep + "up"]), p[ep + "down"])
-            out = out + y * w
-        return self._reduce(out, comm, group)
+    def _mlp(self, i: int, x: torch.Tensor, comm: Comm, group: Group) -> torch.Tensor:
+        if self.moe is not None and self.moe.is_moe_layer(i):
+            return self.moe.forward(i, x, comm, group)
+        return self.reduce(self.gated_mlp(x, f"model.layers.{i}.mlp."), comm, group)
 
     def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None, positions: torch.Tensor, comm: Comm,
                 group: Group) -> tuple[torch.Tensor, torch.Tensor]:
+        from planner.validate import mla
+
         for i in self.layers:
             pre = f"model.layers.{i}."
-            if residual is None:
-                residual = hidden
-            else:
-                residual = hidden + residual
-            hidden = self._attention(i, self._norm(residual, self.params[pre + "ln1"]), positions, comm, group)
+            residual = hidden if residual is None else hidden + residual
+            x = self.norm(residual, self.params[pre + "ln1"])
+            hidden = mla.attention(self, i, x, positions, comm, group) if self.mla else \
+                self._attention(i, x, positions, comm, group)
             residual = hidden + residual
-            hidden = self._mlp(i, self._norm(residual, self.params[pre + "ln2"]), comm, group)
+            hidden = self._mlp(i, self.norm(residual, self.params[pre + "ln2"]), comm, group)
         return hidden, residual
 
     def logits(self, hidden: torch.Tensor, residual: torch.Tensor, comm: Comm, group: Group) -> torch.Tensor:
-        x = self._norm(hidden + residual, self.params["norm"])
-        return comm.all_gather_last(self._linear(x[:, -1:], self.params["lm_head"]).to(DTYPE), group, self.tp)
+        x = self.norm(hidden + residual, self.params["norm"])
+        return comm.all_gather_last(self.linear(x[:, -1:], self.params["lm_head"]).to(DTYPE), group, self.tp)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Causal attention of the new tokens q [b, t, heads, d] over the cached and new k, v [b, T, heads, d]."""
+    t, total = q.shape[1], k.shape[1]
+    mask = torch.ones(t, total, dtype=torch.bool, device=q.device).tril(diagonal=total - t)
+    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
+    return out.transpose(1, 2)

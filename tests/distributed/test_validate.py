@@ -15,10 +15,10 @@ import pytest
 from planner.cost.estimate import estimate
 from planner.hardware import load_topology
 from planner.model.catalog import load_profile
-from planner.plan import Partition, SolverInfo, Stage, Workload, build_plan
+from planner.plan import Partition, SolverInfo, Stage, Workload, build_plan, make_partition
 from planner.validate.runner import validate
 
-from ..conftest import alive, run_planner_tracked
+from ..conftest import alive, run_planner, run_planner_tracked
 
 SHAPES = {
     "tp2": [(1.0, 2)],
@@ -112,3 +112,45 @@ def test_two_torchrun_agents_on_loopback(tmp_path):
     assert all(proc.returncode == 0 for proc in procs), [o[1][-2000:] for o in outs]
     data = json.loads(report.read_text())
     assert data["passed"] and data["world_size"] == 4
+
+
+def write_layout_plan(tmp_path: Path, model: str, tp: int, dp: int, ep: int) -> Path:
+    """A single-stage plan of tp x dp GPUs with expert-parallel degree ep (fp8, 4 sequences)."""
+    p, topo = load_profile(model), load_topology("8xh100")
+    part = make_partition(p, topo, tp=tp, dp=dp, ep=ep)
+    w = Workload(concurrency=4, weight_dtype="fp8")
+    plan = build_plan(p, topo, part, w, estimate(p, topo, part, w), SolverInfo(status="GIVEN"))
+    path = tmp_path / f"{model}-tp{tp}-dp{dp}-ep{ep}.json"
+    path.write_text(plan.model_dump_json())
+    return path
+
+
+@pytest.mark.parametrize("model,tp,dp,ep", [("mixtral-8x7b", 1, 2, 2), ("deepseek-v3", 2, 1, 1),
+                                             ("deepseek-v3", 1, 2, 2)])
+def test_validate_moe_layouts_and_mla(tmp_path, model, tp, dp, ep):
+    """Issue 14: an EP2 x DP2 Mixtral-like mini plan and a TP2 DeepSeek-V3-like (MLA) mini plan pass on gloo: every
+    rank's parameter bytes equal the cost model's exactly (E/ep whole experts, MLA's replicated down-projections),
+    TP traffic exactly, expert-parallel traffic within the tolerance of routing, logits within bf16 of a
+    single-process reference."""
+    report = validate(str(write_layout_plan(tmp_path, model, tp, dp, ep)), backend="gloo", scale="mini", tokens=4,
+                      timeout_s=240)
+    assert report.passed, [c for c in report.checks if c.passed is False]
+    memory = [c for c in report.checks if c.name == "memory: parameter bytes"]
+    assert len(memory) == tp * dp and all(c.measured == c.predicted for c in memory)
+    traffic = [c for c in report.checks if c.name.startswith("traffic")]
+    if ep > 1:  # the tokens travel to their experts: an all-to-all, and no all-reduce (tp 1)
+        assert all("all_to_all" in c.note and "all_reduce" not in c.note and c.measured > 0 for c in traffic)
+    else:
+        assert all(c.measured == c.predicted for c in traffic)
+    assert report.stages[0].dp == dp and report.stages[0].ep == ep
+
+
+def test_validate_refuses_layouts_it_does_not_run(tmp_path):
+    p, topo = load_profile("mixtral-8x7b"), load_topology("8xh100")
+    part = make_partition(p, topo, tp=2, dp=2, ep=4)
+    w = Workload(concurrency=4, weight_dtype="fp8")
+    plan = build_plan(p, topo, part, w, estimate(p, topo, part, w), SolverInfo(status="GIVEN"))
+    path = tmp_path / "tp2dp2ep4.json"
+    path.write_text(plan.model_dump_json())
+    r = run_planner("validate", str(path))
+    assert r.returncode == 1 and "expert parallelism with tp 1" in r.stderr

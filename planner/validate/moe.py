@@ -1,0 +1,117 @@
+"""The MoE layer of the validation runner: Mixtral's (softmax top-k) and DeepSeek's (sigmoid top-k, shared
+experts), sharded as the cost model prices it.
+
+- ep = 1: every expert's gate/up rows and down columns split over the TP ranks; one all-reduce of the partial
+  sums (shared experts' partials included).
+- ep > 1 (tp = 1, one rank per data-parallel rank): rank j holds experts [j E/ep, (j+1) E/ep) whole. Each token's
+  hidden state goes to the owner of each of its top-k experts (the dispatch all-to-all, bf16) and the expert's
+  output comes back (the combine all-to-all); rows a rank keeps for itself cross no link. The routing metadata
+  (row counts, expert ids) is exchanged too but is not traffic the cost model prices.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from planner.validate.model import COMPUTE, DTYPE, full_param
+
+if TYPE_CHECKING:
+    from planner.validate.model import Comm, Group, Shard
+
+
+def is_moe_model(cfg: dict) -> bool:
+    return bool(cfg.get("num_local_experts") or cfg.get("n_routed_experts"))
+
+
+class MoE:
+    def __init__(self, shard: Shard):
+        cfg = shard.cfg
+        self.shard = shard
+        self.deepseek = bool(cfg.get("n_routed_experts"))
+        self.n_experts = cfg.get("n_routed_experts") or cfg["num_local_experts"]
+        self.top_k = cfg["num_experts_per_tok"]
+        self.inter = cfg.get("moe_intermediate_size") or cfg["intermediate_size"]
+        self.n_shared = cfg.get("n_shared_experts") or 0
+        self.first_dense = (cfg.get("first_k_dense_replace") or 0) if self.deepseek else 0
+        self.local = self.n_experts // shard.ep
+        self.ep_group: Group = None  # the stage's ranks, set by the runner where ep > 1
+
+    def is_moe_layer(self, i: int) -> bool:
+        return i >= self.first_dense
+
+    def add_params(self, pre: str) -> None:
+        sh, h = self.shard, self.shard.cfg["hidden_size"]
+        sh.params[pre + "router"] = full_param(pre + "mlp.gate.weight", (self.n_experts, h))
+        for e in self._held():
+            ep = f"{pre}mlp.experts.{e}."
+            if sh.ep > 1:  # whole experts
+                sh.params[ep + "gate"] = full_param(ep + "gate", (self.inter, h))
+                sh.params[ep + "up"] = full_param(ep + "up", (self.inter, h))
+                sh.params[ep + "down"] = full_param(ep + "down", (h, self.inter))
+            else:
+                local = self.inter // sh.tp
+                sh.params[ep + "gate"] = sh._rows(ep + "gate", (self.inter, h), local)
+                sh.params[ep + "up"] = sh._rows(ep + "up", (self.inter, h), local)
+                sh.params[ep + "down"] = sh._cols(ep + "down", (h, self.inter), local)
+        if self.n_shared:
+            sh._mlp_params(pre, self.inter * self.n_shared, "mlp.shared_experts.")
+
+    def _held(self) -> range:
+        start = self.shard.ep_rank * self.local
+        return range(start, start + self.local)
+
+    def route(self, i: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weights, experts) of each token's top-k: Mixtral normalises softmax scores, DeepSeek sigmoid scores
+        (then scales them by routed_scaling_factor)."""
+        logits = self.shard.linear(x, self.shard.params[f"model.layers.{i}.router"])
+        if not self.deepseek:
+            weights, chosen = torch.topk(logits.softmax(-1), self.top_k, dim=-1)
+            return weights / weights.sum(-1, keepdim=True), chosen
+        scores = logits.sigmoid()
+        weights, chosen = torch.topk(scores, self.top_k, dim=-1)
+        if self.shard.cfg.get("norm_topk_prob", True):
+            weights = weights / weights.sum(-1, keepdim=True)
+        return weights * float(self.shard.cfg.get("routed_scaling_factor", 1.0)), chosen
+
+    def expert(self, pre: str, e: int, x: torch.Tensor) -> torch.Tensor:
+        return self.shard.gated_mlp(x, f"{pre}mlp.experts.{e}.")
+
+    def forward(self, i: int, x: torch.Tensor, comm: Comm, group: Group) -> torch.Tensor:
+        pre, shape = f"model.layers.{i}.", x.shape
+        flat = x.reshape(-1, shape[-1])
+        weights, chosen = self.route(i, flat)
+        out = self._dispatch(pre, flat, weights, chosen, comm) if self.shard.ep > 1 else self._sliced(pre, flat, weights, chosen)
+        if self.n_shared:
+            out = out + self.shard.gated_mlp(flat, pre + "mlp.shared_experts.")
+        out = out.reshape(shape)
+        return out if self.shard.ep > 1 else self.shard.reduce(out, comm, group)
+
+    def _sliced(self, pre: str, x: torch.Tensor, weights: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(x)
+        for e in range(self.n_experts):
+            sel = chosen == e
+            if sel.any():
+                out = out + self.expert(pre, e, x) * (weights * sel).sum(-1, keepdim=True)
+        return out
+
+    def _dispatch(self, pre: str, x: torch.Tensor, weights: torch.Tensor, chosen: torch.Tensor,
+                  comm: Comm) -> torch.Tensor:
+        sh, ep = self.shard, self.shard.ep
+        token = torch.arange(x.shape[0]).repeat_interleave(self.top_k)
+        expert = chosen.reshape(-1)
+        order = torch.argsort(expert // self.local, stable=True)  # rows grouped by owner, in rank order
+        token, expert, w = token[order], expert[order], weights.reshape(-1)[order]
+        counts = torch.bincount(expert // self.local, minlength=ep).tolist()
+        recv_counts = comm.exchange_counts(counts, self.ep_group)
+        rows = comm.all_to_all(x[token].to(DTYPE), counts, recv_counts, sh.ep_rank, self.ep_group)
+        ids = comm.all_to_all(expert.reshape(-1, 1), counts, recv_counts, sh.ep_rank, self.ep_group, metadata=True)
+        y = torch.empty(rows.shape, dtype=COMPUTE)
+        for e in ids.unique().tolist():
+            sel = (ids[:, 0] == e)
+            y[sel] = self.expert(pre, e, rows[sel].to(COMPUTE))
+        back = comm.all_to_all(y.to(DTYPE), recv_counts, counts, sh.ep_rank, self.ep_group)
+        out = torch.zeros_like(x)
+        out.index_add_(0, token, back.to(COMPUTE) * w[:, None])
+        return out
