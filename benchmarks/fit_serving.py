@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from planner.calibrate.serving import FITTABLE, Row, errors, fit, medians
+from planner.calibrate.serving import SERVING_FIT, Row, errors, fit, medians
 from planner.cost.constants import DEFAULT, Constants
 from planner.cost.estimate import estimate
 from planner.hardware import load_topology
@@ -49,7 +49,7 @@ def main() -> None:
     rows = serving_rows()
     train = [r for r in rows if r.role == "fit"]
     c = fit(train, DEFAULT, rounds=args.rounds, guard=lambda t: max(abs(e) for e in gpt_fast_errors(t)) <= 0.095)
-    for name in FITTABLE:
+    for name in SERVING_FIT:
         print(f"{name} = {getattr(c, name):.4g}")
     errs = errors(rows, c)
     for role in ("fit", "check"):

@@ -95,3 +95,13 @@ def load_yaml(path: str | Path, what: str) -> Any:
 
 def load_json(path: str | Path, what: str) -> Any:
     return parse_json(read_text(path, what), str(path))
+
+
+def write_file(path: str, text: str, what: str) -> None:
+    """Write a text file; one line naming the path when it cannot be written."""
+    if len(path) > 1024:
+        raise InputError(f"{path[:60]}...: a path of {len(path)} characters is too long for {what}")
+    try:
+        Path(path).write_text(text)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot write {what} ({getattr(exc, 'strerror', None) or exc})") from None

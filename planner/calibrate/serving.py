@@ -21,12 +21,15 @@ from planner.plan import Prediction, Workload, make_partition
 
 #: The constants a serving fit may move, with their ranges (the others stay at their physics values).
 FITTABLE = {
+    "hbm_efficiency": (0.2, 1.0),
     "flops_efficiency": (0.2, 1.0),
     "kv_hbm_efficiency": (0.2, 1.0),
     "step_overhead_s": (0.0, 0.02),
     "sequence_overhead_s": (0.0, 2e-3),
     "request_overhead_s": (0.0, 0.5),
 }
+#: What benchmarks/fit_serving.py moves (hbm_efficiency stays at the gpt-fast value it was fitted to).
+SERVING_FIT = ("flops_efficiency", "kv_hbm_efficiency", "step_overhead_s", "sequence_overhead_s", "request_overhead_s")
 
 
 @dataclass(frozen=True)
@@ -70,10 +73,13 @@ def predict(row: Row, c: Constants) -> Prediction:
     return estimate(profile, topo, part, w, c)
 
 
-def errors(rows: Iterable[Row], c: Constants) -> list[Errors]:
+Predictor = Callable[[Row, Constants], Prediction]
+
+
+def errors(rows: Iterable[Row], c: Constants, predictor: Predictor = predict) -> list[Errors]:
     out = []
     for r in rows:
-        p = predict(r, c)
+        p = predictor(r, c)
         out.append(Errors(r, p.tpot_ms / r.itl_ms - 1, p.ttft_ms / r.ttft_ms - 1, p.tokens_per_s / r.tokens_per_s - 1, p))
     return out
 
@@ -88,11 +94,11 @@ def _score(errs: list[Errors]) -> float:
     return sum(statistics.median(abs(math.log1p(getattr(e, k))) for e in errs) for k in ("tpot", "ttft", "tokens"))
 
 
-def fit(rows: list[Row], start: Constants, names: Iterable[str] = tuple(FITTABLE), rounds: int = 40,
-        guard: Callable[[Constants], bool] = lambda c: True) -> Constants:
+def fit(rows: list[Row], start: Constants, names: Iterable[str] = SERVING_FIT, rounds: int = 40,
+        guard: Callable[[Constants], bool] = lambda c: True, predictor: Predictor = predict) -> Constants:
     """Coordinate descent in log space on `names`, within FITTABLE's ranges; `guard` may veto a candidate
     (for example: the concurrency-1 decode rows must stay within their tolerance)."""
-    c, best, step = start, _score(errors(rows, start)), 2.0
+    c, best, step = start, _score(errors(rows, start, predictor)), 2.0
     for _ in range(rounds):
         improved = False
         for name in names:
@@ -102,7 +108,7 @@ def fit(rows: list[Row], start: Constants, names: Iterable[str] = tuple(FITTABLE
                 trial = c.model_copy(update={name: min(high, max(low, trial_value))})
                 if not guard(trial):
                     continue
-                score = _score(errors(rows, trial))
+                score = _score(errors(rows, trial, predictor))
                 if score < best - 1e-9:
                     c, best, improved = trial, score, True
                     break

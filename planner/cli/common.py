@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from planner.errors import InputError, PlannerError
+from planner.files import write_file  # noqa: F401  (commands import it from here)
 
 if TYPE_CHECKING:  # imported lazily at run time: start-up stays short
     from planner.cost.constants import Constants
@@ -102,14 +103,3 @@ def int_list(text: Optional[str], option: str, *, low: int = 0, high: int = 1 <<
     from planner.units import parse_int_list
 
     return None if text is None else parse_int_list(text, option, low=low, high=high)
-
-
-def write_file(path: str, text: str, what: str) -> None:
-    from pathlib import Path
-
-    if len(path) > 1024:
-        raise InputError(f"{path[:60]}...: a path of {len(path)} characters is too long for {what}")
-    try:
-        Path(path).write_text(text)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: cannot write {what} ({getattr(exc, 'strerror', None) or exc})") from None

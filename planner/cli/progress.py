@@ -57,3 +57,28 @@ def solve_progress(enabled: bool) -> Iterator[Optional[Callable[[Progress], None
         timer.cancel()
         with lock:
             bar.stop()
+
+
+@contextlib.contextmanager
+def count_progress(enabled: bool, label: str) -> Iterator[Optional[Callable[[int, int], None]]]:
+    """A callback (done, total) drawing a bar on stderr while work runs on a terminal; nothing otherwise."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import Progress as Bar
+
+    from planner.cli.common import err_console
+
+    bar = Bar(TextColumn(label), BarColumn(bar_width=24), MofNCompleteColumn(), TimeElapsedColumn(),
+              console=err_console, transient=True)
+    task = bar.add_task("", total=None)
+    bar.start()
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        bar.stop()

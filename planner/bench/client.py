@@ -1,0 +1,162 @@
+"""A closed-loop load generator for OpenAI-compatible completion servers (vLLM, SGLang, TensorRT-LLM).
+
+`concurrency` requests are kept in flight until `requests` have finished. Each request sends a prompt of `isl`
+random token ids (no tokenizer needed), asks for exactly `osl` tokens (`max_tokens`, `ignore_eos`) and streams
+them: TTFT is the time to the first streamed token, TPOT the mean gap between the first and the last
+((t_last - t_first) / (tokens - 1)). Tokens are counted from the final usage report where the server sends
+one, else one per streamed choice. Every network step has a timeout; a server that is down, answers with an
+error, or breaks off mid-stream raises BenchError with one clear line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+from urllib.parse import urlparse
+
+from planner.errors import BenchError, InputError
+
+#: Seconds to connect, and to wait for any single streamed chunk.
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class RequestResult:
+    ttft_s: float
+    tpot_s: float | None  # None for a one-token answer
+    tokens: int
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What one concurrency level measured."""
+
+    concurrency: int
+    requests: list[RequestResult]
+    wall_s: float
+
+    @property
+    def ttft_ms(self) -> float:
+        return 1e3 * sum(r.ttft_s for r in self.requests) / len(self.requests)
+
+    @property
+    def tpot_ms(self) -> float:
+        gaps = [r.tpot_s for r in self.requests if r.tpot_s is not None]
+        return 1e3 * sum(gaps) / len(gaps) if gaps else float("nan")
+
+    @property
+    def tokens_per_s(self) -> float:
+        return sum(r.tokens for r in self.requests) / self.wall_s
+
+
+def check_url(url: str) -> str:
+    """The server's base URL (scheme and host required), without a trailing slash or /v1."""
+    if not isinstance(url, str) or len(url) > 2048:
+        raise InputError("--url: give the server's address, such as http://localhost:8000")
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise InputError(f"--url: '{url[:200]}' is not an http(s) address such as http://localhost:8000")
+    try:
+        parsed.port
+    except ValueError:
+        raise InputError(f"--url: '{url[:200]}' has a port that is not a number from 0 to 65535") from None
+    base = url.rstrip("/")
+    return base[:-3] if base.endswith("/v1") else base
+
+
+async def _served_model(client: Any, base: str) -> str:
+    """The model name the server serves (GET /v1/models); the requests must name it."""
+    resp = await client.get(f"{base}/v1/models")
+    if resp.status_code != 200:
+        raise BenchError(f"{base}/v1/models answered HTTP {resp.status_code}: {resp.text[:200]}")
+    try:
+        return resp.json()["data"][0]["id"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise BenchError(f"{base}/v1/models did not list a model: {resp.text[:200]}") from None
+
+
+async def _one(client: Any, base: str, model: str, prompt: list[int], osl: int) -> RequestResult:
+    body = {"model": model, "prompt": prompt, "max_tokens": osl, "min_tokens": osl, "ignore_eos": True,
+            "stream": True, "stream_options": {"include_usage": True}, "temperature": 0.0}
+    start = time.perf_counter()
+    first = last = None
+    chunks = 0
+    usage = None
+    async with client.stream("POST", f"{base}/v1/completions", json=body) as resp:
+        if resp.status_code != 200:
+            text = (await resp.aread()).decode(errors="replace")[:200]
+            raise BenchError(f"{base}/v1/completions answered HTTP {resp.status_code}: {text}")
+        async for line in resp.aiter_lines():
+            data = _sse_data(line, base)
+            if data is None:
+                continue
+            if data == "[DONE]":
+                break
+            if data.get("choices"):
+                now = time.perf_counter()
+                first = first if first is not None else now
+                last, chunks = now, chunks + 1
+            usage = data.get("usage") or usage
+    if first is None:
+        raise BenchError(f"{base}: the stream ended before any token")
+    tokens = int(usage["completion_tokens"]) if usage and usage.get("completion_tokens") else chunks
+    tpot = (last - first) / (tokens - 1) if tokens > 1 else None
+    return RequestResult(first - start, tpot, tokens, last - start)
+
+
+def _sse_data(line: str, base: str) -> Any:
+    """The JSON (or "[DONE]") of one server-sent-events line; None for blank and comment lines."""
+    line = line.strip()
+    if not line.startswith("data:"):
+        return None
+    payload = line[5:].strip()
+    if payload == "[DONE]":
+        return payload
+    try:
+        data = json.loads(payload)
+    except json.JSONDecodeError:
+        raise BenchError(f"{base}: the stream sent something that is not JSON: {payload[:120]}") from None
+    if isinstance(data, dict) and data.get("error"):
+        raise BenchError(f"{base}: the server failed mid-stream: {str(data['error'])[:200]}")
+    return data if isinstance(data, dict) else None
+
+
+async def run_load(url: str, concurrency: int, requests: int, isl: int, osl: int, vocab: int, *, seed: int = 0,
+                   progress: Callable[[int], None] | None = None) -> LoadResult:
+    """Keep `concurrency` requests in flight until `requests` have finished."""
+    import httpx
+
+    base = check_url(url)
+    rng = random.Random(seed)
+    prompts = [[rng.randrange(1, max(2, vocab)) for _ in range(isl)] for _ in range(requests)]
+    timeout = httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+    limits = httpx.Limits(max_connections=concurrency + 1)
+    results: list[RequestResult] = []
+    try:
+        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+            model = await _served_model(client, base)
+            queue = list(range(requests))
+            start = time.perf_counter()
+
+            async def worker() -> None:
+                while queue:
+                    k = queue.pop()
+                    results.append(await _one(client, base, model, prompts[k], osl))
+                    if progress is not None:
+                        progress(len(results))
+
+            await asyncio.gather(*(worker() for _ in range(min(concurrency, requests))))
+            wall = time.perf_counter() - start
+    except httpx.ConnectError as exc:
+        raise BenchError(f"cannot reach {base}: {exc}; is the server up?") from None
+    except httpx.TimeoutException:
+        raise BenchError(f"{base} did not answer within {READ_TIMEOUT_S:g} s") from None
+    except httpx.HTTPError as exc:
+        raise BenchError(f"{base}: {type(exc).__name__}: {str(exc)[:200]}") from None
+    return LoadResult(concurrency, results, wall)

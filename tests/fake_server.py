@@ -1,0 +1,98 @@
+"""A fake OpenAI-compatible streaming server (a small Starlette ASGI app run by uvicorn) with known
+token timings, for `planner bench`'s tests: the first token after `ttft_s`, then one every `gap_s`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass
+class Behaviour:
+    ttft_s: float = 0.2
+    gap_s: float = 0.02
+    fail_after: int | None = None  # tokens streamed before an error event
+    status: int = 200
+
+
+def make_app(b: Behaviour) -> Starlette:
+    async def models(_: Request) -> JSONResponse:
+        return JSONResponse({"object": "list", "data": [{"id": "tiny", "object": "model"}]})
+
+    async def completions(request: Request):
+        body = await request.json()
+        if b.status != 200:
+            return JSONResponse({"error": {"message": "overloaded"}}, status_code=b.status)
+        n = int(body["max_tokens"])
+
+        async def stream():
+            await asyncio.sleep(b.ttft_s)
+            for k in range(n):
+                if k:
+                    await asyncio.sleep(b.gap_s)
+                if b.fail_after is not None and k == b.fail_after:
+                    yield f"data: {json.dumps({'error': {'message': 'engine died'}})}\n\n"
+                    return
+                yield f"data: {json.dumps({'choices': [{'index': 0, 'text': 'x'}]})}\n\n"
+            yield f"data: {json.dumps({'choices': [], 'usage': {'completion_tokens': n}})}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/v1/models", models), Route("/v1/completions", completions, methods=["POST"])])
+
+
+class FakeServer:
+    """Context manager: `with FakeServer(Behaviour()) as url: ...`. The server runs in its own process (so that its
+    timings do not share the test's interpreter lock), which is stopped by its PID on exit."""
+
+    def __init__(self, behaviour: Behaviour):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.behaviour = behaviour
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> str:
+        b = self.behaviour
+        args = [sys.executable, "-m", "tests.fake_server", str(self.port), str(b.ttft_s), str(b.gap_s),
+                str(-1 if b.fail_after is None else b.fail_after), str(b.status)]
+        self.proc = subprocess.Popen(args, cwd=str(Path(__file__).resolve().parent.parent),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return url
+            except OSError:
+                time.sleep(0.05)
+        self.__exit__()
+        raise RuntimeError("the fake server did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    port, ttft, gap, fail, status = sys.argv[1:6]
+    behaviour = Behaviour(float(ttft), float(gap), None if int(fail) < 0 else int(fail), int(status))
+    uvicorn.run(make_app(behaviour), host="127.0.0.1", port=int(port), log_level="error")

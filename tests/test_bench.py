@@ -1,0 +1,75 @@
+"""`planner bench` against a fake streaming server with known timings, and its failure modes."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from .fake_server import Behaviour, FakeServer
+
+
+@pytest.fixture()
+def plan_file(tmp_path, cli):
+    path = tmp_path / "plan.json"
+    code, _, err = cli("solve", "--model", "llama-8b", "--topology", "1xh100", "--isl", "64", "--osl", "16",
+                       "-o", str(path))
+    assert code == 0, err
+    return path
+
+
+@pytest.mark.parametrize("ttft_s,gap_s", [(0.2, 0.02), (0.12, 0.03)])  # HTTP adds ~3 ms to TTFT
+def test_bench_measures_known_timings_within_5_percent(plan_file, cli, ttft_s, gap_s):
+    with FakeServer(Behaviour(ttft_s=ttft_s, gap_s=gap_s)) as url:
+        code, out, err = cli("bench", str(plan_file), "--url", url, "--concurrency", "1,4", "--requests", "8", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert [p["concurrency"] for p in report["points"]] == [1, 4]
+    for p in report["points"]:
+        m = p["measured"]
+        assert m["ttft_ms"] == pytest.approx(ttft_s * 1e3, rel=0.05)
+        assert m["tpot_ms"] == pytest.approx(gap_s * 1e3, rel=0.05)
+        # 8 requests of 16 tokens, each taking ttft + 15 gaps, `concurrency` at a time
+        waves = 8 / p["concurrency"]
+        assert m["tokens_per_s"] == pytest.approx(8 * 16 / (waves * (ttft_s + 15 * gap_s)), rel=0.08)
+        assert set(p["predicted"]) == {"ttft_ms", "tpot_ms", "tokens_per_s"}
+        assert p["error"]["tpot_ms"] == pytest.approx(p["predicted"]["tpot_ms"] / m["tpot_ms"] - 1, rel=1e-9)
+
+
+def test_bench_fit_writes_a_calibration_that_estimate_accepts(plan_file, cli, tmp_path):
+    cal = tmp_path / "cal.yaml"
+    with FakeServer(Behaviour(ttft_s=0.1, gap_s=0.015)) as url:
+        code, out, err = cli("bench", str(plan_file), "--url", url, "-c", "1,4", "--requests", "8", "--fit", str(cal),
+                             "--json")
+    assert code == 0, err
+    fitted = json.loads(out)["fitted"]
+    assert set(fitted) >= {"step_overhead_s", "hbm_efficiency", "flops_efficiency"}
+    code, out, err = cli("estimate", "--model", "llama-8b", "--topology", "1xh100", "--tp", "1", "--isl", "64",
+                         "--osl", "16", "--calibration", str(cal), "--json")
+    assert code == 0, err
+    # a 15 ms gap is slower than an H100's 8B decode: the fit moves the prediction towards it
+    assert json.loads(out)["tpot_ms"] > 9.0
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_bench_errors_are_one_line(plan_file, cli):
+    code, _, err = cli("bench", str(plan_file), "--url", "localhost:8000")
+    assert code == 1 and "--url" in err and "Traceback" not in err
+    code, _, err = cli("bench", str(plan_file), "--url", "http://127.0.0.1:99999")
+    assert code == 1 and "port" in err
+    code, _, err = cli("bench", str(plan_file), "--url", f"http://127.0.0.1:{_closed_port()}", "--requests", "1")
+    assert code == 1 and "cannot reach" in err and "server up" in err
+    with FakeServer(Behaviour(ttft_s=0.01, gap_s=0.001, fail_after=3)) as url:
+        code, _, err = cli("bench", str(plan_file), "--url", url, "-c", "1", "--requests", "1")
+    assert code == 1 and "mid-stream" in err and "engine died" in err
+    with FakeServer(Behaviour(status=503)) as url:
+        code, _, err = cli("bench", str(plan_file), "--url", url, "-c", "1", "--requests", "1")
+    assert code == 1 and "HTTP 503" in err
+    code, _, err = cli("bench", str(plan_file), "--url", "http://127.0.0.1:1", "-c", "1", "--fit", "x.yaml")
+    assert code == 1 and "two or more loads" in err or "cannot reach" in err
