@@ -207,7 +207,10 @@ class PlanInputs(BaseModel):
 
 
 class Plan(BaseModel):
-    plan_version: int = PLAN_VERSION
+    """The artefact every later step reads. Strict: an unknown or missing top-level field is refused, not guessed."""
+
+    model_config = ConfigDict(extra="forbid")
+    plan_version: int
     inputs: PlanInputs
     stages: list[Stage] = Field(min_length=1)
     replicas: int = Field(1, ge=1)
@@ -344,7 +347,7 @@ def build_plan(profile: ModelProfile, topo: Topology, partition: Partition, work
     inputs = PlanInputs(model=profile.name, model_source=profile.source, config_hash=profile.config_hash,
                         topology=topo.name, topology_source=topo.source, topology_hash=topo.hash, workload=workload,
                         objective=objective, tpot_slo_ms=tpot_slo_ms, ttft_slo_ms=ttft_slo_ms)
-    return Plan(inputs=inputs, stages=partition.stages, replicas=partition.replicas,
+    return Plan(plan_version=PLAN_VERSION, inputs=inputs, stages=partition.stages, replicas=partition.replicas,
                 replica_gpu_ids=partition.replica_gpu_ids, prediction=prediction, solver=solver,
                 alternatives=alternatives or [])
 

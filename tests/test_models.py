@@ -187,9 +187,20 @@ def test_hub_id_offline_is_clear():
     "mutate,needle",
     [
         (lambda c: c.pop("hidden_size"), "field 'hidden_size' is missing"),
-        (lambda c: c.update(num_hidden_layers=-3), "field 'num_hidden_layers' must be a positive integer"),
+        (lambda c: c.update(num_hidden_layers=-3), "field 'num_hidden_layers' must be a whole number from 1 to 1,024"),
+        (lambda c: c.update(num_hidden_layers=10**6), "from 1 to 1,024, got 1000000"),  # issue 18: no 5 GB trace
         (lambda c: c.update(num_key_value_heads=5), "not divisible by num_key_value_heads (5)"),
         (lambda c: c.pop("model_type"), "field 'model_type'"),
+        # issue 18: model nonsense is refused with the field and its range
+        (lambda c: c.update(rope_theta=-1), "field 'rope_theta' must be a finite number above 0"),
+        (lambda c: c.update(rope_theta=float("nan")), "field 'rope_theta' must be a finite number above 0"),
+        (lambda c: c.update(sliding_window=-1), "field 'sliding_window' must be a whole number from 1"),
+        (lambda c: c.update(rms_norm_eps=float("inf")), "field 'rms_norm_eps' must be a finite number above 0 and below 1"),
+        (lambda c: c.update(max_position_embeddings=-1), "field 'max_position_embeddings' must be a whole number from 1"),
+        (lambda c: c.update(kv_lora_rank=64), "kv_lora_rank is MLA's"),
+        (lambda c: c.update(model_type="gpt2"), "model_type 'gpt2' is not a supported family: planner traces llama"),
+        (lambda c: c.update(num_local_experts=4, num_experts_per_tok=8), "num_experts_per_tok (8) exceeds the 4 experts"),
+        (lambda c: c.update(model_type="deepseek_v3", n_group=0), "field 'n_group' must be a whole number from 1"),
     ],
 )
 def test_malformed_config_names_file_and_field(tmp_path, mutate, needle):

@@ -59,8 +59,12 @@ def check_url(url: str) -> str:
     """The server's base URL (scheme and host required), without a trailing slash or /v1."""
     if not isinstance(url, str) or len(url) > 2048:
         raise InputError("--url: give the server's address, such as http://localhost:8000")
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+    try:
+        parsed = urlparse(url)
+        host = parsed.hostname
+    except ValueError as exc:
+        raise InputError(f"--url: '{url[:200]}' is not a valid address ({exc})") from None
+    if parsed.scheme not in ("http", "https") or not host:
         raise InputError(f"--url: '{url[:200]}' is not an http(s) address such as http://localhost:8000")
     try:
         parsed.port
@@ -159,4 +163,6 @@ async def run_load(url: str, concurrency: int, requests: int, isl: int, osl: int
         raise BenchError(f"{base} did not answer within {READ_TIMEOUT_S:g} s") from None
     except httpx.HTTPError as exc:
         raise BenchError(f"{base}: {type(exc).__name__}: {str(exc)[:200]}") from None
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise BenchError(f"--url: '{base[:200]}' is not a valid address ({str(exc)[:120]})") from None
     return LoadResult(concurrency, results, wall)

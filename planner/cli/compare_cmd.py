@@ -7,8 +7,22 @@ from typing import Annotated, Optional
 import typer
 
 from planner.cli.common import (
-    CalibrationOpt, IslOpt, JsonOpt, KvDtypeOpt, MemFracOpt, ModelOpt, ModeOpt, OslOpt, WeightDtypeOpt, cli_errors,
-    console, print_json, say, workload)
+    CalibrationOpt,
+    IslOpt,
+    JsonOpt,
+    KvDtypeOpt,
+    MemFracOpt,
+    ModelOpt,
+    ModeOpt,
+    OslOpt,
+    WeightDtypeOpt,
+    cli_errors,
+    console,
+    print_json,
+    say,
+    workload,
+)
+from planner.errors import InputError
 
 
 def register(app: typer.Typer) -> None:
@@ -43,6 +57,9 @@ def compare_cmd(
     loads = parse_concurrencies(concurrency)
     if plot:
         check_plot_path(plot)
+    if breakdown_at is not None and breakdown_at not in loads:
+        raise InputError(f"--breakdown-at {breakdown_at}: choose one of the loads --concurrency gives "
+                         f"({', '.join(map(str, loads))})")
     work = workload(loads[0], isl, osl, weight_dtype, kv_dtype, gpu_memory_fraction, mode)
     constants = load_constants(calibration)
     topos = [load_topology(t) for t in topology]

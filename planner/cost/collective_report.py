@@ -10,6 +10,7 @@ from planner.errors import InputError
 from planner.hardware.topology import Topology
 
 MAX_SIZES = 64
+MAX_MESSAGE_BYTES = 2**40
 
 
 class CollectiveRow(BaseModel):
@@ -61,6 +62,8 @@ def collective_estimates(topo: Topology, *, sizes: str, op: str, gpu_ids: str | 
             nbytes = parse_bytes(size)
         except ValueError as exc:
             raise InputError(f"--sizes: {exc}") from None
+        if not 1 <= nbytes <= MAX_MESSAGE_BYTES:
+            raise InputError(f"--sizes: {size} is outside 1 B to 1 TiB")
         est = collective_time(topo, ids, nbytes, op, context=context, constants=constants)
         rows.append(CollectiveRow(size=size, bytes=nbytes, time_us=est.time_s * 1e6,
                                   busbw_gbps=est.busbw_bytes_per_s / 1e9 if est.time_s > 0 else 0.0,

@@ -17,13 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from planner.errors import ConfigError, ModelNotFoundError
+from planner.errors import ModelNotFoundError
 from planner.model.layergraph import PROFILE_VERSION, ModelProfile
 from planner.resources import models_dir
-
-#: Fields every config must have, as positive integers, before we try to build it.
-REQUIRED_INT_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "intermediate_size")
-
 
 @dataclass(frozen=True)
 class CatalogEntry:
@@ -60,41 +56,34 @@ def _catalog_lookup(arg: str) -> CatalogEntry | None:
 
 def read_config_file(path: Path) -> dict:
     """Read and check a config.json: the file and the offending field are named on failure."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    from planner.files import parse_json, read_text
+
+    config = parse_json(read_text(path, "the model config"), str(path))
     check_config(config, str(path))
     return config
 
 
 def check_config(config: object, origin: str) -> None:
-    if not isinstance(config, dict):
-        raise ConfigError(f"{origin}: a model config must be a JSON object, got {type(config).__name__}")
-    if not isinstance(config.get("model_type"), str) or not config.get("model_type"):
-        raise ConfigError(f"{origin}: field 'model_type' is missing or not a string (for example \"llama\")")
-    for field in REQUIRED_INT_FIELDS:
-        if field not in config:
-            raise ConfigError(f"{origin}: field '{field}' is missing")
-        value = config[field]
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{origin}: field '{field}' must be a positive integer, got {value!r}")
-    for field in ("num_key_value_heads", "head_dim"):
-        value = config.get(field)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-            raise ConfigError(f"{origin}: field '{field}' must be a positive integer, got {value!r}")
-    heads, hidden = config["num_attention_heads"], config["hidden_size"]
-    if "head_dim" not in config and "kv_lora_rank" not in config and hidden % heads:
-        raise ConfigError(
-            f"{origin}: hidden_size ({hidden}) is not divisible by num_attention_heads ({heads}) and no head_dim is given"
-        )
-    kv = config.get("num_key_value_heads") or heads
-    if heads % kv:
-        raise ConfigError(f"{origin}: num_attention_heads ({heads}) is not divisible by num_key_value_heads ({kv})")
+    from planner.model.config_check import check_model_config
+
+    check_model_config(config, origin)
+
+
+def _hub_reachable(timeout_s: float = 2.0) -> str | None:
+    """None when the hub answers a TCP connection, else why not (offline machines fail in seconds, not after
+    huggingface_hub's retries)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return "HF_HUB_OFFLINE is set"
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    try:
+        with socket.create_connection((endpoint.hostname or "huggingface.co", endpoint.port or 443), timeout=timeout_s):
+            return None
+    except OSError as exc:
+        return f"{endpoint.hostname} is not reachable ({exc.strerror or exc})"
 
 
 def _fetch_from_hub(repo_id: str) -> Path:
@@ -102,6 +91,10 @@ def _fetch_from_hub(repo_id: str) -> Path:
         from huggingface_hub import hf_hub_download
     except ImportError:  # pragma: no cover - a declared dependency
         raise ModelNotFoundError(f"'{repo_id}' looks like a hub id, but huggingface_hub is not installed") from None
+    offline = _hub_reachable()
+    if offline is not None:
+        raise ModelNotFoundError(f"model '{repo_id}' is not in the catalog ({', '.join(catalog_names())}) and the "
+                                 f"Hugging Face hub cannot be asked: {offline}; pass a path to its config.json")
     try:
         return Path(hf_hub_download(repo_id=repo_id, filename="config.json"))
     except Exception as exc:  # network, auth, missing repo: one message for the user

@@ -138,10 +138,11 @@ def _build(config_dict: dict, name: str):
     clean["model_type"] = _known_model_type(clean)
     try:
         config = AutoConfig.for_model(**clean)
-    except (ValueError, KeyError) as exc:
+    except Exception as exc:  # transformers and huggingface_hub's strict dataclasses raise many kinds
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
         raise ConfigError(
-            f"{name}: transformers {transformers.__version__} cannot read this config "
-            f"(model_type '{config_dict.get('model_type')}'): {str(exc).splitlines()[0]}"
+            f"{name}: transformers {transformers.__version__} rejects this config "
+            f"(model_type '{config_dict.get('model_type')}'): {' '.join(lines[:2])[:300]}"
         ) from None
     config._attn_implementation = "eager"
     try:
@@ -224,6 +225,18 @@ def context_length(config: dict) -> int:
 
 def trace_config(config_dict: dict, *, name: str, source: str, config_hash: str) -> ModelProfile:
     config, model = _build(config_dict, name)
+    try:
+        return _walk(config, model, config_dict, name, source, config_hash)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a config transformers builds but cannot run: one line, not its traceback
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        raise ConfigError(f"{name}: transformers built the model but could not run a layer of it "
+                          f"({type(exc).__name__}: {first[:200]}); check the config's fields") from None
+
+
+def _walk(config: Any, model: Any, config_dict: dict, name: str, source: str, config_hash: str) -> ModelProfile:
+    """The layer graph of a built model: nodes, parameter groups, FLOPs, KV."""
     embed = model.get_input_embeddings()
     embed_params = sum(p.numel() for p in embed.parameters())
     layers = [LayerInfo(index=0, name="embed", kind="embedding", params=embed_params,

@@ -1,0 +1,159 @@
+"""A long fuzz run of every entry point (issue 18): the families of tests/test_fuzz.py at 10,000+ cases.
+
+Usage: python benchmarks/fuzz.py [--scale F] [--seed S]
+Prints a markdown table per family: cases, tracebacks, timeouts (over 60 s), exit codes, JSON that did not parse,
+processes left behind; then, for the cases that exited 0 after a mutation, the mutation kinds (so that every
+accepted case can be judged: an unknown key that is ignored, a value replaced by another valid one, ...).
+Writes every failing case to benchmarks/fuzz-failures.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import copy
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.fuzzing import (  # noqa: E402
+    BASE_ARGS, COMMAND_OPTIONS, OPTION_VALUES, Outcome, mutate, render_text, run_case, seed_plan, seeds, write,
+)
+
+COUNTS = {"topology-show": 3000, "topology-solve": 400, "models-show": 700, "options": 3000, "launch": 2000,
+          "calibration": 700, "bench-url": 200, "validate": 100}
+
+
+def _run(n: int, strategy: st.SearchStrategy, body, seed_value: int) -> None:
+    @seed(seed_value)
+    @settings(max_examples=n, deadline=None, database=None, phases=[Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def go(x):
+        body(x)
+
+    go()
+
+
+def family_cases(name: str, n: int, tmp: Path, out: list[Outcome], seed_value: int) -> None:
+    data = st.data()
+    if name in ("topology-show", "topology-solve"):
+        tops = seeds("topology")
+
+        def body(d):
+            doc, kind = mutate(d, copy.deepcopy(d.draw(st.sampled_from(tops))))
+            f = write(tmp / "t.yaml", render_text(d, doc, as_json=False))
+            argv = ["topology", "show", str(f), "--json"] if name == "topology-show" else \
+                ["solve", "--model", "llama-8b", "--topology", str(f), "--time-limit", "2", "--top", "0"]
+            out.append(run_case(name, argv, kind))
+    elif name == "models-show":
+        models = seeds("model")
+
+        def body(d):
+            doc, kind = mutate(d, copy.deepcopy(d.draw(st.sampled_from(models))))
+            f = write(tmp / "config.json", render_text(d, doc, as_json=True))
+            out.append(run_case(name, ["models", "show", str(f), "--json"], kind))
+    elif name == "options":
+        def body(d):
+            command = d.draw(st.sampled_from(sorted(COMMAND_OPTIONS)))
+            argv = list(BASE_ARGS[command])
+            for _ in range(d.draw(st.integers(1, 3))):
+                argv += [d.draw(st.sampled_from(COMMAND_OPTIONS[command])), d.draw(OPTION_VALUES)]
+            if d.draw(st.booleans()):
+                argv.append("--json")
+            out.append(run_case(command, argv, " ".join(argv[len(BASE_ARGS[command]):])[:120]))
+    elif name in ("launch", "validate"):
+        base = seed_plan()
+
+        def body(d):
+            doc, kind = mutate(d, copy.deepcopy(base))
+            f = write(tmp / "plan.json", render_text(d, doc, as_json=True))
+            argv = ["launch", str(f), "--engine", d.draw(st.sampled_from(["vllm", "sglang", "trtllm", "torchrun"])),
+                    "--json"] if name == "launch" else ["validate", str(f), "--tokens", "1", "--timeout", "60", "--json"]
+            out.append(run_case(name, argv, kind))
+    elif name == "calibration":
+        from planner.cost.constants import DEFAULT
+
+        base_cal = json.loads(DEFAULT.model_dump_json())
+
+        def body(d):
+            doc, kind = mutate(d, copy.deepcopy(base_cal))
+            f = write(tmp / "cal.yaml", render_text(d, doc, as_json=False))
+            out.append(run_case("estimate", ["estimate", "--model", "llama-8b", "--topology", "8xh100", "--tp", "2",
+                                             "--calibration", str(f), "--json"], kind))
+    else:  # bench-url
+        plan = write(tmp / "bench-plan.json", json.dumps(seed_plan()))
+        data = OPTION_VALUES
+
+        def body(url):
+            out.append(run_case("bench", ["bench", str(plan), "--url", url, "-c", "1", "--requests", "1", "--json"],
+                                url[:60]))
+    _run(n, data, body, seed_value)
+
+
+def table(results: dict[str, list[Outcome]]) -> list[str]:
+    lines = ["| family | cases | tracebacks | timeouts | exit 0 | exit 1 | exit 2 | bad JSON | leftovers | slowest s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, outs in results.items():
+        codes = collections.Counter(o.code for o in outs)
+        lines.append(f"| {name} | {len(outs)} | {sum(o.traceback is not None for o in outs)} | "
+                     f"{sum(o.timed_out for o in outs)} | {codes[0]} | {codes[1]} | {codes[2]} | "
+                     f"{sum(o.json_ok is False for o in outs)} | {sum(bool(o.leftover) for o in outs)} | "
+                     f"{max((o.seconds for o in outs), default=0):.1f} |")
+    total = [o for outs in results.values() for o in outs]
+    lines.append(f"| **all** | {len(total)} | {sum(o.traceback is not None for o in total)} | "
+                 f"{sum(o.timed_out for o in total)} | | | | {sum(o.json_ok is False for o in total)} | "
+                 f"{sum(bool(o.leftover) for o in total)} | |")
+    return lines
+
+
+def accepted_classes(results: dict[str, list[Outcome]]) -> list[str]:
+    """Mutation kinds of the cases that exited 0 (a field deleted, replaced or added, and still accepted)."""
+    lines = ["| family | mutation that still exited 0 | cases |", "|---|---|---|"]
+    for name, outs in results.items():
+        kinds = collections.Counter(_kind(o.mutation) for o in outs if o.code == 0)
+        for kind, n in kinds.most_common(12):
+            lines.append(f"| {name} | {kind} | {n} |")
+    return lines
+
+
+def _kind(mutation: str) -> str:
+    words = mutation.split()
+    return " ".join(words[:2]) if words and words[0] in ("delete", "replace", "unknown") else (mutation[:50] or "-")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply every family's case count")
+    ap.add_argument("--seed", type=int, default=18)
+    ap.add_argument("--only", default=None, help="comma-separated families to run (default: all)")
+    args = ap.parse_args()
+    results: dict[str, list[Outcome]] = {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as d:
+        for name, n in COUNTS.items():
+            if args.only and name not in args.only.split(","):
+                continue
+            results[name] = []
+            family_cases(name, max(1, int(n * args.scale)), Path(d), results[name], args.seed)
+            print(f"{name}: {len(results[name])} cases, {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    print("\n".join(table(results)))
+    print()
+    print("\n".join(accepted_classes(results)))
+    failures = [o.__dict__ for outs in results.values() for o in outs
+                if o.traceback or o.timed_out or o.json_ok is False or o.leftover]
+    (ROOT / "benchmarks" / "fuzz-failures.json").write_text(json.dumps(failures, indent=1, default=str))
+    print(f"\n{sum(len(v) for v in results.values())} cases in {time.perf_counter() - started:.0f} s; "
+          f"{len(failures)} failing (benchmarks/fuzz-failures.json)")
+
+
+if __name__ == "__main__":
+    main()

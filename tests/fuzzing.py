@@ -1,0 +1,215 @@
+"""Hostile inputs for every entry point, shared by tests/test_fuzz.py (a bounded, seeded run in CI) and
+benchmarks/fuzz.py (10,000 cases and more).
+
+A case is one command line run in-process the way the console script runs it (`planner.cli.run`) on files the
+case wrote: mutated topology YAML, model configs, plan JSON and calibration profiles, or hostile option values.
+`run_case` returns what happened: the exit code, whether anything escaped as a traceback, how long it took,
+whether `--json` output parsed, and whether a process was left behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import math
+import os
+import signal
+import sys
+import time
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from hypothesis import strategies as st
+
+REPO = Path(__file__).resolve().parent.parent
+TIME_LIMIT_S = 60.0
+
+JUNK_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-10, 10**12), st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.sampled_from(["-5GB/s", "0GB/s", "1e400GB/s", "1e-30GB/s", "450", "2us", "1e6s", "80GiB", "xx", "GPU0",
+                     "NV12", "\u00e9", "nan", "inf", "-1", "0", "1e999", "true", "null", "[]", "{}"]))
+JUNK = st.one_of(JUNK_SCALARS, st.lists(st.integers(-3, 20), max_size=4),
+                 st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+OPTION_VALUES = st.one_of(
+    st.sampled_from(["0", "-1", "nan", "inf", "-inf", "1e999", "9223372036854775807", "1e-30", "", " ", "x", "1,1",
+                     "0,0,1", "-1,2", "1,,2", "\u00e9", "8xh100", "llama-8b", "1" * 400, "/dev/zero", "/nonexistent/x",
+                     "a/b", "0.5", "3.7", "65", "1024", "200000"]),
+    st.integers(-10, 10**7).map(str), st.floats(allow_nan=True, allow_infinity=True).map(str), st.text(max_size=30))
+
+
+@dataclass
+class Outcome:
+    family: str
+    argv: list[str]
+    code: int | None
+    traceback: str | None
+    seconds: float
+    json_ok: bool | None
+    leftover: list[int]
+    mutation: str = ""
+
+    @property
+    def timed_out(self) -> bool:
+        return self.seconds > TIME_LIMIT_S
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(*_: object) -> None:
+    raise _Timeout()
+
+
+def run_case(family: str, argv: list[str], mutation: str = "", limit_s: float = TIME_LIMIT_S) -> Outcome:
+    """Run `planner <argv>` in-process (as the console script does) under a wall-clock alarm."""
+    from planner.cli import run
+
+    out, err = io.StringIO(), io.StringIO()
+    tb = None
+    code = None
+    start = time.perf_counter()
+    use_alarm = hasattr(signal, "SIGALRM") and os.getpid() == _MAIN_PID
+    if use_alarm:
+        old = signal.signal(signal.SIGALRM, _alarm)
+        signal.setitimer(signal.ITIMER_REAL, limit_s + 5)
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            code = run(argv)
+    except _Timeout:
+        code = None
+    except BaseException as exc:  # anything that escapes is a traceback the user would see
+        import traceback
+
+        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-3000:]
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+    seconds = time.perf_counter() - start
+    if tb is None and "Traceback (most recent call last)" in err.getvalue():
+        tb = err.getvalue()[-3000:]
+    json_ok = None
+    if "--json" in argv and code == 0:
+        try:
+            json.loads(out.getvalue())
+            json_ok = True
+        except ValueError:
+            json_ok = False
+    return Outcome(family, argv, code, tb, seconds if code is not None else math.inf, json_ok, _leftovers(), mutation)
+
+
+_MAIN_PID = os.getpid()
+
+
+def _leftovers() -> list[int]:
+    """Processes this process started that are still running (validate's ranks, servers). Python's
+    multiprocessing resource tracker is not one: it serves the parent for its lifetime and ends with it."""
+    sys.path.insert(0, str(REPO))
+    from tests.conftest import _children_of, alive
+
+    out = []
+    for pid in alive(_children_of({os.getpid()})):
+        try:
+            cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"resource_tracker" not in cmdline:
+            out.append(pid)
+    return out
+
+
+# --- mutations of structured documents -----------------------------------------------------------------------
+
+def mutate(data: st.DataObject, doc: object) -> tuple[object, str]:
+    """1-3 random edits anywhere in a document (delete, replace with junk, add an unknown key); and the last kind."""
+    kind = "none"
+    for _ in range(data.draw(st.integers(1, 3))):
+        node, path = doc, []
+        while isinstance(node, (dict, list)) and node and data.draw(st.booleans()):
+            keys = list(node.keys()) if isinstance(node, dict) else list(range(len(node)))
+            k = data.draw(st.sampled_from(keys))
+            path.append((node, k))
+            node = node[k]
+        if not path:
+            if isinstance(doc, dict):
+                doc[data.draw(st.text(max_size=6))] = data.draw(JUNK)
+                kind = "unknown top-level key"
+            continue
+        parent, k = path[-1]
+        action = data.draw(st.sampled_from(["delete", "replace", "replace", "unknown"]))
+        field = str(k)
+        if action == "delete":
+            parent.pop(k)
+            kind = f"delete {field}"
+        elif action == "replace":
+            parent[k] = data.draw(JUNK)
+            kind = f"replace {field}"
+        elif isinstance(parent[k], dict):
+            parent[k][data.draw(st.text(min_size=1, max_size=6))] = data.draw(JUNK)
+            kind = f"unknown key in {field}"
+    return doc, kind
+
+
+def render_text(data: st.DataObject, doc: object, as_json: bool) -> str:
+    """The document as text; sometimes cut short, sometimes with bytes that are not UTF-8."""
+    text = json.dumps(doc, allow_nan=True, default=str) if as_json else yaml.safe_dump(doc)
+    how = data.draw(st.sampled_from(["whole", "whole", "whole", "cut", "bytes", "deep"]))
+    if how == "cut":
+        text = text[: data.draw(st.integers(0, max(0, len(text))))]
+    elif how == "bytes":
+        return text + "\udcff"  # written with surrogateescape: an invalid UTF-8 byte
+    elif how == "deep":
+        text = "[" * 2000 + "]" * 2000
+    return text
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    return path
+
+
+def seeds(kind: str) -> list[object]:
+    if kind == "topology":
+        names = ("8xh100", "8xh100-pcie-nvlink-pairs", "2x8xh100-ib", "8xmi300x", "8xrtx4090", "1xh100", "8xl40s")
+        return [yaml.safe_load((REPO / "topologies" / f"{n}.yaml").read_text()) for n in names]
+    if kind == "model":
+        names = ("Llama-3.1-8B", "Mixtral-8x7B-v0.1", "DeepSeek-V3", "Qwen3-30B-A3B", "gpt-oss-120b")
+        return [json.loads((REPO / "models" / f"{n}.json").read_text()) for n in names]
+    raise ValueError(kind)
+
+
+def seed_plan() -> dict:
+    """A small valid plan (llama-8b, TP2 on 8xh100), made once."""
+    if not hasattr(seed_plan, "_doc"):
+        from planner.model.catalog import load_profile
+        from planner.hardware import load_topology
+        from planner.plan import Workload
+        from planner.solve import solve
+
+        plan = solve(load_profile("llama-8b"), load_topology("8xh100"), Workload(concurrency=2), gpus=2, top=0)
+        seed_plan._doc = json.loads(plan.model_dump_json())
+    return copy.deepcopy(seed_plan._doc)
+
+
+COMMAND_OPTIONS = {
+    "solve": ["--concurrency", "--isl", "--osl", "--tpot-slo", "--ttft-slo", "--time-limit", "--max-pp", "--max-tp",
+              "--max-replicas", "--gpus", "--gpu-ids", "--weight-dtype", "--kv-dtype", "--gpu-memory-fraction",
+              "--objective", "--mode", "--top", "--max-concurrency"],
+    "estimate": ["--tp", "--pp", "--dp", "--ep", "--layers", "--gpu-ids", "--replicas", "--concurrency", "--isl",
+                 "--osl", "--weight-dtype", "--kv-dtype", "--mode", "--gpu-memory-fraction"],
+    "frontier": ["--gpus", "--gpu-ids", "--isl", "--osl", "--max-pp", "--plot", "--mode", "--time-limit"],
+    "compare": ["--concurrency", "--objective", "--isl", "--osl", "--plot", "--breakdown-at", "--time-limit"],
+    "topology collective": ["--sizes", "--op", "--gpu-ids", "--context"],
+}
+BASE_ARGS = {
+    "solve": ["solve", "--model", "llama-8b", "--topology", "8xh100", "--time-limit", "2"],
+    "estimate": ["estimate", "--model", "llama-8b", "--topology", "8xh100", "--tp", "2"],
+    "frontier": ["frontier", "--model", "llama-8b", "--topology", "4xl40s", "--time-limit", "2"],
+    "compare": ["compare", "--model", "llama-8b", "-t", "8xh100", "-t", "4xl40s", "-c", "1", "--time-limit", "2"],
+    "topology collective": ["topology", "collective", "8xh100"],
+}
