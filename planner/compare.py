@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     from planner.hardware.topology import Topology
     from planner.model.layergraph import ModelProfile
 
-COMPONENTS = ("weights", "kv", "compute", "interconnect", "overhead")
+COMPONENTS = ("weights", "kv", "compute", "interconnect", "overhead", "offload")
 NAMES = {"weights": "HBM weight reads", "kv": "HBM KV reads", "compute": "compute", "interconnect": "interconnect",
-         "overhead": "fixed overhead"}
+         "overhead": "fixed overhead", "offload": "host-memory streaming"}
 
 
 class CompareRow(BaseModel):
@@ -68,8 +68,13 @@ def parse_concurrencies(text: str) -> list[int]:
     return sorted(set(values))
 
 
+def _has_tier(topo: Topology) -> bool:
+    return any(topo.host_memory(g.id) is not None for g in topo.gpus)
+
+
 def compare(profile: ModelProfile, topologies: list[Topology], workload: Workload, concurrencies: list[int], *,
-            objective: str = "latency", time_limit_s: float = 10.0, constants: Constants | None = None) -> CompareResult:
+            objective: str = "latency", time_limit_s: float = 10.0, constants: Constants | None = None,
+            offload: bool = False) -> CompareResult:
     from planner.cost.constants import DEFAULT
     from planner.solve import solve
 
@@ -87,7 +92,7 @@ def compare(profile: ModelProfile, topologies: list[Topology], workload: Workloa
             try:
                 plan = solve(profile, topo, w, objective=objective, time_limit_s=time_limit_s, top=0,
                              max_concurrency=c if objective == "throughput" else None,
-                             constants=constants or DEFAULT)
+                             constants=constants or DEFAULT, offload=offload and _has_tier(topo))
             except InfeasibleError as exc:
                 rows.append(CompareRow(topology=topo.name, n_gpus=topo.n_gpus, concurrency=c, fits=False,
                                        error=exc.message))

@@ -42,6 +42,21 @@ class Workload(BaseModel):
     mode: Mode = Field("serving", description="serving: steady state with arrivals (chunked prefill shares "
                        "steps with decode); static: one batch decoding alone, as microbenchmarks run; closed: a "
                        "closed-loop benchmark's waves of identical requests (genai-perf, planner bench)")
+    # --- remedies (docs/remedies.md): each a modelled change of what a step reads or produces ---------
+    spec_tokens: StrictInt = Field(0, ge=0, le=16, description="speculative decoding: draft tokens per verification "
+                                   "pass (0: off)")
+    spec_acceptance: float = Field(0.0, ge=0, lt=1, description="speculative decoding: probability that a draft "
+                                   "token is accepted, each independently")
+    spec_draft: Literal["mtp", "free"] = Field("mtp", description="what drafts cost: mtp, one decoder layer and the "
+                                               "lm_head per draft token (DeepSeek's multi-token prediction, EAGLE); "
+                                               "free, nothing (n-gram or prompt lookup)")
+    mlp_sparsity: float = Field(0.0, ge=0, le=0.99, description="fraction of a dense MLP's rows a token skips (Deja Vu,"
+                                " CATS); a step of n tokens reads 1 - s^n of them")
+    activation_sparsity: float = Field(0.0, ge=0, le=0.99, description="fraction of every decoder matrix's input "
+                                       "channels a token skips (TEAL's model-wide sparsity); a step of n tokens "
+                                       "reads 1 - s^n of each matrix")
+    attention_sparsity: float = Field(0.0, ge=0, le=0.99, description="fraction of its KV cache a decode token skips "
+                                      "(top-k or block-sparse attention)")
 
     @field_validator("weight_dtype", "kv_dtype")
     @classmethod
@@ -49,6 +64,24 @@ class Workload(BaseModel):
         if problem := dtype_problem("weight" if info.field_name == "weight_dtype" else "KV", v):
             raise ValueError(problem)
         return v
+
+    @property
+    def tokens_per_pass(self) -> float:
+        """Tokens a sequence gains per pass over the weights: (1 - a^(k+1)) / (1 - a) under speculative decoding."""
+        k, a = self.spec_tokens, self.spec_acceptance
+        return 1.0 if k == 0 else (1 - a ** (k + 1)) / (1 - a)
+
+    def remedies(self) -> list[str]:
+        """The remedies this workload models, in words (empty for none)."""
+        out = []
+        if self.spec_tokens:
+            out.append(f"speculative k={self.spec_tokens} a={self.spec_acceptance:g} ({self.spec_draft} draft, "
+                       f"{self.tokens_per_pass:.2f} tokens per pass)")
+        for name, value in (("MLP", self.mlp_sparsity), ("activation", self.activation_sparsity),
+                            ("attention", self.attention_sparsity)):
+            if value:
+                out.append(f"{name} sparsity {value:.0%}")
+        return out
 
     @property
     def mean_context(self) -> float:
@@ -68,6 +101,8 @@ class Stage(BaseModel):
     tp: StrictInt = Field(ge=1, description="attention tensor-parallel degree")
     dp: StrictInt = Field(1, ge=1, description="attention data-parallel ranks (len(gpu_ids) == tp x dp)")
     ep: StrictInt = Field(1, ge=1, description="expert-parallel degree of MoE layers: 1, or tp x dp")
+    offload_layers: list[StrictInt] = Field(default_factory=list, description="decoder layers whose weights live in "
+                                            "host memory and stream to the GPUs every step (memory tiers)")
 
     @property
     def n_layers(self) -> int:
@@ -141,6 +176,8 @@ class StagePrediction(BaseModel):
     overhead_ms: float
     transfer_out_ms: float
     max_concurrency: int
+    offload_ms: float = Field(0.0, description="streaming host-memory layers, beyond what the compute hides")
+    offload_layers: list[int] = Field(default_factory=list, description="decoder layers streamed from host memory")
 
 
 class Prediction(BaseModel):
@@ -161,6 +198,9 @@ class Prediction(BaseModel):
     memory_capacity_bytes: dict[int, float]
     shortfall_per_gpu_bytes: dict[int, float] = Field(default_factory=dict)
     memory_breakdown: dict[int, dict[str, float]] = Field(default_factory=dict)
+    host_memory_bytes: dict[str, float] = Field(default_factory=dict, description="per node: streamed layers' bytes "
+                                                "in its host-memory tier")
+    host_capacity_bytes: dict[str, float] = Field(default_factory=dict, description="per node: its tier's capacity")
     hbm_bytes_per_token: float
     hbm_weight_bytes_per_token: float
     hbm_kv_bytes_per_token: float
@@ -290,9 +330,20 @@ def validate_partition(partition: Partition, profile: ModelProfile, topo: Topolo
         expected = st.layer_end
         if problems := layout_problems(profile, st):
             raise PartitionError(f"stage {k}: {'; '.join(problems)}")
+        outside = [i for i in st.offload_layers if not st.layer_start <= i < st.layer_end]
+        if outside or len(set(st.offload_layers)) != len(st.offload_layers):
+            raise PartitionError(f"stage {k}: offload_layers must be distinct layers of the stage "
+                                 f"({st.layer_start}..{st.layer_end - 1}); got {st.offload_layers[:8]}")
+        if st.offload_layers and not _has_host_memory(topo, st.gpu_ids):
+            raise PartitionError(f"stage {k} streams layers from host memory, but the nodes of GPUs {st.gpu_ids} "
+                                 "declare no host_memory tier")
     if expected != n:
         raise PartitionError(f"stages cover layers 0..{expected - 1}, but {profile.name} has {n} layers")
     _check_gpus(partition, topo)
+
+
+def _has_host_memory(topo: Topology, gpu_ids: list[int]) -> bool:
+    return all(topo.host_memory(g) is not None for g in gpu_ids)
 
 
 def _check_gpus(partition: Partition, topo) -> None:
@@ -353,8 +404,10 @@ def build_plan(profile: ModelProfile, topo: Topology, partition: Partition, work
 
 
 def make_partition(profile: ModelProfile, topo: Topology, *, tp: int, pp: int = 1, layers: list[int] | None = None,
-                   gpu_ids: list[int] | None = None, replicas: int = 1, dp: int = 1, ep: int = 1) -> Partition:
-    """The partition `estimate` is asked for: checked here, so the API rejects what the CLI rejects."""
+                   gpu_ids: list[int] | None = None, replicas: int = 1, dp: int = 1, ep: int = 1,
+                   offload_layers: list[int] | None = None) -> Partition:
+    """The partition `estimate` is asked for: checked here, so the API rejects what the CLI rejects. Each of
+    `offload_layers` (decoder layers) streams from host memory on the stage that runs it."""
     for name, value in (("--tp", tp), ("--pp", pp), ("--replicas", replicas), ("--dp", dp), ("--ep", ep)):
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1 << 16:
             raise PartitionError(f"{name} must be a whole number of at least 1, got {value!r}")
@@ -371,4 +424,13 @@ def make_partition(profile: ModelProfile, topo: Topology, *, tp: int, pp: int = 
         raise PartitionError(f"--gpu-ids: GPU ids repeat in {ids}")
     for g in ids:
         topo.gpu(g)
-    return partition_from_counts(counts, ids, tp, replicas, dp=dp, ep=ep)
+    part = partition_from_counts(counts, ids, tp, replicas, dp=dp, ep=ep)
+    if not offload_layers:
+        return part
+    bad = [i for i in offload_layers if not 0 <= i < profile.n_layers]
+    if bad:
+        raise PartitionError(f"--offload-layers: {profile.name} has decoder layers 0..{profile.n_layers - 1}, got {bad[0]}")
+    stages = [st.model_copy(update={"offload_layers": sorted({i for i in offload_layers
+                                                                if st.layer_start <= i < st.layer_end})})
+              for st in part.stages]
+    return part.model_copy(update={"stages": stages})

@@ -20,8 +20,9 @@ import yaml
 
 from planner.cost.constants import Constants
 from planner.cost.memory import stage_memory, usable_bytes
+from planner.cost.offload import buffer_bytes, stream_bytes_per_s, streamed_layer_s
 from planner.cost.serving import operating_point
-from planner.cost.shards import Layout, stage_nodes
+from planner.cost.shards import Layout, held_weight_bytes, stage_nodes
 from planner.cost.step import GroupHardware, StepLoad, engine_overhead_s, node_step, stage_comm
 from planner.cost.transfer import transfer_bytes, transfer_pair_s
 from planner.model.layergraph import LayerInfo, ModelProfile, ParamGroup
@@ -34,6 +35,9 @@ TPS = (1, 2, 4)
 GPU_TYPES = {
     "tiny-a": {"memory": "1GB", "hbm_bandwidth": "2TB/s", "flops": {"bf16": "400TFLOPS"}, "link": "pcie5"},
     "tiny-b": {"memory": "2GB", "hbm_bandwidth": "1TB/s", "flops": {"bf16": "150TFLOPS"}, "link": "pcie4"},
+    # small enough that a 4-6 layer tiny model (4.7 MB a layer, 8.4 MB embedding and head) must stream layers
+    "tiny-s": {"memory": "70MB", "hbm_bandwidth": "500GB/s", "flops": {"bf16": "100TFLOPS"}, "link": "pcie4"},
+    "tiny-m": {"memory": "100MB", "hbm_bandwidth": "500GB/s", "flops": {"bf16": "100TFLOPS"}, "link": "pcie4"},
 }
 CONSTANTS = Constants(runtime_reserve_bytes=50_000_000)
 
@@ -78,8 +82,9 @@ class Best:
 class Oracle:
     """Every plan of the space on one machine, evaluated with memoised per-layer costs."""
 
-    def __init__(self, profile: ModelProfile, topo, workload: Workload, c: Constants = CONSTANTS):
-        self.p, self.topo, self.w, self.c = profile, topo, workload, c
+    def __init__(self, profile: ModelProfile, topo, workload: Workload, c: Constants = CONSTANTS,
+                 offload: bool = False):
+        self.p, self.topo, self.w, self.c, self.offload = profile, topo, workload, c, offload
         self._memo: dict = {}
         self.groups = {t: [g for g in itertools.combinations(range(topo.n_gpus), t)
                            if len({topo.gpus[i].node for i in g}) == 1
@@ -98,25 +103,37 @@ class Oracle:
             self._memo[key] = node_step(layer, lay, self.p, hw, comm, self.w.weight_dtype, self.w.kv_dtype, load, self.c)
         return self._memo[key]
 
-    def stage(self, group: tuple, a: int, b: int, first: bool, last: bool, load: StepLoad) -> tuple[float, float]:
-        """(time s, critical-path bytes) of a stage at one step load."""
+    def stage(self, group: tuple, a: int, b: int, first: bool, last: bool, load: StepLoad,
+              streamed: tuple = ()) -> tuple[float, float]:
+        """(time s, critical-path bytes) of a stage at one step load, streaming layers `streamed` from host memory."""
         t = traffic = 0.0
         for layer in self._nodes(a, b, first, last):
             s = self._node(group, layer, load)
             t += s.time_s
             traffic += s.hbm_weight_bytes + s.hbm_kv_bytes + sum(s.interconnect.values()) / len(group)
+            if layer.kind == "decoder" and layer.decoder_index in streamed:
+                rate = stream_bytes_per_s(self.topo, group, self.c)
+                t += streamed_layer_s(s.time_s, layer, Layout(len(group)), self.p, self.w.weight_dtype, rate)
         if first:
             t += engine_overhead_s(load, self.c)
         return t, traffic
 
+    def _held(self, group: tuple, i: int) -> float:
+        return held_weight_bytes(self.p.decoders[i], Layout(len(group)), self.p, self.w.weight_dtype)
+
     def fits(self, stages, per_replica: int) -> bool:
-        for k, (group, a, b) in enumerate(stages):
+        host: dict[str, float] = {}
+        for k, (group, a, b, off) in enumerate(stages):
             w, kv = stage_memory(self.p, Layout(len(group)), a, b, k == 0, k == len(stages) - 1, self.w.weight_dtype,
                                  self.w.kv_dtype, self.w.sequence_tokens)
+            if off:
+                w += buffer_bytes(max(self._held(group, i) for i in off)) - sum(self._held(group, i) for i in off)
+                node = self.topo.gpus[group[0]].node
+                host[node] = host.get(node, 0.0) + len(group) * sum(self._held(group, i) for i in off)
             hw = GroupHardware.of(self.topo, group, self.w.weight_dtype)
             if w + per_replica * kv > usable_bytes(hw.memory_bytes, self.w.gpu_memory_fraction, self.c):
                 return False
-        return True
+        return all(used <= self.topo.host_capacity_bytes(node) for node, used in host.items())
 
     def _hop(self, ga: tuple, gb: tuple, tokens: float) -> float:
         na, nb = self.topo.gpus[ga[0]].node, self.topo.gpus[gb[0]].node
@@ -127,14 +144,14 @@ class Oracle:
         pp = len(stages)
         times, traffic = [0.0] * pp, 0.0
         for load, weight in op.tpot_loads:
-            for k, (g, a, b) in enumerate(stages):
-                t, by = self.stage(g, a, b, k == 0, k == pp - 1, load)
+            for k, (g, a, b, off) in enumerate(stages):
+                t, by = self.stage(g, a, b, k == 0, k == pp - 1, load, off)
                 times[k] += weight * (t + (self._hop(g, stages[k + 1][0], load.tokens) if k < pp - 1 else 0.0))
                 traffic += weight * by
         tpot = max(sum(times), op.micro * max(times))
-        chain = sum(self.stage(g, a, b, k == 0, k == pp - 1, op.ttft_load)[0]
+        chain = sum(self.stage(g, a, b, k == 0, k == pp - 1, op.ttft_load, off)[0]
                     + (self._hop(g, stages[k + 1][0], op.ttft_load.tokens) if k < pp - 1 else 0.0)
-                    for k, (g, a, b) in enumerate(stages))
+                    for k, (g, a, b, off) in enumerate(stages))
         ttft = self.c.request_overhead_s + op.ttft_wait_steps * tpot + op.ttft_chunks * chain
         traffic += (pp - 1) * transfer_bytes(self.p, op.decode)
         return tpot, ttft, traffic / op.decode
@@ -180,8 +197,10 @@ class Oracle:
                     if r * pp * tp <= n and pp <= self.p.n_layers:
                         yield r, pp, tp
 
-    def partition(self, combo: tuple, split, maps) -> Partition:
-        stages = [Stage(layer_start=a, layer_end=b, gpu_ids=list(g), tp=len(g)) for g, (a, b) in zip(combo, split)]
+    def partition(self, combo: tuple, split, maps, streamed=None) -> Partition:
+        streamed = streamed or [()] * len(combo)
+        stages = [Stage(layer_start=a, layer_end=b, gpu_ids=list(g), tp=len(g), offload_layers=list(off))
+                  for g, (a, b), off in zip(combo, split, streamed)]
         if len(maps) == 1:
             return Partition(stages=stages)
         reps = [[[m[i] for i in g] for g in combo] for m in maps]
@@ -206,7 +225,19 @@ def plans(o: Oracle, r: int, pp: int, tp: int):
         base = sorted(key)
         maps = [{g: m[g] for g in base} for m in seen[key]]
         for split in o.splits(pp):
-            yield [(g, a, b) for g, (a, b) in zip(combo, split)], maps
+            for streamed in _streamings(o, combo, split, r):
+                yield [(g, a, b, off) for g, (a, b), off in zip(combo, split, streamed)], maps
+
+
+def _streamings(o: Oracle, combo: tuple, split, replicas: int):
+    """Every choice of layers each stage streams from host memory: every subset of its layers (none unless the
+    oracle offloads, one replica, and the stage's GPUs have a tier)."""
+    options = []
+    for g, (a, b) in zip(combo, split):
+        can = o.offload and replicas == 1 and all(o.topo.host_memory(i) is not None for i in g)
+        subsets = [c for k in range(b - a + 1) for c in itertools.combinations(range(a, b), k)]
+        options.append(subsets if can else [()])
+    yield from itertools.product(*options)
 
 
 def fixed_load(o: Oracle, objective: str, max_pp: int, max_replicas: int, tpot_slo_ms=None,
@@ -226,7 +257,8 @@ def fixed_load(o: Oracle, objective: str, max_pp: int, max_replicas: int, tpot_s
                 continue
             value = tpot if objective == "latency" else traffic
             if best is None or value < best.value:
-                best = Best(value, o.partition([g for g, _, _ in stages], [(a, b) for _, a, b in stages], maps), load)
+                best = Best(value, o.partition([g for g, *_ in stages], [(a, b) for _, a, b, _ in stages], maps,
+                                               [off for *_, off in stages]), load)
     return best
 
 
@@ -266,7 +298,7 @@ def throughput(o: Oracle, max_pp: int, max_replicas: int, tpot_slo_ms=None, ttft
         for s, m in plans(o, r, pp, tp):
             c = _largest(1, cap, lambda c, s=s: ok(s, c))
             if c >= 1:
-                key = _slot_class(o, reps, tuple(sorted(i for g, _, _ in s for i in g))) if r > 1 else 0
+                key = _slot_class(o, reps, tuple(sorted(i for g, *_ in s for i in g))) if r > 1 else 0
                 groups.setdefault(key, []).append((s, m, c))
         for found in groups.values():
             c_max = max(f[2] for f in found)
@@ -275,6 +307,6 @@ def throughput(o: Oracle, max_pp: int, max_replicas: int, tpot_slo_ms=None, ttft
                                      key=lambda x: x[0])
             value = c_max * r / tpot
             if best is None or value > best.value:
-                best = Best(value, o.partition([g for g, _, _ in stages], [(a, b) for _, a, b in stages], maps),
-                            c_max * r)
+                best = Best(value, o.partition([g for g, *_ in stages], [(a, b) for _, a, b, _ in stages], maps,
+                                               [off for *_, off in stages]), c_max * r)
     return best

@@ -158,3 +158,50 @@ def test_time_limit_gives_feasible_with_a_valid_bound(profiles):
     assert short.solver.status == "FEASIBLE" and short.solver.gap > 0
     assert full.solver.status == "OPTIMAL"
     assert short.solver.best_bound <= full.prediction.tpot_ms + 1e-6 <= short.prediction.tpot_ms + 2e-6
+
+
+@st.composite
+def tier_machines(draw):
+    """One PCIe node of 1-4 small GPUs with a host-memory tier: the weights need it or nearly so."""
+    n = draw(st.integers(1, 4))
+    sockets = draw(st.integers(1, 2)) if n > 1 else 1
+    switches = [list(range(0, (n + 1) // 2)), list(range((n + 1) // 2, n))] if n > 1 else [[0]]
+    kind = draw(st.sampled_from(["tiny-s", "tiny-m"]))
+    doc = {"name": "tier", "gpus": [{"index": k, "type": kind} for k in range(n)], "sockets": sockets,
+           "pcie_switches": [{"name": f"sw{k}", "socket": k * sockets // 2, "gpus": g,
+                              "bandwidth": draw(st.sampled_from(["16GB/s", "32GB/s"])), "uplink": "32GB/s",
+                              "latency": "1us"} for k, g in enumerate(switches) if g],
+           "host_memory": {"capacity": draw(st.sampled_from(["20MB", "60MB", "1GB"])),
+                           "bandwidth": draw(st.sampled_from(["20GB/s", "200GB/s"]))}}
+    if sockets > 1:
+        doc["socket_link"] = {"bandwidth": "40GB/s", "latency": "1us"}
+    return parse_topology(machine_yaml([doc], network=False), "tier.yaml")
+
+
+def test_offload_equals_brute_force():
+    """solve --offload against every plan with every subset of each stage's layers streamed from host memory."""
+    streamed = []
+
+    @settings(max_examples=60, **SETTINGS)
+    @given(topo=tier_machines(), n_layers=st.integers(3, 6), concurrency=st.integers(1, 4),
+           isl=st.sampled_from([16, 512]), dense=st.sampled_from([0, 2]))
+    def check(topo, n_layers, concurrency, isl, dense):
+        profile = tiny_model(n_layers, dense)
+        w = Workload(concurrency=concurrency, isl=isl, osl=64)
+        max_pp, max_r = _limits(topo)
+        brute = fixed_load(Oracle(profile, topo, w, offload=True), "latency", max_pp, max_r)
+        kw = dict(objective="latency", max_pp=max_pp, max_replicas=max_r, constants=CONSTANTS, time_limit_s=30, top=0,
+                  offload=True)
+        if brute is None:
+            with pytest.raises(Exception):
+                solve(profile, topo, w, **kw)
+            return
+        plan = solve(profile, topo, w, **kw)
+        assert plan.solver.status == "OPTIMAL", plan.solver
+        assert plan.prediction.tpot_ms / 1e3 == pytest.approx(brute.value, rel=1e-6, abs=50e-9), (
+            _yaml(topo), plan.partition, brute.partition)
+        _agree_with_estimate(profile, topo, plan, concurrency)
+        streamed.append(any(st.offload_layers for st in plan.partition.stages))
+
+    check()
+    assert sum(streamed) >= 8, streamed  # the machines are small enough that many plans stream layers

@@ -135,6 +135,14 @@ class Constants(BaseModel):
         "max/mean tokens per rank 1.069 without EPLB and 1.008 with it (vllm-project/vllm PR #50647, EP16); "
         "set 1.01 in a calibration profile where EPLB runs.")
 
+    # --- Memory tiers (planner.cost.offload) ---------------------------------------------------------
+    host_stream_efficiency: float = Field(
+        0.58, gt=0, le=1,
+        description="Sustained fraction of a PCIe path's bandwidth an engine's weight streaming from host memory "
+        "reaches. Fitted by benchmarks/fit_offload.py to DeepSpeed ZeRO-Inference streaming OPT-30B on a T4 "
+        "(0.60 tokens/s, FlexGen's table); OPT-6.7B held out at +15%. A bare pinned copy reaches 0.77 "
+        "(CUDA bandwidthTest, P100 on PCIe 3.0 x16: 12,150.7 MB/s; mpicbg-scicomp/gearshifft PR #82).")
+
     # --- Memory (planner.cost.memory) --------------------------------------------------------------
     runtime_reserve_bytes: int = Field(
         int(2.5e9), ge=0, le=2**40,

@@ -13,15 +13,17 @@ from dataclasses import dataclass
 
 from planner.cost.constants import DEFAULT, Constants
 from planner.cost.memory import fixed_memory_bytes, kv_capacity, stage_memory, usable_bytes
+from planner.cost.offload import offload_s, stage_weight_bytes, streamed_bytes
 from planner.cost.serving import OperatingPoint, operating_point
-from planner.cost.shards import layout_of, read_weight_bytes
+from planner.cost.shards import Layout, layout_of, read_weight_bytes, sparse_read_bytes
+from planner.cost.speculative import draft_step, draft_weight_bytes
 from planner.cost.step import GroupHardware, StageStep, StepLoad, add_steps, engine_overhead_s, stage_step
 from planner.cost.transfer import transfer, transfer_bytes
 from planner.hardware.topology import LINK_CLASSES, Topology
 from planner.model.layergraph import ModelProfile
 from planner.plan import Partition, Prediction, Stage, StagePrediction, Workload, validate_partition
 
-COMPONENTS = ("weights", "kv", "compute", "interconnect", "overhead")
+COMPONENTS = ("weights", "kv", "compute", "interconnect", "overhead", "offload")
 
 
 @dataclass
@@ -58,6 +60,8 @@ def evaluate_stage(profile: ModelProfile, topo: Topology, partition: Partition, 
     def run(load: StepLoad) -> tuple[StageStep, float, dict[str, float]]:
         step = stage_step(profile, topo, st.gpu_ids, layout, st.layer_start, st.layer_end, first, last,
                           workload.weight_dtype, workload.kv_dtype, load, c)
+        step.offload_s += offload_s(profile, topo, st.gpu_ids, layout, st.offload_layers, workload.weight_dtype,
+                                    workload.kv_dtype, load, c)
         if first:
             step.overhead_s += engine_overhead_s(load, c)
         if nxt is None:
@@ -67,11 +71,16 @@ def evaluate_stage(profile: ModelProfile, topo: Topology, partition: Partition, 
 
     runs = [(run(load), weight) for load, weight in op.tpot_loads]
     step = mean_step([(r[0], w) for r, w in runs])
+    if last:
+        add_steps(step, draft_step(profile, topo, st.gpu_ids, layout, workload, op.decode, c))
     t_out = sum(r[1] * w for r, w in runs)
     t_bytes = {cls: sum(r[2][cls] * w for r, w in runs) for cls in LINK_CLASSES}
     ttft_step, ttft_out, _ = run(op.ttft_load)
     weights, kv_seq = stage_memory(profile, layout, st.layer_start, st.layer_end, first, last, workload.weight_dtype,
                                    workload.kv_dtype, workload.sequence_tokens)
+    weights = stage_weight_bytes(weights, profile, layout, st.offload_layers, workload.weight_dtype)
+    if last:
+        weights += draft_weight_bytes(profile, layout, workload)
     hw = GroupHardware.of(topo, st.gpu_ids, workload.weight_dtype)
     capacity = kv_capacity(usable_bytes(hw.memory_bytes, workload.gpu_memory_fraction, c), weights, kv_seq, st.dp)
     return StageEval(step, t_out, t_bytes, ttft_step.time_s + ttft_out, weights, kv_seq, capacity)
@@ -96,11 +105,28 @@ def _roofline_s(profile: ModelProfile, topo: Topology, partition: Partition, wor
                 op: OperatingPoint) -> float:
     """The floor: every weight a decode step needs and every KV byte, read once at the GPUs' aggregate bandwidth."""
     bandwidth = sum(topo.gpu(g).spec.hbm_bytes_per_s for ids in partition.replica_stage_ids()[0] for g in ids)
-    weights = sum(read_weight_bytes(n, 1, profile, workload.weight_dtype, op.decode) for n in profile.layers)
+    load = op.tpot_loads[0][0]  # the decode step, with what the remedies skip
+    weights = sum(sparse_read_bytes(n, Layout(1), profile, workload.weight_dtype,
+                                    read_weight_bytes(n, 1, profile, workload.weight_dtype, load.decode), load.decode, load)
+                  for n in profile.layers)
     ctx = workload.mean_context
-    kv = op.decode * sum(min(ctx, n.sliding_window or ctx) * n.kv_bytes_per_token(workload.kv_dtype)
-                         for n in profile.layers)
-    return op.micro * (weights + kv) / bandwidth
+    kv = op.decode * (1 - workload.attention_sparsity) * sum(min(ctx, n.sliding_window or ctx)
+                                                             * n.kv_bytes_per_token(workload.kv_dtype)
+                                                             for n in profile.layers)
+    return op.micro * (weights + kv) / bandwidth / op.tokens_per_pass
+
+
+def host_memory(profile: ModelProfile, topo: Topology, partition: Partition,
+                workload: Workload) -> tuple[dict[str, float], dict[str, float]]:
+    """Per node with streamed layers: the host memory their shards take (every replica's GPUs) and the tier's size."""
+    used: dict[str, float] = {}
+    for rep in partition.replica_stage_ids():
+        for st, ids in zip(partition.stages, rep):
+            per_gpu = streamed_bytes(profile, layout_of(st), st.offload_layers, workload.weight_dtype)[0]
+            for g in ids if per_gpu else []:
+                node = topo.gpu(g).node
+                used[node] = used.get(node, 0.0) + per_gpu
+    return used, {node: topo.host_capacity_bytes(node) for node in used}
 
 
 def _stage_prediction(k: int, st: Stage, ev: StageEval, hw_name: str) -> StagePrediction:
@@ -111,7 +137,7 @@ def _stage_prediction(k: int, st: Stage, ev: StageEval, hw_name: str) -> StagePr
         kv_bytes_per_sequence_per_gpu=ev.kv_per_sequence, hbm_bytes_per_gpu_per_step=s.hbm_weight_bytes + s.hbm_kv_bytes,
         step_time_ms=s.time_s * 1e3, weights_ms=s.weights_s * 1e3, kv_ms=s.kv_s * 1e3, compute_ms=s.compute_s * 1e3,
         interconnect_ms=s.interconnect_s * 1e3, overhead_ms=s.overhead_s * 1e3, transfer_out_ms=ev.transfer_out_s * 1e3,
-        max_concurrency=ev.capacity)
+        max_concurrency=ev.capacity, offload_ms=s.offload_s * 1e3, offload_layers=list(st.offload_layers))
 
 
 def estimate(profile: ModelProfile, topo: Topology, partition: Partition, workload: Workload,
@@ -128,23 +154,27 @@ def assemble(profile: ModelProfile, topo: Topology, partition: Partition, worklo
              evals: list[StageEval], c: Constants) -> Prediction:
     """A Prediction from the stages' evaluations at one operating point."""
     times = [ev.time_s for ev in evals]
-    tpot_s = max(sum(times), op.micro * max(times))
-    scale = tpot_s / sum(times)  # pipeline bubbles stretch every component alike
-    ttft_s = c.request_overhead_s + op.ttft_wait_steps * tpot_s + op.ttft_chunks * sum(ev.ttft_s for ev in evals)
+    period_s = max(sum(times), op.micro * max(times))  # one pass of every micro-batch
+    tpot_s = period_s / op.tokens_per_pass
+    scale = tpot_s / sum(times)  # pipeline bubbles stretch every component alike (per token)
+    ttft_s = c.request_overhead_s + op.ttft_wait_steps * period_s + op.ttft_chunks * sum(ev.ttft_s for ev in evals)
     memory, capacity, breakdown = _memory(partition, evals, topo, workload, op.per_replica, c)
     shortfall = {g: memory[g] - capacity[g] for g in memory if memory[g] > capacity[g]}
-    tokens_per_period = op.decode * op.micro
+    host_used, host_capacity = host_memory(profile, topo, partition, workload)
+    host_short = any(host_used[n] > host_capacity[n] for n in host_used)
+    tokens_per_period = op.decode * op.micro * op.tokens_per_pass
     traffic = {cls: sum(ev.step.interconnect[cls] + ev.transfer_bytes[cls] for ev in evals) for cls in LINK_CLASSES}
+    tokens = op.decode * op.tokens_per_pass  # tokens one micro-batch's pass produces
     hbm_w = sum(ev.step.hbm_weight_bytes * st.n_gpus for ev, st in zip(evals, partition.stages))
     hbm_kv = sum(ev.step.hbm_kv_bytes * st.n_gpus for ev, st in zip(evals, partition.stages))
     critical = sum(ev.step.hbm_weight_bytes + ev.step.hbm_kv_bytes + sum(ev.step.interconnect.values()) / st.n_gpus
                    for ev, st in zip(evals, partition.stages))
     critical += (partition.pp - 1) * transfer_bytes(profile, op.decode)
-    totals = {"weights": 0.0, "kv": 0.0, "compute": 0.0, "interconnect": 0.0, "overhead": 0.0}
+    totals = {name: 0.0 for name in COMPONENTS}
     for ev in evals:
         s = ev.step
         for name, value in zip(COMPONENTS, (s.weights_s, s.kv_s, s.compute_s, s.interconnect_s + ev.transfer_out_s,
-                                            s.overhead_s)):
+                                            s.overhead_s, s.offload_s)):
             totals[name] += value
     roofline = _roofline_s(profile, topo, partition, workload, op)
     tokens_per_s = op.concurrency / tpot_s
@@ -158,13 +188,14 @@ def assemble(profile: ModelProfile, topo: Topology, partition: Partition, worklo
         tokens_per_s=tokens_per_s, tokens_per_s_per_gpu=tokens_per_s / len(partition.all_gpu_ids()),
         tokens_per_s_per_user=1.0 / tpot_s, requests_per_s=tokens_per_s / workload.osl,
         prefill_tokens_per_step=op.prefill_per_step, max_concurrency=min(ev.capacity for ev in evals) * partition.replicas,
-        fits=not shortfall, memory_per_gpu_bytes=memory, memory_capacity_bytes=capacity,
+        fits=not shortfall and not host_short, memory_per_gpu_bytes=memory, memory_capacity_bytes=capacity,
         shortfall_per_gpu_bytes=shortfall, memory_breakdown=breakdown,
-        hbm_bytes_per_token=(hbm_w + hbm_kv) / op.decode, hbm_weight_bytes_per_token=hbm_w / op.decode,
-        hbm_kv_bytes_per_token=hbm_kv / op.decode,
+        host_memory_bytes=host_used, host_capacity_bytes=host_capacity,
+        hbm_bytes_per_token=(hbm_w + hbm_kv) / tokens, hbm_weight_bytes_per_token=hbm_w / tokens,
+        hbm_kv_bytes_per_token=hbm_kv / tokens,
         interconnect_bytes_per_token=sum(traffic.values()) * op.micro / tokens_per_period,
         interconnect_bytes_by_class={k: v * op.micro / tokens_per_period for k, v in traffic.items()},
-        critical_path_bytes_per_token=critical / op.decode,
+        critical_path_bytes_per_token=critical / tokens,
         time_breakdown_ms={k: v * scale * 1e3 for k, v in totals.items()},
         roofline_tpot_ms=roofline * 1e3, roofline_ratio=tpot_s / roofline if roofline else float("inf"),
         stages=stages)

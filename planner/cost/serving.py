@@ -31,7 +31,7 @@ measurements.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from planner.cost.constants import Constants
 from planner.cost.step import StepLoad
@@ -52,6 +52,7 @@ class OperatingPoint:
     ttft_wait_steps: float  # mean wait before the first chunk, in mean steps
     prefill_per_step: float  # mean prompt tokens a step carries
     problem: str | None = None  # why this load cannot be served (None: it can)
+    tokens_per_pass: float = 1.0  # tokens a sequence gains per step (speculative decoding: more than one)
 
     @property
     def feasible(self) -> bool:
@@ -64,10 +65,29 @@ def operating_point(workload: Workload, concurrency: int, replicas: int, pp: int
     micro = max(1, min(pp, per_replica))
     d = math.ceil(per_replica / micro)
     if workload.mode == "static":
-        return _static(workload, concurrency, per_replica, micro, d)
-    if workload.mode == "closed":
-        return _closed(workload, concurrency, per_replica, micro, d, c)
-    return _serving(workload, concurrency, per_replica, micro, d, c)
+        op = _static(workload, concurrency, per_replica, micro, d)
+    elif workload.mode == "closed":
+        op = _closed(workload, concurrency, per_replica, micro, d, c)
+    else:
+        op = _serving(workload, concurrency, per_replica, micro, d, c)
+    return _with_remedies(op, workload)
+
+
+def _with_remedies(op: OperatingPoint, w: Workload) -> OperatingPoint:
+    """Speculative decoding and sparsity as the steps see them: a verification pass carries k + 1 tokens of each
+    decoding sequence (all get logits; they share one read of the sequence's KV cache), and every step skips
+    what the sparsity remedies skip."""
+    queries = w.spec_tokens + 1
+
+    def change(load: StepLoad) -> StepLoad:
+        return replace(load, decode=load.decode * queries, logits=load.logit_tokens + load.decode * (queries - 1),
+                       queries=queries, mlp_sparsity=w.mlp_sparsity, activation_sparsity=w.activation_sparsity,
+                       attention_sparsity=w.attention_sparsity)
+
+    if queries == 1 and not (w.mlp_sparsity or w.activation_sparsity or w.attention_sparsity):
+        return op
+    return replace(op, tpot_loads=tuple((change(load), weight) for load, weight in op.tpot_loads),
+                   ttft_load=change(op.ttft_load), tokens_per_pass=w.tokens_per_pass)
 
 
 def _static(w: Workload, concurrency: int, per_replica: int, micro: int, d: int) -> OperatingPoint:
@@ -86,8 +106,9 @@ def _closed(w: Workload, concurrency: int, per_replica: int, micro: int, d: int,
     done_at = [math.ceil((i + 1) * w.isl / chunk) for i in range(n)]  # the step that ends request i's prompt
     mean_step = sum(done_at) / n
     # after its first token a request decodes in every later prefill step, then in decode-only steps
-    in_prefill = sum(min(w.osl - 1, steps - k) for k in done_at) / n
-    f = in_prefill / max(1, w.osl - 1)
+    decode_steps = w.osl / w.tokens_per_pass - 1  # speculative decoding gains several tokens a step
+    in_prefill = sum(min(decode_steps, steps - k) for k in done_at) / n
+    f = in_prefill / max(1.0, decode_steps)
     decode = StepLoad(decode=d, context=w.mean_context)
     mixed = StepLoad(decode=d / 2, prefill=chunk, context=w.isl, prefill_context=w.isl / 2,
                      prefill_kv_tokens=chunk + max(0.0, w.isl - chunk) / 2, logits=d / 2 + chunk / w.isl)
@@ -100,7 +121,7 @@ def _closed(w: Workload, concurrency: int, per_replica: int, micro: int, d: int,
 def _serving(w: Workload, concurrency: int, per_replica: int, micro: int, d: int, c: Constants) -> OperatingPoint:
     budget = c.max_num_batched_tokens
     others = (per_replica - 1) / per_replica
-    p = d * w.isl / w.osl * others
+    p = d * w.isl / w.osl * w.tokens_per_pass * others  # sequences finish tokens_per_pass times sooner
     room = budget - d
     problem = None
     if room < 1:

@@ -12,7 +12,7 @@ A stage's layout is (tp, dp, ep) on tp x dp GPUs (planner.plan.Stage):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from planner.model.dtypes import UNQUANTISED_BYTES, matrix_bytes
 from planner.model.layergraph import LayerInfo, ModelProfile
@@ -120,3 +120,37 @@ def expert_flops_per_token(layer: LayerInfo) -> float:
     if layer.moe is None:
         return 0.0
     return 2.0 * layer.moe.params_per_expert * layer.moe.top_k
+
+
+class Sparsity(Protocol):
+    """What a step skips (planner.cost.step.StepLoad carries it): fractions a token skips of a dense MLP's rows
+    and of every decoder matrix's input channels."""
+
+    mlp_sparsity: float
+    activation_sparsity: float
+
+
+def union_fraction(skipped: float, tokens: float) -> float:
+    """Fraction of a matrix a step of `tokens` tokens reads when each skips `skipped` of it independently: 1 - s^n."""
+    return 1.0 - skipped ** max(1.0, tokens) if skipped > 0 else 1.0
+
+
+def dense_mlp_bytes(layer: LayerInfo, layout: Layout, profile: ModelProfile, weight_dtype: str) -> float:
+    """Bytes of a dense decoder layer's gated MLP (gate, up, down: 3 x hidden x intermediate) one GPU reads; 0 for
+    MoE layers, whose routing already skips most of their MLP."""
+    if layer.kind != "decoder" or layer.moe is not None or "split" not in layer.shards:
+        return 0.0
+    params = min(3 * profile.hidden_size * profile.intermediate_size, layer.shards["split"].matrix)
+    return matrix_bytes(params, weight_dtype, "split") / layout.tp
+
+
+def sparse_read_bytes(layer: LayerInfo, layout: Layout, profile: ModelProfile, weight_dtype: str, read: float,
+                      tokens: float, sparsity: Sparsity) -> float:
+    """`read` bytes of a decoder layer after contextual sparsity: a dense MLP's rows that none of the step's
+    `tokens` tokens needs are not read (Deja Vu, CATS), and with activation sparsity neither are the skipped input
+    channels of any decoder matrix (TEAL). Both follow 1 - s^n over a step of n tokens."""
+    if layer.kind != "decoder" or (sparsity.mlp_sparsity <= 0 and sparsity.activation_sparsity <= 0):
+        return read
+    mlp = dense_mlp_bytes(layer, layout, profile, weight_dtype)
+    read -= mlp * (1.0 - union_fraction(sparsity.mlp_sparsity, tokens))
+    return read * union_fraction(sparsity.activation_sparsity, tokens)

@@ -25,6 +25,7 @@ from planner.cost.shards import (
     expert_flops_per_token,
     kv_bytes_per_token_per_gpu,
     read_weight_bytes,
+    sparse_read_bytes,
     stage_nodes,
 )
 from planner.hardware.topology import LINK_CLASSES, Topology
@@ -46,6 +47,10 @@ class StepLoad:
     prefill_context: float = 0.0  # mean attention context of a prefill token
     prefill_kv_tokens: float = 0.0  # KV tokens the prefill chunks read (each chunk reads its prefix)
     logits: float | None = None  # tokens that need logits: decode tokens and prompts finishing
+    queries: float = 1.0  # decode tokens per sequence (k + 1 under speculative verification): they share one KV read
+    mlp_sparsity: float = 0.0  # remedies (planner.plan.Workload): fractions a token skips
+    activation_sparsity: float = 0.0
+    attention_sparsity: float = 0.0
 
     @property
     def tokens(self) -> float:
@@ -82,13 +87,14 @@ class StageStep:
     compute_s: float = 0.0
     interconnect_s: float = 0.0
     overhead_s: float = 0.0
+    offload_s: float = 0.0  # streaming weights from a memory tier, beyond what the compute hides
     hbm_weight_bytes: float = 0.0
     hbm_kv_bytes: float = 0.0
     interconnect: dict[str, float] = field(default_factory=lambda: {k: 0.0 for k in LINK_CLASSES})
 
     @property
     def time_s(self) -> float:
-        return self.weights_s + self.kv_s + self.compute_s + self.interconnect_s + self.overhead_s
+        return self.weights_s + self.kv_s + self.compute_s + self.interconnect_s + self.overhead_s + self.offload_s
 
     def add_bytes(self, by_class: dict[str, float], times: float = 1.0) -> None:
         for k, v in by_class.items():
@@ -110,7 +116,8 @@ def _layer_flops(layer: LayerInfo, layout: Layout, load: StepLoad, imbalance: fl
         experts = expert * load.tokens / layout.gpus * imbalance
     else:
         experts = expert * rank_tokens / layout.tp
-    attn = layer.attn_flops_per_context_token * (load.decode * _window(layer, load.context)
+    decode_context = _window(layer, load.context) * (1.0 - load.attention_sparsity)
+    attn = layer.attn_flops_per_context_token * (load.decode * decode_context
                                                  + load.prefill * _window(layer, load.prefill_context))
     return dense + experts + attn / layout.dp / layout.tp
 
@@ -120,10 +127,12 @@ def layer_step(layer: LayerInfo, layout: Layout, profile: ModelProfile, hw: Grou
     """(weight bytes, KV bytes, weights s, KV s, compute s beyond the memory time) on one GPU."""
     rank_tokens = load.tokens / layout.dp
     w = read_weight_bytes(layer, layout, profile, weight_dtype, rank_tokens, stage_tokens=load.tokens)
+    w = sparse_read_bytes(layer, layout, profile, weight_dtype, w, rank_tokens, load)
     prefill_kv = load.prefill_kv_tokens
     if layer.sliding_window:
         prefill_kv = min(prefill_kv, load.prefill + layer.sliding_window)
-    kv_tokens = load.decode * _window(layer, load.context) + prefill_kv
+    decode_kv = load.decode / load.queries * _window(layer, load.context) * (1.0 - load.attention_sparsity)
+    kv_tokens = decode_kv + prefill_kv
     kv = kv_tokens / layout.dp * kv_bytes_per_token_per_gpu(layer, layout, profile, kv_dtype)
     bw = hw.hbm_bytes_per_s * c.hbm_efficiency
     weights_s, kv_s = w / bw, kv / (hw.hbm_bytes_per_s * c.kv_hbm_efficiency)
@@ -209,7 +218,8 @@ def engine_overhead_s(load: StepLoad, c: Constants) -> float:
 
 
 def add_steps(total: StageStep, part: StageStep, times: float = 1.0) -> StageStep:
-    for name in ("weights_s", "kv_s", "compute_s", "interconnect_s", "overhead_s", "hbm_weight_bytes", "hbm_kv_bytes"):
+    for name in ("weights_s", "kv_s", "compute_s", "interconnect_s", "overhead_s", "offload_s", "hbm_weight_bytes",
+                 "hbm_kv_bytes"):
         setattr(total, name, getattr(total, name) + times * getattr(part, name))
     total.add_bytes(part.interconnect, times)
     return total

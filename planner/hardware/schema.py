@@ -106,6 +106,13 @@ class Nic(_Strict):
     kind: Literal["infiniband", "roce", "ethernet"] = "infiniband"
 
 
+class HostMemory(_Strict):
+    """A memory tier beside HBM: host DRAM (or CXL memory) of each socket, reached over the GPUs' PCIe paths."""
+
+    capacity: Memory = Field(description="per socket, e.g. 512GB")
+    bandwidth: Bandwidth = Field(description="what the socket's memory can stream to its GPUs together, e.g. 200GB/s")
+
+
 class NodeDef(_Strict):
     name: Name
     count: StrictInt = Field(1, gt=0, le=512, description="identical copies of this node")
@@ -118,6 +125,8 @@ class NodeDef(_Strict):
     pcie_switches: list[PcieSwitch] = []
     pcie: Optional[Link] = Field(None, description="GPUs on their socket's root ports, when no switches are listed")
     nics: list[Nic] = []
+    host_memory: Optional[HostMemory] = Field(None, description="a memory tier the solver may stream weights from "
+                                              "(solve --offload)")
     p2p: StrictBool = Field(True, description="PCIe peer-to-peer between GPUs; off, traffic bounces through host memory")
     p2p_level: Literal["pix", "pxb", "phb", "sys"] = Field(
         "sys", description="How far PCIe peer-to-peer reaches, in NCCL_P2P_LEVEL's words: pix/pxb (GPUs under one PCIe "

@@ -78,6 +78,8 @@ class Topology:
         self.cache: dict[Any, Any] = {}
         self._p2p: dict[str, bool] = {}
         self._p2p_level: dict[str, str] = {}
+        self._host_memory: dict[str, Any] = {}
+        self._sockets: dict[str, int] = {}
         self._no_p2p: set[frozenset[int]] = set()
         self._socket_of_gpu: dict[int, str] = {}
         self.node_class: dict[str, int] = {}
@@ -146,6 +148,48 @@ class Topology:
 
     def socket_of(self, gpu_id: int) -> str:
         return self._socket_of_gpu[gpu_id]
+
+    def host_memory(self, gpu_id: int) -> Any:
+        """The host-memory tier of a GPU's node (capacity and bandwidth per socket), or None."""
+        return self._host_memory.get(self.gpu(gpu_id).node)
+
+    def host_stream_bytes_per_s(self, gpu_ids: Iterable[int]) -> float:
+        """Per GPU, what streaming from host memory reaches when every GPU of the group streams at once: each GPU's
+        path to its socket (a PCIe uplink shared by several divides) and the socket memory shared by its GPUs."""
+        ids = tuple(sorted(gpu_ids))
+        key = ("host-stream", ids)
+        if key not in self.cache:
+            self.cache[key] = self._host_stream(ids)
+        return self.cache[key]
+
+    def host_capacity_bytes(self, node: str) -> float:
+        """Host-memory tier capacity of a node copy (every socket's), 0 without one."""
+        tier = self._host_memory.get(node)
+        return 0.0 if tier is None else tier.capacity * self._sockets.get(node, 1)
+
+    def _host_stream(self, ids: tuple[int, ...]) -> float:
+        loads: dict[tuple[str, str], int] = {}
+        routes = {}
+        for g in ids:
+            gpu = self.gpus[g]
+            route = self._pcie_route(gpu.key, self._socket_of_gpu[g], gpu.node)
+            hops = list(zip(route, route[1:]))
+            routes[g] = hops
+            for hop in hops:
+                loads[hop] = loads.get(hop, 0) + 1
+        per_socket: dict[str, int] = {}
+        for g in ids:
+            per_socket[self._socket_of_gpu[g]] = per_socket.get(self._socket_of_gpu[g], 0) + 1
+        rates = []
+        for g in ids:
+            tier = self.host_memory(g)
+            if tier is None:
+                return 0.0
+            rate = tier.bandwidth / per_socket[self._socket_of_gpu[g]]
+            for u, v in routes[g]:
+                rate = min(rate, self.graph.edges[u, v]["bandwidth"] / loads[(u, v)])
+            rates.append(rate)
+        return min(rates)
 
     def path(self, a: int, b: int) -> Route:
         """The route NCCL would take from GPU a to GPU b (see the module docstring)."""
@@ -252,6 +296,8 @@ class _NodeBuilder:
         topo, node = self.topo, self.node
         topo._p2p[self.name] = node.p2p
         topo._p2p_level[self.name] = node.p2p_level
+        topo._host_memory[self.name] = node.host_memory
+        topo._sockets[self.name] = node.sockets
         first = len(topo.gpus)
         for gd in sorted(node.gpu_defs(), key=lambda d: d.index):
             gpu = Gpu(len(topo.gpus), self.name, self.node_index, gd.index, find_gpu_type(gd.type, self.extra))

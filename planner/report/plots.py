@@ -1,12 +1,16 @@
-"""Pictures (matplotlib, Agg): `planner compare` (three panels, one colour per machine) and `planner frontier`."""
+"""Pictures (matplotlib, Agg): `planner compare` (three panels, one colour per machine), `planner frontier` and
+`planner remedies` (where the time goes, per remedy)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from planner.compare import COMPONENTS, NAMES, CompareResult
 from planner.frontier import FrontierResult, pareto_flags
+
+if TYPE_CHECKING:
+    from planner.remedies import RemediesResult
 
 
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
@@ -58,12 +62,16 @@ def _tpot_panel(ax: Any, result: CompareResult, colours: dict) -> None:
     ax.legend(fontsize=9)
 
 
+COMPONENT_HATCHES = {"weights": "", "kv": "//", "compute": "..", "interconnect": "xx", "overhead": "\\\\",
+                     "offload": "oo"}
+COMPONENT_SHADES = {"weights": 1.0, "kv": 0.8, "compute": 0.65, "interconnect": 0.5, "overhead": 0.35, "offload": 0.2}
+
+
 def _breakdown_panel(ax: Any, result: CompareResult, colours: dict, breakdown_at: int | None) -> None:
     """(b) where a token's time goes at one concurrency: stacked components, one bar per machine."""
     at = breakdown_at if breakdown_at in result.concurrencies else result.concurrencies[0]
     rows = [r for t in result.topologies for r in result.rows if r.topology == t and r.concurrency == at and r.fits]
-    hatches = {"weights": "", "kv": "//", "compute": "..", "interconnect": "xx", "overhead": "\\\\"}
-    shades = {"weights": 1.0, "kv": 0.8, "compute": 0.65, "interconnect": 0.5, "overhead": 0.35}
+    hatches, shades = COMPONENT_HATCHES, COMPONENT_SHADES
     x = list(range(len(rows)))
     bottoms = [0.0] * len(rows)
     for comp in COMPONENTS:
@@ -137,6 +145,59 @@ def plot_frontier(result: FrontierResult, path: str | Path) -> Path:
     ax.set_ylabel("tokens/s per GPU (output tokens, all users)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="upper right")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+COMPONENT_COLOURS = {"weights": "tab:blue", "kv": "tab:orange", "compute": "tab:green", "interconnect": "tab:red",
+                     "overhead": "tab:gray", "offload": "tab:purple"}
+
+
+def _remedy_panel(ax: Any, rows: list, title: str) -> None:
+    """Horizontal bars, one per remedy that fits, TPOT split into where the time goes."""
+    labels = [r.remedy for r in rows]
+    y = list(range(len(rows)))[::-1]
+    left = [0.0] * len(rows)
+    for comp in COMPONENTS:
+        vals = [r.breakdown_ms.get(comp, 0.0) for r in rows]
+        if any(vals):
+            ax.barh(y, vals, left=left, color=COMPONENT_COLOURS[comp], edgecolor="black", linewidth=0.4)
+            left = [a + b for a, b in zip(left, vals)]
+    for yy, r, total in zip(y, rows, left):
+        change = "" if r.tpot_change is None else f"  ({r.tpot_change:+.0%})"
+        ax.text(total, yy, f" {r.tpot_ms:,.1f} ms{change}", va="center", fontsize=7)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel("TPOT, ms per output token")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlim(0, max(left, default=1.0) * 1.3)
+    ax.grid(True, axis="x", alpha=0.3)
+
+
+def plot_remedies(result: RemediesResult, path: str | Path) -> Path:
+    """Per load, the baseline and each remedy's TPOT split into weights, KV, compute, interconnect, overhead and
+    host-memory streaming: where the time goes and what each remedy removes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    loads = result.concurrencies
+    heights = [max(2.0, 0.32 * sum(1 for r in result.rows if r.concurrency == c and r.fits) + 1.0) for c in loads]
+    fig, axes = plt.subplots(len(loads), 1, figsize=(11, sum(heights)), constrained_layout=True, squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, c in zip(axes[:, 0], loads):
+        rows = [r for r in result.rows if r.concurrency == c and r.fits]
+        _remedy_panel(ax, rows, f"{c:,} sequences decoding together")
+    from matplotlib.patches import Patch
+
+    shown = [c for c in COMPONENTS if any(r.breakdown_ms.get(c) for r in result.rows if r.fits)]
+    fig.legend([Patch(facecolor=COMPONENT_COLOURS[c], edgecolor="black") for c in shown], [NAMES[c] for c in shown],
+               loc="outside lower center", ncol=len(shown), fontsize=9)
+    w = result.workload
+    fig.suptitle(f"{result.model} on {result.gpus} GPUs of {result.topology}: each remedy re-solved (isl {w.isl}, "
+                 f"osl {w.osl})", fontsize=12)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

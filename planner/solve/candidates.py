@@ -21,11 +21,14 @@ The solver never removes a configuration that could be strictly better. Why the 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 
 from planner.cost.shards import Layout
 from planner.hardware.topology import Topology
 
+#: Most groups of a pool whose host-streaming rates are compared; beyond, the pool is not called uniform.
+STREAM_GROUPS_CHECKED = 256
 #: Largest irregular node (GPUs within the slot) whose every subset is offered.
 SUBSET_MAX = 10
 
@@ -130,3 +133,19 @@ def candidates(topo: Topology, slot: list[int], layouts: dict[int, list[Layout]]
                     if len({topo.gpus[i].spec.name for i in combo}) == 1:
                         out.configs += [Config(combo, node, lay) for lay in layouts[s]]
     return out
+
+
+def uniform_streaming(topo: Topology, cands: CandidateSet) -> bool:
+    """Whether every group of a pool's GPUs of one size streams from host memory at the same rate (pools are
+    exact for everything else; PCIe paths to the host may still differ)."""
+    for cfg in cands.configs:
+        if cfg.pool is None:
+            continue
+        ids = cands.pools[cfg.pool]
+        if all(topo.host_memory(g) is None for g in ids):
+            continue
+        if math.comb(len(ids), cfg.size) > STREAM_GROUPS_CHECKED:
+            return False
+        if len({round(topo.host_stream_bytes_per_s(g), 3) for g in itertools.combinations(ids, cfg.size)}) > 1:
+            return False
+    return True

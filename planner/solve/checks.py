@@ -30,6 +30,7 @@ class SolveOptions:
     max_tp: int | None = None
     max_concurrency: int | None = None
     any_shape: bool = False
+    offload: bool = False
     # filled in by check_options
     ids: list[int] | None = None
     budget: int = 0
@@ -82,6 +83,9 @@ def check_options(profile: ModelProfile, topo: Topology, workload: Workload, o: 
             raise InputError(f"--gpus {o.gpus}: {topo.name} has {len(o.ids)} GPUs")
         o.budget = o.gpus
     check_workload(profile, workload)
+    if o.offload and not any(topo.host_memory(g) is not None for g in o.ids):
+        raise InputError(f"--offload: no node of {topo.name} declares a host_memory tier (capacity and bandwidth per "
+                         "socket; see docs/remedies.md)")
     if workload.mode == "closed" and o.objective == "throughput":
         raise InputError("--mode closed describes a closed-loop benchmark's waves; the throughput objective is "
                          "defined for serving (steady state) or static batches")

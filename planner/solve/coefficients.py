@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 from planner.cost.constants import Constants
 from planner.cost.memory import stage_memory, usable_bytes
+from planner.cost.offload import stream_bytes_per_s, streamed_layer_s
 from planner.cost.serving import OperatingPoint
 from planner.cost.shards import held_weight_bytes
+from planner.cost.speculative import draft_step, draft_weight_bytes
 from planner.cost.step import GroupHardware, StageStep, StepLoad, add_steps, engine_overhead_s, node_step, stage_comm
 from planner.cost.transfer import transfer_bytes, transfer_pair_s
 from planner.hardware.topology import Topology
@@ -40,8 +42,18 @@ class Extra:
 
 
 @dataclass(frozen=True)
+class Streaming:
+    """What streaming one layer of each run from host memory changes (planner.cost.offload)."""
+
+    tpot_ns: tuple[int, ...]  # added to the mean step, per token
+    ttft_ns: tuple[int, ...]  # added to a newcomer's prefill (all its chunks)
+    host_bytes: tuple[int, ...]  # host memory per GPU (the shard that leaves HBM)
+
+
+@dataclass(frozen=True)
 class Coefficients:
-    """One configuration at one operating point, per run of identical decoder layers."""
+    """One configuration at one operating point, per run of identical decoder layers. Step times are per output
+    token: a pass over the weights divided by the tokens it yields (more than one under speculative decoding)."""
 
     tpot_ns: tuple[int, ...]  # one layer's share of the mean step
     ttft_ns: tuple[int, ...]  # one layer's share of a newcomer's prefill (all its chunks)
@@ -52,6 +64,7 @@ class Coefficients:
     last: Extra
     capacity_bytes: int  # what weights and KV may use per GPU
     sequences: int  # sequences each GPU holds KV for (its data-parallel rank's share of the replica)
+    streaming: Streaming | None = None  # None: this configuration cannot stream layers (no tier, or not asked)
 
 
 def layer_runs(profile: ModelProfile) -> list[tuple[int, int]]:
@@ -94,8 +107,10 @@ class _Timer:
         return int(round(step.hbm_weight_bytes + step.hbm_kv_bytes + sum(step.interconnect.values()) / self.cfg.size))
 
 
-def _extra(timer: _Timer, nodes: list[LayerInfo], op: OperatingPoint, engine: Constants | None) -> Extra:
-    """The embedding's (with the engine's per-step host time, `engine` given) or the head's time and bytes."""
+def _extra(timer: _Timer, nodes: list[LayerInfo], op: OperatingPoint, engine: Constants | None,
+           draft: bool = False) -> Extra:
+    """The embedding's (with the engine's per-step host time, `engine` given) or the head's time and bytes, with
+    the speculative draft head's (`draft`) on the last stage."""
     mean, ttft = StageStep(), StageStep()
     mean_overhead_s = 0.0 if engine is None else sum(w * engine_overhead_s(load, engine) for load, w in op.tpot_loads)
     ttft_overhead_s = 0.0 if engine is None else engine_overhead_s(op.ttft_load, engine)
@@ -103,18 +118,41 @@ def _extra(timer: _Timer, nodes: list[LayerInfo], op: OperatingPoint, engine: Co
         add_steps(mean, timer.mean(layer, op))
         add_steps(ttft, timer.step(layer, op.ttft_load))
     held = sum(held_weight_bytes(n, timer.cfg.layout, timer.profile, timer.w.weight_dtype) for n in nodes)
-    return Extra(ns(mean.time_s + mean_overhead_s), ns(op.ttft_chunks * (ttft.time_s + ttft_overhead_s)),
-                 timer.traffic(mean), int(math.ceil(held)))
+    if draft:
+        t = timer
+        add_steps(mean, draft_step(t.profile, t.topo, t.cfg.gpu_ids, t.cfg.layout, t.w, op.decode, t.c))
+        held += draft_weight_bytes(t.profile, t.cfg.layout, t.w)
+    return Extra(ns((mean.time_s + mean_overhead_s) / op.tokens_per_pass),
+                 ns(op.ttft_chunks * (ttft.time_s + ttft_overhead_s)), timer.traffic(mean), int(math.ceil(held)))
+
+
+def _streaming(timer: _Timer, runs: list[tuple[int, int]], op: OperatingPoint) -> Streaming | None:
+    """Per run: what streaming one of its layers from host memory adds (None where the GPUs have no tier)."""
+    t = timer
+    rate = stream_bytes_per_s(t.topo, t.cfg.gpu_ids, t.c)
+    if rate <= 0:
+        return None
+    tpot, ttft, host = [], [], []
+    for a, _ in runs:
+        layer = t.profile.decoders[a]
+
+        def extra(load: StepLoad) -> float:
+            return streamed_layer_s(t.step(layer, load).time_s, layer, t.cfg.layout, t.profile, t.w.weight_dtype, rate)
+
+        tpot.append(ns(sum(w * extra(load) for load, w in op.tpot_loads) / op.tokens_per_pass))
+        ttft.append(ns(op.ttft_chunks * extra(op.ttft_load)))
+        host.append(int(math.ceil(held_weight_bytes(layer, t.cfg.layout, t.profile, t.w.weight_dtype))))
+    return Streaming(tuple(tpot), tuple(ttft), tuple(host))
 
 
 def coefficients(profile: ModelProfile, topo: Topology, cfg: Config, runs: list[tuple[int, int]], workload: Workload,
-                 op: OperatingPoint, c: Constants) -> Coefficients:
+                 op: OperatingPoint, c: Constants, offload: bool = False) -> Coefficients:
     timer = _Timer(profile, topo, cfg, workload, c)
     tpot, ttft, traffic, weights, kv = [], [], [], [], []
     for a, _ in runs:
         layer = profile.decoders[a]
         mean = timer.mean(layer, op)
-        tpot.append(ns(mean.time_s))
+        tpot.append(ns(mean.time_s / op.tokens_per_pass))
         ttft.append(ns(op.ttft_chunks * timer.step(layer, op.ttft_load).time_s))
         traffic.append(timer.traffic(mean))
         w, k = stage_memory(profile, cfg.layout, a, a + 1, False, False, workload.weight_dtype, workload.kv_dtype,
@@ -125,8 +163,8 @@ def coefficients(profile: ModelProfile, topo: Topology, cfg: Config, runs: list[
     last = [n for n in profile.layers if n.kind in ("norm", "lm_head")]
     capacity = int(usable_bytes(timer.hw.memory_bytes, workload.gpu_memory_fraction, c))
     return Coefficients(tuple(tpot), tuple(ttft), tuple(traffic), tuple(weights), tuple(kv),
-                        _extra(timer, first, op, c), _extra(timer, last, op, None), capacity,
-                        -(-op.per_replica // cfg.layout.dp))
+                        _extra(timer, first, op, c), _extra(timer, last, op, None, draft=True), capacity,
+                        -(-op.per_replica // cfg.layout.dp), _streaming(timer, runs, op) if offload else None)
 
 
 @dataclass(frozen=True)
@@ -143,6 +181,6 @@ def hops(profile: ModelProfile, topo: Topology, nodes: list[str], op: OperatingP
     for a in nodes:
         for b in nodes:
             tpot[a, b] = ns(sum(w * transfer_pair_s(topo, a, b, transfer_bytes(profile, load.tokens), c)
-                                for load, w in op.tpot_loads))
+                                for load, w in op.tpot_loads) / op.tokens_per_pass)
             ttft[a, b] = ns(op.ttft_chunks * transfer_pair_s(topo, a, b, transfer_bytes(profile, op.ttft_load.tokens), c))
     return Hops(tpot, ttft, int(round(transfer_bytes(profile, op.decode))))

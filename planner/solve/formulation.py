@@ -36,12 +36,23 @@ class Limits:
     workers: int = 1
 
 
+@dataclass(frozen=True)
+class Stage:
+    """A solved stage: its configuration, its layers [layer_start, layer_end), and how many layers of each run it
+    streams from host memory."""
+
+    config: Config
+    layer_start: int
+    layer_end: int
+    streamed: tuple[int, ...] = ()
+
+
 @dataclass
 class Outcome:
     status: str  # OPTIMAL, FEASIBLE, INFEASIBLE or UNKNOWN (the time ran out before any plan)
     value: float = 0.0
     bound: float = 0.0
-    stages: list[tuple[Config, int, int]] | None = None  # (configuration, layer_start, layer_end)
+    stages: list[Stage] | None = None
 
     @property
     def found(self) -> bool:
@@ -53,7 +64,7 @@ class ShapeModel:
 
     def __init__(self, n_layers: int, pp: int, micro: int, configs: list[Config], coefs: list[Coefficients],
                  runs: list[tuple[int, int]], hops: Hops, pools: dict[str, list[int]], gpus: int, exact_gpus: bool,
-                 memory_at_load: bool = True):
+                 memory_at_load: bool = True, host_capacity: dict[str, int] | None = None):
         from ortools.sat.python import cp_model
 
         self.cp = cp_model
@@ -65,6 +76,7 @@ class ShapeModel:
         self.time_max = self._time_bound()
         self._assignment(gpus, exact_gpus)
         self._layer_ranges()
+        self._streaming(host_capacity or {})
         if memory_at_load:
             self._memory()
         self._stage_times()
@@ -75,6 +87,8 @@ class ShapeModel:
         per_stage = sum((hi - lo) * max(max(k.tpot_ns[r], k.ttft_ns[r]) for k in ks) for r, (lo, hi) in enumerate(self.runs))
         per_stage += max(max(k.first.tpot_ns, k.first.ttft_ns) for k in ks) + max(max(k.last.tpot_ns, k.last.ttft_ns) for k in ks)
         per_stage += max([*self.hops.tpot_ns.values(), *self.hops.ttft_ns.values(), 0])
+        per_stage += sum((hi - lo) * max(max(k.streaming.tpot_ns[r], k.streaming.ttft_ns[r]) if k.streaming else 0
+                                         for k in ks) for r, (lo, hi) in enumerate(self.runs))
         return max(1, (self.pp + self.micro) * per_stage)
 
     # --- families --------------------------------------------------------------------------------
@@ -129,9 +143,43 @@ class ShapeModel:
         k = self.coefs[g]
         return (getattr(k.first, field) if s == 0 else 0) + (getattr(k.last, field) if s == self.pp - 1 else 0)
 
+    def _streaming(self, host_capacity: dict[str, int]) -> None:
+        """Layers streamed from host memory (solve --offload): `off[s, g, r]` of the stage's layers of run r leave
+        HBM for the node's tier; the stage keeps two buffers of its largest streamed layer (`buf[s, g]`); every
+        GPU's shards of them fit the node's tier."""
+        m = self.m
+        self.off, self.buf = {}, {}
+        for s in self.S:
+            for g in self.G:
+                st = self.coefs[g].streaming
+                if st is None:
+                    continue
+                self.buf[s, g] = m.new_int_var(0, 2 * max(st.host_bytes), f"buf[{s},{g}]")
+                for r, (lo, hi) in enumerate(self.runs):
+                    off = self.off[s, g, r] = m.new_int_var(0, hi - lo, f"off[{s},{g},{r}]")
+                    m.add(off <= self.n[s, g, r])
+                    streams = m.new_bool_var(f"streams[{s},{g},{r}]")
+                    m.add(off <= (hi - lo) * streams)
+                    m.add(self.buf[s, g] >= 2 * st.host_bytes[r] * streams)
+        for nd in self.nodes:
+            terms = [self.configs[g].size * self.coefs[g].streaming.host_bytes[r] * off
+                     for (s, g, r), off in self.off.items() if self.configs[g].node == nd]
+            if terms:
+                self.m.add(sum(terms) <= host_capacity.get(nd, 0))
+
+    def _streamed(self, s: int, g: int, field: str):
+        """The streamed layers' share of a coefficient of stage s on configuration g (0 when it cannot stream)."""
+        st = self.coefs[g].streaming
+        if st is None:
+            return 0
+        return sum(getattr(st, field)[r] * self.off[s, g, r] for r in self.R)
+
     def _weights(self, s: int, g: int):
         k = self.coefs[g]
-        return sum(k.weight_bytes[r] * self.n[s, g, r] for r in self.R) + self._extra(s, g, "weight_bytes") * self.use[s, g]
+        held = sum(k.weight_bytes[r] * self.n[s, g, r] for r in self.R) + self._extra(s, g, "weight_bytes") * self.use[s, g]
+        if k.streaming is None:
+            return held
+        return held - self._streamed(s, g, "host_bytes") + self.buf[s, g]
 
     def _kv(self, s: int, g: int):
         return sum(self.coefs[g].kv_bytes[r] * self.n[s, g, r] for r in self.R)
@@ -153,8 +201,10 @@ class ShapeModel:
         for s in S:
             t = [self.coefs[g].tpot_ns[r] * self.n[s, g, r] for g in G for r in self.R]
             t += [self._extra(s, g, "tpot_ns") * self.use[s, g] for g in G]
+            t += [self._streamed(s, g, "tpot_ns") for g in G]
             ttft_terms += [self.coefs[g].ttft_ns[r] * self.n[s, g, r] for g in G for r in self.R]
             ttft_terms += [self._extra(s, g, "ttft_ns") * self.use[s, g] for g in G]
+            ttft_terms += [self._streamed(s, g, "ttft_ns") for g in G]
             traffic_terms += [self.coefs[g].traffic_bytes[r] * self.n[s, g, r] for g in G for r in self.R]
             traffic_terms += [self._extra(s, g, "traffic_bytes") * self.use[s, g] for g in G]
             if s < self.pp - 1:
@@ -203,7 +253,8 @@ class ShapeModel:
         for s in self.S:
             g = next(g for g in self.G if solver.value(self.use[s, g]))
             end = solver.value(self.b[s + 1])
-            stages.append((self.configs[g], start, end))
+            streamed = tuple(solver.value(self.off[s, g, r]) if (s, g, r) in self.off else 0 for r in self.R)
+            stages.append(Stage(self.configs[g], start, end, streamed))
             start = end
         return Outcome(status, float(solver.value(objective)), float(solver.best_objective_bound), stages)
 

@@ -43,8 +43,10 @@ def engine_runnable(layouts: list[Layout], pp: int) -> bool:
 
 
 def engines_for(stages: Sequence[Stage], uneven: bool) -> list[str]:
-    """Engines that run a plan as it is: one layout everywhere (TensorRT-LLM also needs even stages)."""
+    """Engines that run a plan as it is: one layout everywhere (TensorRT-LLM also needs even stages and has no
+    weight offloading)."""
     layouts = [Layout(s.tp, s.dp, s.ep) for s in stages]
     if not engine_runnable(layouts, len(stages)):
         return []
-    return ["vllm", "sglang"] + ([] if uneven else ["trtllm"])
+    streams = any(getattr(s, "offload_layers", None) for s in stages)
+    return ["vllm", "sglang"] + ([] if uneven or streams else ["trtllm"])

@@ -45,6 +45,7 @@ class Request:
     ttft_slo_ms: float | None = None
     max_concurrency: int | None = None
     workers: int = 1
+    offload: bool = False  # may stream decoder layers from host-memory tiers (single-replica shapes)
     cache: dict = field(default_factory=dict)
 
     @property
@@ -75,22 +76,29 @@ class ShapeSolver:
         s = self.shape
         return operating_point(self.req.workload, per_replica * s.replicas, s.replicas, s.pp, self.req.constants)
 
+    @property
+    def streams(self) -> bool:
+        """Whether plans of this shape may stream layers from host memory: asked for, and one replica (replicas
+        would each need their own host copy; not searched)."""
+        return self.req.offload and self.shape.replicas == 1
+
     def coefs(self, op: OperatingPoint) -> list[Coefficients]:
         cache, r = self.req.cache, self.req
         out = []
         for cfg in self.cands.configs:
-            key = ("coef", cfg, op)
+            key = ("coef", cfg, op, self.streams)
             if key not in cache:
-                cache[key] = coefficients(r.profile, r.topo, cfg, r.runs, r.workload, op, r.constants)
+                cache[key] = coefficients(r.profile, r.topo, cfg, r.runs, r.workload, op, r.constants, self.streams)
             out.append(cache[key])
         return out
 
     def model(self, op: OperatingPoint, memory_at_load: bool = True) -> ShapeModel:
         r, s = self.req, self.shape
         nodes = sorted({c.node for c in self.cands.configs})
+        host = {nd: int(r.topo.host_capacity_bytes(nd)) for nd in nodes} if self.streams else None
         return ShapeModel(r.profile.n_layers, s.pp, op.micro, self.cands.configs, self.coefs(op), r.runs,
                           hops(r.profile, r.topo, nodes, op, r.constants), self.cands.pools, s.gpus, s.exact_gpus,
-                          memory_at_load)
+                          memory_at_load, host)
 
     def _usable(self, ks: list[Coefficients]) -> list[Coefficients]:
         """Configurations a stage can take while the other PP - 1 stages get at least the smallest size."""
@@ -146,12 +154,14 @@ class ShapeSolver:
         r = self.req
         tpot = None if r.tpot_slo_ms is None else ns(r.tpot_slo_ms * 1e-3) - SLO_MARGIN_NS
         ttft = None if r.ttft_slo_ms is None else ns(r.ttft_slo_ms * 1e-3) - SLO_MARGIN_NS
-        m.add_slos(tpot, ttft, ns(r.constants.request_overhead_s), int(round(op.ttft_wait_steps * 1000)))
+        # TTFT waits in steps; the model's TPOT is per token, a step yields tokens_per_pass of them
+        wait_milli = int(round(op.ttft_wait_steps * op.tokens_per_pass * 1000))
+        m.add_slos(tpot, ttft, ns(r.constants.request_overhead_s), wait_milli)
         return m
 
     def evaluate(self, outcome: Outcome, op: OperatingPoint) -> tuple[Partition, Prediction]:
         r = self.req
-        part = partition_of(outcome.stages, self.cands.pools, self.shape.system)
+        part = partition_of(outcome.stages, self.cands.pools, self.shape.system, r.runs)
         load = r.workload.model_copy(update={"concurrency": op.concurrency})
         return part, estimate(r.profile, r.topo, part, load, r.constants, check=False)
 

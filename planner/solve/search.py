@@ -21,6 +21,7 @@ from planner.errors import InfeasibleError
 from planner.hardware.topology import Topology
 from planner.model.layergraph import ModelProfile
 from planner.plan import Alternative, Plan, SolverInfo, Workload, build_plan
+from planner.solve.candidates import uniform_streaming
 from planner.solve.checks import SolveOptions, check_options
 from planner.solve.coefficients import RESOLUTION
 from planner.solve.formulation import Limits
@@ -50,15 +51,17 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, objectiv
           gpu_ids: list[int] | None = None, gpus: int | None = None, tpot_slo_ms: float | None = None,
           ttft_slo_ms: float | None = None, time_limit_s: float = 30.0, top: int = 3, max_pp: int | None = None,
           max_replicas: int | None = None, max_tp: int | None = None, max_concurrency: int | None = None,
-          constants: Constants = DEFAULT, workers: int = 1, any_shape: bool = False,
+          constants: Constants = DEFAULT, workers: int = 1, any_shape: bool = False, offload: bool = False,
           progress: Callable[[Progress], None] | None = None) -> Plan:
-    """The best plan for `profile` on `topo` (or the given GPUs, or any `gpus` of them) under `workload`."""
+    """The best plan for `profile` on `topo` (or the given GPUs, or any `gpus` of them) under `workload`;
+    `offload` lets stages stream decoder layers from their nodes' host-memory tiers (planner.cost.offload)."""
     started = time.perf_counter()
     opts = check_options(profile, topo, workload, SolveOptions(
         objective=objective, gpu_ids=gpu_ids, gpus=gpus, tpot_slo_ms=tpot_slo_ms, ttft_slo_ms=ttft_slo_ms,
         time_limit_s=time_limit_s, top=top, max_pp=max_pp, max_replicas=max_replicas, max_tp=max_tp,
-        max_concurrency=max_concurrency, any_shape=any_shape))
-    req = Request(profile, topo, workload, objective, constants, tpot_slo_ms, ttft_slo_ms, max_concurrency, workers)
+        max_concurrency=max_concurrency, any_shape=any_shape, offload=offload))
+    req = Request(profile, topo, workload, objective, constants, tpot_slo_ms, ttft_slo_ms, max_concurrency, workers,
+                  offload)
     lim = ShapeLimits(opts.max_pp, max_tp, opts.max_replicas, opts.budget, any_shape)
     shapes = enumerate_shapes(profile, topo, opts.ids, lim)
     run = _Run(req, shapes, opts.ids, time_limit_s, started, progress)
@@ -86,7 +89,11 @@ class _Run:
         cands = shape_candidates(self.req.profile, self.req.topo, shape, max_tp)
         if not cands.exact:
             self._inexact(cands.note)
-        return ShapeSolver(self.req, shape, cands)
+        sv = ShapeSolver(self.req, shape, cands)
+        if sv.streams and not uniform_streaming(self.req.topo, cands):
+            self._inexact("GPUs of a pool stream from host memory at different rates (their PCIe paths differ): "
+                          "streamed layers were priced on one choice of them")
+        return sv
 
     def _inexact(self, note: str | None) -> None:
         self.exact = False
