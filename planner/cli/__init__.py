@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from planner.cli import bench_cmd, compare_cmd, frontier_cmd, launch_cmd, plan_cmds, validate_cmd
+from planner.cli import bench_cmd, compare_cmd, frontier_cmd, launch_cmd, plan_cmds, remedies_cmd, validate_cmd
 from planner.cli.models_cmd import models_app
 from planner.cli.topology_cmd import topology_app
 
@@ -23,7 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(models_app, name="models")
 app.add_typer(topology_app, name="topology")
-for module in (plan_cmds, compare_cmd, frontier_cmd, launch_cmd, validate_cmd, bench_cmd):
+for module in (plan_cmds, compare_cmd, frontier_cmd, remedies_cmd, launch_cmd, validate_cmd, bench_cmd):
     module.register(app)
 
 

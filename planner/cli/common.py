@@ -35,6 +35,38 @@ ModeOpt = Annotated[str, typer.Option("--mode", help="serving (steady state with
                                       "static (one batch decoding alone, as microbenchmarks run) or closed (a "
                                       "closed-loop benchmark's waves of identical requests).")]
 
+# Remedies (docs/remedies.md): modelled changes of what a step reads or produces.
+SpecTokensOpt = Annotated[int, typer.Option("--spec-tokens", help="Speculative decoding / MTP: draft tokens per "
+                                            "verification pass (0: off).", rich_help_panel="Remedies")]
+SpecAcceptanceOpt = Annotated[float, typer.Option("--spec-acceptance", help="Probability each draft token is "
+                                                  "accepted, in [0, 1).", rich_help_panel="Remedies")]
+SpecDraftOpt = Annotated[str, typer.Option("--spec-draft", help="What drafting costs: mtp (a decoder layer and the "
+                                           "lm_head per draft token: MTP, EAGLE) or free (n-gram lookup).",
+                                           rich_help_panel="Remedies")]
+MlpSparsityOpt = Annotated[float, typer.Option("--mlp-sparsity", help="Fraction of a dense MLP's rows a token skips "
+                                               "(Deja Vu, CATS).", rich_help_panel="Remedies")]
+ActSparsityOpt = Annotated[float, typer.Option("--activation-sparsity", help="Fraction of every decoder matrix's "
+                                               "input channels a token skips (TEAL).", rich_help_panel="Remedies")]
+AttnSparsityOpt = Annotated[float, typer.Option("--attention-sparsity", help="Fraction of its KV cache a decode "
+                                                "token skips (top-k, block-sparse).", rich_help_panel="Remedies")]
+WhatIfOpt = Annotated[Optional[str], typer.Option("--what-if", help="The machine with resources scaled, e.g. "
+                                                  "hbm=2x,nvlink=2x (hbm, memory, flops, nvlink, pcie, network, "
+                                                  "socket, host).", rich_help_panel="Remedies")]
+
+REMEDY_OPTIONS = {"spec_tokens": "--spec-tokens", "spec_acceptance": "--spec-acceptance", "spec_draft": "--spec-draft",
+                  "mlp_sparsity": "--mlp-sparsity", "activation_sparsity": "--activation-sparsity",
+                  "attention_sparsity": "--attention-sparsity"}
+
+
+def remedies(spec_tokens: int = 0, spec_acceptance: float = 0.0, spec_draft: str = "mtp", mlp_sparsity: float = 0.0,
+             activation_sparsity: float = 0.0, attention_sparsity: float = 0.0) -> dict[str, Any]:
+    """The remedy options as Workload fields (checked by `workload`)."""
+    if spec_acceptance and not spec_tokens:
+        raise InputError("--spec-acceptance: give --spec-tokens too (draft tokens per verification pass)")
+    return dict(spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, spec_draft=spec_draft,
+                mlp_sparsity=mlp_sparsity, activation_sparsity=activation_sparsity,
+                attention_sparsity=attention_sparsity)
+
 
 def cli_errors(fn: Callable) -> Callable:
     """Turn a PlannerError into one clear message and its exit code; never a traceback."""
@@ -64,33 +96,35 @@ def say(text: str) -> None:
 
 
 def workload(concurrency: int, isl: int, osl: int, weight_dtype: str, kv_dtype: str, fraction: float,
-             mode: str = "serving") -> Workload:
-    """A checked Workload: one line naming the option and its range when a value is out of it."""
+             mode: str = "serving", extra: dict[str, Any] | None = None) -> Workload:
+    """A checked Workload (with `extra` fields: the remedies): one line naming the option and its range when a
+    value is out of it."""
     from pydantic import ValidationError
 
     from planner.errors import validation_messages
     from planner.plan import Workload
 
     names = {"concurrency": "--concurrency", "isl": "--isl", "osl": "--osl", "weight_dtype": "--weight-dtype",
-             "kv_dtype": "--kv-dtype", "gpu_memory_fraction": "--gpu-memory-fraction", "mode": "--mode"}
+             "kv_dtype": "--kv-dtype", "gpu_memory_fraction": "--gpu-memory-fraction", "mode": "--mode",
+             **REMEDY_OPTIONS}
     try:
         return Workload(concurrency=concurrency, isl=isl, osl=osl, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
-                        gpu_memory_fraction=fraction, mode=mode)
+                        gpu_memory_fraction=fraction, mode=mode, **(extra or {}))
     except ValidationError as exc:
         msgs = validation_messages(exc)
         field = msgs[0].split(":", 1)[0]
         raise InputError(f"{names.get(field, field)}:{msgs[0].split(':', 1)[1]}", details=msgs[1:]) from None
 
 
-def load_inputs(model: str, topology: str, work: Workload,
-                calibration: Optional[str]) -> tuple[Constants, Topology, ModelProfile]:
-    """The constants, topology and traced model every planning command starts from."""
+def load_inputs(model: str, topology: str, work: Workload, calibration: Optional[str],
+                what_if: Optional[str] = None) -> tuple[Constants, Topology, ModelProfile]:
+    """The constants, topology (scaled by a what-if) and traced model every planning command starts from."""
     from planner.cost.constants import load_constants
     from planner.hardware import load_topology
     from planner.model.catalog import load_profile
 
     constants = load_constants(calibration)
-    topo = load_topology(topology)
+    topo = what_if_topology(load_topology(topology), what_if)
     profile = load_profile(model)
     from planner.model.checks import check_workload
 
@@ -103,3 +137,12 @@ def int_list(text: Optional[str], option: str, *, low: int = 0, high: int = 1 <<
     from planner.units import parse_int_list
 
     return None if text is None else parse_int_list(text, option, low=low, high=high)
+
+
+def what_if_topology(topo: Topology, what_if: Optional[str]) -> Topology:
+    """The machine as `--what-if` scales it (itself without one)."""
+    if not what_if:
+        return topo
+    from planner.hardware.whatif import apply_what_if, parse_what_if
+
+    return apply_what_if(topo, parse_what_if(what_if))

@@ -7,19 +7,28 @@ from typing import Annotated, Optional
 import typer
 
 from planner.cli.common import (
+    ActSparsityOpt,
+    AttnSparsityOpt,
     CalibrationOpt,
     IslOpt,
     JsonOpt,
     KvDtypeOpt,
     MemFracOpt,
+    MlpSparsityOpt,
     ModelOpt,
     ModeOpt,
     OslOpt,
+    SpecAcceptanceOpt,
+    SpecDraftOpt,
+    SpecTokensOpt,
     WeightDtypeOpt,
+    WhatIfOpt,
     cli_errors,
     console,
     print_json,
+    remedies,
     say,
+    what_if_topology,
     workload,
 )
 from planner.errors import InputError
@@ -46,6 +55,14 @@ def compare_cmd(
     gpu_memory_fraction: MemFracOpt = 0.9,
     calibration: CalibrationOpt = None,
     json_out: JsonOpt = False,
+    offload: Annotated[bool, typer.Option("--offload", help="Let stages stream layers from host-memory tiers where a machine has them.", rich_help_panel="Remedies")] = False,
+    spec_tokens: SpecTokensOpt = 0,
+    spec_acceptance: SpecAcceptanceOpt = 0.0,
+    spec_draft: SpecDraftOpt = "mtp",
+    mlp_sparsity: MlpSparsityOpt = 0.0,
+    activation_sparsity: ActSparsityOpt = 0.0,
+    attention_sparsity: AttnSparsityOpt = 0.0,
+    what_if: WhatIfOpt = None,
 ) -> None:
     """Compare machines (NVLink versus PCIe, ...) with the best plan on each, at several loads."""
     from planner.compare import compare, parse_concurrencies
@@ -60,11 +77,12 @@ def compare_cmd(
     if breakdown_at is not None and breakdown_at not in loads:
         raise InputError(f"--breakdown-at {breakdown_at}: choose one of the loads --concurrency gives "
                          f"({', '.join(map(str, loads))})")
-    work = workload(loads[0], isl, osl, weight_dtype, kv_dtype, gpu_memory_fraction, mode)
+    extra = remedies(spec_tokens, spec_acceptance, spec_draft, mlp_sparsity, activation_sparsity, attention_sparsity)
+    work = workload(loads[0], isl, osl, weight_dtype, kv_dtype, gpu_memory_fraction, mode, extra)
     constants = load_constants(calibration)
-    topos = [load_topology(t) for t in topology]
+    topos = [what_if_topology(load_topology(t), what_if) for t in topology]
     result = compare(load_profile(model), topos, work, loads, objective=objective, time_limit_s=time_limit,
-                     constants=constants)
+                     constants=constants, offload=offload)
     if plot:
         from planner.report.plots import plot_compare
 

@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from planner.cli.common import (
-    CalibrationOpt, IslOpt, JsonOpt, KvDtypeOpt, MemFracOpt, ModelOpt, ModeOpt, OslOpt, TopologyOpt, WeightDtypeOpt,
-    cli_errors, console, int_list, load_inputs, print_json, say, workload, write_file)
+    ActSparsityOpt, AttnSparsityOpt, CalibrationOpt, IslOpt, JsonOpt, KvDtypeOpt, MemFracOpt, MlpSparsityOpt, ModelOpt,
+    ModeOpt, OslOpt, SpecAcceptanceOpt, SpecDraftOpt, SpecTokensOpt, TopologyOpt, WeightDtypeOpt, WhatIfOpt, cli_errors,
+    console, int_list, load_inputs, print_json, remedies, say, workload, write_file)
 from planner.cli.progress import solve_progress
 
 OutputOpt = Annotated[Optional[str], typer.Option("-o", "--output", help="Write the Plan JSON here.")]
@@ -42,15 +43,25 @@ def estimate_cmd(
     calibration: CalibrationOpt = None,
     output: OutputOpt = None,
     json_out: JsonOpt = False,
+    offload_layers: Annotated[Optional[str], typer.Option("--offload-layers", help="Decoder layers whose weights stream from host memory, e.g. 70,71,72.", rich_help_panel="Remedies")] = None,
+    spec_tokens: SpecTokensOpt = 0,
+    spec_acceptance: SpecAcceptanceOpt = 0.0,
+    spec_draft: SpecDraftOpt = "mtp",
+    mlp_sparsity: MlpSparsityOpt = 0.0,
+    activation_sparsity: ActSparsityOpt = 0.0,
+    attention_sparsity: AttnSparsityOpt = 0.0,
+    what_if: WhatIfOpt = None,
 ) -> None:
     """Predict time, traffic and memory of a partition you choose (TP, DP, EP, PP, layers, GPUs) at one load."""
     from planner.cost import estimate, infeasible_error
     from planner.plan import SolverInfo, build_plan, make_partition
 
-    work = workload(concurrency, isl, osl, weight_dtype, kv_dtype, gpu_memory_fraction, mode)
-    constants, topo, profile = load_inputs(model, topology, work, calibration)
+    extra = remedies(spec_tokens, spec_acceptance, spec_draft, mlp_sparsity, activation_sparsity, attention_sparsity)
+    work = workload(concurrency, isl, osl, weight_dtype, kv_dtype, gpu_memory_fraction, mode, extra)
+    constants, topo, profile = load_inputs(model, topology, work, calibration, what_if)
     partition = make_partition(profile, topo, tp=tp, pp=pp, layers=int_list(layers, "--layers", low=1),
-                               gpu_ids=int_list(gpu_ids, "--gpu-ids"), replicas=replicas, dp=dp, ep=ep)
+                               gpu_ids=int_list(gpu_ids, "--gpu-ids"), replicas=replicas, dp=dp, ep=ep,
+                               offload_layers=int_list(offload_layers, "--offload-layers"))
     prediction = estimate(profile, topo, partition, work, constants)
     if not prediction.fits:
         raise infeasible_error(profile, topo, partition, work, prediction, constants)
@@ -96,6 +107,14 @@ def solve_cmd(
     output: Annotated[Optional[str], typer.Option("-o", "--output", help="Write the Plan JSON here (with --emit: a folder for the plan and the scripts).")] = None,
     emit: Annotated[Optional[str], typer.Option("--emit", help="Also write launch scripts for this engine (needs -o).")] = None,
     json_out: JsonOpt = False,
+    offload: Annotated[bool, typer.Option("--offload", help="Let stages stream decoder layers from their nodes' host-memory tiers (topology host_memory).", rich_help_panel="Remedies")] = False,
+    spec_tokens: SpecTokensOpt = 0,
+    spec_acceptance: SpecAcceptanceOpt = 0.0,
+    spec_draft: SpecDraftOpt = "mtp",
+    mlp_sparsity: MlpSparsityOpt = 0.0,
+    activation_sparsity: ActSparsityOpt = 0.0,
+    attention_sparsity: AttnSparsityOpt = 0.0,
+    what_if: WhatIfOpt = None,
 ) -> None:
     """Find the best split of a model over a machine with CP-SAT: stages, GPUs, layouts, replicas and the load."""
     from planner.errors import InputError
@@ -103,15 +122,16 @@ def solve_cmd(
 
     if emit and not output:
         raise InputError("--emit writes the plan and its scripts into a folder: give -o FOLDER")
+    extra = remedies(spec_tokens, spec_acceptance, spec_draft, mlp_sparsity, activation_sparsity, attention_sparsity)
     work = workload(1 if concurrency is None else concurrency, isl, osl, weight_dtype, kv_dtype, gpu_memory_fraction,
-                    mode)
-    constants, topo, profile = load_inputs(model, topology, work, calibration)
+                    mode, extra)
+    constants, topo, profile = load_inputs(model, topology, work, calibration, what_if)
     cap = concurrency if objective == "throughput" else None
     with solve_progress(enabled=not json_out and sys.stderr.isatty()) as progress:
         plan = solve(profile, topo, work, objective=objective, gpus=gpus, gpu_ids=int_list(gpu_ids, "--gpu-ids"),
                      tpot_slo_ms=tpot_slo, ttft_slo_ms=ttft_slo, time_limit_s=time_limit, top=top, max_tp=max_tp,
                      max_pp=max_pp, max_replicas=max_replicas, max_concurrency=cap, constants=constants,
-                     any_shape=any_shape, progress=progress)
+                     any_shape=any_shape, offload=offload, progress=progress)
     _write_solve_outputs(plan, output, emit)
     if json_out:
         print_json(plan)

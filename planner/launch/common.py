@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from planner.cost.shards import Layout
+from planner.cost.shards import Layout, layout_of
 from planner.errors import UnsupportedPlanError
 from planner.plan import Plan
 
@@ -124,9 +125,43 @@ def header(plan: Plan, engine: str, version: str, plan_path: str, what: str) -> 
         f"{p.ttft_ms:.1f} ms, {p.tokens_per_s:,.1f} tokens/s; KV capacity {p.max_concurrency:,} sequences",
         f"#   batch limit per replica: {per_replica_concurrency(plan):,} ("
         + ("the operating point the solver chose" if load_was_chosen(plan) else "the KV capacity") + ")",
+        *[f"#   NOTE: {line}" for line in unset_remedies(plan)],
         "set -euo pipefail",
         "",
     ]
+
+
+def unset_remedies(plan: Plan) -> list[str]:
+    """Remedies the prediction models that no flag of this script sets: said in the script, never dropped silently."""
+    w = plan.inputs.workload
+    out = []
+    if w.spec_tokens:
+        out.append(f"the prediction assumes speculative decoding (k={w.spec_tokens}, acceptance {w.spec_acceptance:g}); "
+                   "add your draft's speculative config (vLLM --speculative-config, SGLang --speculative-algorithm)")
+    sparse = [r for r in w.remedies() if "sparsity" in r]
+    if sparse:
+        out.append(f"the prediction assumes {', '.join(sparse)}: no engine flag enables it; it needs a sparse kernel")
+    return out
+
+
+def offload_gib_per_gpu(plan: Plan, profile: ModelProfile) -> int:
+    """`--cpu-offload-gb` (GiB per GPU, vLLM and SGLang) that moves as many bytes as the plan streams; 0 for none.
+    The engine picks which layers; with uneven stages the busiest GPU's amount is used for all."""
+    from planner.cost.offload import streamed_bytes
+
+    most = max(streamed_bytes(profile, layout_of(st), st.offload_layers, plan.inputs.workload.weight_dtype)[0]
+               for st in plan.stages)
+    return math.ceil(most / 2**30) if most else 0
+
+
+def refuse_offload(plan: Plan, engine: str) -> None:
+    """Exit 2 naming the streamed layers, for an engine that cannot keep weights in host memory."""
+    streamed = [i for st in plan.stages for i in st.offload_layers]
+    if streamed:
+        raise UnsupportedPlanError(f"{engine} cannot stream weights from host memory; this plan keeps "
+                                   f"{len(streamed)} layers there", details=["emit for vllm or sglang "
+                                                                             "(--cpu-offload-gb), or solve without "
+                                                                             "--offload"])
 
 
 def q(value: object) -> str:

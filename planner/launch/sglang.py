@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Sequence
 
 from planner.errors import UnsupportedPlanError
 from planner.launch.common import (
-    LaunchBundle, command, header, layer_partition, model_arg, per_replica_concurrency, q, replica_nodes,
-    uniform_layout)
+    LaunchBundle, command, header, layer_partition, model_arg, offload_gib_per_gpu, per_replica_concurrency, q,
+    replica_nodes, uniform_layout)
 
 if TYPE_CHECKING:
     from planner.hardware.topology import Topology
@@ -39,8 +39,10 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
     w = plan.inputs.workload
     model = model_arg(plan, model_path)
     partition = layer_partition(plan)
+    offload = offload_gib_per_gpu(plan, profile)
     per_node: dict[str, list[str]] = {}
-    summary = []
+    summary = [f"--cpu-offload-gb {offload}: the plan streams that much of each GPU's weights from host memory "
+               "(SGLang chooses the layers)"] if offload else []
     for r in range(plan.replicas):
         nodes = replica_nodes(plan, topo, r)
         rport = port + r
@@ -62,6 +64,8 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
                 parts += ["--quantization", "awq"]
             if w.kv_dtype == "fp8":
                 parts += ["--kv-cache-dtype", "fp8_e4m3"]
+            if offload:  # weights the plan streams from host memory, per GPU
+                parts += ["--cpu-offload-gb", str(offload)]
             if len(nodes) > 1:
                 parts += ["--nnodes", str(len(nodes)), "--node-rank", str(k),
                           "--dist-init-addr", f"${{HEAD_ADDR:?set HEAD_ADDR to the IP of node {nodes[0].node}}}:{DIST_PORT + r}"]

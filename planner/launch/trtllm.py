@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Sequence
 from planner.errors import UnsupportedPlanError
 from planner.launch.common import (
     LaunchBundle, closest_uniform, command, header, layer_partition, model_arg, batch_limit_per_dp_rank, q,
-    replica_nodes, uniform_layout)
+    refuse_offload, replica_nodes, uniform_layout)
 
 if TYPE_CHECKING:
     from planner.hardware.topology import Topology
@@ -23,6 +23,7 @@ ENGINE_VERSION = "main@00209af"  # tensorrt_llm/commands/serve.py at that commit
 def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
            port: int | None = 8000, plan_path: str = "plan.json", extra_args: Sequence[str] = ()) -> LaunchBundle:
     layout = uniform_layout(plan, "TensorRT-LLM", profile, topo)
+    refuse_offload(plan, "TensorRT-LLM")
     if layer_partition(plan):
         raise UnsupportedPlanError(
             f"TensorRT-LLM splits layers evenly across pipeline stages; this plan's stages hold "

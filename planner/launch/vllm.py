@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Sequence
 from planner.errors import InputError
 
 from planner.launch.common import (
-    LaunchBundle, NodeSlice, batch_limit_per_dp_rank, command, header, layer_partition, model_arg, q, replica_nodes,
-    uniform_layout)
+    LaunchBundle, NodeSlice, batch_limit_per_dp_rank, command, header, layer_partition, model_arg, offload_gib_per_gpu,
+    q, replica_nodes, uniform_layout)
 
 if TYPE_CHECKING:
     from planner.hardware.topology import Topology
@@ -39,7 +39,7 @@ def quant_flags(plan: Plan) -> list[str]:
 
 
 def serve_command(plan: Plan, layout: Layout, model: str, port: int, multi_node: bool, device: str = "gpu",
-                  extra_args: Sequence[str] = ()) -> list[str]:
+                  extra_args: Sequence[str] = (), offload_gib: int = 0) -> list[str]:
     """`vllm serve` with the plan's layout: attention DP ranks (`--data-parallel-size`, each with its own
     scheduler, so `--max-num-seqs` is per rank) and expert parallelism (`--enable-expert-parallel`: the MoE
     layers' experts split over the tp x dp GPUs)."""
@@ -61,6 +61,8 @@ def serve_command(plan: Plan, layout: Layout, model: str, port: int, multi_node:
         parts += ["--dtype", "bfloat16" if w.weight_dtype == "bf16" else "float16" if w.weight_dtype == "fp16" else "auto"]
     parts += ["--max-num-seqs", str(batch_limit_per_dp_rank(plan, layout.dp)), *quant_flags(plan),
               "--port", str(port)]
+    if offload_gib:  # weights the plan streams from host memory, per GPU (vLLM reads them over PCIe each step)
+        parts += ["--cpu-offload-gb", str(offload_gib)]
     if multi_node:
         parts += ["--distributed-executor-backend", "ray"]
     return parts + [q(a) for a in extra_args]
@@ -120,19 +122,21 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
     if device == "cpu" and any(len(replica_nodes(plan, topo, r)) > 1 for r in range(plan.replicas)):
         raise InputError("--device cpu: vLLM's CPU build serves on one machine; this plan spans several nodes")
     partition = layer_partition(plan)
-    summary: list[str] = []
+    offload = offload_gib_per_gpu(plan, profile)
+    summary: list[str] = [f"--cpu-offload-gb {offload}: the plan streams that much of each GPU's weights from host "
+                          "memory (vLLM chooses the layers)"] if offload else []
     per_node: dict[str, list[str]] = {}
     for r in range(plan.replicas):
         nodes = replica_nodes(plan, topo, r)
         rport = port + r
         env = [f"export VLLM_PP_LAYER_PARTITION={q(partition)}  # uneven stages: layers per stage"] if partition else []
         if len(nodes) == 1:
-            serve = serve_command(plan, layout, model, rport, False, device, extra_args)
+            serve = serve_command(plan, layout, model, rport, False, device, extra_args, offload)
             per_node.setdefault(nodes[0].node, []).extend(_single_node(r, nodes[0], rport, env, serve, device, plan))
             summary.append(f"replica {r}: node {nodes[0].node}, port {rport}" + (
                 "" if device == "cpu" else f", CUDA_VISIBLE_DEVICES={','.join(map(str, nodes[0].local_indices))}"))
             continue
-        serve = serve_command(plan, layout, model, rport, True, device, extra_args)
+        serve = serve_command(plan, layout, model, rport, True, device, extra_args, offload)
         for node, lines in _ray_nodes(r, nodes, rport, env, serve).items():
             per_node.setdefault(node, []).extend(lines)
         summary.append(f"replica {r}: Ray head on {nodes[0].node}, workers on {', '.join(n.node for n in nodes[1:])}, "

@@ -15,12 +15,14 @@ if TYPE_CHECKING:
     from planner.compare import CompareResult
     from planner.frontier import FrontierResult
     from planner.plan import Plan, Prediction, StagePrediction, Workload
+    from planner.remedies import RemediesResult
     from planner.validate.runner import ValidationReport
 
 
 def _layers(s: StagePrediction) -> str:
     out = f"{s.layer_start}-{s.layer_end - 1}" if s.layer_end - s.layer_start > 1 else str(s.layer_start)
-    return out + (" +emb" if s.has_embedding else "") + (" +head" if s.has_lm_head else "")
+    out += (" +emb" if s.has_embedding else "") + (" +head" if s.has_lm_head else "")
+    return out + (f" (host: {format_ids(s.offload_layers)})" if s.offload_layers else "")
 
 
 def _layout(s: StagePrediction) -> str:
@@ -42,7 +44,7 @@ def stage_table(pred: Prediction, title: str) -> Table:
 def _load_line(pred: Prediction, workload: Workload) -> str:
     mode = "steady-state serving" if pred.mode == "serving" else "static batch"
     line = (f"at {pred.concurrency:,} sequences decoding together ({mode}, isl {workload.isl}, osl {workload.osl}, "
-            f"{workload.weight_dtype} weights, {workload.kv_dtype} KV)")
+            f"{workload.weight_dtype} weights, {workload.kv_dtype} KV{''.join(', ' + r for r in workload.remedies())})")
     if pred.mode == "serving" and pred.prefill_tokens_per_step:
         line += f"; each step also prefills {pred.prefill_tokens_per_step:,.0f} prompt tokens on average"
     return line
@@ -55,7 +57,8 @@ def totals_table(pred: Prediction, workload: Workload) -> Table:
     t.add_row("throughput", f"{pred.tokens_per_s:,.1f} tokens/s ({pred.tokens_per_s_per_gpu:,.1f} per GPU, "
               f"{pred.tokens_per_s_per_user:,.1f} per user)")
     t.add_row("KV capacity", f"{pred.max_concurrency:,} sequences")
-    t.add_row("time per token", ", ".join(f"{k} {v:.2f} ms" for k, v in pred.time_breakdown_ms.items()))
+    t.add_row("time per token", ", ".join(f"{k} {v:.2f} ms" for k, v in pred.time_breakdown_ms.items()
+                                          if v or k != "offload"))
     t.add_row("HBM bytes per token", f"{format_bytes(pred.hbm_bytes_per_token)} (weights "
               f"{format_bytes(pred.hbm_weight_bytes_per_token)}, KV {format_bytes(pred.hbm_kv_bytes_per_token)})")
     links = ", ".join(f"{k} {format_bytes(v)}" for k, v in pred.interconnect_bytes_by_class.items() if v)
@@ -165,3 +168,38 @@ def bench_table(report: BenchReport) -> Table:
     if report.calibration:
         t.caption = f"fitted into {report.calibration}: " + ", ".join(f"{k} {v:.3g}" for k, v in report.fitted.items())
     return t
+
+
+def _change(value: float | None) -> str:
+    return "" if value is None else f"{value:+.0%}"
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
+
+
+def remedies_table(result: RemediesResult) -> list[Table]:
+    """One table per load: each remedy's re-solved plan, ranked by TPOT, against the baseline; then what each
+    remedy assumes and what is not modelled."""
+    out = []
+    for c in result.concurrencies:
+        t = table(f"{result.model}, {result.gpus} GPUs of {result.topology}, {c:,} sequences (isl "
+                  f"{result.workload.isl}, osl {result.workload.osl}): each remedy re-solved",
+                  ["remedy", "plan", "TPOT ms", "vs", "TTFT ms", "tok/s", "vs", "KV cap"],
+                  right=("TPOT ms", "vs", "TTFT ms", "tok/s", "KV cap"))
+        for r in (r for r in result.rows if r.concurrency == c):
+            if not r.fits:
+                t.add_row(r.remedy, "does not fit", "", "", "", "", "", "")
+                continue
+            plan = r.shape.replace(" x ", "x") + (f" host:{format_ids(r.streamed_layers)}" if r.streamed_layers else "")
+            t.add_row(r.remedy, plan, _ms(r.tpot_ms), _change(r.tpot_change), _ms(r.ttft_ms),
+                      f"{r.tokens_per_s:,.1f}", _change(r.tokens_per_s_change), f"{r.max_concurrency:,}")
+        out.append(t)
+    notes = table("what each figure rests on (vs: change against the baseline at the same load)",
+                  ["remedy", "assumes", "not modelled"])
+    seen = set()
+    for r in result.rows:
+        if r.remedy not in seen:
+            seen.add(r.remedy)
+            notes.add_row(r.remedy, r.assumption, r.caveat)
+    return out + [notes]
