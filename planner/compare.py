@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Optional
 
 from pydantic import BaseModel
 
+from planner.cost.estimate import COMPONENTS  # noqa: F401  (reports and plots take it from here)
 from planner.errors import InfeasibleError, InputError
 from planner.plan import Workload
 
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from planner.hardware.topology import Topology
     from planner.model.layergraph import ModelProfile
 
-COMPONENTS = ("weights", "kv", "compute", "interconnect", "overhead", "offload")
 NAMES = {"weights": "HBM weight reads", "kv": "HBM KV reads", "compute": "compute", "interconnect": "interconnect",
          "overhead": "fixed overhead", "offload": "host-memory streaming"}
 

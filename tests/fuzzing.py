@@ -199,9 +199,13 @@ def seed_plan() -> dict:
 COMMAND_OPTIONS = {
     "solve": ["--concurrency", "--isl", "--osl", "--tpot-slo", "--ttft-slo", "--time-limit", "--max-pp", "--max-tp",
               "--max-replicas", "--gpus", "--gpu-ids", "--weight-dtype", "--kv-dtype", "--gpu-memory-fraction",
-              "--objective", "--mode", "--top", "--max-concurrency"],
+              "--objective", "--mode", "--top", "--max-concurrency", "--spec-tokens", "--spec-acceptance",
+              "--mlp-sparsity", "--what-if"],
     "estimate": ["--tp", "--pp", "--dp", "--ep", "--layers", "--gpu-ids", "--replicas", "--concurrency", "--isl",
-                 "--osl", "--weight-dtype", "--kv-dtype", "--mode", "--gpu-memory-fraction"],
+                 "--osl", "--weight-dtype", "--kv-dtype", "--mode", "--gpu-memory-fraction", "--offload-layers",
+                 "--spec-tokens", "--spec-acceptance", "--spec-draft", "--activation-sparsity",
+                 "--attention-sparsity", "--what-if"],
+    "remedies": ["--concurrency", "--gpus", "--isl", "--osl", "--plot", "--time-limit", "--weight-dtype"],
     "frontier": ["--gpus", "--gpu-ids", "--isl", "--osl", "--max-pp", "--plot", "--mode", "--time-limit"],
     "compare": ["--concurrency", "--objective", "--isl", "--osl", "--plot", "--breakdown-at", "--time-limit"],
     "topology collective": ["--sizes", "--op", "--gpu-ids", "--context"],
@@ -212,4 +216,5 @@ BASE_ARGS = {
     "frontier": ["frontier", "--model", "llama-8b", "--topology", "4xl40s", "--time-limit", "2"],
     "compare": ["compare", "--model", "llama-8b", "-t", "8xh100", "-t", "4xl40s", "-c", "1", "--time-limit", "2"],
     "topology collective": ["topology", "collective", "8xh100"],
+    "remedies": ["remedies", "--model", "llama-8b", "--topology", "4xl40s", "-c", "1", "--time-limit", "1"],
 }
