@@ -355,8 +355,8 @@ def _check_gpus(partition: Partition, topo) -> None:
         raise PartitionError(f"GPU ids {dup} are used twice: each GPU serves one stage of one replica")
     if partition.replicas > 1 or partition.replica_gpu_ids:
         if len(partition.replica_gpu_ids) != partition.replicas:
-            raise PartitionError(f"{partition.replicas} replicas need replica_gpu_ids for each replica "
-                                 f"({len(partition.replica_gpu_ids)} given)")
+            raise PartitionError(f"replicas is {partition.replicas} but replica_gpu_ids lists "
+                                 f"{len(partition.replica_gpu_ids)}: give one list of stage GPU ids per replica")
         expected = [s.n_gpus for s in partition.stages]
         for r, rep in enumerate(partition.replica_gpu_ids):
             if [len(x) for x in rep] != expected:

@@ -19,7 +19,7 @@ def plan_file(tmp_path, cli):
     return path
 
 
-@pytest.mark.parametrize("ttft_s,gap_s", [(0.2, 0.02), (0.12, 0.03)])  # HTTP adds ~3 ms to TTFT
+@pytest.mark.parametrize("ttft_s,gap_s", [(0.2, 0.02), (0.3, 0.03)])  # HTTP and two shared cores add up to ~10 ms to TTFT: < 5% of these
 def test_bench_measures_known_timings_within_5_percent(plan_file, cli, ttft_s, gap_s):
     with FakeServer(Behaviour(ttft_s=ttft_s, gap_s=gap_s)) as url:
         code, out, err = cli("bench", str(plan_file), "--url", url, "--concurrency", "1,4", "--requests", "8", "--json")
@@ -28,8 +28,7 @@ def test_bench_measures_known_timings_within_5_percent(plan_file, cli, ttft_s, g
     assert [p["concurrency"] for p in report["points"]] == [1, 4]
     for p in report["points"]:
         m = p["measured"]
-        # 5%, or 10 ms where HTTP and two shared CPU cores add more than that to the first token
-        assert m["ttft_ms"] == pytest.approx(ttft_s * 1e3, rel=0.05, abs=10)
+        assert m["ttft_ms"] == pytest.approx(ttft_s * 1e3, rel=0.05)
         assert m["tpot_ms"] == pytest.approx(gap_s * 1e3, rel=0.05)
         # 8 requests of 16 tokens, each taking ttft + 15 gaps, `concurrency` at a time
         waves = 8 / p["concurrency"]
