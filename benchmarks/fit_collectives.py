@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from planner.calibrate.search import Knob, coordinate_descent
 from planner.cost.collectives import collective_time
 from planner.cost.constants import DEFAULT, Constants, FabricProfile
 from planner.hardware import load_topology
@@ -51,41 +52,24 @@ def errors(c: Constants, tables) -> dict[str, float]:
     return out
 
 
-def _set(c: Constants, key: tuple, value: float) -> Constants:
-    if key[0] == "fabric":
+def _knob(key: tuple) -> Knob[Constants]:
+    """A launch/protocol constant (key of one) or a fabric's field (("fabric", name, field)) as a knob."""
+    low, high = BOUNDS.get(key[-1], (1e-9, 1e-3))
+    if key[0] != "fabric":
+        return Knob(key[0], lambda c: getattr(c, key[0]), lambda c, v: c.model_copy(update={key[0]: v}), low, high)
+
+    def set_field(c: Constants, value: float) -> Constants:
         fabrics = dict(c.fabrics)
         fabrics[key[1]] = fabrics[key[1]].model_copy(update={key[2]: value})
         return c.model_copy(update={"fabrics": fabrics})
-    return c.model_copy(update={key[0]: value})
 
-
-def _get(c: Constants, key: tuple) -> float:
-    return getattr(c.fabrics[key[1]], key[2]) if key[0] == "fabric" else getattr(c, key[0])
+    return Knob(".".join(key[1:]), lambda c: getattr(c.fabrics[key[1]], key[2]), set_field, low, high)
 
 
 def fit(tables, rounds: int) -> Constants:
     keys = [(k,) for k in GLOBAL] + [("fabric", f, k) for f in FITTED_FABRICS for k in FABRIC_FIELDS]
-    c = DEFAULT
-    best = sum(errors(c, tables).values())
-    step = 1.5
-    for _ in range(rounds):
-        improved = False
-        for key in keys:
-            value = _get(c, key)
-            if value == 0:
-                continue
-            for factor in (step, 1 / step):
-                low, high = BOUNDS.get(key[-1], (1e-9, 1e-3))
-                trial = _set(c, key, min(high, max(low, value * factor)))
-                score = sum(errors(trial, tables).values())
-                if score < best - 1e-9:
-                    c, best, improved = trial, score, True
-                    break
-        if not improved:
-            step = math.sqrt(step)
-            if step < 1.01:
-                break
-    return c
+    return coordinate_descent(DEFAULT, [_knob(k) for k in keys], lambda c: sum(errors(c, tables).values()),
+                              step=1.5, rounds=rounds, min_step=1.01, from_zero=False)
 
 
 def main() -> None:

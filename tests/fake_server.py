@@ -38,10 +38,11 @@ def make_app(b: Behaviour) -> Starlette:
         n = int(body["max_tokens"])
 
         async def stream():
-            await asyncio.sleep(b.ttft_s)
+            # token k is due at start + ttft + k x gap: a schedule, so that event-loop jitter on a busy
+            # machine delays one token without adding up over the stream
+            start = time.monotonic()
             for k in range(n):
-                if k:
-                    await asyncio.sleep(b.gap_s)
+                await asyncio.sleep(max(0.0, start + b.ttft_s + k * b.gap_s - time.monotonic()))
                 if b.fail_after is not None and k == b.fail_after:
                     yield f"data: {json.dumps({'error': {'message': 'engine died'}})}\n\n"
                     return

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from planner.calibrate.search import Knob, coordinate_descent
 from planner.calibrate.serving import Row, errors, medians
 from planner.cost.constants import DEFAULT
 from planner.cost.serving import operating_point
@@ -49,6 +50,21 @@ def test_concurrency_1_rows_stay_close():
 
 
 # --- the operating point --------------------------------------------------------------------------------------
+
+def test_the_fits_search_finds_a_log_minimum_within_its_range_and_guard():
+    # score = (ln x - ln 3)^2 has its minimum at x = 3; steps of 2, sqrt 2, 2^(1/4), ... from 1 reach it
+    # within the last step (< 2% here, min_step 1.02)
+    knob = Knob("x", lambda c: c, lambda c, v: v, 1e-3, 10.0)
+    score = lambda x: (math.log(x) - math.log(3.0)) ** 2  # noqa: E731
+    assert coordinate_descent(1.0, [knob], score) == pytest.approx(3.0, rel=0.02)
+    # the range clamps it: at most 2.5; the guard vetoes anything above 2
+    assert coordinate_descent(1.0, [Knob("x", knob.get, knob.set, 1e-3, 2.5)], score) == 2.5
+    assert coordinate_descent(1.0, [knob], score, guard=lambda x: x <= 2.0) <= 2.0
+    # a knob at zero restarts from a thousandth of its upper bound (0.01, then doubling), or stays at zero
+    square = lambda x: (x - 3.0) ** 2  # noqa: E731
+    assert coordinate_descent(0.0, [knob], square) == pytest.approx(3.0, rel=0.02)
+    assert coordinate_descent(0.0, [knob], square, from_zero=False) == 0.0
+
 
 def test_serving_step_mix_by_hand():
     """isl 2000, osl 200, 10 sequences on one replica: each step also prefills 10 x 2000/200 x 9/10 = 90 prompt

@@ -13,6 +13,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from planner.calibrate.search import Knob, coordinate_descent
 from planner.cost.constants import Constants
 from planner.cost.estimate import estimate
 from planner.hardware import load_topology
@@ -94,26 +95,15 @@ def _score(errs: list[Errors]) -> float:
     return sum(statistics.median(abs(math.log1p(getattr(e, k))) for e in errs) for k in ("tpot", "ttft", "tokens"))
 
 
+def constant_knob(name: str) -> Knob[Constants]:
+    """A top-level Constants field as a knob, within FITTABLE's range."""
+    low, high = FITTABLE[name]
+    return Knob(name, lambda c: getattr(c, name), lambda c, v: c.model_copy(update={name: v}), low, high)
+
+
 def fit(rows: list[Row], start: Constants, names: Iterable[str] = SERVING_FIT, rounds: int = 40,
         guard: Callable[[Constants], bool] = lambda c: True, predictor: Predictor = predict) -> Constants:
     """Coordinate descent in log space on `names`, within FITTABLE's ranges; `guard` may veto a candidate
     (for example: the concurrency-1 decode rows must stay within their tolerance)."""
-    c, best, step = start, _score(errors(rows, start, predictor)), 2.0
-    for _ in range(rounds):
-        improved = False
-        for name in names:
-            low, high = FITTABLE[name]
-            value = getattr(c, name)
-            for trial_value in ((value * step, value / step) if value > 0 else (high / 1000,)):
-                trial = c.model_copy(update={name: min(high, max(low, trial_value))})
-                if not guard(trial):
-                    continue
-                score = _score(errors(rows, trial, predictor))
-                if score < best - 1e-9:
-                    c, best, improved = trial, score, True
-                    break
-        if not improved:
-            step = math.sqrt(step)
-            if step < 1.02:
-                break
-    return c
+    return coordinate_descent(start, [constant_knob(n) for n in names], lambda c: _score(errors(rows, c, predictor)),
+                              step=2.0, rounds=rounds, min_step=1.02, guard=guard)
