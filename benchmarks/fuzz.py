@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import copy
 import json
 import sys
 import tempfile
@@ -25,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.fuzzing import (  # noqa: E402
-    BASE_ARGS, COMMAND_OPTIONS, OPTION_VALUES, Outcome, mutate, render_text, run_case, seed_plan, seeds, write,
+    OPTION_VALUES, Outcome, hostile_options, mutated_file, run_case, seed_plan, seeds, write,
 )
 
 COUNTS = {"topology-show": 3000, "topology-solve": 400, "models-show": 700, "options": 3000, "launch": 2000,
@@ -49,8 +48,7 @@ def family_cases(name: str, n: int, tmp: Path, out: list[Outcome], seed_value: i
         tops = seeds("topology")
 
         def body(d):
-            doc, kind = mutate(d, copy.deepcopy(d.draw(st.sampled_from(tops))))
-            f = write(tmp / "t.yaml", render_text(d, doc, as_json=False))
+            f, kind = mutated_file(d, tops, tmp / "t.yaml")
             argv = ["topology", "show", str(f), "--json"] if name == "topology-show" else \
                 ["solve", "--model", "llama-8b", "--topology", str(f), "--time-limit", "2", "--top", "0"]
             out.append(run_case(name, argv, kind))
@@ -58,24 +56,17 @@ def family_cases(name: str, n: int, tmp: Path, out: list[Outcome], seed_value: i
         models = seeds("model")
 
         def body(d):
-            doc, kind = mutate(d, copy.deepcopy(d.draw(st.sampled_from(models))))
-            f = write(tmp / "config.json", render_text(d, doc, as_json=True))
+            f, kind = mutated_file(d, models, tmp / "config.json")
             out.append(run_case(name, ["models", "show", str(f), "--json"], kind))
     elif name == "options":
         def body(d):
-            command = d.draw(st.sampled_from(sorted(COMMAND_OPTIONS)))
-            argv = list(BASE_ARGS[command])
-            for _ in range(d.draw(st.integers(1, 3))):
-                argv += [d.draw(st.sampled_from(COMMAND_OPTIONS[command])), d.draw(OPTION_VALUES)]
-            if d.draw(st.booleans()):
-                argv.append("--json")
-            out.append(run_case(command, argv, " ".join(argv[len(BASE_ARGS[command]):])[:120]))
+            command, argv, added = hostile_options(d)
+            out.append(run_case(command, argv, added[:120]))
     elif name in ("launch", "validate"):
         base = seed_plan()
 
         def body(d):
-            doc, kind = mutate(d, copy.deepcopy(base))
-            f = write(tmp / "plan.json", render_text(d, doc, as_json=True))
+            f, kind = mutated_file(d, [base], tmp / "plan.json")
             argv = ["launch", str(f), "--engine", d.draw(st.sampled_from(["vllm", "sglang", "trtllm", "torchrun"])),
                     "--json"] if name == "launch" else ["validate", str(f), "--tokens", "1", "--timeout", "60", "--json"]
             out.append(run_case(name, argv, kind))
@@ -85,8 +76,7 @@ def family_cases(name: str, n: int, tmp: Path, out: list[Outcome], seed_value: i
         base_cal = json.loads(DEFAULT.model_dump_json())
 
         def body(d):
-            doc, kind = mutate(d, copy.deepcopy(base_cal))
-            f = write(tmp / "cal.yaml", render_text(d, doc, as_json=False))
+            f, kind = mutated_file(d, [base_cal], tmp / "cal.yaml")
             out.append(run_case("estimate", ["estimate", "--model", "llama-8b", "--topology", "8xh100", "--tp", "2",
                                              "--calibration", str(f), "--json"], kind))
     else:  # bench-url

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Optional
 
 from pydantic import BaseModel
 
-from planner.cost.estimate import COMPONENTS  # noqa: F401  (reports and plots take it from here)
+from planner.cost.estimate import COMPONENTS
 from planner.errors import InfeasibleError, InputError
 from planner.plan import Workload
 
@@ -68,10 +68,6 @@ def parse_concurrencies(text: str) -> list[int]:
     return sorted(set(values))
 
 
-def _has_tier(topo: Topology) -> bool:
-    return any(topo.host_memory(g.id) is not None for g in topo.gpus)
-
-
 def compare(profile: ModelProfile, topologies: list[Topology], workload: Workload, concurrencies: list[int], *,
             objective: str = "latency", time_limit_s: float = 10.0, constants: Constants | None = None,
             offload: bool = False) -> CompareResult:
@@ -92,7 +88,7 @@ def compare(profile: ModelProfile, topologies: list[Topology], workload: Workloa
             try:
                 plan = solve(profile, topo, w, objective=objective, time_limit_s=time_limit_s, top=0,
                              max_concurrency=c if objective == "throughput" else None,
-                             constants=constants or DEFAULT, offload=offload and _has_tier(topo))
+                             constants=constants or DEFAULT, offload=offload and topo.has_host_memory())
             except InfeasibleError as exc:
                 rows.append(CompareRow(topology=topo.name, n_gpus=topo.n_gpus, concurrency=c, fits=False,
                                        error=exc.message))

@@ -114,13 +114,13 @@ def _hardware_remedies(topo: Topology) -> list[Remedy]:
     return out
 
 
-def remedy_list(profile: ModelProfile, topo: Topology, workload: Workload, gpu_ids: list[int]) -> list[Remedy]:
+def remedy_list(profile: ModelProfile, topo: Topology, workload: Workload) -> list[Remedy]:
     """The baseline and every remedy that applies to this model, workload and machine."""
     out = [Remedy("baseline", "", "the workload as given")]
     out += _dtype_remedies(profile, workload)
     out += [SPEC_MTP, SPEC_EAGLE] if workload.spec_tokens == 0 else []
     out += _sparsity_remedies(profile)
-    if any(topo.host_memory(g) is not None for g in gpu_ids):
+    if topo.has_host_memory():
         tier = "layers streamed from host memory over PCIe each step, prefetched one layer ahead"
         out.append(Remedy("host tier", "offload", tier, offload=True))
         if workload.weight_dtype in ("bf16", "fp16", "fp8"):
@@ -176,8 +176,7 @@ def _against(rows: list[RemedyRow]) -> None:
 
 def remedies(req: RemedyRequest, progress: Callable[[int, int], None] | None = None) -> RemediesResult:
     """Solve the baseline and every remedy at every load; rows ranked by TPOT within each load."""
-    ids = list(range(req.topo.n_gpus))
-    todo = [(r, c) for c in req.concurrencies for r in remedy_list(req.profile, req.topo, req.workload, ids)]
+    todo = [(r, c) for c in req.concurrencies for r in remedy_list(req.profile, req.topo, req.workload)]
     rows = []
     for k, (remedy, c) in enumerate(todo):
         try:

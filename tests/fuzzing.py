@@ -218,3 +218,21 @@ BASE_ARGS = {
     "topology collective": ["topology", "collective", "8xh100"],
     "remedies": ["remedies", "--model", "llama-8b", "--topology", "4xl40s", "-c", "1", "--time-limit", "1"],
 }
+
+
+def mutated_file(data: st.DataObject, docs: list, path: Path) -> tuple[Path, str]:
+    """A mutated copy of one of `docs` written to `path` (JSON for .json, else YAML); and the last mutation's kind."""
+    doc, kind = mutate(data, copy.deepcopy(data.draw(st.sampled_from(docs))))
+    return write(path, render_text(data, doc, as_json=path.suffix == ".json")), kind
+
+
+def hostile_options(data: st.DataObject) -> tuple[str, list[str], str]:
+    """A command with 1-3 options set to hostile values (and --json half the time): the command, its argv and
+    the options added."""
+    command = data.draw(st.sampled_from(sorted(COMMAND_OPTIONS)))
+    argv = list(BASE_ARGS[command])
+    for _ in range(data.draw(st.integers(1, 3))):
+        argv += [data.draw(st.sampled_from(COMMAND_OPTIONS[command])), data.draw(OPTION_VALUES)]
+    if data.draw(st.booleans()):
+        argv.append("--json")
+    return command, argv, " ".join(argv[len(BASE_ARGS[command]):])

@@ -6,15 +6,12 @@ output that parses, no process left behind. `python benchmarks/fuzz.py` runs the
 
 from __future__ import annotations
 
-import copy
 import json
 
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from .fuzzing import (
-    BASE_ARGS, COMMAND_OPTIONS, OPTION_VALUES, Outcome, mutate, render_text, run_case, seed_plan, seeds, write,
-)
+from .fuzzing import OPTION_VALUES, Outcome, hostile_options, mutated_file, run_case, seed_plan, seeds, write
 
 SETTINGS = dict(deadline=None, derandomize=True, database=None, phases=[Phase.explicit, Phase.generate],
                 suppress_health_check=list(HealthCheck))
@@ -36,8 +33,7 @@ def test_fuzz_topology_files(tmp_path):
     @settings(max_examples=80, **SETTINGS)
     @given(data=st.data())
     def check(data):
-        doc, kind = mutate(data, copy.deepcopy(data.draw(st.sampled_from(topologies))))
-        f = write(tmp_path / "t.yaml", render_text(data, doc, as_json=False))
+        f, kind = mutated_file(data, topologies, tmp_path / "t.yaml")
         _check(run_case("topology-show", ["topology", "show", str(f), "--json"], kind))
         if data.draw(st.integers(0, 3)) == 0:
             _check(run_case("topology-solve", ["solve", "--model", "llama-8b", "--topology", str(f), "--time-limit",
@@ -52,26 +48,18 @@ def test_fuzz_model_configs(tmp_path):
     @settings(max_examples=40, **SETTINGS)
     @given(data=st.data())
     def check(data):
-        doc, kind = mutate(data, copy.deepcopy(data.draw(st.sampled_from(configs))))
-        f = write(tmp_path / "config.json", render_text(data, doc, as_json=True))
+        f, kind = mutated_file(data, configs, tmp_path / "config.json")
         _check(run_case("models-show", ["models", "show", str(f), "--json"], kind))
 
     check()
 
 
 def test_fuzz_command_options():
-    commands = sorted(COMMAND_OPTIONS)
-
     @settings(max_examples=120, **SETTINGS)
     @given(data=st.data())
     def check(data):
-        command = data.draw(st.sampled_from(commands))
-        argv = list(BASE_ARGS[command])
-        for _ in range(data.draw(st.integers(1, 3))):
-            argv += [data.draw(st.sampled_from(COMMAND_OPTIONS[command])), data.draw(OPTION_VALUES)]
-        if data.draw(st.booleans()):
-            argv.append("--json")
-        _check(run_case(command.split()[0], argv, " ".join(argv[len(BASE_ARGS[command]):])))
+        command, argv, added = hostile_options(data)
+        _check(run_case(command.split()[0], argv, added))
 
     check()
 
@@ -82,8 +70,7 @@ def test_fuzz_plan_files(tmp_path):
     @settings(max_examples=60, **SETTINGS)
     @given(data=st.data())
     def check(data):
-        doc, kind = mutate(data, copy.deepcopy(base))
-        f = write(tmp_path / "plan.json", render_text(data, doc, as_json=True))
+        f, kind = mutated_file(data, [base], tmp_path / "plan.json")
         engine = data.draw(st.sampled_from(["vllm", "sglang", "trtllm", "torchrun"]))
         _check(run_case("launch", ["launch", str(f), "--engine", engine, "--json"], kind))
 
@@ -98,8 +85,7 @@ def test_fuzz_calibration_files(tmp_path):
     @settings(max_examples=40, **SETTINGS)
     @given(data=st.data())
     def check(data):
-        doc, kind = mutate(data, copy.deepcopy(base))
-        f = write(tmp_path / "cal.yaml", render_text(data, doc, as_json=False))
+        f, kind = mutated_file(data, [base], tmp_path / "cal.yaml")
         _check(run_case("estimate", ["estimate", "--model", "llama-8b", "--topology", "8xh100", "--tp", "2",
                                      "--calibration", str(f), "--json"], kind))
 

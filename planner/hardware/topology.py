@@ -153,6 +153,11 @@ class Topology:
         """The host-memory tier of a GPU's node (capacity and bandwidth per socket), or None."""
         return self._host_memory.get(self.gpu(gpu_id).node)
 
+    def has_host_memory(self, gpu_ids: Iterable[int] | None = None) -> bool:
+        """Whether any of these GPUs (default: any of the machine's) has a host-memory tier."""
+        ids = (g.id for g in self.gpus) if gpu_ids is None else gpu_ids
+        return any(self.host_memory(g) is not None for g in ids)
+
     def host_stream_bytes_per_s(self, gpu_ids: Iterable[int]) -> float:
         """Per GPU, what streaming from host memory reaches when every GPU of the group streams at once: each GPU's
         path to its socket (a PCIe uplink shared by several divides) and the socket memory shared by its GPUs."""

@@ -38,13 +38,9 @@ class NodeSlice:
     global_ids: tuple[int, ...]
 
 
-def replica_stage_ids(plan: Plan) -> list[list[list[int]]]:
-    return plan.replica_gpu_ids or [[s.gpu_ids for s in plan.stages]]
-
-
 def replica_nodes(plan: Plan, topo: Topology, replica: int) -> list[NodeSlice]:
     """Nodes a replica spans, in the order its ranks run over them."""
-    order: list[int] = [g for stage in replica_stage_ids(plan)[replica] for g in stage]
+    order: list[int] = [g for stage in plan.partition.replica_stage_ids()[replica] for g in stage]
     slices: dict[str, list[int]] = {}
     for g in order:
         slices.setdefault(topo.gpu(g).node, []).append(g)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from planner.compare import COMPONENTS, NAMES, CompareResult
+from planner.compare import NAMES, CompareResult
+from planner.cost.estimate import COMPONENTS
 from planner.frontier import FrontierResult, pareto_flags
 
 if TYPE_CHECKING:

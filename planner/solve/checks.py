@@ -83,7 +83,7 @@ def check_options(profile: ModelProfile, topo: Topology, workload: Workload, o: 
             raise InputError(f"--gpus {o.gpus}: {topo.name} has {len(o.ids)} GPUs")
         o.budget = o.gpus
     check_workload(profile, workload)
-    if o.offload and not any(topo.host_memory(g) is not None for g in o.ids):
+    if o.offload and not topo.has_host_memory(o.ids):
         raise InputError(f"--offload: no node of {topo.name} declares a host_memory tier (capacity and bandwidth per "
                          "socket; see docs/remedies.md)")
     if workload.mode == "closed" and o.objective == "throughput":
