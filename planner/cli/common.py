@@ -122,12 +122,11 @@ def load_inputs(model: str, topology: str, work: Workload, calibration: Optional
     from planner.cost.constants import load_constants
     from planner.hardware import load_topology
     from planner.model.catalog import load_profile
+    from planner.model.checks import check_workload
 
     constants = load_constants(calibration)
     topo = what_if_topology(load_topology(topology), what_if)
     profile = load_profile(model)
-    from planner.model.checks import check_workload
-
     check_workload(profile, work)
     return constants, topo, profile
 

@@ -55,9 +55,13 @@ class CandidateSet:
     note: str | None = None
 
 
+def _one_type(topo: Topology, ids) -> bool:
+    return len({topo.gpus[i].spec.name for i in ids}) == 1
+
+
 def symmetric(topo: Topology, ids: list[int]) -> bool:
     """Every GPU the same type and every pair joined the same way: one NVSwitch, or a full mesh of equal links."""
-    if len({topo.gpus[i].spec.name for i in ids}) != 1:
+    if not _one_type(topo, ids):
         return False
     if len(ids) < 2:
         return True
@@ -120,7 +124,7 @@ def candidates(topo: Topology, slot: list[int], layouts: dict[int, list[Layout]]
         elif len(ids) <= SUBSET_MAX:
             for s in sizes:
                 for combo in itertools.combinations(ids, s):
-                    if len({topo.gpus[i].spec.name for i in combo}) == 1:
+                    if _one_type(topo, combo):
                         out.configs += [Config(combo, node, lay) for lay in layouts[s]]
         else:
             out.exact = False
@@ -130,7 +134,7 @@ def candidates(topo: Topology, slot: list[int], layouts: dict[int, list[Layout]]
             for s in sizes:
                 for start in range(0, len(order) - s + 1, s):
                     combo = tuple(sorted(order[start:start + s]))
-                    if len({topo.gpus[i].spec.name for i in combo}) == 1:
+                    if _one_type(topo, combo):
                         out.configs += [Config(combo, node, lay) for lay in layouts[s]]
     return out
 
@@ -142,7 +146,7 @@ def uniform_streaming(topo: Topology, cands: CandidateSet) -> bool:
         if cfg.pool is None:
             continue
         ids = cands.pools[cfg.pool]
-        if all(topo.host_memory(g) is None for g in ids):
+        if not topo.has_host_memory(ids):
             continue
         if math.comb(len(ids), cfg.size) > STREAM_GROUPS_CHECKED:
             return False

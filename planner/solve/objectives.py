@@ -23,7 +23,7 @@ from planner.hardware.topology import Topology
 from planner.model.layergraph import ModelProfile
 from planner.plan import Partition, Prediction, Workload
 from planner.solve.candidates import CandidateSet
-from planner.solve.coefficients import Coefficients, coefficients, hops, layer_runs, ns
+from planner.solve.coefficients import Coefficients, Hops, coefficients, hops, layer_runs, ns
 from planner.solve.formulation import CAPACITY_MAX, Limits, Outcome, ShapeModel
 from planner.solve.realize import partition_of
 from planner.solve.shapes import Shape
@@ -92,13 +92,18 @@ class ShapeSolver:
             out.append(cache[key])
         return out
 
+    @property
+    def nodes(self) -> list[str]:
+        return sorted({c.node for c in self.cands.configs})
+
+    def hand_offs(self, op: OperatingPoint) -> Hops:
+        return hops(self.req.profile, self.req.topo, self.nodes, op, self.req.constants)
+
     def model(self, op: OperatingPoint, memory_at_load: bool = True) -> ShapeModel:
         r, s = self.req, self.shape
-        nodes = sorted({c.node for c in self.cands.configs})
-        host = {nd: int(r.topo.host_capacity_bytes(nd)) for nd in nodes} if self.streams else None
+        host = {nd: int(r.topo.host_capacity_bytes(nd)) for nd in self.nodes} if self.streams else None
         return ShapeModel(r.profile.n_layers, s.pp, op.micro, self.cands.configs, self.coefs(op), r.runs,
-                          hops(r.profile, r.topo, nodes, op, r.constants), self.cands.pools, s.gpus, s.exact_gpus,
-                          memory_at_load, host)
+                          self.hand_offs(op), self.cands.pools, s.gpus, s.exact_gpus, memory_at_load, host)
 
     def _usable(self, ks: list[Coefficients]) -> list[Coefficients]:
         """Configurations a stage can take while the other PP - 1 stages get at least the smallest size."""
@@ -106,18 +111,20 @@ class ShapeSolver:
         widest = self.shape.gpus - (self.shape.pp - 1) * min(sizes)
         return [k for c, k in zip(self.cands.configs, ks) if c.size <= widest]
 
+    def _cheapest(self, ks: list[Coefficients], field: str) -> int:
+        """Every layer, the embedding and the head each at the cheapest of `ks` in `field` (tpot_ns, traffic_bytes)."""
+        total = sum((hi - lo) * min(getattr(k, field)[r] for k in ks) for r, (lo, hi) in enumerate(self.req.runs))
+        return total + min(getattr(k.first, field) for k in ks) + min(getattr(k.last, field) for k in ks)
+
     def tpot_lower_bound_ns(self, op: OperatingPoint) -> int:
         """No plan of the shape is faster: every layer at the cheapest usable configuration's time, the
         cheapest embedding, head and hand-offs; and with micro-batches, micro x the slowest stage at best."""
         ks = self._usable(self.coefs(op))
         if not ks:
             return 2**62
-        total = sum((hi - lo) * min(k.tpot_ns[r] for k in ks) for r, (lo, hi) in enumerate(self.req.runs))
-        total += min(k.first.tpot_ns for k in ks) + min(k.last.tpot_ns for k in ks)
+        total = self._cheapest(ks, "tpot_ns")
         if self.shape.pp > 1:
-            nodes = sorted({c.node for c in self.cands.configs})
-            h = hops(self.req.profile, self.req.topo, nodes, op, self.req.constants)
-            total += (self.shape.pp - 1) * min(h.tpot_ns.values())
+            total += (self.shape.pp - 1) * min(self.hand_offs(op).tpot_ns.values())
         return max(total, math.ceil(op.micro * total / self.shape.pp), self._pipeline_bound(op))
 
     def _pipeline_bound(self, op: OperatingPoint) -> int:
@@ -146,9 +153,7 @@ class ShapeSolver:
         ks = self._usable(self.coefs(op))
         if not ks:
             return 2**62
-        total = sum((hi - lo) * min(k.traffic_bytes[r] for k in ks) for r, (lo, hi) in enumerate(self.req.runs))
-        total += min(k.first.traffic_bytes for k in ks) + min(k.last.traffic_bytes for k in ks)
-        return total
+        return self._cheapest(ks, "traffic_bytes")
 
     def with_slos(self, m: ShapeModel, op: OperatingPoint) -> ShapeModel:
         r = self.req

@@ -185,7 +185,7 @@ def _alternatives(ok: list[ShapeResult], top: int) -> list[Alternative]:
         part = res.partition
         engines = engines_for(part.stages, len(set(part.layer_counts())) > 1)
         alts.append(Alternative(shape=part.shape, partition=part, prediction=res.prediction, engines=engines))
-    alts.sort(key=lambda a: (not a.engines, len(alts)))  # stable: runnable first, each group in score order
+    alts.sort(key=lambda a: not a.engines)  # stable: runnable first, each group in score order
     return alts[:top]
 
 
@@ -209,8 +209,8 @@ def _nothing_fits(profile: ModelProfile, topo: Topology, ids: list[int], workloa
     weights = profile.weight_bytes(workload.weight_dtype)
     load = 1 if req.objective == "throughput" else workload.concurrency
     kv = profile.kv_bytes_per_token(workload.kv_dtype) * workload.sequence_tokens * load
-    slos = [f"TPOT <= {req.tpot_slo_ms:g} ms" for _ in [1] if req.tpot_slo_ms is not None]
-    slos += [f"TTFT <= {req.ttft_slo_ms:g} ms" for _ in [1] if req.ttft_slo_ms is not None]
+    slos = [f"{name} <= {slo:g} ms" for name, slo in (("TPOT", req.tpot_slo_ms), ("TTFT", req.ttft_slo_ms))
+            if slo is not None]
     if weights + kv <= cap and (slos or notes):
         what = " and ".join(slos) if slos else "the engine's step budget"
         return InfeasibleError(f"no plan of {profile.name} on {len(ids)} GPUs of {topo.name} meets {what}",
