@@ -108,3 +108,12 @@ def alive(pids: set[int]) -> list[int]:
         if state != "Z":
             out.append(pid)
     return out
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on: the system's pick, released at once."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -60,9 +60,9 @@ class FakeServer:
     timings do not share the test's interpreter lock), which is stopped by its PID on exit."""
 
     def __init__(self, behaviour: Behaviour):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        from tests.conftest import free_port
+
+        self.port = free_port()
         self.behaviour = behaviour
         self.proc: subprocess.Popen | None = None
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 
+from .conftest import free_port
 from .fake_server import Behaviour, FakeServer
 
 
@@ -52,18 +52,12 @@ def test_bench_fit_writes_a_calibration_that_estimate_accepts(plan_file, cli, tm
     assert json.loads(out)["tpot_ms"] > 9.0
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_bench_errors_are_one_line(plan_file, cli):
     code, _, err = cli("bench", str(plan_file), "--url", "localhost:8000")
     assert code == 1 and "--url" in err and "Traceback" not in err
     code, _, err = cli("bench", str(plan_file), "--url", "http://127.0.0.1:99999")
     assert code == 1 and "port" in err
-    code, _, err = cli("bench", str(plan_file), "--url", f"http://127.0.0.1:{_closed_port()}", "--requests", "1")
+    code, _, err = cli("bench", str(plan_file), "--url", f"http://127.0.0.1:{free_port()}", "--requests", "1")
     assert code == 1 and "cannot reach" in err and "server up" in err
     with FakeServer(Behaviour(ttft_s=0.01, gap_s=0.001, fail_after=3)) as url:
         code, _, err = cli("bench", str(plan_file), "--url", url, "-c", "1", "--requests", "1")

@@ -67,10 +67,15 @@ def check_bench_options(concurrencies: list[int], isl: int, osl: int, requests: 
         raise InputError(f"--isl {isl} + --osl {osl} exceeds {loaded.profile.name}'s context of {limit:,} tokens")
 
 
-def predict(loaded: LoadedPlan, concurrency: int, isl: int, osl: int, c: Constants = DEFAULT) -> Figures:
+def closed_estimate(loaded: LoadedPlan, concurrency: int, isl: int, osl: int, c: Constants = DEFAULT) -> Prediction:
+    """The plan's prediction for a closed loop of `concurrency` clients (the loop planner bench runs)."""
     w = loaded.plan.inputs.workload.model_copy(update={"concurrency": concurrency, "isl": isl, "osl": osl,
                                                        "mode": "closed"})
-    p = estimate(loaded.profile, loaded.topo, loaded.plan.partition, w, c, check=False)
+    return estimate(loaded.profile, loaded.topo, loaded.plan.partition, w, c, check=False)
+
+
+def predict(loaded: LoadedPlan, concurrency: int, isl: int, osl: int, c: Constants = DEFAULT) -> Figures:
+    p = closed_estimate(loaded, concurrency, isl, osl, c)
     return Figures(ttft_ms=p.ttft_ms, tpot_ms=p.tpot_ms, tokens_per_s=p.tokens_per_s)
 
 
@@ -112,9 +117,7 @@ def fit_profile(loaded: LoadedPlan, report: BenchReport, path: str, start: Const
     rows = [_row(loaded, report, p) for p in report.points]
 
     def on_plan(row: Row, c: Constants) -> Prediction:
-        w = plan.inputs.workload.model_copy(update={"concurrency": row.concurrency, "isl": row.isl, "osl": row.osl,
-                                                    "mode": "closed"})
-        return estimate(loaded.profile, loaded.topo, plan.partition, w, c, check=False)
+        return closed_estimate(loaded, row.concurrency, row.isl, row.osl, c)
 
     fitted = fit(rows, start, names=BENCH_FITTABLE, predictor=on_plan)
     values = {name: float(getattr(fitted, name)) for name in BENCH_FITTABLE}

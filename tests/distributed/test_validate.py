@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from planner.model.catalog import load_profile
 from planner.plan import Partition, SolverInfo, Stage, Workload, build_plan, make_partition
 from planner.validate.runner import validate
 
-from ..conftest import alive, run_planner, run_planner_tracked
+from ..conftest import alive, free_port, run_planner, run_planner_tracked
 
 SHAPES = {
     "tp2": [(1.0, 2)],
@@ -77,12 +76,6 @@ def test_a_failing_rank_ends_the_run(tmp_path):
     assert not alive(started), f"processes left behind: {alive(started)}"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_torchrun_agents_on_loopback(tmp_path):
     """A plan over two nodes of 2x8xh100-ib (stage 0 on dgx0, stage 1 on dgx1), two torchrun agents here."""
     p = load_profile("llama-70b")
@@ -97,7 +90,7 @@ def test_two_torchrun_agents_on_loopback(tmp_path):
 
     scripts = render(plan, "torchrun", plan_path=str(plan_path)).scripts
     assert set(scripts) == {"torchrun-dgx0.sh", "torchrun-dgx1.sh"}
-    port = _free_port()
+    port = free_port()
     report = tmp_path / "report.json"
     torchrun = Path(sys.executable).parent / "torchrun"
     procs = []

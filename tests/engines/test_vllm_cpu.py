@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..conftest import REPO, _children_of, alive, run_planner
+from ..conftest import REPO, _children_of, alive, free_port, run_planner
 
 VLLM_VENV = REPO / ".venv-vllm"
 TINY = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 128, "intermediate_size": 256,
@@ -107,16 +107,8 @@ def _complete(url: str, n: int) -> dict:
     return resp.json()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_tp2_script_serves_and_bench_calibrates(tmp_path, vllm_env, tiny_model):
-    port = _free_port()
+    port = free_port()
     server = Server(_launch(tmp_path, ["--tp", "2"], tiny_model, port), vllm_env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -138,7 +130,7 @@ def test_tp2_script_serves_and_bench_calibrates(tmp_path, vllm_env, tiny_model):
 
 
 def test_uneven_pp2_script_serves(tmp_path, vllm_env, tiny_model):
-    port = _free_port()
+    port = free_port()
     script = _launch(tmp_path, ["--tp", "1", "--pp", "2", "--layers", "3,1"], tiny_model, port)
     assert "export VLLM_PP_LAYER_PARTITION=3,1" in script.read_text()
     server = Server(script, vllm_env)
