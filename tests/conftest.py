@@ -61,7 +61,7 @@ def run_planner(*args: str, env: dict | None = None, timeout: float = 120):
     return subprocess.run([str(exe), *args], capture_output=True, text=True, env=full_env, timeout=timeout)
 
 
-def _children_of(pids: set[int]) -> set[int]:
+def children_of(pids: set[int]) -> set[int]:
     """Every live process whose parent is in `pids` (Linux /proc)."""
     out = set()
     for entry in Path("/proc").iterdir():
@@ -89,7 +89,7 @@ def run_planner_tracked(*args: str, env: dict | None = None, timeout: float = 24
     seen: set[int] = set()
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:
-        seen |= _children_of({proc.pid} | seen)
+        seen |= children_of({proc.pid} | seen)
         time.sleep(0.05)
     if proc.poll() is None:
         proc.kill()

@@ -110,10 +110,10 @@ def _leftovers() -> list[int]:
     """Processes this process started that are still running (validate's ranks, servers). Python's
     multiprocessing resource tracker is not one: it serves the parent for its lifetime and ends with it."""
     sys.path.insert(0, str(REPO))
-    from tests.conftest import _children_of, alive
+    from tests.conftest import children_of, alive
 
     out = []
-    for pid in alive(_children_of({os.getpid()})):
+    for pid in alive(children_of({os.getpid()})):
         try:
             cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes()
         except OSError:

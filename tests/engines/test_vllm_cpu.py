@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..conftest import REPO, _children_of, alive, free_port, run_planner
+from ..conftest import REPO, children_of, alive, free_port, run_planner
 
 VLLM_VENV = REPO / ".venv-vllm"
 TINY = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 128, "intermediate_size": 256,
@@ -55,7 +55,7 @@ class Server:
     def wait_ready(self, url: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
-            self.started |= _children_of({self.proc.pid} | self.started)
+            self.started |= children_of({self.proc.pid} | self.started)
             if self.proc.poll() is not None:
                 pytest.fail(f"the launch script exited ({self.proc.returncode}): {self.tail()}")
             try:
@@ -70,7 +70,7 @@ class Server:
         return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else "(no log)"
 
     def stop(self) -> None:
-        self.started |= _children_of({self.proc.pid} | self.started)
+        self.started |= children_of({self.proc.pid} | self.started)
         for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
             try:
                 os.killpg(self.proc.pid, sig)
