@@ -42,8 +42,9 @@ def stage_table(pred: Prediction, title: str) -> Table:
 
 
 def _load_line(pred: Prediction, workload: Workload) -> str:
-    mode = "steady-state serving" if pred.mode == "serving" else "static batch"
-    line = (f"at {pred.concurrency:,} sequences decoding together ({mode}, isl {workload.isl}, osl {workload.osl}, "
+    mode = {"serving": "steady-state serving", "static": "static batch", "closed": "closed-loop waves"}[pred.mode]
+    sequences = "1 sequence decoding" if pred.concurrency == 1 else f"{pred.concurrency:,} sequences decoding together"
+    line = (f"at {sequences} ({mode}, isl {workload.isl}, osl {workload.osl}, "
             f"{workload.weight_dtype} weights, {workload.kv_dtype} KV{''.join(', ' + r for r in workload.remedies())})")
     if pred.mode == "serving" and pred.prefill_tokens_per_step:
         line += f"; each step also prefills {pred.prefill_tokens_per_step:,.0f} prompt tokens on average"
