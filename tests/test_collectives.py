@@ -284,3 +284,13 @@ def test_engine_collectives_on_a_mesh_use_the_mesh_pricing():
     one_link_ring = 2 * 7 / 8 * 16 * MiB / (64e9 * _xgmi().simple)
     assert t < one_link_ring / 4
     assert t == collective_time(topo, range(8), 16 * MiB, context="engine").time_s
+
+
+def test_mesh_subsets_reach_bandwidth_in_proportion_to_their_links():
+    """1 GiB all-reduce on subsets of 8x MI300X: the bandwidth term is 2S/(k x 64 GB/s x Simple) per GPU, so bus
+    bandwidth (x 2(k-1)/k) grows as k-1 links: about 45, 134 and 311 GB/s on 2, 4 and 8 GPUs."""
+    topo = load_topology("8xmi300x")
+    busbw = {k: collective_time(topo, range(k), 2**30).busbw_bytes_per_s for k in (2, 4, 8)}
+    per_link = {k: busbw[k] / (k - 1) for k in busbw}
+    assert per_link[8] == pytest.approx(per_link[2], rel=0.02) and per_link[4] == pytest.approx(per_link[2], rel=0.02)
+    assert busbw[8] > 6.5 * busbw[2]
