@@ -197,7 +197,8 @@ def _direct_times(op: str, n: int, nbytes: int, link: float, ring: Ring, f: Fabr
 
 
 def _flat(op: str, topo: Topology, ids: tuple[int, ...], nbytes: int, context: str, c: Constants):
-    """Single-node collectives: ring (LL, LL128 or Simple), NVLS, one-shot. (time, algorithm, protocol)."""
+    """Single-node collectives: ring (LL, LL128 or Simple), NVLS, one-shot, direct on full meshes. (time, algorithm,
+    protocol)."""
     if op == "all-to-all":
         return _all_to_all(topo, ids, nbytes, context, c)
     n = len(ids)
