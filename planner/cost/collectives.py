@@ -4,6 +4,17 @@ What NCCL does, reduced to a latency per step plus a bandwidth term, for each of
 - **Ring** over the group in the best ring order. Every ring edge follows the topology's route; where
   several ring edges cross one physical link in one direction (a PCIe uplink, the socket link), they
   divide its bandwidth. The ring's bandwidth is the worst such share.
+- **Full meshes** (every pair of the group joined by its own direct link: MI300X/MI325X/MI355X
+  Infinity Fabric, or NVLink bonds between every pair): NCCL/RCCL run several channels at once, each a
+  ring over different links. The complete digraph on k GPUs splits into k-1 arc-disjoint Hamiltonian
+  rings (fractionally for every k; exactly but for k = 4 and 6, Tillson 1980), so the channels together
+  send over all k-1 links of each GPU: the ring's bandwidth is k-1 times one link's. A 4-GPU subset of an
+  8-GPU mesh has 3 links per GPU inside the subset (RCCL's README: fewer than 8 MI300X GPUs reach a
+  fraction of the bandwidth). Where the fabric runs them (`FabricProfile.direct` > 0: RCCL's MSCCL
+  all-pairs algorithms on MI300X), **direct** algorithms send every peer its share over that peer's own
+  link: all-reduce one-shot (one step, the whole message to every peer) or two-shot (reduce-scatter then
+  all-gather, one step each, 2/k of the message per link), all-gather and reduce-scatter in one step
+  (1/k of the message per link). All-to-all on a mesh is already every pair on its own link.
 - **Protocols**: LL (small messages: a low fixed latency per step, a fraction of the bandwidth), LL128
   (NVLink: most of the bandwidth at a somewhat higher latency) and Simple (full bandwidth, the highest
   latency). NCCL picks the fastest, and so do we.
@@ -51,6 +62,12 @@ class Ring:
     bandwidth_bytes_per_s: float  # the worst share of a link among the ring's edges
     hop_latency_s: float  # mean latency of a ring edge's route
     fabric: str  # what the ring's worst route crosses (a key of Constants.fabrics)
+    channels: int = 1  # concurrent rings over disjoint links (k-1 on a full mesh of k GPUs)
+
+    @property
+    def aggregate_bytes_per_s(self) -> float:
+        """What the channels send together out of each GPU: the bandwidth the ring's volume divides."""
+        return self.bandwidth_bytes_per_s * self.channels
 
 
 @dataclass(frozen=True)
@@ -113,12 +130,27 @@ def fully_switched(topo: Topology, ids: tuple[int, ...]) -> bool:
     return all(len(topo.path(a, b).hops) == 1 for a, b in itertools.combinations(ids, 2))
 
 
+def mesh_link_bytes_per_s(topo: Topology, gpu_ids: Iterable[int]) -> float | None:
+    """The slowest link of a full mesh group (every pair joined by its own direct link), None otherwise."""
+    ids = tuple(sorted(gpu_ids))
+    key = ("mesh-link", ids)
+    if key not in topo.cache:
+        routes = [topo.path(a, b) for a, b in itertools.combinations(ids, 2)]
+        direct = len(ids) >= 2 and all(len(r.hops) == 1 for r in routes)
+        topo.cache[key] = min(r.bandwidth_bytes_per_s for r in routes) if direct else None
+    return topo.cache[key]
+
+
 def best_ring(topo: Topology, gpu_ids: Iterable[int]) -> Ring:
     ids = tuple(sorted(gpu_ids))
     key = ("ring", ids)
     if key in topo.cache:
         return topo.cache[key]
-    if len(ids) <= 2 or fully_switched(topo, ids):
+    link = mesh_link_bytes_per_s(topo, ids) if len(ids) > 2 else None
+    if link is not None:  # a full mesh: k-1 channels, each on its own links
+        one = _ring_of(topo, ids)
+        ring = Ring(one.order, link, one.hop_latency_s, one.fabric, channels=len(ids) - 1)
+    elif len(ids) <= 2 or fully_switched(topo, ids):
         ring = _ring_of(topo, ids)
     elif len(ids) <= EXHAUSTIVE_RING_MAX:
         ring = None
@@ -145,17 +177,28 @@ def _launch(context: str, c: Constants) -> float:
 
 def _protocol_times(steps: int, volume: float, ring: Ring, f: FabricProfile, c: Constants) -> list[tuple[float, str]]:
     """(time beyond the launch, protocol) for each protocol the fabric runs."""
-    out = [(steps * (ring.hop_latency_s + f.ll_step_s) + volume / (ring.bandwidth_bytes_per_s * f.ll), "LL"),
-           (c.simple_extra_s + steps * (ring.hop_latency_s + f.simple_step_s)
-            + volume / (ring.bandwidth_bytes_per_s * f.simple), "Simple")]
+    bw = ring.aggregate_bytes_per_s
+    out = [(steps * (ring.hop_latency_s + f.ll_step_s) + volume / (bw * f.ll), "LL"),
+           (c.simple_extra_s + steps * (ring.hop_latency_s + f.simple_step_s) + volume / (bw * f.simple), "Simple")]
     if f.ll128 > 0:
-        out.append((c.ll128_extra_s + steps * (ring.hop_latency_s + f.ll_step_s)
-                    + volume / (ring.bandwidth_bytes_per_s * f.ll128), "LL128"))
+        out.append((c.ll128_extra_s + steps * (ring.hop_latency_s + f.ll_step_s) + volume / (bw * f.ll128), "LL128"))
     return out
 
 
+def _direct_times(op: str, n: int, nbytes: int, link: float, ring: Ring, f: FabricProfile) -> list[tuple[float, str]]:
+    """(time beyond the launch, variant) of the direct algorithms on a full mesh: each step sends every peer
+    its share over that peer's own link, at the fabric's `direct` fraction of it."""
+    def t(steps: int, per_link_bytes: float) -> float:
+        return steps * (ring.hop_latency_s + f.direct_step_s) + per_link_bytes / (link * f.direct)
+
+    if op == "all-reduce":
+        return [(t(1, nbytes), "one-shot"), (t(2, 2 * nbytes / n), "two-shot")]
+    return [(t(1, nbytes / n), "one-shot")]
+
+
 def _flat(op: str, topo: Topology, ids: tuple[int, ...], nbytes: int, context: str, c: Constants):
-    """Single-node collectives: ring (LL, LL128 or Simple), NVLS, one-shot. (time, algorithm, protocol)."""
+    """Single-node collectives: ring (LL, LL128 or Simple), NVLS, one-shot, direct on full meshes. (time, algorithm,
+    protocol)."""
     if op == "all-to-all":
         return _all_to_all(topo, ids, nbytes, context, c)
     n = len(ids)
@@ -167,6 +210,9 @@ def _flat(op: str, topo: Topology, ids: tuple[int, ...], nbytes: int, context: s
         steps, volume = n - 1, (n - 1) / n * nbytes
     launch = _launch(context, c)
     options = [(launch + t, "ring", proto) for t, proto in _protocol_times(steps, volume, ring, f, c)]
+    link = mesh_link_bytes_per_s(topo, ids) if f.direct > 0 else None
+    if link is not None:
+        options += [(launch + t, "direct", v) for t, v in _direct_times(op, n, nbytes, link, ring, f)]
     if op == "all-reduce" and topo.nvls(ids):
         link = min(topo.path(a, b).bandwidth_bytes_per_s for a, b in zip(ids, ids[1:]))
         t = launch + c.nvls_extra_s + nbytes / (link * c.nvls_efficiency)
@@ -230,7 +276,7 @@ def _hierarchical(op: str, topo: Topology, ids: tuple[int, ...], nbytes: int, co
             f = c.fabric(ring.fabric)
             step = f.ll_step_s if proto == "ll" else f.simple_step_s
             intra = max(intra, (len(g) - 1) * (ring.hop_latency_s + step)
-                        + (len(g) - 1) / len(g) * nbytes / (ring.bandwidth_bytes_per_s * getattr(f, proto)))
+                        + (len(g) - 1) / len(g) * nbytes / (ring.aggregate_bytes_per_s * getattr(f, proto)))
         net_step = net.ll_step_s if proto == "ll" else net.simple_step_s
         inter = factor * (k - 1) * (net_lat + net_step) + factor * (k - 1) / k * nbytes / m / (rail_bw * getattr(net, proto))
         extra = c.simple_extra_s if proto == "simple" else 0.0

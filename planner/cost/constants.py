@@ -30,6 +30,9 @@ class FabricProfile(BaseModel):
     simple: float = Field(gt=0, le=1, description="Simple protocol (large messages): bandwidth fraction")
     ll_step_s: float = Field(ge=0, le=1e-3, description="LL and LL128: latency per ring step")
     simple_step_s: float = Field(ge=0, le=1e-3, description="Simple: latency per ring step")
+    direct: float = Field(0.0, ge=0, le=1, description="Direct (all-pairs) algorithms on a full mesh: bandwidth "
+                          "fraction of each peer's link; 0 where the library runs none (NCCL on NVLink bonds)")
+    direct_step_s: float = Field(0.0, ge=0, le=1e-3, description="Direct algorithms: latency per step beyond the link's")
 
 
 FABRICS = ("nvlink4", "nvlink3", "xgmi", "pcie", "staged", "network")
@@ -40,8 +43,11 @@ def _fabrics() -> dict[str, FabricProfile]:
     return {
         "nvlink4": FabricProfile(ll=0.495, ll128=0.951, simple=1.0, ll_step_s=0.306e-6, simple_step_s=1.82e-6),
         "nvlink3": FabricProfile(ll=0.111, ll128=0.367, simple=0.713, ll_step_s=1.63e-6, simple_step_s=3.41e-6),
-        # Infinity Fabric and PCIe peer-to-peer: no table fitted yet; NVLink 3's latencies, PCIe's usual fractions.
-        "xgmi": FabricProfile(ll=0.30, simple=0.70, ll_step_s=1.8e-6, simple_step_s=3.0e-6),
+        # Infinity Fabric: simple, simple_step_s and the direct (all-pairs) pair fitted to rccl-tests on 8x MI300X
+        # (table mi300x-8); no row picks a ring under LL there, so ll and ll_step_s stay placeholders; no LL128 on gfx942.
+        "xgmi": FabricProfile(ll=0.30, simple=0.70, ll_step_s=1.8e-6, simple_step_s=1.12e-6,
+                              direct=0.597, direct_step_s=5.53e-6),
+        # PCIe peer-to-peer: no table fitted yet; the usual fractions.
         "pcie": FabricProfile(ll=0.25, simple=0.70, ll_step_s=1.5e-6, simple_step_s=2.5e-6),
         "staged": FabricProfile(ll=0.229, simple=0.51, ll_step_s=0.317e-6, simple_step_s=2.5e-6),
         "network": FabricProfile(ll=0.08, simple=0.90, ll_step_s=2.0e-6, simple_step_s=4.0e-6),

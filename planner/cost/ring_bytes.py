@@ -2,7 +2,9 @@
 
 Ring convention (nccl-tests): an all-reduce of S bytes over n GPUs sends 2(n-1)/n x S over every ring
 edge, an all-gather or reduce-scatter (n-1)/n x S; an all-to-all sends S/n from every GPU to every
-other one along its own route.
+other one along its own route. On a full mesh the ring's channels and the direct algorithms spread the same
+bytes over more links of one class (an all-reduce moves 2(n-1)/n x S out of every GPU either way), so the
+totals by class are the single ring's.
 """
 
 from __future__ import annotations
