@@ -89,19 +89,11 @@ class MoE:
         return out if self.shard.ep > 1 else self.shard.reduce(out, comm, group)
 
     def _sliced(self, pre: str, x: torch.Tensor, weights: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
-        """Every expert on every token (TP slices), weighted by the routing. An expert reads its input and returns its
-        output in the activation dtype, as in `_dispatch`, so that expert parallelism and the single-process
-        reference differ only in summation order: a bf16 rounding on one path and not the other can flip a near-tie
-        of the next layer's routing, a discrete change no logits tolerance bounds."""
         out = torch.zeros_like(x)
-        rounded = x.to(DTYPE).to(COMPUTE)
         for e in range(self.n_experts):
             sel = chosen == e
             if sel.any():
-                y = self.expert(pre, e, rounded)
-                if self.shard.tp == 1:
-                    y = y.to(DTYPE).to(COMPUTE)
-                out = out + y * (weights * sel).sum(-1, keepdim=True)
+                out = out + self.expert(pre, e, x) * (weights * sel).sum(-1, keepdim=True)
         return out
 
     def _dispatch(self, pre: str, x: torch.Tensor, weights: torch.Tensor, chosen: torch.Tensor,
