@@ -17,6 +17,13 @@ import torch
 
 from planner.validate.model import COMPUTE, DTYPE, full_param
 
+#: Two runs of the same weights whose hidden states differ by bf16 link roundings (TP's partial sums, EP's dispatched
+#: rows) and BLAS summation order move a router score by up to a few 1e-3 (3e-3 seen under DeepSeek TP2); experts
+#: whose scores lie within two bf16 ulps of a score in [0.5, 1) of the k-th are a near-tie that either run may decide
+#: either way. Top-k is discrete: a flipped near-tie changes a token's output by a whole expert, which no logits
+#: tolerance bounds, and the flip cascades through later layers; so the reference follows the distributed run there.
+ROUTING_TIE = 2.0 ** -7
+
 if TYPE_CHECKING:
     from planner.validate.model import Comm, Group, Shard
 
@@ -37,6 +44,10 @@ class MoE:
         self.first_dense = (cfg.get("first_k_dense_replace") or 0) if self.deepseek else 0
         self.local = self.n_experts // shard.ep
         self.ep_group: Group = None  # the stage's ranks, set by the runner where ep > 1
+        self.routing: dict[int, list[torch.Tensor]] = {}  # layer -> each forward's chosen experts [tokens, k]
+        self.follow: dict[int, list[torch.Tensor]] | None = None  # another run's routing (the reference's input)
+        self.near_ties = 0  # tokens that took `follow`'s choice, a near-tie here
+        self.disagreements = 0  # tokens whose choice differs from `follow`'s beyond a near-tie
 
     def is_moe_layer(self, i: int) -> bool:
         return i >= self.first_dense
@@ -64,16 +75,32 @@ class MoE:
 
     def route(self, i: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(weights, experts) of each token's top-k: Mixtral normalises softmax scores, DeepSeek sigmoid scores
-        (then scales them by routed_scaling_factor)."""
+        (then scales them by routed_scaling_factor). Each call's choice is appended to `routing[i]`; where
+        `follow` holds another run's choice for this call, the tokens take it if it is a near-tie here."""
         logits = self.shard.linear(x, self.shard.params[f"model.layers.{i}.router"])
+        scores = logits.sigmoid() if self.deepseek else logits.softmax(-1)
+        chosen = torch.topk(scores, self.top_k, dim=-1).indices
+        calls = self.routing.setdefault(i, [])
+        if self.follow is not None:
+            chosen = self._follow(scores, chosen, self.follow[i][len(calls)].reshape(chosen.shape))
+        calls.append(chosen)
+        weights = scores.gather(-1, chosen)
         if not self.deepseek:
-            weights, chosen = torch.topk(logits.softmax(-1), self.top_k, dim=-1)
             return weights / weights.sum(-1, keepdim=True), chosen
-        scores = logits.sigmoid()
-        weights, chosen = torch.topk(scores, self.top_k, dim=-1)
         if self.shard.cfg.get("norm_topk_prob", True):
             weights = weights / weights.sum(-1, keepdim=True)
         return weights * float(self.shard.cfg.get("routed_scaling_factor", 1.0)), chosen
+
+    def _follow(self, scores: torch.Tensor, mine: torch.Tensor, theirs: torch.Tensor) -> torch.Tensor:
+        """Per token, `theirs` where it differs from `mine` only by a near-tie: every expert it picks scores within
+        ROUTING_TIE of this run's k-th score. Other differences are counted in `disagreements` and keep `mine`."""
+        same = (mine.sort(-1).values == theirs.sort(-1).values).all(-1)
+        kth = scores.gather(-1, mine).min(-1).values
+        tie = scores.gather(-1, theirs).min(-1).values >= kth - ROUTING_TIE
+        differ = ~same
+        self.near_ties += int((differ & tie).sum())
+        self.disagreements += int((differ & ~tie).sum())
+        return torch.where((differ & tie)[:, None], theirs, mine)
 
     def expert(self, pre: str, e: int, x: torch.Tensor) -> torch.Tensor:
         return self.shard.gated_mlp(x, f"{pre}mlp.experts.{e}.")

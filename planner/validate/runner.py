@@ -180,17 +180,25 @@ def run_rank(rank: int, job: Job, dist: ModuleType) -> dict:
            "step_time_s": sorted(times)[len(times) // 2]}
     if s == pp - 1 and r == 0:
         out["logits"] = logits.float().cpu().tolist()
+    if shard.moe is not None and r == 0:  # each forward's chosen experts of this DP rank's sequences, [b, t, k]
+        out["routing"] = {i: [c.cpu().reshape(batch, -1, c.shape[-1]).tolist() for c in calls]
+                          for i, calls in shard.moe.routing.items()}
     return out
 
 
-def reference_logits(job: Job) -> torch.Tensor:
-    """The same weights in one process, no parallelism."""
+def reference_logits(job: Job, follow: dict[int, list[torch.Tensor]] | None = None) -> tuple[torch.Tensor, dict]:
+    """The same weights in one process, no parallelism. With `follow` (the distributed run's routing, layer -> each
+    forward's chosen experts [tokens, k]) a token whose top-k differs from it only by a near-tie takes the run's
+    choice (planner.validate.moe.ROUTING_TIE); returns the logits and {"near_ties", "disagreements"}: tokens that
+    followed, and tokens whose routing differs beyond a near-tie."""
     import torch
 
     from planner.validate.model import Comm, Shard
 
     n_layers = job.stages[-1].layer_end
     shard = Shard(job.config, range(n_layers), 1, 0, True, True)
+    if shard.moe is not None:
+        shard.moe.follow = follow
     comm = Comm()
     prompt, decode = inputs(job)
     h = shard.embed(prompt, comm, None)
@@ -200,7 +208,27 @@ def reference_logits(job: Job) -> torch.Tensor:
         h = shard.embed(decode[:, k:k + 1], comm, None)
         h, res = shard.forward(h, None, torch.tensor([job.prompt_len + k]), comm, None)
         logits = shard.logits(h, res, comm, None)
-    return logits.float()
+    moe = shard.moe
+    return logits.float(), {"near_ties": moe.near_ties if moe else 0, "disagreements": moe.disagreements if moe else 0}
+
+
+def merged_routing(results: list[dict]) -> dict[int, list[torch.Tensor]] | None:
+    """The distributed run's routing over the whole batch: layer -> each forward's chosen experts [tokens, k], the
+    DP ranks' sequences in order (TP rank 0 of each DP rank and stage reports its own)."""
+    import torch
+
+    parts: dict[int, list[tuple[int, list]]] = {}
+    for res in results:
+        for i, calls in res.get("routing", {}).items():
+            parts.setdefault(int(i), []).append((res["dp_rank"], calls))
+    if not parts:
+        return None
+    out = {}
+    for i, ranks in parts.items():
+        ranks.sort(key=lambda x: x[0])
+        out[i] = [torch.cat([torch.tensor(calls[c]) for _, calls in ranks]).flatten(0, 1)
+                  for c in range(len(ranks[0][1]))]
+    return out
 
 
 # --- the local launcher --------------------------------------------------------------------------
@@ -391,11 +419,20 @@ def build_report(plan_name: str, scale: str, job: Job, profile: ModelProfile, to
                             measured=res["step_time_s"] * 1e3, unit="ms",
                             note="reported, not judged" if job.backend == "gloo" else "GPU timing"))
     if scale == "mini":
-        ref = reference_logits(job)
+        from planner.validate.moe import ROUTING_TIE
+
+        ref, routing = reference_logits(job, merged_routing(results))
         parts = sorted((res for res in results if "logits" in res), key=lambda res: res["dp_rank"])
         got = torch.cat([torch.tensor(res["logits"]) for res in parts])  # each DP rank's sequences, in order
         err = (got - ref).abs().max().item()
         bound = LOGITS_RTOL * ref.abs().max().item()
+        if any("routing" in res for res in results):
+            checks.append(Check(name="numerics: MoE routing vs single-process reference",
+                                passed=routing["disagreements"] == 0, predicted=0.0,
+                                measured=float(routing["disagreements"]), unit="tokens",
+                                note=f"tokens whose top-k experts differ beyond a near-tie (scores within "
+                                     f"{ROUTING_TIE:g} of the k-th); {routing['near_ties']} near-ties decided the "
+                                     f"other way by the run's roundings, which the reference followed"))
         checks.append(Check(name="numerics: final logits vs single-process reference", passed=err <= bound,
                             predicted=0.0, measured=err, unit="max |diff|",
                             note=f"tolerance {bound:.4f} = {LOGITS_RTOL} x max |logit| (bf16)"))
