@@ -20,6 +20,7 @@ from planner.hardware.topology import Topology
 from planner.hardware.whatif import apply_what_if
 from planner.model.layergraph import ModelProfile
 from planner.plan import Plan, Workload
+from planner.solve.options import SolveOptions
 
 
 @dataclass(frozen=True)
@@ -131,15 +132,20 @@ def remedy_list(profile: ModelProfile, topo: Topology, workload: Workload) -> li
     return out
 
 
-@dataclass
+#: remedies' own default: a solver time limit per remedy and load, and no runners-up.
+REMEDIES_OPTIONS = SolveOptions(time_limit_s=5.0, top=0)
+
+
+@dataclass(frozen=True, kw_only=True)
 class RemedyRequest:
+    """What `remedies` is asked: the baseline (model, machine, workload), the loads and the search options."""
+
     profile: ModelProfile
     topo: Topology
     workload: Workload
     concurrencies: list[int]
-    gpus: Optional[int] = None
+    options: SolveOptions = REMEDIES_OPTIONS
     constants: Constants = DEFAULT
-    time_limit_s: float = 5.0
 
 
 def _solve(req: RemedyRequest, remedy: Remedy, concurrency: int) -> Plan:
@@ -148,8 +154,8 @@ def _solve(req: RemedyRequest, remedy: Remedy, concurrency: int) -> Plan:
     topo = apply_what_if(req.topo, remedy.what_if) if remedy.what_if else req.topo
     w = req.workload.model_copy(update={**remedy.workload, "concurrency": concurrency})
     w = Workload.model_validate(w.model_dump())
-    return solve(req.profile, topo, w, gpus=req.gpus, time_limit_s=req.time_limit_s, top=0, constants=req.constants,
-                 offload=remedy.offload)
+    options = req.options.model_copy(update={"top": 0, "offload": remedy.offload})
+    return solve(req.profile, topo, w, options=options, constants=req.constants)
 
 
 def _row(remedy: Remedy, concurrency: int, plan: Plan | None, error: str | None) -> RemedyRow:
@@ -174,7 +180,7 @@ def _against(rows: list[RemedyRow]) -> None:
             r.tokens_per_s_change = r.tokens_per_s / b.tokens_per_s - 1
 
 
-def remedies(req: RemedyRequest, progress: Callable[[int, int], None] | None = None) -> RemediesResult:
+def remedies(req: RemedyRequest, *, progress: Callable[[int, int], None] | None = None) -> RemediesResult:
     """Solve the baseline and every remedy at every load; rows ranked by TPOT within each load."""
     todo = [(r, c) for c in req.concurrencies for r in remedy_list(req.profile, req.topo, req.workload)]
     rows = []
@@ -191,7 +197,7 @@ def remedies(req: RemedyRequest, progress: Callable[[int, int], None] | None = N
     _against(rows)
     rows.sort(key=lambda r: (req.concurrencies.index(r.concurrency), r.remedy != "baseline", not r.fits,
                              r.tpot_ms or 0.0))
-    return RemediesResult(model=req.profile.name, topology=req.topo.name, gpus=req.gpus or req.topo.n_gpus,
+    return RemediesResult(model=req.profile.name, topology=req.topo.name, gpus=req.options.gpus or req.topo.n_gpus,
                           workload=req.workload, concurrencies=req.concurrencies, rows=rows)
 
 

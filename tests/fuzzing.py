@@ -190,8 +190,9 @@ def seed_plan() -> dict:
         from planner.hardware import load_topology
         from planner.plan import Workload
         from planner.solve import solve
+from planner.solve.options import SolveOptions
 
-        plan = solve(load_profile("llama-8b"), load_topology("8xh100"), Workload(concurrency=2), gpus=2, top=0)
+        plan = solve(load_profile("llama-8b"), load_topology("8xh100"), Workload(concurrency=2), options=SolveOptions(gpus=2, top=0))
         seed_plan._doc = json.loads(plan.model_dump_json())
     return copy.deepcopy(seed_plan._doc)
 

@@ -16,6 +16,7 @@ from planner.hardware.whatif import apply_what_if, parse_what_if
 from planner.model.catalog import load_profile
 from planner.plan import Workload, make_partition
 from planner.solve import solve
+from planner.solve.options import SolveOptions
 
 OFFLOAD = "tests/data/offload"
 
@@ -151,7 +152,7 @@ def test_solve_offload_streams_the_rest_of_a_model_that_80_percent_fits(profiles
     w = Workload(isl=1024, osl=256)
     with pytest.raises(Exception):
         solve(p, topo, w)
-    plan = solve(p, topo, w, offload=True)
+    plan = solve(p, topo, w, options=SolveOptions(offload=True))
     assert plan.solver.status == "OPTIMAL"
     streamed = plan.partition.stages[0].offload_layers
     layer = held_weight_bytes(p.decoders[0], Layout(1), p, "bf16")

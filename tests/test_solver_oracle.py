@@ -16,6 +16,7 @@ from planner.cost.estimate import estimate
 from planner.hardware import parse_topology
 from planner.plan import Workload
 from planner.solve import solve
+from planner.solve.options import SolveOptions
 
 from .oracle import CONSTANTS, Oracle, fixed_load, machine_yaml, throughput, tiny_model
 
@@ -157,8 +158,8 @@ def test_time_limit_gives_feasible_with_a_valid_bound(profiles):
     topo = parse_topology(yaml.safe_dump(doc), "two-crossed-boxes.yaml")
     w = Workload(concurrency=64)
     kw = dict(top=0, any_shape=True, max_replicas=1, max_pp=3)  # deeper pipelines take minutes to prove
-    short = solve(profiles("llama-70b"), topo, w, time_limit_s=0.001, **kw)
-    full = solve(profiles("llama-70b"), topo, w, time_limit_s=120, **kw)
+    short = solve(profiles("llama-70b"), topo, w, options=SolveOptions(time_limit_s=0.001), **kw)
+    full = solve(profiles("llama-70b"), topo, w, options=SolveOptions(time_limit_s=120), **kw)
     assert short.solver.status == "FEASIBLE" and short.solver.gap > 0
     assert full.solver.status == "OPTIMAL"
     assert short.solver.best_bound <= full.prediction.tpot_ms + 1e-6 <= short.prediction.tpot_ms + 2e-6

@@ -33,6 +33,7 @@ from typing import Iterable, Literal
 
 from planner.cost.constants import DEFAULT, Constants, FabricProfile
 from planner.errors import InputError
+from planner.hardware.memo import Memo
 from planner.hardware.topology import Topology
 
 Op = Literal["all-reduce", "all-gather", "reduce-scatter", "all-to-all"]
@@ -105,6 +106,13 @@ def _ring_of(topo: Topology, order: tuple[int, ...]) -> Ring:
     return Ring(order, bw, latency / len(order), fabric)
 
 
+#: The best ring of a GPU group, per sorted GPU ids.
+RINGS: Memo[tuple[int, ...], Ring] = Memo("best rings", maxsize=16_384)
+#: One collective's time inside an engine, per (GPU ids, bytes, op, constants key).
+ENGINE_COLLECTIVES: Memo[tuple[tuple[int, ...], int, str, str], float] = Memo("engine collectives",
+                                                                                 maxsize=65_536)
+
+
 def fully_switched(topo: Topology, ids: tuple[int, ...]) -> bool:
     """Every pair joined directly (NVSwitch domain or a full mesh of bonds): all rings are alike."""
     switches = {topo.nvswitch_of(i) for i in ids}
@@ -115,9 +123,8 @@ def fully_switched(topo: Topology, ids: tuple[int, ...]) -> bool:
 
 def best_ring(topo: Topology, gpu_ids: Iterable[int]) -> Ring:
     ids = tuple(sorted(gpu_ids))
-    key = ("ring", ids)
-    if key in topo.cache:
-        return topo.cache[key]
+    if (cached := RINGS.get(topo, ids)) is not None:
+        return cached
     if len(ids) <= 2 or fully_switched(topo, ids):
         ring = _ring_of(topo, ids)
     elif len(ids) <= EXHAUSTIVE_RING_MAX:
@@ -133,8 +140,7 @@ def best_ring(topo: Topology, gpu_ids: Iterable[int]) -> Ring:
                 ring = cand
     else:
         ring = _ring_of(topo, tuple(sorted(ids, key=lambda i: (topo.gpus[i].node_index, i))))
-    topo.cache[key] = ring
-    return ring
+    return RINGS.put(topo, ids, ring)
 
 
 def _launch(context: str, c: Constants) -> float:
@@ -279,7 +285,8 @@ def engine_collective_s(topo: Topology, gpu_ids: Iterable[int], nbytes: float, o
     ids = tuple(sorted(gpu_ids))
     if len(ids) < 2 or nbytes <= 0:
         return 0.0
-    key = ("engine-collective", ids, int(nbytes), op, constants.key)
-    if key not in topo.cache:
-        topo.cache[key] = collective_time(topo, ids, int(nbytes), op, context="engine", constants=constants).time_s
-    return topo.cache[key]
+    key = (ids, int(nbytes), op, constants.key)
+    if (cached := ENGINE_COLLECTIVES.get(topo, key)) is not None:
+        return cached
+    return ENGINE_COLLECTIVES.put(topo, key, collective_time(topo, ids, int(nbytes), op, context="engine",
+                                                             constants=constants).time_s)

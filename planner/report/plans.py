@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from rich.console import Group
 from rich.table import Table
 
+from planner.plan import layout_label
 from planner.report.tables import table
 from planner.units import format_bytes, format_ids
 
@@ -26,8 +27,7 @@ def _layers(s: StagePrediction) -> str:
 
 
 def _layout(s: StagePrediction) -> str:
-    out = f"TP{s.tp}" if s.dp == 1 else f"DP{s.dp}xTP{s.tp}"
-    return out + (f" EP{s.ep}" if s.ep > 1 else "")
+    return layout_label(s.tp, s.dp, s.ep)
 
 
 def stage_table(pred: Prediction, title: str) -> Table:
@@ -45,7 +45,7 @@ def _load_line(pred: Prediction, workload: Workload) -> str:
     mode = {"serving": "steady-state serving", "static": "static batch", "closed": "closed-loop waves"}[pred.mode]
     sequences = "1 sequence decoding" if pred.concurrency == 1 else f"{pred.concurrency:,} sequences decoding together"
     line = (f"at {sequences} ({mode}, isl {workload.isl}, osl {workload.osl}, "
-            f"{workload.weight_dtype} weights, {workload.kv_dtype} KV{''.join(', ' + r for r in workload.remedies())})")
+            f"{workload.weight_dtype} weights, {workload.kv_dtype} KV{''.join(', ' + r for r in workload.remedy_labels())})")
     if pred.mode == "serving" and pred.prefill_tokens_per_step:
         line += f"; each step also prefills {pred.prefill_tokens_per_step:,.0f} prompt tokens on average"
     return line

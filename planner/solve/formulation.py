@@ -28,7 +28,7 @@ CAPACITY_MAX = 1_000_000
 
 
 @dataclass(frozen=True)
-class Limits:
+class SolverBudget:
     """CP-SAT's budget: deterministic time (machine independent, so the same inputs give the same plan)
     and a wall-clock safety net."""
 
@@ -37,7 +37,7 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class Stage:
+class SolvedStage:
     """A solved stage: its configuration, its layers [layer_start, layer_end), and how many layers of each run it
     streams from host memory."""
 
@@ -52,7 +52,7 @@ class Outcome:
     status: str  # OPTIMAL, FEASIBLE, INFEASIBLE or UNKNOWN (the time ran out before any plan)
     value: float = 0.0
     bound: float = 0.0
-    stages: list[Stage] | None = None
+    stages: list[SolvedStage] | None = None
 
     @property
     def found(self) -> bool:
@@ -235,7 +235,7 @@ class ShapeModel:
         m.add(self.traffic == sum(traffic_terms))
 
     # --- queries ---------------------------------------------------------------------------------
-    def _solve(self, limits: Limits) -> Any:
+    def _solve(self, limits: SolverBudget) -> Any:
         solver = self.cp.CpSolver()
         solver.parameters.max_deterministic_time = max(0.05, limits.deterministic_s)
         solver.parameters.max_time_in_seconds = max(5.0, 10 * limits.deterministic_s)  # only a safety net
@@ -254,7 +254,7 @@ class ShapeModel:
             g = next(g for g in self.G if solver.value(self.use[s, g]))
             end = solver.value(self.b[s + 1])
             streamed = tuple(solver.value(self.off[s, g, r]) if (s, g, r) in self.off else 0 for r in self.R)
-            stages.append(Stage(self.configs[g], start, end, streamed))
+            stages.append(SolvedStage(self.configs[g], start, end, streamed))
             start = end
         return Outcome(status, float(solver.value(objective)), float(solver.best_objective_bound), stages)
 
@@ -265,7 +265,7 @@ class ShapeModel:
         if ttft_slo_ns is not None:
             self.m.add(1000 * (ttft_fixed_ns + self.prefill) + wait_milli * self.tpot <= 1000 * ttft_slo_ns)
 
-    def minimize_tpot(self, limits: Limits, incumbent: int | None = None) -> Outcome:
+    def minimize_tpot(self, limits: SolverBudget, incumbent: int | None = None) -> Outcome:
         """The least TPOT; with several stages, then the most balanced stages among plans of that TPOT."""
         if incumbent is not None:
             self.m.add(self.tpot <= incumbent)
@@ -284,14 +284,14 @@ class ShapeModel:
         second.value, second.bound = first.value, first.bound
         return second
 
-    def minimize_traffic(self, limits: Limits, incumbent: int | None = None) -> Outcome:
+    def minimize_traffic(self, limits: SolverBudget, incumbent: int | None = None) -> Outcome:
         if incumbent is not None:
             self.m.add(self.traffic <= incumbent)
         self.m.minimize(self.traffic)
         solver, status = self._solve(limits)
         return self._outcome(solver, status, self.traffic)
 
-    def maximize_capacity(self, limits: Limits) -> Outcome:
+    def maximize_capacity(self, limits: SolverBudget) -> Outcome:
         """The most sequences a replica of this shape holds in memory (each GPU: its dp rank's share).
         Build the model with `memory_at_load=False` for this query."""
         m = self.m

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from planner.plan import Partition, Stage
-from planner.solve.formulation import Stage as Solved
+from planner.solve.formulation import SolvedStage as Solved
 from planner.solve.slots import SlotSystem
 
 
