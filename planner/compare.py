@@ -103,12 +103,14 @@ def compare(profile: ModelProfile, topologies: list[Topology], workload: Workloa
                 continue
             p = plan.prediction
             rows.append(CompareRow(
-                topology=topo.name, n_gpus=topo.n_gpus, concurrency=p.concurrency, fits=True, shape=plan.partition.shape,
+                topology=topo.name, n_gpus=topo.n_gpus, concurrency=p.concurrency, fits=True,
+                shape=plan.partition.shape,
                 stages=[s.gpu_ids for s in plan.stages], tpot_ms=p.tpot_ms, ttft_ms=p.ttft_ms,
                 tokens_per_s=p.tokens_per_s, tokens_per_s_per_gpu=p.tokens_per_s_per_gpu,
                 max_concurrency=p.max_concurrency, breakdown_ms=dict(p.time_breakdown_ms),
                 roofline_ratio=p.roofline_ratio, solver_status=plan.solver.status))
-    result = CompareResult(model=profile.name, objective=objective.value, workload=workload, concurrencies=concurrencies,
+    result = CompareResult(model=profile.name, objective=objective.value, workload=workload,
+                           concurrencies=concurrencies,
                            topologies=names, rows=rows, verdict=[])
     result.verdict = verdict(result)
     return result

@@ -294,7 +294,8 @@ class Plan(BaseModel):
     @classmethod
     def _known_version(cls, v):
         if v not in SUPPORTED_PLAN_VERSIONS:
-            raise ValueError(f"plan_version {v} is not one this planner reads ({', '.join(map(str, SUPPORTED_PLAN_VERSIONS))})")
+            known = ", ".join(map(str, SUPPORTED_PLAN_VERSIONS))
+            raise ValueError(f"plan_version {v} is not one this planner reads ({known})")
         return v
 
     @property
@@ -316,7 +317,8 @@ def tp_problems(profile: ModelProfile, tp: int, experts_split: bool = True) -> l
         if tp <= kv and kv % tp:
             problems.append(f"tp({tp}) must divide KV heads({kv}) when tp <= KV heads")
         if tp > kv and tp % kv:
-            problems.append(f"tp({tp}) must be a multiple of KV heads({kv}) when tp > KV heads (each rank holds a replica)")
+            problems.append(f"tp({tp}) must be a multiple of KV heads({kv}) when tp > KV heads "
+                            "(each rank holds a replica)")
     return problems
 
 
@@ -333,7 +335,8 @@ def layout_problems(profile: ModelProfile, stage: Stage) -> list[str]:
     elif stage.ep > 1 and moe.n_experts % stage.ep:
         problems.append(f"ep({stage.ep}) must divide the routed experts({moe.n_experts})")
     if stage.dp > 1 and moe is None:
-        problems.append(f"dp({stage.dp}) inside a stage needs a mixture-of-experts model; use replicas for {profile.name}")
+        problems.append(f"dp({stage.dp}) inside a stage needs a mixture-of-experts model; use replicas for "
+                        f"{profile.name}")
     return problems
 
 
@@ -449,7 +452,8 @@ def make_partition(profile: ModelProfile, topo: Topology, *, tp: int, pp: int = 
         return part
     bad = [i for i in offload_layers if not 0 <= i < profile.n_layers]
     if bad:
-        raise PartitionError(f"--offload-layers: {profile.name} has decoder layers 0..{profile.n_layers - 1}, got {bad[0]}")
+        raise PartitionError(f"--offload-layers: {profile.name} has decoder layers 0..{profile.n_layers - 1}, "
+                             f"got {bad[0]}")
     stages = [st.model_copy(update={"offload_layers": sorted({i for i in offload_layers
                                                                 if st.layer_start <= i < st.layer_end})})
               for st in part.stages]

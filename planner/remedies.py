@@ -76,15 +76,19 @@ def _dtype_remedies(profile: ModelProfile, w: Workload) -> list[Remedy]:
     quality = "quality: check the quantised checkpoint's accuracy; not modelled"
     out = []
     if w.weight_dtype in ("bf16", "fp16"):
-        out.append(Remedy("fp8 weights", "weight_dtype=fp8", "fp8 GEMMs read 1 byte a weight", {"weight_dtype": "fp8"}, caveat=quality))
+        out.append(Remedy("fp8 weights", "weight_dtype=fp8", "fp8 GEMMs read 1 byte a weight", {"weight_dtype": "fp8"},
+                          caveat=quality))
     if w.weight_dtype in ("bf16", "fp16", "fp8"):
-        out.append(Remedy("int4 weights", "weight_dtype=int4", "AWQ/GPTQ int4: 0.5 byte a weight + a 16-bit scale per 128",
+        out.append(Remedy("int4 weights", "weight_dtype=int4",
+                          "AWQ/GPTQ int4: 0.5 byte a weight + a 16-bit scale per 128",
                           {"weight_dtype": "int4"}, caveat=quality))
     if profile.moe is not None and w.weight_dtype != "mxfp4":
-        out.append(Remedy("mxfp4 experts", "weight_dtype=mxfp4", "routed experts in MXFP4 (4.25 bits a weight), the rest 16-bit",
+        out.append(Remedy("mxfp4 experts", "weight_dtype=mxfp4",
+                          "routed experts in MXFP4 (4.25 bits a weight), the rest 16-bit",
                           {"weight_dtype": "mxfp4"}, caveat=quality))
     if w.kv_dtype in ("bf16", "fp16"):
-        out.append(Remedy("fp8 KV", "kv_dtype=fp8", "the KV cache in fp8: half the bytes per token", {"kv_dtype": "fp8"},
+        out.append(Remedy("fp8 KV", "kv_dtype=fp8", "the KV cache in fp8: half the bytes per token",
+                          {"kv_dtype": "fp8"},
                           caveat=quality))
     return out
 
@@ -93,12 +97,15 @@ def _sparsity_remedies(profile: ModelProfile) -> list[Remedy]:
     quality = "quality: the sparsity a model tolerates is measured per model; not modelled"
     out = []
     if profile.moe is None:
-        out.append(Remedy("MLP sparse 50%", "mlp_sparsity=0.5", "a token needs half of each MLP's rows (Deja Vu, CATS report "
+        out.append(Remedy("MLP sparse 50%", "mlp_sparsity=0.5",
+                          "a token needs half of each MLP's rows (Deja Vu, CATS report "
                           "~50% at small quality loss); a batch of n reads 1 - 0.5^n", {"mlp_sparsity": 0.5},
                           caveat=quality))
-    out.append(Remedy("act. sparse 40%", "activation_sparsity=0.4", "40% of every matrix's input channels skipped (TEAL, "
+    out.append(Remedy("act. sparse 40%", "activation_sparsity=0.4",
+                      "40% of every matrix's input channels skipped (TEAL, "
                       "model-wide, near-lossless at 40%)", {"activation_sparsity": 0.4}, caveat=quality))
-    out.append(Remedy("attn. sparse 75%", "attention_sparsity=0.75", "a decode token reads a quarter of its KV cache (top-k / "
+    out.append(Remedy("attn. sparse 75%", "attention_sparsity=0.75",
+                      "a decode token reads a quarter of its KV cache (top-k / "
                       "block-sparse attention)", {"attention_sparsity": 0.75}, caveat=quality))
     return out
 
@@ -125,7 +132,8 @@ def remedy_list(profile: ModelProfile, topo: Topology, workload: Workload) -> li
         tier = "layers streamed from host memory over PCIe each step, prefetched one layer ahead"
         out.append(Remedy("host tier", "offload", tier, offload=True))
         if workload.weight_dtype in ("bf16", "fp16", "fp8"):
-            out.append(Remedy("int4 + host tier", "weight_dtype=int4, offload", "int4 weights, the rest of them streamed from host "
+            out.append(Remedy("int4 + host tier", "weight_dtype=int4, offload",
+                              "int4 weights, the rest of them streamed from host "
                               "memory", {"weight_dtype": "int4"}, offload=True,
                               caveat="quality: check the quantised checkpoint's accuracy; not modelled"))
     out += _hardware_remedies(topo)

@@ -412,7 +412,8 @@ class _NodeBuilder:
                 self.facts.socket_of_gpu[self.g.nodes[self.local[i]]["gpu_id"]] = cpu
             for nic in sw.nics:
                 self._edge(f"{self.name}/{nic}", key, kind="pcie",
-                                bandwidth=min(sw.bandwidth, nic_defs[nic].bandwidth * 2), latency=nic_defs[nic].latency / 2)
+                                bandwidth=min(sw.bandwidth, nic_defs[nic].bandwidth * 2),
+                                latency=nic_defs[nic].latency / 2)
 
     def _root_ports(self) -> None:
         node = self.node

@@ -117,10 +117,13 @@ def _gpu_rows(summary: TopologySummary) -> Table:
 
 
 def topology_table(summary: TopologySummary) -> Group:
-    links = table(f"links (per direction){'' if summary.links_total == len(summary.links) else f', first {len(summary.links)} of {summary.links_total}'}",
+    n = len(summary.links)
+    shown = "" if summary.links_total == n else f", first {n} of {summary.links_total}"
+    links = table(f"links (per direction){shown}",
                   ["from", "to", "kind", "bandwidth", "latency"], right=("bandwidth", "latency"))
     for link in summary.links:
-        links.add_row(link.a, link.b, link.kind, f"{link.bandwidth_bytes_per_s / 1e9:g} GB/s", f"{link.latency_s * 1e6:g} us")
+        links.add_row(link.a, link.b, link.kind, f"{link.bandwidth_bytes_per_s / 1e9:g} GB/s",
+                      f"{link.latency_s * 1e6:g} us")
     parts = [_gpu_rows(summary), links]
     if summary.bandwidth_matrix_bytes_per_s is not None:
         n = len(summary.gpus)
@@ -142,6 +145,7 @@ def topology_table(summary: TopologySummary) -> Group:
 def collective_table(rows: list[CollectiveRow], title: str) -> Table:
     t = table(title, ["size", "bytes", "time", "busbw", "algorithm"], right=("size", "bytes", "time", "busbw"))
     for r in rows:
-        t.add_row(r.size, f"{r.bytes:,}", f"{r.time_us:,.1f} us", f"{r.busbw_gbps:,.2f} GB/s", f"{r.algorithm}/{r.protocol}")
+        t.add_row(r.size, f"{r.bytes:,}", f"{r.time_us:,.1f} us", f"{r.busbw_gbps:,.2f} GB/s",
+                  f"{r.algorithm}/{r.protocol}")
     return t
 

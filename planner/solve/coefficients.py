@@ -136,8 +136,9 @@ def _streaming(timer: _Timer, runs: list[tuple[int, int]], op: OperatingPoint) -
     for a, _ in runs:
         layer = t.profile.decoders[a]
 
-        def extra(load: StepLoad) -> float:
-            return streamed_layer_s(t.step(layer, load).time_s, layer, t.cfg.layout, t.profile, t.w.weight_dtype, rate)
+        def extra(load: StepLoad, layer: LayerInfo = layer) -> float:
+            return streamed_layer_s(t.step(layer, load).time_s, layer, t.cfg.layout, t.profile, t.w.weight_dtype,
+                                    rate)
 
         tpot.append(ns(sum(w * extra(load) for load, w in op.tpot_loads) / op.tokens_per_pass))
         ttft.append(ns(op.ttft_chunks * extra(op.ttft_load)))
@@ -182,5 +183,6 @@ def hops(profile: ModelProfile, topo: Topology, nodes: list[str], op: OperatingP
         for b in nodes:
             tpot[a, b] = ns(sum(w * transfer_pair_s(topo, a, b, transfer_bytes(profile, load.tokens), c)
                                 for load, w in op.tpot_loads) / op.tokens_per_pass)
-            ttft[a, b] = ns(op.ttft_chunks * transfer_pair_s(topo, a, b, transfer_bytes(profile, op.ttft_load.tokens), c))
+            ttft[a, b] = ns(op.ttft_chunks * transfer_pair_s(topo, a, b, transfer_bytes(profile, op.ttft_load.tokens),
+                                                             c))
     return Hops(tpot, ttft, int(round(transfer_bytes(profile, op.decode))))

@@ -84,8 +84,10 @@ class ShapeModel:
     def _time_bound(self) -> int:
         """A bound on any stage time, TPOT or prefill chain of this model (keeps every product in int64)."""
         ks = self.coefs
-        per_stage = sum((hi - lo) * max(max(k.tpot_ns[r], k.ttft_ns[r]) for k in ks) for r, (lo, hi) in enumerate(self.runs))
-        per_stage += max(max(k.first.tpot_ns, k.first.ttft_ns) for k in ks) + max(max(k.last.tpot_ns, k.last.ttft_ns) for k in ks)
+        per_stage = sum((hi - lo) * max(max(k.tpot_ns[r], k.ttft_ns[r]) for k in ks) for r,
+                        (lo, hi) in enumerate(self.runs))
+        per_stage += max(max(k.first.tpot_ns, k.first.ttft_ns) for k in ks) + max(max(k.last.tpot_ns,
+                                                                                      k.last.ttft_ns) for k in ks)
         per_stage += max([*self.hops.tpot_ns.values(), *self.hops.ttft_ns.values(), 0])
         per_stage += sum((hi - lo) * max(max(k.streaming.tpot_ns[r], k.streaming.ttft_ns[r]) if k.streaming else 0
                                          for k in ks) for r, (lo, hi) in enumerate(self.runs))
@@ -176,7 +178,8 @@ class ShapeModel:
 
     def _weights(self, s: int, g: int):
         k = self.coefs[g]
-        held = sum(k.weight_bytes[r] * self.n[s, g, r] for r in self.R) + self._extra(s, g, "weight_bytes") * self.use[s, g]
+        held = sum(k.weight_bytes[r] * self.n[s, g, r] for r in self.R) + self._extra(s, g,
+                                                                                      "weight_bytes") * self.use[s, g]
         if k.streaming is None:
             return held
         return held - self._streamed(s, g, "host_bytes") + self.buf[s, g]
@@ -229,7 +232,8 @@ class ShapeModel:
         m.add(self.prefill == sum(ttft_terms))
         traffic_max = sum(abs(t) if isinstance(t, int) else 0 for t in traffic_terms)
         ks = self.coefs
-        traffic_max += self.pp * (sum((hi - lo) * max(k.traffic_bytes[r] for k in ks) for r, (lo, hi) in enumerate(self.runs))
+        traffic_max += self.pp * (sum((hi - lo) * max(k.traffic_bytes[r] for k in ks) for r,
+                                      (lo, hi) in enumerate(self.runs))
                                   + max(k.first.traffic_bytes for k in ks) + max(k.last.traffic_bytes for k in ks))
         self.traffic = m.new_int_var(0, max(1, traffic_max), "traffic")
         m.add(self.traffic == sum(traffic_terms))

@@ -121,7 +121,8 @@ class _Run:
             if res.note and res.status == "INFEASIBLE" and res.note not in self.notes and len(self.notes) < 5:
                 self.notes.append(res.note)
             out.append(res)
-            if res.prediction is not None and res.prediction.fits and (self.best is None or res.score < self.best.score):
+            fits = res.prediction is not None and res.prediction.fits
+            if fits and (self.best is None or res.score < self.best.score):
                 self.best = res
             if self.progress is not None:
                 best = None if self.best is None else f"{self.best.partition.shape}: {_describe(self.req, self.best)}"
@@ -202,7 +203,8 @@ def _nothing_fits(req: Request, ids: list[int], notes: list[str]) -> InfeasibleE
     weights = profile.weight_bytes(workload.weight_dtype)
     load = 1 if req.options.objective == Objective.THROUGHPUT else workload.concurrency
     kv = profile.kv_bytes_per_token(workload.kv_dtype) * workload.sequence_tokens * load
-    slos = [f"{name} <= {slo:g} ms" for name, slo in (("TPOT", req.options.tpot_slo_ms), ("TTFT", req.options.ttft_slo_ms))
+    slos = [f"{name} <= {slo:g} ms" for name, slo in (("TPOT", req.options.tpot_slo_ms), ("TTFT",
+                                                                                          req.options.ttft_slo_ms))
             if slo is not None]
     if weights + kv <= cap and (slos or notes):
         what = " and ".join(slos) if slos else "the engine's step budget"
@@ -210,7 +212,8 @@ def _nothing_fits(req: Request, ids: list[int], notes: list[str]) -> InfeasibleE
                                details=notes + ["raise the SLOs, lower --concurrency, or add GPUs"])
     details = [f"weights {format_bytes(weights)} + KV {format_bytes(kv)} ({load} x {workload.sequence_tokens} tokens) "
                f"= {format_bytes(weights + kv)} against {format_bytes(cap)} usable on {len(ids)} GPUs"]
-    details.append(f"per GPU: short by about {max(0.0, weights + kv - cap) / len(ids) / 1e9:.1f} GB" if weights + kv > cap
+    short_gb = max(0.0, weights + kv - cap) / len(ids) / 1e9
+    details.append(f"per GPU: short by about {short_gb:.1f} GB" if weights + kv > cap
                    else "the total fits, but no stage split respects every GPU's memory and the TP rules")
     details += suggestions(profile, topo, ids, workload, c)
     return InfeasibleError(f"{profile.name} does not fit on {len(ids)} GPUs of {topo.name}", details=details)

@@ -83,7 +83,8 @@ def isomorphism_map(topo: Topology, a: tuple[int, ...], b: tuple[int, ...]) -> d
         if k >= _MAX_MATCHES:
             break
         gpu_map = {i: topo.graph.nodes[mapping[topo.gpus[i].key]]["gpu_id"] for i in a}
-        if all(tuple((mapping[u], mapping[v]) for u, v in topo.path(x, y).hops) == topo.path(gpu_map[x], gpu_map[y]).hops
+        if all(tuple((mapping[u], mapping[v]) for u, v in topo.path(x, y).hops) == topo.path(gpu_map[x],
+                                                                                             gpu_map[y]).hops
                for x, y in itertools.permutations(a, 2)):
             return gpu_map
     return None
