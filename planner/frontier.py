@@ -125,7 +125,8 @@ def _ladder(profile: ModelProfile, topo: Topology, part: Partition, workload: Wo
     """The plan at one, two, four ... sequences per replica, up to the largest load it serves."""
     first = estimate(profile, topo, part, workload.model_copy(update={"concurrency": part.replicas}), c, check=False)
     cap = first.max_concurrency
-    loads, per = [], 1
+    loads: list[int] = []
+    per = 1
     while per * part.replicas <= cap and len(loads) < MAX_LOADS_PER_SHAPE:
         loads.append(per * part.replicas)
         per *= 2

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator, model_validator
 
+from pydantic.config import JsonDict
+
 from planner.errors import PartitionError
 from planner.model.dtypes import dtype_problem
 
@@ -38,7 +40,7 @@ def layout_label(tp: int, dp: int = 1, ep: int = 1) -> str:
     return out + (f"+EP{ep}" if ep > 1 else "")
 
 
-_REMEDY = {"panel": "Remedies"}
+_REMEDY: JsonDict = {"panel": "Remedies"}
 
 
 class Workload(BaseModel):
@@ -413,6 +415,29 @@ def partition_from_counts(counts: list[int], gpu_ids: list[int], tp: int, replic
         stages.append(Stage(layer_start=start, layer_end=start + n, gpu_ids=reps[0][k], tp=tp, dp=dp, ep=ep))
         start += n
     return Partition(stages=stages, replicas=replicas, replica_gpu_ids=reps if replicas > 1 else [])
+
+
+class EstimateReport(BaseModel):
+    """`planner estimate --json`: the headline figures of a prediction at its load, and the plan they belong to."""
+
+    concurrency: int
+    tpot_ms: float
+    ttft_ms: float
+    tokens_per_s: float
+    tokens_per_s_per_gpu: float
+    tokens_per_s_per_user: float
+    max_concurrency: int
+    memory_per_gpu_bytes: dict[int, float]
+    hbm_bytes_per_token: float
+    interconnect_bytes_per_token: float
+    roofline_tpot_ms: float
+    fits: bool
+    plan: Plan
+
+    @classmethod
+    def of(cls, plan: Plan) -> EstimateReport:
+        p = plan.prediction
+        return cls(plan=plan, **{name: getattr(p, name) for name in cls.model_fields if name != "plan"})
 
 
 def build_plan(profile: ModelProfile, topo: Topology, partition: Partition, *, workload: Workload,

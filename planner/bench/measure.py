@@ -99,7 +99,7 @@ def bench(loaded: LoadedPlan, url: str, concurrencies: list[int], *, isl: int, o
             if progress is not None:
                 progress(done + n, len(concurrencies) * requests)
 
-        res: LoadResult = asyncio.run(run_load(base, conc, requests, isl, osl, vocab, progress=tick))
+        res: LoadResult = asyncio.run(run_load(base, conc, requests, isl, osl, vocab=vocab, progress=tick))
         done += requests
         meas = Figures(ttft_ms=res.ttft_ms, tpot_ms=res.tpot_ms, tokens_per_s=res.tokens_per_s)
         pred = predict(loaded, conc, isl, osl, constants)

@@ -50,7 +50,7 @@ def estimate_cmd(
 ) -> None:
     """Predict time, traffic and memory of a partition you choose (TP, DP, EP, PP, layers, GPUs) at one load."""
     from planner.cost import estimate, infeasible_error
-    from planner.plan import SolverInfo, build_plan, make_partition
+    from planner.plan import EstimateReport, SolverInfo, build_plan, make_partition
 
     constants, topo, profile = load_inputs(model, topology, work, calibration=calibration, what_if=what_if)
     partition = make_partition(profile, topo, tp=tp, pp=pp, layers=int_list(layers, "--layers", low=1),
@@ -64,11 +64,7 @@ def estimate_cmd(
         write_file(output, plan.model_dump_json(indent=2) + "\n", "the plan")
         say(f"wrote {output}")
     if json_out:
-        keys = ("concurrency", "tpot_ms", "ttft_ms", "tokens_per_s", "tokens_per_s_per_gpu", "tokens_per_s_per_user",
-                "max_concurrency", "memory_per_gpu_bytes", "hbm_bytes_per_token", "interconnect_bytes_per_token",
-                "roofline_tpot_ms", "fits")
-        flat = {k: getattr(prediction, k) for k in keys}
-        print_json({**flat, "plan": plan.model_dump(mode="json")})
+        print_json(EstimateReport.of(plan))
         return
     from planner.report.plans import prediction_report
 

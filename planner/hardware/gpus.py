@@ -31,7 +31,7 @@ class GpuSpec(BaseModel):
         return self.flops_per_s["bf16"]
 
 
-def _spec(name, memory_mib, hbm, bf16, fp8=None, link="pcie5", vendor="nvidia", aliases=(), pcie=63e9):
+def _spec(name, memory_mib, hbm, bf16, fp8=None, *, link="pcie5", vendor="nvidia", aliases=(), pcie=63e9):
     flops = {"bf16": bf16, "fp16": bf16}
     if fp8:
         flops["fp8"] = fp8
@@ -43,19 +43,25 @@ GPU_SPECS: dict[str, GpuSpec] = {
     s.name: s
     for s in [
         # memory.total: 81559 MiB (nvidia-smi on H100 80GB HBM3)
-        _spec("H100-SXM5-80GB", 81559, 3.35e12, 989e12, 1979e12, "nvlink4", aliases=["h100", "h100-sxm", "NVIDIA H100 80GB HBM3"]),
-        _spec("H100-PCIe-80GB", 81559, 2.0e12, 756e12, 1513e12, "pcie5", aliases=["h100-pcie", "NVIDIA H100 PCIe"]),
+        _spec("H100-SXM5-80GB", 81559, 3.35e12, 989e12, 1979e12, link="nvlink4", aliases=["h100", "h100-sxm",
+                                                                                          "NVIDIA H100 80GB HBM3"]),
+        _spec("H100-PCIe-80GB", 81559, 2.0e12, 756e12, 1513e12, link="pcie5", aliases=["h100-pcie",
+                                                                                       "NVIDIA H100 PCIe"]),
         # memory.total: 143771 MiB (nvidia-smi on H200)
-        _spec("H200-SXM-141GB", 143771, 4.8e12, 989e12, 1979e12, "nvlink4", aliases=["h200", "NVIDIA H200"]),
+        _spec("H200-SXM-141GB", 143771, 4.8e12, 989e12, 1979e12, link="nvlink4", aliases=["h200", "NVIDIA H200"]),
         # memory.total: 81920 MiB (nvidia-smi on A100 80GB)
-        _spec("A100-SXM4-80GB", 81920, 2.039e12, 312e12, None, "nvlink3", aliases=["a100", "a100-sxm", "NVIDIA A100-SXM4-80GB"], pcie=31.5e9),
-        _spec("A100-PCIe-80GB", 81920, 1.935e12, 312e12, None, "pcie4", aliases=["a100-pcie", "NVIDIA A100 80GB PCIe"], pcie=31.5e9),
+        _spec("A100-SXM4-80GB", 81920, 2.039e12, 312e12, None, link="nvlink3",
+              aliases=["a100", "a100-sxm", "NVIDIA A100-SXM4-80GB"], pcie=31.5e9),
+        _spec("A100-PCIe-80GB", 81920, 1.935e12, 312e12, None, link="pcie4",
+              aliases=["a100-pcie", "NVIDIA A100 80GB PCIe"], pcie=31.5e9),
         # memory.total: 46068 MiB (nvidia-smi on L40S)
-        _spec("L40S-48GB", 46068, 0.864e12, 362e12, 733e12, "pcie4", aliases=["l40s", "NVIDIA L40S"], pcie=31.5e9),
+        _spec("L40S-48GB", 46068, 0.864e12, 362e12, 733e12, link="pcie4", aliases=["l40s", "NVIDIA L40S"], pcie=31.5e9),
         # memory.total: 24564 MiB (nvidia-smi on RTX 4090)
-        _spec("RTX4090-24GB", 24564, 1.008e12, 165e12, 330e12, "pcie4", aliases=["rtx4090", "4090", "NVIDIA GeForce RTX 4090"], pcie=31.5e9),
+        _spec("RTX4090-24GB", 24564, 1.008e12, 165e12, 330e12, link="pcie4",
+              aliases=["rtx4090", "4090", "NVIDIA GeForce RTX 4090"], pcie=31.5e9),
         # 192 GiB HBM3 (rocm-smi VRAM total 196592 MiB)
-        _spec("MI300X-192GB", 196592, 5.3e12, 1307e12, 2615e12, "xgmi", "amd", aliases=["mi300x", "AMD Instinct MI300X"]),
+        _spec("MI300X-192GB", 196592, 5.3e12, 1307e12, 2615e12, link="xgmi", vendor="amd",
+              aliases=["mi300x", "AMD Instinct MI300X"]),
     ]
 }
 

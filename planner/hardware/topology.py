@@ -397,8 +397,8 @@ class _NodeBuilder:
                         self._edge(local[a], local[b], kind="nvlink", bandwidth=node.mesh.bandwidth,
                                    latency=node.mesh.latency)
         for bond in node.nvlink:
-            a, b = (local[i] for i in bond.gpus)
-            self._edge(a, b, kind="nvlink", bandwidth=bond.links * bond.link_bandwidth, latency=bond.latency)
+            ka, kb = (local[i] for i in bond.gpus)
+            self._edge(ka, kb, kind="nvlink", bandwidth=bond.links * bond.link_bandwidth, latency=bond.latency)
 
     def _pcie_switches(self) -> None:
         nic_defs = {n.name: n for n in self.node.nics}

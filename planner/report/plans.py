@@ -95,7 +95,7 @@ def plan_report(plan: Plan) -> Group:
     slos += [f"TTFT <= {plan.inputs.ttft_slo_ms:g} ms" for _ in [1] if plan.inputs.ttft_slo_ms is not None]
     title = (f"{plan.inputs.model} on {plan.inputs.topology}: {plan.partition.shape} "
              f"[{plan.inputs.objective}{', ' + ', '.join(slos) if slos else ''}]")
-    parts = [stage_table(pred, title), totals_table(pred, w)]
+    parts: list[Table | str] = [stage_table(pred, title), totals_table(pred, w)]
     if plan.replicas > 1:
         parts.append("replicas on GPUs: "
                      + "; ".join(" | ".join(format_ids(st) for st in rep) for rep in plan.replica_gpu_ids))

@@ -6,7 +6,7 @@ terminal, or piped, every GPU id and layer range still shows in full.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from rich.console import Group
 from rich.table import Table
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from planner.hardware.topology import Topology
     from planner.model.catalog import CatalogEntry
 
-RIGHT = "right"
+RIGHT: Literal["right"] = "right"
 
 
 def table(title: str | None, columns: list[str], *, right: tuple[str, ...] = (), show_header: bool = True) -> Table:
@@ -57,7 +57,8 @@ def _runs(rows, all_layers: bool) -> list[tuple]:
     """Rows, with runs of identical decoder layers collapsed into one row and a count."""
     if all_layers or sum(r.kind == "decoder" for r in rows) <= 6:
         return [(r, 1) for r in rows]
-    shown, run = [], []
+    shown: list = []
+    run: list = []
     for r in rows:
         if r.kind == "decoder" and run and _same(run[-1], r):
             run.append(r)

@@ -16,7 +16,8 @@ from planner.cost.offload import stream_bytes_per_s, streamed_layer_s
 from planner.cost.serving import OperatingPoint
 from planner.cost.shards import held_weight_bytes
 from planner.cost.speculative import draft_step, draft_weight_bytes
-from planner.cost.step import GroupHardware, StageStep, StepLoad, add_steps, engine_overhead_s, node_step, stage_comm
+from planner.cost.step import (GroupHardware, StageComm, StageStep, StepLoad, add_steps, engine_overhead_s, node_step,
+                               stage_comm)
 from planner.cost.transfer import transfer_bytes, transfer_pair_s
 from planner.hardware.topology import Topology
 from planner.model.layergraph import LayerInfo, ModelProfile
@@ -88,7 +89,7 @@ class _Timer:
     def __init__(self, profile: ModelProfile, topo: Topology, cfg: Config, workload: Workload, c: Constants):
         self.profile, self.topo, self.cfg, self.w, self.c = profile, topo, cfg, workload, c
         self.hw = GroupHardware.of(topo, cfg.gpu_ids, workload.weight_dtype)
-        self._comm: dict[StepLoad, object] = {}
+        self._comm: dict[StepLoad, StageComm] = {}
 
     def step(self, layer: LayerInfo, load: StepLoad) -> StageStep:
         if load not in self._comm:
@@ -146,7 +147,7 @@ def _streaming(timer: _Timer, runs: list[tuple[int, int]], op: OperatingPoint) -
     return Streaming(tuple(tpot), tuple(ttft), tuple(host))
 
 
-def coefficients(profile: ModelProfile, topo: Topology, cfg: Config, runs: list[tuple[int, int]], workload: Workload,
+def coefficients(profile: ModelProfile, topo: Topology, cfg: Config, *, runs: list[tuple[int, int]], workload: Workload,
                  op: OperatingPoint, c: Constants, offload: bool = False) -> Coefficients:
     timer = _Timer(profile, topo, cfg, workload, c)
     tpot, ttft, traffic, weights, kv = [], [], [], [], []

@@ -62,7 +62,7 @@ class Outcome:
 class ShapeModel:
     """One shape's CP-SAT model; build once, then ask `minimize_tpot`, `minimize_traffic` or `maximize_capacity`."""
 
-    def __init__(self, n_layers: int, pp: int, micro: int, configs: list[Config], coefs: list[Coefficients],
+    def __init__(self, n_layers: int, pp: int, micro: int, *, configs: list[Config], coefs: list[Coefficients],
                  runs: list[tuple[int, int]], hops: Hops, pools: dict[str, list[int]], gpus: int, exact_gpus: bool,
                  memory_at_load: bool = True, host_capacity: dict[str, int] | None = None):
         from ortools.sat.python import cp_model
@@ -200,7 +200,9 @@ class ShapeModel:
         for s in S:
             for nd in self.nodes:
                 m.add(on[s, nd] == sum(self.use[s, g] for g in G if self.configs[g].node == nd))
-        self.T, ttft_terms, traffic_terms = [], [], []
+        self.T: list[Any] = []
+        ttft_terms: list[Any] = []
+        traffic_terms: list[Any] = []
         for s in S:
             t = [self.coefs[g].tpot_ns[r] * self.n[s, g, r] for g in G for r in self.R]
             t += [self._extra(s, g, "tpot_ns") * self.use[s, g] for g in G]

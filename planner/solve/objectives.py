@@ -62,8 +62,9 @@ class Request:
         if key not in self.coefficients:
             if len(self.coefficients) >= COEFFICIENT_CACHE_SIZE:
                 self.coefficients.pop(next(iter(self.coefficients)))
-            self.coefficients[key] = coefficients(self.profile, self.topo, cfg, self.runs, self.workload, op,
-                                                  self.constants, streams)
+            self.coefficients[key] = coefficients(self.profile, self.topo, cfg, runs=self.runs, workload=self.workload,
+                                                  op=op,
+                                                  c=self.constants, offload=streams)
         return self.coefficients[key]
 
 
@@ -107,8 +108,10 @@ class ShapeSolver:
     def model(self, op: OperatingPoint, memory_at_load: bool = True) -> ShapeModel:
         r, s = self.req, self.shape
         host = {nd: int(r.topo.host_capacity_bytes(nd)) for nd in self.nodes} if self.streams else None
-        return ShapeModel(r.profile.n_layers, s.pp, op.micro, self.cands.configs, self.coefs(op), r.runs,
-                          self.hand_offs(op), self.cands.pools, s.gpus, s.exact_gpus, memory_at_load, host)
+        return ShapeModel(r.profile.n_layers, s.pp, op.micro, configs=self.cands.configs, coefs=self.coefs(op),
+                          runs=r.runs,
+                          hops=self.hand_offs(op), pools=self.cands.pools, gpus=s.gpus, exact_gpus=s.exact_gpus,
+                          memory_at_load=memory_at_load, host_capacity=host)
 
     def _usable(self, ks: list[Coefficients]) -> list[Coefficients]:
         """Configurations a stage can take while the other PP - 1 stages get at least the smallest size."""

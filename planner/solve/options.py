@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 MAX_TIME_LIMIT_S = 3600.0
 MAX_PP = 64
@@ -25,7 +26,7 @@ class Objective(StrEnum):
 
 OBJECTIVES = tuple(o.value for o in Objective)
 
-_SOLVER = {"panel": "Solver"}
+_SOLVER: JsonDict = {"panel": "Solver"}
 
 
 class SolveOptions(BaseModel):

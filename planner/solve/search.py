@@ -62,7 +62,7 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, options:
     if not ok:
         raise _nothing_fits(req, list(scope.ids), run.notes)
     ok += run.runners_up(results, ok)
-    return _plan(req, ok, results, run.exact, run.notes, time.perf_counter() - started)
+    return _plan(req, ok, results, exact=run.exact, notes=run.notes, wall_s=time.perf_counter() - started)
 
 
 class _Run:
@@ -182,7 +182,7 @@ def _alternatives(ok: list[ShapeResult], top: int) -> list[Alternative]:
     return alts[:top]
 
 
-def _plan(req: Request, ok: list[ShapeResult], results: list[ShapeResult], exact: bool, notes: list[str],
+def _plan(req: Request, ok: list[ShapeResult], results: list[ShapeResult], *, exact: bool, notes: list[str],
           wall_s: float) -> Plan:
     ok.sort(key=_sort_key)
     best = ok[0]

@@ -63,18 +63,18 @@ def enumerate_shapes(profile: ModelProfile, topo: Topology, ids: list[int], lim:
         for pp in range(1, min(lim.max_pp, profile.n_layers, per) + 1):
             if lim.any_shape:
                 for size in ([per] if r == 1 else range(pp, per + 1)):
-                    shapes += _on_slots(topo, ids, r, pp, size, None)
+                    shapes += _on_slots(topo, ids, r, pp=pp, size=size, layout=None)
                 continue
             for width, lays in layouts.items():
                 if pp * width > per or not lays:
                     continue
                 for lay in lays:
                     if pp == 1 or lay.dp == 1:  # engines run attention data parallelism without pipeline stages
-                        shapes += _on_slots(topo, ids, r, pp, pp * width, lay)
+                        shapes += _on_slots(topo, ids, r, pp=pp, size=pp * width, layout=lay)
     return shapes
 
 
-def _on_slots(topo: Topology, ids: list[int], r: int, pp: int, size: int, layout: Layout | None) -> list[Shape]:
+def _on_slots(topo: Topology, ids: list[int], r: int, *, pp: int, size: int, layout: Layout | None) -> list[Shape]:
     systems, exact = slot_systems(topo, ids, r, size)
     exact_gpus = r > 1 or layout is not None
     if not systems and not exact:
