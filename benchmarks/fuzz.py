@@ -48,7 +48,7 @@ def family_cases(name: str, n: int, tmp: Path, out: list[Outcome], seed_value: i
         tops = seeds("topology")
 
         def body(d):
-            f, kind = mutated_file(d, tops, tmp / "t.yaml")
+            f, kind, _ = mutated_file(d, tops, tmp / "t.yaml")
             argv = ["topology", "show", str(f), "--json"] if name == "topology-show" else \
                 ["solve", "--model", "llama-8b", "--topology", str(f), "--time-limit", "2", "--top", "0"]
             out.append(run_case(name, argv, kind))
@@ -56,17 +56,17 @@ def family_cases(name: str, n: int, tmp: Path, out: list[Outcome], seed_value: i
         models = seeds("model")
 
         def body(d):
-            f, kind = mutated_file(d, models, tmp / "config.json")
+            f, kind, _ = mutated_file(d, models, tmp / "config.json", strict=False)
             out.append(run_case(name, ["models", "show", str(f), "--json"], kind))
     elif name == "options":
         def body(d):
-            command, argv, added = hostile_options(d)
+            command, argv, added, _ = hostile_options(d)
             out.append(run_case(command, argv, added[:120]))
     elif name in ("launch", "validate"):
         base = seed_plan()
 
         def body(d):
-            f, kind = mutated_file(d, [base], tmp / "plan.json")
+            f, kind, _ = mutated_file(d, [base], tmp / "plan.json")
             argv = ["launch", str(f), "--engine", d.draw(st.sampled_from(["vllm", "sglang", "trtllm", "torchrun"])),
                     "--json"] if name == "launch" else ["validate", str(f), "--tokens", "1", "--timeout", "60", "--json"]
             out.append(run_case(name, argv, kind))
@@ -76,7 +76,7 @@ def family_cases(name: str, n: int, tmp: Path, out: list[Outcome], seed_value: i
         base_cal = json.loads(DEFAULT.model_dump_json())
 
         def body(d):
-            f, kind = mutated_file(d, [base_cal], tmp / "cal.yaml")
+            f, kind, _ = mutated_file(d, [base_cal], tmp / "cal.yaml")
             out.append(run_case("estimate", ["estimate", "--model", "llama-8b", "--topology", "8xh100", "--tp", "2",
                                              "--calibration", str(f), "--json"], kind))
     else:  # bench-url

@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from planner.errors import PlannerError  # noqa: E402
 from planner.plan import Workload  # noqa: E402
-from planner.solve import solve  # noqa: E402
+from planner.solve import solve
+from planner.solve.options import SolveOptions  # noqa: E402
 from tests.oracle import CONSTANTS, Oracle, fixed_load, throughput, tiny_model  # noqa: E402
 from tests.test_solver_oracle import _limits, machines, tier_machines  # noqa: E402
 
@@ -46,8 +47,7 @@ def _run_one(objective: str, topo, n_layers: int, load: int, isl: int, slo) -> d
     oracle_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     try:
-        plan = solve(profile, topo, w, objective=objective, max_pp=max_pp, max_replicas=max_r, constants=CONSTANTS,
-                     tpot_slo_ms=slo if objective != "traffic" else None, time_limit_s=30, top=0, offload=offload)
+        plan = solve(profile, topo, w, options=SolveOptions(objective=objective, max_pp=max_pp, max_replicas=max_r, tpot_slo_ms=slo if objective != "traffic" else None, time_limit_s=30, top=0, offload=offload), constants=CONSTANTS)
     except PlannerError:
         plan = None
     solve_s = time.perf_counter() - t0

@@ -15,6 +15,7 @@ from planner.hardware import load_topology, parse_topology
 from planner.model.catalog import load_profile
 from planner.plan import Workload
 from planner.solve import solve
+from planner.solve.options import SolveOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +42,7 @@ def main() -> None:
     for name, topo_fn, objective, conc, limit in CASES:
         topo = topo_fn()
         start = time.perf_counter()
-        plan = solve(profile, topo, Workload(concurrency=conc), objective=objective, time_limit_s=limit)
+        plan = solve(profile, topo, Workload(concurrency=conc), options=SolveOptions(objective=objective, time_limit_s=limit))
         wall = time.perf_counter() - start
         tps = sorted({s.tp for s in plan.stages})
         shape = f"TP{'/'.join(map(str, tps))}xPP{len(plan.stages)}xR{plan.replicas}"

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from planner.cost.estimate import COMPONENTS
 from planner.errors import InfeasibleError, InputError
 from planner.plan import Workload
+from planner.solve.options import Objective, SolveOptions
 
 if TYPE_CHECKING:
     from planner.cost.constants import Constants
@@ -68,13 +69,19 @@ def parse_concurrencies(text: str) -> list[int]:
     return sorted(set(values))
 
 
-def compare(profile: ModelProfile, topologies: list[Topology], workload: Workload, concurrencies: list[int], *,
-            objective: str = "latency", time_limit_s: float = 10.0, constants: Constants | None = None,
-            offload: bool = False) -> CompareResult:
+#: compare's own default: a solver time limit per machine and load.
+COMPARE_OPTIONS = SolveOptions(time_limit_s=10.0)
+
+
+def compare(profile: ModelProfile, topologies: list[Topology], workload: Workload, *, concurrencies: list[int],
+            options: SolveOptions = COMPARE_OPTIONS, constants: Constants | None = None) -> CompareResult:
+    """The best plan on each machine at each load (`options.objective`: latency or throughput); `options.offload`
+    streams layers from host-memory tiers on the machines that have them."""
     from planner.cost.constants import DEFAULT
     from planner.solve import solve
 
-    if objective not in ("latency", "throughput"):
+    objective = options.objective
+    if objective not in (Objective.LATENCY, Objective.THROUGHPUT):
         raise InputError(f"--objective: compare takes latency or throughput, got '{objective}'")
     names = [t.name for t in topologies]
     if len(names) < 2:
@@ -86,21 +93,24 @@ def compare(profile: ModelProfile, topologies: list[Topology], workload: Workloa
         for c in concurrencies:
             w = workload.model_copy(update={"concurrency": c})
             try:
-                plan = solve(profile, topo, w, objective=objective, time_limit_s=time_limit_s, top=0,
-                             max_concurrency=c if objective == "throughput" else None,
-                             constants=constants or DEFAULT, offload=offload and topo.has_host_memory())
+                one = options.model_copy(update={
+                    "top": 0, "max_concurrency": c if objective == Objective.THROUGHPUT else None,
+                    "offload": options.offload and topo.has_host_memory()})
+                plan = solve(profile, topo, w, options=one, constants=constants or DEFAULT)
             except InfeasibleError as exc:
                 rows.append(CompareRow(topology=topo.name, n_gpus=topo.n_gpus, concurrency=c, fits=False,
                                        error=exc.message))
                 continue
             p = plan.prediction
             rows.append(CompareRow(
-                topology=topo.name, n_gpus=topo.n_gpus, concurrency=p.concurrency, fits=True, shape=plan.partition.shape,
+                topology=topo.name, n_gpus=topo.n_gpus, concurrency=p.concurrency, fits=True,
+                shape=plan.partition.shape,
                 stages=[s.gpu_ids for s in plan.stages], tpot_ms=p.tpot_ms, ttft_ms=p.ttft_ms,
                 tokens_per_s=p.tokens_per_s, tokens_per_s_per_gpu=p.tokens_per_s_per_gpu,
                 max_concurrency=p.max_concurrency, breakdown_ms=dict(p.time_breakdown_ms),
                 roofline_ratio=p.roofline_ratio, solver_status=plan.solver.status))
-    result = CompareResult(model=profile.name, objective=objective, workload=workload, concurrencies=concurrencies,
+    result = CompareResult(model=profile.name, objective=objective.value, workload=workload,
+                           concurrencies=concurrencies,
                            topologies=names, rows=rows, verdict=[])
     result.verdict = verdict(result)
     return result

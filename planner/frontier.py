@@ -23,13 +23,12 @@ from planner.errors import InfeasibleError, InputError
 from planner.hardware.topology import Topology
 from planner.model.layergraph import ModelProfile
 from planner.plan import Partition, Prediction, Workload
-from planner.solve.checks import SolveOptions, check_options
-from planner.solve.formulation import Limits
+from planner.solve.checks import Objective, SolveOptions, check_options
+from planner.solve.formulation import SolverBudget
 from planner.solve.layouts import engines_for
 from planner.solve.objectives import Request, ShapeSolver, solve_fixed_load
 from planner.solve.search import Progress
-from planner.solve.shapes import Limits as ShapeLimits
-from planner.solve.shapes import Shape, enumerate_shapes, shape_candidates
+from planner.solve.shapes import Shape, ShapeBounds, enumerate_shapes, shape_candidates
 
 #: Loads tried per shape: powers of two of sequences per replica, and the largest load served.
 MAX_LOADS_PER_SHAPE = 24
@@ -73,20 +72,24 @@ def pareto_flags(values: list[tuple[float, float]]) -> list[bool]:
     return out
 
 
-def frontier(profile: ModelProfile, topo: Topology, workload: Workload, *, gpus: int | None = None,
-             gpu_ids: list[int] | None = None, max_pp: int | None = None, constants: Constants = DEFAULT,
-             time_limit_s: float = 20.0, progress: Callable[[Progress], None] | None = None) -> FrontierResult:
-    """Every engine-runnable shape on the machine (or `gpus` of it), each at a ladder of loads, frontier marked."""
+#: frontier's own default: the solver time for placing every shape.
+FRONTIER_OPTIONS = SolveOptions(time_limit_s=20.0)
+
+
+def frontier(profile: ModelProfile, topo: Topology, workload: Workload, *, options: SolveOptions = FRONTIER_OPTIONS,
+             constants: Constants = DEFAULT, progress: Callable[[Progress], None] | None = None) -> FrontierResult:
+    """Every engine-runnable shape on the machine (or the GPUs `options` offers: gpus, gpu_ids, max_pp), each at a
+    ladder of loads, frontier marked."""
     started = time.perf_counter()
     if workload.mode == "closed":
         raise InputError("--mode closed describes a benchmark's waves; the frontier is drawn for serving or static")
-    opts = check_options(profile, topo, workload, SolveOptions(gpus=gpus, gpu_ids=gpu_ids, max_pp=max_pp,
-                                                               time_limit_s=time_limit_s, objective="throughput"))
-    shapes = [s for s in enumerate_shapes(profile, topo, opts.ids, ShapeLimits(opts.max_pp, None, opts.budget,
-                                                                             opts.budget, False))
-              if s.system is not None]
-    req = Request(profile, topo, workload.model_copy(update={"concurrency": 1}), "latency", constants)
-    limits = Limits(max(0.05, time_limit_s / max(1, len(shapes))))
+    scope = check_options(profile, topo, workload, options.model_copy(update={"objective": Objective.THROUGHPUT}))
+    bounds = ShapeBounds(max_pp=scope.max_pp, max_tp=None, max_replicas=scope.budget, budget=scope.budget,
+                         any_shape=False)
+    shapes = [s for s in enumerate_shapes(profile, topo, list(scope.ids), bounds) if s.system is not None]
+    req = Request(profile=profile, topo=topo, workload=workload.model_copy(update={"concurrency": 1}),
+                  constants=constants, options=SolveOptions(objective=Objective.LATENCY))
+    limits = SolverBudget(max(0.05, options.time_limit_s / max(1, len(shapes))))
     points: list[FrontierPoint] = []
     for k, shape in enumerate(shapes):
         part = _place(req, shape, limits)
@@ -95,7 +98,7 @@ def frontier(profile: ModelProfile, topo: Topology, workload: Workload, *, gpus:
         if progress is not None:
             progress(Progress(k + 1, len(shapes), f"{len(points)} points", time.perf_counter() - started))
     if not points:
-        raise InfeasibleError(f"no plan of {profile.name} fits on {opts.budget} GPUs of {topo.name}")
+        raise InfeasibleError(f"no plan of {profile.name} fits on {scope.budget} GPUs of {topo.name}")
     flags = pareto_flags([(p.tokens_per_s_per_gpu, p.tokens_per_s_per_user) for p in points])
     seen: set[tuple[float, float]] = set()
     for i in sorted(range(len(points)), key=lambda i: -points[i].gpus):  # a tie: the plan using more GPUs stays
@@ -104,11 +107,11 @@ def frontier(profile: ModelProfile, topo: Topology, workload: Workload, *, gpus:
             flags[i] = False
         seen.add(key)
     points = [p.model_copy(update={"frontier": f}) for p, f in zip(points, flags)]
-    return FrontierResult(model=profile.name, topology=topo.name, workload=workload, gpus=opts.budget, points=points,
+    return FrontierResult(model=profile.name, topology=topo.name, workload=workload, gpus=scope.budget, points=points,
                           wall_time_s=time.perf_counter() - started)
 
 
-def _place(req: Request, shape: Shape, limits: Limits) -> Partition | None:
+def _place(req: Request, shape: Shape, limits: SolverBudget) -> Partition | None:
     """The shape's best placement (least TPOT at one sequence per replica), or None where it does not fit."""
     sv = ShapeSolver(req, shape, shape_candidates(req.profile, req.topo, shape, None))
     if not sv.cands.configs:
@@ -122,7 +125,8 @@ def _ladder(profile: ModelProfile, topo: Topology, part: Partition, workload: Wo
     """The plan at one, two, four ... sequences per replica, up to the largest load it serves."""
     first = estimate(profile, topo, part, workload.model_copy(update={"concurrency": part.replicas}), c, check=False)
     cap = first.max_concurrency
-    loads, per = [], 1
+    loads: list[int] = []
+    per = 1
     while per * part.replicas <= cap and len(loads) < MAX_LOADS_PER_SHAPE:
         loads.append(per * part.replicas)
         per *= 2

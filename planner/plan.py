@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator, model_validator
+
+from pydantic.config import JsonDict
 
 from planner.errors import PartitionError
 from planner.model.dtypes import dtype_problem
@@ -30,33 +32,56 @@ MAX_TOKENS = 10_000_000
 Mode = Literal["serving", "static", "closed"]
 
 
+def layout_label(tp: int, dp: int = 1, ep: int = 1) -> str:
+    """The one spelling of a stage layout (tp, dp, ep): TP4, DP2xTP4, DP8, TP4+EP8."""
+    out = f"TP{tp}"
+    if dp > 1:
+        out = f"DP{dp}xTP{tp}" if tp > 1 else f"DP{dp}"
+    return out + (f"+EP{ep}" if ep > 1 else "")
+
+
+_REMEDY: JsonDict = {"panel": "Remedies"}
+
+
 class Workload(BaseModel):
+    """What is served: the load, the lengths, the dtypes, the engine's memory share, the regime and the remedies.
+
+    Each field is also a command-line option of every command that takes a workload (planner.cli.options derives
+    them: `--` and the name in kebab case; `short`, `flag` and `panel` in the field's extra data)."""
+
     model_config = ConfigDict(extra="forbid")
-    concurrency: StrictInt = Field(1, ge=1, le=MAX_CONCURRENCY,
-                                   description="sequences decoding together, over all replicas")
+    concurrency: StrictInt = Field(1, ge=1, le=MAX_CONCURRENCY, json_schema_extra={"short": "-c"},
+                                   description="the load: sequences decoding together, over all replicas")
     isl: StrictInt = Field(1024, ge=1, le=MAX_TOKENS, description="input (prompt) tokens per sequence")
     osl: StrictInt = Field(256, ge=1, le=MAX_TOKENS, description="output tokens per sequence")
-    weight_dtype: str = "bf16"
-    kv_dtype: str = "bf16"
-    gpu_memory_fraction: float = Field(0.9, gt=0, le=1, description="share of GPU memory the engine may use")
+    weight_dtype: str = Field("bf16", description="weight dtype: bf16, fp16, fp8, int4, mxfp4")
+    kv_dtype: str = Field("bf16", description="KV-cache dtype: bf16, fp16, fp8")
     mode: Mode = Field("serving", description="serving: steady state with arrivals (chunked prefill shares "
                        "steps with decode); static: one batch decoding alone, as microbenchmarks run; closed: a "
                        "closed-loop benchmark's waves of identical requests (genai-perf, planner bench)")
+    gpu_memory_fraction: float = Field(0.9, gt=0, le=1, description="share of GPU memory the engine may use")
     # --- remedies (docs/remedies.md): each a modelled change of what a step reads or produces ---------
-    spec_tokens: StrictInt = Field(0, ge=0, le=16, description="speculative decoding: draft tokens per verification "
-                                   "pass (0: off)")
+    spec_tokens: StrictInt = Field(0, ge=0, le=16, description="speculative decoding / MTP: draft tokens per "
+                                   "verification pass (0: off)", json_schema_extra=_REMEDY)
     spec_acceptance: float = Field(0.0, ge=0, lt=1, description="speculative decoding: probability that a draft "
-                                   "token is accepted, each independently")
+                                   "token is accepted, each independently", json_schema_extra=_REMEDY)
     spec_draft: Literal["mtp", "free"] = Field("mtp", description="what drafts cost: mtp, one decoder layer and the "
                                                "lm_head per draft token (DeepSeek's multi-token prediction, EAGLE); "
-                                               "free, nothing (n-gram or prompt lookup)")
+                                               "free, nothing (n-gram or prompt lookup)", json_schema_extra=_REMEDY)
     mlp_sparsity: float = Field(0.0, ge=0, le=0.99, description="fraction of a dense MLP's rows a token skips (Deja Vu,"
-                                " CATS); a step of n tokens reads 1 - s^n of them")
+                                " CATS); a step of n tokens reads 1 - s^n of them", json_schema_extra=_REMEDY)
     activation_sparsity: float = Field(0.0, ge=0, le=0.99, description="fraction of every decoder matrix's input "
                                        "channels a token skips (TEAL's model-wide sparsity); a step of n tokens "
-                                       "reads 1 - s^n of each matrix")
+                                       "reads 1 - s^n of each matrix", json_schema_extra=_REMEDY)
     attention_sparsity: float = Field(0.0, ge=0, le=0.99, description="fraction of its KV cache a decode token skips "
-                                      "(top-k or block-sparse attention)")
+                                      "(top-k or block-sparse attention)", json_schema_extra=_REMEDY)
+
+    @field_validator("spec_acceptance")
+    @classmethod
+    def _acceptance_needs_drafts(cls, v: float, info: ValidationInfo) -> float:
+        if v and not info.data.get("spec_tokens"):
+            raise ValueError("give --spec-tokens too (draft tokens per verification pass)")
+        return v
 
     @field_validator("weight_dtype", "kv_dtype")
     @classmethod
@@ -71,7 +96,7 @@ class Workload(BaseModel):
         k, a = self.spec_tokens, self.spec_acceptance
         return 1.0 if k == 0 else (1 - a ** (k + 1)) / (1 - a)
 
-    def remedies(self) -> list[str]:
+    def remedy_labels(self) -> list[str]:
         """The remedies this workload models, in words (empty for none)."""
         out = []
         if self.spec_tokens:
@@ -114,10 +139,7 @@ class Stage(BaseModel):
 
     @property
     def label(self) -> str:
-        out = f"TP{self.tp}"
-        if self.dp > 1:
-            out = f"DP{self.dp}xTP{self.tp}" if self.tp > 1 else f"DP{self.dp}"
-        return out + (f"+EP{self.ep}" if self.ep > 1 else "")
+        return layout_label(self.tp, self.dp, self.ep)
 
 
 class Partition(BaseModel):
@@ -274,7 +296,8 @@ class Plan(BaseModel):
     @classmethod
     def _known_version(cls, v):
         if v not in SUPPORTED_PLAN_VERSIONS:
-            raise ValueError(f"plan_version {v} is not one this planner reads ({', '.join(map(str, SUPPORTED_PLAN_VERSIONS))})")
+            known = ", ".join(map(str, SUPPORTED_PLAN_VERSIONS))
+            raise ValueError(f"plan_version {v} is not one this planner reads ({known})")
         return v
 
     @property
@@ -296,7 +319,8 @@ def tp_problems(profile: ModelProfile, tp: int, experts_split: bool = True) -> l
         if tp <= kv and kv % tp:
             problems.append(f"tp({tp}) must divide KV heads({kv}) when tp <= KV heads")
         if tp > kv and tp % kv:
-            problems.append(f"tp({tp}) must be a multiple of KV heads({kv}) when tp > KV heads (each rank holds a replica)")
+            problems.append(f"tp({tp}) must be a multiple of KV heads({kv}) when tp > KV heads "
+                            "(each rank holds a replica)")
     return problems
 
 
@@ -313,7 +337,8 @@ def layout_problems(profile: ModelProfile, stage: Stage) -> list[str]:
     elif stage.ep > 1 and moe.n_experts % stage.ep:
         problems.append(f"ep({stage.ep}) must divide the routed experts({moe.n_experts})")
     if stage.dp > 1 and moe is None:
-        problems.append(f"dp({stage.dp}) inside a stage needs a mixture-of-experts model; use replicas for {profile.name}")
+        problems.append(f"dp({stage.dp}) inside a stage needs a mixture-of-experts model; use replicas for "
+                        f"{profile.name}")
     return problems
 
 
@@ -392,9 +417,32 @@ def partition_from_counts(counts: list[int], gpu_ids: list[int], tp: int, replic
     return Partition(stages=stages, replicas=replicas, replica_gpu_ids=reps if replicas > 1 else [])
 
 
-def build_plan(profile: ModelProfile, topo: Topology, partition: Partition, workload: Workload, prediction: Prediction, solver: SolverInfo,
-               objective: str = "latency", tpot_slo_ms: float | None = None,
-               alternatives: list[Alternative] | None = None, ttft_slo_ms: float | None = None) -> Plan:
+class EstimateReport(BaseModel):
+    """`planner estimate --json`: the headline figures of a prediction at its load, and the plan they belong to."""
+
+    concurrency: int
+    tpot_ms: float
+    ttft_ms: float
+    tokens_per_s: float
+    tokens_per_s_per_gpu: float
+    tokens_per_s_per_user: float
+    max_concurrency: int
+    memory_per_gpu_bytes: dict[int, float]
+    hbm_bytes_per_token: float
+    interconnect_bytes_per_token: float
+    roofline_tpot_ms: float
+    fits: bool
+    plan: Plan
+
+    @classmethod
+    def of(cls, plan: Plan) -> EstimateReport:
+        p = plan.prediction
+        return cls(plan=plan, **{name: getattr(p, name) for name in cls.model_fields if name != "plan"})
+
+
+def build_plan(profile: ModelProfile, topo: Topology, partition: Partition, *, workload: Workload,
+               prediction: Prediction, solver: SolverInfo, objective: str = "latency", tpot_slo_ms: float | None = None,
+               ttft_slo_ms: float | None = None, alternatives: list[Alternative] | None = None) -> Plan:
     inputs = PlanInputs(model=profile.name, model_source=profile.source, config_hash=profile.config_hash,
                         topology=topo.name, topology_source=topo.source, topology_hash=topo.hash, workload=workload,
                         objective=objective, tpot_slo_ms=tpot_slo_ms, ttft_slo_ms=ttft_slo_ms)
@@ -429,7 +477,8 @@ def make_partition(profile: ModelProfile, topo: Topology, *, tp: int, pp: int = 
         return part
     bad = [i for i in offload_layers if not 0 <= i < profile.n_layers]
     if bad:
-        raise PartitionError(f"--offload-layers: {profile.name} has decoder layers 0..{profile.n_layers - 1}, got {bad[0]}")
+        raise PartitionError(f"--offload-layers: {profile.name} has decoder layers 0..{profile.n_layers - 1}, "
+                             f"got {bad[0]}")
     stages = [st.model_copy(update={"offload_layers": sorted({i for i in offload_layers
                                                                 if st.layer_start <= i < st.layer_end})})
               for st in part.stages]

@@ -20,6 +20,7 @@ from planner.hardware.topology import Topology
 from planner.hardware.whatif import apply_what_if
 from planner.model.layergraph import ModelProfile
 from planner.plan import Plan, Workload
+from planner.solve.options import SolveOptions
 
 
 @dataclass(frozen=True)
@@ -75,15 +76,19 @@ def _dtype_remedies(profile: ModelProfile, w: Workload) -> list[Remedy]:
     quality = "quality: check the quantised checkpoint's accuracy; not modelled"
     out = []
     if w.weight_dtype in ("bf16", "fp16"):
-        out.append(Remedy("fp8 weights", "weight_dtype=fp8", "fp8 GEMMs read 1 byte a weight", {"weight_dtype": "fp8"}, caveat=quality))
+        out.append(Remedy("fp8 weights", "weight_dtype=fp8", "fp8 GEMMs read 1 byte a weight", {"weight_dtype": "fp8"},
+                          caveat=quality))
     if w.weight_dtype in ("bf16", "fp16", "fp8"):
-        out.append(Remedy("int4 weights", "weight_dtype=int4", "AWQ/GPTQ int4: 0.5 byte a weight + a 16-bit scale per 128",
+        out.append(Remedy("int4 weights", "weight_dtype=int4",
+                          "AWQ/GPTQ int4: 0.5 byte a weight + a 16-bit scale per 128",
                           {"weight_dtype": "int4"}, caveat=quality))
     if profile.moe is not None and w.weight_dtype != "mxfp4":
-        out.append(Remedy("mxfp4 experts", "weight_dtype=mxfp4", "routed experts in MXFP4 (4.25 bits a weight), the rest 16-bit",
+        out.append(Remedy("mxfp4 experts", "weight_dtype=mxfp4",
+                          "routed experts in MXFP4 (4.25 bits a weight), the rest 16-bit",
                           {"weight_dtype": "mxfp4"}, caveat=quality))
     if w.kv_dtype in ("bf16", "fp16"):
-        out.append(Remedy("fp8 KV", "kv_dtype=fp8", "the KV cache in fp8: half the bytes per token", {"kv_dtype": "fp8"},
+        out.append(Remedy("fp8 KV", "kv_dtype=fp8", "the KV cache in fp8: half the bytes per token",
+                          {"kv_dtype": "fp8"},
                           caveat=quality))
     return out
 
@@ -92,12 +97,15 @@ def _sparsity_remedies(profile: ModelProfile) -> list[Remedy]:
     quality = "quality: the sparsity a model tolerates is measured per model; not modelled"
     out = []
     if profile.moe is None:
-        out.append(Remedy("MLP sparse 50%", "mlp_sparsity=0.5", "a token needs half of each MLP's rows (Deja Vu, CATS report "
+        out.append(Remedy("MLP sparse 50%", "mlp_sparsity=0.5",
+                          "a token needs half of each MLP's rows (Deja Vu, CATS report "
                           "~50% at small quality loss); a batch of n reads 1 - 0.5^n", {"mlp_sparsity": 0.5},
                           caveat=quality))
-    out.append(Remedy("act. sparse 40%", "activation_sparsity=0.4", "40% of every matrix's input channels skipped (TEAL, "
+    out.append(Remedy("act. sparse 40%", "activation_sparsity=0.4",
+                      "40% of every matrix's input channels skipped (TEAL, "
                       "model-wide, near-lossless at 40%)", {"activation_sparsity": 0.4}, caveat=quality))
-    out.append(Remedy("attn. sparse 75%", "attention_sparsity=0.75", "a decode token reads a quarter of its KV cache (top-k / "
+    out.append(Remedy("attn. sparse 75%", "attention_sparsity=0.75",
+                      "a decode token reads a quarter of its KV cache (top-k / "
                       "block-sparse attention)", {"attention_sparsity": 0.75}, caveat=quality))
     return out
 
@@ -124,22 +132,28 @@ def remedy_list(profile: ModelProfile, topo: Topology, workload: Workload) -> li
         tier = "layers streamed from host memory over PCIe each step, prefetched one layer ahead"
         out.append(Remedy("host tier", "offload", tier, offload=True))
         if workload.weight_dtype in ("bf16", "fp16", "fp8"):
-            out.append(Remedy("int4 + host tier", "weight_dtype=int4, offload", "int4 weights, the rest of them streamed from host "
+            out.append(Remedy("int4 + host tier", "weight_dtype=int4, offload",
+                              "int4 weights, the rest of them streamed from host "
                               "memory", {"weight_dtype": "int4"}, offload=True,
                               caveat="quality: check the quantised checkpoint's accuracy; not modelled"))
     out += _hardware_remedies(topo)
     return out
 
 
-@dataclass
+#: remedies' own default: a solver time limit per remedy and load, and no runners-up.
+REMEDIES_OPTIONS = SolveOptions(time_limit_s=5.0, top=0)
+
+
+@dataclass(frozen=True, kw_only=True)
 class RemedyRequest:
+    """What `remedies` is asked: the baseline (model, machine, workload), the loads and the search options."""
+
     profile: ModelProfile
     topo: Topology
     workload: Workload
     concurrencies: list[int]
-    gpus: Optional[int] = None
+    options: SolveOptions = REMEDIES_OPTIONS
     constants: Constants = DEFAULT
-    time_limit_s: float = 5.0
 
 
 def _solve(req: RemedyRequest, remedy: Remedy, concurrency: int) -> Plan:
@@ -148,8 +162,8 @@ def _solve(req: RemedyRequest, remedy: Remedy, concurrency: int) -> Plan:
     topo = apply_what_if(req.topo, remedy.what_if) if remedy.what_if else req.topo
     w = req.workload.model_copy(update={**remedy.workload, "concurrency": concurrency})
     w = Workload.model_validate(w.model_dump())
-    return solve(req.profile, topo, w, gpus=req.gpus, time_limit_s=req.time_limit_s, top=0, constants=req.constants,
-                 offload=remedy.offload)
+    options = req.options.model_copy(update={"top": 0, "offload": remedy.offload})
+    return solve(req.profile, topo, w, options=options, constants=req.constants)
 
 
 def _row(remedy: Remedy, concurrency: int, plan: Plan | None, error: str | None) -> RemedyRow:
@@ -174,7 +188,7 @@ def _against(rows: list[RemedyRow]) -> None:
             r.tokens_per_s_change = r.tokens_per_s / b.tokens_per_s - 1
 
 
-def remedies(req: RemedyRequest, progress: Callable[[int, int], None] | None = None) -> RemediesResult:
+def remedies(req: RemedyRequest, *, progress: Callable[[int, int], None] | None = None) -> RemediesResult:
     """Solve the baseline and every remedy at every load; rows ranked by TPOT within each load."""
     todo = [(r, c) for c in req.concurrencies for r in remedy_list(req.profile, req.topo, req.workload)]
     rows = []
@@ -191,7 +205,7 @@ def remedies(req: RemedyRequest, progress: Callable[[int, int], None] | None = N
     _against(rows)
     rows.sort(key=lambda r: (req.concurrencies.index(r.concurrency), r.remedy != "baseline", not r.fits,
                              r.tpot_ms or 0.0))
-    return RemediesResult(model=req.profile.name, topology=req.topo.name, gpus=req.gpus or req.topo.n_gpus,
+    return RemediesResult(model=req.profile.name, topology=req.topo.name, gpus=req.options.gpus or req.topo.n_gpus,
                           workload=req.workload, concurrencies=req.concurrencies, rows=rows)
 
 

@@ -1,5 +1,9 @@
 """A fake OpenAI-compatible streaming server (a small Starlette ASGI app run by uvicorn) with known
-token timings, for `planner bench`'s tests: the first token after `ttft_s`, then one every `gap_s`."""
+token timings, for `planner bench`'s tests: the first token after `ttft_s`, then one every `gap_s`.
+
+On a busy machine the server keeps its schedule only approximately, so it also writes down what it did: with a
+`log` file, one JSON line per request with the time it arrived and the time each token left (time.monotonic),
+against which the tests hold what the client measured."""
 
 from __future__ import annotations
 
@@ -27,11 +31,17 @@ class Behaviour:
     status: int = 200
 
 
-def make_app(b: Behaviour) -> Starlette:
+def served(log: Path) -> list[dict]:
+    """What the server did, per request: {"received": t, "sent": [t, ...]} (seconds, time.monotonic)."""
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def make_app(b: Behaviour, log: Path | None = None) -> Starlette:
     async def models(_: Request) -> JSONResponse:
         return JSONResponse({"object": "list", "data": [{"id": "tiny", "object": "model"}]})
 
     async def completions(request: Request):
+        received = time.monotonic()
         body = await request.json()
         if b.status != 200:
             return JSONResponse({"error": {"message": "overloaded"}}, status_code=b.status)
@@ -41,12 +51,17 @@ def make_app(b: Behaviour) -> Starlette:
             # token k is due at start + ttft + k x gap: a schedule, so that event-loop jitter on a busy
             # machine delays one token without adding up over the stream
             start = time.monotonic()
+            sent = []
             for k in range(n):
                 await asyncio.sleep(max(0.0, start + b.ttft_s + k * b.gap_s - time.monotonic()))
                 if b.fail_after is not None and k == b.fail_after:
                     yield f"data: {json.dumps({'error': {'message': 'engine died'}})}\n\n"
                     return
+                sent.append(time.monotonic())
                 yield f"data: {json.dumps({'choices': [{'index': 0, 'text': 'x'}]})}\n\n"
+            if log is not None:
+                with open(log, "a") as f:
+                    f.write(json.dumps({"received": received, "sent": sent}) + "\n")
             yield f"data: {json.dumps({'choices': [], 'usage': {'completion_tokens': n}})}\n\n"
             yield "data: [DONE]\n\n"
 
@@ -59,17 +74,18 @@ class FakeServer:
     """Context manager: `with FakeServer(Behaviour()) as url: ...`. The server runs in its own process (so that its
     timings do not share the test's interpreter lock), which is stopped by its PID on exit."""
 
-    def __init__(self, behaviour: Behaviour):
+    def __init__(self, behaviour: Behaviour, log: Path | None = None):
         from tests.conftest import free_port
 
         self.port = free_port()
         self.behaviour = behaviour
+        self.log = log
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> str:
         b = self.behaviour
         args = [sys.executable, "-m", "tests.fake_server", str(self.port), str(b.ttft_s), str(b.gap_s),
-                str(-1 if b.fail_after is None else b.fail_after), str(b.status)]
+                str(-1 if b.fail_after is None else b.fail_after), str(b.status), str(self.log or "")]
         self.proc = subprocess.Popen(args, cwd=str(Path(__file__).resolve().parent.parent),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{self.port}"
@@ -94,6 +110,7 @@ class FakeServer:
 
 
 if __name__ == "__main__":
-    port, ttft, gap, fail, status = sys.argv[1:6]
+    port, ttft, gap, fail, status, log_path = sys.argv[1:7]
     behaviour = Behaviour(float(ttft), float(gap), None if int(fail) < 0 else int(fail), int(status))
-    uvicorn.run(make_app(behaviour), host="127.0.0.1", port=int(port), log_level="error")
+    uvicorn.run(make_app(behaviour, Path(log_path) if log_path else None), host="127.0.0.1", port=int(port),
+                log_level="error")

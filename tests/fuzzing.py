@@ -137,8 +137,9 @@ def mutate(data: st.DataObject, doc: object) -> tuple[object, str]:
             node = node[k]
         if not path:
             if isinstance(doc, dict):
-                doc[data.draw(st.text(max_size=6))] = data.draw(JUNK)
-                kind = "unknown top-level key"
+                key = data.draw(st.text(max_size=6))
+                kind = f"replace {key}" if key in doc else UNKNOWN_TOP_LEVEL_KEY
+                doc[key] = data.draw(JUNK)
             continue
         parent, k = path[-1]
         action = data.draw(st.sampled_from(["delete", "replace", "replace", "unknown"]))
@@ -155,17 +156,17 @@ def mutate(data: st.DataObject, doc: object) -> tuple[object, str]:
     return doc, kind
 
 
-def render_text(data: st.DataObject, doc: object, as_json: bool) -> str:
-    """The document as text; sometimes cut short, sometimes with bytes that are not UTF-8."""
+def render_text(data: st.DataObject, doc: object, as_json: bool) -> tuple[str, str]:
+    """The document as text; sometimes cut short, sometimes with bytes that are not UTF-8; and how."""
     text = json.dumps(doc, allow_nan=True, default=str) if as_json else yaml.safe_dump(doc)
     how = data.draw(st.sampled_from(["whole", "whole", "whole", "cut", "bytes", "deep"]))
     if how == "cut":
         text = text[: data.draw(st.integers(0, max(0, len(text))))]
     elif how == "bytes":
-        return text + "\udcff"  # written with surrogateescape: an invalid UTF-8 byte
+        return text + "\udcff", how  # written with surrogateescape: an invalid UTF-8 byte
     elif how == "deep":
         text = "[" * 2000 + "]" * 2000
-    return text
+    return text, how
 
 
 def write(path: Path, text: str) -> Path:
@@ -190,8 +191,10 @@ def seed_plan() -> dict:
         from planner.hardware import load_topology
         from planner.plan import Workload
         from planner.solve import solve
+        from planner.solve.options import SolveOptions
 
-        plan = solve(load_profile("llama-8b"), load_topology("8xh100"), Workload(concurrency=2), gpus=2, top=0)
+        plan = solve(load_profile("llama-8b"), load_topology("8xh100"), Workload(concurrency=2),
+                     options=SolveOptions(gpus=2, top=0))
         seed_plan._doc = json.loads(plan.model_dump_json())
     return copy.deepcopy(seed_plan._doc)
 
@@ -199,7 +202,7 @@ def seed_plan() -> dict:
 COMMAND_OPTIONS = {
     "solve": ["--concurrency", "--isl", "--osl", "--tpot-slo", "--ttft-slo", "--time-limit", "--max-pp", "--max-tp",
               "--max-replicas", "--gpus", "--gpu-ids", "--weight-dtype", "--kv-dtype", "--gpu-memory-fraction",
-              "--objective", "--mode", "--top", "--max-concurrency", "--spec-tokens", "--spec-acceptance",
+              "--objective", "--mode", "--top", "--spec-tokens", "--spec-acceptance",
               "--mlp-sparsity", "--what-if"],
     "estimate": ["--tp", "--pp", "--dp", "--ep", "--layers", "--gpu-ids", "--replicas", "--concurrency", "--isl",
                  "--osl", "--weight-dtype", "--kv-dtype", "--mode", "--gpu-memory-fraction", "--offload-layers",
@@ -220,19 +223,41 @@ BASE_ARGS = {
 }
 
 
-def mutated_file(data: st.DataObject, docs: list, path: Path) -> tuple[Path, str]:
-    """A mutated copy of one of `docs` written to `path` (JSON for .json, else YAML); and the last mutation's kind."""
+UNKNOWN_TOP_LEVEL_KEY = "unknown top-level key"
+
+
+def mutated_file(data: st.DataObject, docs: list, path: Path, *, strict: bool = True) -> tuple[Path, str, bool]:
+    """A mutated copy of one of `docs` written to `path` (JSON for .json, else YAML); the last mutation's kind; and
+    whether the file must be rejected (exit 1): bytes that are not UTF-8, nesting 2,000 deep, or, for a `strict`
+    format (every key known: topologies, plans, calibrations; not Hugging Face configs), a key nobody declared,
+    added last to the whole document."""
     doc, kind = mutate(data, copy.deepcopy(data.draw(st.sampled_from(docs))))
-    return write(path, render_text(data, doc, as_json=path.suffix == ".json")), kind
+    text, how = render_text(data, doc, as_json=path.suffix == ".json")
+    reject = how in ("bytes", "deep") or (strict and how == "whole" and kind == UNKNOWN_TOP_LEVEL_KEY)
+    return write(path, text), f"{kind}; {how}", reject
 
 
-def hostile_options(data: st.DataObject) -> tuple[str, list[str], str]:
-    """A command with 1-3 options set to hostile values (and --json half the time): the command, its argv and
-    the options added."""
+#: Option values no option of the fuzzed commands accepts: not a finite number in range, nor a name or a list.
+BAD_VALUES = {"nan", "inf", "-inf", "1e999", "", " ", "x", "\u00e9", "-1"}
+#: Options that take a path (any text may name a file to write).
+PATH_OPTIONS = {"--plot"}
+
+
+def must_reject_options(added: list[str]) -> bool:
+    """Whether the options added (flag, value pairs) include one whose last value is a BAD_VALUE."""
+    last = dict(zip(added[::2], added[1::2]))
+    return any(v in BAD_VALUES and flag not in PATH_OPTIONS for flag, v in last.items())
+
+
+def hostile_options(data: st.DataObject) -> tuple[str, list[str], str, bool]:
+    """A command with 1-3 options set to hostile values (and --json half the time): the command, its argv, the
+    options added, and whether they must be rejected (must_reject_options)."""
     command = data.draw(st.sampled_from(sorted(COMMAND_OPTIONS)))
     argv = list(BASE_ARGS[command])
+    added: list[str] = []
     for _ in range(data.draw(st.integers(1, 3))):
-        argv += [data.draw(st.sampled_from(COMMAND_OPTIONS[command])), data.draw(OPTION_VALUES)]
+        added += [data.draw(st.sampled_from(COMMAND_OPTIONS[command])), data.draw(OPTION_VALUES)]
+    argv += added
     if data.draw(st.booleans()):
         argv.append("--json")
-    return command, argv, " ".join(argv[len(BASE_ARGS[command]):])
+    return command, argv, " ".join(added), must_reject_options(added)

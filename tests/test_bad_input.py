@@ -50,13 +50,13 @@ def test_extreme_numbers_in_a_topology(cli, tmp_path, old, new, needle):
 
 @pytest.mark.parametrize("args,needle", [
     (["--concurrency", "9223372036854775807"], "--concurrency"),
-    (["--tpot-slo", "nan"], "--tpot-slo (ms) must be a number above 0"),
-    (["--tpot-slo", "inf"], "--tpot-slo (ms) must be a number above 0"),
-    (["--tpot-slo", "-1"], "--tpot-slo (ms) must be a number above 0"),
-    (["--time-limit", "nan"], "--time-limit (s) must be a number above 0"),
-    (["--max-tp", "-1"], "--max-tp must be a whole number above 0"),
-    (["--max-pp", "-1"], "--max-pp must be a whole number above 0"),
-    (["--max-pp", "0"], "--max-pp must be a whole number above 0"),
+    (["--tpot-slo", "nan"], "--tpot-slo: Input should be a finite number"),
+    (["--tpot-slo", "inf"], "--tpot-slo: Input should be a finite number"),
+    (["--tpot-slo", "-1"], "--tpot-slo: Input should be greater than 0"),
+    (["--time-limit", "nan"], "--time-limit: Input should be a finite number"),
+    (["--max-tp", "-1"], "--max-tp: Input should be greater than or equal to 1"),
+    (["--max-pp", "-1"], "--max-pp: Input should be greater than or equal to 1"),
+    (["--max-pp", "0"], "--max-pp: Input should be greater than or equal to 1"),
     (["--isl", "200000"], "exceeds Llama-3.1-8B's context of 131,072 tokens"),
     (["--gpu-ids", "0,1,1,2"], "GPU ids repeat"),
 ])

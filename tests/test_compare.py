@@ -36,7 +36,7 @@ def test_equal_shapes_pcie_extra_time_is_interconnect(profiles):
 def test_compare_rows_verdict_and_json_round_trip(profiles):
     p = profiles("llama-70b")
     topos = [load_topology("8xh100"), load_topology("8xh100-pcie")]
-    result = compare(p, topos, Workload(), [1, 32])
+    result = compare(p, topos, Workload(), concurrencies=[1, 32])
     assert {(r.topology, r.concurrency) for r in result.rows} == {(t.name, c) for t in topos for c in (1, 32)}
     one_nv, one_pcie = result.row("8xh100", 1), result.row("8xh100-pcie", 1)
     assert one_nv.tpot_ms < one_pcie.tpot_ms
@@ -48,7 +48,7 @@ def test_compare_rows_verdict_and_json_round_trip(profiles):
 
 def test_compare_mixed_machines_and_no_fit(profiles):
     p = profiles("llama-70b")
-    result = compare(p, [load_topology("1xh100"), load_topology("h100-a100-ib")], Workload(), [1])
+    result = compare(p, [load_topology("1xh100"), load_topology("h100-a100-ib")], Workload(), concurrencies=[1])
     assert not result.row("1xh100", 1).fits and result.row("h100-a100-ib", 1).fits
     assert any("does not fit on 1xh100" in line for line in result.verdict)
 

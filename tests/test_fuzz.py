@@ -18,10 +18,11 @@ SETTINGS = dict(deadline=None, derandomize=True, database=None, phases=[Phase.ex
 INFEASIBLE_OK = {"solve", "estimate", "frontier", "compare", "topology-solve"}
 
 
-def _check(o: Outcome) -> None:
+def _check(o: Outcome, must_reject: bool = False) -> None:
+    """The outcome keeps every rule; where the input must be rejected, it exits 1 (bad input)."""
     assert o.traceback is None, (o.argv, o.mutation, o.traceback)
     assert not o.timed_out, (o.argv, o.seconds)
-    allowed = {0, 1, 2} if o.family in INFEASIBLE_OK else {0, 1}
+    allowed = {1} if must_reject else {0, 1, 2} if o.family in INFEASIBLE_OK else {0, 1}
     assert o.code in allowed, (o.argv, o.mutation, o.code)
     assert o.json_ok is not False, (o.argv, "stdout is not JSON")
     assert not o.leftover, (o.argv, o.leftover)
@@ -33,11 +34,11 @@ def test_fuzz_topology_files(tmp_path):
     @settings(max_examples=80, **SETTINGS)
     @given(data=st.data())
     def check(data):
-        f, kind = mutated_file(data, topologies, tmp_path / "t.yaml")
-        _check(run_case("topology-show", ["topology", "show", str(f), "--json"], kind))
+        f, kind, reject = mutated_file(data, topologies, tmp_path / "t.yaml")
+        _check(run_case("topology-show", ["topology", "show", str(f), "--json"], kind), reject)
         if data.draw(st.integers(0, 3)) == 0:
             _check(run_case("topology-solve", ["solve", "--model", "llama-8b", "--topology", str(f), "--time-limit",
-                                               "2", "--top", "0"], kind))
+                                               "2", "--top", "0"], kind), reject)
 
     check()
 
@@ -48,8 +49,8 @@ def test_fuzz_model_configs(tmp_path):
     @settings(max_examples=40, **SETTINGS)
     @given(data=st.data())
     def check(data):
-        f, kind = mutated_file(data, configs, tmp_path / "config.json")
-        _check(run_case("models-show", ["models", "show", str(f), "--json"], kind))
+        f, kind, reject = mutated_file(data, configs, tmp_path / "config.json", strict=False)
+        _check(run_case("models-show", ["models", "show", str(f), "--json"], kind), reject)
 
     check()
 
@@ -58,8 +59,8 @@ def test_fuzz_command_options():
     @settings(max_examples=120, **SETTINGS)
     @given(data=st.data())
     def check(data):
-        command, argv, added = hostile_options(data)
-        _check(run_case(command.split()[0], argv, added))
+        command, argv, added, reject = hostile_options(data)
+        _check(run_case(command.split()[0], argv, added), reject)
 
     check()
 
@@ -70,9 +71,9 @@ def test_fuzz_plan_files(tmp_path):
     @settings(max_examples=60, **SETTINGS)
     @given(data=st.data())
     def check(data):
-        f, kind = mutated_file(data, [base], tmp_path / "plan.json")
+        f, kind, reject = mutated_file(data, [base], tmp_path / "plan.json")
         engine = data.draw(st.sampled_from(["vllm", "sglang", "trtllm", "torchrun"]))
-        _check(run_case("launch", ["launch", str(f), "--engine", engine, "--json"], kind))
+        _check(run_case("launch", ["launch", str(f), "--engine", engine, "--json"], kind), reject)
 
     check()
 
@@ -85,9 +86,9 @@ def test_fuzz_calibration_files(tmp_path):
     @settings(max_examples=40, **SETTINGS)
     @given(data=st.data())
     def check(data):
-        f, kind = mutated_file(data, [base], tmp_path / "cal.yaml")
+        f, kind, reject = mutated_file(data, [base], tmp_path / "cal.yaml")
         _check(run_case("estimate", ["estimate", "--model", "llama-8b", "--topology", "8xh100", "--tp", "2",
-                                     "--calibration", str(f), "--json"], kind))
+                                     "--calibration", str(f), "--json"], kind), reject)
 
     check()
 

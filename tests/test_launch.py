@@ -17,6 +17,7 @@ from planner.hardware import load_topology, nvlink_links, shipped_topologies
 from planner.launch import render
 from planner.plan import SolverInfo, Workload, build_plan, partition_from_counts
 from planner.solve import solve
+from planner.solve.options import SolveOptions
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -63,7 +64,7 @@ def plan_for(profile, topo_name, **kw):
     topo = load_topology(topo_name)
     for dtype in ("bf16", "fp8", "int4"):
         try:
-            return solve(profile, topo, Workload(weight_dtype=dtype, **kw), top=0)
+            return solve(profile, topo, Workload(weight_dtype=dtype, **kw), options=SolveOptions(top=0))
         except PlannerError:
             continue
     pytest.fail(f"llama-70b fits nowhere on {topo_name}")
@@ -95,7 +96,7 @@ def _tp2_pairs_kept(topo, plan, script):
 
 def test_tp2_keeps_bridged_pairs_together(profiles, tmp_path, cli):
     topo = load_topology("8xh100-pcie-nvlink-pairs")
-    plan = solve(profiles("llama-70b"), topo, Workload(weight_dtype="fp8"), max_tp=2, top=0)
+    plan = solve(profiles("llama-70b"), topo, Workload(weight_dtype="fp8"), options=SolveOptions(max_tp=2, top=0))
     assert all(s.tp == 2 for s in plan.stages)
     _tp2_pairs_kept(topo, plan, next(iter(render(plan, "vllm").scripts.values())))
     # a detected machine whose bridged pairs are GPUs 0-2, 1-3, 4-6, 5-7
@@ -104,7 +105,7 @@ def test_tp2_keeps_bridged_pairs_together(profiles, tmp_path, cli):
                        "--gpus-csv", str(FIXTURES / "topo" / "pcie-h100-nvlink-pairs-gpus.csv"), "-o", str(detected))
     assert code == 0, err
     dtopo = load_topology(str(detected))
-    plan = solve(profiles("llama-70b"), dtopo, Workload(weight_dtype="fp8"), max_tp=2, top=0)
+    plan = solve(profiles("llama-70b"), dtopo, Workload(weight_dtype="fp8"), options=SolveOptions(max_tp=2, top=0))
     script = next(iter(render(plan, "vllm").scripts.values()))
     _tp2_pairs_kept(dtopo, plan, script)
     assert env_of(script, "CUDA_VISIBLE_DEVICES")[0] != "0,1,2,3,4,5,6,7"
@@ -115,7 +116,7 @@ def test_uneven_stages_emit_layer_partitions(profiles, tmp_path):
     topo = load_topology("8xh100")
     part = partition_from_counts([18, 22, 22, 18], list(range(8)), 2)
     w = Workload()
-    plan = build_plan(p, topo, part, w, estimate(p, topo, part, w), SolverInfo(status="GIVEN"))
+    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, w), solver=SolverInfo(status="GIVEN"))
     for engine, var in (("vllm", "VLLM_PP_LAYER_PARTITION"), ("sglang", "SGLANG_PP_LAYER_PARTITION")):
         script = next(iter(render(plan, engine).scripts.values()))
         (value,) = env_of(script, var)
@@ -131,7 +132,7 @@ def test_multi_node_scripts_per_node(profiles):
     topo = load_topology("2x8xh100-ib")
     part = partition_from_counts([63, 63], list(range(16)), 8)
     w = Workload()
-    plan = build_plan(p, topo, part, w, estimate(p, topo, part, w), SolverInfo(status="GIVEN"))
+    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, w), solver=SolverInfo(status="GIVEN"))
     vllm = render(plan, "vllm").scripts
     assert set(vllm) == {"vllm-dgx0.sh", "vllm-dgx1.sh"}
     assert "ray start --head" in vllm["vllm-dgx0.sh"] and "vllm serve" in vllm["vllm-dgx0.sh"]
@@ -154,7 +155,7 @@ def test_replicas_get_disjoint_gpus_and_ports(profiles):
     topo = load_topology("8xh100")
     part = partition_from_counts([32], list(range(8)), 2, replicas=4)
     w = Workload(concurrency=16)
-    plan = build_plan(p, topo, part, w, estimate(p, topo, part, w), SolverInfo(status="GIVEN"))
+    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, w), solver=SolverInfo(status="GIVEN"))
     script = next(iter(render(plan, "vllm").scripts.values()))
     assert env_of(script, "CUDA_VISIBLE_DEVICES") == ["0,1", "2,3", "4,5", "6,7"]
     ports = [argv[argv.index("--port") + 1] for argv in commands(script, "vllm")]
@@ -169,7 +170,7 @@ def test_mixed_tp_is_refused_with_closest_plan(profiles):
     part = Partition(stages=[Stage(layer_start=0, layer_end=40, gpu_ids=[0, 1, 2, 3], tp=4),
                              Stage(layer_start=40, layer_end=80, gpu_ids=[4, 5], tp=2)])
     w = Workload(weight_dtype="fp8")
-    plan = build_plan(p, topo, part, w, estimate(p, topo, part, w), SolverInfo(status="GIVEN"))
+    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, w), solver=SolverInfo(status="GIVEN"))
     for engine in ("vllm", "sglang", "trtllm"):
         with pytest.raises(UnsupportedPlanError) as exc:
             render(plan, engine)
@@ -183,11 +184,12 @@ def test_every_emitted_flag_exists_in_the_engine(profiles, engine):
     for name, kw in (("8xh100", {}), ("8xh100-pcie-nvlink-pairs", {"concurrency": 64}), ("2x8xh100-ib", {})):
         topo = load_topology(name)
         for dtype, kv in (("bf16", "bf16"), ("fp8", "fp8")):
-            plans.append(solve(profiles("llama-70b"), topo, Workload(weight_dtype=dtype, kv_dtype=kv, **kw), top=0))
+            plans.append(solve(profiles("llama-70b"), topo, Workload(weight_dtype=dtype, kv_dtype=kv, **kw), options=SolveOptions(top=0)))
     p405 = profiles("llama-405b")
     topo = load_topology("2x8xh100-ib")
     part = partition_from_counts([63, 63], list(range(16)), 8)
-    plans.append(build_plan(p405, topo, part, Workload(), estimate(p405, topo, part, Workload()), SolverInfo(status="GIVEN")))
+    plans.append(build_plan(p405, topo, part, workload=Workload(), prediction=estimate(p405, topo, part, Workload()),
+                            solver=SolverInfo(status="GIVEN")))
     plans.append(deepseek_ep_plan(profiles))
     seen = 0
     for plan in plans:
@@ -244,8 +246,8 @@ def test_batch_limit_is_the_operating_point_or_the_kv_capacity(profiles, engine)
     """Issue 13: a latency plan made at concurrency 1 launches a server admitting its KV capacity; a plan whose
     load the throughput objective and an SLO chose admits exactly that load (more would break the SLO)."""
     p, topo = profiles("llama-70b"), load_topology("8xh100")
-    latency = solve(p, topo, Workload(concurrency=1), top=0)
-    tuned = solve(p, topo, Workload(), objective="throughput", tpot_slo_ms=20, top=0)
+    latency = solve(p, topo, Workload(concurrency=1), options=SolveOptions(top=0))
+    tuned = solve(p, topo, Workload(), options=SolveOptions(objective="throughput", tpot_slo_ms=20, top=0))
     for plan, expected in ((latency, latency.prediction.max_concurrency), (tuned, tuned.prediction.concurrency)):
         script = next(iter(render(plan, engine).scripts.values()))
         (argv,) = commands(script, engine)
@@ -256,8 +258,7 @@ def test_batch_limit_is_the_operating_point_or_the_kv_capacity(profiles, engine)
 
 def deepseek_ep_plan(profiles):
     """Issue 14's acceptance plan: DeepSeek-V3 fp8 on 8xH200 for throughput under a 50 ms TPOT SLO."""
-    return solve(profiles("deepseek-v3"), load_topology("8xh200"), Workload(weight_dtype="fp8", isl=2048, osl=512),
-                 objective="throughput", tpot_slo_ms=50, top=0)
+    return solve(profiles("deepseek-v3"), load_topology("8xh200"), Workload(weight_dtype="fp8", isl=2048, osl=512), options=SolveOptions(objective="throughput", tpot_slo_ms=50, top=0))
 
 
 def test_deepseek_ep_plan_launches_with_dp_attention_and_expert_parallelism(profiles):
@@ -309,6 +310,6 @@ def test_extra_args_model_folder_and_cpu_device(tmp_path, cli):
 
 def test_latency_plan_batch_limit_is_capped(profiles):
     """A tiny model's KV capacity runs to a million sequences; the emitted batch limit stops at 2,048."""
-    plan = solve(profiles("llama-8b"), load_topology("8xh100"), Workload(concurrency=1, isl=16, osl=16), top=0)
+    plan = solve(profiles("llama-8b"), load_topology("8xh100"), Workload(concurrency=1, isl=16, osl=16), options=SolveOptions(top=0))
     (argv,) = commands(next(iter(render(plan, "vllm").scripts.values())), "vllm")
     assert int(argv[argv.index("--max-num-seqs") + 1]) == min(2048, plan.prediction.max_concurrency // plan.replicas)

@@ -11,11 +11,13 @@ from planner.cost.constants import DEFAULT
 from planner.cost.estimate import estimate
 from planner.cost.offload import stream_bytes_per_s
 from planner.cost.shards import Layout, dense_mlp_bytes, held_weight_bytes, union_fraction
+from planner.errors import InfeasibleError
 from planner.hardware import load_topology, parse_topology
 from planner.hardware.whatif import apply_what_if, parse_what_if
 from planner.model.catalog import load_profile
 from planner.plan import Workload, make_partition
 from planner.solve import solve
+from planner.solve.options import SolveOptions
 
 OFFLOAD = "tests/data/offload"
 
@@ -127,12 +129,22 @@ def test_streaming_time_and_memory_by_hand():
 
 
 def test_a_full_host_tier_does_not_fit():
+    """The host tier's capacity is a limit of its own: 44 of OPT-30B's 48 layers streamed leave the T4 room for
+    the rest (fits with FlexGen's 208 GB), but 54 GB of streamed shards do not fit a 50 GB tier, though every GPU
+    still holds what it keeps."""
     doc = yaml.safe_load(open(f"{OFFLOAD}/1xt4.yaml"))
-    doc["nodes"][0]["host_memory"]["capacity"] = "5GB"
-    topo = parse_topology(yaml.safe_dump(doc), "small-tier.yaml")
     p = load_profile(f"{OFFLOAD}/opt-30b-llama-shaped.json")
-    part = make_partition(p, topo, tp=1, offload_layers=list(range(10)))  # 12.3 GB of 5 GB
-    assert not estimate(p, topo, part, Workload(weight_dtype="fp16", kv_dtype="fp16")).fits
+    w = Workload(weight_dtype="fp16", kv_dtype="fp16")
+    roomy = parse_topology(yaml.safe_dump(doc), "1xt4.yaml")
+    part = make_partition(p, roomy, tp=1, offload_layers=list(range(44)))
+    assert estimate(p, roomy, part, w).fits
+    doc["nodes"][0]["host_memory"]["capacity"] = "50GB"
+    small = parse_topology(yaml.safe_dump(doc), "small-tier.yaml")
+    pred = estimate(p, small, part, w)
+    assert not pred.shortfall_per_gpu_bytes  # the GPU side fits: only the tier is short
+    assert pred.host_memory_bytes["gcp"] == pytest.approx(54.26e9, rel=0.01)
+    assert pred.host_memory_bytes["gcp"] > pred.host_capacity_bytes["gcp"] == 50e9
+    assert not pred.fits
 
 
 def test_solve_offload_streams_the_rest_of_a_model_that_80_percent_fits(profiles):
@@ -149,9 +161,9 @@ def test_solve_offload_streams_the_rest_of_a_model_that_80_percent_fits(profiles
                       "host_memory": {"capacity": "256GB", "bandwidth": "300GB/s"}}]}
     topo = parse_topology(yaml.safe_dump(doc), "tight.yaml")
     w = Workload(isl=1024, osl=256)
-    with pytest.raises(Exception):
+    with pytest.raises(InfeasibleError):
         solve(p, topo, w)
-    plan = solve(p, topo, w, offload=True)
+    plan = solve(p, topo, w, options=SolveOptions(offload=True))
     assert plan.solver.status == "OPTIMAL"
     streamed = plan.partition.stages[0].offload_layers
     layer = held_weight_bytes(p.decoders[0], Layout(1), p, "bf16")

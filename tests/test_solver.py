@@ -15,6 +15,7 @@ from planner.cost.estimate import estimate
 from planner.hardware import load_topology, nvlink_links, parse_topology
 from planner.plan import Workload, partition_from_counts
 from planner.solve import solve
+from planner.solve.options import SolveOptions
 from planner.solve.candidates import symmetric
 from planner.solve.slots import isomorphism_map
 
@@ -57,7 +58,7 @@ def test_llama70b_on_8xh100_is_one_tp8_stage(profiles):
 
 def test_throughput_on_two_nodes_keeps_tp_inside_nodes(profiles):
     topo = load_topology("2x8xh100-ib")
-    plan = solve(profiles("llama-70b"), topo, Workload(), objective="throughput", time_limit_s=60)
+    plan = solve(profiles("llama-70b"), topo, Workload(), options=SolveOptions(objective="throughput", time_limit_s=60))
     groups = [st.gpu_ids for st in plan.stages] + [g for rep in plan.replica_gpu_ids for g in rep]
     assert plan.prediction.fits and plan.prediction.concurrency > 1
     for ids in groups:
@@ -69,7 +70,7 @@ def test_heterogeneous_split_is_uneven_and_beats_even(profiles):
     p = profiles("llama-405b")
     topo = load_topology("h100-a100-ib")
     w = Workload(concurrency=8, isl=1024, osl=256)
-    plan = solve(p, topo, w, max_tp=8, max_pp=2, time_limit_s=60)
+    plan = solve(p, topo, w, options=SolveOptions(max_tp=8, max_pp=2, time_limit_s=60))
     assert len(plan.stages) == 2
     h100 = next(s for s in plan.stages if topo.gpus[s.gpu_ids[0]].spec.name.startswith("H100"))
     a100 = next(s for s in plan.stages if topo.gpus[s.gpu_ids[0]].spec.name.startswith("A100"))
@@ -84,7 +85,7 @@ def test_throughput_moves_layers_off_embedding_and_head_stages(profiles):
     p = profiles("llama-70b")
     topo = load_topology("4xl40s")
     w = Workload(weight_dtype="fp8", isl=8192, osl=1024)
-    plan = solve(p, topo, w, objective="throughput", max_tp=1, max_replicas=1)
+    plan = solve(p, topo, w, options=SolveOptions(objective="throughput", max_tp=1, max_replicas=1))
     counts = plan.partition.layer_counts()
     assert len(counts) == 4 and counts[0] < max(counts) and counts[-1] < max(counts)
     even = estimate(p, topo, partition_from_counts([20] * 4, [0, 1, 2, 3], 1), w)

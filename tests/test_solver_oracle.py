@@ -13,9 +13,11 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from planner.cost.estimate import estimate
+from planner.errors import InfeasibleError
 from planner.hardware import parse_topology
 from planner.plan import Workload
 from planner.solve import solve
+from planner.solve.options import SolveOptions
 
 from .oracle import CONSTANTS, Oracle, fixed_load, machine_yaml, throughput, tiny_model
 
@@ -86,12 +88,12 @@ def _yaml(topo) -> str:
 
 def _solve_like_brute(profile, topo, w, brute, **kw):
     """The solver's plan, which must say OPTIMAL; or None where brute force found no plan and the solver refused too."""
-    kw.update(constants=CONSTANTS, time_limit_s=30, top=0)
-    if brute is None:
-        with pytest.raises(Exception):
-            solve(profile, topo, w, **kw)
+    options = SolveOptions(time_limit_s=30, top=0, **kw)
+    if brute is None:  # nothing fits: the solver says so (exit 2), not any other error
+        with pytest.raises(InfeasibleError):
+            solve(profile, topo, w, options=options, constants=CONSTANTS)
         return None
-    plan = solve(profile, topo, w, **kw)
+    plan = solve(profile, topo, w, options=options, constants=CONSTANTS)
     assert plan.solver.status == "OPTIMAL", plan.solver
     return plan
 
@@ -157,8 +159,8 @@ def test_time_limit_gives_feasible_with_a_valid_bound(profiles):
     topo = parse_topology(yaml.safe_dump(doc), "two-crossed-boxes.yaml")
     w = Workload(concurrency=64)
     kw = dict(top=0, any_shape=True, max_replicas=1, max_pp=3)  # deeper pipelines take minutes to prove
-    short = solve(profiles("llama-70b"), topo, w, time_limit_s=0.001, **kw)
-    full = solve(profiles("llama-70b"), topo, w, time_limit_s=120, **kw)
+    short = solve(profiles("llama-70b"), topo, w, options=SolveOptions(time_limit_s=0.001, **kw))
+    full = solve(profiles("llama-70b"), topo, w, options=SolveOptions(time_limit_s=120, **kw))
     assert short.solver.status == "FEASIBLE" and short.solver.gap > 0
     assert full.solver.status == "OPTIMAL"
     assert short.solver.best_bound <= full.prediction.tpot_ms + 1e-6 <= short.prediction.tpot_ms + 2e-6

@@ -131,7 +131,7 @@ def _sse_data(line: str, base: str) -> Any:
     return data if isinstance(data, dict) else None
 
 
-async def run_load(url: str, concurrency: int, requests: int, isl: int, osl: int, vocab: int, *, seed: int = 0,
+async def run_load(url: str, concurrency: int, requests: int, isl: int, osl: int, *, vocab: int, seed: int = 0,
                    progress: Callable[[int], None] | None = None) -> LoadResult:
     """Keep `concurrency` requests in flight until `requests` have finished."""
     import httpx

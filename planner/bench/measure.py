@@ -99,7 +99,7 @@ def bench(loaded: LoadedPlan, url: str, concurrencies: list[int], *, isl: int, o
             if progress is not None:
                 progress(done + n, len(concurrencies) * requests)
 
-        res: LoadResult = asyncio.run(run_load(base, conc, requests, isl, osl, vocab, progress=tick))
+        res: LoadResult = asyncio.run(run_load(base, conc, requests, isl, osl, vocab=vocab, progress=tick))
         done += requests
         meas = Figures(ttft_ms=res.ttft_ms, tpot_ms=res.tpot_ms, tokens_per_s=res.tokens_per_s)
         pred = predict(loaded, conc, isl, osl, constants)
@@ -108,10 +108,15 @@ def bench(loaded: LoadedPlan, url: str, concurrencies: list[int], *, isl: int, o
     return BenchReport(plan=loaded.path, url=base, isl=isl, osl=osl, points=points)
 
 
+def check_fit_loads(loads: list[int]) -> None:
+    """A fit needs two or more loads: checked before a benchmark starts, and again on its points."""
+    if len(set(loads)) < 2:
+        raise InputError("--fit needs measurements at two or more loads (--concurrency 1,4)")
+
+
 def fit_profile(loaded: LoadedPlan, report: BenchReport, path: str, start: Constants = DEFAULT) -> dict[str, float]:
     """Fit the observable constants to the measured points and write them as a calibration profile."""
-    if len({p.concurrency for p in report.points}) < 2:
-        raise InputError("--fit needs measurements at two or more loads (--concurrency 1,4)")
+    check_fit_loads([p.concurrency for p in report.points])
     plan = loaded.plan
     st = plan.stages[0]
     rows = [_row(loaded, report, p) for p in report.points]

@@ -81,7 +81,8 @@ def errors(rows: Iterable[Row], c: Constants, predictor: Predictor = predict) ->
     out = []
     for r in rows:
         p = predictor(r, c)
-        out.append(Errors(r, p.tpot_ms / r.itl_ms - 1, p.ttft_ms / r.ttft_ms - 1, p.tokens_per_s / r.tokens_per_s - 1, p))
+        out.append(Errors(r, p.tpot_ms / r.itl_ms - 1, p.ttft_ms / r.ttft_ms - 1, p.tokens_per_s / r.tokens_per_s - 1,
+                          p))
     return out
 
 
@@ -102,7 +103,7 @@ def constant_knob(name: str) -> Knob[Constants]:
 
 
 def fit(rows: list[Row], start: Constants, names: Iterable[str] = SERVING_FIT, rounds: int = 40,
-        guard: Callable[[Constants], bool] = lambda c: True, predictor: Predictor = predict) -> Constants:
+        guard: Callable[[Constants], bool] = lambda c: True, *, predictor: Predictor = predict) -> Constants:
     """Coordinate descent in log space on `names`, within FITTABLE's ranges; `guard` may veto a candidate
     (for example: the concurrency-1 decode rows must stay within their tolerance)."""
     return coordinate_descent(start, [constant_knob(n) for n in names], lambda c: _score(errors(rows, c, predictor)),

@@ -1,13 +1,16 @@
 """The `planner` command line: parse, call the library, render. No logic lives here.
 
 Errors are caught at this edge only: a PlannerError prints one message (and its bullets) to stderr
-and exits with its code (1 bad input, 2 infeasible, 3 validation failed). A command line that does
+and exits with its code (1 bad input, 2 infeasible, 3 validation failed); with `planner --debug ...` or
+PLANNER_DEBUG=1 the full traceback comes first. A command line that does
 not parse (an unknown option, a missing value, a value of the wrong type) is bad input: exit 1.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import Annotated
 
 import typer
 
@@ -21,15 +24,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback behind an error message (as "
+                                        "PLANNER_DEBUG=1 does).")] = False,
+) -> None:
+    if debug:
+        os.environ["PLANNER_DEBUG"] = "1"
+
+
 app.add_typer(models_app, name="models")
 app.add_typer(topology_app, name="topology")
 for module in (plan_cmds, compare_cmd, frontier_cmd, remedies_cmd, launch_cmd, validate_cmd, bench_cmd):
     module.register(app)
 
 
-def _usage_error_types() -> tuple[type, ...]:
+def _usage_error_types() -> tuple[type[Exception], ...]:
     """The command-line parser's usage-error classes (typer vendors click; older typers use click)."""
-    out = []
+    out: list[type[Exception]] = []
     for name in ("typer._click.exceptions", "click.exceptions"):
         try:
             module = __import__(name, fromlist=["ClickException"])
@@ -51,7 +65,7 @@ def run(argv: list[str] | None = None) -> int:
         sys.stderr.write("Aborted.\n")
         return 1
     except _usage_error_types() as exc:  # usage errors: unknown option, bad value, missing argument
-        exc.show(file=sys.stderr)
+        exc.show(file=sys.stderr)  # type: ignore[attr-defined]  # click's ClickException.show
         return 1
     except (BrokenPipeError, KeyboardInterrupt):
         return 1
@@ -71,7 +85,6 @@ def main() -> None:
     # reference counting frees what it drops, so the collector stays off in the console script.
     import atexit
     import gc
-    import os
 
     gc.disable()
     code = run()

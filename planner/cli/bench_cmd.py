@@ -28,12 +28,14 @@ def bench_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Closed-loop load at each concurrency: measured TTFT, TPOT and tokens/s next to the plan's prediction."""
-    from planner.bench.measure import bench, fit_profile
+    from planner.bench.measure import bench, check_fit_loads, fit_profile
     from planner.compare import parse_concurrencies
     from planner.cost.constants import load_constants
     from planner.plan_io import load_plan
 
     loads = parse_concurrencies(concurrency)
+    if fit:
+        check_fit_loads(loads)
     loaded = load_plan(plan_file)
     w = loaded.plan.inputs.workload
     constants = load_constants(calibration)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
 import typer
 from rich.console import Console
 
-from planner.errors import InputError, PlannerError
+from planner.errors import PlannerError
 from planner.files import write_file  # noqa: F401  (commands import it from here)
 
 if TYPE_CHECKING:  # imported lazily at run time: start-up stays short
@@ -22,50 +23,18 @@ if TYPE_CHECKING:  # imported lazily at run time: start-up stays short
 console = Console(soft_wrap=False)
 err_console = Console(stderr=True)
 
-WeightDtypeOpt = Annotated[str, typer.Option("--weight-dtype", help="Weight dtype: bf16, fp16, fp8, int4, mxfp4.")]
-KvDtypeOpt = Annotated[str, typer.Option("--kv-dtype", help="KV-cache dtype: bf16, fp16, fp8.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only (the same model the table shows).")]
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Catalog name or alias, config.json path, or hub id.")]
 TopologyOpt = Annotated[str, typer.Option("--topology", "-t", help="Topology YAML path or shipped name.")]
-IslOpt = Annotated[int, typer.Option("--isl", help="Input (prompt) tokens per sequence.")]
-OslOpt = Annotated[int, typer.Option("--osl", help="Output tokens per sequence.")]
-MemFracOpt = Annotated[float, typer.Option("--gpu-memory-fraction", help="Share of GPU memory the engine may use.")]
 CalibrationOpt = Annotated[Optional[str], typer.Option("--calibration", help="YAML overriding cost-model constants.")]
-ModeOpt = Annotated[str, typer.Option("--mode", help="serving (steady state with arrivals, the engines' default), "
-                                      "static (one batch decoding alone, as microbenchmarks run) or closed (a "
-                                      "closed-loop benchmark's waves of identical requests).")]
-
-# Remedies (docs/remedies.md): modelled changes of what a step reads or produces.
-SpecTokensOpt = Annotated[int, typer.Option("--spec-tokens", help="Speculative decoding / MTP: draft tokens per "
-                                            "verification pass (0: off).", rich_help_panel="Remedies")]
-SpecAcceptanceOpt = Annotated[float, typer.Option("--spec-acceptance", help="Probability each draft token is "
-                                                  "accepted, in [0, 1).", rich_help_panel="Remedies")]
-SpecDraftOpt = Annotated[str, typer.Option("--spec-draft", help="What drafting costs: mtp (a decoder layer and the "
-                                           "lm_head per draft token: MTP, EAGLE) or free (n-gram lookup).",
-                                           rich_help_panel="Remedies")]
-MlpSparsityOpt = Annotated[float, typer.Option("--mlp-sparsity", help="Fraction of a dense MLP's rows a token skips "
-                                               "(Deja Vu, CATS).", rich_help_panel="Remedies")]
-ActSparsityOpt = Annotated[float, typer.Option("--activation-sparsity", help="Fraction of every decoder matrix's "
-                                               "input channels a token skips (TEAL).", rich_help_panel="Remedies")]
-AttnSparsityOpt = Annotated[float, typer.Option("--attention-sparsity", help="Fraction of its KV cache a decode "
-                                                "token skips (top-k, block-sparse).", rich_help_panel="Remedies")]
 WhatIfOpt = Annotated[Optional[str], typer.Option("--what-if", help="The machine with resources scaled, e.g. "
                                                   "hbm=2x,nvlink=2x (hbm, memory, flops, nvlink, pcie, network, "
                                                   "socket, host).", rich_help_panel="Remedies")]
 
-REMEDY_OPTIONS = {"spec_tokens": "--spec-tokens", "spec_acceptance": "--spec-acceptance", "spec_draft": "--spec-draft",
-                  "mlp_sparsity": "--mlp-sparsity", "activation_sparsity": "--activation-sparsity",
-                  "attention_sparsity": "--attention-sparsity"}
 
-
-def remedies(spec_tokens: int = 0, spec_acceptance: float = 0.0, spec_draft: str = "mtp", mlp_sparsity: float = 0.0,
-             activation_sparsity: float = 0.0, attention_sparsity: float = 0.0) -> dict[str, Any]:
-    """The remedy options as Workload fields (checked by `workload`)."""
-    if spec_acceptance and not spec_tokens:
-        raise InputError("--spec-acceptance: give --spec-tokens too (draft tokens per verification pass)")
-    return dict(spec_tokens=spec_tokens, spec_acceptance=spec_acceptance, spec_draft=spec_draft,
-                mlp_sparsity=mlp_sparsity, activation_sparsity=activation_sparsity,
-                attention_sparsity=attention_sparsity)
+def debugging() -> bool:
+    """Whether a one-line error also shows its traceback: PLANNER_DEBUG=1 or `planner --debug`."""
+    return os.environ.get("PLANNER_DEBUG", "") not in ("", "0")
 
 
 def cli_errors(fn: Callable) -> Callable:
@@ -76,6 +45,8 @@ def cli_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except PlannerError as exc:
+            if debugging():
+                err_console.print_exception()
             err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
@@ -95,28 +66,7 @@ def say(text: str) -> None:
     err_console.print(text, highlight=False, soft_wrap=True)
 
 
-def workload(concurrency: int, isl: int, osl: int, weight_dtype: str, kv_dtype: str, fraction: float,
-             mode: str = "serving", extra: dict[str, Any] | None = None) -> Workload:
-    """A checked Workload (with `extra` fields: the remedies): one line naming the option and its range when a
-    value is out of it."""
-    from pydantic import ValidationError
-
-    from planner.errors import validation_messages
-    from planner.plan import Workload
-
-    names = {"concurrency": "--concurrency", "isl": "--isl", "osl": "--osl", "weight_dtype": "--weight-dtype",
-             "kv_dtype": "--kv-dtype", "gpu_memory_fraction": "--gpu-memory-fraction", "mode": "--mode",
-             **REMEDY_OPTIONS}
-    try:
-        return Workload(concurrency=concurrency, isl=isl, osl=osl, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
-                        gpu_memory_fraction=fraction, mode=mode, **(extra or {}))
-    except ValidationError as exc:
-        msgs = validation_messages(exc)
-        field = msgs[0].split(":", 1)[0]
-        raise InputError(f"{names.get(field, field)}:{msgs[0].split(':', 1)[1]}", details=msgs[1:]) from None
-
-
-def load_inputs(model: str, topology: str, work: Workload, calibration: Optional[str],
+def load_inputs(model: str, topology: str, work: Workload, *, calibration: Optional[str],
                 what_if: Optional[str] = None) -> tuple[Constants, Topology, ModelProfile]:
     """The constants, topology (scaled by a what-if) and traced model every planning command starts from."""
     from planner.cost.constants import load_constants

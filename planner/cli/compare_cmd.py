@@ -6,32 +6,20 @@ from typing import Annotated, Optional
 
 import typer
 
-from planner.cli.common import (
-    ActSparsityOpt,
-    AttnSparsityOpt,
-    CalibrationOpt,
-    IslOpt,
-    JsonOpt,
-    KvDtypeOpt,
-    MemFracOpt,
-    MlpSparsityOpt,
-    ModelOpt,
-    ModeOpt,
-    OslOpt,
-    SpecAcceptanceOpt,
-    SpecDraftOpt,
-    SpecTokensOpt,
-    WeightDtypeOpt,
-    WhatIfOpt,
-    cli_errors,
-    console,
-    print_json,
-    remedies,
-    say,
-    what_if_topology,
-    workload,
-)
+from planner.cli.common import CalibrationOpt, JsonOpt, ModelOpt, WhatIfOpt, cli_errors, console, print_json, say, what_if_topology
+from planner.cli.options import Fields, build, derive
 from planner.errors import InputError
+
+from planner.plan import Workload
+from planner.solve.options import SolveOptions
+
+#: The loads are a list (--concurrency 1,8,32,128).
+COMPARE_WORKLOAD = Fields(Workload, exclude=frozenset({"concurrency"}))
+COMPARE_OPTIONS = Fields(SolveOptions, only=frozenset({"objective", "time_limit_s", "offload"}),
+                         defaults={"time_limit_s": 10.0},
+                         help={"objective": "latency or throughput", "time_limit_s": "solver time limit per machine "
+                               "and load, s", "offload": "let stages stream layers from host-memory tiers where a "
+                               "machine has them"})
 
 
 def register(app: typer.Typer) -> None:
@@ -39,30 +27,19 @@ def register(app: typer.Typer) -> None:
 
 
 @cli_errors
+@derive(work=COMPARE_WORKLOAD, options=COMPARE_OPTIONS)
 def compare_cmd(
     model: ModelOpt,
     topology: Annotated[list[str], typer.Option("--topology", "-t", help="A machine; give two or more.")],
     concurrency: Annotated[str, typer.Option("--concurrency", "-c", help="Loads, comma separated.")] = "1,8,32,128",
-    isl: IslOpt = 1024,
-    osl: OslOpt = 256,
-    objective: Annotated[str, typer.Option("--objective", help="latency or throughput.")] = "latency",
-    weight_dtype: WeightDtypeOpt = "bf16",
-    kv_dtype: KvDtypeOpt = "bf16",
-    mode: ModeOpt = "serving",
     plot: Annotated[Optional[str], typer.Option("--plot", help="Write the three-panel PNG here.")] = None,
     breakdown_at: Annotated[Optional[int], typer.Option("--breakdown-at", help="Concurrency of the breakdown panel (default the first).")] = None,
-    time_limit: Annotated[float, typer.Option("--time-limit", help="Solver time limit per machine and load, s.")] = 10.0,
-    gpu_memory_fraction: MemFracOpt = 0.9,
     calibration: CalibrationOpt = None,
     json_out: JsonOpt = False,
-    offload: Annotated[bool, typer.Option("--offload", help="Let stages stream layers from host-memory tiers where a machine has them.", rich_help_panel="Remedies")] = False,
-    spec_tokens: SpecTokensOpt = 0,
-    spec_acceptance: SpecAcceptanceOpt = 0.0,
-    spec_draft: SpecDraftOpt = "mtp",
-    mlp_sparsity: MlpSparsityOpt = 0.0,
-    activation_sparsity: ActSparsityOpt = 0.0,
-    attention_sparsity: AttnSparsityOpt = 0.0,
     what_if: WhatIfOpt = None,
+    *,
+    work: Workload,
+    options: SolveOptions,
 ) -> None:
     """Compare machines (NVLink versus PCIe, ...) with the best plan on each, at several loads."""
     from planner.compare import compare, parse_concurrencies
@@ -77,12 +54,10 @@ def compare_cmd(
     if breakdown_at is not None and breakdown_at not in loads:
         raise InputError(f"--breakdown-at {breakdown_at}: choose one of the loads --concurrency gives "
                          f"({', '.join(map(str, loads))})")
-    extra = remedies(spec_tokens, spec_acceptance, spec_draft, mlp_sparsity, activation_sparsity, attention_sparsity)
-    work = workload(loads[0], isl, osl, weight_dtype, kv_dtype, gpu_memory_fraction, mode, extra)
+    work = build(Workload, {**work.model_dump(), "concurrency": loads[0]})
     constants = load_constants(calibration)
     topos = [what_if_topology(load_topology(t), what_if) for t in topology]
-    result = compare(load_profile(model), topos, work, loads, objective=objective, time_limit_s=time_limit,
-                     constants=constants, offload=offload)
+    result = compare(load_profile(model), topos, work, concurrencies=loads, options=options, constants=constants)
     if plot:
         from planner.report.plots import plot_compare
 

@@ -6,7 +6,12 @@ from typing import Annotated
 
 import typer
 
-from planner.cli.common import JsonOpt, KvDtypeOpt, WeightDtypeOpt, cli_errors, console, print_json
+from planner.cli.common import JsonOpt, cli_errors, console, print_json
+from planner.cli.options import Fields, derive
+from planner.plan import Workload
+
+#: A model's bytes depend on the dtypes alone.
+DTYPES = Fields(Workload, only=frozenset({"weight_dtype", "kv_dtype"}))
 
 models_app = typer.Typer(help="The model catalog and traced layer graphs.", no_args_is_help=True)
 
@@ -28,21 +33,19 @@ def models_list(json_out: JsonOpt = False) -> None:
 
 @models_app.command("show")
 @cli_errors
+@derive(work=DTYPES)
 def models_show(
     model: Annotated[str, typer.Argument(help="Catalog name or alias, a config.json path, or a hub id.")],
-    weight_dtype: WeightDtypeOpt = "bf16",
-    kv_dtype: KvDtypeOpt = "bf16",
     all_layers: Annotated[bool, typer.Option("--all-layers", help="One row per layer, not runs.")] = False,
     json_out: JsonOpt = False,
+    *,
+    work: Workload,
 ) -> None:
     """Trace a model and show its layer graph: parameters, weight bytes, KV bytes and FLOPs per token."""
     from planner.model.catalog import load_profile
-    from planner.model.dtypes import check_kv_dtype, check_weight_dtype
     from planner.model.layergraph import summarize
 
-    check_weight_dtype(weight_dtype)
-    check_kv_dtype(kv_dtype)
-    summary = summarize(load_profile(model), weight_dtype, kv_dtype)
+    summary = summarize(load_profile(model), work.weight_dtype, work.kv_dtype)
     if json_out:
         print_json(summary)
         return

@@ -8,13 +8,19 @@ from typing import Annotated, Optional
 import typer
 
 from planner.cli.common import (
-    ActSparsityOpt, AttnSparsityOpt, CalibrationOpt, IslOpt, JsonOpt, KvDtypeOpt, MemFracOpt, MlpSparsityOpt, ModelOpt,
-    ModeOpt, OslOpt, SpecAcceptanceOpt, SpecDraftOpt, SpecTokensOpt, TopologyOpt, WeightDtypeOpt, WhatIfOpt, cli_errors,
-    console, int_list, load_inputs, print_json, remedies, say, workload, write_file)
+    CalibrationOpt, JsonOpt, ModelOpt, TopologyOpt, WhatIfOpt, cli_errors, console, int_list, load_inputs, print_json,
+    say, write_file)
+from planner.cli.options import Fields, derive
 from planner.cli.progress import solve_progress
+from planner.plan import Plan, Workload
+from planner.solve.options import Objective, SolveOptions
 
 OutputOpt = Annotated[Optional[str], typer.Option("-o", "--output", help="Write the Plan JSON here.")]
-ConcurrencyOpt = Annotated[int, typer.Option("--concurrency", "-c", help="Sequences decoding together (all replicas): the load.")]
+#: solve's --concurrency: absent, the load is 1, or with --objective throughput the solver's choice.
+SOLVE_WORKLOAD = Fields(Workload, defaults={"concurrency": None}, help={
+    "concurrency": "The load: sequences decoding together (all replicas). Default 1; with --objective throughput "
+                   "the solver chooses the load, up to this many."})
+SOLVE_OPTIONS = Fields(SolveOptions, defaults={"time_limit_s": 60.0})
 
 
 def register(app: typer.Typer) -> None:
@@ -23,6 +29,7 @@ def register(app: typer.Typer) -> None:
 
 
 @cli_errors
+@derive(work=Workload)
 def estimate_cmd(
     model: ModelOpt,
     topology: TopologyOpt,
@@ -33,48 +40,31 @@ def estimate_cmd(
     layers: Annotated[Optional[str], typer.Option("--layers", help="Layers per stage, e.g. 20,20,20,20; default even.")] = None,
     gpu_ids: Annotated[Optional[str], typer.Option("--gpu-ids", help="GPUs in stage order; default the first ones.")] = None,
     replicas: Annotated[int, typer.Option("--replicas", help="Data-parallel copies on the following GPUs.")] = 1,
-    concurrency: ConcurrencyOpt = 1,
-    isl: IslOpt = 1024,
-    osl: OslOpt = 256,
-    weight_dtype: WeightDtypeOpt = "bf16",
-    kv_dtype: KvDtypeOpt = "bf16",
-    mode: ModeOpt = "serving",
-    gpu_memory_fraction: MemFracOpt = 0.9,
     calibration: CalibrationOpt = None,
     output: OutputOpt = None,
     json_out: JsonOpt = False,
     offload_layers: Annotated[Optional[str], typer.Option("--offload-layers", help="Decoder layers whose weights stream from host memory, e.g. 70,71,72.", rich_help_panel="Remedies")] = None,
-    spec_tokens: SpecTokensOpt = 0,
-    spec_acceptance: SpecAcceptanceOpt = 0.0,
-    spec_draft: SpecDraftOpt = "mtp",
-    mlp_sparsity: MlpSparsityOpt = 0.0,
-    activation_sparsity: ActSparsityOpt = 0.0,
-    attention_sparsity: AttnSparsityOpt = 0.0,
     what_if: WhatIfOpt = None,
+    *,
+    work: Workload,
 ) -> None:
     """Predict time, traffic and memory of a partition you choose (TP, DP, EP, PP, layers, GPUs) at one load."""
     from planner.cost import estimate, infeasible_error
-    from planner.plan import SolverInfo, build_plan, make_partition
+    from planner.plan import EstimateReport, SolverInfo, build_plan, make_partition
 
-    extra = remedies(spec_tokens, spec_acceptance, spec_draft, mlp_sparsity, activation_sparsity, attention_sparsity)
-    work = workload(concurrency, isl, osl, weight_dtype, kv_dtype, gpu_memory_fraction, mode, extra)
-    constants, topo, profile = load_inputs(model, topology, work, calibration, what_if)
+    constants, topo, profile = load_inputs(model, topology, work, calibration=calibration, what_if=what_if)
     partition = make_partition(profile, topo, tp=tp, pp=pp, layers=int_list(layers, "--layers", low=1),
                                gpu_ids=int_list(gpu_ids, "--gpu-ids"), replicas=replicas, dp=dp, ep=ep,
                                offload_layers=int_list(offload_layers, "--offload-layers"))
     prediction = estimate(profile, topo, partition, work, constants)
     if not prediction.fits:
         raise infeasible_error(profile, topo, partition, work, prediction, constants)
-    plan = build_plan(profile, topo, partition, work, prediction, SolverInfo(status="GIVEN"))
+    plan = build_plan(profile, topo, partition, workload=work, prediction=prediction, solver=SolverInfo(status="GIVEN"))
     if output:
         write_file(output, plan.model_dump_json(indent=2) + "\n", "the plan")
         say(f"wrote {output}")
     if json_out:
-        keys = ("concurrency", "tpot_ms", "ttft_ms", "tokens_per_s", "tokens_per_s_per_gpu", "tokens_per_s_per_user",
-                "max_concurrency", "memory_per_gpu_bytes", "hbm_bytes_per_token", "interconnect_bytes_per_token",
-                "roofline_tpot_ms", "fits")
-        flat = {k: getattr(prediction, k) for k in keys}
-        print_json({**flat, "plan": plan.model_dump(mode="json")})
+        print_json(EstimateReport.of(plan))
         return
     from planner.report.plans import prediction_report
 
@@ -82,39 +72,18 @@ def estimate_cmd(
 
 
 @cli_errors
+@derive(work=SOLVE_WORKLOAD, options=SOLVE_OPTIONS)
 def solve_cmd(
     model: ModelOpt,
     topology: TopologyOpt,
-    concurrency: Annotated[Optional[int], typer.Option("--concurrency", "-c", help="The load: sequences decoding together (all replicas). Default 1; with --objective throughput the solver chooses the load, up to this many.")] = None,
-    isl: IslOpt = 1024,
-    osl: OslOpt = 256,
-    objective: Annotated[str, typer.Option("--objective", help="latency (TPOT at the load), throughput (tokens/s at the best load under the SLOs) or traffic (bytes per token).")] = "latency",
-    tpot_slo: Annotated[Optional[float], typer.Option("--tpot-slo", help="Upper bound on TPOT in ms, at the plan's load.")] = None,
-    ttft_slo: Annotated[Optional[float], typer.Option("--ttft-slo", help="Upper bound on TTFT in ms, at the plan's load.")] = None,
-    weight_dtype: WeightDtypeOpt = "bf16",
-    kv_dtype: KvDtypeOpt = "bf16",
-    mode: ModeOpt = "serving",
-    gpus: Annotated[Optional[int], typer.Option("--gpus", help="Use N GPUs of the machine; the solver picks which.")] = None,
-    gpu_ids: Annotated[Optional[str], typer.Option("--gpu-ids", help="Use these GPUs, e.g. 0,1,2,3.")] = None,
-    max_tp: Annotated[Optional[int], typer.Option("--max-tp", help="Largest tensor-parallel degree to consider.")] = None,
-    max_pp: Annotated[Optional[int], typer.Option("--max-pp", help="Most pipeline stages to consider (default 16).")] = None,
-    max_replicas: Annotated[Optional[int], typer.Option("--max-replicas", help="Most replicas to consider.")] = None,
-    any_shape: Annotated[bool, typer.Option("--any-shape", help="Also offer shapes no engine runs (stages of different layouts).")] = False,
-    time_limit: Annotated[float, typer.Option("--time-limit", help="Solver time limit in seconds.")] = 60.0,
-    top: Annotated[int, typer.Option("--top", help="Runners-up of other shapes to show.")] = 3,
-    gpu_memory_fraction: MemFracOpt = 0.9,
     calibration: CalibrationOpt = None,
     output: Annotated[Optional[str], typer.Option("-o", "--output", help="Write the Plan JSON here (with --emit: a folder for the plan and the scripts).")] = None,
     emit: Annotated[Optional[str], typer.Option("--emit", help="Also write launch scripts for this engine (needs -o).")] = None,
     json_out: JsonOpt = False,
-    offload: Annotated[bool, typer.Option("--offload", help="Let stages stream decoder layers from their nodes' host-memory tiers (topology host_memory).", rich_help_panel="Remedies")] = False,
-    spec_tokens: SpecTokensOpt = 0,
-    spec_acceptance: SpecAcceptanceOpt = 0.0,
-    spec_draft: SpecDraftOpt = "mtp",
-    mlp_sparsity: MlpSparsityOpt = 0.0,
-    activation_sparsity: ActSparsityOpt = 0.0,
-    attention_sparsity: AttnSparsityOpt = 0.0,
     what_if: WhatIfOpt = None,
+    *,
+    work: Workload,
+    options: SolveOptions,
 ) -> None:
     """Find the best split of a model over a machine with CP-SAT: stages, GPUs, layouts, replicas and the load."""
     from planner.errors import InputError
@@ -122,16 +91,12 @@ def solve_cmd(
 
     if emit and not output:
         raise InputError("--emit writes the plan and its scripts into a folder: give -o FOLDER")
-    extra = remedies(spec_tokens, spec_acceptance, spec_draft, mlp_sparsity, activation_sparsity, attention_sparsity)
-    work = workload(1 if concurrency is None else concurrency, isl, osl, weight_dtype, kv_dtype, gpu_memory_fraction,
-                    mode, extra)
-    constants, topo, profile = load_inputs(model, topology, work, calibration, what_if)
-    cap = concurrency if objective == "throughput" else None
+    constants, topo, profile = load_inputs(model, topology, work, calibration=calibration, what_if=what_if)
+    given = "concurrency" in work.model_fields_set
+    if options.objective == Objective.THROUGHPUT and given:
+        options = options.model_copy(update={"max_concurrency": work.concurrency})
     with solve_progress(enabled=not json_out and sys.stderr.isatty()) as progress:
-        plan = solve(profile, topo, work, objective=objective, gpus=gpus, gpu_ids=int_list(gpu_ids, "--gpu-ids"),
-                     tpot_slo_ms=tpot_slo, ttft_slo_ms=ttft_slo, time_limit_s=time_limit, top=top, max_tp=max_tp,
-                     max_pp=max_pp, max_replicas=max_replicas, max_concurrency=cap, constants=constants,
-                     any_shape=any_shape, offload=offload, progress=progress)
+        plan = solve(profile, topo, work, options=options, constants=constants, progress=progress)
     _write_solve_outputs(plan, output, emit)
     if json_out:
         print_json(plan)
@@ -141,7 +106,7 @@ def solve_cmd(
     console.print(plan_report(plan))
 
 
-def _write_solve_outputs(plan, output: Optional[str], emit: Optional[str]) -> None:
+def _write_solve_outputs(plan: Plan, output: Optional[str], emit: Optional[str]) -> None:
     from pathlib import Path
 
     if not output:

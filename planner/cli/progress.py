@@ -29,12 +29,11 @@ def solve_progress(enabled: bool) -> Iterator[Optional[Callable[[Progress], None
 
     from planner.cli.common import err_console
 
-    fixed = {"no_wrap": True}
-    bar = Bar(TextColumn("solving", table_column=Column(**fixed)),
-              BarColumn(bar_width=16, table_column=Column(min_width=16, **fixed)),
-              TextColumn("{task.fields[counts]}", table_column=Column(min_width=13, **fixed)),
-              TimeElapsedColumn(table_column=Column(min_width=7, **fixed)),
-              TextColumn("{task.description}", table_column=Column(ratio=1, overflow="ellipsis", **fixed)),
+    bar = Bar(TextColumn("solving", table_column=Column(no_wrap=True)),
+              BarColumn(bar_width=16, table_column=Column(min_width=16, no_wrap=True)),
+              TextColumn("{task.fields[counts]}", table_column=Column(min_width=13, no_wrap=True)),
+              TimeElapsedColumn(table_column=Column(min_width=7, no_wrap=True)),
+              TextColumn("{task.description}", table_column=Column(ratio=1, overflow="ellipsis", no_wrap=True)),
               console=err_console, transient=True, expand=True)
     task = bar.add_task("", total=None, counts="")
     lock = threading.Lock()

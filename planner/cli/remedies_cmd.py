@@ -7,10 +7,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from planner.cli.common import (
-    CalibrationOpt, IslOpt, JsonOpt, KvDtypeOpt, MemFracOpt, ModelOpt, ModeOpt, OslOpt, TopologyOpt, WeightDtypeOpt,
-    cli_errors, console, load_inputs, print_json, say, workload)
+from planner.cli.common import CalibrationOpt, JsonOpt, ModelOpt, TopologyOpt, cli_errors, console, load_inputs, print_json, say
+from planner.cli.options import Fields, build, derive
 from planner.cli.progress import count_progress
+from planner.plan import Workload
+from planner.solve.options import SolveOptions
+
+#: The loads are a list (--concurrency 1,32); the remedies are what the command varies, not options.
+REMEDIES_WORKLOAD = Fields(Workload, exclude=frozenset({"concurrency"}), panels_excluded=frozenset({"Remedies"}))
+REMEDIES_OPTIONS = Fields(SolveOptions, only=frozenset({"gpus", "time_limit_s"}), defaults={"time_limit_s": 5.0},
+                          help={"time_limit_s": "solver time limit per remedy and load, s",
+                                "gpus": "plans may use this many GPUs of the machine"})
 
 
 def register(app: typer.Typer) -> None:
@@ -18,21 +25,17 @@ def register(app: typer.Typer) -> None:
 
 
 @cli_errors
+@derive(work=REMEDIES_WORKLOAD, options=REMEDIES_OPTIONS)
 def remedies_cmd(
     model: ModelOpt,
     topology: TopologyOpt,
-    gpus: Annotated[Optional[int], typer.Option("--gpus", help="Plans may use this many GPUs of the machine.")] = None,
     concurrency: Annotated[str, typer.Option("--concurrency", "-c", help="Loads, comma separated.")] = "1,32",
-    isl: IslOpt = 1024,
-    osl: OslOpt = 256,
-    weight_dtype: WeightDtypeOpt = "bf16",
-    kv_dtype: KvDtypeOpt = "bf16",
-    mode: ModeOpt = "serving",
     plot: Annotated[Optional[str], typer.Option("--plot", help="Write the TPOT breakdown per remedy and load here (.png, .svg, .pdf).")] = None,
-    time_limit: Annotated[float, typer.Option("--time-limit", help="Solver time limit per remedy and load, s.")] = 5.0,
-    gpu_memory_fraction: MemFracOpt = 0.9,
     calibration: CalibrationOpt = None,
     json_out: JsonOpt = False,
+    *,
+    work: Workload,
+    options: SolveOptions,
 ) -> None:
     """What each remedy of the memory wall buys on this machine: quantisation, speculative decoding, sparsity,
     host-memory tiers, faster hardware; each re-solved and ranked by TPOT at each load."""
@@ -43,11 +46,12 @@ def remedies_cmd(
     loads = parse_concurrencies(concurrency)
     if plot:
         check_plot_path(plot)
-    work = workload(loads[0], isl, osl, weight_dtype, kv_dtype, gpu_memory_fraction, mode)
-    constants, topo, profile = load_inputs(model, topology, work, calibration)
-    req = RemedyRequest(profile, topo, work, loads, gpus, constants, time_limit)
+    work = build(Workload, {**work.model_dump(), "concurrency": loads[0]})
+    constants, topo, profile = load_inputs(model, topology, work, calibration=calibration)
+    req = RemedyRequest(profile=profile, topo=topo, workload=work, concurrencies=loads, options=options,
+                        constants=constants)
     with count_progress(not json_out and sys.stderr.isatty(), "remedies") as progress:
-        result = remedies(req, progress)
+        result = remedies(req, progress=progress)
     if plot:
         from planner.report.plots import plot_remedies
 

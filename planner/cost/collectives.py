@@ -44,6 +44,7 @@ from typing import Iterable, Literal
 
 from planner.cost.constants import DEFAULT, Constants, FabricProfile
 from planner.errors import InputError
+from planner.hardware.memo import Memo
 from planner.hardware.topology import Topology
 
 Op = Literal["all-reduce", "all-gather", "reduce-scatter", "all-to-all"]
@@ -122,6 +123,15 @@ def _ring_of(topo: Topology, order: tuple[int, ...]) -> Ring:
     return Ring(order, bw, latency / len(order), fabric)
 
 
+#: The best ring of a GPU group, per sorted GPU ids.
+RINGS: Memo[tuple[int, ...], Ring] = Memo("best rings", maxsize=16_384)
+#: The slowest link of a full-mesh group, 0.0 for a group that is not one.
+MESH_LINKS: Memo[tuple[int, ...], float] = Memo("mesh links", maxsize=16_384)
+#: One collective's time inside an engine, per (GPU ids, bytes, op, constants key).
+ENGINE_COLLECTIVES: Memo[tuple[tuple[int, ...], int, str, str], float] = Memo("engine collectives",
+                                                                                 maxsize=65_536)
+
+
 def fully_switched(topo: Topology, ids: tuple[int, ...]) -> bool:
     """Every pair joined directly (NVSwitch domain or a full mesh of bonds): all rings are alike."""
     switches = {topo.nvswitch_of(i) for i in ids}
@@ -133,19 +143,17 @@ def fully_switched(topo: Topology, ids: tuple[int, ...]) -> bool:
 def mesh_link_bytes_per_s(topo: Topology, gpu_ids: Iterable[int]) -> float | None:
     """The slowest link of a full mesh group (every pair joined by its own direct link), None otherwise."""
     ids = tuple(sorted(gpu_ids))
-    key = ("mesh-link", ids)
-    if key not in topo.cache:
+    if (cached := MESH_LINKS.get(topo, ids)) is None:
         routes = [topo.path(a, b) for a, b in itertools.combinations(ids, 2)]
         direct = len(ids) >= 2 and all(len(r.hops) == 1 for r in routes)
-        topo.cache[key] = min(r.bandwidth_bytes_per_s for r in routes) if direct else None
-    return topo.cache[key]
+        cached = MESH_LINKS.put(topo, ids, min(r.bandwidth_bytes_per_s for r in routes) if direct else 0.0)
+    return cached or None
 
 
 def best_ring(topo: Topology, gpu_ids: Iterable[int]) -> Ring:
     ids = tuple(sorted(gpu_ids))
-    key = ("ring", ids)
-    if key in topo.cache:
-        return topo.cache[key]
+    if (cached := RINGS.get(topo, ids)) is not None:
+        return cached
     link = mesh_link_bytes_per_s(topo, ids) if len(ids) > 2 else None
     if link is not None:  # a full mesh: k-1 channels, each on its own links
         one = _ring_of(topo, ids)
@@ -165,8 +173,7 @@ def best_ring(topo: Topology, gpu_ids: Iterable[int]) -> Ring:
                 ring = cand
     else:
         ring = _ring_of(topo, tuple(sorted(ids, key=lambda i: (topo.gpus[i].node_index, i))))
-    topo.cache[key] = ring
-    return ring
+    return RINGS.put(topo, ids, ring)
 
 
 def _launch(context: str, c: Constants) -> float:
@@ -325,7 +332,8 @@ def engine_collective_s(topo: Topology, gpu_ids: Iterable[int], nbytes: float, o
     ids = tuple(sorted(gpu_ids))
     if len(ids) < 2 or nbytes <= 0:
         return 0.0
-    key = ("engine-collective", ids, int(nbytes), op, constants.key)
-    if key not in topo.cache:
-        topo.cache[key] = collective_time(topo, ids, int(nbytes), op, context="engine", constants=constants).time_s
-    return topo.cache[key]
+    key = (ids, int(nbytes), op, constants.key)
+    if (cached := ENGINE_COLLECTIVES.get(topo, key)) is not None:
+        return cached
+    return ENGINE_COLLECTIVES.put(topo, key, collective_time(topo, ids, int(nbytes), op, context="engine",
+                                                             constants=constants).time_s)

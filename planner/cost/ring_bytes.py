@@ -12,7 +12,11 @@ from __future__ import annotations
 from typing import Iterable
 
 from planner.cost.collectives import best_ring
+from planner.hardware.memo import Memo
 from planner.hardware.topology import LINK_CLASSES, Topology
+
+#: Bytes each link class carries per message byte of a collective, per (GPU ids, op).
+COLLECTIVE_BYTES: Memo[tuple[tuple[int, ...], str], dict[str, float]] = Memo("collective bytes", maxsize=16_384)
 
 
 def collective_bytes_by_class(topo: Topology, gpu_ids: Iterable[int], nbytes: float, op: str = "all-reduce") -> dict[str, float]:
@@ -21,10 +25,9 @@ def collective_bytes_by_class(topo: Topology, gpu_ids: Iterable[int], nbytes: fl
     out = {k: 0.0 for k in LINK_CLASSES}
     if n < 2 or nbytes <= 0:
         return out
-    key = ("collective-bytes", ids, op)
-    if key not in topo.cache:
-        topo.cache[key] = _bytes_per_message_byte(topo, ids, op)
-    for k, v in topo.cache[key].items():
+    if (per_byte := COLLECTIVE_BYTES.get(topo, (ids, op))) is None:
+        per_byte = COLLECTIVE_BYTES.put(topo, (ids, op), _bytes_per_message_byte(topo, ids, op))
+    for k, v in per_byte.items():
         out[k] = v * nbytes
     return out
 

@@ -13,12 +13,15 @@ from typing import Sequence
 
 from planner.cost.collectives import p2p_time
 from planner.cost.constants import Constants
+from planner.hardware.memo import Memo
 from planner.hardware.topology import LINK_CLASSES, Topology
 from planner.model.dtypes import ACTIVATION_BYTES
 from planner.model.layergraph import ModelProfile
 
 #: vLLM's pipeline hand-off carries two tensors per token: the hidden state and the residual.
 PP_TENSORS = 2
+#: Hand-off time between two nodes, per (node, node, bytes, constants key).
+TRANSFERS: Memo[tuple[str, str, int, str], float] = Memo("stage hand-offs", maxsize=65_536)
 
 
 def transfer_bytes(profile: ModelProfile, tokens: float) -> float:
@@ -32,12 +35,13 @@ def transfer_pairs(src_ids: Sequence[int], dst_ids: Sequence[int]) -> list[tuple
 
 def transfer_pair_s(topo: Topology, node_a: str, node_b: str, nbytes: float, c: Constants) -> float:
     """Hand-off time between a stage on node_a and the next on node_b: the worst GPU pair between them."""
-    key = ("transfer", node_a, node_b, int(nbytes), c.key)
-    if key not in topo.cache:
+    key = (node_a, node_b, int(nbytes), c.key)
+    if (cached := TRANSFERS.get(topo, key)) is None:
         ga, gb = topo.node_gpus()[node_a], topo.node_gpus()[node_b]
         pairs = [(a, b) for a in ga for b in gb if a != b]
-        topo.cache[key] = max((p2p_time(topo, a, b, int(nbytes), constants=c) for a, b in pairs), default=0.0)
-    return topo.cache[key]
+        cached = TRANSFERS.put(topo, key, max((p2p_time(topo, a, b, int(nbytes), constants=c) for a, b in pairs),
+                                              default=0.0))
+    return cached
 
 
 def transfer(profile: ModelProfile, topo: Topology, src_ids: Sequence[int], dst_ids: Sequence[int], tokens: float,

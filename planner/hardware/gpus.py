@@ -37,7 +37,7 @@ class GpuSpec(BaseModel):
         return self.flops_per_s["bf16"]
 
 
-def _spec(name, memory_mib, hbm, bf16, fp8=None, link="pcie5", vendor="nvidia", aliases=(), pcie=63e9, fp4=None):
+def _spec(name, memory_mib, hbm, bf16, fp8=None, *, link="pcie5", vendor="nvidia", aliases=(), pcie=63e9, fp4=None):
     flops = {"bf16": bf16, "fp16": bf16}
     if fp8:
         flops["fp8"] = fp8
@@ -51,31 +51,37 @@ GPU_SPECS: dict[str, GpuSpec] = {
     s.name: s
     for s in [
         # memory.total: 81559 MiB (nvidia-smi on H100 80GB HBM3)
-        _spec("H100-SXM5-80GB", 81559, 3.35e12, 989e12, 1979e12, "nvlink4", aliases=["h100", "h100-sxm", "NVIDIA H100 80GB HBM3"]),
-        _spec("H100-PCIe-80GB", 81559, 2.0e12, 756e12, 1513e12, "pcie5", aliases=["h100-pcie", "NVIDIA H100 PCIe"]),
+        _spec("H100-SXM5-80GB", 81559, 3.35e12, 989e12, 1979e12, link="nvlink4", aliases=["h100", "h100-sxm",
+                                                                                          "NVIDIA H100 80GB HBM3"]),
+        _spec("H100-PCIe-80GB", 81559, 2.0e12, 756e12, 1513e12, link="pcie5", aliases=["h100-pcie",
+                                                                                       "NVIDIA H100 PCIe"]),
         # memory.total: 143771 MiB (nvidia-smi on H200)
-        _spec("H200-SXM-141GB", 143771, 4.8e12, 989e12, 1979e12, "nvlink4", aliases=["h200", "NVIDIA H200"]),
+        _spec("H200-SXM-141GB", 143771, 4.8e12, 989e12, 1979e12, link="nvlink4", aliases=["h200", "NVIDIA H200"]),
         # memory.total: 81920 MiB (nvidia-smi on A100 80GB)
-        _spec("A100-SXM4-80GB", 81920, 2.039e12, 312e12, None, "nvlink3", aliases=["a100", "a100-sxm", "NVIDIA A100-SXM4-80GB"], pcie=31.5e9),
-        _spec("A100-PCIe-80GB", 81920, 1.935e12, 312e12, None, "pcie4", aliases=["a100-pcie", "NVIDIA A100 80GB PCIe"], pcie=31.5e9),
+        _spec("A100-SXM4-80GB", 81920, 2.039e12, 312e12, None, link="nvlink3",
+              aliases=["a100", "a100-sxm", "NVIDIA A100-SXM4-80GB"], pcie=31.5e9),
+        _spec("A100-PCIe-80GB", 81920, 1.935e12, 312e12, None, link="pcie4",
+              aliases=["a100-pcie", "NVIDIA A100 80GB PCIe"], pcie=31.5e9),
         # memory.total: 46068 MiB (nvidia-smi on L40S)
-        _spec("L40S-48GB", 46068, 0.864e12, 362e12, 733e12, "pcie4", aliases=["l40s", "NVIDIA L40S"], pcie=31.5e9),
+        _spec("L40S-48GB", 46068, 0.864e12, 362e12, 733e12, link="pcie4", aliases=["l40s", "NVIDIA L40S"], pcie=31.5e9),
         # memory.total: 24564 MiB (nvidia-smi on RTX 4090)
-        _spec("RTX4090-24GB", 24564, 1.008e12, 165e12, 330e12, "pcie4", aliases=["rtx4090", "4090", "NVIDIA GeForce RTX 4090"], pcie=31.5e9),
-        # 141 GB-class Hopper for China: 96 GB HBM3 at 4.0 TB/s, 148 TFLOP/s bf16, 296 fp8 (datasheet);
-        # memory.total 97871 MiB (nvidia-smi on H20)
-        _spec("H20-96GB", 97871, 4.0e12, 148e12, 296e12, "nvlink4", aliases=["h20", "NVIDIA H20"]),
+        _spec("RTX4090-24GB", 24564, 1.008e12, 165e12, 330e12, link="pcie4",
+              aliases=["rtx4090", "4090", "NVIDIA GeForce RTX 4090"], pcie=31.5e9),
+        # H20 (Hopper): 96 GB HBM3 at 4.0 TB/s, 148 TFLOP/s bf16, 296 fp8 (datasheet); memory.total 97871 MiB
+        _spec("H20-96GB", 97871, 4.0e12, 148e12, 296e12, link="nvlink4", aliases=["h20", "NVIDIA H20"]),
         # HGX B200: 180 GB HBM3e at 8 TB/s, 2.25 PFLOP/s dense bf16, 4.5 fp8, 9 fp4 (datasheet, dense = half of the
         # sparse figures); memory.total 183359 MiB (nvidia-smi on B200). NVLink 5: 18 links x 50 GB/s per direction.
-        _spec("B200-180GB", 183359, 8.0e12, 2250e12, 4500e12, "nvlink5", aliases=["b200", "NVIDIA B200"],
+        _spec("B200-180GB", 183359, 8.0e12, 2250e12, 4500e12, link="nvlink5", aliases=["b200", "NVIDIA B200"],
               fp4=9000e12),
         # 192 GiB HBM3 (rocm-smi VRAM total 196592 MiB)
-        _spec("MI300X-192GB", 196592, 5.3e12, 1307e12, 2615e12, "xgmi", "amd", aliases=["mi300x", "AMD Instinct MI300X"]),
+        _spec("MI300X-192GB", 196592, 5.3e12, 1307e12, 2615e12, link="xgmi", vendor="amd",
+              aliases=["mi300x", "AMD Instinct MI300X"]),
         # MI325X: MI300X's compute with 256 GB HBM3E at 6 TB/s (datasheet); 262144 MiB
-        _spec("MI325X-256GB", 262144, 6.0e12, 1307e12, 2615e12, "xgmi", "amd", aliases=["mi325x", "AMD Instinct MI325X"]),
+        _spec("MI325X-256GB", 262144, 6.0e12, 1307e12, 2615e12, link="xgmi", vendor="amd",
+              aliases=["mi325x", "AMD Instinct MI325X"]),
         # MI355X: 288 GB HBM3E at 8 TB/s, 2.5 PFLOP/s dense fp16/bf16, 5.0 fp8, 10 mxfp4 (datasheet); 294912 MiB
-        _spec("MI355X-288GB", 294912, 8.0e12, 2500e12, 5000e12, "xgmi", "amd", aliases=["mi355x", "AMD Instinct MI355X"],
-              fp4=10000e12),
+        _spec("MI355X-288GB", 294912, 8.0e12, 2500e12, 5000e12, link="xgmi", vendor="amd",
+              aliases=["mi355x", "AMD Instinct MI355X"], fp4=10000e12),
     ]
 }
 

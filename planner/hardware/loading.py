@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import networkx as nx
@@ -54,15 +55,19 @@ def resolve_topology_path(arg: str) -> Path:
                      f"({', '.join(shipped_topologies())})")
 
 
-_LOADED: dict[tuple[str, int, int], Topology] = {}
+#: Topologies parsed, per (file, modification time, size): a changed file is parsed again.
+LOADED_TOPOLOGIES_MAX = 32
+
+
+@functools.lru_cache(maxsize=LOADED_TOPOLOGIES_MAX)
+def _parsed(path: Path, source: str, mtime_ns: int, size: int) -> Topology:
+    return parse_topology(read_text(path, "the topology"), source)
 
 
 def load_topology(arg: str) -> Topology:
-    """A topology from a YAML path or a shipped name; reloaded when the file changes."""
+    """A topology from a YAML path or a shipped name; reloaded when the file changes. Topologies are never
+    changed once built, so one loaded copy is shared (the last few files are kept)."""
     path = resolve_topology_path(arg)
     stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    if key not in _LOADED:
-        text = read_text(path, "the topology")
-        _LOADED[key] = parse_topology(text, str(path) if path.parent != topologies_dir() else path.name)
-    return _LOADED[key]
+    source = str(path) if path.parent != topologies_dir() else path.name
+    return _parsed(path.resolve(), source, stat.st_mtime_ns, stat.st_size)

@@ -20,6 +20,7 @@ import networkx as nx
 
 from planner.errors import InputError
 from planner.hardware.gpus import GpuSpec, find_gpu_type
+from planner.hardware.memo import Memo
 from planner.hardware.schema import NodeDef, TopologyDef, custom_specs, expanded_node_names
 
 #: Link classes for traffic breakdowns.
@@ -60,50 +61,102 @@ class Route:
         return "nvlink"
 
 
-class Topology:
-    """A loaded topology: its definition, its GPUs and its networkx link graph.
+#: The what-if target that scales each kind of graph edge (NVSwitch ports count as NVLink).
+LINK_TARGET = {"nvlink": "nvlink", "nvswitch": "nvlink", "pcie": "pcie", "network": "network", "socket": "socket"}
 
-    `cache` memoises quantities derived from the topology alone or keyed by value (collective
-    times carry the constants' value key), never by object identity.
+
+@dataclass(frozen=True)
+class Scale:
+    """Factors a what-if applies while a machine is built (planner.hardware.whatif): (target, factor) pairs."""
+
+    factors: tuple[tuple[str, float], ...] = ()
+
+    def of(self, target: str) -> float:
+        return dict(self.factors).get(target, 1.0)
+
+    def describe(self) -> str:
+        return ",".join(f"{k}={v:g}x" for k, v in self.factors)
+
+    def spec(self, spec: GpuSpec) -> GpuSpec:
+        """A GPU's figures under the factors (hbm, memory, flops, nvlink, pcie)."""
+        f = dict(self.factors)
+        update: dict[str, Any] = {}
+        if "hbm" in f:
+            update["hbm_bytes_per_s"] = spec.hbm_bytes_per_s * f["hbm"]
+        if "memory" in f:
+            update["memory_bytes"] = int(spec.memory_bytes * f["memory"])
+        if "flops" in f:
+            update["flops_per_s"] = {k: v * f["flops"] for k, v in spec.flops_per_s.items()}
+        if "nvlink" in f:
+            update["nvlink_bytes_per_s_per_link"] = spec.nvlink_bytes_per_s_per_link * f["nvlink"]
+        if "pcie" in f:
+            update["pcie_bytes_per_s"] = spec.pcie_bytes_per_s * f["pcie"]
+        return spec.model_copy(update=update) if update else spec
+
+
+#: Per GPU group, what streaming from host memory reaches per GPU (Topology.host_stream_bytes_per_s).
+HOST_STREAMS: Memo[tuple[int, ...], float] = Memo("host-memory streaming", maxsize=16_384)
+
+
+class Topology:
+    """A loaded topology: its definition, its GPUs and its networkx link graph, built once and not changed.
+
+    A what-if (`scale`) is applied while building: the machine with some resources scaled is a new Topology,
+    named and hashed as such. Values derived from a topology are memoised by the code computing them
+    (planner.hardware.memo), keyed on values.
     """
 
-    def __init__(self, definition: TopologyDef, *, source: str = "<memory>", text: str | None = None):
+    def __init__(self, definition: TopologyDef, *, source: str = "<memory>", text: str | None = None,
+                 scale: Scale = Scale()):
         self.definition = definition
-        self.name = definition.name
+        self.scale = scale
+        what = scale.describe()
+        self.name = f"{definition.name} ({what})" if what else definition.name
         self.source = source
-        self.text = text or definition.model_dump_json()
+        self.base_text = text or definition.model_dump_json()  # the machine as defined, before any what-if
+        self.text = self.base_text + (f"\n# what-if: {what}\n" if what else "")
         self.hash = hashlib.sha256(self.text.encode()).hexdigest()[:16]
         self.gpus: list[Gpu] = []
         self.graph = nx.Graph(name=definition.name)
-        self.cache: dict[Any, Any] = {}
         self._p2p: dict[str, bool] = {}
         self._p2p_level: dict[str, str] = {}
         self._host_memory: dict[str, Any] = {}
         self._sockets: dict[str, int] = {}
         self._no_p2p: set[frozenset[int]] = set()
         self._socket_of_gpu: dict[int, str] = {}
+        self._nearest: dict[int, list[list[str]]] = {}
         self.node_class: dict[str, int] = {}
-        names = iter(expanded_node_names(definition.nodes))
-        extra = custom_specs(definition)
-        node_index = 0
-        for k, node in enumerate(definition.nodes):
-            for _ in range(node.count):
-                name = next(names)
-                self.node_class[name] = k
-                _NodeBuilder(self, name, node_index, node, extra).build()
-                node_index += 1
-        self.n_nodes = node_index
+        self.n_nodes = self._build_nodes(custom_specs(definition))
         if self.n_nodes > 1:
             self._add_fabric()
         self._routes: dict[tuple[int, int], Route] = {}
+
+    def _build_nodes(self, extra: dict[str, GpuSpec]) -> int:
+        names = iter(expanded_node_names(self.definition.nodes))
+        node_index = 0
+        host = self.scale.of("host")
+        for k, node in enumerate(self.definition.nodes):
+            for _ in range(node.count):
+                name = next(names)
+                self.node_class[name] = k
+                self._p2p[name], self._p2p_level[name], self._sockets[name] = node.p2p, node.p2p_level, node.sockets
+                tier = node.host_memory
+                self._host_memory[name] = tier if tier is None or host == 1.0 else tier.model_copy(
+                    update={"bandwidth": tier.bandwidth * host})
+                built = _NodeBuilder(self.graph, self.gpus, name=name, node_index=node_index, node=node,
+                                     extra=extra, scale=self.scale).build()
+                self._no_p2p |= built.no_p2p
+                self._socket_of_gpu.update(built.socket_of_gpu)
+                node_index += 1
+        return node_index
 
     def _add_fabric(self) -> None:
         net = self.definition.network
         self.graph.add_node("fabric", kind="fabric")
         for n, data in list(self.graph.nodes(data=True)):
             if data.get("kind") == "nic":
-                self.graph.add_edge(n, "fabric", kind="network", bandwidth=min(net.bandwidth, data["bandwidth"]),
-                                    latency=net.latency)
+                self.graph.add_edge(n, "fabric", kind="network", latency=net.latency,
+                                    bandwidth=min(net.bandwidth, data["bandwidth"]) * self.scale.of("network"))
 
     # Queries -----------------------------------------------------------------------------
     @property
@@ -162,10 +215,9 @@ class Topology:
         """Per GPU, what streaming from host memory reaches when every GPU of the group streams at once: each GPU's
         path to its socket (a PCIe uplink shared by several divides) and the socket memory shared by its GPUs."""
         ids = tuple(sorted(gpu_ids))
-        key = ("host-stream", ids)
-        if key not in self.cache:
-            self.cache[key] = self._host_stream(ids)
-        return self.cache[key]
+        if (rate := HOST_STREAMS.get(self, ids)) is None:
+            rate = HOST_STREAMS.put(self, ids, self._host_stream(ids))
+        return rate
 
     def host_capacity_bytes(self, node: str) -> float:
         """Host-memory tier capacity of a node copy (every socket's), 0 without one."""
@@ -258,16 +310,15 @@ class Topology:
 
     def _nearest_nics(self, gpu: Gpu) -> list[list[str]]:
         """The routes to the NICs closest to a GPU (fewest hops), in NIC-name order."""
-        key = ("nearest-nics", gpu.id)
-        if key not in self.cache:
+        if gpu.id not in self._nearest:
             view = self._pcie_views[gpu.node]
             routes = [nx.shortest_path(view, gpu.key, n, weight="latency")
                       for n in sorted(view.nodes) if self.graph.nodes[n]["kind"] == "nic"]
             if not routes:
                 raise InputError(f"{self.name}: GPU {gpu.id} on node {gpu.node} has no path to a NIC")
             hops = min(len(r) for r in routes)
-            self.cache[key] = [r for r in routes if len(r) == hops]
-        return self.cache[key]
+            self._nearest[gpu.id] = [r for r in routes if len(r) == hops]
+        return self._nearest[gpu.id]
 
     def _nic_for(self, gpu: Gpu) -> list[str]:
         """Rail-optimised: GPUs that share their nearest NICs take one each, in GPU order (two GPUs and two
@@ -279,15 +330,26 @@ class Topology:
         return routes[sharing.index(gpu.id) % len(routes)]
 
 
+@dataclass
+class _NodeFacts:
+    """What building a node copy learns beyond its graph: GPU pairs without peer-to-peer, each GPU's socket."""
+
+    no_p2p: set[frozenset[int]]
+    socket_of_gpu: dict[int, str]
+
+
 class _NodeBuilder:
-    """Adds one node copy's GPUs, sockets and links to a Topology's graph."""
+    """Adds one node copy's GPUs, sockets and links to a graph and a GPU list (scaled by a what-if), and returns
+    the facts the Topology keeps about them."""
 
-    def __init__(self, topo: Topology, name: str, node_index: int, node: NodeDef, extra: dict[str, GpuSpec]):
-        self.topo, self.name, self.node_index, self.node, self.extra = topo, name, node_index, node, extra
-        self.g = topo.graph
+    def __init__(self, graph: nx.Graph, gpus: list[Gpu], *, name: str, node_index: int, node: NodeDef,
+                 extra: dict[str, GpuSpec], scale: Scale):
+        self.g, self.gpus, self.name, self.node_index, self.node = graph, gpus, name, node_index, node
+        self.extra, self.scale = extra, scale
         self.local: dict[int, str] = {}
+        self.facts = _NodeFacts(set(), {})
 
-    def build(self) -> None:
+    def build(self) -> _NodeFacts:
         self._gpus_and_sockets()
         self._gpu_links()
         for nic in self.node.nics:
@@ -296,27 +358,28 @@ class _NodeBuilder:
             self._pcie_switches()
         else:
             self._root_ports()
+        return self.facts
+
+    def _edge(self, a: str, b: str, *, kind: str, bandwidth: float, latency: float) -> None:
+        self.g.add_edge(a, b, kind=kind, bandwidth=bandwidth * self.scale.of(LINK_TARGET[kind]), latency=latency)
 
     def _gpus_and_sockets(self) -> None:
-        topo, node = self.topo, self.node
-        topo._p2p[self.name] = node.p2p
-        topo._p2p_level[self.name] = node.p2p_level
-        topo._host_memory[self.name] = node.host_memory
-        topo._sockets[self.name] = node.sockets
-        first = len(topo.gpus)
+        node = self.node
+        first = len(self.gpus)
         for gd in sorted(node.gpu_defs(), key=lambda d: d.index):
-            gpu = Gpu(len(topo.gpus), self.name, self.node_index, gd.index, find_gpu_type(gd.type, self.extra))
-            topo.gpus.append(gpu)
+            gpu = Gpu(len(self.gpus), self.name, self.node_index, gd.index,
+                      self.scale.spec(find_gpu_type(gd.type, self.extra)))
+            self.gpus.append(gpu)
             self.local[gd.index] = gpu.key
             self.g.add_node(gpu.key, kind="gpu", gpu_id=gpu.id, node=self.name)
         ids = {gd.index: first + k for k, gd in enumerate(sorted(node.gpu_defs(), key=lambda d: d.index))}
-        topo._no_p2p.update(frozenset((ids[a], ids[b])) for a, b in node.no_p2p)
+        self.facts.no_p2p.update(frozenset((ids[a], ids[b])) for a, b in node.no_p2p)
         for s in range(node.sockets):
             self.g.add_node(f"{self.name}/cpu{s}", kind="cpu", node=self.name)
         for a in range(node.sockets):
             for b in range(a + 1, node.sockets):
-                self.g.add_edge(f"{self.name}/cpu{a}", f"{self.name}/cpu{b}", kind="socket",
-                                bandwidth=node.socket_link.bandwidth, latency=node.socket_link.latency)
+                self._edge(f"{self.name}/cpu{a}", f"{self.name}/cpu{b}", kind="socket",
+                           bandwidth=node.socket_link.bandwidth, latency=node.socket_link.latency)
 
     def _gpu_links(self) -> None:
         node, local, g = self.node, self.local, self.g
@@ -325,17 +388,17 @@ class _NodeBuilder:
             g.add_node(sw, kind="nvswitch", node=self.name, nvls=node.nvswitch.nvls)
             members = node.nvswitch.gpus if node.nvswitch.gpus is not None else list(local)
             for i in members:
-                g.add_edge(local[i], sw, kind="nvswitch", bandwidth=node.nvswitch.bandwidth,
+                self._edge(local[i], sw, kind="nvswitch", bandwidth=node.nvswitch.bandwidth,
                            latency=node.nvswitch.latency / 2)
         if node.mesh:
             for a in local:
                 for b in local:
                     if a < b:
-                        g.add_edge(local[a], local[b], kind="nvlink", bandwidth=node.mesh.bandwidth,
+                        self._edge(local[a], local[b], kind="nvlink", bandwidth=node.mesh.bandwidth,
                                    latency=node.mesh.latency)
         for bond in node.nvlink:
-            a, b = (local[i] for i in bond.gpus)
-            g.add_edge(a, b, kind="nvlink", bandwidth=bond.links * bond.link_bandwidth, latency=bond.latency)
+            ka, kb = (local[i] for i in bond.gpus)
+            self._edge(ka, kb, kind="nvlink", bandwidth=bond.links * bond.link_bandwidth, latency=bond.latency)
 
     def _pcie_switches(self) -> None:
         nic_defs = {n.name: n for n in self.node.nics}
@@ -343,24 +406,25 @@ class _NodeBuilder:
             key = f"{self.name}/{sw.name}"
             cpu = f"{self.name}/cpu{sw.socket}"
             self.g.add_node(key, kind="pcie_switch", node=self.name)
-            self.g.add_edge(key, cpu, kind="pcie", bandwidth=sw.uplink, latency=sw.latency / 2)
+            self._edge(key, cpu, kind="pcie", bandwidth=sw.uplink, latency=sw.latency / 2)
             for i in sw.gpus:
-                self.g.add_edge(self.local[i], key, kind="pcie", bandwidth=sw.bandwidth, latency=sw.latency / 2)
-                self.topo._socket_of_gpu[self.g.nodes[self.local[i]]["gpu_id"]] = cpu
+                self._edge(self.local[i], key, kind="pcie", bandwidth=sw.bandwidth, latency=sw.latency / 2)
+                self.facts.socket_of_gpu[self.g.nodes[self.local[i]]["gpu_id"]] = cpu
             for nic in sw.nics:
-                self.g.add_edge(f"{self.name}/{nic}", key, kind="pcie",
-                                bandwidth=min(sw.bandwidth, nic_defs[nic].bandwidth * 2), latency=nic_defs[nic].latency / 2)
+                self._edge(f"{self.name}/{nic}", key, kind="pcie",
+                                bandwidth=min(sw.bandwidth, nic_defs[nic].bandwidth * 2),
+                                latency=nic_defs[nic].latency / 2)
 
     def _root_ports(self) -> None:
         node = self.node
         per_socket = max(1, -(-len(self.local) // node.sockets))
         for pos, i in enumerate(sorted(self.local)):
             cpu = f"{self.name}/cpu{min(pos // per_socket, node.sockets - 1)}"
-            self.g.add_edge(self.local[i], cpu, kind="pcie", bandwidth=node.pcie.bandwidth, latency=node.pcie.latency)
-            self.topo._socket_of_gpu[self.g.nodes[self.local[i]]["gpu_id"]] = cpu
+            self._edge(self.local[i], cpu, kind="pcie", bandwidth=node.pcie.bandwidth, latency=node.pcie.latency)
+            self.facts.socket_of_gpu[self.g.nodes[self.local[i]]["gpu_id"]] = cpu
         for k, nic in enumerate(node.nics):
             cpu = f"{self.name}/cpu{k * node.sockets // max(1, len(node.nics))}"
-            self.g.add_edge(f"{self.name}/{nic.name}", cpu, kind="pcie", bandwidth=node.pcie.bandwidth,
+            self._edge(f"{self.name}/{nic.name}", cpu, kind="pcie", bandwidth=node.pcie.bandwidth,
                             latency=nic.latency / 2)
 
 

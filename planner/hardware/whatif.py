@@ -13,15 +13,10 @@ what-if, so a plan made on it is never mistaken for one made on the real machine
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-
 from planner.errors import InputError
-from planner.hardware.topology import Topology
+from planner.hardware.topology import Scale, Topology
 
 TARGETS = ("hbm", "memory", "flops", "nvlink", "pcie", "network", "socket", "host")
-#: Graph edge kinds each link target scales.
-EDGE_KINDS = {"nvlink": ("nvlink", "nvswitch"), "pcie": ("pcie",), "network": ("network",), "socket": ("socket",)}
 MAX_FACTOR = 100.0
 
 
@@ -44,40 +39,15 @@ def parse_what_if(text: str) -> dict[str, float]:
 
 
 def describe(factors: dict[str, float]) -> str:
-    return ",".join(f"{k}={v:g}x" for k, v in factors.items())
-
-
-def _spec_update(spec, f: dict[str, float]):
-    update = {}
-    if "hbm" in f:
-        update["hbm_bytes_per_s"] = spec.hbm_bytes_per_s * f["hbm"]
-    if "memory" in f:
-        update["memory_bytes"] = int(spec.memory_bytes * f["memory"])
-    if "flops" in f:
-        update["flops_per_s"] = {k: v * f["flops"] for k, v in spec.flops_per_s.items()}
-    if "nvlink" in f:
-        update["nvlink_bytes_per_s_per_link"] = spec.nvlink_bytes_per_s_per_link * f["nvlink"]
-    if "pcie" in f:
-        update["pcie_bytes_per_s"] = spec.pcie_bytes_per_s * f["pcie"]
-    return spec.model_copy(update=update) if update else spec
+    return Scale(tuple(factors.items())).describe()
 
 
 def apply_what_if(topo: Topology, factors: dict[str, float]) -> Topology:
-    """A copy of `topo` with each target scaled by its factor."""
+    """The machine of `topo` built again with each target scaled by its factor (on top of any what-if `topo`
+    already has); `topo` itself is not changed."""
     if not factors:
         return topo
-    what = describe(factors)
-    new = Topology(topo.definition, source=topo.source, text=f"{topo.text}\n# what-if: {what}\n")
-    new.name = f"{topo.name} ({what})"
-    new.hash = hashlib.sha256(new.text.encode()).hexdigest()[:16]
-    new.gpus = [dataclasses.replace(g, spec=_spec_update(g.spec, factors)) for g in new.gpus]
-    for target, kinds in EDGE_KINDS.items():
-        if target in factors:
-            for _, _, data in new.graph.edges(data=True):
-                if data.get("kind") in kinds:
-                    data["bandwidth"] *= factors[target]
-    if "host" in factors:
-        new._host_memory = {n: None if t is None else t.model_copy(update={"bandwidth": t.bandwidth * factors["host"]})
-                            for n, t in new._host_memory.items()}
-    new.cache.clear()
-    return new
+    combined = dict(topo.scale.factors)
+    for target, factor in factors.items():
+        combined[target] = combined.get(target, 1.0) * factor
+    return Topology(topo.definition, source=topo.source, text=topo.base_text, scale=Scale(tuple(combined.items())))

@@ -134,7 +134,7 @@ def unset_remedies(plan: Plan) -> list[str]:
     if w.spec_tokens:
         out.append(f"the prediction assumes speculative decoding (k={w.spec_tokens}, acceptance {w.spec_acceptance:g}); "
                    "add your draft's speculative config (vLLM --speculative-config, SGLang --speculative-algorithm)")
-    sparse = [r for r in w.remedies() if "sparsity" in r]
+    sparse = [r for r in w.remedy_labels() if "sparsity" in r]
     if sparse:
         out.append(f"the prediction assumes {', '.join(sparse)}: no engine flag enables it; it needs a sparse kernel")
     return out

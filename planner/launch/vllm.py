@@ -38,7 +38,7 @@ def quant_flags(plan: Plan) -> list[str]:
     return flags
 
 
-def serve_command(plan: Plan, layout: Layout, model: str, port: int, multi_node: bool, device: str = "gpu",
+def serve_command(plan: Plan, layout: Layout, model: str, port: int, multi_node: bool, *, device: str = "gpu",
                   extra_args: Sequence[str] = (), offload_gib: int = 0) -> list[str]:
     """`vllm serve` with the plan's layout: attention DP ranks (`--data-parallel-size`, each with its own
     scheduler, so `--max-num-seqs` is per rank) and expert parallelism (`--enable-expert-parallel`: the MoE
@@ -58,7 +58,8 @@ def serve_command(plan: Plan, layout: Layout, model: str, port: int, multi_node:
     if device == "gpu":
         parts += ["--gpu-memory-utilization", f"{w.gpu_memory_fraction:g}"]
     else:
-        parts += ["--dtype", "bfloat16" if w.weight_dtype == "bf16" else "float16" if w.weight_dtype == "fp16" else "auto"]
+        parts += ["--dtype",
+                  "bfloat16" if w.weight_dtype == "bf16" else "float16" if w.weight_dtype == "fp16" else "auto"]
     parts += ["--max-num-seqs", str(batch_limit_per_dp_rank(plan, layout.dp)), *quant_flags(plan),
               "--port", str(port)]
     if offload_gib:  # weights the plan streams from host memory, per GPU (vLLM reads them over PCIe each step)
@@ -68,7 +69,7 @@ def serve_command(plan: Plan, layout: Layout, model: str, port: int, multi_node:
     return parts + [q(a) for a in extra_args]
 
 
-def _single_node(r: int, n: NodeSlice, rport: int, env: list[str], serve: list[str], device: str,
+def _single_node(r: int, n: NodeSlice, rport: int, env: list[str], serve: list[str], *, device: str,
                  plan: Plan) -> list[str]:
     """One replica on one node: its GPUs in rank order (or the CPU build's core groups), the server, its log."""
     if device == "cpu":
@@ -131,12 +132,15 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
         rport = port + r
         env = [f"export VLLM_PP_LAYER_PARTITION={q(partition)}  # uneven stages: layers per stage"] if partition else []
         if len(nodes) == 1:
-            serve = serve_command(plan, layout, model, rport, False, device, extra_args, offload)
-            per_node.setdefault(nodes[0].node, []).extend(_single_node(r, nodes[0], rport, env, serve, device, plan))
+            serve = serve_command(plan, layout, model, rport, False, device=device, extra_args=extra_args,
+                                  offload_gib=offload)
+            per_node.setdefault(nodes[0].node, []).extend(_single_node(r, nodes[0], rport, env, serve, device=device,
+                                                                       plan=plan))
             summary.append(f"replica {r}: node {nodes[0].node}, port {rport}" + (
                 "" if device == "cpu" else f", CUDA_VISIBLE_DEVICES={','.join(map(str, nodes[0].local_indices))}"))
             continue
-        serve = serve_command(plan, layout, model, rport, True, device, extra_args, offload)
+        serve = serve_command(plan, layout, model, rport, True, device=device, extra_args=extra_args,
+                              offload_gib=offload)
         for node, lines in _ray_nodes(r, nodes, rport, env, serve).items():
             per_node.setdefault(node, []).extend(lines)
         summary.append(f"replica {r}: Ray head on {nodes[0].node}, workers on {', '.join(n.node for n in nodes[1:])}, "

@@ -226,7 +226,7 @@ def context_length(config: dict) -> int:
 def trace_config(config_dict: dict, *, name: str, source: str, config_hash: str) -> ModelProfile:
     config, model = _build(config_dict, name)
     try:
-        return _walk(config, model, config_dict, name, source, config_hash)
+        return _walk(config, model, config_dict, name, source, config_hash=config_hash)
     except ConfigError:
         raise
     except Exception as exc:  # a config transformers builds but cannot run: one line, not its traceback
@@ -235,7 +235,7 @@ def trace_config(config_dict: dict, *, name: str, source: str, config_hash: str)
                           f"({type(exc).__name__}: {first[:200]}); check the config's fields") from None
 
 
-def _walk(config: Any, model: Any, config_dict: dict, name: str, source: str, config_hash: str) -> ModelProfile:
+def _walk(config: Any, model: Any, config_dict: dict, name: str, source: str, *, config_hash: str) -> ModelProfile:
     """The layer graph of a built model: nodes, parameter groups, FLOPs, KV."""
     embed = model.get_input_embeddings()
     embed_params = sum(p.numel() for p in embed.parameters())

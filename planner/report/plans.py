@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from rich.console import Group
 from rich.table import Table
 
+from planner.plan import layout_label
 from planner.report.tables import table
 from planner.units import format_bytes, format_ids
 
@@ -26,8 +27,7 @@ def _layers(s: StagePrediction) -> str:
 
 
 def _layout(s: StagePrediction) -> str:
-    out = f"TP{s.tp}" if s.dp == 1 else f"DP{s.dp}xTP{s.tp}"
-    return out + (f" EP{s.ep}" if s.ep > 1 else "")
+    return layout_label(s.tp, s.dp, s.ep)
 
 
 def stage_table(pred: Prediction, title: str) -> Table:
@@ -45,7 +45,8 @@ def _load_line(pred: Prediction, workload: Workload) -> str:
     mode = {"serving": "steady-state serving", "static": "static batch", "closed": "closed-loop waves"}[pred.mode]
     sequences = "1 sequence decoding" if pred.concurrency == 1 else f"{pred.concurrency:,} sequences decoding together"
     line = (f"at {sequences} ({mode}, isl {workload.isl}, osl {workload.osl}, "
-            f"{workload.weight_dtype} weights, {workload.kv_dtype} KV{''.join(', ' + r for r in workload.remedies())})")
+            f"{workload.weight_dtype} weights, {workload.kv_dtype} KV"
+            f"{''.join(', ' + r for r in workload.remedy_labels())})")
     if pred.mode == "serving" and pred.prefill_tokens_per_step:
         line += f"; each step also prefills {pred.prefill_tokens_per_step:,.0f} prompt tokens on average"
     return line
@@ -53,7 +54,8 @@ def _load_line(pred: Prediction, workload: Workload) -> str:
 
 def totals_table(pred: Prediction, workload: Workload) -> Table:
     t = table(_load_line(pred, workload), ["what", "value"], right=("value",), show_header=False)
-    t.add_row("TPOT", f"{pred.tpot_ms:.2f} ms  (roofline floor {pred.roofline_tpot_ms:.2f} ms, {pred.roofline_ratio:.2f}x)")
+    t.add_row("TPOT",
+              f"{pred.tpot_ms:.2f} ms  (roofline floor {pred.roofline_tpot_ms:.2f} ms, {pred.roofline_ratio:.2f}x)")
     t.add_row("TTFT", f"{pred.ttft_ms:,.1f} ms")
     t.add_row("throughput", f"{pred.tokens_per_s:,.1f} tokens/s ({pred.tokens_per_s_per_gpu:,.1f} per GPU, "
               f"{pred.tokens_per_s_per_user:,.1f} per user)")
@@ -63,10 +65,12 @@ def totals_table(pred: Prediction, workload: Workload) -> Table:
     t.add_row("HBM bytes per token", f"{format_bytes(pred.hbm_bytes_per_token)} (weights "
               f"{format_bytes(pred.hbm_weight_bytes_per_token)}, KV {format_bytes(pred.hbm_kv_bytes_per_token)})")
     links = ", ".join(f"{k} {format_bytes(v)}" for k, v in pred.interconnect_bytes_by_class.items() if v)
-    t.add_row("link bytes per token", format_bytes(pred.interconnect_bytes_per_token) + (f" ({links})" if links else ""))
+    t.add_row("link bytes per token",
+              format_bytes(pred.interconnect_bytes_per_token) + (f" ({links})" if links else ""))
     worst = max(pred.memory_per_gpu_bytes.values())
     cap = min(pred.memory_capacity_bytes.values())
-    t.add_row("memory per GPU", f"up to {format_bytes(worst)} of {format_bytes(cap)}" + ("" if pred.fits else "  DOES NOT FIT"))
+    t.add_row("memory per GPU",
+              f"up to {format_bytes(worst)} of {format_bytes(cap)}" + ("" if pred.fits else "  DOES NOT FIT"))
     return t
 
 
@@ -91,9 +95,10 @@ def plan_report(plan: Plan) -> Group:
     slos += [f"TTFT <= {plan.inputs.ttft_slo_ms:g} ms" for _ in [1] if plan.inputs.ttft_slo_ms is not None]
     title = (f"{plan.inputs.model} on {plan.inputs.topology}: {plan.partition.shape} "
              f"[{plan.inputs.objective}{', ' + ', '.join(slos) if slos else ''}]")
-    parts = [stage_table(pred, title), totals_table(pred, w)]
+    parts: list[Table | str] = [stage_table(pred, title), totals_table(pred, w)]
     if plan.replicas > 1:
-        parts.append("replicas on GPUs: " + "; ".join(" | ".join(format_ids(st) for st in rep) for rep in plan.replica_gpu_ids))
+        parts.append("replicas on GPUs: "
+                     + "; ".join(" | ".join(format_ids(st) for st in rep) for rep in plan.replica_gpu_ids))
     s = plan.solver
     gap = f", gap {s.gap:.2%}" if s.gap else ""
     parts.append(f"solver: {s.status}{gap} in {s.wall_time_s:.2f} s ({s.resolution})")
@@ -146,7 +151,8 @@ def frontier_table(result: FrontierResult, all_points: bool = False) -> Table:
               ["shape", "load", "TPOT ms", "TTFT ms", "tok/s/user", "tok/s/GPU", "front", "engines"],
               right=("load", "TPOT ms", "TTFT ms", "tok/s/user", "tok/s/GPU"))
     for p in pts:
-        t.add_row(p.shape, f"{p.concurrency:,}", f"{p.tpot_ms:.1f}", f"{p.ttft_ms:,.0f}", f"{p.tokens_per_s_per_user:.1f}",
+        t.add_row(p.shape, f"{p.concurrency:,}", f"{p.tpot_ms:.1f}", f"{p.ttft_ms:,.0f}",
+                  f"{p.tokens_per_s_per_user:.1f}",
                   f"{p.tokens_per_s_per_gpu:,.0f}", "*" if p.frontier else "", ", ".join(p.engines) or "none")
     t.caption = f"{len(result.on_frontier)} frontier points of {len(result.points)}; every figure at its own load"
     return t

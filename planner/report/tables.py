@@ -6,7 +6,7 @@ terminal, or piped, every GPU id and layer range still shows in full.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from rich.console import Group
 from rich.table import Table
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from planner.hardware.topology import Topology
     from planner.model.catalog import CatalogEntry
 
-RIGHT = "right"
+RIGHT: Literal["right"] = "right"
 
 
 def table(title: str | None, columns: list[str], *, right: tuple[str, ...] = (), show_header: bool = True) -> Table:
@@ -57,7 +57,8 @@ def _runs(rows, all_layers: bool) -> list[tuple]:
     """Rows, with runs of identical decoder layers collapsed into one row and a count."""
     if all_layers or sum(r.kind == "decoder" for r in rows) <= 6:
         return [(r, 1) for r in rows]
-    shown, run = [], []
+    shown: list = []
+    run: list = []
     for r in rows:
         if r.kind == "decoder" and run and _same(run[-1], r):
             run.append(r)
@@ -117,10 +118,13 @@ def _gpu_rows(summary: TopologySummary) -> Table:
 
 
 def topology_table(summary: TopologySummary) -> Group:
-    links = table(f"links (per direction){'' if summary.links_total == len(summary.links) else f', first {len(summary.links)} of {summary.links_total}'}",
+    n = len(summary.links)
+    shown = "" if summary.links_total == n else f", first {n} of {summary.links_total}"
+    links = table(f"links (per direction){shown}",
                   ["from", "to", "kind", "bandwidth", "latency"], right=("bandwidth", "latency"))
     for link in summary.links:
-        links.add_row(link.a, link.b, link.kind, f"{link.bandwidth_bytes_per_s / 1e9:g} GB/s", f"{link.latency_s * 1e6:g} us")
+        links.add_row(link.a, link.b, link.kind, f"{link.bandwidth_bytes_per_s / 1e9:g} GB/s",
+                      f"{link.latency_s * 1e6:g} us")
     parts = [_gpu_rows(summary), links]
     if summary.bandwidth_matrix_bytes_per_s is not None:
         n = len(summary.gpus)
@@ -142,6 +146,7 @@ def topology_table(summary: TopologySummary) -> Group:
 def collective_table(rows: list[CollectiveRow], title: str) -> Table:
     t = table(title, ["size", "bytes", "time", "busbw", "algorithm"], right=("size", "bytes", "time", "busbw"))
     for r in rows:
-        t.add_row(r.size, f"{r.bytes:,}", f"{r.time_us:,.1f} us", f"{r.busbw_gbps:,.2f} GB/s", f"{r.algorithm}/{r.protocol}")
+        t.add_row(r.size, f"{r.bytes:,}", f"{r.time_us:,.1f} us", f"{r.busbw_gbps:,.2f} GB/s",
+                  f"{r.algorithm}/{r.protocol}")
     return t
 

@@ -92,7 +92,8 @@ def _merge_node(topo: Topology, ids: list[int]) -> list[int]:
         return (-worst_bw, worst_lat, min(a + b))
 
     while len(clusters) > 1:
-        _, i, j = min((link(clusters[i], clusters[j]), i, j) for i, j in itertools.combinations(range(len(clusters)), 2))
+        _, i, j = min((link(clusters[i], clusters[j]), i, j) for i, j in itertools.combinations(range(len(clusters)),
+                                                                                                2))
         merged = clusters[i] + clusters[j]
         clusters = sorted([c for k, c in enumerate(clusters) if k not in (i, j)] + [merged], key=min)
     return clusters[0]

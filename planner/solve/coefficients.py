@@ -16,7 +16,8 @@ from planner.cost.offload import stream_bytes_per_s, streamed_layer_s
 from planner.cost.serving import OperatingPoint
 from planner.cost.shards import held_weight_bytes
 from planner.cost.speculative import draft_step, draft_weight_bytes
-from planner.cost.step import GroupHardware, StageStep, StepLoad, add_steps, engine_overhead_s, node_step, stage_comm
+from planner.cost.step import (GroupHardware, StageComm, StageStep, StepLoad, add_steps, engine_overhead_s, node_step,
+                               stage_comm)
 from planner.cost.transfer import transfer_bytes, transfer_pair_s
 from planner.hardware.topology import Topology
 from planner.model.layergraph import LayerInfo, ModelProfile
@@ -88,7 +89,7 @@ class _Timer:
     def __init__(self, profile: ModelProfile, topo: Topology, cfg: Config, workload: Workload, c: Constants):
         self.profile, self.topo, self.cfg, self.w, self.c = profile, topo, cfg, workload, c
         self.hw = GroupHardware.of(topo, cfg.gpu_ids, workload.weight_dtype)
-        self._comm: dict[StepLoad, object] = {}
+        self._comm: dict[StepLoad, StageComm] = {}
 
     def step(self, layer: LayerInfo, load: StepLoad) -> StageStep:
         if load not in self._comm:
@@ -136,8 +137,9 @@ def _streaming(timer: _Timer, runs: list[tuple[int, int]], op: OperatingPoint) -
     for a, _ in runs:
         layer = t.profile.decoders[a]
 
-        def extra(load: StepLoad) -> float:
-            return streamed_layer_s(t.step(layer, load).time_s, layer, t.cfg.layout, t.profile, t.w.weight_dtype, rate)
+        def extra(load: StepLoad, layer: LayerInfo = layer) -> float:
+            return streamed_layer_s(t.step(layer, load).time_s, layer, t.cfg.layout, t.profile, t.w.weight_dtype,
+                                    rate)
 
         tpot.append(ns(sum(w * extra(load) for load, w in op.tpot_loads) / op.tokens_per_pass))
         ttft.append(ns(op.ttft_chunks * extra(op.ttft_load)))
@@ -145,7 +147,7 @@ def _streaming(timer: _Timer, runs: list[tuple[int, int]], op: OperatingPoint) -
     return Streaming(tuple(tpot), tuple(ttft), tuple(host))
 
 
-def coefficients(profile: ModelProfile, topo: Topology, cfg: Config, runs: list[tuple[int, int]], workload: Workload,
+def coefficients(profile: ModelProfile, topo: Topology, cfg: Config, *, runs: list[tuple[int, int]], workload: Workload,
                  op: OperatingPoint, c: Constants, offload: bool = False) -> Coefficients:
     timer = _Timer(profile, topo, cfg, workload, c)
     tpot, ttft, traffic, weights, kv = [], [], [], [], []
@@ -182,5 +184,6 @@ def hops(profile: ModelProfile, topo: Topology, nodes: list[str], op: OperatingP
         for b in nodes:
             tpot[a, b] = ns(sum(w * transfer_pair_s(topo, a, b, transfer_bytes(profile, load.tokens), c)
                                 for load, w in op.tpot_loads) / op.tokens_per_pass)
-            ttft[a, b] = ns(op.ttft_chunks * transfer_pair_s(topo, a, b, transfer_bytes(profile, op.ttft_load.tokens), c))
+            ttft[a, b] = ns(op.ttft_chunks * transfer_pair_s(topo, a, b, transfer_bytes(profile, op.ttft_load.tokens),
+                                                             c))
     return Hops(tpot, ttft, int(round(transfer_bytes(profile, op.decode))))

@@ -28,7 +28,7 @@ CAPACITY_MAX = 1_000_000
 
 
 @dataclass(frozen=True)
-class Limits:
+class SolverBudget:
     """CP-SAT's budget: deterministic time (machine independent, so the same inputs give the same plan)
     and a wall-clock safety net."""
 
@@ -37,7 +37,7 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class Stage:
+class SolvedStage:
     """A solved stage: its configuration, its layers [layer_start, layer_end), and how many layers of each run it
     streams from host memory."""
 
@@ -52,7 +52,7 @@ class Outcome:
     status: str  # OPTIMAL, FEASIBLE, INFEASIBLE or UNKNOWN (the time ran out before any plan)
     value: float = 0.0
     bound: float = 0.0
-    stages: list[Stage] | None = None
+    stages: list[SolvedStage] | None = None
 
     @property
     def found(self) -> bool:
@@ -62,7 +62,7 @@ class Outcome:
 class ShapeModel:
     """One shape's CP-SAT model; build once, then ask `minimize_tpot`, `minimize_traffic` or `maximize_capacity`."""
 
-    def __init__(self, n_layers: int, pp: int, micro: int, configs: list[Config], coefs: list[Coefficients],
+    def __init__(self, n_layers: int, pp: int, micro: int, *, configs: list[Config], coefs: list[Coefficients],
                  runs: list[tuple[int, int]], hops: Hops, pools: dict[str, list[int]], gpus: int, exact_gpus: bool,
                  memory_at_load: bool = True, host_capacity: dict[str, int] | None = None):
         from ortools.sat.python import cp_model
@@ -84,8 +84,10 @@ class ShapeModel:
     def _time_bound(self) -> int:
         """A bound on any stage time, TPOT or prefill chain of this model (keeps every product in int64)."""
         ks = self.coefs
-        per_stage = sum((hi - lo) * max(max(k.tpot_ns[r], k.ttft_ns[r]) for k in ks) for r, (lo, hi) in enumerate(self.runs))
-        per_stage += max(max(k.first.tpot_ns, k.first.ttft_ns) for k in ks) + max(max(k.last.tpot_ns, k.last.ttft_ns) for k in ks)
+        per_stage = sum((hi - lo) * max(max(k.tpot_ns[r], k.ttft_ns[r]) for k in ks) for r,
+                        (lo, hi) in enumerate(self.runs))
+        per_stage += max(max(k.first.tpot_ns, k.first.ttft_ns) for k in ks) + max(max(k.last.tpot_ns,
+                                                                                      k.last.ttft_ns) for k in ks)
         per_stage += max([*self.hops.tpot_ns.values(), *self.hops.ttft_ns.values(), 0])
         per_stage += sum((hi - lo) * max(max(k.streaming.tpot_ns[r], k.streaming.ttft_ns[r]) if k.streaming else 0
                                          for k in ks) for r, (lo, hi) in enumerate(self.runs))
@@ -176,7 +178,8 @@ class ShapeModel:
 
     def _weights(self, s: int, g: int):
         k = self.coefs[g]
-        held = sum(k.weight_bytes[r] * self.n[s, g, r] for r in self.R) + self._extra(s, g, "weight_bytes") * self.use[s, g]
+        held = sum(k.weight_bytes[r] * self.n[s, g, r] for r in self.R) + self._extra(s, g,
+                                                                                      "weight_bytes") * self.use[s, g]
         if k.streaming is None:
             return held
         return held - self._streamed(s, g, "host_bytes") + self.buf[s, g]
@@ -197,7 +200,9 @@ class ShapeModel:
         for s in S:
             for nd in self.nodes:
                 m.add(on[s, nd] == sum(self.use[s, g] for g in G if self.configs[g].node == nd))
-        self.T, ttft_terms, traffic_terms = [], [], []
+        self.T: list[Any] = []
+        ttft_terms: list[Any] = []
+        traffic_terms: list[Any] = []
         for s in S:
             t = [self.coefs[g].tpot_ns[r] * self.n[s, g, r] for g in G for r in self.R]
             t += [self._extra(s, g, "tpot_ns") * self.use[s, g] for g in G]
@@ -229,13 +234,14 @@ class ShapeModel:
         m.add(self.prefill == sum(ttft_terms))
         traffic_max = sum(abs(t) if isinstance(t, int) else 0 for t in traffic_terms)
         ks = self.coefs
-        traffic_max += self.pp * (sum((hi - lo) * max(k.traffic_bytes[r] for k in ks) for r, (lo, hi) in enumerate(self.runs))
+        traffic_max += self.pp * (sum((hi - lo) * max(k.traffic_bytes[r] for k in ks) for r,
+                                      (lo, hi) in enumerate(self.runs))
                                   + max(k.first.traffic_bytes for k in ks) + max(k.last.traffic_bytes for k in ks))
         self.traffic = m.new_int_var(0, max(1, traffic_max), "traffic")
         m.add(self.traffic == sum(traffic_terms))
 
     # --- queries ---------------------------------------------------------------------------------
-    def _solve(self, limits: Limits) -> Any:
+    def _solve(self, limits: SolverBudget) -> Any:
         solver = self.cp.CpSolver()
         solver.parameters.max_deterministic_time = max(0.05, limits.deterministic_s)
         solver.parameters.max_time_in_seconds = max(5.0, 10 * limits.deterministic_s)  # only a safety net
@@ -254,7 +260,7 @@ class ShapeModel:
             g = next(g for g in self.G if solver.value(self.use[s, g]))
             end = solver.value(self.b[s + 1])
             streamed = tuple(solver.value(self.off[s, g, r]) if (s, g, r) in self.off else 0 for r in self.R)
-            stages.append(Stage(self.configs[g], start, end, streamed))
+            stages.append(SolvedStage(self.configs[g], start, end, streamed))
             start = end
         return Outcome(status, float(solver.value(objective)), float(solver.best_objective_bound), stages)
 
@@ -265,7 +271,7 @@ class ShapeModel:
         if ttft_slo_ns is not None:
             self.m.add(1000 * (ttft_fixed_ns + self.prefill) + wait_milli * self.tpot <= 1000 * ttft_slo_ns)
 
-    def minimize_tpot(self, limits: Limits, incumbent: int | None = None) -> Outcome:
+    def minimize_tpot(self, limits: SolverBudget, incumbent: int | None = None) -> Outcome:
         """The least TPOT; with several stages, then the most balanced stages among plans of that TPOT."""
         if incumbent is not None:
             self.m.add(self.tpot <= incumbent)
@@ -284,14 +290,14 @@ class ShapeModel:
         second.value, second.bound = first.value, first.bound
         return second
 
-    def minimize_traffic(self, limits: Limits, incumbent: int | None = None) -> Outcome:
+    def minimize_traffic(self, limits: SolverBudget, incumbent: int | None = None) -> Outcome:
         if incumbent is not None:
             self.m.add(self.traffic <= incumbent)
         self.m.minimize(self.traffic)
         solver, status = self._solve(limits)
         return self._outcome(solver, status, self.traffic)
 
-    def maximize_capacity(self, limits: Limits) -> Outcome:
+    def maximize_capacity(self, limits: SolverBudget) -> Outcome:
         """The most sequences a replica of this shape holds in memory (each GPU: its dp rank's share).
         Build the model with `memory_at_load=False` for this query."""
         m = self.m

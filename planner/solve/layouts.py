@@ -3,7 +3,7 @@
 A dense model's stage is tp GPUs (tp divides its heads and widths). A mixture-of-experts model's stage
 may also run attention data-parallel over dp ranks of tp GPUs each, and its routed experts either
 sliced by tp (ep = 1) or whole, E/ep per GPU (ep = tp x dp). What the engines run (vLLM, SGLang,
-TensorRT-LLM, read from their argument definitions, docs/launch.md): one layout for every pipeline
+TensorRT-LLM, read from their argument definitions; README.md, "Launch a plan"): one layout for every pipeline
 stage, and data-parallel attention without pipeline stages. `any_shape` offers the others too.
 """
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -22,9 +23,10 @@ from planner.cost.serving import OperatingPoint, operating_point
 from planner.hardware.topology import Topology
 from planner.model.layergraph import ModelProfile
 from planner.plan import Partition, Prediction, Workload
-from planner.solve.candidates import CandidateSet
+from planner.solve.candidates import CandidateSet, Config
+from planner.solve.options import Objective, SolveOptions
 from planner.solve.coefficients import Coefficients, Hops, coefficients, hops, layer_runs, ns
-from planner.solve.formulation import CAPACITY_MAX, Limits, Outcome, ShapeModel
+from planner.solve.formulation import CAPACITY_MAX, SolverBudget, Outcome, ShapeModel
 from planner.solve.realize import partition_of
 from planner.solve.shapes import Shape
 
@@ -32,27 +34,38 @@ from planner.solve.shapes import Shape
 SLO_MARGIN_NS = 1000
 
 
-@dataclass
+#: Coefficient sets one solve keeps: (configuration, operating point, streaming) triples; a solve asks for a few
+#: hundred, the bound keeps a pathological one (many loads x many candidates) from growing without end.
+COEFFICIENT_CACHE_SIZE = 20_000
+
+
+@dataclass(frozen=True, kw_only=True)
 class Request:
-    """Everything a solve is asked (planner.solve.search.solve builds it from its arguments)."""
+    """Everything a solve is asked: the model, machine and load, the cost constants and the search options."""
 
     profile: ModelProfile
     topo: Topology
     workload: Workload
-    objective: str
     constants: Constants
-    tpot_slo_ms: float | None = None
-    ttft_slo_ms: float | None = None
-    max_concurrency: int | None = None
-    workers: int = 1
-    offload: bool = False  # may stream decoder layers from host-memory tiers (single-replica shapes)
-    cache: dict = field(default_factory=dict)
+    options: SolveOptions
+    coefficients: dict[tuple[Config, OperatingPoint, bool], Coefficients] = field(default_factory=dict,
+                                                                                     compare=False, repr=False)
 
-    @property
+    @functools.cached_property
     def runs(self) -> list[tuple[int, int]]:
-        if "runs" not in self.cache:
-            self.cache["runs"] = layer_runs(self.profile)
-        return self.cache["runs"]
+        """The model's runs of identical decoder layers (computed once per request)."""
+        return layer_runs(self.profile)
+
+    def coefficients_of(self, cfg: Config, op: OperatingPoint, streams: bool) -> Coefficients:
+        """The coefficients of one configuration at one operating point, computed once per request."""
+        key = (cfg, op, streams)
+        if key not in self.coefficients:
+            if len(self.coefficients) >= COEFFICIENT_CACHE_SIZE:
+                self.coefficients.pop(next(iter(self.coefficients)))
+            self.coefficients[key] = coefficients(self.profile, self.topo, cfg, runs=self.runs, workload=self.workload,
+                                                  op=op,
+                                                  c=self.constants, offload=streams)
+        return self.coefficients[key]
 
 
 @dataclass
@@ -80,17 +93,10 @@ class ShapeSolver:
     def streams(self) -> bool:
         """Whether plans of this shape may stream layers from host memory: asked for, and one replica (replicas
         would each need their own host copy; not searched)."""
-        return self.req.offload and self.shape.replicas == 1
+        return self.req.options.offload and self.shape.replicas == 1
 
     def coefs(self, op: OperatingPoint) -> list[Coefficients]:
-        cache, r = self.req.cache, self.req
-        out = []
-        for cfg in self.cands.configs:
-            key = ("coef", cfg, op, self.streams)
-            if key not in cache:
-                cache[key] = coefficients(r.profile, r.topo, cfg, r.runs, r.workload, op, r.constants, self.streams)
-            out.append(cache[key])
-        return out
+        return [self.req.coefficients_of(cfg, op, self.streams) for cfg in self.cands.configs]
 
     @property
     def nodes(self) -> list[str]:
@@ -102,8 +108,10 @@ class ShapeSolver:
     def model(self, op: OperatingPoint, memory_at_load: bool = True) -> ShapeModel:
         r, s = self.req, self.shape
         host = {nd: int(r.topo.host_capacity_bytes(nd)) for nd in self.nodes} if self.streams else None
-        return ShapeModel(r.profile.n_layers, s.pp, op.micro, self.cands.configs, self.coefs(op), r.runs,
-                          self.hand_offs(op), self.cands.pools, s.gpus, s.exact_gpus, memory_at_load, host)
+        return ShapeModel(r.profile.n_layers, s.pp, op.micro, configs=self.cands.configs, coefs=self.coefs(op),
+                          runs=r.runs,
+                          hops=self.hand_offs(op), pools=self.cands.pools, gpus=s.gpus, exact_gpus=s.exact_gpus,
+                          memory_at_load=memory_at_load, host_capacity=host)
 
     def _usable(self, ks: list[Coefficients]) -> list[Coefficients]:
         """Configurations a stage can take while the other PP - 1 stages get at least the smallest size."""
@@ -157,8 +165,8 @@ class ShapeSolver:
 
     def with_slos(self, m: ShapeModel, op: OperatingPoint) -> ShapeModel:
         r = self.req
-        tpot = None if r.tpot_slo_ms is None else ns(r.tpot_slo_ms * 1e-3) - SLO_MARGIN_NS
-        ttft = None if r.ttft_slo_ms is None else ns(r.ttft_slo_ms * 1e-3) - SLO_MARGIN_NS
+        tpot = None if r.options.tpot_slo_ms is None else ns(r.options.tpot_slo_ms * 1e-3) - SLO_MARGIN_NS
+        ttft = None if r.options.ttft_slo_ms is None else ns(r.options.ttft_slo_ms * 1e-3) - SLO_MARGIN_NS
         # TTFT waits in steps; the model's TPOT is per token, a step yields tokens_per_pass of them
         wait_milli = int(round(op.ttft_wait_steps * op.tokens_per_pass * 1000))
         m.add_slos(tpot, ttft, ns(r.constants.request_overhead_s), wait_milli)
@@ -171,13 +179,13 @@ class ShapeSolver:
         return part, estimate(r.profile, r.topo, part, load, r.constants, check=False)
 
 
-def solve_fixed_load(sv: ShapeSolver, limits: Limits, best_score: float | None) -> ShapeResult:
+def solve_fixed_load(sv: ShapeSolver, limits: SolverBudget, best_score: float | None) -> ShapeResult:
     """Latency or traffic at the workload's load; `best_score` (TPOT ms or bytes per token) prunes."""
     req, shape = sv.req, sv.shape
     op = sv.op(math.ceil(req.workload.concurrency / shape.replicas))
     if not op.feasible:
         return ShapeResult(shape, "INFEASIBLE", note=op.problem)
-    latency = req.objective == "latency"
+    latency = req.options.objective == Objective.LATENCY
     bound = sv.tpot_lower_bound_ns(op) if latency else sv.traffic_lower_bound(op)
     in_score = (lambda v: v / 1e6) if latency else (lambda v: v / op.decode)
     incumbent = None if best_score is None else (best_score * 1e6 if latency else best_score * op.decode)
@@ -192,11 +200,11 @@ def solve_fixed_load(sv: ShapeSolver, limits: Limits, best_score: float | None) 
     return ShapeResult(shape, out.status, part, pred, score, in_score(max(out.bound, bound)))
 
 
-def score_bound(sv: ShapeSolver, limits: Limits) -> float:
+def score_bound(sv: ShapeSolver, limits: SolverBudget) -> float:
     """A lower bound on the score of every plan of the shape, from the solver's bounds alone (no search for
     a plan). With a relaxed shape (slot 0 = every GPU offered) it holds for every slot system of the shape."""
     req, shape = sv.req, sv.shape
-    if req.objective == "throughput":
+    if req.options.objective == Objective.THROUGHPUT:
         cap = load_capacity(sv, limits)
         if cap.status == "INFEASIBLE":
             return math.inf
@@ -204,7 +212,7 @@ def score_bound(sv: ShapeSolver, limits: Limits) -> float:
     op = sv.op(math.ceil(req.workload.concurrency / shape.replicas))
     if not op.feasible:
         return math.inf
-    if req.objective == "latency":
+    if req.options.objective == Objective.LATENCY:
         return sv.tpot_lower_bound_ns(op) / 1e6
     return sv.traffic_lower_bound(op) / op.decode
 
@@ -243,10 +251,10 @@ class Capacity:
     problem: str | None = None
 
 
-def load_capacity(sv: ShapeSolver, limits: Limits) -> Capacity:
+def load_capacity(sv: ShapeSolver, limits: SolverBudget) -> Capacity:
     """The largest per-replica load the step budget allows and the memory holds, with its bound."""
     req, shape = sv.req, sv.shape
-    cap = CAPACITY_MAX if req.max_concurrency is None else max(1, req.max_concurrency // shape.replicas)
+    cap = CAPACITY_MAX if req.options.max_concurrency is None else max(1, req.options.max_concurrency // shape.replicas)
     cap = step_budget_limit(sv, cap)
     if cap < 1:
         return Capacity(0, 0, "INFEASIBLE", sv.op(1).problem)
@@ -265,7 +273,7 @@ def _tokens_bound(sv: ShapeSolver, cap_bound: int) -> float:
     under a TPOT SLO no load whose TPOT lower bound already breaks it can serve (the bound grows with the load)."""
     if cap_bound < 1:
         return 0.0
-    slo_ns = None if sv.req.tpot_slo_ms is None else sv.req.tpot_slo_ms * 1e6
+    slo_ns = None if sv.req.options.tpot_slo_ms is None else sv.req.options.tpot_slo_ms * 1e6
     if slo_ns is not None:
         cap_bound = _largest(1, cap_bound, lambda c: sv.tpot_lower_bound_ns(sv.op(c)) <= slo_ns)
         if cap_bound < 1:
@@ -273,7 +281,7 @@ def _tokens_bound(sv: ShapeSolver, cap_bound: int) -> float:
     return -sv.shape.replicas * cap_bound * 1e9 / sv.tpot_lower_bound_ns(sv.op(cap_bound))
 
 
-def solve_throughput(sv: ShapeSolver, limits: Limits, best_tokens: float | None) -> ShapeResult:
+def solve_throughput(sv: ShapeSolver, limits: SolverBudget, best_tokens: float | None) -> ShapeResult:
     """The largest load the shape serves (memory, step budget, SLOs), then the least TPOT there."""
     shape = sv.shape
     cap = load_capacity(sv, limits)

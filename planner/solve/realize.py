@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from planner.plan import Partition, Stage
-from planner.solve.formulation import Stage as Solved
+from planner.solve.formulation import SolvedStage as Solved
 from planner.solve.slots import SlotSystem
 
 
@@ -11,7 +11,7 @@ def streamed_layers(solved: Solved, runs: list[tuple[int, int]]) -> list[int]:
     """The layers a stage streams from host memory: of each run, the last `streamed[r]` of the stage's layers in it
     (layers of a run cost the same, so which ones is immaterial; the last ones keep the first layers resident)."""
     out: list[int] = []
-    for count, (lo, hi) in zip(solved.streamed, runs):
+    for count, (_, hi) in zip(solved.streamed, runs):
         end = min(hi, solved.layer_end)
         out += range(end - count, end) if count else []
     return sorted(out)

@@ -22,17 +22,15 @@ from planner.hardware.topology import Topology
 from planner.model.layergraph import ModelProfile
 from planner.plan import Alternative, Plan, SolverInfo, Workload, build_plan
 from planner.solve.candidates import uniform_streaming
-from planner.solve.checks import SolveOptions, check_options
+from planner.solve.checks import Objective, SolveOptions, check_options
 from planner.solve.coefficients import RESOLUTION
-from planner.solve.formulation import Limits
+from planner.solve.formulation import SolverBudget
 from planner.solve.layouts import engines_for
 from planner.solve.objectives import Request, ShapeResult, ShapeSolver, score_bound, solve_fixed_load, solve_throughput
-from planner.solve.shapes import Limits as ShapeLimits
-from planner.solve.shapes import Shape, enumerate_shapes, shape_candidates
+from planner.solve.shapes import Shape, ShapeBounds, enumerate_shapes, shape_candidates
 from planner.solve.slots import single
 from planner.units import format_bytes
 
-OBJECTIVES = ("latency", "throughput", "traffic")
 #: CP-SAT deterministic time for each runner-up shape (best found, not necessarily proven).
 RUNNER_UP_BUDGET = 0.2
 
@@ -47,46 +45,40 @@ class Progress:
     elapsed_s: float
 
 
-def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, objective: str = "latency",
-          gpu_ids: list[int] | None = None, gpus: int | None = None, tpot_slo_ms: float | None = None,
-          ttft_slo_ms: float | None = None, time_limit_s: float = 30.0, top: int = 3, max_pp: int | None = None,
-          max_replicas: int | None = None, max_tp: int | None = None, max_concurrency: int | None = None,
-          constants: Constants = DEFAULT, workers: int = 1, any_shape: bool = False, offload: bool = False,
-          progress: Callable[[Progress], None] | None = None) -> Plan:
-    """The best plan for `profile` on `topo` (or the given GPUs, or any `gpus` of them) under `workload`;
-    `offload` lets stages stream decoder layers from their nodes' host-memory tiers (planner.cost.offload)."""
+def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, options: SolveOptions = SolveOptions(),
+          constants: Constants = DEFAULT, progress: Callable[[Progress], None] | None = None) -> Plan:
+    """The best plan for `profile` on `topo` under `workload`, searched as `options` say (the GPUs offered, the
+    objective and SLOs, the shape limits; `options.offload` lets stages stream decoder layers from their nodes'
+    host-memory tiers, planner.cost.offload)."""
     started = time.perf_counter()
-    opts = check_options(profile, topo, workload, SolveOptions(
-        objective=objective, gpu_ids=gpu_ids, gpus=gpus, tpot_slo_ms=tpot_slo_ms, ttft_slo_ms=ttft_slo_ms,
-        time_limit_s=time_limit_s, top=top, max_pp=max_pp, max_replicas=max_replicas, max_tp=max_tp,
-        max_concurrency=max_concurrency, any_shape=any_shape, offload=offload))
-    req = Request(profile, topo, workload, objective, constants, tpot_slo_ms, ttft_slo_ms, max_concurrency, workers,
-                  offload)
-    lim = ShapeLimits(opts.max_pp, max_tp, opts.max_replicas, opts.budget, any_shape)
-    shapes = enumerate_shapes(profile, topo, opts.ids, lim)
-    run = _Run(req, shapes, opts.ids, time_limit_s, started, progress)
-    results = run.all_shapes(max_tp)
-    exact = run.exact
+    scope = check_options(profile, topo, workload, options)
+    req = Request(profile=profile, topo=topo, workload=workload, constants=constants, options=options)
+    bounds = ShapeBounds(max_pp=scope.max_pp, max_tp=options.max_tp, max_replicas=scope.max_replicas,
+                         budget=scope.budget, any_shape=options.any_shape)
+    shapes = enumerate_shapes(profile, topo, list(scope.ids), bounds)
+    run = _Run(req, shapes, list(scope.ids), started, progress)
+    results = run.all_shapes()
     ok = [r for r in results if r.prediction is not None and r.prediction.fits]
     if not ok:
-        raise _nothing_fits(profile, topo, opts.ids, workload, req, run.notes)
-    ok += run.runners_up(results, ok, top, max_tp)
-    return _plan(req, ok, results, exact, run.notes, top, time.perf_counter() - started)
+        raise _nothing_fits(req, list(scope.ids), run.notes)
+    ok += run.runners_up(results, ok)
+    return _plan(req, ok, results, exact=run.exact, notes=run.notes, wall_s=time.perf_counter() - started)
 
 
 class _Run:
     """The shape loop: solve each shape, prune with the best so far, report progress."""
 
-    def __init__(self, req: Request, shapes: list[Shape], ids: list[int], time_limit_s: float, started: float,
+    def __init__(self, req: Request, shapes: list[Shape], ids: list[int], started: float,
                  progress: Callable[[Progress], None] | None):
         self.req, self.shapes, self.ids, self.started, self.progress = req, shapes, ids, started, progress
-        self.limits = Limits(max(0.05, time_limit_s / max(1, len(shapes))), req.workers)
+        self.max_tp = req.options.max_tp
+        self.budget = SolverBudget(max(0.05, req.options.time_limit_s / max(1, len(shapes))), req.options.workers)
         self.exact = True
         self.notes: list[str] = []
         self.best: ShapeResult | None = None
 
-    def solver(self, shape: Shape, max_tp: int | None) -> ShapeSolver:
-        cands = shape_candidates(self.req.profile, self.req.topo, shape, max_tp)
+    def solver(self, shape: Shape) -> ShapeSolver:
+        cands = shape_candidates(self.req.profile, self.req.topo, shape, self.max_tp)
         if not cands.exact:
             self._inexact(cands.note)
         sv = ShapeSolver(self.req, shape, cands)
@@ -100,52 +92,53 @@ class _Run:
         if note and note not in self.notes:
             self.notes.append(note)
 
-    def one(self, shape: Shape, max_tp: int | None, limits: Limits, prune: bool) -> ShapeResult:
+    def one(self, shape: Shape, limits: SolverBudget, prune: bool) -> ShapeResult:
         if prune and not shape.exact_slots:
             # Slots not known to be exhaustive: a bound over every GPU offered holds for every slot system;
             # where it cannot beat the best plan, the shape is settled without them.
             relaxed = replace(shape, system=single(self.ids), exact_slots=True)
-            bound = score_bound(self.solver(relaxed, max_tp), limits)
+            bound = score_bound(self.solver(relaxed), limits)
             if self.best is not None and bound >= self.best.score:
                 return ShapeResult(shape, "PRUNED", bound=bound)
             self._inexact(f"{shape.replicas} replicas of {shape.gpus} GPUs were placed on slots from a locality "
                           "order, not every placement: the plan is the best found, not proven optimal")
         if shape.system is None:
             return ShapeResult(shape, "UNKNOWN", note="no isomorphic slots found")
-        sv = self.solver(shape, max_tp)
+        sv = self.solver(shape)
         if not sv.cands.configs:
             return ShapeResult(shape, "INFEASIBLE", note="no GPU group of this size")
-        if self.req.objective == "throughput":
+        if self.req.options.objective == Objective.THROUGHPUT:
             best = -self.best.score if (prune and self.best is not None) else None
             return solve_throughput(sv, limits, best)
         best = self.best.score if (prune and self.best is not None) else None
         return solve_fixed_load(sv, limits, best)
 
-    def all_shapes(self, max_tp: int | None) -> list[ShapeResult]:
+    def all_shapes(self) -> list[ShapeResult]:
         out = []
         # shapes on exhaustive slots first: the best plan they find lets a bound settle the others
         for k, shape in enumerate(sorted(self.shapes, key=lambda sh: not sh.exact_slots)):
-            res = self.one(shape, max_tp, self.limits, prune=True)
+            res = self.one(shape, self.budget, prune=True)
             if res.note and res.status == "INFEASIBLE" and res.note not in self.notes and len(self.notes) < 5:
                 self.notes.append(res.note)
             out.append(res)
-            if res.prediction is not None and res.prediction.fits and (self.best is None or res.score < self.best.score):
+            fits = res.prediction is not None and res.prediction.fits
+            if fits and (self.best is None or res.score < self.best.score):
                 self.best = res
             if self.progress is not None:
                 best = None if self.best is None else f"{self.best.partition.shape}: {_describe(self.req, self.best)}"
                 self.progress(Progress(k + 1, len(self.shapes), best, time.perf_counter() - self.started))
         return out
 
-    def runners_up(self, results: list[ShapeResult], ok: list[ShapeResult], top: int,
-                   max_tp: int | None) -> list[ShapeResult]:
+    def runners_up(self, results: list[ShapeResult], ok: list[ShapeResult]) -> list[ShapeResult]:
         """Shapes pruned by a bound, solved on their own (small budget) when too few runners-up were found."""
+        top = self.req.options.top
         seen = {r.partition.shape for r in ok}
         if len(seen) > top:
             return []
         pruned = sorted((r for r in results if r.status == "PRUNED"), key=lambda r: r.bound)[:top]
         extra = []
         for r in pruned:
-            res = self.one(r.shape, max_tp, Limits(RUNNER_UP_BUDGET, self.req.workers), prune=False)
+            res = self.one(r.shape, SolverBudget(RUNNER_UP_BUDGET, self.req.options.workers), prune=False)
             if res.prediction is not None and res.prediction.fits:
                 extra.append(res)
         return extra
@@ -153,9 +146,9 @@ class _Run:
 
 def _describe(req: Request, res: ShapeResult) -> str:
     p = res.prediction
-    if req.objective == "throughput":
+    if req.options.objective == Objective.THROUGHPUT:
         return f"{p.tokens_per_s:,.0f} tokens/s at {p.concurrency} sequences"
-    if req.objective == "traffic":
+    if req.options.objective == Objective.TRAFFIC:
         return f"{format_bytes(p.critical_path_bytes_per_token)} per token"
     return f"TPOT {p.tpot_ms:.2f} ms"
 
@@ -189,27 +182,29 @@ def _alternatives(ok: list[ShapeResult], top: int) -> list[Alternative]:
     return alts[:top]
 
 
-def _plan(req: Request, ok: list[ShapeResult], results: list[ShapeResult], exact: bool, notes: list[str], top: int,
+def _plan(req: Request, ok: list[ShapeResult], results: list[ShapeResult], *, exact: bool, notes: list[str],
           wall_s: float) -> Plan:
     ok.sort(key=_sort_key)
     best = ok[0]
     status, bound, gap = _status(ok, results, exact)
     note = "; ".join(notes) if (notes and status != "OPTIMAL") else None
-    info = SolverInfo(status=status, objective=req.objective, objective_value=best.score, best_bound=bound, gap=gap,
+    o = req.options
+    info = SolverInfo(status=status, objective=o.objective.value, objective_value=best.score, best_bound=bound, gap=gap,
                       wall_time_s=wall_s, resolution=RESOLUTION, exact_candidates=exact, note=note)
     workload = req.workload.model_copy(update={"concurrency": best.prediction.concurrency})
-    return build_plan(req.profile, req.topo, best.partition, workload, best.prediction, info, req.objective,
-                      req.tpot_slo_ms, _alternatives(ok, top), req.ttft_slo_ms)
+    return build_plan(req.profile, req.topo, best.partition, workload=workload, prediction=best.prediction,
+                      solver=info, objective=o.objective.value, tpot_slo_ms=o.tpot_slo_ms, ttft_slo_ms=o.ttft_slo_ms,
+                      alternatives=_alternatives(ok, o.top))
 
 
-def _nothing_fits(profile: ModelProfile, topo: Topology, ids: list[int], workload: Workload, req: Request,
-                  notes: list[str]) -> InfeasibleError:
-    c = req.constants
+def _nothing_fits(req: Request, ids: list[int], notes: list[str]) -> InfeasibleError:
+    profile, topo, workload, c = req.profile, req.topo, req.workload, req.constants
     cap = sum(topo.gpu(g).spec.memory_bytes * workload.gpu_memory_fraction - fixed_memory_bytes(c) for g in ids)
     weights = profile.weight_bytes(workload.weight_dtype)
-    load = 1 if req.objective == "throughput" else workload.concurrency
+    load = 1 if req.options.objective == Objective.THROUGHPUT else workload.concurrency
     kv = profile.kv_bytes_per_token(workload.kv_dtype) * workload.sequence_tokens * load
-    slos = [f"{name} <= {slo:g} ms" for name, slo in (("TPOT", req.tpot_slo_ms), ("TTFT", req.ttft_slo_ms))
+    slos = [f"{name} <= {slo:g} ms" for name, slo in (("TPOT", req.options.tpot_slo_ms), ("TTFT",
+                                                                                          req.options.ttft_slo_ms))
             if slo is not None]
     if weights + kv <= cap and (slos or notes):
         what = " and ".join(slos) if slos else "the engine's step budget"
@@ -217,7 +212,8 @@ def _nothing_fits(profile: ModelProfile, topo: Topology, ids: list[int], workloa
                                details=notes + ["raise the SLOs, lower --concurrency, or add GPUs"])
     details = [f"weights {format_bytes(weights)} + KV {format_bytes(kv)} ({load} x {workload.sequence_tokens} tokens) "
                f"= {format_bytes(weights + kv)} against {format_bytes(cap)} usable on {len(ids)} GPUs"]
-    details.append(f"per GPU: short by about {max(0.0, weights + kv - cap) / len(ids) / 1e9:.1f} GB" if weights + kv > cap
+    short_gb = max(0.0, weights + kv - cap) / len(ids) / 1e9
+    details.append(f"per GPU: short by about {short_gb:.1f} GB" if weights + kv > cap
                    else "the total fits, but no stage split respects every GPU's memory and the TP rules")
     details += suggestions(profile, topo, ids, workload, c)
     return InfeasibleError(f"{profile.name} does not fit on {len(ids)} GPUs of {topo.name}", details=details)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from planner.cost.shards import Layout
 from planner.hardware.topology import Topology
 from planner.model.layergraph import ModelProfile
+from planner.plan import layout_label
 from planner.solve.candidates import CandidateSet, candidates
 from planner.solve.layouts import layouts_for
 from planner.solve.slots import SlotSystem, slot_systems
@@ -30,14 +31,14 @@ class Shape:
 
     @property
     def label(self) -> str:
-        lay = "mixed" if self.layout is None else (f"TP{self.layout.tp}" + (f"xDP{self.layout.dp}" if self.layout.dp > 1
-                                                                              else "")
-                                                   + (f"+EP{self.layout.ep}" if self.layout.ep > 1 else ""))
+        lay = "mixed" if self.layout is None else layout_label(self.layout.tp, self.layout.dp, self.layout.ep)
         return f"{lay} x PP{self.pp} x R{self.replicas}"
 
 
-@dataclass(frozen=True)
-class Limits:
+@dataclass(frozen=True, kw_only=True)
+class ShapeBounds:
+    """What the shape loop may offer: the deepest pipeline, widest TP group, most replicas and GPUs."""
+
     max_pp: int
     max_tp: int | None
     max_replicas: int
@@ -49,7 +50,7 @@ def _layouts(profile: ModelProfile, sizes: range, max_tp: int | None) -> dict[in
     return {n: layouts_for(profile, n, max_tp) for n in sizes}
 
 
-def enumerate_shapes(profile: ModelProfile, topo: Topology, ids: list[int], lim: Limits) -> list[Shape]:
+def enumerate_shapes(profile: ModelProfile, topo: Topology, ids: list[int], lim: ShapeBounds) -> list[Shape]:
     """Every shape to try. Where the slot systems of an (R, GPUs) pair are not known to be exhaustive, its
     shapes say so (`exact_slots=False`); with no system found, one stand-in shape (`system=None`) remains."""
     shapes: list[Shape] = []
@@ -62,18 +63,18 @@ def enumerate_shapes(profile: ModelProfile, topo: Topology, ids: list[int], lim:
         for pp in range(1, min(lim.max_pp, profile.n_layers, per) + 1):
             if lim.any_shape:
                 for size in ([per] if r == 1 else range(pp, per + 1)):
-                    shapes += _on_slots(topo, ids, r, pp, size, None)
+                    shapes += _on_slots(topo, ids, r, pp=pp, size=size, layout=None)
                 continue
             for width, lays in layouts.items():
                 if pp * width > per or not lays:
                     continue
                 for lay in lays:
                     if pp == 1 or lay.dp == 1:  # engines run attention data parallelism without pipeline stages
-                        shapes += _on_slots(topo, ids, r, pp, pp * width, lay)
+                        shapes += _on_slots(topo, ids, r, pp=pp, size=pp * width, layout=lay)
     return shapes
 
 
-def _on_slots(topo: Topology, ids: list[int], r: int, pp: int, size: int, layout: Layout | None) -> list[Shape]:
+def _on_slots(topo: Topology, ids: list[int], r: int, *, pp: int, size: int, layout: Layout | None) -> list[Shape]:
     systems, exact = slot_systems(topo, ids, r, size)
     exact_gpus = r > 1 or layout is not None
     if not systems and not exact:

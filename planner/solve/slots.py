@@ -24,12 +24,15 @@ from dataclasses import dataclass
 import networkx as nx
 from networkx.algorithms import isomorphism
 
+from planner.hardware.memo import Memo
 from planner.hardware.topology import Topology
 from planner.solve.candidates import locality_order, symmetric
 
 #: Most GPUs offered for which every slot system is enumerated.
 ENUM_MAX = 10
 _MAX_MATCHES = 200
+#: Isomorphism classes of the machine's GPU subsets, per (GPU ids offered, subset size).
+SLOT_CLASSES: Memo[tuple[tuple[int, ...], int], list] = Memo("slot classes", maxsize=1024)
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,8 @@ def isomorphism_map(topo: Topology, a: tuple[int, ...], b: tuple[int, ...]) -> d
         if k >= _MAX_MATCHES:
             break
         gpu_map = {i: topo.graph.nodes[mapping[topo.gpus[i].key]]["gpu_id"] for i in a}
-        if all(tuple((mapping[u], mapping[v]) for u, v in topo.path(x, y).hops) == topo.path(gpu_map[x], gpu_map[y]).hops
+        if all(tuple((mapping[u], mapping[v]) for u, v in topo.path(x, y).hops) == topo.path(gpu_map[x],
+                                                                                             gpu_map[y]).hops
                for x, y in itertools.permutations(a, 2)):
             return gpu_map
     return None
@@ -123,11 +127,11 @@ def _disjoint(members: list[tuple[tuple[int, ...], dict[int, int]]], replicas: i
 
 
 def _enumerated(topo: Topology, ids: list[int], replicas: int, size: int) -> list[SlotSystem]:
-    key = ("slot-classes", tuple(sorted(ids)), size)
-    if key not in topo.cache:
-        topo.cache[key] = _classes(topo, list(itertools.combinations(sorted(ids), size)))
+    key = (tuple(sorted(ids)), size)
+    if (classes := SLOT_CLASSES.get(topo, key)) is None:
+        classes = SLOT_CLASSES.put(topo, key, _classes(topo, list(itertools.combinations(sorted(ids), size))))
     out = []
-    for cls in topo.cache[key]:
+    for cls in classes:
         chosen = _disjoint(cls, replicas)
         if chosen:
             out.append(SlotSystem(tuple(s for s, _ in chosen), tuple(m for _, m in chosen)))

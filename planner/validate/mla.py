@@ -36,7 +36,8 @@ def add_params(shard: Shard, pre: str) -> None:
     p[a + "o"] = shard._cols(a + "o_proj.weight", (h, heads * vdim), hl * vdim)
 
 
-def attention(shard: Shard, i: int, x: torch.Tensor, positions: torch.Tensor, comm: Comm, group: Group) -> torch.Tensor:
+def attention(shard: Shard, i: int, x: torch.Tensor, positions: torch.Tensor, comm: Comm, *,
+              group: Group) -> torch.Tensor:
     p, a = shard.params, f"model.layers.{i}.self_attn."
     nope, rope, vdim, kvr, _ = _dims(shard.cfg)
     b, t, _ = x.shape

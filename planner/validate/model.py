@@ -82,13 +82,14 @@ class Comm:
         return torch.cat(parts, dim=-1)
 
     def all_to_all(self, t: torch.Tensor, send_counts: list[int], recv_counts: list[int], me: int,
-                   group: Group, metadata: bool = False) -> torch.Tensor:
+                   group: Group, *, metadata: bool = False) -> torch.Tensor:
         """Rows of `t` to each rank of the group (send_counts rows each, in group-rank order); the rows a rank
         keeps for itself do not cross a link and are not counted, nor is routing `metadata`."""
         row = t[0].numel() * t.element_size() if t.numel() else t.element_size() * int(torch.tensor(t.shape[1:]).prod())
         out = torch.empty((sum(recv_counts), *t.shape[1:]), dtype=t.dtype, device=t.device)
         if not metadata:
-            self._count("all_to_all", (sum(send_counts) - send_counts[me]) * row, (sum(recv_counts) - recv_counts[me]) * row)
+            self._count("all_to_all", (sum(send_counts) - send_counts[me]) * row,
+                        (sum(recv_counts) - recv_counts[me]) * row)
         self.dist.all_to_all_single(out, t.contiguous(), recv_counts, send_counts, group=group)
         return out
 
@@ -114,7 +115,7 @@ class Comm:
 class Shard:
     """What one rank holds of one stage: parameters, a KV cache, and the forward pass."""
 
-    def __init__(self, cfg: dict, layers: range, tp: int, tp_rank: int, first: bool, last: bool, *,
+    def __init__(self, cfg: dict, layers: range, tp: int, tp_rank: int, first: bool, *, last: bool,
                  ep: int = 1, ep_rank: int = 0):
         from planner.validate import mla, moe
 
@@ -255,7 +256,7 @@ class Shard:
             pre = f"model.layers.{i}."
             residual = hidden if residual is None else hidden + residual
             x = self.norm(residual, self.params[pre + "ln1"])
-            hidden = mla.attention(self, i, x, positions, comm, group) if self.mla else \
+            hidden = mla.attention(self, i, x, positions, comm, group=group) if self.mla else \
                 self._attention(i, x, positions, comm, group)
             residual = hidden + residual
             hidden = self._mlp(i, self.norm(residual, self.params[pre + "ln2"]), comm, group)

@@ -137,7 +137,7 @@ def run_rank(rank: int, job: Job, dist: ModuleType) -> dict:
     pp, st = len(job.stages), job.stages[s]
     d, r = divmod(j, st.tp)
     groups = _groups(job, dist)
-    shard = Shard(job.config, range(st.layer_start, st.layer_end), st.tp, r, s == 0, s == pp - 1,
+    shard = Shard(job.config, range(st.layer_start, st.layer_end), st.tp, r, s == 0, last=s == pp - 1,
                   ep=st.ep, ep_rank=j if st.ep > 1 else 0).to(device)
     if shard.moe is not None:
         shard.moe.ep_group = groups.get((s, "ep"))
@@ -196,7 +196,7 @@ def reference_logits(job: Job, follow: dict[int, list[torch.Tensor]] | None = No
     from planner.validate.model import Comm, Shard
 
     n_layers = job.stages[-1].layer_end
-    shard = Shard(job.config, range(n_layers), 1, 0, True, True)
+    shard = Shard(job.config, range(n_layers), 1, 0, True, last=True)
     if shard.moe is not None:
         shard.moe.follow = follow
     comm = Comm()
@@ -317,7 +317,7 @@ def run_local(job: Job) -> list[dict]:
 # --- plan -> job, results -> report -----------------------------------------------------------
 
 def make_job(plan: Plan, scale: str, backend: str, tokens: int, timeout_s: float,
-             fail_rank: int | None = None) -> tuple[Job, ModelProfile]:
+             *, fail_rank: int | None = None) -> tuple[Job, ModelProfile]:
     """The job and the traced profile at the chosen scale."""
     from planner.model.catalog import config_hash, resolve
     from planner.model.trace import trace_config
@@ -381,7 +381,8 @@ def predictions(job: Job, profile: ModelProfile, topo: Topology) -> dict[int, di
         weights, _ = stage_memory(profile, layout, st.layer_start, st.layer_end, first, last, "bf16", "bf16",
                                   job.prompt_len + job.decode_tokens)
         per_rank_coll = sum(step.interconnect.values()) / st.n_gpus
-        t_out = transfer(profile, topo, st.gpu_ids, job.stages[s + 1].gpu_ids, job.batch, DEFAULT)[0] if not last else 0.0
+        t_out = transfer(profile, topo, st.gpu_ids, job.stages[s + 1].gpu_ids, job.batch,
+                         DEFAULT)[0] if not last else 0.0
         for rank in job.stage_ranks(s):
             out[rank] = {"param_bytes": weights, "sent": per_rank_coll, "received": per_rank_coll,
                          "step_time_s": step.time_s + t_out}
@@ -394,7 +395,7 @@ def predictions(job: Job, profile: ModelProfile, topo: Topology) -> dict[int, di
 
 
 def build_report(plan_name: str, scale: str, job: Job, profile: ModelProfile, topo: Topology,
-                 results: list[dict]) -> ValidationReport:
+                 *, results: list[dict]) -> ValidationReport:
     import torch
 
     pred = predictions(job, profile, topo)
@@ -402,7 +403,8 @@ def build_report(plan_name: str, scale: str, job: Job, profile: ModelProfile, to
     for res in results:
         r = res["rank"]
         p = pred[r]
-        checks.append(Check(name="memory: parameter bytes", rank=r, passed=res["param_bytes"] == round(p["param_bytes"]),
+        checks.append(Check(name="memory: parameter bytes", rank=r,
+                            passed=res["param_bytes"] == round(p["param_bytes"]),
                             predicted=p["param_bytes"], measured=res["param_bytes"], unit="B"))
         routed = job.stages[res["stage"]].ep > 1
         for key, name in (("sent", "traffic: bytes sent per decode step"),
@@ -442,7 +444,8 @@ def build_report(plan_name: str, scale: str, job: Job, profile: ModelProfile, to
     judged = [c for c in checks if c.passed is not None]
     return ValidationReport(plan=plan_name, scale=scale, backend=job.backend, world_size=job.world_size,
                             batch=job.batch, decode_tokens=job.decode_tokens, stages=job.stages,
-                            model_config_used={k: job.config[k] for k in ("model_type", "hidden_size", "num_hidden_layers",
+                            model_config_used={k: job.config[k] for k in ("model_type", "hidden_size",
+                                                                          "num_hidden_layers",
                                                                           "num_attention_heads", "num_key_value_heads",
                                                                           "intermediate_size", "vocab_size")},
                             checks=checks, passed=all(c.passed for c in judged))
@@ -455,6 +458,6 @@ def validate(plan_path: str, *, backend: str = "gloo", scale: str = "mini", toke
     loaded = load_plan(plan_path)
     plan, topo = loaded.plan, loaded.topo
     fail = os.environ.get("PLANNER_VALIDATE_FAIL_RANK")  # test hook: make this rank raise mid-run
-    job, profile = make_job(plan, scale, backend, tokens, timeout_s, int(fail) if fail else None)
+    job, profile = make_job(plan, scale, backend, tokens, timeout_s, fail_rank=int(fail) if fail else None)
     results = run_local(job)
-    return build_report(plan_path, scale, job, profile, topo, results)
+    return build_report(plan_path, scale, job, profile, topo, results=results)

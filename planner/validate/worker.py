@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         dist.destroy_process_group()
     if rank != 0:
         return 0
-    report = build_report(args.plan, args.scale, job, profile, topo, gathered)
+    report = build_report(args.plan, args.scale, job, profile, topo, results=gathered)
     text = report.model_dump_json(indent=2)
     if args.report:
         with open(args.report, "w") as f:
