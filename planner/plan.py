@@ -54,7 +54,9 @@ class Workload(BaseModel):
                                    description="the load: sequences decoding together, over all replicas")
     isl: StrictInt = Field(1024, ge=1, le=MAX_TOKENS, description="input (prompt) tokens per sequence")
     osl: StrictInt = Field(256, ge=1, le=MAX_TOKENS, description="output tokens per sequence")
-    weight_dtype: str = Field("bf16", description="weight dtype: bf16, fp16, fp8, int4, mxfp4")
+    weight_dtype: str = Field("bf16", description="weight dtype: bf16, fp16, fp8, int4, mxfp4, nvfp4; default the "
+                              "checkpoint's own (fp8 for DeepSeek-V3/R1 and Kimi-K2, mxfp4 for gpt-oss, else bf16)",
+                              json_schema_extra={"derived": True})
     kv_dtype: str = Field("bf16", description="KV-cache dtype: bf16, fp16, fp8")
     mode: Mode = Field("serving", description="serving: steady state with arrivals (chunked prefill shares "
                        "steps with decode); static: one batch decoding alone, as microbenchmarks run; closed: a "

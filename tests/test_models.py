@@ -275,3 +275,15 @@ def test_warm_call_does_not_import_transformers():
     second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=True)
     assert first.stdout.split()[0] == second.stdout.split()[0] == str(PARAMS["llama-8b"])
     assert second.stdout.split()[1:] == ["False", "False"]
+
+
+def test_native_dtype_is_the_default_weight_dtype(cli):
+    """Issue 23 item 8: DeepSeek-R1 ships fp8 (its config's quantization_config), gpt-oss mxfp4; without
+    --weight-dtype a command prices the checkpoint as shipped, with it as asked. DeepSeek-V3 fp8 weights: 673.0 GB
+    (671.03B parameters, the 16-bit embeddings, norms and routers aside)."""
+    code, out, _ = cli("models", "show", "deepseek-r1")
+    assert code == 0 and "weights (fp8)" in out and "673.0 GB" in out
+    assert "weights (bf16)" in cli("models", "show", "deepseek-r1", "--weight-dtype", "bf16")[1]
+    # gpt-oss-120b in its native mxfp4 fits one 80 GB H100 (issue 26 item 4); in bf16 it does not.
+    assert cli("solve", "-m", "gpt-oss-120b", "-t", "1xh100")[0] == 0
+    assert cli("solve", "-m", "gpt-oss-120b", "-t", "1xh100", "--weight-dtype", "bf16")[0] == 2

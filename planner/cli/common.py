@@ -67,18 +67,20 @@ def say(text: str) -> None:
 
 
 def load_inputs(model: str, topology: str, work: Workload, *, calibration: Optional[str],
-                what_if: Optional[str] = None) -> tuple[Constants, Topology, ModelProfile]:
-    """The constants, topology (scaled by a what-if) and traced model every planning command starts from."""
+                what_if: Optional[str] = None) -> tuple[Constants, Topology, ModelProfile, Workload]:
+    """The constants, topology (scaled by a what-if), traced model and workload (with the checkpoint's own weight
+    dtype unless --weight-dtype was given) every planning command starts from."""
     from planner.cost.constants import load_constants
     from planner.hardware import load_topology
     from planner.model.catalog import load_profile
-    from planner.model.checks import check_workload
+    from planner.model.checks import check_workload, with_native_dtype
 
     constants = load_constants(calibration)
     topo = what_if_topology(load_topology(topology), what_if)
     profile = load_profile(model)
+    work = with_native_dtype(work, model)
     check_workload(profile, work)
-    return constants, topo, profile
+    return constants, topo, profile, work
 
 
 def int_list(text: Optional[str], option: str, *, low: int = 0, high: int = 1 << 20) -> Optional[list[int]]:

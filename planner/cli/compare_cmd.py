@@ -54,6 +54,9 @@ def compare_cmd(
     if breakdown_at is not None and breakdown_at not in loads:
         raise InputError(f"--breakdown-at {breakdown_at}: choose one of the loads --concurrency gives "
                          f"({', '.join(map(str, loads))})")
+    from planner.model.checks import with_native_dtype
+
+    work = with_native_dtype(work, model)
     work = build(Workload, {**work.model_dump(), "concurrency": loads[0]})
     constants = load_constants(calibration)
     topos = [what_if_topology(load_topology(t), what_if) for t in topology]

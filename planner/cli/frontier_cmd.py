@@ -45,7 +45,7 @@ def frontier_cmd(
 
     if plot:
         check_plot_path(plot)
-    constants, topo, profile = load_inputs(model, topology, work, calibration=calibration)
+    constants, topo, profile, work = load_inputs(model, topology, work, calibration=calibration)
     with solve_progress(enabled=not json_out and sys.stderr.isatty()) as progress:
         result = frontier(profile, topo, work, options=options, constants=constants, progress=progress)
     if plot:

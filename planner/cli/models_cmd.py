@@ -24,7 +24,8 @@ def models_list(json_out: JsonOpt = False) -> None:
 
     entries = list(catalog().values())
     if json_out:
-        print_json([{"name": e.name, "hub_id": e.hub_id, "aliases": list(e.aliases)} for e in entries])
+        print_json([{"name": e.name, "hub_id": e.hub_id, "aliases": list(e.aliases), "dtype": e.dtype}
+                    for e in entries])
         return
     from planner.report.tables import catalog_table
 
@@ -43,8 +44,10 @@ def models_show(
 ) -> None:
     """Trace a model and show its layer graph: parameters, weight bytes, KV bytes and FLOPs per token."""
     from planner.model.catalog import load_profile
+    from planner.model.checks import with_native_dtype
     from planner.model.layergraph import summarize
 
+    work = with_native_dtype(work, model)
     summary = summarize(load_profile(model), work.weight_dtype, work.kv_dtype)
     if json_out:
         print_json(summary)

@@ -60,7 +60,8 @@ class Fields:
 
 
 def extra(info: FieldInfo) -> dict[str, Any]:
-    """A field's command-line metadata (flag, short, panel, cli)."""
+    """A field's command-line metadata (flag, short, panel, cli; `derived`: the field's default is worked out from the
+    other inputs when the option is not given, so the option's own default is unset)."""
     return info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
 
 
@@ -128,7 +129,7 @@ def _option_type(info: FieldInfo, default: Any) -> Any:
 def _parameter(spec: Fields, name: str) -> inspect.Parameter:
     info = spec.model.model_fields[name]
     meta = extra(info)
-    default = spec.defaults.get(name, info.get_default(call_default_factory=True))
+    default = spec.defaults.get(name, None if meta.get("derived") else info.get_default(call_default_factory=True))
     if isinstance(default, Enum):
         default = default.value
     decls = [flag(spec.model, name)] + ([meta["short"]] if meta.get("short") else [])

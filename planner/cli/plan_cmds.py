@@ -52,7 +52,7 @@ def estimate_cmd(
     from planner.cost import estimate, infeasible_error
     from planner.plan import EstimateReport, SolverInfo, build_plan, make_partition
 
-    constants, topo, profile = load_inputs(model, topology, work, calibration=calibration, what_if=what_if)
+    constants, topo, profile, work = load_inputs(model, topology, work, calibration=calibration, what_if=what_if)
     partition = make_partition(profile, topo, tp=tp, pp=pp, layers=int_list(layers, "--layers", low=1),
                                gpu_ids=int_list(gpu_ids, "--gpu-ids"), replicas=replicas, dp=dp, ep=ep,
                                offload_layers=int_list(offload_layers, "--offload-layers"))
@@ -91,7 +91,7 @@ def solve_cmd(
 
     if emit and not output:
         raise InputError("--emit writes the plan and its scripts into a folder: give -o FOLDER")
-    constants, topo, profile = load_inputs(model, topology, work, calibration=calibration, what_if=what_if)
+    constants, topo, profile, work = load_inputs(model, topology, work, calibration=calibration, what_if=what_if)
     given = "concurrency" in work.model_fields_set
     if options.objective == Objective.THROUGHPUT and given:
         options = options.model_copy(update={"max_concurrency": work.concurrency})

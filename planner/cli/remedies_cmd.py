@@ -47,7 +47,7 @@ def remedies_cmd(
     if plot:
         check_plot_path(plot)
     work = build(Workload, {**work.model_dump(), "concurrency": loads[0]})
-    constants, topo, profile = load_inputs(model, topology, work, calibration=calibration)
+    constants, topo, profile, work = load_inputs(model, topology, work, calibration=calibration)
     req = RemedyRequest(profile=profile, topo=topo, workload=work, concurrencies=loads, options=options,
                         constants=constants)
     with count_progress(not json_out and sys.stderr.isatty(), "remedies") as progress:

@@ -32,9 +32,9 @@ def table(title: str | None, columns: list[str], *, right: tuple[str, ...] = (),
 
 
 def catalog_table(entries: list[CatalogEntry]) -> Table:
-    t = table("model catalog", ["name", "aliases", "hub id"])
+    t = table("model catalog", ["name", "aliases", "dtype", "hub id"])
     for e in entries:
-        t.add_row(e.name, ", ".join(e.aliases), e.hub_id)
+        t.add_row(e.name, ", ".join(a for a in e.aliases if "/" not in a), e.dtype, e.hub_id)
     return t
 
 
