@@ -10,6 +10,7 @@ known. Every plan is re-evaluated by `planner.cost.estimate`, so `solve` and `es
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 from typing import Callable
@@ -23,7 +24,9 @@ from planner.model.layergraph import ModelProfile
 from planner.plan import Alternative, Plan, SolverInfo, Workload, build_plan
 from planner.solve.candidates import uniform_streaming
 from planner.solve.checks import SolveOptions, check_options
+from planner.solve.cluster import ReplicaShape, regular, replica_shapes, tokens_bound
 from planner.solve.coefficients import RESOLUTION
+from planner.solve.deadline import Deadline
 from planner.solve.formulation import Limits
 from planner.solve.layouts import engines_for
 from planner.solve.objectives import Request, ShapeResult, ShapeSolver, score_bound, solve_fixed_load, solve_throughput
@@ -52,9 +55,10 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, objectiv
           ttft_slo_ms: float | None = None, time_limit_s: float = 30.0, top: int = 3, max_pp: int | None = None,
           max_replicas: int | None = None, max_tp: int | None = None, max_concurrency: int | None = None,
           constants: Constants = DEFAULT, workers: int = 1, any_shape: bool = False, offload: bool = False,
-          progress: Callable[[Progress], None] | None = None) -> Plan:
+          progress: Callable[[Progress], None] | None = None, deadline: Deadline | None = None) -> Plan:
     """The best plan for `profile` on `topo` (or the given GPUs, or any `gpus` of them) under `workload`;
-    `offload` lets stages stream decoder layers from their nodes' host-memory tiers (planner.cost.offload)."""
+    `offload` lets stages stream decoder layers from their nodes' host-memory tiers (planner.cost.offload).
+    The search ends by `time_limit_s` (or the command's `deadline`, shared by every solve of a command)."""
     started = time.perf_counter()
     opts = check_options(profile, topo, workload, SolveOptions(
         objective=objective, gpu_ids=gpu_ids, gpus=gpus, tpot_slo_ms=tpot_slo_ms, ttft_slo_ms=ttft_slo_ms,
@@ -63,9 +67,18 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, objectiv
     req = Request(profile, topo, workload, objective, constants, tpot_slo_ms, ttft_slo_ms, max_concurrency, workers,
                   offload)
     lim = ShapeLimits(opts.max_pp, max_tp, opts.max_replicas, opts.budget, any_shape)
-    shapes = enumerate_shapes(profile, topo, opts.ids, lim)
-    run = _Run(req, shapes, opts.ids, time_limit_s, started, progress)
-    results = run.all_shapes(max_tp)
+    deadline = deadline or Deadline(time_limit_s, started)
+    if objective == "throughput" and not any_shape and not offload and regular(topo, opts.ids):
+        replica = replica_shapes(profile, topo, opts.ids, lim, max_concurrency)
+        run = _Run(req, [r.shape for r in replica], opts.ids, time_limit_s, started, progress, deadline)
+        results = run.replica_classes(replica, max_tp)
+    else:
+        shapes = enumerate_shapes(profile, topo, opts.ids, lim)
+        run = _Run(req, shapes, opts.ids, time_limit_s, started, progress, deadline)
+        results = run.all_shapes(max_tp)
+    if run.cut_short:
+        run.notes.append(f"the time limit ({time_limit_s:g} s) ran out before {run.cut_short} of {len(results)} "
+                         "shapes were solved: the bound counts what they could reach")
     exact = run.exact
     ok = [r for r in results if r.prediction is not None and r.prediction.fits]
     if not ok:
@@ -78,9 +91,11 @@ class _Run:
     """The shape loop: solve each shape, prune with the best so far, report progress."""
 
     def __init__(self, req: Request, shapes: list[Shape], ids: list[int], time_limit_s: float, started: float,
-                 progress: Callable[[Progress], None] | None):
+                 progress: Callable[[Progress], None] | None, deadline: Deadline):
         self.req, self.shapes, self.ids, self.started, self.progress = req, shapes, ids, started, progress
-        self.limits = Limits(max(0.05, time_limit_s / max(1, len(shapes))), req.workers)
+        self.deadline = deadline
+        self.limits = Limits(max(0.05, time_limit_s / max(1, len(shapes))), req.workers, deadline)
+        self.cut_short = 0  # shapes the deadline left unsolved
         self.exact = True
         self.notes: list[str] = []
         self.best: ShapeResult | None = None
@@ -125,15 +140,64 @@ class _Run:
         out = []
         # shapes on exhaustive slots first: the best plan they find lets a bound settle the others
         for k, shape in enumerate(sorted(self.shapes, key=lambda sh: not sh.exact_slots)):
-            res = self.one(shape, max_tp, self.limits, prune=True)
-            if res.note and res.status == "INFEASIBLE" and res.note not in self.notes and len(self.notes) < 5:
-                self.notes.append(res.note)
+            if self.deadline.expired:
+                res = self._unsolved(shape, max_tp)
+            else:
+                res = self.one(shape, max_tp, self.limits, prune=True)
+            self._record(res, k)
             out.append(res)
-            if res.prediction is not None and res.prediction.fits and (self.best is None or res.score < self.best.score):
-                self.best = res
-            if self.progress is not None:
-                best = None if self.best is None else f"{self.best.partition.shape}: {_describe(self.req, self.best)}"
-                self.progress(Progress(k + 1, len(self.shapes), best, time.perf_counter() - self.started))
+        return out
+
+    def _record(self, res: ShapeResult, k: int) -> None:
+        if res.note and res.status == "INFEASIBLE" and res.note not in self.notes and len(self.notes) < 5:
+            self.notes.append(res.note)
+        if res.prediction is not None and res.prediction.fits and (self.best is None or res.score < self.best.score):
+            self.best = res
+            self.deadline.arm()
+        if self.progress is not None:
+            best = None if self.best is None else f"{self.best.partition.shape}: {_describe(self.req, self.best)}"
+            self.progress(Progress(k + 1, len(self.shapes), best, time.perf_counter() - self.started))
+
+    def _unsolved(self, shape: Shape, max_tp: int | None) -> ShapeResult:
+        """A shape the deadline left unsolved: UNKNOWN, with a bound found without CP-SAT where one is cheap."""
+        self.cut_short += 1
+        bound = -math.inf
+        if shape.system is not None and self.deadline.bounds_left:
+            sv = ShapeSolver(self.req, shape, shape_candidates(self.req.profile, self.req.topo, shape, max_tp))
+            if sv.cands.configs:
+                bound = tokens_bound(sv, shape.replicas) if self.req.objective == "throughput" else \
+                    score_bound(sv, self.limits)
+                bound = -bound if self.req.objective == "throughput" else bound
+        return ShapeResult(shape, "UNKNOWN", bound=bound, note="the time limit ran out before this shape")
+
+    def replica_classes(self, replica: list[ReplicaShape], max_tp: int | None) -> list[ShapeResult]:
+        """Throughput on identical nodes (planner.solve.cluster): one shape per replica shape at the most replicas
+        that fit, best bound first, each settled by its bound where it cannot beat the best plan."""
+        bounded = []
+        for rs in replica:
+            sv = self.solver(rs.shape, max_tp)
+            bound = tokens_bound(sv, rs.most) if sv.cands.configs else 0.0
+            bounded.append((bound, rs, sv))
+        bounded.sort(key=lambda x: (-x[0], x[1].shape.pp, x[1].shape.gpus, x[1].shape.replicas))
+        out = []
+        for k, (bound, rs, sv) in enumerate(bounded):
+            best = None if self.best is None else -self.best.score
+            if not sv.cands.configs or bound <= 0:
+                res = ShapeResult(rs.shape, "INFEASIBLE", bound=math.inf, note="no GPU group of this size" if not
+                                  sv.cands.configs else None)
+            elif best is not None and bound <= best:
+                res = ShapeResult(rs.shape, "PRUNED", bound=-bound)
+            elif self.deadline.expired:
+                self.cut_short += 1
+                res = ShapeResult(rs.shape, "UNKNOWN", bound=-bound, note="the time limit ran out before this shape")
+            else:
+                res = solve_throughput(sv, self.limits, best)
+                if not rs.exact and res.status != "PRUNED":
+                    self._inexact(f"{rs.shape.gpus} GPUs per replica do not pack into whole nodes: "
+                                  f"{rs.shape.replicas} replicas were placed, up to {rs.most} might fit")
+                    res.bound = min(res.bound, -bound)
+            self._record(res, k)
+            out.append(res)
         return out
 
     def runners_up(self, results: list[ShapeResult], ok: list[ShapeResult], top: int,
@@ -145,6 +209,8 @@ class _Run:
         pruned = sorted((r for r in results if r.status == "PRUNED"), key=lambda r: r.bound)[:top]
         extra = []
         for r in pruned:
+            if self.deadline.expired:
+                break
             res = self.one(r.shape, max_tp, Limits(RUNNER_UP_BUDGET, self.req.workers), prune=False)
             if res.prediction is not None and res.prediction.fits:
                 extra.append(res)
@@ -171,6 +237,8 @@ def _status(ok: list[ShapeResult], results: list[ShapeResult], exact: bool) -> t
     if not exact:
         return "FEASIBLE", None, None
     bound = min([best.score, *open_bounds])
+    if not math.isfinite(bound):  # a shape cut short without a bound: no honest gap to state
+        return "FEASIBLE", None, None
     gap = abs(best.score - bound) / max(abs(best.score), 1e-12)
     return ("OPTIMAL" if gap <= 1e-9 else "FEASIBLE"), bound, gap
 
