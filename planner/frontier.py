@@ -24,6 +24,8 @@ from planner.hardware.topology import Topology
 from planner.model.layergraph import ModelProfile
 from planner.plan import Partition, Prediction, Workload
 from planner.solve.checks import SolveOptions, check_options
+from planner.solve.cluster import regular, replica_shapes
+from planner.solve.deadline import Deadline
 from planner.solve.formulation import Limits
 from planner.solve.layouts import engines_for
 from planner.solve.objectives import Request, ShapeSolver, solve_fixed_load
@@ -82,13 +84,20 @@ def frontier(profile: ModelProfile, topo: Topology, workload: Workload, *, gpus:
         raise InputError("--mode closed describes a benchmark's waves; the frontier is drawn for serving or static")
     opts = check_options(profile, topo, workload, SolveOptions(gpus=gpus, gpu_ids=gpu_ids, max_pp=max_pp,
                                                                time_limit_s=time_limit_s, objective="throughput"))
-    shapes = [s for s in enumerate_shapes(profile, topo, opts.ids, ShapeLimits(opts.max_pp, None, opts.budget,
-                                                                             opts.budget, False))
-              if s.system is not None]
+    lim = ShapeLimits(opts.max_pp, None, opts.budget, opts.budget, False)
+    if regular(topo, opts.ids):  # identical nodes: one shape per replica shape, at the most replicas that fit
+        shapes = [r.shape for r in replica_shapes(profile, topo, opts.ids, lim, None)]
+    else:
+        shapes = [s for s in enumerate_shapes(profile, topo, opts.ids, lim) if s.system is not None]
     req = Request(profile, topo, workload.model_copy(update={"concurrency": 1}), "latency", constants)
-    limits = Limits(max(0.05, time_limit_s / max(1, len(shapes))))
+    deadline = Deadline(time_limit_s, started)
+    limits = Limits(max(0.05, time_limit_s / max(1, len(shapes))), deadline=deadline)
     points: list[FrontierPoint] = []
     for k, shape in enumerate(shapes):
+        if points:
+            deadline.arm()
+        if deadline.expired:
+            break  # the one deadline: the points placed so far are the frontier's
         part = _place(req, shape, limits)
         if part is not None:
             points += _ladder(profile, topo, part, workload, constants)

@@ -28,6 +28,7 @@ nodes would share NIC rails and fabric ports with their neighbours, which the co
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, replace
 
@@ -61,11 +62,20 @@ def _by_node(topo: Topology, ids: list[int]) -> dict[str, list[int]]:
     return out
 
 
+def _definition(topo: Topology, node: str) -> str:
+    """A node's definition less its name and count: entries that differ only there (a 10,240-GPU machine written
+    as two entries of 640 nodes, the schema's most per entry being 512) are copies of one node."""
+    key = ("node-definition", topo.node_class[node])
+    if key not in topo.cache:
+        topo.cache[key] = topo.definition.nodes[topo.node_class[node]].model_dump_json(exclude={"name", "count"})
+    return topo.cache[key]
+
+
 def regular(topo: Topology, ids: list[int]) -> bool:
     """Whether the offered GPUs are copies of one symmetric node, the same GPUs of each, and the inside of a node is
     at least as fast as the way across."""
     nodes = _by_node(topo, ids)
-    kinds = {(topo.node_class[n], tuple(topo.gpus[i].local_index for i in gpus)) for n, gpus in nodes.items()}
+    kinds = {(_definition(topo, n), tuple(topo.gpus[i].local_index for i in gpus)) for n, gpus in nodes.items()}
     if len(kinds) != 1:
         return False
     first = next(iter(nodes.values()))
@@ -102,6 +112,70 @@ def _fit(n_nodes: int, per_node: int, size: int) -> int:
     return n_nodes // math.ceil(size / per_node)
 
 
+def _pieces(per_node: int, size: int, width: int) -> list[int] | None:
+    """A slot of `size` GPUs as whole nodes and pieces that divide the node (largest first), each a multiple of the
+    stage width: 14 = 8 + 4 + 2 on 8-GPU nodes. Pieces of one size tile their nodes, so slots use size / node
+    nodes each. None where the remainder does not split so."""
+    out = [per_node] * (size // per_node)
+    rest = size % per_node
+    for p in sorted((d for d in range(width, per_node) if per_node % d == 0 and d % width == 0), reverse=True):
+        while rest >= p:
+            out.append(p)
+            rest -= p
+    return out if rest == 0 and len(out) > 1 else None
+
+
+def _pieces_fit(n_nodes: int, per_node: int, pieces: list[int], most: int) -> int:
+    def nodes_for(r: int) -> int:
+        full = pieces.count(per_node) * r
+        return full + sum(math.ceil(r * pieces.count(p) / (per_node // p)) for p in set(pieces) if p < per_node)
+    r = 0
+    while r < most and nodes_for(r + 1) <= n_nodes:
+        r += 1
+    return r
+
+
+def _route_sig(topo: Topology, a: int, b: int) -> tuple:
+    r = topo.path(a, b)
+    return (r.kinds, r.bandwidth_bytes_per_s, r.latency_s, r.staged)
+
+
+def _piece_slots(topo: Topology, nodes: list[list[int]], pieces: list[int], replicas: int) -> SlotSystem | None:
+    """`replicas` slots of whole nodes and pieces, pieces of one size tiling their nodes in turn; slot r maps onto
+    slot 0 position by position. Stages run on pools (one NVSwitch domain: any GPUs of it cost the same) and
+    hand-offs are priced by pair of nodes, so routes equal pair by pair (checked, one slot per kind of placement)
+    give every cost the model computes."""
+    per_node = len(nodes[0])
+    free = iter(range(len(nodes)))
+    full = pieces.count(per_node)
+    slots: list[list[int]] = [[] for _ in range(replicas)]
+    kinds: list[list[int]] = [[] for _ in range(replicas)]
+    for r in range(replicas):
+        for _ in range(full):
+            slots[r] += nodes[next(free)]
+    for p in sorted({p for p in pieces if p < per_node}, reverse=True):
+        node, offset = None, per_node
+        for r in range(replicas):
+            for _ in range(pieces.count(p)):
+                if offset + p > per_node:
+                    node, offset = next(free), 0
+                slots[r] += nodes[node][offset:offset + p]
+                kinds[r].append(offset)
+                offset += p
+    # slot r maps to slot 0 position by position; one slot of each placement kind (the local positions of its
+    # GPUs) is checked: every route between two of its GPUs has the kinds, bandwidth and latency of slot 0's
+    checked: dict[tuple, bool] = {}
+    for r in range(replicas):
+        key = tuple(topo.gpus[g].local_index for g in slots[r])
+        if key not in checked:
+            checked[key] = all(_route_sig(topo, a, b) == _route_sig(topo, x, y)
+                               for (a, x), (b, y) in itertools.permutations(zip(slots[0], slots[r]), 2))
+        if not checked[key]:
+            return None
+    maps = [dict(zip(slots[0], sl)) for sl in slots]
+    return SlotSystem(tuple(tuple(sl) for sl in slots), tuple(maps))
+
+
 def replica_shapes(profile: ModelProfile, topo: Topology, ids: list[int], lim: Limits,
                    max_concurrency: int | None) -> list[ReplicaShape]:
     """Every engine-runnable replica shape (PP, one layout) at the replica counts worth trying."""
@@ -118,6 +192,8 @@ def replica_shapes(profile: ModelProfile, topo: Topology, ids: list[int], lim: L
             fit = min(_fit(len(nodes), per_node, size), most)
             if fit < 1:
                 continue
+            pieces = _pieces(per_node, size, width) if size % per_node and fit < most else None
+            fit_pieces = 0 if pieces is None else _pieces_fit(len(nodes), per_node, pieces, most)
             for lay in lays:
                 if pp > 1 and lay.dp > 1:  # engines run attention data parallelism without pipeline stages
                     continue
@@ -125,6 +201,12 @@ def replica_shapes(profile: ModelProfile, topo: Topology, ids: list[int], lim: L
                     system = _slots(nodes, size, r)
                     bound_r = most if r == fit else r  # a smaller count under a load cap is tried as it is
                     out.append(ReplicaShape(Shape(r, pp, size, True, lay, system, exact_slots=True), bound_r))
+                if fit_pieces > fit and max_concurrency is None:
+                    # more replicas on slots that straddle nodes in pieces (their hand-offs cross nodes)
+                    system = _piece_slots(topo, nodes, pieces, fit_pieces)
+                    if system is not None:
+                        out.append(ReplicaShape(Shape(fit_pieces, pp, size, True, lay, system, exact_slots=True),
+                                                most))
     return out
 
 

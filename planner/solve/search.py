@@ -192,10 +192,15 @@ class _Run:
                 res = ShapeResult(rs.shape, "UNKNOWN", bound=-bound, note="the time limit ran out before this shape")
             else:
                 res = solve_throughput(sv, self.limits, best)
-                if not rs.exact and res.status != "PRUNED":
-                    self._inexact(f"{rs.shape.gpus} GPUs per replica do not pack into whole nodes: "
-                                  f"{rs.shape.replicas} replicas were placed, up to {rs.most} might fit")
+                if not rs.exact and res.status in ("OPTIMAL", "FEASIBLE"):
+                    # other placements of this replica shape might fit up to rs.most replicas: their bound stays open
                     res.bound = min(res.bound, -bound)
+                    if res.bound < res.score - 1e-9 * abs(res.score):
+                        res.status = "FEASIBLE"
+                        note = (f"{rs.shape.label}: other placements of {rs.shape.gpus}-GPU replicas (up to {rs.most}) "
+                                "were bounded, not searched")
+                        if note not in self.notes and len(self.notes) < 5:
+                            self.notes.append(note)
             self._record(res, k)
             out.append(res)
         return out
