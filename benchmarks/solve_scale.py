@@ -94,6 +94,7 @@ def main() -> None:
     ap.add_argument("--objectives", default="latency", help="latency, throughput, frontier (comma-separated)")
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--tpot-slo", type=float, default=None, help="ms, for the throughput rows")
+    ap.add_argument("--machines", default="homogeneous,mixed")
     ap.add_argument("--repeat", type=int, default=1, help="runs per row; the median run is reported, with the range")
     args = ap.parse_args()
     exe = Path(sys.executable).parent / "planner"
@@ -102,7 +103,7 @@ def main() -> None:
         subprocess.run([str(exe), "models", "show", model, "--json"], check=True, stdout=subprocess.DEVNULL)  # warm
         for n in [int(x) for x in args.gpus.split(",")]:
             for mixed in (False, True):
-                if mixed and n < 16:
+                if mixed and (n < 16 or "mixed" not in args.machines) or not mixed and "homogeneous" not in args.machines:
                     continue
                 for objective in args.objectives.split(","):
                     with tempfile.TemporaryDirectory() as d:

@@ -38,6 +38,8 @@ from planner.units import format_bytes
 OBJECTIVES = ("latency", "throughput", "traffic")
 #: CP-SAT deterministic time for each runner-up shape (best found, not necessarily proven).
 RUNNER_UP_BUDGET = 0.2
+#: Share of the time limit that listing the shapes may take (slot systems of every replica count).
+ENUMERATION_SHARE = 0.3
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,14 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, objectiv
         run = _Run(req, [r.shape for r in replica], opts.ids, time_limit_s, started, progress, deadline)
         results = run.replica_classes(replica, max_tp)
     else:
-        shapes = enumerate_shapes(profile, topo, opts.ids, lim)
+        listing = Deadline(ENUMERATION_SHARE * time_limit_s, started)  # a big irregular machine has many (R, k)
+        shapes = enumerate_shapes(profile, topo, opts.ids, lim, stop=lambda: listing.remaining_s() <= 0)
         run = _Run(req, shapes, opts.ids, time_limit_s, started, progress, deadline)
         results = run.all_shapes(max_tp)
+        if shapes and max(s.replicas for s in shapes) < opts.max_replicas and listing.remaining_s() <= 0:
+            run.exact = False
+            run.notes.append(f"the time limit ended the listing of shapes at {max(s.replicas for s in shapes)} "
+                             f"replicas (of up to {opts.max_replicas}): larger counts were not searched")
     if run.cut_short:
         run.notes.append(f"the time limit ({time_limit_s:g} s) ran out before {run.cut_short} of {len(results)} "
                          "shapes were solved: the bound counts what they could reach")
