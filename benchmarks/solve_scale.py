@@ -35,7 +35,7 @@ def _entries(node: dict, name: str, count: int) -> list[dict]:
     out, k = [], 0
     while count > 0:
         n = min(count, MAX_PER_ENTRY)
-        out.append(dict(node, name=f"{name}{k}" if k else name, count=n))
+        out.append(dict(node, name=f"{name}-part{k}" if k else name, count=n))
         count, k = count - n, k + 1
     return out
 

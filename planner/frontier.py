@@ -85,12 +85,14 @@ def frontier(profile: ModelProfile, topo: Topology, workload: Workload, *, gpus:
     opts = check_options(profile, topo, workload, SolveOptions(gpus=gpus, gpu_ids=gpu_ids, max_pp=max_pp,
                                                                time_limit_s=time_limit_s, objective="throughput"))
     lim = ShapeLimits(opts.max_pp, None, opts.budget, opts.budget, False)
+    deadline = Deadline(time_limit_s, started)
     if regular(topo, opts.ids):  # identical nodes: one shape per replica shape, at the most replicas that fit
         shapes = [r.shape for r in replica_shapes(profile, topo, opts.ids, lim, None)]
-    else:
-        shapes = [s for s in enumerate_shapes(profile, topo, opts.ids, lim) if s.system is not None]
+    else:  # listing every replica count's slots on a big irregular machine takes minutes: a share of the limit
+        shapes = [s for s in enumerate_shapes(profile, topo, opts.ids, lim,
+                                              stop=lambda: deadline.elapsed_s() > 0.3 * time_limit_s)
+                  if s.system is not None]
     req = Request(profile, topo, workload.model_copy(update={"concurrency": 1}), "latency", constants)
-    deadline = Deadline(time_limit_s, started)
     limits = Limits(max(0.05, time_limit_s / max(1, len(shapes))), deadline=deadline)
     points: list[FrontierPoint] = []
     for k, shape in enumerate(shapes):

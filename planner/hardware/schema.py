@@ -37,7 +37,7 @@ def _name(value: str) -> str:
 
 Name = Annotated[str, AfterValidator(_name)]
 #: Most GPUs one topology may describe (the solver and the display are sized for it).
-MAX_GPUS = 8192
+MAX_GPUS = 16384
 MAX_NVLINKS = 64
 
 
