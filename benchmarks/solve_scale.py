@@ -28,7 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 
-MAX_PER_ENTRY = 512  # the schema's most copies per node entry: bigger machines repeat the entry
+MAX_PER_ENTRY = 2048  # the schema's most copies per node entry: bigger machines repeat the entry
 
 
 def _entries(node: dict, name: str, count: int) -> list[dict]:

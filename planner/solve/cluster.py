@@ -62,20 +62,11 @@ def _by_node(topo: Topology, ids: list[int]) -> dict[str, list[int]]:
     return out
 
 
-def _definition(topo: Topology, node: str) -> str:
-    """A node's definition less its name and count: entries that differ only there (a 10,240-GPU machine written
-    as two entries of 640 nodes, the schema's most per entry being 512) are copies of one node."""
-    key = ("node-definition", topo.node_class[node])
-    if key not in topo.cache:
-        topo.cache[key] = topo.definition.nodes[topo.node_class[node]].model_dump_json(exclude={"name", "count"})
-    return topo.cache[key]
-
-
 def regular(topo: Topology, ids: list[int]) -> bool:
     """Whether the offered GPUs are copies of one symmetric node, the same GPUs of each, and the inside of a node is
     at least as fast as the way across."""
     nodes = _by_node(topo, ids)
-    kinds = {(_definition(topo, n), tuple(topo.gpus[i].local_index for i in gpus)) for n, gpus in nodes.items()}
+    kinds = {(topo.node_class[n], tuple(topo.gpus[i].local_index for i in gpus)) for n, gpus in nodes.items()}
     if len(kinds) != 1:
         return False
     first = next(iter(nodes.values()))
