@@ -24,6 +24,8 @@ from planner.hardware.topology import Topology
 from planner.model.layergraph import ModelProfile
 from planner.plan import Partition, Prediction, Workload
 from planner.solve.checks import Objective, SolveOptions, check_options
+from planner.solve.cluster import regular, replica_shapes
+from planner.solve.deadline import Deadline
 from planner.solve.formulation import SolverBudget
 from planner.solve.layouts import engines_for
 from planner.solve.objectives import Request, ShapeSolver, solve_fixed_load
@@ -86,12 +88,23 @@ def frontier(profile: ModelProfile, topo: Topology, workload: Workload, *, optio
     scope = check_options(profile, topo, workload, options.model_copy(update={"objective": Objective.THROUGHPUT}))
     bounds = ShapeBounds(max_pp=scope.max_pp, max_tp=None, max_replicas=scope.budget, budget=scope.budget,
                          any_shape=False)
-    shapes = [s for s in enumerate_shapes(profile, topo, list(scope.ids), bounds) if s.system is not None]
+    ids, time_limit_s = list(scope.ids), options.time_limit_s
+    deadline = Deadline(time_limit_s, started)
+    if regular(topo, ids):  # identical nodes: one shape per replica shape, at the most replicas that fit
+        shapes = [r.shape for r in replica_shapes(profile, topo, ids, bounds, None)]
+    else:  # listing every replica count's slots on a big irregular machine takes minutes: a share of the limit
+        shapes = [s for s in enumerate_shapes(profile, topo, ids, bounds,
+                                              stop=lambda: deadline.elapsed_s() > 0.3 * time_limit_s)
+                  if s.system is not None]
     req = Request(profile=profile, topo=topo, workload=workload.model_copy(update={"concurrency": 1}),
                   constants=constants, options=SolveOptions(objective=Objective.LATENCY))
-    limits = SolverBudget(max(0.05, options.time_limit_s / max(1, len(shapes))))
+    limits = SolverBudget(max(0.05, time_limit_s / max(1, len(shapes))), deadline=deadline)
     points: list[FrontierPoint] = []
     for k, shape in enumerate(shapes):
+        if points:
+            deadline.arm()
+        if deadline.expired:
+            break  # the one deadline: the points placed so far are the frontier's
         part = _place(req, shape, limits)
         if part is not None:
             points += _ladder(profile, topo, part, workload, constants)

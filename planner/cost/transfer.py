@@ -21,7 +21,7 @@ from planner.model.layergraph import ModelProfile
 #: vLLM's pipeline hand-off carries two tensors per token: the hidden state and the residual.
 PP_TENSORS = 2
 #: Hand-off time between two nodes, per (node, node, bytes, constants key).
-TRANSFERS: Memo[tuple[str, str, int, str], float] = Memo("stage hand-offs", maxsize=65_536)
+TRANSFERS: Memo[tuple[str, str, bool, int, str], float] = Memo("stage hand-offs", maxsize=65_536)
 
 
 def transfer_bytes(profile: ModelProfile, tokens: float) -> float:
@@ -34,8 +34,11 @@ def transfer_pairs(src_ids: Sequence[int], dst_ids: Sequence[int]) -> list[tuple
 
 
 def transfer_pair_s(topo: Topology, node_a: str, node_b: str, nbytes: float, c: Constants) -> float:
-    """Hand-off time between a stage on node_a and the next on node_b: the worst GPU pair between them."""
-    key = (node_a, node_b, int(nbytes), c.key)
+    """Hand-off time between a stage on node_a and the next on node_b: the worst GPU pair between them. Copies of
+    one node definition on the one fabric cost the same, so the time is kept by node class (a 1,280-node machine
+    prices one pair, not every pair its plans touch)."""
+    same = node_a == node_b
+    key = (topo.node_class[node_a], topo.node_class[node_b], same, int(nbytes), c.key)
     if (cached := TRANSFERS.get(topo, key)) is None:
         ga, gb = topo.node_gpus()[node_a], topo.node_gpus()[node_b]
         pairs = [(a, b) for a in ga for b in gb if a != b]

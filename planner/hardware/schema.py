@@ -37,7 +37,7 @@ def _name(value: str) -> str:
 
 Name = Annotated[str, AfterValidator(_name)]
 #: Most GPUs one topology may describe (the solver and the display are sized for it).
-MAX_GPUS = 8192
+MAX_GPUS = 16384
 MAX_NVLINKS = 64
 
 
@@ -115,7 +115,7 @@ class HostMemory(_Strict):
 
 class NodeDef(_Strict):
     name: Name
-    count: StrictInt = Field(1, gt=0, le=512, description="identical copies of this node")
+    count: StrictInt = Field(1, gt=0, le=2048, description="identical copies of this node")
     gpus: GpusShorthand | list[GpuDef]
     sockets: StrictInt = Field(1, gt=0, le=8)
     socket_link: Optional[Link] = None

@@ -292,18 +292,27 @@ class Topology:
         return self._route(self._nic_for(ga) + ["fabric"] + list(reversed(self._nic_for(gb))))
 
     @cached_property
-    def _pcie_views(self) -> dict[str, nx.Graph]:
-        """Per node: the subgraph of PCIe and socket links (no NVLink, no fabric)."""
+    def _graph_nodes_by_node(self) -> dict[str, list[str]]:
         by_node: dict[str, list[str]] = {}
         for n, d in self.graph.nodes(data=True):
             if "node" in d:
                 by_node.setdefault(d["node"], []).append(n)
-        out = {}
-        for name, keep in by_node.items():
-            sub = self.graph.subgraph(keep)
-            out[name] = nx.Graph(sub.edge_subgraph([(u, v) for u, v, d in sub.edges(data=True)
-                                                    if d["kind"] in ("pcie", "socket")]))
-        return out
+        return by_node
+
+    @cached_property
+    def _pcie_views(self) -> dict[str, nx.Graph]:
+        """Per node: the subgraph of PCIe and socket links (no NVLink, no fabric), built when a node is first asked
+        for (a 10,000-GPU machine has 1,280 nodes; a solve touches a few)."""
+        topo = self
+
+        class _Views(dict):
+            def __missing__(self, name: str) -> nx.Graph:
+                sub = topo.graph.subgraph(topo._graph_nodes_by_node[name])
+                view = self[name] = nx.Graph(sub.edge_subgraph([(u, v) for u, v, d in sub.edges(data=True)
+                                                                if d["kind"] in ("pcie", "socket")]))
+                return view
+
+        return _Views()
 
     def _pcie_route(self, a: str, b: str, node: str) -> list[str]:
         return nx.shortest_path(self._pcie_views[node], a, b, weight="latency")
@@ -325,8 +334,8 @@ class Topology:
         NICs behind one PCIe switch: the first GPU gets the first NIC, the second the second)."""
         routes = self._nearest_nics(gpu)
         nearest = [r[-1] for r in routes]
-        sharing = [g.id for g in self.gpus if g.node == gpu.node
-                   and [r[-1] for r in self._nearest_nics(g)] == nearest]
+        sharing = [i for i in self.node_gpus()[gpu.node]
+                   if [r[-1] for r in self._nearest_nics(self.gpus[i])] == nearest]
         return routes[sharing.index(gpu.id) % len(routes)]
 
 

@@ -34,6 +34,7 @@ class SolverBudget:
 
     deterministic_s: float
     workers: int = 1
+    deadline: Any = None  # planner.solve.deadline.Deadline: the command's one deadline (None: none)
 
 
 @dataclass(frozen=True)
@@ -244,7 +245,8 @@ class ShapeModel:
     def _solve(self, limits: SolverBudget) -> Any:
         solver = self.cp.CpSolver()
         solver.parameters.max_deterministic_time = max(0.05, limits.deterministic_s)
-        solver.parameters.max_time_in_seconds = max(5.0, 10 * limits.deterministic_s)  # only a safety net
+        wall = max(5.0, 10 * limits.deterministic_s)  # only a safety net
+        solver.parameters.max_time_in_seconds = wall if limits.deadline is None else limits.deadline.wall_s(wall)
         solver.parameters.num_workers = limits.workers
         solver.parameters.random_seed = 0
         status = solver.solve(self.m)
@@ -280,6 +282,8 @@ class ShapeModel:
         first = self._outcome(solver, status, self.tpot)
         if not first.found or self.pp == 1:
             return first
+        if limits.deadline is not None and limits.deadline.expired:
+            return first  # no time left to balance the stages: the least TPOT stands
         self.m.add(self.tpot <= int(first.value))
         self.m.minimize(self.slowest)
         solver, status = self._solve(limits)

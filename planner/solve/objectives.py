@@ -29,6 +29,7 @@ from planner.solve.coefficients import Coefficients, Hops, coefficients, hops, l
 from planner.solve.formulation import CAPACITY_MAX, SolverBudget, Outcome, ShapeModel
 from planner.solve.realize import partition_of
 from planner.solve.shapes import Shape
+from planner.solve.uniform import uniform_capacity
 
 #: Margin under an SLO in the integer model, for the rounding of one nanosecond per term.
 SLO_MARGIN_NS = 1000
@@ -155,7 +156,9 @@ class ShapeSolver:
             best = nxt
         if not best:
             return 2**62
-        return math.floor(op.micro * self.req.profile.n_layers / max(best.values()))
+        # and some stage holds at least ceil(L / PP) layers, each at least the cheapest layer's time
+        fewest = math.ceil(self.req.profile.n_layers / self.shape.pp) * min(1.0 / v for v in speed.values())
+        return math.floor(op.micro * max(self.req.profile.n_layers / max(best.values()), fewest))
 
     def traffic_lower_bound(self, op: OperatingPoint) -> int:
         ks = self._usable(self.coefs(op))
@@ -258,7 +261,12 @@ def load_capacity(sv: ShapeSolver, limits: SolverBudget) -> Capacity:
     cap = step_budget_limit(sv, cap)
     if cap < 1:
         return Capacity(0, 0, "INFEASIBLE", sv.op(1).problem)
-    mem = sv.model(sv.op(1), memory_at_load=False).maximize_capacity(limits)
+    held = uniform_capacity(sv.cands.configs, sv.coefs(sv.op(1)), sv.cands.pools, runs=req.runs,
+                            n_layers=req.profile.n_layers, pp=shape.pp)
+    if held is not None:  # every configuration holds the same bytes: exact without CP-SAT
+        mem = Outcome("OPTIMAL", float(held), float(held)) if held >= 1 else Outcome("INFEASIBLE")
+    else:
+        mem = sv.model(sv.op(1), memory_at_load=False).maximize_capacity(limits)
     if not mem.found:
         return Capacity(0, cap, "UNKNOWN") if mem.status == "UNKNOWN" else Capacity(0, 0, "INFEASIBLE")
     plan = min(cap, int(mem.value))
@@ -294,6 +302,9 @@ def solve_throughput(sv: ShapeSolver, limits: SolverBudget, best_tokens: float |
 
     def feasible(c: int) -> bool:
         if c not in outcomes:
+            if limits.deadline is not None and limits.deadline.expired:
+                outcomes[c] = Outcome("UNKNOWN")  # out of time: not tested (the answer says FEASIBLE)
+                return False
             op = sv.op(c)
             outcomes[c] = sv.with_slos(sv.model(op), op).minimize_tpot(limits)
         return outcomes[c].found

@@ -10,6 +10,7 @@ known. Every plan is re-evaluated by `planner.cost.estimate`, so `solve` and `es
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 from typing import Callable
@@ -23,7 +24,9 @@ from planner.model.layergraph import ModelProfile
 from planner.plan import Alternative, Plan, SolverInfo, Workload, build_plan
 from planner.solve.candidates import uniform_streaming
 from planner.solve.checks import Objective, SolveOptions, check_options
+from planner.solve.cluster import ReplicaShape, regular, replica_shapes, tokens_bound
 from planner.solve.coefficients import RESOLUTION
+from planner.solve.deadline import Deadline
 from planner.solve.formulation import SolverBudget
 from planner.solve.layouts import engines_for
 from planner.solve.objectives import Request, ShapeResult, ShapeSolver, score_bound, solve_fixed_load, solve_throughput
@@ -33,6 +36,8 @@ from planner.units import format_bytes
 
 #: CP-SAT deterministic time for each runner-up shape (best found, not necessarily proven).
 RUNNER_UP_BUDGET = 0.2
+#: Share of the time limit that listing the shapes may take (slot systems of every replica count).
+ENUMERATION_SHARE = 0.3
 
 
 @dataclass(frozen=True)
@@ -46,18 +51,37 @@ class Progress:
 
 
 def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, options: SolveOptions = SolveOptions(),
-          constants: Constants = DEFAULT, progress: Callable[[Progress], None] | None = None) -> Plan:
+          constants: Constants = DEFAULT, progress: Callable[[Progress], None] | None = None,
+          deadline: Deadline | None = None) -> Plan:
     """The best plan for `profile` on `topo` under `workload`, searched as `options` say (the GPUs offered, the
     objective and SLOs, the shape limits; `options.offload` lets stages stream decoder layers from their nodes'
-    host-memory tiers, planner.cost.offload)."""
+    host-memory tiers, planner.cost.offload). The search ends by `options.time_limit_s` (or the command's
+    `deadline`, shared by every solve of a command)."""
     started = time.perf_counter()
     scope = check_options(profile, topo, workload, options)
     req = Request(profile=profile, topo=topo, workload=workload, constants=constants, options=options)
     bounds = ShapeBounds(max_pp=scope.max_pp, max_tp=options.max_tp, max_replicas=scope.max_replicas,
                          budget=scope.budget, any_shape=options.any_shape)
-    shapes = enumerate_shapes(profile, topo, list(scope.ids), bounds)
-    run = _Run(req, shapes, list(scope.ids), started, progress)
-    results = run.all_shapes()
+    ids = list(scope.ids)
+    time_limit_s = options.time_limit_s
+    deadline = deadline or Deadline(time_limit_s, started)
+    if (options.objective == Objective.THROUGHPUT and not options.any_shape and not options.offload
+            and regular(topo, ids)):
+        replica = replica_shapes(profile, topo, ids, bounds, options.max_concurrency)
+        run = _Run(req, [r.shape for r in replica], ids, started=started, progress=progress, deadline=deadline)
+        results = run.replica_classes(replica)
+    else:
+        listing = Deadline(ENUMERATION_SHARE * time_limit_s, started)  # a big irregular machine has many (R, k)
+        shapes = enumerate_shapes(profile, topo, ids, bounds, stop=lambda: listing.remaining_s() <= 0)
+        run = _Run(req, shapes, ids, started=started, progress=progress, deadline=deadline)
+        results = run.all_shapes()
+        if shapes and max(s.replicas for s in shapes) < scope.max_replicas and listing.remaining_s() <= 0:
+            run.exact = False
+            run.notes.append(f"the time limit ended the listing of shapes at {max(s.replicas for s in shapes)} "
+                             f"replicas (of up to {scope.max_replicas}): larger counts were not searched")
+    if run.cut_short:
+        run.notes.append(f"the time limit ({time_limit_s:g} s) ran out before {run.cut_short} of {len(results)} "
+                         "shapes were solved: the bound counts what they could reach")
     ok = [r for r in results if r.prediction is not None and r.prediction.fits]
     if not ok:
         raise _nothing_fits(req, list(scope.ids), run.notes)
@@ -68,11 +92,14 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, options:
 class _Run:
     """The shape loop: solve each shape, prune with the best so far, report progress."""
 
-    def __init__(self, req: Request, shapes: list[Shape], ids: list[int], started: float,
-                 progress: Callable[[Progress], None] | None):
+    def __init__(self, req: Request, shapes: list[Shape], ids: list[int], *, started: float,
+                 progress: Callable[[Progress], None] | None, deadline: Deadline):
         self.req, self.shapes, self.ids, self.started, self.progress = req, shapes, ids, started, progress
         self.max_tp = req.options.max_tp
-        self.budget = SolverBudget(max(0.05, req.options.time_limit_s / max(1, len(shapes))), req.options.workers)
+        self.deadline = deadline
+        self.budget = SolverBudget(max(0.05, req.options.time_limit_s / max(1, len(shapes))), req.options.workers,
+                                   deadline)
+        self.cut_short = 0  # shapes the deadline left unsolved
         self.exact = True
         self.notes: list[str] = []
         self.best: ShapeResult | None = None
@@ -117,16 +144,69 @@ class _Run:
         out = []
         # shapes on exhaustive slots first: the best plan they find lets a bound settle the others
         for k, shape in enumerate(sorted(self.shapes, key=lambda sh: not sh.exact_slots)):
-            res = self.one(shape, self.budget, prune=True)
-            if res.note and res.status == "INFEASIBLE" and res.note not in self.notes and len(self.notes) < 5:
-                self.notes.append(res.note)
+            if self.deadline.expired:
+                res = self._unsolved(shape)
+            else:
+                res = self.one(shape, self.budget, prune=True)
+            self._record(res, k)
             out.append(res)
-            fits = res.prediction is not None and res.prediction.fits
-            if fits and (self.best is None or res.score < self.best.score):
-                self.best = res
-            if self.progress is not None:
-                best = None if self.best is None else f"{self.best.partition.shape}: {_describe(self.req, self.best)}"
-                self.progress(Progress(k + 1, len(self.shapes), best, time.perf_counter() - self.started))
+        return out
+
+    def _record(self, res: ShapeResult, k: int) -> None:
+        if res.note and res.status == "INFEASIBLE" and res.note not in self.notes and len(self.notes) < 5:
+            self.notes.append(res.note)
+        if res.prediction is not None and res.prediction.fits and (self.best is None or res.score < self.best.score):
+            self.best = res
+            self.deadline.arm()
+        if self.progress is not None:
+            best = None if self.best is None else f"{self.best.partition.shape}: {_describe(self.req, self.best)}"
+            self.progress(Progress(k + 1, len(self.shapes), best, time.perf_counter() - self.started))
+
+    def _unsolved(self, shape: Shape) -> ShapeResult:
+        """A shape the deadline left unsolved: UNKNOWN, with a bound found without CP-SAT where one is cheap."""
+        self.cut_short += 1
+        bound = -math.inf
+        if shape.system is not None and self.deadline.bounds_left:
+            sv = ShapeSolver(self.req, shape, shape_candidates(self.req.profile, self.req.topo, shape, self.max_tp))
+            if sv.cands.configs:
+                bound = tokens_bound(sv, shape.replicas) if self.req.options.objective == Objective.THROUGHPUT else \
+                    score_bound(sv, self.budget)
+                bound = -bound if self.req.options.objective == Objective.THROUGHPUT else bound
+        return ShapeResult(shape, "UNKNOWN", bound=bound, note="the time limit ran out before this shape")
+
+    def replica_classes(self, replica: list[ReplicaShape]) -> list[ShapeResult]:
+        """Throughput on identical nodes (planner.solve.cluster): one shape per replica shape at the most replicas
+        that fit, best bound first, each settled by its bound where it cannot beat the best plan."""
+        bounded = []
+        for rs in replica:
+            sv = self.solver(rs.shape)
+            bound = tokens_bound(sv, rs.most) if sv.cands.configs else 0.0
+            bounded.append((bound, rs, sv))
+        bounded.sort(key=lambda x: (-x[0], x[1].shape.pp, x[1].shape.gpus, x[1].shape.replicas))
+        out = []
+        for k, (bound, rs, sv) in enumerate(bounded):
+            best = None if self.best is None else -self.best.score
+            if not sv.cands.configs or bound <= 0:
+                res = ShapeResult(rs.shape, "INFEASIBLE", bound=math.inf, note="no GPU group of this size" if not
+                                  sv.cands.configs else None)
+            elif best is not None and bound <= best:
+                res = ShapeResult(rs.shape, "PRUNED", bound=-bound)
+            elif self.deadline.expired:
+                self.cut_short += 1
+                res = ShapeResult(rs.shape, "UNKNOWN", bound=-bound, note="the time limit ran out before this shape")
+            else:
+                res = solve_throughput(sv, self.budget, best)
+                if not rs.exact and res.status in ("OPTIMAL", "FEASIBLE"):
+                    # other placements of this replica shape might fit up to rs.most replicas: their bound stays open
+                    res.bound = min(res.bound, -bound)
+                    if res.bound < res.score - 1e-9 * abs(res.score):
+                        res.status = "FEASIBLE"
+                        note = (f"{rs.shape.label}: other placements of {rs.shape.gpus}-GPU replicas (up to {rs.most}) "
+                                "were bounded, not searched")
+                        if note not in self.notes and len(self.notes) < 5:
+                            self.notes.append(note)
+            self._record(res, k)
+            out.append(res)
         return out
 
     def runners_up(self, results: list[ShapeResult], ok: list[ShapeResult]) -> list[ShapeResult]:
@@ -138,6 +218,8 @@ class _Run:
         pruned = sorted((r for r in results if r.status == "PRUNED"), key=lambda r: r.bound)[:top]
         extra = []
         for r in pruned:
+            if self.deadline.expired:
+                break
             res = self.one(r.shape, SolverBudget(RUNNER_UP_BUDGET, self.req.options.workers), prune=False)
             if res.prediction is not None and res.prediction.fits:
                 extra.append(res)
@@ -164,6 +246,8 @@ def _status(ok: list[ShapeResult], results: list[ShapeResult], exact: bool) -> t
     if not exact:
         return "FEASIBLE", None, None
     bound = min([best.score, *open_bounds])
+    if not math.isfinite(bound):  # a shape cut short without a bound: no honest gap to state
+        return "FEASIBLE", None, None
     gap = abs(best.score - bound) / max(abs(best.score), 1e-12)
     return ("OPTIMAL" if gap <= 1e-9 else "FEASIBLE"), bound, gap
 

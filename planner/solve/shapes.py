@@ -9,6 +9,7 @@ system per isomorphism class (planner.solve.slots); the CP-SAT model plans repli
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from planner.cost.shards import Layout
 from planner.hardware.topology import Topology
@@ -50,15 +51,18 @@ def _layouts(profile: ModelProfile, sizes: range, max_tp: int | None) -> dict[in
     return {n: layouts_for(profile, n, max_tp) for n in sizes}
 
 
-def enumerate_shapes(profile: ModelProfile, topo: Topology, ids: list[int], lim: ShapeBounds) -> list[Shape]:
+def enumerate_shapes(profile: ModelProfile, topo: Topology, ids: list[int], lim: ShapeBounds,
+                     stop: Callable[[], bool] | None = None) -> list[Shape]:
     """Every shape to try. Where the slot systems of an (R, GPUs) pair are not known to be exhaustive, its
-    shapes say so (`exact_slots=False`); with no system found, one stand-in shape (`system=None`) remains."""
+    shapes say so (`exact_slots=False`); with no system found, one stand-in shape (`system=None`) remains.
+    `stop()` true (the command's deadline) ends the enumeration at the next replica count: the shapes of
+    larger counts are not offered, and the caller says so."""
     shapes: list[Shape] = []
     widest = max(len(g) for g in topo.node_gpus().values())  # a stage's GPUs share one node
     layouts = _layouts(profile, range(1, min(lim.budget, widest) + 1), lim.max_tp)
     for r in range(1, lim.max_replicas + 1):
         per = lim.budget // r
-        if per < 1:
+        if per < 1 or (stop is not None and stop()):
             break
         for pp in range(1, min(lim.max_pp, profile.n_layers, per) + 1):
             if lim.any_shape:
