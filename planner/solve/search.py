@@ -16,6 +16,7 @@ from typing import Callable
 
 from planner.cost.advice import suggestions
 from planner.cost.constants import DEFAULT, Constants
+from planner.cost.engines import resolve_constants
 from planner.cost.memory import fixed_memory_bytes
 from planner.errors import InfeasibleError
 from planner.hardware.topology import Topology
@@ -60,6 +61,7 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, objectiv
         objective=objective, gpu_ids=gpu_ids, gpus=gpus, tpot_slo_ms=tpot_slo_ms, ttft_slo_ms=ttft_slo_ms,
         time_limit_s=time_limit_s, top=top, max_pp=max_pp, max_replicas=max_replicas, max_tp=max_tp,
         max_concurrency=max_concurrency, any_shape=any_shape, offload=offload))
+    constants = resolve_constants(constants, workload.engine)  # the engine's profile prices every candidate
     req = Request(profile, topo, workload, objective, constants, tpot_slo_ms, ttft_slo_ms, max_concurrency, workers,
                   offload)
     lim = ShapeLimits(opts.max_pp, max_tp, opts.max_replicas, opts.budget, any_shape)
