@@ -18,11 +18,17 @@ class GpuSpec(BaseModel):
     memory_bytes: int = Field(gt=0)
     hbm_bytes_per_s: float = Field(gt=0)
     flops_per_s: dict[str, float] = Field(description="dense FLOP/s by dtype (bf16, fp16, fp8, int4)")
-    link: str = Field("pcie5", description="the GPU-to-GPU fabric generation: nvlink3, nvlink4, pcie4, pcie5, xgmi")
+    link: str = Field("pcie5", description="the GPU-to-GPU fabric generation: nvlink3, nvlink4, nvlink5, pcie4, pcie5, xgmi")
     pcie_bytes_per_s: float = Field(63e9, description="the GPU's PCIe x16 link per direction (Gen5 63e9, Gen4 31.5e9)")
     nvlink_bytes_per_s_per_link: float = Field(25e9, description="one NVLink, per direction (NVLink3 and 4: 25 GB/s)")
     vendor: str = "nvidia"
     aliases: list[str] = []
+
+    @property
+    def has_fp8(self) -> bool:
+        """Whether the GPU has fp8 tensor cores (Hopper, Ada, Blackwell, CDNA3): without them an fp8 checkpoint runs
+        as weight-only quantisation (fp8 weights dequantised to bf16 for the matmul)."""
+        return "fp8" in self.flops_per_s
 
     def peak_flops(self, dtype: str) -> float:
         """Dense FLOP/s for a matmul dtype; int4 weights compute in the activation dtype (bf16)."""
@@ -31,10 +37,12 @@ class GpuSpec(BaseModel):
         return self.flops_per_s["bf16"]
 
 
-def _spec(name, memory_mib, hbm, bf16, fp8=None, link="pcie5", vendor="nvidia", aliases=(), pcie=63e9):
+def _spec(name, memory_mib, hbm, bf16, fp8=None, link="pcie5", vendor="nvidia", aliases=(), pcie=63e9, fp4=None):
     flops = {"bf16": bf16, "fp16": bf16}
     if fp8:
         flops["fp8"] = fp8
+    if fp4:
+        flops["nvfp4"] = flops["mxfp4"] = fp4
     return GpuSpec(name=name, memory_bytes=memory_mib * MiB, hbm_bytes_per_s=hbm, flops_per_s=flops,
                    link=link, vendor=vendor, aliases=list(aliases), pcie_bytes_per_s=pcie)
 
@@ -54,8 +62,20 @@ GPU_SPECS: dict[str, GpuSpec] = {
         _spec("L40S-48GB", 46068, 0.864e12, 362e12, 733e12, "pcie4", aliases=["l40s", "NVIDIA L40S"], pcie=31.5e9),
         # memory.total: 24564 MiB (nvidia-smi on RTX 4090)
         _spec("RTX4090-24GB", 24564, 1.008e12, 165e12, 330e12, "pcie4", aliases=["rtx4090", "4090", "NVIDIA GeForce RTX 4090"], pcie=31.5e9),
+        # 141 GB-class Hopper for China: 96 GB HBM3 at 4.0 TB/s, 148 TFLOP/s bf16, 296 fp8 (datasheet);
+        # memory.total 97871 MiB (nvidia-smi on H20)
+        _spec("H20-96GB", 97871, 4.0e12, 148e12, 296e12, "nvlink4", aliases=["h20", "NVIDIA H20"]),
+        # HGX B200: 180 GB HBM3e at 8 TB/s, 2.25 PFLOP/s dense bf16, 4.5 fp8, 9 fp4 (datasheet, dense = half of the
+        # sparse figures); memory.total 183359 MiB (nvidia-smi on B200). NVLink 5: 18 links x 50 GB/s per direction.
+        _spec("B200-180GB", 183359, 8.0e12, 2250e12, 4500e12, "nvlink5", aliases=["b200", "NVIDIA B200"],
+              fp4=9000e12),
         # 192 GiB HBM3 (rocm-smi VRAM total 196592 MiB)
         _spec("MI300X-192GB", 196592, 5.3e12, 1307e12, 2615e12, "xgmi", "amd", aliases=["mi300x", "AMD Instinct MI300X"]),
+        # MI325X: MI300X's compute with 256 GB HBM3E at 6 TB/s (datasheet); 262144 MiB
+        _spec("MI325X-256GB", 262144, 6.0e12, 1307e12, 2615e12, "xgmi", "amd", aliases=["mi325x", "AMD Instinct MI325X"]),
+        # MI355X: 288 GB HBM3E at 8 TB/s, 2.5 PFLOP/s dense fp16/bf16, 5.0 fp8, 10 mxfp4 (datasheet); 294912 MiB
+        _spec("MI355X-288GB", 294912, 8.0e12, 2500e12, 5000e12, "xgmi", "amd", aliases=["mi355x", "AMD Instinct MI355X"],
+              fp4=10000e12),
     ]
 }
 

@@ -27,6 +27,7 @@ class CatalogEntry:
     file: str
     hub_id: str
     aliases: tuple[str, ...]
+    dtype: str = "bf16"
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,8 @@ class ResolvedModel:
 def catalog() -> dict[str, CatalogEntry]:
     raw = yaml.safe_load((models_dir() / "catalog.yaml").read_text())
     return {
-        name: CatalogEntry(name, entry["file"], entry["hub_id"], tuple(entry.get("aliases", [])))
+        name: CatalogEntry(name, entry["file"], entry["hub_id"], tuple(entry.get("aliases", [])),
+                           entry.get("dtype", "bf16"))
         for name, entry in raw.items()
     }
 
@@ -52,6 +54,25 @@ def _catalog_lookup(arg: str) -> CatalogEntry | None:
         if key in (n.lower() for n in names):
             return entry
     return None
+
+
+def native_weight_dtype(model: str) -> str:
+    """The weight dtype a model's checkpoint ships in: the catalog's `dtype`, else the config's
+    `quantization_config` (fp8, mxfp4), else bf16. The default of every command's `--weight-dtype`."""
+    entry = _catalog_lookup(model)
+    if entry is not None:
+        return entry.dtype
+    try:
+        config = resolve(model).config
+    except Exception:  # noqa: BLE001 - an unresolvable model is reported where it is loaded
+        return "bf16"
+    return config_weight_dtype(config)
+
+
+def config_weight_dtype(config: dict) -> str:
+    """fp8 or mxfp4 when a config's quantization_config says so, else bf16."""
+    quant = (config.get("quantization_config") or {}).get("quant_method", "")
+    return {"fp8": "fp8", "mxfp4": "mxfp4"}.get(str(quant).lower(), "bf16")
 
 
 def read_config_file(path: Path) -> dict:
