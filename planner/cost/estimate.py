@@ -182,7 +182,7 @@ def estimate(profile: ModelProfile, topo: Topology, partition: Partition, worklo
 
     _, pred = at(None)
     tpot_ms, ttft_ms = pred.tpot_ms, pred.ttft_ms
-    if workload.mode == "closed" and c.closed_loop_drift > 0:
+    if workload.mode in ("closed", "offline") and c.closed_loop_drift > 0:
         staggered_op, staggered = at("serving")
         if staggered_op.feasible:  # later waves drift apart: that share of requests sees a newcomer's wait
             d = c.closed_loop_drift
@@ -218,7 +218,7 @@ def _with_figures(pred: Prediction, workload: Workload, tpot_ms: float, ttft_ms:
     """The prediction's throughput figures recomputed from a TPOT and TTFT (Little's law at the running load: a
     closed loop's admitted clients each finish a request every service TTFT + osl x TPOT)."""
     running = admitted or workload.concurrency
-    if workload.mode == "closed":
+    if workload.mode in ("closed", "offline"):
         tokens_per_s = running * workload.osl / (service_ttft_ms / 1e3 + workload.osl * tpot_ms / 1e3)
     else:
         tokens_per_s = running / (tpot_ms / 1e3)
@@ -256,7 +256,7 @@ def assemble(profile: ModelProfile, topo: Topology, partition: Partition, worklo
             totals[name] += value
     roofline = _roofline_s(profile, topo, partition, workload, op)
     tokens_per_s = op.concurrency / tpot_s
-    if workload.mode == "closed":  # a closed loop's clients also wait for their first tokens
+    if workload.mode in ("closed", "offline"):  # a closed loop's clients (an offline run's waves) wait for first tokens
         tokens_per_s = op.concurrency * workload.osl / (ttft_s + workload.osl * tpot_s)
     stages = [_stage_prediction(k, st, ev, GroupHardware.of(topo, st.gpu_ids, workload.weight_dtype).name)
               for k, (st, ev) in enumerate(zip(partition.stages, evals))]

@@ -70,7 +70,7 @@ def operating_point(workload: Workload, *, concurrency: int, replicas: int, pp: 
     mode = mode or workload.mode
     if mode == "static":
         op = _static(workload, concurrency, per_replica, micro, d)
-    elif mode == "closed":
+    elif mode in ("closed", "offline"):  # an offline run is waves of the sequences the engine admits
         op = _closed(workload, concurrency, per_replica, micro, d, c)
     else:
         op = _serving(workload, concurrency, per_replica, micro, d, c)
