@@ -39,9 +39,10 @@ SHARED_KNOBS = {
     "moe_layer_overhead_s": (0.0, 1e-3),
     "gemm_half_tokens": (0.0, 4096.0),
     "closed_loop_drift": (0.0, 1.0),
+    "dp_attention_overhead_s": (0.0, 2e-3),
 }
 #: Engine knobs: host time differs by engine.
-ENGINE_KNOBS = {"step_overhead_s": (0.0, 0.02), "request_overhead_s": (0.0, 0.5)}
+ENGINE_KNOBS = {"step_overhead_s": (0.0, 0.02), "sequence_overhead_s": (0.0, 1e-3), "request_overhead_s": (0.0, 0.5)}
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,22 @@ class Outcome:
     problem: str | None = None
 
 
+def consistent(case: Case) -> bool:
+    """Little's law on the row itself: output tokens/s x TPOT is the number of sequences decoding at once. A queued
+    (offline) run of many requests whose figures imply about one sequence reports per-request throughput, not the
+    instance's: such a row cannot be a maximum-throughput figure."""
+    m = case.measured
+    if case.load != "offline" or not (m.tpot_ms and m.tokens_per_s):
+        return True
+    requests = case.entry.row.num_prompts or case.concurrency or 0
+    return not (requests > 4 and m.tokens_per_s * m.tpot_ms / 1e3 < 1.5)
+
+
 def usable(case: Case) -> bool:
-    """Rows the fit and the cross-validation use: closed-loop and offline rows of one aggregated instance."""
-    return not case.disaggregated and case.load in ("closed", "offline") and case.engine in ENGINES
+    """Rows the fit and the cross-validation use: closed-loop and offline rows of one aggregated instance whose
+    figures agree with each other (`consistent`)."""
+    return (not case.disaggregated and case.load in ("closed", "offline") and case.engine in ENGINES
+            and consistent(case))
 
 
 def start(*, seeds: bool = True) -> Calibration:
@@ -84,7 +98,10 @@ def predict(case: Case, cal: Calibration) -> Outcome:
     c = cal[case.engine]
     try:
         profile, topo = _machine(case.model, case.topology)
-        part = make_partition(profile, topo, tp=case.tp, dp=case.dp, ep=case.ep, pp=case.pp, replicas=case.replicas,
+        ep = case.ep
+        if case.dp > 1 and ep == 1 and profile.moe is not None:
+            ep = case.tp * case.dp  # DP attention: the MoE layers still span every attention rank (memory as EP)
+        part = make_partition(profile, topo, tp=case.tp, dp=case.dp, ep=ep, pp=case.pp, replicas=case.replicas,
                               gpu_ids=list(range(case.gpus)))
         p = estimate(profile, topo, part, workload(case, c), c)
     except PlannerError as exc:

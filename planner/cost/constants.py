@@ -154,6 +154,11 @@ class Constants(BaseModel):
         0.0, **_POSITIVE_S,
         description="Fixed latency of one expert-parallel dispatch or combine (small-message all-to-all: DeepEP "
         "low-latency kernels, NCCL all-to-all), paid twice per MoE layer per step under EP.")
+    dp_attention_overhead_s: float = Field(
+        0.0, **_POSITIVE_S,
+        description="Fixed time per decoder layer per step under data-parallel attention (dp > 1): gathering every "
+        "rank's tokens for the MoE layers and scattering them back, each rank padded to the largest rank's batch, "
+        "and the extra launches (SGLang --enable-dp-attention). 0: none.")
     mla_flops_efficiency: float = Field(
         0.0, ge=0, le=1,
         description="Fraction of peak bf16 FLOP/s MLA's absorbed decode attention reaches (FlashMLA: ~660 of 989 "

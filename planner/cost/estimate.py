@@ -15,7 +15,7 @@ loop's later waves drift apart (`closed_loop_drift`): that share of requests see
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from planner.cost.constants import DEFAULT, Constants
 from planner.cost.engines import band, resolve_constants

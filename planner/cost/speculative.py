@@ -15,12 +15,8 @@ The draft's own cost, on the last stage, each pass (`Workload.spec_draft`):
 
 from __future__ import annotations
 
-from typing import Sequence
-
-from planner.cost.constants import Constants
 from planner.cost.shards import Layout, held_weight_bytes
 from planner.cost.step import StageContext, StageStep, StepLoad, add_steps, stage_step
-from planner.hardware.topology import Topology
 from planner.model.layergraph import ModelProfile
 from planner.plan import Workload
 

@@ -4,12 +4,20 @@ A step carries `decode` tokens (one per decoding sequence) and `prefill` prompt 
 prefill sharing the step, or a whole prefill). Per GPU and per layer-graph node:
 - HBM bytes: the weights it reads (planner.cost.shards) plus the KV cache its decode tokens attend to
   (context x KV bytes per token, a sliding window at most) and the prefixes its prefill chunks read;
-- FLOPs: matmuls of its tokens (routed experts at top-k) plus attention over each token's context;
-- time: max(bytes / (HBM bandwidth x efficiency), FLOPs / (peak x efficiency)), plus a fixed kernel
-  overhead per decoder layer;
+- FLOPs: matmuls of its tokens plus attention over each token's context; a MoE layer's grouped GEMM pads each
+  touched expert's tokens to the kernel's M tile; MLA decode runs absorbed (about 4 x heads x latent FLOPs per
+  context token);
+- time: max(bytes / (HBM bandwidth x efficiency), FLOPs / (peak x efficiency by GEMM rows or attention
+  context)), touched experts' bytes at the grouped GEMM's own efficiency, plus fixed times per decoder layer,
+  per MoE layer (routing, permutation, quantisation) and per layer under data-parallel attention;
 - collectives on the stage's real GPUs: per decoder layer two all-reduces of tokens x hidden x 2 bytes
   over the tensor-parallel group (the MLP's becomes a dispatch and a combine all-to-all under expert
-  parallelism), one for the vocab-parallel embedding, an all-gather of the logits at the lm_head.
+  parallelism, plus a fixed small-message latency each), one for the vocab-parallel embedding, an all-gather of
+  the logits at the lm_head.
+
+Everything but the load and the layers comes in one frozen `StageContext` (model, machine, GPUs, layout, dtypes,
+the engine-resolved constants), passed by keyword: `stage_step(ctx, layer_start=..., layer_end=..., first=...,
+last=..., load=...)`.
 """
 
 from __future__ import annotations
@@ -293,6 +301,8 @@ def node_step(ctx: StageContext, layer: LayerInfo, comm: StageComm, load: StepLo
         out.overhead_s += ctx.constants.kernel_overhead_s_per_layer
         if layer.moe is not None:
             out.overhead_s += ctx.constants.moe_layer_overhead_s
+        if ctx.layout.dp > 1:
+            out.overhead_s += ctx.constants.dp_attention_overhead_s
     return out
 
 
