@@ -34,13 +34,15 @@ def test_a_calibration_profile_wins_over_the_engine():
 
 
 def test_kv_budget_by_each_engines_accounting():
-    """By hand, 140 GB GPU holding 80 GB of weights, fraction 0.9: vLLM 0.9 x 140 - reserve - 80; SGLang
-    0.9 x 140 - 80 (its reserve lives outside the fraction); TensorRT-LLM 0.9 x (140 - 80 - reserve)."""
-    t, w = 140e9, 80e9
-    for engine, expect in (("vllm", lambda r: 0.9 * t - r - w), ("sglang", lambda r: 0.9 * t - w),
-                           ("trtllm", lambda r: 0.9 * (t - w - r))):
+    """By hand, a 140 GB GPU (t: what the engine sees after the CUDA context) holding 80 GB of weights, fraction 0.9:
+    vLLM 0.9 x t - reserve - 80; SGLang 0.9 x t - 80 (its reserve lives outside the fraction); TensorRT-LLM
+    0.9 x (t - 80 - reserve)."""
+    w = 80e9
+    for engine, expect in (("vllm", lambda t, r: 0.9 * t - r - w), ("sglang", lambda t, r: 0.9 * t - w),
+                           ("trtllm", lambda t, r: 0.9 * (t - w - r))):
         c = resolve_constants(DEFAULT, engine)
-        assert kv_budget_bytes(t, w, 0.9, c) == pytest.approx(expect(c.runtime_reserve_bytes))
+        seen = 140e9 - c.cuda_context_bytes
+        assert kv_budget_bytes(140e9, w, 0.9, c) == pytest.approx(expect(seen, c.runtime_reserve_bytes))
 
 
 def test_grouped_gemm_pads_each_experts_tokens_to_the_tile(profiles):
@@ -130,3 +132,23 @@ def test_held_out_medians_meet_what_cross_validation_reached():
     # targets met held out (see RESULTS.md): closed-loop TPOT and tokens/s of dense rows under TensorRT-LLM
     assert bands["trtllm"]["dense"]["tpot"] <= 0.15
     assert bands["trtllm"]["dense"]["tokens"] <= 0.15
+
+
+@pytest.mark.parametrize("tp,utilization,logged", [(1, 0.25, 93_872), (1, 0.5, 464_848), (2, 0.25, 450_192),
+                                                    (2, 0.5, 1_192_160)])
+def test_kv_capacity_matches_vllms_logged_kv_cache_size(profiles, tp, utilization, logged):
+    """vLLM's 'GPU KV cache size: N tokens' for Qwen2-7B-Instruct (the Qwen2.5-7B architecture: 28 layers x 4 KV heads
+    x 128 x K,V x 2 bytes = 57,344 B per token, split over TP) on A100-80GB (dennislee22/vLLM-benchmarking@b474d1e:
+    README.md, tests/data/corpus/dennislee22.yaml). vLLM's reserve (0.66 GB) was derived from the TP1 rows
+    (planner/cost/engines/vllm.py); the TP2 rows are held out. Within 2% (the issue asks 10%)."""
+    from planner.cost.estimate import stage_capacity
+    from planner.cost.shards import kv_bytes_per_token_per_gpu
+
+    p = profiles("Qwen2.5-7B-Instruct")
+    topo = load_topology("8xa100")
+    part = make_partition(p, topo, tp=tp, gpu_ids=list(range(tp)))
+    w = Workload(isl=1, osl=1, gpu_memory_fraction=utilization, engine="vllm")
+    _, _, budget, _ = stage_capacity(p, topo, part, 0, w, resolve_constants(DEFAULT, "vllm"))
+    per_token = sum(kv_bytes_per_token_per_gpu(n, Layout(tp), p, "bf16") for n in p.layers)
+    assert per_token == 57_344 / tp
+    assert budget / per_token == pytest.approx(logged, rel=0.02)

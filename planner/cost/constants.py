@@ -204,6 +204,11 @@ class Constants(BaseModel):
         int(2.5e9), ge=0, le=2**40,
         description="Per-GPU memory outside weights and KV: CUDA context (~500 MB), NCCL buffers (hundreds "
         "of MB), cuBLAS workspace and CUDA graphs.")
+    cuda_context_bytes: float = Field(
+        0.0, ge=0, le=2**36,
+        description="Memory of a GPU the engine never sees: the driver's and CUDA context's share of what nvidia-smi "
+        "reports (A100 80GB: 81,920 MiB, of which vLLM logs total_gpu_memory 79.25 GiB; dennislee22/vLLM-benchmarking "
+        "README). Engines take their fractions of the rest. 0: none.")
     activation_bytes_per_token: float = Field(
         0.0, ge=0, le=1e9,
         description="Per-GPU activation workspace per batched token, on top of the reserve (0: the reserve covers it).")

@@ -41,16 +41,17 @@ def usable_bytes(memory_bytes: float, fraction: float, c: Constants) -> float:
     fraction x total - reserve, a lower bound of the exact budget (kv_budget_bytes) by (1 - fraction) x (weights +
     reserve)."""
     reserve = fixed_memory_bytes(c)
+    seen = memory_bytes - c.cuda_context_bytes  # what the engine's torch.cuda.mem_get_info reports
     if c.memory_accounting == "mem_fraction_static":
-        return min(memory_bytes * fraction, memory_bytes - reserve)
-    return memory_bytes * fraction - reserve
+        return min(seen * fraction, seen - reserve)
+    return seen * fraction - reserve
 
 
 def kv_budget_bytes(memory_bytes: float, weights: float, fraction: float, c: Constants) -> float:
     """Bytes of KV cache one GPU holding `weights` gets, by its engine's own accounting (what the engine logs as
     'GPU KV cache size' times the bytes per token); negative where the weights do not fit."""
     if c.memory_accounting == "free_gpu_memory_fraction":
-        free = memory_bytes - weights - fixed_memory_bytes(c)
+        free = memory_bytes - c.cuda_context_bytes - weights - fixed_memory_bytes(c)
         return fraction * free if free > 0 else free
     return usable_bytes(memory_bytes, fraction, c) - weights
 

@@ -9,6 +9,7 @@ PROFILE = EngineProfile(
     constants={
         "max_num_batched_tokens": 8192,
         "max_num_seqs": 2048,
+        "cuda_context_bytes": 0.8e9,
         "memory_accounting": "free_gpu_memory_fraction",
         "runtime_reserve_bytes": int(2.5e9),
         "moe_tile_tokens": 64,
@@ -17,6 +18,8 @@ PROFILE = EngineProfile(
         "request_overhead_s": 7.0e-3,
     },
     sources={
+        "cuda_context_bytes": "A100 80GB: nvidia-smi 81,920 MiB, vLLM logs total_gpu_memory 79.25 GiB "
+                              "(dennislee22/vLLM-benchmarking@b474d1e:README.md): 0.8 GB the engine never sees",
         "max_num_batched_tokens": "tensorrt_llm/llmapi/llm_args.py: max_num_tokens default 8192",
         "max_num_seqs": "tensorrt_llm/llmapi/llm_args.py: max_batch_size default 2048",
         "memory_accounting": "tensorrt_llm KvCacheConfig.free_gpu_memory_fraction: share of the memory free after "
