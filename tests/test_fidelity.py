@@ -130,8 +130,11 @@ def test_held_out_medians_meet_what_cross_validation_reached():
             for metric, value in metrics.items():
                 assert 0 <= value < 10 and not math.isnan(value), (engine, cls, metric)
     # targets met held out (see RESULTS.md): closed-loop TPOT and tokens/s of dense rows under TensorRT-LLM
-    assert bands["trtllm"]["dense"]["tpot"] <= 0.15
-    assert bands["trtllm"]["dense"]["tokens"] <= 0.15
+    # met held out (benchmarks/RESULTS.md, 'Fidelity'): closed-loop TPOT and output tokens/s of dense rows under
+    # TensorRT-LLM (10.3%, 11.3%) and vLLM; everything else is reported there, not asserted
+    assert bands["trtllm"]["dense"]["tpot"] <= 0.12
+    assert bands["trtllm"]["dense"]["tokens"] <= 0.12
+    assert bands["vllm"]["dense"]["tpot"] <= 0.12 and bands["vllm"]["dense"]["tokens"] <= 0.12
 
 
 @pytest.mark.parametrize("tp,utilization,logged", [(1, 0.25, 93_872), (1, 0.5, 464_848), (2, 0.25, 450_192),
