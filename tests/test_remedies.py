@@ -143,7 +143,8 @@ def test_solve_offload_streams_the_rest_of_a_model_that_80_percent_fits(profiles
     weights = p.weight_bytes("bf16")
     usable = 0.8 * weights + 1.0e9  # room for 80% of the weights and the KV cache of one sequence
     reserve = resolve_constants(DEFAULT, "vllm").runtime_reserve_bytes  # the default engine's (engines/vllm.py)
-    memory_mib = int((usable + reserve) / 0.9 / 2**20)
+    context = resolve_constants(DEFAULT, "vllm").cuda_context_bytes  # the engine sees the GPU less its CUDA context
+    memory_mib = int(((usable + reserve) / 0.9 + context) / 2**20)
     doc = {"name": "tight", "gpu_types": {"tight": {"memory": f"{memory_mib}MiB", "hbm_bandwidth": "2TB/s",
                                                     "flops": {"bf16": "300TFLOPS"}, "link": "pcie5"}},
            "nodes": [{"name": "box", "gpus": {"type": "tight", "count": 1}, "pcie": {"bandwidth": "63GB/s",

@@ -16,7 +16,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import import_module
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from planner.calibrate.corpus import Case
 from planner.calibrate.search import Knob, coordinate_descent
@@ -187,7 +187,7 @@ def median_errors(outs: Sequence[Outcome]) -> dict:
 
 
 def cross_validate(cases: Sequence[Case], *, rounds: int = 6, per_group: int = 12,
-                   progress=lambda publisher, n: None) -> list[Outcome]:
+                   progress: Callable[[str, int], None] = lambda publisher, n: None) -> list[Outcome]:
     """Leave one publisher (organisation) out: fit on the others, predict its rows."""
     held: list[Outcome] = []
     for publisher in sorted({c.publisher for c in cases}):
