@@ -1,6 +1,11 @@
 """Fit the serving constants to published at-load measurements and report the error on held-out rows.
 
-Usage: python benchmarks/fit_serving.py [--rounds N]
+Usage: python benchmarks/fit_serving.py [--rounds N]       (round two: the NIM rows)
+       python benchmarks/fit_serving.py --cv [--write]     (round three: the corpus, leave one publisher out)
+--cv fits the shared kernel constants and each engine's host time (planner.calibrate.fidelity) on every publisher
+but one, predicts that publisher's rows, and prints the held-out median |error| by engine x dense/MoE x metric; it
+writes that table into benchmarks/RESULTS.md and the bands into planner/cost/engines/bands.yaml. --write then fits
+on every row and writes planner/cost/engines/fitted.yaml (the shipped engine profiles).
 Rows: tests/data/serving_nim.yaml (NVIDIA NIM, genai-perf closed loop; role fit / check). The fit moves
 flops_efficiency, step_overhead_s, sequence_overhead_s and request_overhead_s (planner.calibrate.serving),
 keeping every gpt-fast batch-1 row (tests/data/decode_gpt_fast.yaml) within 9.5%. Prints the fitted values (to
@@ -37,15 +42,95 @@ def gpt_fast_errors(c: Constants) -> list[float]:
         model = str(ROOT / r["model"]) if "/" in r["model"] else r["model"]
         profile = load_profile(model)
         part = make_partition(profile, topo, tp=r["tp"], gpu_ids=list(range(r["tp"])))
-        pred = estimate(profile, topo, part, Workload(concurrency=1, isl=doc["isl"], osl=doc["osl"]), c)
+        pred = estimate(profile, topo, part, Workload(concurrency=1, isl=doc["isl"], osl=doc["osl"], engine="trtllm"), c)
         out.append(pred.tpot_ms / r["ms_per_token"] - 1)
     return out
+
+
+def _fold(args):
+    from planner.calibrate import fidelity
+
+    publisher, cases, rounds, per_group = args
+    train = [c for c in cases if c.publisher != publisher]
+    test = [c for c in cases if c.publisher == publisher]
+    cal = fidelity.fit(train, rounds=rounds, per_group=per_group)
+    return [(o.case.engine, o.case.moe, o.case.publisher, o.errors, o.problem) for o in fidelity.outcomes(test, cal)]
+
+
+def cross_validation(rounds: int, per_group: int, workers: int, write: bool) -> None:
+    import statistics
+    import time
+    from collections import defaultdict
+    from multiprocessing import Pool
+
+    from planner.calibrate import fidelity
+    from planner.calibrate.corpus import cases
+
+    priced, skipped = cases()
+    use = [c for c in priced if fidelity.usable(c)]
+    publishers = sorted({c.publisher for c in use})
+    started = time.perf_counter()
+    jobs = [(p, use, rounds, per_group) for p in publishers]
+    with Pool(workers) as pool:
+        results = [r for fold in pool.map(_fold, jobs) for r in fold]
+    groups: dict = defaultdict(list)
+    pubs: dict = defaultdict(set)
+    for engine, moe, publisher, errs, problem in results:
+        for metric, e in errs.items():
+            for eng in (engine, "all"):
+                groups[(eng, "moe" if moe else "dense", metric)].append(abs(e))
+                pubs[(eng, "moe" if moe else "dense", metric)].add(publisher)
+    names = {"tpot": "TPOT", "ttft": "TTFT", "tokens": "output tokens/s", "max_tokens": "max-throughput tokens/s"}
+    lines = [f"Leave-one-publisher-out over {len(use)} corpus rows ({len(priced)} priced, {len(skipped)} skipped) from "
+             f"{len(publishers)} publishers; `python benchmarks/fit_serving.py --cv` ({time.perf_counter() - started:.0f} s, "
+             f"{workers} workers, {rounds} rounds, {per_group} training rows per group).", "",
+             "| engine | class | metric | median abs error held out | rows | publishers |", "|---|---|---|---|---|---|"]
+    bands: dict = defaultdict(lambda: defaultdict(dict))
+    for key in sorted(groups, key=lambda k: (k[0] != "all", k)):
+        engine, cls, metric = key
+        med = statistics.median(groups[key])
+        lines.append(f"| {engine} | {cls} | {names[metric]} | {med:.1%} | {len(groups[key])} | {len(pubs[key])} |")
+        if engine != "all":
+            bands[engine][cls][metric] = round(med, 3)
+    table = "\n".join(lines)
+    print(table)
+    results_md = ROOT / "benchmarks" / "RESULTS.md"
+    text = results_md.read_text()
+    head = "## Fidelity: held-out errors on the calibration corpus (issue 23)"
+    if head in text:
+        before, _, rest = text.partition(head)
+        after = rest[rest.find("\n## ", 1):] if "\n## " in rest else ""
+        text = before.rstrip() + "\n\n"
+    else:
+        text, after = text.rstrip() + "\n\n", ""
+    results_md.write_text(text + head + "\n\n" + table + "\n" + after)
+    from planner.cost.engines import BANDS_FILE
+    BANDS_FILE.write_text("# Relative error bands (median |error| held out, leave-one-publisher-out) by engine x class x\n"
+                          "# metric; written by python benchmarks/fit_serving.py --cv. tokens: closed-loop output tokens/s;\n"
+                          "# max_tokens: offline maximum-throughput rows.\n"
+                          + yaml.safe_dump({"bands": {e: {k: dict(v) for k, v in d.items()} for e, d in bands.items()}},
+                                           sort_keys=True))
+    if write:
+        cal = fidelity.fit(use, rounds=rounds, per_group=per_group)
+        from planner.cost.engines import FITTED_FILE
+        values = fidelity.fitted_values(cal)
+        FITTED_FILE.write_text("# Fitted by python benchmarks/fit_serving.py --cv --write on every usable corpus row\n"
+                               + yaml.safe_dump({"source": f"benchmarks/fit_serving.py on {len(use)} corpus rows of "
+                                                 f"{len(publishers)} publishers", **values}, sort_keys=False))
+        print(yaml.safe_dump(values, sort_keys=False))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=40)
+    ap.add_argument("--cv", action="store_true", help="leave-one-publisher-out over the corpus")
+    ap.add_argument("--write", action="store_true", help="with --cv: also fit on every row, write fitted.yaml")
+    ap.add_argument("--per-group", type=int, default=6)
+    ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
+    if args.cv:
+        cross_validation(min(args.rounds, 4), args.per_group, args.workers, args.write)
+        return
     rows = serving_rows()
     train = [r for r in rows if r.role == "fit"]
     c = fit(train, DEFAULT, rounds=args.rounds, guard=lambda t: max(abs(e) for e in gpt_fast_errors(t)) <= 0.095)

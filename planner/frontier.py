@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from planner.cost.constants import DEFAULT, Constants
 from planner.cost.estimate import estimate
+from planner.cost.engines import resolve_constants
 from planner.cost.serving import operating_point
 from planner.errors import InfeasibleError, InputError
 from planner.hardware.topology import Topology
@@ -147,7 +148,8 @@ def _ladder(profile: ModelProfile, topo: Topology, part: Partition, workload: Wo
         loads.append(cap)
     out = []
     for load in loads:
-        if not operating_point(workload, load, part.replicas, part.pp, c).feasible:
+        if not operating_point(workload, concurrency=load, replicas=part.replicas, pp=part.pp,
+                               c=resolve_constants(c, workload.engine)).feasible:
             break  # the step budget is exceeded from here on
         pred = first if load == part.replicas else estimate(
             profile, topo, part, workload.model_copy(update={"concurrency": load}), c, check=False)

@@ -29,7 +29,9 @@ SUPPORTED_PLAN_VERSIONS = (1, 2)
 MAX_CONCURRENCY = 1_000_000
 MAX_TOKENS = 10_000_000
 
-Mode = Literal["serving", "static", "closed"]
+Mode = Literal["serving", "static", "closed", "offline"]
+Engine = Literal["vllm", "sglang", "trtllm"]
+Statistic = Literal["mean", "median"]
 
 
 def layout_label(tp: int, dp: int = 1, ep: int = 1) -> str:
@@ -60,8 +62,15 @@ class Workload(BaseModel):
     kv_dtype: str = Field("bf16", description="KV-cache dtype: bf16, fp16, fp8")
     mode: Mode = Field("serving", description="serving: steady state with arrivals (chunked prefill shares "
                        "steps with decode); static: one batch decoding alone, as microbenchmarks run; closed: a "
-                       "closed-loop benchmark's waves of identical requests (genai-perf, planner bench)")
+                       "closed-loop benchmark's waves of identical requests (genai-perf, planner bench); offline: "
+                       "every request queued at once, the engine running as many as its KV cache and batch limit "
+                       "hold (maximum-throughput tables)")
     gpu_memory_fraction: float = Field(0.9, gt=0, le=1, description="share of GPU memory the engine may use")
+    # --- engine (fidelity, issue 23): which server runs the plan; its profile prices the step ----------
+    engine: Engine = Field("vllm", description="the serving engine whose profile prices the plan (host overheads, "
+                           "kernels, step budget, memory accounting: planner/cost/engines/) and that launch targets")
+    statistic: Statistic = Field("mean", description="the statistic latency figures report over requests: mean "
+                                 "(genai-perf, vLLM and SGLang bench_serving) or median")
     # --- remedies (docs/remedies.md): each a modelled change of what a step reads or produces ---------
     spec_tokens: StrictInt = Field(0, ge=0, le=16, description="speculative decoding / MTP: draft tokens per "
                                    "verification pass (0: off)", json_schema_extra=_REMEDY)
@@ -236,6 +245,16 @@ class Prediction(BaseModel):
     roofline_tpot_ms: float
     roofline_ratio: float
     stages: list[StagePrediction]
+    # --- fidelity (issue 23) ---------------------------------------------------------------------------
+    engine: str = Field("vllm", description="the engine profile the figures were predicted for")
+    admitted_concurrency: Optional[int] = Field(None, description="sequences the engine runs at once where its KV "
+                                                "cache or batch limit holds fewer than the load (the rest wait for "
+                                                "admission); None where every sequence runs")
+    tpot_ms_band: Optional[float] = Field(None, description="relative error band of tpot_ms: the median |error| "
+                                          "this class (engine x dense/MoE) earned held out in cross-validation")
+    ttft_ms_band: Optional[float] = Field(None, description="relative error band of ttft_ms, likewise")
+    tokens_per_s_band: Optional[float] = Field(None, description="relative error band of tokens_per_s, likewise "
+                                               "(maximum-throughput rows' band in offline mode)")
 
 
 class SolverInfo(BaseModel):

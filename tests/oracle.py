@@ -23,7 +23,8 @@ from planner.cost.memory import stage_memory, usable_bytes
 from planner.cost.offload import buffer_bytes, stream_bytes_per_s, streamed_layer_s
 from planner.cost.serving import operating_point
 from planner.cost.shards import Layout, held_weight_bytes, stage_nodes
-from planner.cost.step import GroupHardware, StepLoad, engine_overhead_s, node_step, stage_comm
+from planner.cost.engines import resolve_constants
+from planner.cost.step import GroupHardware, StageContext, StepLoad, engine_overhead_s, node_step, stage_comm
 from planner.cost.transfer import transfer_bytes, transfer_pair_s
 from planner.model.layergraph import LayerInfo, ModelProfile, ParamGroup
 from planner.plan import Partition, Stage, Workload
@@ -39,7 +40,8 @@ GPU_TYPES = {
     "tiny-s": {"memory": "70MB", "hbm_bandwidth": "500GB/s", "flops": {"bf16": "100TFLOPS"}, "link": "pcie4"},
     "tiny-m": {"memory": "100MB", "hbm_bandwidth": "500GB/s", "flops": {"bf16": "100TFLOPS"}, "link": "pcie4"},
 }
-CONSTANTS = Constants(runtime_reserve_bytes=50_000_000)
+# resolved for the default engine (as solve resolves them), with the small reserve kept as a calibration would keep it
+CONSTANTS = resolve_constants(Constants(runtime_reserve_bytes=50_000_000, calibrated=("runtime_reserve_bytes",)), "vllm")
 
 
 def tiny_model(n_layers: int, dense_first: int = 0) -> ModelProfile:
@@ -98,9 +100,9 @@ class Oracle:
         key = ("node", group, layer.index, load)
         if key not in self._memo:
             lay = Layout(len(group))
-            hw = GroupHardware.of(self.topo, group, self.w.weight_dtype)
-            comm = stage_comm(self.p, self.topo, group, lay, self.w.weight_dtype, load, self.c)
-            self._memo[key] = node_step(layer, lay, self.p, hw, comm, self.w.weight_dtype, self.w.kv_dtype, load, self.c)
+            ctx = StageContext.of(profile=self.p, topo=self.topo, gpu_ids=group, layout=lay,
+                                  weight_dtype=self.w.weight_dtype, kv_dtype=self.w.kv_dtype, constants=self.c)
+            self._memo[key] = node_step(ctx, layer, stage_comm(ctx, load), load)
         return self._memo[key]
 
     def stage(self, group: tuple, a: int, b: int, first: bool, last: bool, load: StepLoad,
@@ -246,7 +248,7 @@ def fixed_load(o: Oracle, objective: str, max_pp: int, max_replicas: int, tpot_s
     best = None
     load = o.w.concurrency
     for r, pp, tp in o.shapes(max_pp, min(max_replicas, load)):
-        op = operating_point(o.w, load, r, pp, o.c)
+        op = operating_point(o.w, concurrency=load, replicas=r, pp=pp, c=o.c)
         if not op.feasible:
             continue
         for stages, maps in plans(o, r, pp, tp):
@@ -287,7 +289,7 @@ def throughput(o: Oracle, max_pp: int, max_replicas: int, tpot_slo_ms=None, ttft
     best = None
     for r, pp, tp in o.shapes(max_pp, max_replicas):
         def ok(stages, c):
-            op = operating_point(o.w, c * r, r, pp, o.c)
+            op = operating_point(o.w, concurrency=c * r, replicas=r, pp=pp, c=o.c)
             if not op.feasible or not o.fits(stages, c):
                 return False
             tpot, ttft, _ = o.tpot_ttft(stages, op)
@@ -302,7 +304,7 @@ def throughput(o: Oracle, max_pp: int, max_replicas: int, tpot_slo_ms=None, ttft
                 groups.setdefault(key, []).append((s, m, c))
         for found in groups.values():
             c_max = max(f[2] for f in found)
-            op = operating_point(o.w, c_max * r, r, pp, o.c)
+            op = operating_point(o.w, concurrency=c_max * r, replicas=r, pp=pp, c=o.c)
             tpot, stages, maps = min(((o.tpot_ttft(s, op)[0], s, m) for s, m, c in found if c >= c_max),
                                      key=lambda x: x[0])
             value = c_max * r / tpot

@@ -7,7 +7,8 @@ import pytest
 from planner.cost.constants import DEFAULT
 from planner.cost.estimate import estimate
 from planner.cost.shards import Layout, held_weight_bytes, read_weight_bytes
-from planner.cost.step import StepLoad, stage_comm
+from planner.cost.engines import resolve_constants
+from planner.cost.step import StageContext, StepLoad, stage_comm
 from planner.hardware import load_topology
 from planner.plan import Workload, make_partition
 
@@ -36,7 +37,8 @@ def test_ep8_dp8_weights_per_gpu_by_hand(profiles):
     weights = 3 * dense_layer + 58 * moe_layer + 2 * EMBED * 2 + 7168 * 2  # embedding, lm_head, final norm in bf16
     # MLA's latent (512 + 64 per layer, bf16) of 2560 tokens, for the 256 / 8 = 32 sequences of one DP rank
     kv = 61 * 576 * 2 * 2560 * 32
-    assert pred.memory_breakdown[0] == {"weights": weights, "kv_cache": kv, "reserve": 2.5e9}
+    reserve = resolve_constants(DEFAULT, "vllm").runtime_reserve_bytes  # the default engine's reserve (planner/cost/engines/vllm.py)
+    assert pred.memory_breakdown[0] == {"weights": weights, "kv_cache": kv, "reserve": reserve}
     assert weights == 100_817_025_024
 
 
@@ -44,8 +46,9 @@ def test_ep8_dispatch_and_combine_bytes_by_hand(profiles):
     """256 decode tokens over 8 GPUs: each GPU sends its 32 tokens' hidden states to their 8 experts (fp8 dispatch,
     bf16 combine) x the routing imbalance 1.07; 7/8 of it leaves the GPU, so the 8 GPUs move 7 x that."""
     p = profiles("deepseek-v3")
-    comm = stage_comm(p, load_topology("8xh200"), list(range(8)), Layout(1, 8, 8), "fp8",
-                      StepLoad(decode=256, context=2304), DEFAULT)
+    ctx = StageContext.of(profile=p, topo=load_topology("8xh200"), gpu_ids=range(8), layout=Layout(1, 8, 8),
+                          weight_dtype="fp8", kv_dtype="bf16", constants=DEFAULT)
+    comm = stage_comm(ctx, StepLoad(decode=256, context=2304))
     sent = 32 * 8 * 7168 * 1.07
     assert comm.moe[1]["nvlink"] == pytest.approx(7 * sent * (1 + 2), rel=1e-12)
     assert comm.allreduce == (0.0, {"nvlink": 0.0, "pcie": 0.0, "socket": 0.0, "network": 0.0})  # DP: no all-reduce
@@ -111,7 +114,7 @@ def test_published_moe_serving_at_load_within_25_percent():
     from planner.calibrate.serving import Row, errors
 
     doc = yaml.safe_load((Path(__file__).parent / "data" / "serving_moe.yaml").read_text())
-    errs = errors([Row(mode=doc["mode"], **r) for r in doc["rows"]], DEFAULT)
+    errs = errors([Row(mode=doc["mode"], engine="sglang", **r) for r in doc["rows"]], DEFAULT)  # SGLang v0.5.7
     assert len(errs) == 4
     for e in errs:
         assert abs(e.tpot) <= 0.25 and abs(e.tokens) <= 0.25, (e.row.concurrency, e.tpot, e.tokens)

@@ -7,6 +7,7 @@ import json
 import pytest
 import yaml
 
+from planner.cost.engines import resolve_constants
 from planner.cost.constants import DEFAULT
 from planner.cost.estimate import estimate
 from planner.cost.offload import stream_bytes_per_s
@@ -153,7 +154,9 @@ def test_solve_offload_streams_the_rest_of_a_model_that_80_percent_fits(profiles
     p = profiles("llama-8b")
     weights = p.weight_bytes("bf16")
     usable = 0.8 * weights + 1.0e9  # room for 80% of the weights and the KV cache of one sequence
-    memory_mib = int((usable + DEFAULT.runtime_reserve_bytes) / 0.9 / 2**20)
+    reserve = resolve_constants(DEFAULT, "vllm").runtime_reserve_bytes  # the default engine's (engines/vllm.py)
+    context = resolve_constants(DEFAULT, "vllm").cuda_context_bytes  # the engine sees the GPU less its CUDA context
+    memory_mib = int(((usable + reserve) / 0.9 + context) / 2**20)
     doc = {"name": "tight", "gpu_types": {"tight": {"memory": f"{memory_mib}MiB", "hbm_bandwidth": "2TB/s",
                                                     "flops": {"bf16": "300TFLOPS"}, "link": "pcie5"}},
            "nodes": [{"name": "box", "gpus": {"type": "tight", "count": 1}, "pcie": {"bandwidth": "63GB/s",

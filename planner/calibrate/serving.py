@@ -52,6 +52,7 @@ class Row:
     kv_dtype: str | None = None  # default: the weights' dtype
     dp: int = 1
     ep: int = 1
+    engine: str = "trtllm"  # the round-two tables: NIM's TensorRT-LLM (serving_moe.yaml says sglang)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def predict(row: Row, c: Constants) -> Prediction:
     gpus = row.tp * row.dp
     part = make_partition(profile, topo, tp=row.tp, dp=row.dp, ep=row.ep, gpu_ids=list(range(gpus)))
     w = Workload(concurrency=row.concurrency, isl=row.isl, osl=row.osl, weight_dtype=row.dtype,
-                 kv_dtype=row.kv_dtype or row.dtype, mode=row.mode)
+                 kv_dtype=row.kv_dtype or row.dtype, mode=row.mode, engine=row.engine)
     return estimate(profile, topo, part, w, c)
 
 

@@ -134,6 +134,62 @@ class Constants(BaseModel):
         description="Tokens one engine step may carry, decode and prefill chunks together (vLLM's "
         "default for an OpenAI server on a >= 70 GiB GPU; SGLang's chunked prefill size is 8192 too).")
 
+    # --- Kernels by shape (planner.cost.step; engine profiles set them, planner.cost.engines) ---------------
+    gemm_half_tokens: float = Field(
+        0.0, ge=0, le=65536,
+        description="GEMM rows (tokens of a step on one rank) at which a matmul reaches half of flops_efficiency: "
+        "efficiency = flops_efficiency x m / (m + this). Small-M GEMMs (decode) run far below peak, 8,192-token "
+        "prefill chunks near it. 0: no shape dependence.")
+    attention_half_context: float = Field(
+        0.0, ge=0, le=1e6,
+        description="Context (tokens) at which prefill attention reaches half of flops_efficiency: flash attention "
+        "over short prefixes is launch- and softmax-bound, over long ones near GEMM speed. 0: no dependence.")
+    moe_tile_tokens: int = Field(
+        1, ge=1, le=512,
+        description="M tile of the grouped-GEMM MoE kernel: each touched expert's tokens are padded to a multiple of "
+        "it, and FLOPs are spent at the padded size (fused_moe/DeepGEMM/CUTLASS use 16-128 rows). 1: no padding.")
+    moe_hbm_efficiency: float = Field(
+        0.0, ge=0, le=1,
+        description="Fraction of HBM bandwidth a grouped GEMM reaches streaming the touched experts' weights (few "
+        "tokens per expert, fp8 block scales to dequantise). 0: hbm_efficiency.")
+    moe_layer_overhead_s: float = Field(
+        0.0, **_POSITIVE_S,
+        description="Fixed time per MoE layer per step outside the expert GEMMs: router GEMM, top-k, permute and "
+        "unpermute, activation quantisation (fp8 block scales), the extra launches of a grouped GEMM.")
+    ep_dispatch_latency_s: float = Field(
+        0.0, **_POSITIVE_S,
+        description="Fixed latency of one expert-parallel dispatch or combine (small-message all-to-all: DeepEP "
+        "low-latency kernels, NCCL all-to-all), paid twice per MoE layer per step under EP.")
+    dp_attention_overhead_s: float = Field(
+        0.0, **_POSITIVE_S,
+        description="Fixed time per decoder layer per step under data-parallel attention (dp > 1): gathering every "
+        "rank's tokens for the MoE layers and scattering them back, each rank padded to the largest rank's batch, "
+        "and the extra launches (SGLang --enable-dp-attention). 0: none.")
+    mla_flops_efficiency: float = Field(
+        0.0, ge=0, le=1,
+        description="Fraction of peak bf16 FLOP/s MLA's absorbed decode attention reaches (FlashMLA: ~660 of 989 "
+        "TFLOP/s on H800, deepseek-ai/FlashMLA README). 0: no absorbed-attention compute term.")
+    closed_loop_drift: float = Field(
+        0.0, ge=0, le=1,
+        description="Share of a closed-loop benchmark's requests that arrive staggered rather than in a wave: after "
+        "the first wave, requests finish (and their clients resend) in the order they were prefilled, so later waves "
+        "drift apart and see a newcomer's TTFT, not the wave's queue. 0: every request in a wave.")
+    max_num_seqs: int = Field(
+        1024, ge=1, le=1_000_000,
+        description="Most sequences the engine schedules at once (vLLM --max-num-seqs, SGLang --max-running-requests, "
+        "TensorRT-LLM max_batch_size): the batch of an offline run that queues every request.")
+    memory_accounting: str = Field(
+        "gpu_memory_utilization",
+        description="How the engine sizes its KV cache: gpu_memory_utilization (vLLM: fraction of the whole GPU for "
+        "weights, activations and KV), mem_fraction_static (SGLang: fraction for weights and KV; activations and CUDA "
+        "graphs outside it), free_gpu_memory_fraction (TensorRT-LLM: fraction of what is free after weights and "
+        "runtime buffers).")
+    engine: str | None = Field(
+        None, description="The engine profile these constants were resolved for (planner.cost.engines); None: not "
+        "resolved yet. Set by resolve_constants, not by hand.")
+    calibrated: tuple[str, ...] = Field(
+        (), description="Fields a calibration profile set: an engine profile does not override them.")
+
     moe_imbalance: float = Field(
         1.07, ge=1.0, le=8.0,
         description="Tokens the busiest GPU of an expert-parallel group receives, over the mean (1.0: uniform "
@@ -154,6 +210,11 @@ class Constants(BaseModel):
         int(2.5e9), ge=0, le=2**40,
         description="Per-GPU memory outside weights and KV: CUDA context (~500 MB), NCCL buffers (hundreds "
         "of MB), cuBLAS workspace and CUDA graphs.")
+    cuda_context_bytes: float = Field(
+        0.0, ge=0, le=2**36,
+        description="Memory of a GPU the engine never sees: the driver's and CUDA context's share of what nvidia-smi "
+        "reports (A100 80GB: 81,920 MiB, of which vLLM logs total_gpu_memory 79.25 GiB; dennislee22/vLLM-benchmarking "
+        "README). Engines take their fractions of the rest. 0: none.")
     activation_bytes_per_token: float = Field(
         0.0, ge=0, le=1e9,
         description="Per-GPU activation workspace per batched token, on top of the reserve (0: the reserve covers it).")
@@ -188,6 +249,7 @@ def load_constants(path: str | Path | None = None) -> Constants:
         raise ConfigError(f"{path}: a calibration profile is a mapping of constant names to values "
                           f"(for example 'hbm_efficiency: 0.8'), got {type(data).__name__}")
     try:
-        return Constants.model_validate({**DEFAULT.model_dump(), **data})
+        return Constants.model_validate({**DEFAULT.model_dump(), **data,
+                                         "calibrated": tuple(sorted(set(data) - {"calibrated", "engine"}))})
     except ValidationError as exc:
         raise config_error(str(path), exc) from None

@@ -5,19 +5,26 @@ carrying prompt chunks, weighted) from planner.cost.step, the hand-off to the ne
 memory of its GPUs. With PP > 1 a replica's sequences are split into micro-batches: a token takes
 max(sum of stage times, micro-batches x slowest stage). The solver builds its coefficients from the
 same functions, so `solve` and `estimate` never disagree about a plan.
+
+The workload's engine (planner.cost.engines) resolves the constants first. In the closed and offline modes the
+engine admits only the sequences its KV cache (and batch limit) holds: the figures are those of the admitted
+load, and in a closed loop the rest of the clients wait a fraction of a request's time for admission. A closed
+loop's later waves drift apart (`closed_loop_drift`): that share of requests sees a steady-state newcomer's TTFT.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from planner.cost.constants import DEFAULT, Constants
-from planner.cost.memory import fixed_memory_bytes, kv_capacity, stage_memory, usable_bytes
+from planner.cost.engines import band, resolve_constants
+from planner.cost.memory import MAX_CAPACITY, fixed_memory_bytes, kv_budget_bytes, stage_memory
 from planner.cost.offload import offload_s, stage_weight_bytes, streamed_bytes
 from planner.cost.serving import OperatingPoint, operating_point
 from planner.cost.shards import Layout, layout_of, read_weight_bytes, sparse_read_bytes
 from planner.cost.speculative import draft_step, draft_weight_bytes
-from planner.cost.step import GroupHardware, StageStep, StepLoad, add_steps, engine_overhead_s, stage_step
+from planner.cost.step import GroupHardware, StageContext, StageStep, StepLoad, add_steps, engine_overhead_s, stage_step
 from planner.cost.transfer import transfer, transfer_bytes
 from planner.hardware.topology import LINK_CLASSES, Topology
 from planner.model.layergraph import ModelProfile
@@ -37,6 +44,7 @@ class StageEval:
     weights: float
     kv_per_sequence: float
     capacity: int
+    kv_budget: float  # bytes of KV per GPU the engine's accounting gives
 
     @property
     def time_s(self) -> float:
@@ -50,18 +58,41 @@ def mean_step(parts: list[tuple[StageStep, float]]) -> StageStep:
     return out
 
 
+def stage_context(profile: ModelProfile, topo: Topology, stage: Stage, workload: Workload, c: Constants) -> StageContext:
+    return StageContext.of(profile=profile, topo=topo, gpu_ids=stage.gpu_ids, layout=layout_of(stage),
+                           weight_dtype=workload.weight_dtype, kv_dtype=workload.kv_dtype, constants=c)
+
+
+def stage_capacity(profile: ModelProfile, topo: Topology, partition: Partition, k: int, workload: Workload,
+                   c: Constants) -> tuple[float, float, float, int]:
+    """(weight bytes per GPU, KV bytes per sequence per GPU, KV budget bytes per GPU, sequences the stage holds)."""
+    st = partition.stages[k]
+    layout = layout_of(st)
+    first, last = k == 0, k == partition.pp - 1
+    weights, kv_seq = stage_memory(profile, layout, st.layer_start, st.layer_end, first, last, workload.weight_dtype,
+                                   workload.kv_dtype, workload.sequence_tokens)
+    weights = stage_weight_bytes(weights, profile, layout, st.offload_layers, workload.weight_dtype)
+    if last:
+        weights += draft_weight_bytes(profile, layout, workload)
+    hw = GroupHardware.of(topo, st.gpu_ids, workload.weight_dtype)
+    budget = kv_budget_bytes(hw.memory_bytes, weights, workload.gpu_memory_fraction, c)
+    if kv_seq <= 0:
+        capacity = MAX_CAPACITY if budget >= 0 else 0
+    else:
+        capacity = min(MAX_CAPACITY, st.dp * max(0, math.floor(budget / kv_seq)))
+    return weights, kv_seq, budget, capacity
+
+
 def evaluate_stage(profile: ModelProfile, topo: Topology, partition: Partition, k: int, workload: Workload,
                    op: OperatingPoint, c: Constants) -> StageEval:
     st = partition.stages[k]
-    layout = layout_of(st)
+    ctx = stage_context(profile, topo, st, workload, c)
     first, last = k == 0, k == partition.pp - 1
     nxt = partition.stages[k + 1] if not last else None
 
     def run(load: StepLoad) -> tuple[StageStep, float, dict[str, float]]:
-        step = stage_step(profile, topo, st.gpu_ids, layout, st.layer_start, st.layer_end, first, last,
-                          workload.weight_dtype, workload.kv_dtype, load, c)
-        step.offload_s += offload_s(profile, topo, st.gpu_ids, layout, st.offload_layers, workload.weight_dtype,
-                                    workload.kv_dtype, load, c)
+        step = stage_step(ctx, layer_start=st.layer_start, layer_end=st.layer_end, first=first, last=last, load=load)
+        step.offload_s += offload_s(ctx, layers=st.offload_layers, load=load)
         if first:
             step.overhead_s += engine_overhead_s(load, c)
         if nxt is None:
@@ -72,18 +103,12 @@ def evaluate_stage(profile: ModelProfile, topo: Topology, partition: Partition, 
     runs = [(run(load), weight) for load, weight in op.tpot_loads]
     step = mean_step([(r[0], w) for r, w in runs])
     if last:
-        add_steps(step, draft_step(profile, topo, st.gpu_ids, layout, workload, op.decode, c))
+        add_steps(step, draft_step(ctx, workload=workload, decode_tokens=op.decode))
     t_out = sum(r[1] * w for r, w in runs)
     t_bytes = {cls: sum(r[2][cls] * w for r, w in runs) for cls in LINK_CLASSES}
     ttft_step, ttft_out, _ = run(op.ttft_load)
-    weights, kv_seq = stage_memory(profile, layout, st.layer_start, st.layer_end, first, last, workload.weight_dtype,
-                                   workload.kv_dtype, workload.sequence_tokens)
-    weights = stage_weight_bytes(weights, profile, layout, st.offload_layers, workload.weight_dtype)
-    if last:
-        weights += draft_weight_bytes(profile, layout, workload)
-    hw = GroupHardware.of(topo, st.gpu_ids, workload.weight_dtype)
-    capacity = kv_capacity(usable_bytes(hw.memory_bytes, workload.gpu_memory_fraction, c), weights, kv_seq, st.dp)
-    return StageEval(step, t_out, t_bytes, ttft_step.time_s + ttft_out, weights, kv_seq, capacity)
+    weights, kv_seq, budget, capacity = stage_capacity(profile, topo, partition, k, workload, c)
+    return StageEval(step, t_out, t_bytes, ttft_step.time_s + ttft_out, weights, kv_seq, capacity, budget)
 
 
 def _memory(partition: Partition, evals: list[StageEval], topo: Topology, workload: Workload, per_replica: int,
@@ -96,7 +121,7 @@ def _memory(partition: Partition, evals: list[StageEval], topo: Topology, worklo
             for g in rep[k]:
                 kv = ev.kv_per_sequence * sequences
                 memory[g] = ev.weights + kv + fixed
-                capacity[g] = topo.gpu(g).spec.memory_bytes * workload.gpu_memory_fraction
+                capacity[g] = ev.weights + ev.kv_budget + fixed  # what the engine's accounting lets them use
                 breakdown[g] = {"weights": ev.weights, "kv_cache": kv, "reserve": fixed}
     return memory, capacity, breakdown
 
@@ -142,12 +167,65 @@ def _stage_prediction(k: int, st: Stage, ev: StageEval, hw_name: str) -> StagePr
 
 def estimate(profile: ModelProfile, topo: Topology, partition: Partition, workload: Workload,
              c: Constants = DEFAULT, *, check: bool = True) -> Prediction:
-    """Predict time, traffic and memory of `partition` at `workload.concurrency`; `fits` says whether memory holds."""
+    """Predict time, traffic and memory of `partition` at `workload.concurrency` under `workload.engine`; `fits`
+    says whether memory holds (in the closed and offline modes: whether the engine serves the load at all)."""
     if check:
         validate_partition(partition, profile, topo)
-    op = operating_point(workload, workload.concurrency, partition.replicas, partition.pp, c)
-    evals = [evaluate_stage(profile, topo, partition, k, workload, op, c) for k in range(partition.pp)]
-    return assemble(profile, topo, partition, workload, op, evals, c)
+    c = resolve_constants(c, workload.engine)
+    load, admitted = workload.concurrency, admitted_sequences(profile, topo, partition, workload, c)
+    run_at = admitted or load
+
+    def at(mode: str | None) -> tuple[OperatingPoint, Prediction]:
+        op = operating_point(workload, concurrency=run_at, replicas=partition.replicas, pp=partition.pp, c=c, mode=mode)
+        evals = [evaluate_stage(profile, topo, partition, k, workload, op, c) for k in range(partition.pp)]
+        return op, assemble(profile, topo, partition, workload, op, evals, c)
+
+    _, pred = at(None)
+    tpot_ms, ttft_ms = pred.tpot_ms, pred.ttft_ms
+    if workload.mode in ("closed", "offline") and c.closed_loop_drift > 0:
+        staggered_op, staggered = at("serving")
+        if staggered_op.feasible:  # later waves drift apart: that share of requests sees a newcomer's wait
+            d = c.closed_loop_drift
+            tpot_ms = (1 - d) * tpot_ms + d * staggered.tpot_ms
+            ttft_ms = (1 - d) * ttft_ms + d * staggered.ttft_ms
+    service_ttft_ms = ttft_ms
+    if admitted and workload.mode == "closed":
+        # n clients share `admitted` slots: each request waits (n / admitted - 1) request times for one
+        request_ms = ttft_ms + workload.osl * tpot_ms
+        ttft_ms += request_ms * (load / admitted - 1)
+    pred = _with_figures(pred, workload, tpot_ms, ttft_ms, service_ttft_ms, admitted, partition)
+    moe = profile.moe is not None
+    tokens_metric = "max_tokens" if workload.mode == "offline" else "tokens"
+    return pred.model_copy(update={
+        "concurrency": load, "engine": workload.engine, "admitted_concurrency": admitted,
+        "tpot_ms_band": band(workload.engine, moe, "tpot"), "ttft_ms_band": band(workload.engine, moe, "ttft"),
+        "tokens_per_s_band": band(workload.engine, moe, tokens_metric)})
+
+
+def admitted_sequences(profile: ModelProfile, topo: Topology, partition: Partition, workload: Workload,
+                       c: Constants) -> int | None:
+    """Closed and offline modes: the sequences the engine runs at once where its KV cache or batch limit holds fewer
+    than the load (None: all of them run, or the mode queues nothing)."""
+    if workload.mode not in ("closed", "offline"):
+        return None
+    held = min(stage_capacity(profile, topo, partition, k, workload, c)[3] for k in range(partition.pp))
+    limit = min(held * partition.replicas, c.max_num_seqs * partition.replicas)
+    return limit if 1 <= limit < workload.concurrency else None
+
+
+def _with_figures(pred: Prediction, workload: Workload, tpot_ms: float, ttft_ms: float, service_ttft_ms: float,
+                  admitted: int | None, partition: Partition) -> Prediction:
+    """The prediction's throughput figures recomputed from a TPOT and TTFT (Little's law at the running load: a
+    closed loop's admitted clients each finish a request every service TTFT + osl x TPOT)."""
+    running = admitted or workload.concurrency
+    if workload.mode in ("closed", "offline"):
+        tokens_per_s = running * workload.osl / (service_ttft_ms / 1e3 + workload.osl * tpot_ms / 1e3)
+    else:
+        tokens_per_s = running / (tpot_ms / 1e3)
+    return pred.model_copy(update={
+        "tpot_ms": tpot_ms, "ttft_ms": ttft_ms, "tokens_per_s": tokens_per_s,
+        "tokens_per_s_per_gpu": tokens_per_s / len(partition.all_gpu_ids()), "tokens_per_s_per_user": 1e3 / tpot_ms,
+        "requests_per_s": tokens_per_s / workload.osl})
 
 
 def assemble(profile: ModelProfile, topo: Topology, partition: Partition, workload: Workload, op: OperatingPoint,
@@ -178,7 +256,7 @@ def assemble(profile: ModelProfile, topo: Topology, partition: Partition, worklo
             totals[name] += value
     roofline = _roofline_s(profile, topo, partition, workload, op)
     tokens_per_s = op.concurrency / tpot_s
-    if workload.mode == "closed":  # a closed loop's clients also wait for their first tokens
+    if workload.mode in ("closed", "offline"):  # a closed loop's clients (an offline run's waves) wait for first tokens
         tokens_per_s = op.concurrency * workload.osl / (ttft_s + workload.osl * tpot_s)
     stages = [_stage_prediction(k, st, ev, GroupHardware.of(topo, st.gpu_ids, workload.weight_dtype).name)
               for k, (st, ev) in enumerate(zip(partition.stages, evals))]

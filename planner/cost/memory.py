@@ -33,8 +33,27 @@ def stage_memory(profile: ModelProfile, layout: Layout, layer_start: int, layer_
 
 
 def usable_bytes(memory_bytes: float, fraction: float, c: Constants) -> float:
-    """What weights and KV may use of one GPU."""
-    return memory_bytes * fraction - fixed_memory_bytes(c)
+    """What weights and KV may use of one GPU, as one bound the solver's linear memory constraint can take.
+
+    vLLM (gpu_memory_utilization): the fraction of the whole GPU, less activations, graphs and buffers. SGLang
+    (mem_fraction_static): the fraction is for weights and KV alone (the reserve lives in the rest), so long as the
+    rest holds the reserve. TensorRT-LLM (free_gpu_memory_fraction of what is free after weights and buffers):
+    fraction x total - reserve, a lower bound of the exact budget (kv_budget_bytes) by (1 - fraction) x (weights +
+    reserve)."""
+    reserve = fixed_memory_bytes(c)
+    seen = memory_bytes - c.cuda_context_bytes  # what the engine's torch.cuda.mem_get_info reports
+    if c.memory_accounting == "mem_fraction_static":
+        return min(seen * fraction, seen - reserve)
+    return seen * fraction - reserve
+
+
+def kv_budget_bytes(memory_bytes: float, weights: float, fraction: float, c: Constants) -> float:
+    """Bytes of KV cache one GPU holding `weights` gets, by its engine's own accounting (what the engine logs as
+    'GPU KV cache size' times the bytes per token); negative where the weights do not fit."""
+    if c.memory_accounting == "free_gpu_memory_fraction":
+        free = memory_bytes - c.cuda_context_bytes - weights - fixed_memory_bytes(c)
+        return fraction * free if free > 0 else free
+    return usable_bytes(memory_bytes, fraction, c) - weights
 
 
 def kv_capacity(usable: float, weights: float, kv_per_sequence: float, dp: int = 1) -> int:

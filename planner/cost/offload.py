@@ -22,7 +22,7 @@ from typing import Sequence
 
 from planner.cost.constants import Constants
 from planner.cost.shards import Layout, held_weight_bytes
-from planner.cost.step import GroupHardware, StepLoad, node_step, stage_comm
+from planner.cost.step import StageContext, StepLoad, node_step, stage_comm
 from planner.hardware.topology import Topology
 from planner.model.layergraph import LayerInfo, ModelProfile
 
@@ -53,19 +53,17 @@ def streamed_layer_s(step_s: float, layer: LayerInfo, layout: Layout, profile: M
     return stream_extra_s(held_weight_bytes(layer, layout, profile, weight_dtype), step_s, rate_bytes_per_s)
 
 
-def offload_s(profile: ModelProfile, topo: Topology, gpu_ids: Sequence[int], layout: Layout, layers: Sequence[int],
-              weight_dtype: str, kv_dtype: str, load: StepLoad, c: Constants) -> float:
+def offload_s(ctx: StageContext, *, layers: Sequence[int], load: StepLoad) -> float:
     """The time a stage's streamed `layers` add to one step of `load`."""
     if not layers:
         return 0.0
-    rate = stream_bytes_per_s(topo, gpu_ids, c)
-    hw = GroupHardware.of(topo, gpu_ids, weight_dtype)
-    comm = stage_comm(profile, topo, gpu_ids, layout, weight_dtype, load, c)
+    rate = stream_bytes_per_s(ctx.topo, ctx.gpu_ids, ctx.constants)
+    comm = stage_comm(ctx, load)
     total = 0.0
     for i in layers:
-        layer = profile.decoders[i]
-        step = node_step(layer, layout, profile, hw, comm, weight_dtype, kv_dtype, load, c)
-        total += streamed_layer_s(step.time_s, layer, layout, profile, weight_dtype, rate)
+        layer = ctx.profile.decoders[i]
+        step = node_step(ctx, layer, comm, load)
+        total += streamed_layer_s(step.time_s, layer, ctx.layout, ctx.profile, ctx.weight_dtype, rate)
     return total
 
 

@@ -31,6 +31,7 @@ measurements.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, replace
 
 from planner.cost.constants import Constants
@@ -59,14 +60,17 @@ class OperatingPoint:
         return self.problem is None
 
 
-def operating_point(workload: Workload, concurrency: int, replicas: int, pp: int, c: Constants) -> OperatingPoint:
-    """The step mix of one replica at `concurrency` sequences over `replicas` replicas of `pp` stages."""
+def operating_point(workload: Workload, *, concurrency: int, replicas: int, pp: int, c: Constants,
+                    mode: str | None = None) -> OperatingPoint:
+    """The step mix of one replica at `concurrency` sequences over `replicas` replicas of `pp` stages (in `mode`,
+    default the workload's; offline runs are steady state at the sequences the engine admits)."""
     per_replica = math.ceil(concurrency / replicas)
     micro = max(1, min(pp, per_replica))
     d = math.ceil(per_replica / micro)
-    if workload.mode == "static":
+    mode = mode or workload.mode
+    if mode == "static":
         op = _static(workload, concurrency, per_replica, micro, d)
-    elif workload.mode == "closed":
+    elif mode in ("closed", "offline"):  # an offline run is waves of the sequences the engine admits
         op = _closed(workload, concurrency, per_replica, micro, d, c)
     else:
         op = _serving(workload, concurrency, per_replica, micro, d, c)
@@ -104,7 +108,7 @@ def _closed(w: Workload, concurrency: int, per_replica: int, micro: int, d: int,
     chunk = min(budget, total)
     steps = math.ceil(total / chunk)
     done_at = [math.ceil((i + 1) * w.isl / chunk) for i in range(n)]  # the step that ends request i's prompt
-    mean_step = sum(done_at) / n
+    mean_step = sum(done_at) / n if w.statistic == "mean" else float(statistics.median(done_at))
     # after its first token a request decodes in every later prefill step, then in decode-only steps
     decode_steps = w.osl / w.tokens_per_pass - 1  # speculative decoding gains several tokens a step
     in_prefill = sum(min(decode_steps, steps - k) for k in done_at) / n

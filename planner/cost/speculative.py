@@ -15,12 +15,8 @@ The draft's own cost, on the last stage, each pass (`Workload.spec_draft`):
 
 from __future__ import annotations
 
-from typing import Sequence
-
-from planner.cost.constants import Constants
 from planner.cost.shards import Layout, held_weight_bytes
-from planner.cost.step import StageStep, StepLoad, add_steps, stage_step
-from planner.hardware.topology import Topology
+from planner.cost.step import StageContext, StageStep, StepLoad, add_steps, stage_step
 from planner.model.layergraph import ModelProfile
 from planner.plan import Workload
 
@@ -29,16 +25,14 @@ def has_draft_head(workload: Workload) -> bool:
     return workload.spec_tokens > 0 and workload.spec_draft == "mtp"
 
 
-def draft_step(profile: ModelProfile, topo: Topology, gpu_ids: Sequence[int], layout: Layout, workload: Workload,
-               decode_tokens: float, c: Constants) -> StageStep:
+def draft_step(ctx: StageContext, *, workload: Workload, decode_tokens: float) -> StageStep:
     """The drafting of one pass on the last stage: k steps of one decoder layer, the norm and the lm_head."""
     out = StageStep()
     if not has_draft_head(workload):
         return out
     load = StepLoad(decode=decode_tokens, context=workload.mean_context)
-    last = profile.n_layers
-    one = stage_step(profile, topo, gpu_ids, layout, last - 1, last, False, True, workload.weight_dtype,
-                     workload.kv_dtype, load, c)
+    last = ctx.profile.n_layers
+    one = stage_step(ctx, layer_start=last - 1, layer_end=last, first=False, last=True, load=load)
     return add_steps(out, one, workload.spec_tokens)
 
 

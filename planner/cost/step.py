@@ -4,17 +4,27 @@ A step carries `decode` tokens (one per decoding sequence) and `prefill` prompt 
 prefill sharing the step, or a whole prefill). Per GPU and per layer-graph node:
 - HBM bytes: the weights it reads (planner.cost.shards) plus the KV cache its decode tokens attend to
   (context x KV bytes per token, a sliding window at most) and the prefixes its prefill chunks read;
-- FLOPs: matmuls of its tokens (routed experts at top-k) plus attention over each token's context;
-- time: max(bytes / (HBM bandwidth x efficiency), FLOPs / (peak x efficiency)), plus a fixed kernel
-  overhead per decoder layer;
+- FLOPs: matmuls of its tokens plus attention over each token's context; a MoE layer's grouped GEMM pads each
+  touched expert's tokens to the kernel's M tile; MLA decode runs absorbed (about 4 x heads x latent FLOPs per
+  context token);
+- time: max(bytes / (HBM bandwidth x efficiency), FLOPs / (peak x efficiency by GEMM rows or attention
+  context)), touched experts' bytes at the grouped GEMM's own efficiency, plus fixed times per decoder layer,
+  per MoE layer (routing, permutation, quantisation) and per layer under data-parallel attention;
 - collectives on the stage's real GPUs: per decoder layer two all-reduces of tokens x hidden x 2 bytes
   over the tensor-parallel group (the MLP's becomes a dispatch and a combine all-to-all under expert
-  parallelism), one for the vocab-parallel embedding, an all-gather of the logits at the lm_head.
+  parallelism, plus a fixed small-message latency each), one for the vocab-parallel embedding, an all-gather of
+  the logits at the lm_head.
+
+Everything but the load and the layers comes in one frozen `StageContext` (model, machine, GPUs, layout, dtypes,
+the engine-resolved constants), passed by keyword: `stage_step(ctx, layer_start=..., layer_end=..., first=...,
+last=..., load=...)`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Sequence
 
 from planner.cost.collectives import engine_collective_s
@@ -22,7 +32,7 @@ from planner.cost.constants import Constants
 from planner.cost.ring_bytes import collective_bytes_by_class
 from planner.cost.shards import (
     Layout,
-    expert_flops_per_token,
+    experts_touched,
     kv_bytes_per_token_per_gpu,
     read_weight_bytes,
     sparse_read_bytes,
@@ -66,16 +76,45 @@ class GroupHardware:
     """The slowest GPU of a group: it sets the pace of a stage."""
 
     hbm_bytes_per_s: float
-    flops_per_s: float
+    flops_per_s: float  # the weights' compute dtype (fp8 tensor cores for fp8 weights)
     memory_bytes: float
     name: str
+    bf16_flops_per_s: float = 0.0  # attention runs in bf16 whatever the weights
 
     @classmethod
     def of(cls, topo: Topology, gpu_ids: Sequence[int], weight_dtype: str) -> "GroupHardware":
         specs = [topo.gpu(g).spec for g in gpu_ids]
         compute_dtype = "fp8" if weight_dtype == "fp8" else "bf16"  # mxfp4 experts are dequantised to bf16
         return cls(min(s.hbm_bytes_per_s for s in specs), min(s.peak_flops(compute_dtype) for s in specs),
-                   min(s.memory_bytes for s in specs), "+".join(sorted({s.name for s in specs})))
+                   min(s.memory_bytes for s in specs), "+".join(sorted({s.name for s in specs})),
+                   min(s.peak_flops("bf16") for s in specs))
+
+
+@dataclass(frozen=True, eq=False)
+class StageContext:
+    """Everything a stage's step depends on besides its load and layers: the model, the machine, the stage's GPUs
+    and layout, the dtypes and the (engine-resolved) constants. Built once per stage, passed by keyword."""
+
+    profile: ModelProfile
+    topo: Topology
+    gpu_ids: tuple[int, ...]
+    layout: Layout
+    weight_dtype: str
+    kv_dtype: str
+    constants: Constants
+
+    @classmethod
+    def of(cls, *, profile: ModelProfile, topo: Topology, gpu_ids: Sequence[int], layout: Layout, weight_dtype: str,
+           kv_dtype: str, constants: Constants) -> "StageContext":
+        return cls(profile, topo, tuple(gpu_ids), layout, weight_dtype, kv_dtype, constants)
+
+    @property
+    def engine(self) -> str | None:
+        return self.constants.engine
+
+    @cached_property
+    def hw(self) -> GroupHardware:
+        return GroupHardware.of(self.topo, self.gpu_ids, self.weight_dtype)
 
 
 @dataclass
@@ -105,38 +144,88 @@ def _window(layer: LayerInfo, context: float) -> float:
     return min(context, layer.sliding_window) if layer.sliding_window else context
 
 
-def _layer_flops(layer: LayerInfo, layout: Layout, load: StepLoad, imbalance: float) -> float:
-    """FLOPs one GPU does for this node in the step."""
+def _efficiency(c: Constants, size: float, half: float) -> float:
+    """flops_efficiency at a GEMM of `size` rows (or an attention of `size` context): size / (size + half) of it."""
+    return c.flops_efficiency * (size / (size + half) if half > 0 else 1.0)
+
+
+def _expert_work(layer: LayerInfo, layout: Layout, load: StepLoad, c: Constants) -> tuple[float, float]:
+    """(expert GEMM FLOPs on one GPU at the padded tile size, padded tokens per touched expert) for one MoE layer.
+
+    A grouped GEMM runs each touched expert's tokens as M rows padded to the kernel's tile: under expert parallelism
+    the stage's tokens reach the GPU's E/ep experts (the busiest GPU gets `moe_imbalance` times its share), otherwise
+    a rank's tokens reach every expert, each sliced over tp."""
+    moe = layer.moe
+    if layout.ep > 1:
+        local = moe.n_experts / layout.ep
+        assignments = load.tokens * moe.top_k / layout.ep * c.moe_imbalance
+        touched = experts_touched(local, moe.top_k, moe.n_experts, load.tokens)
+        slices = 1
+    else:
+        rank_tokens = load.tokens / layout.dp
+        assignments = rank_tokens * moe.top_k
+        touched = experts_touched(moe.n_experts, moe.top_k, moe.n_experts, rank_tokens)
+        slices = layout.tp
+    if touched <= 0:
+        return 0.0, 0.0
+    per_expert = max(1.0, assignments / touched)
+    tile = c.moe_tile_tokens
+    padded = math.ceil(per_expert / tile) * tile if tile > 1 else per_expert
+    return 2.0 * moe.params_per_expert * touched * padded / slices, padded
+
+
+def _compute_s(layer: LayerInfo, ctx: StageContext, load: StepLoad) -> float:
+    """Time of this node's matmuls and attention on one GPU at their kernels' efficiencies (not overlapped with memory)."""
+    layout, c, hw = ctx.layout, ctx.constants, ctx.hw
     rank_tokens = load.tokens / layout.dp
     if layer.kind == "lm_head":
-        return load.logit_tokens / layout.dp * layer.decode_flops_per_token / layout.tp
-    expert = expert_flops_per_token(layer)
-    dense = (layer.decode_flops_per_token - expert) * rank_tokens / layout.tp
-    if layout.ep > 1:
-        experts = expert * load.tokens / layout.gpus * imbalance
-    else:
-        experts = expert * rank_tokens / layout.tp
+        logits = load.logit_tokens / layout.dp
+        flops = logits * layer.decode_flops_per_token / layout.tp
+        return flops / (hw.flops_per_s * _efficiency(c, logits, c.gemm_half_tokens))
+    routed = 2.0 * layer.moe.params_per_expert * layer.moe.top_k if layer.moe is not None else 0.0
+    dense = (layer.decode_flops_per_token - routed) * rank_tokens / layout.tp
+    t = dense / (hw.flops_per_s * _efficiency(c, rank_tokens, c.gemm_half_tokens)) if dense > 0 else 0.0
+    if layer.moe is not None and routed > 0:
+        flops, padded = _expert_work(layer, layout, load, c)
+        t += flops / (hw.flops_per_s * _efficiency(c, padded, c.gemm_half_tokens))
     decode_context = _window(layer, load.context) * (1.0 - load.attention_sparsity)
-    attn = layer.attn_flops_per_context_token * (load.decode * decode_context
-                                                 + load.prefill * _window(layer, load.prefill_context))
-    return dense + experts + attn / layout.dp / layout.tp
+    per_gpu = layout.dp * layout.tp
+    if load.prefill > 0:
+        prefill_context = _window(layer, load.prefill_context)
+        flops = layer.attn_flops_per_context_token * load.prefill * prefill_context / per_gpu
+        t += flops / (hw.bf16_flops_per_s * _efficiency(c, prefill_context, c.attention_half_context))
+    if load.decode > 0:
+        if not layer.kv_sharded and c.mla_flops_efficiency > 0:
+            # MLA decode runs absorbed: every query head scores and sums over the latent (about 4 x latent FLOPs)
+            flops = 4.0 * ctx.profile.n_heads * layer.kv_elems_per_token * load.decode * decode_context / per_gpu
+            t += flops / (hw.bf16_flops_per_s * c.mla_flops_efficiency)
+        else:
+            flops = layer.attn_flops_per_context_token * load.decode * decode_context / per_gpu
+            t += flops / (hw.flops_per_s * c.flops_efficiency)
+    return t
 
 
-def layer_step(layer: LayerInfo, layout: Layout, profile: ModelProfile, hw: GroupHardware, weight_dtype: str,
-               kv_dtype: str, load: StepLoad, c: Constants) -> tuple[float, float, float, float, float]:
+def layer_step(ctx: StageContext, layer: LayerInfo, load: StepLoad) -> tuple[float, float, float, float, float]:
     """(weight bytes, KV bytes, weights s, KV s, compute s beyond the memory time) on one GPU."""
+    layout, profile, c, hw = ctx.layout, ctx.profile, ctx.constants, ctx.hw
     rank_tokens = load.tokens / layout.dp
-    w = read_weight_bytes(layer, layout, profile, weight_dtype, rank_tokens, stage_tokens=load.tokens)
-    w = sparse_read_bytes(layer, layout, profile, weight_dtype, w, rank_tokens, load)
+    w = read_weight_bytes(layer, layout, profile, ctx.weight_dtype, rank_tokens, stage_tokens=load.tokens)
+    experts_w = 0.0
+    if layer.moe is not None and "experts" in layer.shards and c.moe_hbm_efficiency > 0:
+        experts_w = w - read_weight_bytes(layer, layout, profile, ctx.weight_dtype, 0.0, stage_tokens=0.0)
+    w = sparse_read_bytes(layer, layout, profile, ctx.weight_dtype, w, rank_tokens, load)
     prefill_kv = load.prefill_kv_tokens
     if layer.sliding_window:
         prefill_kv = min(prefill_kv, load.prefill + layer.sliding_window)
     decode_kv = load.decode / load.queries * _window(layer, load.context) * (1.0 - load.attention_sparsity)
     kv_tokens = decode_kv + prefill_kv
-    kv = kv_tokens / layout.dp * kv_bytes_per_token_per_gpu(layer, layout, profile, kv_dtype)
+    kv = kv_tokens / layout.dp * kv_bytes_per_token_per_gpu(layer, layout, profile, ctx.kv_dtype)
     bw = hw.hbm_bytes_per_s * c.hbm_efficiency
-    weights_s, kv_s = w / bw, kv / (hw.hbm_bytes_per_s * c.kv_hbm_efficiency)
-    compute = _layer_flops(layer, layout, load, c.moe_imbalance) / (hw.flops_per_s * c.flops_efficiency)
+    weights_s = (w - experts_w) / bw
+    if experts_w > 0:
+        weights_s += experts_w / (hw.hbm_bytes_per_s * c.moe_hbm_efficiency)
+    kv_s = kv / (hw.hbm_bytes_per_s * c.kv_hbm_efficiency)
+    compute = _compute_s(layer, ctx, load)
     return w, kv, weights_s, kv_s, max(0.0, compute - weights_s - kv_s)
 
 
@@ -168,8 +257,9 @@ class StageComm:
     logits: tuple[float, dict[str, float]]
 
 
-def stage_comm(profile: ModelProfile, topo: Topology, gpu_ids: Sequence[int], layout: Layout, weight_dtype: str, load: StepLoad,
-               c: Constants) -> StageComm:
+def stage_comm(ctx: StageContext, load: StepLoad) -> StageComm:
+    """The collectives of one step of `load` on the stage's GPUs, per node kind."""
+    profile, topo, layout, c, gpu_ids = ctx.profile, ctx.topo, ctx.layout, ctx.constants, ctx.gpu_ids
     groups = tp_groups(gpu_ids, layout)
     rank_tokens = load.tokens / layout.dp
     ar = _group_collective(topo, groups, rank_tokens * profile.hidden_size * ACTIVATION_BYTES, "all-reduce", c)
@@ -179,9 +269,11 @@ def stage_comm(profile: ModelProfile, topo: Topology, gpu_ids: Sequence[int], la
     if layout.ep > 1 and profile.moe is not None:
         # each GPU dispatches its share of the stage's tokens (tp GPUs of a rank split their rank's tokens)
         sent = load.tokens / layout.gpus * profile.moe.top_k * profile.hidden_size * c.moe_imbalance
-        dispatch = _group_collective(topo, [tuple(gpu_ids)], sent * DISPATCH_BYTES.get(weight_dtype, 2), "all-to-all", c)
+        dispatch = _group_collective(topo, [tuple(gpu_ids)], sent * DISPATCH_BYTES.get(ctx.weight_dtype, 2),
+                                     "all-to-all", c)
         combine = _group_collective(topo, [tuple(gpu_ids)], sent * ACTIVATION_BYTES, "all-to-all", c)
-        moe = (dispatch[0] + combine[0], {k: dispatch[1][k] + combine[1][k] for k in LINK_CLASSES})
+        moe = (dispatch[0] + combine[0] + 2 * c.ep_dispatch_latency_s,
+               {k: dispatch[1][k] + combine[1][k] for k in LINK_CLASSES})
     return StageComm(ar, moe, logits)
 
 
@@ -199,16 +291,18 @@ def _add_comm(out: StageStep, layer: LayerInfo, layout: Layout, comm: StageComm)
         out.add_bytes(by_class)
 
 
-def node_step(layer: LayerInfo, layout: Layout, profile: ModelProfile, hw: GroupHardware, comm: StageComm,
-              weight_dtype: str, kv_dtype: str, load: StepLoad, c: Constants) -> StageStep:
+def node_step(ctx: StageContext, layer: LayerInfo, comm: StageComm, load: StepLoad) -> StageStep:
     """One layer-graph node's share of a stage step."""
     out = StageStep()
-    w, kv, out.weights_s, out.kv_s, out.compute_s = layer_step(layer, layout, profile, hw, weight_dtype, kv_dtype,
-                                                                load, c)
+    w, kv, out.weights_s, out.kv_s, out.compute_s = layer_step(ctx, layer, load)
     out.hbm_weight_bytes, out.hbm_kv_bytes = w, kv
-    _add_comm(out, layer, layout, comm)
+    _add_comm(out, layer, ctx.layout, comm)
     if layer.kind == "decoder":
-        out.overhead_s += c.kernel_overhead_s_per_layer
+        out.overhead_s += ctx.constants.kernel_overhead_s_per_layer
+        if layer.moe is not None:
+            out.overhead_s += ctx.constants.moe_layer_overhead_s
+        if ctx.layout.dp > 1:
+            out.overhead_s += ctx.constants.dp_attention_overhead_s
     return out
 
 
@@ -225,12 +319,11 @@ def add_steps(total: StageStep, part: StageStep, times: float = 1.0) -> StageSte
     return total
 
 
-def stage_step(profile: ModelProfile, topo: Topology, gpu_ids: Sequence[int], layout: Layout, layer_start: int, layer_end: int,
-               first: bool, last: bool, weight_dtype: str, kv_dtype: str, load: StepLoad, c: Constants) -> StageStep:
+def stage_step(ctx: StageContext, *, layer_start: int, layer_end: int, first: bool, last: bool,
+               load: StepLoad) -> StageStep:
     """One step of a stage (decoder layers [layer_start, layer_end), embedding if first, head if last)."""
-    hw = GroupHardware.of(topo, gpu_ids, weight_dtype)
-    comm = stage_comm(profile, topo, gpu_ids, layout, weight_dtype, load, c)
+    comm = stage_comm(ctx, load)
     out = StageStep()
-    for layer in stage_nodes(profile, layer_start, layer_end, first, last):
-        add_steps(out, node_step(layer, layout, profile, hw, comm, weight_dtype, kv_dtype, load, c))
+    for layer in stage_nodes(ctx.profile, layer_start, layer_end, first, last):
+        add_steps(out, node_step(ctx, layer, comm, load))
     return out

@@ -16,7 +16,7 @@ from planner.cost.offload import stream_bytes_per_s, streamed_layer_s
 from planner.cost.serving import OperatingPoint
 from planner.cost.shards import held_weight_bytes
 from planner.cost.speculative import draft_step, draft_weight_bytes
-from planner.cost.step import (GroupHardware, StageComm, StageStep, StepLoad, add_steps, engine_overhead_s, node_step,
+from planner.cost.step import (StageComm, StageContext, StageStep, StepLoad, add_steps, engine_overhead_s, node_step,
                                stage_comm)
 from planner.cost.transfer import transfer_bytes, transfer_pair_s
 from planner.hardware.topology import Topology
@@ -88,15 +88,15 @@ class _Timer:
 
     def __init__(self, profile: ModelProfile, topo: Topology, cfg: Config, workload: Workload, c: Constants):
         self.profile, self.topo, self.cfg, self.w, self.c = profile, topo, cfg, workload, c
-        self.hw = GroupHardware.of(topo, cfg.gpu_ids, workload.weight_dtype)
+        self.ctx = StageContext.of(profile=profile, topo=topo, gpu_ids=cfg.gpu_ids, layout=cfg.layout,
+                                   weight_dtype=workload.weight_dtype, kv_dtype=workload.kv_dtype, constants=c)
+        self.hw = self.ctx.hw
         self._comm: dict[StepLoad, StageComm] = {}
 
     def step(self, layer: LayerInfo, load: StepLoad) -> StageStep:
         if load not in self._comm:
-            self._comm[load] = stage_comm(self.profile, self.topo, self.cfg.gpu_ids, self.cfg.layout,
-                                          self.w.weight_dtype, load, self.c)
-        return node_step(layer, self.cfg.layout, self.profile, self.hw, self._comm[load], self.w.weight_dtype,
-                         self.w.kv_dtype, load, self.c)
+            self._comm[load] = stage_comm(self.ctx, load)
+        return node_step(self.ctx, layer, self._comm[load], load)
 
     def mean(self, layer: LayerInfo, op: OperatingPoint) -> StageStep:
         total = StageStep()
@@ -121,7 +121,7 @@ def _extra(timer: _Timer, nodes: list[LayerInfo], op: OperatingPoint, engine: Co
     held = sum(held_weight_bytes(n, timer.cfg.layout, timer.profile, timer.w.weight_dtype) for n in nodes)
     if draft:
         t = timer
-        add_steps(mean, draft_step(t.profile, t.topo, t.cfg.gpu_ids, t.cfg.layout, t.w, op.decode, t.c))
+        add_steps(mean, draft_step(t.ctx, workload=t.w, decode_tokens=op.decode))
         held += draft_weight_bytes(t.profile, t.cfg.layout, t.w)
     return Extra(ns((mean.time_s + mean_overhead_s) / op.tokens_per_pass),
                  ns(op.ttft_chunks * (ttft.time_s + ttft_overhead_s)), timer.traffic(mean), int(math.ceil(held)))

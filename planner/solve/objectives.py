@@ -88,7 +88,8 @@ class ShapeSolver:
 
     def op(self, per_replica: int) -> OperatingPoint:
         s = self.shape
-        return operating_point(self.req.workload, per_replica * s.replicas, s.replicas, s.pp, self.req.constants)
+        return operating_point(self.req.workload, concurrency=per_replica * s.replicas, replicas=s.replicas, pp=s.pp,
+                               c=self.req.constants)
 
     @property
     def streams(self) -> bool:

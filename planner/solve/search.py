@@ -17,6 +17,7 @@ from typing import Callable
 
 from planner.cost.advice import suggestions
 from planner.cost.constants import DEFAULT, Constants
+from planner.cost.engines import resolve_constants
 from planner.cost.memory import fixed_memory_bytes
 from planner.errors import InfeasibleError
 from planner.hardware.topology import Topology
@@ -59,6 +60,7 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, options:
     `deadline`, shared by every solve of a command)."""
     started = time.perf_counter()
     scope = check_options(profile, topo, workload, options)
+    constants = resolve_constants(constants, workload.engine)  # the engine's profile prices every candidate
     req = Request(profile=profile, topo=topo, workload=workload, constants=constants, options=options)
     bounds = ShapeBounds(max_pp=scope.max_pp, max_tp=options.max_tp, max_replicas=scope.max_replicas,
                          budget=scope.budget, any_shape=options.any_shape)

@@ -366,7 +366,7 @@ def predictions(job: Job, profile: ModelProfile, topo: Topology) -> dict[int, di
     from planner.cost.constants import DEFAULT
     from planner.cost.memory import stage_memory
     from planner.cost.shards import layout_of
-    from planner.cost.step import StepLoad, stage_step
+    from planner.cost.step import StageContext, StepLoad, stage_step
     from planner.cost.transfer import transfer, transfer_bytes, transfer_pairs
 
     out: dict[int, dict] = {}
@@ -376,8 +376,9 @@ def predictions(job: Job, profile: ModelProfile, topo: Topology) -> dict[int, di
     for s, st in enumerate(job.stages):
         first, last = s == 0, s == pp - 1
         layout = layout_of(st)
-        step = stage_step(profile, topo, st.gpu_ids, layout, st.layer_start, st.layer_end, first, last, "bf16", "bf16",
-                          load, uniform)
+        ctx = StageContext.of(profile=profile, topo=topo, gpu_ids=st.gpu_ids, layout=layout, weight_dtype="bf16",
+                              kv_dtype="bf16", constants=uniform)
+        step = stage_step(ctx, layer_start=st.layer_start, layer_end=st.layer_end, first=first, last=last, load=load)
         weights, _ = stage_memory(profile, layout, st.layer_start, st.layer_end, first, last, "bf16", "bf16",
                                   job.prompt_len + job.decode_tokens)
         per_rank_coll = sum(step.interconnect.values()) / st.n_gpus

@@ -1,0 +1,207 @@
+"""Predicting the corpus: each priced row (planner.calibrate.corpus.Case) through `estimate`, errors by class, the
+few constants the physics leaves open fitted by coordinate descent, and leave-one-publisher-out cross-validation.
+
+A class is (engine, dense or MoE, metric); metrics are TPOT, TTFT and output tokens/s of closed-loop rows, and
+`max_tokens`, the output tokens/s of offline (maximum-throughput) rows. A calibration is one resolved `Constants`
+per engine: shared knobs (the kernels' physics) move all three alike, engine knobs one of them. The fit minimises
+the sum over metrics of the median |log(predicted / measured)| of the training rows; a held-out publisher's rows
+are then predicted with constants fitted without them.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import import_module
+from typing import Callable, Iterable, Sequence
+
+from planner.calibrate.corpus import Case
+from planner.calibrate.search import Knob, coordinate_descent
+from planner.cost.constants import DEFAULT, Constants
+from planner.cost.engines import ENGINES, resolve_constants
+from planner.cost.estimate import estimate
+from planner.errors import PlannerError
+from planner.hardware import load_topology
+from planner.model.catalog import load_profile
+from planner.plan import Workload, make_partition
+
+Calibration = dict  # engine -> Constants (resolved for that engine)
+METRICS = ("tpot", "ttft", "tokens", "max_tokens")
+
+#: Shared knobs (kernel physics, the same GPUs whatever the engine) and their ranges.
+SHARED_KNOBS = {
+    "flops_efficiency": (0.2, 0.95),
+    "kv_hbm_efficiency": (0.2, 1.0),
+    "moe_hbm_efficiency": (0.1, 1.0),
+    "moe_layer_overhead_s": (0.0, 1e-3),
+    "gemm_half_tokens": (0.0, 4096.0),
+    "closed_loop_drift": (0.0, 1.0),
+    "dp_attention_overhead_s": (0.0, 2e-3),
+}
+#: Engine knobs: host time differs by engine.
+ENGINE_KNOBS = {"step_overhead_s": (0.0, 0.02), "sequence_overhead_s": (0.0, 1e-3), "request_overhead_s": (0.0, 0.5)}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One case's prediction against its measurement: relative errors (predicted / measured - 1) by metric."""
+
+    case: Case
+    errors: dict  # metric -> relative error (only the measured ones)
+    predicted: dict  # metric -> predicted value
+    problem: str | None = None
+
+
+def consistent(case: Case) -> bool:
+    """Little's law on the row itself: output tokens/s x TPOT is the number of sequences decoding at once. A queued
+    (offline) run of many requests whose figures imply about one sequence reports per-request throughput, not the
+    instance's: such a row cannot be a maximum-throughput figure."""
+    m = case.measured
+    if case.load != "offline" or not (m.tpot_ms and m.tokens_per_s):
+        return True
+    requests = case.entry.row.num_prompts or case.concurrency or 0
+    return not (requests > 4 and m.tokens_per_s * m.tpot_ms / 1e3 < 1.5)
+
+
+def usable(case: Case) -> bool:
+    """Rows the fit and the cross-validation use: closed-loop and offline rows of one aggregated instance whose
+    figures agree with each other (`consistent`)."""
+    return (not case.disaggregated and case.load in ("closed", "offline") and case.engine in ENGINES
+            and consistent(case))
+
+
+def start(*, seeds: bool = True) -> Calibration:
+    """The starting calibration: each engine's seeds (its module, not fitted.yaml, so that cross-validation never
+    starts from values fitted on the held-out publisher), or the shipped profiles (`seeds` False)."""
+    if not seeds:
+        return {e: resolve_constants(DEFAULT, e) for e in ENGINES}
+    return {e: DEFAULT.model_copy(update={**import_module(f"planner.cost.engines.{e}").PROFILE.constants, "engine": e})
+            for e in ENGINES}
+
+
+@lru_cache(maxsize=None)
+def _machine(model: str, topology: str):
+    return load_profile(model), load_topology(topology)
+
+
+def workload(case: Case, c: Constants) -> Workload:
+    concurrency = case.concurrency or case.entry.row.num_prompts or c.max_num_seqs * case.replicas
+    statistic = "median" if case.measured.statistic in ("median", "p50") else "mean"
+    return Workload(concurrency=concurrency, isl=case.isl, osl=case.osl, weight_dtype=case.weight_dtype,
+                    kv_dtype=case.kv_dtype, mode=case.load, engine=case.engine, statistic=statistic)
+
+
+def predict(case: Case, cal: Calibration) -> Outcome:
+    c = cal[case.engine]
+    try:
+        profile, topo = _machine(case.model, case.topology)
+        ep = case.ep
+        if case.dp > 1 and ep == 1 and profile.moe is not None:
+            ep = case.tp * case.dp  # DP attention: the MoE layers still span every attention rank (memory as EP)
+        part = make_partition(profile, topo, tp=case.tp, dp=case.dp, ep=ep, pp=case.pp, replicas=case.replicas,
+                              gpu_ids=list(range(case.gpus)))
+        p = estimate(profile, topo, part, workload(case, c), c)
+    except PlannerError as exc:
+        return Outcome(case, {}, {}, str(exc))
+    m = case.measured
+    predicted = {"tpot": p.tpot_ms, "ttft": p.ttft_ms, "tokens": p.tokens_per_s, "max_tokens": p.tokens_per_s}
+    measured = ({"max_tokens": m.tokens_per_s} if case.load == "offline"
+                else {"tpot": m.tpot_ms, "ttft": m.ttft_ms, "tokens": m.tokens_per_s})
+    errors = {k: predicted[k] / v - 1 for k, v in measured.items() if v}
+    if not p.fits:
+        return Outcome(case, errors, predicted, "does not fit")
+    return Outcome(case, errors, predicted)
+
+
+def outcomes(cases: Iterable[Case], cal: Calibration) -> list[Outcome]:
+    return [predict(c, cal) for c in cases]
+
+
+def score(outs: Sequence[Outcome]) -> float:
+    """Sum over metrics of the median |log(predicted / measured)|; rows that cannot be priced count as a factor e."""
+    total = 0.0
+    for metric in METRICS:
+        logs = [abs(math.log1p(o.errors[metric])) if o.problem is None else 1.0
+                for o in outs if metric in o.errors and o.errors[metric] > -1]
+        if logs:
+            total += statistics.median(logs)
+    return total
+
+
+def _shared_knob(name: str) -> Knob[Calibration]:
+    low, high = SHARED_KNOBS[name]
+
+    def set_(cal: Calibration, v: float) -> Calibration:
+        return {e: c.model_copy(update={name: v}) for e, c in cal.items()}
+
+    return Knob(name, lambda cal: getattr(cal["vllm"], name), set_, low, high)
+
+
+def _engine_knob(engine: str, name: str) -> Knob[Calibration]:
+    low, high = ENGINE_KNOBS[name]
+
+    def set_(cal: Calibration, v: float) -> Calibration:
+        return {**cal, engine: cal[engine].model_copy(update={name: v})}
+
+    return Knob(f"{engine}.{name}", lambda cal: getattr(cal[engine], name), set_, low, high)
+
+
+def knobs(engines: Iterable[str] = ENGINES) -> list[Knob[Calibration]]:
+    out = [_shared_knob(n) for n in SHARED_KNOBS]
+    out += [_engine_knob(e, n) for e in sorted(set(engines)) for n in ENGINE_KNOBS]
+    return out
+
+
+def training_sample(cases: Sequence[Case], per_group: int = 12) -> list[Case]:
+    """At most `per_group` rows of each (publisher, engine, dense/MoE, load), evenly spaced: the fit sees every kind
+    of row without paying for every row (the 2-core machine)."""
+    groups: dict[tuple, list[Case]] = defaultdict(list)
+    for c in cases:
+        groups[(c.publisher, c.engine, c.moe, c.load)].append(c)
+    out = []
+    for key in sorted(groups):
+        rows = groups[key]
+        step = max(1, len(rows) / per_group)
+        out += [rows[int(i * step)] for i in range(min(per_group, len(rows)))]
+    return out
+
+
+def fit(cases: Sequence[Case], cal: Calibration | None = None, *, rounds: int = 6, per_group: int = 12) -> Calibration:
+    train = training_sample(cases, per_group)
+    engines = {c.engine for c in train}
+    return coordinate_descent(cal or start(), knobs(engines), lambda t: score(outcomes(train, t)), step=1.6,
+                              rounds=rounds, min_step=1.08)
+
+
+def median_errors(outs: Sequence[Outcome]) -> dict:
+    """(engine, 'moe'|'dense', metric) -> (median |error|, rows)."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for o in outs:
+        for metric, e in o.errors.items():
+            groups[(o.case.engine, "moe" if o.case.moe else "dense", metric)].append(abs(e))
+            groups[("all", "moe" if o.case.moe else "dense", metric)].append(abs(e))
+    return {k: (statistics.median(v), len(v)) for k, v in groups.items()}
+
+
+def cross_validate(cases: Sequence[Case], *, rounds: int = 6, per_group: int = 12,
+                   progress: Callable[[str, int], None] = lambda publisher, n: None) -> list[Outcome]:
+    """Leave one publisher (organisation) out: fit on the others, predict its rows."""
+    held: list[Outcome] = []
+    for publisher in sorted({c.publisher for c in cases}):
+        train = [c for c in cases if c.publisher != publisher]
+        test = [c for c in cases if c.publisher == publisher]
+        cal = fit(train, rounds=rounds, per_group=per_group)
+        held += outcomes(test, cal)
+        progress(publisher, len(test))
+    return held
+
+
+def fitted_values(cal: Calibration) -> dict:
+    """What fitted.yaml stores: the shared knobs once, each engine's knobs under its name."""
+    out: dict = {"shared": {n: float(getattr(cal["vllm"], n)) for n in SHARED_KNOBS}}
+    for e in ENGINES:
+        out[e] = {n: float(getattr(cal[e], n)) for n in ENGINE_KNOBS}
+    return out

@@ -1,0 +1,34 @@
+"""SGLang (0.4.x-0.5.x): seeds and sources. Fitted values: fitted.yaml."""
+
+from planner.cost.engines.base import EngineProfile
+
+PROFILE = EngineProfile(
+    name="sglang",
+    version="0.4.9-0.5.x",
+    launch_flags="--mem-fraction-static 0.88 --chunked-prefill-size 8192",
+    constants={
+        "max_num_batched_tokens": 8192,
+        "max_num_seqs": 1024,
+        "cuda_context_bytes": 0.8e9,
+        "memory_accounting": "mem_fraction_static",
+        "runtime_reserve_bytes": int(1.0e9),
+        "moe_tile_tokens": 64,
+        "step_overhead_s": 1.0e-3,
+        "sequence_overhead_s": 25e-6,
+        "request_overhead_s": 15e-3,
+    },
+    sources={
+        "cuda_context_bytes": "A100 80GB: nvidia-smi 81,920 MiB, vLLM logs total_gpu_memory 79.25 GiB "
+                              "(dennislee22/vLLM-benchmarking@b474d1e:README.md): 0.8 GB the engine never sees",
+        "max_num_batched_tokens": "sglang/srt/server_args.py: chunked_prefill_size 8192 on GPUs with >= 80 GB",
+        "max_num_seqs": "sglang/srt/server_args.py: max_running_requests (bounded by the KV pool; cuda_graph_max_bs "
+                        "below it)",
+        "memory_accounting": "sglang/srt/model_executor/model_runner.py: the KV pool is mem_fraction_static x total "
+                             "- weights; activations and CUDA graphs live in the rest",
+        "runtime_reserve_bytes": "CUDA context and NCCL outside mem_fraction_static's share; seed",
+        "moe_tile_tokens": "sglang fused_moe_triton configs: BLOCK_SIZE_M 16-64; DeepGEMM grouped GEMM M tile 64",
+        "step_overhead_s": "seed (fitted: fitted.yaml)",
+        "sequence_overhead_s": "seed (fitted: fitted.yaml)",
+        "request_overhead_s": "seed (fitted: fitted.yaml)",
+    },
+)

@@ -1,0 +1,37 @@
+"""vLLM (V1 engine, 0.10-0.11): seeds and sources. Fitted values: fitted.yaml."""
+
+from planner.cost.engines.base import EngineProfile
+
+PROFILE = EngineProfile(
+    name="vllm",
+    version="0.10-0.11 (V1 engine)",
+    launch_flags="--gpu-memory-utilization 0.9 --max-num-batched-tokens 8192 --max-num-seqs 1024",
+    constants={
+        "max_num_batched_tokens": 8192,
+        "max_num_seqs": 1024,
+        "cuda_context_bytes": 0.8e9,
+        "memory_accounting": "gpu_memory_utilization",
+        "runtime_reserve_bytes": int(0.66e9),
+        "moe_tile_tokens": 16,
+        "step_overhead_s": 1.0e-3,
+        "sequence_overhead_s": 25e-6,
+        "request_overhead_s": 15e-3,
+    },
+    sources={
+        "cuda_context_bytes": "A100 80GB: nvidia-smi 81,920 MiB, vLLM logs total_gpu_memory 79.25 GiB "
+                              "(dennislee22/vLLM-benchmarking@b474d1e:README.md): 0.8 GB the engine never sees",
+        "max_num_batched_tokens": "vllm/engine/arg_utils.py: V1 default for the OpenAI server on a >= 70 GiB GPU",
+        "max_num_seqs": "vllm/engine/arg_utils.py: V1 default max_num_seqs on a >= 70 GiB GPU",
+        "memory_accounting": "vllm/worker/gpu_worker.py: KV = gpu_memory_utilization x total - weights - peak "
+                             "activations (profiled) - non-torch memory",
+        "runtime_reserve_bytes": "peak activations of the profiling run at 8,192 tokens and non-torch memory: "
+                                 "Qwen2-7B on one A100-80GB logs 'GPU KV cache size' 93,872 tokens at "
+                                 "gpu_memory_utilization 0.25 and 464,848 at 0.5 (dennislee22/vLLM-benchmarking@"
+                                 "b474d1e:README.md): 0.25 x 85.09 GB - 15.23 GB weights - 93,872 x 57,344 B = "
+                                 "0.66 GB; the TP2 logs of the same page are held out (tests/test_fidelity.py)",
+        "moe_tile_tokens": "vllm/model_executor/layers/fused_moe/configs/*.json: BLOCK_SIZE_M 16 for small batches",
+        "step_overhead_s": "seed (fitted: fitted.yaml)",
+        "sequence_overhead_s": "seed (fitted: fitted.yaml)",
+        "request_overhead_s": "seed (fitted: fitted.yaml)",
+    },
+)
