@@ -60,6 +60,7 @@ def estimate_cmd(
     if not prediction.fits:
         raise infeasible_error(profile, topo, partition, work, prediction, constants)
     plan = build_plan(profile, topo, partition, workload=work, prediction=prediction, solver=SolverInfo(status="GIVEN"))
+    warn_unusable(plan)
     if output:
         write_file(output, plan.model_dump_json(indent=2) + "\n", "the plan")
         say(f"wrote {output}")
@@ -97,6 +98,7 @@ def solve_cmd(
         options = options.model_copy(update={"max_concurrency": work.concurrency})
     with solve_progress(enabled=not json_out and sys.stderr.isatty()) as progress:
         plan = solve(profile, topo, work, options=options, constants=constants, progress=progress)
+    warn_unusable(plan, options.max_prefill_utilisation)
     _write_solve_outputs(plan, output, emit)
     if json_out:
         print_json(plan)
@@ -104,6 +106,15 @@ def solve_cmd(
     from planner.report.plans import plan_report
 
     console.print(plan_report(plan))
+
+
+def warn_unusable(plan: Plan, max_utilisation: float | None = None) -> None:
+    """A warning line on stderr for a plan whose TTFT is a prefill queue blowing up (planner.cost.prefill_guard)."""
+    from planner.cost.prefill_guard import DEFAULT_MAX_PREFILL_UTILISATION, plan_prefill_utilisation, ttft_warning
+
+    bound = DEFAULT_MAX_PREFILL_UTILISATION if max_utilisation is None else max_utilisation
+    for line in filter(None, [ttft_warning(plan_prefill_utilisation(plan), bound)]):
+        say(f"warning: {line}")
 
 
 def _write_solve_outputs(plan: Plan, output: Optional[str], emit: Optional[str]) -> None:
