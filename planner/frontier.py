@@ -94,7 +94,8 @@ def frontier(profile: ModelProfile, topo: Topology, workload: Workload, *, optio
     for k, shape in enumerate(shapes):
         part = _place(req, shape, limits)
         if part is not None:
-            points += _ladder(profile, topo, part, workload, constants, options.max_prefill_utilisation)
+            points += _ladder(profile, topo, part, workload, constants,
+                              max_utilisation=options.max_prefill_utilisation)
         if progress is not None:
             progress(Progress(k + 1, len(shapes), f"{len(points)} points", time.perf_counter() - started))
     if not points:
@@ -121,7 +122,7 @@ def _place(req: Request, shape: Shape, limits: SolverBudget) -> Partition | None
 
 
 def _ladder(profile: ModelProfile, topo: Topology, part: Partition, workload: Workload,
-            c: Constants, max_utilisation: float = 1.0) -> list[FrontierPoint]:
+            c: Constants, *, max_utilisation: float = 1.0) -> list[FrontierPoint]:
     """The plan at one, two, four ... sequences per replica, up to the largest load it serves with the prefill
     queue within the TTFT guard (planner.cost.prefill_guard: loads past it are dropped)."""
     from planner.cost.prefill_guard import prefill_utilisation

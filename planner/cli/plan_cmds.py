@@ -105,7 +105,7 @@ def solve_cmd(
         with solve_progress(enabled=not json_out and sys.stderr.isatty()) as progress:
             plan = solve(profile, topo, work, options=options, constants=constants, progress=progress)
     except InfeasibleError as exc:
-        raise _with_reach(exc, profile, topo, work, options, constants) from None
+        raise _with_reach(exc, profile, topo, work=work, options=options, constants=constants) from None
     warn_unusable(plan, options.max_prefill_utilisation)
     _write_solve_outputs(plan, output, emit)
     if json_out:
@@ -116,7 +116,7 @@ def solve_cmd(
     console.print(plan_report(plan))
 
 
-def _with_reach(exc: Exception, profile: ModelProfile, topo: Topology, work: Workload, options: SolveOptions,
+def _with_reach(exc: Exception, profile: ModelProfile, topo: Topology, *, work: Workload, options: SolveOptions,
                 constants: Constants) -> Exception:
     """An SLO infeasibility with the best achievable figures and the first remedy that meets the SLOs."""
     from planner.errors import InfeasibleError

@@ -177,7 +177,7 @@ def serving_lines(plan: Plan, limits: ServingLimits) -> list[str]:
         *[f"#   NOTE: {line}" for line in limits.notes]]
 
 
-def header(plan: Plan, engine: str, version: str, plan_path: str, what: str,
+def header(plan: Plan, engine: str, version: str, plan_path: str, what: str, *,
            limits: ServingLimits | None = None) -> list[str]:
     p = plan.prediction
     return [

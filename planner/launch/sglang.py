@@ -80,7 +80,7 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
             per_node.setdefault(n.node, []).extend(lines)
         summary.append(f"replica {r}: {' + '.join(n.node for n in nodes)}, port {rport}")
     scripts = {f"sglang-{node}.sh": "\n".join(header(plan, "sglang", ENGINE_VERSION, plan_path,
-                                                      f"SGLang launch for node {node}", limits) + lines + ["wait"]) + "\n"
+                                                      f"SGLang launch for node {node}", limits=limits) + lines + ["wait"]) + "\n"
                for node, lines in per_node.items()}
     if partition:
         summary.append(f"uneven stages: SGLANG_PP_LAYER_PARTITION={partition}")

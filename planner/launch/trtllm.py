@@ -74,6 +74,6 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
                     f"echo 'export CUDA_VISIBLE_DEVICES={','.join(map(str, n.local_indices))}' >> ~/.bashrc", ""])
         summary.append(f"replica {r}: {' + '.join(n.node for n in nodes)}, port {rport}")
     scripts = {f"trtllm-{node}.sh": "\n".join(header(plan, "trtllm", ENGINE_VERSION, plan_path,
-                                                      f"TensorRT-LLM launch for node {node}", limits) + lines + ["wait"]) + "\n"
+                                                      f"TensorRT-LLM launch for node {node}", limits=limits) + lines + ["wait"]) + "\n"
                for node, lines in per_node.items()}
     return LaunchBundle(engine="trtllm", engine_version=ENGINE_VERSION, scripts=scripts, extra_files=extra, summary=summary)

@@ -150,7 +150,7 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
                        f"port {rport}")
     scripts: dict[str, str] = {}
     for node, lines in per_node.items():
-        head = header(plan, "vllm", ENGINE_VERSION, plan_path, f"vLLM launch for node {node}", limits)
+        head = header(plan, "vllm", ENGINE_VERSION, plan_path, f"vLLM launch for node {node}", limits=limits)
         scripts[f"vllm-{node}.sh"] = "\n".join(head + lines + ["wait"]) + "\n"
     if partition:
         summary.append(f"uneven stages: VLLM_PP_LAYER_PARTITION={partition}")
