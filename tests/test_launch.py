@@ -370,9 +370,10 @@ def test_extra_args_model_folder_and_cpu_device(tmp_path, cli):
 
 
 def test_batch_limit_is_capped(profiles):
-    """A throughput plan for a small model at short sequences chooses a huge load; the batch limit stops at 2,048."""
+    """A throughput plan for a small model at short sequences, TTFT guard off, chooses a huge load; the batch
+    limit stops at 2,048."""
     plan = solve(profiles("llama-8b"), load_topology("8xh100"), Workload(isl=16, osl=16),
-                 options=SolveOptions(objective="throughput", top=0))
+                 options=SolveOptions(objective="throughput", top=0, max_prefill_utilisation=1.0))
     argv = commands(next(iter(render(plan, "vllm").scripts.values())), "vllm")[0]
     per_replica = -(-plan.prediction.concurrency // plan.replicas)
     assert per_replica > 2048 and argv[argv.index("--max-num-seqs") + 1] == "2048"
