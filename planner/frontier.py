@@ -108,7 +108,8 @@ def frontier(profile: ModelProfile, topo: Topology, workload: Workload, *, optio
             break  # the one deadline: the points placed so far are the frontier's
         part = _place(req, shape, limits)
         if part is not None:
-            points += _ladder(profile, topo, part, workload, constants)
+            points += _ladder(profile, topo, part, workload, constants,
+                              max_utilisation=options.max_prefill_utilisation)
         if progress is not None:
             progress(Progress(k + 1, len(shapes), f"{len(points)} points", time.perf_counter() - started))
     if not points:
@@ -135,8 +136,11 @@ def _place(req: Request, shape: Shape, limits: SolverBudget) -> Partition | None
 
 
 def _ladder(profile: ModelProfile, topo: Topology, part: Partition, workload: Workload,
-            c: Constants) -> list[FrontierPoint]:
-    """The plan at one, two, four ... sequences per replica, up to the largest load it serves."""
+            c: Constants, *, max_utilisation: float = 1.0) -> list[FrontierPoint]:
+    """The plan at one, two, four ... sequences per replica, up to the largest load it serves with the prefill
+    queue within the TTFT guard (planner.cost.prefill_guard: loads past it are dropped)."""
+    from planner.cost.prefill_guard import prefill_utilisation
+
     first = estimate(profile, topo, part, workload.model_copy(update={"concurrency": part.replicas}), c, check=False)
     cap = first.max_concurrency
     loads: list[int] = []
@@ -148,9 +152,10 @@ def _ladder(profile: ModelProfile, topo: Topology, part: Partition, workload: Wo
         loads.append(cap)
     out = []
     for load in loads:
-        if not operating_point(workload, concurrency=load, replicas=part.replicas, pp=part.pp,
-                               c=resolve_constants(c, workload.engine)).feasible:
-            break  # the step budget is exceeded from here on
+        op = operating_point(workload, concurrency=load, replicas=part.replicas, pp=part.pp,
+                             c=resolve_constants(c, workload.engine))
+        if not op.feasible or prefill_utilisation(op) > max_utilisation:
+            break  # the step budget or the TTFT guard is exceeded from here on
         pred = first if load == part.replicas else estimate(
             profile, topo, part, workload.model_copy(update={"concurrency": load}), c, check=False)
         if pred.fits:

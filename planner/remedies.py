@@ -210,3 +210,30 @@ def remedies(req: RemedyRequest, *, progress: Callable[[int, int], None] | None 
 
 
 __all__ = ["Remedy", "RemedyRow", "RemediesResult", "RemedyRequest", "remedies", "remedy_list"]
+
+
+def within_reach(req: RemedyRequest) -> list[str]:
+    """For SLOs (req.options) no plan meets: the best figures the machine reaches at the load (the least-TPOT plan, SLOs
+    dropped) and the first remedy whose re-solve meets them, as lines for the error's details."""
+    from planner.solve.options import Objective
+
+    load = req.workload.concurrency
+    free = RemedyRequest(profile=req.profile, topo=req.topo, workload=req.workload, concurrencies=[load],
+                         options=req.options.model_copy(update={"objective": Objective.LATENCY, "tpot_slo_ms": None,
+                                                                "ttft_slo_ms": None}),
+                         constants=req.constants)
+    try:
+        best = _solve(free, remedy_list(req.profile, req.topo, req.workload)[0], load).prediction
+    except InfeasibleError:
+        return []
+    out = [f"best achievable at {load:,} sequence{'s' if load != 1 else ''}: TPOT {best.tpot_ms:,.2f} ms, "
+           f"TTFT {best.ttft_ms:,.1f} ms (least-TPOT plan)"]
+    for remedy in remedy_list(req.profile, req.topo, req.workload)[1:]:
+        try:
+            pred = _solve(req, remedy, load).prediction
+        except InfeasibleError:
+            continue
+        out.append(f"meets them with {remedy.name} ({remedy.params}): TPOT {pred.tpot_ms:,.2f} ms, TTFT "
+                   f"{pred.ttft_ms:,.1f} ms; {remedy.assumption}")
+        return out
+    return out + ["no single remedy meets them: raise the SLOs, lower --concurrency, or add GPUs"]

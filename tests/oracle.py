@@ -290,7 +290,9 @@ def throughput(o: Oracle, max_pp: int, max_replicas: int, tpot_slo_ms=None, ttft
     for r, pp, tp in o.shapes(max_pp, max_replicas):
         def ok(stages, c):
             op = operating_point(o.w, concurrency=c * r, replicas=r, pp=pp, c=o.c)
-            if not op.feasible or not o.fits(stages, c):
+            # the TTFT guard (issue 26): no chosen load has a prefill slot busier than 0.9 of the steps
+            busy = op.prefill_per_step / op.ttft_load.prefill if op.ttft_load.prefill > 0 else 0.0
+            if not op.feasible or busy > 0.9 or not o.fits(stages, c):
                 return False
             tpot, ttft, _ = o.tpot_ttft(stages, op)
             return _slo_ok(tpot, ttft, tpot_slo_ms, ttft_slo_ms)

@@ -241,19 +241,78 @@ def test_solve_and_launch_example(tmp_path):
 BATCH_FLAG = {"vllm": "--max-num-seqs", "sglang": "--max-running-requests", "trtllm": "--max_batch_size"}
 
 
+LENGTH_FLAG = {"vllm": "--max-model-len", "sglang": "--context-length", "trtllm": "--max_seq_len"}
+
+
 @pytest.mark.parametrize("engine", sorted(BATCH_FLAG))
-def test_batch_limit_is_the_operating_point_or_the_kv_capacity(profiles, engine):
-    """Issue 13: a latency plan made at concurrency 1 launches a server admitting its KV capacity; a plan whose
-    load the throughput objective and an SLO chose admits exactly that load (more would break the SLO)."""
+def test_batch_limit_is_the_operating_point(profiles, engine):
+    """Issue 26 (replacing issue 13's KV-capacity limit for latency plans): the batch limit is the load the plan's
+    figures hold at, whether --concurrency gave it or the throughput objective and an SLO chose it."""
     p, topo = profiles("llama-70b"), load_topology("8xh100")
-    latency = solve(p, topo, Workload(concurrency=1), options=SolveOptions(top=0))
+    latency = solve(p, topo, Workload(concurrency=32), options=SolveOptions(top=0))
     tuned = solve(p, topo, Workload(), options=SolveOptions(objective="throughput", tpot_slo_ms=20, top=0))
-    for plan, expected in ((latency, latency.prediction.max_concurrency), (tuned, tuned.prediction.concurrency)):
+    for plan in (latency, tuned):
         script = next(iter(render(plan, engine).scripts.values()))
         (argv,) = commands(script, engine)
-        assert argv[argv.index(BATCH_FLAG[engine]) + 1] == str(-(-expected // plan.replicas))
+        assert argv[argv.index(BATCH_FLAG[engine]) + 1] == str(-(-plan.prediction.concurrency // plan.replicas))
         assert f"predicted at {plan.prediction.concurrency:,} sequences in flight" in script
+        assert "the load the predicted figures hold at" in script
     assert latency.prediction.max_concurrency > 100 and 1 < tuned.prediction.concurrency < 100
+
+
+@pytest.mark.parametrize("engine", sorted(LENGTH_FLAG))
+def test_scripts_serve_the_models_full_context_by_default(profiles, engine):
+    """Issue 26 item 1: a plan made at isl 1024 + osl 256 serves Llama-3.1-70B's whole context (its config's
+    max_position_embeddings, 131,072) unless --max-model-len says otherwise; the header gives the KV capacity at
+    the served length. Llama has no sliding window, so KV grows linearly with length: 1,083 sequences of
+    1,280 tokens hold floor(1083 x 1280 / 4096) = 338 of 4,096 (and floor(...) pins the range exactly)."""
+    plan = solve(profiles("llama-70b"), load_topology("8xh100"), Workload(concurrency=32), options=SolveOptions(top=0))
+    assert plan.prediction.max_concurrency == 1083 and plan.replicas == 1
+    (argv,) = commands(next(iter(render(plan, engine).scripts.values())), engine)
+    assert argv[argv.index(LENGTH_FLAG[engine]) + 1] == "131072"
+    script = next(iter(render(plan, engine, max_model_len=4096).scripts.values()))
+    (argv,) = commands(script, engine)
+    assert argv[argv.index(LENGTH_FLAG[engine]) + 1] == "4096" and argv[argv.index(BATCH_FLAG[engine]) + 1] == "32"
+    assert "KV capacity at that length: 338 sequences per replica (1,083 at 1,280 tokens)" in script
+
+
+def test_max_model_len_bounds_and_cli(tmp_path, cli):
+    plan = tmp_path / "plan.json"
+    code, _, err = cli("estimate", "--model", "llama-8b", "--topology", "8xh100", "--tp", "1", "-o", str(plan))
+    assert code == 0, err
+    code, out, err = cli("launch", str(plan), "--engine", "vllm", "--max-model-len", "8192")
+    assert code == 0 and "--max-model-len 8192" in out, err
+    for bad, needle in (("200000", "context of 131,072"), ("8", "--max-model-len"), ("x", "--max-model-len")):
+        code, _, err = cli("launch", str(plan), "--engine", "vllm", "--max-model-len", bad)
+        assert code == 1 and needle in err, (bad, err)
+
+
+def test_relative_model_path_is_written_absolute(tmp_path, cli, monkeypatch):
+    """Issue 26 item 7: a plan made from a relative config path serves that folder from wherever the script runs."""
+    cfg = json.loads((REPO / "models" / "Llama-3.1-8B.json").read_text())
+    (tmp_path / "my-model").mkdir()
+    (tmp_path / "my-model" / "config.json").write_text(json.dumps(cfg))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("estimate", "--model", "my-model/config.json", "--topology", "8xh100", "--tp", "1",
+                       "-o", "plan.json")
+    assert code == 0, err
+    code, out, err = cli("launch", "plan.json", "--engine", "vllm")
+    assert code == 0, err
+    (argv,) = commands(out, "vllm")
+    assert argv[2] == str(tmp_path.resolve() / "my-model")
+
+
+def test_engine_version_is_what_setup_installs_and_planner_version(cli):
+    """Issue 26 item 7: the vLLM scripts name the version scripts/setup_vllm_cpu.sh pins; `planner --version`."""
+    from planner import __version__
+    from planner.launch import vllm
+
+    pinned = re.search(r'VLLM_CPU_VERSION="\$\{VLLM_CPU_VERSION:-([^}]+)\}"',
+                       (REPO / "scripts" / "setup_vllm_cpu.sh").read_text())
+    assert pinned and vllm.ENGINE_VERSION.split()[0] == pinned.group(1)
+    code, out, _ = cli("--version")
+    project = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M)
+    assert code == 0 and project and out.strip() == f"planner {__version__}" == f"planner {project.group(1)}"
 
 
 def deepseek_ep_plan(profiles):
@@ -297,7 +356,9 @@ def test_extra_args_model_folder_and_cpu_device(tmp_path, cli):
     assert "CUDA_VISIBLE_DEVICES=0,1" in out
     code, out, err = cli("launch", str(plan), "--engine", "vllm", "--device", "cpu")
     assert code == 0, err
-    assert "python \\\n  -m vllm.entrypoints.openai.api_server" in out and "CUDA_VISIBLE_DEVICES" not in out
+    assert '"$PYTHON" \\\n  -m vllm.entrypoints.openai.api_server' in out and "CUDA_VISIBLE_DEVICES" not in out
+    python = re.search(r'PYTHON="\$\{PYTHON:-(\S+)\}"', out)
+    assert python and Path(python.group(1)).is_absolute()  # issue 26: not a bare `python` from PATH
     assert "VLLM_CPU_OMP_THREADS_BIND" in out and "ranks=2" in out and "--gpu-memory-utilization" not in out
     for bad, needle in ((["--device", "tpu"], "--device"), (["--device", "cpu", "--engine", "sglang"], "vllm-cpu"),
                         (["--extra-args", "--x 'open"], "--extra-args")):
@@ -308,8 +369,11 @@ def test_extra_args_model_folder_and_cpu_device(tmp_path, cli):
         assert code == 1 and needle in err, (bad, err)
 
 
-def test_latency_plan_batch_limit_is_capped(profiles):
-    """A tiny model's KV capacity runs to a million sequences; the emitted batch limit stops at 2,048."""
-    plan = solve(profiles("llama-8b"), load_topology("8xh100"), Workload(concurrency=1, isl=16, osl=16), options=SolveOptions(top=0))
-    (argv,) = commands(next(iter(render(plan, "vllm").scripts.values())), "vllm")
-    assert int(argv[argv.index("--max-num-seqs") + 1]) == min(2048, plan.prediction.max_concurrency // plan.replicas)
+def test_batch_limit_is_capped(profiles):
+    """A throughput plan for a small model at short sequences, TTFT guard off, chooses a huge load; the batch
+    limit stops at 2,048."""
+    plan = solve(profiles("llama-8b"), load_topology("8xh100"), Workload(isl=16, osl=16),
+                 options=SolveOptions(objective="throughput", top=0, max_prefill_utilisation=1.0))
+    argv = commands(next(iter(render(plan, "vllm").scripts.values())), "vllm")[0]
+    per_replica = -(-plan.prediction.concurrency // plan.replicas)
+    assert per_replica > 2048 and argv[argv.index("--max-num-seqs") + 1] == "2048"

@@ -26,10 +26,20 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from planner import __version__
+
+        typer.echo(f"planner {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _global_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback behind an error message (as "
                                         "PLANNER_DEBUG=1 does).")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the planner's version and exit.",
+                                          callback=_print_version, is_eager=True)] = False,
 ) -> None:
     if debug:
         os.environ["PLANNER_DEBUG"] = "1"

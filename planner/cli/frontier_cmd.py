@@ -15,7 +15,7 @@ from planner.solve.options import SolveOptions
 
 #: The frontier runs every load itself (no --concurrency) and offers no remedies (planner remedies does).
 FRONTIER_WORKLOAD = Fields(Workload, exclude=frozenset({"concurrency"}), panels_excluded=frozenset({"Remedies"}))
-FRONTIER_OPTIONS = Fields(SolveOptions, only=frozenset({"gpus", "gpu_ids", "max_pp", "time_limit_s"}),
+FRONTIER_OPTIONS = Fields(SolveOptions, only=frozenset({"gpus", "gpu_ids", "max_pp", "time_limit_s", "max_prefill_utilisation"}),
                           defaults={"time_limit_s": 20.0},
                           help={"time_limit_s": "solver time for placing every shape, s",
                                 "gpus": "plans may use at most this many GPUs (any of them)",

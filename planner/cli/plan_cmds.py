@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -14,6 +14,11 @@ from planner.cli.options import Fields, derive
 from planner.cli.progress import solve_progress
 from planner.plan import Plan, Workload
 from planner.solve.options import Objective, SolveOptions
+
+if TYPE_CHECKING:
+    from planner.cost.constants import Constants
+    from planner.hardware.topology import Topology
+    from planner.model.layergraph import ModelProfile
 
 OutputOpt = Annotated[Optional[str], typer.Option("-o", "--output", help="Write the Plan JSON here.")]
 #: solve's --concurrency: absent, the load is 1, or with --objective throughput the solver's choice.
@@ -60,6 +65,7 @@ def estimate_cmd(
     if not prediction.fits:
         raise infeasible_error(profile, topo, partition, work, prediction, constants)
     plan = build_plan(profile, topo, partition, workload=work, prediction=prediction, solver=SolverInfo(status="GIVEN"))
+    warn_unusable(plan)
     if output:
         write_file(output, plan.model_dump_json(indent=2) + "\n", "the plan")
         say(f"wrote {output}")
@@ -86,7 +92,7 @@ def solve_cmd(
     options: SolveOptions,
 ) -> None:
     """Find the best split of a model over a machine with CP-SAT: stages, GPUs, layouts, replicas and the load."""
-    from planner.errors import InputError
+    from planner.errors import InfeasibleError, InputError
     from planner.solve import solve
 
     if emit and not output:
@@ -95,8 +101,12 @@ def solve_cmd(
     given = "concurrency" in work.model_fields_set
     if options.objective == Objective.THROUGHPUT and given:
         options = options.model_copy(update={"max_concurrency": work.concurrency})
-    with solve_progress(enabled=not json_out and sys.stderr.isatty()) as progress:
-        plan = solve(profile, topo, work, options=options, constants=constants, progress=progress)
+    try:
+        with solve_progress(enabled=not json_out and sys.stderr.isatty()) as progress:
+            plan = solve(profile, topo, work, options=options, constants=constants, progress=progress)
+    except InfeasibleError as exc:
+        raise _with_reach(exc, profile, topo, work=work, options=options, constants=constants) from None
+    warn_unusable(plan, options.max_prefill_utilisation)
     _write_solve_outputs(plan, output, emit)
     if json_out:
         print_json(plan)
@@ -104,6 +114,33 @@ def solve_cmd(
     from planner.report.plans import plan_report
 
     console.print(plan_report(plan))
+
+
+def _with_reach(exc: Exception, profile: ModelProfile, topo: Topology, *, work: Workload, options: SolveOptions,
+                constants: Constants) -> Exception:
+    """An SLO infeasibility with the best achievable figures and the first remedy that meets the SLOs."""
+    from planner.errors import InfeasibleError
+    from planner.remedies import REMEDIES_OPTIONS, RemedyRequest, within_reach
+
+    if not isinstance(exc, InfeasibleError) or " meets " not in exc.message:
+        return exc
+    req = RemedyRequest(profile=profile, topo=topo, workload=work, concurrencies=[work.concurrency],
+                        options=REMEDIES_OPTIONS.model_copy(update={"tpot_slo_ms": options.tpot_slo_ms,
+                                                                    "ttft_slo_ms": options.ttft_slo_ms,
+                                                                    "objective": options.objective}),
+                        constants=constants)
+    extra = within_reach(req)
+    details = [d for d in exc.details if not d.startswith("raise the SLOs")] if extra else exc.details
+    return InfeasibleError(exc.message, details=details + extra)
+
+
+def warn_unusable(plan: Plan, max_utilisation: float | None = None) -> None:
+    """A warning line on stderr for a plan whose TTFT is a prefill queue blowing up (planner.cost.prefill_guard)."""
+    from planner.cost.prefill_guard import DEFAULT_MAX_PREFILL_UTILISATION, plan_prefill_utilisation, ttft_warning
+
+    bound = DEFAULT_MAX_PREFILL_UTILISATION if max_utilisation is None else max_utilisation
+    for line in filter(None, [ttft_warning(plan_prefill_utilisation(plan), bound)]):
+        say(f"warning: {line}")
 
 
 def _write_solve_outputs(plan: Plan, output: Optional[str], emit: Optional[str]) -> None:

@@ -13,7 +13,8 @@ DEVICES = ("gpu", "cpu")
 
 
 def render(plan: Plan, engine: str, *, model_path: str | None = None, port: int | None = None,
-           plan_path: str = "plan.json", extra_args: str | None = None, device: str = "gpu") -> LaunchBundle:
+           plan_path: str = "plan.json", extra_args: str | None = None, device: str = "gpu",
+           max_model_len: int | None = None) -> LaunchBundle:
     from planner.plan_io import plan_inputs
 
     if engine not in ENGINES:
@@ -30,6 +31,10 @@ def render(plan: Plan, engine: str, *, model_path: str | None = None, port: int 
     kwargs: dict = {"model_path": model_path, "plan_path": plan_path, "extra_args": extra}
     if engine == "vllm":
         kwargs["device"] = device
+    if engine != "torchrun":
+        from planner.launch.common import serving_limits
+
+        kwargs["limits"] = serving_limits(plan, profile, topo, max_model_len)
     if port is not None:
         kwargs["port"] = port
     return module.render(plan, topo, profile, **kwargs)

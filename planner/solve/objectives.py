@@ -241,8 +241,12 @@ def _largest(lo: int, hi: int, ok: Callable[[int], bool]) -> int:
 
 
 def step_budget_limit(sv: ShapeSolver, cap: int) -> int:
-    """The largest per-replica load whose steps fit the engine's budget in steady state."""
-    return _largest(1, cap, lambda c: sv.op(c).feasible)
+    """The largest per-replica load whose steps fit the engine's budget in steady state, with the prefill queue
+    within the TTFT guard (planner.cost.prefill_guard)."""
+    from planner.cost.prefill_guard import prefill_utilisation
+
+    bound = sv.req.options.max_prefill_utilisation
+    return _largest(1, cap, lambda c: sv.op(c).feasible and prefill_utilisation(sv.op(c)) <= bound)
 
 
 @dataclass(frozen=True)

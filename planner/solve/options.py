@@ -53,6 +53,10 @@ class SolveOptions(BaseModel):
                                         json_schema_extra=_SOLVER)
     max_concurrency: Optional[int] = Field(None, ge=1, le=1_000_000, description="throughput objective: the largest "
                                            "load the solver may choose", json_schema_extra={"cli": False})
+    max_prefill_utilisation: float = Field(
+        0.9, gt=0, le=1, description="TTFT guard: the largest share of a replica's steps that may carry newcomers' "
+        "prompt chunks (the prefill queue's utilisation) at any load the planner chooses; past it TTFT is a queue "
+        "blowing up (planner.cost.prefill_guard)", json_schema_extra=_SOLVER)
     any_shape: bool = Field(False, description="also offer shapes no engine runs (stages of different layouts)",
                             json_schema_extra=_SOLVER)
     offload: bool = Field(False, description="let stages stream decoder layers from their nodes' host-memory tiers "
