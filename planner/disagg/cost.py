@@ -249,15 +249,21 @@ def _serving_load(w: Workload, p: _Pools) -> _Load:
     return load
 
 
-def _closed_load(w: Workload, p: _Pools) -> _Load:
-    """c clients back to back: the fixed point of c = X (TTFT + osl TPOT), X capped by both pools."""
+def _closed_load(w: Workload, p: _Pools, prompts: int | None = None) -> _Load:
+    """c clients back to back: the fixed point of c = X (TTFT + osl TPOT), X capped by both pools. With
+    `prompts` (the benchmark's request count) the first c requests arrive together: that share of requests
+    waits, on average, for half of its instance's wave of c / P prompts."""
     c, n_d, rho = w.concurrency, min(w.concurrency, p.slots) / 2, 0.5
     load = _Load(0.0, 0.0, 0.0, 0.0, 0.0, n_d)
+    if p.slots < 1:
+        return _Load(0.0, 0.0, 0.0, 0.0, p.tpot_s(1), 0.0, "decode-memory",  # type: ignore[operator]
+                     "the decode pool holds no sequence's KV beside its weights")
     queue_cap = math.ceil(c / p.instances / p.svc.batch) * p.svc.step_s  # every other client ahead of it
+    wave_share = min(1.0, c / prompts) if prompts else 0.0
     for _ in range(ROUNDS):
         tpot = p.tpot_s(max(1.0, n_d))  # type: ignore[operator]
         prefill, transfer = p.parts(rho)
-        queue = min(queue_cap, md1_wait_s(rho, prefill))
+        queue = min(queue_cap, md1_wait_s(rho, prefill)) + wave_share * (queue_cap - p.svc.step_s) / 2
         first = queue + prefill + transfer + tpot  # TTFT less the request overhead
         x, limit = c / (first + (w.osl - 1) * tpot), "load"
         if x > p.capacity_per_s:
@@ -272,8 +278,9 @@ def _closed_load(w: Workload, p: _Pools) -> _Load:
 
 
 def estimate_disagg(profile: ModelProfile, topo: Topology, pools: Pools, workload: Workload,
-                    c: Constants = DEFAULT, *, check: bool = True) -> DisaggPrediction:
-    """Predict TTFT, TPOT, throughput, each pool's utilisation and memory of `pools` at `workload`'s load."""
+                    c: Constants = DEFAULT, *, check: bool = True, prompts: int | None = None) -> DisaggPrediction:
+    """Predict TTFT, TPOT, throughput, each pool's utilisation and memory of `pools` at `workload`'s load
+    (`prompts`: a closed-loop benchmark's request count, whose first wave arrives at once)."""
     if check:
         check_pools(profile, topo, pools)
     svc = prefill_service(profile, topo, pools, workload, c)
@@ -285,8 +292,10 @@ def estimate_disagg(profile: ModelProfile, topo: Topology, pools: Pools, workloa
 
     p = _Pools(svc, pools.prefill.instances, transfer_s, pools.transfer_overlap, profile.n_layers,
                pools.prefill.instances * svc.batch / svc.step_s, slots, tpot_s)
-    solve = {"static": _static_load, "serving": _serving_load, "closed": _closed_load}[workload.mode]
-    load = solve(workload, p)
+    if workload.mode == "closed":
+        load = _closed_load(workload, p, prompts)
+    else:
+        load = _static_load(workload, p) if workload.mode == "static" else _serving_load(workload, p)
     dec = decode_step(profile, topo, pools, workload, load.decode_sequences, c)
     ttft = {"request": c.request_overhead_s, "queue": load.queue_s, "prefill": load.prefill_s,
             "transfer": load.transfer_s, "first_decode": load.tpot_s}
@@ -308,7 +317,8 @@ def estimate_disagg(profile: ModelProfile, topo: Topology, pools: Pools, workloa
         prefill_utilisation=min(1.0, load.requests_per_s / p.capacity_per_s),
         decode_utilisation=min(1.0, load.decode_sequences / max(1, slots)), limited_by=load.limited_by,
         prefill_batch=svc.batch, prefill_step_ms=svc.step_s * 1e3,
-        kv_bytes_per_request=kv_handoff_bytes(profile, workload.isl, workload.kv_dtype), kv_transfer_ms=transfer_s * 1e3,
+        kv_bytes_per_request=kv_handoff_bytes(profile, workload.isl, workload.kv_dtype),
+        kv_transfer_ms=transfer_s * 1e3,
         kv_transfer_bytes_by_class=by_class, decode_max_concurrency=slots, prefill_memory_per_gpu_bytes=prefill_memory,
         decode_memory_per_gpu_bytes=dec.memory_per_gpu_bytes, memory_capacity_bytes=capacity,
         fits=svc.prediction.fits and dec.fits, problem=load.problem)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic.config import JsonDict
 
 from planner.errors import PartitionError
 
@@ -18,7 +19,7 @@ Role = Literal["prefill", "decode"]
 #: both start the transfer once the prompt is prefilled unless `transfer_overlap` says layer by layer.
 TransferBackend = Literal["nixl", "mooncake"]
 
-_POOLS = {"panel": "Pools"}
+_POOLS: JsonDict = {"panel": "Pools"}
 
 
 class Pool(BaseModel):
