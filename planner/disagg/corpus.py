@@ -51,14 +51,14 @@ def disagg_case(entry: Entry) -> DisaggCase | str:
         return "pool sizes or TP degrees not stated"
     for role, n, tp, gpus in (("prefill", d.prefill_instances, d.prefill_tp, d.prefill_gpus),
                               ("decode", d.decode_instances, d.decode_tp, d.decode_gpus)):
-        if gpus is not None and gpus != n * tp:  # type: ignore[operator]
+        if gpus is not None and gpus != n * tp:
             return f"{role} pool: {gpus} GPUs are not {n} x tp {tp} (attention DP is not mapped)"
     if row.load != "closed" or row.concurrency is None:
         return f"load {row.load} without a concurrency"
     model = catalog_model(row.model)
     if model is None:
         return f"model {row.model} is not in the catalog"
-    gpus = d.prefill_instances * d.prefill_tp + d.decode_instances * d.decode_tp  # type: ignore[operator]
+    gpus = d.prefill_instances * d.prefill_tp + d.decode_instances * d.decode_tp
     gpu = row.gpu.lower()
     topology = NODE_TOPOLOGY.get(gpu) if gpus <= 8 else CLUSTER_TOPOLOGY.get((gpu, -(-gpus // 8)))
     if topology is None:
@@ -67,8 +67,8 @@ def disagg_case(entry: Entry) -> DisaggCase | str:
     if weight is None:
         return f"weight dtype {row.weight_dtype} is not priced"
     isl, osl = _lengths(entry)
-    spec = PoolsSpec(prefill_instances=d.prefill_instances, prefill_tp=d.prefill_tp,  # type: ignore[arg-type]
-                     decode_instances=d.decode_instances, decode_tp=d.decode_tp)  # type: ignore[arg-type]
+    spec = PoolsSpec(prefill_instances=d.prefill_instances, prefill_tp=d.prefill_tp,
+                     decode_instances=d.decode_instances, decode_tp=d.decode_tp)
     return DisaggCase(entry, model, topology, spec, round(row.concurrency), max(1, round(isl)), max(1, round(osl)),
                       weight, row.tpot_ms or row.itl_ms, row.ttft_ms, row.output_tokens_per_s)
 
