@@ -109,7 +109,7 @@ def kv_handoff_bytes(profile: ModelProfile, isl: int, kv_dtype: str) -> float:
     return sum(min(isl, n.sliding_window or isl) * n.kv_bytes_per_token(kv_dtype) for n in profile.layers)
 
 
-def _pair_handoff(profile: ModelProfile, topo: Topology, src: list[int], dst: list[int], per_gpu_bytes: float,
+def _pair_handoff(topo: Topology, src: list[int], dst: list[int], *, per_gpu_bytes: float,
                   c: Constants) -> tuple[float, dict[str, float]]:
     """One request's hand-off from prefill GPUs `src` to decode GPUs `dst`: the slowest sender sets the time."""
     sent: dict[int, tuple[int, float]] = {}
@@ -131,7 +131,7 @@ def kv_handoff(profile: ModelProfile, topo: Topology, pools: Pools, workload: Wo
     _, per_gpu = stage_memory(profile, layout, 0, profile.n_layers, True, True, workload.weight_dtype,
                               workload.kv_dtype, workload.isl)
     pairs = [(s, d) for s in pools.prefill.gpu_ids for d in dec.gpu_ids]
-    times, classes = zip(*(_pair_handoff(profile, topo, s, d, per_gpu, c) for s, d in pairs))
+    times, classes = zip(*(_pair_handoff(topo, s, d, per_gpu_bytes=per_gpu, c=c) for s, d in pairs))
     mean_classes = {k: sum(x[k] for x in classes) / len(pairs) for k in LINK_CLASSES}
     return sum(times) / len(pairs), mean_classes
 
@@ -173,7 +173,7 @@ def prefill_service(profile: ModelProfile, topo: Topology, pools: Pools, workloa
                           full)
 
 
-def decode_step(profile: ModelProfile, topo: Topology, pools: Pools, workload: Workload, sequences: float,
+def decode_step(profile: ModelProfile, topo: Topology, pools: Pools, *, workload: Workload, sequences: float,
                 c: Constants = DEFAULT) -> Prediction:
     """The decode pool decoding `sequences` at once over its instances, nothing else in its steps."""
     w = workload.model_copy(update={"mode": "static", "concurrency": max(1, round(sequences))})
@@ -285,10 +285,10 @@ def estimate_disagg(profile: ModelProfile, topo: Topology, pools: Pools, workloa
         check_pools(profile, topo, pools)
     svc = prefill_service(profile, topo, pools, workload, c)
     transfer_s, by_class = kv_handoff(profile, topo, pools, workload, c)
-    slots = decode_step(profile, topo, pools, workload, 1, c).max_concurrency
+    slots = decode_step(profile, topo, pools, workload=workload, sequences=1, c=c).max_concurrency
 
     def tpot_s(sequences: float) -> float:
-        return decode_step(profile, topo, pools, workload, sequences, c).tpot_ms / 1e3
+        return decode_step(profile, topo, pools, workload=workload, sequences=sequences, c=c).tpot_ms / 1e3
 
     p = _Pools(svc, pools.prefill.instances, transfer_s, pools.transfer_overlap, profile.n_layers,
                pools.prefill.instances * svc.batch / svc.step_s, slots, tpot_s)
@@ -296,7 +296,7 @@ def estimate_disagg(profile: ModelProfile, topo: Topology, pools: Pools, workloa
         load = _closed_load(workload, p, prompts)
     else:
         load = _static_load(workload, p) if workload.mode == "static" else _serving_load(workload, p)
-    dec = decode_step(profile, topo, pools, workload, load.decode_sequences, c)
+    dec = decode_step(profile, topo, pools, workload=workload, sequences=load.decode_sequences, c=c)
     ttft = {"request": c.request_overhead_s, "queue": load.queue_s, "prefill": load.prefill_s,
             "transfer": load.transfer_s, "first_decode": load.tpot_s}
     tokens_per_s = (workload.concurrency / load.tpot_s if workload.mode == "static"
