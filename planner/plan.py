@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, fi
 
 from pydantic.config import JsonDict
 
+from planner.disagg.plan import Pools
 from planner.errors import PartitionError
 from planner.model.dtypes import dtype_problem
 
@@ -23,8 +24,9 @@ if TYPE_CHECKING:
     from planner.model.layergraph import ModelProfile
 
 #: 2: stages carry dp and ep; predictions state their operating point. Version 1 plans still load.
-PLAN_VERSION = 2
-SUPPORTED_PLAN_VERSIONS = (1, 2)
+#: 3: an optional `pools` (prefill/decode disaggregation, planner.disagg.plan). Versions 1 and 2 still load.
+PLAN_VERSION = 3
+SUPPORTED_PLAN_VERSIONS = (1, 2, 3)
 #: Caps on workload sizes: far above any served model, low enough that every product stays exact.
 MAX_CONCURRENCY = 1_000_000
 MAX_TOKENS = 10_000_000
@@ -301,6 +303,8 @@ class Plan(BaseModel):
     prediction: Prediction
     solver: SolverInfo
     alternatives: list[Alternative] = Field(default_factory=list)
+    pools: Optional[Pools] = Field(None, description="disaggregated serving: the prefill and decode pools (then "
+                                   "`stages` and `prediction` are the decode pool's); None: aggregated")
 
     @model_validator(mode="before")
     @classmethod

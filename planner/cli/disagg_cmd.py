@@ -1,0 +1,48 @@
+"""`planner estimate-disagg`: price a disaggregated configuration you choose (prefill and decode pools)."""
+
+from __future__ import annotations
+
+
+import typer
+from pydantic import BaseModel
+
+from planner.cli.common import CalibrationOpt, JsonOpt, ModelOpt, TopologyOpt, cli_errors, console, load_inputs, print_json
+from planner.cli.options import derive
+from planner.disagg.cost import DisaggPrediction
+from planner.disagg.plan import Pools, PoolsSpec
+from planner.plan import Workload
+
+
+class DisaggReport(BaseModel):
+    """`planner estimate-disagg --json`: the pools and their prediction."""
+
+    model: str
+    topology: str
+    workload: Workload
+    pools: Pools
+    prediction: DisaggPrediction
+
+
+def register(app: typer.Typer) -> None:
+    app.command("estimate-disagg")(estimate_disagg_cmd)
+
+
+@cli_errors
+@derive(work=Workload, spec=PoolsSpec)
+def estimate_disagg_cmd(model: ModelOpt, topology: TopologyOpt, calibration: CalibrationOpt = None,
+                        json_out: JsonOpt = False, *, work: Workload, spec: PoolsSpec) -> None:
+    """Predict TTFT, TPOT, throughput and memory of a prefill pool and a decode pool at one load."""
+    from planner.disagg.cost import estimate_disagg
+    from planner.disagg.plan import make_pools
+    from planner.disagg.report import disagg_table
+
+    constants, topo, profile = load_inputs(model, topology, work, calibration=calibration)
+    pools = make_pools(spec, topo.n_gpus)
+    prediction = estimate_disagg(profile, topo, pools, work, constants)
+    report = DisaggReport(model=profile.name, topology=topo.name, workload=work, pools=pools, prediction=prediction)
+    if json_out:
+        print_json(report)
+        return
+    console.print(disagg_table(report.pools, prediction, f"{profile.name} on {topo.name}: {pools.ratio}"))
+
+

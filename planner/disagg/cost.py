@@ -1,0 +1,324 @@
+"""What a disaggregated plan costs: TTFT, TPOT, throughput with rate matching, and memory per pool.
+
+Each pool is priced alone by the aggregated cost model (planner.cost.estimate) in its `static` mode,
+which is exactly a pool's regime here: the decode pool's steps carry decode tokens only (no prefill
+chunks), and a prefill instance's step is a batch of whole prompts with no decode beside it.
+
+- **Prefill service.** An instance batches up to `b = max(1, B // isl)` prompts per step (B, the
+  engine's token budget); the step prefilling b prompts takes `T(b)` (static TTFT less the request
+  overhead). The pool admits `P x b / T(b)` requests/s. (A stand-in for the fidelity branch's
+  prefill model, which replaces `prefill_s` after the merge.)
+- **KV hand-off.** A request's KV, `sum over layers of kv_bytes_per_token x min(isl, window)`, moves
+  from its prefill instance to its decode instance: decode rank j receives its shard from prefill
+  rank j mod tp_p (planner.cost.transfer.transfer_pairs), each sender's bytes priced with
+  `collectives.p2p_time` on the real route (NVLink in a node, NICs across nodes, host staging where
+  there is no peer-to-peer). The figure is the mean over all (prefill, decode) instance pairs, as a
+  round-robin router spreads requests. Layer by layer (`transfer_overlap`) only the part beyond the
+  prefill, plus one layer's share, is exposed.
+- **TTFT** = request overhead + wait for a prefill slot + prefill + exposed transfer + first decode step.
+  The wait is M/D/1 per instance at the prefill pool's utilisation in `serving` mode; in `closed`
+  mode (c clients back to back) the mean-value relation `c = X x (TTFT + osl x TPOT)` holds, so when
+  the prefill pool (or the decode pool's KV slots) caps the throughput X, TTFT is what is left over;
+  `static` prefills one batch of c prompts, the mean prompt waiting for half of its instance's others.
+- **TPOT** is the decode pool's at its own load: the sequences decoding at once, `n_d = X x osl x TPOT`
+  (Little's law), spread over D instances.
+- **Throughput** is the lesser of what the prefill pool admits and what the decode pool generates.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from planner.cost.collectives import p2p_time
+from planner.cost.constants import DEFAULT, Constants
+from planner.cost.estimate import estimate
+from planner.cost.memory import stage_memory
+from planner.cost.shards import Layout
+from planner.cost.transfer import transfer_pairs
+from planner.disagg.plan import Pool, Pools
+from planner.hardware.topology import LINK_CLASSES, Topology
+from planner.model.layergraph import ModelProfile
+from planner.plan import Mode, Partition, Prediction, Stage, Workload, layout_problems
+
+#: Fixed-point rounds of the closed-loop and serving load (TPOT, TTFT and throughput settle well within it).
+ROUNDS = 12
+#: Utilisation above which a queue is reported as saturated (M/D/1 waits grow without bound at 1).
+RHO_MAX = 0.98
+
+LimitedBy = Literal["load", "prefill", "decode-memory"]
+
+
+class DisaggPrediction(BaseModel):
+    """Every figure of a disaggregated plan at one operating point."""
+
+    concurrency: int = Field(description="the load: clients (closed), sequences decoding (serving) or the batch")
+    mode: Mode
+    ttft_ms: float
+    ttft_breakdown_ms: dict[str, float] = Field(description="request, queue, prefill, transfer, first_decode")
+    tpot_ms: float = Field(description="the decode pool's step at its own load, no prefill chunks in it")
+    tokens_per_s: float = Field(description="output tokens/s of the whole deployment")
+    tokens_per_s_per_gpu: float
+    requests_per_s: float
+    decode_concurrency: float = Field(description="sequences decoding at once, all decode instances")
+    prefill_capacity_requests_per_s: float = Field(description="what the prefill pool admits at most")
+    decode_capacity_requests_per_s: float = Field(description="what the decode pool's KV slots sustain at most")
+    prefill_utilisation: float = Field(description="busy share of the prefill pool")
+    decode_utilisation: float = Field(description="share of the decode pool's KV slots in use")
+    limited_by: LimitedBy = Field(description="what caps the throughput: the offered load, or a pool")
+    prefill_batch: int = Field(description="prompts one prefill step carries (token budget / isl)")
+    prefill_step_ms: float
+    kv_bytes_per_request: float = Field(description="KV cache one request hands from prefill to decode")
+    kv_transfer_ms: float = Field(description="mean time of one request's KV hand-off (before any overlap)")
+    kv_transfer_bytes_by_class: dict[str, float] = Field(description="per request, bytes over each link class")
+    decode_max_concurrency: int
+    prefill_memory_per_gpu_bytes: dict[int, float]
+    decode_memory_per_gpu_bytes: dict[int, float]
+    memory_capacity_bytes: dict[int, float]
+    fits: bool
+    problem: str | None = Field(None, description="why this load cannot be served in steady state (None: it can)")
+
+
+def pool_partition(profile: ModelProfile, pool: Pool, instances: int | None = None) -> Partition:
+    """One partition for the pool's first `instances` instances (all by default): replicas of one stage."""
+    n = pool.instances if instances is None else instances
+    stages = [Stage(layer_start=0, layer_end=profile.n_layers, gpu_ids=pool.gpu_ids[0], tp=pool.tp, dp=pool.dp,
+                    ep=pool.ep)]
+    reps = [[ids] for ids in pool.gpu_ids[:n]] if n > 1 else []
+    return Partition(stages=stages, replicas=n, replica_gpu_ids=reps)
+
+
+def check_pools(profile: ModelProfile, topo: Topology, pools: Pools) -> None:
+    """Raise PartitionError when a pool's layout cannot run the model or names a GPU the machine lacks."""
+    from planner.errors import PartitionError
+
+    for pool in (pools.prefill, pools.decode):
+        stage = pool_partition(profile, pool, 1).stages[0]
+        if problems := layout_problems(profile, stage):
+            raise PartitionError(f"{pool.role} pool: {'; '.join(problems)}")
+        for ids in pool.gpu_ids:
+            for g in ids:
+                topo.gpu(g)
+
+
+def kv_handoff_bytes(profile: ModelProfile, isl: int, kv_dtype: str) -> float:
+    """One request's KV cache after its prompt: every layer's KV bytes per token x the tokens it keeps."""
+    return sum(min(isl, n.sliding_window or isl) * n.kv_bytes_per_token(kv_dtype) for n in profile.layers)
+
+
+def _pair_handoff(topo: Topology, src: list[int], dst: list[int], *, per_gpu_bytes: float,
+                  c: Constants) -> tuple[float, dict[str, float]]:
+    """One request's hand-off from prefill GPUs `src` to decode GPUs `dst`: the slowest sender sets the time."""
+    sent: dict[int, tuple[int, float]] = {}
+    by_class = {k: 0.0 for k in LINK_CLASSES}
+    for a, b in transfer_pairs(src, dst):
+        first, total = sent.get(a, (b, 0.0))
+        sent[a] = (first, total + per_gpu_bytes)
+        if a != b:
+            by_class[topo.link_class(a, b)] += per_gpu_bytes
+    time_s = max(p2p_time(topo, a, b, int(total), constants=c) for a, (b, total) in sent.items())
+    return time_s, by_class
+
+
+def kv_handoff(profile: ModelProfile, topo: Topology, pools: Pools, workload: Workload,
+               c: Constants = DEFAULT) -> tuple[float, dict[str, float]]:
+    """(mean hand-off time s over all instance pairs, mean bytes by link class) of one request's KV."""
+    dec = pools.decode
+    layout = Layout(dec.tp, dec.dp, dec.ep)
+    _, per_gpu = stage_memory(profile, layout, 0, profile.n_layers, True, True, workload.weight_dtype,
+                              workload.kv_dtype, workload.isl)
+    pairs = [(s, d) for s in pools.prefill.gpu_ids for d in dec.gpu_ids]
+    times, classes = zip(*(_pair_handoff(topo, s, d, per_gpu_bytes=per_gpu, c=c) for s, d in pairs))
+    mean_classes = {k: sum(x[k] for x in classes) / len(pairs) for k in LINK_CLASSES}
+    return sum(times) / len(pairs), mean_classes
+
+
+def exposed_transfer_s(transfer_s: float, prefill_s: float, n_layers: int, overlap: bool) -> float:
+    """What of the hand-off the request waits for: all of it after the prefill, or, layer by layer, the last
+    layer's share plus whatever outlasts the prefill."""
+    if not overlap:
+        return transfer_s
+    return transfer_s / n_layers + max(0.0, transfer_s - prefill_s)
+
+
+@dataclass(frozen=True)
+class PrefillService:
+    batch: int  # prompts per step
+    step_s: float  # one step prefilling `batch` prompts
+    single_s: float  # one step prefilling one prompt
+    prediction: Prediction  # the instance at `batch` prompts (its memory)
+
+    def time_s(self, rho: float) -> float:
+        """A prompt's prefill step at utilisation rho: batches fill up as the pool gets busy."""
+        if self.batch == 1:
+            return self.single_s
+        return self.single_s + min(1.0, rho) * (self.step_s - self.single_s)
+
+
+def prefill_service(profile: ModelProfile, topo: Topology, pools: Pools, workload: Workload,
+                    c: Constants = DEFAULT) -> PrefillService:
+    """How fast one prefill instance turns prompts into KV (the stand-in prefill model, module docstring)."""
+    batch = max(1, c.max_num_batched_tokens // workload.isl)
+    part = pool_partition(profile, pools.prefill, 1)
+
+    def run(n: int) -> Prediction:
+        w = workload.model_copy(update={"mode": "static", "concurrency": n, "osl": 1})
+        return estimate(profile, topo, part, w, c, check=False)
+
+    one, full = run(1), run(batch)
+    return PrefillService(batch, full.ttft_ms / 1e3 - c.request_overhead_s, one.ttft_ms / 1e3 - c.request_overhead_s,
+                          full)
+
+
+def decode_step(profile: ModelProfile, topo: Topology, pools: Pools, *, workload: Workload, sequences: float,
+                c: Constants = DEFAULT) -> Prediction:
+    """The decode pool decoding `sequences` at once over its instances, nothing else in its steps."""
+    w = workload.model_copy(update={"mode": "static", "concurrency": max(1, round(sequences))})
+    return estimate(profile, topo, pool_partition(profile, pools.decode), w, c, check=False)
+
+
+def md1_wait_s(rho: float, service_s: float) -> float:
+    """Mean wait in an M/D/1 queue at utilisation rho with service time `service_s` (Pollaczek-Khinchine)."""
+    rho = min(rho, RHO_MAX)
+    return rho / (2 * (1 - rho)) * service_s
+
+
+@dataclass
+class _Load:
+    """The operating point the load settles at: requests/s, the TTFT parts, TPOT and the decode batch."""
+
+    requests_per_s: float
+    queue_s: float
+    prefill_s: float
+    transfer_s: float
+    tpot_s: float
+    decode_sequences: float
+    limited_by: LimitedBy = "load"
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class _Pools:
+    """What the load solver needs of the pools: prefill service, hand-off, capacities and the decode pool's TPOT."""
+
+    svc: PrefillService
+    instances: int
+    transfer_s: float
+    overlap: bool
+    n_layers: int
+    capacity_per_s: float  # requests/s the prefill pool admits
+    slots: int  # sequences the decode pool's KV holds
+    tpot_s: object  # callable: sequences -> decode step s
+
+    def parts(self, rho: float) -> tuple[float, float]:
+        prefill = self.svc.time_s(rho)
+        return prefill, exposed_transfer_s(self.transfer_s, prefill, self.n_layers, self.overlap)
+
+
+def _static_load(w: Workload, p: _Pools) -> _Load:
+    """One batch of c prompts: spread over the prefill instances, batched b at a time, then decoded together."""
+    per_instance = math.ceil(w.concurrency / p.instances)
+    batches = math.ceil(per_instance / p.svc.batch)
+    prefill, transfer = p.parts(min(1.0, per_instance / p.svc.batch))
+    tpot = p.tpot_s(w.concurrency)  # type: ignore[operator]
+    queue = (batches - 1) / 2 * p.svc.step_s
+    x = w.concurrency / (queue + prefill + transfer + w.osl * tpot)
+    problem = None if w.concurrency <= p.slots else _slots_problem(w.concurrency, p.slots)
+    return _Load(x, queue, prefill, transfer, tpot, w.concurrency, problem=problem)
+
+
+def _slots_problem(sequences: float, slots: int) -> str:
+    return f"{sequences:,.0f} sequences decoding need more KV than the decode pool holds ({slots:,} sequences)"
+
+
+def _serving_load(w: Workload, p: _Pools) -> _Load:
+    """Steady state with `concurrency` sequences decoding: newcomers arrive as fast as sequences finish."""
+    tpot = p.tpot_s(w.concurrency)  # type: ignore[operator]
+    x = w.concurrency / (w.osl * tpot)
+    rho = x / p.capacity_per_s
+    prefill, transfer = p.parts(rho)
+    load = _Load(x, md1_wait_s(rho, prefill), prefill, transfer, tpot, w.concurrency)
+    if rho >= 1:
+        load.limited_by, load.problem = "prefill", (f"the decode pool finishes {x:,.1f} requests/s but the prefill "
+                                                    f"pool admits {p.capacity_per_s:,.1f}: prompts queue without bound")
+    elif w.concurrency > p.slots:
+        load.limited_by, load.problem = "decode-memory", _slots_problem(w.concurrency, p.slots)
+    return load
+
+
+def _closed_load(w: Workload, p: _Pools, prompts: int | None = None) -> _Load:
+    """c clients back to back: the fixed point of c = X (TTFT + osl TPOT), X capped by both pools. With
+    `prompts` (the benchmark's request count) the first c requests arrive together: that share of requests
+    waits, on average, for half of its instance's wave of c / P prompts."""
+    c, n_d, rho = w.concurrency, min(w.concurrency, p.slots) / 2, 0.5
+    load = _Load(0.0, 0.0, 0.0, 0.0, 0.0, n_d)
+    if p.slots < 1:
+        return _Load(0.0, 0.0, 0.0, 0.0, p.tpot_s(1), 0.0, "decode-memory",  # type: ignore[operator]
+                     "the decode pool holds no sequence's KV beside its weights")
+    queue_cap = math.ceil(c / p.instances / p.svc.batch) * p.svc.step_s  # every other client ahead of it
+    wave_share = min(1.0, c / prompts) if prompts else 0.0
+    for _ in range(ROUNDS):
+        tpot = p.tpot_s(max(1.0, n_d))  # type: ignore[operator]
+        prefill, transfer = p.parts(rho)
+        queue = min(queue_cap, md1_wait_s(rho, prefill)) + wave_share * (queue_cap - p.svc.step_s) / 2
+        first = queue + prefill + transfer + tpot  # TTFT less the request overhead
+        x, limit = c / (first + (w.osl - 1) * tpot), "load"
+        if x > p.capacity_per_s:
+            x, limit = p.capacity_per_s, "prefill"
+        if x > p.slots / (w.osl * tpot):
+            x, limit = p.slots / (w.osl * tpot), "decode-memory"
+        queue = max(queue, c / x - w.osl * tpot - prefill - transfer)
+        rho = min(1.0, x / p.capacity_per_s)
+        n_d = 0.5 * (n_d + min(p.slots, x * w.osl * tpot))
+        load = _Load(x, queue, prefill, transfer, tpot, n_d, limit)  # type: ignore[arg-type]
+    return load
+
+
+def estimate_disagg(profile: ModelProfile, topo: Topology, pools: Pools, workload: Workload,
+                    c: Constants = DEFAULT, *, check: bool = True, prompts: int | None = None) -> DisaggPrediction:
+    """Predict TTFT, TPOT, throughput, each pool's utilisation and memory of `pools` at `workload`'s load
+    (`prompts`: a closed-loop benchmark's request count, whose first wave arrives at once)."""
+    if check:
+        check_pools(profile, topo, pools)
+    svc = prefill_service(profile, topo, pools, workload, c)
+    transfer_s, by_class = kv_handoff(profile, topo, pools, workload, c)
+    slots = decode_step(profile, topo, pools, workload=workload, sequences=1, c=c).max_concurrency
+
+    def tpot_s(sequences: float) -> float:
+        return decode_step(profile, topo, pools, workload=workload, sequences=sequences, c=c).tpot_ms / 1e3
+
+    p = _Pools(svc, pools.prefill.instances, transfer_s, pools.transfer_overlap, profile.n_layers,
+               pools.prefill.instances * svc.batch / svc.step_s, slots, tpot_s)
+    if workload.mode == "closed":
+        load = _closed_load(workload, p, prompts)
+    else:
+        load = _static_load(workload, p) if workload.mode == "static" else _serving_load(workload, p)
+    dec = decode_step(profile, topo, pools, workload=workload, sequences=load.decode_sequences, c=c)
+    ttft = {"request": c.request_overhead_s, "queue": load.queue_s, "prefill": load.prefill_s,
+            "transfer": load.transfer_s, "first_decode": load.tpot_s}
+    tokens_per_s = (workload.concurrency / load.tpot_s if workload.mode == "static"
+                    else load.requests_per_s * workload.osl)
+    pre_mem = svc.prediction.memory_per_gpu_bytes
+    capacity = {**svc.prediction.memory_capacity_bytes, **dec.memory_capacity_bytes}
+    prefill_memory = {g: pre_mem[pools.prefill.gpu_ids[0][k]] for ids in pools.prefill.gpu_ids
+                      for k, g in enumerate(ids)}
+    capacity.update({g: capacity[pools.prefill.gpu_ids[0][k]] for ids in pools.prefill.gpu_ids
+                     for k, g in enumerate(ids)})
+    return DisaggPrediction(
+        concurrency=workload.concurrency, mode=workload.mode, ttft_ms=sum(ttft.values()) * 1e3,
+        ttft_breakdown_ms={k: v * 1e3 for k, v in ttft.items()}, tpot_ms=load.tpot_s * 1e3,
+        tokens_per_s=tokens_per_s, tokens_per_s_per_gpu=tokens_per_s / pools.n_gpus,
+        requests_per_s=tokens_per_s / workload.osl, decode_concurrency=load.decode_sequences,
+        prefill_capacity_requests_per_s=p.capacity_per_s,
+        decode_capacity_requests_per_s=slots / (workload.osl * load.tpot_s),
+        prefill_utilisation=min(1.0, load.requests_per_s / p.capacity_per_s),
+        decode_utilisation=min(1.0, load.decode_sequences / max(1, slots)), limited_by=load.limited_by,
+        prefill_batch=svc.batch, prefill_step_ms=svc.step_s * 1e3,
+        kv_bytes_per_request=kv_handoff_bytes(profile, workload.isl, workload.kv_dtype),
+        kv_transfer_ms=transfer_s * 1e3,
+        kv_transfer_bytes_by_class=by_class, decode_max_concurrency=slots, prefill_memory_per_gpu_bytes=prefill_memory,
+        decode_memory_per_gpu_bytes=dec.memory_per_gpu_bytes, memory_capacity_bytes=capacity,
+        fits=svc.prediction.fits and dec.fits, problem=load.problem)

