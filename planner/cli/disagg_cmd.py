@@ -36,7 +36,7 @@ def estimate_disagg_cmd(model: ModelOpt, topology: TopologyOpt, calibration: Cal
     from planner.disagg.plan import make_pools
     from planner.disagg.report import disagg_table
 
-    constants, topo, profile = load_inputs(model, topology, work, calibration=calibration)
+    constants, topo, profile, work = load_inputs(model, topology, work, calibration=calibration)
     pools = make_pools(spec, topo.n_gpus)
     prediction = estimate_disagg(profile, topo, pools, work, constants)
     report = DisaggReport(model=profile.name, topology=topo.name, workload=work, pools=pools, prediction=prediction)

@@ -13,8 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from planner.cost.engines import resolve_constants
-from planner.cost.serving import OperatingPoint
+    from planner.cost.serving import OperatingPoint
     from planner.plan import Plan
 
 #: The default bound on the prefill queue's utilisation (SolveOptions.max_prefill_utilisation).
