@@ -175,3 +175,123 @@ def test_scale_is_bounded(cli, tmp_path):
     assert code == 0, err
     data = json.loads(out)
     assert len(data["gpus"]) == 4096 and data["bandwidth_matrix_bytes_per_s"] is None and data["pair_classes"]
+
+
+# --- Issue 27: extreme values, empty sections, unbounded work ----------------------------------------------------
+
+def _cal(tmp_path: Path, text: str) -> str:
+    f = tmp_path / "cal.yaml"
+    f.write_text(text)
+    return str(f)
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("hbm_efficiency: 1.0e-300\n", "hbm_efficiency: Input should be greater than or equal to 0.01"),
+    ("kv_hbm_efficiency: 1e-300\n", "kv_hbm_efficiency"),  # YAML reads 1e-300 as text; still a number, still refused
+    ("flops_efficiency: 5.0e-324\n", "flops_efficiency"),  # the smallest subnormal
+    ("host_stream_efficiency: 1.0e+300\n", "host_stream_efficiency"),
+    ("fabrics:\n  nvlink4: {ll: 1.0e-300}\n", "fabrics.nvlink4.ll"),
+    ("fabrics:\n  pcie: {ll128: 1.0e-300}\n", "fabrics.pcie.ll128"),
+    ("nvls_efficiency: true\n", "nvls_efficiency: expected a number, got the boolean true"),
+    ("max_num_batched_tokens: false\n", "max_num_batched_tokens: expected a number"),
+    ("fabrics:\n  nvlink9: {ll: 0.5}\n", "fabrics.nvlink9: not a fabric; the fabrics are nvlink4"),
+    ("one_shot_max_bytes: " + "9" * 5000 + "\n", "cal.yaml: a number with thousands of digits"),
+])
+def test_calibration_physical_ranges_and_strict_types(cli, tmp_path, text, needle):
+    cal = _cal(tmp_path, text)
+    for cmd in (["estimate", "--tp", "2"], ["solve", "--time-limit", "2"]):
+        _expect(cli, [cmd[0], "--model", "llama-8b", "--topology", "8xh100", *cmd[1:], "--calibration", cal], needle)
+
+
+@pytest.mark.parametrize("what_if,needle", [
+    ("hbm=1e-300x", "the factor must be at least 1/64"),
+    ("flops=5e-324x", "the factor must be at least 1/64"),
+    ("nvlink=1e-300x", "at least 1/64"),
+    ("host=65x", "at most 64x"),
+    ("hbm=2x,hbm=60x", "hbm is given twice"),
+])
+def test_what_if_factors_have_a_physical_range(cli, what_if, needle):
+    _expect(cli, ["solve", "--model", "llama-8b", "--topology", "8xh100", "--what-if", what_if], needle)
+
+
+def test_solver_coefficients_out_of_int64_are_one_line(cli, tmp_path):
+    """Every input within its range, together past what CP-SAT's integers hold: one line, never a crash."""
+    cal = _cal(tmp_path, "hbm_efficiency: 0.01\nkv_hbm_efficiency: 0.01\nflops_efficiency: 0.01\n")
+    _expect(cli, ["solve", "--model", "llama-70b", "--topology", "2x8xh100-ib", "--calibration", cal, "--what-if",
+                  "hbm=0.015625x,flops=0.015625x", "--isl", "100000", "--osl", "20000", "--time-limit", "2"],
+            "beyond what the solver can represent")
+    from planner.errors import InputError
+    from planner.solve.coefficients import ns
+
+    for bad in (float("inf"), float("nan"), 1e300):
+        with pytest.raises(InputError):
+            ns(bad)
+
+
+@pytest.mark.parametrize("text", ["fabrics: {}\n", "fabrics:\n"])
+def test_empty_fabrics_mean_the_defaults(cli, tmp_path, text):
+    base = ["estimate", "--model", "llama-8b", "--topology", "8xh100", "--tp", "2", "--json"]
+    code, out, err = cli(*base, "--calibration", _cal(tmp_path, text))
+    assert code == 0, err
+    assert json.loads(out) == json.loads(cli(*base)[1])
+    code, _, err = cli("solve", "--model", "llama-8b", "--topology", "8xh100", "--time-limit", "2", "--calibration",
+                       _cal(tmp_path, text))
+    assert code == 0 and "Traceback" not in err
+
+
+def test_a_partial_fabrics_table_overrides_only_what_it_names(cli, tmp_path):
+    from planner.cost.constants import DEFAULT, load_constants
+
+    c = load_constants(_cal(tmp_path, "fabrics:\n  nvlink4: {ll: 0.4}\n"))
+    assert c.fabrics["nvlink4"].ll == 0.4 and c.fabrics["nvlink4"].simple == DEFAULT.fabrics["nvlink4"].simple
+    assert {k: v for k, v in c.fabrics.items() if k != "nvlink4"} == \
+        {k: v for k, v in DEFAULT.fabrics.items() if k != "nvlink4"}
+    # restating NVLink's fabric as it is leaves a PCIe machine's estimate as it was
+    same = _cal(tmp_path, "fabrics:\n  nvlink4: " + json.dumps(DEFAULT.fabrics["nvlink4"].model_dump()) + "\n")
+    base = ["estimate", "--model", "llama-8b", "--topology", "8xh100-pcie", "--tp", "2", "--json"]
+    assert json.loads(cli(*base, "--calibration", same)[1]) == json.loads(cli(*base)[1])
+
+
+def test_huge_integers_in_a_model_config(cli, tmp_path):
+    cfg = json.loads((REPO / "models" / "Llama-3.1-8B.json").read_text())
+    f = tmp_path / "config.json"
+    f.write_text(json.dumps(cfg).replace('"num_hidden_layers": 32', '"num_hidden_layers": ' + "9" * 5000))
+    _expect(cli, ["models", "show", str(f)], "config.json: a number with thousands of digits")
+
+
+def test_model_name_longer_than_a_file_name(cli):
+    _expect(cli, ["estimate", "--model", "a" * 300, "--topology", "8xh100", "--tp", "2"], "not a usable path")
+    _expect(cli, ["models", "show", "a" * 300 + "/" + "b" * 300], "not a usable path")
+
+
+@pytest.mark.parametrize("args", [
+    ["frontier", "--model", "llama-8b", "--topology", "4xl40s", "--time-limit", "2", "--plot", "/sys/x.svg"],
+    ["remedies", "--model", "llama-8b", "--topology", "4xl40s", "-c", "1", "--plot", "/sys/x.png"],
+    ["compare", "--model", "llama-8b", "-t", "8xh100", "-t", "4xl40s", "--plot", "/sys/x.pdf"],
+    ["solve", "--model", "llama-8b", "--topology", "8xh100", "--time-limit", "2", "-o", "/sys/x.json"],
+    ["solve", "--model", "llama-8b", "--topology", "8xh100", "--time-limit", "2", "--emit", "vllm", "-o", "/sys/e"],
+    ["topology", "detect", "--from", str(REPO / "tests" / "fixtures" / "topo" / "4xl40s.txt"), "--gpus-csv",
+     str(REPO / "tests" / "fixtures" / "topo" / "4xl40s-gpus.csv"), "-o", "/sys/t.yaml"],
+])
+def test_unwritable_outputs_are_one_line(cli, args):
+    _expect(cli, args, "/sys/")
+
+
+def test_streamed_layers_past_the_host_tier_say_so(cli, tmp_path):
+    f = tmp_path / "t.yaml"
+    f.write_text((REPO / "topologies" / "4xl40s.yaml").read_text().replace("capacity: 1TB", "capacity: 10MB"))
+    _expect(cli, ["estimate", "--model", "llama-8b", "--topology", str(f), "--tp", "1", "--offload-layers", "0,1"],
+            "the streamed layers do not fit in host memory", code=2)
+
+
+def test_int_lists_refuse_empty_entries(cli):
+    _expect(cli, ["remedies", "--model", "llama-8b", "--topology", "4xl40s", "-c", "1,,32"], "an empty entry in '1,,32'")
+    _expect(cli, ["estimate", "--model", "llama-8b", "--topology", "8xh100", "--tp", "2", "--gpu-ids", "0,,1"],
+            "an empty entry")
+
+
+def test_json_output_has_no_nan(capsys):
+    from planner.cli.common import print_json
+
+    print_json({"a": float("nan"), "b": [float("inf"), 1.5], "c": {"d": -float("inf")}})
+    assert json.loads(capsys.readouterr().out) == {"a": None, "b": [None, 1.5], "c": {"d": None}}

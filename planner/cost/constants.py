@@ -12,12 +12,28 @@ import hashlib
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from planner.errors import ConfigError, config_error
 from planner.files import load_yaml
 
 _POSITIVE_S = dict(ge=0, le=1.0)  # a fixed time: 0 to 1 s
+#: An efficiency or bandwidth fraction: 1% to 100%. Below 1% is a typo or a unit slip, and it would scale the
+#: solver's integer nanoseconds past int64 (1e-300 did).
+_FRACTION = dict(ge=0.01, le=1)
+
+
+def _not_bool(value: Any) -> Any:
+    """YAML's `true` is not 1.0: a boolean where a number belongs is refused (numbers and numeric text pass)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+    return value
+
+
+Real = Annotated[float, BeforeValidator(_not_bool)]
+Whole = Annotated[int, BeforeValidator(_not_bool)]
 
 
 class FabricProfile(BaseModel):
@@ -25,11 +41,18 @@ class FabricProfile(BaseModel):
     the latency each ring step adds beyond the links' own."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    ll: float = Field(gt=0, le=1, description="LL protocol (small messages): bandwidth fraction")
-    ll128: float = Field(0.0, ge=0, le=1, description="LL128 (NVLink): bandwidth fraction; 0 where NCCL does not use it")
-    simple: float = Field(gt=0, le=1, description="Simple protocol (large messages): bandwidth fraction")
-    ll_step_s: float = Field(ge=0, le=1e-3, description="LL and LL128: latency per ring step")
-    simple_step_s: float = Field(ge=0, le=1e-3, description="Simple: latency per ring step")
+    ll: Real = Field(**_FRACTION, description="LL protocol (small messages): bandwidth fraction")
+    ll128: Real = Field(0.0, ge=0, le=1, description="LL128 (NVLink): bandwidth fraction; 0 where NCCL does not use it")
+    simple: Real = Field(**_FRACTION, description="Simple protocol (large messages): bandwidth fraction")
+    ll_step_s: Real = Field(ge=0, le=1e-3, description="LL and LL128: latency per ring step")
+    simple_step_s: Real = Field(ge=0, le=1e-3, description="Simple: latency per ring step")
+
+    @field_validator("ll128")
+    @classmethod
+    def _ll128_off_or_physical(cls, v: float) -> float:
+        if 0 < v < _FRACTION["ge"]:
+            raise ValueError(f"is 0 (LL128 not used) or a fraction from {_FRACTION['ge']} to 1, got {v!r}")
+        return v
 
 
 FABRICS = ("nvlink4", "nvlink3", "xgmi", "pcie", "staged", "network")
@@ -54,81 +77,81 @@ class Constants(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # --- Collectives (planner.cost.collectives) ---------------------------------------------------
-    nccl_launch_s: float = Field(
+    nccl_launch_s: Real = Field(
         6.2e-6, **_POSITIVE_S,
         description="Fixed cost of one collective as nccl-tests times it (kernel launch and synchronisation "
         "of back-to-back iterations). Fitted to the nccl-tests tables in tests/data/collectives.yaml.")
-    torch_call_s: float = Field(
+    torch_call_s: Real = Field(
         12.5e-6, **_POSITIVE_S,
         description="Host overhead of one torch.distributed collective call timed on its own (the 'torch' "
         "context). Fitted: 8xH200 all-reduce at 32 KiB takes 39.8 us through torch.")
-    engine_launch_s: float = Field(
+    engine_launch_s: Real = Field(
         7.5e-6, **_POSITIVE_S,
         description="Fixed cost of one collective inside an inference engine running under CUDA graphs. "
         "Fitted: vLLM custom all-reduce of 32 KB on H100 takes 8.7/9.2/11.8 us at TP 2/4/8 "
         "(sgl-project/sglang PR #2904).")
-    simple_extra_s: float = Field(
+    simple_extra_s: Real = Field(
         9.8e-6, **_POSITIVE_S,
         description="Extra fixed latency of NCCL's Simple protocol (bigger chunks, more synchronisation).")
-    ll128_extra_s: float = Field(
+    ll128_extra_s: Real = Field(
         28.5e-6, **_POSITIVE_S, description="Extra fixed latency of NCCL's LL128 protocol over LL.")
-    one_shot_peer_bytes_per_s: float = Field(
+    one_shot_peer_bytes_per_s: Real = Field(
         50e9, ge=1e6, le=1e14,
         description="Per-peer read bandwidth of a one-shot custom all-reduce (each rank reads every "
         "peer's buffer). Fitted to the 8.7/9.2/11.8 us custom all-reduce figures.")
-    one_shot_max_bytes: int = Field(
+    one_shot_max_bytes: Whole = Field(
         8 * 2**20, ge=0, le=2**34,
         description="Largest message engines send through their custom all-reduce (vLLM: 8 MiB).")
     fabrics: dict[str, FabricProfile] = Field(
         default_factory=_fabrics,
         description=f"Protocol profiles by the fabric a ring's worst route crosses: {', '.join(FABRICS)}.")
-    nvls_efficiency: float = Field(
-        0.60, gt=0, le=1,
+    nvls_efficiency: Real = Field(
+        0.60, **_FRACTION,
         description="NVLink SHARP all-reduce: algorithm bandwidth as a fraction of the per-GPU NVLink "
         "bandwidth. 8xH200 busbw 482 GB/s at 16 GiB = algbw 275 GB/s of 450.")
-    nvls_extra_s: float = Field(
+    nvls_extra_s: Real = Field(
         87e-6, **_POSITIVE_S, description="Fixed latency of an NVLS all-reduce beyond the launch.")
 
     # --- Decode and prefill steps (planner.cost.step) ----------------------------------------------
-    hbm_efficiency: float = Field(
-        0.85, gt=0, le=1,
+    hbm_efficiency: Real = Field(
+        0.85, **_FRACTION,
         description="Sustained fraction of datasheet HBM bandwidth a decode GEMV reaches. H100 SXM: "
         "~2,900 of 3,350 GB/s (87%); A100 at 330 W: ~1,700 of 2,039 GB/s (83%).")
-    kv_hbm_efficiency: float = Field(
-        0.46, gt=0, le=1,
+    kv_hbm_efficiency: Real = Field(
+        0.46, **_FRACTION,
         description="Sustained fraction of datasheet HBM bandwidth decode attention reaches reading the paged KV "
         "cache (scattered blocks, one query per head group): below the weights' GEMV streams at long contexts. "
         "Fitted by benchmarks/fit_serving.py to NVIDIA NIM's at-load measurements (tests/data/serving_nim.yaml).")
-    flops_efficiency: float = Field(
-        0.6, gt=0, le=1,
+    flops_efficiency: Real = Field(
+        0.6, **_FRACTION,
         description="Fraction of dense peak FLOP/s large prefill GEMMs reach (typical MFU of vLLM/SGLang "
         "prefill on H100; gpt-fast reports similar).")
-    kernel_overhead_s_per_layer: float = Field(
+    kernel_overhead_s_per_layer: Real = Field(
         50e-6, **_POSITIVE_S,
         description="Fixed time per decoder layer per decode step: ~10 kernels (norms, QKV, RoPE, "
         "attention, O, MLP) at ~5 us of launch/tail each under CUDA graphs. Fitted: gpt-fast Llama-3.1-8B "
         "on 1xA100 at 10.65 ms vs 8.8 ms of weight reads at 1.7 TB/s.")
 
     # --- Serving at load (planner.cost.serving) ----------------------------------------------------
-    step_overhead_s: float = Field(
+    step_overhead_s: Real = Field(
         0.64e-3, **_POSITIVE_S,
         description="Fixed time of one engine step outside the GPU kernels (scheduling, launching the step's "
         "graph): paid once per step, on every load. Fitted by benchmarks/fit_serving.py to NIM's measurements.")
-    sequence_overhead_s: float = Field(
+    sequence_overhead_s: Real = Field(
         24.7e-6, **_POSITIVE_S,
         description="Time of one engine step per sequence that gets a token (sampling, logits processing, "
         "detokenising and streaming): paid on the host in every step, so it grows with the batch. Fitted by "
         "benchmarks/fit_serving.py to NIM's measurements.")
-    request_overhead_s: float = Field(
+    request_overhead_s: Real = Field(
         7.0e-3, **_POSITIVE_S,
         description="Fixed part of a request's time to first token outside the model (HTTP, tokenising, "
         "admission): paid once per request. Fitted by benchmarks/fit_serving.py to NIM's measurements.")
-    max_num_batched_tokens: int = Field(
+    max_num_batched_tokens: Whole = Field(
         8192, ge=64, le=2**20,
         description="Tokens one engine step may carry, decode and prefill chunks together (vLLM's "
         "default for an OpenAI server on a >= 70 GiB GPU; SGLang's chunked prefill size is 8192 too).")
 
-    moe_imbalance: float = Field(
+    moe_imbalance: Real = Field(
         1.07, ge=1.0, le=8.0,
         description="Tokens the busiest GPU of an expert-parallel group receives, over the mean (1.0: uniform "
         "routing). Multiplies the expert compute and the dispatch bytes of the busiest GPU. Measured: median "
@@ -136,19 +159,19 @@ class Constants(BaseModel):
         "set 1.01 in a calibration profile where EPLB runs.")
 
     # --- Memory tiers (planner.cost.offload) ---------------------------------------------------------
-    host_stream_efficiency: float = Field(
-        0.58, gt=0, le=1,
+    host_stream_efficiency: Real = Field(
+        0.58, **_FRACTION,
         description="Sustained fraction of a PCIe path's bandwidth an engine's weight streaming from host memory "
         "reaches. Fitted by benchmarks/fit_offload.py to DeepSpeed ZeRO-Inference streaming OPT-30B on a T4 "
         "(0.60 tokens/s, FlexGen's table); OPT-6.7B held out at +15%. A bare pinned copy reaches 0.77 "
         "(CUDA bandwidthTest, P100 on PCIe 3.0 x16: 12,150.7 MB/s; mpicbg-scicomp/gearshifft PR #82).")
 
     # --- Memory (planner.cost.memory) --------------------------------------------------------------
-    runtime_reserve_bytes: int = Field(
+    runtime_reserve_bytes: Whole = Field(
         int(2.5e9), ge=0, le=2**40,
         description="Per-GPU memory outside weights and KV: CUDA context (~500 MB), NCCL buffers (hundreds "
         "of MB), cuBLAS workspace and CUDA graphs.")
-    activation_bytes_per_token: float = Field(
+    activation_bytes_per_token: Real = Field(
         0.0, ge=0, le=1e9,
         description="Per-GPU activation workspace per batched token, on top of the reserve (0: the reserve covers it).")
 
@@ -181,7 +204,18 @@ def load_constants(path: str | Path | None = None) -> Constants:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a calibration profile is a mapping of constant names to values "
                           f"(for example 'hbm_efficiency: 0.8'), got {type(data).__name__}")
+    merged = {**DEFAULT.model_dump(), **data}
+    fabrics = data.get("fabrics")
+    if fabrics is None or fabrics == {}:  # `fabrics:` or `fabrics: {}`: the default table
+        merged["fabrics"] = DEFAULT.model_dump()["fabrics"]
+    elif isinstance(fabrics, dict):  # a partial table restates only the fabrics (and fields) it names
+        unknown = sorted(str(k) for k in fabrics if k not in DEFAULT.fabrics)
+        if unknown:
+            raise ConfigError(f"{path}: fabrics.{unknown[0][:60]}: not a fabric; the fabrics are {', '.join(FABRICS)}")
+        merged["fabrics"] = {name: {**profile.model_dump(), **fabrics[name]}
+                             if isinstance(fabrics.get(name), dict) else fabrics.get(name, profile.model_dump())
+                             for name, profile in DEFAULT.fabrics.items()}
     try:
-        return Constants.model_validate({**DEFAULT.model_dump(), **data})
+        return Constants.model_validate(merged)
     except ValidationError as exc:
         raise config_error(str(path), exc) from None
