@@ -25,6 +25,8 @@ class Behaviour:
     gap_s: float = 0.02
     fail_after: int | None = None  # tokens streamed before an error event
     status: int = 200
+    stop_after: int | None = None  # tokens streamed before the stream ends cleanly (a cut-off answer)
+    usage: str = ""  # the usage report's completion_tokens as JSON text ("" reports the tokens streamed)
 
 
 def make_app(b: Behaviour) -> Starlette:
@@ -41,13 +43,15 @@ def make_app(b: Behaviour) -> Starlette:
             # token k is due at start + ttft + k x gap: a schedule, so that event-loop jitter on a busy
             # machine delays one token without adding up over the stream
             start = time.monotonic()
-            for k in range(n):
+            streamed = n if b.stop_after is None else min(n, b.stop_after)
+            for k in range(streamed):
                 await asyncio.sleep(max(0.0, start + b.ttft_s + k * b.gap_s - time.monotonic()))
                 if b.fail_after is not None and k == b.fail_after:
                     yield f"data: {json.dumps({'error': {'message': 'engine died'}})}\n\n"
                     return
                 yield f"data: {json.dumps({'choices': [{'index': 0, 'text': 'x'}]})}\n\n"
-            yield f"data: {json.dumps({'choices': [], 'usage': {'completion_tokens': n}})}\n\n"
+            count = json.loads(b.usage) if b.usage else streamed
+            yield f"data: {json.dumps({'choices': [], 'usage': {'completion_tokens': count}})}\n\n"
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(stream(), media_type="text/event-stream")
@@ -69,7 +73,8 @@ class FakeServer:
     def __enter__(self) -> str:
         b = self.behaviour
         args = [sys.executable, "-m", "tests.fake_server", str(self.port), str(b.ttft_s), str(b.gap_s),
-                str(-1 if b.fail_after is None else b.fail_after), str(b.status)]
+                str(-1 if b.fail_after is None else b.fail_after), str(b.status),
+                str(-1 if b.stop_after is None else b.stop_after), b.usage or "-"]
         self.proc = subprocess.Popen(args, cwd=str(Path(__file__).resolve().parent.parent),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{self.port}"
@@ -94,6 +99,7 @@ class FakeServer:
 
 
 if __name__ == "__main__":
-    port, ttft, gap, fail, status = sys.argv[1:6]
-    behaviour = Behaviour(float(ttft), float(gap), None if int(fail) < 0 else int(fail), int(status))
+    port, ttft, gap, fail, status, stop, usage = sys.argv[1:8]
+    behaviour = Behaviour(float(ttft), float(gap), None if int(fail) < 0 else int(fail), int(status),
+                          None if int(stop) < 0 else int(stop), "" if usage == "-" else usage)
     uvicorn.run(make_app(behaviour), host="127.0.0.1", port=int(port), log_level="error")

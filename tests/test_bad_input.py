@@ -295,3 +295,138 @@ def test_json_output_has_no_nan(capsys):
 
     print_json({"a": float("nan"), "b": [float("inf"), 1.5], "c": {"d": -float("inf")}})
     assert json.loads(capsys.readouterr().out) == {"a": None, "b": [None, 1.5], "c": {"d": None}}
+
+
+# --- Issue 27: what other programs and files report is input too ----------------------------------------------
+
+TOPO = REPO / "tests" / "fixtures" / "topo"
+
+
+def _detect(tmp_path: Path, matrix: str, csv: str | None = None, p2p: str | None = None) -> list[str]:
+    (tmp_path / "m.txt").write_text(matrix)
+    args = ["topology", "detect", "--from", str(tmp_path / "m.txt")]
+    if csv is not None:
+        (tmp_path / "g.csv").write_text(csv)
+        args += ["--gpus-csv", str(tmp_path / "g.csv")]
+    else:
+        args += ["--gpu-type", "h100"]
+    if p2p is not None:
+        (tmp_path / "p.txt").write_text(p2p)
+        args += ["--p2p", str(tmp_path / "p.txt")]
+    return args
+
+
+def test_detect_reads_both_triangles_of_the_matrix(cli, tmp_path):
+    lines = (TOPO / "dgx-h100.txt").read_text().splitlines()
+    row = next(i for i, ln in enumerate(lines) if ln.startswith("GPU1\t"))
+    cells = lines[row].split("\t")
+    cells[1] = "NV999"  # GPU1 -> GPU0; GPU0 -> GPU1 still says NV18
+    lines[row] = "\t".join(cells)
+    _expect(cli, _detect(tmp_path, "\n".join(lines) + "\n"),
+            "GPU0 -> GPU1 says NV18 but GPU1 -> GPU0 says NV999; the matrix is symmetric")
+
+
+def test_detect_accepts_spaces_as_well_as_tabs(cli, tmp_path):
+    text = (TOPO / "dgx-h100.txt").read_text()
+    code, with_tabs, err = cli(*_detect(tmp_path, text))
+    assert code == 0, err
+    code, with_spaces, err = cli(*_detect(tmp_path, text.replace("\t", "    ")))
+    assert code == 0, err
+    assert with_spaces == with_tabs
+
+
+def test_detect_refuses_a_repeated_csv_index(cli, tmp_path):
+    csv = (TOPO / "4xl40s-gpus.csv").read_text().replace("1, NVIDIA L40S", "0, NVIDIA L40S")
+    _expect(cli, _detect(tmp_path, (TOPO / "4xl40s.txt").read_text(), csv=csv), "line 3: GPU index 0 appears twice")
+
+
+@pytest.mark.parametrize("old,new,needle", [
+    ("GPU2\tGPU3", "GPU2 GPU3x", "the header row should be GPU0 GPU1 ... in order"),
+    ("\tGPU0\tGPU1", "\tGPU1\tGPU0", "the header row should be GPU0 GPU1 ... in order"),
+    (" GPU3\tCNS\tCNS\tOK\tX\t", " GPU3\tCNS\tCNS\tOK\tX\tOK\t", "row GPU3: expected 4 entries"),
+    (" GPU3\tCNS\tCNS\tOK\tX\t", " GPU2\tCNS\tCNS\tOK\tX\t", "row GPU2 is not a column of the header, or appears twice"),
+])
+def test_detect_refuses_a_damaged_p2p_matrix(cli, tmp_path, old, new, needle):
+    p2p = (TOPO / "4xl40s-p2p.txt").read_text()
+    assert old in p2p
+    _expect(cli, _detect(tmp_path, (TOPO / "4xl40s.txt").read_text(), csv=(TOPO / "4xl40s-gpus.csv").read_text(),
+                         p2p=p2p.replace(old, new, 1)), needle)
+
+
+def test_no_p2p_pairs_two_gpus(cli, tmp_path):
+    doc = yaml.safe_load((REPO / "topologies" / "4xl40s.yaml").read_text())
+    doc["nodes"][0]["no_p2p"] = [[1, 1]]
+    f = tmp_path / "t.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    _expect(cli, ["topology", "show", str(f)], "no_p2p[0] pairs GPU 1 with itself")
+
+
+@pytest.mark.parametrize("port", ["-1", "0", "65536"])
+def test_launch_port_range(cli, tmp_path, port):
+    plan = _plan(tmp_path, cli)
+    f = tmp_path / "plan.json"
+    f.write_text(json.dumps(plan))
+    _expect(cli, ["launch", str(f), "--engine", "vllm", "--port", port], f"--port: {port} is outside 1..65535")
+
+
+def test_every_replica_port_is_in_range():
+    from planner.errors import InputError
+    from planner.launch import check_port
+
+    check_port(65534, 2)
+    with pytest.raises(InputError, match="take ports 65535..65536, past 65535"):
+        check_port(65535, 2)
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("fits", False, "prediction.fits is false"),
+    ("tpot_ms", float("nan"), "prediction.tpot_ms is nan"),
+    ("concurrency", -3, "prediction.concurrency -3 is below 1"),
+    ("tokens_per_s", -1.0, "prediction.tokens_per_s is -1.0"),
+])
+def test_launch_reads_the_prediction_block_like_input(cli, tmp_path, field, value, needle):
+    plan = _plan(tmp_path, cli)
+    plan["prediction"][field] = value
+    f = tmp_path / "plan.json"
+    f.write_text(json.dumps(plan))
+    _expect(cli, ["launch", str(f), "--engine", "vllm"], needle)
+
+
+@pytest.mark.parametrize("model,field,value,needle", [
+    ("DeepSeek-V3", "moe_intermediate_size", 0, "field 'moe_intermediate_size' must be a whole number from 1"),
+    ("DeepSeek-V3", "v_head_dim", 0, "field 'v_head_dim' must be a whole number from 1"),
+    ("DeepSeek-V3", "qk_rope_head_dim", True, "field 'qk_rope_head_dim'"),
+    ("DeepSeek-V3", "first_k_dense_replace", 100, "first_k_dense_replace (100) exceeds the 61 layers"),
+    ("Qwen3-30B-A3B", "mlp_only_layers", [0, 48], "mlp_only_layers names layer 48, outside 0..47"),
+    ("Qwen3-30B-A3B", "moe_intermediate_size", 10**4000, "field 'moe_intermediate_size'"),
+    ("Llama-3.1-8B", "rope_theta", 10**4000, "field 'rope_theta' must be a finite number above 0 and below 1e+15"),
+])
+def test_moe_and_mla_config_fields_are_range_checked(cli, tmp_path, model, field, value, needle):
+    cfg = json.loads((REPO / "models" / f"{model}.json").read_text())
+    cfg[field] = value
+    f = tmp_path / "config.json"
+    f.write_text(json.dumps(cfg))
+    err = _expect(cli, ["models", "show", str(f)], needle)
+    assert len(err) < 400
+
+
+def test_validate_tokens_are_bounded(cli, tmp_path):
+    plan = _plan(tmp_path, cli)
+    f = tmp_path / "plan.json"
+    f.write_text(json.dumps(plan))
+    _expect(cli, ["validate", str(f), "--tokens", "100000"], "--tokens must be from 1 to 256, got 100000")
+
+
+def test_validate_refuses_a_run_past_the_machines_memory(cli, tmp_path):
+    from planner.errors import InputError
+    from planner.model.catalog import load_profile
+    from planner.plan_io import load_plan
+    from planner.validate.runner import check_memory, make_job
+
+    plan = _plan(tmp_path, cli)
+    f = tmp_path / "plan.json"
+    f.write_text(json.dumps(plan))
+    job, mini = make_job(load_plan(f).plan, "mini", "gloo", 4, 60)
+    check_memory(job, mini, "mini", available=10**9)  # a mini run is megabytes
+    with pytest.raises(InputError, match=r"needs about 32.1 GB of memory .* 1.0 GB available; use --scale mini"):
+        check_memory(job, load_profile("llama-8b"), "full", available=10**9)  # 16 GB of bf16 weights, twice
