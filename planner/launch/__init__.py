@@ -48,6 +48,10 @@ def check_port(port: int | None, replicas: int) -> None:
                          "65535")
 
 
+#: The largest figure a prediction holds (bytes per token of a 100 TB machine, tokens/s of a million GPUs).
+MAX_FIGURE = 1e18
+
+
 def check_prediction(plan: Plan, source: str = "the plan") -> None:
     """A plan's prediction is read like user input: it must say the plan fits, at a load of at least 1, with every
     figure a finite number of at least 0 (a hand-edited `tpot_ms: NaN` or `concurrency: -3` is refused)."""
@@ -67,8 +71,10 @@ def check_prediction(plan: Plan, source: str = "the plan") -> None:
             stack.extend((f"{where}.{k}", v) for k, v in value.items())
         elif isinstance(value, list):
             stack.extend((f"{where}[{k}]", v) for k, v in enumerate(value))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and not (math.isfinite(value) and value >= 0):
-            raise InputError(f"{source}: {where} is {value!r}; a prediction's figures are finite and at least 0")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and not (
+                math.isfinite(value) and 0 <= value <= MAX_FIGURE):
+            raise InputError(f"{source}: {where} is {value!r:.40}; a prediction's figures are finite, at least 0 and "
+                             f"at most {MAX_FIGURE:g}")
 
 
 def parse_extra_args(text: str | None) -> list[str]:
