@@ -430,3 +430,14 @@ def test_validate_refuses_a_run_past_the_machines_memory(cli, tmp_path):
     check_memory(job, mini, "mini", available=10**9)  # a mini run is megabytes
     with pytest.raises(InputError, match=r"needs about 32.1 GB of memory .* 1.0 GB available; use --scale mini"):
         check_memory(job, load_profile("llama-8b"), "full", available=10**9)  # 16 GB of bf16 weights, twice
+
+
+def test_plot_paths_are_checked_before_the_run():
+    """--plot is refused before a long solve, not after it (planner.files.check_writable probes the folder)."""
+    from planner.errors import InputError
+    from planner.report.plots import check_plot_path
+
+    for bad, needle in (("/sys/x.svg", "cannot write the --plot picture"), ("/nonexistent/x.png", "does not exist"),
+                        ("/etc", "write a .png")):
+        with pytest.raises(InputError, match=needle):
+            check_plot_path(bad)
