@@ -263,11 +263,11 @@ UNIT_EXTREMES = [("1e-300GB/s", True), ("1e300GB/s", True), ("1e300s", True), ("
                  ("nanGB/s", True), ("1\x00GB/s", True)]
 #: Fields whose value 1e-300 or a subnormal must be refused too (efficiencies, fractions, counts and sizes that
 #: must be at least 1); elsewhere (times, latencies) a tiny value is a physical zero.
-_TINY_REFUSED = ("efficiency", "ll", "simple", "count", "links", "hidden_size", "num_hidden_layers",
+_TINY_REFUSED = ("ll", "simple", "count", "links", "hidden_size", "num_hidden_layers",
                  "num_attention_heads", "vocab_size", "intermediate_size", "num_key_value_heads", "head_dim",
                  "moe_intermediate_size", "v_head_dim", "qk_rope_head_dim", "kv_lora_rank", "q_lora_rank",
                  "num_experts_per_tok", "max_num_batched_tokens", "moe_imbalance", "rope_theta", "tp", "dp", "ep",
-                 "replicas", "plan_version", "concurrency", "one_shot_peer_bytes_per_s")
+                 "replicas", "plan_version", "concurrency", "max_concurrency", "one_shot_peer_bytes_per_s")
 
 
 _QUANTITY = re.compile(r"[0-9.]+(?:[eE][-+]?[0-9]+)?\s*(?:[kKMGTP]i?)?(?:B/s|b/s|B|s|ms|us|ns|FLOPS)")
@@ -324,7 +324,7 @@ def extreme_mutation(data: st.DataObject, doc: object, kind: str) -> tuple[objec
     else:
         value, label, refused = data.draw(st.sampled_from(EXTREMES))
         if label in ("1e-300", "subnormal"):
-            refused = any(name == t or name.endswith(t) for t in _TINY_REFUSED)
+            refused = name in _TINY_REFUSED or name.endswith("_efficiency")
     if kind == "plan" and path[0] == "prediction" and label in ("true", "false"):
         refused = False  # the Plan schema's prediction floats are lax (plan.py); not demanded here yet
     parent[path[-1]] = value

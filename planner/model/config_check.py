@@ -24,14 +24,15 @@ MAX_WIDTH = 1 << 20  # hidden and intermediate sizes, head counts, vocabulary
 MAX_EXPERTS = 4096
 
 
-def _positive_finite(name: str, value: object, *, below: float = math.inf) -> None:
+def _positive_finite(name: str, value: object, *, below: float = math.inf, least: float = 0.0) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < below \
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < below or value < least \
             or not math.isfinite(min(value, 1e308)):  # min(): an int of 400 digits is not a float
         upper = "" if below == math.inf else f" and below {below:g}"
+        lower = f"at least {least:g}" if least else "above 0"
         shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:20]}... ({len(repr(value))} characters)"
-        raise ValueError(f"field '{name}' must be a finite number above 0{upper}, got {shown}")
+        raise ValueError(f"field '{name}' must be a finite number {lower}{upper}, got {shown}")
 
 
 class ModelConfigCheck(BaseModel):
@@ -69,7 +70,7 @@ class ModelConfigCheck(BaseModel):
     @model_validator(mode="after")
     def _cross_fields(self) -> "ModelConfigCheck":
         extra = self.model_extra or {}
-        _positive_finite("rope_theta", extra.get("rope_theta"), below=1e15)
+        _positive_finite("rope_theta", extra.get("rope_theta"), below=1e15, least=1.0)  # RoPE's base: 10^4 to 10^8
         _positive_finite("routed_scaling_factor", extra.get("routed_scaling_factor"), below=1e6)
         layers = self.num_hidden_layers
         bad = [i for i in self.mlp_only_layers or [] if not 0 <= i < layers]
