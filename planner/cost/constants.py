@@ -12,9 +12,9 @@ import hashlib
 from functools import cached_property
 from pathlib import Path
 
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from planner.errors import ConfigError, config_error
 from planner.files import load_yaml
@@ -25,15 +25,11 @@ _POSITIVE_S = dict(ge=0, le=1.0)  # a fixed time: 0 to 1 s
 _FRACTION = dict(ge=0.01, le=1)
 
 
-def _not_bool(value: Any) -> Any:
+def _no_booleans(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
     """YAML's `true` is not 1.0: a boolean where a number belongs is refused (numbers and numeric text pass)."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) and cls.model_fields[info.field_name].annotation is not bool:
         raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
     return value
-
-
-Real = Annotated[float, BeforeValidator(_not_bool)]
-Whole = Annotated[int, BeforeValidator(_not_bool)]
 
 
 class FabricProfile(BaseModel):
@@ -41,11 +37,13 @@ class FabricProfile(BaseModel):
     the latency each ring step adds beyond the links' own."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    ll: Real = Field(**_FRACTION, description="LL protocol (small messages): bandwidth fraction")
-    ll128: Real = Field(0.0, ge=0, le=1, description="LL128 (NVLink): bandwidth fraction; 0 where NCCL does not use it")
-    simple: Real = Field(**_FRACTION, description="Simple protocol (large messages): bandwidth fraction")
-    ll_step_s: Real = Field(ge=0, le=1e-3, description="LL and LL128: latency per ring step")
-    simple_step_s: Real = Field(ge=0, le=1e-3, description="Simple: latency per ring step")
+    ll: float = Field(**_FRACTION, description="LL protocol (small messages): bandwidth fraction")
+    ll128: float = Field(0.0, ge=0, le=1, description="LL128 (NVLink): bandwidth fraction; 0 where NCCL does not use it")
+    simple: float = Field(**_FRACTION, description="Simple protocol (large messages): bandwidth fraction")
+    ll_step_s: float = Field(ge=0, le=1e-3, description="LL and LL128: latency per ring step")
+    simple_step_s: float = Field(ge=0, le=1e-3, description="Simple: latency per ring step")
+
+    _numbers = field_validator("*", mode="before")(classmethod(_no_booleans))
 
     @field_validator("ll128")
     @classmethod
@@ -77,81 +75,81 @@ class Constants(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # --- Collectives (planner.cost.collectives) ---------------------------------------------------
-    nccl_launch_s: Real = Field(
+    nccl_launch_s: float = Field(
         6.2e-6, **_POSITIVE_S,
         description="Fixed cost of one collective as nccl-tests times it (kernel launch and synchronisation "
         "of back-to-back iterations). Fitted to the nccl-tests tables in tests/data/collectives.yaml.")
-    torch_call_s: Real = Field(
+    torch_call_s: float = Field(
         12.5e-6, **_POSITIVE_S,
         description="Host overhead of one torch.distributed collective call timed on its own (the 'torch' "
         "context). Fitted: 8xH200 all-reduce at 32 KiB takes 39.8 us through torch.")
-    engine_launch_s: Real = Field(
+    engine_launch_s: float = Field(
         7.5e-6, **_POSITIVE_S,
         description="Fixed cost of one collective inside an inference engine running under CUDA graphs. "
         "Fitted: vLLM custom all-reduce of 32 KB on H100 takes 8.7/9.2/11.8 us at TP 2/4/8 "
         "(sgl-project/sglang PR #2904).")
-    simple_extra_s: Real = Field(
+    simple_extra_s: float = Field(
         9.8e-6, **_POSITIVE_S,
         description="Extra fixed latency of NCCL's Simple protocol (bigger chunks, more synchronisation).")
-    ll128_extra_s: Real = Field(
+    ll128_extra_s: float = Field(
         28.5e-6, **_POSITIVE_S, description="Extra fixed latency of NCCL's LL128 protocol over LL.")
-    one_shot_peer_bytes_per_s: Real = Field(
+    one_shot_peer_bytes_per_s: float = Field(
         50e9, ge=1e6, le=1e14,
         description="Per-peer read bandwidth of a one-shot custom all-reduce (each rank reads every "
         "peer's buffer). Fitted to the 8.7/9.2/11.8 us custom all-reduce figures.")
-    one_shot_max_bytes: Whole = Field(
+    one_shot_max_bytes: int = Field(
         8 * 2**20, ge=0, le=2**34,
         description="Largest message engines send through their custom all-reduce (vLLM: 8 MiB).")
     fabrics: dict[str, FabricProfile] = Field(
         default_factory=_fabrics,
         description=f"Protocol profiles by the fabric a ring's worst route crosses: {', '.join(FABRICS)}.")
-    nvls_efficiency: Real = Field(
+    nvls_efficiency: float = Field(
         0.60, **_FRACTION,
         description="NVLink SHARP all-reduce: algorithm bandwidth as a fraction of the per-GPU NVLink "
         "bandwidth. 8xH200 busbw 482 GB/s at 16 GiB = algbw 275 GB/s of 450.")
-    nvls_extra_s: Real = Field(
+    nvls_extra_s: float = Field(
         87e-6, **_POSITIVE_S, description="Fixed latency of an NVLS all-reduce beyond the launch.")
 
     # --- Decode and prefill steps (planner.cost.step) ----------------------------------------------
-    hbm_efficiency: Real = Field(
+    hbm_efficiency: float = Field(
         0.85, **_FRACTION,
         description="Sustained fraction of datasheet HBM bandwidth a decode GEMV reaches. H100 SXM: "
         "~2,900 of 3,350 GB/s (87%); A100 at 330 W: ~1,700 of 2,039 GB/s (83%).")
-    kv_hbm_efficiency: Real = Field(
+    kv_hbm_efficiency: float = Field(
         0.46, **_FRACTION,
         description="Sustained fraction of datasheet HBM bandwidth decode attention reaches reading the paged KV "
         "cache (scattered blocks, one query per head group): below the weights' GEMV streams at long contexts. "
         "Fitted by benchmarks/fit_serving.py to NVIDIA NIM's at-load measurements (tests/data/serving_nim.yaml).")
-    flops_efficiency: Real = Field(
+    flops_efficiency: float = Field(
         0.6, **_FRACTION,
         description="Fraction of dense peak FLOP/s large prefill GEMMs reach (typical MFU of vLLM/SGLang "
         "prefill on H100; gpt-fast reports similar).")
-    kernel_overhead_s_per_layer: Real = Field(
+    kernel_overhead_s_per_layer: float = Field(
         50e-6, **_POSITIVE_S,
         description="Fixed time per decoder layer per decode step: ~10 kernels (norms, QKV, RoPE, "
         "attention, O, MLP) at ~5 us of launch/tail each under CUDA graphs. Fitted: gpt-fast Llama-3.1-8B "
         "on 1xA100 at 10.65 ms vs 8.8 ms of weight reads at 1.7 TB/s.")
 
     # --- Serving at load (planner.cost.serving) ----------------------------------------------------
-    step_overhead_s: Real = Field(
+    step_overhead_s: float = Field(
         0.64e-3, **_POSITIVE_S,
         description="Fixed time of one engine step outside the GPU kernels (scheduling, launching the step's "
         "graph): paid once per step, on every load. Fitted by benchmarks/fit_serving.py to NIM's measurements.")
-    sequence_overhead_s: Real = Field(
+    sequence_overhead_s: float = Field(
         24.7e-6, **_POSITIVE_S,
         description="Time of one engine step per sequence that gets a token (sampling, logits processing, "
         "detokenising and streaming): paid on the host in every step, so it grows with the batch. Fitted by "
         "benchmarks/fit_serving.py to NIM's measurements.")
-    request_overhead_s: Real = Field(
+    request_overhead_s: float = Field(
         7.0e-3, **_POSITIVE_S,
         description="Fixed part of a request's time to first token outside the model (HTTP, tokenising, "
         "admission): paid once per request. Fitted by benchmarks/fit_serving.py to NIM's measurements.")
-    max_num_batched_tokens: Whole = Field(
+    max_num_batched_tokens: int = Field(
         8192, ge=64, le=2**20,
         description="Tokens one engine step may carry, decode and prefill chunks together (vLLM's "
         "default for an OpenAI server on a >= 70 GiB GPU; SGLang's chunked prefill size is 8192 too).")
 
-    moe_imbalance: Real = Field(
+    moe_imbalance: float = Field(
         1.07, ge=1.0, le=8.0,
         description="Tokens the busiest GPU of an expert-parallel group receives, over the mean (1.0: uniform "
         "routing). Multiplies the expert compute and the dispatch bytes of the busiest GPU. Measured: median "
@@ -159,7 +157,7 @@ class Constants(BaseModel):
         "set 1.01 in a calibration profile where EPLB runs.")
 
     # --- Memory tiers (planner.cost.offload) ---------------------------------------------------------
-    host_stream_efficiency: Real = Field(
+    host_stream_efficiency: float = Field(
         0.58, **_FRACTION,
         description="Sustained fraction of a PCIe path's bandwidth an engine's weight streaming from host memory "
         "reaches. Fitted by benchmarks/fit_offload.py to DeepSpeed ZeRO-Inference streaming OPT-30B on a T4 "
@@ -167,13 +165,15 @@ class Constants(BaseModel):
         "(CUDA bandwidthTest, P100 on PCIe 3.0 x16: 12,150.7 MB/s; mpicbg-scicomp/gearshifft PR #82).")
 
     # --- Memory (planner.cost.memory) --------------------------------------------------------------
-    runtime_reserve_bytes: Whole = Field(
+    runtime_reserve_bytes: int = Field(
         int(2.5e9), ge=0, le=2**40,
         description="Per-GPU memory outside weights and KV: CUDA context (~500 MB), NCCL buffers (hundreds "
         "of MB), cuBLAS workspace and CUDA graphs.")
-    activation_bytes_per_token: Real = Field(
+    activation_bytes_per_token: float = Field(
         0.0, ge=0, le=1e9,
         description="Per-GPU activation workspace per batched token, on top of the reserve (0: the reserve covers it).")
+
+    _numbers = field_validator("*", mode="before")(classmethod(_no_booleans))
 
     def fabric(self, name: str) -> FabricProfile:
         return self.fabrics.get(name) or self.fabrics.get("pcie") or next(iter(self.fabrics.values()))
