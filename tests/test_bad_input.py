@@ -399,7 +399,7 @@ def test_launch_reads_the_prediction_block_like_input(cli, tmp_path, field, valu
     ("DeepSeek-V3", "first_k_dense_replace", 100, "first_k_dense_replace (100) exceeds the 61 layers"),
     ("Qwen3-30B-A3B", "mlp_only_layers", [0, 48], "mlp_only_layers names layer 48, outside 0..47"),
     ("Qwen3-30B-A3B", "moe_intermediate_size", 10**4000, "field 'moe_intermediate_size'"),
-    ("Llama-3.1-8B", "rope_theta", 10**4000, "field 'rope_theta' must be a finite number at least 1 and below 1e+15"),
+    ("Llama-3.1-8B", "rope_theta", 10**4000, "field 'rope_theta' must be a finite number above 0 (at least 1) and below 1e+15"),
 ])
 def test_moe_and_mla_config_fields_are_range_checked(cli, tmp_path, model, field, value, needle):
     cfg = json.loads((REPO / "models" / f"{model}.json").read_text())

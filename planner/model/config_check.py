@@ -30,7 +30,7 @@ def _positive_finite(name: str, value: object, *, below: float = math.inf, least
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < below or value < least \
             or not math.isfinite(min(value, 1e308)):  # min(): an int of 400 digits is not a float
         upper = "" if below == math.inf else f" and below {below:g}"
-        lower = f"at least {least:g}" if least else "above 0"
+        lower = f"above 0 (at least {least:g})" if least else "above 0"
         shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:20]}... ({len(repr(value))} characters)"
         raise ValueError(f"field '{name}' must be a finite number {lower}{upper}, got {shown}")
 
