@@ -1,8 +1,8 @@
 """A long fuzz run of every entry point (issue 18): the families of tests/test_fuzz.py at 10,000+ cases.
 
 Usage: python benchmarks/fuzz.py [--scale F] [--seed S]
-Prints a markdown table per family: cases, tracebacks, timeouts (over 60 s), exit codes, JSON that did not parse,
-processes left behind; then, for the cases that exited 0 after a mutation, the mutation kinds (so that every
+Prints a markdown table per family: cases, tracebacks, timeouts (over 60 s), exit codes, the cases whose mutation
+must be refused and those of them that were not (exit 0 or 2), JSON that did not parse, processes left behind; then, for the cases that exited 0 after a mutation, the mutation kinds (so that every
 accepted case can be judged: an unknown key that is ignored, a value replaced by another valid one, ...).
 Writes every failing case to benchmarks/fuzz-failures.json.
 """
@@ -24,11 +24,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.fuzzing import (  # noqa: E402
-    OPTION_VALUES, Outcome, hostile_options, mutated_file, run_case, seed_plan, seeds, write,
+    OPTION_VALUES, Outcome, extreme_file, hostile_options, mutated_file, run_case, seed_plan, seeds,
+    unwritable_output, write,
 )
+from tests.test_fuzz import EXTREME_SUFFIX, _extreme_argv, extreme_docs  # noqa: E402
 
-COUNTS = {"topology-show": 3000, "topology-solve": 400, "models-show": 700, "options": 3000, "launch": 2000,
-          "calibration": 700, "bench-url": 200, "validate": 100}
+COUNTS = {"topology-show": 2000, "topology-solve": 300, "models-show": 500, "options": 2500, "launch": 1500,
+          "calibration": 500, "bench-url": 150, "validate": 60,
+          # issue 27: one numeric field of each input kind at an extreme value; refused with exit 1 where checked
+          "extreme-topology": 1000, "extreme-model": 700, "extreme-plan": 700, "extreme-calibration": 700,
+          "unwritable-output": 100}
 
 
 def _run(n: int, strategy: st.SearchStrategy, body, seed_value: int) -> None:
@@ -79,6 +84,18 @@ def family_cases(name: str, n: int, tmp: Path, out: list[Outcome], seed_value: i
             f, kind, _ = mutated_file(d, [base_cal], tmp / "cal.yaml")
             out.append(run_case("estimate", ["estimate", "--model", "llama-8b", "--topology", "8xh100", "--tp", "2",
                                              "--calibration", str(f), "--json"], kind))
+    elif name.startswith("extreme-"):
+        kind = name.removeprefix("extreme-")
+        docs = extreme_docs(kind)
+
+        def body(d):
+            f, mutation, must = extreme_file(d, docs, tmp / EXTREME_SUFFIX[kind], kind)
+            family, argv = _extreme_argv(kind, f)
+            out.append(run_case(name, argv, mutation, must_reject=must))
+    elif name == "unwritable-output":
+        def body(d):
+            _, argv, what = unwritable_output(d)
+            out.append(run_case(name, argv, what, must_reject=True))
     else:  # bench-url
         plan = write(tmp / "bench-plan.json", json.dumps(seed_plan()))
         data = OPTION_VALUES
@@ -90,17 +107,19 @@ def family_cases(name: str, n: int, tmp: Path, out: list[Outcome], seed_value: i
 
 
 def table(results: dict[str, list[Outcome]]) -> list[str]:
-    lines = ["| family | cases | tracebacks | timeouts | exit 0 | exit 1 | exit 2 | bad JSON | leftovers | slowest s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| family | cases | tracebacks | timeouts | exit 0 | exit 1 | exit 2 | must refuse | not refused | bad JSON "
+             "| leftovers | slowest s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, outs in results.items():
         codes = collections.Counter(o.code for o in outs)
         lines.append(f"| {name} | {len(outs)} | {sum(o.traceback is not None for o in outs)} | "
                      f"{sum(o.timed_out for o in outs)} | {codes[0]} | {codes[1]} | {codes[2]} | "
+                     f"{sum(o.must_reject for o in outs)} | {sum(o.wrongly_accepted for o in outs)} | "
                      f"{sum(o.json_ok is False for o in outs)} | {sum(bool(o.leftover) for o in outs)} | "
                      f"{max((o.seconds for o in outs), default=0):.1f} |")
     total = [o for outs in results.values() for o in outs]
     lines.append(f"| **all** | {len(total)} | {sum(o.traceback is not None for o in total)} | "
-                 f"{sum(o.timed_out for o in total)} | | | | {sum(o.json_ok is False for o in total)} | "
+                 f"{sum(o.timed_out for o in total)} | | | | {sum(o.must_reject for o in total)} | "
+                 f"{sum(o.wrongly_accepted for o in total)} | {sum(o.json_ok is False for o in total)} | "
                  f"{sum(bool(o.leftover) for o in total)} | |")
     return lines
 
@@ -139,7 +158,7 @@ def main() -> None:
     print()
     print("\n".join(accepted_classes(results)))
     failures = [o.__dict__ for outs in results.values() for o in outs
-                if o.traceback or o.timed_out or o.json_ok is False or o.leftover]
+                if o.traceback or o.timed_out or o.json_ok is False or o.leftover or o.wrongly_accepted]
     (ROOT / "benchmarks" / "fuzz-failures.json").write_text(json.dumps(failures, indent=1, default=str))
     print(f"\n{sum(len(v) for v in results.values())} cases in {time.perf_counter() - started:.0f} s; "
           f"{len(failures)} failing (benchmarks/fuzz-failures.json)")

@@ -58,12 +58,11 @@ class CompareResult(BaseModel):
 
 
 def parse_concurrencies(text: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise InputError(f"--concurrency: expected comma-separated integers such as 1,8,32,128, got '{text}'") from None
-    if not values or any(v < 1 for v in values):
-        raise InputError(f"--concurrency: every value must be at least 1, got '{text}'")
+    from planner.units import parse_int_list
+
+    values = parse_int_list(text, "--concurrency", low=-(2**62), high=2**62)
+    if any(v < 1 for v in values):
+        raise InputError(f"--concurrency: every value must be at least 1, got '{text[:80]}'")
     if any(v > 1_000_000 for v in values) or len(values) > 64:
         raise InputError(f"--concurrency: at most 64 loads, each at most 1,000,000, got '{text[:80]}'")
     return sorted(set(values))

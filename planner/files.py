@@ -77,6 +77,14 @@ def parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: YAML syntax error{where}: {problem}") from None
     except RecursionError:
         raise ConfigError(f"{source}: nested too deeply to read") from None
+    except ValueError as exc:  # a whole number past Python's 4,300-digit conversion limit
+        raise ConfigError(f"{source}: {_number_problem(exc)}") from None
+
+
+def _number_problem(exc: ValueError) -> str:
+    if "digits" in str(exc):
+        return "a number with thousands of digits; no planner input needs one"
+    return f"a value that cannot be read ({str(exc)[:120]})"
 
 
 def parse_json(text: str, source: str) -> Any:
@@ -87,6 +95,8 @@ def parse_json(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     except RecursionError:
         raise ConfigError(f"{source}: nested too deeply to read") from None
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {_number_problem(exc)}") from None
 
 
 def load_yaml(path: str | Path, what: str) -> Any:
@@ -97,11 +107,41 @@ def load_json(path: str | Path, what: str) -> Any:
     return parse_json(read_text(path, what), str(path))
 
 
-def write_file(path: str, text: str, what: str) -> None:
-    """Write a text file; one line naming the path when it cannot be written."""
-    if len(path) > 1024:
-        raise InputError(f"{path[:60]}...: a path of {len(path)} characters is too long for {what}")
+def _output_path(path: str | Path, what: str) -> Path:
+    shown = str(path)
+    if len(shown) > MAX_PATH_CHARS:
+        raise InputError(f"{shown[:60]}...: a path of {len(shown)} characters is too long for {what}")
+    if "\0" in shown:
+        raise InputError(f"{shown[:60]!r}: not a usable path for {what} (it holds a NUL byte)")
+    return Path(shown).expanduser()
+
+
+def check_writable(path: str | Path, what: str) -> Path:
+    """Refuse up front (before a long solve) an output path that cannot be written: its folder is missing, not a
+    folder, or read-only (a probe file is created there and removed: permissions alone mislead under root)."""
+    import tempfile
+
+    p = _output_path(path, what)
+    if p.is_dir():
+        raise InputError(f"{path}: cannot write {what} (it is a folder)")
+    folder = p.parent
+    if not folder.is_dir():
+        raise InputError(f"{path}: cannot write {what} (the folder {folder} does not exist)")
     try:
-        Path(path).write_text(text)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".planner-probe-"):
+            pass
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write {what} ({exc.strerror or exc})") from None
+    return p
+
+
+def write_file(path: str | Path, text: str | bytes, what: str) -> None:
+    """Write a text (or binary) file; one line naming the path when it cannot be written."""
+    p = _output_path(path, what)
+    try:
+        if isinstance(text, bytes):
+            p.write_bytes(text)
+        else:
+            p.write_text(text)
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot write {what} ({getattr(exc, 'strerror', None) or exc})") from None

@@ -148,8 +148,11 @@ def parse_int_list(text: str, option: str, *, low: int = 0, high: int = 1 << 20)
 
     if len(text) > 10_000:
         raise InputError(f"{option}: the list is {len(text)} characters long")
+    parts = [x.strip() for x in text.split(",")]
+    if len(parts) > 1 and "" in parts:  # `1,,32` is a slip, not `1,32`
+        raise InputError(f"{option}: an empty entry in '{text[:80]}' (write the values separated by single commas)")
     try:
-        values = [int(x) for x in text.split(",") if x.strip()]
+        values = [int(x) for x in parts if x]
     except ValueError:
         raise InputError(f"{option}: expected comma-separated whole numbers, got '{text[:80]}'") from None
     bad = [v for v in values if not low <= v <= high]

@@ -29,6 +29,8 @@ class Behaviour:
     gap_s: float = 0.02
     fail_after: int | None = None  # tokens streamed before an error event
     status: int = 200
+    stop_after: int | None = None  # tokens streamed before the stream ends cleanly (a cut-off answer)
+    usage: str = ""  # the usage report's completion_tokens as JSON text ("" reports the tokens streamed)
 
 
 def served(log: Path) -> list[dict]:
@@ -52,7 +54,8 @@ def make_app(b: Behaviour, log: Path | None = None) -> Starlette:
             # machine delays one token without adding up over the stream
             start = time.monotonic()
             sent = []
-            for k in range(n):
+            streamed = n if b.stop_after is None else min(n, b.stop_after)
+            for k in range(streamed):
                 await asyncio.sleep(max(0.0, start + b.ttft_s + k * b.gap_s - time.monotonic()))
                 if b.fail_after is not None and k == b.fail_after:
                     yield f"data: {json.dumps({'error': {'message': 'engine died'}})}\n\n"
@@ -62,7 +65,8 @@ def make_app(b: Behaviour, log: Path | None = None) -> Starlette:
             if log is not None:
                 with open(log, "a") as f:
                     f.write(json.dumps({"received": received, "sent": sent}) + "\n")
-            yield f"data: {json.dumps({'choices': [], 'usage': {'completion_tokens': n}})}\n\n"
+            count = json.loads(b.usage) if b.usage else streamed
+            yield f"data: {json.dumps({'choices': [], 'usage': {'completion_tokens': count}})}\n\n"
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(stream(), media_type="text/event-stream")
@@ -85,7 +89,8 @@ class FakeServer:
     def __enter__(self) -> str:
         b = self.behaviour
         args = [sys.executable, "-m", "tests.fake_server", str(self.port), str(b.ttft_s), str(b.gap_s),
-                str(-1 if b.fail_after is None else b.fail_after), str(b.status), str(self.log or "")]
+                str(-1 if b.fail_after is None else b.fail_after), str(b.status),
+                str(-1 if b.stop_after is None else b.stop_after), b.usage or "-", str(self.log or "")]
         self.proc = subprocess.Popen(args, cwd=str(Path(__file__).resolve().parent.parent),
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{self.port}"
@@ -110,7 +115,8 @@ class FakeServer:
 
 
 if __name__ == "__main__":
-    port, ttft, gap, fail, status, log_path = sys.argv[1:7]
-    behaviour = Behaviour(float(ttft), float(gap), None if int(fail) < 0 else int(fail), int(status))
+    port, ttft, gap, fail, status, stop, usage, log_path = sys.argv[1:9]
+    behaviour = Behaviour(float(ttft), float(gap), None if int(fail) < 0 else int(fail), int(status),
+                          None if int(stop) < 0 else int(stop), "" if usage == "-" else usage)
     uvicorn.run(make_app(behaviour, Path(log_path) if log_path else None), host="127.0.0.1", port=int(port),
                 log_level="error")

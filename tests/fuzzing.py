@@ -14,6 +14,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import sys
 import time
@@ -51,6 +52,11 @@ class Outcome:
     json_ok: bool | None
     leftover: list[int]
     mutation: str = ""
+    must_reject: bool = False  # the mutation made the input invalid: anything but exit 1 is a defect
+
+    @property
+    def wrongly_accepted(self) -> bool:
+        return self.must_reject and self.code is not None and self.code != 1
 
     @property
     def timed_out(self) -> bool:
@@ -65,7 +71,8 @@ def _alarm(*_: object) -> None:
     raise _Timeout()
 
 
-def run_case(family: str, argv: list[str], mutation: str = "", limit_s: float = TIME_LIMIT_S) -> Outcome:
+def run_case(family: str, argv: list[str], mutation: str = "", limit_s: float = TIME_LIMIT_S,
+             must_reject: bool = False) -> Outcome:
     """Run `planner <argv>` in-process (as the console script does) under a wall-clock alarm."""
     from planner.cli import run
 
@@ -100,7 +107,8 @@ def run_case(family: str, argv: list[str], mutation: str = "", limit_s: float = 
             json_ok = True
         except ValueError:
             json_ok = False
-    return Outcome(family, argv, code, tb, seconds if code is not None else math.inf, json_ok, _leftovers(), mutation)
+    return Outcome(family, argv, code, tb, seconds if code is not None else math.inf, json_ok, _leftovers(), mutation,
+                   must_reject)
 
 
 _MAIN_PID = os.getpid()
@@ -261,3 +269,153 @@ def hostile_options(data: st.DataObject) -> tuple[str, list[str], str, bool]:
     if data.draw(st.booleans()):
         argv.append("--json")
     return command, argv, " ".join(added), must_reject_options(added)
+
+
+# --- value extremes (issue 27) ---------------------------------------------------------------------------------
+#
+# One numeric field of a document (a number, or a quantity with a unit such as `450GB/s`) is set to an extreme value.
+# Where the field is one planner reads and checks, the mutation must be refused: exit 1, never 0 or 2.
+
+HUGE_INT = "9" * 5000  # past Python's 4,300-digit conversion limit; written into the text, never through str(int)
+_HUGE_MARK = "__planner_fuzz_huge_int__"
+#: (value, label, always refused where a checked number belongs)
+EXTREMES = [
+    (1e-300, "1e-300", False), (5e-324, "subnormal", False), (1e300, "1e300", True), (-1e300, "-1e300", True),
+    (float("nan"), "nan", True), (True, "true", True), (False, "false", True), (_HUGE_MARK, "5000 digits", True),
+    ("1\x002", "NUL byte", True), ({}, "empty map", False), ([], "empty list", False),
+]
+UNIT_EXTREMES = [("1e-300GB/s", True), ("1e300GB/s", True), ("1e300s", True), ("-1e300us", True), ("1e-300s", False),
+                 ("nanGB/s", True), ("1\x00GB/s", True)]
+#: Fields whose value 1e-300 or a subnormal must be refused too (efficiencies, fractions, counts and sizes that
+#: must be at least 1); elsewhere (times, latencies) a tiny value is a physical zero.
+_TINY_REFUSED = ("ll", "simple", "count", "links", "hidden_size", "num_hidden_layers",
+                 "num_attention_heads", "vocab_size", "intermediate_size", "num_key_value_heads", "head_dim",
+                 "moe_intermediate_size", "v_head_dim", "qk_rope_head_dim", "kv_lora_rank", "q_lora_rank",
+                 "num_experts_per_tok", "max_num_batched_tokens", "moe_imbalance", "rope_theta", "tp", "dp", "ep",
+                 "replicas", "plan_version", "concurrency", "max_concurrency", "one_shot_peer_bytes_per_s")
+
+
+_QUANTITY = re.compile(r"[0-9.]+(?:[eE][-+]?[0-9]+)?\s*(?:[kKMGTP]i?)?(?:B/s|b/s|B|s|ms|us|ns|FLOPS)")
+
+
+def _numeric_leaves(doc: object, checked) -> list[tuple[list, bool]]:
+    """Paths to every number (and quantity with a unit) in `doc`, each with whether planner checks it there."""
+    out, stack = [], [(doc, [])]
+    while stack:
+        node, path = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+        for k, v in items:
+            here = path + [k]
+            if isinstance(v, (dict, list)):
+                stack.append((v, here))
+            elif (isinstance(v, (int, float)) and not isinstance(v, bool)) or (isinstance(v, str) and _QUANTITY.fullmatch(v)):
+                out.append((here, checked(here)))
+    return sorted(out, key=lambda pv: [str(p) for p in pv[0]])
+
+
+def checked_field(kind: str):
+    """Whether planner reads and range-checks the field at a path of a document of `kind`."""
+    from planner.model.config_check import ModelConfigCheck
+
+    model_fields = set(ModelConfigCheck.model_fields) | {"rope_theta", "rms_norm_eps", "routed_scaling_factor",
+                                                          "num_local_experts", "n_routed_experts", "num_experts"}
+
+    def check(path: list) -> bool:
+        if kind in ("topology", "calibration"):
+            return True  # every field of these schemas is read and ranged
+        if kind == "model":
+            return len(path) == 1 and path[0] in model_fields
+        if kind == "plan":
+            return path[0] in ("stages", "replicas", "plan_version", "prediction")
+        return False
+
+    return check
+
+
+def extreme_mutation(data: st.DataObject, doc: object, kind: str) -> tuple[object, str, bool]:
+    """One numeric field set to an extreme value; the mutation, and whether it must be refused (exit 1)."""
+    leaves = _numeric_leaves(doc, checked_field(kind))
+    if not leaves:
+        return doc, "no numeric field", False
+    path, checked = data.draw(st.sampled_from(leaves))
+    parent = doc
+    for k in path[:-1]:
+        parent = parent[k]
+    old = parent[path[-1]]
+    name = str(path[-1]) if not isinstance(path[-1], int) else str(path[-2]) if len(path) > 1 else ""
+    if isinstance(old, str):
+        value, refused = data.draw(st.sampled_from(UNIT_EXTREMES))
+        label = value
+    else:
+        value, label, refused = data.draw(st.sampled_from(EXTREMES))
+        if label in ("1e-300", "subnormal"):
+            refused = name in _TINY_REFUSED or name.endswith("_efficiency")
+    if kind == "plan" and path[0] == "prediction" and label in ("true", "false"):
+        refused = False  # the Plan schema's prediction floats are lax (plan.py); not demanded here yet
+    parent[path[-1]] = value
+    where = ".".join(str(p) for p in path)
+    return doc, f"extreme {where}={label}", checked and refused
+
+
+def render_extreme(doc: object, as_json: bool) -> str:
+    """The document as text with the 5,000-digit literal written in place."""
+    text = json.dumps(doc, allow_nan=True) if as_json else yaml.safe_dump(doc)
+    return text.replace(f'"{_HUGE_MARK}"', HUGE_INT).replace(f"'{_HUGE_MARK}'", HUGE_INT).replace(_HUGE_MARK, HUGE_INT)
+
+
+def extreme_file(data: st.DataObject, docs: list, path: Path, kind: str) -> tuple[Path, str, bool]:
+    """A copy of one of `docs` with one extreme value (and, a tenth of the time, a list made 100,000 long)."""
+    doc = copy.deepcopy(data.draw(st.sampled_from(docs)))
+    doc, mutation, must = extreme_mutation(data, doc, kind)
+    if data.draw(st.integers(0, 9)) == 0:
+        lists = [p for p, _ in _list_paths(doc)]
+        if lists:
+            where = data.draw(st.sampled_from(lists))
+            node = doc
+            for k in where:
+                node = node[k]
+            node.extend([node[0] if node else 0] * 100_000)
+            mutation += f" + 100,000-long {'.'.join(map(str, where)) or 'list'}"
+    return write(path, render_extreme(doc, as_json=path.suffix == ".json")), mutation, must
+
+
+def _list_paths(doc: object) -> list[tuple[list, list]]:
+    out, stack = [], [(doc, [])]
+    while stack:
+        node, path = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+        for k, v in items:
+            if isinstance(v, list):
+                out.append((path + [k], v))
+            if isinstance(v, (dict, list)):
+                stack.append((v, path + [k]))
+    return sorted(out, key=lambda pv: [str(p) for p in pv[0]])
+
+
+UNWRITABLE = ["/sys/x.{ext}", "/proc/x.{ext}", "/nonexistent-dir/x.{ext}", "/", "/etc", "x" * 2000 + ".{ext}",
+              "a/" * 300 + "x.{ext}"]
+OUTPUT_CASES = {
+    "solve -o": (["solve", "--model", "llama-8b", "--topology", "8xh100", "--time-limit", "2", "-o"], "json"),
+    "frontier --plot": (["frontier", "--model", "llama-8b", "--topology", "4xl40s", "--time-limit", "2", "--plot"],
+                        "svg"),
+    "remedies --plot": (["remedies", "--model", "llama-8b", "--topology", "4xl40s", "-c", "1", "--time-limit", "1",
+                         "--plot"], "png"),
+    "compare --plot": (["compare", "--model", "llama-8b", "-t", "8xh100", "-t", "4xl40s", "-c", "1", "--time-limit",
+                        "2", "--plot"], "pdf"),
+    "topology detect -o": (["topology", "detect", "--from", str(REPO / "tests/fixtures/topo/4xl40s.txt"),
+                            "--gpus-csv", str(REPO / "tests/fixtures/topo/4xl40s-gpus.csv"), "-o"], "yaml"),
+}
+
+
+def unwritable_output(data: st.DataObject) -> tuple[str, list[str], str]:
+    """A command whose -o/--plot names a path that cannot be written: it must exit 1 with one line."""
+    name = data.draw(st.sampled_from(sorted(OUTPUT_CASES)))
+    argv, ext = OUTPUT_CASES[name]
+    target = data.draw(st.sampled_from(UNWRITABLE)).format(ext=ext)
+    return name, [*argv, target], f"{name} {target[:40]}"
+
+
+def seed_calibration() -> dict:
+    from planner.cost.constants import DEFAULT
+
+    return json.loads(DEFAULT.model_dump_json())

@@ -81,3 +81,28 @@ def test_bench_errors_are_one_line(plan_file, cli):
     assert code == 1 and "HTTP 503" in err
     code, _, err = cli("bench", str(plan_file), "--url", "http://127.0.0.1:1", "-c", "1", "--fit", "x.yaml")
     assert code == 1 and "two or more loads" in err  # checked before any request is sent
+
+
+
+@pytest.mark.parametrize("behaviour,needle", [
+    (dict(stop_after=1), "the answer ended after 1 tokens of the 16 asked for"),  # a stream cut off after one token
+    (dict(usage='"16"'), "usage.completion_tokens is '16', not a whole number"),  # not blamed on --url
+    (dict(usage="-5"), "the answer reported -5 tokens of the 16 asked for"),
+    (dict(usage="1000000000"), "the answer reported 1,000,000,000 tokens of the 16 asked for"),
+    (dict(usage="true"), "not a whole number"),
+])
+def test_bench_reads_what_the_server_reports_like_input(plan_file, cli, behaviour, needle):
+    """Issue 27: the server's token counts and cut-off streams are checked, not turned into tokens/s."""
+    with FakeServer(Behaviour(ttft_s=0.01, gap_s=0.001, **behaviour)) as url:
+        code, _, err = cli("bench", str(plan_file), "--url", url, "-c", "1", "--requests", "1")
+    assert code == 1 and needle in err and "Traceback" not in err and "--url" not in err, err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--isl", "0"], "got --isl 0 --osl 16"), (["--osl", "0"], "got --isl 64 --osl 0"),
+    (["--requests", "10001"], "--requests must be from 1 to 10,000"), (["-c", "10001"], "--concurrency: loads from 1"),
+    (["-c", "10000", "--requests", "10", "--isl", "65000", "--osl", "16"], "prompt tokens in flight; at most 16,777,216"),
+])
+def test_bench_option_bounds(plan_file, cli, args, needle):
+    code, _, err = cli("bench", str(plan_file), "--url", "http://127.0.0.1:1", *args)
+    assert code == 1 and needle in err and "Traceback" not in err, err

@@ -109,9 +109,26 @@ async def _one(client: Any, base: str, model: str, prompt: list[int], osl: int) 
             usage = data.get("usage") or usage
     if first is None:
         raise BenchError(f"{base}: the stream ended before any token")
-    tokens = int(usage["completion_tokens"]) if usage and usage.get("completion_tokens") else chunks
+    tokens = count_tokens(usage, chunks, osl, base)
     tpot = (last - first) / (tokens - 1) if tokens > 1 else None
     return RequestResult(first - start, tpot, tokens, last - start)
+
+
+def count_tokens(usage: Any, chunks: int, osl: int, base: str) -> int:
+    """The tokens one streamed answer holds, read like user input: the server's usage report (where it sends one)
+    must be a whole number, and the answer must be the `osl` tokens asked for (`min_tokens`, `ignore_eos`) in at
+    least two chunks; a stream cut short or a count that is negative, absurd or text is not a measurement."""
+    reported = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    if reported is not None and (isinstance(reported, bool) or not isinstance(reported, int)):
+        raise BenchError(f"{base}: the server's usage.completion_tokens is {str(reported)[:40]!r}, not a whole number")
+    tokens = chunks if reported is None else reported
+    if tokens != osl:
+        how = "ended after" if 0 <= tokens < osl else "reported"
+        raise BenchError(f"{base}: the answer {how} {tokens:,} tokens of the {osl:,} asked for (min_tokens, "
+                         "ignore_eos); a cut-off or miscounted stream is not a measurement")
+    if osl > 1 and chunks < 2:
+        raise BenchError(f"{base}: the server sent all {osl:,} tokens in {chunks} chunk; TPOT needs them streamed")
+    return tokens
 
 
 def _sse_data(line: str, base: str) -> Any:
@@ -137,8 +154,11 @@ async def run_load(url: str, concurrency: int, requests: int, isl: int, osl: int
     import httpx
 
     base = check_url(url)
-    rng = random.Random(seed)
-    prompts = [[rng.randrange(1, max(2, vocab)) for _ in range(isl)] for _ in range(requests)]
+
+    def prompt(k: int) -> list[int]:  # made when sent: memory holds the prompts in flight, not every request's
+        rng = random.Random(seed * 1_000_003 + k)
+        return [rng.randrange(1, max(2, vocab)) for _ in range(isl)]
+
     timeout = httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
     limits = httpx.Limits(max_connections=concurrency + 1)
     results: list[RequestResult] = []
@@ -151,7 +171,7 @@ async def run_load(url: str, concurrency: int, requests: int, isl: int, osl: int
             async def worker() -> None:
                 while queue:
                     k = queue.pop()
-                    results.append(await _one(client, base, model, prompts[k], osl))
+                    results.append(await _one(client, base, model, prompt(k), osl))
                     if progress is not None:
                         progress(len(results))
 

@@ -28,6 +28,8 @@ from planner.plan_io import LoadedPlan
 BENCH_FITTABLE = ("step_overhead_s", "sequence_overhead_s", "hbm_efficiency", "flops_efficiency",
                   "request_overhead_s")
 MAX_REQUESTS = 10_000
+#: Prompt tokens the load generator holds in flight (concurrency x isl): 16.7M token ids, about 0.6 GB.
+MAX_TOKENS_IN_FLIGHT = 2**24
 
 
 class Figures(BaseModel):
@@ -61,7 +63,11 @@ def check_bench_options(concurrencies: list[int], isl: int, osl: int, requests: 
     if not 1 <= requests <= MAX_REQUESTS:
         raise InputError(f"--requests must be from 1 to {MAX_REQUESTS:,}, got {requests}")
     if isl < 1 or osl < 2:
-        raise InputError("--isl must be at least 1 and --osl at least 2 (TPOT needs two tokens)")
+        raise InputError(f"--isl must be at least 1 and --osl at least 2 (TPOT needs two tokens), got --isl {isl} "
+                         f"--osl {osl}")
+    if max(concurrencies) * isl > MAX_TOKENS_IN_FLIGHT:
+        raise InputError(f"--concurrency {max(concurrencies):,} x --isl {isl:,} is {max(concurrencies) * isl:,} prompt "
+                         f"tokens in flight; at most {MAX_TOKENS_IN_FLIGHT:,} (each prompt is held in memory)")
     limit = loaded.profile.context_length
     if limit and isl + osl > limit:
         raise InputError(f"--isl {isl} + --osl {osl} exceeds {loaded.profile.name}'s context of {limit:,} tokens")

@@ -41,7 +41,7 @@ def bench_cmd(
     constants = load_constants(calibration)
     n = requests if requests is not None else max(8, 4 * max(loads))
     with count_progress(not json_out and sys.stderr.isatty(), "requests") as progress:
-        report = bench(loaded, url, loads, isl=isl or w.isl, osl=osl or w.osl, requests=n, constants=constants,
+        report = bench(loaded, url, loads, isl=w.isl if isl is None else isl, osl=w.osl if osl is None else osl, requests=n, constants=constants,
                        progress=progress)
     if fit:
         report.fitted = fit_profile(loaded, report, fit, constants)

@@ -55,10 +55,21 @@ def cli_errors(fn: Callable) -> Callable:
 
 def print_json(model: Any) -> None:
     """A pydantic model (or plain data) as JSON on stdout, and nothing else."""
-    if hasattr(model, "model_dump_json"):
+    if hasattr(model, "model_dump_json"):  # pydantic writes NaN and infinities as null
         sys.stdout.write(model.model_dump_json(indent=2) + "\n")
     else:
-        sys.stdout.write(json.dumps(model, indent=2) + "\n")
+        sys.stdout.write(json.dumps(_finite(model), indent=2, allow_nan=False) + "\n")
+
+
+def _finite(data: Any) -> Any:
+    """`data` with NaN and infinities as None: JSON has no such numbers (`NaN` is not JSON)."""
+    if isinstance(data, float):
+        return data if data == data and abs(data) != float("inf") else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
 
 
 def say(text: str) -> None:

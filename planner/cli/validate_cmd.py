@@ -18,7 +18,7 @@ def validate_cmd(
     plan_file: Annotated[str, typer.Argument(help="A plan JSON from `planner solve -o` or `planner estimate -o`.")],
     backend: Annotated[str, typer.Option("--backend", help="gloo (CPU) or nccl (GPUs).")] = "gloo",
     scale: Annotated[str, typer.Option("--scale", help="mini (small dimensions, CPU) or full (real dimensions, GPUs).")] = "mini",
-    tokens: Annotated[int, typer.Option("--tokens", help="Decode steps after the prefill.")] = 4,
+    tokens: Annotated[int, typer.Option("--tokens", help="Decode steps after the prefill (1 to 256).")] = 4,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds before the run is ended.")] = 120.0,
     json_out: JsonOpt = False,
 ) -> None:

@@ -16,6 +16,12 @@ from planner.units import format_bytes
 def infeasible_error(profile: ModelProfile, topo: Topology, partition: Partition, workload: Workload,
                      prediction: Prediction, c: Constants) -> InfeasibleError:
     """The shortfall per GPU in GB and what would fit."""
+    if not prediction.shortfall_per_gpu_bytes:  # HBM holds; the host-memory tier does not
+        short = {n: b for n, b in prediction.host_memory_bytes.items() if b > prediction.host_capacity_bytes.get(n, 0)}
+        return InfeasibleError(
+            f"{profile.name} on {partition.shape} of {topo.name}: the streamed layers do not fit in host memory",
+            details=[f"node {n}: needs {b / 1e9:.2f} GB, its tier holds {prediction.host_capacity_bytes.get(n, 0) / 1e9:.2f}"
+                     f" GB" for n, b in sorted(short.items())[:8]] + ["stream fewer layers (--offload-layers)"])
     worst = max(prediction.shortfall_per_gpu_bytes.values())
     details = [f"GPU {g}: needs {prediction.memory_per_gpu_bytes[g] / 1e9:.1f} GB, has "
                f"{prediction.memory_capacity_bytes[g] / 1e9:.1f} GB ({workload.gpu_memory_fraction:g} of "

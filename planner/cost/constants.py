@@ -12,12 +12,24 @@ import hashlib
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from planner.errors import ConfigError, config_error
 from planner.files import load_yaml
 
 _POSITIVE_S = dict(ge=0, le=1.0)  # a fixed time: 0 to 1 s
+#: An efficiency or bandwidth fraction: 1% to 100%. Below 1% is a typo or a unit slip, and it would scale the
+#: solver's integer nanoseconds past int64 (1e-300 did).
+_FRACTION = dict(ge=0.01, le=1)
+
+
+def _no_booleans(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
+    """YAML's `true` is not 1.0: a boolean where a number belongs is refused (numbers and numeric text pass)."""
+    if isinstance(value, bool) and cls.model_fields[info.field_name].annotation is not bool:
+        raise ValueError(f"expected a number, got the boolean {str(value).lower()}")
+    return value
 
 
 class FabricProfile(BaseModel):
@@ -25,14 +37,23 @@ class FabricProfile(BaseModel):
     the latency each ring step adds beyond the links' own."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    ll: float = Field(gt=0, le=1, description="LL protocol (small messages): bandwidth fraction")
+    ll: float = Field(**_FRACTION, description="LL protocol (small messages): bandwidth fraction")
     ll128: float = Field(0.0, ge=0, le=1, description="LL128 (NVLink): bandwidth fraction; 0 where NCCL does not use it")
-    simple: float = Field(gt=0, le=1, description="Simple protocol (large messages): bandwidth fraction")
+    simple: float = Field(**_FRACTION, description="Simple protocol (large messages): bandwidth fraction")
     ll_step_s: float = Field(ge=0, le=1e-3, description="LL and LL128: latency per ring step")
     simple_step_s: float = Field(ge=0, le=1e-3, description="Simple: latency per ring step")
     direct: float = Field(0.0, ge=0, le=1, description="Direct (all-pairs) algorithms on a full mesh: bandwidth "
                           "fraction of each peer's link; 0 where the library runs none (NCCL on NVLink bonds)")
     direct_step_s: float = Field(0.0, ge=0, le=1e-3, description="Direct algorithms: latency per step beyond the link's")
+
+    _numbers = field_validator("*", mode="before")(classmethod(_no_booleans))
+
+    @field_validator("ll128")
+    @classmethod
+    def _ll128_off_or_physical(cls, v: float) -> float:
+        if 0 < v < _FRACTION["ge"]:
+            raise ValueError(f"is 0 (LL128 not used) or a fraction from {_FRACTION['ge']} to 1, got {v!r}")
+        return v
 
 
 FABRICS = ("nvlink4", "nvlink3", "xgmi", "pcie", "staged", "network")
@@ -89,7 +110,7 @@ class Constants(BaseModel):
         default_factory=_fabrics,
         description=f"Protocol profiles by the fabric a ring's worst route crosses: {', '.join(FABRICS)}.")
     nvls_efficiency: float = Field(
-        0.60, gt=0, le=1,
+        0.60, **_FRACTION,
         description="NVLink SHARP all-reduce: algorithm bandwidth as a fraction of the per-GPU NVLink "
         "bandwidth. 8xH200 busbw 482 GB/s at 16 GiB = algbw 275 GB/s of 450.")
     nvls_extra_s: float = Field(
@@ -97,16 +118,16 @@ class Constants(BaseModel):
 
     # --- Decode and prefill steps (planner.cost.step) ----------------------------------------------
     hbm_efficiency: float = Field(
-        0.85, gt=0, le=1,
+        0.85, **_FRACTION,
         description="Sustained fraction of datasheet HBM bandwidth a decode GEMV reaches. H100 SXM: "
         "~2,900 of 3,350 GB/s (87%); A100 at 330 W: ~1,700 of 2,039 GB/s (83%).")
     kv_hbm_efficiency: float = Field(
-        0.46, gt=0, le=1,
+        0.46, **_FRACTION,
         description="Sustained fraction of datasheet HBM bandwidth decode attention reaches reading the paged KV "
         "cache (scattered blocks, one query per head group): below the weights' GEMV streams at long contexts. "
         "Fitted by benchmarks/fit_serving.py to NVIDIA NIM's at-load measurements (tests/data/serving_nim.yaml).")
     flops_efficiency: float = Field(
-        0.6, gt=0, le=1,
+        0.6, **_FRACTION,
         description="Fraction of dense peak FLOP/s large prefill GEMMs reach (typical MFU of vLLM/SGLang "
         "prefill on H100; gpt-fast reports similar).")
     kernel_overhead_s_per_layer: float = Field(
@@ -199,7 +220,7 @@ class Constants(BaseModel):
 
     # --- Memory tiers (planner.cost.offload) ---------------------------------------------------------
     host_stream_efficiency: float = Field(
-        0.58, gt=0, le=1,
+        0.58, **_FRACTION,
         description="Sustained fraction of a PCIe path's bandwidth an engine's weight streaming from host memory "
         "reaches. Fitted by benchmarks/fit_offload.py to DeepSpeed ZeRO-Inference streaming OPT-30B on a T4 "
         "(0.60 tokens/s, FlexGen's table); OPT-6.7B held out at +15%. A bare pinned copy reaches 0.77 "
@@ -218,6 +239,8 @@ class Constants(BaseModel):
     activation_bytes_per_token: float = Field(
         0.0, ge=0, le=1e9,
         description="Per-GPU activation workspace per batched token, on top of the reserve (0: the reserve covers it).")
+
+    _numbers = field_validator("*", mode="before")(classmethod(_no_booleans))
 
     def fabric(self, name: str) -> FabricProfile:
         return self.fabrics.get(name) or self.fabrics.get("pcie") or next(iter(self.fabrics.values()))
@@ -248,8 +271,19 @@ def load_constants(path: str | Path | None = None) -> Constants:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a calibration profile is a mapping of constant names to values "
                           f"(for example 'hbm_efficiency: 0.8'), got {type(data).__name__}")
+    merged = {**DEFAULT.model_dump(), **data}
+    fabrics = data.get("fabrics")
+    if fabrics is None or fabrics == {}:  # `fabrics:` or `fabrics: {}`: the default table
+        merged["fabrics"] = DEFAULT.model_dump()["fabrics"]
+    elif isinstance(fabrics, dict):  # a partial table restates only the fabrics (and fields) it names
+        unknown = sorted(str(k) for k in fabrics if k not in DEFAULT.fabrics)
+        if unknown:
+            raise ConfigError(f"{path}: fabrics.{unknown[0][:60]}: not a fabric; the fabrics are {', '.join(FABRICS)}")
+        merged["fabrics"] = {name: {**profile.model_dump(), **fabrics[name]}
+                             if isinstance(fabrics.get(name), dict) else fabrics.get(name, profile.model_dump())
+                             for name, profile in DEFAULT.fabrics.items()}
     try:
-        return Constants.model_validate({**DEFAULT.model_dump(), **data,
+        return Constants.model_validate({**merged,
                                          "calibrated": tuple(sorted(set(data) - {"calibrated", "engine"}))})
     except ValidationError as exc:
         raise config_error(str(path), exc) from None

@@ -50,8 +50,10 @@ class TopoMatrix:
 
 def parse_topo_matrix(text: str, source: str = "nvidia-smi topo -m") -> TopoMatrix:
     lines = [line.rstrip() for line in text.splitlines()]
-    header_idx = next((i for i, line in enumerate(lines) if re.search(r"\bGPU0\b", line) and not line.strip().startswith("GPU0 ")
-                       and line.split() and line.split()[0] == "GPU0"), None)
+    # The header is the first line that starts with GPU0 and is not GPU0's own row (whose next entry is X); tabs
+    # or spaces alike separate the columns.
+    header_idx = next((i for i, line in enumerate(lines) if line.split() and line.split()[0] == "GPU0"
+                       and (len(line.split()) == 1 or line.split()[1] != "X")), None)
     if header_idx is None:
         raise ConfigError(f"{source}: no header row with GPU0 found; pass the output of `nvidia-smi topo -m`")
     header = lines[header_idx].split()
@@ -71,6 +73,8 @@ def parse_topo_matrix(text: str, source: str = "nvidia-smi topo -m") -> TopoMatr
                 break
             continue
         name, cells = toks[0], toks[1:1 + len(columns)]
+        if any(r == name for r, _ in rel):
+            raise ConfigError(f"{source}: row {name} appears twice")
         if len(cells) < len(columns):
             raise ConfigError(f"{source}: row {name} has {len(cells)} entries for {len(columns)} columns")
         for col, code in zip(columns, cells):
@@ -84,10 +88,18 @@ def parse_topo_matrix(text: str, source: str = "nvidia-smi topo -m") -> TopoMatr
     gpus = [c for c in columns if c.startswith("GPU")]
     if not gpus:
         raise ConfigError(f"{source}: no GPU columns found")
+    if len(set(columns)) < len(columns):
+        raise ConfigError(f"{source}: the header names a column twice ({' '.join(columns)})")
     for a in gpus:
         for b in gpus:
             if a != b and (a, b) not in rel:
                 raise ConfigError(f"{source}: no entry for {a} -> {b}")
+    for (a, b), code in rel.items():  # the matrix is symmetric: each pair is read from both triangles
+        if a == b and code != "X":
+            raise ConfigError(f"{source}: row {a}, column {b}: a device's entry for itself is X, got '{code}'")
+        if (b, a) in rel and rel[b, a] != code:
+            raise ConfigError(f"{source}: {a} -> {b} says {code} but {b} -> {a} says {rel[b, a]}; the matrix is "
+                              "symmetric")
     return TopoMatrix(columns, rel, numa)
 
 
@@ -101,6 +113,8 @@ def parse_gpus_csv(text: str, source: str = "--gpus-csv") -> dict[int, str]:
     for k, row in enumerate(rows[1:], start=2):
         if len(row) < 2 or not row[0].isdigit():
             raise ConfigError(f"{source}: line {k}: expected 'index, name, ...', got {', '.join(row)}")
+        if int(row[0]) in out:
+            raise ConfigError(f"{source}: line {k}: GPU index {row[0]} appears twice")
         out[int(row[0])] = row[1]
     return out
 
@@ -139,18 +153,26 @@ def parse_p2p_matrix(text: str, source: str = "nvidia-smi topo -p2p r") -> list[
     if header is None:
         raise ConfigError(f"{source}: no header row with GPU0 found; pass the output of `nvidia-smi topo -p2p r`")
     columns = [t for t in header if re.fullmatch(r"GPU\d+", t)]
+    if columns != [f"GPU{k}" for k in range(len(header))]:  # a damaged header would drop or shift pairs
+        raise ConfigError(f"{source}: the header row should be GPU0 GPU1 ... in order, got '{' '.join(header)[:120]}'")
     pairs = set()
+    rows: set[str] = set()
     for toks in lines:
         if not toks or not re.fullmatch(r"GPU\d+", toks[0]) or toks is header:
             continue
-        cells = toks[1:1 + len(columns)]
-        if len(cells) < len(columns) or any(c not in _P2P_CODES for c in cells):
+        cells = toks[1:]
+        if len(cells) != len(columns) or any(c not in _P2P_CODES for c in cells):
             raise ConfigError(f"{source}: row {toks[0]}: expected {len(columns)} entries of {', '.join(sorted(_P2P_CODES))}")
+        if toks[0] not in columns or toks[0] in rows:
+            raise ConfigError(f"{source}: row {toks[0]} is not a column of the header, or appears twice")
+        rows.add(toks[0])
         a = int(toks[0][3:])
         for col, code in zip(columns, cells):
             b = int(col[3:])
             if a != b and code != "OK":
                 pairs.add(tuple(sorted((a, b))))
+    if rows != set(columns):
+        raise ConfigError(f"{source}: no row for {', '.join(sorted(set(columns) - rows))}")
     return sorted(pairs)
 
 
@@ -251,7 +273,11 @@ def _peer_to_peer(p2p_text: str | None, known: set[int], spec0: GpuSpec, p2p_lev
     """Pairs without peer-to-peer (from `nvidia-smi topo -p2p r`), GeForce's none, and NCCL's reach."""
     out: dict = {}
     if p2p_text is not None:
-        off = [list(pair) for pair in parse_p2p_matrix(p2p_text) if set(pair) <= known]
+        pairs = parse_p2p_matrix(p2p_text)
+        stray = sorted({g for pair in pairs for g in pair} - known)
+        if stray:
+            raise ConfigError(f"--p2p: GPU{stray[0]} is not in the `nvidia-smi topo -m` matrix")
+        off = [list(pair) for pair in pairs]
         if off:
             out["no_p2p"] = off
     elif spec0.name.startswith("RTX"):

@@ -172,8 +172,14 @@ def _check_gpu_refs(node: NodeDef, known: set[int]) -> None:
         if pair in pairs:
             raise ValueError(f"nvlink[{k}]: GPUs {pair[0]} and {pair[1]} are bonded twice; give one bond with all links")
         pairs.add(pair)
+    seen = set()
     for k, pair in enumerate(node.no_p2p):
         check(f"no_p2p[{k}]", pair)
+        if pair[0] == pair[1]:
+            raise ValueError(f"no_p2p[{k}] pairs GPU {pair[0]} with itself; list pairs of two GPUs")
+        if tuple(sorted(pair)) in seen:
+            raise ValueError(f"no_p2p[{k}]: GPUs {pair[0]} and {pair[1]} are listed twice")
+        seen.add(tuple(sorted(pair)))
 
 
 def _check_switches(node: NodeDef, known: set[int]) -> None:

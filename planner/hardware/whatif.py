@@ -17,12 +17,17 @@ from planner.errors import InputError
 from planner.hardware.topology import Scale, Topology
 
 TARGETS = ("hbm", "memory", "flops", "nvlink", "pcie", "network", "socket", "host")
-MAX_FACTOR = 100.0
+#: A what-if scales a resource by at most 64x either way: beyond that it is another machine (and 1e-300x overflowed
+#: the solver's integer nanoseconds).
+MAX_FACTOR = 64.0
+MIN_FACTOR = 1 / MAX_FACTOR
 
 
 def parse_what_if(text: str) -> dict[str, float]:
     """`hbm=2x,nvlink=1.5` -> {"hbm": 2.0, "nvlink": 1.5}; one line naming the bad part otherwise."""
     out: dict[str, float] = {}
+    if len(text) > 1000:
+        raise InputError(f"--what-if: {len(text)} characters is too long (one factor per target)")
     for part in (p.strip() for p in text.split(",")):
         target, _, value = part.partition("=")
         target, value = target.strip().lower(), value.strip().lower().removesuffix("x")
@@ -32,9 +37,12 @@ def parse_what_if(text: str) -> dict[str, float]:
             factor = float(value)
         except ValueError:
             raise InputError(f"--what-if '{part}': the factor is a number such as 2x or 0.5x") from None
-        if not 0 < factor <= MAX_FACTOR:
-            raise InputError(f"--what-if '{part}': the factor must be above 0 and at most {MAX_FACTOR:g}x")
-        out[target] = out.get(target, 1.0) * factor
+        if not MIN_FACTOR <= factor <= MAX_FACTOR:
+            raise InputError(f"--what-if '{part}': the factor must be at least 1/{MAX_FACTOR:g} ({MIN_FACTOR:g}x) "
+                             f"and at most {MAX_FACTOR:g}x")
+        if target in out:
+            raise InputError(f"--what-if '{part}': {target} is given twice; give each target once")
+        out[target] = factor
     return out
 
 

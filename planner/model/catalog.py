@@ -138,6 +138,11 @@ def resolve(arg: str) -> ResolvedModel:
         path = models_dir() / entry.file
         return ResolvedModel(entry.name, f"catalog:{entry.name}", read_config_file(path))
     path = Path(arg).expanduser()
+    try:
+        path.is_dir()
+    except (OSError, ValueError) as exc:  # a name longer than the file-name limit, a NUL byte
+        raise ModelNotFoundError(f"model '{arg[:60]}...' ({len(arg)} characters): not in the catalog and not a usable "
+                                 f"path ({getattr(exc, 'strerror', None) or exc})") from None
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(f"{path}: the directory holds no config.json")

@@ -24,13 +24,15 @@ MAX_WIDTH = 1 << 20  # hidden and intermediate sizes, head counts, vocabulary
 MAX_EXPERTS = 4096
 
 
-def _positive_finite(name: str, value: object, *, below: float = math.inf) -> None:
+def _positive_finite(name: str, value: object, *, below: float = math.inf, least: float = 0.0) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not 0 < value < below:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < below or value < least \
+            or not math.isfinite(min(value, 1e308)):  # min(): an int of 400 digits is not a float
         upper = "" if below == math.inf else f" and below {below:g}"
-        raise ValueError(f"field '{name}' must be a finite number above 0{upper}, got {value!r}")
+        lower = f"above 0 (at least {least:g})" if least else "above 0"
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:20]}... ({len(repr(value))} characters)"
+        raise ValueError(f"field '{name}' must be a finite number {lower}{upper}, got {shown}")
 
 
 class ModelConfigCheck(BaseModel):
@@ -52,11 +54,32 @@ class ModelConfigCheck(BaseModel):
     kv_lora_rank: Optional[StrictInt] = Field(None, ge=1, le=MAX_WIDTH)
     n_group: Optional[StrictInt] = Field(None, ge=1, le=MAX_EXPERTS)
     topk_group: Optional[StrictInt] = Field(None, ge=1, le=MAX_EXPERTS)
+    # Mixture-of-experts and MLA widths and layer choices (DeepSeek, Kimi-K2, Qwen3-MoE, Qwen2-MoE).
+    moe_intermediate_size: Optional[StrictInt] = Field(None, ge=1, le=MAX_WIDTH)
+    shared_expert_intermediate_size: Optional[StrictInt] = Field(None, ge=1, le=MAX_WIDTH)
+    n_shared_experts: Optional[StrictInt] = Field(None, ge=0, le=MAX_EXPERTS)
+    q_lora_rank: Optional[StrictInt] = Field(None, ge=1, le=MAX_WIDTH)
+    qk_rope_head_dim: Optional[StrictInt] = Field(None, ge=1, le=1 << 16)
+    qk_nope_head_dim: Optional[StrictInt] = Field(None, ge=0, le=1 << 16)
+    v_head_dim: Optional[StrictInt] = Field(None, ge=1, le=1 << 16)
+    first_k_dense_replace: Optional[StrictInt] = Field(None, ge=0, le=MAX_LAYERS)
+    moe_layer_freq: Optional[StrictInt] = Field(None, ge=1, le=MAX_LAYERS)
+    decoder_sparse_step: Optional[StrictInt] = Field(None, ge=1, le=MAX_LAYERS)
+    mlp_only_layers: Optional[list[StrictInt]] = Field(None, max_length=MAX_LAYERS)
 
     @model_validator(mode="after")
     def _cross_fields(self) -> "ModelConfigCheck":
         extra = self.model_extra or {}
-        _positive_finite("rope_theta", extra.get("rope_theta"))
+        _positive_finite("rope_theta", extra.get("rope_theta"), below=1e15, least=1.0)  # RoPE's base: 10^4 to 10^8
+        _positive_finite("routed_scaling_factor", extra.get("routed_scaling_factor"), below=1e6)
+        layers = self.num_hidden_layers
+        bad = [i for i in self.mlp_only_layers or [] if not 0 <= i < layers]
+        if bad:
+            raise ValueError(f"mlp_only_layers names layer {bad[0]}, outside 0..{layers - 1} ({layers} layers)")
+        if len(set(self.mlp_only_layers or [])) < len(self.mlp_only_layers or []):
+            raise ValueError("mlp_only_layers names a layer twice")
+        if self.first_k_dense_replace is not None and self.first_k_dense_replace > layers:
+            raise ValueError(f"first_k_dense_replace ({self.first_k_dense_replace}) exceeds the {layers} layers")
         for eps in ("rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon"):
             _positive_finite(eps, extra.get(eps), below=1.0)
         experts = next((extra.get(k) for k in ("num_local_experts", "n_routed_experts", "num_experts")

@@ -21,12 +21,23 @@ def check_plot_path(path: str | Path) -> Path:
     """A path matplotlib can write: a known image suffix, in a folder that exists."""
     from planner.errors import InputError
 
+    from planner.files import check_writable
+
     p = Path(path)
     if p.suffix.lower() not in PLOT_SUFFIXES:
         raise InputError(f"--plot {path}: write a {', '.join(PLOT_SUFFIXES)} file")
-    if not p.parent.is_dir():
-        raise InputError(f"--plot {path}: the folder {p.parent} does not exist")
-    return p
+    return check_writable(p, "the --plot picture")
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Render in memory, then write through planner.files (one line, not a traceback, when the path fails)."""
+    import io
+
+    from planner.files import write_file
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=110, format=path.suffix.lower().lstrip(".") or "png")
+    write_file(path, buf.getvalue(), "the --plot picture")
 
 
 def plot_compare(result: CompareResult, path: str | Path, breakdown_at: int | None = None) -> Path:
@@ -43,7 +54,7 @@ def plot_compare(result: CompareResult, path: str | Path, breakdown_at: int | No
     _tpot_panel(ax_a, result, colours)
     _breakdown_panel(ax_b, result, colours, breakdown_at)
     _pareto_panel(ax_c, result, colours)
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return path
 
@@ -146,7 +157,7 @@ def plot_frontier(result: FrontierResult, path: str | Path) -> Path:
     ax.set_ylabel("tokens/s per GPU (output tokens, all users)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, ncol=2, loc="upper right")
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return path
 
@@ -199,6 +210,6 @@ def plot_remedies(result: RemediesResult, path: str | Path) -> Path:
     w = result.workload
     fig.suptitle(f"{result.model} on {result.gpus} GPUs of {result.topology}: each remedy re-solved (isl {w.isl}, "
                  f"osl {w.osl})", fontsize=12)
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return path

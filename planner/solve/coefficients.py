@@ -28,7 +28,20 @@ TIME_UNITS_PER_S = 1e9
 RESOLUTION = "times in integer nanoseconds, bytes in integer bytes"
 
 
+#: Largest time coefficient handed to CP-SAT: 2^40 ns (18 minutes for one layer's share of a step). The model's
+#: bounds sum such terms over 1,024 layers, two kinds and up to 128 stages and micro-batches: 2^58, inside int64
+#: with headroom. A larger one comes from inputs no machine has (an efficiency of 1e-300 made 10^300).
+MAX_NS = 2**40
+
+
 def ns(seconds: float) -> int:
+    """Seconds as integer nanoseconds for CP-SAT; an InputError when they cannot be (not finite, or past MAX_NS)."""
+    from planner.errors import InputError
+
+    if not math.isfinite(seconds) or abs(seconds) * TIME_UNITS_PER_S > MAX_NS:
+        raise InputError(f"a cost of {seconds:.3g} s per step is beyond what the solver can represent (at most "
+                         f"{MAX_NS / TIME_UNITS_PER_S:,.0f} s): check the calibration's efficiencies, the "
+                         f"--what-if factors and the topology's bandwidths and FLOP/s")
     return int(round(seconds * TIME_UNITS_PER_S))
 
 

@@ -39,6 +39,11 @@ LOGITS_RTOL = 0.03
 #: of uniform routing ((n-1)/n of each token's top-k rows leave its GPU). Judged within this fraction.
 EP_TRAFFIC_RTOL = 0.30
 PROMPT_LEN = 8
+#: Decode steps a run may take: the checks need a few (default 4); every step re-reads a growing KV cache, so the
+#: run's time grows with the square of the steps.
+MAX_TOKENS = 256
+#: Share of the machine's available memory a run may plan to use (ranks, their KV caches and the reference).
+MEMORY_SHARE = 0.8
 MAX_BATCH = 4
 
 
@@ -327,8 +332,8 @@ def make_job(plan: Plan, scale: str, backend: str, tokens: int, timeout_s: float
         raise InputError(f"--scale: choose mini or full, got '{scale}'")
     if backend not in ("gloo", "nccl"):
         raise InputError(f"--backend: choose gloo or nccl, got '{backend}'")
-    if tokens < 1:
-        raise InputError("--tokens must be at least 1")
+    if isinstance(tokens, bool) or not 1 <= tokens <= MAX_TOKENS:
+        raise InputError(f"--tokens must be from 1 to {MAX_TOKENS:,}, got {tokens}")
     source = plan.inputs.model_source
     for prefix in ("catalog:", "hub:"):
         source = source.removeprefix(prefix)
@@ -347,7 +352,31 @@ def make_job(plan: Plan, scale: str, backend: str, tokens: int, timeout_s: float
     batch = dp * max(1, batch // dp)  # every data-parallel rank serves the same number of sequences
     job = Job(config=cfg, stages=stages, batch=batch, prompt_len=PROMPT_LEN, decode_tokens=tokens, backend=backend,
               timeout_s=timeout_s, fail_rank=fail_rank)
+    check_memory(job, profile, scale)
     return job, profile
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (None where there is none)."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_memory(job: Job, profile: ModelProfile, scale: str, available: int | None = None) -> None:
+    """Refuse up front a run whose ranks and reference would not fit in this machine's memory (bf16 weights and KV:
+    the ranks hold one copy split between them, the single-process reference another)."""
+    tokens = job.batch * (job.prompt_len + job.decode_tokens)
+    need = 2 * (profile.weight_bytes("bf16") + tokens * profile.kv_bytes_per_token("bf16"))
+    available = available_memory_bytes() if available is None else available
+    if available is not None and need > MEMORY_SHARE * available:
+        raise InputError(f"validate --scale {scale}: the run needs about {need / 1e9:,.1f} GB of memory (weights and "
+                         f"KV of {job.world_size} ranks and the reference), this machine has {available / 1e9:,.1f} GB "
+                         "available" + ("; use --scale mini" if scale == "full" else ""))
 
 
 def _check_layouts(stages: list[Stage]) -> None:
