@@ -32,16 +32,22 @@ from planner.solve.slots import isomorphism_map
 
 H, I, HEADS, KV, HD, V = 512, 1024, 4, 2, 128, 4096
 TPS = (1, 2, 4)
+# resolved for the default engine (as solve resolves them), with the small reserve kept as a calibration would keep it
+CONSTANTS = resolve_constants(Constants(runtime_reserve_bytes=50_000_000, calibrated=("runtime_reserve_bytes",)), "vllm")
+#: MB of each GPU its engine never sees (the CUDA context, planner.cost.memory.usable_bytes): the tier GPUs below
+#: are sized as the memory they are meant to offer plus this share.
+CONTEXT_MB = round(CONSTANTS.cuda_context_bytes / 1e6)
 #: Small GPUs, so that KV capacities (and the throughput oracle's load search) stay small.
 GPU_TYPES = {
     "tiny-a": {"memory": "1GB", "hbm_bandwidth": "2TB/s", "flops": {"bf16": "400TFLOPS"}, "link": "pcie5"},
     "tiny-b": {"memory": "2GB", "hbm_bandwidth": "1TB/s", "flops": {"bf16": "150TFLOPS"}, "link": "pcie4"},
-    # small enough that a 4-6 layer tiny model (4.7 MB a layer, 8.4 MB embedding and head) must stream layers
-    "tiny-s": {"memory": "70MB", "hbm_bandwidth": "500GB/s", "flops": {"bf16": "100TFLOPS"}, "link": "pcie4"},
-    "tiny-m": {"memory": "100MB", "hbm_bandwidth": "500GB/s", "flops": {"bf16": "100TFLOPS"}, "link": "pcie4"},
+    # small enough that a 4-6 layer tiny model (4.7 MB a layer, 8.4 MB embedding and head) must stream layers: 70 and
+    # 100 MB the engine sees (0.9 x 70 - 50 = 13 MB and 0.9 x 100 - 50 = 40 MB usable), plus the CUDA context
+    "tiny-s": {"memory": f"{70 + CONTEXT_MB}MB", "hbm_bandwidth": "500GB/s", "flops": {"bf16": "100TFLOPS"},
+               "link": "pcie4"},
+    "tiny-m": {"memory": f"{100 + CONTEXT_MB}MB", "hbm_bandwidth": "500GB/s", "flops": {"bf16": "100TFLOPS"},
+               "link": "pcie4"},
 }
-# resolved for the default engine (as solve resolves them), with the small reserve kept as a calibration would keep it
-CONSTANTS = resolve_constants(Constants(runtime_reserve_bytes=50_000_000, calibrated=("runtime_reserve_bytes",)), "vllm")
 
 
 def tiny_model(n_layers: int, dense_first: int = 0) -> ModelProfile:

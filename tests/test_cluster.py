@@ -130,3 +130,13 @@ def test_deadline_is_armed_by_the_first_plan():
     assert not d.expired and d.wall_s(3.0) == 3.0  # no plan yet: the search goes on
     d.arm()
     assert d.expired and d.wall_s(3.0) <= 0.01 + 1e-9
+
+
+def test_a_spent_listing_deadline_still_lists_one_replica(profiles):
+    """The listing's deadline ends it at the next replica count, never before the first: a --time-limit shorter
+    than the listing itself still leaves one replica's shapes to solve (it once left none: InfeasibleError)."""
+    topo, prof = load_topology("2x8xh100-ib"), profiles("llama-8b")
+    ids = list(range(topo.n_gpus))
+    shapes = enumerate_shapes(prof, topo, ids, ShapeBounds(max_pp=2, max_tp=None, max_replicas=4, budget=len(ids),
+                                                           any_shape=False), stop=lambda: True)
+    assert shapes and {s.replicas for s in shapes} == {1}

@@ -80,15 +80,24 @@ def test_heterogeneous_split_is_uneven_and_beats_even(profiles):
 
 
 def test_throughput_moves_layers_off_embedding_and_head_stages(profiles):
-    """Llama-3.1-70B fp8 on 4xl40s with long contexts, four pipeline stages (TP1): the largest load is
+    """Llama-3.1-70B fp8 on 4xl40s at 60% of each GPU, four pipeline stages (TP1): the largest load is
     reached by giving the embedding and lm_head stages fewer layers (they hold 2 GB more weights)."""
     p = profiles("llama-70b")
     topo = load_topology("4xl40s")
-    w = Workload(weight_dtype="fp8", isl=8192, osl=1024)
+    # Moving one layer (0.86 GB fp8 + its KV) off an end stage gains sequences only while the GPU's usable bytes U
+    # are under ~21 x the 2.1 GB bf16 embedding (U/21 > (U - 2.1 GB)/20): vLLM's 0.66 GB reserve and the 0.8 GB CUDA
+    # context give U = 0.9 x (48.31 - 0.8) - 0.66 = 42.1 GB at the default fraction, where 19/21 and 20/20 both hold
+    # 30 sequences at 8k contexts. At gpu_memory_fraction 0.6, U = 0.6 x (48.31 - 0.8) - 0.66 = 27.84 GB; a sequence
+    # of 2,048 + 1,024 tokens holds 3,072 x 4,096 B = 12.58 MB of KV per layer:
+    #   even 20/20/20/20: end stage (27.84 - 19.21) / (20 x 12.58 MB) = 34.3 -> 34 (middle 42)
+    #   19/21/21/19:      end (27.84 - 18.36) / (19 x 12.58 MB) = 39.7 -> 39, middle (27.84 - 17.97) / (21 x 12.58 MB)
+    #                     = 37.4 -> 37, so 37 > 34
+    w = Workload(weight_dtype="fp8", isl=2048, osl=1024, gpu_memory_fraction=0.6)
     plan = solve(p, topo, w, options=SolveOptions(objective="throughput", max_tp=1, max_replicas=1))
     counts = plan.partition.layer_counts()
     assert len(counts) == 4 and counts[0] < max(counts) and counts[-1] < max(counts)
     even = estimate(p, topo, partition_from_counts([20] * 4, [0, 1, 2, 3], 1), w)
+    assert even.max_concurrency == 34  # the hand calculation above
     assert plan.prediction.concurrency > even.max_concurrency
 
 

@@ -56,13 +56,14 @@ def enumerate_shapes(profile: ModelProfile, topo: Topology, ids: list[int], lim:
     """Every shape to try. Where the slot systems of an (R, GPUs) pair are not known to be exhaustive, its
     shapes say so (`exact_slots=False`); with no system found, one stand-in shape (`system=None`) remains.
     `stop()` true (the command's deadline) ends the enumeration at the next replica count: the shapes of
-    larger counts are not offered, and the caller says so."""
+    larger counts are not offered, and the caller says so. One replica's shapes are always listed, however short
+    the limit: like the deadline (not armed before a first plan), the listing must leave something to solve."""
     shapes: list[Shape] = []
     widest = max(len(g) for g in topo.node_gpus().values())  # a stage's GPUs share one node
     layouts = _layouts(profile, range(1, min(lim.budget, widest) + 1), lim.max_tp)
     for r in range(1, lim.max_replicas + 1):
         per = lim.budget // r
-        if per < 1 or (stop is not None and stop()):
+        if per < 1 or (r > 1 and stop is not None and stop()):
             break
         for pp in range(1, min(lim.max_pp, profile.n_layers, per) + 1):
             if lim.any_shape:
