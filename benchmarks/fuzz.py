@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import math
+import subprocess
 import sys
 import tempfile
 import time
@@ -144,15 +146,30 @@ def main() -> None:
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every family's case count")
     ap.add_argument("--seed", type=int, default=18)
     ap.add_argument("--only", default=None, help="comma-separated families to run (default: all)")
+    ap.add_argument("--family-out", default=None, help=argparse.SUPPRESS)  # internal: one family, outcomes as JSON
     args = ap.parse_args()
+    if args.family_out:  # a child: run one family, write its outcomes, exit
+        outs: list[Outcome] = []
+        with tempfile.TemporaryDirectory() as d:
+            family_cases(args.only, max(1, int(COUNTS[args.only] * args.scale)), Path(d), outs, args.seed)
+        Path(args.family_out).write_text(json.dumps([o.__dict__ for o in outs], default=str))
+        return
     results: dict[str, list[Outcome]] = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
-        for name, n in COUNTS.items():
+        for name in COUNTS:
             if args.only and name not in args.only.split(","):
                 continue
-            results[name] = []
-            family_cases(name, max(1, int(n * args.scale)), Path(d), results[name], args.seed)
+            # Each family in its own process: memory one family's cases leave behind (a run is thousands of
+            # in-process CLI calls) is returned, and a family that dies loses only itself.
+            out_file = Path(d) / f"{name}.json"
+            proc = subprocess.run([sys.executable, __file__, "--only", name, "--scale", str(args.scale), "--seed",
+                                   str(args.seed), "--family-out", str(out_file)])
+            if proc.returncode != 0 or not out_file.exists():
+                results[name] = [Outcome(name, [], None, f"the family's process ended with {proc.returncode}", math.inf,
+                                         None, [])]
+            else:
+                results[name] = [Outcome(**{**o, "seconds": float(o["seconds"])}) for o in json.loads(out_file.read_text())]
             print(f"{name}: {len(results[name])} cases, {time.perf_counter() - started:.0f} s", file=sys.stderr)
     print("\n".join(table(results)))
     print()

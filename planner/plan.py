@@ -295,10 +295,10 @@ class Plan(BaseModel):
     """The artefact every later step reads. Strict: an unknown or missing top-level field is refused, not guessed."""
 
     model_config = ConfigDict(extra="forbid")
-    plan_version: int
+    plan_version: StrictInt
     inputs: PlanInputs
     stages: list[Stage] = Field(min_length=1)
-    replicas: int = Field(1, ge=1)
+    replicas: StrictInt = Field(1, ge=1)
     replica_gpu_ids: list[list[list[int]]] = Field(default_factory=list)
     prediction: Prediction
     solver: SolverInfo
