@@ -34,7 +34,8 @@ class Behaviour:
 
 
 def served(log: Path) -> list[dict]:
-    """What the server did, per request: {"received": t, "sent": [t, ...]} (seconds, time.monotonic)."""
+    """What the server did, per request: {"id": X-Request-Id, "received": t, "sent": [t, ...]} (seconds,
+    time.monotonic: the same clock as the bench client's samples on this host)."""
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
@@ -44,6 +45,7 @@ def make_app(b: Behaviour, log: Path | None = None) -> Starlette:
 
     async def completions(request: Request):
         received = time.monotonic()
+        request_id = request.headers.get("x-request-id", "")
         body = await request.json()
         if b.status != 200:
             return JSONResponse({"error": {"message": "overloaded"}}, status_code=b.status)
@@ -64,7 +66,7 @@ def make_app(b: Behaviour, log: Path | None = None) -> Starlette:
                 yield f"data: {json.dumps({'choices': [{'index': 0, 'text': 'x'}]})}\n\n"
             if log is not None:
                 with open(log, "a") as f:
-                    f.write(json.dumps({"received": received, "sent": sent}) + "\n")
+                    f.write(json.dumps({"id": request_id, "received": received, "sent": sent}) + "\n")
             count = json.loads(b.usage) if b.usage else streamed
             yield f"data: {json.dumps({'choices': [], 'usage': {'completion_tokens': count}})}\n\n"
             yield "data: [DONE]\n\n"

@@ -27,10 +27,28 @@ READ_TIMEOUT_S = 120.0
 
 @dataclass(frozen=True)
 class RequestResult:
-    ttft_s: float
-    tpot_s: float | None  # None for a one-token answer
+    """One request, with its raw times on this host's monotonic clock (`time.monotonic`, seconds), so that a
+    server log written on the same host (or a trace) can be matched to it by `request_id` (sent as X-Request-Id)."""
+
+    request_id: str
+    sent_at_s: float
+    first_token_at_s: float
+    last_token_at_s: float
     tokens: int
-    latency_s: float
+
+    @property
+    def ttft_s(self) -> float:
+        return self.first_token_at_s - self.sent_at_s
+
+    @property
+    def tpot_s(self) -> float | None:  # None for a one-token answer
+        if self.tokens < 2:
+            return None
+        return (self.last_token_at_s - self.first_token_at_s) / (self.tokens - 1)
+
+    @property
+    def latency_s(self) -> float:
+        return self.last_token_at_s - self.sent_at_s
 
 
 @dataclass(frozen=True)
@@ -39,7 +57,12 @@ class LoadResult:
 
     concurrency: int
     requests: list[RequestResult]
-    wall_s: float
+    started_at_s: float  # time.monotonic when the first request was sent
+    ended_at_s: float  # ... and when the last one finished
+
+    @property
+    def wall_s(self) -> float:
+        return self.ended_at_s - self.started_at_s
 
     @property
     def ttft_ms(self) -> float:
@@ -85,14 +108,16 @@ async def _served_model(client: Any, base: str) -> str:
         raise BenchError(f"{base}/v1/models did not list a model: {resp.text[:200]}") from None
 
 
-async def _one(client: Any, base: str, model: str, prompt: list[int], osl: int) -> RequestResult:
+async def _one(client: Any, base: str, model: str, prompt: list[int], *, osl: int,
+               request_id: str) -> RequestResult:
     body = {"model": model, "prompt": prompt, "max_tokens": osl, "min_tokens": osl, "ignore_eos": True,
             "stream": True, "stream_options": {"include_usage": True}, "temperature": 0.0}
-    start = time.perf_counter()
     first = last = None
     chunks = 0
     usage = None
-    async with client.stream("POST", f"{base}/v1/completions", json=body) as resp:
+    start = time.monotonic()
+    async with client.stream("POST", f"{base}/v1/completions", json=body,
+                             headers={"X-Request-Id": request_id}) as resp:
         if resp.status_code != 200:
             text = (await resp.aread()).decode(errors="replace")[:200]
             raise BenchError(f"{base}/v1/completions answered HTTP {resp.status_code}: {text}")
@@ -103,15 +128,15 @@ async def _one(client: Any, base: str, model: str, prompt: list[int], osl: int) 
             if data == "[DONE]":
                 break
             if data.get("choices"):
-                now = time.perf_counter()
+                now = time.monotonic()
                 first = first if first is not None else now
                 last, chunks = now, chunks + 1
             usage = data.get("usage") or usage
-    if first is None:
+    if first is None or last is None:
         raise BenchError(f"{base}: the stream ended before any token")
     tokens = count_tokens(usage, chunks, osl, base)
-    tpot = (last - first) / (tokens - 1) if tokens > 1 else None
-    return RequestResult(first - start, tpot, tokens, last - start)
+    return RequestResult(request_id=request_id, sent_at_s=start, first_token_at_s=first, last_token_at_s=last,
+                         tokens=tokens)
 
 
 def count_tokens(usage: Any, chunks: int, osl: int, base: str) -> int:
@@ -166,17 +191,18 @@ async def run_load(url: str, concurrency: int, requests: int, isl: int, osl: int
         async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
             model = await _served_model(client, base)
             queue = list(range(requests))
-            start = time.perf_counter()
+            start = time.monotonic()
 
             async def worker() -> None:
                 while queue:
                     k = queue.pop()
-                    results.append(await _one(client, base, model, prompt(k), osl))
+                    results.append(await _one(client, base, model, prompt(k), osl=osl,
+                                              request_id=f"planner-bench-c{concurrency}-{k}"))
                     if progress is not None:
                         progress(len(results))
 
             await asyncio.gather(*(worker() for _ in range(min(concurrency, requests))))
-            wall = time.perf_counter() - start
+            end = time.monotonic()
     except httpx.ConnectError as exc:
         raise BenchError(f"cannot reach {base}: {exc}; is the server up?") from None
     except httpx.TimeoutException:
@@ -185,4 +211,4 @@ async def run_load(url: str, concurrency: int, requests: int, isl: int, osl: int
         raise BenchError(f"{base}: {type(exc).__name__}: {str(exc)[:200]}") from None
     except (httpx.InvalidURL, ValueError) as exc:
         raise BenchError(f"--url: '{base[:200]}' is not a valid address ({str(exc)[:120]})") from None
-    return LoadResult(concurrency, results, wall)
+    return LoadResult(concurrency, results, started_at_s=start, ended_at_s=end)

@@ -38,12 +38,24 @@ class Figures(BaseModel):
     tokens_per_s: float
 
 
+class Sample(BaseModel):
+    """One request's raw times, seconds on the bench host's monotonic clock (match a server log by request_id)."""
+
+    request_id: str
+    sent_at_s: float
+    first_token_at_s: float
+    last_token_at_s: float
+    tokens: int
+
+
 class BenchPoint(BaseModel):
     concurrency: int
     requests: int
     measured: Figures
     predicted: Figures
     error: Figures  # predicted / measured - 1
+    wall_s: float = 0.0  # first request sent to last token received
+    samples: list[Sample] = []
 
 
 class BenchReport(BaseModel):
@@ -109,8 +121,10 @@ def bench(loaded: LoadedPlan, url: str, concurrencies: list[int], *, isl: int, o
         done += requests
         meas = Figures(ttft_ms=res.ttft_ms, tpot_ms=res.tpot_ms, tokens_per_s=res.tokens_per_s)
         pred = predict(loaded, conc, isl, osl, constants)
+        samples = [Sample(request_id=r.request_id, sent_at_s=r.sent_at_s, first_token_at_s=r.first_token_at_s,
+                          last_token_at_s=r.last_token_at_s, tokens=r.tokens) for r in res.requests]
         points.append(BenchPoint(concurrency=conc, requests=len(res.requests), measured=meas, predicted=pred,
-                                 error=_error(pred, meas)))
+                                 error=_error(pred, meas), wall_s=res.wall_s, samples=samples))
     return BenchReport(plan=loaded.path, url=base, isl=isl, osl=osl, points=points)
 
 
