@@ -189,7 +189,29 @@ class Partition(BaseModel):
         return math.ceil(concurrency / self.replicas)
 
 
-class StagePrediction(BaseModel):
+def _bools_in(value: object) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, dict):
+        return any(_bools_in(v) for v in value.values())
+    return isinstance(value, list) and any(isinstance(v, bool) for v in value)
+
+
+class NumbersNotBooleans(BaseModel):
+    """A figure read from a plan file is a number: `tpot_ms: true` is refused, not read as 1.0 (pydantic's lax
+    mode would), in every field not declared a boolean (found by benchmarks/fuzz.py's extreme-plan family)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans(cls, data: object) -> object:
+        if isinstance(data, dict):
+            for name, field in cls.model_fields.items():
+                if field.annotation is not bool and _bools_in(data.get(name)):
+                    raise ValueError(f"{name}: a boolean where a number is expected")
+        return data
+
+
+class StagePrediction(NumbersNotBooleans):
     index: int
     layer_start: int
     layer_end: int
@@ -215,7 +237,7 @@ class StagePrediction(BaseModel):
     offload_layers: list[int] = Field(default_factory=list, description="decoder layers streamed from host memory")
 
 
-class Prediction(BaseModel):
+class Prediction(NumbersNotBooleans):
     """Every figure at one operating point: `concurrency` sequences decoding together (all replicas)."""
 
     concurrency: int = Field(1, description="sequences decoding together over all replicas: the load")

@@ -114,6 +114,10 @@ def _plan(tmp_path: Path, cli) -> dict:
     (lambda p: p.update(stages=[]), "stages"),
     (lambda p: p.pop("plan_version"), "plan_version"),
     (lambda p: p.update(surprise=1), "surprise"),
+    # issue 27: a boolean figure is not read as 1.0 (the fuzz's extreme-plan family found it accepted)
+    (lambda p: p["prediction"].update(tpot_ms=True), "tpot_ms: a boolean"),
+    (lambda p: p["prediction"]["stages"][0].update(step_time_ms=False), "step_time_ms: a boolean"),
+    (lambda p: p["prediction"]["memory_per_gpu_bytes"].update({"0": True}), "memory_per_gpu_bytes: a boolean"),
 ])
 def test_launch_and_validate_check_the_plan(cli, tmp_path, edit, needle):
     plan = _plan(tmp_path, cli)
