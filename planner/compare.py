@@ -12,10 +12,13 @@ from typing import TYPE_CHECKING, Optional
 
 from pydantic import BaseModel
 
+from planner.cost.constants import DEFAULT
 from planner.cost.estimate import COMPONENTS
 from planner.errors import InfeasibleError, InputError
 from planner.plan import Workload
+from planner.solve import solve
 from planner.solve.options import Objective, SolveOptions
+from planner.units import parse_int_list
 
 if TYPE_CHECKING:
     from planner.cost.constants import Constants
@@ -58,8 +61,6 @@ class CompareResult(BaseModel):
 
 
 def parse_concurrencies(text: str) -> list[int]:
-    from planner.units import parse_int_list
-
     values = parse_int_list(text, "--concurrency", low=-(2**62), high=2**62)
     if any(v < 1 for v in values):
         raise InputError(f"--concurrency: every value must be at least 1, got '{text[:80]}'")
@@ -76,9 +77,6 @@ def compare(profile: ModelProfile, topologies: list[Topology], workload: Workloa
             options: SolveOptions = COMPARE_OPTIONS, constants: Constants | None = None) -> CompareResult:
     """The best plan on each machine at each load (`options.objective`: latency or throughput); `options.offload`
     streams layers from host-memory tiers on the machines that have them."""
-    from planner.cost.constants import DEFAULT
-    from planner.solve import solve
-
     objective = options.objective
     if objective not in (Objective.LATENCY, Objective.THROUGHPUT):
         raise InputError(f"--objective: compare takes latency or throughput, got '{objective}'")

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from planner.cost.constants import DEFAULT, Constants
 from planner.cost.estimate import estimate
 from planner.cost.engines import resolve_constants
+from planner.cost.prefill_guard import prefill_utilisation
 from planner.cost.serving import operating_point
 from planner.errors import InfeasibleError, InputError
 from planner.hardware.topology import Topology
@@ -139,8 +140,6 @@ def _ladder(profile: ModelProfile, topo: Topology, part: Partition, workload: Wo
             c: Constants, *, max_utilisation: float = 1.0) -> list[FrontierPoint]:
     """The plan at one, two, four ... sequences per replica, up to the largest load it serves with the prefill
     queue within the TTFT guard (planner.cost.prefill_guard: loads past it are dropped)."""
-    from planner.cost.prefill_guard import prefill_utilisation
-
     first = estimate(profile, topo, part, workload.model_copy(update={"concurrency": part.replicas}), c, check=False)
     cap = first.max_concurrency
     loads: list[int] = []

@@ -18,6 +18,7 @@ from pydantic.config import JsonDict
 from planner.disagg.plan import Pools
 from planner.errors import PartitionError
 from planner.model.dtypes import dtype_problem
+from planner.units import layout_label
 
 if TYPE_CHECKING:
     from planner.hardware.topology import Topology
@@ -34,14 +35,6 @@ MAX_TOKENS = 10_000_000
 Mode = Literal["serving", "static", "closed", "offline"]
 Engine = Literal["vllm", "sglang", "trtllm"]
 Statistic = Literal["mean", "median"]
-
-
-def layout_label(tp: int, dp: int = 1, ep: int = 1) -> str:
-    """The one spelling of a stage layout (tp, dp, ep): TP4, DP2xTP4, DP8, TP4+EP8."""
-    out = f"TP{tp}"
-    if dp > 1:
-        out = f"DP{dp}xTP{tp}" if tp > 1 else f"DP{dp}"
-    return out + (f"+EP{ep}" if ep > 1 else "")
 
 
 _REMEDY: JsonDict = {"panel": "Remedies"}

@@ -14,7 +14,10 @@ from pydantic import ValidationError
 
 from planner.errors import ConfigError, InputError, PartitionError, config_error
 from planner.files import parse_json, read_text
+from planner.hardware import load_topology
 from planner.hardware.topology import Topology
+from planner.model.catalog import load_profile
+from planner.model.checks import check_workload
 from planner.model.layergraph import ModelProfile
 from planner.plan import Plan, validate_partition
 
@@ -39,9 +42,6 @@ def parse_plan(text: str, source: str) -> Plan:
 
 def plan_inputs(plan: Plan, source: str = "the plan") -> tuple[Topology, ModelProfile]:
     """The topology and the traced model a plan was made from; fails if either changed since."""
-    from planner.hardware import load_topology
-    from planner.model.catalog import load_profile
-
     topo = load_topology(plan.inputs.topology_source)
     if topo.hash != plan.inputs.topology_hash:
         raise InputError(f"{source}: topology {plan.inputs.topology_source} changed since the plan was made "
@@ -65,7 +65,6 @@ def load_plan(path: str | Path) -> LoadedPlan:
         validate_partition(plan.partition, profile, topo)
     except PartitionError as exc:
         raise PartitionError(f"{source}: {exc.message}") from None
-    from planner.model.checks import check_workload
 
     try:
         check_workload(profile, plan.inputs.workload)

@@ -20,7 +20,8 @@ from planner.hardware.topology import Topology
 from planner.hardware.whatif import apply_what_if
 from planner.model.layergraph import ModelProfile
 from planner.plan import Plan, Workload
-from planner.solve.options import SolveOptions
+from planner.solve import solve
+from planner.solve.options import Objective, SolveOptions
 
 
 @dataclass(frozen=True)
@@ -157,8 +158,6 @@ class RemedyRequest:
 
 
 def _solve(req: RemedyRequest, remedy: Remedy, concurrency: int) -> Plan:
-    from planner.solve import solve
-
     topo = apply_what_if(req.topo, remedy.what_if) if remedy.what_if else req.topo
     w = req.workload.model_copy(update={**remedy.workload, "concurrency": concurrency})
     w = Workload.model_validate(w.model_dump())
@@ -215,8 +214,6 @@ __all__ = ["Remedy", "RemedyRow", "RemediesResult", "RemedyRequest", "remedies",
 def within_reach(req: RemedyRequest) -> list[str]:
     """For SLOs (req.options) no plan meets: the best figures the machine reaches at the load (the least-TPOT plan, SLOs
     dropped) and the first remedy whose re-solve meets them, as lines for the error's details."""
-    from planner.solve.options import Objective
-
     load = req.workload.concurrency
     free = RemedyRequest(profile=req.profile, topo=req.topo, workload=req.workload, concurrencies=[load],
                          options=req.options.model_copy(update={"objective": Objective.LATENCY, "tpot_slo_ms": None,

@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 import re
 
+from planner.errors import InputError
+
 _DECIMAL = {"": 1, "K": 1e3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 _TIME = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
@@ -142,10 +144,16 @@ def format_ids(ids: list[int] | tuple[int, ...]) -> str:
     return ",".join(out)
 
 
+def layout_label(tp: int, dp: int = 1, ep: int = 1) -> str:
+    """The one spelling of a stage layout (tp, dp, ep): TP4, DP2xTP4, DP8, TP4+EP8."""
+    out = f"TP{tp}"
+    if dp > 1:
+        out = f"DP{dp}xTP{tp}" if tp > 1 else f"DP{dp}"
+    return out + (f"+EP{ep}" if ep > 1 else "")
+
+
 def parse_int_list(text: str, option: str, *, low: int = 0, high: int = 1 << 20) -> list[int]:
     """`0,1,2,3` -> [0, 1, 2, 3]; InputError naming the option when a value is not a whole number in range."""
-    from planner.errors import InputError
-
     if len(text) > 10_000:
         raise InputError(f"{option}: the list is {len(text)} characters long")
     parts = [x.strip() for x in text.split(",")]

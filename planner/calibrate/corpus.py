@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from planner.errors import ConfigError, validation_messages
 from planner.files import load_yaml
-from planner.model.catalog import catalog, native_weight_dtype
+from planner.model.catalog import catalog, native_weight_dtype, resolve as resolve_model
 
 Engine = Literal["vllm", "sglang", "trtllm"]
 Load = Literal["closed", "open", "offline"]
@@ -306,8 +306,6 @@ def resolve(entry: Entry) -> Case | Skip:
 
 def is_moe(model: str) -> bool:
     """Whether a catalog model has routed experts (read from its shipped config, nothing traced)."""
-    from planner.model.catalog import resolve as resolve_model
-
     config = resolve_model(model).config
     text = config.get("text_config", config)
     keys = ("num_local_experts", "n_routed_experts", "num_experts")

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from planner import __version__
 from planner.cli import (
     bench_cmd, compare_cmd, disagg_cmd, frontier_cmd, launch_cmd, plan_cmds, remedies_cmd, validate_cmd)
 from planner.cli.models_cmd import models_app
@@ -29,8 +30,6 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from planner import __version__
-
         typer.echo(f"planner {__version__}")
         raise typer.Exit()
 

@@ -7,8 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from planner.bench.measure import bench, check_fit_loads, fit_profile
 from planner.cli.common import CalibrationOpt, JsonOpt, cli_errors, console, print_json, say
 from planner.cli.progress import count_progress
+from planner.compare import parse_concurrencies
+from planner.cost.constants import load_constants
+from planner.plan_io import load_plan
+from planner.report.plans import bench_table
 
 
 def register(app: typer.Typer) -> None:
@@ -28,11 +33,6 @@ def bench_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Closed-loop load at each concurrency: measured TTFT, TPOT and tokens/s next to the plan's prediction."""
-    from planner.bench.measure import bench, check_fit_loads, fit_profile
-    from planner.compare import parse_concurrencies
-    from planner.cost.constants import load_constants
-    from planner.plan_io import load_plan
-
     loads = parse_concurrencies(concurrency)
     if fit:
         check_fit_loads(loads)
@@ -50,6 +50,5 @@ def bench_cmd(
     if json_out:
         print_json(report)
         return
-    from planner.report.plans import bench_table
 
     console.print(bench_table(report))

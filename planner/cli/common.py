@@ -11,8 +11,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 import typer
 from rich.console import Console
 
+from planner.cost.constants import load_constants
 from planner.errors import PlannerError
 from planner.files import write_file  # noqa: F401  (commands import it from here)
+from planner.hardware import load_topology
+from planner.hardware.whatif import apply_what_if, parse_what_if
+from planner.model.catalog import load_profile
+from planner.model.checks import check_workload, with_native_dtype
+from planner.units import parse_int_list
 
 if TYPE_CHECKING:  # imported lazily at run time: start-up stays short
     from planner.cost.constants import Constants
@@ -81,11 +87,6 @@ def load_inputs(model: str, topology: str, work: Workload, *, calibration: Optio
                 what_if: Optional[str] = None) -> tuple[Constants, Topology, ModelProfile, Workload]:
     """The constants, topology (scaled by a what-if), traced model and workload (with the checkpoint's own weight
     dtype unless --weight-dtype was given) every planning command starts from."""
-    from planner.cost.constants import load_constants
-    from planner.hardware import load_topology
-    from planner.model.catalog import load_profile
-    from planner.model.checks import check_workload, with_native_dtype
-
     constants = load_constants(calibration)
     topo = what_if_topology(load_topology(topology), what_if)
     profile = load_profile(model)
@@ -96,8 +97,6 @@ def load_inputs(model: str, topology: str, work: Workload, *, calibration: Optio
 
 def int_list(text: Optional[str], option: str, *, low: int = 0, high: int = 1 << 20) -> Optional[list[int]]:
     """`0,1,2,3` -> [0, 1, 2, 3] (None stays None); one line naming the option on a bad value."""
-    from planner.units import parse_int_list
-
     return None if text is None else parse_int_list(text, option, low=low, high=high)
 
 
@@ -105,6 +104,5 @@ def what_if_topology(topo: Topology, what_if: Optional[str]) -> Topology:
     """The machine as `--what-if` scales it (itself without one)."""
     if not what_if:
         return topo
-    from planner.hardware.whatif import apply_what_if, parse_what_if
 
     return apply_what_if(topo, parse_what_if(what_if))

@@ -8,9 +8,16 @@ import typer
 
 from planner.cli.common import CalibrationOpt, JsonOpt, ModelOpt, WhatIfOpt, cli_errors, console, print_json, say, what_if_topology
 from planner.cli.options import Fields, build, derive
+from planner.compare import compare, parse_concurrencies
+from planner.cost.constants import load_constants
 from planner.errors import InputError
 
+from planner.hardware import load_topology
+from planner.model.catalog import load_profile
+from planner.model.checks import with_native_dtype
 from planner.plan import Workload
+from planner.report.plans import compare_table
+from planner.report.plots import check_plot_path, plot_compare
 from planner.solve.options import SolveOptions
 
 #: The loads are a list (--concurrency 1,8,32,128).
@@ -42,19 +49,12 @@ def compare_cmd(
     options: SolveOptions,
 ) -> None:
     """Compare machines (NVLink versus PCIe, ...) with the best plan on each, at several loads."""
-    from planner.compare import compare, parse_concurrencies
-    from planner.cost.constants import load_constants
-    from planner.hardware import load_topology
-    from planner.model.catalog import load_profile
-    from planner.report.plots import check_plot_path
-
     loads = parse_concurrencies(concurrency)
     if plot:
         check_plot_path(plot)
     if breakdown_at is not None and breakdown_at not in loads:
         raise InputError(f"--breakdown-at {breakdown_at}: choose one of the loads --concurrency gives "
                          f"({', '.join(map(str, loads))})")
-    from planner.model.checks import with_native_dtype
 
     work = with_native_dtype(work, model)
     work = build(Workload, {**work.model_dump(), "concurrency": loads[0]})
@@ -62,13 +62,10 @@ def compare_cmd(
     topos = [what_if_topology(load_topology(t), what_if) for t in topology]
     result = compare(load_profile(model), topos, work, concurrencies=loads, options=options, constants=constants)
     if plot:
-        from planner.report.plots import plot_compare
-
         plot_compare(result, plot, breakdown_at)
         say(f"wrote {plot}")
     if json_out:
         print_json(result)
         return
-    from planner.report.plans import compare_table
 
     console.print(compare_table(result))

@@ -8,8 +8,9 @@ from pydantic import BaseModel
 
 from planner.cli.common import CalibrationOpt, JsonOpt, ModelOpt, TopologyOpt, cli_errors, console, load_inputs, print_json
 from planner.cli.options import derive
-from planner.disagg.cost import DisaggPrediction
-from planner.disagg.plan import Pools, PoolsSpec
+from planner.disagg.cost import DisaggPrediction, estimate_disagg
+from planner.disagg.plan import Pools, PoolsSpec, make_pools
+from planner.disagg.report import disagg_table
 from planner.plan import Workload
 
 
@@ -32,10 +33,6 @@ def register(app: typer.Typer) -> None:
 def estimate_disagg_cmd(model: ModelOpt, topology: TopologyOpt, calibration: CalibrationOpt = None,
                         json_out: JsonOpt = False, *, work: Workload, spec: PoolsSpec) -> None:
     """Predict TTFT, TPOT, throughput and memory of a prefill pool and a decode pool at one load."""
-    from planner.disagg.cost import estimate_disagg
-    from planner.disagg.plan import make_pools
-    from planner.disagg.report import disagg_table
-
     constants, topo, profile, work = load_inputs(model, topology, work, calibration=calibration)
     pools = make_pools(spec, topo.n_gpus)
     prediction = estimate_disagg(profile, topo, pools, work, constants)

@@ -10,7 +10,10 @@ import typer
 from planner.cli.common import CalibrationOpt, JsonOpt, ModelOpt, TopologyOpt, cli_errors, console, load_inputs, print_json, say
 from planner.cli.options import Fields, derive
 from planner.cli.progress import solve_progress
+from planner.frontier import frontier
 from planner.plan import Workload
+from planner.report.plans import frontier_table
+from planner.report.plots import check_plot_path, plot_frontier
 from planner.solve.options import SolveOptions
 
 #: The frontier runs every load itself (no --concurrency) and offers no remedies (planner remedies does).
@@ -40,22 +43,16 @@ def frontier_cmd(
     options: SolveOptions,
 ) -> None:
     """The Pareto frontier: each shape's plan at loads from one sequence per replica to its capacity."""
-    from planner.frontier import frontier
-    from planner.report.plots import check_plot_path
-
     if plot:
         check_plot_path(plot)
     constants, topo, profile, work = load_inputs(model, topology, work, calibration=calibration)
     with solve_progress(enabled=not json_out and sys.stderr.isatty()) as progress:
         result = frontier(profile, topo, work, options=options, constants=constants, progress=progress)
     if plot:
-        from planner.report.plots import plot_frontier
-
         plot_frontier(result, plot)
         say(f"wrote {plot}")
     if json_out:
         print_json(result)
         return
-    from planner.report.plans import frontier_table
 
     console.print(frontier_table(result, all_points))

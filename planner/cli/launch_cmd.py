@@ -9,7 +9,9 @@ import typer
 
 from planner.cli.common import JsonOpt, cli_errors, print_json, say
 from planner.cli.options import derive
+from planner.launch import render, write_bundle
 from planner.launch.common import LaunchOptions
+from planner.plan_io import load_plan
 
 if TYPE_CHECKING:
     from planner.plan import Plan
@@ -34,8 +36,6 @@ def launch_cmd(
     options: LaunchOptions,
 ) -> None:
     """Turn a plan into launch scripts for vLLM, SGLang, TensorRT-LLM or torchrun (one per node)."""
-    from planner.plan_io import load_plan
-
     loaded = load_plan(plan_file)
     emit_scripts(loaded.plan, engine, output, model_path=model_path, port=port, plan_path=plan_file,
                  extra_args=extra_args, device=device, json_out=json_out, options=options)
@@ -44,8 +44,6 @@ def launch_cmd(
 def emit_scripts(plan: Plan, engine: str, output: Optional[str], *, model_path: Optional[str] = None,
                  port: Optional[int] = None, plan_path: str = "plan.json", extra_args: Optional[str] = None,
                  device: str = "gpu", json_out: bool = False, options: LaunchOptions | None = None) -> None:
-    from planner.launch import render, write_bundle
-
     bundle = render(plan, engine, model_path=model_path, port=port, plan_path=plan_path, extra_args=extra_args,
                     device=device, max_model_len=options.max_model_len if options else None)
     if output:

@@ -8,7 +8,11 @@ import typer
 
 from planner.cli.common import JsonOpt, cli_errors, console, print_json
 from planner.cli.options import Fields, derive
+from planner.model.catalog import catalog, load_profile
+from planner.model.checks import with_native_dtype
+from planner.model.layergraph import summarize
 from planner.plan import Workload
+from planner.report.tables import catalog_table, model_table
 
 #: A model's bytes depend on the dtypes alone.
 DTYPES = Fields(Workload, only=frozenset({"weight_dtype", "kv_dtype"}))
@@ -20,14 +24,11 @@ models_app = typer.Typer(help="The model catalog and traced layer graphs.", no_a
 @cli_errors
 def models_list(json_out: JsonOpt = False) -> None:
     """List the shipped model catalog with aliases."""
-    from planner.model.catalog import catalog
-
     entries = list(catalog().values())
     if json_out:
         print_json([{"name": e.name, "hub_id": e.hub_id, "aliases": list(e.aliases), "dtype": e.dtype}
                     for e in entries])
         return
-    from planner.report.tables import catalog_table
 
     console.print(catalog_table(entries))
 
@@ -43,15 +44,10 @@ def models_show(
     work: Workload,
 ) -> None:
     """Trace a model and show its layer graph: parameters, weight bytes, KV bytes and FLOPs per token."""
-    from planner.model.catalog import load_profile
-    from planner.model.checks import with_native_dtype
-    from planner.model.layergraph import summarize
-
     work = with_native_dtype(work, model)
     summary = summarize(load_profile(model), work.weight_dtype, work.kv_dtype)
     if json_out:
         print_json(summary)
         return
-    from planner.report.tables import model_table
 
     console.print(model_table(summary, all_layers=all_layers))

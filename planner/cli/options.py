@@ -31,6 +31,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from planner.errors import InputError, validation_messages
+from planner.units import parse_int_list
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -143,8 +144,6 @@ def _parameter(spec: Fields, name: str) -> inspect.Parameter:
 def build(model: type[BaseModel], values: dict[str, Any]) -> Any:
     """A validated `model` from command-line values (None: the field's own default, so that the model's
     `model_fields_set` says which options were given); one line naming the flag when a value is out of range."""
-    from planner.units import parse_int_list
-
     data = {}
     for name, value in values.items():
         if value is None:

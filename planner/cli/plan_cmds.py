@@ -10,9 +10,16 @@ import typer
 from planner.cli.common import (
     CalibrationOpt, JsonOpt, ModelOpt, TopologyOpt, WhatIfOpt, cli_errors, console, int_list, load_inputs, print_json,
     say, write_file)
+from planner.cli.launch_cmd import emit_scripts
 from planner.cli.options import Fields, derive
 from planner.cli.progress import solve_progress
-from planner.plan import Plan, Workload
+from planner.cost import estimate, infeasible_error
+from planner.cost.prefill_guard import DEFAULT_MAX_PREFILL_UTILISATION, plan_prefill_utilisation, ttft_warning
+from planner.errors import InfeasibleError, InputError
+from planner.plan import EstimateReport, Plan, SolverInfo, Workload, build_plan, make_partition
+from planner.remedies import REMEDIES_OPTIONS, RemedyRequest, within_reach
+from planner.report.plans import plan_report, prediction_report
+from planner.solve import solve
 from planner.solve.options import Objective, SolveOptions
 
 if TYPE_CHECKING:
@@ -54,9 +61,6 @@ def estimate_cmd(
     work: Workload,
 ) -> None:
     """Predict time, traffic and memory of a partition you choose (TP, DP, EP, PP, layers, GPUs) at one load."""
-    from planner.cost import estimate, infeasible_error
-    from planner.plan import EstimateReport, SolverInfo, build_plan, make_partition
-
     constants, topo, profile, work = load_inputs(model, topology, work, calibration=calibration, what_if=what_if)
     partition = make_partition(profile, topo, tp=tp, pp=pp, layers=int_list(layers, "--layers", low=1),
                                gpu_ids=int_list(gpu_ids, "--gpu-ids"), replicas=replicas, dp=dp, ep=ep,
@@ -72,7 +76,6 @@ def estimate_cmd(
     if json_out:
         print_json(EstimateReport.of(plan))
         return
-    from planner.report.plans import prediction_report
 
     console.print(prediction_report(prediction, f"{profile.name} on {topo.name}: {partition.shape}", work))
 
@@ -92,9 +95,6 @@ def solve_cmd(
     options: SolveOptions,
 ) -> None:
     """Find the best split of a model over a machine with CP-SAT: stages, GPUs, layouts, replicas and the load."""
-    from planner.errors import InfeasibleError, InputError
-    from planner.solve import solve
-
     if emit and not output:
         raise InputError("--emit writes the plan and its scripts into a folder: give -o FOLDER")
     constants, topo, profile, work = load_inputs(model, topology, work, calibration=calibration, what_if=what_if)
@@ -111,7 +111,6 @@ def solve_cmd(
     if json_out:
         print_json(plan)
         return
-    from planner.report.plans import plan_report
 
     console.print(plan_report(plan))
 
@@ -119,9 +118,6 @@ def solve_cmd(
 def _with_reach(exc: Exception, profile: ModelProfile, topo: Topology, *, work: Workload, options: SolveOptions,
                 constants: Constants) -> Exception:
     """An SLO infeasibility with the best achievable figures and the first remedy that meets the SLOs."""
-    from planner.errors import InfeasibleError
-    from planner.remedies import REMEDIES_OPTIONS, RemedyRequest, within_reach
-
     if not isinstance(exc, InfeasibleError) or " meets " not in exc.message:
         return exc
     req = RemedyRequest(profile=profile, topo=topo, workload=work, concurrencies=[work.concurrency],
@@ -136,8 +132,6 @@ def _with_reach(exc: Exception, profile: ModelProfile, topo: Topology, *, work: 
 
 def warn_unusable(plan: Plan, max_utilisation: float | None = None) -> None:
     """A warning line on stderr for a plan whose TTFT is a prefill queue blowing up (planner.cost.prefill_guard)."""
-    from planner.cost.prefill_guard import DEFAULT_MAX_PREFILL_UTILISATION, plan_prefill_utilisation, ttft_warning
-
     bound = DEFAULT_MAX_PREFILL_UTILISATION if max_utilisation is None else max_utilisation
     for line in filter(None, [ttft_warning(plan_prefill_utilisation(plan), bound)]):
         say(f"warning: {line}")
@@ -150,8 +144,6 @@ def _write_solve_outputs(plan: Plan, output: Optional[str], emit: Optional[str])
         return
     plan_path = str(Path(output) / "plan.json") if emit else output
     if emit:
-        from planner.errors import InputError
-
         try:
             Path(output).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -159,6 +151,4 @@ def _write_solve_outputs(plan: Plan, output: Optional[str], emit: Optional[str])
     write_file(plan_path, plan.model_dump_json(indent=2) + "\n", "the plan")
     say(f"wrote {plan_path}")
     if emit:
-        from planner.cli.launch_cmd import emit_scripts
-
         emit_scripts(plan, emit, output, plan_path=plan_path)

@@ -10,6 +10,8 @@ import contextlib
 import threading
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
+from planner.cli.common import err_console
+
 if TYPE_CHECKING:
     from planner.solve.search import Progress
 
@@ -26,8 +28,6 @@ def solve_progress(enabled: bool) -> Iterator[Optional[Callable[[Progress], None
     from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
     from rich.progress import Progress as Bar
     from rich.table import Column
-
-    from planner.cli.common import err_console
 
     bar = Bar(TextColumn("solving", table_column=Column(no_wrap=True)),
               BarColumn(bar_width=16, table_column=Column(min_width=16, no_wrap=True)),
@@ -66,8 +66,6 @@ def count_progress(enabled: bool, label: str) -> Iterator[Optional[Callable[[int
         return
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
     from rich.progress import Progress as Bar
-
-    from planner.cli.common import err_console
 
     bar = Bar(TextColumn(label), BarColumn(bar_width=24), MofNCompleteColumn(), TimeElapsedColumn(),
               console=err_console, transient=True)

@@ -10,7 +10,11 @@ import typer
 from planner.cli.common import CalibrationOpt, JsonOpt, ModelOpt, TopologyOpt, cli_errors, console, load_inputs, print_json, say
 from planner.cli.options import Fields, build, derive
 from planner.cli.progress import count_progress
+from planner.compare import parse_concurrencies
 from planner.plan import Workload
+from planner.remedies import RemedyRequest, remedies
+from planner.report.plans import remedies_table
+from planner.report.plots import check_plot_path, plot_remedies
 from planner.solve.options import SolveOptions
 
 #: The loads are a list (--concurrency 1,32); the remedies are what the command varies, not options.
@@ -39,10 +43,6 @@ def remedies_cmd(
 ) -> None:
     """What each remedy of the memory wall buys on this machine: quantisation, speculative decoding, sparsity,
     host-memory tiers, faster hardware; each re-solved and ranked by TPOT at each load."""
-    from planner.compare import parse_concurrencies
-    from planner.remedies import RemedyRequest, remedies
-    from planner.report.plots import check_plot_path
-
     loads = parse_concurrencies(concurrency)
     if plot:
         check_plot_path(plot)
@@ -53,14 +53,11 @@ def remedies_cmd(
     with count_progress(not json_out and sys.stderr.isatty(), "remedies") as progress:
         result = remedies(req, progress=progress)
     if plot:
-        from planner.report.plots import plot_remedies
-
         plot_remedies(result, plot)
         say(f"wrote {plot}")
     if json_out:
         print_json(result)
         return
-    from planner.report.plans import remedies_table
 
     for t in remedies_table(result):
         console.print(t)

@@ -9,7 +9,16 @@ from typing import Annotated, Optional
 import typer
 
 from planner.cli.common import JsonOpt, cli_errors, console, print_json, say, write_file
+from planner.cost.collective_report import collective_estimates
 from planner.errors import InputError
+from planner.files import read_text
+from planner.hardware import load_topology, shipped_topologies
+from planner.hardware.detect import detect, host_p2p_level, run_nvidia_smi, to_yaml
+from planner.hardware.loading import parse_topology
+from planner.hardware.schema import TopologyDef
+from planner.hardware.summary import summarize_topology
+from planner.report.tables import collective_table, topology_list_table, topology_table
+from planner.units import format_ids
 
 topology_app = typer.Typer(help="Machines as link graphs: show, collective timing, detect.", no_args_is_help=True)
 TopologyArg = Annotated[str, typer.Argument(help="A topology YAML path or a shipped name.")]
@@ -19,14 +28,11 @@ TopologyArg = Annotated[str, typer.Argument(help="A topology YAML path or a ship
 @cli_errors
 def topology_list(json_out: JsonOpt = False) -> None:
     """List the shipped topologies."""
-    from planner.hardware import load_topology, shipped_topologies
-
     rows = [(name, load_topology(name)) for name in shipped_topologies()]
     if json_out:
         print_json([{"name": n, "gpus": t.n_gpus, "nodes": t.n_nodes, "description": t.definition.description}
                     for n, t in rows])
         return
-    from planner.report.tables import topology_list_table
 
     console.print(topology_list_table(rows))
 
@@ -35,14 +41,10 @@ def topology_list(json_out: JsonOpt = False) -> None:
 @cli_errors
 def topology_show(topology: TopologyArg, json_out: JsonOpt = False) -> None:
     """Show a topology: its GPUs, its links and the GPU-to-GPU bandwidth matrix (a summary past 64 GPUs)."""
-    from planner.hardware import load_topology
-    from planner.hardware.summary import summarize_topology
-
     summary = summarize_topology(load_topology(topology))
     if json_out:
         print_json(summary)
         return
-    from planner.report.tables import topology_table
 
     console.print(topology_table(summary))
 
@@ -51,8 +53,6 @@ def topology_show(topology: TopologyArg, json_out: JsonOpt = False) -> None:
 @cli_errors
 def topology_schema(json_out: JsonOpt = True) -> None:
     """Print the JSON Schema of a topology YAML (it is JSON either way)."""
-    from planner.hardware.schema import TopologyDef
-
     print_json(TopologyDef.model_json_schema())
 
 
@@ -67,17 +67,12 @@ def topology_collective(
     json_out: JsonOpt = False,
 ) -> None:
     """Predicted time and bus bandwidth of a collective over a GPU group, per message size."""
-    from planner.cost.collective_report import collective_estimates
-    from planner.hardware import load_topology
-
     topo = load_topology(topology)
     result = collective_estimates(topo, sizes=sizes, op=op, gpu_ids=gpu_ids, context=context)
     if json_out:
         print_json([r.model_dump(include={"bytes", "time_us", "busbw_gbps", "algorithm", "protocol"})
                     for r in result.rows])
         return
-    from planner.report.tables import collective_table
-    from planner.units import format_ids
 
     console.print(collective_table(result.rows, f"{op} over GPUs {format_ids(result.gpu_ids)} of {topo.name} ({context})"))
 
@@ -95,10 +90,6 @@ def topology_detect(
     json_out: JsonOpt = False,
 ) -> None:
     """Write a topology YAML from `nvidia-smi topo -m` (run here, or from saved output)."""
-    from planner.files import read_text
-    from planner.hardware.detect import detect, host_p2p_level, run_nvidia_smi, to_yaml
-    from planner.hardware.loading import parse_topology
-
     if p2p_level is not None and p2p_level not in ("pix", "pxb", "phb", "sys"):
         raise InputError(f"--p2p-level: choose one of pix, pxb, phb, sys, got '{p2p_level[:40]}'")
 

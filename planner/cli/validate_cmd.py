@@ -7,6 +7,9 @@ from typing import Annotated
 import typer
 
 from planner.cli.common import JsonOpt, cli_errors, console, print_json
+from planner.errors import ValidationRunError
+from planner.report.plans import validation_table
+from planner.validate.runner import validate
 
 
 def register(app: typer.Typer) -> None:
@@ -23,15 +26,10 @@ def validate_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Run a plan with torch.distributed (its stages, GPU groups and shards) and check its predictions."""
-    from planner.errors import ValidationRunError
-    from planner.validate.runner import validate
-
     report = validate(plan_file, backend=backend, scale=scale, tokens=tokens, timeout_s=timeout)
     if json_out:
         print_json(report)
     else:
-        from planner.report.plans import validation_table
-
         console.print(validation_table(report))
     if not report.passed:
         failed = [f"{c.name}" + (f" (rank {c.rank})" if c.rank is not None else "") for c in report.checks if c.passed is False]

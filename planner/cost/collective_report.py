@@ -8,6 +8,7 @@ from planner.cost.collectives import CONTEXTS, collective_time
 from planner.cost.constants import DEFAULT, Constants
 from planner.errors import InputError
 from planner.hardware.topology import Topology
+from planner.units import parse_bytes, parse_int_list
 
 MAX_SIZES = 64
 MAX_MESSAGE_BYTES = 2**40
@@ -32,8 +33,6 @@ class CollectiveReport(BaseModel):
 
 def parse_gpu_ids(text: str | None, topo: Topology) -> list[int]:
     """The group: every GPU by default, else the listed ids (each on the machine, none twice)."""
-    from planner.units import parse_int_list
-
     if text is None:
         return list(range(topo.n_gpus))
     ids = parse_int_list(text, "--gpu-ids", high=1 << 30)
@@ -46,8 +45,6 @@ def parse_gpu_ids(text: str | None, topo: Topology) -> list[int]:
 
 def collective_estimates(topo: Topology, *, sizes: str, op: str, gpu_ids: str | None, context: str,
                          constants: Constants = DEFAULT) -> CollectiveReport:
-    from planner.units import parse_bytes
-
     if context not in CONTEXTS:
         raise InputError(f"--context: choose one of {', '.join(CONTEXTS)}, got '{context}'")
     ids = parse_gpu_ids(gpu_ids, topo)

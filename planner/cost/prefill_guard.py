@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from planner.cost.constants import DEFAULT
+from planner.cost.engines import resolve_constants
+from planner.cost.serving import operating_point
+
 if TYPE_CHECKING:
     from planner.cost.serving import OperatingPoint
     from planner.plan import Plan
@@ -31,10 +35,6 @@ def prefill_utilisation(op: OperatingPoint) -> float:
 
 def plan_prefill_utilisation(plan: Plan) -> float:
     """The prefill queue's utilisation at a plan's load (its workload's mode, default engine constants)."""
-    from planner.cost.constants import DEFAULT
-    from planner.cost.engines import resolve_constants
-    from planner.cost.serving import operating_point
-
     w = plan.inputs.workload
     if w.mode != "serving":
         return 0.0

@@ -40,6 +40,7 @@ from planner.cost.memory import stage_memory
 from planner.cost.shards import Layout
 from planner.cost.transfer import transfer_pairs
 from planner.disagg.plan import Pool, Pools
+from planner.errors import PartitionError
 from planner.hardware.topology import LINK_CLASSES, Topology
 from planner.model.layergraph import ModelProfile
 from planner.plan import Mode, Partition, Prediction, Stage, Workload, layout_problems
@@ -93,8 +94,6 @@ def pool_partition(profile: ModelProfile, pool: Pool, instances: int | None = No
 
 def check_pools(profile: ModelProfile, topo: Topology, pools: Pools) -> None:
     """Raise PartitionError when a pool's layout cannot run the model or names a GPU the machine lacks."""
-    from planner.errors import PartitionError
-
     for pool in (pools.prefill, pools.decode):
         stage = pool_partition(profile, pool, 1).stages[0]
         if problems := layout_problems(profile, stage):

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 from pydantic.config import JsonDict
 
 from planner.errors import PartitionError
+from planner.units import layout_label
 
 Role = Literal["prefill", "decode"]
 #: How the KV moves. nixl and mooncake: GPU-direct RDMA (NVLink inside a node, the NICs across nodes);
@@ -48,8 +49,6 @@ class Pool(BaseModel):
 
     @property
     def label(self) -> str:
-        from planner.plan import layout_label
-
         return f"{self.instances}x {layout_label(self.tp, self.dp, self.ep)}"
 
 

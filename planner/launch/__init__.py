@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from planner.errors import InputError
-from planner.launch.common import LaunchBundle
+from planner.launch.common import LaunchBundle, serving_limits
 from planner.plan import Plan
+from planner.plan_io import plan_inputs
 
 ENGINES = ("vllm", "sglang", "trtllm", "torchrun")
 DEVICES = ("gpu", "cpu")
@@ -15,8 +16,6 @@ DEVICES = ("gpu", "cpu")
 def render(plan: Plan, engine: str, *, model_path: str | None = None, port: int | None = None,
            plan_path: str = "plan.json", extra_args: str | None = None, device: str = "gpu",
            max_model_len: int | None = None) -> LaunchBundle:
-    from planner.plan_io import plan_inputs
-
     if engine not in ENGINES:
         raise InputError(f"unknown engine '{engine}': choose one of {', '.join(ENGINES)}")
     if device not in DEVICES:
@@ -34,8 +33,6 @@ def render(plan: Plan, engine: str, *, model_path: str | None = None, port: int 
     if engine == "vllm":
         kwargs["device"] = device
     if engine != "torchrun":
-        from planner.launch.common import serving_limits
-
         kwargs["limits"] = serving_limits(plan, profile, topo, max_model_len)
     if port is not None:
         kwargs["port"] = port

@@ -9,9 +9,12 @@ from typing import TYPE_CHECKING, Optional
 
 from pydantic import BaseModel, Field
 
+from planner.cost.estimate import estimate
+from planner.cost.offload import streamed_bytes
 from planner.cost.shards import Layout, layout_of
-from planner.errors import InputError, UnsupportedPlanError
-from planner.plan import Plan
+from planner.errors import InputError, PartitionError, UnsupportedPlanError
+from planner.model.catalog import catalog
+from planner.plan import Partition, Plan, Stage, even_layers as even
 
 if TYPE_CHECKING:
     from planner.hardware.topology import Topology
@@ -81,11 +84,6 @@ def batch_limit_per_dp_rank(plan: Plan, dp: int) -> int:
 def closest_uniform(plan: Plan, profile: ModelProfile, topo: Topology, *, even_layers: bool = False) -> list[str]:
     """The nearest plan an engine can express: one TP degree (the smallest of the plan's, on each stage's
     first GPUs) and, where asked, an even layer split. Returned as lines with its predicted cost."""
-    from planner.cost.estimate import estimate
-    from planner.errors import PartitionError
-    from planner.plan import Partition, Stage
-    from planner.plan import even_layers as even
-
     tp = min(s.tp for s in plan.stages)
     counts = even(profile.n_layers, len(plan.stages)) if even_layers else [s.n_layers for s in plan.stages]
     stages, start = [], 0
@@ -130,8 +128,6 @@ class ServingLimits:
 
 def kv_capacity_at(plan: Plan, profile: ModelProfile, topo: Topology, tokens: int) -> int:
     """Sequences of `tokens` tokens each the plan's KV cache holds, per replica (the plan's memory at that length)."""
-    from planner.cost.estimate import estimate
-
     w = plan.inputs.workload
     osl = max(1, min(w.osl, tokens - 1))
     longer = w.model_copy(update={"isl": max(1, tokens - osl), "osl": osl, "concurrency": plan.replicas})
@@ -212,8 +208,6 @@ def unset_remedies(plan: Plan) -> list[str]:
 def offload_gib_per_gpu(plan: Plan, profile: ModelProfile) -> int:
     """`--cpu-offload-gb` (GiB per GPU, vLLM and SGLang) that moves as many bytes as the plan streams; 0 for none.
     The engine picks which layers; with uneven stages the busiest GPU's amount is used for all."""
-    from planner.cost.offload import streamed_bytes
-
     most = max(streamed_bytes(profile, layout_of(st), st.offload_layers, plan.inputs.workload.weight_dtype)[0]
                for st in plan.stages)
     return math.ceil(most / 2**30) if most else 0
@@ -277,8 +271,6 @@ def model_arg(plan: Plan, model_path: str | None) -> str:
     """What the engine serves: --model-path, else the catalog's hub id, the hub id the plan was made from, or the
     folder of the config.json it was made from (an engine loads a model folder, not its config file)."""
     from pathlib import Path
-
-    from planner.model.catalog import catalog
 
     if model_path:
         return model_path

@@ -18,7 +18,10 @@ from pathlib import Path
 import yaml
 
 from planner.errors import ModelNotFoundError
+from planner.files import parse_json, read_text
+from planner.model.config_check import check_model_config
 from planner.model.layergraph import PROFILE_VERSION, ModelProfile
+from planner.model.trace import trace_config
 from planner.resources import models_dir
 
 @dataclass(frozen=True)
@@ -77,16 +80,12 @@ def config_weight_dtype(config: dict) -> str:
 
 def read_config_file(path: Path) -> dict:
     """Read and check a config.json: the file and the offending field are named on failure."""
-    from planner.files import parse_json, read_text
-
     config = parse_json(read_text(path, "the model config"), str(path))
     check_config(config, str(path))
     return config
 
 
 def check_config(config: object, origin: str) -> None:
-    from planner.model.config_check import check_model_config
-
     check_model_config(config, origin)
 
 
@@ -181,7 +180,6 @@ def load_profile(arg: str, *, use_cache: bool = True) -> ModelProfile:
             return profile.model_copy(update={"name": resolved.name, "source": resolved.source})
         except ValueError:
             pass  # a stale or corrupt cache entry: trace again and overwrite it
-    from planner.model.trace import trace_config  # imports torch and transformers
 
     profile = trace_config(resolved.config, name=resolved.name, source=resolved.source, config_hash=digest)
     if use_cache:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from planner.errors import InputError
+from planner.model.catalog import native_weight_dtype
 from planner.model.layergraph import ModelProfile
 
 if TYPE_CHECKING:
@@ -25,6 +26,5 @@ def with_native_dtype(workload: Workload, model: str) -> Workload:
     (fp8 for DeepSeek-V3/R1 and Kimi-K2, mxfp4 for gpt-oss, a config's quantization_config, else bf16)."""
     if "weight_dtype" in workload.model_fields_set:
         return workload
-    from planner.model.catalog import native_weight_dtype
 
     return workload.model_copy(update={"weight_dtype": native_weight_dtype(model)})

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from planner.errors import InputError
+
 WeightDtype = Literal["bf16", "fp16", "fp8", "int4", "mxfp4", "nvfp4"]
 KvDtype = Literal["bf16", "fp16", "fp8"]
 
@@ -56,16 +58,12 @@ def dtype_problem(kind: str, name: str) -> str | None:
 
 
 def check_weight_dtype(name: str) -> str:
-    from planner.errors import InputError
-
     if problem := dtype_problem("weight", name):
         raise InputError(problem)
     return name
 
 
 def check_kv_dtype(name: str) -> str:
-    from planner.errors import InputError
-
     if problem := dtype_problem("KV", name):
         raise InputError(problem)
     return name

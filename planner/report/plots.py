@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from planner.compare import NAMES, CompareResult
 from planner.cost.estimate import COMPONENTS
+from planner.errors import InputError
+from planner.files import check_writable, write_file
 from planner.frontier import FrontierResult, pareto_flags
 
 if TYPE_CHECKING:
@@ -19,10 +21,6 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 def check_plot_path(path: str | Path) -> Path:
     """A path matplotlib can write: a known image suffix, in a folder that exists."""
-    from planner.errors import InputError
-
-    from planner.files import check_writable
-
     p = Path(path)
     if p.suffix.lower() not in PLOT_SUFFIXES:
         raise InputError(f"--plot {path}: write a {', '.join(PLOT_SUFFIXES)} file")
@@ -32,8 +30,6 @@ def check_plot_path(path: str | Path) -> Path:
 def _save(fig: Any, path: Path) -> None:
     """Render in memory, then write through planner.files (one line, not a traceback, when the path fails)."""
     import io
-
-    from planner.files import write_file
 
     buf = io.BytesIO()
     fig.savefig(buf, dpi=110, format=path.suffix.lower().lstrip(".") or "png")

@@ -1,19 +1,11 @@
 """Which split: candidate GPU groups, the CP-SAT model by constraint family, and the shape search.
 
-`solve` is imported on first use: `planner.solve.options` (what the command line derives its options from)
-stays light to import.
+The CP-SAT library itself is imported on first use (planner/solve/formulation.py), so importing the package
+stays light.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from planner.solve.search import solve
 
 __all__ = ["solve"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "solve":
-        from planner.solve.search import solve
-
-        return solve
-    raise AttributeError(f"module 'planner.solve' has no attribute {name!r}")

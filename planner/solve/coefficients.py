@@ -19,6 +19,7 @@ from planner.cost.speculative import draft_step, draft_weight_bytes
 from planner.cost.step import (StageComm, StageContext, StageStep, StepLoad, add_steps, engine_overhead_s, node_step,
                                stage_comm)
 from planner.cost.transfer import transfer_bytes, transfer_pair_s
+from planner.errors import InputError
 from planner.hardware.topology import Topology
 from planner.model.layergraph import LayerInfo, ModelProfile
 from planner.plan import Workload
@@ -36,8 +37,6 @@ MAX_NS = 2**40
 
 def ns(seconds: float) -> int:
     """Seconds as integer nanoseconds for CP-SAT; an InputError when they cannot be (not finite, or past MAX_NS)."""
-    from planner.errors import InputError
-
     if not math.isfinite(seconds) or abs(seconds) * TIME_UNITS_PER_S > MAX_NS:
         raise InputError(f"a cost of {seconds:.3g} s per step is beyond what the solver can represent (at most "
                          f"{MAX_NS / TIME_UNITS_PER_S:,.0f} s): check the calibration's efficiencies, the "

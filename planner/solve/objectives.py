@@ -19,6 +19,7 @@ from typing import Callable
 
 from planner.cost.constants import Constants
 from planner.cost.estimate import estimate
+from planner.cost.prefill_guard import prefill_utilisation
 from planner.cost.serving import OperatingPoint, operating_point
 from planner.hardware.topology import Topology
 from planner.model.layergraph import ModelProfile
@@ -243,8 +244,6 @@ def _largest(lo: int, hi: int, ok: Callable[[int], bool]) -> int:
 def step_budget_limit(sv: ShapeSolver, cap: int) -> int:
     """The largest per-replica load whose steps fit the engine's budget in steady state, with the prefill queue
     within the TTFT guard (planner.cost.prefill_guard)."""
-    from planner.cost.prefill_guard import prefill_utilisation
-
     bound = sv.req.options.max_prefill_utilisation
     return _largest(1, cap, lambda c: sv.op(c).feasible and prefill_utilisation(sv.op(c)) <= bound)
 

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from planner.validate.model import attend, full_param
+from planner.validate.common import attend, full_param
 
 if TYPE_CHECKING:
-    from planner.validate.model import Comm, Group, Shard
+    from planner.validate.common import Comm, Group
+    from planner.validate.model import Shard
 
 
 def _dims(cfg: dict) -> tuple[int, int, int, int, int]:
@@ -29,11 +30,11 @@ def add_params(shard: Shard, pre: str) -> None:
     a = pre + "self_attn."
     p[a + "q_a"] = full_param(a + "q_a_proj.weight", (qr, h))
     p[a + "q_a_norm"] = full_param(a + "q_a_layernorm.weight", (qr,), norm=True)
-    p[a + "q_b"] = shard._rows(a + "q_b_proj.weight", (heads * (nope + rope), qr), hl * (nope + rope))
+    p[a + "q_b"] = shard.rows(a + "q_b_proj.weight", (heads * (nope + rope), qr), hl * (nope + rope))
     p[a + "kv_a"] = full_param(a + "kv_a_proj_with_mqa.weight", (kvr + rope, h))
     p[a + "kv_a_norm"] = full_param(a + "kv_a_layernorm.weight", (kvr,), norm=True)
-    p[a + "kv_b"] = shard._rows(a + "kv_b_proj.weight", (heads * (nope + vdim), kvr), hl * (nope + vdim))
-    p[a + "o"] = shard._cols(a + "o_proj.weight", (h, heads * vdim), hl * vdim)
+    p[a + "kv_b"] = shard.rows(a + "kv_b_proj.weight", (heads * (nope + vdim), kvr), hl * (nope + vdim))
+    p[a + "o"] = shard.cols(a + "o_proj.weight", (h, heads * vdim), hl * vdim)
 
 
 def attention(shard: Shard, i: int, x: torch.Tensor, positions: torch.Tensor, comm: Comm, *,

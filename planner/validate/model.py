@@ -1,7 +1,8 @@
 """A decoder of the Llama family (Llama, Qwen2, Mistral, Mixtral) or of DeepSeek-V3 (MLA attention, shared
 and routed experts), sharded the way the cost model and the engines shard it, with every collective and
 send/recv going through a byte-counting `Comm`. MLA lives in planner.validate.mla, the MoE layer (expert
-slices under TP, whole experts and an all-to-all under expert parallelism) in planner.validate.moe.
+slices under TP, whole experts and an all-to-all under expert parallelism) in planner.validate.moe; what the
+three share (dtypes, deterministic weights, the `Comm`, causal attention) in planner.validate.common, a leaf.
 
 Why explicit collectives instead of DTensor's `parallelize_module` (ColwiseParallel/RowwiseParallel):
 - the traffic check must count the bytes each rank sends and receives per collective call, and
@@ -22,103 +23,17 @@ holds experts [j E/ep, (j+1) E/ep) whole.
 
 from __future__ import annotations
 
-import zlib
-from dataclasses import dataclass, field
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
-#: A torch.distributed process group (None: the default group).
-Group = Any
-
-DTYPE = torch.bfloat16  # weights and everything that crosses a link (2 bytes, as the cost model counts)
-COMPUTE = torch.float32  # arithmetic on each rank, so that TP and the reference differ only by link roundings
-ELEMENT_BYTES = 2
-INIT_STD = 0.05
-
-
-def full_param(name: str, shape: tuple[int, ...], *, norm: bool = False) -> torch.Tensor:
-    """Deterministic random weights: the same on every rank and in the reference."""
-    if norm:
-        return torch.ones(shape, dtype=DTYPE)
-    gen = torch.Generator().manual_seed(zlib.crc32(name.encode()))
-    return (torch.randn(shape, generator=gen) * INIT_STD).to(DTYPE)
-
-
-@dataclass
-class Comm:
-    """Collectives and point-to-point calls with per-rank byte counts (nccl-tests' ring convention:
-    an all-reduce of S bytes over n ranks sends and receives 2(n-1)/n x S per rank, an all-gather of a
-    total S bytes (n-1)/n x S; a send moves its tensor's bytes)."""
-
-    dist: object = None
-    counting: bool = False
-    sent: float = 0.0
-    received: float = 0.0
-    calls: dict = field(default_factory=dict)
-
-    def _count(self, kind: str, sent: float, received: float) -> None:
-        if self.counting:
-            self.sent += sent
-            self.received += received
-            self.calls[kind] = self.calls.get(kind, 0) + 1
-
-    def all_reduce(self, t: torch.Tensor, group: Group, n: int) -> torch.Tensor:
-        if n == 1:
-            return t
-        nbytes = t.numel() * t.element_size()
-        self._count("all_reduce", 2 * (n - 1) / n * nbytes, 2 * (n - 1) / n * nbytes)
-        self.dist.all_reduce(t, group=group)
-        return t
-
-    def all_gather_last(self, t: torch.Tensor, group: Group, n: int) -> torch.Tensor:
-        if n == 1:
-            return t
-        parts = [torch.empty_like(t) for _ in range(n)]
-        total = t.numel() * t.element_size() * n
-        self._count("all_gather", (n - 1) / n * total, (n - 1) / n * total)
-        self.dist.all_gather(parts, t.contiguous(), group=group)
-        return torch.cat(parts, dim=-1)
-
-    def all_to_all(self, t: torch.Tensor, send_counts: list[int], recv_counts: list[int], me: int,
-                   group: Group, *, metadata: bool = False) -> torch.Tensor:
-        """Rows of `t` to each rank of the group (send_counts rows each, in group-rank order); the rows a rank
-        keeps for itself do not cross a link and are not counted, nor is routing `metadata`."""
-        row = t[0].numel() * t.element_size() if t.numel() else t.element_size() * int(torch.tensor(t.shape[1:]).prod())
-        out = torch.empty((sum(recv_counts), *t.shape[1:]), dtype=t.dtype, device=t.device)
-        if not metadata:
-            self._count("all_to_all", (sum(send_counts) - send_counts[me]) * row,
-                        (sum(recv_counts) - recv_counts[me]) * row)
-        self.dist.all_to_all_single(out, t.contiguous(), recv_counts, send_counts, group=group)
-        return out
-
-    def exchange_counts(self, counts: list[int], group: Group) -> list[int]:
-        """How many rows each rank will send here (routing metadata: not counted as traffic)."""
-        out = torch.empty(len(counts), dtype=torch.int64)
-        self.dist.all_to_all_single(out, torch.tensor(counts, dtype=torch.int64), group=group)
-        return out.tolist()
-
-    def send(self, t: torch.Tensor, dst: int) -> None:
-        self._count("send", t.numel() * t.element_size(), 0)
-        self.dist.send(t.contiguous(), dst)
-
-    device: str = "cpu"
-
-    def recv(self, shape: tuple[int, ...], src: int) -> torch.Tensor:
-        t = torch.empty(shape, dtype=DTYPE, device=self.device)
-        self.dist.recv(t, src)
-        self._count("recv", 0, t.numel() * t.element_size())
-        return t
-
+from planner.validate import mla, moe
+from planner.validate.common import COMPUTE, DTYPE, Comm, Group, attend, full_param
 
 class Shard:
     """What one rank holds of one stage: parameters, a KV cache, and the forward pass."""
 
     def __init__(self, cfg: dict, layers: range, tp: int, tp_rank: int, first: bool, *, last: bool,
                  ep: int = 1, ep_rank: int = 0):
-        from planner.validate import mla, moe
-
         self.cfg, self.layers, self.tp, self.r, self.first, self.last = cfg, layers, tp, tp_rank, first, last
         self.ep, self.ep_rank = ep, ep_rank
         h, heads = cfg["hidden_size"], cfg["num_attention_heads"]
@@ -137,7 +52,7 @@ class Shard:
         self.moe = moe.MoE(self) if moe.is_moe_model(cfg) else None
         p = self.params
         if first:
-            p["embed"] = self._rows("model.embed_tokens.weight", (cfg["vocab_size"], h), self.vocab_local)
+            p["embed"] = self.rows("model.embed_tokens.weight", (cfg["vocab_size"], h), self.vocab_local)
         for i in layers:
             pre = f"model.layers.{i}."
             p[pre + "ln1"] = full_param(pre + "input_layernorm.weight", (h,), norm=True)
@@ -146,29 +61,29 @@ class Shard:
             if self.moe is not None and self.moe.is_moe_layer(i):
                 self.moe.add_params(pre)
             else:
-                self._mlp_params(pre, cfg["intermediate_size"])
+                self.mlp_params(pre, cfg["intermediate_size"])
         if last:
             p["norm"] = full_param("model.norm.weight", (h,), norm=True)
-            p["lm_head"] = self._rows("lm_head.weight", (cfg["vocab_size"], h), self.vocab_local)
+            p["lm_head"] = self.rows("lm_head.weight", (cfg["vocab_size"], h), self.vocab_local)
         self.cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _attention_params(self, pre: str) -> None:
         p, h, heads = self.params, self.cfg["hidden_size"], self.cfg["num_attention_heads"]
-        p[pre + "q"] = self._rows(pre + "self_attn.q_proj.weight", (heads * self.hd, h), self.heads_local * self.hd)
+        p[pre + "q"] = self.rows(pre + "self_attn.q_proj.weight", (heads * self.hd, h), self.heads_local * self.hd)
         p[pre + "k"] = self._kv_rows(pre + "self_attn.k_proj.weight", (self.kv * self.hd, h))
         p[pre + "v"] = self._kv_rows(pre + "self_attn.v_proj.weight", (self.kv * self.hd, h))
         if self.bias:
-            p[pre + "qb"] = self._rows(pre + "self_attn.q_proj.bias", (heads * self.hd,), self.heads_local * self.hd)
+            p[pre + "qb"] = self.rows(pre + "self_attn.q_proj.bias", (heads * self.hd,), self.heads_local * self.hd)
             p[pre + "kb"] = self._kv_rows(pre + "self_attn.k_proj.bias", (self.kv * self.hd,))
             p[pre + "vb"] = self._kv_rows(pre + "self_attn.v_proj.bias", (self.kv * self.hd,))
-        p[pre + "o"] = self._cols(pre + "self_attn.o_proj.weight", (h, heads * self.hd), self.heads_local * self.hd)
+        p[pre + "o"] = self.cols(pre + "self_attn.o_proj.weight", (h, heads * self.hd), self.heads_local * self.hd)
 
-    def _mlp_params(self, pre: str, inter: int, name: str = "mlp.") -> None:
+    def mlp_params(self, pre: str, inter: int, name: str = "mlp.") -> None:
         """A gated MLP of width `inter`, sliced over the TP ranks (also DeepSeek's shared experts)."""
         p, h, local = self.params, self.cfg["hidden_size"], inter // self.tp
-        p[pre + name + "gate"] = self._rows(pre + name + "gate_proj.weight", (inter, h), local)
-        p[pre + name + "up"] = self._rows(pre + name + "up_proj.weight", (inter, h), local)
-        p[pre + name + "down"] = self._cols(pre + name + "down_proj.weight", (h, inter), local)
+        p[pre + name + "gate"] = self.rows(pre + name + "gate_proj.weight", (inter, h), local)
+        p[pre + name + "up"] = self.rows(pre + name + "up_proj.weight", (inter, h), local)
+        p[pre + name + "down"] = self.cols(pre + name + "down_proj.weight", (h, inter), local)
 
     def to(self, device: str) -> "Shard":
         self.params = {k: v.to(device) for k, v in self.params.items()}
@@ -178,10 +93,10 @@ class Shard:
     device = "cpu"
 
     # Slicing of the full deterministic tensors ------------------------------------------------
-    def _rows(self, name: str, shape: tuple[int, ...], local: int) -> torch.Tensor:
+    def rows(self, name: str, shape: tuple[int, ...], local: int) -> torch.Tensor:
         return full_param(name, shape)[self.r * local:(self.r + 1) * local].contiguous()
 
-    def _cols(self, name: str, shape: tuple[int, ...], local: int) -> torch.Tensor:
+    def cols(self, name: str, shape: tuple[int, ...], local: int) -> torch.Tensor:
         return full_param(name, shape)[:, self.r * local:(self.r + 1) * local].contiguous()
 
     def _kv_rows(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -250,8 +165,6 @@ class Shard:
 
     def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None, positions: torch.Tensor, comm: Comm,
                 group: Group) -> tuple[torch.Tensor, torch.Tensor]:
-        from planner.validate import mla
-
         for i in self.layers:
             pre = f"model.layers.{i}."
             residual = hidden if residual is None else hidden + residual
@@ -265,11 +178,3 @@ class Shard:
     def logits(self, hidden: torch.Tensor, residual: torch.Tensor, comm: Comm, group: Group) -> torch.Tensor:
         x = self.norm(hidden + residual, self.params["norm"])
         return comm.all_gather_last(self.linear(x[:, -1:], self.params["lm_head"]).to(DTYPE), group, self.tp)
-
-
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """Causal attention of the new tokens q [b, t, heads, d] over the cached and new k, v [b, T, heads, d]."""
-    t, total = q.shape[1], k.shape[1]
-    mask = torch.ones(t, total, dtype=torch.bool, device=q.device).tril(diagonal=total - t)
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask)
-    return out.transpose(1, 2)

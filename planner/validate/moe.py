@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from planner.validate.model import COMPUTE, DTYPE, full_param
+from planner.validate.common import COMPUTE, DTYPE, full_param
 
 #: Two runs of the same weights whose hidden states differ by bf16 link roundings (TP's partial sums, EP's dispatched
 #: rows) and BLAS summation order move a router score by up to a few 1e-3 (3e-3 seen under DeepSeek TP2); experts
@@ -25,7 +25,8 @@ from planner.validate.model import COMPUTE, DTYPE, full_param
 ROUTING_TIE = 2.0 ** -7
 
 if TYPE_CHECKING:
-    from planner.validate.model import Comm, Group, Shard
+    from planner.validate.common import Comm, Group
+    from planner.validate.model import Shard
 
 
 def is_moe_model(cfg: dict) -> bool:
@@ -63,11 +64,11 @@ class MoE:
                 sh.params[ep + "down"] = full_param(ep + "down", (h, self.inter))
             else:
                 local = self.inter // sh.tp
-                sh.params[ep + "gate"] = sh._rows(ep + "gate", (self.inter, h), local)
-                sh.params[ep + "up"] = sh._rows(ep + "up", (self.inter, h), local)
-                sh.params[ep + "down"] = sh._cols(ep + "down", (h, self.inter), local)
+                sh.params[ep + "gate"] = sh.rows(ep + "gate", (self.inter, h), local)
+                sh.params[ep + "up"] = sh.rows(ep + "up", (self.inter, h), local)
+                sh.params[ep + "down"] = sh.cols(ep + "down", (h, self.inter), local)
         if self.n_shared:
-            sh._mlp_params(pre, self.inter * self.n_shared, "mlp.shared_experts.")
+            sh.mlp_params(pre, self.inter * self.n_shared, "mlp.shared_experts.")
 
     def _held(self) -> range:
         start = self.shard.ep_rank * self.local

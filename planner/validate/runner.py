@@ -22,8 +22,17 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from pydantic import BaseModel
 
+from planner.cost.constants import DEFAULT
+from planner.cost.memory import stage_memory
+from planner.cost.shards import layout_of
+from planner.cost.step import StageContext, StepLoad, stage_step
+from planner.cost.transfer import transfer, transfer_bytes, transfer_pairs
 from planner.errors import InputError, ValidationRunError
+from planner.model.catalog import config_hash, resolve
+from planner.model.trace import trace_config
 from planner.plan import Plan, Stage
+from planner.plan_io import load_plan
+from planner.validate.mini import check_family, mini_config, mini_stages
 
 if TYPE_CHECKING:
     import torch
@@ -134,8 +143,8 @@ def run_rank(rank: int, job: Job, dist: ModuleType) -> dict:
     """One rank's whole run, inside an initialised process group."""
     import torch
 
-    from planner.cost.transfer import transfer_pairs
-    from planner.validate.model import Comm, Shard
+    from planner.validate.common import Comm
+    from planner.validate.model import Shard
 
     device = f"cuda:{torch.cuda.current_device()}" if job.backend == "nccl" else "cpu"
     s, j = job.rank_layout(rank)
@@ -198,7 +207,8 @@ def reference_logits(job: Job, follow: dict[int, list[torch.Tensor]] | None = No
     followed, and tokens whose routing differs beyond a near-tie."""
     import torch
 
-    from planner.validate.model import Comm, Shard
+    from planner.validate.common import Comm
+    from planner.validate.model import Shard
 
     n_layers = job.stages[-1].layer_end
     shard = Shard(job.config, range(n_layers), 1, 0, True, last=True)
@@ -324,10 +334,6 @@ def run_local(job: Job) -> list[dict]:
 def make_job(plan: Plan, scale: str, backend: str, tokens: int, timeout_s: float,
              *, fail_rank: int | None = None) -> tuple[Job, ModelProfile]:
     """The job and the traced profile at the chosen scale."""
-    from planner.model.catalog import config_hash, resolve
-    from planner.model.trace import trace_config
-    from planner.validate.mini import check_family, mini_config, mini_stages
-
     if scale not in ("mini", "full"):
         raise InputError(f"--scale: choose mini or full, got '{scale}'")
     if backend not in ("gloo", "nccl"):
@@ -392,12 +398,6 @@ def _check_layouts(stages: list[Stage]) -> None:
 
 def predictions(job: Job, profile: ModelProfile, topo: Topology) -> dict[int, dict]:
     """Per rank, the cost model at this scale: parameter bytes, bytes per decode step, step time."""
-    from planner.cost.constants import DEFAULT
-    from planner.cost.memory import stage_memory
-    from planner.cost.shards import layout_of
-    from planner.cost.step import StageContext, StepLoad, stage_step
-    from planner.cost.transfer import transfer, transfer_bytes, transfer_pairs
-
     out: dict[int, dict] = {}
     pp = len(job.stages)
     uniform = DEFAULT.model_copy(update={"moe_imbalance": 1.0})  # the expectation of uniform routing
@@ -483,8 +483,6 @@ def build_report(plan_name: str, scale: str, job: Job, profile: ModelProfile, to
 
 def validate(plan_path: str, *, backend: str = "gloo", scale: str = "mini", tokens: int = 4,
              timeout_s: float = 120.0) -> ValidationReport:
-    from planner.plan_io import load_plan
-
     loaded = load_plan(plan_path)
     plan, topo = loaded.plan, loaded.topo
     fail = os.environ.get("PLANNER_VALIDATE_FAIL_RANK")  # test hook: make this rank raise mid-run

@@ -10,6 +10,9 @@ import argparse
 import os
 import sys
 
+from planner.plan_io import load_plan
+from planner.validate.runner import build_report, make_job, run_rank
+
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m planner.validate.worker")
@@ -27,9 +30,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
     import torch.distributed as dist
-
-    from planner.plan_io import load_plan
-    from planner.validate.runner import build_report, make_job, run_rank
 
     args = parser().parse_args(argv)
     loaded = load_plan(args.plan)

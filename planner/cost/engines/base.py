@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from planner.cost.constants import Constants
+
 
 class EngineProfile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -23,8 +25,6 @@ class EngineProfile(BaseModel):
 
     @model_validator(mode="after")
     def _every_number_has_a_source(self):
-        from planner.cost.constants import Constants
-
         unknown = sorted(set(self.constants) - set(Constants.model_fields))
         if unknown:
             raise ValueError(f"engine {self.name}: {unknown} are not cost-model constants")
