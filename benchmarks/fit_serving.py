@@ -42,7 +42,8 @@ def gpt_fast_errors(c: Constants) -> list[float]:
         model = str(ROOT / r["model"]) if "/" in r["model"] else r["model"]
         profile = load_profile(model)
         part = make_partition(profile, topo, tp=r["tp"], gpu_ids=list(range(r["tp"])))
-        pred = estimate(profile, topo, part, Workload(concurrency=1, isl=doc["isl"], osl=doc["osl"], engine="trtllm"), c)
+        pred = estimate(profile, topo, part, workload=Workload(concurrency=1, isl=doc["isl"], osl=doc["osl"],
+                                                               engine="trtllm"), c=c)
         out.append(pred.tpot_ms / r["ms_per_token"] - 1)
     return out
 

@@ -140,7 +140,8 @@ def _ladder(profile: ModelProfile, topo: Topology, part: Partition, workload: Wo
             c: Constants, *, max_utilisation: float = 1.0) -> list[FrontierPoint]:
     """The plan at one, two, four ... sequences per replica, up to the largest load it serves with the prefill
     queue within the TTFT guard (planner.cost.prefill_guard: loads past it are dropped)."""
-    first = estimate(profile, topo, part, workload.model_copy(update={"concurrency": part.replicas}), c, check=False)
+    first = estimate(profile, topo, part, workload=workload.model_copy(update={"concurrency": part.replicas}), c=c,
+                     check=False)
     cap = first.max_concurrency
     loads: list[int] = []
     per = 1
@@ -156,7 +157,7 @@ def _ladder(profile: ModelProfile, topo: Topology, part: Partition, workload: Wo
         if not op.feasible or prefill_utilisation(op) > max_utilisation:
             break  # the step budget or the TTFT guard is exceeded from here on
         pred = first if load == part.replicas else estimate(
-            profile, topo, part, workload.model_copy(update={"concurrency": load}), c, check=False)
+            profile, topo, part, workload=workload.model_copy(update={"concurrency": load}), c=c, check=False)
         if pred.fits:
             out.append(_point(part, pred))
     return out

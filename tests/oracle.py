@@ -121,7 +121,8 @@ class Oracle:
             traffic += s.hbm_weight_bytes + s.hbm_kv_bytes + sum(s.interconnect.values()) / len(group)
             if layer.kind == "decoder" and layer.decoder_index in streamed:
                 rate = stream_bytes_per_s(self.topo, group, self.c)
-                t += streamed_layer_s(s.time_s, layer, Layout(len(group)), self.p, self.w.weight_dtype, rate)
+                t += streamed_layer_s(s.time_s, layer, Layout(len(group)), profile=self.p,
+                                      weight_dtype=self.w.weight_dtype, rate_bytes_per_s=rate)
         if first:
             t += engine_overhead_s(load, self.c)
         return t, traffic
@@ -132,8 +133,9 @@ class Oracle:
     def fits(self, stages, per_replica: int) -> bool:
         host: dict[str, float] = {}
         for k, (group, a, b, off) in enumerate(stages):
-            w, kv = stage_memory(self.p, Layout(len(group)), a, b, k == 0, k == len(stages) - 1, self.w.weight_dtype,
-                                 self.w.kv_dtype, self.w.sequence_tokens)
+            w, kv = stage_memory(self.p, Layout(len(group)), a, layer_end=b, first=k == 0, last=k == len(stages) - 1,
+                                 weight_dtype=self.w.weight_dtype,
+                                 kv_dtype=self.w.kv_dtype, sequence_tokens=self.w.sequence_tokens)
             if off:
                 w += buffer_bytes(max(self._held(group, i) for i in off)) - sum(self._held(group, i) for i in off)
                 node = self.topo.gpus[group[0]].node

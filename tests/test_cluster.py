@@ -107,7 +107,7 @@ def test_cluster_throughput_equals_the_shape_search(profiles, monkeypatch):
     part = fast.partition
     one = part.model_copy(update={"replicas": 1, "replica_gpu_ids": []})
     per = fast.prediction.concurrency // part.replicas
-    single = estimate(prof, topo, one, w.model_copy(update={"concurrency": per}), DEFAULT, check=False)
+    single = estimate(prof, topo, one, workload=w.model_copy(update={"concurrency": per}), c=DEFAULT, check=False)
     assert fast.prediction.tokens_per_s == pytest.approx(part.replicas * single.tokens_per_s, rel=1e-9)
 
 

@@ -14,9 +14,6 @@ import networkx as nx
 REPO = Path(__file__).resolve().parent.parent
 MAX_FUNCTION_LINES = 60
 MAX_POSITIONAL = 5
-#: Exempt from the positional-parameter rule for now, and only these: the cost model, which another branch is
-#: rewriting around a frozen stage-context object (issue 22, item 2). Remove the entry when that lands.
-POSITIONAL_EXEMPT = ("planner/cost/",)
 
 
 #: The only packages a planner module may import inside a function: heavy third-party ones, loaded on first use so
@@ -167,8 +164,6 @@ def test_no_function_takes_more_than_5_positional_parameters():
     many = []
     for path in _sources():
         where = str(path.relative_to(REPO))
-        if where.startswith(POSITIONAL_EXEMPT):
-            continue
         for fn, _ in _functions(ast.parse(path.read_text())):
             if _positional(fn) > MAX_POSITIONAL and not _is_typer_command(fn):
                 many.append(f"{where}:{fn.lineno} {fn.name} ({_positional(fn)} positional)")

@@ -23,8 +23,8 @@ def test_equal_shapes_pcie_extra_time_is_interconnect(profiles):
     p = profiles("llama-70b")
     w = Workload(concurrency=8, isl=1024, osl=256, weight_dtype="fp8")
     plan = Partition(stages=[Stage(layer_start=0, layer_end=80, gpu_ids=[0, 1], tp=2)])
-    bridged = estimate(p, load_topology("8xh100-pcie-nvlink-pairs"), plan, w)
-    plain = estimate(p, load_topology("8xh100-pcie"), plan, w)
+    bridged = estimate(p, load_topology("8xh100-pcie-nvlink-pairs"), plan, workload=w)
+    plain = estimate(p, load_topology("8xh100-pcie"), plan, workload=w)
     extra = plain.tpot_ms - bridged.tpot_ms
     assert extra > 0
     assert extra == pytest.approx(plain.time_breakdown_ms["interconnect"] - bridged.time_breakdown_ms["interconnect"],

@@ -26,7 +26,7 @@ def tp_plan(n_layers, tp, first_gpu=0):
 def test_hand_checked_hbm_bytes_llama70b_tp8(profiles):
     """Llama-3.1-70B, bf16, 8xh100, TP8, concurrency 1, isl 1024, osl 1."""
     p = profiles("llama-70b")
-    pred = estimate(p, load_topology("8xh100"), tp_plan(80, 8), Workload(concurrency=1, isl=1024, osl=1))
+    pred = estimate(p, load_topology("8xh100"), tp_plan(80, 8), workload=Workload(concurrency=1, isl=1024, osl=1))
     h, i, kv_dim, vocab, layers, tp = 8192, 28672, 8 * 128, 128256, 80, 8
     per_layer_split = (2 * h * h + 3 * h * i) * 2 / tp  # q, o, gate, up, down; bf16; split 8 ways
     per_layer_kv_proj = (2 * h * kv_dim) * 2 / tp  # k, v projections: 8 KV heads over 8 ranks
@@ -57,16 +57,17 @@ GPT_FAST = [
 @pytest.mark.parametrize("model,tp,ms_per_token", GPT_FAST)
 def test_gpt_fast_decode_rows_within_10_percent(profiles, model, tp, ms_per_token):
     p = profiles(model)
-    pred = estimate(p, load_topology("8xa100"), tp_plan(p.n_layers, tp), Workload(concurrency=1, isl=16, osl=200),
-                    GPT_FAST_HOST)
+    pred = estimate(p, load_topology("8xa100"), tp_plan(p.n_layers, tp), workload=Workload(concurrency=1, isl=16,
+                                                                                           osl=200),
+                    c=GPT_FAST_HOST)
     assert pred.tpot_ms == pytest.approx(ms_per_token, rel=0.10)  # the README's claim
 
 
 def test_nvlink_versus_pcie_tp8(profiles):
     p = profiles("llama-70b")
     w = Workload(concurrency=1, isl=1024, osl=256)
-    nv = estimate(p, load_topology("8xh100"), tp_plan(80, 8), w)
-    pcie = estimate(p, load_topology("8xh100-pcie"), tp_plan(80, 8), w)
+    nv = estimate(p, load_topology("8xh100"), tp_plan(80, 8), workload=w)
+    pcie = estimate(p, load_topology("8xh100-pcie"), tp_plan(80, 8), workload=w)
     assert pcie.tpot_ms > nv.tpot_ms
     assert pcie.time_breakdown_ms["interconnect"] > 2 * nv.time_breakdown_ms["interconnect"]
     # the same bytes cross the links; only where they travel differs
@@ -85,20 +86,21 @@ def test_moe_reads_touched_experts_only(profiles):
     layer = p.decoders[0]
     expert_bytes = 3 * 4096 * 14336 * 2
     non_expert = layer.weight_bytes("bf16") - 8 * expert_bytes
-    assert read_weight_bytes(layer, 1, p, "bf16", tokens=1) == pytest.approx(non_expert + 2 * expert_bytes)
+    assert read_weight_bytes(layer, 1, p, weight_dtype="bf16", tokens=1) == pytest.approx(non_expert + 2 * expert_bytes)
     # 4 tokens: 8 x (1 - (6/8)^4) = 5.47 experts
-    assert read_weight_bytes(layer, 1, p, "bf16", tokens=4) == pytest.approx(non_expert + 8 * (1 - 0.75**4) * expert_bytes)
+    assert read_weight_bytes(layer, 1, p, weight_dtype="bf16",
+                             tokens=4) == pytest.approx(non_expert + 8 * (1 - 0.75**4) * expert_bytes)
 
 
 def test_kv_split_and_replication(profiles):
     p = profiles("llama-70b")
     w = Workload(concurrency=1, isl=1000, osl=1000)
-    tp8 = estimate(p, load_topology("2x8xh100-ib"), tp_plan(80, 8), w)
-    tp16 = estimate(p, load_topology("2x8xh100-ib"), tp_plan(80, 16), w)
+    tp8 = estimate(p, load_topology("2x8xh100-ib"), tp_plan(80, 8), workload=w)
+    tp16 = estimate(p, load_topology("2x8xh100-ib"), tp_plan(80, 16), workload=w)
     # 8 KV heads: at TP16 each rank holds a replica of one KV head, so KV per GPU does not halve
     assert tp16.stages[0].kv_bytes_per_sequence_per_gpu == pytest.approx(tp8.stages[0].kv_bytes_per_sequence_per_gpu)
     ds = profiles("deepseek-v3")
-    one = estimate(ds, load_topology("8xh200"), tp_plan(61, 8), Workload(weight_dtype="fp8"))
+    one = estimate(ds, load_topology("8xh200"), tp_plan(61, 8), workload=Workload(weight_dtype="fp8"))
     # MLA's latent is replicated on every rank: 61 layers x 576 x 2 bytes x 1280 tokens
     assert one.stages[0].kv_bytes_per_sequence_per_gpu == pytest.approx(61 * 576 * 2 * 1280)
 
@@ -107,23 +109,23 @@ def test_partition_validation_messages(profiles):
     p = profiles("llama-70b")
     topo = load_topology("8xh100")
     with pytest.raises(PartitionError, match=r"tp\(3\) must divide attention heads\(64\)"):
-        estimate(p, topo, tp_plan(80, 3), Workload())
+        estimate(p, topo, tp_plan(80, 3), workload=Workload())
     bad = Partition(stages=[Stage(layer_start=0, layer_end=40, gpu_ids=[0, 1], tp=2),
                             Stage(layer_start=41, layer_end=80, gpu_ids=[2, 3], tp=2)])
     with pytest.raises(PartitionError, match="stage 1 starts at layer 41, expected 40"):
-        estimate(p, topo, bad, Workload())
+        estimate(p, topo, bad, workload=Workload())
     reuse = Partition(stages=[Stage(layer_start=0, layer_end=40, gpu_ids=[0, 1], tp=2),
                               Stage(layer_start=40, layer_end=80, gpu_ids=[1, 2], tp=2)])
     with pytest.raises(PartitionError, match=r"GPU ids \[1\] are used twice"):
-        estimate(p, topo, reuse, Workload())
+        estimate(p, topo, reuse, workload=Workload())
 
 
 def test_pipeline_and_memory_accounting(profiles):
     p = profiles("llama-70b")
     topo = load_topology("8xh100")
     w = Workload(concurrency=8, isl=1024, osl=256)
-    pp2 = estimate(p, topo, partition_from_counts([40, 40], list(range(8)), 4), w)
-    tp8 = estimate(p, topo, tp_plan(80, 8), w)
+    pp2 = estimate(p, topo, partition_from_counts([40, 40], list(range(8)), 4), workload=w)
+    tp8 = estimate(p, topo, tp_plan(80, 8), workload=w)
     # PP does not lower per-token latency: each micro-batch re-reads every stage's weights
     assert pp2.tpot_ms > tp8.tpot_ms
     # memory per GPU by hand: Llama-3.1-70B has 70,553,706,496 parameters, of which 1,318,912 are norms
@@ -142,12 +144,12 @@ def test_pipeline_and_memory_accounting(profiles):
 def test_calibration_profile_overrides(tmp_path, profiles):
     p = profiles("llama-8b")
     topo = load_topology("1xh100")
-    base = estimate(p, topo, tp_plan(32, 1), Workload())
+    base = estimate(p, topo, tp_plan(32, 1), workload=Workload())
     f = tmp_path / "cal.yaml"
     f.write_text("hbm_efficiency: 0.5\nkernel_overhead_s_per_layer: 0\nstep_overhead_s: 0\nsequence_overhead_s: 0\n")
     from planner.cost.constants import load_constants
 
-    slow = estimate(p, topo, tp_plan(32, 1), Workload(), load_constants(str(f)))
+    slow = estimate(p, topo, tp_plan(32, 1), workload=Workload(), c=load_constants(str(f)))
     assert slow.time_breakdown_ms["weights"] == pytest.approx(base.time_breakdown_ms["weights"] * 0.85 / 0.5)
     assert slow.time_breakdown_ms["overhead"] == 0
     # the defaults: 32 layers x 50 us of kernels, the default engine's host time per step and per sequence sampled

@@ -73,7 +73,7 @@ def test_deepseek_r1_tp8_at_128_concurrent_3200_800_is_estimated_not_refused(pro
     topo = load_topology("8xh200")
     part = make_partition(p, topo, tp=8)
     w = Workload(concurrency=128, isl=3200, osl=800, weight_dtype="fp8", mode="closed", engine="vllm")
-    pred = estimate(p, topo, part, w)
+    pred = estimate(p, topo, part, workload=w)
     assert pred.fits and pred.engine == "vllm" and pred.tpot_ms > 0
     if pred.admitted_concurrency is not None:
         assert pred.admitted_concurrency < 128 and pred.ttft_ms > 5_000
@@ -86,10 +86,10 @@ def test_admission_wait_by_hand(profiles):
     topo = load_topology("1xh100")
     part = make_partition(p, topo, tp=1)
     base = Workload(isl=30_000, osl=2_000, mode="closed", engine="vllm")
-    full = estimate(p, topo, part, base.model_copy(update={"concurrency": 10_000}))
+    full = estimate(p, topo, part, workload=base.model_copy(update={"concurrency": 10_000}))
     k = full.admitted_concurrency
     assert k is not None and k < 10_000
-    alone = estimate(p, topo, part, base.model_copy(update={"concurrency": k}))
+    alone = estimate(p, topo, part, workload=base.model_copy(update={"concurrency": k}))
     request_ms = alone.ttft_ms + 2_000 * alone.tpot_ms
     assert full.tpot_ms == pytest.approx(alone.tpot_ms, rel=1e-9)
     assert full.ttft_ms == pytest.approx(alone.ttft_ms + request_ms * (10_000 / k - 1), rel=1e-9)
@@ -100,7 +100,7 @@ def test_engines_price_the_same_plan_differently(profiles):
     p = profiles("llama-70b")
     topo = load_topology("8xh100")
     part = make_partition(p, topo, tp=4, gpu_ids=[0, 1, 2, 3])
-    tpots = {e: estimate(p, topo, part, Workload(concurrency=16, engine=e)).tpot_ms for e in ENGINES}
+    tpots = {e: estimate(p, topo, part, workload=Workload(concurrency=16, engine=e)).tpot_ms for e in ENGINES}
     assert len({round(t, 6) for t in tpots.values()}) > 1
 
 
@@ -114,7 +114,7 @@ def test_predictions_carry_the_band_their_class_earned(profiles):
         pytest.skip("no cross-validation bands shipped")
     p = profiles("llama-8b")
     topo = load_topology("1xh100")
-    pred = estimate(p, topo, make_partition(p, topo, tp=1), Workload(concurrency=8, engine="vllm"))
+    pred = estimate(p, topo, make_partition(p, topo, tp=1), workload=Workload(concurrency=8, engine="vllm"))
     assert pred.tpot_ms_band == bands["vllm"]["dense"]["tpot"]
 
 
@@ -151,7 +151,7 @@ def test_kv_capacity_matches_vllms_logged_kv_cache_size(profiles, tp, utilizatio
     topo = load_topology("8xa100")
     part = make_partition(p, topo, tp=tp, gpu_ids=list(range(tp)))
     w = Workload(isl=1, osl=1, gpu_memory_fraction=utilization, engine="vllm")
-    _, _, budget, _ = stage_capacity(p, topo, part, 0, w, resolve_constants(DEFAULT, "vllm"))
+    _, _, budget, _ = stage_capacity(p, topo, part, k=0, workload=w, c=resolve_constants(DEFAULT, "vllm"))
     per_token = sum(kv_bytes_per_token_per_gpu(n, Layout(tp), p, "bf16") for n in p.layers)
     assert per_token == 57_344 / tp
     assert budget / per_token == pytest.approx(logged, rel=0.02)

@@ -116,7 +116,8 @@ def test_uneven_stages_emit_layer_partitions(profiles, tmp_path):
     topo = load_topology("8xh100")
     part = partition_from_counts([18, 22, 22, 18], list(range(8)), 2)
     w = Workload()
-    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, w), solver=SolverInfo(status="GIVEN"))
+    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w),
+                      solver=SolverInfo(status="GIVEN"))
     for engine, var in (("vllm", "VLLM_PP_LAYER_PARTITION"), ("sglang", "SGLANG_PP_LAYER_PARTITION")):
         script = next(iter(render(plan, engine).scripts.values()))
         (value,) = env_of(script, var)
@@ -132,7 +133,8 @@ def test_multi_node_scripts_per_node(profiles):
     topo = load_topology("2x8xh100-ib")
     part = partition_from_counts([63, 63], list(range(16)), 8)
     w = Workload()
-    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, w), solver=SolverInfo(status="GIVEN"))
+    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w),
+                      solver=SolverInfo(status="GIVEN"))
     vllm = render(plan, "vllm").scripts
     assert set(vllm) == {"vllm-dgx0.sh", "vllm-dgx1.sh"}
     assert "ray start --head" in vllm["vllm-dgx0.sh"] and "vllm serve" in vllm["vllm-dgx0.sh"]
@@ -155,7 +157,8 @@ def test_replicas_get_disjoint_gpus_and_ports(profiles):
     topo = load_topology("8xh100")
     part = partition_from_counts([32], list(range(8)), 2, replicas=4)
     w = Workload(concurrency=16)
-    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, w), solver=SolverInfo(status="GIVEN"))
+    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w),
+                      solver=SolverInfo(status="GIVEN"))
     script = next(iter(render(plan, "vllm").scripts.values()))
     assert env_of(script, "CUDA_VISIBLE_DEVICES") == ["0,1", "2,3", "4,5", "6,7"]
     ports = [argv[argv.index("--port") + 1] for argv in commands(script, "vllm")]
@@ -170,7 +173,8 @@ def test_mixed_tp_is_refused_with_closest_plan(profiles):
     part = Partition(stages=[Stage(layer_start=0, layer_end=40, gpu_ids=[0, 1, 2, 3], tp=4),
                              Stage(layer_start=40, layer_end=80, gpu_ids=[4, 5], tp=2)])
     w = Workload(weight_dtype="fp8")
-    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, w), solver=SolverInfo(status="GIVEN"))
+    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w),
+                      solver=SolverInfo(status="GIVEN"))
     for engine in ("vllm", "sglang", "trtllm"):
         with pytest.raises(UnsupportedPlanError) as exc:
             render(plan, engine)
@@ -188,7 +192,8 @@ def test_every_emitted_flag_exists_in_the_engine(profiles, engine):
     p405 = profiles("llama-405b")
     topo = load_topology("2x8xh100-ib")
     part = partition_from_counts([63, 63], list(range(16)), 8)
-    plans.append(build_plan(p405, topo, part, workload=Workload(), prediction=estimate(p405, topo, part, Workload()),
+    plans.append(build_plan(p405, topo, part, workload=Workload(), prediction=estimate(p405, topo, part,
+                                                                                       workload=Workload()),
                             solver=SolverInfo(status="GIVEN")))
     plans.append(deepseek_ep_plan(profiles))
     seen = 0

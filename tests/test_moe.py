@@ -33,7 +33,7 @@ def test_ep8_dp8_weights_per_gpu_by_hand(profiles):
     assert held_weight_bytes(p.decoders[0], lay, p, "fp8") == dense_layer == 583_499_776
     w = Workload(concurrency=256, isl=2048, osl=512, weight_dtype="fp8", mode="static")
     part = make_partition(p, load_topology("8xh200"), tp=1, dp=8, ep=8)
-    pred = estimate(p, load_topology("8xh200"), part, w)
+    pred = estimate(p, load_topology("8xh200"), part, workload=w)
     weights = 3 * dense_layer + 58 * moe_layer + 2 * EMBED * 2 + 7168 * 2  # embedding, lm_head, final norm in bf16
     # MLA's latent (512 + 64 per layer, bf16) of 2560 tokens, for the 256 / 8 = 32 sequences of one DP rank
     kv = 61 * 576 * 2 * 2560 * 32
@@ -63,8 +63,10 @@ def test_experts_touched_by_hand(profiles):
     layer, lay = p.decoders[3], Layout(1, 8, 8)
     dense = ATTN_SPLIT + EXPERT + ATTN_REPLICATED + (ROUTER + NORMS) * 2
     touched = 32 * (1 - (1 - 8 / 256) ** 256)
-    assert read_weight_bytes(layer, lay, p, "fp8", 32, stage_tokens=256) == pytest.approx(dense + touched * EXPERT)
-    assert read_weight_bytes(layer, lay, p, "fp8", 1, stage_tokens=1) == pytest.approx(dense + 1.0 * EXPERT)
+    assert read_weight_bytes(layer, lay, p, weight_dtype="fp8", tokens=32,
+                             stage_tokens=256) == pytest.approx(dense + touched * EXPERT)
+    assert read_weight_bytes(layer, lay, p, weight_dtype="fp8", tokens=1,
+                             stage_tokens=1) == pytest.approx(dense + 1.0 * EXPERT)
     assert touched == pytest.approx(31.99, abs=0.01)
 
 
@@ -72,8 +74,8 @@ def test_dp_attention_multiplies_the_kv_capacity_of_mla(profiles):
     """MLA's latent is whole on every TP rank; under DP attention a sequence lives on one rank only."""
     p, topo = profiles("deepseek-v3"), load_topology("8xh200")
     w = Workload(isl=2048, osl=512, weight_dtype="fp8")
-    tp8 = estimate(p, topo, make_partition(p, topo, tp=8), w)
-    dp8 = estimate(p, topo, make_partition(p, topo, tp=1, dp=8, ep=8), w)
+    tp8 = estimate(p, topo, make_partition(p, topo, tp=8), workload=w)
+    dp8 = estimate(p, topo, make_partition(p, topo, tp=1, dp=8, ep=8), workload=w)
     assert tp8.stages[0].kv_bytes_per_sequence_per_gpu == dp8.stages[0].kv_bytes_per_sequence_per_gpu == 61 * 576 * 2 * 2560
     assert dp8.max_concurrency > 3 * tp8.max_concurrency  # eight ranks' memory, less the replicated weights
 

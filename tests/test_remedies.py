@@ -26,7 +26,7 @@ OFFLOAD = "tests/data/offload"
 def _tpot(profiles, model: str, topo: str, tp: int, **work) -> float:
     p, t = profiles(model), load_topology(topo)
     w = Workload(**{"concurrency": 1, "isl": 1024, "osl": 256, **work})
-    return estimate(p, t, make_partition(p, t, tp=tp, gpu_ids=list(range(tp))), w).tpot_ms
+    return estimate(p, t, make_partition(p, t, tp=tp, gpu_ids=list(range(tp))), workload=w).tpot_ms
 
 
 # --- hand calculations --------------------------------------------------------------------------------------
@@ -60,7 +60,8 @@ def test_mlp_sparsity_reads_the_union_of_rows(profiles):
     from planner.cost.step import StepLoad
 
     held = held_weight_bytes(layer, Layout(2), p, "bf16")
-    one = sparse_read_bytes(layer, Layout(2), p, "bf16", held, 1, StepLoad(decode=1, mlp_sparsity=0.5))
+    one = sparse_read_bytes(layer, Layout(2), p, weight_dtype="bf16", read=held, tokens=1, sparsity=StepLoad(decode=1,
+                                                                                                             mlp_sparsity=0.5))
     assert held - one == pytest.approx(mlp * 0.5)
 
 
@@ -69,8 +70,8 @@ def test_attention_sparsity_scales_the_kv_read(profiles):
     p, t = profiles("llama-8b"), load_topology("1xh100")
     part = make_partition(p, t, tp=1)
     w = Workload(concurrency=32, isl=8000, osl=256)
-    base = estimate(p, t, part, w).time_breakdown_ms["kv"]
-    sparse = estimate(p, t, part, w.model_copy(update={"attention_sparsity": 0.75})).time_breakdown_ms["kv"]
+    base = estimate(p, t, part, workload=w).time_breakdown_ms["kv"]
+    sparse = estimate(p, t, part, workload=w.model_copy(update={"attention_sparsity": 0.75})).time_breakdown_ms["kv"]
     assert sparse == pytest.approx(0.25 * base, rel=0.02)  # the prompts' own prefill reads are not skipped
 
 
@@ -102,7 +103,7 @@ def test_offloaded_decode_matches_flexgens_deepspeed_rows(model, batch, measured
     profile = load_profile(f"{OFFLOAD}/{model}-llama-shaped.json")
     part = make_partition(profile, topo, tp=1, offload_layers=list(range(profile.n_layers)))
     w = Workload(concurrency=batch, isl=512, osl=32, weight_dtype="fp16", kv_dtype="fp16", mode="closed")
-    pred = estimate(profile, topo, part, w)
+    pred = estimate(profile, topo, part, workload=w)
     assert pred.fits
     assert pred.tokens_per_s == pytest.approx(measured, rel=0.25)
     assert pred.time_breakdown_ms["offload"] > 0.8 * pred.tpot_ms  # streaming is where the time goes
@@ -120,10 +121,10 @@ def test_streaming_time_and_memory_by_hand():
     assert stream_bytes_per_s(topo, [0], DEFAULT) == pytest.approx(15.75e9 * 0.58)
     w = Workload(isl=512, osl=32, weight_dtype="fp16", kv_dtype="fp16")
     part = make_partition(p, topo, tp=1, offload_layers=[40, 41, 42, 43, 44, 45, 46, 47])
-    pred = estimate(p, topo, part, w)
+    pred = estimate(p, topo, part, workload=w)
     per_layer_s = layer_bytes / (15.75e9 * 0.58)
     assert pred.time_breakdown_ms["offload"] == pytest.approx(8 * per_layer_s * 1e3, rel=0.05)
-    resident = estimate(p, topo, make_partition(p, topo, tp=1), w)
+    resident = estimate(p, topo, make_partition(p, topo, tp=1), workload=w)
     out = pred.memory_breakdown[0]["weights"] - resident.memory_breakdown[0]["weights"]
     assert out == pytest.approx(-8 * layer_bytes + 2 * layer_bytes, rel=1e-6)
     assert pred.host_memory_bytes == {"gcp": pytest.approx(8 * layer_bytes)}
@@ -138,10 +139,10 @@ def test_a_full_host_tier_does_not_fit():
     w = Workload(weight_dtype="fp16", kv_dtype="fp16")
     roomy = parse_topology(yaml.safe_dump(doc), "1xt4.yaml")
     part = make_partition(p, roomy, tp=1, offload_layers=list(range(44)))
-    assert estimate(p, roomy, part, w).fits
+    assert estimate(p, roomy, part, workload=w).fits
     doc["nodes"][0]["host_memory"]["capacity"] = "50GB"
     small = parse_topology(yaml.safe_dump(doc), "small-tier.yaml")
-    pred = estimate(p, small, part, w)
+    pred = estimate(p, small, part, workload=w)
     assert not pred.shortfall_per_gpu_bytes  # the GPU side fits: only the tier is short
     assert pred.host_memory_bytes["gcp"] == pytest.approx(54.26e9, rel=0.01)
     assert pred.host_memory_bytes["gcp"] > pred.host_capacity_bytes["gcp"] == 50e9
@@ -172,7 +173,7 @@ def test_solve_offload_streams_the_rest_of_a_model_that_80_percent_fits(profiles
     layer = held_weight_bytes(p.decoders[0], Layout(1), p, "bf16")
     shortfall = weights - usable  # about 20% of the weights: 3.2 GB, some 15 % of 32 layers' ~0.44 GB
     assert (len(streamed) - 2) * layer < shortfall + 1.0e9 <= len(streamed) * layer + 2 * layer
-    again = estimate(p, topo, plan.partition, w)
+    again = estimate(p, topo, plan.partition, workload=w)
     assert again.fits and again.tpot_ms == pytest.approx(plan.prediction.tpot_ms, rel=1e-9)
 
 
@@ -195,7 +196,7 @@ def test_what_if_scales_a_copy_and_leaves_the_machine_alone(profiles):
     p = profiles("llama-8b")
     part = make_partition(p, topo, tp=1, gpu_ids=[0])
     w = Workload()
-    base, fast = estimate(p, topo, part, w), estimate(p, faster, part, w)
+    base, fast = estimate(p, topo, part, workload=w), estimate(p, faster, part, workload=w)
     assert fast.time_breakdown_ms["weights"] == pytest.approx(base.time_breakdown_ms["weights"] / 2)
 
 

@@ -43,7 +43,7 @@ def test_two_gpus_of_a_crossed_box_are_a_bridged_pair(profiles, tmp_path, cli):
     assert len(ids) == 2 and nvlink_links(topo, *ids) == 12, ids
     assert plan["solver"]["status"] == "OPTIMAL"
     # the same pair over PCIe is slower: the solver's choice beats estimate's of GPUs 0,1
-    pcie = estimate(profiles("llama-8b"), topo, partition_from_counts([32], [0, 1], 2), Workload())
+    pcie = estimate(profiles("llama-8b"), topo, partition_from_counts([32], [0, 1], 2), workload=Workload())
     assert plan["prediction"]["tpot_ms"] < pcie.tpot_ms
 
 
@@ -52,7 +52,7 @@ def test_llama70b_on_8xh100_is_one_tp8_stage(profiles):
     assert [(s.tp, s.layer_start, s.layer_end) for s in plan.stages] == [(8, 0, 80)]
     assert plan.replicas == 1 and plan.solver.status == "OPTIMAL"
     assert plan.alternatives and all(a.prediction.tpot_ms >= plan.prediction.tpot_ms for a in plan.alternatives)
-    again = estimate(profiles("llama-70b"), load_topology("8xh100"), plan.partition, Workload(concurrency=1))
+    again = estimate(profiles("llama-70b"), load_topology("8xh100"), plan.partition, workload=Workload(concurrency=1))
     assert again.tpot_ms == pytest.approx(plan.prediction.tpot_ms, rel=1e-12)
 
 
@@ -75,7 +75,8 @@ def test_heterogeneous_split_is_uneven_and_beats_even(profiles):
     h100 = next(s for s in plan.stages if topo.gpus[s.gpu_ids[0]].spec.name.startswith("H100"))
     a100 = next(s for s in plan.stages if topo.gpus[s.gpu_ids[0]].spec.name.startswith("A100"))
     assert h100.n_layers > a100.n_layers
-    even = estimate(p, topo, partition_from_counts([63, 63], [s for st in plan.stages for s in st.gpu_ids], 8), w)
+    even = estimate(p, topo, partition_from_counts([63, 63], [s for st in plan.stages for s in st.gpu_ids], 8),
+                    workload=w)
     assert plan.prediction.tpot_ms < even.tpot_ms
 
 
@@ -96,7 +97,7 @@ def test_throughput_moves_layers_off_embedding_and_head_stages(profiles):
     plan = solve(p, topo, w, options=SolveOptions(objective="throughput", max_tp=1, max_replicas=1))
     counts = plan.partition.layer_counts()
     assert len(counts) == 4 and counts[0] < max(counts) and counts[-1] < max(counts)
-    even = estimate(p, topo, partition_from_counts([20] * 4, [0, 1, 2, 3], 1), w)
+    even = estimate(p, topo, partition_from_counts([20] * 4, [0, 1, 2, 3], 1), workload=w)
     assert even.max_concurrency == 34  # the hand calculation above
     assert plan.prediction.concurrency > even.max_concurrency
 

@@ -72,8 +72,9 @@ def _limits(topo) -> tuple[int, int]:
 
 
 def _agree_with_estimate(profile, topo, plan, load: int) -> None:
-    again = estimate(profile, topo, plan.partition, plan.inputs.workload.model_copy(update={"concurrency": load}),
-                     CONSTANTS)
+    again = estimate(profile, topo, plan.partition,
+                     workload=plan.inputs.workload.model_copy(update={"concurrency": load}),
+                     c=CONSTANTS)
     assert again.tpot_ms == pytest.approx(plan.prediction.tpot_ms, rel=1e-9)
 
 

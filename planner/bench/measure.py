@@ -89,7 +89,7 @@ def closed_estimate(loaded: LoadedPlan, concurrency: int, isl: int, osl: int, c:
     """The plan's prediction for a closed loop of `concurrency` clients (the loop planner bench runs)."""
     w = loaded.plan.inputs.workload.model_copy(update={"concurrency": concurrency, "isl": isl, "osl": osl,
                                                        "mode": "closed"})
-    return estimate(loaded.profile, loaded.topo, loaded.plan.partition, w, c, check=False)
+    return estimate(loaded.profile, loaded.topo, loaded.plan.partition, workload=w, c=c, check=False)
 
 
 def predict(loaded: LoadedPlan, concurrency: int, isl: int, osl: int, c: Constants = DEFAULT) -> Figures:

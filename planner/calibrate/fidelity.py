@@ -103,7 +103,7 @@ def predict(case: Case, cal: Calibration) -> Outcome:
             ep = case.tp * case.dp  # DP attention: the MoE layers still span every attention rank (memory as EP)
         part = make_partition(profile, topo, tp=case.tp, dp=case.dp, ep=ep, pp=case.pp, replicas=case.replicas,
                               gpu_ids=list(range(case.gpus)))
-        p = estimate(profile, topo, part, workload(case, c), c)
+        p = estimate(profile, topo, part, workload=workload(case, c), c=c)
     except PlannerError as exc:
         return Outcome(case, {}, {}, str(exc))
     m = case.measured

@@ -72,7 +72,7 @@ def predict(row: Row, c: Constants) -> Prediction:
     part = make_partition(profile, topo, tp=row.tp, dp=row.dp, ep=row.ep, gpu_ids=list(range(gpus)))
     w = Workload(concurrency=row.concurrency, isl=row.isl, osl=row.osl, weight_dtype=row.dtype,
                  kv_dtype=row.kv_dtype or row.dtype, mode=row.mode, engine=row.engine)
-    return estimate(profile, topo, part, w, c)
+    return estimate(profile, topo, part, workload=w, c=c)
 
 
 Predictor = Callable[[Row, Constants], Prediction]

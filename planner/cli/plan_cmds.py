@@ -65,9 +65,9 @@ def estimate_cmd(
     partition = make_partition(profile, topo, tp=tp, pp=pp, layers=int_list(layers, "--layers", low=1),
                                gpu_ids=int_list(gpu_ids, "--gpu-ids"), replicas=replicas, dp=dp, ep=ep,
                                offload_layers=int_list(offload_layers, "--offload-layers"))
-    prediction = estimate(profile, topo, partition, work, constants)
+    prediction = estimate(profile, topo, partition, workload=work, c=constants)
     if not prediction.fits:
-        raise infeasible_error(profile, topo, partition, work, prediction, constants)
+        raise infeasible_error(profile, topo, partition, workload=work, prediction=prediction, c=constants)
     plan = build_plan(profile, topo, partition, workload=work, prediction=prediction, solver=SolverInfo(status="GIVEN"))
     warn_unusable(plan)
     if output:

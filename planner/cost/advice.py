@@ -13,7 +13,7 @@ from planner.plan import Partition, Prediction, Workload
 from planner.units import format_bytes
 
 
-def infeasible_error(profile: ModelProfile, topo: Topology, partition: Partition, workload: Workload,
+def infeasible_error(profile: ModelProfile, topo: Topology, partition: Partition, *, workload: Workload,
                      prediction: Prediction, c: Constants) -> InfeasibleError:
     """The shortfall per GPU in GB and what would fit."""
     if not prediction.shortfall_per_gpu_bytes:  # HBM holds; the host-memory tier does not

@@ -192,7 +192,8 @@ def _protocol_times(steps: int, volume: float, ring: Ring, f: FabricProfile, c: 
     return out
 
 
-def _direct_times(op: str, n: int, nbytes: int, link: float, ring: Ring, f: FabricProfile) -> list[tuple[float, str]]:
+def _direct_times(op: str, n: int, nbytes: int, *, link: float, ring: Ring, f: FabricProfile) -> list[tuple[float,
+                                                                                                            str]]:
     """(time beyond the launch, variant) of the direct algorithms on a full mesh: each step sends every peer
     its share over that peer's own link, at the fabric's `direct` fraction of it."""
     def t(steps: int, per_link_bytes: float) -> float:
@@ -203,7 +204,7 @@ def _direct_times(op: str, n: int, nbytes: int, link: float, ring: Ring, f: Fabr
     return [(t(1, nbytes / n), "one-shot")]
 
 
-def _flat(op: str, topo: Topology, ids: tuple[int, ...], nbytes: int, context: str, c: Constants):
+def _flat(op: str, topo: Topology, ids: tuple[int, ...], *, nbytes: int, context: str, c: Constants):
     """Single-node collectives: ring (LL, LL128 or Simple), NVLS, one-shot, direct on full meshes. (time, algorithm,
     protocol)."""
     if op == "all-to-all":
@@ -219,7 +220,7 @@ def _flat(op: str, topo: Topology, ids: tuple[int, ...], nbytes: int, context: s
     options = [(launch + t, "ring", proto) for t, proto in _protocol_times(steps, volume, ring, f, c)]
     link = mesh_link_bytes_per_s(topo, ids) if f.direct > 0 else None
     if link is not None:
-        options += [(launch + t, "direct", v) for t, v in _direct_times(op, n, nbytes, link, ring, f)]
+        options += [(launch + t, "direct", v) for t, v in _direct_times(op, n, nbytes, link=link, ring=ring, f=f)]
     if op == "all-reduce" and topo.nvls(ids):
         link = min(topo.path(a, b).bandwidth_bytes_per_s for a, b in zip(ids, ids[1:]))
         t = launch + c.nvls_extra_s + nbytes / (link * c.nvls_efficiency)
@@ -264,7 +265,7 @@ def _rails(topo: Topology, groups: list[tuple[int, ...]]) -> tuple[float, float]
     return min(topo.graph.edges[u, v]["bandwidth"] / load for (u, v), load in loads.items()), net_lat
 
 
-def _hierarchical(op: str, topo: Topology, ids: tuple[int, ...], nbytes: int, context: str, c: Constants):
+def _hierarchical(op: str, topo: Topology, ids: tuple[int, ...], *, nbytes: int, context: str, c: Constants):
     """Reduce-scatter inside each node, all-reduce across nodes on parallel rails, all-gather inside each
     node (all-gather and reduce-scatter: one intra-node phase). LL or Simple, whichever is faster."""
     by_node: dict[int, list[int]] = {}
@@ -308,9 +309,9 @@ def collective_time(topo: Topology, gpu_ids: Iterable[int], nbytes: int, op: str
         return CollectiveEstimate(op, len(ids), nbytes, 0.0, "none", "none")
     nodes = {topo.gpus[i].node_index for i in ids}
     if len(nodes) == 1 or op == "all-to-all":
-        t, algo, proto = _flat(op, topo, ids, nbytes, context, constants)
+        t, algo, proto = _flat(op, topo, ids, nbytes=nbytes, context=context, c=constants)
     else:
-        t, algo, proto = _hierarchical(op, topo, ids, nbytes, context, constants)
+        t, algo, proto = _hierarchical(op, topo, ids, nbytes=nbytes, context=context, c=constants)
     return CollectiveEstimate(op, len(ids), nbytes, t, algo, proto)
 
 

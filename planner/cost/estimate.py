@@ -63,14 +63,15 @@ def stage_context(profile: ModelProfile, topo: Topology, stage: Stage, workload:
                            weight_dtype=workload.weight_dtype, kv_dtype=workload.kv_dtype, constants=c)
 
 
-def stage_capacity(profile: ModelProfile, topo: Topology, partition: Partition, k: int, workload: Workload,
+def stage_capacity(profile: ModelProfile, topo: Topology, partition: Partition, *, k: int, workload: Workload,
                    c: Constants) -> tuple[float, float, float, int]:
     """(weight bytes per GPU, KV bytes per sequence per GPU, KV budget bytes per GPU, sequences the stage holds)."""
     st = partition.stages[k]
     layout = layout_of(st)
     first, last = k == 0, k == partition.pp - 1
-    weights, kv_seq = stage_memory(profile, layout, st.layer_start, st.layer_end, first, last, workload.weight_dtype,
-                                   workload.kv_dtype, workload.sequence_tokens)
+    weights, kv_seq = stage_memory(profile, layout, st.layer_start, layer_end=st.layer_end, first=first, last=last,
+                                   weight_dtype=workload.weight_dtype,
+                                   kv_dtype=workload.kv_dtype, sequence_tokens=workload.sequence_tokens)
     weights = stage_weight_bytes(weights, profile, layout, st.offload_layers, workload.weight_dtype)
     if last:
         weights += draft_weight_bytes(profile, layout, workload)
@@ -83,7 +84,7 @@ def stage_capacity(profile: ModelProfile, topo: Topology, partition: Partition, 
     return weights, kv_seq, budget, capacity
 
 
-def evaluate_stage(profile: ModelProfile, topo: Topology, partition: Partition, k: int, workload: Workload,
+def evaluate_stage(profile: ModelProfile, topo: Topology, partition: Partition, *, k: int, workload: Workload,
                    op: OperatingPoint, c: Constants) -> StageEval:
     st = partition.stages[k]
     ctx = stage_context(profile, topo, st, workload, c)
@@ -97,7 +98,7 @@ def evaluate_stage(profile: ModelProfile, topo: Topology, partition: Partition, 
             step.overhead_s += engine_overhead_s(load, c)
         if nxt is None:
             return step, 0.0, {cls: 0.0 for cls in LINK_CLASSES}
-        t, by_class = transfer(profile, topo, st.gpu_ids, nxt.gpu_ids, load.tokens / st.dp, c)
+        t, by_class = transfer(profile, topo, st.gpu_ids, dst_ids=nxt.gpu_ids, tokens=load.tokens / st.dp, c=c)
         return step, t, by_class
 
     runs = [(run(load), weight) for load, weight in op.tpot_loads]
@@ -107,11 +108,11 @@ def evaluate_stage(profile: ModelProfile, topo: Topology, partition: Partition, 
     t_out = sum(r[1] * w for r, w in runs)
     t_bytes = {cls: sum(r[2][cls] * w for r, w in runs) for cls in LINK_CLASSES}
     ttft_step, ttft_out, _ = run(op.ttft_load)
-    weights, kv_seq, budget, capacity = stage_capacity(profile, topo, partition, k, workload, c)
+    weights, kv_seq, budget, capacity = stage_capacity(profile, topo, partition, k=k, workload=workload, c=c)
     return StageEval(step, t_out, t_bytes, ttft_step.time_s + ttft_out, weights, kv_seq, capacity, budget)
 
 
-def _memory(partition: Partition, evals: list[StageEval], topo: Topology, workload: Workload, per_replica: int,
+def _memory(partition: Partition, evals: list[StageEval], topo: Topology, *, workload: Workload, per_replica: int,
             c: Constants) -> tuple[dict, dict, dict]:
     memory, capacity, breakdown = {}, {}, {}
     fixed = fixed_memory_bytes(c)
@@ -131,8 +132,9 @@ def _roofline_s(profile: ModelProfile, topo: Topology, partition: Partition, wor
     """The floor: every weight a decode step needs and every KV byte, read once at the GPUs' aggregate bandwidth."""
     bandwidth = sum(topo.gpu(g).spec.hbm_bytes_per_s for ids in partition.replica_stage_ids()[0] for g in ids)
     load = op.tpot_loads[0][0]  # the decode step, with what the remedies skip
-    weights = sum(sparse_read_bytes(n, Layout(1), profile, workload.weight_dtype,
-                                    read_weight_bytes(n, 1, profile, workload.weight_dtype, load.decode), load.decode, load)
+    weights = sum(sparse_read_bytes(n, Layout(1), profile, weight_dtype=workload.weight_dtype,
+                                    read=read_weight_bytes(n, 1, profile, weight_dtype=workload.weight_dtype,
+                                                           tokens=load.decode), tokens=load.decode, sparsity=load)
                   for n in profile.layers)
     ctx = workload.mean_context
     kv = op.decode * (1 - workload.attention_sparsity) * sum(min(ctx, n.sliding_window or ctx)
@@ -165,8 +167,8 @@ def _stage_prediction(k: int, st: Stage, ev: StageEval, hw_name: str) -> StagePr
         max_concurrency=ev.capacity, offload_ms=s.offload_s * 1e3, offload_layers=list(st.offload_layers))
 
 
-def estimate(profile: ModelProfile, topo: Topology, partition: Partition, workload: Workload,
-             c: Constants = DEFAULT, *, check: bool = True) -> Prediction:
+def estimate(profile: ModelProfile, topo: Topology, partition: Partition, *, workload: Workload,
+             c: Constants = DEFAULT, check: bool = True) -> Prediction:
     """Predict time, traffic and memory of `partition` at `workload.concurrency` under `workload.engine`; `fits`
     says whether memory holds (in the closed and offline modes: whether the engine serves the load at all)."""
     if check:
@@ -177,8 +179,9 @@ def estimate(profile: ModelProfile, topo: Topology, partition: Partition, worklo
 
     def at(mode: str | None) -> tuple[OperatingPoint, Prediction]:
         op = operating_point(workload, concurrency=run_at, replicas=partition.replicas, pp=partition.pp, c=c, mode=mode)
-        evals = [evaluate_stage(profile, topo, partition, k, workload, op, c) for k in range(partition.pp)]
-        return op, assemble(profile, topo, partition, workload, op, evals, c)
+        evals = [evaluate_stage(profile, topo, partition, k=k, workload=workload, op=op,
+                                c=c) for k in range(partition.pp)]
+        return op, assemble(profile, topo, partition, workload=workload, op=op, evals=evals, c=c)
 
     _, pred = at(None)
     tpot_ms, ttft_ms = pred.tpot_ms, pred.ttft_ms
@@ -193,7 +196,8 @@ def estimate(profile: ModelProfile, topo: Topology, partition: Partition, worklo
         # n clients share `admitted` slots: each request waits (n / admitted - 1) request times for one
         request_ms = ttft_ms + workload.osl * tpot_ms
         ttft_ms += request_ms * (load / admitted - 1)
-    pred = _with_figures(pred, workload, tpot_ms, ttft_ms, service_ttft_ms, admitted, partition)
+    pred = _with_figures(pred, workload, tpot_ms, ttft_ms=ttft_ms, service_ttft_ms=service_ttft_ms, admitted=admitted,
+                         partition=partition)
     moe = profile.moe is not None
     tokens_metric = "max_tokens" if workload.mode == "offline" else "tokens"
     return pred.model_copy(update={
@@ -208,12 +212,12 @@ def admitted_sequences(profile: ModelProfile, topo: Topology, partition: Partiti
     than the load (None: all of them run, or the mode queues nothing)."""
     if workload.mode not in ("closed", "offline"):
         return None
-    held = min(stage_capacity(profile, topo, partition, k, workload, c)[3] for k in range(partition.pp))
+    held = min(stage_capacity(profile, topo, partition, k=k, workload=workload, c=c)[3] for k in range(partition.pp))
     limit = min(held * partition.replicas, c.max_num_seqs * partition.replicas)
     return limit if 1 <= limit < workload.concurrency else None
 
 
-def _with_figures(pred: Prediction, workload: Workload, tpot_ms: float, ttft_ms: float, service_ttft_ms: float,
+def _with_figures(pred: Prediction, workload: Workload, tpot_ms: float, *, ttft_ms: float, service_ttft_ms: float,
                   admitted: int | None, partition: Partition) -> Prediction:
     """The prediction's throughput figures recomputed from a TPOT and TTFT (Little's law at the running load: a
     closed loop's admitted clients each finish a request every service TTFT + osl x TPOT)."""
@@ -228,7 +232,7 @@ def _with_figures(pred: Prediction, workload: Workload, tpot_ms: float, ttft_ms:
         "requests_per_s": tokens_per_s / workload.osl})
 
 
-def assemble(profile: ModelProfile, topo: Topology, partition: Partition, workload: Workload, op: OperatingPoint,
+def assemble(profile: ModelProfile, topo: Topology, partition: Partition, *, workload: Workload, op: OperatingPoint,
              evals: list[StageEval], c: Constants) -> Prediction:
     """A Prediction from the stages' evaluations at one operating point."""
     times = [ev.time_s for ev in evals]
@@ -236,7 +240,7 @@ def assemble(profile: ModelProfile, topo: Topology, partition: Partition, worklo
     tpot_s = period_s / op.tokens_per_pass
     scale = tpot_s / sum(times)  # pipeline bubbles stretch every component alike (per token)
     ttft_s = c.request_overhead_s + op.ttft_wait_steps * period_s + op.ttft_chunks * sum(ev.ttft_s for ev in evals)
-    memory, capacity, breakdown = _memory(partition, evals, topo, workload, op.per_replica, c)
+    memory, capacity, breakdown = _memory(partition, evals, topo, workload=workload, per_replica=op.per_replica, c=c)
     shortfall = {g: memory[g] - capacity[g] for g in memory if memory[g] > capacity[g]}
     host_used, host_capacity = host_memory(profile, topo, partition, workload)
     host_short = any(host_used[n] > host_capacity[n] for n in host_used)

@@ -47,7 +47,7 @@ def buffer_bytes(largest_streamed_bytes: float) -> float:
     return STREAM_BUFFERS * largest_streamed_bytes
 
 
-def streamed_layer_s(step_s: float, layer: LayerInfo, layout: Layout, profile: ModelProfile, weight_dtype: str,
+def streamed_layer_s(step_s: float, layer: LayerInfo, layout: Layout, *, profile: ModelProfile, weight_dtype: str,
                      rate_bytes_per_s: float) -> float:
     """What streaming one decoder layer adds to a step in which the layer takes `step_s` on the GPU."""
     return stream_extra_s(held_weight_bytes(layer, layout, profile, weight_dtype), step_s, rate_bytes_per_s)
@@ -63,7 +63,8 @@ def offload_s(ctx: StageContext, *, layers: Sequence[int], load: StepLoad) -> fl
     for i in layers:
         layer = ctx.profile.decoders[i]
         step = node_step(ctx, layer, comm, load)
-        total += streamed_layer_s(step.time_s, layer, ctx.layout, ctx.profile, ctx.weight_dtype, rate)
+        total += streamed_layer_s(step.time_s, layer, ctx.layout, profile=ctx.profile, weight_dtype=ctx.weight_dtype,
+                                  rate_bytes_per_s=rate)
     return total
 
 

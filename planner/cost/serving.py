@@ -71,9 +71,9 @@ def operating_point(workload: Workload, *, concurrency: int, replicas: int, pp: 
     if mode == "static":
         op = _static(workload, concurrency, per_replica, micro, d)
     elif mode in ("closed", "offline"):  # an offline run is waves of the sequences the engine admits
-        op = _closed(workload, concurrency, per_replica, micro, d, c)
+        op = _closed(workload, concurrency, per_replica, micro=micro, d=d, c=c)
     else:
-        op = _serving(workload, concurrency, per_replica, micro, d, c)
+        op = _serving(workload, concurrency, per_replica, micro=micro, d=d, c=c)
     return _with_remedies(op, workload)
 
 
@@ -100,7 +100,7 @@ def _static(w: Workload, concurrency: int, per_replica: int, micro: int, d: int)
     return OperatingPoint(concurrency, per_replica, micro, d, ((decode, 1.0),), prefill, 1, 0.0, 0.0)
 
 
-def _closed(w: Workload, concurrency: int, per_replica: int, micro: int, d: int, c: Constants) -> OperatingPoint:
+def _closed(w: Workload, concurrency: int, per_replica: int, *, micro: int, d: int, c: Constants) -> OperatingPoint:
     """A closed-loop benchmark's waves: all n clients' prompts arrive together, are prefilled first come first
     served in steps of the token budget B, and then decode together until they finish together."""
     budget = c.max_num_batched_tokens
@@ -122,7 +122,7 @@ def _closed(w: Workload, concurrency: int, per_replica: int, micro: int, d: int,
     return OperatingPoint(concurrency, per_replica, micro, d, loads, wave, mean_step, 0.0, f * chunk)
 
 
-def _serving(w: Workload, concurrency: int, per_replica: int, micro: int, d: int, c: Constants) -> OperatingPoint:
+def _serving(w: Workload, concurrency: int, per_replica: int, *, micro: int, d: int, c: Constants) -> OperatingPoint:
     budget = c.max_num_batched_tokens
     others = (per_replica - 1) / per_replica
     p = d * w.isl / w.osl * w.tokens_per_pass * others  # sequences finish tokens_per_pass times sooner

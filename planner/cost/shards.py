@@ -72,7 +72,7 @@ def experts_touched(n_experts: float, top_k: int, total_experts: int, tokens: fl
     return n_experts * (1.0 - (1.0 - top_k / total_experts) ** tokens)
 
 
-def read_weight_bytes(layer: LayerInfo, layout: Layout | int, profile: ModelProfile, weight_dtype: str,
+def read_weight_bytes(layer: LayerInfo, layout: Layout | int, profile: ModelProfile, *, weight_dtype: str,
                       tokens: float, stage_tokens: float | None = None) -> float:
     """Bytes of this node's weights one GPU reads in a step of `tokens` tokens on its rank.
 
@@ -144,7 +144,7 @@ def dense_mlp_bytes(layer: LayerInfo, layout: Layout, profile: ModelProfile, wei
     return matrix_bytes(params, weight_dtype, "split") / layout.tp
 
 
-def sparse_read_bytes(layer: LayerInfo, layout: Layout, profile: ModelProfile, weight_dtype: str, read: float,
+def sparse_read_bytes(layer: LayerInfo, layout: Layout, profile: ModelProfile, *, weight_dtype: str, read: float,
                       tokens: float, sparsity: Sparsity) -> float:
     """`read` bytes of a decoder layer after contextual sparsity: a dense MLP's rows that none of the step's
     `tokens` tokens needs are not read (Deja Vu, CATS), and with activation sparsity neither are the skipped input

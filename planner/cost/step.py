@@ -209,11 +209,14 @@ def layer_step(ctx: StageContext, layer: LayerInfo, load: StepLoad) -> tuple[flo
     """(weight bytes, KV bytes, weights s, KV s, compute s beyond the memory time) on one GPU."""
     layout, profile, c, hw = ctx.layout, ctx.profile, ctx.constants, ctx.hw
     rank_tokens = load.tokens / layout.dp
-    w = read_weight_bytes(layer, layout, profile, ctx.weight_dtype, rank_tokens, stage_tokens=load.tokens)
+    w = read_weight_bytes(layer, layout, profile, weight_dtype=ctx.weight_dtype, tokens=rank_tokens,
+                          stage_tokens=load.tokens)
     experts_w = 0.0
     if layer.moe is not None and "experts" in layer.shards and c.moe_hbm_efficiency > 0:
-        experts_w = w - read_weight_bytes(layer, layout, profile, ctx.weight_dtype, 0.0, stage_tokens=0.0)
-    w = sparse_read_bytes(layer, layout, profile, ctx.weight_dtype, w, rank_tokens, load)
+        experts_w = w - read_weight_bytes(layer, layout, profile, weight_dtype=ctx.weight_dtype, tokens=0.0,
+                                          stage_tokens=0.0)
+    w = sparse_read_bytes(layer, layout, profile, weight_dtype=ctx.weight_dtype, read=w, tokens=rank_tokens,
+                          sparsity=load)
     prefill_kv = load.prefill_kv_tokens
     if layer.sliding_window:
         prefill_kv = min(prefill_kv, load.prefill + layer.sliding_window)

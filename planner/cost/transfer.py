@@ -47,7 +47,7 @@ def transfer_pair_s(topo: Topology, node_a: str, node_b: str, nbytes: float, c: 
     return cached
 
 
-def transfer(profile: ModelProfile, topo: Topology, src_ids: Sequence[int], dst_ids: Sequence[int], tokens: float,
+def transfer(profile: ModelProfile, topo: Topology, src_ids: Sequence[int], *, dst_ids: Sequence[int], tokens: float,
              c: Constants) -> tuple[float, dict[str, float]]:
     """Hand-off of (hidden, residual) to every rank of the next stage: (time s, bytes by link class)."""
     nbytes = transfer_bytes(profile, tokens)

@@ -127,8 +127,9 @@ def kv_handoff(profile: ModelProfile, topo: Topology, pools: Pools, workload: Wo
     """(mean hand-off time s over all instance pairs, mean bytes by link class) of one request's KV."""
     dec = pools.decode
     layout = Layout(dec.tp, dec.dp, dec.ep)
-    _, per_gpu = stage_memory(profile, layout, 0, profile.n_layers, True, True, workload.weight_dtype,
-                              workload.kv_dtype, workload.isl)
+    _, per_gpu = stage_memory(profile, layout, 0, layer_end=profile.n_layers, first=True, last=True,
+                              weight_dtype=workload.weight_dtype,
+                              kv_dtype=workload.kv_dtype, sequence_tokens=workload.isl)
     pairs = [(s, d) for s in pools.prefill.gpu_ids for d in dec.gpu_ids]
     times, classes = zip(*(_pair_handoff(topo, s, d, per_gpu_bytes=per_gpu, c=c) for s, d in pairs))
     mean_classes = {k: sum(x[k] for x in classes) / len(pairs) for k in LINK_CLASSES}
@@ -165,7 +166,7 @@ def prefill_service(profile: ModelProfile, topo: Topology, pools: Pools, workloa
 
     def run(n: int) -> Prediction:
         w = workload.model_copy(update={"mode": "static", "concurrency": n, "osl": 1})
-        return estimate(profile, topo, part, w, c, check=False)
+        return estimate(profile, topo, part, workload=w, c=c, check=False)
 
     one, full = run(1), run(batch)
     return PrefillService(batch, full.ttft_ms / 1e3 - c.request_overhead_s, one.ttft_ms / 1e3 - c.request_overhead_s,
@@ -176,7 +177,7 @@ def decode_step(profile: ModelProfile, topo: Topology, pools: Pools, *, workload
                 c: Constants = DEFAULT) -> Prediction:
     """The decode pool decoding `sequences` at once over its instances, nothing else in its steps."""
     w = workload.model_copy(update={"mode": "static", "concurrency": max(1, round(sequences))})
-    return estimate(profile, topo, pool_partition(profile, pools.decode), w, c, check=False)
+    return estimate(profile, topo, pool_partition(profile, pools.decode), workload=w, c=c, check=False)
 
 
 def md1_wait_s(rho: float, service_s: float) -> float:

@@ -92,7 +92,7 @@ def closest_uniform(plan: Plan, profile: ModelProfile, topo: Topology, *, even_l
         start += n
     part = Partition(stages=stages)
     try:
-        pred = estimate(profile, topo, part, plan.inputs.workload)
+        pred = estimate(profile, topo, part, workload=plan.inputs.workload)
     except PartitionError as exc:
         return [f"no close plan: {exc.message}"]
     layout = "; ".join(f"stage {k}: layers {s.layer_start}-{s.layer_end - 1} on GPUs {','.join(map(str, s.gpu_ids))}"
@@ -131,7 +131,7 @@ def kv_capacity_at(plan: Plan, profile: ModelProfile, topo: Topology, tokens: in
     w = plan.inputs.workload
     osl = max(1, min(w.osl, tokens - 1))
     longer = w.model_copy(update={"isl": max(1, tokens - osl), "osl": osl, "concurrency": plan.replicas})
-    pred = estimate(profile, topo, plan.partition, longer, check=False)
+    pred = estimate(profile, topo, plan.partition, workload=longer, check=False)
     return pred.max_concurrency // plan.replicas
 
 

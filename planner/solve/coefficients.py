@@ -150,8 +150,9 @@ def _streaming(timer: _Timer, runs: list[tuple[int, int]], op: OperatingPoint) -
         layer = t.profile.decoders[a]
 
         def extra(load: StepLoad, layer: LayerInfo = layer) -> float:
-            return streamed_layer_s(t.step(layer, load).time_s, layer, t.cfg.layout, t.profile, t.w.weight_dtype,
-                                    rate)
+            return streamed_layer_s(t.step(layer, load).time_s, layer, t.cfg.layout, profile=t.profile,
+                                    weight_dtype=t.w.weight_dtype,
+                                    rate_bytes_per_s=rate)
 
         tpot.append(ns(sum(w * extra(load) for load, w in op.tpot_loads) / op.tokens_per_pass))
         ttft.append(ns(op.ttft_chunks * extra(op.ttft_load)))
@@ -169,8 +170,9 @@ def coefficients(profile: ModelProfile, topo: Topology, cfg: Config, *, runs: li
         tpot.append(ns(mean.time_s / op.tokens_per_pass))
         ttft.append(ns(op.ttft_chunks * timer.step(layer, op.ttft_load).time_s))
         traffic.append(timer.traffic(mean))
-        w, k = stage_memory(profile, cfg.layout, a, a + 1, False, False, workload.weight_dtype, workload.kv_dtype,
-                            workload.sequence_tokens)
+        w, k = stage_memory(profile, cfg.layout, a, layer_end=a + 1, first=False, last=False,
+                            weight_dtype=workload.weight_dtype, kv_dtype=workload.kv_dtype,
+                            sequence_tokens=workload.sequence_tokens)
         weights.append(int(math.ceil(w)))
         kv.append(int(math.ceil(k)))
     first = [n for n in profile.layers if n.kind == "embedding"]

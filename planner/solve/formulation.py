@@ -61,7 +61,8 @@ class Outcome:
 
 
 class ShapeModel:
-    """One shape's CP-SAT model; build once, then ask `minimize_tpot`, `minimize_traffic` or `maximize_capacity`."""
+    """One shape's CP-SAT model; build once (the constructor, then `add_slos`), then ask `minimize_tpot`,
+    `minimize_traffic` or `maximize_capacity`, as often and in any order: a query leaves the model as it was."""
 
     def __init__(self, n_layers: int, pp: int, micro: int, *, configs: list[Config], coefs: list[Coefficients],
                  runs: list[tuple[int, int]], hops: Hops, pools: dict[str, list[int]], gpus: int, exact_gpus: bool,
@@ -242,19 +243,22 @@ class ShapeModel:
         m.add(self.traffic == sum(traffic_terms))
 
     # --- queries ---------------------------------------------------------------------------------
-    def _solve(self, limits: SolverBudget) -> Any:
+    # A query works on a copy of the built model (CpModel.clone; CP-SAT variables are indices, valid in the copy):
+    # its incumbent bound, its objective and the capacity query's variables stay in the copy, so the built model
+    # answers every query, in any order, as built.
+    def _solve(self, m: Any, limits: SolverBudget) -> Any:
         solver = self.cp.CpSolver()
         solver.parameters.max_deterministic_time = max(0.05, limits.deterministic_s)
         wall = max(5.0, 10 * limits.deterministic_s)  # only a safety net
         solver.parameters.max_time_in_seconds = wall if limits.deadline is None else limits.deadline.wall_s(wall)
         solver.parameters.num_workers = limits.workers
         solver.parameters.random_seed = 0
-        status = solver.solve(self.m)
+        status = solver.solve(m)
+        if solver.status_name(status) == "MODEL_INVALID":  # a bug, never an answer: say so, not infeasible
+            raise RuntimeError(f"CP-SAT rejected the model: {m.validate()}")
         return solver, solver.status_name(status)
 
-    def _outcome(self, solver, status: str, objective) -> Outcome:
-        if status == "MODEL_INVALID":  # a bug, never an answer: say so instead of calling it infeasible
-            raise RuntimeError(f"CP-SAT rejected the model: {self.m.validate()}")
+    def _outcome(self, solver: Any, status: str, objective: Any) -> Outcome:
         if status not in ("OPTIMAL", "FEASIBLE"):
             return Outcome("UNKNOWN" if status == "UNKNOWN" else "INFEASIBLE")
         stages, start = [], 0
@@ -275,18 +279,19 @@ class ShapeModel:
 
     def minimize_tpot(self, limits: SolverBudget, incumbent: int | None = None) -> Outcome:
         """The least TPOT; with several stages, then the most balanced stages among plans of that TPOT."""
+        m = self.m.clone()
         if incumbent is not None:
-            self.m.add(self.tpot <= incumbent)
-        self.m.minimize(self.tpot)
-        solver, status = self._solve(limits)
+            m.add(self.tpot <= incumbent)
+        m.minimize(self.tpot)
+        solver, status = self._solve(m, limits)
         first = self._outcome(solver, status, self.tpot)
         if not first.found or self.pp == 1:
             return first
         if limits.deadline is not None and limits.deadline.expired:
             return first  # no time left to balance the stages: the least TPOT stands
-        self.m.add(self.tpot <= int(first.value))
-        self.m.minimize(self.slowest)
-        solver, status = self._solve(limits)
+        m.add(self.tpot <= int(first.value))
+        m.minimize(self.slowest)
+        solver, status = self._solve(m, limits)
         second = self._outcome(solver, status, self.tpot)
         if not second.found:
             return first
@@ -295,16 +300,17 @@ class ShapeModel:
         return second
 
     def minimize_traffic(self, limits: SolverBudget, incumbent: int | None = None) -> Outcome:
+        m = self.m.clone()
         if incumbent is not None:
-            self.m.add(self.traffic <= incumbent)
-        self.m.minimize(self.traffic)
-        solver, status = self._solve(limits)
+            m.add(self.traffic <= incumbent)
+        m.minimize(self.traffic)
+        solver, status = self._solve(m, limits)
         return self._outcome(solver, status, self.traffic)
 
     def maximize_capacity(self, limits: SolverBudget) -> Outcome:
         """The most sequences a replica of this shape holds in memory (each GPU: its dp rank's share).
         Build the model with `memory_at_load=False` for this query."""
-        m = self.m
+        m = self.m.clone()
         cap = m.new_int_var(0, CAPACITY_MAX, "capacity")
         for s in self.S:
             for g in self.G:
@@ -318,5 +324,5 @@ class ShapeModel:
                 m.add(self._weights(s, g) + prod <= k.capacity_bytes).only_enforce_if(self.use[s, g])
                 m.add(cap <= self.configs[g].layout.dp * q).only_enforce_if(self.use[s, g])
         m.maximize(cap)
-        solver, status = self._solve(limits)
+        solver, status = self._solve(m, limits)
         return self._outcome(solver, status, cap)

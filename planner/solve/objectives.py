@@ -181,7 +181,7 @@ class ShapeSolver:
         r = self.req
         part = partition_of(outcome.stages, self.cands.pools, self.shape.system, r.runs)
         load = r.workload.model_copy(update={"concurrency": op.concurrency})
-        return part, estimate(r.profile, r.topo, part, load, r.constants, check=False)
+        return part, estimate(r.profile, r.topo, part, workload=load, c=r.constants, check=False)
 
 
 def solve_fixed_load(sv: ShapeSolver, limits: SolverBudget, best_score: float | None) -> ShapeResult:

@@ -408,11 +408,12 @@ def predictions(job: Job, profile: ModelProfile, topo: Topology) -> dict[int, di
         ctx = StageContext.of(profile=profile, topo=topo, gpu_ids=st.gpu_ids, layout=layout, weight_dtype="bf16",
                               kv_dtype="bf16", constants=uniform)
         step = stage_step(ctx, layer_start=st.layer_start, layer_end=st.layer_end, first=first, last=last, load=load)
-        weights, _ = stage_memory(profile, layout, st.layer_start, st.layer_end, first, last, "bf16", "bf16",
-                                  job.prompt_len + job.decode_tokens)
+        weights, _ = stage_memory(profile, layout, st.layer_start, layer_end=st.layer_end, first=first, last=last,
+                                  weight_dtype="bf16", kv_dtype="bf16",
+                                  sequence_tokens=job.prompt_len + job.decode_tokens)
         per_rank_coll = sum(step.interconnect.values()) / st.n_gpus
-        t_out = transfer(profile, topo, st.gpu_ids, job.stages[s + 1].gpu_ids, job.batch,
-                         DEFAULT)[0] if not last else 0.0
+        t_out = transfer(profile, topo, st.gpu_ids, dst_ids=job.stages[s + 1].gpu_ids, tokens=job.batch,
+                         c=DEFAULT)[0] if not last else 0.0
         for rank in job.stage_ranks(s):
             out[rank] = {"param_bytes": weights, "sent": per_rank_coll, "received": per_rank_coll,
                          "step_time_s": step.time_s + t_out}

@@ -37,7 +37,8 @@ def write_plan(tmp_path: Path, model: str, shape: str, topology: str = "8xh100",
         start, gpu = start + n, gpu + tp
     part = Partition(stages=stages)
     w = Workload(concurrency=concurrency, weight_dtype="fp8")
-    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, w), solver=SolverInfo(status="GIVEN"))
+    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w),
+                      solver=SolverInfo(status="GIVEN"))
     path = tmp_path / f"{shape}.json"
     path.write_text(plan.model_dump_json())
     return path
@@ -93,7 +94,8 @@ def test_two_torchrun_agents_on_loopback(tmp_path):
     part = Partition(stages=[Stage(layer_start=0, layer_end=40, gpu_ids=[0, 1], tp=2),
                              Stage(layer_start=40, layer_end=80, gpu_ids=[8, 9], tp=2)])
     w = Workload(concurrency=2, weight_dtype="fp8")
-    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, w), solver=SolverInfo(status="GIVEN"))
+    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w),
+                      solver=SolverInfo(status="GIVEN"))
     plan_path = tmp_path / "plan.json"
     plan_path.write_text(plan.model_dump_json())
     from planner.launch import render
@@ -123,7 +125,8 @@ def write_layout_plan(tmp_path: Path, model: str, tp: int, dp: int, ep: int) -> 
     p, topo = load_profile(model), load_topology("8xh100")
     part = make_partition(p, topo, tp=tp, dp=dp, ep=ep)
     w = Workload(concurrency=4, weight_dtype="fp8")
-    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, w), solver=SolverInfo(status="GIVEN"))
+    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w),
+                      solver=SolverInfo(status="GIVEN"))
     path = tmp_path / f"{model}-tp{tp}-dp{dp}-ep{ep}.json"
     path.write_text(plan.model_dump_json())
     return path
@@ -153,7 +156,8 @@ def test_validate_refuses_layouts_it_does_not_run(tmp_path):
     p, topo = load_profile("mixtral-8x7b"), load_topology("8xh100")
     part = make_partition(p, topo, tp=2, dp=2, ep=4)
     w = Workload(concurrency=4, weight_dtype="fp8")
-    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, w), solver=SolverInfo(status="GIVEN"))
+    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w),
+                      solver=SolverInfo(status="GIVEN"))
     path = tmp_path / "tp2dp2ep4.json"
     path.write_text(plan.model_dump_json())
     r = run_planner("validate", str(path))
