@@ -18,6 +18,7 @@ from planner.cost.constants import DEFAULT, Constants
 from planner.errors import InfeasibleError
 from planner.hardware.topology import Topology
 from planner.hardware.whatif import apply_what_if
+from planner.model.checks import mtp_layers
 from planner.model.layergraph import ModelProfile
 from planner.plan import Plan, Workload
 from planner.solve.options import SolveOptions
@@ -69,7 +70,8 @@ SPEC_MTP = Remedy("MTP k=1 a=0.85", "spec_tokens=1, spec_acceptance=0.85",
                   {"spec_tokens": 1, "spec_acceptance": 0.85, "spec_draft": "mtp"})
 SPEC_EAGLE = Remedy("draft k=3 a=0.7", "spec_tokens=3, spec_acceptance=0.7",
                     "each of 3 drafts accepted with probability 0.7 (2.5 tokens a pass, EAGLE's typical range)",
-                    {"spec_tokens": 3, "spec_acceptance": 0.7, "spec_draft": "mtp"})
+                    {"spec_tokens": 3, "spec_acceptance": 0.7, "spec_draft": "mtp"},
+                    caveat="needs a trained draft head (EAGLE) for this model; acceptance is measured, not modelled")
 
 
 def _dtype_remedies(profile: ModelProfile, w: Workload) -> list[Remedy]:
@@ -126,7 +128,8 @@ def remedy_list(profile: ModelProfile, topo: Topology, workload: Workload) -> li
     """The baseline and every remedy that applies to this model, workload and machine."""
     out = [Remedy("baseline", "", "the workload as given")]
     out += _dtype_remedies(profile, workload)
-    out += [SPEC_MTP, SPEC_EAGLE] if workload.spec_tokens == 0 else []
+    if workload.spec_tokens == 0:  # MTP only where the checkpoint ships MTP layers; a draft head works on any model
+        out += ([SPEC_MTP] if mtp_layers(profile) else []) + [SPEC_EAGLE]
     out += _sparsity_remedies(profile)
     if topo.has_host_memory():
         tier = "layers streamed from host memory over PCIe each step, prefetched one layer ahead"

@@ -135,11 +135,16 @@ def _with_reach(exc: Exception, profile: ModelProfile, topo: Topology, *, work: 
 
 
 def warn_unusable(plan: Plan, max_utilisation: float | None = None) -> None:
-    """A warning line on stderr for a plan whose TTFT is a prefill queue blowing up (planner.cost.prefill_guard)."""
+    """Warning lines on stderr: a TTFT that is a prefill queue blowing up (planner.cost.prefill_guard), a plan past
+    the usability bound (planner.report.plans.usability_line), fp8 weights without fp8 tensor cores."""
     from planner.cost.prefill_guard import DEFAULT_MAX_PREFILL_UTILISATION, plan_prefill_utilisation, ttft_warning
+    from planner.model.checks import fp8_warning
+    from planner.report.plans import usability_line
 
     bound = DEFAULT_MAX_PREFILL_UTILISATION if max_utilisation is None else max_utilisation
-    for line in filter(None, [ttft_warning(plan_prefill_utilisation(plan), bound)]):
+    fp8 = fp8_warning((s.gpu_type for s in plan.prediction.stages), plan.inputs.workload.weight_dtype)
+    for line in filter(None, [ttft_warning(plan_prefill_utilisation(plan), bound), usability_line(plan.prediction, plan.inputs.workload.osl),
+                              fp8]):
         say(f"warning: {line}")
 
 

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 from rich.console import Group
 from rich.table import Table
 
-from planner.plan import Workload, layout_label
+from planner.plan import MIN_USABLE_TOKENS_PER_S_PER_USER, Workload, layout_label
+from planner.model.checks import without_fp8_units
 from planner.report.tables import table
-from planner.units import format_bytes, format_ids
+from planner.units import count, format_bytes, format_ids
 
 if TYPE_CHECKING:
     from planner.bench.measure import BenchReport
@@ -62,7 +63,7 @@ def totals_table(pred: Prediction, workload: Workload) -> Table:
               f"{pred.tokens_per_s_per_user:,.1f} per user)")
     if pred.requests_per_s:
         t.add_row("requests/s", f"{pred.requests_per_s:,.2f} completed")
-    t.add_row("KV capacity", f"{pred.max_concurrency:,} sequences")
+    t.add_row("KV capacity", count(pred.max_concurrency, "sequence"))
     t.add_row("time per token", ", ".join(f"{k} {v:.2f} ms" for k, v in pred.time_breakdown_ms.items()
                                           if v or k != "offload"))
     t.add_row("HBM bytes per token", f"{format_bytes(pred.hbm_bytes_per_token)} (weights "
@@ -77,8 +78,18 @@ def totals_table(pred: Prediction, workload: Workload) -> Table:
     return t
 
 
+def usability_line(pred: Prediction, osl: int) -> str | None:
+    """One line for a plan past the usability bound (planner.plan.MIN_USABLE_TOKENS_PER_S_PER_USER), else None."""
+    if pred.usable:
+        return None
+    return (f"NOT USABLE: TPOT {pred.tpot_ms:,.0f} ms is {pred.tokens_per_s_per_user:.2f} output tokens/s per user, "
+            f"under {MIN_USABLE_TOKENS_PER_S_PER_USER:g} (an osl-{osl:,} reply takes "
+            f"{osl * pred.tpot_ms / 60e3:,.1f} min): the machine is too small for this model; see `planner remedies`")
+
+
 def prediction_report(pred: Prediction, title: str, workload: Workload) -> Group:
-    return Group(stage_table(pred, title), totals_table(pred, workload))
+    return Group(stage_table(pred, title), totals_table(pred, workload),
+                 *filter(None, [usability_line(pred, workload.osl)]))
 
 
 def _runners_up(plan: Plan) -> Table:
@@ -86,9 +97,11 @@ def _runners_up(plan: Plan) -> Table:
                 ["shape", "TPOT ms", "tokens/s", "load", "layers per stage", "engines"],
                 right=("TPOT ms", "tokens/s", "load"))
     for a in plan.alternatives:
+        no_fp8 = without_fp8_units((s.gpu_type for s in a.prediction.stages), plan.inputs.workload.weight_dtype)
+        engines = [e for e in a.engines if not (no_fp8 and e == "trtllm")]
         alt.add_row(a.shape, f"{a.prediction.tpot_ms:.2f}", f"{a.prediction.tokens_per_s:,.0f}",
                     f"{a.prediction.concurrency:,}", ",".join(str(n) for n in a.partition.layer_counts()),
-                    ", ".join(a.engines) or "none (--any-shape)")
+                    ", ".join(engines) or "none (--any-shape)")
     return alt
 
 
@@ -134,7 +147,8 @@ def plan_report(plan: Plan) -> Group:
     slos += [f"TTFT <= {plan.inputs.ttft_slo_ms:g} ms" for _ in [1] if plan.inputs.ttft_slo_ms is not None]
     title = (f"{plan.inputs.model} on {plan.inputs.topology}: {plan.partition.shape} "
              f"[{plan.inputs.objective}{', ' + ', '.join(slos) if slos else ''}]")
-    parts: list[Table | str] = [stage_table(pred, title), totals_table(pred, w), *slo_lines(plan)]
+    parts: list[Table | str] = [stage_table(pred, title), totals_table(pred, w), *slo_lines(plan),
+                                *filter(None, [usability_line(pred, w.osl)])]
     if plan.replicas > 1:
         parts.append("replicas on GPUs: "
                      + "; ".join(" | ".join(format_ids(st) for st in rep) for rep in plan.replica_gpu_ids))
@@ -166,7 +180,7 @@ def _compare_block(result: CompareResult, topology: str) -> list[Table]:
     columns each, so that every figure fits 80 columns whole)."""
     rows = [r for r in result.rows if r.topology == topology]
     n_gpus = rows[0].n_gpus if rows else 0
-    head = table(f"{topology} ({n_gpus:,} GPU{'s' if n_gpus != 1 else ''})",
+    head = table(f"{topology} ({count(n_gpus, 'GPU')})",
                  ["load", "plan", "TPOT ms", "TTFT ms", "tok/s", "tok/s /GPU", "KV cap."],
                  right=("load", "TPOT ms", "TTFT ms", "tok/s", "tok/s /GPU", "KV cap."))
     parts = table(None, ["load", "weights ms", "KV ms", "comm ms", "other ms", "x roofline"],
@@ -228,7 +242,7 @@ def frontier_table(result: FrontierResult, all_points: bool = False) -> Table:
     that a row fits 80 columns on one line."""
     w = result.workload
     pts = sorted(result.points if all_points else result.on_frontier, key=lambda p: -p.tokens_per_s_per_user)
-    t = table(f"{result.model} on {result.gpus} GPUs of {result.topology}: "
+    t = table(f"{result.model} on {count(result.gpus, 'GPU')} of {result.topology}: "
               f"{'every point' if all_points else 'the Pareto frontier'} ({workload_label(w)})",
               ["shape", "load", "TPOT ms", "TTFT ms", "tok/s/user", "tok/s/GPU", "eng"],
               right=("load", "TPOT ms", "TTFT ms", "tok/s/user", "tok/s/GPU"))
@@ -273,7 +287,7 @@ def remedies_table(result: RemediesResult) -> list[Table]:
     remedy assumes and what is not modelled."""
     out = []
     for c in result.concurrencies:
-        t = table(f"{result.model}, {result.gpus} GPUs of {result.topology}, {c:,} sequences (isl "
+        t = table(f"{result.model}, {count(result.gpus, 'GPU')} of {result.topology}, {count(c, 'sequence')} (isl "
                   f"{result.workload.isl}, osl {result.workload.osl}): each remedy re-solved",
                   ["remedy", "plan", "TPOT ms", "vs", "TTFT ms", "tok/s", "vs", "KV cap"],
                   right=("TPOT ms", "vs", "TTFT ms", "tok/s", "KV cap"))
