@@ -14,6 +14,7 @@ from typing import Callable, Optional
 
 from pydantic import BaseModel, Field
 
+from planner.cost.advice import suggestions
 from planner.cost.constants import DEFAULT, Constants
 from planner.errors import InfeasibleError
 from planner.hardware.topology import Topology
@@ -203,8 +204,10 @@ def remedies(req: RemedyRequest, *, progress: Callable[[int, int], None] | None 
         if progress is not None:
             progress(k + 1, len(todo))
     if not any(r.fits for r in rows):
+        ids = [g.id for g in req.topo.gpus][:req.options.gpus or None]
         raise InfeasibleError(f"{req.profile.name} fits on {req.topo.name} neither as it is nor with any remedy",
-                              details=[rows[0].error or ""] if rows else [])
+                              details=([rows[0].error or ""] if rows else [])
+                              + suggestions(req.profile, req.topo, ids, req.workload, req.constants))
     _against(rows)
     rows.sort(key=lambda r: (req.concurrencies.index(r.concurrency), r.remedy != "baseline", not r.fits,
                              r.tpot_ms or 0.0))

@@ -158,3 +158,14 @@ def test_config_json_model_is_named_by_its_folder_and_counts_agree(cli, tmp_path
     from planner.units import count
 
     assert (count(1, "GPU"), count(8, "GPU"), count(1_105, "sequence")) == ("1 GPU", "8 GPUs", "1,105 sequences")
+
+
+def test_remedies_that_find_nothing_say_what_would_fit(cli):
+    """Llama-3.1-405B on one H100: no remedy fits 76 GB (int4 is 215.5 GB), so the message names the GPUs needed and
+    what --offload would need (the machine has no host-memory tier); it used to give only the baseline's first line.
+    GPUs: (811.7 GB weights + 0.66 GB KV) / 76.3 GB usable per H100 = 10.6, so 11."""
+    code, _, err = cli("remedies", "-m", "llama-405b", "-t", "1xh100", "-c", "1")
+    assert code == 2, err
+    assert "neither as it is nor with any remedy" in err
+    assert "still short with --weight-dtype fp8" in err and "more GPUs: about 11 x H100-SXM5-80GB at bf16" in err
+    assert "no host-memory tier" in err
