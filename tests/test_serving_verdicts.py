@@ -169,3 +169,19 @@ def test_remedies_that_find_nothing_say_what_would_fit(cli):
     assert "neither as it is nor with any remedy" in err
     assert "still short with --weight-dtype fp8" in err and "more GPUs: about 11 x H100-SXM5-80GB at bf16" in err
     assert "no host-memory tier" in err
+
+
+def test_trtllm_not_listed_for_fp8_without_fp8_units(profiles, cli):
+    """Frontier points and runners-up of an fp8 plan on A100 name vLLM and SGLang, never TensorRT-LLM; on H100 the
+    same shapes list it."""
+    from planner.frontier import frontier
+    from planner.solve.options import SolveOptions
+
+    p = profiles("llama-8b")
+    for topo, listed in (("8xa100", False), ("8xh100", True)):
+        result = frontier(p, load_topology(topo), Workload(weight_dtype="fp8"), options=SolveOptions(time_limit_s=5))
+        assert result.points and any("vllm" in pt.engines for pt in result.points)
+        assert any("trtllm" in pt.engines for pt in result.points) is listed, topo
+    code, out, err = cli("solve", "-m", "llama-70b", "-t", "8xa100", "--weight-dtype", "fp8")
+    assert code == 0, err
+    assert "runners-up" in out and "trtllm" not in out.split("runners-up", 1)[1]
