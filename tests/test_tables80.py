@@ -114,6 +114,9 @@ def test_frontier_at_80_columns_one_line_a_point():
     for p in pts:  # a point's figures all on one line (a long shape may fold; its numbers do not)
         assert any(f" {p.concurrency:,} " in line and f" {p.tpot_ms:.1f} " in line and f" {p.ttft_ms:,.0f} " in line
                    and f" {p.tokens_per_s_per_gpu:,.0f} " in line for line in text.splitlines()), p.shape
+    plain = result.model_copy(update={"points": [pts[0], pts[2]]})  # shapes of the usual length: one line a point
+    body = [line for line in render80(frontier_table(plain, all_points=True)).splitlines() if line.startswith("│")]
+    assert len(body) == 2, body
 
 
 def test_validate_at_80_columns_notes_below():
