@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from planner.cost.constants import DEFAULT
 from planner.cost.estimate import COMPONENTS
@@ -32,7 +32,9 @@ NAMES = {"weights": "HBM weight reads", "kv": "HBM KV reads", "compute": "comput
 class CompareRow(BaseModel):
     topology: str
     n_gpus: int
-    concurrency: int
+    concurrency: int = Field(description="the load asked for")
+    solved_concurrency: Optional[int] = Field(None, description="the load the plan was solved at where it differs "
+                                              "(a plan of R replicas runs at least one sequence on each)")
     fits: bool
     shape: Optional[str] = None
     stages: Optional[list[list[int]]] = None
@@ -100,7 +102,8 @@ def compare(profile: ModelProfile, topologies: list[Topology], workload: Workloa
                 continue
             p = plan.prediction
             rows.append(CompareRow(
-                topology=topo.name, n_gpus=topo.n_gpus, concurrency=p.concurrency, fits=True,
+                topology=topo.name, n_gpus=topo.n_gpus, concurrency=c, fits=True,
+                solved_concurrency=p.concurrency if p.concurrency != c else None,
                 shape=plan.partition.shape,
                 stages=[s.gpu_ids for s in plan.stages], tpot_ms=p.tpot_ms, ttft_ms=p.ttft_ms,
                 tokens_per_s=p.tokens_per_s, tokens_per_s_per_gpu=p.tokens_per_s_per_gpu,
@@ -113,11 +116,38 @@ def compare(profile: ModelProfile, topologies: list[Topology], workload: Workloa
     return result
 
 
+#: two figures within this share of each other are a tie, not "1.00x faster": the model's own error is larger.
+TIE_SHARE = 0.005
+
+
+def _against(best: CompareRow, other: CompareRow, objective: str, concurrency: int) -> str:
+    """One verdict line: `other` against the winner `best` at one load (a tie within TIE_SHARE says so)."""
+    if objective == "latency":
+        ratio, figures = other.tpot_ms / best.tpot_ms, f"TPOT {best.tpot_ms:.2f} ms vs {other.tpot_ms:.2f} ms"
+        how = f"{ratio:.2f}x faster per token"
+    else:
+        ratio = best.tokens_per_s / other.tokens_per_s
+        figures = f"{best.tokens_per_s:,.0f} vs {other.tokens_per_s:,.0f} tokens/s"
+        how = f"{ratio:.2f}x more tokens/s"
+    if ratio - 1 <= TIE_SHARE:
+        return (f"{best.topology} and {other.topology} tie at concurrency {concurrency} (within "
+                f"{TIE_SHARE:.1%}: {figures})")
+    diffs = {k: other.breakdown_ms.get(k, 0.0) - best.breakdown_ms.get(k, 0.0) for k in COMPONENTS}
+    key = max(diffs, key=lambda k: diffs[k])
+    share = other.breakdown_ms.get(key, 0.0) / sum(other.breakdown_ms.values()) if other.breakdown_ms else 0
+    shapes = f"{(best.shape or '').replace(' x ', 'x')} vs {(other.shape or '').replace(' x ', 'x')}"
+    return (f"{best.topology} is {how} than {other.topology} at concurrency {concurrency} ({shapes}): "
+            f"{share:.0%} of the {other.topology} token is {NAMES[key]} "
+            f"({other.breakdown_ms.get(key, 0.0):.2f} ms vs {best.breakdown_ms.get(key, 0.0):.2f} ms)")
+
+
 def verdict(result: CompareResult) -> list[str]:
     lines = []
     for c in result.concurrencies:
         ok = [r for r in result.rows if r.concurrency == c and r.fits]
         missing = [r.topology for r in result.rows if r.concurrency == c and not r.fits]
+        lines += [f"at concurrency {c} {r.topology} was solved at load {r.solved_concurrency:,} (one sequence on "
+                  f"each replica at least); its figures hold there" for r in ok if r.solved_concurrency is not None]
         if not ok:
             lines.append(f"at concurrency {c} the model fits on none of the machines")
             continue
@@ -125,23 +155,9 @@ def verdict(result: CompareResult) -> list[str]:
             ok.sort(key=lambda r: (r.tpot_ms, r.topology))
         else:
             ok.sort(key=lambda r: (-r.tokens_per_s, r.topology))
-        best = ok[0]
-        for other in ok[1:]:
-            if result.objective == "latency":
-                ratio = other.tpot_ms / best.tpot_ms
-                how = f"{ratio:.2f}x faster per token"
-            else:
-                ratio = best.tokens_per_s / other.tokens_per_s
-                how = f"{ratio:.2f}x more tokens/s"
-            diffs = {k: other.breakdown_ms.get(k, 0.0) - best.breakdown_ms.get(k, 0.0) for k in COMPONENTS}
-            key = max(diffs, key=lambda k: diffs[k])
-            share = other.breakdown_ms.get(key, 0.0) / sum(other.breakdown_ms.values()) if other.breakdown_ms else 0
-            lines.append(
-                f"{best.topology} is {how} than {other.topology} at concurrency {c} ({best.shape} vs {other.shape}): "
-                f"{share:.0%} of the {other.topology} token is {NAMES[key]} "
-                f"({other.breakdown_ms[key]:.2f} ms vs {best.breakdown_ms[key]:.2f} ms)")
+        lines += [_against(ok[0], other, result.objective, c) for other in ok[1:]]
         if len(ok) == 1 and not missing:
-            lines.append(f"at concurrency {c} only {best.topology} was compared")
+            lines.append(f"at concurrency {c} only {ok[0].topology} was compared")
         if missing:
             lines.append(f"at concurrency {c} the model does not fit on {', '.join(missing)}")
     return lines

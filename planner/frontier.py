@@ -30,6 +30,7 @@ from planner.solve.cluster import regular, replica_shapes
 from planner.solve.deadline import Deadline
 from planner.solve.formulation import SolverBudget
 from planner.solve.layouts import engines_for
+from planner.model.checks import without_fp8_units
 from planner.solve.objectives import Request, ShapeSolver, solve_fixed_load
 from planner.solve.search import Progress
 from planner.solve.shapes import Shape, ShapeBounds, enumerate_shapes, shape_candidates
@@ -159,15 +160,17 @@ def _ladder(profile: ModelProfile, topo: Topology, part: Partition, workload: Wo
         pred = first if load == part.replicas else estimate(
             profile, topo, part, workload=workload.model_copy(update={"concurrency": load}), c=c, check=False)
         if pred.fits:
-            out.append(_point(part, pred))
+            out.append(_point(part, pred, workload.weight_dtype))
     return out
 
 
-def _point(part: Partition, pred: Prediction) -> FrontierPoint:
+def _point(part: Partition, pred: Prediction, weight_dtype: str) -> FrontierPoint:
     n_gpus = len(part.all_gpu_ids())
     uneven = len(set(part.layer_counts())) > 1
+    no_fp8 = without_fp8_units((s.gpu_type for s in pred.stages), weight_dtype)  # TensorRT-LLM needs fp8 units
+    engines = [e for e in engines_for(part.stages, uneven) if not (no_fp8 and e == "trtllm")]
     return FrontierPoint(shape=part.shape, concurrency=pred.concurrency, gpus=n_gpus, tpot_ms=pred.tpot_ms,
                          ttft_ms=pred.ttft_ms, tokens_per_s=pred.tokens_per_s,
                          tokens_per_s_per_gpu=pred.tokens_per_s / n_gpus,
                          tokens_per_s_per_user=1000.0 / pred.tpot_ms if math.isfinite(pred.tpot_ms) else 0.0,
-                         engines=engines_for(part.stages, uneven), plan=part)
+                         engines=engines, plan=part)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, computed_field, field_validator, model_validator)
 
 from pydantic.config import JsonDict
 
@@ -230,6 +231,12 @@ class StagePrediction(NumbersNotBooleans):
     offload_layers: list[int] = Field(default_factory=list, description="decoder layers streamed from host memory")
 
 
+#: The usability bound (issue 26 item 5): under 1 output token/s per user a 256-token reply takes over 4 minutes, and
+#: reading runs at about 4 words/s (238 words/min silent reading: Brysbaert 2019, J. Memory and Language 109), some
+#: 5 tokens/s; a plan past it is flagged, not presented as an answer.
+MIN_USABLE_TOKENS_PER_S_PER_USER = 1.0
+
+
 class Prediction(NumbersNotBooleans):
     """Every figure at one operating point: `concurrency` sequences decoding together (all replicas)."""
 
@@ -272,6 +279,12 @@ class Prediction(NumbersNotBooleans):
     ttft_ms_band: Optional[float] = Field(None, description="relative error band of ttft_ms, likewise")
     tokens_per_s_band: Optional[float] = Field(None, description="relative error band of tokens_per_s, likewise "
                                                "(maximum-throughput rows' band in offline mode)")
+
+    @computed_field(description="False past the usability bound: under MIN_USABLE_TOKENS_PER_S_PER_USER output "  # type: ignore[prop-decorator]
+                    "tokens/s per user (TPOT above 1 s)")
+    @property
+    def usable(self) -> bool:
+        return self.tpot_ms <= 1000.0 / MIN_USABLE_TOKENS_PER_S_PER_USER
 
 
 class SolverInfo(BaseModel):
@@ -472,6 +485,7 @@ class EstimateReport(BaseModel):
     interconnect_bytes_per_token: float
     roofline_tpot_ms: float
     fits: bool
+    usable: bool = Field(description="False under 1 output token/s per user (TPOT above 1 s)")
     plan: Plan
 
     @classmethod

@@ -14,10 +14,12 @@ from typing import Callable, Optional
 
 from pydantic import BaseModel, Field
 
+from planner.cost.advice import suggestions
 from planner.cost.constants import DEFAULT, Constants
 from planner.errors import InfeasibleError
 from planner.hardware.topology import Topology
 from planner.hardware.whatif import apply_what_if
+from planner.model.checks import mtp_layers
 from planner.model.layergraph import ModelProfile
 from planner.plan import Plan, Workload
 from planner.solve import solve
@@ -70,7 +72,8 @@ SPEC_MTP = Remedy("MTP k=1 a=0.85", "spec_tokens=1, spec_acceptance=0.85",
                   {"spec_tokens": 1, "spec_acceptance": 0.85, "spec_draft": "mtp"})
 SPEC_EAGLE = Remedy("draft k=3 a=0.7", "spec_tokens=3, spec_acceptance=0.7",
                     "each of 3 drafts accepted with probability 0.7 (2.5 tokens a pass, EAGLE's typical range)",
-                    {"spec_tokens": 3, "spec_acceptance": 0.7, "spec_draft": "mtp"})
+                    {"spec_tokens": 3, "spec_acceptance": 0.7, "spec_draft": "mtp"},
+                    caveat="needs a trained draft head (EAGLE) for this model; acceptance is measured, not modelled")
 
 
 def _dtype_remedies(profile: ModelProfile, w: Workload) -> list[Remedy]:
@@ -127,7 +130,8 @@ def remedy_list(profile: ModelProfile, topo: Topology, workload: Workload) -> li
     """The baseline and every remedy that applies to this model, workload and machine."""
     out = [Remedy("baseline", "", "the workload as given")]
     out += _dtype_remedies(profile, workload)
-    out += [SPEC_MTP, SPEC_EAGLE] if workload.spec_tokens == 0 else []
+    if workload.spec_tokens == 0:  # MTP only where the checkpoint ships MTP layers; a draft head works on any model
+        out += ([SPEC_MTP] if mtp_layers(profile) else []) + [SPEC_EAGLE]
     out += _sparsity_remedies(profile)
     if topo.has_host_memory():
         tier = "layers streamed from host memory over PCIe each step, prefetched one layer ahead"
@@ -199,8 +203,10 @@ def remedies(req: RemedyRequest, *, progress: Callable[[int, int], None] | None 
         if progress is not None:
             progress(k + 1, len(todo))
     if not any(r.fits for r in rows):
+        ids = [g.id for g in req.topo.gpus][:req.options.gpus or None]
         raise InfeasibleError(f"{req.profile.name} fits on {req.topo.name} neither as it is nor with any remedy",
-                              details=[rows[0].error or ""] if rows else [])
+                              details=([rows[0].error or ""] if rows else [])
+                              + suggestions(req.profile, req.topo, ids, req.workload, req.constants))
     _against(rows)
     rows.sort(key=lambda r: (req.concurrencies.index(r.concurrency), r.remedy != "baseline", not r.fits,
                              r.tpot_ms or 0.0))

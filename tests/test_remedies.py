@@ -226,7 +226,8 @@ def test_remedies_on_8xl40s_rank_every_remedy_against_the_baseline(cli, tmp_path
     assert rows[("baseline", 1)]["fits"] and rows[("baseline", 1)]["tpot_change"] == 0
     for c in (1, 32):
         assert rows[("int4 weights", c)]["tpot_change"] < -0.3  # a quarter of the bytes, re-solved
-        assert rows[("MTP k=1 a=0.85", c)]["tokens_per_s_change"] > 0.2
+        assert rows[("draft k=3 a=0.7", c)]["tokens_per_s_change"] > 0.2
+    assert not any(r["remedy"].startswith("MTP") for r in result["rows"])  # Llama-3.1 ships no MTP layers (issue 26)
     # contextual sparsity pays at one sequence and vanishes at 32 (the union of 32 tokens' rows is nearly all)
     assert rows[("act. sparse 40%", 1)]["tpot_change"] < -0.15
     assert abs(rows[("act. sparse 40%", 32)]["tpot_change"]) < 0.01

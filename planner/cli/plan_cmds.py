@@ -18,7 +18,8 @@ from planner.cost.prefill_guard import DEFAULT_MAX_PREFILL_UTILISATION, plan_pre
 from planner.errors import InfeasibleError, InputError
 from planner.plan import EstimateReport, Plan, SolverInfo, Workload, build_plan, make_partition
 from planner.remedies import REMEDIES_OPTIONS, RemedyRequest, within_reach
-from planner.report.plans import plan_report, prediction_report
+from planner.model.checks import fp8_warning
+from planner.report.plans import plan_report, prediction_report, usability_line
 from planner.solve import solve
 from planner.solve.options import Objective, SolveOptions
 
@@ -131,9 +132,13 @@ def _with_reach(exc: Exception, profile: ModelProfile, topo: Topology, *, work: 
 
 
 def warn_unusable(plan: Plan, max_utilisation: float | None = None) -> None:
-    """A warning line on stderr for a plan whose TTFT is a prefill queue blowing up (planner.cost.prefill_guard)."""
+    """Warning lines on stderr: a TTFT that is a prefill queue blowing up (planner.cost.prefill_guard), a plan past
+    the usability bound (planner.report.plans.usability_line), fp8 weights without fp8 tensor cores."""
     bound = DEFAULT_MAX_PREFILL_UTILISATION if max_utilisation is None else max_utilisation
-    for line in filter(None, [ttft_warning(plan_prefill_utilisation(plan), bound)]):
+    fp8 = fp8_warning((s.gpu_type for s in plan.prediction.stages), plan.inputs.workload.weight_dtype)
+    lines = [ttft_warning(plan_prefill_utilisation(plan), bound),
+             usability_line(plan.prediction, plan.inputs.workload.osl), fp8]
+    for line in filter(None, lines):
         say(f"warning: {line}")
 
 

@@ -7,6 +7,7 @@ import math
 from planner.cost.constants import Constants
 from planner.cost.memory import usable_bytes
 from planner.errors import InfeasibleError
+from planner.hardware.gpus import GpuSpec
 from planner.hardware.topology import Topology
 from planner.model.layergraph import ModelProfile
 from planner.plan import Partition, Prediction, Workload
@@ -33,24 +34,65 @@ def infeasible_error(profile: ModelProfile, topo: Topology, partition: Partition
         details=details)
 
 
+#: the weight dtypes a "does not fit" message tries, smallest last: each quantises more than the one before.
+SMALLER_DTYPES = {"bf16": ("fp8", "int4", "mxfp4", "nvfp4"), "fp16": ("fp8", "int4", "mxfp4", "nvfp4"),
+                  "fp8": ("int4", "mxfp4", "nvfp4"), "int4": (), "mxfp4": ("int4", "nvfp4"), "nvfp4": ()}
+
+
+def dtype_offers(profile: ModelProfile, spec: GpuSpec, current: str) -> list[str]:
+    """The weight dtypes worth trying on this GPU: fp8 and int4 run everywhere (fp8 weight-only without fp8 tensor
+    cores); mxfp4 quantises only routed experts, so for MoE models, on GPUs with fp8 or fp4 units (gpt-oss's MXFP4 on
+    Hopper: OpenAI's gpt-oss model card, "fits a single 80 GB GPU"); nvfp4 where the GPU has FP4 tensor cores."""
+    out = []
+    for d in SMALLER_DTYPES.get(current, ()):
+        if d == "mxfp4" and (profile.moe is None or not (spec.has_fp8 or "mxfp4" in spec.flops_per_s)):
+            continue
+        if d == "nvfp4" and not (spec.vendor == "nvidia" and "nvfp4" in spec.flops_per_s):
+            continue
+        out.append(d)
+    return out
+
+
 def suggestions(profile: ModelProfile, topo: Topology, gpu_ids: list[int], workload: Workload,
                 c: Constants) -> list[str]:
-    """What would make the model fit: a smaller weight or KV dtype, fewer sequences, more GPUs."""
+    """What would make the model fit: every smaller weight dtype that fits (and those still short), fp8 KV, fewer
+    sequences, streaming from host memory, more GPUs."""
     out = []
     n_gpus = len(gpu_ids)
+    spec = topo.gpu(gpu_ids[0]).spec
     cap = min(usable_bytes(topo.gpu(g).spec.memory_bytes, workload.gpu_memory_fraction, c) for g in gpu_ids)
-    weights = {d: profile.weight_bytes(d) for d in ("bf16", "fp8", "int4")}
     kv_total = profile.kv_bytes_per_token(workload.kv_dtype) * workload.sequence_tokens * workload.concurrency
-    if workload.weight_dtype in ("bf16", "fp16"):
-        need = (weights["fp8"] + kv_total) / n_gpus
-        out.append(f"try --weight-dtype fp8: weights {weights['fp8'] / 1e9:.0f} GB instead of {weights['bf16'] / 1e9:.0f} GB"
-                   + (" (fits)" if need <= cap else " (still short)"))
+    weights = {d: profile.weight_bytes(d) for d in [workload.weight_dtype, *dtype_offers(profile, spec,
+                                                                                          workload.weight_dtype)]}
+    offers = [d for d in weights if d != workload.weight_dtype]
+    fits = [d for d in offers if (weights[d] + kv_total) / n_gpus <= cap]
+    short = [d for d in offers if d not in fits]
+    only = f", weight-only: {spec.name} has no fp8 tensor cores" if not spec.has_fp8 else ""
+    label = {d: f"--weight-dtype {d} (weights {format_bytes(weights[d])}{only if d == 'fp8' else ''})" for d in offers}
+    if fits:
+        out.append("fits with " + ", ".join(label[d] for d in fits))
+    if short:
+        out.append("still short with " + ", ".join(label[d] for d in short))
     if workload.kv_dtype in ("bf16", "fp16") and kv_total > 0.05 * cap * n_gpus:
         out.append(f"try --kv-dtype fp8: halves the KV cache ({format_bytes(kv_total)} at concurrency {workload.concurrency})")
     if workload.concurrency > 1:
         per = profile.kv_bytes_per_token(workload.kv_dtype) * workload.sequence_tokens
         out.append(f"fewer concurrent sequences: each takes {per / 1e9:.2f} GB of KV")
+    out.append(_offload_offer(topo, gpu_ids, weights[workload.weight_dtype] + kv_total, cap * n_gpus))
     if cap > 0:
-        gpus_needed = math.ceil((profile.weight_bytes(workload.weight_dtype) + kv_total) / cap)
-        out.append(f"more GPUs: about {gpus_needed} x {topo.gpu(gpu_ids[0]).spec.name} hold the weights and KV")
+        counts = {d: math.ceil((weights[d] + kv_total) / cap) for d in [workload.weight_dtype, *fits[:1]]}
+        out.append("more GPUs: about " + ", ".join(f"{n} x {spec.name} at {d}" for d, n in counts.items())
+                   + " hold the weights and KV")
     return out
+
+
+def _offload_offer(topo: Topology, gpu_ids: list[int], need_bytes: float, hbm_bytes: float) -> str:
+    """--offload where a host-memory tier holds what HBM does not; else what the topology file would need."""
+    tiers = {topo.gpu(g).node: topo.host_memory(g) for g in gpu_ids if topo.host_memory(g) is not None}
+    if not tiers:
+        return ("--offload (solve; estimate: --offload-layers) streams layers from host memory: this topology has no "
+                "host-memory tier (add host_memory: {capacity, bandwidth} to its nodes)")
+    host = sum(t.capacity for t in tiers.values())
+    verdict = "fits" if need_bytes - hbm_bytes <= host else "still short"
+    return (f"--offload (solve; estimate: --offload-layers): stream layers from host memory ({format_bytes(host)} on {len(tiers)} node"
+            f"{'s' if len(tiers) != 1 else ''}; {verdict}, every step then reads the streamed layers over PCIe)")

@@ -57,7 +57,9 @@ GPU_SPECS: dict[str, GpuSpec] = {
                                                                                        "NVIDIA H100 PCIe"]),
         # memory.total: 143771 MiB (nvidia-smi on H200)
         _spec("H200-SXM-141GB", 143771, 4.8e12, 989e12, 1979e12, link="nvlink4", aliases=["h200", "NVIDIA H200"]),
-        # memory.total: 81920 MiB (nvidia-smi on A100 80GB)
+        # memory.total: 81920 MiB (nvidia-smi on A100 80GB). No fp8 figure: the A100 datasheet's Tensor Core rows are
+        # TF32, BF16/FP16, INT8 and INT4 (fp8 tensor cores came with Hopper and Ada), so has_fp8 is False and fp8
+        # weights run weight-only (planner.model.checks.fp8_warning)
         _spec("A100-SXM4-80GB", 81920, 2.039e12, 312e12, None, link="nvlink3",
               aliases=["a100", "a100-sxm", "NVIDIA A100-SXM4-80GB"], pcie=31.5e9),
         _spec("A100-PCIe-80GB", 81920, 1.935e12, 312e12, None, link="pcie4",

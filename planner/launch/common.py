@@ -13,8 +13,10 @@ from planner.cost.estimate import estimate
 from planner.cost.offload import streamed_bytes
 from planner.cost.shards import Layout, layout_of
 from planner.errors import InputError, PartitionError, UnsupportedPlanError
-from planner.model.catalog import catalog
+from planner.model.catalog import catalog, native_weight_dtype
+from planner.model.checks import checkpoint_note
 from planner.plan import Partition, Plan, Stage, even_layers as even
+from planner.units import count
 
 if TYPE_CHECKING:
     from planner.hardware.topology import Topology
@@ -155,7 +157,7 @@ def serving_limits(plan: Plan, profile: ModelProfile, topo: Topology, max_model_
                      f"({context:,} tokens) does not fit the plan's KV cache")
     if capacity < 1:
         raise UnsupportedPlanError(f"--max-model-len {length:,}: not one sequence of that length fits the plan's KV "
-                                   "cache", details=[f"the plan holds {plan.prediction.max_concurrency:,} sequences "
+                                   "cache", details=[f"the plan holds {count(plan.prediction.max_concurrency, 'sequence')} "
                                                      f"of {planned:,} tokens; ask for a shorter --max-model-len"])
     return ServingLimits(length, capacity, per_replica_concurrency(plan), tuple(notes))
 
@@ -165,7 +167,7 @@ def serving_lines(plan: Plan, limits: ServingLimits) -> list[str]:
     w, p = plan.inputs.workload, plan.prediction
     return [
         f"#   max model length {limits.max_model_len:,} tokens (the plan's figures: isl {w.isl:,} + osl {w.osl:,}); "
-        f"KV capacity at that length: {limits.kv_capacity_per_replica:,} sequences per replica "
+        f"KV capacity at that length: {count(limits.kv_capacity_per_replica, 'sequence')} per replica "
         f"({p.max_concurrency // plan.replicas:,} at {w.isl + w.osl:,} tokens)",
         f"#   batch limit per replica: {limits.batch_limit_per_replica:,}, the load the predicted figures hold at; "
         "more sequences at once raise TPOT (see `planner frontier`); the engine admits up to the KV capacity "
@@ -183,13 +185,21 @@ def header(plan: Plan, engine: str, version: str, plan_path: str, what: str, *,
         f"#   model {plan.inputs.model} (config {plan.inputs.config_hash}), topology {plan.inputs.topology} "
         f"({plan.inputs.topology_hash}), {plan.partition.shape}",
         "#   stages: " + "; ".join(f"layers {s.layer_start}-{s.layer_end - 1} on GPUs {s.gpu_ids}" for s in plan.stages),
-        f"#   predicted at {p.concurrency:,} sequences in flight ({p.mode}): TPOT {p.tpot_ms:.2f} ms, TTFT "
-        f"{p.ttft_ms:.1f} ms, {p.tokens_per_s:,.1f} tokens/s; KV capacity {p.max_concurrency:,} sequences",
+        f"#   predicted at {count(p.concurrency, 'sequence')} in flight ({p.mode}): TPOT {p.tpot_ms:.2f} ms, TTFT "
+        f"{p.ttft_ms:.1f} ms, {p.tokens_per_s:,.1f} tokens/s; KV capacity {count(p.max_concurrency, 'sequence')}",
         *(serving_lines(plan, limits) if limits else []),
         *[f"#   NOTE: {line}" for line in unset_remedies(plan)],
+        *[f"#   NOTE: {line}" for line in [checkpoint_line(plan, engine)] if line],
         "set -euo pipefail",
         "",
     ]
+
+
+def checkpoint_line(plan: Plan, engine: str) -> str | None:
+    """For quantised weights: the checkpoint the script's --model must name (planner.model.checks.checkpoint_note)."""
+    source = plan.inputs.model_source
+    native = native_weight_dtype(source.split(":", 1)[1] if source.startswith(("catalog:", "hub:")) else source)
+    return checkpoint_note(plan.inputs.workload.weight_dtype, engine, native_dtype=native)
 
 
 def unset_remedies(plan: Plan) -> list[str]:

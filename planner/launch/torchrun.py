@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 from planner.launch.common import LaunchBundle, command, header, q, replica_nodes
+from planner.units import count
 
 if TYPE_CHECKING:
     from planner.hardware.topology import Topology
@@ -40,6 +41,6 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
     scripts = {f"torchrun-{node}.sh": "\n".join(header(plan, "torchrun", version, plan_path,
                                                         f"torchrun validation for node {node}") + lines) + "\n"
                for node, lines in per_node.items()}
-    summary = [f"{len(nodes)} node(s): " + ", ".join(f"{n.node} ({len(n.local_indices)} GPUs)" for n in nodes),
+    summary = [f"{len(nodes)} node(s): " + ", ".join(f"{n.node} ({count(len(n.local_indices), 'GPU')})" for n in nodes),
                f"each runs `planner validate` ranks for {plan_path} ({backend}, {scale} scale)"]
     return LaunchBundle(engine="torchrun", engine_version=version, scripts=scripts, summary=summary)

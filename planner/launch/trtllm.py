@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 from planner.errors import UnsupportedPlanError
+from planner.model.checks import without_fp8_units
 from planner.launch.common import (
     LaunchBundle, ServingLimits, closest_uniform, command, header, layer_partition, model_arg,
     batch_limit_per_dp_rank, q, refuse_offload, replica_nodes, serving_limits, uniform_layout)
@@ -20,11 +21,20 @@ if TYPE_CHECKING:
 ENGINE_VERSION = "main@00209af"  # tensorrt_llm/commands/serve.py at that commit
 
 
+def _refuse_weight_only_fp8(plan: Plan) -> None:
+    lacking = without_fp8_units((s.gpu_type for s in plan.prediction.stages), plan.inputs.workload.weight_dtype)
+    if lacking:
+        raise UnsupportedPlanError(f"TensorRT-LLM runs fp8 weights on fp8 tensor cores; {', '.join(lacking)} has none",
+                                   details=["emit for vllm (weight-only FP8 Marlin kernels), or solve with "
+                                            "--weight-dtype int4 or bf16"])
+
+
 def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
            port: int | None = 8000, plan_path: str = "plan.json", extra_args: Sequence[str] = (),
            limits: ServingLimits | None = None) -> LaunchBundle:
     layout = uniform_layout(plan, "TensorRT-LLM", profile, topo)
     refuse_offload(plan, "TensorRT-LLM")
+    _refuse_weight_only_fp8(plan)
     if layer_partition(plan):
         raise UnsupportedPlanError(
             f"TensorRT-LLM splits layers evenly across pipeline stages; this plan's stages hold "

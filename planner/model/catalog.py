@@ -147,7 +147,8 @@ def resolve(arg: str) -> ResolvedModel:
             raise ModelNotFoundError(f"{path}: the directory holds no config.json")
         return ResolvedModel(path.resolve().name, str(path / "config.json"), read_config_file(path / "config.json"))
     if path.is_file():
-        return ResolvedModel(path.stem, str(path), read_config_file(path))
+        config = read_config_file(path)
+        return ResolvedModel(_file_model_name(path, config), str(path), config)
     parts = arg.split("/")
     if len(parts) == 2 and all(parts) and not arg.endswith((".json", ".yaml")):
         fetched = _fetch_from_hub(arg)
@@ -156,6 +157,17 @@ def resolve(arg: str) -> ResolvedModel:
         f"unknown model '{arg}': not in the catalog ({', '.join(catalog_names())}), not a config file, "
         "and not a hub id (owner/name)"
     )
+
+
+def _file_model_name(path: Path, config: dict) -> str:
+    """A config file's model name: its stem (llama.json), or for a `config.json` its folder's name (a checkpoint's
+    folder), else the config's `_name_or_path`, else its architecture: never "config"."""
+    if path.name != "config.json":
+        return path.stem
+    folder = path.resolve().parent.name
+    named = str(config.get("_name_or_path") or "").rstrip("/").split("/")[-1]
+    arch = (config.get("architectures") or [""])[0] if isinstance(config.get("architectures"), list) else ""
+    return folder or named or str(arch or "model")
 
 
 def config_hash(config: dict) -> str:

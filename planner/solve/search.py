@@ -297,9 +297,13 @@ def _nothing_fits(req: Request, ids: list[int], notes: list[str]) -> InfeasibleE
         return InfeasibleError(f"no plan of {profile.name} on {len(ids)} GPUs of {topo.name} meets {what}",
                                details=notes + ["raise the SLOs, lower --concurrency, or add GPUs"])
     details = [f"weights {format_bytes(weights)} + KV {format_bytes(kv)} ({load} x {workload.sequence_tokens} tokens) "
-               f"= {format_bytes(weights + kv)} against {format_bytes(cap)} usable on {len(ids)} GPUs"]
+               f"= {format_bytes(weights + kv)} against {format_bytes(cap)} usable on {_gpus(len(ids))}"]
     short_gb = max(0.0, weights + kv - cap) / len(ids) / 1e9
     details.append(f"per GPU: short by about {short_gb:.1f} GB" if weights + kv > cap
                    else "the total fits, but no stage split respects every GPU's memory and the TP rules")
     details += suggestions(profile, topo, ids, workload, c)
-    return InfeasibleError(f"{profile.name} does not fit on {len(ids)} GPUs of {topo.name}", details=details)
+    return InfeasibleError(f"{profile.name} does not fit on {_gpus(len(ids))} of {topo.name}", details=details)
+
+
+def _gpus(n: int) -> str:
+    return f"{n:,} GPU{'' if n == 1 else 's'}"

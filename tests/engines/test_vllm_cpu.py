@@ -48,6 +48,7 @@ class Server:
 
     def __init__(self, script: Path, env: dict):
         self.log = script.parent / "vllm-replica0.log"
+        self.script_text = script.read_text()
         self.proc = subprocess.Popen(["bash", str(script)], cwd=script.parent, env=env, start_new_session=True,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         self.started: set[int] = set()
@@ -99,10 +100,10 @@ def _launch(tmp_path: Path, plan_args: list[str], tiny: Path, port: int) -> Path
     return script
 
 
-def _complete(url: str, n: int) -> dict:
+def _complete(url: str, n: int, prompt: list[int] | None = None) -> dict:
     resp = httpx.post(f"{url}/v1/completions", timeout=120, json={
         "model": str(json.loads(httpx.get(f"{url}/v1/models", timeout=10).text)["data"][0]["id"]),
-        "prompt": [5, 6, 7, 8, 9, 10, 11, 12], "max_tokens": n, "min_tokens": n, "ignore_eos": True})
+        "prompt": prompt or [5, 6, 7, 8, 9, 10, 11, 12], "max_tokens": n, "min_tokens": n, "ignore_eos": True})
     assert resp.status_code == 200, resp.text
     return resp.json()
 
@@ -114,6 +115,11 @@ def test_tp2_script_serves_and_bench_calibrates(tmp_path, vllm_env, tiny_model):
     try:
         server.wait_ready(url)
         assert _complete(url, 6)["usage"]["completion_tokens"] == 6
+        # Issue 26: the script serves the model's full context (TINY's 512 positions), not the plan's isl + osl (96):
+        # a 400-token prompt (ids 3..402, inside the 1,024-token vocabulary) is answered, its tokens all counted.
+        assert "--max-model-len 512" in " ".join(server.script_text.split())
+        usage = _complete(url, 8, prompt=list(range(3, 403)))["usage"]
+        assert (usage["prompt_tokens"], usage["completion_tokens"]) == (400, 8)
         cal = tmp_path / "cal.yaml"
         r = run_planner("bench", str(tmp_path / "plan.json"), "--url", url, "-c", "1,4", "--requests", "8",
                         "--fit", str(cal), "--json", timeout=300)
