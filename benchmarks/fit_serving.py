@@ -15,6 +15,7 @@ paste into planner/cost/constants.py), the median errors of the fit and check ro
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import yaml
@@ -51,13 +52,20 @@ def _fold(args):
     from planner.calibrate import fidelity
 
     publisher, cases, rounds, per_group = args
+    if publisher is None:  # --write: the fit on every row, run beside the folds
+        return fidelity.fit(cases, rounds=rounds, per_group=per_group)
     train = [c for c in cases if c.publisher != publisher]
     test = [c for c in cases if c.publisher == publisher]
     cal = fidelity.fit(train, rounds=rounds, per_group=per_group)
-    return [(o.case.engine, o.case.moe, o.case.publisher, o.errors, o.problem) for o in fidelity.outcomes(test, cal)]
+    return [(o.case.engine, o.case.moe, o.case.publisher, o.errors, o.problem,
+             {"file": o.case.entry.file, "index": o.case.entry.index, "model": o.case.model, "gpus": o.case.topology,
+              "tp": o.case.tp, "dp": o.case.dp, "ep": o.case.ep, "load": str(o.case.load), "isl": o.case.isl,
+              "osl": o.case.osl, "concurrency": o.case.concurrency, "weight_dtype": o.case.weight_dtype,
+              "predicted": o.predicted})
+            for o in fidelity.outcomes(test, cal)]
 
 
-def cross_validation(rounds: int, per_group: int, workers: int, write: bool) -> None:
+def cross_validation(rounds: int, per_group: int, workers: int, write: bool, rows_out: str = "") -> None:
     import statistics
     import time
     from collections import defaultdict
@@ -70,12 +78,17 @@ def cross_validation(rounds: int, per_group: int, workers: int, write: bool) -> 
     use = [c for c in priced if fidelity.usable(c)]
     publishers = sorted({c.publisher for c in use})
     started = time.perf_counter()
-    jobs = [(p, use, rounds, per_group) for p in publishers]
+    jobs = [(p, use, rounds, per_group) for p in ([None] if write else []) + publishers]
     with Pool(workers) as pool:
-        results = [r for fold in pool.map(_fold, jobs) for r in fold]
+        done = pool.map(_fold, jobs, chunksize=1)
+    full = done.pop(0) if write else None
+    results = [r for fold in done for r in fold]
     groups: dict = defaultdict(list)
     pubs: dict = defaultdict(set)
-    for engine, moe, publisher, errs, problem in results:
+    if rows_out:
+        Path(rows_out).write_text(json.dumps([{"engine": e, "moe": m, "publisher": p, "errors": x, "problem": q, "case": n}
+                                              for e, m, p, x, q, n in results], indent=1))
+    for engine, moe, publisher, errs, problem, _name in results:
         for metric, e in errs.items():
             for eng in (engine, "all"):
                 groups[(eng, "moe" if moe else "dense", metric)].append(abs(e))
@@ -110,10 +123,9 @@ def cross_validation(rounds: int, per_group: int, workers: int, write: bool) -> 
                           "# max_tokens: offline maximum-throughput rows.\n"
                           + yaml.safe_dump({"bands": {e: {k: dict(v) for k, v in d.items()} for e, d in bands.items()}},
                                            sort_keys=True))
-    if write:
-        cal = fidelity.fit(use, rounds=rounds, per_group=per_group)
+    if full is not None:
         from planner.cost.engines import FITTED_FILE
-        values = fidelity.fitted_values(cal)
+        values = fidelity.fitted_values(full)
         FITTED_FILE.write_text("# Fitted by python benchmarks/fit_serving.py --cv --write on every usable corpus row\n"
                                + yaml.safe_dump({"source": f"benchmarks/fit_serving.py on {len(use)} corpus rows of "
                                                  f"{len(publishers)} publishers", **values}, sort_keys=False))
@@ -127,9 +139,10 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="with --cv: also fit on every row, write fitted.yaml")
     ap.add_argument("--per-group", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--rows", default="", help="with --cv: write every held-out row's errors to this JSON file")
     args = ap.parse_args()
     if args.cv:
-        cross_validation(min(args.rounds, 4), args.per_group, args.workers, args.write)
+        cross_validation(min(args.rounds, 4), args.per_group, args.workers, args.write, args.rows)
         return
     rows = serving_rows()
     train = [r for r in rows if r.role == "fit"]
