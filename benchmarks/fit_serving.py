@@ -15,6 +15,7 @@ paste into planner/cost/constants.py), the median errors of the fit and check ro
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import yaml
@@ -52,16 +53,21 @@ def _fold(args):
     from planner.calibrate import fidelity
 
     publisher, cases, rounds, per_group = args
+    if publisher is None:  # --write: the fit on every row, run beside the folds
+        return fidelity.fit(cases, rounds=rounds, per_group=per_group)
     train = [c for c in cases if c.publisher != publisher]
     test = [c for c in cases if c.publisher == publisher]
     cal = fidelity.fit(train, rounds=rounds, per_group=per_group)
-    return [(o.case.engine, o.case.moe, o.case.publisher, o.errors, o.problem) for o in fidelity.outcomes(test, cal)]
+    return [(o.case.engine, o.case.moe, o.case.publisher, o.errors, o.problem,
+             {"file": o.case.entry.file, "index": o.case.entry.index, "model": o.case.model, "gpus": o.case.topology,
+              "tp": o.case.tp, "dp": o.case.dp, "ep": o.case.ep, "load": str(o.case.load), "isl": o.case.isl,
+              "osl": o.case.osl, "concurrency": o.case.concurrency, "weight_dtype": o.case.weight_dtype,
+              "predicted": o.predicted})
+            for o in fidelity.outcomes(test, cal)]
 
 
-def cross_validation(rounds: int, per_group: int, workers: int, write: bool) -> None:
-    import statistics
+def cross_validation(rounds: int, per_group: int, workers: int, write: bool, rows_out: str = "") -> None:
     import time
-    from collections import defaultdict
     from multiprocessing import Pool
 
     from planner.calibrate import fidelity
@@ -71,28 +77,52 @@ def cross_validation(rounds: int, per_group: int, workers: int, write: bool) -> 
     use = [c for c in priced if fidelity.usable(c)]
     publishers = sorted({c.publisher for c in use})
     started = time.perf_counter()
-    jobs = [(p, use, rounds, per_group) for p in publishers]
+    jobs = [(p, use, rounds, per_group) for p in ([None] if write else []) + publishers]
     with Pool(workers) as pool:
-        results = [r for fold in pool.map(_fold, jobs) for r in fold]
+        done = pool.map(_fold, jobs, chunksize=1)
+    full = done.pop(0) if write else None
+    rows = [{"engine": e, "moe": m, "publisher": p, "errors": x, "problem": q, "case": n}
+            for fold in done for e, m, p, x, q, n in fold]
+    header = (f"Leave-one-publisher-out over {len(use)} corpus rows ({len(priced)} priced, {len(skipped)} skipped) "
+              f"from {len(publishers)} publishers; `python benchmarks/fit_serving.py --cv` "
+              f"({time.perf_counter() - started:.0f} s, {workers} workers, {rounds} rounds, {per_group} training rows "
+              f"per group).")
+    if rows_out:
+        Path(rows_out).write_text(json.dumps({"header": header, "rows": rows}, indent=0))
+    report(header, rows)
+    if full is not None:
+        from planner.cost.engines import FITTED_FILE
+        values = fidelity.fitted_values(full)
+        FITTED_FILE.write_text("# Fitted by python benchmarks/fit_serving.py --cv --write on every usable corpus row\n"
+                               + yaml.safe_dump({"source": f"benchmarks/fit_serving.py on {len(use)} corpus rows of "
+                                                 f"{len(publishers)} publishers", **values}, sort_keys=False))
+        print(yaml.safe_dump(values, sort_keys=False))
+
+
+def report(header: str, rows: list[dict]) -> None:
+    """The held-out table (RESULTS.md) and the bands (bands.yaml, by engine and for all engines together) from the
+    held-out rows' errors; `--report ROWS.json` rebuilds them from a run's saved rows without fitting again."""
+    import statistics
+    from collections import defaultdict
+
+    from planner.cost.engines import BANDS_FILE
+
     groups: dict = defaultdict(list)
     pubs: dict = defaultdict(set)
-    for engine, moe, publisher, errs, problem in results:
-        for metric, e in errs.items():
-            for eng in (engine, "all"):
-                groups[(eng, "moe" if moe else "dense", metric)].append(abs(e))
-                pubs[(eng, "moe" if moe else "dense", metric)].add(publisher)
+    for r in rows:
+        for metric, e in r["errors"].items():
+            for eng in (r["engine"], "all"):
+                groups[(eng, "moe" if r["moe"] else "dense", metric)].append(abs(e))
+                pubs[(eng, "moe" if r["moe"] else "dense", metric)].add(r["publisher"])
     names = {"tpot": "TPOT", "ttft": "TTFT", "tokens": "output tokens/s", "max_tokens": "max-throughput tokens/s"}
-    lines = [f"Leave-one-publisher-out over {len(use)} corpus rows ({len(priced)} priced, {len(skipped)} skipped) from "
-             f"{len(publishers)} publishers; `python benchmarks/fit_serving.py --cv` ({time.perf_counter() - started:.0f} s, "
-             f"{workers} workers, {rounds} rounds, {per_group} training rows per group).", "",
-             "| engine | class | metric | median abs error held out | rows | publishers |", "|---|---|---|---|---|---|"]
+    lines = [header, "", "| engine | class | metric | median abs error held out | rows | publishers |",
+             "|---|---|---|---|---|---|"]
     bands: dict = defaultdict(lambda: defaultdict(dict))
     for key in sorted(groups, key=lambda k: (k[0] != "all", k)):
         engine, cls, metric = key
         med = statistics.median(groups[key])
         lines.append(f"| {engine} | {cls} | {names[metric]} | {med:.1%} | {len(groups[key])} | {len(pubs[key])} |")
-        if engine != "all":
-            bands[engine][cls][metric] = round(med, 3)
+        bands[engine][cls][metric] = round(med, 3)
     table = "\n".join(lines)
     print(table)
     results_md = ROOT / "benchmarks" / "RESULTS.md"
@@ -105,20 +135,11 @@ def cross_validation(rounds: int, per_group: int, workers: int, write: bool) -> 
     else:
         text, after = text.rstrip() + "\n\n", ""
     results_md.write_text(text + head + "\n\n" + table + "\n" + after)
-    from planner.cost.engines import BANDS_FILE
     BANDS_FILE.write_text("# Relative error bands (median |error| held out, leave-one-publisher-out) by engine x class x\n"
-                          "# metric; written by python benchmarks/fit_serving.py --cv. tokens: closed-loop output tokens/s;\n"
-                          "# max_tokens: offline maximum-throughput rows.\n"
+                          "# metric ('all': every engine's rows together); written by python benchmarks/fit_serving.py\n"
+                          "# --cv. tokens: closed-loop output tokens/s; max_tokens: offline maximum-throughput rows.\n"
                           + yaml.safe_dump({"bands": {e: {k: dict(v) for k, v in d.items()} for e, d in bands.items()}},
                                            sort_keys=True))
-    if write:
-        cal = fidelity.fit(use, rounds=rounds, per_group=per_group)
-        from planner.cost.engines import FITTED_FILE
-        values = fidelity.fitted_values(cal)
-        FITTED_FILE.write_text("# Fitted by python benchmarks/fit_serving.py --cv --write on every usable corpus row\n"
-                               + yaml.safe_dump({"source": f"benchmarks/fit_serving.py on {len(use)} corpus rows of "
-                                                 f"{len(publishers)} publishers", **values}, sort_keys=False))
-        print(yaml.safe_dump(values, sort_keys=False))
 
 
 def main() -> None:
@@ -128,9 +149,19 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="with --cv: also fit on every row, write fitted.yaml")
     ap.add_argument("--per-group", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--rows", default="", help="with --cv: write every held-out row's errors to this JSON file")
+    ap.add_argument("--report", default="", help="rebuild the table and bands from a --rows file (no fitting)")
     args = ap.parse_args()
+    if args.report:
+        saved = json.loads(Path(args.report).read_text())
+        if isinstance(saved, list):  # a bare list of rows: the run's header is the one RESULTS.md holds
+            head = "## Fidelity: held-out errors on the calibration corpus (issue 23)\n\n"
+            text = (ROOT / "benchmarks" / "RESULTS.md").read_text()
+            saved = {"header": text.partition(head)[2].splitlines()[0], "rows": saved}
+        report(saved["header"], saved["rows"])
+        return
     if args.cv:
-        cross_validation(min(args.rounds, 4), args.per_group, args.workers, args.write)
+        cross_validation(min(args.rounds, 4), args.per_group, args.workers, args.write, args.rows)
         return
     rows = serving_rows()
     train = [r for r in rows if r.role == "fit"]

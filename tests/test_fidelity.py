@@ -155,3 +155,28 @@ def test_kv_capacity_matches_vllms_logged_kv_cache_size(profiles, tp, utilizatio
     per_token = sum(kv_bytes_per_token_per_gpu(n, Layout(tp), p, "bf16") for n in p.layers)
     assert per_token == 57_344 / tp
     assert budget / per_token == pytest.approx(logged, rel=0.02)
+
+
+def test_the_fit_moves_dense_physics_on_dense_rows_and_moe_knobs_on_moe_rows(monkeypatch):
+    """Two stages (planner.calibrate.fidelity.fit): the knobs every layer uses, each engine's GEMM efficiency among
+    them, see only dense rows; the MoE-only knobs see only MoE rows. One shared GEMM efficiency fitted on every row
+    let vLLM's offline rows slow TensorRT-LLM's prefill (NIM TTFT 14% -> 63%, benchmarks/RESULTS.md)."""
+    from planner.calibrate import fidelity
+    from planner.calibrate.corpus import cases
+
+    use = [c for c in cases()[0] if fidelity.usable(c)]
+    stages: list[tuple[set, set]] = []
+
+    def descent(start, knobs, score, **_):
+        seen: set = set()
+        monkeypatch.setattr(fidelity, "outcomes", lambda rows, cal: seen.update(c.moe for c in rows) or [])
+        score(start)
+        stages.append(({k.name for k in knobs}, seen))
+        return start
+
+    monkeypatch.setattr(fidelity, "coordinate_descent", descent)
+    fidelity.fit(use, rounds=1, per_group=2)
+    (dense_knobs, dense_rows), (moe_knobs, moe_rows) = stages
+    assert dense_rows == {False} and moe_rows == {True}
+    assert {"trtllm.flops_efficiency", "vllm.flops_efficiency", "kv_hbm_efficiency"} <= dense_knobs
+    assert moe_knobs == set(fidelity.MOE_KNOBS) and not moe_knobs & dense_knobs

@@ -120,3 +120,27 @@ def test_published_moe_serving_at_load_within_25_percent():
     assert len(errs) == 4
     for e in errs:
         assert abs(e.tpot) <= 0.25 and abs(e.tokens) <= 0.25, (e.row.concurrency, e.tpot, e.tokens)
+
+
+# Llama-4 (models/Llama-4-*.json, the published text_config): hidden 5120, 48 layers, 40 query and 8 KV heads of 128,
+# routed experts of 3 x 5120 x 8192 = 125,829,120 parameters, top-1, a shared expert of the same width in every MoE
+# layer; Maverick's dense layers have an MLP of 3 x 5120 x 16,384. Meta's model cards: Scout 109B total (with the
+# vision tower, not served for text), Maverick 400B; both 17B active.
+LLAMA4_EXPERT = 3 * 5120 * 8192
+
+
+@pytest.mark.parametrize("name,experts,moe_layers,total", [("llama-4-scout", 16, list(range(48)), 109e9),
+                                                           ("llama-4-maverick", 128, list(range(1, 48, 2)), 400e9)])
+def test_llama4_moe_interleaves_with_dense_layers(profiles, name, experts, moe_layers, total):
+    """interleave_moe_layer_step 1 (Scout) puts experts in every layer, 2 (Maverick) in every second one (layers 1,
+    3, ..., 47, as transformers builds it); the layers between carry the dense MLP, priced as dense."""
+    p = profiles(name)
+    assert [d.decoder_index for d in p.decoders if d.moe is not None] == moe_layers
+    moe = next(d.moe for d in p.decoders if d.moe is not None)
+    assert (moe.n_experts, moe.top_k, moe.params_per_expert) == (experts, 1, LLAMA4_EXPERT)
+    assert p.params == pytest.approx(total, rel=0.03)
+    assert p.active_params == pytest.approx(17e9, rel=0.03)
+    if name == "llama-4-maverick":  # a dense layer's MLP: gate, up and down of 16,384
+        dense = p.decoders[0]
+        attention = 5120 * 40 * 128 * 2 + 5120 * 8 * 128 * 2
+        assert dense.moe is None and dense.params == attention + 3 * 5120 * 16384 + 2 * 5120

@@ -6,6 +6,13 @@ A class is (engine, dense or MoE, metric); metrics are TPOT, TTFT and output tok
 per engine: shared knobs (the kernels' physics) move all three alike, engine knobs one of them. The fit minimises
 the sum over metrics of the median |log(predicted / measured)| of the training rows; a held-out publisher's rows
 are then predicted with constants fitted without them.
+
+The fit runs in two stages so that MoE rows never move dense physics: first the knobs every layer uses (GEMM and KV
+efficiencies, the closed loop's drift, each engine's host times and GEMM efficiency) on the dense rows only, then,
+with those fixed, the knobs only MoE layers use (`MOE_KNOBS`: the grouped GEMM's HBM efficiency, the fixed time per
+MoE layer, MLA's absorbed attention, DP attention) on the MoE rows only. The engine's GEMM efficiency is an engine
+knob: TensorRT-LLM's tuned GEMMs and vLLM's differ, and one shared value let vLLM's offline rows slow every
+TensorRT-LLM prefill (the NIM rows' TTFT, benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib import import_module
 from typing import Callable, Iterable, Sequence
 
@@ -31,18 +38,26 @@ from planner.plan import Workload, make_partition
 Calibration = dict  # engine -> Constants (resolved for that engine)
 METRICS = ("tpot", "ttft", "tokens", "max_tokens")
 
-#: Shared knobs (kernel physics, the same GPUs whatever the engine) and their ranges.
+#: Shared knobs every layer uses (the same GPUs whatever the engine), fitted on dense rows, and their ranges. The
+#: ranges are physical: free ranges let the fit run the efficiencies to their ends (KV reads at 100% of HBM, GEMMs at
+#: 95% or 23% of peak) to absorb what the model lacks on the offline rows (benchmarks/RESULTS.md, 'Fidelity notes').
 SHARED_KNOBS = {
-    "flops_efficiency": (0.2, 0.95),
-    "kv_hbm_efficiency": (0.2, 1.0),
-    "moe_hbm_efficiency": (0.1, 1.0),
-    "moe_layer_overhead_s": (0.0, 1e-3),
+    "kv_hbm_efficiency": (0.3, 0.85),  # paged KV reads stream no faster than the weights' GEMV (hbm_efficiency 0.85)
     "gemm_half_tokens": (0.0, 4096.0),
     "closed_loop_drift": (0.0, 1.0),
+}
+#: Shared knobs only MoE layers use, fitted on MoE rows with the others fixed.
+MOE_KNOBS = {
+    "moe_hbm_efficiency": (0.1, 1.0),
+    "moe_layer_overhead_s": (0.0, 1e-3),
+    "mla_flops_efficiency": (0.1, 1.0),
     "dp_attention_overhead_s": (0.0, 2e-3),
 }
-#: Engine knobs: host time differs by engine.
-ENGINE_KNOBS = {"step_overhead_s": (0.0, 0.02), "sequence_overhead_s": (0.0, 1e-3), "request_overhead_s": (0.0, 0.5)}
+#: Engine knobs: host time and the GEMM kernels' efficiency differ by engine (fitted on dense rows).
+#: flops_efficiency: H100 GEMMs at 0.45-0.75 of dense peak (DeepGEMM README's dense table: 1,358 of 1,979 fp8 TFLOP/s
+#: at its best shape, 0.69; the 7168 x 2048 MoE shapes 815-925, 0.41-0.47).
+ENGINE_KNOBS = {"flops_efficiency": (0.45, 0.75), "step_overhead_s": (0.0, 0.02), "sequence_overhead_s": (0.0, 1e-3),
+                "request_overhead_s": (0.0, 0.5)}
 
 
 @dataclass(frozen=True)
@@ -132,7 +147,7 @@ def score(outs: Sequence[Outcome]) -> float:
 
 
 def _shared_knob(name: str) -> Knob[Calibration]:
-    low, high = SHARED_KNOBS[name]
+    low, high = {**SHARED_KNOBS, **MOE_KNOBS}[name]
 
     def set_(cal: Calibration, v: float) -> Calibration:
         return {e: c.model_copy(update={name: v}) for e, c in cal.items()}
@@ -149,7 +164,10 @@ def _engine_knob(engine: str, name: str) -> Knob[Calibration]:
     return Knob(f"{engine}.{name}", lambda cal: getattr(cal[engine], name), set_, low, high)
 
 
-def knobs(engines: Iterable[str] = ENGINES) -> list[Knob[Calibration]]:
+def knobs(engines: Iterable[str] = ENGINES, *, moe: bool = False) -> list[Knob[Calibration]]:
+    """The dense stage's knobs (shared, then each engine's), or the MoE stage's (`moe`)."""
+    if moe:
+        return [_shared_knob(n) for n in MOE_KNOBS]
     out = [_shared_knob(n) for n in SHARED_KNOBS]
     out += [_engine_knob(e, n) for e in sorted(set(engines)) for n in ENGINE_KNOBS]
     return out
@@ -169,11 +187,20 @@ def training_sample(cases: Sequence[Case], per_group: int = 12) -> list[Case]:
     return out
 
 
+def _score_on(rows: Sequence[Case], cal: Calibration) -> float:
+    return score(outcomes(rows, cal))
+
+
 def fit(cases: Sequence[Case], cal: Calibration | None = None, *, rounds: int = 6, per_group: int = 12) -> Calibration:
+    """Two stages (module docstring): the dense rows fit the knobs every layer uses, then the MoE rows the MoE knobs."""
     train = training_sample(cases, per_group)
-    engines = {c.engine for c in train}
-    return coordinate_descent(cal or start(), knobs(engines), lambda t: score(outcomes(train, t)), step=1.6,
-                              rounds=rounds, min_step=1.08)
+    cal = cal or start()
+    for moe in (False, True):
+        rows = [c for c in train if c.moe == moe]
+        if rows:
+            cal = coordinate_descent(cal, knobs({c.engine for c in rows}, moe=moe), partial(_score_on, rows),
+                                     step=1.6, rounds=rounds, min_step=1.08)
+    return cal
 
 
 def median_errors(outs: Sequence[Outcome]) -> dict:
@@ -201,7 +228,7 @@ def cross_validate(cases: Sequence[Case], *, rounds: int = 6, per_group: int = 1
 
 def fitted_values(cal: Calibration) -> dict:
     """What fitted.yaml stores: the shared knobs once, each engine's knobs under its name."""
-    out: dict = {"shared": {n: float(getattr(cal["vllm"], n)) for n in SHARED_KNOBS}}
+    out: dict = {"shared": {n: float(getattr(cal["vllm"], n)) for n in (*SHARED_KNOBS, *MOE_KNOBS)}}
     for e in ENGINES:
         out[e] = {n: float(getattr(cal[e], n)) for n in ENGINE_KNOBS}
     return out

@@ -17,7 +17,7 @@ from planner.errors import ConfigError
 
 #: The decoder families whose layers the tracer walks (planner.model.trace) and the tests cover.
 SUPPORTED_FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3", "kimi_k2",
-                      "gpt_oss")
+                      "gpt_oss", "llama4_text")
 MLA_FAMILIES = ("deepseek_v2", "deepseek_v3", "kimi_k2")
 MAX_LAYERS = 1024
 MAX_WIDTH = 1 << 20  # hidden and intermediate sizes, head counts, vocabulary

@@ -12,6 +12,28 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from planner.cost.constants import Constants
 
+#: Seeds every engine shares (the GPU's and the kernels' physics, not the engine's), with their sources. The fit
+#: (planner.calibrate.fidelity) starts from them; fitted.yaml's values win.
+COMMON_CONSTANTS: dict[str, float | int | str] = {
+    "cuda_context_bytes": 0.8e9,
+    "flops_efficiency": 0.6,
+    "moe_hbm_efficiency": 0.62,
+    "moe_layer_overhead_s": 30e-6,
+    "mla_flops_efficiency": 0.67,
+}
+COMMON_SOURCES = {
+    "cuda_context_bytes": "A100 80GB: nvidia-smi 81,920 MiB, vLLM logs total_gpu_memory 79.25 GiB "
+                          "(dennislee22/vLLM-benchmarking@b474d1e:README.md): 0.8 GB the engine never sees",
+    "flops_efficiency": "seed: large prefill GEMMs at ~60% of dense peak (the round-two fit to NVIDIA NIM's "
+                        "TensorRT-LLM rows, tests/data/serving_nim.yaml, benchmarks/RESULTS.md 'Serving at load'); "
+                        "fitted per engine on dense rows (fitted.yaml)",
+    "moe_hbm_efficiency": "seed: deepseek-ai/DeepGEMM README, 'Grouped GEMMs for MoE models (masked layout)': 4 groups "
+                          "x 256 rows, 7168 x 2048, 2,064 GB/s on H800 (3,350 GB/s datasheet) = 0.62",
+    "moe_layer_overhead_s": "seed: ~6 launches a MoE layer adds (router GEMM, top-k, permute, activation quantisation, "
+                            "unpermute, combine) at ~5 us each, as kernel_overhead_s_per_layer prices a layer's kernels",
+    "mla_flops_efficiency": "seed: deepseek-ai/FlashMLA README: absorbed MLA decode at 660 of 989 bf16 TFLOP/s on H800",
+}
+
 
 class EngineProfile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

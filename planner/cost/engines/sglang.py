@@ -1,15 +1,15 @@
 """SGLang (0.4.x-0.5.x): seeds and sources. Fitted values: fitted.yaml."""
 
-from planner.cost.engines.base import EngineProfile
+from planner.cost.engines.base import COMMON_CONSTANTS, COMMON_SOURCES, EngineProfile
 
 PROFILE = EngineProfile(
     name="sglang",
     version="0.4.9-0.5.x",
     launch_flags="--mem-fraction-static 0.88 --chunked-prefill-size 8192",
     constants={
+        **COMMON_CONSTANTS,
         "max_num_batched_tokens": 8192,
         "max_num_seqs": 1024,
-        "cuda_context_bytes": 0.8e9,
         "memory_accounting": "mem_fraction_static",
         "runtime_reserve_bytes": int(1.0e9),
         "moe_tile_tokens": 64,
@@ -18,8 +18,7 @@ PROFILE = EngineProfile(
         "request_overhead_s": 15e-3,
     },
     sources={
-        "cuda_context_bytes": "A100 80GB: nvidia-smi 81,920 MiB, vLLM logs total_gpu_memory 79.25 GiB "
-                              "(dennislee22/vLLM-benchmarking@b474d1e:README.md): 0.8 GB the engine never sees",
+        **COMMON_SOURCES,
         "max_num_batched_tokens": "sglang/srt/server_args.py: chunked_prefill_size 8192 on GPUs with >= 80 GB",
         "max_num_seqs": "sglang/srt/server_args.py: max_running_requests (bounded by the KV pool; cuda_graph_max_bs "
                         "below it)",

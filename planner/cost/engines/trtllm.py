@@ -1,15 +1,15 @@
 """TensorRT-LLM (trtllm-serve, PyTorch backend 0.20-1.x; NIM's TRT engines): seeds and sources. Fitted: fitted.yaml."""
 
-from planner.cost.engines.base import EngineProfile
+from planner.cost.engines.base import COMMON_CONSTANTS, COMMON_SOURCES, EngineProfile
 
 PROFILE = EngineProfile(
     name="trtllm",
     version="0.20-1.0 (NIM 1.x TensorRT engines for the NIM rows)",
     launch_flags="--kv_cache_free_gpu_memory_fraction 0.9 --max_num_tokens 8192 --max_batch_size 2048",
     constants={
+        **COMMON_CONSTANTS,
         "max_num_batched_tokens": 8192,
         "max_num_seqs": 2048,
-        "cuda_context_bytes": 0.8e9,
         "memory_accounting": "free_gpu_memory_fraction",
         "runtime_reserve_bytes": int(2.5e9),
         "moe_tile_tokens": 64,
@@ -18,8 +18,7 @@ PROFILE = EngineProfile(
         "request_overhead_s": 7.0e-3,
     },
     sources={
-        "cuda_context_bytes": "A100 80GB: nvidia-smi 81,920 MiB, vLLM logs total_gpu_memory 79.25 GiB "
-                              "(dennislee22/vLLM-benchmarking@b474d1e:README.md): 0.8 GB the engine never sees",
+        **COMMON_SOURCES,
         "max_num_batched_tokens": "tensorrt_llm/llmapi/llm_args.py: max_num_tokens default 8192",
         "max_num_seqs": "tensorrt_llm/llmapi/llm_args.py: max_batch_size default 2048",
         "memory_accounting": "tensorrt_llm KvCacheConfig.free_gpu_memory_fraction: share of the memory free after "

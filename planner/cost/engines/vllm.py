@@ -1,15 +1,15 @@
 """vLLM (V1 engine, 0.10-0.11): seeds and sources. Fitted values: fitted.yaml."""
 
-from planner.cost.engines.base import EngineProfile
+from planner.cost.engines.base import COMMON_CONSTANTS, COMMON_SOURCES, EngineProfile
 
 PROFILE = EngineProfile(
     name="vllm",
     version="0.10-0.11 (V1 engine)",
     launch_flags="--gpu-memory-utilization 0.9 --max-num-batched-tokens 8192 --max-num-seqs 1024",
     constants={
+        **COMMON_CONSTANTS,
         "max_num_batched_tokens": 8192,
         "max_num_seqs": 1024,
-        "cuda_context_bytes": 0.8e9,
         "memory_accounting": "gpu_memory_utilization",
         "runtime_reserve_bytes": int(0.66e9),
         "moe_tile_tokens": 16,
@@ -18,8 +18,7 @@ PROFILE = EngineProfile(
         "request_overhead_s": 15e-3,
     },
     sources={
-        "cuda_context_bytes": "A100 80GB: nvidia-smi 81,920 MiB, vLLM logs total_gpu_memory 79.25 GiB "
-                              "(dennislee22/vLLM-benchmarking@b474d1e:README.md): 0.8 GB the engine never sees",
+        **COMMON_SOURCES,
         "max_num_batched_tokens": "vllm/engine/arg_utils.py: V1 default for the OpenAI server on a >= 70 GiB GPU",
         "max_num_seqs": "vllm/engine/arg_utils.py: V1 default max_num_seqs on a >= 70 GiB GPU",
         "memory_accounting": "vllm/worker/gpu_worker.py: KV = gpu_memory_utilization x total - weights - peak "
