@@ -11,7 +11,8 @@ from planner.hardware import load_topology, parse_topology
 from planner.plan import Workload
 from planner.resources import topologies_dir
 from planner.solve import search, solve
-from planner.solve.cluster import _by_node, _piece_slots, _pieces, _pieces_fit, regular, replica_counts, replica_shapes
+from planner.solve.cluster import (_by_node, maximal_pieces, _piece_slots, _pieces, _pieces_fit, regular, replica_counts,
+                                   replica_shapes)
 from planner.solve.deadline import Deadline
 from planner.solve.formulation import SolverBudget
 from planner.solve.objectives import Request, ShapeSolver
@@ -90,6 +91,43 @@ def test_pieces_tile_nodes_and_map_route_for_route():
     used = [g for slot in system.slots for g in slot]
     assert len(used) == len(set(used)) == 36 * 14
     assert _pieces(8, 6, 4) is None  # 6 = 4 + 2, but a TP4 stage cannot run on a 2-GPU piece
+
+
+def test_pieces_of_different_replicas_share_nodes():
+    """7 GPUs of TP1 stages = 4 + 2 + 1 on 64 nodes: 512 // 7 = 73 replicas (511 GPUs), as pieces of different
+    replicas share nodes (one piece size per node held 72: 37 + 19 + 10 = 66 nodes for 73); each replica's three
+    pieces lie on three nodes, so every slot is isomorphic to slot 0."""
+    topo = dgx_cluster(64)
+    nodes = list(_by_node(topo, list(range(topo.n_gpus))).values())
+    pieces = _pieces(8, 7, 1)
+    assert pieces == [4, 2, 1]
+    assert _pieces_fit(64, 8, pieces, 512 // 7) == 73
+    system = _piece_slots(topo, nodes, pieces, 73)
+    assert system is not None and system.replicas == 73
+    used = [g for slot in system.slots for g in slot]
+    assert len(used) == len(set(used)) == 73 * 7
+    for slot in system.slots:
+        per_node = sorted(sum(1 for g in slot if topo.gpus[g].node == nd) for nd in {topo.gpus[g].node for g in slot})
+        assert per_node == [1, 2, 4]
+
+
+def test_maximal_pieces_cover_every_placement():
+    """The ways 14 GPUs of TP1 stages lie on 8-GPU nodes, up to refinement: 8 + 6, 7 + 7 and 5 + 5 + 4 (any other
+    way merges into one of them: 8 + 4 + 2 into 8 + 6, 4 + 4 + 4 + 2 into 8 + 6); with TP2 stages, even parts only."""
+    assert maximal_pieces(14, 8, 1) == [(8, 6), (7, 7), (5, 5, 4)]
+    assert maximal_pieces(12, 8, 2) == [(8, 4), (6, 6)]
+    assert maximal_pieces(7, 8, 1) == [(7,)]
+
+
+def test_cluster_throughput_is_optimal_at_512_gpus(profiles):
+    """64 DGX H100 nodes, llama-70b, throughput: OPTIMAL with no gap (the bound of every shape whose packed slots
+    hold fewer than budget // size replicas is that count x one replica's best on any slot, planner.solve.cluster.
+    placement_bound; it read 2.4% before), and R replicas serve R times one replica's share."""
+    plan = solve(profiles("llama-70b"), dgx_cluster(64), Workload(),
+                 options=SolveOptions(objective="throughput", time_limit_s=600, top=0))
+    assert plan.solver.status == "OPTIMAL" and plan.solver.gap == 0.0
+    assert plan.solver.best_bound == pytest.approx(plan.solver.objective_value, rel=1e-9)
+    assert plan.partition.replicas * plan.partition.stages[0].tp * len(plan.partition.stages) <= 512
 
 
 def test_cluster_throughput_equals_the_shape_search(profiles, monkeypatch):

@@ -25,7 +25,7 @@ from planner.model.layergraph import ModelProfile
 from planner.plan import Alternative, Plan, SolverInfo, Workload, build_plan
 from planner.solve.candidates import uniform_streaming
 from planner.solve.checks import Objective, SolveOptions, check_options
-from planner.solve.cluster import ReplicaShape, regular, replica_shapes, tokens_bound
+from planner.solve.cluster import ReplicaShape, placement_bound, regular, replica_shapes, tokens_bound
 from planner.solve.coefficients import RESOLUTION
 from planner.solve.deadline import Deadline
 from planner.solve.formulation import SolverBudget
@@ -186,6 +186,7 @@ class _Run:
             bounded.append((bound, rs, sv))
         bounded.sort(key=lambda x: (-x[0], x[1].shape.pp, x[1].shape.gpus, x[1].shape.replicas))
         out = []
+        pending: list[tuple[ShapeResult, ShapeResult, ReplicaShape, ShapeSolver]] = []
         for k, (bound, rs, sv) in enumerate(bounded):
             best = None if self.best is None else -self.best.score
             if not sv.cands.configs or bound <= 0:
@@ -199,17 +200,27 @@ class _Run:
             else:
                 res = solve_throughput(sv, self.budget, best)
                 if not rs.exact and res.status in ("OPTIMAL", "FEASIBLE"):
-                    # other placements of this replica shape might fit up to rs.most replicas: their bound stays open
+                    # other placements of this replica shape might fit up to rs.most replicas: bounded at the end
+                    pending.append((res, replace(res), rs, sv))  # with the packed slots' own bound
                     res.bound = min(res.bound, -bound)
-                    if res.bound < res.score - 1e-9 * abs(res.score):
-                        res.status = "FEASIBLE"
-                        note = (f"{rs.shape.label}: other placements of {rs.shape.gpus}-GPU replicas (up to {rs.most}) "
-                                "were bounded, not searched")
-                        if note not in self.notes and len(self.notes) < 5:
-                            self.notes.append(note)
             self._record(res, k)
             out.append(res)
+        self._settle_placements(pending)
         return out
+
+    def _settle_placements(self, pending: list[tuple[ShapeResult, ShapeResult, ReplicaShape, ShapeSolver]]) -> None:
+        """Shapes solved on packed slots that hold fewer than budget // size replicas: where their cheap bound could
+        beat the best plan, the bound over every placement (planner.solve.cluster.placement_bound), best first; what
+        is left above the best plan stays open (FEASIBLE, with a note)."""
+        for res, packed, rs, sv in sorted(pending, key=lambda p: p[0].bound):
+            if self.best is not None and -res.bound > -self.best.score and not self.deadline.expired:
+                res.bound = max(res.bound, -placement_bound(sv, rs, packed, self.budget, ids=self.ids))
+            if res.bound < res.score - 1e-9 * abs(res.score) and (self.best is None or res.bound < self.best.score):
+                res.status = "FEASIBLE"
+                note = (f"{rs.shape.label}: other placements of {rs.shape.gpus}-GPU replicas (up to {rs.most}) "
+                        "were bounded, not searched")
+                if note not in self.notes and len(self.notes) < 5:
+                    self.notes.append(note)
 
     def runners_up(self, results: list[ShapeResult], ok: list[ShapeResult]) -> list[ShapeResult]:
         """Shapes pruned by a bound, solved on their own (small budget) when too few runners-up were found."""
