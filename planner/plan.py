@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, fi
 from pydantic.config import JsonDict
 
 from planner.disagg.plan import Pools
+from planner.fleet import Fleet
 from planner.errors import PartitionError
 from planner.model.dtypes import dtype_problem
 
@@ -327,6 +328,8 @@ class Plan(BaseModel):
     alternatives: list[Alternative] = Field(default_factory=list)
     pools: Optional[Pools] = Field(None, description="disaggregated serving: the prefill and decode pools (then "
                                    "`stages` and `prediction` are the decode pool's); None: aggregated")
+    fleet: Optional[Fleet] = Field(None, description="throughput on several node types: each type's best plan, "
+                                   "summed (then `stages` and `prediction` are the largest part's); None: one type")
 
     @model_validator(mode="before")
     @classmethod

@@ -74,6 +74,19 @@ def regular(topo: Topology, ids: list[int]) -> bool:
     return symmetric(topo, first) and _inside_beats_across(topo, nodes)
 
 
+def node_types(topo: Topology, ids: list[int]) -> dict[str, list[int]]:
+    """The offered GPUs by node type (node entry of the topology), where there are several and each is `regular`;
+    empty otherwise (one type, or a type whose nodes differ: the present search stays)."""
+    out: dict[str, list[int]] = {}
+    for g in ids:
+        node = topo.gpus[g].node
+        entry = topo.definition.nodes[topo.node_class[node]]
+        out.setdefault(entry.name, []).append(g)
+    if len(out) < 2 or not all(regular(topo, part) for part in out.values()):
+        return {}
+    return out
+
+
 def replica_counts(fit: int, max_concurrency: int | None) -> list[int]:
     """The replica counts worth trying: the most that fit; under a load cap M, the largest R for each M // R."""
     if max_concurrency is None:

@@ -22,10 +22,11 @@ from planner.cost.memory import fixed_memory_bytes
 from planner.errors import InfeasibleError
 from planner.hardware.topology import Topology
 from planner.model.layergraph import ModelProfile
+from planner.fleet import Fleet, FleetPart
 from planner.plan import Alternative, Plan, SolverInfo, Workload, build_plan
 from planner.solve.candidates import uniform_streaming
 from planner.solve.checks import Objective, SolveOptions, check_options
-from planner.solve.cluster import ReplicaShape, placement_bound, regular, replica_shapes, tokens_bound
+from planner.solve.cluster import ReplicaShape, node_types, placement_bound, regular, replica_shapes, tokens_bound
 from planner.solve.coefficients import RESOLUTION
 from planner.solve.deadline import Deadline
 from planner.solve.formulation import SolverBudget
@@ -67,6 +68,10 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, options:
     ids = list(scope.ids)
     time_limit_s = options.time_limit_s
     deadline = deadline or Deadline(time_limit_s, started)
+    types = node_types(topo, ids) if _per_replica_space(options) else {}
+    fleet = _fleet(req, types, progress=progress, deadline=deadline) if types else None
+    if fleet is not None:
+        return fleet
     if (options.objective == Objective.THROUGHPUT and not options.any_shape and not options.offload
             and regular(topo, ids)):
         replica = replica_shapes(profile, topo, ids, bounds, options.max_concurrency)
@@ -89,6 +94,47 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, options:
         raise _nothing_fits(req, list(scope.ids), run.notes)
     ok += run.runners_up(results, ok)
     return _plan(req, ok, results, exact=run.exact, notes=run.notes, wall_s=time.perf_counter() - started)
+
+
+def _per_replica_space(o: SolveOptions) -> bool:
+    """Whether a throughput solve may split the machine by node type: all GPUs offered, no load cap or count cap."""
+    return (o.objective == Objective.THROUGHPUT and not o.any_shape and not o.offload and o.gpus is None
+            and o.max_concurrency is None and o.max_replicas is None)
+
+
+def _fleet(req: Request, types: dict[str, list[int]], *, progress: Callable[[Progress], None] | None,
+           deadline: Deadline) -> Plan | None:
+    """Throughput on several node types: each type solved on its own GPUs (sharing the time limit), summed. The
+    plan is the largest part's, with the fleet beside it (planner.fleet). None where some type holds no replica
+    alone (then replicas that span types are the only way to use it: the present search)."""
+    plans: list[tuple[str, int, Plan]] = []
+    for k, (name, ids) in enumerate(types.items()):
+        sub = req.options.model_copy(update={"gpu_ids": ids})
+        # each type its share of what is left, on a deadline of its own (armed by its own first plan)
+        share_s = max(0.0, deadline.limit_s - deadline.elapsed_s()) / (len(types) - k)
+        try:
+            plans.append((name, len(ids), solve(req.profile, req.topo, req.workload, options=sub,
+                                                constants=req.constants, progress=progress,
+                                                deadline=Deadline(share_s))))
+        except InfeasibleError:
+            return None  # a type that holds no replica alone: replicas spanning types may serve, so search them
+    parts = [_fleet_part(name, n, p) for name, n, p in plans]
+    found = [p for _, _, p in plans]
+    total = sum(pt.tokens_per_s for pt in parts)
+    bound = sum(-p.solver.best_bound if p.solver.best_bound is not None else math.inf for p in found)
+    gap = (bound - total) / total if math.isfinite(bound) and total > 0 else None
+    status = "OPTIMAL" if all(pt.status == "OPTIMAL" for pt in parts) else "FEASIBLE"
+    fleet = Fleet(parts=parts, tokens_per_s=total, concurrency=sum(pt.concurrency for pt in parts), status=status,
+                  gap=gap)
+    best = max(found, key=lambda p: p.prediction.tokens_per_s)
+    return best.model_copy(update={"fleet": fleet})
+
+
+def _fleet_part(name: str, gpus: int, plan: Plan) -> FleetPart:
+    p = plan.prediction
+    return FleetPart(node_type=name, gpu_type=p.stages[0].gpu_type, gpus=gpus, shape=plan.partition.shape,
+                     concurrency=p.concurrency, tokens_per_s=p.tokens_per_s, tokens_per_s_per_gpu=p.tokens_per_s / gpus,
+                     status=plan.solver.status, gap=plan.solver.gap)
 
 
 class _Run:
