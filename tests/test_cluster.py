@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from planner.cost.constants import DEFAULT
+from planner.cost.engines import resolve_constants
 from planner.cost.estimate import estimate
 from planner.hardware import load_topology, parse_topology
 from planner.plan import Workload
@@ -217,3 +218,34 @@ def test_fleet_gives_way_where_a_type_holds_no_replica(profiles):
                  options=SolveOptions(objective="throughput", time_limit_s=3, top=0))
     assert plan.fleet is None
     assert len({topo.gpus[g].spec.name for st in plan.stages for g in st.gpu_ids}) == 2
+
+
+def test_wide_ep_across_nodes_is_considered_and_launches(profiles):
+    """Issue 24's acceptance command: DeepSeek-V3 fp8 on four DGX H100 nodes, throughput under TPOT 50 ms. Wide EP
+    (one stage over whole nodes, DP attention on every GPU, EP over all of them) is priced beside the per-node
+    plans, the answer says whether it beats them, and the plan's figures are the estimate's of its partition; its
+    vLLM and SGLang scripts carry the multi-node data-parallel flags, each flag one the engine's parser knows."""
+    from planner.launch import render
+
+    from .test_launch import commands, engine_flags, flags_of
+
+    prof, topo = profiles("deepseek-v3"), load_topology("4x8xh100-ib")
+    w = Workload(weight_dtype="fp8", isl=2048, osl=512)
+    plan = solve(prof, topo, w, options=SolveOptions(objective="throughput", tpot_slo_ms=50, top=3))
+    assert "wide EP:" in plan.solver.note and ("does not beat" in plan.solver.note or "beats" in plan.solver.note)
+    shapes = {a.shape for a in plan.alternatives} | {plan.partition.shape}
+    assert "DP32+EP32 x PP1 x R1" in shapes  # EP32 with DP attention across the four nodes was considered
+    ref = estimate(prof, topo, plan.partition, w.model_copy(update={"concurrency": plan.prediction.concurrency}),
+                   resolve_constants(DEFAULT, w.engine), check=False)
+    assert plan.prediction.tokens_per_s == pytest.approx(ref.tokens_per_s, rel=1e-9) and ref.tpot_ms <= 50
+    (st,) = plan.stages if len(plan.stages) == 1 else (None,)
+    if st is not None and st.dp > 8:  # wide EP won: one stage over several nodes
+        assert "beats" in plan.solver.note and "does not beat" not in plan.solver.note
+        assert len({topo.gpus[g].node for g in st.gpu_ids}) == st.dp // 8
+        for engine, flags in (("vllm", {"--data-parallel-size-local", "--data-parallel-start-rank",
+                                        "--data-parallel-address", "--data-parallel-rpc-port"}),
+                              ("sglang", {"--nnodes", "--node-rank", "--dist-init-addr", "--enable-dp-attention",
+                                          "--ep-size", "--moe-a2a-backend"})):
+            argvs = [a for sc in render(plan, engine).scripts.values() for a in commands(sc, engine)]
+            assert len(argvs) == plan.replicas * st.dp // 8
+            assert all(flags <= set(flags_of(a)) and set(flags_of(a)) <= engine_flags(engine) for a in argvs)

@@ -34,6 +34,8 @@ from planner.solve.layouts import engines_for
 from planner.solve.objectives import Request, ShapeResult, ShapeSolver, score_bound, solve_fixed_load, solve_throughput
 from planner.solve.shapes import Shape, ShapeBounds, enumerate_shapes, shape_candidates
 from planner.solve.slots import single
+from planner.solve.wide import wide_ep_plans
+from planner.cost.shards import Layout
 from planner.units import format_bytes
 
 #: CP-SAT deterministic time for each runner-up shape (best found, not necessarily proven).
@@ -66,6 +68,7 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, options:
     bounds = ShapeBounds(max_pp=scope.max_pp, max_tp=options.max_tp, max_replicas=scope.max_replicas,
                          budget=scope.budget, any_shape=options.any_shape)
     ids = list(scope.ids)
+    said: list[str] = []  # what the answer states whatever its status (the wide-EP comparison)
     time_limit_s = options.time_limit_s
     deadline = deadline or Deadline(time_limit_s, started)
     types = node_types(topo, ids) if _per_replica_space(options) else {}
@@ -77,6 +80,8 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, options:
         replica = replica_shapes(profile, topo, ids, bounds, options.max_concurrency)
         run = _Run(req, [r.shape for r in replica], ids, started=started, progress=progress, deadline=deadline)
         results = run.replica_classes(replica)
+        if options.max_concurrency is None and len({topo.gpus[g].node for g in ids}) > 1:
+            results += _wide(req, ids, results, said)
     else:
         listing = Deadline(ENUMERATION_SHARE * time_limit_s, started)  # a big irregular machine has many (R, k)
         shapes = enumerate_shapes(profile, topo, ids, bounds, stop=lambda: listing.remaining_s() <= 0)
@@ -93,7 +98,11 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, options:
     if not ok:
         raise _nothing_fits(req, list(scope.ids), run.notes)
     ok += run.runners_up(results, ok)
-    return _plan(req, ok, results, exact=run.exact, notes=run.notes, wall_s=time.perf_counter() - started)
+    plan = _plan(req, ok, results, exact=run.exact, notes=run.notes, wall_s=time.perf_counter() - started)
+    if said:
+        note = "; ".join([*said, *([plan.solver.note] if plan.solver.note else [])])
+        plan = plan.model_copy(update={"solver": plan.solver.model_copy(update={"note": note})})
+    return plan
 
 
 def _per_replica_space(o: SolveOptions) -> bool:
@@ -135,6 +144,28 @@ def _fleet_part(name: str, gpus: int, plan: Plan) -> FleetPart:
     return FleetPart(node_type=name, gpu_type=p.stages[0].gpu_type, gpus=gpus, shape=plan.partition.shape,
                      concurrency=p.concurrency, tokens_per_s=p.tokens_per_s, tokens_per_s_per_gpu=p.tokens_per_s / gpus,
                      status=plan.solver.status, gap=plan.solver.gap)
+
+
+def _wide(req: Request, ids: list[int], results: list[ShapeResult], notes: list[str]) -> list[ShapeResult]:
+    """Wide-EP shapes (planner.solve.wide), each at its best load, as settled results beside the per-node ones;
+    a note says whether the best of them beats the best per-node plan."""
+    wide = wide_ep_plans(req, ids)
+    if not wide:
+        return []
+    ok = [r for r in results if r.prediction is not None and r.prediction.fits]
+    per_node = max((-r.score for r in ok), default=0.0)
+    top = wide[0]
+    word = "beats" if top.prediction.tokens_per_s > per_node else "does not beat"
+    notes.append(f"wide EP: {top.partition.shape} ({top.nodes_per_replica} nodes per replica, DP attention) serves "
+                 f"{top.prediction.tokens_per_s:,.0f} tokens/s at TPOT {top.prediction.tpot_ms:.1f} ms and "
+                 f"{word} the best plan inside nodes ({per_node:,.0f} tokens/s)")
+    out = []
+    for w in wide:
+        shape = Shape(w.partition.replicas, 1, len(w.partition.stages[0].gpu_ids), True,
+                      Layout(1, w.partition.stages[0].dp, w.partition.stages[0].ep), None)
+        tokens = w.prediction.tokens_per_s
+        out.append(ShapeResult(shape, "OPTIMAL", w.partition, w.prediction, -tokens, -tokens))
+    return out
 
 
 class _Run:
