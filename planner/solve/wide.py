@@ -11,6 +11,7 @@ largest load that meets them is found by bisection (exact), and tokens/s grows w
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from planner.cost.estimate import estimate
@@ -43,6 +44,10 @@ def _meets(req: Request, part: Partition, per_replica: int) -> Prediction | None
     return pred
 
 
+def _serves(req: Request, part: Partition, per_replica: int) -> bool:
+    return _meets(req, part, per_replica) is not None
+
+
 def wide_ep_plans(req: Request, ids: list[int], *, most_per_replica: int = 1 << 14) -> list[WidePlan]:
     """The best load of every wide shape on the offered GPUs (copies of one node), best tokens/s first."""
     moe = req.profile.moe
@@ -58,7 +63,7 @@ def wide_ep_plans(req: Request, ids: list[int], *, most_per_replica: int = 1 << 
         replicas = len(nodes) // n
         gpus = [g for node in nodes[:replicas * n] for g in node]
         part = partition_from_counts([req.profile.n_layers], gpus, 1, replicas=replicas, dp=ep, ep=ep)
-        best = _largest(1, most_per_replica, lambda c, part=part: _meets(req, part, c) is not None)
+        best = _largest(1, most_per_replica, functools.partial(_serves, req, part))
         pred = _meets(req, part, best) if best >= 1 else None
         if pred is not None:
             out.append(WidePlan(n, part, pred))
