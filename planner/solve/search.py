@@ -81,7 +81,7 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, options:
         run = _Run(req, [r.shape for r in replica], ids, started=started, progress=progress, deadline=deadline)
         results = run.replica_classes(replica)
         if options.max_concurrency is None and len({topo.gpus[g].node for g in ids}) > 1:
-            results += _wide(req, ids, results, said)
+            results += _wide(req, ids, results, said, deadline)
     else:
         listing = Deadline(ENUMERATION_SHARE * time_limit_s, started)  # a big irregular machine has many (R, k)
         shapes = enumerate_shapes(profile, topo, ids, bounds, stop=lambda: listing.remaining_s() <= 0)
@@ -146,10 +146,11 @@ def _fleet_part(name: str, gpus: int, plan: Plan) -> FleetPart:
                      status=plan.solver.status, gap=plan.solver.gap)
 
 
-def _wide(req: Request, ids: list[int], results: list[ShapeResult], notes: list[str]) -> list[ShapeResult]:
+def _wide(req: Request, ids: list[int], results: list[ShapeResult], notes: list[str],
+          deadline: Deadline) -> list[ShapeResult]:
     """Wide-EP shapes (planner.solve.wide), each at its best load, as settled results beside the per-node ones;
     a note says whether the best of them beats the best per-node plan."""
-    wide = wide_ep_plans(req, ids)
+    wide = wide_ep_plans(req, ids, stop=lambda: deadline.expired)
     if not wide:
         return []
     ok = [r for r in results if r.prediction is not None and r.prediction.fits]

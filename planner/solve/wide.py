@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Callable
 
 from planner.cost.estimate import estimate
 from planner.cost.prefill_guard import prefill_utilisation
@@ -20,6 +21,11 @@ from planner.cost.serving import operating_point
 from planner.plan import Partition, Prediction, partition_from_counts
 from planner.solve.cluster import _by_node
 from planner.solve.objectives import Request, _largest
+
+
+#: The widest EP group offered: issue 24 asks for EP over 16 to 128 GPUs (SGLang's 96-H100 DeepSeek deployment ran
+#: EP over 72 decode GPUs, lmsys.org/blog/2025-05-05-large-scale-ep); the all-to-all's pricing walks every pair.
+MAX_WIDE_EP_GPUS = 128
 
 
 @dataclass(frozen=True)
@@ -48,8 +54,10 @@ def _serves(req: Request, part: Partition, per_replica: int) -> bool:
     return _meets(req, part, per_replica) is not None
 
 
-def wide_ep_plans(req: Request, ids: list[int], *, most_per_replica: int = 1 << 14) -> list[WidePlan]:
-    """The best load of every wide shape on the offered GPUs (copies of one node), best tokens/s first."""
+def wide_ep_plans(req: Request, ids: list[int], *, most_per_replica: int = 1 << 14,
+                  stop: Callable[[], bool] = lambda: False) -> list[WidePlan]:
+    """The best load of every wide shape on the offered GPUs (copies of one node), best tokens/s first; `stop`
+    (the command's deadline) ends the list early."""
     moe = req.profile.moe
     if moe is None:
         return []
@@ -58,6 +66,8 @@ def wide_ep_plans(req: Request, ids: list[int], *, most_per_replica: int = 1 << 
     out = []
     for n in range(2, len(nodes) + 1):
         ep = n * per_node
+        if ep > MAX_WIDE_EP_GPUS or stop():
+            break
         if moe.n_experts % ep:
             continue
         replicas = len(nodes) // n
