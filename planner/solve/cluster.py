@@ -30,15 +30,17 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from planner.hardware.topology import Topology
 from planner.model.layergraph import ModelProfile
 from planner.solve.candidates import symmetric
-from planner.solve.formulation import CAPACITY_MAX
+from planner.solve.formulation import CAPACITY_MAX, SolverBudget
 from planner.solve.layouts import layouts_for
-from planner.solve.objectives import ShapeSolver, _tokens_bound, step_budget_limit
-from planner.solve.shapes import Shape, ShapeBounds
+from planner.solve.objectives import ShapeResult, ShapeSolver, _tokens_bound, solve_throughput, \
+    step_budget_limit
+from planner.solve.shapes import Shape, ShapeBounds, shape_candidates
 from planner.solve.slots import SlotSystem, _inside_beats_across
 from planner.solve.uniform import uniform_capacity
 
@@ -71,6 +73,19 @@ def regular(topo: Topology, ids: list[int]) -> bool:
         return False
     first = next(iter(nodes.values()))
     return symmetric(topo, first) and _inside_beats_across(topo, nodes)
+
+
+def node_types(topo: Topology, ids: list[int]) -> dict[str, list[int]]:
+    """The offered GPUs by node type (node entry of the topology), where there are several and each is `regular`;
+    empty otherwise (one type, or a type whose nodes differ: the present search stays)."""
+    out: dict[str, list[int]] = {}
+    for g in ids:
+        node = topo.gpus[g].node
+        entry = topo.definition.nodes[topo.node_class[node]]
+        out.setdefault(entry.name, []).append(g)
+    if len(out) < 2 or not all(regular(topo, part) for part in out.values()):
+        return {}
+    return out
 
 
 def replica_counts(fit: int, max_concurrency: int | None) -> list[int]:
@@ -116,14 +131,36 @@ def _pieces(per_node: int, size: int, width: int) -> list[int] | None:
     return out if rest == 0 and len(out) > 1 else None
 
 
+def _piece_offsets(per_node: int, n_nodes: int, rest: list[int], replicas: int) -> list[list[int]] | None:
+    """Where each replica's pieces (sizes `rest`, largest first) lie among the GPUs of `n_nodes` nodes taken in
+    order: every replica's largest piece, then every replica's next piece, contiguously, a piece never crossing
+    into the next node (it starts that node instead). Pieces that divide the node in decreasing size leave no
+    hole, so `replicas` x sum(rest) GPUs suffice. None where they do not fit."""
+    at = 0
+    out: list[list[int]] = [[] for _ in range(replicas)]
+    for k in sorted(range(len(rest)), key=lambda i: -rest[i]):
+        for r in range(replicas):
+            p = rest[k]
+            if at // per_node != (at + p - 1) // per_node:
+                at = (at // per_node + 1) * per_node
+            out[r].append(at)
+            at += p
+    return out if at <= n_nodes * per_node else None
+
+
 def _pieces_fit(n_nodes: int, per_node: int, pieces: list[int], most: int) -> int:
-    def nodes_for(r: int) -> int:
-        full = pieces.count(per_node) * r
-        return full + sum(math.ceil(r * pieces.count(p) / (per_node // p)) for p in set(pieces) if p < per_node)
-    r = 0
-    while r < most and nodes_for(r + 1) <= n_nodes:
-        r += 1
-    return r
+    """The most replicas (up to `most`) whose pieces fit: whole nodes first, then the pieces packed in turn."""
+    full = pieces.count(per_node)
+    rest = [p for p in pieces if p < per_node]
+
+    def fits(r: int) -> bool:
+        return r * full <= n_nodes and _piece_offsets(per_node, n_nodes - r * full, rest, r) is not None
+
+    lo, hi = 0, most
+    while lo < hi:  # fitting is monotone in the count: each block of pieces ends no earlier with more replicas
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+    return lo
 
 
 def _route_sig(topo: Topology, a: int, b: int) -> tuple:
@@ -132,36 +169,39 @@ def _route_sig(topo: Topology, a: int, b: int) -> tuple:
 
 
 def _piece_slots(topo: Topology, nodes: list[list[int]], pieces: list[int], replicas: int) -> SlotSystem | None:
-    """`replicas` slots of whole nodes and pieces, pieces of one size tiling their nodes in turn; slot r maps onto
-    slot 0 position by position. Stages run on pools (one NVSwitch domain: any GPUs of it cost the same) and
-    hand-offs are priced by pair of nodes, so routes equal pair by pair (checked, one slot per kind of placement)
-    give every cost the model computes."""
+    """`replicas` slots of whole nodes and pieces (planner.solve.cluster._piece_offsets: the pieces of different
+    replicas share nodes, so budget // size replicas fit); slot r maps onto slot 0 position by position. Stages run
+    on pools (one NVSwitch domain: any GPUs of it cost the same) and hand-offs are priced by pair of nodes, so
+    routes equal pair by pair (checked) give every cost the model computes; a replica with two pieces on one node
+    differs from slot 0 and fails the check."""
     per_node = len(nodes[0])
-    free = iter(range(len(nodes)))
     full = pieces.count(per_node)
-    slots: list[list[int]] = [[] for _ in range(replicas)]
-    kinds: list[list[int]] = [[] for _ in range(replicas)]
+    rest = [p for p in pieces if p < per_node]
+    offsets = _piece_offsets(per_node, len(nodes) - replicas * full, rest, replicas)
+    if offsets is None:
+        return None
+    spare = [g for n in nodes[replicas * full:] for g in n]
+    slots: list[list[int]] = []
     for r in range(replicas):
-        for _ in range(full):
-            slots[r] += nodes[next(free)]
-    for p in sorted({p for p in pieces if p < per_node}, reverse=True):
-        node, offset = None, per_node
-        for r in range(replicas):
-            for _ in range(pieces.count(p)):
-                if offset + p > per_node:
-                    node, offset = next(free), 0
-                slots[r] += nodes[node][offset:offset + p]
-                kinds[r].append(offset)
-                offset += p
-    # slot r maps to slot 0 position by position; one slot of each placement kind (the local positions of its
-    # GPUs) is checked: every route between two of its GPUs has the kinds, bandwidth and latency of slot 0's
-    checked: dict[tuple, bool] = {}
-    for r in range(replicas):
-        key = tuple(topo.gpus[g].local_index for g in slots[r])
-        if key not in checked:
-            checked[key] = all(_route_sig(topo, a, b) == _route_sig(topo, x, y)
-                               for (a, x), (b, y) in itertools.permutations(zip(slots[0], slots[r]), 2))
-        if not checked[key]:
+        mine = [g for n in nodes[r * full:(r + 1) * full] for g in n]
+        for k in sorted(range(len(rest)), key=lambda i: -rest[i]):
+            mine += spare[offsets[r][k]:offsets[r][k] + rest[k]]
+        slots.append(mine)
+    # every route of slot r has the kinds, bandwidth and latency of slot 0's matching route; a route's signature is
+    # taken once per (local positions, same node or not), as identical nodes on one fabric give every pair of nodes
+    # the same routes by local position (the rails)
+    sig: dict[tuple[int, int, bool], tuple] = {}
+
+    def kind(a: int, b: int) -> tuple:
+        ga, gb = topo.gpus[a], topo.gpus[b]
+        key = (ga.local_index, gb.local_index, ga.node == gb.node)
+        if key not in sig:
+            sig[key] = _route_sig(topo, a, b)
+        return sig[key]
+
+    first = [[kind(a, b) if a != b else None for b in slots[0]] for a in slots[0]]
+    for sl in slots[1:]:
+        if any(kind(a, b) != first[i][j] for i, a in enumerate(sl) for j, b in enumerate(sl) if i != j):
             return None
     maps = [dict(zip(slots[0], sl)) for sl in slots]
     return SlotSystem(tuple(tuple(sl) for sl in slots), tuple(maps))
@@ -230,3 +270,71 @@ def tokens_bound(sv: ShapeSolver, replicas: int) -> float:
         cap = min(cap, max(1, sv.req.options.max_concurrency // replicas))
     cap = step_budget_limit(wide, cap) if cap >= 1 else 0
     return 0.0 if cap < 1 else -_tokens_bound(wide, cap)
+
+
+def maximal_pieces(size: int, per_node: int, width: int) -> list[tuple[int, ...]]:
+    """The ways a slot of `size` GPUs can lie over nodes, up to refinement: parts (GPUs on one node, multiples of
+    the stage width, at most a node) in non-increasing order, no two of which would fit one node together. Every
+    other way refines one of these (merge two parts that fit a node, repeatedly), and a refinement is never faster:
+    its routes are those of the coarser way or slower (inside a node beats across, `regular`)."""
+    out: list[tuple[int, ...]] = []
+
+    def grow(parts: tuple[int, ...], left: int) -> None:
+        if left == 0:
+            if all(a + b > per_node for a, b in itertools.combinations(parts, 2)):
+                out.append(parts)
+            return
+        for p in range(min(left, parts[-1] if parts else per_node), 0, -1):
+            if p % width == 0:
+                grow((*parts, p), left - p)
+
+    grow((), size)
+    return out
+
+
+def _spread_slot(nodes: list[list[int]], parts: tuple[int, ...]) -> tuple[int, ...] | None:
+    """One slot with part i on node i (first GPUs first); None where the machine has too few nodes."""
+    if len(parts) > len(nodes):
+        return None
+    return tuple(g for node, p in zip(nodes, parts) for g in node[:p])
+
+
+def _best_on(sv: ShapeSolver, shape: Shape, forms: Sequence[tuple[int, ...]], nodes: list[list[int]],
+             limits: SolverBudget) -> float | None:
+    """The most tokens/s one replica of `shape` reaches over the slot forms `forms` (parts on distinct nodes), each
+    solved on one slot; None where a solve leaves no bound."""
+    best = 0.0
+    for parts in forms:
+        slot = _spread_slot(nodes, parts)
+        if slot is None:
+            continue
+        one = replace(shape, replicas=1, system=SlotSystem((slot,), ({g: g for g in slot},)))
+        res = solve_throughput(ShapeSolver(sv.req, one, shape_candidates(sv.req.profile, sv.req.topo, one,
+                                                                         sv.req.options.max_tp)), limits, None)
+        if res.status in ("UNKNOWN", "FEASIBLE") and not math.isfinite(res.bound):
+            return None
+        if res.status in ("OPTIMAL", "FEASIBLE"):
+            best = max(best, -res.bound)
+    return best
+
+
+def placement_bound(sv: ShapeSolver, rs: ReplicaShape, res: ShapeResult, limits: SolverBudget, *,
+                    ids: list[int]) -> float:
+    """The most tokens/s any placement of up to `rs.most` identical replicas of the shape reaches, given `res`, its
+    solve on the packed slots (`sv`, rs.shape.replicas of them), on the offered GPUs `ids`. Without a load cap a
+    replica's best does not depend on the count (module docstring):
+    - a replica that fits a node: the packed slot (every route inside) is the fastest form, so rs.most x its best.
+      (Tighter would count per form: on 8 nodes a 7-GPU replica inside a node is 1.1% faster than one spread
+      4 + 2 + 1, but only 8 fit inside nodes while 9 fit spread; which spread forms pack 9 times is a packing
+      question this bound does not ask, so 64 GPUs stay FEASIBLE at a 1.1% gap.)
+    - a replica over several nodes: rs.most x the best over the forms no other refines (maximal_pieces).
+    Under a load cap the per-replica load depends on the count: the cheap bound at rs.most (tokens_bound)."""
+    cheap = tokens_bound(sv, rs.most)
+    if sv.req.options.max_concurrency is not None or not math.isfinite(res.bound) or rs.shape.layout is None:
+        return cheap
+    shape, nodes = rs.shape, list(_by_node(sv.req.topo, ids).values())
+    per_node, width = len(nodes[0]), shape.gpus // shape.pp
+    if shape.gpus <= per_node:
+        return min(cheap, rs.most * -res.bound / shape.replicas)
+    best = _best_on(sv, shape, maximal_pieces(shape.gpus, per_node, width), nodes, limits)
+    return cheap if best is None else min(cheap, rs.most * max(best, -res.bound / shape.replicas))

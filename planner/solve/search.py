@@ -22,10 +22,11 @@ from planner.cost.memory import fixed_memory_bytes
 from planner.errors import InfeasibleError
 from planner.hardware.topology import Topology
 from planner.model.layergraph import ModelProfile
+from planner.fleet import Fleet, FleetPart
 from planner.plan import Alternative, Plan, SolverInfo, Workload, build_plan
 from planner.solve.candidates import uniform_streaming
 from planner.solve.checks import Objective, SolveOptions, check_options
-from planner.solve.cluster import ReplicaShape, regular, replica_shapes, tokens_bound
+from planner.solve.cluster import ReplicaShape, node_types, placement_bound, regular, replica_shapes, tokens_bound
 from planner.solve.coefficients import RESOLUTION
 from planner.solve.deadline import Deadline
 from planner.solve.formulation import SolverBudget
@@ -33,6 +34,8 @@ from planner.solve.layouts import engines_for
 from planner.solve.objectives import Request, ShapeResult, ShapeSolver, score_bound, solve_fixed_load, solve_throughput
 from planner.solve.shapes import Shape, ShapeBounds, enumerate_shapes, shape_candidates
 from planner.solve.slots import single
+from planner.solve.wide import wide_ep_plans
+from planner.cost.shards import Layout
 from planner.units import format_bytes
 
 #: CP-SAT deterministic time for each runner-up shape (best found, not necessarily proven).
@@ -65,13 +68,20 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, options:
     bounds = ShapeBounds(max_pp=scope.max_pp, max_tp=options.max_tp, max_replicas=scope.max_replicas,
                          budget=scope.budget, any_shape=options.any_shape)
     ids = list(scope.ids)
+    said: list[str] = []  # what the answer states whatever its status (the wide-EP comparison)
     time_limit_s = options.time_limit_s
     deadline = deadline or Deadline(time_limit_s, started)
+    types = node_types(topo, ids) if _per_replica_space(options) else {}
+    fleet = _fleet(req, types, progress=progress, deadline=deadline) if types else None
+    if fleet is not None:
+        return fleet
     if (options.objective == Objective.THROUGHPUT and not options.any_shape and not options.offload
             and regular(topo, ids)):
         replica = replica_shapes(profile, topo, ids, bounds, options.max_concurrency)
         run = _Run(req, [r.shape for r in replica], ids, started=started, progress=progress, deadline=deadline)
         results = run.replica_classes(replica)
+        if options.max_concurrency is None and len({topo.gpus[g].node for g in ids}) > 1:
+            results += _wide(req, ids, results, said, deadline)
     else:
         listing = Deadline(ENUMERATION_SHARE * time_limit_s, started)  # a big irregular machine has many (R, k)
         shapes = enumerate_shapes(profile, topo, ids, bounds, stop=lambda: listing.remaining_s() <= 0)
@@ -88,7 +98,75 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, options:
     if not ok:
         raise _nothing_fits(req, list(scope.ids), run.notes)
     ok += run.runners_up(results, ok)
-    return _plan(req, ok, results, exact=run.exact, notes=run.notes, wall_s=time.perf_counter() - started)
+    plan = _plan(req, ok, results, exact=run.exact, notes=run.notes, wall_s=time.perf_counter() - started)
+    if said:
+        note = "; ".join([*said, *([plan.solver.note] if plan.solver.note else [])])
+        plan = plan.model_copy(update={"solver": plan.solver.model_copy(update={"note": note})})
+    return plan
+
+
+def _per_replica_space(o: SolveOptions) -> bool:
+    """Whether a throughput solve may split the machine by node type: all GPUs offered, no load cap or count cap."""
+    return (o.objective == Objective.THROUGHPUT and not o.any_shape and not o.offload and o.gpus is None
+            and o.max_concurrency is None and o.max_replicas is None)
+
+
+def _fleet(req: Request, types: dict[str, list[int]], *, progress: Callable[[Progress], None] | None,
+           deadline: Deadline) -> Plan | None:
+    """Throughput on several node types: each type solved on its own GPUs (sharing the time limit), summed. The
+    plan is the largest part's, with the fleet beside it (planner.fleet). None where some type holds no replica
+    alone (then replicas that span types are the only way to use it: the present search)."""
+    plans: list[tuple[str, int, Plan]] = []
+    for k, (name, ids) in enumerate(types.items()):
+        sub = req.options.model_copy(update={"gpu_ids": ids})
+        # each type its share of what is left, on a deadline of its own (armed by its own first plan)
+        share_s = max(0.0, deadline.limit_s - deadline.elapsed_s()) / (len(types) - k)
+        try:
+            plans.append((name, len(ids), solve(req.profile, req.topo, req.workload, options=sub,
+                                                constants=req.constants, progress=progress,
+                                                deadline=Deadline(share_s))))
+        except InfeasibleError:
+            return None  # a type that holds no replica alone: replicas spanning types may serve, so search them
+    parts = [_fleet_part(name, n, p) for name, n, p in plans]
+    found = [p for _, _, p in plans]
+    total = sum(pt.tokens_per_s for pt in parts)
+    bound = sum(-p.solver.best_bound if p.solver.best_bound is not None else math.inf for p in found)
+    gap = (bound - total) / total if math.isfinite(bound) and total > 0 else None
+    status = "OPTIMAL" if all(pt.status == "OPTIMAL" for pt in parts) else "FEASIBLE"
+    fleet = Fleet(parts=parts, tokens_per_s=total, concurrency=sum(pt.concurrency for pt in parts), status=status,
+                  gap=gap)
+    best = max(found, key=lambda p: p.prediction.tokens_per_s)
+    return best.model_copy(update={"fleet": fleet})
+
+
+def _fleet_part(name: str, gpus: int, plan: Plan) -> FleetPart:
+    p = plan.prediction
+    return FleetPart(node_type=name, gpu_type=p.stages[0].gpu_type, gpus=gpus, shape=plan.partition.shape,
+                     concurrency=p.concurrency, tokens_per_s=p.tokens_per_s, tokens_per_s_per_gpu=p.tokens_per_s / gpus,
+                     status=plan.solver.status, gap=plan.solver.gap)
+
+
+def _wide(req: Request, ids: list[int], results: list[ShapeResult], notes: list[str],
+          deadline: Deadline) -> list[ShapeResult]:
+    """Wide-EP shapes (planner.solve.wide), each at its best load, as settled results beside the per-node ones;
+    a note says whether the best of them beats the best per-node plan."""
+    wide = wide_ep_plans(req, ids, stop=lambda: deadline.expired)
+    if not wide:
+        return []
+    ok = [r for r in results if r.prediction is not None and r.prediction.fits]
+    per_node = max((-r.score for r in ok), default=0.0)
+    top = wide[0]
+    word = "beats" if top.prediction.tokens_per_s > per_node else "does not beat"
+    notes.append(f"wide EP: {top.partition.shape} ({top.nodes_per_replica} nodes per replica, DP attention) serves "
+                 f"{top.prediction.tokens_per_s:,.0f} tokens/s at TPOT {top.prediction.tpot_ms:.1f} ms and "
+                 f"{word} the best plan inside nodes ({per_node:,.0f} tokens/s)")
+    out = []
+    for w in wide:
+        shape = Shape(w.partition.replicas, 1, len(w.partition.stages[0].gpu_ids), True,
+                      Layout(1, w.partition.stages[0].dp, w.partition.stages[0].ep), None)
+        tokens = w.prediction.tokens_per_s
+        out.append(ShapeResult(shape, "OPTIMAL", w.partition, w.prediction, -tokens, -tokens))
+    return out
 
 
 class _Run:
@@ -186,6 +264,7 @@ class _Run:
             bounded.append((bound, rs, sv))
         bounded.sort(key=lambda x: (-x[0], x[1].shape.pp, x[1].shape.gpus, x[1].shape.replicas))
         out = []
+        pending: list[tuple[ShapeResult, ShapeResult, ReplicaShape, ShapeSolver]] = []
         for k, (bound, rs, sv) in enumerate(bounded):
             best = None if self.best is None else -self.best.score
             if not sv.cands.configs or bound <= 0:
@@ -199,17 +278,27 @@ class _Run:
             else:
                 res = solve_throughput(sv, self.budget, best)
                 if not rs.exact and res.status in ("OPTIMAL", "FEASIBLE"):
-                    # other placements of this replica shape might fit up to rs.most replicas: their bound stays open
+                    # other placements of this replica shape might fit up to rs.most replicas: bounded at the end
+                    pending.append((res, replace(res), rs, sv))  # with the packed slots' own bound
                     res.bound = min(res.bound, -bound)
-                    if res.bound < res.score - 1e-9 * abs(res.score):
-                        res.status = "FEASIBLE"
-                        note = (f"{rs.shape.label}: other placements of {rs.shape.gpus}-GPU replicas (up to {rs.most}) "
-                                "were bounded, not searched")
-                        if note not in self.notes and len(self.notes) < 5:
-                            self.notes.append(note)
             self._record(res, k)
             out.append(res)
+        self._settle_placements(pending)
         return out
+
+    def _settle_placements(self, pending: list[tuple[ShapeResult, ShapeResult, ReplicaShape, ShapeSolver]]) -> None:
+        """Shapes solved on packed slots that hold fewer than budget // size replicas: where their cheap bound could
+        beat the best plan, the bound over every placement (planner.solve.cluster.placement_bound), best first; what
+        is left above the best plan stays open (FEASIBLE, with a note)."""
+        for res, packed, rs, sv in sorted(pending, key=lambda p: p[0].bound):
+            if self.best is not None and -res.bound > -self.best.score and not self.deadline.expired:
+                res.bound = max(res.bound, -placement_bound(sv, rs, packed, self.budget, ids=self.ids))
+            if res.bound < res.score - 1e-9 * abs(res.score) and (self.best is None or res.bound < self.best.score):
+                res.status = "FEASIBLE"
+                note = (f"{rs.shape.label}: other placements of {rs.shape.gpus}-GPU replicas (up to {rs.most}) "
+                        "were bounded, not searched")
+                if note not in self.notes and len(self.notes) < 5:
+                    self.notes.append(note)
 
     def runners_up(self, results: list[ShapeResult], ok: list[ShapeResult]) -> list[ShapeResult]:
         """Shapes pruned by a bound, solved on their own (small budget) when too few runners-up were found."""
