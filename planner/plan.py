@@ -18,6 +18,8 @@ from pydantic.config import JsonDict
 from planner.disagg.plan import Pools
 from planner.errors import PartitionError
 from planner.model.dtypes import dtype_problem
+from planner.traffic.lengths import DistError, LengthDist, parse_length
+from planner.traffic.model import TrafficPrediction
 
 if TYPE_CHECKING:
     from planner.hardware.topology import Topology
@@ -45,6 +47,7 @@ def layout_label(tp: int, dp: int = 1, ep: int = 1) -> str:
 
 
 _REMEDY: JsonDict = {"panel": "Remedies"}
+_TRAFFIC: JsonDict = {"panel": "Traffic"}
 
 
 class Workload(BaseModel):
@@ -56,8 +59,12 @@ class Workload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     concurrency: StrictInt = Field(1, ge=1, le=MAX_CONCURRENCY, json_schema_extra={"short": "-c"},
                                    description="the load: sequences decoding together, over all replicas")
-    isl: StrictInt = Field(1024, ge=1, le=MAX_TOKENS, description="input (prompt) tokens per sequence")
-    osl: StrictInt = Field(256, ge=1, le=MAX_TOKENS, description="output tokens per sequence")
+    isl: StrictInt = Field(1024, ge=1, le=MAX_TOKENS, json_schema_extra={"text": True},
+                           description="input (prompt) tokens per sequence: a length, uniform:A-B, "
+                           "lognormal:MEAN,SIGMA, a histogram file or a shipped one (chat-sharegpt, longdoc-arxiv); "
+                           "a distribution keeps its mean here and itself in isl_dist")
+    osl: StrictInt = Field(256, ge=1, le=MAX_TOKENS, json_schema_extra={"text": True},
+                           description="output tokens per sequence, in the same forms as --isl")
     weight_dtype: str = Field("bf16", description="weight dtype: bf16, fp16, fp8, int4, mxfp4, nvfp4; default the "
                               "checkpoint's own (fp8 for DeepSeek-V3/R1 and Kimi-K2, mxfp4 for gpt-oss, else bf16)",
                               json_schema_extra={"derived": True})
@@ -88,6 +95,34 @@ class Workload(BaseModel):
                                        "reads 1 - s^n of each matrix", json_schema_extra=_REMEDY)
     attention_sparsity: float = Field(0.0, ge=0, le=0.99, description="fraction of its KV cache a decode token skips "
                                       "(top-k or block-sparse attention)", json_schema_extra=_REMEDY)
+
+    # --- traffic (issue 25, planner.traffic): arrivals and length distributions -----------------------
+    request_rate: Optional[float] = Field(None, gt=0, le=1e6, json_schema_extra=_TRAFFIC,
+                                          description="open loop: Poisson arrivals, requests/s over all replicas; "
+                                          "the load becomes the steady state it causes (Little's law)")
+    isl_dist: Optional[LengthDist] = Field(None, json_schema_extra={"cli": False},
+                                           description="the prompt-length distribution isl is the mean of")
+    osl_dist: Optional[LengthDist] = Field(None, json_schema_extra={"cli": False},
+                                           description="the output-length distribution osl is the mean of")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _length_specs(cls, data):
+        """`isl` / `osl` given as text: a length or a distribution (its rounded mean stays in isl / osl)."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name in ("isl", "osl"):
+            value = out.get(name)
+            if isinstance(value, str):
+                try:
+                    dist = parse_length(value, what=f"--{name}")
+                except DistError as exc:
+                    raise ValueError(str(exc)) from None
+                out[name] = dist.mean_tokens
+                if dist.kind != "fixed":
+                    out[f"{name}_dist"] = dist
+        return out
 
     @field_validator("spec_acceptance")
     @classmethod
@@ -123,8 +158,19 @@ class Workload(BaseModel):
 
     @property
     def mean_context(self) -> float:
-        """Mean context over the decode: it grows from isl to isl + osl."""
-        return self.isl + self.osl / 2
+        """Mean context over the decode: it grows from isl to isl + osl. Over length distributions a decode step
+        sees each sequence in proportion to its output length: E[isl] + E[osl^2] / (2 E[osl])."""
+        if self.osl_dist is None:
+            return self.isl + self.osl / 2
+        return self.isl + self.osl_dist.second_moment / (2 * self.osl_dist.mean)
+
+    @property
+    def prefill_context(self) -> float:
+        """Mean context a prompt token attends to while prefilled: isl / 2, or over a distribution
+        E[isl^2] / (2 E[isl]) (a token sits in a prompt in proportion to the prompt's length)."""
+        if self.isl_dist is None:
+            return self.isl / 2
+        return self.isl_dist.second_moment / (2 * self.isl_dist.mean)
 
     @property
     def sequence_tokens(self) -> int:
@@ -257,6 +303,9 @@ class Prediction(BaseModel):
     ttft_ms_band: Optional[float] = Field(None, description="relative error band of ttft_ms, likewise")
     tokens_per_s_band: Optional[float] = Field(None, description="relative error band of tokens_per_s, likewise "
                                                "(maximum-throughput rows' band in offline mode)")
+    # --- traffic (issue 25) -----------------------------------------------------------------------------
+    traffic: Optional[TrafficPrediction] = Field(None, description="open loop (--request-rate): the steady state, "
+                                                 "whether the rate is sustained, queues and percentiles")
 
 
 class SolverInfo(BaseModel):

@@ -246,6 +246,13 @@ def _measured(row: CorpusRow) -> Measured:
 
 
 _TOTALS = re.compile(r"total input tokens ([\d,]+), generated ([\d,]+), successful ([\d,]+)")
+#: vLLM benchmark_serving's JSON keys, as dstack's notes copy them (the request count is the row's num_prompts).
+_TOTALS_KEYS = re.compile(r"total_input_tokens=(\d+), total_output_tokens=(\d+)")
+#: Mean lengths of a dataset that open-loop rows name without stating them (`length_dist`). ShareGPT
+#: (ShareGPT_V3_unfiltered_cleaned_split sampled by vLLM's benchmark_serving, Llama-3.1 tokenizer): dstack's H100 runs
+#: printed total_input_tokens=215196 for 1,000 prompts and 120,689 / 122,819 / 122,195 generated tokens
+#: (tests/data/corpus/dstack.yaml, the open-loop rows of Llama-3.1-405B on 8 x H100): 215.2 in, 121.9 out.
+DATASET_MEANS = {"sharegpt": (215.2, 121.9)}
 
 
 def _lengths(row: CorpusRow) -> tuple[Optional[float], Optional[float], str]:
@@ -254,6 +261,13 @@ def _lengths(row: CorpusRow) -> tuple[Optional[float], Optional[float], str]:
     if row.isl is not None and row.osl is not None:
         return row.isl, row.osl, ""
     found = _TOTALS.search(row.notes or "")
+    keys = _TOTALS_KEYS.search(row.notes or "")
+    if not found and keys and row.num_prompts:
+        total_in, total_out = (float(g) for g in keys.groups())
+        return total_in / row.num_prompts, total_out / row.num_prompts, "mean lengths from the benchmark's token totals"
+    if not found and row.load == "open" and (row.length_dist or "") in DATASET_MEANS:
+        isl, osl = DATASET_MEANS[row.length_dist or ""]
+        return isl, osl, f"mean lengths of {row.length_dist} from another publisher's run (corpus.DATASET_MEANS)"
     if not found:
         return row.isl, row.osl, ""
     total_in, total_out, done = (float(g.replace(",", "")) for g in found.groups())

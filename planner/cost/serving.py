@@ -139,9 +139,9 @@ def _serving(w: Workload, concurrency: int, per_replica: int, micro: int, d: int
     chunks = max(1, math.ceil(w.isl / q))
     mean_prefix = max(0.0, w.isl - q) / 2
     decode = StepLoad(decode=d, context=w.mean_context)
-    mixed = StepLoad(decode=d, prefill=q, context=w.mean_context, prefill_context=w.isl / 2,
+    mixed = StepLoad(decode=d, prefill=q, context=w.mean_context, prefill_context=w.prefill_context,
                      prefill_kv_tokens=q + mean_prefix, logits=d + q / w.isl)
-    own = StepLoad(decode=d * others, prefill=q, context=w.mean_context, prefill_context=w.isl / 2,
+    own = StepLoad(decode=d * others, prefill=q, context=w.mean_context, prefill_context=w.prefill_context,
                    prefill_kv_tokens=q + mean_prefix, logits=d * others + q / w.isl)
     rho = min(f, 0.999)
     wait = 0.5 * others + rho / (2 * (1 - rho)) * chunks

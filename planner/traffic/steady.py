@@ -1,0 +1,207 @@
+"""A plan at a request rate: the open loop's steady state, found as a fixed point of Little's law.
+
+With Poisson arrivals at rate lambda, the sequences the engine runs are n = lambda x S(n), S(n) the time a
+sequence runs (its prefill chunks and osl decode steps) at the steps n sequences cause (planner.cost.serving's
+steady state, which prices the newcomers' prompt chunks from n). S grows with n, so lambda x S(n) - n changes sign
+once; bisection over whole sequences finds the fixed point. The rate is not sustained (`stable: false`) where no
+fixed point exists below the engine's slots (KV capacity, batch limit) or the prompts' chunks would need more than
+the step budget; the sustainable rate is then the most that any load the plan holds completes, max n / S(n).
+
+Queues on top of the steady state (planner.traffic.queueing): the prefill slot (M/G/1 from the serving model's
+M/D/1 and the prompt lengths' spread) and admission (Erlang C over the slots). Percentiles of TTFT and TPOT come
+from those waits and the length distributions; docs/traffic.md states the assumptions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from planner.cost.constants import DEFAULT, Constants
+from planner.cost.engines import resolve_constants
+from planner.cost.estimate import estimate
+from planner.cost.serving import operating_point
+from planner.hardware.topology import Topology
+from planner.model.layergraph import ModelProfile
+from planner.plan import Partition, Prediction, Workload
+from planner.traffic.lengths import LengthDist, fixed
+from planner.traffic.model import Percentiles, TrafficPrediction
+from planner.traffic.queueing import PERCENTILES, admission_wait, normal_mixture_quantiles, ttft_quantiles
+
+#: Prefill utilisation at and above which the prefill queue is taken as unbounded (the serving model caps at 0.999).
+MAX_PREFILL_UTILISATION = 0.99
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The serving model at `running` sequences: the prediction and the parts of TTFT the queues replace."""
+
+    running: int
+    prediction: Prediction
+    service_s: float  # a sequence's time running: TTFT without the prefill queue, plus osl x TPOT
+    prefill_wait_s: float  # the serving model's M/D/1 wait for the prefill slot
+    prefill_utilisation: float
+    ok: bool  # the load can be served: memory holds, prompts fit the step budget, the prefill queue is finite
+    problem: str | None
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What every probe shares."""
+
+    profile: ModelProfile
+    topo: Topology
+    partition: Partition
+    workload: Workload
+    constants: Constants
+
+    def probe(self, running: int) -> Probe:
+        w = self.workload.model_copy(update={"concurrency": running, "mode": "serving", "request_rate": None})
+        pred = estimate(self.profile, self.topo, self.partition, w, self.constants, check=False)
+        c = resolve_constants(self.constants, w.engine)
+        op = operating_point(w, concurrency=running, replicas=self.partition.replicas, pp=self.partition.pp, c=c)
+        f = op.tpot_loads[1][1] if len(op.tpot_loads) > 1 else 0.0
+        others = (op.per_replica - 1) / op.per_replica
+        period_s = pred.tpot_ms / 1e3 * op.tokens_per_pass
+        wait_s = max(0.0, op.ttft_wait_steps - 0.5 * others) * period_s
+        service_s = pred.ttft_ms / 1e3 - wait_s + w.osl * pred.tpot_ms / 1e3
+        problem = op.problem
+        if problem is None and not pred.fits:
+            problem = f"{running} running sequences do not fit in memory"
+        if problem is None and f >= MAX_PREFILL_UTILISATION:
+            problem = f"prompt chunks ride in {f:.0%} of steps: the prefill queue grows without bound"
+        return Probe(running, pred, service_s, wait_s, f, problem is None, problem)
+
+
+def slots(inputs: Inputs) -> int:
+    """Sequences the engine can run at once over all replicas: its KV capacity and its batch limit."""
+    c = resolve_constants(inputs.constants, inputs.workload.engine)
+    kv = inputs.probe(1).prediction.max_concurrency
+    return max(1, min(kv, c.max_num_seqs * inputs.partition.replicas))
+
+
+def largest_served(inputs: Inputs, limit: int) -> Probe | None:
+    """The probe at the most sequences (<= limit) the plan serves in steady state (a served load stays served
+    when fewer run), or None where even one is not."""
+    top = inputs.probe(limit)
+    if top.ok:
+        return top
+    low, high = 0, limit  # served at low (or low is 0), not at high
+    best = None
+    while high - low > 1:
+        mid = (low + high) // 2
+        p = inputs.probe(mid)
+        if p.ok:
+            low, best = mid, p
+        else:
+            high = mid
+    return best
+
+
+def fixed_point(inputs: Inputs, rate_per_s: float, top: Probe) -> Probe | None:
+    """The smallest n <= top.running with rate x S(n) <= n (the steady state), or None where there is none."""
+    if rate_per_s * top.service_s > top.running:
+        return None
+    low, high = 0, top.running  # demand exceeds low (or low is 0), and is met at high
+    best = top
+    while high - low > 1:
+        mid = (low + high) // 2
+        p = inputs.probe(mid)
+        if p.ok and rate_per_s * p.service_s <= mid:
+            high, best = mid, p
+        else:
+            low = mid
+    return best
+
+
+def sustainable_rate(inputs: Inputs, limit: int) -> float:
+    """The most requests/s any load the plan serves completes: max over n <= limit of n / S(n)."""
+    best, n = 0.0, 1
+    grid = set()
+    while n < limit:
+        grid.add(n)
+        n = max(n + 1, math.ceil(n * 1.25))
+    grid.add(limit)
+    for n in sorted(grid):
+        p = inputs.probe(n)
+        if p.ok:
+            best = max(best, n / p.service_s)
+    return best
+
+
+def open_loop(profile: ModelProfile, topo: Topology, partition: Partition, workload: Workload,
+              constants: Constants = DEFAULT) -> Prediction:
+    """The prediction of `partition` at `workload.request_rate` Poisson arrivals: the serving model's figures at
+    the steady state's running load, TTFT with the queues' waits, and `traffic` (stable, sustainable rate,
+    percentiles). An unsustained rate gives the figures at the plan's slots, `traffic.stable` False."""
+    rate = workload.request_rate
+    if rate is None:
+        raise ValueError("open_loop needs workload.request_rate")
+    inputs = Inputs(profile, topo, partition, workload, constants)
+    limit = slots(inputs)
+    top = largest_served(inputs, limit)
+    found = fixed_point(inputs, rate, top) if top is not None else None
+    sustainable = sustainable_rate(inputs, top.running) if top is not None else 0.0
+    if found is None:
+        at = top or inputs.probe(1)
+        problem = (f"{rate:g} requests/s is more than the plan sustains ({sustainable:.3g} requests/s: "
+                   f"{at.running} sequences running, {limit} slots)")
+        return _unstable(at, rate, sustainable, limit, problem)
+    return _stable(inputs, found, rate, sustainable, limit)
+
+
+def _unstable(at: Probe, rate: float, sustainable: float, limit: int, problem: str) -> Prediction:
+    traffic = TrafficPrediction(request_rate_rps=rate, stable=False, sustainable_rate_rps=sustainable,
+                                running_concurrency=at.running, prefill_utilisation=at.prefill_utilisation,
+                                slots=limit, problem=problem)
+    return at.prediction.model_copy(update={"traffic": traffic})
+
+
+def _stable(inputs: Inputs, p: Probe, rate: float, sustainable: float, limit: int) -> Prediction:
+    w = inputs.workload
+    isl = w.isl_dist or fixed(w.isl)
+    rho = p.prefill_utilisation
+    prefill_wait_s = p.prefill_wait_s * (1 + isl.cv2)  # Pollaczek-Khinchine: M/D/1 x (1 + cv^2)
+    replicas = inputs.partition.replicas
+    wait_p, wait_mean_s = admission_wait(slots=max(1, limit // replicas), rate_per_s=rate / replicas,
+                                         service_s=p.service_s)
+    admission_s = wait_p * wait_mean_s
+    pred = p.prediction
+    ttft_s = pred.ttft_ms / 1e3 - p.prefill_wait_s + prefill_wait_s + admission_s
+    waits = ((rho, prefill_wait_s / rho if rho > 0 else 0.0), (wait_p, wait_mean_s))
+    ttft = _ttft_percentiles(pred.ttft_ms / 1e3 - p.prefill_wait_s, isl, waits, ttft_s,
+                             overhead_s=resolve_constants(inputs.constants, w.engine).request_overhead_s)
+    tpot = _tpot_percentiles(inputs, p, w.osl_dist or fixed(w.osl))
+    in_system = rate * (ttft_s + w.osl * pred.tpot_ms / 1e3)
+    traffic = TrafficPrediction(request_rate_rps=rate, stable=True, sustainable_rate_rps=sustainable,
+                                running_concurrency=p.running, in_system=in_system, prefill_utilisation=rho,
+                                prefill_wait_ms=prefill_wait_s * 1e3, admission_wait_ms=admission_s * 1e3,
+                                slots=limit, ttft=ttft, tpot=tpot)
+    median = w.statistic == "median"
+    return pred.model_copy(update={"traffic": traffic, "ttft_ms": ttft.p50_ms if median else ttft.mean_ms,
+                                   "tpot_ms": tpot.p50_ms if median else tpot.mean_ms,
+                                   "requests_per_s": rate, "tokens_per_s": rate * w.osl,
+                                   "tokens_per_s_per_gpu": rate * w.osl / len(inputs.partition.all_gpu_ids())})
+
+
+def _ttft_percentiles(service_s: float, isl: LengthDist, waits: tuple[tuple[float, float], tuple[float, float]],
+                      mean_s: float, *, overhead_s: float) -> Percentiles:
+    """TTFT over prompt lengths (the prefill, net of fixed overhead, linear in the prompt) and the two waits."""
+    prefill_s = max(0.0, service_s - overhead_s)
+    bases = [(overhead_s + prefill_s * x / isl.mean, wt) for x, wt in zip(isl.lengths, isl.weights)]
+    p50, p90, p99 = ttft_quantiles(bases, waits, [q / 100 for q in PERCENTILES])
+    return Percentiles(mean_ms=mean_s * 1e3, p50_ms=p50 * 1e3, p90_ms=p90 * 1e3, p99_ms=p99 * 1e3)
+
+
+def _tpot_percentiles(inputs: Inputs, p: Probe, osl: LengthDist) -> Percentiles:
+    """Per-request TPOT: decode-only steps and, with probability f each, mixed steps (docs/traffic.md)."""
+    tpot_s = p.prediction.tpot_ms / 1e3
+    f = p.prefill_utilisation
+    if f <= 0:
+        return Percentiles(mean_ms=tpot_s * 1e3, p50_ms=tpot_s * 1e3, p90_ms=tpot_s * 1e3, p99_ms=tpot_s * 1e3)
+    w = inputs.workload.model_copy(update={"concurrency": p.running, "mode": "static", "request_rate": None})
+    decode_s = estimate(inputs.profile, inputs.topo, inputs.partition, w, inputs.constants, check=False).tpot_ms / 1e3
+    delta_s = max(0.0, tpot_s - decode_s) / f  # a mixed step's extra time
+    parts = [(tpot_s, delta_s * math.sqrt(f * (1 - f) / max(1.0, x - 1)), wt) for x, wt in zip(osl.lengths, osl.weights)]
+    p50, p90, p99 = normal_mixture_quantiles(parts, [q / 100 for q in PERCENTILES])
+    return Percentiles(mean_ms=tpot_s * 1e3, p50_ms=p50 * 1e3, p90_ms=p90 * 1e3, p99_ms=p99 * 1e3)
