@@ -100,6 +100,14 @@ class Workload(BaseModel):
     request_rate: Optional[float] = Field(None, gt=0, le=1e6, json_schema_extra=_TRAFFIC,
                                           description="open loop: Poisson arrivals, requests/s over all replicas; "
                                           "the load becomes the steady state it causes (Little's law)")
+    num_prompts: Optional[StrictInt] = Field(None, ge=1, le=MAX_CONCURRENCY, json_schema_extra=_TRAFFIC,
+                                             description="open loop: a finite run of this many requests (as "
+                                             "bench_serving --num-prompts); above the sustainable rate the figures "
+                                             "are the run's, its queue growing while requests arrive")
+    scheduler_steps: StrictInt = Field(1, ge=1, le=64, json_schema_extra=_TRAFFIC,
+                                       description="vLLM V0's --num-scheduler-steps: decode runs in groups of this "
+                                       "many steps and newcomers start between groups (open loop: TTFT waits "
+                                       "(k - 1) / 2 steps more on average)")
     isl_dist: Optional[LengthDist] = Field(None, json_schema_extra={"cli": False},
                                            description="the prompt-length distribution isl is the mean of")
     osl_dist: Optional[LengthDist] = Field(None, json_schema_extra={"cli": False},
@@ -506,12 +514,19 @@ class EstimateReport(BaseModel):
     interconnect_bytes_per_token: float
     roofline_tpot_ms: float
     fits: bool
+    stable: Optional[bool] = Field(None, description="open loop (--request-rate): whether the plan sustains the rate")
+    sustainable_rate_rps: Optional[float] = Field(None, description="open loop: the highest rate the plan sustains")
+    traffic: Optional[TrafficPrediction] = None
     plan: Plan
 
     @classmethod
     def of(cls, plan: Plan) -> EstimateReport:
         p = plan.prediction
-        return cls(plan=plan, **{name: getattr(p, name) for name in cls.model_fields if name != "plan"})
+        t = p.traffic
+        own = {"plan", "stable", "sustainable_rate_rps"}
+        return cls(plan=plan, stable=t.stable if t else None,
+                   sustainable_rate_rps=t.sustainable_rate_rps if t else None,
+                   **{name: getattr(p, name) for name in cls.model_fields if name not in own})
 
 
 def build_plan(profile: ModelProfile, topo: Topology, partition: Partition, *, workload: Workload,

@@ -145,6 +145,8 @@ class Case:
     measured: Measured
     disaggregated: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    scheduler_steps: int = 1  # vLLM V0's --num-scheduler-steps, where the row's notes give it (open-loop TTFT)
+    max_num_seqs: Optional[int] = None  # the engine's batch limit where the notes or the engine version set it
 
     @property
     def publisher(self) -> str:
@@ -290,6 +292,24 @@ def _why_not(row: CorpusRow) -> Optional[str]:
     return None
 
 
+_SCHEDULER_STEPS = re.compile(r"--num-scheduler-steps?[ =](\d+)")
+_MAX_NUM_SEQS = re.compile(r"--max-num-seqs[ =](\d+)")
+
+
+def _engine_flags(row: CorpusRow) -> tuple[int, Optional[int]]:
+    """(scheduler steps, batch limit) the row's notes state; vLLM before 0.8 (V0) defaulted max_num_seqs to 256
+    (vllm/engine/arg_utils.py EngineArgs.max_num_seqs = 256 at v0.6.0), a 'nightly' of 2024 likewise."""
+    notes = row.notes or ""
+    steps = _SCHEDULER_STEPS.search(notes)
+    seqs = _MAX_NUM_SEQS.search(notes)
+    limit = int(seqs.group(1)) if seqs else None
+    version = (row.engine_version or "").lower()
+    old_vllm = re.match(r"0\.[0-7]\.", version) or (version == "" and "nightly wheel" in notes)
+    if limit is None and row.engine == "vllm" and old_vllm:
+        limit = 256
+    return (int(steps.group(1)) if steps else 1), limit
+
+
 def resolve(entry: Entry) -> Case | Skip:
     """The Case a row asks for, or why it is skipped."""
     row = entry.row
@@ -315,7 +335,8 @@ def resolve(entry: Entry) -> Case | Skip:
                 isl=max(1, round(isl or 1)), osl=max(1, round(osl or 1)),
                 concurrency=None if row.concurrency is None else round(row.concurrency),
                 request_rate=row.request_rate, weight_dtype=weight, kv_dtype=kv, moe=is_moe(model),
-                measured=_measured(row), disaggregated=row.disagg is not None, notes=(how,) if how else ())
+                measured=_measured(row), disaggregated=row.disagg is not None, notes=(how,) if how else (),
+                scheduler_steps=_engine_flags(row)[0], max_num_seqs=_engine_flags(row)[1])
 
 
 def is_moe(model: str) -> bool:

@@ -61,11 +61,19 @@ def estimate_cmd(
     partition = make_partition(profile, topo, tp=tp, pp=pp, layers=int_list(layers, "--layers", low=1),
                                gpu_ids=int_list(gpu_ids, "--gpu-ids"), replicas=replicas, dp=dp, ep=ep,
                                offload_layers=int_list(offload_layers, "--offload-layers"))
-    prediction = estimate(profile, topo, partition, work, constants)
+    if work.request_rate is not None:
+        from planner.traffic.steady import open_loop
+
+        prediction = open_loop(profile, topo, partition, work, constants)
+    else:
+        prediction = estimate(profile, topo, partition, work, constants)
     if not prediction.fits:
         raise infeasible_error(profile, topo, partition, work, prediction, constants)
     plan = build_plan(profile, topo, partition, workload=work, prediction=prediction, solver=SolverInfo(status="GIVEN"))
-    warn_unusable(plan)
+    if prediction.traffic is None:
+        warn_unusable(plan)
+    elif not prediction.traffic.stable:
+        say(f"unstable: {prediction.traffic.problem}")
     if output:
         write_file(output, plan.model_dump_json(indent=2) + "\n", "the plan")
         say(f"wrote {output}")
@@ -75,6 +83,10 @@ def estimate_cmd(
     from planner.report.plans import prediction_report
 
     console.print(prediction_report(prediction, f"{profile.name} on {topo.name}: {partition.shape}", work))
+    if prediction.traffic is not None:
+        from planner.traffic.tables import traffic_table
+
+        console.print(traffic_table(prediction.traffic))
 
 
 @cli_errors

@@ -39,3 +39,5 @@ class TrafficPrediction(BaseModel):
     ttft: Optional[Percentiles] = None
     tpot: Optional[Percentiles] = None
     problem: Optional[str] = Field(None, description="why the rate is not sustained (None: it is)")
+    finite_run: bool = Field(False, description="the figures are those of a finite run of num_prompts requests "
+                             "above the sustainable rate (a transient: the queue grows while they arrive)")

@@ -15,6 +15,7 @@ from those waits and the length distributions; docs/traffic.md states the assump
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 from planner.cost.constants import DEFAULT, Constants
@@ -38,8 +39,8 @@ class Probe:
 
     running: int
     prediction: Prediction
-    service_s: float  # a sequence's time running: TTFT without the prefill queue, plus osl x TPOT
-    prefill_wait_s: float  # the serving model's M/D/1 wait for the prefill slot
+    service_s: float  # a sequence's time running: TTFT without the serving model's prefill queue, plus osl x TPOT
+    prefill_wait_s: float  # the M/G/1 wait for the prefill slot (prefill_queue)
     prefill_utilisation: float
     ok: bool  # the load can be served: memory holds, prompts fit the step budget, the prefill queue is finite
     problem: str | None
@@ -60,17 +61,31 @@ class Inputs:
         pred = estimate(self.profile, self.topo, self.partition, w, self.constants, check=False)
         c = resolve_constants(self.constants, w.engine)
         op = operating_point(w, concurrency=running, replicas=self.partition.replicas, pp=self.partition.pp, c=c)
-        f = op.tpot_loads[1][1] if len(op.tpot_loads) > 1 else 0.0
         others = (op.per_replica - 1) / op.per_replica
         period_s = pred.tpot_ms / 1e3 * op.tokens_per_pass
-        wait_s = max(0.0, op.ttft_wait_steps - 0.5 * others) * period_s
-        service_s = pred.ttft_ms / 1e3 - wait_s + w.osl * pred.tpot_ms / 1e3
+        model_wait_s = max(0.0, op.ttft_wait_steps - 0.5 * others) * period_s  # the serving model's M/D/1 part
+        rho, wait_s = prefill_queue(w, prefill_per_step=op.prefill_per_step,
+                                    room=c.max_num_batched_tokens - op.decode, period_s=period_s)
+        service_s = pred.ttft_ms / 1e3 - model_wait_s + w.osl * pred.tpot_ms / 1e3
         problem = op.problem
         if problem is None and not pred.fits:
             problem = f"{running} running sequences do not fit in memory"
-        if problem is None and f >= MAX_PREFILL_UTILISATION:
-            problem = f"prompt chunks ride in {f:.0%} of steps: the prefill queue grows without bound"
-        return Probe(running, pred, service_s, wait_s, f, problem is None, problem)
+        if problem is None and rho >= MAX_PREFILL_UTILISATION:
+            problem = f"prompts need {rho:.0%} of the steps' token budget: the prefill queue grows without bound"
+        return Probe(running, pred, service_s, wait_s, rho, problem is None, problem)
+
+
+def prefill_queue(w: Workload, *, prefill_per_step: float, room: float, period_s: float) -> tuple[float, float]:
+    """(utilisation, mean wait s) of the prefill slot as an M/G/1 queue of prompt tokens: the steps offer `room`
+    tokens beside decode, newcomers need `prefill_per_step` of them (rho = their ratio), a prompt of x tokens takes
+    x / room steps, so by Pollaczek-Khinchine W = rho / (1 - rho) x E[x^2] / (2 E[x]) / room steps."""
+    if room < 1:
+        return 1.0, math.inf
+    rho = prefill_per_step / room
+    if rho >= 1:
+        return rho, math.inf
+    residual_tokens = w.prefill_context  # E[x^2] / (2 E[x]): isl / 2 for a fixed length
+    return rho, rho / (1 - rho) * residual_tokens / room * period_s
 
 
 def slots(inputs: Inputs) -> int:
@@ -146,30 +161,51 @@ def open_loop(profile: ModelProfile, topo: Topology, partition: Partition, workl
         at = top or inputs.probe(1)
         problem = (f"{rate:g} requests/s is more than the plan sustains ({sustainable:.3g} requests/s: "
                    f"{at.running} sequences running, {limit} slots)")
-        return _unstable(at, rate, sustainable, limit, problem)
-    return _stable(inputs, found, rate, sustainable, limit)
+        return _unstable(inputs, at, rate, sustainable=sustainable, limit=limit, problem=problem)
+    return _stable(inputs, found, rate, sustainable=sustainable, limit=limit)
 
 
-def _unstable(at: Probe, rate: float, sustainable: float, limit: int, problem: str) -> Prediction:
+def _unstable(inputs: Inputs, at: Probe, rate: float, *, sustainable: float, limit: int,
+              problem: str) -> Prediction:
+    """Figures at the most the plan runs; for a finite run (`num_prompts`), TTFT with the queue it builds."""
+    w = inputs.workload
+    base_s = at.service_s - w.osl * at.prediction.tpot_ms / 1e3 + (at.prefill_wait_s if math.isfinite(
+        at.prefill_wait_s) else 0.0)
     traffic = TrafficPrediction(request_rate_rps=rate, stable=False, sustainable_rate_rps=sustainable,
                                 running_concurrency=at.running, prefill_utilisation=at.prefill_utilisation,
                                 slots=limit, problem=problem)
-    return at.prediction.model_copy(update={"traffic": traffic})
+    update: dict = {"traffic": traffic, "ttft_ms": base_s * 1e3}
+    if w.num_prompts and sustainable > 0:
+        waits = finite_run_waits(w.num_prompts, rate_per_s=rate, served_per_s=sustainable, running=at.running)
+        wait_s = statistics.median(waits) if w.statistic == "median" else statistics.fmean(waits)
+        update["ttft_ms"] = (base_s + wait_s) * 1e3
+        update["traffic"] = traffic.model_copy(update={"finite_run": True, "admission_wait_ms": wait_s * 1e3})
+    return at.prediction.model_copy(update=update)
 
 
-def _stable(inputs: Inputs, p: Probe, rate: float, sustainable: float, limit: int) -> Prediction:
+def finite_run_waits(n: int, *, rate_per_s: float, served_per_s: float, running: int) -> list[float]:
+    """Each request's wait in a run of `n` arrivals at `rate_per_s` above what the plan completes (`served_per_s`),
+    as a fluid queue: the first `running` start at once, request i then starts when i - running have finished,
+    at (i - running) / served_per_s, and waits that less its arrival i / rate_per_s (never below zero)."""
+    return [max(0.0, (i - running) / served_per_s - i / rate_per_s) for i in range(n)]
+
+
+def _stable(inputs: Inputs, p: Probe, rate: float, *, sustainable: float, limit: int) -> Prediction:
     w = inputs.workload
     isl = w.isl_dist or fixed(w.isl)
     rho = p.prefill_utilisation
-    prefill_wait_s = p.prefill_wait_s * (1 + isl.cv2)  # Pollaczek-Khinchine: M/D/1 x (1 + cv^2)
+    prefill_wait_s = p.prefill_wait_s
     replicas = inputs.partition.replicas
     wait_p, wait_mean_s = admission_wait(slots=max(1, limit // replicas), rate_per_s=rate / replicas,
                                          service_s=p.service_s)
     admission_s = wait_p * wait_mean_s
     pred = p.prediction
-    ttft_s = pred.ttft_ms / 1e3 - p.prefill_wait_s + prefill_wait_s + admission_s
+    base_s = p.service_s - w.osl * pred.tpot_ms / 1e3  # TTFT without waiting
+    group_wait_s = (w.scheduler_steps - 1) / 2 * pred.tpot_ms / 1e3  # multi-step: newcomers start between groups
+    base_s += group_wait_s
+    ttft_s = base_s + prefill_wait_s + admission_s
     waits = ((rho, prefill_wait_s / rho if rho > 0 else 0.0), (wait_p, wait_mean_s))
-    ttft = _ttft_percentiles(pred.ttft_ms / 1e3 - p.prefill_wait_s, isl, waits, ttft_s,
+    ttft = _ttft_percentiles(base_s, isl, waits, mean_s=ttft_s,
                              overhead_s=resolve_constants(inputs.constants, w.engine).request_overhead_s)
     tpot = _tpot_percentiles(inputs, p, w.osl_dist or fixed(w.osl))
     in_system = rate * (ttft_s + w.osl * pred.tpot_ms / 1e3)
@@ -184,8 +220,8 @@ def _stable(inputs: Inputs, p: Probe, rate: float, sustainable: float, limit: in
                                    "tokens_per_s_per_gpu": rate * w.osl / len(inputs.partition.all_gpu_ids())})
 
 
-def _ttft_percentiles(service_s: float, isl: LengthDist, waits: tuple[tuple[float, float], tuple[float, float]],
-                      mean_s: float, *, overhead_s: float) -> Percentiles:
+def _ttft_percentiles(service_s: float, isl: LengthDist, waits: tuple[tuple[float, float], tuple[float, float]], *,
+                      mean_s: float, overhead_s: float) -> Percentiles:
     """TTFT over prompt lengths (the prefill, net of fixed overhead, linear in the prompt) and the two waits."""
     prefill_s = max(0.0, service_s - overhead_s)
     bases = [(overhead_s + prefill_s * x / isl.mean, wt) for x, wt in zip(isl.lengths, isl.weights)]
@@ -202,6 +238,7 @@ def _tpot_percentiles(inputs: Inputs, p: Probe, osl: LengthDist) -> Percentiles:
     w = inputs.workload.model_copy(update={"concurrency": p.running, "mode": "static", "request_rate": None})
     decode_s = estimate(inputs.profile, inputs.topo, inputs.partition, w, inputs.constants, check=False).tpot_ms / 1e3
     delta_s = max(0.0, tpot_s - decode_s) / f  # a mixed step's extra time
-    parts = [(tpot_s, delta_s * math.sqrt(f * (1 - f) / max(1.0, x - 1)), wt) for x, wt in zip(osl.lengths, osl.weights)]
+    parts = [(tpot_s, delta_s * math.sqrt(f * (1 - f) / max(1.0, x - 1)), wt)
+             for x, wt in zip(osl.lengths, osl.weights)]
     p50, p90, p99 = normal_mixture_quantiles(parts, [q / 100 for q in PERCENTILES])
     return Percentiles(mean_ms=tpot_s * 1e3, p50_ms=p50 * 1e3, p90_ms=p90 * 1e3, p99_ms=p99 * 1e3)
