@@ -61,7 +61,7 @@ class Workload(BaseModel):
                                    description="the load: sequences decoding together, over all replicas")
     isl: StrictInt = Field(1024, ge=1, le=MAX_TOKENS, json_schema_extra={"text": True},
                            description="input (prompt) tokens per sequence: a length, uniform:A-B, "
-                           "lognormal:MEAN,SIGMA, a histogram file or a shipped one (chat-sharegpt, longdoc-arxiv); "
+                           "lognormal:MEAN,SIGMA, a histogram file or a shipped one (chat-sharegpt, history-sharegpt); "
                            "a distribution keeps its mean here and itself in isl_dist")
     osl: StrictInt = Field(256, ge=1, le=MAX_TOKENS, json_schema_extra={"text": True},
                            description="output tokens per sequence, in the same forms as --isl")

@@ -3,10 +3,13 @@
 A `LengthDist` is a set of (length, weight) points, so that every moment the cost model needs is a sum: the mean
 (what `Workload.isl` and `Workload.osl` keep, rounded), E[x^2] (prefill attention is quadratic in a prompt's
 length; a decode step sees sequences weighted by how long they decode), and quantiles (percentiles of TTFT and
-TPOT). Continuous shapes are discretised at `POINTS` equal-probability quantile midpoints.
+TPOT). Continuous shapes are discretised at `POINTS` equal-probability bands.
 
 A histogram file is YAML: `bins:` a list of `[low, high, weight]` (tokens, tokens, any non-negative weight) and a
-`source:` saying where the counts came from; the shipped ones live in planner/traffic/data/.
+`source:` saying where the counts came from, or `prompt: {bins: ...}` and `output: {bins: ...}` (--isl reads the
+first, --osl the second). The shipped ones live in planner/traffic/data/ (made by scripts/length_histograms.py
+from ShareGPT): chat-sharegpt (first turns, as serving benchmarks sample them) and history-sharegpt (every turn
+with its whole conversation before it as the prompt).
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-#: Equal-probability points a continuous distribution is discretised at (midpoints of 64 quantile bands).
-POINTS = 64
+#: Equal-probability bands a continuous distribution is discretised at.
+POINTS = 128
 #: The shipped histograms, by the name `--isl` and `--osl` accept.
 DATA_DIR = Path(__file__).resolve().parent / "data"
 MAX_LENGTH = 10_000_000
@@ -115,14 +118,20 @@ def _uniform(spec: str, low: int, high: int) -> LengthDist:
 
 
 def _lognormal(spec: str, mean: float, sigma: float, what: str) -> LengthDist:
-    """A lognormal with this mean (tokens) and log-space sigma, clipped to [1, MAX_LENGTH] and renormalised."""
+    """A lognormal with this mean (tokens) and log-space sigma at POINTS equal-probability bands, each at its
+    conditional mean (so the mean is exact; E[x^2] misses only the spread inside the bands, about 5% at sigma 1),
+    clipped to [1, MAX_LENGTH]."""
     if not 1 <= mean <= MAX_LENGTH or not 0 <= sigma <= 3:
         raise DistError(f"{what} {spec}: need MEAN in 1 to {MAX_LENGTH:,} tokens and SIGMA in 0 to 3")
-    mu = math.log(mean) - sigma * sigma / 2  # E[x] = exp(mu + sigma^2 / 2)
     unit = NormalDist()
-    xs = [math.exp(mu + sigma * unit.inv_cdf((i + 0.5) / POINTS)) for i in range(POINTS)]
-    scale = mean / (sum(xs) / POINTS)  # the midpoints miss some of the tail: keep the mean that was asked for
-    xs = [min(MAX_LENGTH, max(1.0, x * scale)) for x in xs]
+    edges = [-math.inf] + [unit.inv_cdf(i / POINTS) for i in range(1, POINTS)] + [math.inf]
+
+    def cdf(z: float) -> float:
+        return 0.0 if z == -math.inf else 1.0 if z == math.inf else unit.cdf(z)
+
+    # E[X | z in (a, b)] = E[X] (Phi(b - sigma) - Phi(a - sigma)) / (Phi(b) - Phi(a)), the band's probability 1/POINTS
+    xs = [mean * (cdf(b - sigma) - cdf(a - sigma)) * POINTS for a, b in zip(edges, edges[1:])]
+    xs = [min(MAX_LENGTH, max(1.0, x)) for x in xs]
     return LengthDist(spec=spec, kind="lognormal", lengths=xs, weights=[1.0 / POINTS] * POINTS)
 
 
@@ -131,6 +140,9 @@ def histogram_file(path: Path, *, what: str) -> LengthDist:
     from planner.files import load_yaml
 
     raw = load_yaml(path, f"the {what} histogram")
+    part = "output" if what == "--osl" else "prompt"  # a file may hold both: `prompt: {bins}`, `output: {bins}`
+    if isinstance(raw, dict) and isinstance(raw.get(part), dict):
+        raw = {**raw, **raw[part]}
     bins = raw.get("bins") if isinstance(raw, dict) else None
     if not isinstance(bins, list) or not bins:
         raise DistError(f"{path}: bins: give a list of [low, high, weight]")

@@ -41,7 +41,8 @@ class Probe:
     prediction: Prediction
     service_s: float  # a sequence's time running: TTFT without the serving model's prefill queue, plus osl x TPOT
     prefill_wait_s: float  # the M/G/1 wait for the prefill slot (prefill_queue)
-    prefill_utilisation: float
+    prefill_utilisation: float  # share of the steps' token budget the newcomers' prompts take
+    chunk_share: float  # share of steps carrying a prompt chunk (the serving model's f)
     ok: bool  # the load can be served: memory holds, prompts fit the step budget, the prefill queue is finite
     problem: str | None
 
@@ -72,7 +73,8 @@ class Inputs:
             problem = f"{running} running sequences do not fit in memory"
         if problem is None and rho >= MAX_PREFILL_UTILISATION:
             problem = f"prompts need {rho:.0%} of the steps' token budget: the prefill queue grows without bound"
-        return Probe(running, pred, service_s, wait_s, rho, problem is None, problem)
+        f = op.tpot_loads[1][1] if len(op.tpot_loads) > 1 else 0.0
+        return Probe(running, pred, service_s, wait_s, rho, f, problem is None, problem)
 
 
 def prefill_queue(w: Workload, *, prefill_per_step: float, room: float, period_s: float) -> tuple[float, float]:
@@ -205,9 +207,12 @@ def _stable(inputs: Inputs, p: Probe, rate: float, *, sustainable: float, limit:
     base_s += group_wait_s
     ttft_s = base_s + prefill_wait_s + admission_s
     waits = ((rho, prefill_wait_s / rho if rho > 0 else 0.0), (wait_p, wait_mean_s))
-    ttft = _ttft_percentiles(base_s, isl, waits, mean_s=ttft_s,
-                             overhead_s=resolve_constants(inputs.constants, w.engine).request_overhead_s)
-    tpot = _tpot_percentiles(inputs, p, w.osl_dist or fixed(w.osl))
+    overhead_s = resolve_constants(inputs.constants, w.engine).request_overhead_s
+    alone = _static(inputs, 1)  # one mean prompt prefilled alone: the part of TTFT that scales with the prompt
+    prefill_s = min(max(0.0, alone.ttft_ms / 1e3 - overhead_s), max(0.0, base_s - overhead_s))
+    bases = [(base_s - prefill_s + prefill_s * x / isl.mean, wt) for x, wt in zip(isl.lengths, isl.weights)]
+    ttft = _ttft_percentiles(bases, waits, mean_s=ttft_s)
+    tpot = _tpot_percentiles(p, w.osl_dist or fixed(w.osl), decode_s=_static(inputs, p.running).tpot_ms / 1e3)
     in_system = rate * (ttft_s + w.osl * pred.tpot_ms / 1e3)
     traffic = TrafficPrediction(request_rate_rps=rate, stable=True, sustainable_rate_rps=sustainable,
                                 running_concurrency=p.running, in_system=in_system, prefill_utilisation=rho,
@@ -220,23 +225,26 @@ def _stable(inputs: Inputs, p: Probe, rate: float, *, sustainable: float, limit:
                                    "tokens_per_s_per_gpu": rate * w.osl / len(inputs.partition.all_gpu_ids())})
 
 
-def _ttft_percentiles(service_s: float, isl: LengthDist, waits: tuple[tuple[float, float], tuple[float, float]], *,
-                      mean_s: float, overhead_s: float) -> Percentiles:
-    """TTFT over prompt lengths (the prefill, net of fixed overhead, linear in the prompt) and the two waits."""
-    prefill_s = max(0.0, service_s - overhead_s)
-    bases = [(overhead_s + prefill_s * x / isl.mean, wt) for x, wt in zip(isl.lengths, isl.weights)]
-    p50, p90, p99 = ttft_quantiles(bases, waits, [q / 100 for q in PERCENTILES])
+def _static(inputs: Inputs, sequences: int) -> Prediction:
+    """The serving model's static batch of `sequences`: decode steps alone, and its prompts' prefill."""
+    w = inputs.workload.model_copy(update={"concurrency": sequences, "mode": "static", "request_rate": None})
+    return estimate(inputs.profile, inputs.topo, inputs.partition, w, inputs.constants, check=False)
+
+
+def _ttft_percentiles(bases_s: list[tuple[float, float]], waits: tuple[tuple[float, float], tuple[float, float]], *,
+                      mean_s: float) -> Percentiles:
+    """TTFT over prompt lengths (`bases_s`: TTFT without waiting, probability) and the two waits."""
+    p50, p90, p99 = ttft_quantiles(bases_s, waits, [q / 100 for q in PERCENTILES])
     return Percentiles(mean_ms=mean_s * 1e3, p50_ms=p50 * 1e3, p90_ms=p90 * 1e3, p99_ms=p99 * 1e3)
 
 
-def _tpot_percentiles(inputs: Inputs, p: Probe, osl: LengthDist) -> Percentiles:
-    """Per-request TPOT: decode-only steps and, with probability f each, mixed steps (docs/traffic.md)."""
+def _tpot_percentiles(p: Probe, osl: LengthDist, *, decode_s: float) -> Percentiles:
+    """Per-request TPOT: decode-only steps (`decode_s`) and, with probability f each (the share of steps carrying
+    a prompt chunk), mixed steps (docs/traffic.md)."""
     tpot_s = p.prediction.tpot_ms / 1e3
-    f = p.prefill_utilisation
-    if f <= 0:
+    f = p.chunk_share
+    if f <= 0 or f >= 1:
         return Percentiles(mean_ms=tpot_s * 1e3, p50_ms=tpot_s * 1e3, p90_ms=tpot_s * 1e3, p99_ms=tpot_s * 1e3)
-    w = inputs.workload.model_copy(update={"concurrency": p.running, "mode": "static", "request_rate": None})
-    decode_s = estimate(inputs.profile, inputs.topo, inputs.partition, w, inputs.constants, check=False).tpot_ms / 1e3
     delta_s = max(0.0, tpot_s - decode_s) / f  # a mixed step's extra time
     parts = [(tpot_s, delta_s * math.sqrt(f * (1 - f) / max(1.0, x - 1)), wt)
              for x, wt in zip(osl.lengths, osl.weights)]
