@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from planner.cli import (
-    bench_cmd, compare_cmd, disagg_cmd, frontier_cmd, launch_cmd, plan_cmds, remedies_cmd, validate_cmd)
+    bench_cmd, compare_cmd, disagg_cmd, frontier_cmd, launch_cmd, plan_cmds, remedies_cmd, size_cmd, validate_cmd)
 from planner.cli.models_cmd import models_app
 from planner.cli.topology_cmd import topology_app
 
@@ -48,7 +48,8 @@ def _global_options(
 
 app.add_typer(models_app, name="models")
 app.add_typer(topology_app, name="topology")
-for module in (plan_cmds, disagg_cmd, compare_cmd, frontier_cmd, remedies_cmd, launch_cmd, validate_cmd, bench_cmd):
+for module in (plan_cmds, disagg_cmd, compare_cmd, frontier_cmd, remedies_cmd, launch_cmd, validate_cmd, bench_cmd,
+               size_cmd):
     module.register(app)
 
 

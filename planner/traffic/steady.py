@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from planner.cost.constants import DEFAULT, Constants
 from planner.cost.engines import resolve_constants
@@ -29,6 +29,8 @@ from planner.traffic.lengths import LengthDist, fixed
 from planner.traffic.model import Percentiles, TrafficPrediction
 from planner.traffic.queueing import PERCENTILES, admission_wait, normal_mixture_quantiles, ttft_quantiles
 
+#: Prompt lengths the TTFT percentiles are taken over (a finer distribution is merged into this many groups).
+TTFT_POINTS = 32
 #: Prefill utilisation at and above which the prefill queue is taken as unbounded (the serving model caps at 0.999).
 MAX_PREFILL_UTILISATION = 0.99
 
@@ -56,8 +58,16 @@ class Inputs:
     partition: Partition
     workload: Workload
     constants: Constants
+    cache: dict[int, Probe] = field(default_factory=dict, compare=False, repr=False)
+    static_cache: dict[int, Prediction] = field(default_factory=dict, compare=False, repr=False)
 
     def probe(self, running: int) -> Probe:
+        """The serving model at `running` sequences (cached: the searches ask for the same loads again)."""
+        if running not in self.cache:
+            self.cache[running] = self._probe(running)
+        return self.cache[running]
+
+    def _probe(self, running: int) -> Probe:
         w = self.workload.model_copy(update={"concurrency": running, "mode": "serving", "request_rate": None})
         pred = estimate(self.profile, self.topo, self.partition, w, self.constants, check=False)
         c = resolve_constants(self.constants, w.engine)
@@ -100,6 +110,8 @@ def slots(inputs: Inputs) -> int:
 def largest_served(inputs: Inputs, limit: int) -> Probe | None:
     """The probe at the most sequences (<= limit) the plan serves in steady state (a served load stays served
     when fewer run), or None where even one is not."""
+    if not inputs.probe(1).ok:
+        return None
     top = inputs.probe(limit)
     if top.ok:
         return top
@@ -137,7 +149,7 @@ def sustainable_rate(inputs: Inputs, limit: int) -> float:
     grid = set()
     while n < limit:
         grid.add(n)
-        n = max(n + 1, math.ceil(n * 1.25))
+        n = max(n + 1, math.ceil(n * 1.5))  # completions n / S(n) rise with n up to saturation: a coarse grid
     grid.add(limit)
     for n in sorted(grid):
         p = inputs.probe(n)
@@ -146,25 +158,42 @@ def sustainable_rate(inputs: Inputs, limit: int) -> float:
     return best
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """What a plan can carry whatever the rate: its slots, the most sequences it serves, its sustainable rate."""
+
+    limit: int
+    top: Probe | None
+    sustainable_rps: float
+
+
+def bounds(inputs: Inputs) -> Bounds:
+    limit = slots(inputs)
+    top = largest_served(inputs, limit)
+    return Bounds(limit, top, sustainable_rate(inputs, top.running) if top is not None else 0.0)
+
+
 def open_loop(profile: ModelProfile, topo: Topology, partition: Partition, workload: Workload,
               constants: Constants = DEFAULT) -> Prediction:
     """The prediction of `partition` at `workload.request_rate` Poisson arrivals: the serving model's figures at
     the steady state's running load, TTFT with the queues' waits, and `traffic` (stable, sustainable rate,
-    percentiles). An unsustained rate gives the figures at the plan's slots, `traffic.stable` False."""
+    percentiles). An unsustained rate gives the figures at the most the plan serves, `traffic.stable` False."""
     rate = workload.request_rate
     if rate is None:
         raise ValueError("open_loop needs workload.request_rate")
     inputs = Inputs(profile, topo, partition, workload, constants)
-    limit = slots(inputs)
-    top = largest_served(inputs, limit)
-    found = fixed_point(inputs, rate, top) if top is not None else None
-    sustainable = sustainable_rate(inputs, top.running) if top is not None else 0.0
+    return at_rate(inputs, rate, bounds(inputs))
+
+
+def at_rate(inputs: Inputs, rate: float, b: Bounds) -> Prediction:
+    """`open_loop` at `rate` for inputs whose bounds are known (the sizing search asks many rates of one plan)."""
+    found = fixed_point(inputs, rate, b.top) if b.top is not None else None
     if found is None:
-        at = top or inputs.probe(1)
-        problem = (f"{rate:g} requests/s is more than the plan sustains ({sustainable:.3g} requests/s: "
-                   f"{at.running} sequences running, {limit} slots)")
-        return _unstable(inputs, at, rate, sustainable=sustainable, limit=limit, problem=problem)
-    return _stable(inputs, found, rate, sustainable=sustainable, limit=limit)
+        at = b.top or inputs.probe(1)
+        problem = (f"{rate:g} requests/s is more than the plan sustains ({b.sustainable_rps:.3g} requests/s: "
+                   f"{at.running} sequences running, {b.limit} slots)")
+        return _unstable(inputs, at, rate, sustainable=b.sustainable_rps, limit=b.limit, problem=problem)
+    return _stable(inputs, found, rate, sustainable=b.sustainable_rps, limit=b.limit)
 
 
 def _unstable(inputs: Inputs, at: Probe, rate: float, *, sustainable: float, limit: int,
@@ -210,7 +239,7 @@ def _stable(inputs: Inputs, p: Probe, rate: float, *, sustainable: float, limit:
     overhead_s = resolve_constants(inputs.constants, w.engine).request_overhead_s
     alone = _static(inputs, 1)  # one mean prompt prefilled alone: the part of TTFT that scales with the prompt
     prefill_s = min(max(0.0, alone.ttft_ms / 1e3 - overhead_s), max(0.0, base_s - overhead_s))
-    bases = [(base_s - prefill_s + prefill_s * x / isl.mean, wt) for x, wt in zip(isl.lengths, isl.weights)]
+    bases = [(base_s - prefill_s + prefill_s * x / isl.mean, wt) for x, wt in coarse(isl, TTFT_POINTS)]
     ttft = _ttft_percentiles(bases, waits, mean_s=ttft_s)
     tpot = _tpot_percentiles(p, w.osl_dist or fixed(w.osl), decode_s=_static(inputs, p.running).tpot_ms / 1e3)
     in_system = rate * (ttft_s + w.osl * pred.tpot_ms / 1e3)
@@ -226,9 +255,27 @@ def _stable(inputs: Inputs, p: Probe, rate: float, *, sustainable: float, limit:
 
 
 def _static(inputs: Inputs, sequences: int) -> Prediction:
-    """The serving model's static batch of `sequences`: decode steps alone, and its prompts' prefill."""
-    w = inputs.workload.model_copy(update={"concurrency": sequences, "mode": "static", "request_rate": None})
-    return estimate(inputs.profile, inputs.topo, inputs.partition, w, inputs.constants, check=False)
+    """The serving model's static batch of `sequences`: decode steps alone, and its prompts' prefill (cached)."""
+    if sequences not in inputs.static_cache:
+        w = inputs.workload.model_copy(update={"concurrency": sequences, "mode": "static", "request_rate": None})
+        inputs.static_cache[sequences] = estimate(inputs.profile, inputs.topo, inputs.partition, w, inputs.constants,
+                                                  check=False)
+    return inputs.static_cache[sequences]
+
+
+def coarse(dist: LengthDist, points: int) -> list[tuple[float, float]]:
+    """(length, probability) of `dist` merged into at most `points` consecutive groups of equal count, each at its
+    probability-weighted mean length."""
+    pairs = sorted(zip(dist.lengths, dist.weights))
+    if len(pairs) <= points:
+        return pairs
+    out = []
+    for k in range(points):
+        group = pairs[k * len(pairs) // points:(k + 1) * len(pairs) // points]
+        w = sum(p for _, p in group)
+        if w > 0:
+            out.append((sum(x * p for x, p in group) / w, w))
+    return out
 
 
 def _ttft_percentiles(bases_s: list[tuple[float, float]], waits: tuple[tuple[float, float], tuple[float, float]], *,

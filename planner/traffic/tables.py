@@ -6,6 +6,7 @@ from rich.table import Table
 
 from planner.report.tables import table
 from planner.traffic.model import TrafficPrediction
+from planner.traffic.sizing import SizeResult
 
 
 def _ms(v: float | None) -> str:
@@ -28,4 +29,25 @@ def traffic_table(t: TrafficPrediction) -> Table:
     out.add_row("prefill wait ms", _ms(t.prefill_wait_ms), "", "", "")
     out.add_row("admission wait ms", _ms(t.admission_wait_ms), "", "", "")
     out.add_row("engine slots", f"{t.slots:,}", "", "", "")
+    return out
+
+
+def _money(v: float | None, digits: int = 2) -> str:
+    return "-" if v is None else f"${v:,.{digits}f}"
+
+
+def size_table(r: SizeResult) -> Table:
+    """One row per GPU type: the replica plan, the fleet, the figures at the SLO's statistic, and the cost."""
+    stat = f"P{r.slo_percentile}" if r.slo_percentile else "mean"
+    slos = ", ".join(f"{n} <= {v:g} ms" for n, v in (("TTFT", r.ttft_slo_ms), ("TPOT", r.tpot_slo_ms)) if v)
+    title = (f"{r.model} at {r.request_rate_rps:g} requests/s, isl {r.isl_spec}, osl {r.osl_spec}; "
+             f"{stat} {slos or 'no SLOs'}")
+    out = table(title, ["GPU", "replica", "GPUs", "nodes", f"TTFT {stat}", f"TPOT {stat}", "$/hour", "$/M out"],
+                right=("GPUs", "nodes", f"TTFT {stat}", f"TPOT {stat}", "$/hour", "$/M out"))
+    for row in r.rows:
+        if not row.fits:
+            out.add_row(row.gpu, f"none: {row.reason}", "", "", "", "", "", "")
+            continue
+        out.add_row(row.gpu, f"TP{row.tp} x{row.replicas}", f"{row.gpus:,}", f"{row.nodes:,}", _ms(row.ttft_ms),
+                    _ms(row.tpot_ms), _money(row.usd_per_hour), _money(row.usd_per_million_output_tokens))
     return out
