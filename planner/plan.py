@@ -108,6 +108,12 @@ class Workload(BaseModel):
                                        description="vLLM V0's --num-scheduler-steps: decode runs in groups of this "
                                        "many steps and newcomers start between groups (open loop: TTFT waits "
                                        "(k - 1) / 2 steps more on average)")
+    prefix_tokens: StrictInt = Field(0, ge=0, le=MAX_TOKENS, json_schema_extra=_TRAFFIC,
+                                     description="prefix reuse: tokens at the start of each prompt shared with others "
+                                     "(a system prompt, earlier turns) that the engine's prefix cache may hold")
+    prefix_hit: float = Field(0.0, ge=0, le=1, json_schema_extra=_TRAFFIC,
+                              description="prefix reuse: share of requests whose prefix the cache holds (its prefill "
+                              "is skipped, its KV blocks shared)")
     isl_dist: Optional[LengthDist] = Field(None, json_schema_extra={"cli": False},
                                            description="the prompt-length distribution isl is the mean of")
     osl_dist: Optional[LengthDist] = Field(None, json_schema_extra={"cli": False},
@@ -131,6 +137,24 @@ class Workload(BaseModel):
                 if dist.kind != "fixed":
                     out[f"{name}_dist"] = dist
         return out
+
+    @model_validator(mode="after")
+    def _prefix_within_prompt(self) -> Workload:
+        if self.prefix_tokens > self.isl:
+            raise ValueError(f"--prefix-tokens {self.prefix_tokens} is longer than the prompt (--isl {self.isl})")
+        if self.prefix_hit and not self.prefix_tokens:
+            raise ValueError("give --prefix-tokens too (the shared prefix that --prefix-hit finds cached)")
+        return self
+
+    @property
+    def cached_tokens(self) -> float:
+        """Prompt tokens a request finds in the prefix cache on average: prefix_hit x prefix_tokens."""
+        return self.prefix_hit * self.prefix_tokens
+
+    @property
+    def new_prompt_tokens(self) -> float:
+        """Prompt tokens a request prefills on average: isl less what the prefix cache holds."""
+        return max(1.0, self.isl - self.cached_tokens)
 
     @field_validator("spec_acceptance")
     @classmethod
@@ -176,13 +200,17 @@ class Workload(BaseModel):
     def prefill_context(self) -> float:
         """Mean context a prompt token attends to while prefilled: isl / 2, or over a distribution
         E[isl^2] / (2 E[isl]) (a token sits in a prompt in proportion to the prompt's length)."""
-        if self.isl_dist is None:
-            return self.isl / 2
-        return self.isl_dist.second_moment / (2 * self.isl_dist.mean)
+        own = self.isl / 2 if self.isl_dist is None else self.isl_dist.second_moment / (2 * self.isl_dist.mean)
+        if not self.cached_tokens:
+            return own
+        # prefix reuse: the prefilled tokens attend to the cached prefix and to their part of the rest
+        return self.cached_tokens + own * self.new_prompt_tokens / self.isl
 
     @property
     def sequence_tokens(self) -> int:
-        return self.isl + self.osl
+        """KV tokens a sequence holds of its own: its prompt and output, less the prefix blocks it shares with
+        others (held once, not per sequence)."""
+        return max(1, round(self.isl + self.osl - self.cached_tokens))
 
 
 class Stage(BaseModel):
