@@ -106,3 +106,8 @@ def test_estimate_request_rate_cli(cli):
     code, _, err = cli("estimate", "--model", "llama-70b", "--topology", "8xh100", "--tp", "4",
                        "--request-rate", "-1")
     assert code == 1 and "--request-rate" in err and "Traceback" not in err
+
+
+def test_solve_refuses_a_rate_it_would_ignore(cli):
+    code, _, err = cli("solve", "--model", "llama-8b", "--topology", "8xh100", "--request-rate", "3")
+    assert code == 1 and "--request-rate" in err and "planner estimate --request-rate" in err

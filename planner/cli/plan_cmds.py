@@ -109,6 +109,9 @@ def solve_cmd(
 
     if emit and not output:
         raise InputError("--emit writes the plan and its scripts into a folder: give -o FOLDER")
+    if work.request_rate is not None:
+        raise InputError("--request-rate: solve searches at a load (--concurrency); price a plan at a rate with "
+                         "planner estimate --request-rate, or size a fleet with planner size")
     constants, topo, profile, work = load_inputs(model, topology, work, calibration=calibration, what_if=what_if)
     given = "concurrency" in work.model_fields_set
     if options.objective == Objective.THROUGHPUT and given:
