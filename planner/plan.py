@@ -21,6 +21,8 @@ from planner.fleet import Fleet
 from planner.errors import PartitionError
 from planner.model.dtypes import dtype_problem
 from planner.units import layout_label
+from planner.traffic.lengths import DistError, LengthDist, parse_length
+from planner.traffic.model import TrafficPrediction
 
 if TYPE_CHECKING:
     from planner.hardware.topology import Topology
@@ -40,6 +42,7 @@ Statistic = Literal["mean", "median"]
 
 
 _REMEDY: JsonDict = {"panel": "Remedies"}
+_TRAFFIC: JsonDict = {"panel": "Traffic"}
 
 
 class Workload(BaseModel):
@@ -51,8 +54,12 @@ class Workload(BaseModel):
     model_config = ConfigDict(extra="forbid")
     concurrency: StrictInt = Field(1, ge=1, le=MAX_CONCURRENCY, json_schema_extra={"short": "-c"},
                                    description="the load: sequences decoding together, over all replicas")
-    isl: StrictInt = Field(1024, ge=1, le=MAX_TOKENS, description="input (prompt) tokens per sequence")
-    osl: StrictInt = Field(256, ge=1, le=MAX_TOKENS, description="output tokens per sequence")
+    isl: StrictInt = Field(1024, ge=1, le=MAX_TOKENS, json_schema_extra={"text": True},
+                           description="input (prompt) tokens per sequence: a length, uniform:A-B, "
+                           "lognormal:MEAN,SIGMA, a histogram file or a shipped one (chat-sharegpt, history-sharegpt); "
+                           "a distribution keeps its mean here and itself in isl_dist")
+    osl: StrictInt = Field(256, ge=1, le=MAX_TOKENS, json_schema_extra={"text": True},
+                           description="output tokens per sequence, in the same forms as --isl")
     weight_dtype: str = Field("bf16", description="weight dtype: bf16, fp16, fp8, int4, mxfp4, nvfp4; default the "
                               "checkpoint's own (fp8 for DeepSeek-V3/R1 and Kimi-K2, mxfp4 for gpt-oss, else bf16)",
                               json_schema_extra={"derived": True})
@@ -83,6 +90,66 @@ class Workload(BaseModel):
                                        "reads 1 - s^n of each matrix", json_schema_extra=_REMEDY)
     attention_sparsity: float = Field(0.0, ge=0, le=0.99, description="fraction of its KV cache a decode token skips "
                                       "(top-k or block-sparse attention)", json_schema_extra=_REMEDY)
+
+    # --- traffic (issue 25, planner.traffic): arrivals and length distributions -----------------------
+    request_rate: Optional[float] = Field(None, gt=0, le=1e6, json_schema_extra=_TRAFFIC,
+                                          description="open loop: Poisson arrivals, requests/s over all replicas; "
+                                          "the load becomes the steady state it causes (Little's law)")
+    num_prompts: Optional[StrictInt] = Field(None, ge=1, le=MAX_CONCURRENCY, json_schema_extra=_TRAFFIC,
+                                             description="open loop: a finite run of this many requests (as "
+                                             "bench_serving --num-prompts); above the sustainable rate the figures "
+                                             "are the run's, its queue growing while requests arrive")
+    scheduler_steps: StrictInt = Field(1, ge=1, le=64, json_schema_extra=_TRAFFIC,
+                                       description="vLLM V0's --num-scheduler-steps: decode runs in groups of this "
+                                       "many steps and newcomers start between groups (open loop: TTFT waits "
+                                       "(k - 1) / 2 steps more on average)")
+    prefix_tokens: StrictInt = Field(0, ge=0, le=MAX_TOKENS, json_schema_extra=_TRAFFIC,
+                                     description="prefix reuse: tokens at the start of each prompt shared with others "
+                                     "(a system prompt, earlier turns) that the engine's prefix cache may hold")
+    prefix_hit: float = Field(0.0, ge=0, le=1, json_schema_extra=_TRAFFIC,
+                              description="prefix reuse: share of requests whose prefix the cache holds (its prefill "
+                              "is skipped, its KV blocks shared)")
+    isl_dist: Optional[LengthDist] = Field(None, json_schema_extra={"cli": False},
+                                           description="the prompt-length distribution isl is the mean of")
+    osl_dist: Optional[LengthDist] = Field(None, json_schema_extra={"cli": False},
+                                           description="the output-length distribution osl is the mean of")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _length_specs(cls, data):
+        """`isl` / `osl` given as text: a length or a distribution (its rounded mean stays in isl / osl)."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name in ("isl", "osl"):
+            value = out.get(name)
+            if isinstance(value, str):
+                try:
+                    dist = parse_length(value, what=f"--{name}")
+                except DistError as exc:
+                    raise ValueError(str(exc)) from None
+                out[name] = dist.mean_tokens
+                if dist.kind != "fixed":
+                    out[f"{name}_dist"] = dist
+        return out
+
+    @model_validator(mode="after")
+    def _prefix_within_prompt(self) -> Workload:
+        if self.prefix_tokens > self.isl:
+            raise ValueError(f"--prefix-tokens {self.prefix_tokens} is longer than the prompt (--isl {self.isl})")
+        if self.prefix_hit and not self.prefix_tokens:
+            raise ValueError("give --prefix-tokens too (the shared prefix that --prefix-hit finds cached)")
+        return self
+
+    @property
+    def cached_tokens(self) -> float:
+        """Prompt tokens a request finds in the prefix cache on average: prefix_hit x prefix_tokens."""
+        return self.prefix_hit * self.prefix_tokens
+
+    @property
+    def new_prompt_tokens(self) -> float:
+        """Prompt tokens a request prefills on average: isl less what the prefix cache holds."""
+        return max(1.0, self.isl - self.cached_tokens)
 
     @field_validator("spec_acceptance")
     @classmethod
@@ -118,12 +185,27 @@ class Workload(BaseModel):
 
     @property
     def mean_context(self) -> float:
-        """Mean context over the decode: it grows from isl to isl + osl."""
-        return self.isl + self.osl / 2
+        """Mean context over the decode: it grows from isl to isl + osl. Over length distributions a decode step
+        sees each sequence in proportion to its output length: E[isl] + E[osl^2] / (2 E[osl])."""
+        if self.osl_dist is None:
+            return self.isl + self.osl / 2
+        return self.isl + self.osl_dist.second_moment / (2 * self.osl_dist.mean)
+
+    @property
+    def prefill_context(self) -> float:
+        """Mean context a prompt token attends to while prefilled: isl / 2, or over a distribution
+        E[isl^2] / (2 E[isl]) (a token sits in a prompt in proportion to the prompt's length)."""
+        own = self.isl / 2 if self.isl_dist is None else self.isl_dist.second_moment / (2 * self.isl_dist.mean)
+        if not self.cached_tokens:
+            return own
+        # prefix reuse: the prefilled tokens attend to the cached prefix and to their part of the rest
+        return self.cached_tokens + own * self.new_prompt_tokens / self.isl
 
     @property
     def sequence_tokens(self) -> int:
-        return self.isl + self.osl
+        """KV tokens a sequence holds of its own: its prompt and output, less the prefix blocks it shares with
+        others (held once, not per sequence)."""
+        return max(1, round(self.isl + self.osl - self.cached_tokens))
 
 
 class Stage(BaseModel):
@@ -280,6 +362,9 @@ class Prediction(NumbersNotBooleans):
     ttft_ms_band: Optional[float] = Field(None, description="relative error band of ttft_ms, likewise")
     tokens_per_s_band: Optional[float] = Field(None, description="relative error band of tokens_per_s, likewise "
                                                "(maximum-throughput rows' band in offline mode)")
+    # --- traffic (issue 25) -----------------------------------------------------------------------------
+    traffic: Optional[TrafficPrediction] = Field(None, description="open loop (--request-rate): the steady state, "
+                                                 "whether the rate is sustained, queues and percentiles")
 
     @computed_field(description="False past the usability bound: under MIN_USABLE_TOKENS_PER_S_PER_USER output "  # type: ignore[prop-decorator]
                     "tokens/s per user (TPOT above 1 s)")
@@ -489,12 +574,19 @@ class EstimateReport(BaseModel):
     roofline_tpot_ms: float
     fits: bool
     usable: bool = Field(description="False under 1 output token/s per user (TPOT above 1 s)")
+    stable: Optional[bool] = Field(None, description="open loop (--request-rate): whether the plan sustains the rate")
+    sustainable_rate_rps: Optional[float] = Field(None, description="open loop: the highest rate the plan sustains")
+    traffic: Optional[TrafficPrediction] = None
     plan: Plan
 
     @classmethod
     def of(cls, plan: Plan) -> EstimateReport:
         p = plan.prediction
-        return cls(plan=plan, **{name: getattr(p, name) for name in cls.model_fields if name != "plan"})
+        t = p.traffic
+        own = {"plan", "stable", "sustainable_rate_rps"}
+        return cls(plan=plan, stable=t.stable if t else None,
+                   sustainable_rate_rps=t.sustainable_rate_rps if t else None,
+                   **{name: getattr(p, name) for name in cls.model_fields if name not in own})
 
 
 def build_plan(profile: ModelProfile, topo: Topology, partition: Partition, *, workload: Workload,

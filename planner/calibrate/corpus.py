@@ -145,6 +145,8 @@ class Case:
     measured: Measured
     disaggregated: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
+    scheduler_steps: int = 1  # vLLM V0's --num-scheduler-steps, where the row's notes give it (open-loop TTFT)
+    max_num_seqs: Optional[int] = None  # the engine's batch limit where the notes or the engine version set it
 
     @property
     def publisher(self) -> str:
@@ -246,6 +248,13 @@ def _measured(row: CorpusRow) -> Measured:
 
 
 _TOTALS = re.compile(r"total input tokens ([\d,]+), generated ([\d,]+), successful ([\d,]+)")
+#: vLLM benchmark_serving's JSON keys, as dstack's notes copy them (the request count is the row's num_prompts).
+_TOTALS_KEYS = re.compile(r"total_input_tokens=(\d+), total_output_tokens=(\d+)")
+#: Mean lengths of a dataset that open-loop rows name without stating them (`length_dist`). ShareGPT
+#: (ShareGPT_V3_unfiltered_cleaned_split sampled by vLLM's benchmark_serving, Llama-3.1 tokenizer): dstack's H100 runs
+#: printed total_input_tokens=215196 for 1,000 prompts and 120,689 / 122,819 / 122,195 generated tokens
+#: (tests/data/corpus/dstack.yaml, the open-loop rows of Llama-3.1-405B on 8 x H100): 215.2 in, 121.9 out.
+DATASET_MEANS = {"sharegpt": (215.2, 121.9)}
 
 
 def _lengths(row: CorpusRow) -> tuple[Optional[float], Optional[float], str]:
@@ -254,6 +263,13 @@ def _lengths(row: CorpusRow) -> tuple[Optional[float], Optional[float], str]:
     if row.isl is not None and row.osl is not None:
         return row.isl, row.osl, ""
     found = _TOTALS.search(row.notes or "")
+    keys = _TOTALS_KEYS.search(row.notes or "")
+    if not found and keys and row.num_prompts:
+        total_in, total_out = (float(g) for g in keys.groups())
+        return total_in / row.num_prompts, total_out / row.num_prompts, "mean lengths from the benchmark's token totals"
+    if not found and row.load == "open" and (row.length_dist or "") in DATASET_MEANS:
+        isl, osl = DATASET_MEANS[row.length_dist or ""]
+        return isl, osl, f"mean lengths of {row.length_dist} from another publisher's run (corpus.DATASET_MEANS)"
     if not found:
         return row.isl, row.osl, ""
     total_in, total_out, done = (float(g.replace(",", "")) for g in found.groups())
@@ -274,6 +290,24 @@ def _why_not(row: CorpusRow) -> Optional[str]:
     if row.speculative:
         return f"speculative decoding ({row.speculative}) is not priced from corpus rows"
     return None
+
+
+_SCHEDULER_STEPS = re.compile(r"--num-scheduler-steps?[ =](\d+)")
+_MAX_NUM_SEQS = re.compile(r"--max-num-seqs[ =](\d+)")
+
+
+def _engine_flags(row: CorpusRow) -> tuple[int, Optional[int]]:
+    """(scheduler steps, batch limit) the row's notes state; vLLM before 0.8 (V0) defaulted max_num_seqs to 256
+    (vllm/engine/arg_utils.py EngineArgs.max_num_seqs = 256 at v0.6.0), a 'nightly' of 2024 likewise."""
+    notes = row.notes or ""
+    steps = _SCHEDULER_STEPS.search(notes)
+    seqs = _MAX_NUM_SEQS.search(notes)
+    limit = int(seqs.group(1)) if seqs else None
+    version = (row.engine_version or "").lower()
+    old_vllm = re.match(r"0\.[0-7]\.", version) or (version == "" and "nightly wheel" in notes)
+    if limit is None and row.engine == "vllm" and old_vllm:
+        limit = 256
+    return (int(steps.group(1)) if steps else 1), limit
 
 
 def resolve(entry: Entry) -> Case | Skip:
@@ -301,7 +335,8 @@ def resolve(entry: Entry) -> Case | Skip:
                 isl=max(1, round(isl or 1)), osl=max(1, round(osl or 1)),
                 concurrency=None if row.concurrency is None else round(row.concurrency),
                 request_rate=row.request_rate, weight_dtype=weight, kv_dtype=kv, moe=is_moe(model),
-                measured=_measured(row), disaggregated=row.disagg is not None, notes=(how,) if how else ())
+                measured=_measured(row), disaggregated=row.disagg is not None, notes=(how,) if how else (),
+                scheduler_steps=_engine_flags(row)[0], max_num_seqs=_engine_flags(row)[1])
 
 
 def is_moe(model: str) -> bool:

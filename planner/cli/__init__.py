@@ -16,7 +16,7 @@ import typer
 
 from planner import __version__
 from planner.cli import (
-    bench_cmd, compare_cmd, disagg_cmd, frontier_cmd, launch_cmd, plan_cmds, remedies_cmd, validate_cmd)
+    bench_cmd, compare_cmd, disagg_cmd, frontier_cmd, launch_cmd, plan_cmds, remedies_cmd, size_cmd, validate_cmd)
 from planner.cli.models_cmd import models_app
 from planner.cli.topology_cmd import topology_app
 
@@ -47,7 +47,8 @@ def _global_options(
 
 app.add_typer(models_app, name="models")
 app.add_typer(topology_app, name="topology")
-for module in (plan_cmds, disagg_cmd, compare_cmd, frontier_cmd, remedies_cmd, launch_cmd, validate_cmd, bench_cmd):
+for module in (plan_cmds, disagg_cmd, compare_cmd, frontier_cmd, remedies_cmd, launch_cmd, validate_cmd, bench_cmd,
+               size_cmd):
     module.register(app)
 
 

@@ -9,7 +9,8 @@ default and help (the field's description). As vLLM's `arg_utils` derives argpar
     def solve_cmd(model: ModelOpt, topology: TopologyOpt, work: Workload, options: SolveOptions) -> None: ...
 
 Per field, `json_schema_extra` may say `flag` (default `--` and the name in kebab case), `short` (`-c`),
-`panel` (the help panel) and `cli: False` (library only). Choices (Literal, StrEnum) and bounds (ge, gt, le, lt)
+`panel` (the help panel), `text` (the option is text the model parses, e.g. `--isl lognormal:1000,1`) and `cli: False`
+(library only). Choices (Literal, StrEnum) and bounds (ge, gt, le, lt)
 are stated in the help; the model validates, and an invalid value is one line naming the flag (exit 1).
 A field added to a model is an option of every command that derives from it; a command leaves a field out
 with `Fields(..., exclude=...)`, or gives it its own default or help with `defaults=` and `help=`.
@@ -120,8 +121,10 @@ def _option_type(info: FieldInfo, default: Any) -> Any:
     """What the command line parses: bool, int, float or str (choices and int lists arrive as text, for the
     model to check in one line naming the flag)."""
     base = _unoptional(info.annotation)
-    if base in (bool, int, float):
-        typ: Any = base
+    if extra(info).get("text"):  # the model reads text (a length or a distribution, planner.traffic.lengths)
+        typ: Any = str
+    elif base in (bool, int, float):
+        typ = base
     else:
         typ = str
     return Optional[typ] if default is None else typ

@@ -22,6 +22,8 @@ from planner.model.checks import fp8_warning
 from planner.report.plans import plan_report, prediction_report, usability_line
 from planner.solve import solve
 from planner.solve.options import Objective, SolveOptions
+from planner.traffic.steady import open_loop
+from planner.traffic.tables import traffic_table
 
 if TYPE_CHECKING:
     from planner.cost.constants import Constants
@@ -66,11 +68,17 @@ def estimate_cmd(
     partition = make_partition(profile, topo, tp=tp, pp=pp, layers=int_list(layers, "--layers", low=1),
                                gpu_ids=int_list(gpu_ids, "--gpu-ids"), replicas=replicas, dp=dp, ep=ep,
                                offload_layers=int_list(offload_layers, "--offload-layers"))
-    prediction = estimate(profile, topo, partition, workload=work, c=constants)
+    if work.request_rate is not None:
+        prediction = open_loop(profile, topo, partition, work, constants)
+    else:
+        prediction = estimate(profile, topo, partition, workload=work, c=constants)
     if not prediction.fits:
         raise infeasible_error(profile, topo, partition, workload=work, prediction=prediction, c=constants)
     plan = build_plan(profile, topo, partition, workload=work, prediction=prediction, solver=SolverInfo(status="GIVEN"))
-    warn_unusable(plan)
+    if prediction.traffic is None:
+        warn_unusable(plan)
+    elif not prediction.traffic.stable:
+        say(f"unstable: {prediction.traffic.problem}")
     if output:
         write_file(output, plan.model_dump_json(indent=2) + "\n", "the plan")
         say(f"wrote {output}")
@@ -79,6 +87,8 @@ def estimate_cmd(
         return
 
     console.print(prediction_report(prediction, f"{profile.name} on {topo.name}: {partition.shape}", work))
+    if prediction.traffic is not None:
+        console.print(traffic_table(prediction.traffic))
 
 
 @cli_errors
@@ -98,6 +108,9 @@ def solve_cmd(
     """Find the best split of a model over a machine with CP-SAT: stages, GPUs, layouts, replicas and the load."""
     if emit and not output:
         raise InputError("--emit writes the plan and its scripts into a folder: give -o FOLDER")
+    if work.request_rate is not None:
+        raise InputError("--request-rate: solve searches at a load (--concurrency); price a plan at a rate with "
+                         "planner estimate --request-rate, or size a fleet with planner size")
     constants, topo, profile, work = load_inputs(model, topology, work, calibration=calibration, what_if=what_if)
     given = "concurrency" in work.model_fields_set
     if options.objective == Objective.THROUGHPUT and given:

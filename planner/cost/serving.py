@@ -125,24 +125,25 @@ def _closed(w: Workload, concurrency: int, per_replica: int, *, micro: int, d: i
 def _serving(w: Workload, concurrency: int, per_replica: int, *, micro: int, d: int, c: Constants) -> OperatingPoint:
     budget = c.max_num_batched_tokens
     others = (per_replica - 1) / per_replica
-    p = d * w.isl / w.osl * w.tokens_per_pass * others  # sequences finish tokens_per_pass times sooner
+    new = w.new_prompt_tokens  # the prompt less what the prefix cache holds (w.isl without prefix reuse)
+    p = d * new / w.osl * w.tokens_per_pass * others  # sequences finish tokens_per_pass times sooner
     room = budget - d
     problem = None
     if room < 1:
         problem = f"{d} decode tokens per step fill the engine's {budget}-token step budget"
         room = 1
-    q = min(room, max(w.isl, p))
+    q = min(room, max(new, p))
     if problem is None and p > room:
         problem = (f"newcomers' prompts need {p:,.0f} tokens per step beside {d} decode tokens, more than the "
                    f"{budget}-token step budget: prompts would queue without bound")
     f = min(1.0, p / q) if q > 0 else 0.0
-    chunks = max(1, math.ceil(w.isl / q))
-    mean_prefix = max(0.0, w.isl - q) / 2
+    chunks = max(1, math.ceil(new / q))
+    mean_prefix = max(0.0, new - q) / 2 + w.cached_tokens
     decode = StepLoad(decode=d, context=w.mean_context)
-    mixed = StepLoad(decode=d, prefill=q, context=w.mean_context, prefill_context=w.isl / 2,
-                     prefill_kv_tokens=q + mean_prefix, logits=d + q / w.isl)
-    own = StepLoad(decode=d * others, prefill=q, context=w.mean_context, prefill_context=w.isl / 2,
-                   prefill_kv_tokens=q + mean_prefix, logits=d * others + q / w.isl)
+    mixed = StepLoad(decode=d, prefill=q, context=w.mean_context, prefill_context=w.prefill_context,
+                     prefill_kv_tokens=q + mean_prefix, logits=d + q / new)
+    own = StepLoad(decode=d * others, prefill=q, context=w.mean_context, prefill_context=w.prefill_context,
+                   prefill_kv_tokens=q + mean_prefix, logits=d * others + q / new)
     rho = min(f, 0.999)
     wait = 0.5 * others + rho / (2 * (1 - rho)) * chunks
     loads = ((decode, 1.0 - f), (mixed, f)) if f > 0 else ((decode, 1.0),)

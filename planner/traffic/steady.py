@@ -1,0 +1,299 @@
+"""A plan at a request rate: the open loop's steady state, found as a fixed point of Little's law.
+
+With Poisson arrivals at rate lambda, the sequences the engine runs are n = lambda x S(n), S(n) the time a
+sequence runs (its prefill chunks and osl decode steps) at the steps n sequences cause (planner.cost.serving's
+steady state, which prices the newcomers' prompt chunks from n). S grows with n, so lambda x S(n) - n changes sign
+once; bisection over whole sequences finds the fixed point. The rate is not sustained (`stable: false`) where no
+fixed point exists below the engine's slots (KV capacity, batch limit) or the prompts' chunks would need more than
+the step budget; the sustainable rate is then the most that any load the plan holds completes, max n / S(n).
+
+Queues on top of the steady state (planner.traffic.queueing): the prefill slot (M/G/1 from the serving model's
+M/D/1 and the prompt lengths' spread) and admission (Erlang C over the slots). Percentiles of TTFT and TPOT come
+from those waits and the length distributions; docs/traffic.md states the assumptions.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+
+from planner.cost.constants import DEFAULT, Constants
+from planner.cost.engines import resolve_constants
+from planner.cost.estimate import estimate
+from planner.cost.serving import operating_point
+from planner.hardware.topology import Topology
+from planner.model.layergraph import ModelProfile
+from planner.plan import Partition, Prediction, Workload
+from planner.traffic.lengths import LengthDist, fixed
+from planner.traffic.model import Percentiles, TrafficPrediction
+from planner.traffic.queueing import PERCENTILES, admission_wait, normal_mixture_quantiles, ttft_quantiles
+
+#: Prompt lengths the TTFT percentiles are taken over (a finer distribution is merged into this many groups).
+TTFT_POINTS = 32
+#: Prefill utilisation at and above which the prefill queue is taken as unbounded (the serving model caps at 0.999).
+MAX_PREFILL_UTILISATION = 0.99
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The serving model at `running` sequences: the prediction and the parts of TTFT the queues replace."""
+
+    running: int
+    prediction: Prediction
+    service_s: float  # a sequence's time running: TTFT without the serving model's prefill queue, plus osl x TPOT
+    prefill_wait_s: float  # the M/G/1 wait for the prefill slot (prefill_queue)
+    prefill_utilisation: float  # share of the steps' token budget the newcomers' prompts take
+    chunk_share: float  # share of steps carrying a prompt chunk (the serving model's f)
+    ok: bool  # the load can be served: memory holds, prompts fit the step budget, the prefill queue is finite
+    problem: str | None
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What every probe shares."""
+
+    profile: ModelProfile
+    topo: Topology
+    partition: Partition
+    workload: Workload
+    constants: Constants
+    cache: dict[int, Probe] = field(default_factory=dict, compare=False, repr=False)
+    static_cache: dict[int, Prediction] = field(default_factory=dict, compare=False, repr=False)
+
+    def probe(self, running: int) -> Probe:
+        """The serving model at `running` sequences (cached: the searches ask for the same loads again)."""
+        if running not in self.cache:
+            self.cache[running] = self._probe(running)
+        return self.cache[running]
+
+    def _probe(self, running: int) -> Probe:
+        w = self.workload.model_copy(update={"concurrency": running, "mode": "serving", "request_rate": None})
+        pred = estimate(self.profile, self.topo, self.partition, workload=w, c=self.constants, check=False)
+        c = resolve_constants(self.constants, w.engine)
+        op = operating_point(w, concurrency=running, replicas=self.partition.replicas, pp=self.partition.pp, c=c)
+        others = (op.per_replica - 1) / op.per_replica
+        period_s = pred.tpot_ms / 1e3 * op.tokens_per_pass
+        model_wait_s = max(0.0, op.ttft_wait_steps - 0.5 * others) * period_s  # the serving model's M/D/1 part
+        rho, wait_s = prefill_queue(w, prefill_per_step=op.prefill_per_step,
+                                    room=c.max_num_batched_tokens - op.decode, period_s=period_s)
+        service_s = pred.ttft_ms / 1e3 - model_wait_s + w.osl * pred.tpot_ms / 1e3
+        problem = op.problem
+        if problem is None and not pred.fits:
+            problem = f"{running} running sequences do not fit in memory"
+        if problem is None and rho >= MAX_PREFILL_UTILISATION:
+            problem = f"prompts need {rho:.0%} of the steps' token budget: the prefill queue grows without bound"
+        f = op.tpot_loads[1][1] if len(op.tpot_loads) > 1 else 0.0
+        return Probe(running, pred, service_s, wait_s, rho, f, problem is None, problem)
+
+
+def prefill_queue(w: Workload, *, prefill_per_step: float, room: float, period_s: float) -> tuple[float, float]:
+    """(utilisation, mean wait s) of the prefill slot as an M/G/1 queue of prompt tokens: the steps offer `room`
+    tokens beside decode, newcomers need `prefill_per_step` of them (rho = their ratio), a prompt of x tokens takes
+    x / room steps, so by Pollaczek-Khinchine W = rho / (1 - rho) x E[x^2] / (2 E[x]) / room steps."""
+    if room < 1:
+        return 1.0, math.inf
+    rho = prefill_per_step / room
+    if rho >= 1:
+        return rho, math.inf
+    residual_tokens = w.prefill_context  # E[x^2] / (2 E[x]): isl / 2 for a fixed length
+    return rho, rho / (1 - rho) * residual_tokens / room * period_s
+
+
+def slots(inputs: Inputs) -> int:
+    """Sequences the engine can run at once over all replicas: its KV capacity and its batch limit."""
+    c = resolve_constants(inputs.constants, inputs.workload.engine)
+    kv = inputs.probe(1).prediction.max_concurrency
+    return max(1, min(kv, c.max_num_seqs * inputs.partition.replicas))
+
+
+def largest_served(inputs: Inputs, limit: int) -> Probe | None:
+    """The probe at the most sequences (<= limit) the plan serves in steady state (a served load stays served
+    when fewer run), or None where even one is not."""
+    if not inputs.probe(1).ok:
+        return None
+    top = inputs.probe(limit)
+    if top.ok:
+        return top
+    low, high = 0, limit  # served at low (or low is 0), not at high
+    best = None
+    while high - low > 1:
+        mid = (low + high) // 2
+        p = inputs.probe(mid)
+        if p.ok:
+            low, best = mid, p
+        else:
+            high = mid
+    return best
+
+
+def fixed_point(inputs: Inputs, rate_per_s: float, top: Probe) -> Probe | None:
+    """The smallest n <= top.running with rate x S(n) <= n (the steady state), or None where there is none."""
+    if rate_per_s * top.service_s > top.running:
+        return None
+    low, high = 0, top.running  # demand exceeds low (or low is 0), and is met at high
+    best = top
+    while high - low > 1:
+        mid = (low + high) // 2
+        p = inputs.probe(mid)
+        if p.ok and rate_per_s * p.service_s <= mid:
+            high, best = mid, p
+        else:
+            low = mid
+    return best
+
+
+def sustainable_rate(inputs: Inputs, limit: int) -> float:
+    """The most requests/s any load the plan serves completes: max over n <= limit of n / S(n)."""
+    best, n = 0.0, 1
+    grid = set()
+    while n < limit:
+        grid.add(n)
+        n = max(n + 1, math.ceil(n * 1.5))  # completions n / S(n) rise with n up to saturation: a coarse grid
+    grid.add(limit)
+    for n in sorted(grid):
+        p = inputs.probe(n)
+        if p.ok:
+            best = max(best, n / p.service_s)
+    return best
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """What a plan can carry whatever the rate: its slots, the most sequences it serves, its sustainable rate."""
+
+    limit: int
+    top: Probe | None
+    sustainable_rps: float
+
+
+def bounds(inputs: Inputs) -> Bounds:
+    limit = slots(inputs)
+    top = largest_served(inputs, limit)
+    return Bounds(limit, top, sustainable_rate(inputs, top.running) if top is not None else 0.0)
+
+
+def open_loop(profile: ModelProfile, topo: Topology, partition: Partition, workload: Workload,
+              constants: Constants = DEFAULT) -> Prediction:
+    """The prediction of `partition` at `workload.request_rate` Poisson arrivals: the serving model's figures at
+    the steady state's running load, TTFT with the queues' waits, and `traffic` (stable, sustainable rate,
+    percentiles). An unsustained rate gives the figures at the most the plan serves, `traffic.stable` False."""
+    rate = workload.request_rate
+    if rate is None:
+        raise ValueError("open_loop needs workload.request_rate")
+    inputs = Inputs(profile, topo, partition, workload, constants)
+    return at_rate(inputs, rate, bounds(inputs))
+
+
+def at_rate(inputs: Inputs, rate: float, b: Bounds) -> Prediction:
+    """`open_loop` at `rate` for inputs whose bounds are known (the sizing search asks many rates of one plan)."""
+    found = fixed_point(inputs, rate, b.top) if b.top is not None else None
+    if found is None:
+        at = b.top or inputs.probe(1)
+        problem = (f"{rate:g} requests/s is more than the plan sustains ({b.sustainable_rps:.3g} requests/s: "
+                   f"{at.running} sequences running, {b.limit} slots)")
+        return _unstable(inputs, at, rate, sustainable=b.sustainable_rps, limit=b.limit, problem=problem)
+    return _stable(inputs, found, rate, sustainable=b.sustainable_rps, limit=b.limit)
+
+
+def _unstable(inputs: Inputs, at: Probe, rate: float, *, sustainable: float, limit: int,
+              problem: str) -> Prediction:
+    """Figures at the most the plan runs; for a finite run (`num_prompts`), TTFT with the queue it builds."""
+    w = inputs.workload
+    base_s = at.service_s - w.osl * at.prediction.tpot_ms / 1e3 + (at.prefill_wait_s if math.isfinite(
+        at.prefill_wait_s) else 0.0)
+    traffic = TrafficPrediction(request_rate_rps=rate, stable=False, sustainable_rate_rps=sustainable,
+                                running_concurrency=at.running, prefill_utilisation=at.prefill_utilisation,
+                                slots=limit, problem=problem)
+    update: dict = {"traffic": traffic, "ttft_ms": base_s * 1e3}
+    if w.num_prompts and sustainable > 0:
+        waits = finite_run_waits(w.num_prompts, rate_per_s=rate, served_per_s=sustainable, running=at.running)
+        wait_s = statistics.median(waits) if w.statistic == "median" else statistics.fmean(waits)
+        update["ttft_ms"] = (base_s + wait_s) * 1e3
+        update["traffic"] = traffic.model_copy(update={"finite_run": True, "admission_wait_ms": wait_s * 1e3})
+    return at.prediction.model_copy(update=update)
+
+
+def finite_run_waits(n: int, *, rate_per_s: float, served_per_s: float, running: int) -> list[float]:
+    """Each request's wait in a run of `n` arrivals at `rate_per_s` above what the plan completes (`served_per_s`),
+    as a fluid queue: the first `running` start at once, request i then starts when i - running have finished,
+    at (i - running) / served_per_s, and waits that less its arrival i / rate_per_s (never below zero)."""
+    return [max(0.0, (i - running) / served_per_s - i / rate_per_s) for i in range(n)]
+
+
+def _stable(inputs: Inputs, p: Probe, rate: float, *, sustainable: float, limit: int) -> Prediction:
+    w = inputs.workload
+    isl = w.isl_dist or fixed(w.isl)
+    rho = p.prefill_utilisation
+    prefill_wait_s = p.prefill_wait_s
+    replicas = inputs.partition.replicas
+    wait_p, wait_mean_s = admission_wait(slots=max(1, limit // replicas), rate_per_s=rate / replicas,
+                                         service_s=p.service_s)
+    admission_s = wait_p * wait_mean_s
+    pred = p.prediction
+    base_s = p.service_s - w.osl * pred.tpot_ms / 1e3  # TTFT without waiting
+    group_wait_s = (w.scheduler_steps - 1) / 2 * pred.tpot_ms / 1e3  # multi-step: newcomers start between groups
+    base_s += group_wait_s
+    ttft_s = base_s + prefill_wait_s + admission_s
+    waits = ((rho, prefill_wait_s / rho if rho > 0 else 0.0), (wait_p, wait_mean_s))
+    overhead_s = resolve_constants(inputs.constants, w.engine).request_overhead_s
+    alone = _static(inputs, 1)  # one mean prompt prefilled alone: the part of TTFT that scales with the prompt
+    prefill_s = min(max(0.0, alone.ttft_ms / 1e3 - overhead_s), max(0.0, base_s - overhead_s))
+    bases = [(base_s - prefill_s + prefill_s * x / isl.mean, wt) for x, wt in coarse(isl, TTFT_POINTS)]
+    ttft = _ttft_percentiles(bases, waits, mean_s=ttft_s)
+    tpot = _tpot_percentiles(p, w.osl_dist or fixed(w.osl), decode_s=_static(inputs, p.running).tpot_ms / 1e3)
+    in_system = rate * (ttft_s + w.osl * pred.tpot_ms / 1e3)
+    traffic = TrafficPrediction(request_rate_rps=rate, stable=True, sustainable_rate_rps=sustainable,
+                                running_concurrency=p.running, in_system=in_system, prefill_utilisation=rho,
+                                prefill_wait_ms=prefill_wait_s * 1e3, admission_wait_ms=admission_s * 1e3,
+                                slots=limit, ttft=ttft, tpot=tpot)
+    median = w.statistic == "median"
+    return pred.model_copy(update={"traffic": traffic, "ttft_ms": ttft.p50_ms if median else ttft.mean_ms,
+                                   "tpot_ms": tpot.p50_ms if median else tpot.mean_ms,
+                                   "requests_per_s": rate, "tokens_per_s": rate * w.osl,
+                                   "tokens_per_s_per_gpu": rate * w.osl / len(inputs.partition.all_gpu_ids())})
+
+
+def _static(inputs: Inputs, sequences: int) -> Prediction:
+    """The serving model's static batch of `sequences`: decode steps alone, and its prompts' prefill (cached)."""
+    if sequences not in inputs.static_cache:
+        w = inputs.workload.model_copy(update={"concurrency": sequences, "mode": "static", "request_rate": None})
+        inputs.static_cache[sequences] = estimate(inputs.profile, inputs.topo, inputs.partition, workload=w,
+                                                  c=inputs.constants, check=False)
+    return inputs.static_cache[sequences]
+
+
+def coarse(dist: LengthDist, points: int) -> list[tuple[float, float]]:
+    """(length, probability) of `dist` merged into at most `points` consecutive groups of equal count, each at its
+    probability-weighted mean length."""
+    pairs = sorted(zip(dist.lengths, dist.weights))
+    if len(pairs) <= points:
+        return pairs
+    out = []
+    for k in range(points):
+        group = pairs[k * len(pairs) // points:(k + 1) * len(pairs) // points]
+        w = sum(p for _, p in group)
+        if w > 0:
+            out.append((sum(x * p for x, p in group) / w, w))
+    return out
+
+
+def _ttft_percentiles(bases_s: list[tuple[float, float]], waits: tuple[tuple[float, float], tuple[float, float]], *,
+                      mean_s: float) -> Percentiles:
+    """TTFT over prompt lengths (`bases_s`: TTFT without waiting, probability) and the two waits."""
+    p50, p90, p99 = ttft_quantiles(bases_s, waits, [q / 100 for q in PERCENTILES])
+    return Percentiles(mean_ms=mean_s * 1e3, p50_ms=p50 * 1e3, p90_ms=p90 * 1e3, p99_ms=p99 * 1e3)
+
+
+def _tpot_percentiles(p: Probe, osl: LengthDist, *, decode_s: float) -> Percentiles:
+    """Per-request TPOT: decode-only steps (`decode_s`) and, with probability f each (the share of steps carrying
+    a prompt chunk), mixed steps (docs/traffic.md)."""
+    tpot_s = p.prediction.tpot_ms / 1e3
+    f = p.chunk_share
+    if f <= 0 or f >= 1:
+        return Percentiles(mean_ms=tpot_s * 1e3, p50_ms=tpot_s * 1e3, p90_ms=tpot_s * 1e3, p99_ms=tpot_s * 1e3)
+    delta_s = max(0.0, tpot_s - decode_s) / f  # a mixed step's extra time
+    parts = [(tpot_s, delta_s * math.sqrt(f * (1 - f) / max(1.0, x - 1)), wt)
+             for x, wt in zip(osl.lengths, osl.weights)]
+    p50, p90, p99 = normal_mixture_quantiles(parts, [q / 100 for q in PERCENTILES])
+    return Percentiles(mean_ms=tpot_s * 1e3, p50_ms=p50 * 1e3, p90_ms=p90 * 1e3, p99_ms=p99 * 1e3)
