@@ -15,6 +15,7 @@ from planner.bench.client import poisson_schedule
 from planner.bench.lengths import parse_lengths
 from planner.bench.openloop import make_schedule
 
+from .conftest import run_planner
 from .fake_server import Behaviour, FakeServer, request_timing, served
 
 
@@ -131,10 +132,49 @@ def test_open_loop_stops_past_max_in_flight(plan_file, cli):
     assert "Traceback" not in err
 
 
-def test_open_loop_table_says_what_the_prediction_and_error_are(plan_file, cli):
+def test_open_loop_table_says_what_the_prediction_and_error_are(plan_file):
     with FakeServer(Behaviour(ttft_s=0.2, gap_s=0.01)) as url:
-        code, out, err = cli("bench", str(plan_file), "--url", url, "--request-rate", "10", "--requests", "12")
-    assert code == 0, err
+        r = run_planner("bench", str(plan_file), "--url", url, "--request-rate", "10", "--requests", "12",
+                        env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    flat = " ".join(r.stdout.split())
     for needle in ("P50", "P90", "P99", "requests/s", "tokens/s", "Little's law", "approximation",
-                   "error = predicted / measured - 1: positive means predicted higher"):
-        assert needle in out, needle
+                   "error = predicted / measured - 1: positive means predicted higher (slower for TTFT and TPOT"):
+        assert needle in flat, needle
+    assert max(len(line) for line in r.stdout.splitlines()) <= 80
+    ttft = next(line for line in r.stdout.splitlines() if "TTFT ms" in line)
+    assert "-" in ttft.split("│")[-2]  # a 200 ms server against a ~50 ms prediction: predicted lower, negative
+
+
+def test_open_loop_refusals_are_one_line(plan_file, cli):
+    for args, needle in [
+        (["--request-rate", "4", "-c", "1"], "--concurrency and --request-rate: give one"),
+        (["--request-rate", "0"], "--request-rate: requests/s above 0"),
+        (["--request-rate", "fast"], "'fast' is not a number of requests/s"),
+        (["--request-rate", "4", "--isl", "uniform:9-3"], "--isl: uniform:A-B needs 1 <= A <= B"),
+        (["--request-rate", "4", "--osl", "normal:3"], "--osl: 'normal:3' is not a length"),
+        (["-c", "1", "--osl", "uniform:4-8"], "length distributions need --request-rate"),
+        (["--request-rate", "4", "--max-in-flight", "0"], "--max-in-flight must be from 1 to 10,000"),
+        (["--request-rate", "4", "--fit", "x.yaml"], "--fit needs measurements at two or more rates"),
+    ]:
+        code, _, err = cli("bench", str(plan_file), "--url", "http://127.0.0.1:1", *args)
+        assert code == 1 and needle in err and "Traceback" not in err, (args, err)
+
+
+def test_open_loop_fit_uses_each_rates_mean_load_in_flight(plan_file, cli, tmp_path):
+    """--fit on open-loop points: each rate is a row at the mean number of requests it held in flight (Little's
+    law on the measurement), so the rows' loads are the measured ones, rounded."""
+    cal = tmp_path / "cal.yaml"
+    with FakeServer(Behaviour(ttft_s=0.5, gap_s=0.05)) as url:
+        code, out, err = cli("bench", str(plan_file), "--url", url, "--request-rate", "1,16", "--requests", "12",
+                             "--fit", str(cal), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    loads = [max(1, round(p["measured"]["mean_in_flight"])) for p in report["points"]]
+    assert loads[0] < loads[1]  # 1/s against 16/s of requests that each last >= 1.25 s
+    assert f"mean loads in flight of open-loop rates {loads[0]}, {loads[1]}" in cal.read_text()
+    for p in report["points"]:
+        s = p["samples"]
+        assert p["measured"]["mean_in_flight"] == pytest.approx(
+            sum(x["last_token_at_s"] - x["sent_at_s"] for x in s) / p["wall_s"], rel=1e-9)
+    assert report["fit_rms_error"] is not None and "RMS error of the fit" in err
