@@ -114,8 +114,8 @@ def test_open_loop_lengths_follow_the_seeded_distributions(plan_file, cli, tmp_p
     assert code == 0, err
     report = json.loads(out)
     assert (report["isl"], report["osl"]) == ("uniform:8-40", "lognormal:12,0.5")
-    want = make_schedule(50, 24, parse_lengths("uniform:8-40", "--isl"), parse_lengths("lognormal:12,0.5", "--osl"),
-                         seed=0, context=profiles("llama-8b").context_length)
+    want = make_schedule(50, 24, isl=parse_lengths("uniform:8-40", "--isl"),
+                         osl=parse_lengths("lognormal:12,0.5", "--osl"), seed=0, context=profiles("llama-8b").context_length)
     record = {r["id"]: r for r in served(log)}
     for s in report["points"][0]["samples"]:
         k = int(s["request_id"].rsplit("-", 1)[1])

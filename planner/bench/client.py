@@ -176,6 +176,21 @@ def _sse_data(line: str, base: str) -> Any:
     return data if isinstance(data, dict) else None
 
 
+def _one_line(exc: Exception, base: str) -> Exception:
+    """An httpx failure as one BenchError line; any other exception (a BenchError already) as it is."""
+    import httpx
+
+    if isinstance(exc, httpx.ConnectError):
+        return BenchError(f"cannot reach {base}: {exc}; is the server up?")
+    if isinstance(exc, httpx.TimeoutException):
+        return BenchError(f"{base} did not answer within {READ_TIMEOUT_S:g} s")
+    if isinstance(exc, httpx.HTTPError):
+        return BenchError(f"{base}: {type(exc).__name__}: {str(exc)[:200]}")
+    if isinstance(exc, (httpx.InvalidURL, ValueError)) and not isinstance(exc, BenchError):
+        return BenchError(f"--url: '{base[:200]}' is not a valid address ({str(exc)[:120]})")
+    return exc
+
+
 async def run_load(url: str, concurrency: int, requests: int, isl: int, osl: int, *, vocab: int, seed: int = 0,
                    progress: Callable[[int], None] | None = None) -> LoadResult:
     """Keep `concurrency` requests in flight until `requests` have finished."""
@@ -206,14 +221,8 @@ async def run_load(url: str, concurrency: int, requests: int, isl: int, osl: int
 
             await asyncio.gather(*(worker() for _ in range(min(concurrency, requests))))
             end = time.monotonic()
-    except httpx.ConnectError as exc:
-        raise BenchError(f"cannot reach {base}: {exc}; is the server up?") from None
-    except httpx.TimeoutException:
-        raise BenchError(f"{base} did not answer within {READ_TIMEOUT_S:g} s") from None
-    except httpx.HTTPError as exc:
-        raise BenchError(f"{base}: {type(exc).__name__}: {str(exc)[:200]}") from None
-    except (httpx.InvalidURL, ValueError) as exc:
-        raise BenchError(f"--url: '{base[:200]}' is not a valid address ({str(exc)[:120]})") from None
+    except Exception as exc:
+        raise _one_line(exc, base) from None
     return LoadResult(concurrency, results, started_at_s=start, ended_at_s=end)
 
 
@@ -259,7 +268,7 @@ def _raise_failed(tasks: list[asyncio.Task]) -> None:
             raise exc
 
 
-async def _send_schedule(client: Any, base: str, model: str, arrivals: list[Arrival], *,
+async def _send_schedule(client: Any, base: str, model: str, *, arrivals: list[Arrival],
                          prompt: Callable[[int, int], list[int]], max_in_flight: int, rate: float,
                          progress: Callable[[int], None] | None) -> tuple[float, list[RequestResult]]:
     start = time.monotonic()
@@ -309,13 +318,9 @@ async def run_open_loop(url: str, rate: float, arrivals: list[Arrival], *, vocab
     try:
         async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
             model = await _served_model(client, base)
-            start, results = await _send_schedule(client, base, model, arrivals, prompt=prompt,
+            start, results = await _send_schedule(client, base, model, arrivals=arrivals, prompt=prompt,
                                                   max_in_flight=max_in_flight, rate=rate, progress=progress)
             end = time.monotonic()
-    except httpx.ConnectError as exc:
-        raise BenchError(f"cannot reach {base}: {exc}; is the server up?") from None
-    except httpx.TimeoutException:
-        raise BenchError(f"{base} did not answer within {READ_TIMEOUT_S:g} s") from None
-    except httpx.HTTPError as exc:
-        raise BenchError(f"{base}: {type(exc).__name__}: {str(exc)[:200]}") from None
+    except Exception as exc:
+        raise _one_line(exc, base) from None
     return OpenLoopResult(rate, results, started_at_s=start, ended_at_s=end)

@@ -82,7 +82,7 @@ def bench_rows(loaded: LoadedPlan, report: Union[BenchReport, OpenBenchReport]) 
     return rows
 
 
-def fit_profile(loaded: LoadedPlan, report: Union[BenchReport, OpenBenchReport], path: str,
+def fit_profile(loaded: LoadedPlan, report: Union[BenchReport, OpenBenchReport], path: str, *,
                 start: Constants = DEFAULT) -> FitOutcome:
     """Fit the observable constants to the measured points and write them as a calibration profile."""
     rows = bench_rows(loaded, report)

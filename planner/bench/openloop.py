@@ -106,7 +106,7 @@ def measured_figures(res: OpenLoopResult) -> OpenFigures:
                        mean_in_flight=sum(r.latency_s for r in rs) / res.wall_s)
 
 
-def make_schedule(rate: float, n: int, isl: LengthDist, osl: LengthDist, *, seed: int,
+def make_schedule(rate: float, n: int, *, isl: LengthDist, osl: LengthDist, seed: int,
                   context: int) -> list[Arrival]:
     """`n` Poisson arrivals with their lengths, each drawn from its own seeded stream (so that changing --osl does
     not move the send times); an answer keeps at least 2 tokens and a prompt at least 1, inside `context`."""
@@ -119,7 +119,7 @@ def make_schedule(rate: float, n: int, isl: LengthDist, osl: LengthDist, *, seed
     return out
 
 
-def check_open_options(rates: list[float], isl: LengthDist, osl: LengthDist, max_in_flight: int,
+def check_open_options(rates: list[float], isl: LengthDist, osl: LengthDist, *, max_in_flight: int,
                        loaded: LoadedPlan) -> None:
     if any(not (0 < r <= MAX_RATE_PER_S) or not math.isfinite(r) for r in rates):
         raise InputError(f"--request-rate: requests/s above 0 and at most {MAX_RATE_PER_S:,.0f}")
@@ -134,7 +134,7 @@ def check_open_options(rates: list[float], isl: LengthDist, osl: LengthDist, max
                          f"{limit:,} tokens")
 
 
-def little_prediction(loaded: LoadedPlan, rate: float, isl: int, osl: int,
+def little_prediction(loaded: LoadedPlan, rate: float, *, isl: int, osl: int,
                       c: Constants = DEFAULT) -> tuple[Optional[int], Optional[Prediction]]:
     """The smallest closed-loop load at which the plan completes `rate` requests/s (Little's law: load = rate x
     time in system), and its prediction there; (None, None) when no load up to MAX_REQUESTS does."""
@@ -161,11 +161,11 @@ def _samples(rs: list[RequestResult]) -> list[Sample]:
             for r in rs]
 
 
-def _point(loaded: LoadedPlan, res: OpenLoopResult, arrivals: list[Arrival], c: Constants) -> OpenPoint:
+def _point(loaded: LoadedPlan, res: OpenLoopResult, arrivals: list[Arrival], *, c: Constants) -> OpenPoint:
     meas = measured_figures(res)
     mean_isl = sum(a.isl for a in arrivals) / len(arrivals)
     mean_osl = sum(a.osl for a in arrivals) / len(arrivals)
-    load, p = little_prediction(loaded, res.request_rate, round(mean_isl), round(mean_osl), c)
+    load, p = little_prediction(loaded, res.request_rate, isl=round(mean_isl), osl=round(mean_osl), c=c)
     pred = err = None
     if p is not None:
         # in a steady state the server completes requests as fast as they arrive: rate, and rate x mean osl tokens/s
@@ -182,10 +182,10 @@ def open_bench(loaded: LoadedPlan, url: str, rates: list[float], *, isl: LengthD
                requests: Optional[int], seed: int, max_in_flight: int, constants: Constants = DEFAULT,
                progress: Callable[[int, int], None] | None = None) -> OpenBenchReport:
     """At each rate, `requests` Poisson arrivals (default: 10 s of them, at least 32), measured and predicted."""
-    check_open_options(rates, isl, osl, max_in_flight, loaded)
+    check_open_options(rates, isl, osl, max_in_flight=max_in_flight, loaded=loaded)
     base = check_url(url)
     counts = [requests_at_rate(r, requests) for r in rates]
-    plans = [make_schedule(r, n, isl, osl, seed=seed, context=loaded.profile.context_length)
+    plans = [make_schedule(r, n, isl=isl, osl=osl, seed=seed, context=loaded.profile.context_length)
              for r, n in zip(rates, counts)]
     longest = max(a.isl for arrivals in plans for a in arrivals)
     if max_in_flight * longest > MAX_TOKENS_IN_FLIGHT:
@@ -200,7 +200,7 @@ def open_bench(loaded: LoadedPlan, url: str, rates: list[float], *, isl: LengthD
         res = asyncio.run(run_open_loop(base, rate, arrivals, vocab=loaded.profile.vocab_size, seed=seed,
                                         max_in_flight=max_in_flight, progress=tick))
         done += len(arrivals)
-        points.append(_point(loaded, res, arrivals, constants))
+        points.append(_point(loaded, res, arrivals, c=constants))
     return OpenBenchReport(plan=loaded.path, url=base, isl=isl.text, osl=osl.text, seed=seed,
                            max_in_flight=max_in_flight, points=points)
 

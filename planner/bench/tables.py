@@ -51,7 +51,7 @@ def closed_table(report: BenchReport) -> Table:
     return t
 
 
-def _figure_row(t: Table, name: str, m: Percentiles, pred: Optional[float], err: Optional[float]) -> None:
+def _figure_row(t: Table, name: str, m: Percentiles, *, pred: Optional[float], err: Optional[float]) -> None:
     t.add_row(name, _num(m.mean), _num(m.p50), _num(m.p90), _num(m.p99), _num(pred), _pct(err))
 
 
@@ -64,8 +64,8 @@ def open_table(report: OpenBenchReport, p: OpenPoint) -> Table:
               f"isl {report.isl}, osl {report.osl}; {load})",
               ["figure", "mean", "P50", "P90", "P99", "predicted", "error"],
               right=("mean", "P50", "P90", "P99", "predicted", "error"))
-    _figure_row(t, "TTFT ms", m.ttft_ms, pred.ttft_ms if pred else None, err.ttft_ms if err else None)
-    _figure_row(t, "TPOT ms", m.tpot_ms, pred.tpot_ms if pred else None, err.tpot_ms if err else None)
+    _figure_row(t, "TTFT ms", m.ttft_ms, pred=pred.ttft_ms if pred else None, err=err.ttft_ms if err else None)
+    _figure_row(t, "TPOT ms", m.tpot_ms, pred=pred.tpot_ms if pred else None, err=err.tpot_ms if err else None)
     rps = p.predicted_requests_per_s
     t.add_row("requests/s", _num(m.requests_per_s), "", "", "", _num(rps),
               _pct(None if rps is None else rps / m.requests_per_s - 1))

@@ -57,15 +57,15 @@ def bench_cmd(
     constants = load_constants(calibration)
     with count_progress(not json_out and sys.stderr.isatty(), "requests") as progress:
         if request_rate is not None:
-            report: Union[BenchReport, OpenBenchReport] = _open(loaded, url, request_rate, isl_d, osl_d, fit=fit,
+            report: Union[BenchReport, OpenBenchReport] = _open(loaded, url, request_rate, isl=isl_d, osl=osl_d, fit=fit,
                                                                 requests=requests, seed=seed,
                                                                 max_in_flight=max_in_flight, progress=progress,
                                                                 constants=constants)
         else:
-            report = _closed(loaded, url, concurrency or "1,4", isl_d, osl_d, fit=fit, requests=requests,
+            report = _closed(loaded, url, concurrency or "1,4", isl=isl_d, osl=osl_d, fit=fit, requests=requests,
                              progress=progress, constants=constants)
     if fit:
-        outcome = fit_profile(loaded, report, fit, constants)
+        outcome = fit_profile(loaded, report, fit, start=constants)
         report.fitted, report.calibration = outcome.values, fit
         report.fit_rms_error, report.fit_warnings = outcome.rms_error, outcome.warnings
         say(f"wrote {fit} (RMS error of the fit on its points: {outcome.rms_error:.1%})")
@@ -74,7 +74,7 @@ def bench_cmd(
     _show(report, json_out)
 
 
-def _closed(loaded: LoadedPlan, url: str, concurrency: str, isl: LengthDist, osl: LengthDist,
+def _closed(loaded: LoadedPlan, url: str, concurrency: str, *, isl: LengthDist, osl: LengthDist,
             **kw: Any) -> BenchReport:
     from planner.bench.measure import bench, check_fit_loads
     from planner.compare import parse_concurrencies
@@ -89,7 +89,7 @@ def _closed(loaded: LoadedPlan, url: str, concurrency: str, isl: LengthDist, osl
     return bench(loaded, url, loads, isl=int(isl.a), osl=int(osl.a), **kw)
 
 
-def _open(loaded: LoadedPlan, url: str, request_rate: str, isl: LengthDist, osl: LengthDist,
+def _open(loaded: LoadedPlan, url: str, request_rate: str, *, isl: LengthDist, osl: LengthDist,
           **kw: Any) -> OpenBenchReport:
     from planner.bench.openloop import open_bench, parse_rates
 
