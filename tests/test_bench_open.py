@@ -178,3 +178,33 @@ def test_open_loop_fit_uses_each_rates_mean_load_in_flight(plan_file, cli, tmp_p
         assert p["measured"]["mean_in_flight"] == pytest.approx(
             sum(x["last_token_at_s"] - x["sent_at_s"] for x in s) / p["wall_s"], rel=1e-9)
     assert report["fit_rms_error"] is not None and "RMS error of the fit" in err
+
+
+def test_lognormal_lengths_have_the_mean_asked_for():
+    """lognormal:1000,1 is given by its mean: mu = ln(1000) - 1/2, so the median is 1000 x e^-0.5 = 606.5 tokens
+    and the mean 1000 (by hand; the standard error of 20,000 draws' mean is 1000 x sqrt(e - 1) / sqrt(20,000) =
+    9.3 tokens, so 3% is over 3 of them)."""
+    d = parse_lengths("lognormal:1000,1", "--isl")
+    rng = random.Random(1)
+    xs = [d.sample(rng) for _ in range(20_000)]
+    assert sum(xs) / len(xs) == pytest.approx(1000, rel=0.03)
+    assert statistics.median(xs) == pytest.approx(606.5, rel=0.03)
+    u = parse_lengths("uniform:10-12", "--osl")
+    assert {u.sample(rng) for _ in range(200)} == {10, 11, 12} and u.mean == 11
+    assert parse_lengths("256", "--osl").sample(rng) == 256
+    assert parse_lengths("lognormal:5000,2", "--isl").sample(random.Random(3), high=100) <= 100  # kept in context
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("uniform:0-5", "uniform:A-B needs 1 <= A <= B <= 1,048,576"),
+    ("lognormal:100,4", "a SIGMA from 0 to 3"),
+    ("lognormal:0,1", "a MEAN from 1 to 1,048,576"),
+    ("zipf:2", "is not a length"),
+    ("2000000", "at most 1,048,576 tokens"),
+])
+def test_length_forms_refused_in_one_line(text, needle):
+    from planner.errors import InputError
+
+    with pytest.raises(InputError) as exc:
+        parse_lengths(text, "--isl")
+    assert str(exc.value).startswith("--isl: ") and needle in str(exc.value) and "\n" not in str(exc.value)
