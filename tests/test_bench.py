@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
-from .conftest import free_port
+from .conftest import free_port, run_planner
 from .fake_server import Behaviour, FakeServer, served
 
 
@@ -130,3 +131,73 @@ def test_bench_reads_what_the_server_reports_like_input(plan_file, cli, behaviou
 def test_bench_option_bounds(plan_file, cli, args, needle):
     code, _, err = cli("bench", str(plan_file), "--url", "http://127.0.0.1:1", *args)
     assert code == 1 and needle in err and "Traceback" not in err, err
+
+
+def test_bench_requests_are_per_load_as_the_help_says(plan_file, cli, tmp_path):
+    """Issue 26 item 8: `-c 1,4` sends 4 x the load (at least 8) at each load by default, `--requests N` sends N at
+    each; the help says so (it sent 4 x the largest load at every load)."""
+    log = tmp_path / "served.jsonl"
+    with FakeServer(Behaviour(ttft_s=0.01, gap_s=0.001), log=log) as url:
+        code, out, err = cli("bench", str(plan_file), "--url", url, "-c", "1,4", "--osl", "2", "--json")
+        assert code == 0, err
+        assert [p["requests"] for p in json.loads(out)["points"]] == [8, 16]  # max(8, 4 x 1), max(8, 4 x 4)
+        assert len(served(log)) == 24
+        code, out, err = cli("bench", str(plan_file), "--url", url, "-c", "1,4", "--osl", "2", "--requests", "3",
+                             "--json")
+    assert code == 0, err
+    assert [p["requests"] for p in json.loads(out)["points"]] == [3, 3] and len(served(log)) == 30
+    _, out, _ = cli("bench", "--help")
+    assert "at each load or rate" in " ".join(out.split())
+
+
+def test_fit_names_constants_on_their_bounds():
+    """The issue's two: hbm_efficiency at its floor 0.2, sequence_overhead_s at 5.9e-12 (its floor is 0, which the
+    log-space search only approaches); the NIM-fitted defaults sit on none."""
+    from planner.bench.fitting import bound_warnings, on_bound
+
+    got = bound_warnings({"hbm_efficiency": 0.2, "sequence_overhead_s": 5.9e-12, "step_overhead_s": 0.64e-3,
+                          "flops_efficiency": 0.6, "request_overhead_s": 7e-3})
+    assert len(got) == 2
+    assert got[0].startswith("hbm_efficiency 0.2 sits on the lower bound of its range (0.2 to 1)")
+    assert got[1].startswith("sequence_overhead_s 5.9e-12 sits on the lower bound of its range (0 to 0.002)")
+    assert on_bound("flops_efficiency", 1.0) == "upper" and on_bound("step_overhead_s", 0.02) == "upper"
+    assert on_bound("hbm_efficiency", 0.21) is None and on_bound("sequence_overhead_s", 1e-6) is None
+
+
+def test_fit_reports_its_rms_error_and_warns_on_a_server_it_cannot_explain(plan_file, cli, tmp_path):
+    """A 200 ms gap: at its slowest bounds (hbm_efficiency 0.2, step_overhead_s 20 ms, sequence_overhead_s 2 ms)
+    an 8B decode on an H100 is about 16 GB / (3.35 TB/s x 0.2) + 20 + 2 = 46 ms, a quarter of what the server
+    takes, so the fit must press constants against their bounds, and must say so."""
+    from planner.bench.fitting import bench_rows, on_bound, rms_error
+    from planner.bench.measure import BenchReport
+    from planner.cost.constants import DEFAULT
+    from planner.plan_io import load_plan
+
+    cal = tmp_path / "cal.yaml"
+    with FakeServer(Behaviour(ttft_s=0.1, gap_s=0.2)) as url:
+        code, out, err = cli("bench", str(plan_file), "--url", url, "-c", "1,4", "--requests", "4", "--osl", "4",
+                             "--fit", str(cal), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    flagged = [k for k, v in report["fitted"].items() if on_bound(k, v)]
+    assert flagged and len(report["fit_warnings"]) == len(flagged)
+    for name in flagged:
+        assert any(w.startswith(f"{name} ") for w in report["fit_warnings"]) and f"warning: {name} " in err
+    assert f"RMS error of the fit on its points: {report['fit_rms_error']:.1%}" in err
+    # the figure's formula, pinned to the report's own error column: at the start constants (no --calibration),
+    # the RMS over the points' three errors
+    loaded = load_plan(str(plan_file))
+    rows = bench_rows(loaded, BenchReport.model_validate(report))
+    errs = [p["error"][k] for p in report["points"] for k in ("ttft_ms", "tpot_ms", "tokens_per_s")]
+    assert rms_error(rows, DEFAULT, loaded) == pytest.approx(math.sqrt(sum(e * e for e in errs) / len(errs)), rel=1e-6)
+
+
+def test_closed_table_explains_the_error_sign(plan_file):
+    with FakeServer(Behaviour(ttft_s=0.3, gap_s=0.01)) as url:
+        r = run_planner("bench", str(plan_file), "--url", url, "-c", "1", "--requests", "2", env={"COLUMNS": "80"})
+    assert r.returncode == 0, r.stderr
+    assert ("error = predicted / measured - 1: positive means predicted higher (slower for TTFT and TPOT, more for "
+            "tokens/s)") in " ".join(r.stdout.split())
+    assert max(len(line) for line in r.stdout.splitlines()) <= 80
+    row = next(line for line in r.stdout.splitlines() if "TTFT ms" in line)
+    assert row.split("│")[-2].strip().startswith("-")  # a 300 ms server against a prediction of tens of ms

@@ -1,6 +1,8 @@
-"""A closed-loop load generator for OpenAI-compatible completion servers (vLLM, SGLang, TensorRT-LLM).
+"""A load generator for OpenAI-compatible completion servers (vLLM, SGLang, TensorRT-LLM).
 
-`concurrency` requests are kept in flight until `requests` have finished. Each request sends a prompt of `isl`
+Closed loop (`run_load`): `concurrency` requests are kept in flight until `requests` have finished. Open loop
+(`run_open_loop`): each request is sent at its time in a schedule (`poisson_schedule`: seeded exponential gaps),
+whatever is still in flight, up to a bound on the requests in flight past which the run stops with one line. Each request sends a prompt of `isl`
 random token ids (no tokenizer needed), asks for exactly `osl` tokens (`max_tokens`, `ignore_eos`) and streams
 them: TTFT is the time to the first streamed token, TPOT the mean gap between the first and the last
 ((t_last - t_first) / (tokens - 1)). Tokens are counted from the final usage report where the server sends
@@ -14,7 +16,7 @@ import asyncio
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 from urllib.parse import urlparse
 
@@ -35,6 +37,7 @@ class RequestResult:
     first_token_at_s: float
     last_token_at_s: float
     tokens: int
+    scheduled_at_s: float | None = None  # open loop: when the schedule said to send it (same clock)
 
     @property
     def ttft_s(self) -> float:
@@ -173,6 +176,21 @@ def _sse_data(line: str, base: str) -> Any:
     return data if isinstance(data, dict) else None
 
 
+def _one_line(exc: Exception, base: str) -> Exception:
+    """An httpx failure as one BenchError line; any other exception (a BenchError already) as it is."""
+    import httpx
+
+    if isinstance(exc, httpx.ConnectError):
+        return BenchError(f"cannot reach {base}: {exc}; is the server up?")
+    if isinstance(exc, httpx.TimeoutException):
+        return BenchError(f"{base} did not answer within {READ_TIMEOUT_S:g} s")
+    if isinstance(exc, httpx.HTTPError):
+        return BenchError(f"{base}: {type(exc).__name__}: {str(exc)[:200]}")
+    if isinstance(exc, (httpx.InvalidURL, ValueError)) and not isinstance(exc, BenchError):
+        return BenchError(f"--url: '{base[:200]}' is not a valid address ({str(exc)[:120]})")
+    return exc
+
+
 async def run_load(url: str, concurrency: int, requests: int, isl: int, osl: int, *, vocab: int, seed: int = 0,
                    progress: Callable[[int], None] | None = None) -> LoadResult:
     """Keep `concurrency` requests in flight until `requests` have finished."""
@@ -203,12 +221,106 @@ async def run_load(url: str, concurrency: int, requests: int, isl: int, osl: int
 
             await asyncio.gather(*(worker() for _ in range(min(concurrency, requests))))
             end = time.monotonic()
-    except httpx.ConnectError as exc:
-        raise BenchError(f"cannot reach {base}: {exc}; is the server up?") from None
-    except httpx.TimeoutException:
-        raise BenchError(f"{base} did not answer within {READ_TIMEOUT_S:g} s") from None
-    except httpx.HTTPError as exc:
-        raise BenchError(f"{base}: {type(exc).__name__}: {str(exc)[:200]}") from None
-    except (httpx.InvalidURL, ValueError) as exc:
-        raise BenchError(f"--url: '{base[:200]}' is not a valid address ({str(exc)[:120]})") from None
+    except Exception as exc:
+        raise _one_line(exc, base) from None
     return LoadResult(concurrency, results, started_at_s=start, ended_at_s=end)
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One request of an open-loop schedule: when to send it (seconds after the run starts) and its lengths."""
+
+    at_s: float
+    isl: int
+    osl: int
+
+
+@dataclass(frozen=True)
+class OpenLoopResult:
+    """What one request rate measured."""
+
+    request_rate: float
+    requests: list[RequestResult]
+    started_at_s: float  # time.monotonic at the schedule's zero
+    ended_at_s: float  # ... and when the last request finished
+
+    @property
+    def wall_s(self) -> float:
+        return self.ended_at_s - self.started_at_s
+
+
+def poisson_schedule(rate_per_s: float, n: int, *, seed: int) -> list[float]:
+    """Send times (seconds from the start) of `n` Poisson arrivals at `rate_per_s`: the first at 0, then gaps
+    drawn from the exponential distribution of mean 1 / rate (vLLM's benchmark_serving draws them the same way)."""
+    rng = random.Random(f"arrivals-{seed}")
+    times, t = [], 0.0
+    for k in range(n):
+        if k:
+            t += rng.expovariate(rate_per_s)
+        times.append(t)
+    return times
+
+
+def _raise_failed(tasks: list[asyncio.Task]) -> None:
+    """A finished request that failed stops the run at once (its error, not a later timeout)."""
+    for t in tasks:
+        if t.done() and not t.cancelled() and (exc := t.exception()) is not None:
+            raise exc
+
+
+async def _send_schedule(client: Any, base: str, model: str, *, arrivals: list[Arrival],
+                         prompt: Callable[[int, int], list[int]], max_in_flight: int, rate: float,
+                         progress: Callable[[int], None] | None) -> tuple[float, list[RequestResult]]:
+    start = time.monotonic()
+    tasks: list[asyncio.Task] = []
+    live: set[asyncio.Task] = set()
+    done: list[RequestResult] = []
+
+    async def one(k: int, a: Arrival) -> RequestResult:
+        r = await _one(client, base, model, prompt(k, a.isl), osl=a.osl, request_id=f"planner-bench-r{rate:g}-{k}")
+        done.append(r)
+        if progress is not None:
+            progress(len(done))
+        return replace(r, scheduled_at_s=start + a.at_s)
+
+    try:
+        for k, a in enumerate(arrivals):
+            await asyncio.sleep(max(0.0, start + a.at_s - time.monotonic()))
+            _raise_failed(tasks)
+            if len(live) >= max_in_flight:
+                raise BenchError(f"--max-in-flight: {len(live):,} requests were still in flight when request "
+                                 f"{k + 1:,} was due at {rate:g} requests/s: the server does not keep up with this "
+                                 "rate (lower --request-rate, or raise --max-in-flight)")
+            task = asyncio.create_task(one(k, a))
+            live.add(task)
+            task.add_done_callback(live.discard)
+            tasks.append(task)
+        return start, list(await asyncio.gather(*tasks))
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def run_open_loop(url: str, rate: float, arrivals: list[Arrival], *, vocab: int, seed: int = 0,
+                        max_in_flight: int, progress: Callable[[int], None] | None = None) -> OpenLoopResult:
+    """Send each request at its time in `arrivals`, whatever is in flight, up to `max_in_flight` at once."""
+    import httpx
+
+    base = check_url(url)
+
+    def prompt(k: int, isl: int) -> list[int]:
+        rng = random.Random(seed * 1_000_003 + k)
+        return [rng.randrange(1, max(2, vocab)) for _ in range(isl)]
+
+    timeout = httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+    limits = httpx.Limits(max_connections=max_in_flight + 1)
+    try:
+        async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
+            model = await _served_model(client, base)
+            start, results = await _send_schedule(client, base, model, arrivals=arrivals, prompt=prompt,
+                                                  max_in_flight=max_in_flight, rate=rate, progress=progress)
+            end = time.monotonic()
+    except Exception as exc:
+        raise _one_line(exc, base) from None
+    return OpenLoopResult(rate, results, started_at_s=start, ended_at_s=end)

@@ -11,15 +11,12 @@ import asyncio
 import math
 from typing import Callable, Optional
 
-import yaml
 from pydantic import BaseModel
 
 from planner.bench.client import LoadResult, check_url, run_load
-from planner.calibrate.serving import Row, fit
 from planner.cost.constants import DEFAULT, Constants
 from planner.cost.estimate import estimate
 from planner.errors import InputError
-from planner.files import write_file
 from planner.plan import Prediction
 from planner.plan_io import LoadedPlan
 
@@ -46,6 +43,7 @@ class Sample(BaseModel):
     first_token_at_s: float
     last_token_at_s: float
     tokens: int
+    scheduled_at_s: Optional[float] = None  # open loop: when the Poisson schedule said to send it
 
 
 class BenchPoint(BaseModel):
@@ -67,12 +65,20 @@ class BenchReport(BaseModel):
     points: list[BenchPoint]
     calibration: Optional[str] = None  # the profile written by --fit
     fitted: dict[str, float] = {}
+    fit_rms_error: Optional[float] = None  # RMS of predicted / measured - 1 over the fitted points' figures
+    fit_warnings: list[str] = []  # fitted constants that sit on a bound of their range
 
 
-def check_bench_options(concurrencies: list[int], isl: int, osl: int, requests: int, loaded: LoadedPlan) -> None:
+def requests_at_load(load: int, given: Optional[int]) -> int:
+    """Requests sent at one load: `--requests` at every load when given, else 4 x the load and at least 8."""
+    return given if given is not None else min(MAX_REQUESTS, max(8, 4 * load))
+
+
+def check_bench_options(concurrencies: list[int], isl: int, osl: int, requests: Optional[int],
+                        loaded: LoadedPlan) -> None:
     if any(c < 1 or c > MAX_REQUESTS for c in concurrencies):
         raise InputError(f"--concurrency: loads from 1 to {MAX_REQUESTS:,}")
-    if not 1 <= requests <= MAX_REQUESTS:
+    if requests is not None and not 1 <= requests <= MAX_REQUESTS:
         raise InputError(f"--requests must be from 1 to {MAX_REQUESTS:,}, got {requests}")
     if isl < 1 or osl < 2:
         raise InputError(f"--isl must be at least 1 and --osl at least 2 (TPOT needs two tokens), got --isl {isl} "
@@ -97,28 +103,33 @@ def predict(loaded: LoadedPlan, concurrency: int, isl: int, osl: int, c: Constan
     return Figures(ttft_ms=p.ttft_ms, tpot_ms=p.tpot_ms, tokens_per_s=p.tokens_per_s)
 
 
+def relative(predicted: float, measured: float) -> float:
+    """The error as the tables show it: predicted / measured - 1 (positive: predicted higher, i.e. slower for
+    TTFT and TPOT, more for tokens/s)."""
+    return predicted / measured - 1 if measured and math.isfinite(measured) else float("nan")
+
+
 def _error(pred: Figures, meas: Figures) -> Figures:
-    def rel(a: float, b: float) -> float:
-        return a / b - 1 if b and math.isfinite(b) else float("nan")
-
-    return Figures(ttft_ms=rel(pred.ttft_ms, meas.ttft_ms), tpot_ms=rel(pred.tpot_ms, meas.tpot_ms),
-                   tokens_per_s=rel(pred.tokens_per_s, meas.tokens_per_s))
+    return Figures(ttft_ms=relative(pred.ttft_ms, meas.ttft_ms), tpot_ms=relative(pred.tpot_ms, meas.tpot_ms),
+                   tokens_per_s=relative(pred.tokens_per_s, meas.tokens_per_s))
 
 
-def bench(loaded: LoadedPlan, url: str, concurrencies: list[int], *, isl: int, osl: int, requests: int,
+def bench(loaded: LoadedPlan, url: str, concurrencies: list[int], *, isl: int, osl: int, requests: Optional[int],
           constants: Constants = DEFAULT, progress: Callable[[int, int], None] | None = None) -> BenchReport:
-    """Measure at each load (a closed loop of `requests` requests) and predict the same load."""
+    """Measure at each load (a closed loop of `requests` requests there, default 4 x the load and at least 8) and
+    predict the same load."""
     check_bench_options(concurrencies, isl, osl, requests, loaded)
     base = check_url(url)
     vocab = loaded.profile.vocab_size
+    counts = [requests_at_load(conc, requests) for conc in concurrencies]
     points, done = [], 0
-    for conc in concurrencies:
-        def tick(n: int) -> None:
+    for conc, n in zip(concurrencies, counts):
+        def tick(k: int) -> None:
             if progress is not None:
-                progress(done + n, len(concurrencies) * requests)
+                progress(done + k, sum(counts))
 
-        res: LoadResult = asyncio.run(run_load(base, conc, requests, isl, osl, vocab=vocab, progress=tick))
-        done += requests
+        res: LoadResult = asyncio.run(run_load(base, conc, n, isl, osl, vocab=vocab, progress=tick))
+        done += n
         meas = Figures(ttft_ms=res.ttft_ms, tpot_ms=res.tpot_ms, tokens_per_s=res.tokens_per_s)
         pred = predict(loaded, conc, isl, osl, constants)
         samples = [Sample(request_id=r.request_id, sent_at_s=r.sent_at_s, first_token_at_s=r.first_token_at_s,
@@ -132,29 +143,3 @@ def check_fit_loads(loads: list[int]) -> None:
     """A fit needs two or more loads: checked before a benchmark starts, and again on its points."""
     if len(set(loads)) < 2:
         raise InputError("--fit needs measurements at two or more loads (--concurrency 1,4)")
-
-
-def fit_profile(loaded: LoadedPlan, report: BenchReport, path: str, start: Constants = DEFAULT) -> dict[str, float]:
-    """Fit the observable constants to the measured points and write them as a calibration profile."""
-    check_fit_loads([p.concurrency for p in report.points])
-    plan = loaded.plan
-    st = plan.stages[0]
-    rows = [_row(loaded, report, p) for p in report.points]
-
-    def on_plan(row: Row, c: Constants) -> Prediction:
-        return closed_estimate(loaded, row.concurrency, row.isl, row.osl, c)
-
-    fitted = fit(rows, start, names=BENCH_FITTABLE, predictor=on_plan)
-    values = {name: float(getattr(fitted, name)) for name in BENCH_FITTABLE}
-    header = (f"# Calibration fitted by `planner bench --fit` to {report.url} at loads "
-              f"{', '.join(str(p.concurrency) for p in report.points)} (isl {report.isl}, osl {report.osl}),\n"
-              f"# plan {report.plan} ({plan.partition.shape}, {st.gpu_ids} ...). Pass it with --calibration.\n")
-    write_file(path, header + yaml.safe_dump(values, sort_keys=False), "the calibration profile")
-    return values
-
-
-def _row(loaded: LoadedPlan, report: BenchReport, p: BenchPoint) -> Row:
-    """A measured point as a calibration row on the plan's own partition."""
-    return Row(model="", machine="", tp=1, dtype=loaded.plan.inputs.workload.weight_dtype, isl=report.isl,
-               osl=report.osl, concurrency=p.concurrency, mode="closed", itl_ms=p.measured.tpot_ms,
-               ttft_ms=p.measured.ttft_ms, tokens_per_s=p.measured.tokens_per_s, role="fit")

@@ -14,7 +14,6 @@ from planner.report.tables import table
 from planner.units import count, format_bytes, format_ids
 
 if TYPE_CHECKING:
-    from planner.bench.measure import BenchReport
     from planner.compare import CompareResult
     from planner.fleet import Fleet
     from planner.frontier import FrontierResult
@@ -268,25 +267,6 @@ def frontier_table(result: FrontierResult, all_points: bool = False) -> Table:
                   _engine_letters(p.engines))
     t.caption = (f"{len(result.on_frontier)} frontier points (*) of {len(result.points)}; every figure at its own "
                  "load; eng: engines that run the plan as it is (v vLLM, s SGLang, t TensorRT-LLM)")
-    return t
-
-
-def bench_table(report: BenchReport) -> Table:
-    """Measured against predicted at each load (a closed loop of identical requests)."""
-    t = table(f"{report.url} against {report.plan} (isl {report.isl}, osl {report.osl}, closed loop)",
-              ["load", "requests", "TTFT ms meas / pred", "TPOT ms meas / pred", "tokens/s meas / pred"],
-              right=("load", "requests"))
-
-    def cell(m: float, p: float, e: float) -> str:
-        return f"{m:,.1f} / {p:,.1f} ({e:+.0%})"
-
-    for p in report.points:
-        t.add_row(str(p.concurrency), str(p.requests),
-                  cell(p.measured.ttft_ms, p.predicted.ttft_ms, p.error.ttft_ms),
-                  cell(p.measured.tpot_ms, p.predicted.tpot_ms, p.error.tpot_ms),
-                  cell(p.measured.tokens_per_s, p.predicted.tokens_per_s, p.error.tokens_per_s))
-    if report.calibration:
-        t.caption = f"fitted into {report.calibration}: " + ", ".join(f"{k} {v:.3g}" for k, v in report.fitted.items())
     return t
 
 
