@@ -235,8 +235,8 @@ def test_wide_ep_across_nodes_is_considered_and_launches(profiles):
     assert "wide EP:" in plan.solver.note and ("does not beat" in plan.solver.note or "beats" in plan.solver.note)
     shapes = {a.shape for a in plan.alternatives} | {plan.partition.shape}
     assert "DP32+EP32 x PP1 x R1" in shapes  # EP32 with DP attention across the four nodes was considered
-    ref = estimate(prof, topo, plan.partition, w.model_copy(update={"concurrency": plan.prediction.concurrency}),
-                   resolve_constants(DEFAULT, w.engine), check=False)
+    ref = estimate(prof, topo, plan.partition, workload=w.model_copy(update={"concurrency": plan.prediction.concurrency}),
+                   c=resolve_constants(DEFAULT, w.engine), check=False)
     assert plan.prediction.tokens_per_s == pytest.approx(ref.tokens_per_s, rel=1e-9) and ref.tpot_ms <= 50
     (st,) = plan.stages if len(plan.stages) == 1 else (None,)
     if st is not None and st.dp > 8:  # wide EP won: one stage over several nodes

@@ -161,7 +161,7 @@ def test_multi_node_data_parallel_ranks_and_node_rank_zero_on_stage_zero(profile
     topo = load_topology("2x8xh100-ib")
     part = partition_from_counts([p.n_layers], [*range(8, 16), *range(8)], 1, dp=16, ep=16)
     w = Workload(weight_dtype="fp8", isl=2048, osl=512, concurrency=256)
-    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, w), solver=SolverInfo(status="GIVEN"))
+    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w), solver=SolverInfo(status="GIVEN"))
     vllm = render(plan, "vllm").scripts
     for k, node in enumerate(("dgx1", "dgx0")):
         (argv,) = commands(vllm[f"vllm-{node}.sh"], "vllm")
