@@ -17,7 +17,9 @@ from planner.errors import InfeasibleError
 from planner.hardware import parse_topology
 from planner.plan import Workload
 from planner.solve import solve
+from planner.solve.objectives import ShapeResult
 from planner.solve.options import SolveOptions
+from planner.solve.search import _status
 
 from .oracle import CONSTANTS, Oracle, fixed_load, machine_yaml, throughput, tiny_model
 
@@ -165,6 +167,18 @@ def test_time_limit_gives_feasible_with_a_valid_bound(profiles):
     assert short.solver.status == "FEASIBLE" and short.solver.gap > 0
     assert full.solver.status == "OPTIMAL"
     assert short.solver.best_bound <= full.prediction.tpot_ms + 1e-6 <= short.prediction.tpot_ms + 2e-6
+
+
+def test_a_shape_cut_before_any_bound_leaves_an_honest_gap():
+    """A deadline can end a shape before CP-SAT proves any bound (a 1 ms limit on a loaded machine did, and the
+    answer then had no gap): TPOT and bytes per token are never negative, so 0 is the honest bound and the gap is
+    100%; minus tokens/s has no such floor, so a throughput answer states none."""
+    done = ShapeResult(None, "OPTIMAL", score=5.0, bound=5.0)  # type: ignore[arg-type]
+    cut = ShapeResult(None, "UNKNOWN")  # type: ignore[arg-type]
+    assert _status([done], [done, cut], exact=True) == ("FEASIBLE", 0.0, 1.0)
+    assert _status([done], [done], exact=True) == ("OPTIMAL", 5.0, 0.0)
+    fast = ShapeResult(None, "OPTIMAL", score=-100.0, bound=-100.0)  # type: ignore[arg-type]
+    assert _status([fast], [fast, cut], exact=True) == ("FEASIBLE", None, None)
 
 
 def tier_machine(n: int, kind: str, capacity: str, host_bandwidth: str, sockets: int = 1,

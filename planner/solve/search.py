@@ -336,6 +336,8 @@ def _status(ok: list[ShapeResult], results: list[ShapeResult], exact: bool) -> t
                    or (r.status == "PRUNED" and r.bound < best.score)]
     if not exact:
         return "FEASIBLE", None, None
+    if best.score >= 0:  # TPOT or bytes per token: never below 0, the honest bound of a shape cut before any bound
+        open_bounds = [max(b, 0.0) for b in open_bounds]
     bound = min([best.score, *open_bounds])
     if not math.isfinite(bound):  # a shape cut short without a bound: no honest gap to state
         return "FEASIBLE", None, None
