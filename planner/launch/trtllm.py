@@ -21,16 +21,21 @@ if TYPE_CHECKING:
 ENGINE_VERSION = "main@00209af"  # tensorrt_llm/commands/serve.py at that commit
 
 
-def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
-           port: int | None = 8000, plan_path: str = "plan.json", extra_args: Sequence[str] = (),
-           limits: ServingLimits | None = None) -> LaunchBundle:
-    layout = uniform_layout(plan, "TensorRT-LLM", profile, topo)
-    refuse_offload(plan, "TensorRT-LLM")
+def refuse_fp8_without_units(plan: Plan) -> None:
+    """Exit 2 for fp8 weights on GPUs without fp8 tensor cores: TensorRT-LLM's fp8 runs on them only."""
     lacking = without_fp8_units((s.gpu_type for s in plan.prediction.stages), plan.inputs.workload.weight_dtype)
     if lacking:
         raise UnsupportedPlanError(f"TensorRT-LLM runs fp8 weights on fp8 tensor cores; {', '.join(lacking)} has none",
                                    details=["emit for vllm (weight-only FP8 Marlin kernels), or solve with "
                                             "--weight-dtype int4 or bf16"])
+
+
+def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
+           port: int | None = 8000, plan_path: str = "plan.json", extra_args: Sequence[str] = (),
+           limits: ServingLimits | None = None) -> LaunchBundle:
+    layout = uniform_layout(plan, "TensorRT-LLM", profile, topo)
+    refuse_offload(plan, "TensorRT-LLM")
+    refuse_fp8_without_units(plan)
     if layer_partition(plan):
         raise UnsupportedPlanError(
             f"TensorRT-LLM splits layers evenly across pipeline stages; this plan's stages hold "
