@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 ENGINE_VERSION = "main@00209af"  # tensorrt_llm/commands/serve.py at that commit
 
 
-def _refuse_weight_only_fp8(plan: Plan) -> None:
+def refuse_fp8_without_units(plan: Plan) -> None:
+    """Exit 2 for fp8 weights on GPUs without fp8 tensor cores: TensorRT-LLM's fp8 runs on them only."""
     lacking = without_fp8_units((s.gpu_type for s in plan.prediction.stages), plan.inputs.workload.weight_dtype)
     if lacking:
         raise UnsupportedPlanError(f"TensorRT-LLM runs fp8 weights on fp8 tensor cores; {', '.join(lacking)} has none",
@@ -34,7 +35,7 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
            limits: ServingLimits | None = None) -> LaunchBundle:
     layout = uniform_layout(plan, "TensorRT-LLM", profile, topo)
     refuse_offload(plan, "TensorRT-LLM")
-    _refuse_weight_only_fp8(plan)
+    refuse_fp8_without_units(plan)
     if layer_partition(plan):
         raise UnsupportedPlanError(
             f"TensorRT-LLM splits layers evenly across pipeline stages; this plan's stages hold "
