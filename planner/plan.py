@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, fi
 
 from pydantic.config import JsonDict
 
-from planner.disagg.plan import Pools
+from planner.disagg.plan import Pools, ServingChoice
 from planner.errors import PartitionError
 from planner.model.dtypes import dtype_problem
 
@@ -305,6 +305,8 @@ class Plan(BaseModel):
     alternatives: list[Alternative] = Field(default_factory=list)
     pools: Optional[Pools] = Field(None, description="disaggregated serving: the prefill and decode pools (then "
                                    "`stages` and `prediction` are the decode pool's); None: aggregated")
+    serving: Optional[ServingChoice] = Field(None, description="solve --serving: the mode chosen, the other mode's "
+                                             "best plan and the margin")
 
     @model_validator(mode="before")
     @classmethod

@@ -25,7 +25,7 @@ OutputOpt = Annotated[Optional[str], typer.Option("-o", "--output", help="Write 
 SOLVE_WORKLOAD = Fields(Workload, defaults={"concurrency": None}, help={
     "concurrency": "The load: sequences decoding together (all replicas). Default 1; with --objective throughput "
                    "the solver chooses the load, up to this many."})
-SOLVE_OPTIONS = Fields(SolveOptions, defaults={"time_limit_s": 60.0})
+SOLVE_OPTIONS = Fields(SolveOptions, defaults={"time_limit_s": 60.0, "objective": None})  # None: --serving can tell
 
 
 def register(app: typer.Typer) -> None:
@@ -93,7 +93,7 @@ def solve_cmd(
 ) -> None:
     """Find the best split of a model over a machine with CP-SAT: stages, GPUs, layouts, replicas and the load."""
     from planner.errors import InfeasibleError, InputError
-    from planner.solve import solve
+    from planner.solve.serving import solve_serving
 
     if emit and not output:
         raise InputError("--emit writes the plan and its scripts into a folder: give -o FOLDER")
@@ -103,7 +103,7 @@ def solve_cmd(
         options = options.model_copy(update={"max_concurrency": work.concurrency})
     try:
         with solve_progress(enabled=not json_out and sys.stderr.isatty()) as progress:
-            plan = solve(profile, topo, work, options=options, constants=constants, progress=progress)
+            plan = solve_serving(profile, topo, work, options=options, constants=constants, progress=progress)
     except InfeasibleError as exc:
         raise _with_reach(exc, profile, topo, work=work, options=options, constants=constants) from None
     warn_unusable(plan, options.max_prefill_utilisation)
@@ -114,6 +114,10 @@ def solve_cmd(
     from planner.report.plans import plan_report
 
     console.print(plan_report(plan))
+    if plan.serving is not None:
+        from planner.disagg.report import serving_report
+
+        console.print(serving_report(plan.serving, plan.pools))
 
 
 def _with_reach(exc: Exception, profile: ModelProfile, topo: Topology, *, work: Workload, options: SolveOptions,

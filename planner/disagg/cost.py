@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field
 
 from planner.cost.collectives import p2p_time
 from planner.cost.constants import DEFAULT, Constants
+from planner.cost.engines import resolve_constants
 from planner.cost.estimate import estimate
 from planner.cost.memory import stage_memory
 from planner.cost.shards import Layout
@@ -283,6 +284,7 @@ def estimate_disagg(profile: ModelProfile, topo: Topology, pools: Pools, workloa
     (`prompts`: a closed-loop benchmark's request count, whose first wave arrives at once)."""
     if check:
         check_pools(profile, topo, pools)
+    c = resolve_constants(c, workload.engine)  # the engine's step budget and request overhead, as estimate's
     svc = prefill_service(profile, topo, pools, workload, c)
     transfer_s, by_class = kv_handoff(profile, topo, pools, workload, c)
     slots = decode_step(profile, topo, pools, workload=workload, sequences=1, c=c).max_concurrency

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from rich.console import Group
 from rich.table import Table
 
 from planner.disagg.cost import DisaggPrediction
-from planner.disagg.plan import Pools
+from planner.disagg.plan import Pools, ServingChoice
+from planner.units import format_ids
 
 
 def disagg_table(pools: Pools, p: DisaggPrediction, title: str) -> Table:
@@ -32,3 +34,25 @@ def disagg_table(pools: Pools, p: DisaggPrediction, title: str) -> Table:
     if p.problem:
         table.caption = p.problem
     return table
+
+
+def serving_report(choice: ServingChoice, pools: Pools | None) -> Group:
+    """solve --serving: the chosen mode beside the other mode's best plan, the margin and the verdict."""
+    table = Table(title=f"serving: {choice.chosen} chosen (asked {choice.asked})", width=80)
+    for name in ("mode", "plan", "GPUs", "load", "TPOT ms", "TTFT ms", "tokens/s"):
+        table.add_column(name, justify="left" if name in ("mode", "plan") else "right")
+    for r in filter(None, [choice.best, choice.other]):
+        table.add_row(r.mode + (" *" if r is choice.best else ""), r.shape, str(r.gpus), f"{r.concurrency:,}",
+                      f"{r.tpot_ms:,.2f}", f"{r.ttft_ms:,.1f}", f"{r.tokens_per_s:,.0f}")
+    parts: list[Table | str] = [table]
+    if pools is not None:
+        parts.append(f"prefill pool: {pools.prefill.label} on GPUs "
+                     + "; ".join(format_ids(ids) for ids in pools.prefill.gpu_ids))
+        parts.append(f"decode pool: {pools.decode.label} on GPUs "
+                     + "; ".join(format_ids(ids) for ids in pools.decode.gpu_ids))
+    if choice.margin is not None and choice.other is not None:
+        parts.append(f"margin: {choice.margin:+.1%} tokens/s over the best {choice.other.mode} plan")
+    elif choice.other_problem:
+        parts.append(f"the other mode: {choice.other_problem}")
+    parts.append(f"verdict: {choice.verdict}")
+    return Group(*parts)
