@@ -108,3 +108,36 @@ def test_disagg_answer_is_what_estimate_disagg_says(cli, tmp_path):
                            "1000", "--top", "0")
     assert code == 0, err
     assert "serving: disagg chosen (asked disagg)" in table and "margin:" in table and "verdict:" in table
+
+
+def _dominated(p, others) -> bool:
+    return any(o["tokens_per_s_per_gpu"] >= p["tokens_per_s_per_gpu"] and o["tokens_per_s_per_user"] >=
+               p["tokens_per_s_per_user"] and o is not p and (o["tokens_per_s_per_gpu"], o["tokens_per_s_per_user"])
+               != (p["tokens_per_s_per_gpu"], p["tokens_per_s_per_user"]) for o in others)
+
+
+def test_frontier_shows_both_modes_and_aggregated_wins_short_prompts(cli):
+    """Llama-3.1-8B on 2 H100s, 128-token prompts, 1,024-token outputs (as above): a 1P1D pool decodes on one GPU
+    what two aggregated replicas decode on two, at nearly the same step time (the prompt chunks are 1/8 of the
+    tokens), so at the same tokens/s per user the aggregated plan has about twice the tokens/s per GPU, and every
+    disaggregated point is below the aggregated frontier."""
+    code, out, err = cli("frontier", "--model", "llama-8b", "--topology", "8xh100", "--gpus", "2", "--isl", "128",
+                         "--osl", "1024", "--serving", "auto", "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    agg, dis = r["agg"]["points"], r["disagg"]
+    assert dis and all(p["shape"].startswith("1P1D") for p in dis)
+    union = agg + dis
+    for p in union:  # the frontier is the Pareto set over both modes together
+        assert not (p["frontier"] and _dominated(p, union))
+        same = [o for o in union if (o["tokens_per_s_per_gpu"], o["tokens_per_s_per_user"]) ==
+                (p["tokens_per_s_per_gpu"], p["tokens_per_s_per_user"])]
+        assert _dominated(p, union) or any(o["frontier"] for o in same)  # undominated: it, or its twin, is marked
+    assert not any(p["frontier"] for p in dis) and r["verdict"].startswith("aggregated holds the whole frontier")
+    d = next(p for p in dis if p["concurrency"] == 32)  # 32 sequences on the decode GPU
+    a = next(p for p in agg if p["shape"] == "TP1 x PP1 x R2" and p["concurrency"] == 64)  # 32 per replica
+    assert a["tokens_per_s_per_user"] == pytest.approx(d["tokens_per_s_per_user"], rel=0.02)
+    assert 1.9 < a["tokens_per_s_per_gpu"] / d["tokens_per_s_per_gpu"] < 2.1
+    code, table, err = cli("frontier", "--model", "llama-8b", "--topology", "8xh100", "--gpus", "2", "--isl", "128",
+                           "--osl", "1024", "--serving", "auto")
+    assert code == 0 and "disaggregated points" in table and "verdict: aggregated holds" in table

@@ -56,3 +56,15 @@ def serving_report(choice: ServingChoice, pools: Pools | None) -> Group:
         parts.append(f"the other mode: {choice.other_problem}")
     parts.append(f"verdict: {choice.verdict}")
     return Group(*parts)
+
+
+def disagg_frontier_table(points: list, all_points: bool) -> Table:
+    """frontier --serving: the disaggregated points (frontier ones unless --all), 80 columns."""
+    table = Table(title="disaggregated points (* on the frontier over both modes)", width=80)
+    for name in ("pools", "load", "TPOT ms", "TTFT ms", "tok/s/GPU", "tok/s/user"):
+        table.add_column(name, justify="left" if name == "pools" else "right")
+    for p in sorted(points, key=lambda p: -p.tokens_per_s_per_user):
+        if all_points or p.frontier:
+            table.add_row(p.shape + (" *" if p.frontier else ""), f"{p.concurrency:,}", f"{p.tpot_ms:,.2f}",
+                          f"{p.ttft_ms:,.1f}", f"{p.tokens_per_s_per_gpu:,.0f}", f"{p.tokens_per_s_per_user:,.1f}")
+    return table

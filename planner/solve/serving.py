@@ -192,6 +192,14 @@ class _Ask:
     budget: int
 
 
+def make_ask(profile: ModelProfile, topo: Topology, workload: Workload, *, options: SolveOptions,
+             constants: Constants) -> _Ask:
+    """What the disaggregated search prices with, checked (the GPUs offered, the budget, the engine's constants)."""
+    scope = check_options(profile, topo, workload, options)
+    return _Ask(profile, topo, workload, options, resolve_constants(constants, workload.engine), scope.ids,
+                scope.budget)
+
+
 def pair_candidates(ask: _Ask) -> list[PairCand]:
     """Every (prefill layout, decode layout) pair whose instances fit together in the budget, priced per instance."""
     ids, o, c = list(ask.ids), ask.options, ask.constants
