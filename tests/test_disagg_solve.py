@@ -141,3 +141,20 @@ def test_frontier_shows_both_modes_and_aggregated_wins_short_prompts(cli):
     code, table, err = cli("frontier", "--model", "llama-8b", "--topology", "8xh100", "--gpus", "2", "--isl", "128",
                            "--osl", "1024", "--serving", "auto")
     assert code == 0 and "disaggregated points" in table and "verdict: aggregated holds" in table
+
+
+def test_compare_puts_both_modes_side_by_side(cli):
+    code, out, err = cli("compare", "--model", "llama-8b", "-t", "8xh100", "-t", "8xh100-pcie-nvlink-pairs",
+                         "--isl", "128", "--osl", "1024", "--serving", "auto", "--json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert [m["topology"] for m in r["machines"]] == ["8xh100", "8xh100-pcie-nvlink-pairs"]
+    for m in r["machines"]:
+        s = m["serving"]
+        assert {s["best"]["mode"], s["other"]["mode"]} == {"agg", "disagg"}
+        assert s["best"]["tokens_per_s"] >= s["other"]["tokens_per_s"]  # auto: the better wins
+        assert s["margin"] == pytest.approx(s["best"]["tokens_per_s"] / s["other"]["tokens_per_s"] - 1)
+        assert "TTFT interference" in s["verdict"] and "Transfer:" in s["verdict"]
+    code, table, err = cli("compare", "--model", "llama-8b", "-t", "8xh100", "-t", "8xh100-pcie-nvlink-pairs",
+                           "--isl", "128", "--osl", "1024", "--serving", "auto")
+    assert code == 0 and "aggregated against disaggregated, per machine" in table

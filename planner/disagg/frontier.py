@@ -12,13 +12,13 @@ from pydantic import BaseModel, Field
 
 from planner.cost.constants import Constants
 from planner.disagg.cost import estimate_disagg
-from planner.disagg.plan import Pools
+from planner.disagg.plan import Pools, ServingChoice
 from planner.frontier import FrontierResult, pareto_flags
 from planner.hardware.topology import Topology
 from planner.model.layergraph import ModelProfile
 from planner.plan import Workload
-from planner.solve.options import SolveOptions
-from planner.solve.serving import choose_pools, disagg_shape, make_ask, pair_candidates, place
+from planner.solve.options import Objective, SolveOptions
+from planner.solve.serving import choose_pools, disagg_shape, make_ask, pair_candidates, place, solve_serving
 
 #: Loads per pool configuration: 1, 2, 4, ... sequences per decode instance (2^15 past any KV capacity here).
 MAX_LOADS = 16
@@ -111,3 +111,28 @@ def verdict(agg: FrontierResult | None, disagg: list[DisaggPoint]) -> str:
             f"interference) and its decode pool runs {best.concurrency:,} sequences on "
             f"{best.pools.decode.n_gpus} GPUs ({best.shape}), the prefill pool {best.prefill_utilisation:.0%} busy; "
             f"each request's KV hand-off costs {best.kv_transfer_ms:,.2f} ms of TTFT")
+
+
+class MachineChoice(BaseModel):
+    topology: str
+    serving: ServingChoice
+
+
+class ServingCompare(BaseModel):
+    """`planner compare --serving auto|disagg --json`: per machine, each mode's best plan for tokens/s (no SLO
+    unless given) and which won."""
+
+    model: str
+    machines: list[MachineChoice]
+
+
+def compare_serving(profile: ModelProfile, topos: list[Topology], workload: Workload, *, options: SolveOptions,
+                    constants: Constants) -> ServingCompare:
+    """Each machine's serving choice (planner.solve.serving.solve_serving at the throughput objective)."""
+    opts = options.model_copy(update={"objective": Objective.THROUGHPUT, "top": 0})
+    rows = []
+    for topo in topos:
+        plan = solve_serving(profile, topo, workload, options=opts, constants=constants)
+        assert plan.serving is not None
+        rows.append(MachineChoice(topology=topo.name, serving=plan.serving))
+    return ServingCompare(model=profile.name, machines=rows)

@@ -6,6 +6,7 @@ from rich.console import Group
 from rich.table import Table
 
 from planner.disagg.cost import DisaggPrediction
+from planner.disagg.frontier import ServingCompare
 from planner.disagg.plan import Pools, ServingChoice
 from planner.units import format_ids
 
@@ -68,3 +69,20 @@ def disagg_frontier_table(points: list, all_points: bool) -> Table:
             table.add_row(p.shape + (" *" if p.frontier else ""), f"{p.concurrency:,}", f"{p.tpot_ms:,.2f}",
                           f"{p.ttft_ms:,.1f}", f"{p.tokens_per_s_per_gpu:,.0f}", f"{p.tokens_per_s_per_user:,.1f}")
     return table
+
+
+def compare_serving_report(result: ServingCompare) -> Group:
+    """compare --serving: per machine, both modes' best tokens/s, the winner, the margin and why."""
+    table = Table(title=f"{result.model}: aggregated against disaggregated, per machine", width=80)
+    for name in ("machine", "agg plan", "agg tok/s", "disagg plan", "disagg tok/s", "won"):
+        table.add_column(name, justify="right" if "tok/s" in name else "left")
+    lines: list[Table | str] = [table]
+    for m in result.machines:
+        s = m.serving
+        by = {r.mode: r for r in filter(None, [s.best, s.other])}
+        cells = [(by[k].shape, f"{by[k].tokens_per_s:,.0f}") if k in by else ("none fits", "")
+                 for k in ("agg", "disagg")]
+        margin = f" +{s.margin:.0%}" if s.margin is not None else ""
+        table.add_row(m.topology, *cells[0], *cells[1], s.chosen + margin)
+        lines.append(f"{m.topology}: {s.verdict}")
+    return Group(*lines)
