@@ -259,7 +259,8 @@ def _closed_load(w: Workload, p: _Pools, prompts: int | None = None) -> _Load:
     if p.slots < 1:
         return _Load(0.0, 0.0, 0.0, 0.0, p.tpot_s(1), 0.0, "decode-memory",  # type: ignore[operator]
                      "the decode pool holds no sequence's KV beside its weights")
-    queue_cap = math.ceil(c / p.instances / p.svc.batch) * p.svc.step_s  # every other client ahead of it
+    # at most every other client of its instance ahead of it (none with one client per instance)
+    queue_cap = math.ceil(max(0.0, c / p.instances - 1) / p.svc.batch) * p.svc.step_s
     wave_share = min(1.0, c / prompts) if prompts else 0.0
     for _ in range(ROUNDS):
         tpot = p.tpot_s(max(1.0, n_d))  # type: ignore[operator]
