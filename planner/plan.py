@@ -16,7 +16,7 @@ from pydantic import (
 
 from pydantic.config import JsonDict
 
-from planner.disagg.plan import Pools
+from planner.disagg.plan import Pools, ServingChoice
 from planner.fleet import Fleet
 from planner.errors import PartitionError
 from planner.model.dtypes import dtype_problem
@@ -421,6 +421,8 @@ class Plan(BaseModel):
                                    "`stages` and `prediction` are the decode pool's); None: aggregated")
     fleet: Optional[Fleet] = Field(None, description="throughput on several node types: each type's best plan, "
                                    "summed (then `stages` and `prediction` are the largest part's); None: one type")
+    serving: Optional[ServingChoice] = Field(None, description="solve --serving: the mode chosen, the other mode's "
+                                             "best plan and the margin")
 
     @model_validator(mode="before")
     @classmethod

@@ -83,7 +83,8 @@ def test_every_option_the_readme_names_is_an_option_of_some_command():
     # own flags the README quotes (vLLM, SGLang, TensorRT-LLM, torchrun)
     assert '"--cv"' in (REPO / "benchmarks" / "fit_serving.py").read_text()
     outside = {"--test", "--cv", "--load-format", "--skip-tokenizer-init", "--cpu-offload-gb", "--max-num-seqs",
-               "--max-running-requests", "--max_batch_size", "--nnodes"}
+               "--max-running-requests", "--max_batch_size", "--nnodes", "--disaggregation-mode",
+               "--disaggregation-transfer-backend", "--kv-transfer-config", "--pd-disaggregation"}
     named = set(re.findall(r"`[^`\n]*?(--[a-z][\w-]*)", readme))
     assert not (named - known - outside), sorted(named - known - outside)
 

@@ -20,7 +20,7 @@ KiB, MiB, GiB = 2**10, 2**20, 2**30
 FIXTURES = Path(__file__).parent / "fixtures" / "topo"
 
 EXPECTED = {
-    "1xh100", "2x8xh100-ib", "4x8xh100-ib", "4xl40s", "8xa100", "8xa100-pcie", "8xh100", "8xh100-pcie",
+    "1xh100", "2x8xh100-ib", "2x8xh20-roce", "4x8xh100-ib", "4xl40s", "8xa100", "8xa100-pcie", "8xh100", "8xh100-pcie",
     "8xh100-pcie-nvlink-pairs", "8xh200", "8xl40s", "8xmi300x", "8xrtx4090", "h100-a100-ib", "8xb200", "8xh20",
     "8xmi325x", "8xmi355x",
 }

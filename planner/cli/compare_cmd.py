@@ -19,14 +19,17 @@ from planner.plan import Workload
 from planner.report.plans import compare_table
 from planner.report.plots import check_plot_path, plot_compare
 from planner.solve.options import SolveOptions
+from planner.disagg.frontier import compare_serving
+from planner.disagg.report import compare_serving_report
 
 #: The loads are a list (--concurrency 1,8,32,128).
 COMPARE_WORKLOAD = Fields(Workload, exclude=frozenset({"concurrency"}))
-COMPARE_OPTIONS = Fields(SolveOptions, only=frozenset({"objective", "time_limit_s", "offload"}),
+COMPARE_OPTIONS = Fields(SolveOptions, only=frozenset({"objective", "time_limit_s", "offload", "serving"}),
                          defaults={"time_limit_s": 10.0},
                          help={"objective": "latency or throughput", "time_limit_s": "solver time limit per machine "
                                "and load, s", "offload": "let stages stream layers from host-memory tiers where a "
-                               "machine has them"})
+                               "machine has them", "serving": "agg (default), or disagg / auto: each machine's best "
+                               "aggregated and disaggregated plans for tokens/s, side by side, and the verdict"})
 
 
 def register(app: typer.Typer) -> None:
@@ -60,6 +63,13 @@ def compare_cmd(
     work = build(Workload, {**work.model_dump(), "concurrency": loads[0]})
     constants = load_constants(calibration)
     topos = [what_if_topology(load_topology(t), what_if) for t in topology]
+    if options.serving in ("auto", "disagg"):
+        by_mode = compare_serving(load_profile(model), topos, work, options=options, constants=constants)
+        if json_out:
+            print_json(by_mode)
+        else:
+            console.print(compare_serving_report(by_mode))
+        return
     result = compare(load_profile(model), topos, work, concurrencies=loads, options=options, constants=constants)
     if plot:
         plot_compare(result, plot, breakdown_at)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -15,14 +15,24 @@ from planner.plan import Workload
 from planner.report.plans import frontier_table
 from planner.report.plots import check_plot_path, plot_frontier
 from planner.solve.options import SolveOptions
+from planner.disagg.frontier import combine, disagg_points
+from planner.disagg.report import disagg_frontier_table
+
+if TYPE_CHECKING:
+    from planner.cost.constants import Constants
+    from planner.hardware.topology import Topology
+    from planner.model.layergraph import ModelProfile
 
 #: The frontier runs every load itself (no --concurrency) and offers no remedies (planner remedies does).
 FRONTIER_WORKLOAD = Fields(Workload, exclude=frozenset({"concurrency"}), panels_excluded=frozenset({"Remedies"}))
-FRONTIER_OPTIONS = Fields(SolveOptions, only=frozenset({"gpus", "gpu_ids", "max_pp", "time_limit_s", "max_prefill_utilisation"}),
+FRONTIER_OPTIONS = Fields(SolveOptions, only=frozenset({"gpus", "gpu_ids", "max_pp", "time_limit_s", "max_prefill_utilisation",
+                                                           "serving"}),
                           defaults={"time_limit_s": 20.0},
                           help={"time_limit_s": "solver time for placing every shape, s",
                                 "gpus": "plans may use at most this many GPUs (any of them)",
-                                "gpu_ids": "plans use only these GPUs, e.g. 0,1,2,3"})
+                                "gpu_ids": "plans use only these GPUs, e.g. 0,1,2,3",
+                                "serving": "agg (default), disagg (prefill and decode pools) or auto (both, side by "
+                                           "side, the frontier over both, and the verdict)"})
 
 
 def register(app: typer.Typer) -> None:
@@ -46,6 +56,10 @@ def frontier_cmd(
     if plot:
         check_plot_path(plot)
     constants, topo, profile, work = load_inputs(model, topology, work, calibration=calibration)
+    if options.serving in ("auto", "disagg"):
+        _serving_frontier(profile, topo, work, options=options, constants=constants, json_out=json_out,
+                          all_points=all_points)
+        return
     with solve_progress(enabled=not json_out and sys.stderr.isatty()) as progress:
         result = frontier(profile, topo, work, options=options, constants=constants, progress=progress)
     if plot:
@@ -56,3 +70,17 @@ def frontier_cmd(
         return
 
     console.print(frontier_table(result, all_points))
+
+
+def _serving_frontier(profile: ModelProfile, topo: Topology, work: Workload, *, options: SolveOptions,
+                      constants: Constants, json_out: bool, all_points: bool) -> None:
+    """frontier --serving auto|disagg: both modes' points (planner.disagg.frontier), the frontier over them."""
+    agg = frontier(profile, topo, work, options=options, constants=constants) if options.serving == "auto" else None
+    result = combine(agg, disagg_points(profile, topo, work, options=options, constants=constants))
+    if json_out:
+        print_json(result)
+        return
+    if result.agg is not None:
+        console.print(frontier_table(result.agg, all_points))
+    console.print(disagg_frontier_table(result.disagg, all_points))
+    console.print(f"verdict: {result.verdict}")

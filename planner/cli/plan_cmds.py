@@ -20,8 +20,9 @@ from planner.plan import EstimateReport, Plan, SolverInfo, Workload, build_plan,
 from planner.remedies import REMEDIES_OPTIONS, RemedyRequest, within_reach
 from planner.model.checks import fp8_warning
 from planner.report.plans import plan_report, prediction_report, usability_line
-from planner.solve import solve
 from planner.solve.options import Objective, SolveOptions
+from planner.solve.serving import solve_serving
+from planner.disagg.report import serving_report
 from planner.traffic.steady import open_loop
 from planner.traffic.tables import traffic_table
 
@@ -35,7 +36,7 @@ OutputOpt = Annotated[Optional[str], typer.Option("-o", "--output", help="Write 
 SOLVE_WORKLOAD = Fields(Workload, defaults={"concurrency": None}, help={
     "concurrency": "The load: sequences decoding together (all replicas). Default 1; with --objective throughput "
                    "the solver chooses the load, up to this many."})
-SOLVE_OPTIONS = Fields(SolveOptions, defaults={"time_limit_s": 60.0})
+SOLVE_OPTIONS = Fields(SolveOptions, defaults={"time_limit_s": 60.0, "objective": None})  # None: --serving can tell
 
 
 def register(app: typer.Typer) -> None:
@@ -117,7 +118,7 @@ def solve_cmd(
         options = options.model_copy(update={"max_concurrency": work.concurrency})
     try:
         with solve_progress(enabled=not json_out and sys.stderr.isatty()) as progress:
-            plan = solve(profile, topo, work, options=options, constants=constants, progress=progress)
+            plan = solve_serving(profile, topo, work, options=options, constants=constants, progress=progress)
     except InfeasibleError as exc:
         raise _with_reach(exc, profile, topo, work=work, options=options, constants=constants) from None
     warn_unusable(plan, options.max_prefill_utilisation)
@@ -127,6 +128,8 @@ def solve_cmd(
         return
 
     console.print(plan_report(plan))
+    if plan.serving is not None:
+        console.print(serving_report(plan.serving, plan.pools))
 
 
 def _with_reach(exc: Exception, profile: ModelProfile, topo: Topology, *, work: Workload, options: SolveOptions,

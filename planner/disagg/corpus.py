@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from planner.calibrate.corpus import _DTYPES, CLUSTER_TOPOLOGY, NODE_TOPOLOGY, Entry, catalog_model, load_corpus
 from planner.disagg.plan import PoolsSpec
 
+#: Clusters the disaggregated rows run on beyond the calibration corpus's (topologies/2x8xh20-roce.yaml: the machine
+#: of Mooncake's SGLang PD benchmark).
+DISAGG_CLUSTERS = {("h20", 2): "2x8xh20-roce"}
 _TOTALS = re.compile(r"total_output_tokens=(\d+) over (\d+) completed, total_input_tokens=(\d+)")
 
 
@@ -60,7 +63,9 @@ def disagg_case(entry: Entry) -> DisaggCase | str:
         return f"model {row.model} is not in the catalog"
     gpus = d.prefill_instances * d.prefill_tp + d.decode_instances * d.decode_tp
     gpu = row.gpu.lower()
-    topology = NODE_TOPOLOGY.get(gpu) if gpus <= 8 else CLUSTER_TOPOLOGY.get((gpu, -(-gpus // 8)))
+    nodes = -(-gpus // 8)
+    topology = NODE_TOPOLOGY.get(gpu) if gpus <= 8 else CLUSTER_TOPOLOGY.get((gpu, nodes),
+                                                                             DISAGG_CLUSTERS.get((gpu, nodes)))
     if topology is None:
         return f"no shipped topology for {gpus} x {row.gpu}"
     weight = _DTYPES.get((row.weight_dtype or "bf16").lower())

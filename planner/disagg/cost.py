@@ -35,6 +35,7 @@ from pydantic import BaseModel, Field
 
 from planner.cost.collectives import p2p_time
 from planner.cost.constants import DEFAULT, Constants
+from planner.cost.engines import resolve_constants
 from planner.cost.estimate import estimate
 from planner.cost.memory import stage_memory
 from planner.cost.shards import Layout
@@ -258,7 +259,8 @@ def _closed_load(w: Workload, p: _Pools, prompts: int | None = None) -> _Load:
     if p.slots < 1:
         return _Load(0.0, 0.0, 0.0, 0.0, p.tpot_s(1), 0.0, "decode-memory",  # type: ignore[operator]
                      "the decode pool holds no sequence's KV beside its weights")
-    queue_cap = math.ceil(c / p.instances / p.svc.batch) * p.svc.step_s  # every other client ahead of it
+    # at most every other client of its instance ahead of it (none with one client per instance)
+    queue_cap = math.ceil(max(0.0, c / p.instances - 1) / p.svc.batch) * p.svc.step_s
     wave_share = min(1.0, c / prompts) if prompts else 0.0
     for _ in range(ROUNDS):
         tpot = p.tpot_s(max(1.0, n_d))  # type: ignore[operator]
@@ -283,6 +285,7 @@ def estimate_disagg(profile: ModelProfile, topo: Topology, pools: Pools, workloa
     (`prompts`: a closed-loop benchmark's request count, whose first wave arrives at once)."""
     if check:
         check_pools(profile, topo, pools)
+    c = resolve_constants(c, workload.engine)  # the engine's step budget and request overhead, as estimate's
     svc = prefill_service(profile, topo, pools, workload, c)
     transfer_s, by_class = kv_handoff(profile, topo, pools, workload, c)
     slots = decode_step(profile, topo, pools, workload=workload, sequences=1, c=c).max_concurrency

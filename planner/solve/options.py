@@ -6,7 +6,7 @@ Light on purpose (pydantic only): the CLI derives its options from these fields 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Optional
+from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
@@ -25,6 +25,8 @@ class Objective(StrEnum):
 
 
 OBJECTIVES = tuple(o.value for o in Objective)
+#: agg: one pool serves prompts and generation; disagg: a prefill pool and a decode pool; auto: both, the better wins.
+Serving = Literal["agg", "disagg", "auto"]
 
 _SOLVER: JsonDict = {"panel": "Solver"}
 
@@ -64,5 +66,10 @@ class SolveOptions(BaseModel):
     time_limit_s: float = Field(30.0, gt=0, le=MAX_TIME_LIMIT_S, description="solver time limit in seconds",
                                 json_schema_extra={"flag": "--time-limit", **_SOLVER})
     top: int = Field(3, ge=0, le=100, description="runners-up of other shapes to show", json_schema_extra=_SOLVER)
+    serving: Optional[Serving] = Field(
+        None, description="agg (one pool serves prompts and generation), disagg (a prefill pool and a decode pool, "
+        "each layout and instance count chosen for tokens/s under the SLOs) or auto (both; the better wins). Default "
+        "auto when an SLO is given on a multi-GPU machine, else agg (planner.solve.serving)",
+        json_schema_extra={"derived": True, **_SOLVER})
     workers: int = Field(1, ge=1, le=64, description="CP-SAT search workers (1: deterministic)",
                          json_schema_extra={"cli": False})
