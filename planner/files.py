@@ -66,10 +66,15 @@ def _check_depth(value: Any, source: str) -> Any:
     return value
 
 
+#: libyaml's safe loader where PyYAML was built with it (about 10x faster on long files: a 100,000-entry list took
+#: over a minute through the pure-Python loader on a loaded machine), else the pure-Python one; same rules either way.
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def parse_yaml(text: str, source: str) -> Any:
     """YAML from text (safe loader), with the line and column of a syntax error."""
     try:
-        return _check_depth(yaml.safe_load(text), source)
+        return _check_depth(yaml.load(text, Loader=SAFE_LOADER), source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

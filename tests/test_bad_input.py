@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from planner.cli.common import MAX_ERROR_CHARS, bounded
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -445,3 +447,19 @@ def test_plot_paths_are_checked_before_the_run():
                         ("/etc", "write a .png")):
         with pytest.raises(InputError, match=needle):
             check_plot_path(bad)
+
+
+def test_an_error_about_a_long_list_stays_short(cli, tmp_path):
+    """A repeated name in a 100,000-long list is named with its count, not by printing the list (the value-extreme
+    fuzz's '100,000-long nics' case printed an 800 KB error line); any other long message is cut at 2,000
+    characters (planner.cli.common.bounded)."""
+    doc = yaml.safe_load((REPO / "topologies" / "8xh100.yaml").read_text())
+    nics = doc["nodes"][0]["nics"]
+    nics.extend([nics[0]] * 100_000)
+    f = tmp_path / "t.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    err = _expect(cli, ["topology", "show", str(f)], f"NIC names repeat: {nics[0]['name']} (x100,001)")
+    assert len(err) < 300
+    assert bounded("x" * 10) == "x" * 10
+    cut = bounded("x" * (MAX_ERROR_CHARS + 5))
+    assert cut.startswith("x" * MAX_ERROR_CHARS) and cut.endswith("(5 more characters)")

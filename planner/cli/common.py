@@ -43,6 +43,17 @@ def debugging() -> bool:
     return os.environ.get("PLANNER_DEBUG", "") not in ("", "0")
 
 
+#: The longest error text printed: a message that quotes a huge input is cut, never an 800 KB line.
+MAX_ERROR_CHARS = 2000
+
+
+def bounded(text: str) -> str:
+    """`text`, cut at MAX_ERROR_CHARS with a note of how much was left out."""
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    return f"{text[:MAX_ERROR_CHARS]} ... ({len(text) - MAX_ERROR_CHARS:,} more characters)"
+
+
 def cli_errors(fn: Callable) -> Callable:
     """Turn a PlannerError into one clear message and its exit code; never a traceback."""
 
@@ -53,7 +64,7 @@ def cli_errors(fn: Callable) -> Callable:
         except PlannerError as exc:
             if debugging():
                 err_console.print_exception()
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {bounded(str(exc))}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper

@@ -7,6 +7,8 @@ CPU sockets and the socket link, NICs and the fabric. Bandwidths are per directi
 
 from __future__ import annotations
 
+from collections import Counter
+
 from typing import Annotated, Literal, Optional
 
 from pydantic import (
@@ -182,13 +184,22 @@ def _check_gpu_refs(node: NodeDef, known: set[int]) -> None:
         seen.add(tuple(sorted(pair)))
 
 
+def repeated(names: list[str], *, shown: int = 5) -> str:
+    """The names that occur more than once, with their counts: `nic0 (x3), nic1 (x2)` (at most `shown` of them),
+    not the whole list (a 100,000-long list made an 800 KB error line)."""
+    counts = Counter(names)
+    twice = [f"{name[:40]} (x{n:,})" for name, n in counts.items() if n > 1]
+    more = f" and {len(twice) - shown:,} more" if len(twice) > shown else ""
+    return ", ".join(twice[:shown]) + more
+
+
 def _check_switches(node: NodeDef, known: set[int]) -> None:
     nic_names = [n.name for n in node.nics]
     if len(set(nic_names)) != len(nic_names):
-        raise ValueError(f"NIC names repeat: {nic_names}")
+        raise ValueError(f"NIC names repeat: {repeated(nic_names)}")
     names = [sw.name for sw in node.pcie_switches]
     if len(set(names)) != len(names):
-        raise ValueError(f"PCIe switch names repeat: {names}")
+        raise ValueError(f"PCIe switch names repeat: {repeated(names)}")
     for k, sw in enumerate(node.pcie_switches):
         for i in sw.gpus:
             if i not in known:
@@ -245,7 +256,7 @@ def expanded_node_names(nodes: list[NodeDef]) -> list[str]:
 def _check_node_names(nodes: list[NodeDef]) -> None:
     names = [n.name for n in nodes]
     if len(set(names)) != len(names):
-        raise ValueError(f"node names repeat: {names}")
+        raise ValueError(f"node names repeat: {repeated(names)}")
     expanded = expanded_node_names(nodes)
     seen: set[str] = set()
     for name in expanded:
