@@ -194,10 +194,13 @@ def fit(cases: Sequence[Case], cal: Calibration | None = None, *, rounds: int = 
     for moe in (False, True):
         rows = [c for c in train if c.moe == moe]
         if rows:
-            cal = coordinate_descent(cal, knobs({c.engine for c in rows}, moe=moe),
-                                     lambda t, rows=rows: score(outcomes(rows, t)), step=1.6, rounds=rounds,
-                                     min_step=1.08)
+            cal = coordinate_descent(cal, knobs({c.engine for c in rows}, moe=moe), _scorer(rows), step=1.6,
+                                     rounds=rounds, min_step=1.08)
     return cal
+
+
+def _scorer(rows: Sequence[Case]) -> Callable[[Calibration], float]:
+    return lambda cal: score(outcomes(rows, cal))
 
 
 def median_errors(outs: Sequence[Outcome]) -> dict:
