@@ -129,12 +129,18 @@ def test_held_out_medians_meet_what_cross_validation_reached():
         for cls, metrics in classes.items():
             for metric, value in metrics.items():
                 assert 0 <= value < 10 and not math.isnan(value), (engine, cls, metric)
-    # targets met held out (see RESULTS.md): closed-loop TPOT and tokens/s of dense rows under TensorRT-LLM
-    # met held out (benchmarks/RESULTS.md, 'Fidelity'): closed-loop TPOT and output tokens/s of dense rows under
-    # TensorRT-LLM (10.3%, 11.3%) and vLLM; everything else is reported there, not asserted
+    # Ceilings just above what `python benchmarks/fit_serving.py --cv` measured held out (benchmarks/RESULTS.md,
+    # 'Fidelity', run B of 2026-12-02; benchmarks/fidelity_cv_rows.json), all engines together:
+    # dense TPOT 13.0%, tokens/s 8.7%, TTFT 41.3%, max-throughput 48.1%; MoE 37.3%, 32.6%, 69.5%, 118.8%.
+    ceilings = {"dense": {"tpot": 0.135, "tokens": 0.09, "ttft": 0.42, "max_tokens": 0.49},
+                "moe": {"tpot": 0.38, "tokens": 0.33, "ttft": 0.70, "max_tokens": 1.19}}
+    for cls, metrics in ceilings.items():
+        for metric, ceiling in metrics.items():
+            assert bands["all"][cls][metric] <= ceiling, (cls, metric, bands["all"][cls][metric])
+    # issue 23's targets that hold held out: dense output tokens/s <= 12% (8.7%; TensorRT-LLM's 8.1%), and
+    # TensorRT-LLM's dense TPOT (11.8%); the others do not (RESULTS.md) and are not asserted as met
+    assert bands["all"]["dense"]["tokens"] <= 0.12 and bands["trtllm"]["dense"]["tokens"] <= 0.12
     assert bands["trtllm"]["dense"]["tpot"] <= 0.12
-    assert bands["trtllm"]["dense"]["tokens"] <= 0.12
-    assert bands["vllm"]["dense"]["tpot"] <= 0.12 and bands["vllm"]["dense"]["tokens"] <= 0.12
 
 
 @pytest.mark.parametrize("tp,utilization,logged", [(1, 0.25, 93_872), (1, 0.5, 464_848), (2, 0.25, 450_192),

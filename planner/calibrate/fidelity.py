@@ -21,7 +21,7 @@ import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import lru_cache
 from importlib import import_module
 from typing import Callable, Iterable, Sequence
 
@@ -187,10 +187,6 @@ def training_sample(cases: Sequence[Case], per_group: int = 12) -> list[Case]:
     return out
 
 
-def _score_on(rows: Sequence[Case], cal: Calibration) -> float:
-    return score(outcomes(rows, cal))
-
-
 def fit(cases: Sequence[Case], cal: Calibration | None = None, *, rounds: int = 6, per_group: int = 12) -> Calibration:
     """Two stages (module docstring): the dense rows fit the knobs every layer uses, then the MoE rows the MoE knobs."""
     train = training_sample(cases, per_group)
@@ -198,9 +194,13 @@ def fit(cases: Sequence[Case], cal: Calibration | None = None, *, rounds: int = 
     for moe in (False, True):
         rows = [c for c in train if c.moe == moe]
         if rows:
-            cal = coordinate_descent(cal, knobs({c.engine for c in rows}, moe=moe), partial(_score_on, rows),
-                                     step=1.6, rounds=rounds, min_step=1.08)
+            cal = coordinate_descent(cal, knobs({c.engine for c in rows}, moe=moe), _scorer(rows), step=1.6,
+                                     rounds=rounds, min_step=1.08)
     return cal
+
+
+def _scorer(rows: Sequence[Case]) -> Callable[[Calibration], float]:
+    return lambda cal: score(outcomes(rows, cal))
 
 
 def median_errors(outs: Sequence[Outcome]) -> dict:
