@@ -29,8 +29,8 @@ def test_open_loop_rows_resolve_with_their_lengths_and_rates():
 def test_open_loop_errors_hold(checks):
     s = summary(checks)
     assert s["rows"] >= 20 and s["publishers"] >= 3 and s["engines"] >= 2  # measured: 24 rows, 3, 2
-    assert s["ttft_median_abs_error"] <= 0.24  # measured 23.7% (issue target 30%)
-    # measured 47.3%; the issue's 15% is not met: dstack's Llama-3.1-405B rows (MI300X with chunked prefill off and
+    assert s["ttft_median_abs_error"] <= 0.25  # measured 24.8% after the merge of the final fit (issue target 30%)
+    # measured 47.0% (47.3% before the final fit); the issue's 15% is not met: dstack's Llama-3.1-405B rows (MI300X with chunked prefill off and
     # 15 scheduler steps, TPOT 0.6-1.6 s measured) sit outside the serving model (docs/traffic.md)
     assert s["tpot_median_abs_error"] <= 0.48
 
@@ -39,6 +39,6 @@ def test_sustained_rows_alone(checks):
     # the rows whose rate the model finds sustained (SGLang's ShareGPT runs at 4 and 8 requests/s, dstack MI300X 16)
     stable = [c for c in checks if c.stable]
     s = summary(stable)
-    assert s["rows"] >= 9
-    assert s["ttft_median_abs_error"] <= 0.21  # measured 20.0%
-    assert s["tpot_median_abs_error"] <= 0.16  # measured 15.5%
+    assert s["rows"] >= 10  # 10 with the final fit
+    assert s["ttft_median_abs_error"] <= 0.19  # measured 18.4% with the final fit (20.0% before)
+    assert s["tpot_median_abs_error"] <= 0.20  # measured 19.3% with the final fit (15.5% before)
