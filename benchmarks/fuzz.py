@@ -26,8 +26,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.fuzzing import (  # noqa: E402
-    OPTION_VALUES, Outcome, extreme_file, hostile_options, mutated_file, run_case, seed_plan, seeds,
-    unwritable_output, write,
+    OPTION_VALUES,
+    Outcome,
+    extreme_file,
+    hostile_options,
+    mutated_file,
+    run_case,
+    seed_plan,
+    seeds,
+    unwritable_output,
+    write,
 )
 from tests.test_fuzz import EXTREME_SUFFIX, _extreme_argv, extreme_docs  # noqa: E402
 

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 from planner.compare import compare
+from planner.hardware import load_topology
 from planner.model.catalog import load_profile
 from planner.plan import Workload
 from planner.report.plots import plot_compare
-from planner.hardware import load_topology
 
 
 def main() -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from planner.hardware import load_topology
 from planner.launch import render, write_bundle
 from planner.model.catalog import load_profile
 from planner.plan import Workload
 from planner.solve import solve
-from planner.hardware import load_topology
 
 
 def main() -> None:

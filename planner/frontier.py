@@ -17,12 +17,13 @@ from typing import Callable
 from pydantic import BaseModel
 
 from planner.cost.constants import DEFAULT, Constants
-from planner.cost.estimate import estimate
 from planner.cost.engines import resolve_constants
+from planner.cost.estimate import estimate
 from planner.cost.prefill_guard import prefill_utilisation
 from planner.cost.serving import operating_point
 from planner.errors import InfeasibleError, InputError
 from planner.hardware.topology import Topology
+from planner.model.checks import without_fp8_units
 from planner.model.layergraph import ModelProfile
 from planner.plan import Partition, Prediction, Workload
 from planner.solve.checks import Objective, SolveOptions, check_options
@@ -30,7 +31,6 @@ from planner.solve.cluster import regular, replica_shapes
 from planner.solve.deadline import Deadline
 from planner.solve.formulation import SolverBudget
 from planner.solve.layouts import engines_for
-from planner.model.checks import without_fp8_units
 from planner.solve.objectives import Request, ShapeSolver, solve_fixed_load
 from planner.solve.search import Progress
 from planner.solve.shapes import Shape, ShapeBounds, enumerate_shapes, shape_candidates

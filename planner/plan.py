@@ -12,17 +12,24 @@ import math
 from typing import TYPE_CHECKING, Literal, Optional
 
 from pydantic import (
-    BaseModel, ConfigDict, Field, StrictInt, ValidationInfo, computed_field, field_validator, model_validator)
-
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    ValidationInfo,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 from pydantic.config import JsonDict
 
 from planner.disagg.plan import Pools, ServingChoice
-from planner.fleet import Fleet
 from planner.errors import PartitionError
+from planner.fleet import Fleet
 from planner.model.dtypes import dtype_problem
-from planner.units import layout_label
 from planner.traffic.lengths import DistError, LengthDist, parse_length
 from planner.traffic.model import TrafficPrediction
+from planner.units import layout_label
 
 if TYPE_CHECKING:
     from planner.hardware.topology import Topology

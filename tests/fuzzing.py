@@ -118,7 +118,7 @@ def _leftovers() -> list[int]:
     """Processes this process started that are still running (validate's ranks, servers). Python's
     multiprocessing resource tracker is not one: it serves the parent for its lifetime and ends with it."""
     sys.path.insert(0, str(REPO))
-    from tests.conftest import children_of, alive
+    from tests.conftest import alive, children_of
 
     out = []
     for pid in alive(children_of({os.getpid()})):
@@ -195,8 +195,8 @@ def seeds(kind: str) -> list[object]:
 def seed_plan() -> dict:
     """A small valid plan (llama-8b, TP2 on 8xh100), made once."""
     if not hasattr(seed_plan, "_doc"):
-        from planner.model.catalog import load_profile
         from planner.hardware import load_topology
+        from planner.model.catalog import load_profile
         from planner.plan import Workload
         from planner.solve import solve
         from planner.solve.options import SolveOptions

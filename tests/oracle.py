@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import yaml
 
 from planner.cost.constants import Constants
+from planner.cost.engines import resolve_constants
 from planner.cost.memory import stage_memory, usable_bytes
 from planner.cost.offload import buffer_bytes, stream_bytes_per_s, streamed_layer_s
 from planner.cost.serving import operating_point
 from planner.cost.shards import Layout, held_weight_bytes, stage_nodes
-from planner.cost.engines import resolve_constants
 from planner.cost.step import GroupHardware, StageContext, StepLoad, engine_overhead_s, node_step, stage_comm
 from planner.cost.transfer import transfer_bytes, transfer_pair_s
 from planner.model.layergraph import LayerInfo, ModelProfile, ParamGroup

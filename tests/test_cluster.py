@@ -12,8 +12,16 @@ from planner.hardware import load_topology, parse_topology
 from planner.plan import Workload
 from planner.resources import topologies_dir
 from planner.solve import search, solve
-from planner.solve.cluster import (_by_node, maximal_pieces, _piece_slots, _pieces, _pieces_fit, regular, replica_counts,
-                                   replica_shapes)
+from planner.solve.cluster import (
+    _by_node,
+    _piece_slots,
+    _pieces,
+    _pieces_fit,
+    maximal_pieces,
+    regular,
+    replica_counts,
+    replica_shapes,
+)
 from planner.solve.deadline import MIN_SOLVE_S, Deadline
 from planner.solve.formulation import SolverBudget
 from planner.solve.objectives import Request, ShapeSolver

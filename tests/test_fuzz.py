@@ -12,8 +12,17 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from .fuzzing import (
-    OPTION_VALUES, Outcome, extreme_file, hostile_options, mutated_file, run_case, seed_calibration, seed_plan, seeds,
-    unwritable_output, write,
+    OPTION_VALUES,
+    Outcome,
+    extreme_file,
+    hostile_options,
+    mutated_file,
+    run_case,
+    seed_calibration,
+    seed_plan,
+    seeds,
+    unwritable_output,
+    write,
 )
 
 SETTINGS = dict(deadline=None, derandomize=True, database=None, phases=[Phase.explicit, Phase.generate],

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from planner.cost.constants import DEFAULT
+from planner.cost.engines import resolve_constants
 from planner.cost.estimate import estimate
 from planner.cost.shards import Layout, held_weight_bytes, read_weight_bytes
-from planner.cost.engines import resolve_constants
 from planner.cost.step import StageContext, StepLoad, stage_comm
 from planner.hardware import load_topology
 from planner.plan import Workload, make_partition

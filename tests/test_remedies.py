@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from planner.cost.engines import resolve_constants
 from planner.cost.constants import DEFAULT
+from planner.cost.engines import resolve_constants
 from planner.cost.estimate import estimate
 from planner.cost.offload import stream_bytes_per_s
 from planner.cost.shards import Layout, dense_mlp_bytes, held_weight_bytes, union_fraction

@@ -15,8 +15,8 @@ from planner.cost.estimate import estimate
 from planner.hardware import load_topology, nvlink_links, parse_topology
 from planner.plan import Workload, partition_from_counts
 from planner.solve import solve
-from planner.solve.options import SolveOptions
 from planner.solve.candidates import symmetric
+from planner.solve.options import SolveOptions
 from planner.solve.slots import isomorphism_map
 
 REPO = Path(__file__).resolve().parent.parent

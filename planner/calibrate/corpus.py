@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from planner.errors import ConfigError, validation_messages
 from planner.files import load_yaml
-from planner.model.catalog import catalog, native_weight_dtype, resolve as resolve_model
+from planner.model.catalog import catalog, native_weight_dtype
+from planner.model.catalog import resolve as resolve_model
 
 Engine = Literal["vllm", "sglang", "trtllm"]
 Load = Literal["closed", "open", "offline"]

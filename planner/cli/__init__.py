@@ -16,7 +16,16 @@ import typer
 
 from planner import __version__
 from planner.cli import (
-    bench_cmd, compare_cmd, disagg_cmd, frontier_cmd, launch_cmd, plan_cmds, remedies_cmd, size_cmd, validate_cmd)
+    bench_cmd,
+    compare_cmd,
+    disagg_cmd,
+    frontier_cmd,
+    launch_cmd,
+    plan_cmds,
+    remedies_cmd,
+    size_cmd,
+    validate_cmd,
+)
 from planner.cli.models_cmd import models_app
 from planner.cli.topology_cmd import topology_app
 

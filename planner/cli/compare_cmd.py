@@ -6,12 +6,23 @@ from typing import Annotated, Optional
 
 import typer
 
-from planner.cli.common import CalibrationOpt, JsonOpt, ModelOpt, WhatIfOpt, cli_errors, console, print_json, say, what_if_topology
+from planner.cli.common import (
+    CalibrationOpt,
+    JsonOpt,
+    ModelOpt,
+    WhatIfOpt,
+    cli_errors,
+    console,
+    print_json,
+    say,
+    what_if_topology,
+)
 from planner.cli.options import Fields, build, derive
 from planner.compare import compare, parse_concurrencies
 from planner.cost.constants import load_constants
+from planner.disagg.frontier import compare_serving
+from planner.disagg.report import compare_serving_report
 from planner.errors import InputError
-
 from planner.hardware import load_topology
 from planner.model.catalog import load_profile
 from planner.model.checks import with_native_dtype
@@ -19,8 +30,6 @@ from planner.plan import Workload
 from planner.report.plans import compare_table
 from planner.report.plots import check_plot_path, plot_compare
 from planner.solve.options import SolveOptions
-from planner.disagg.frontier import compare_serving
-from planner.disagg.report import compare_serving_report
 
 #: The loads are a list (--concurrency 1,8,32,128).
 COMPARE_WORKLOAD = Fields(Workload, exclude=frozenset({"concurrency"}))

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-
 import typer
 from pydantic import BaseModel
 
-from planner.cli.common import CalibrationOpt, JsonOpt, ModelOpt, TopologyOpt, cli_errors, console, load_inputs, print_json
+from planner.cli.common import (
+    CalibrationOpt,
+    JsonOpt,
+    ModelOpt,
+    TopologyOpt,
+    cli_errors,
+    console,
+    load_inputs,
+    print_json,
+)
 from planner.cli.options import derive
 from planner.disagg.cost import DisaggPrediction, estimate_disagg
 from planner.disagg.plan import Pools, PoolsSpec, make_pools

@@ -7,16 +7,26 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from planner.cli.common import CalibrationOpt, JsonOpt, ModelOpt, TopologyOpt, cli_errors, console, load_inputs, print_json, say
+from planner.cli.common import (
+    CalibrationOpt,
+    JsonOpt,
+    ModelOpt,
+    TopologyOpt,
+    cli_errors,
+    console,
+    load_inputs,
+    print_json,
+    say,
+)
 from planner.cli.options import Fields, derive
 from planner.cli.progress import solve_progress
+from planner.disagg.frontier import combine, disagg_points
+from planner.disagg.report import disagg_frontier_table
 from planner.frontier import frontier
 from planner.plan import Workload
 from planner.report.plans import frontier_table
 from planner.report.plots import check_plot_path, plot_frontier
 from planner.solve.options import SolveOptions
-from planner.disagg.frontier import combine, disagg_points
-from planner.disagg.report import disagg_frontier_table
 
 if TYPE_CHECKING:
     from planner.cost.constants import Constants

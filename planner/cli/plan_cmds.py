@@ -8,21 +8,32 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from planner.cli.common import (
-    CalibrationOpt, JsonOpt, ModelOpt, TopologyOpt, WhatIfOpt, cli_errors, console, int_list, load_inputs, print_json,
-    say, write_file)
+    CalibrationOpt,
+    JsonOpt,
+    ModelOpt,
+    TopologyOpt,
+    WhatIfOpt,
+    cli_errors,
+    console,
+    int_list,
+    load_inputs,
+    print_json,
+    say,
+    write_file,
+)
 from planner.cli.launch_cmd import emit_scripts
 from planner.cli.options import Fields, derive
 from planner.cli.progress import solve_progress
 from planner.cost import estimate, infeasible_error
 from planner.cost.prefill_guard import DEFAULT_MAX_PREFILL_UTILISATION, plan_prefill_utilisation, ttft_warning
+from planner.disagg.report import serving_report
 from planner.errors import InfeasibleError, InputError
+from planner.model.checks import fp8_warning
 from planner.plan import EstimateReport, Plan, SolverInfo, Workload, build_plan, make_partition
 from planner.remedies import REMEDIES_OPTIONS, RemedyRequest, within_reach
-from planner.model.checks import fp8_warning
 from planner.report.plans import plan_report, prediction_report, usability_line
 from planner.solve.options import Objective, SolveOptions
 from planner.solve.serving import solve_serving
-from planner.disagg.report import serving_report
 from planner.traffic.steady import open_loop
 from planner.traffic.tables import traffic_table
 

@@ -7,7 +7,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from planner.cli.common import CalibrationOpt, JsonOpt, ModelOpt, TopologyOpt, cli_errors, console, load_inputs, print_json, say
+from planner.cli.common import (
+    CalibrationOpt,
+    JsonOpt,
+    ModelOpt,
+    TopologyOpt,
+    cli_errors,
+    console,
+    load_inputs,
+    print_json,
+    say,
+)
 from planner.cli.options import Fields, build, derive
 from planner.cli.progress import count_progress
 from planner.compare import parse_concurrencies

@@ -8,15 +8,14 @@ import typer
 
 from planner.cli.common import CalibrationOpt, JsonOpt, ModelOpt, cli_errors, console, print_json, say
 from planner.cli.options import Fields, derive
-from planner.plan import Workload
-from planner.traffic.sizing import SizeOptions
 from planner.cost.constants import load_constants
 from planner.errors import InfeasibleError
 from planner.model.catalog import load_profile
 from planner.model.checks import check_workload, with_native_dtype
-from planner.traffic.sizing import load_prices, size
+from planner.plan import Workload
 from planner.report.plots import check_plot_path
 from planner.traffic.plots import plot_size
+from planner.traffic.sizing import SizeOptions, load_prices, size
 from planner.traffic.tables import size_table
 
 #: size's workload: the traffic, lengths and dtypes (concurrency and mode follow from the rate).

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from functools import cached_property
 from pathlib import Path
-
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator

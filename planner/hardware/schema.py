@@ -8,7 +8,6 @@ CPU sockets and the socket link, NICs and the fabric. Bandwidths are per directi
 from __future__ import annotations
 
 from collections import Counter
-
 from typing import Annotated, Literal, Optional
 
 from pydantic import (

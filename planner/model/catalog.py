@@ -24,6 +24,7 @@ from planner.model.layergraph import PROFILE_VERSION, ModelProfile
 from planner.model.trace import trace_config
 from planner.resources import models_dir
 
+
 @dataclass(frozen=True)
 class CatalogEntry:
     name: str

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from rich.console import Group
 from rich.table import Table
 
-from planner.plan import MIN_USABLE_TOKENS_PER_S_PER_USER, Workload, layout_label
 from planner.model.checks import without_fp8_units
+from planner.plan import MIN_USABLE_TOKENS_PER_S_PER_USER, Workload, layout_label
 from planner.report.tables import table
 from planner.units import count, format_bytes, format_ids
 

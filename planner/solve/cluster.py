@@ -38,8 +38,7 @@ from planner.model.layergraph import ModelProfile
 from planner.solve.candidates import symmetric
 from planner.solve.formulation import CAPACITY_MAX, SolverBudget
 from planner.solve.layouts import layouts_for
-from planner.solve.objectives import ShapeResult, ShapeSolver, _tokens_bound, solve_throughput, \
-    step_budget_limit
+from planner.solve.objectives import ShapeResult, ShapeSolver, _tokens_bound, solve_throughput, step_budget_limit
 from planner.solve.shapes import Shape, ShapeBounds, shape_candidates
 from planner.solve.slots import SlotSystem, _inside_beats_across
 from planner.solve.uniform import uniform_capacity

@@ -16,8 +16,16 @@ from planner.cost.offload import stream_bytes_per_s, streamed_layer_s
 from planner.cost.serving import OperatingPoint
 from planner.cost.shards import held_weight_bytes
 from planner.cost.speculative import draft_step, draft_weight_bytes
-from planner.cost.step import (StageComm, StageContext, StageStep, StepLoad, add_steps, engine_overhead_s, node_step,
-                               stage_comm)
+from planner.cost.step import (
+    StageComm,
+    StageContext,
+    StageStep,
+    StepLoad,
+    add_steps,
+    engine_overhead_s,
+    node_step,
+    stage_comm,
+)
 from planner.cost.transfer import transfer_bytes, transfer_pair_s
 from planner.errors import InputError
 from planner.hardware.topology import Topology

@@ -25,9 +25,9 @@ from planner.hardware.topology import Topology
 from planner.model.layergraph import ModelProfile
 from planner.plan import Partition, Prediction, Workload
 from planner.solve.candidates import CandidateSet, Config
-from planner.solve.options import Objective, SolveOptions
 from planner.solve.coefficients import Coefficients, Hops, coefficients, hops, layer_runs, ns
-from planner.solve.formulation import CAPACITY_MAX, SolverBudget, Outcome, ShapeModel
+from planner.solve.formulation import CAPACITY_MAX, Outcome, ShapeModel, SolverBudget
+from planner.solve.options import Objective, SolveOptions
 from planner.solve.realize import partition_of
 from planner.solve.shapes import Shape
 from planner.solve.uniform import uniform_capacity

@@ -19,10 +19,11 @@ from planner.cost.advice import suggestions
 from planner.cost.constants import DEFAULT, Constants
 from planner.cost.engines import resolve_constants
 from planner.cost.memory import fixed_memory_bytes
+from planner.cost.shards import Layout
 from planner.errors import InfeasibleError
+from planner.fleet import Fleet, FleetPart
 from planner.hardware.topology import Topology
 from planner.model.layergraph import ModelProfile
-from planner.fleet import Fleet, FleetPart
 from planner.plan import Alternative, Plan, SolverInfo, Workload, build_plan
 from planner.solve.candidates import uniform_streaming
 from planner.solve.checks import Objective, SolveOptions, check_options
@@ -35,7 +36,6 @@ from planner.solve.objectives import Request, ShapeResult, ShapeSolver, score_bo
 from planner.solve.shapes import Shape, ShapeBounds, enumerate_shapes, shape_candidates
 from planner.solve.slots import single
 from planner.solve.wide import wide_ep_plans
-from planner.cost.shards import Layout
 from planner.units import format_bytes
 
 #: CP-SAT deterministic time for each runner-up shape (best found, not necessarily proven).

@@ -33,8 +33,16 @@ from planner.cost.engines import resolve_constants
 from planner.cost.estimate import estimate
 from planner.cost.shards import Layout
 from planner.disagg.cost import (
-    DisaggPrediction, PrefillService, decode_step, estimate_disagg, exposed_transfer_s, kv_handoff, md1_wait_s,
-    pool_partition, prefill_service)
+    DisaggPrediction,
+    PrefillService,
+    decode_step,
+    estimate_disagg,
+    exposed_transfer_s,
+    kv_handoff,
+    md1_wait_s,
+    pool_partition,
+    prefill_service,
+)
 from planner.disagg.plan import ModeResult, Pool, Pools, ServingChoice
 from planner.errors import InfeasibleError, InputError
 from planner.hardware.topology import Topology

@@ -22,7 +22,6 @@ from planner.plan import Partition, Prediction, partition_from_counts
 from planner.solve.cluster import _by_node
 from planner.solve.objectives import Request, _largest
 
-
 #: The widest EP group offered: issue 24 asks for EP over 16 to 128 GPUs (SGLang's 96-H100 DeepSeek deployment ran
 #: EP over 72 decode GPUs, lmsys.org/blog/2025-05-05-large-scale-ep); the all-to-all's pricing walks every pair.
 MAX_WIDE_EP_GPUS = 128

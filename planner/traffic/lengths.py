@@ -21,6 +21,7 @@ from statistics import NormalDist
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
 from planner.files import load_yaml
 
 #: Equal-probability bands a continuous distribution is discretised at.

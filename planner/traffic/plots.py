@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from planner.traffic.sizing import SizeResult, cost_curve
 from planner.report.plots import _save
+from planner.traffic.sizing import SizeResult, cost_curve
 
 #: Rates the curve is drawn at, as multiples of the rate asked for (log-spaced, 1/8x to 4x).
 RATE_MULTIPLES = [2 ** (k / 4) for k in range(-12, 9)]

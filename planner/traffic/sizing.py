@@ -17,14 +17,13 @@ from typing import Optional
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from planner.cost.constants import DEFAULT, Constants
-from planner.errors import ConfigError, PlannerError, validation_messages
+from planner.errors import ConfigError, InputError, PlannerError, validation_messages
 from planner.files import load_yaml
 from planner.hardware import load_topology
 from planner.model.layergraph import ModelProfile
 from planner.plan import Prediction, Workload, make_partition
 from planner.solve.options import MAX_SLO_MS
 from planner.traffic.steady import Bounds, Inputs, at_rate, bounds
-from planner.errors import InputError
 
 #: The shipped price table (USD per GPU-hour with dated sources).
 PRICES_FILE = Path(__file__).resolve().parent / "prices.yaml"

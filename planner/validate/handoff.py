@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from planner.errors import InputError, ValidationRunError
 from planner.disagg.cost import kv_handoff_bytes
+from planner.errors import InputError, ValidationRunError
 from planner.model.trace import trace_config
 from planner.validate.runner import _free_port
 

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from planner.validate import mla, moe
 from planner.validate.common import COMPUTE, DTYPE, Comm, Group, attend, full_param
 
+
 class Shard:
     """What one rank holds of one stage: parameters, a KV cache, and the forward pass."""
 

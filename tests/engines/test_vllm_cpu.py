@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..conftest import REPO, children_of, alive, free_port, run_planner
+from ..conftest import REPO, alive, children_of, free_port, run_planner
 
 VLLM_VENV = REPO / ".venv-vllm"
 TINY = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 128, "intermediate_size": 256,
