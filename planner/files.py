@@ -79,6 +79,8 @@ def parse_yaml(text: str, source: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "nesting depth" in problem:  # libyaml's own depth limit (the pure-Python loader hits RecursionError)
+            raise ConfigError(f"{source}: nested too deeply to read") from None
         raise ConfigError(f"{source}: YAML syntax error{where}: {problem}") from None
     except RecursionError:
         raise ConfigError(f"{source}: nested too deeply to read") from None

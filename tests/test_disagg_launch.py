@@ -61,8 +61,9 @@ def test_every_emitted_flag_exists_in_the_engine(engine, one_node, two_nodes):
                 assert not [f for f in flags_of(argv) if f not in known], (name, argv)
                 seen += 1
     assert files == 3 + 4  # one script per instance and node: 1P2D on one node, 1P1D over 2 + 2 nodes
-    # SGLang starts a server on every node of an instance; vLLM one per instance, on its Ray head node
-    assert seen == {"sglang": 3 + 4, "vllm": 3 + 2}[engine]
+    # both engines start a server on every node of an instance (vLLM's multi-node data parallelism: one
+    # `vllm serve --data-parallel-size-local 8` per node, --headless past node rank 0; issue 24)
+    assert seen == {"sglang": 3 + 4, "vllm": 3 + 4}[engine]
 
 
 def _opt(argv: list[str], flag: str) -> str:

@@ -76,16 +76,16 @@ def test_ties_within_half_a_percent_are_ties():
 def test_compare_keeps_the_requested_load_or_says_it_substituted(profiles, monkeypatch):
     """A plan solved at load 2 (one sequence on each of 2 replicas) for a request of 1: the row stays at load 1, says
     what it was solved at, and the verdict says so."""
-    import planner.solve as solve_module
+    import planner.compare as compare_module
 
     p = profiles("llama-8b")
-    real = solve_module.solve
+    real = compare_module.solve
     at_two = real(p, load_topology("8xh100"), Workload(concurrency=2))
 
     def fake(profile, topo, workload, **kw):
         return at_two if topo.name == "8xh100" else real(profile, topo, workload, **kw)
 
-    monkeypatch.setattr(solve_module, "solve", fake)
+    monkeypatch.setattr(compare_module, "solve", fake)  # compare imports solve at its module top
     result = compare(p, [load_topology("8xh100"), load_topology("8xh200")], Workload(), concurrencies=[1])
     row = result.row("8xh100", 1)
     assert (row.concurrency, row.solved_concurrency) == (1, 2)
