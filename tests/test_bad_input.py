@@ -198,6 +198,10 @@ def _cal(tmp_path: Path, text: str) -> str:
     ("host_stream_efficiency: 1.0e+300\n", "host_stream_efficiency"),
     ("fabrics:\n  nvlink4: {ll: 1.0e-300}\n", "fabrics.nvlink4.ll"),
     ("fabrics:\n  pcie: {ll128: 1.0e-300}\n", "fabrics.pcie.ll128"),
+    # the 0-or-efficiency knobs of the corpus fit (issue 23): 0 means the general knob, 1e-300 is refused (fuzz)
+    ("mla_flops_efficiency: 1.0e-300\n", "mla_flops_efficiency: 1e-300 is neither 0"),
+    ("moe_hbm_efficiency: 5.0e-324\n", "moe_hbm_efficiency"),
+    ("fabrics:\n  xgmi: {direct: 1.0e-300}\n", "fabrics.xgmi.direct"),
     ("nvls_efficiency: true\n", "nvls_efficiency: expected a number, got the boolean true"),
     ("max_num_batched_tokens: false\n", "max_num_batched_tokens: expected a number"),
     ("fabrics:\n  nvlink9: {ll: 0.5}\n", "fabrics.nvlink9: not a fabric; the fabrics are nvlink4"),

@@ -47,11 +47,11 @@ class FabricProfile(BaseModel):
 
     _numbers = field_validator("*", mode="before")(classmethod(_no_booleans))
 
-    @field_validator("ll128")
+    @field_validator("ll128", "direct")
     @classmethod
     def _ll128_off_or_physical(cls, v: float) -> float:
         if 0 < v < _FRACTION["ge"]:
-            raise ValueError(f"is 0 (LL128 not used) or a fraction from {_FRACTION['ge']} to 1, got {v!r}")
+            raise ValueError(f"is 0 (not used) or a fraction from {_FRACTION['ge']} to 1, got {v!r}")
         return v
 
 
@@ -240,6 +240,15 @@ class Constants(BaseModel):
         description="Per-GPU activation workspace per batched token, on top of the reserve (0: the reserve covers it).")
 
     _numbers = field_validator("*", mode="before")(classmethod(_no_booleans))
+
+    @field_validator("moe_hbm_efficiency", "mla_flops_efficiency")
+    @classmethod
+    def _zero_or_efficiency(cls, value: float) -> float:
+        """0 means "use the general knob"; any other value is an efficiency, in the same physical range as every
+        efficiency (0.01 to 1): 1e-300 or a subnormal is refused, as for hbm_efficiency (fuzz: extreme-calibration)."""
+        if 0 < value < _FRACTION["ge"]:
+            raise ValueError(f"{value:g} is neither 0 (use the general efficiency) nor an efficiency in 0.01..1")
+        return value
 
     def fabric(self, name: str) -> FabricProfile:
         return self.fabrics.get(name) or self.fabrics.get("pcie") or next(iter(self.fabrics.values()))
