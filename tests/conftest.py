@@ -117,3 +117,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture()
+def plan_file(tmp_path, cli):
+    """A small plan for bench's tests (Llama-3.1-8B on one H100, 64/16 tokens), written to a file."""
+    path = tmp_path / "plan.json"
+    code, _, err = cli("solve", "--model", "llama-8b", "--topology", "1xh100", "--isl", "64", "--osl", "16",
+                       "-o", str(path))
+    assert code == 0, err
+    return path

@@ -11,15 +11,6 @@ from .conftest import free_port, run_planner
 from .fake_server import Behaviour, FakeServer, served
 
 
-@pytest.fixture()
-def plan_file(tmp_path, cli):
-    path = tmp_path / "plan.json"
-    code, _, err = cli("solve", "--model", "llama-8b", "--topology", "1xh100", "--isl", "64", "--osl", "16",
-                       "-o", str(path))
-    assert code == 0, err
-    return path
-
-
 @pytest.mark.parametrize("ttft_s,gap_s", [(0.2, 0.075), (0.3, 0.1)])
 def test_bench_measures_what_the_server_did(plan_file, cli, ttft_s, gap_s, tmp_path):
     """The client's TTFT, TPOT and tokens/s against the fake server's own record of when each request arrived and

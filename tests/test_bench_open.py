@@ -19,15 +19,6 @@ from .conftest import run_planner
 from .fake_server import Behaviour, FakeServer, request_timing, served
 
 
-@pytest.fixture()
-def plan_file(tmp_path, cli):
-    path = tmp_path / "plan.json"
-    code, _, err = cli("solve", "--model", "llama-8b", "--topology", "1xh100", "--isl", "64", "--osl", "16",
-                       "-o", str(path))
-    assert code == 0, err
-    return path
-
-
 def _quantiles(values: list[float]) -> tuple[float, float, float]:
     """P50, P90, P99 by linear interpolation (statistics' 'inclusive' method, numpy's default), computed here
     independently of planner.bench.openloop.percentile."""
