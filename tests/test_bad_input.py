@@ -4,12 +4,14 @@ and exit 1 (2 only where the input is valid but nothing fits); never a traceback
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
 import yaml
 
 from planner.cli.common import MAX_ERROR_CHARS, bounded
+from planner.hardware.topology import Topology
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -159,25 +161,37 @@ def test_exit_codes_and_json_contract(cli, tmp_path):
 
 
 def test_hub_id_offline_fails_fast(cli, monkeypatch):
-    import time
-
+    """Offline, a hub id is refused before any connection is tried (counted, not timed: a loaded machine
+    makes any wall-clock bound flaky)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    start = time.monotonic()
+    attempts = []
+
+    def no_network(self, address):
+        attempts.append(address)
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
     _expect(cli, ["models", "show", "someorg/somemodel"], "HF_HUB_OFFLINE is set; pass a path to its config.json")
-    assert time.monotonic() - start < 5
+    assert attempts == []
 
 
-def test_scale_is_bounded(cli, tmp_path):
+def test_scale_is_bounded(cli, tmp_path, monkeypatch):
     doc = yaml.safe_load((REPO / "topologies" / "8xh100.yaml").read_text())
     doc["nodes"][0]["count"] = 512  # 4,096 GPUs
     doc["network"] = {"bandwidth": "400Gb/s", "latency": "3us"}
     f = tmp_path / "big.yaml"
     f.write_text(yaml.safe_dump(doc))
-    import time
+    routes = []
+    path = Topology.path
 
-    start = time.monotonic()
+    def counted(self, a, b):
+        routes.append((a, b))
+        return path(self, a, b)
+
+    monkeypatch.setattr(Topology, "path", counted)
     code, out, err = cli("topology", "show", str(f), "--json")
-    assert time.monotonic() - start < 30, "a summary, not an n x n matrix"
+    # a summary: the routes inside one node (8 x 7) and between two nodes (8 x 8), not 4,096 x 4,095
+    assert len(routes) <= 8 * 7 + 8 * 8, "a summary, not an n x n matrix"
     assert code == 0, err
     data = json.loads(out)
     assert len(data["gpus"]) == 4096 and data["bandwidth_matrix_bytes_per_s"] is None and data["pair_classes"]
