@@ -37,7 +37,7 @@ def main() -> None:
                                      ("tok/s", k.tokens_per_s, r.tokens_per_s)):
             if measured:
                 errors[k.entry.publisher][name].append(abs(pred / measured - 1))
-        parts = " ".join(f"{n[:5]}={v:,.0f}" for n, v in r.ttft_breakdown_ms.items())
+        parts = " ".join(f"{n}={v:,.0f}" for n, v in r.ttft_breakdown_ms.items())
         print(f"{k.entry.publisher[:14]:<14} {k.model[:14]:<14} {pools.ratio:<5} {k.concurrency:>4} {k.isl:>6} "
               f"{k.osl:>5} {_ms(k.ttft_ms):>9} {_ms(r.ttft_ms):>8} {_ms(k.tpot_ms):>9} {_ms(r.tpot_ms):>6} "
               f"{_ms(k.tokens_per_s):>10} {_ms(r.tokens_per_s):>8}  {parts}")
