@@ -41,6 +41,7 @@ from planner.cost.memory import stage_memory
 from planner.cost.shards import Layout
 from planner.cost.transfer import transfer_pairs
 from planner.disagg.plan import Pool, Pools
+from planner.disagg.ttft import pd_ttft_parts
 from planner.errors import PartitionError
 from planner.hardware.topology import LINK_CLASSES, Topology
 from planner.model.layergraph import ModelProfile
@@ -60,7 +61,8 @@ class DisaggPrediction(BaseModel):
     concurrency: int = Field(description="the load: clients (closed), sequences decoding (serving) or the batch")
     mode: Mode
     ttft_ms: float
-    ttft_breakdown_ms: dict[str, float] = Field(description="request, queue, prefill, transfer, first_decode")
+    ttft_breakdown_ms: dict[str, float] = Field(description="request, queue, prefill, transfer, first_decode, "
+                                                "handshake, first_wave (planner.disagg.ttft)")
     tpot_ms: float = Field(description="the decode pool's step at its own load, no prefill chunks in it")
     tokens_per_s: float = Field(description="output tokens/s of the whole deployment")
     tokens_per_s_per_gpu: float
@@ -265,7 +267,7 @@ def _closed_load(w: Workload, p: _Pools, prompts: int | None = None) -> _Load:
     for _ in range(ROUNDS):
         tpot = p.tpot_s(max(1.0, n_d))  # type: ignore[operator]
         prefill, transfer = p.parts(rho)
-        queue = min(queue_cap, md1_wait_s(rho, prefill)) + wave_share * (queue_cap - p.svc.step_s) / 2
+        queue = min(queue_cap, md1_wait_s(rho, prefill)) + wave_share * max(0.0, queue_cap - p.svc.step_s) / 2
         first = queue + prefill + transfer + tpot  # TTFT less the request overhead
         x, limit = c / (first + (w.osl - 1) * tpot), "load"
         if x > p.capacity_per_s:
@@ -301,7 +303,7 @@ def estimate_disagg(profile: ModelProfile, topo: Topology, pools: Pools, workloa
         load = _static_load(workload, p) if workload.mode == "static" else _serving_load(workload, p)
     dec = decode_step(profile, topo, pools, workload=workload, sequences=load.decode_sequences, c=c)
     ttft = {"request": c.request_overhead_s, "queue": load.queue_s, "prefill": load.prefill_s,
-            "transfer": load.transfer_s, "first_decode": load.tpot_s}
+            "transfer": load.transfer_s, "first_decode": load.tpot_s, **pd_ttft_parts(workload, pools.decode, prompts)}
     tokens_per_s = (workload.concurrency / load.tpot_s if workload.mode == "static"
                     else load.requests_per_s * workload.osl)
     pre_mem = svc.prediction.memory_per_gpu_bytes
