@@ -15,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictInt,
     ValidationInfo,
     computed_field,
@@ -110,6 +111,10 @@ class Workload(BaseModel):
                                        description="vLLM V0's --num-scheduler-steps: decode runs in groups of this "
                                        "many steps and newcomers start between groups (open loop: TTFT waits "
                                        "(k - 1) / 2 steps more on average)")
+    chunked_prefill: StrictBool = Field(True, json_schema_extra={"cli": False},
+                                        description="open loop: False prices vLLM V0's default scheduler (chunked "
+                                        "prefill off): prompts run in prefill-only steps that stall every decode "
+                                        "(planner.traffic.nonchunked)")
     prefix_tokens: StrictInt = Field(0, ge=0, le=MAX_TOKENS, json_schema_extra=_TRAFFIC,
                                      description="prefix reuse: tokens at the start of each prompt shared with others "
                                      "(a system prompt, earlier turns) that the engine's prefix cache may hold")

@@ -1,5 +1,5 @@
 """Issue 25's acceptance on the calibration corpus: the open-loop rows (request rate) predicted in the statistic each
-publishes. The ceilings sit just above what the model reaches now (benchmarks/openloop.py prints the table); the
+publishes. The ceilings are what the model reaches now, rounded up (benchmarks/openloop.py prints the table); the
 issue's targets are 15% TPOT and 30% TTFT."""
 
 from __future__ import annotations
@@ -26,19 +26,40 @@ def test_open_loop_rows_resolve_with_their_lengths_and_rates():
     assert len(keys) == len(set(keys))
 
 
+def test_scheduler_fields_come_from_the_rows():
+    cases = open_cases()
+    dstack = [c for c in cases if c.publisher == "dstack"]
+    # qps_comparison.csv columns: MI300X chunked-prefill=FALSE, num-scheduler-step=15, max-num-seqs=1024;
+    # H100 chunked-prefill=TRUE, max-num-batched-tokens=512, max-num-seqs=512
+    mi300x = [c for c in dstack if c.entry.row.gpu == "mi300x"]
+    assert len(mi300x) == 12 and all(not c.chunked_prefill and c.scheduler_steps == 15 and c.max_num_seqs == 1024
+                                     for c in mi300x)
+    h100 = [c for c in dstack if c not in mi300x]
+    assert len(h100) == 3 and all(c.chunked_prefill and c.max_num_batched_tokens == 512 and c.max_num_seqs == 512
+                                  for c in h100)
+    # the SGLang team's vLLM 0.6.0 runs: --num-scheduler-steps 10, which 0.6.0 allowed only with chunked prefill off
+    team_vllm = [c for c in cases if c.publisher == "SGLang team" and c.engine == "vllm"]
+    assert len(team_vllm) == 4 and all(not c.chunked_prefill and c.scheduler_steps == 10 for c in team_vllm)
+    # rows that state nothing keep the defaults
+    rest = [c for c in cases if c not in dstack and c not in team_vllm]
+    assert rest and all(c.chunked_prefill and c.max_num_batched_tokens is None for c in rest)
+
+
 def test_open_loop_errors_hold(checks):
     s = summary(checks)
     assert s["rows"] >= 20 and s["publishers"] >= 3 and s["engines"] >= 2  # measured: 24 rows, 3, 2
-    assert s["ttft_median_abs_error"] <= 0.25  # measured 24.8% after the merge of the final fit (issue target 30%)
-    # measured 47.0% (47.3% before the final fit); the issue's 15% is not met: dstack's Llama-3.1-405B rows (MI300X with chunked prefill off and
-    # 15 scheduler steps, TPOT 0.6-1.6 s measured) sit outside the serving model (docs/traffic.md)
-    assert s["tpot_median_abs_error"] <= 0.48
+    # measured 26.4% with chunked prefill off priced (planner.traffic.nonchunked); 24.8% before (issue target 30%)
+    assert s["ttft_median_abs_error"] <= 0.27
+    # measured 18.9% (47.0% before the prefill-first scheduler was priced); the issue's 15% is not met: the MI300X
+    # rows publish the mean over requests, which short outputs stalled by the prefill backlog pull far above the
+    # per-token mean the model gives (their medians, in the notes, sit below it)
+    assert s["tpot_median_abs_error"] <= 0.19
 
 
 def test_sustained_rows_alone(checks):
     # the rows whose rate the model finds sustained (SGLang's ShareGPT runs at 4 and 8 requests/s, dstack MI300X 16)
     stable = [c for c in checks if c.stable]
     s = summary(stable)
-    assert s["rows"] >= 10  # 10 with the final fit
-    assert s["ttft_median_abs_error"] <= 0.19  # measured 18.4% with the final fit (20.0% before)
-    assert s["tpot_median_abs_error"] <= 0.20  # measured 19.3% with the final fit (15.5% before)
+    assert s["rows"] >= 11  # 11 with chunked prefill off priced (10 before)
+    assert s["ttft_median_abs_error"] <= 0.15  # measured 14.6% (18.4% before)
+    assert s["tpot_median_abs_error"] <= 0.15  # measured 14.1% (19.3% before)

@@ -86,6 +86,11 @@ class CorpusRow(BaseModel):
     prefix: Optional[dict] = None
     speculative: Optional[str] = None
     notes: Optional[str] = None
+    # the engine's scheduler as the source states it (null: the notes' flags, else the engine's default)
+    chunked_prefill: Optional[bool] = None
+    scheduler_steps: Optional[int] = Field(None, ge=1, le=64)
+    max_num_seqs: Optional[int] = Field(None, ge=1, le=1_000_000)
+    max_num_batched_tokens: Optional[int] = Field(None, ge=64, le=2**20)
 
 
 class CorpusFile(BaseModel):
@@ -148,6 +153,8 @@ class Case:
     notes: tuple[str, ...] = field(default_factory=tuple)
     scheduler_steps: int = 1  # vLLM V0's --num-scheduler-steps, where the row's notes give it (open-loop TTFT)
     max_num_seqs: Optional[int] = None  # the engine's batch limit where the notes or the engine version set it
+    chunked_prefill: bool = True  # False: vLLM V0's default scheduler, prefill-only steps before decode (open loop)
+    max_num_batched_tokens: Optional[int] = None  # the step's token budget where the row states it
 
     @property
     def publisher(self) -> str:
@@ -298,8 +305,9 @@ _MAX_NUM_SEQS = re.compile(r"--max-num-seqs[ =](\d+)")
 
 
 def _engine_flags(row: CorpusRow) -> tuple[int, Optional[int]]:
-    """(scheduler steps, batch limit) the row's notes state; vLLM before 0.8 (V0) defaulted max_num_seqs to 256
-    (vllm/engine/arg_utils.py EngineArgs.max_num_seqs = 256 at v0.6.0), a 'nightly' of 2024 likewise."""
+    """(scheduler steps, batch limit): the row's fields, else what its notes state; vLLM before 0.8 (V0) defaulted
+    max_num_seqs to 256 (vllm/engine/arg_utils.py EngineArgs.max_num_seqs = 256 at v0.6.0), a 'nightly' of 2024
+    likewise."""
     notes = row.notes or ""
     steps = _SCHEDULER_STEPS.search(notes)
     seqs = _MAX_NUM_SEQS.search(notes)
@@ -308,7 +316,8 @@ def _engine_flags(row: CorpusRow) -> tuple[int, Optional[int]]:
     old_vllm = re.match(r"0\.[0-7]\.", version) or (version == "" and "nightly wheel" in notes)
     if limit is None and row.engine == "vllm" and old_vllm:
         limit = 256
-    return (int(steps.group(1)) if steps else 1), limit
+    limit = row.max_num_seqs if row.max_num_seqs is not None else limit
+    return row.scheduler_steps or (int(steps.group(1)) if steps else 1), limit
 
 
 def resolve(entry: Entry) -> Case | Skip:
@@ -337,7 +346,8 @@ def resolve(entry: Entry) -> Case | Skip:
                 concurrency=None if row.concurrency is None else round(row.concurrency),
                 request_rate=row.request_rate, weight_dtype=weight, kv_dtype=kv, moe=is_moe(model),
                 measured=_measured(row), disaggregated=row.disagg is not None, notes=(how,) if how else (),
-                scheduler_steps=_engine_flags(row)[0], max_num_seqs=_engine_flags(row)[1])
+                scheduler_steps=_engine_flags(row)[0], max_num_seqs=_engine_flags(row)[1],
+                chunked_prefill=row.chunked_prefill is not False, max_num_batched_tokens=row.max_num_batched_tokens)
 
 
 def is_moe(model: str) -> bool:

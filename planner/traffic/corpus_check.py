@@ -77,11 +77,14 @@ def check(case: Case) -> Check:
         constants = resolve_constants(DEFAULT, case.engine)
         if case.max_num_seqs:
             constants = constants.model_copy(update={"max_num_seqs": case.max_num_seqs})
+        if case.max_num_batched_tokens:
+            constants = constants.model_copy(update={"max_num_batched_tokens": case.max_num_batched_tokens})
         # ShareGPT rows: the prompt lengths of the shipped histogram (its mean, 216, is the row's 215)
         isl = "chat-sharegpt" if case.entry.row.length_dist == "sharegpt" else case.isl
         work = Workload(request_rate=case.request_rate, num_prompts=case.entry.row.num_prompts, isl=isl,
-                        scheduler_steps=case.scheduler_steps, osl=case.osl, weight_dtype=case.weight_dtype,
-                        kv_dtype=case.kv_dtype, engine=case.engine, statistic=statistic)
+                        scheduler_steps=case.scheduler_steps, chunked_prefill=case.chunked_prefill, osl=case.osl,
+                        weight_dtype=case.weight_dtype, kv_dtype=case.kv_dtype, engine=case.engine,
+                        statistic=statistic)
         pred = open_loop(profile, topo, part, work, constants)
     except PlannerError as exc:
         return Check(case, None, None, False, 0.0, str(exc))

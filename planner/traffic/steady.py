@@ -27,6 +27,7 @@ from planner.model.layergraph import ModelProfile
 from planner.plan import Partition, Prediction, Workload
 from planner.traffic.lengths import LengthDist, fixed
 from planner.traffic.model import Percentiles, TrafficPrediction
+from planner.traffic.nonchunked import Cycle, backlog_waits, cycle, newcomers_per_cycle
 from planner.traffic.queueing import PERCENTILES, admission_wait, normal_mixture_quantiles, ttft_quantiles
 
 #: Prompt lengths the TTFT percentiles are taken over (a finer distribution is merged into this many groups).
@@ -68,6 +69,8 @@ class Inputs:
         return self.cache[running]
 
     def _probe(self, running: int) -> Probe:
+        if not self.workload.chunked_prefill:
+            return self._probe_prefill_first(running)
         w = self.workload.model_copy(update={"concurrency": running, "mode": "serving", "request_rate": None})
         pred = estimate(self.profile, self.topo, self.partition, workload=w, c=self.constants, check=False)
         c = resolve_constants(self.constants, w.engine)
@@ -85,6 +88,41 @@ class Inputs:
             problem = f"prompts need {rho:.0%} of the steps' token budget: the prefill queue grows without bound"
         f = op.tpot_loads[1][1] if len(op.tpot_loads) > 1 else 0.0
         return Probe(running, pred, service_s, wait_s, rho, f, problem is None, problem)
+
+
+    def _probe_prefill_first(self, running: int) -> Probe:
+        """The probe with chunked prefill off (planner.traffic.nonchunked): decode bursts and prefill-only steps."""
+        w = self.workload.model_copy(update={"concurrency": running, "mode": "serving", "request_rate": None})
+        pred = estimate(self.profile, self.topo, self.partition, workload=w, c=self.constants, check=False)
+        cyc = self.cycle(running)
+        overhead_s = resolve_constants(self.constants, w.engine).request_overhead_s
+        ttft_s = overhead_s + cyc.wait_s + cyc.own_prefill_s
+        service_s = ttft_s + w.osl * cyc.tpot_s
+        problem = None if pred.fits else f"{running} running sequences do not fit in memory"
+        tokens_per_s = running * w.osl / service_s
+        pred = pred.model_copy(update={"tpot_ms": cyc.tpot_s * 1e3, "ttft_ms": ttft_s * 1e3,
+                                       "tokens_per_s": tokens_per_s, "requests_per_s": tokens_per_s / w.osl,
+                                       "tokens_per_s_per_gpu": tokens_per_s / len(self.partition.all_gpu_ids())})
+        return Probe(running, pred, service_s, 0.0, cyc.prefill_share, cyc.stall_share, problem is None, problem)
+
+    def cycle(self, running: int) -> Cycle:
+        """A replica's cycle at `running` sequences over all replicas: the decode-only step there and the static
+        prefill of one prompt and of the cycle's mean count (rounded up, at least two) give t_d, t_p(1) and b."""
+        replicas = self.partition.replicas
+        w = self.workload
+        steps = w.scheduler_steps
+        k = newcomers_per_cycle(running / replicas, steps=steps, osl_tokens=w.osl)
+        many = max(2, math.ceil(k))
+        first_s, many_s = (self.prefill_step_s(m) for m in (1, many))
+        return cycle(running / replicas, steps=steps, osl_tokens=w.osl,
+                     decode_step_s=_static(self, running).tpot_ms / 1e3, first_prompt_s=first_s,
+                     per_prompt_s=max(0.0, many_s - first_s) / (many - 1))
+
+    def prefill_step_s(self, prompts: int) -> float:
+        """A prefill-only step of `prompts` prompts on each replica (the static batch's TTFT less the request's
+        fixed overhead)."""
+        overhead_s = resolve_constants(self.constants, self.workload.engine).request_overhead_s
+        return max(0.0, _static(self, prompts * self.partition.replicas).ttft_ms / 1e3 - overhead_s)
 
 
 def prefill_queue(w: Workload, *, prefill_per_step: float, room: float, period_s: float) -> tuple[float, float]:
@@ -200,14 +238,21 @@ def _unstable(inputs: Inputs, at: Probe, rate: float, *, sustainable: float, lim
               problem: str) -> Prediction:
     """Figures at the most the plan runs; for a finite run (`num_prompts`), TTFT with the queue it builds."""
     w = inputs.workload
-    base_s = at.service_s - w.osl * at.prediction.tpot_ms / 1e3 + (at.prefill_wait_s if math.isfinite(
-        at.prefill_wait_s) else 0.0)
+    base_s = at.service_s - w.osl * at.prediction.tpot_ms / 1e3
     traffic = TrafficPrediction(request_rate_rps=rate, stable=False, sustainable_rate_rps=sustainable,
                                 running_concurrency=at.running, prefill_utilisation=at.prefill_utilisation,
                                 slots=limit, problem=problem)
-    update: dict = {"traffic": traffic, "ttft_ms": base_s * 1e3}
+    update: dict = {"traffic": traffic, "ttft_ms": (base_s + (at.prefill_wait_s if math.isfinite(
+        at.prefill_wait_s) else 0.0)) * 1e3}
     if w.num_prompts and sustainable > 0:
+        # the run's queue, at the rate the plan completes, holds the prompts: the prefill slot's steady-state wait
+        # at the top load would count them twice
         waits = finite_run_waits(w.num_prompts, rate_per_s=rate, served_per_s=sustainable, running=at.running)
+        if not w.chunked_prefill:  # prefills go first: the backlog of prompts waits for the prefill steps
+            cyc = inputs.cycle(at.running)
+            prompts_per_s = inputs.partition.replicas / cyc.per_prompt_s if cyc.per_prompt_s > 0 else math.inf
+            backlog = backlog_waits(w.num_prompts, rate_per_s=rate, prompts_per_s=prompts_per_s)
+            waits = [max(a, b) for a, b in zip(waits, backlog)]
         wait_s = statistics.median(waits) if w.statistic == "median" else statistics.fmean(waits)
         update["ttft_ms"] = (base_s + wait_s) * 1e3
         update["traffic"] = traffic.model_copy(update={"finite_run": True, "admission_wait_ms": wait_s * 1e3})
@@ -232,7 +277,8 @@ def _stable(inputs: Inputs, p: Probe, rate: float, *, sustainable: float, limit:
     admission_s = wait_p * wait_mean_s
     pred = p.prediction
     base_s = p.service_s - w.osl * pred.tpot_ms / 1e3  # TTFT without waiting
-    group_wait_s = (w.scheduler_steps - 1) / 2 * pred.tpot_ms / 1e3  # multi-step: newcomers start between groups
+    # multi-step: newcomers start between groups (with chunked prefill off the probe's TTFT holds that wait)
+    group_wait_s = (w.scheduler_steps - 1) / 2 * pred.tpot_ms / 1e3 if w.chunked_prefill else 0.0
     base_s += group_wait_s
     ttft_s = base_s + prefill_wait_s + admission_s
     waits = ((rho, prefill_wait_s / rho if rho > 0 else 0.0), (wait_p, wait_mean_s))
