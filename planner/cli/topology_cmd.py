@@ -96,7 +96,8 @@ def topology_detect(json_out: JsonOpt = False, *, options: DetectOptions) -> Non
 def _detect_inputs(options: DetectOptions) -> tuple[str, Optional[str], Optional[str], str, Optional[str]]:
     """The topo matrix, the GPU CSV, the p2p matrix, where they came from, and the PCIe p2p level: read from the
     saved files (--from), or from nvidia-smi and /proc/cpuinfo here."""
-    gpus_csv, p2p, p2p_level = options.gpus_csv, options.p2p, options.p2p_level
+    gpus_csv, p2p = options.gpus_csv, options.p2p
+    p2p_level: Optional[str] = options.p2p_level
     if options.from_file:
         topo_text = read_text(options.from_file, "the topo matrix")
         csv_text = read_text(gpus_csv, "the GPU CSV") if gpus_csv else None
