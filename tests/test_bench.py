@@ -115,8 +115,8 @@ def test_bench_reads_what_the_server_reports_like_input(plan_file, cli, behaviou
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--isl", "0"], "got --isl 0 --osl 16"), (["--osl", "0"], "got --isl 64 --osl 0"),
-    (["--requests", "10001"], "--requests must be from 1 to 10,000"), (["-c", "10001"], "--concurrency: loads from 1"),
+    (["--isl", "0"], "--isl 0 is out of range (1 to 10,000,000 tokens)"), (["--osl", "1"], "got --isl 64 --osl 1"),
+    (["--requests", "10001"], "--requests: Input should be less than or equal to 10000"), (["-c", "10001"], "--concurrency: loads from 1"),
     (["-c", "10000", "--requests", "10", "--isl", "65000", "--osl", "16"], "prompt tokens in flight; at most 16,777,216"),
 ])
 def test_bench_option_bounds(plan_file, cli, args, needle):

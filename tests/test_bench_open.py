@@ -12,8 +12,8 @@ import statistics
 import pytest
 
 from planner.bench.client import poisson_schedule
-from planner.bench.lengths import parse_lengths
 from planner.bench.openloop import make_schedule
+from planner.traffic.lengths import parse_length
 
 from .conftest import run_planner
 from .fake_server import Behaviour, FakeServer, request_timing, served
@@ -105,8 +105,8 @@ def test_open_loop_lengths_follow_the_seeded_distributions(plan_file, cli, tmp_p
     assert code == 0, err
     report = json.loads(out)
     assert (report["isl"], report["osl"]) == ("uniform:8-40", "lognormal:12,0.5")
-    want = make_schedule(50, 24, isl=parse_lengths("uniform:8-40", "--isl"),
-                         osl=parse_lengths("lognormal:12,0.5", "--osl"), seed=0, context=profiles("llama-8b").context_length)
+    want = make_schedule(50, 24, isl=parse_length("uniform:8-40", what="--isl"),
+                         osl=parse_length("lognormal:12,0.5", what="--osl"), seed=0, context=profiles("llama-8b").context_length)
     record = {r["id"]: r for r in served(log)}
     for s in report["points"][0]["samples"]:
         k = int(s["request_id"].rsplit("-", 1)[1])
@@ -142,10 +142,11 @@ def test_open_loop_refusals_are_one_line(plan_file, cli):
         (["--request-rate", "4", "-c", "1"], "--concurrency and --request-rate: give one"),
         (["--request-rate", "0"], "--request-rate: requests/s above 0"),
         (["--request-rate", "fast"], "'fast' is not a number of requests/s"),
-        (["--request-rate", "4", "--isl", "uniform:9-3"], "--isl: uniform:A-B needs 1 <= A <= B"),
-        (["--request-rate", "4", "--osl", "normal:3"], "--osl: 'normal:3' is not a length"),
+        (["--request-rate", "4", "--isl", "uniform:9-3"], "--isl uniform:9-3: need 1 <= A <= B"),
+        (["--request-rate", "4", "--osl", "normal:3"], "--osl 'normal:3': give a length (1024), uniform:A-B"),
         (["-c", "1", "--osl", "uniform:4-8"], "length distributions need --request-rate"),
-        (["--request-rate", "4", "--max-in-flight", "0"], "--max-in-flight must be from 1 to 10,000"),
+        (["--request-rate", "4", "--max-in-flight", "0"], "--max-in-flight: Input should be greater than or equal to 1"),
+        (["--request-rate", "4", "--seed", "-1"], "--seed: Input should be greater than or equal to 0"),
         (["--request-rate", "4", "--fit", "x.yaml"], "--fit needs measurements at two or more rates"),
     ]:
         code, _, err = cli("bench", str(plan_file), "--url", "http://127.0.0.1:1", *args)
@@ -175,27 +176,37 @@ def test_lognormal_lengths_have_the_mean_asked_for():
     """lognormal:1000,1 is given by its mean: mu = ln(1000) - 1/2, so the median is 1000 x e^-0.5 = 606.5 tokens
     and the mean 1000 (by hand; the standard error of 20,000 draws' mean is 1000 x sqrt(e - 1) / sqrt(20,000) =
     9.3 tokens, so 3% is over 3 of them)."""
-    d = parse_lengths("lognormal:1000,1", "--isl")
+    d = parse_length("lognormal:1000,1", what="--isl")
     rng = random.Random(1)
     xs = [d.sample(rng) for _ in range(20_000)]
     assert sum(xs) / len(xs) == pytest.approx(1000, rel=0.03)
     assert statistics.median(xs) == pytest.approx(606.5, rel=0.03)
-    u = parse_lengths("uniform:10-12", "--osl")
+    u = parse_length("uniform:10-12", what="--osl")
     assert {u.sample(rng) for _ in range(200)} == {10, 11, 12} and u.mean == 11
-    assert parse_lengths("256", "--osl").sample(rng) == 256
-    assert parse_lengths("lognormal:5000,2", "--isl").sample(random.Random(3), high=100) <= 100  # kept in context
+    assert parse_length("256", what="--osl").sample(rng) == 256
+    assert parse_length("lognormal:5000,2", what="--isl").sample(random.Random(3), high=100) <= 100  # kept in context
 
 
 @pytest.mark.parametrize("text,needle", [
-    ("uniform:0-5", "uniform:A-B needs 1 <= A <= B <= 1,048,576"),
-    ("lognormal:100,4", "a SIGMA from 0 to 3"),
-    ("lognormal:0,1", "a MEAN from 1 to 1,048,576"),
-    ("zipf:2", "is not a length"),
-    ("2000000", "at most 1,048,576 tokens"),
+    ("uniform:0-5", "--isl uniform:0-5: need 1 <= A <= B <= 10,000,000"),
+    ("lognormal:100,4", "SIGMA in 0 to 3"),
+    ("lognormal:0,1", "need MEAN in 1 to 10,000,000 tokens"),
+    ("zipf:2", "--isl 'zipf:2': give a length (1024), uniform:A-B, lognormal:MEAN,SIGMA, a histogram file"),
+    ("20000000", "--isl 20000000 is out of range (1 to 10,000,000 tokens)"),
 ])
-def test_length_forms_refused_in_one_line(text, needle):
-    from planner.errors import InputError
+def test_length_forms_refused_in_one_line(plan_file, cli, text, needle):
+    """bench reads --isl / --osl with planner.traffic's parser: its refusals, one line naming the flag, exit 1."""
+    code, _, err = cli("bench", str(plan_file), "--url", "http://127.0.0.1:1", "--request-rate", "4", "--isl", text)
+    assert code == 1 and needle in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
 
-    with pytest.raises(InputError) as exc:
-        parse_lengths(text, "--isl")
-    assert str(exc.value).startswith("--isl: ") and needle in str(exc.value) and "\n" not in str(exc.value)
+
+def test_open_loop_samples_a_shipped_histogram(profiles):
+    """--isl chat-sharegpt with --request-rate: each prompt is one of the histogram's bin midpoints, kept inside the
+    model's context with room for the answer."""
+    chat = parse_length("chat-sharegpt", what="--isl")
+    context = profiles("llama-8b").context_length
+    arrivals = make_schedule(50, 400, isl=chat, osl=parse_length("16", what="--osl"), seed=2, context=context)
+    allowed = {min(context - 16, max(1, round(x))) for x in chat.lengths}
+    assert {a.isl for a in arrivals} <= allowed and len({a.isl for a in arrivals}) > 5
+    assert {a.osl for a in arrivals} == {16}

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from planner.plan import Workload
-from planner.traffic.lengths import DistError, parse_length, shipped
+from planner.traffic.lengths import DistError, LengthDist, parse_length, shipped
 
 
 def test_fixed_uniform_lognormal():
@@ -60,3 +60,26 @@ def test_cli_length_options(cli):
     code, _, err = cli("estimate", "--model", "llama-8b", "--topology", "8xh100", "--tp", "1", "--isl", "wide")
     assert code == 1 and "--isl 'wide'" in err and "Traceback" not in err
     assert len([line for line in err.splitlines() if line.strip()]) <= 2
+
+
+def test_sampling_draws_the_shapes_from_a_seeded_generator():
+    """`LengthDist.sample` (planner bench --request-rate): uniform:A-B is random.Random.randint(A, B) itself,
+    lognormal:MEAN,SIGMA a lognormal of that mean (not the 128 bands), a histogram its points by weight, a fixed
+    length no draw; each clipped to [low, high]."""
+    import random
+    import statistics
+
+    u = parse_length("uniform:10-300", what="--isl")
+    rng, ref = random.Random(4), random.Random(4)
+    assert [u.sample(rng) for _ in range(50)] == [ref.randint(10, 300) for _ in range(50)]
+    ln = parse_length("lognormal:1000,1", what="--isl")
+    xs = [ln.sample(random.Random(k)) for k in range(4000)]
+    # mean 1000 (standard error 1000 sqrt(e - 1) / sqrt(4000) = 21 tokens); beyond the top band's point (~5,800)
+    assert statistics.fmean(xs) == pytest.approx(1000, rel=0.08) and max(xs) > max(ln.lengths)
+    hist = LengthDist(spec="h.yaml", kind="histogram", lengths=[10.0, 20.0, 30.0], weights=[0.5, 0.5, 0.0])
+    draws = [hist.sample(random.Random(k)) for k in range(400)]
+    assert set(draws) == {10, 20} and 150 < draws.count(10) < 250
+    rng = random.Random(9)
+    state = rng.getstate()
+    assert parse_length("77", what="--osl").sample(rng) == 77 and rng.getstate() == state
+    assert ln.sample(random.Random(1), low=2, high=5) in range(2, 6) and u.sample(random.Random(1), low=400) == 400

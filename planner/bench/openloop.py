@@ -18,12 +18,12 @@ from typing import Callable, Optional
 from pydantic import BaseModel
 
 from planner.bench.client import Arrival, OpenLoopResult, RequestResult, check_url, poisson_schedule, run_open_loop
-from planner.bench.lengths import LengthDist
 from planner.bench.measure import MAX_REQUESTS, MAX_TOKENS_IN_FLIGHT, Figures, Sample, closed_estimate, relative
 from planner.cost.constants import DEFAULT, Constants
 from planner.errors import InputError
 from planner.plan import Prediction
 from planner.plan_io import LoadedPlan
+from planner.traffic.lengths import LengthDist
 
 #: The most requests one rate may send per second (far above any one server; keeps the schedule's sleeps > 0.1 ms).
 MAX_RATE_PER_S = 10_000.0
@@ -125,12 +125,13 @@ def check_open_options(rates: list[float], isl: LengthDist, osl: LengthDist, *, 
         raise InputError(f"--request-rate: requests/s above 0 and at most {MAX_RATE_PER_S:,.0f}")
     if not 1 <= max_in_flight <= MAX_REQUESTS:
         raise InputError(f"--max-in-flight must be from 1 to {MAX_REQUESTS:,}, got {max_in_flight}")
-    if (isl.fixed and isl.a < 1) or (osl.fixed and osl.a < 2):
+    fixed = isl.kind == "fixed" and osl.kind == "fixed"
+    if (isl.kind == "fixed" and isl.lengths[0] < 1) or (osl.kind == "fixed" and osl.lengths[0] < 2):
         raise InputError(f"--isl must be at least 1 and --osl at least 2 (TPOT needs two tokens), got --isl "
-                         f"{isl.text} --osl {osl.text}")
+                         f"{isl.spec} --osl {osl.spec}")
     limit = loaded.profile.context_length
-    if limit and isl.fixed and osl.fixed and isl.a + osl.a > limit:
-        raise InputError(f"--isl {isl.text} + --osl {osl.text} exceeds {loaded.profile.name}'s context of "
+    if limit and fixed and isl.lengths[0] + osl.lengths[0] > limit:
+        raise InputError(f"--isl {isl.spec} + --osl {osl.spec} exceeds {loaded.profile.name}'s context of "
                          f"{limit:,} tokens")
 
 
@@ -201,7 +202,7 @@ def open_bench(loaded: LoadedPlan, url: str, rates: list[float], *, isl: LengthD
                                         max_in_flight=max_in_flight, progress=tick))
         done += len(arrivals)
         points.append(_point(loaded, res, arrivals, c=constants))
-    return OpenBenchReport(plan=loaded.path, url=base, isl=isl.text, osl=osl.text, seed=seed,
+    return OpenBenchReport(plan=loaded.path, url=base, isl=isl.spec, osl=osl.spec, seed=seed,
                            max_in_flight=max_in_flight, points=points)
 
 

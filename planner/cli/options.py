@@ -159,7 +159,8 @@ def build(model: type[BaseModel], values: dict[str, Any]) -> Any:
     except ValidationError as exc:
         msgs = validation_messages(exc)
         name, _, rest = msgs[0].partition(":")
-        where = flag(model, name) if name in model.model_fields else name
+        # a field's error names its flag; a model-wide one (loc "(top level)") says what it says, as it names its own
+        where = flag(model, name) if name in model.model_fields else "" if name == "(top level)" else name
         raise InputError(f"{where}:{rest}" if where else rest.strip(), details=msgs[1:]) from None
 
 

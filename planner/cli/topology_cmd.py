@@ -1,4 +1,5 @@
-"""`planner topology list|show|schema|collective|detect`: machines as link graphs."""
+"""`planner topology list|show|schema|collective|detect`: machines as link graphs (collective's and detect's options:
+`CollectiveOptions` and `DetectOptions`, planner/hardware/options.py, derived by planner/cli/options.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from typing import Annotated, Optional
 import typer
 
 from planner.cli.common import JsonOpt, cli_errors, console, print_json, say, write_file
+from planner.cli.options import derive
 from planner.cost.collective_report import collective_estimates
-from planner.errors import InputError
 from planner.files import read_text
 from planner.hardware import load_topology, shipped_topologies
 from planner.hardware.detect import detect, host_p2p_level, run_nvidia_smi, to_yaml
 from planner.hardware.loading import parse_topology
+from planner.hardware.options import CollectiveOptions, DetectOptions
 from planner.hardware.schema import TopologyDef
 from planner.hardware.summary import summarize_topology
 from planner.report.tables import collective_table, topology_list_table, topology_table
@@ -58,17 +60,12 @@ def topology_schema(json_out: JsonOpt = True) -> None:
 
 @topology_app.command("collective")
 @cli_errors
-def topology_collective(
-    topology: TopologyArg,
-    sizes: Annotated[str, typer.Option("--sizes", help="Message sizes, comma separated: 16KB,1MiB,64MB or bytes.")] = "16KB,1MB,64MB",
-    op: Annotated[str, typer.Option("--op", help="all-reduce, all-gather, reduce-scatter or all-to-all.")] = "all-reduce",
-    gpu_ids: Annotated[Optional[str], typer.Option("--gpu-ids", help="The group, e.g. 0,1,2,3; default all GPUs.")] = None,
-    context: Annotated[str, typer.Option("--context", help="nccl (as nccl-tests times it), torch (one torch.distributed call) or engine (inside a CUDA graph).")] = "nccl",
-    json_out: JsonOpt = False,
-) -> None:
+@derive(options=CollectiveOptions)
+def topology_collective(topology: TopologyArg, json_out: JsonOpt = False, *, options: CollectiveOptions) -> None:
     """Predicted time and bus bandwidth of a collective over a GPU group, per message size."""
     topo = load_topology(topology)
-    result = collective_estimates(topo, sizes=sizes, op=op, gpu_ids=gpu_ids, context=context)
+    op, context = options.op, options.context
+    result = collective_estimates(topo, sizes=options.sizes, op=op, gpu_ids=options.gpu_ids, context=context)
     if json_out:
         print_json([r.model_dump(include={"bytes", "time_us", "busbw_gbps", "algorithm", "protocol"})
                     for r in result.rows])
@@ -79,39 +76,36 @@ def topology_collective(
 
 @topology_app.command("detect")
 @cli_errors
-def topology_detect(
-    from_file: Annotated[Optional[str], typer.Option("--from", help="Saved `nvidia-smi topo -m` output; default: run nvidia-smi.")] = None,
-    gpus_csv: Annotated[Optional[str], typer.Option("--gpus-csv", help="Saved `nvidia-smi --query-gpu=index,name,memory.total,pci.bus_id --format=csv` output.")] = None,
-    p2p: Annotated[Optional[str], typer.Option("--p2p", help="Saved `nvidia-smi topo -p2p r` output: GPU pairs without peer-to-peer.")] = None,
-    gpu_type: Annotated[Optional[str], typer.Option("--gpu-type", help="GPU type for every GPU (overrides --gpus-csv).")] = None,
-    p2p_level: Annotated[Optional[str], typer.Option("--p2p-level", help="How far NCCL uses PCIe peer-to-peer: pix, pxb, phb or sys; default: NCCL's rule for this host's CPU (pxb on Intel, sys on AMD), sys with --from.")] = None,
-    name: Annotated[str, typer.Option("--name", help="Topology name.")] = "detected",
-    output: Annotated[Optional[str], typer.Option("-o", "--output", help="Write the YAML here; default stdout.")] = None,
-    json_out: JsonOpt = False,
-) -> None:
+@derive(options=DetectOptions)
+def topology_detect(json_out: JsonOpt = False, *, options: DetectOptions) -> None:
     """Write a topology YAML from `nvidia-smi topo -m` (run here, or from saved output)."""
-    if p2p_level is not None and p2p_level not in ("pix", "pxb", "phb", "sys"):
-        raise InputError(f"--p2p-level: choose one of pix, pxb, phb, sys, got '{p2p_level[:40]}'")
-
-    if from_file:
-        topo_text, source = read_text(from_file, "the topo matrix"), from_file
-        csv_text = read_text(gpus_csv, "the GPU CSV") if gpus_csv else None
-        p2p_text = read_text(p2p, "the p2p matrix") if p2p else None
-    else:
-        topo_text, csv_text, p2p_text = run_nvidia_smi()
-        source = "nvidia-smi topo -m"
-        if p2p_level is None and Path("/proc/cpuinfo").exists():
-            p2p_level = host_p2p_level(read_text("/proc/cpuinfo", "/proc/cpuinfo"))
-        if gpus_csv:
-            csv_text = read_text(gpus_csv, "the GPU CSV")
-    doc = detect(topo_text, gpus_csv=csv_text, gpu_type=gpu_type, name=name, source=source, p2p_text=p2p_text,
-                 p2p_level=p2p_level)
+    topo_text, csv_text, p2p_text, source, p2p_level = _detect_inputs(options)
+    doc = detect(topo_text, gpus_csv=csv_text, gpu_type=options.gpu_type, name=options.name, source=source,
+                 p2p_text=p2p_text, p2p_level=p2p_level)
     text = to_yaml(doc)
     parse_topology(text, f"detected from {source}")  # what we write must load
-    if output:
-        write_file(output, text, "the topology")
-        say(f"wrote {output}")
+    if options.output:
+        write_file(options.output, text, "the topology")
+        say(f"wrote {options.output}")
     if json_out:
         print_json(doc)
-    elif not output:
+    elif not options.output:
         sys.stdout.write(text)
+
+
+def _detect_inputs(options: DetectOptions) -> tuple[str, Optional[str], Optional[str], str, Optional[str]]:
+    """The topo matrix, the GPU CSV, the p2p matrix, where they came from, and the PCIe p2p level: read from the
+    saved files (--from), or from nvidia-smi and /proc/cpuinfo here."""
+    gpus_csv, p2p = options.gpus_csv, options.p2p
+    p2p_level: Optional[str] = options.p2p_level
+    if options.from_file:
+        topo_text = read_text(options.from_file, "the topo matrix")
+        csv_text = read_text(gpus_csv, "the GPU CSV") if gpus_csv else None
+        p2p_text = read_text(p2p, "the p2p matrix") if p2p else None
+        return topo_text, csv_text, p2p_text, options.from_file, p2p_level
+    topo_text, csv_text, p2p_text = run_nvidia_smi()
+    if p2p_level is None and Path("/proc/cpuinfo").exists():
+        p2p_level = host_p2p_level(read_text("/proc/cpuinfo", "/proc/cpuinfo"))
+    if gpus_csv:
+        csv_text = read_text(gpus_csv, "the GPU CSV")
+    return topo_text, csv_text, p2p_text, "nvidia-smi topo -m", p2p_level

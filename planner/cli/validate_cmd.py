@@ -1,4 +1,5 @@
-"""`planner validate`: run a plan with torch.distributed and check its predictions."""
+"""`planner validate`: run a plan with torch.distributed and check its predictions (options: `ValidateOptions`,
+planner/validate/options.py, derived by planner/cli/options.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Annotated
 import typer
 
 from planner.cli.common import JsonOpt, cli_errors, console, print_json
+from planner.cli.options import derive
 from planner.errors import ValidationRunError
 from planner.report.plans import validation_table
+from planner.validate.options import ValidateOptions
 from planner.validate.runner import validate
 
 
@@ -17,16 +20,15 @@ def register(app: typer.Typer) -> None:
 
 
 @cli_errors
+@derive(options=ValidateOptions)
 def validate_cmd(
     plan_file: Annotated[str, typer.Argument(help="A plan JSON from `planner solve -o` or `planner estimate -o`.")],
-    backend: Annotated[str, typer.Option("--backend", help="gloo (CPU) or nccl (GPUs).")] = "gloo",
-    scale: Annotated[str, typer.Option("--scale", help="mini (small dimensions, CPU) or full (real dimensions, GPUs).")] = "mini",
-    tokens: Annotated[int, typer.Option("--tokens", help="Decode steps after the prefill (1 to 256).")] = 4,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds before the run is ended.")] = 120.0,
     json_out: JsonOpt = False,
+    *,
+    options: ValidateOptions,
 ) -> None:
     """Run a plan with torch.distributed (its stages, GPU groups and shards) and check its predictions."""
-    report = validate(plan_file, backend=backend, scale=scale, tokens=tokens, timeout_s=timeout)
+    report = validate(plan_file, **options.run_arguments())
     if json_out:
         print_json(report)
     else:

@@ -15,6 +15,7 @@ with its whole conversation before it as the prompt).
 from __future__ import annotations
 
 import math
+import random
 import re
 from pathlib import Path
 from statistics import NormalDist
@@ -76,6 +77,25 @@ class LengthDist(BaseModel):
     def mean_tokens(self) -> int:
         """The mean, rounded to whole tokens (at least 1): Workload.isl / osl."""
         return max(1, round(self.mean))
+
+    def sample(self, rng: random.Random, *, low: int = 1, high: int = MAX_LENGTH) -> int:
+        """One length drawn with `rng` (as `planner bench --request-rate` sends them), rounded to whole tokens and
+        kept within [low, high]. uniform:A-B and lognormal:MEAN,SIGMA are drawn from their continuous shapes (read
+        back from `spec`, not from the bands the moments use); a histogram from its bins' midpoints by weight; a
+        fixed length draws nothing from `rng`."""
+        uniform = _UNIFORM.match(self.spec.strip()) if self.kind == "uniform" else None
+        lognormal = _LOGNORMAL.match(self.spec.strip()) if self.kind == "lognormal" else None
+        value: float
+        if uniform:
+            value = rng.randint(int(uniform[1]), int(uniform[2]))
+        elif lognormal:
+            mean, sigma = float(lognormal[1]), float(lognormal[2])
+            value = rng.lognormvariate(math.log(mean) - sigma**2 / 2, sigma)
+        elif len(self.lengths) == 1:
+            value = self.lengths[0]
+        else:
+            value = rng.choices(self.lengths, weights=self.weights)[0]
+        return int(min(high, max(low, round(value))))
 
 
 def fixed(n: int) -> LengthDist:
