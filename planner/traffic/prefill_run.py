@@ -136,7 +136,8 @@ def serve(requests: list[Request], costs: StepCosts) -> list[Served]:
 
 def _prefill(t: float, waiting: deque[Request], running: list[list], done: list[Served], costs: StepCosts) -> float:
     """One prefill-only step of the waiting prompts that fit the budget and the slots (at least one)."""
-    batch, tokens = [], 0
+    batch: list[Request] = []
+    tokens = 0
     while waiting and len(running) + len(batch) < costs.slots:
         x = waiting[0].prompt_tokens
         if batch and tokens + x > costs.budget_tokens:
