@@ -31,6 +31,11 @@ waiting prompts in arrival order while they fit the token budget (vLLM's default
 2048)) and the slots (max_num_seqs, KV capacity at the mean lengths); a sequence finishing inside a burst leaves at
 its last step; t_d(n) is linear between the sampled loads; preemption and the request's host overhead beyond TTFT
 are not modelled; replicas split the requests evenly and run alike.
+
+Where it is used (planner.traffic.steady.at_rate): TPOT of a run of num_prompts above the sustainable rate with
+chunked prefill off. Sustained rows keep the steady state (with the cost model's step costs a 1,000-prompt run
+from empty at 16 requests/s on MI300X stays far below the near-critical load the measured figures show), and
+TTFT keeps the fluid queue's (`finite_run_waits`, `backlog_waits`).
 """
 
 from __future__ import annotations
