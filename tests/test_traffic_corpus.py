@@ -50,10 +50,19 @@ def test_open_loop_errors_hold(checks):
     assert s["rows"] >= 20 and s["publishers"] >= 3 and s["engines"] >= 2  # measured: 24 rows, 3, 2
     # measured 26.4% with chunked prefill off priced (planner.traffic.nonchunked); 24.8% before (issue target 30%)
     assert s["ttft_median_abs_error"] <= 0.27
-    # measured 18.9% (47.0% before the prefill-first scheduler was priced); the issue's 15% is not met: the MI300X
-    # rows publish the mean over requests, which short outputs stalled by the prefill backlog pull far above the
-    # per-token mean the model gives (their medians, in the notes, sit below it)
-    assert s["tpot_median_abs_error"] <= 0.19
+    # measured 14.3% (issue target 15%: met) since the finite runs with chunked prefill off are stepped through
+    # request by request (planner.traffic.prefill_run); 18.9% with the per-token mean, 47.0% before the
+    # prefill-first scheduler was priced
+    assert s["tpot_median_abs_error"] <= 0.15
+
+
+def test_prefill_first_runs_in_the_per_request_statistic(checks):
+    # dstack's 9 MI300X runs above the sustainable rate (chunked prefill off, 15 scheduler steps) publish the mean
+    # over requests of per-request TPOT: measured 20.8% median |error| (39.5% with the per-token mean at the top load)
+    runs = [c for c in checks if c.finite_run and not c.case.chunked_prefill]
+    s = summary(runs)
+    assert s["rows"] == 9
+    assert s["tpot_median_abs_error"] <= 0.21
 
 
 def test_sustained_rows_alone(checks):
@@ -61,5 +70,5 @@ def test_sustained_rows_alone(checks):
     stable = [c for c in checks if c.stable]
     s = summary(stable)
     assert s["rows"] >= 11  # 11 with chunked prefill off priced (10 before)
-    assert s["ttft_median_abs_error"] <= 0.15  # measured 14.6% (18.4% before)
-    assert s["tpot_median_abs_error"] <= 0.15  # measured 14.1% (19.3% before)
+    assert s["ttft_median_abs_error"] <= 0.15  # measured 14.5% (14.6% before the ShareGPT output histogram, 18.4%)
+    assert s["tpot_median_abs_error"] <= 0.141  # measured 14.0% (14.1% before the ShareGPT output histogram, 19.3%)

@@ -20,6 +20,7 @@ from planner.errors import PlannerError
 from planner.hardware import load_topology
 from planner.model.catalog import load_profile
 from planner.plan import Workload, make_partition
+from planner.traffic.lengths import LengthDist, parse_length
 from planner.traffic.steady import open_loop
 
 
@@ -61,6 +62,16 @@ def open_cases() -> list[Case]:
 
 
 @lru_cache(maxsize=None)
+def sharegpt_outputs(mean_tokens: float) -> LengthDist:
+    """The shipped ShareGPT output lengths scaled to a row's mean (its generated tokens / requests: answers end at
+    the model's own end of text, at most the dataset's length, so the run's mean is below the histogram's 197)."""
+    base = parse_length("chat-sharegpt", what="--osl")
+    scale = mean_tokens / base.mean
+    return LengthDist(spec=f"chat-sharegpt x {scale:.3f}", kind="histogram", weights=base.weights,
+                      lengths=[max(1.0, x * scale) for x in base.lengths], source=base.source)
+
+
+@lru_cache(maxsize=None)
 def _machine(model: str, topology: str):
     return load_profile(model), load_topology(topology)
 
@@ -81,7 +92,8 @@ def check(case: Case) -> Check:
             constants = constants.model_copy(update={"max_num_batched_tokens": case.max_num_batched_tokens})
         # ShareGPT rows: the prompt lengths of the shipped histogram (its mean, 216, is the row's 215)
         isl = "chat-sharegpt" if case.entry.row.length_dist == "sharegpt" else case.isl
-        work = Workload(request_rate=case.request_rate, num_prompts=case.entry.row.num_prompts, isl=isl,
+        extra = {"osl_dist": sharegpt_outputs(case.osl)} if case.entry.row.length_dist == "sharegpt" else {}
+        work = Workload(**extra, request_rate=case.request_rate, num_prompts=case.entry.row.num_prompts, isl=isl,
                         scheduler_steps=case.scheduler_steps, chunked_prefill=case.chunked_prefill, osl=case.osl,
                         weight_dtype=case.weight_dtype, kv_dtype=case.kv_dtype, engine=case.engine,
                         statistic=statistic)

@@ -24,7 +24,8 @@ with the other arrivals of its cycle, t_p(1) + k b.
 Assumptions: prompts arriving during a prefill step join the next cycle's (vLLM runs one more prefill step at once:
 the same work, one more step's fixed part); the budget never splits a cycle's prompts; t_p comes from the cost
 model's static prefill of K prompts; preemption (a full KV cache) is not modelled; TPOT is the mean over tokens
-(a benchmark's mean over requests weights short outputs more).
+(a benchmark's mean over requests weights short outputs more: a finite run above the sustainable rate is stepped
+through request by request instead, planner.traffic.prefill_run).
 
 A finite run above the sustainable rate builds a backlog of prompts, and prefills go first: the engine prefills
 1 / b prompts a second while any wait (`backlog_waits`), beside the wait for a free slot.

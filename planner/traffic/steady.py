@@ -28,6 +28,7 @@ from planner.plan import Partition, Prediction, Workload
 from planner.traffic.lengths import LengthDist, fixed
 from planner.traffic.model import Percentiles, TrafficPrediction
 from planner.traffic.nonchunked import Cycle, backlog_waits, cycle, newcomers_per_cycle
+from planner.traffic.prefill_run import StepCosts, draw_requests, run_statistics, serve
 from planner.traffic.queueing import PERCENTILES, admission_wait, normal_mixture_quantiles, ttft_quantiles
 
 #: Prompt lengths the TTFT percentiles are taken over (a finer distribution is merged into this many groups).
@@ -226,12 +227,51 @@ def open_loop(profile: ModelProfile, topo: Topology, partition: Partition, workl
 def at_rate(inputs: Inputs, rate: float, b: Bounds) -> Prediction:
     """`open_loop` at `rate` for inputs whose bounds are known (the sizing search asks many rates of one plan)."""
     found = fixed_point(inputs, rate, b.top) if b.top is not None else None
-    if found is None:
-        at = b.top or inputs.probe(1)
-        problem = (f"{rate:g} requests/s is more than the plan sustains ({b.sustainable_rps:.3g} requests/s: "
-                   f"{at.running} sequences running, {b.limit} slots)")
-        return _unstable(inputs, at, rate, sustainable=b.sustainable_rps, limit=b.limit, problem=problem)
-    return _stable(inputs, found, rate, sustainable=b.sustainable_rps, limit=b.limit)
+    if found is not None:
+        return _stable(inputs, found, rate, sustainable=b.sustainable_rps, limit=b.limit)
+    at = b.top or inputs.probe(1)
+    problem = (f"{rate:g} requests/s is more than the plan sustains ({b.sustainable_rps:.3g} requests/s: "
+               f"{at.running} sequences running, {b.limit} slots)")
+    pred = _unstable(inputs, at, rate, sustainable=b.sustainable_rps, limit=b.limit, problem=problem)
+    w = inputs.workload
+    if w.chunked_prefill or not w.num_prompts or b.top is None:
+        return pred
+    # a finite run above the sustainable rate on the prefill-first scheduler: TPOT in the benchmark's per-request
+    # statistic, from the run stepped through (its phases: ramp, backlog with decodes starved, drain)
+    return pred.model_copy(update={"tpot_ms": prefill_first_run(inputs, at, rate, limit=b.limit)[0] * 1e3})
+
+
+def _decode_loads(per_replica: int) -> tuple[int, ...]:
+    """Loads (sequences per replica, doubling from 1, and the slots) at which a run's decode step is priced."""
+    loads, m = [], 1
+    while m < per_replica:
+        loads.append(m)
+        m *= 2
+    return (*loads, per_replica)
+
+
+def prefill_first_run(inputs: Inputs, at: Probe, rate: float, *, limit: int) -> tuple[float, float]:
+    """(TPOT s, TTFT s) of the workload's run of num_prompts on vLLM V0's prefill-first scheduler, request by
+    request (planner.traffic.prefill_run), in the workload's statistic. Step costs: the cycle's t_p(1) and b at the
+    probe's load, t_d of the static batch at doubling loads; the budget is vLLM's default without chunking,
+    max(max_model_len, 2048), the model's context length standing in for max_model_len."""
+    w = inputs.workload
+    replicas = inputs.partition.replicas
+    per_replica = max(1, limit // replicas)
+    cyc = inputs.cycle(at.running)
+    loads = _decode_loads(per_replica)
+    c = resolve_constants(inputs.constants, w.engine)
+    context = inputs.profile.context_length or inputs.profile.max_position_embeddings
+    isl, osl = w.isl_dist or fixed(w.isl), w.osl_dist or fixed(w.osl)
+    costs = StepCosts(steps=w.scheduler_steps, first_prompt_s=inputs.prefill_step_s(1),
+                      per_prompt_s=cyc.per_prompt_s, mean_prompt_tokens=isl.mean, decode_loads=loads,
+                      decode_steps_s=tuple(_static(inputs, m * replicas).tpot_ms / 1e3 for m in loads),
+                      budget_tokens=max(c.max_num_batched_tokens, context, 2048), slots=per_replica)
+    assert w.num_prompts is not None
+    requests = draw_requests(math.ceil(w.num_prompts / replicas), rate_per_s=rate / replicas,
+                             prompts=coarse(isl, 64), outputs=list(zip(osl.lengths, osl.weights)))
+    tpot_s, ttft_s = run_statistics(serve(requests, costs), median=w.statistic == "median")
+    return tpot_s, ttft_s + c.request_overhead_s
 
 
 def _unstable(inputs: Inputs, at: Probe, rate: float, *, sustainable: float, limit: int,
