@@ -130,16 +130,16 @@ def test_held_out_medians_meet_what_cross_validation_reached():
             for metric, value in metrics.items():
                 assert 0 <= value < 10 and not math.isnan(value), (engine, cls, metric)
     # Ceilings just above what `python benchmarks/fit_serving.py --cv` measured held out (benchmarks/RESULTS.md,
-    # 'Fidelity', run B of 2026-12-02; benchmarks/fidelity_cv_rows.json), all engines together:
-    # dense TPOT 13.0%, tokens/s 8.7%, TTFT 41.3%, max-throughput 48.1%; MoE 37.3%, 32.6%, 69.5%, 118.8%.
-    ceilings = {"dense": {"tpot": 0.135, "tokens": 0.09, "ttft": 0.42, "max_tokens": 0.49},
-                "moe": {"tpot": 0.38, "tokens": 0.33, "ttft": 0.70, "max_tokens": 1.19}}
+    # 'Fidelity', the run after the offline-burst makespan and the offline rows' mapping fixes),
+    # all engines together: dense TPOT 14.2%, tokens/s 12.1%, TTFT 28.3%, max-throughput 22.7% (was 48.1%); MoE 27.5%,
+    # 29.6%, 73.7%, 51.0% (was 118.8%). The offline rows now pull the shared knobs less far: closed-loop dense
+    # tokens/s went from 8.7% to 12.1% (issue 23's 12% target no longer holds held out and is not asserted).
+    ceilings = {"dense": {"tpot": 0.145, "tokens": 0.125, "ttft": 0.29, "max_tokens": 0.23},
+                "moe": {"tpot": 0.28, "tokens": 0.30, "ttft": 0.74, "max_tokens": 0.52}}
     for cls, metrics in ceilings.items():
         for metric, ceiling in metrics.items():
             assert bands["all"][cls][metric] <= ceiling, (cls, metric, bands["all"][cls][metric])
-    # issue 23's targets that hold held out: dense output tokens/s <= 12% (8.7%; TensorRT-LLM's 8.1%), and
-    # TensorRT-LLM's dense TPOT (11.8%); the others do not (RESULTS.md) and are not asserted as met
-    assert bands["all"]["dense"]["tokens"] <= 0.12 and bands["trtllm"]["dense"]["tokens"] <= 0.12
+    # issue 23's target that holds held out: TensorRT-LLM's dense TPOT <= 12% (10.2%)
     assert bands["trtllm"]["dense"]["tpot"] <= 0.12
 
 

@@ -193,8 +193,12 @@ def load_file(path: Path) -> list[Entry]:
 
 # --- models ---------------------------------------------------------------------------------------
 
-_SUFFIXES = re.compile(r"(-(instruct|chat|it|hf|bf16|fp8|fp4|nvfp4|mxfp4|fp8-dynamic|fp8-kv|kv|w8a8|w4a16|awq|gptq|"
-                       r"int4|int8|dynamic|block|preview|v\d+(\.\d+)?|\d{4}|original|base))+$")
+_SUFFIX_WORDS = (r"instruct|chat|it|hf|bf16|fp8|fp4|nvfp4|mxfp4|fp8-dynamic|fp8-kv|kv|w8a8|w4a16|awq|gptq|int4|int8|"
+                 r"dynamic|block|preview|\d{4}|original|base")
+_SUFFIXES = re.compile(rf"(-({_SUFFIX_WORDS}|v\d+(\.\d+)?))+$")
+#: The same without versions: where dropping them leaves a bare family name, the version names the architecture
+#: (DeepSeek-V2, -V3 and -V3.2, whose sparse attention adds an indexer, all reduce to 'deepseek' otherwise).
+_SUFFIXES_KEEP_VERSION = re.compile(rf"(-({_SUFFIX_WORDS}))+$")
 
 
 def model_key(name: str) -> str:
@@ -202,7 +206,8 @@ def model_key(name: str) -> str:
     `RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8` -> `llama-3.1-70b`; `deepseek-ai/DeepSeek-R1-0528` -> `deepseek-r1`."""
     key = name.strip().split("/")[-1].lower().replace("_", "-")
     key = key.removeprefix("meta-")
-    return _SUFFIXES.sub("", key)
+    stripped = _SUFFIXES.sub("", key)
+    return stripped if re.search(r"\d", stripped) else _SUFFIXES_KEEP_VERSION.sub("", key)
 
 
 def catalog_model(hub_id: str) -> Optional[str]:
@@ -297,7 +302,17 @@ def _why_not(row: CorpusRow) -> Optional[str]:
         return "a closed loop without its concurrency"
     if row.speculative:
         return f"speculative decoding ({row.speculative}) is not priced from corpus rows"
+    pods = _PODS.search(row.notes or "")
+    if pods and int(pods.group(1)) > 1:
+        return (f"a tensor-parallel group over {pods.group(1)} Kubernetes pods: its collectives cross the pods' "
+                "network, not the node's NVLink, and no shipped topology describes that network")
     return None
+
+
+#: Dennis Lee's rows ran one GPU per Ray pod ("2 GPU pods on the same node (Ray)"). Their TP2 decode is no faster
+#: than one GPU's (10 prompts of 1,024 + 1,024: TPOT 12.99 ms on 2 pods, 13.46 ms on 1, tests/data/corpus/
+#: dennislee22.yaml), where NVLink TP2 halves the weight reads that dominate it: the pods' GPUs do not share NVLink.
+_PODS = re.compile(r"(\d+) GPU pods\b")
 
 
 _SCHEDULER_STEPS = re.compile(r"--num-scheduler-steps?[ =](\d+)")

@@ -34,6 +34,7 @@ from planner.errors import PlannerError
 from planner.hardware import load_topology
 from planner.model.catalog import load_profile
 from planner.plan import Workload, make_partition
+from planner.traffic.lengths import LengthDist, parse_length
 
 Calibration = dict  # engine -> Constants (resolved for that engine)
 METRICS = ("tpot", "ttft", "tokens", "max_tokens")
@@ -105,8 +106,31 @@ def _machine(model: str, topology: str):
 def workload(case: Case, c: Constants) -> Workload:
     concurrency = case.concurrency or case.entry.row.num_prompts or c.max_num_seqs * case.replicas
     statistic = "median" if case.measured.statistic in ("median", "p50") else "mean"
+    # The engine's memory fraction where the row states it (vLLM --gpu-memory-utilization, SGLang
+    # mem_fraction_static, TensorRT-LLM free_gpu_memory_fraction: each engine's accounting reads its own): Dennis
+    # Lee's 7B rows ran at 0.25, a KV cache of 450,192 tokens, not the 0.9 default's 4x that.
+    memory = {} if case.entry.row.gpu_memory_utilization is None else {
+        "gpu_memory_fraction": case.entry.row.gpu_memory_utilization}
     return Workload(concurrency=concurrency, isl=case.isl, osl=case.osl, weight_dtype=case.weight_dtype,
-                    kv_dtype=case.kv_dtype, mode=case.load, engine=case.engine, statistic=statistic)
+                    kv_dtype=case.kv_dtype, mode=case.load, engine=case.engine, statistic=statistic,
+                    osl_dist=output_lengths(case), **memory)
+
+
+def output_lengths(case: Case) -> LengthDist | None:
+    """An offline ShareGPT run's output lengths: the shipped histogram of vLLM benchmark_serving's ShareGPT sample
+    (planner/traffic/data/chat-sharegpt.yaml) scaled to the row's own mean. Its tail sets the run's end:
+    the last requests to start include outputs of 5x the mean, decoding in ever smaller batches (planner.cost.offline).
+    Fixed-length rows (random, sonnet) keep one length."""
+    if case.load != "offline" or (case.entry.row.length_dist or "").lower() != "sharegpt":
+        return None
+    shape = _sharegpt_outputs()
+    scale = case.osl / shape.mean
+    return shape.model_copy(update={"lengths": [x * scale for x in shape.lengths]})
+
+
+@lru_cache(maxsize=1)
+def _sharegpt_outputs() -> LengthDist:
+    return parse_length("chat-sharegpt", what="--osl")
 
 
 def predict(case: Case, cal: Calibration) -> Outcome:

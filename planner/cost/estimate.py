@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from planner.cost import offline
 from planner.cost.constants import DEFAULT, Constants
 from planner.cost.engines import band, resolve_constants
 from planner.cost.memory import MAX_CAPACITY, fixed_memory_bytes, kv_budget_bytes, stage_memory
@@ -198,6 +199,8 @@ def estimate(profile: ModelProfile, topo: Topology, partition: Partition, *, wor
         ttft_ms += request_ms * (load / admitted - 1)
     pred = _with_figures(pred, workload, tpot_ms, ttft_ms=ttft_ms, service_ttft_ms=service_ttft_ms, admitted=admitted,
                          partition=partition)
+    if workload.mode == "offline":  # the run's output over its makespan, ramp-up and tail included
+        pred = _offline_throughput(pred, workload, static=at("static")[1], slots=run_at, partition=partition, c=c)
     moe = profile.moe is not None
     tokens_metric = "max_tokens" if workload.mode == "offline" else "tokens"
     return pred.model_copy(update={
@@ -229,6 +232,22 @@ def _with_figures(pred: Prediction, workload: Workload, tpot_ms: float, *, ttft_
     return pred.model_copy(update={
         "tpot_ms": tpot_ms, "ttft_ms": ttft_ms, "tokens_per_s": tokens_per_s,
         "tokens_per_s_per_gpu": tokens_per_s / len(partition.all_gpu_ids()), "tokens_per_s_per_user": 1e3 / tpot_ms,
+        "requests_per_s": tokens_per_s / workload.osl})
+
+
+def _offline_throughput(pred: Prediction, workload: Workload, *, static: Prediction, slots: int,
+                        partition: Partition, c: Constants) -> Prediction:
+    """An offline run's tokens/s (planner.cost.offline): `workload.concurrency` prompts through `slots` sequences,
+    output lengths from `osl_dist` where the workload has one, steps priced from the static batch at `slots`."""
+    dist = workload.osl_dist
+    lengths = offline.run_lengths(workload.concurrency, dist.lengths if dist else [workload.osl],
+                                  dist.weights if dist else [1.0])
+    per_replica = math.ceil(slots / partition.replicas)
+    step = offline.step_of(static, per_replica=per_replica, request_overhead_s=c.request_overhead_s)
+    tokens_per_s = offline.tokens_per_s(lengths, slots=slots, step=step, replicas=partition.replicas,
+                                        overhead_s=c.request_overhead_s)
+    return pred.model_copy(update={
+        "tokens_per_s": tokens_per_s, "tokens_per_s_per_gpu": tokens_per_s / len(partition.all_gpu_ids()),
         "requests_per_s": tokens_per_s / workload.osl})
 
 
