@@ -227,6 +227,8 @@ NODE_TOPOLOGY = {
     "b200": "8xb200", "a100-80g": "8xa100", "a100": "8xa100", "l40s": "8xl40s", "mi300x": "8xmi300x",
     "mi325x": "8xmi325x", "mi355x": "8xmi355x", "rtx4090": "8xrtx4090",
 }
+#: One-GPU machines, for GPUs whose servers' internal layout no source gives (Mooncake's A10 rows).
+SINGLE_GPU_TOPOLOGY = {"a10": "1xa10"}
 #: Multi-node topologies by (GPU, nodes).
 CLUSTER_TOPOLOGY = {("h100-sxm", 2): "2x8xh100-ib", ("h100", 2): "2x8xh100-ib", ("h100-sxm", 4): "4x8xh100-ib",
                     ("h100", 4): "4x8xh100-ib"}
@@ -236,6 +238,8 @@ _DTYPES = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int4": "int4", "mxfp4"
 
 
 def _topology(gpu: str, gpus: int) -> Optional[str]:
+    if gpus == 1 and gpu in SINGLE_GPU_TOPOLOGY:
+        return SINGLE_GPU_TOPOLOGY[gpu]
     if gpus <= 8:
         return NODE_TOPOLOGY.get(gpu)
     return CLUSTER_TOPOLOGY.get((gpu, -(-gpus // 8)))

@@ -1,6 +1,6 @@
 """GPU types: memory, HBM bandwidth and dense FLOP/s, from vendor datasheets.
 
-Source: docs/reference/hardware.csv (NVIDIA H100/H200/A100/L40S/RTX 4090 and AMD MI300X
+Source: docs/reference/hardware.csv (NVIDIA H100/H200/A100/A10/L40S/RTX 4090 and AMD MI300X
 datasheets). Memory is what the driver reports as total (`nvidia-smi --query-gpu=memory.total`,
 `rocm-smi`), since that is what an engine can allocate from, not the marketing figure.
 """
@@ -69,6 +69,9 @@ GPU_SPECS: dict[str, GpuSpec] = {
         # memory.total: 24564 MiB (nvidia-smi on RTX 4090)
         _spec("RTX4090-24GB", 24564, 1.008e12, 165e12, 330e12, link="pcie4",
               aliases=["rtx4090", "4090", "NVIDIA GeForce RTX 4090"], pcie=31.5e9),
+        # A10 (Ampere GA102): 24 GB GDDR6 at 600 GB/s, 125 TFLOP/s dense fp16/bf16 tensor (250 with sparsity), no
+        # fp8 (NVIDIA A10 datasheet); memory.total 23028 MiB (nvidia-smi on A10); PCIe Gen4 x16, no NVLink
+        _spec("A10-24GB", 23028, 0.6e12, 125e12, None, link="pcie4", aliases=["a10", "NVIDIA A10"], pcie=31.5e9),
         # H20 (Hopper): 96 GB HBM3 at 4.0 TB/s, 148 TFLOP/s bf16, 296 fp8 (datasheet); memory.total 97871 MiB
         _spec("H20-96GB", 97871, 4.0e12, 148e12, 296e12, link="nvlink4", aliases=["h20", "NVIDIA H20"]),
         # HGX B200: 180 GB HBM3e at 8 TB/s, 2.25 PFLOP/s dense bf16, 4.5 fp8, 9 fp4 (datasheet, dense = half of the
