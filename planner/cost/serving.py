@@ -104,20 +104,22 @@ def _closed(w: Workload, concurrency: int, per_replica: int, *, micro: int, d: i
     """A closed-loop benchmark's waves: all n clients' prompts arrive together, are prefilled first come first
     served in steps of the token budget B, and then decode together until they finish together."""
     budget = c.max_num_batched_tokens
-    n, total = per_replica, per_replica * w.isl
+    new = w.new_prompt_tokens  # prefix reuse: the wave prefills each prompt less what the prefix cache holds
+    n, total = per_replica, per_replica * new
     chunk = min(budget, total)
     steps = math.ceil(total / chunk)
-    done_at = [math.ceil((i + 1) * w.isl / chunk) for i in range(n)]  # the step that ends request i's prompt
+    done_at = [math.ceil((i + 1) * new / chunk) for i in range(n)]  # the step that ends request i's prompt
     mean_step = sum(done_at) / n if w.statistic == "mean" else float(statistics.median(done_at))
     # after its first token a request decodes in every later prefill step, then in decode-only steps
     decode_steps = w.osl / w.tokens_per_pass - 1  # speculative decoding gains several tokens a step
     in_prefill = sum(min(decode_steps, steps - k) for k in done_at) / n
     f = in_prefill / max(1.0, decode_steps)
     decode = StepLoad(decode=d, context=w.mean_context)
-    mixed = StepLoad(decode=d / 2, prefill=chunk, context=w.isl, prefill_context=w.isl / 2,
-                     prefill_kv_tokens=chunk + max(0.0, w.isl - chunk) / 2, logits=d / 2 + chunk / w.isl)
-    wave = StepLoad(decode=0, prefill=chunk, prefill_context=w.isl / 2,
-                    prefill_kv_tokens=chunk + max(0.0, w.isl - chunk) / 2, logits=chunk / w.isl)
+    kv_read = chunk + max(0.0, new - chunk) / 2 + w.cached_tokens  # a chunk reads its prompt's cached prefix too
+    attends = w.prefill_context if w.cached_tokens else w.isl / 2
+    mixed = StepLoad(decode=d / 2, prefill=chunk, context=w.isl, prefill_context=attends,
+                     prefill_kv_tokens=kv_read, logits=d / 2 + chunk / new)
+    wave = StepLoad(decode=0, prefill=chunk, prefill_context=attends, prefill_kv_tokens=kv_read, logits=chunk / new)
     loads = ((decode, 1.0 - f), (mixed, f)) if f > 0 else ((decode, 1.0),)
     return OperatingPoint(concurrency, per_replica, micro, d, loads, wave, mean_step, 0.0, f * chunk)
 
