@@ -95,6 +95,12 @@ def estimate_cmd(
         warn_unusable(plan)
     elif not prediction.traffic.stable:
         say(f"unstable: {prediction.traffic.problem}")
+    _show_estimate(plan, work, title=f"{profile.name} on {topo.name}: {partition.shape}", output=output,
+                   json_out=json_out)
+
+
+def _show_estimate(plan: Plan, work: Workload, *, title: str, output: Optional[str], json_out: bool) -> None:
+    """The plan written where -o says, then printed: as JSON, or the prediction's report and its traffic table."""
     if output:
         write_file(output, plan.model_dump_json(indent=2) + "\n", "the plan")
         say(f"wrote {output}")
@@ -102,9 +108,9 @@ def estimate_cmd(
         print_json(EstimateReport.of(plan))
         return
 
-    console.print(prediction_report(prediction, f"{profile.name} on {topo.name}: {partition.shape}", work))
-    if prediction.traffic is not None:
-        console.print(traffic_table(prediction.traffic))
+    console.print(prediction_report(plan.prediction, title, work))
+    if plan.prediction.traffic is not None:
+        console.print(traffic_table(plan.prediction.traffic))
 
 
 def _predict(profile: ModelProfile, topo: Topology, partition: Partition, *, work: Workload,

@@ -152,6 +152,16 @@ def _dp_wide(plan: Plan, layout: Layout, nodes: list[NodeSlice]) -> bool:
             and all(len(n.local_indices) % layout.tp == 0 for n in nodes))
 
 
+def _spread(plan: Plan, r: int, nodes: list[NodeSlice], serve: list[str], *, rport: int, env: list[str],
+            layout: Layout, device: str) -> dict[str, list[str]]:
+    """Replica `r`'s lines on each of its nodes: one node, vLLM's multi-node data parallelism, or Ray."""
+    if len(nodes) == 1:
+        return {nodes[0].node: _single_node(r, nodes[0], rport, env, serve, device=device, plan=plan)}
+    if _dp_wide(plan, layout, nodes):
+        return _dp_nodes(r, nodes, rport, env, serve, tp=layout.tp)
+    return _ray_nodes(r, nodes, rport, env, serve)
+
+
 def _replica_summary(r: int, nodes: list[NodeSlice], rport: int, *, dp_wide: bool, device: str) -> str:
     if len(nodes) == 1:
         gpus = "" if device == "cpu" else f", CUDA_VISIBLE_DEVICES={','.join(map(str, nodes[0].local_indices))}"
@@ -180,13 +190,7 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
         dp_wide = _dp_wide(plan, layout, nodes)
         serve = serve_command(plan, layout, model, rport, len(nodes) > 1 and not dp_wide, device=device,
                               extra_args=extra_args, offload_gib=offload, max_model_len=limits.max_model_len)
-        if len(nodes) == 1:
-            spread = {nodes[0].node: _single_node(r, nodes[0], rport, env, serve, device=device, plan=plan)}
-        elif dp_wide:
-            spread = _dp_nodes(r, nodes, rport, env, serve, tp=layout.tp)
-        else:
-            spread = _ray_nodes(r, nodes, rport, env, serve)
-        for node, lines in spread.items():
+        for node, lines in _spread(plan, r, nodes, serve, rport=rport, env=env, layout=layout, device=device).items():
             per_node.setdefault(node, []).extend(lines)
         summary.append(_replica_summary(r, nodes, rport, dp_wide=dp_wide, device=device))
     scripts = node_scripts(plan, per_node, engine="vllm", version=ENGINE_VERSION, plan_path=plan_path,
