@@ -75,43 +75,48 @@ def parse_concurrencies(text: str) -> list[int]:
 COMPARE_OPTIONS = SolveOptions(time_limit_s=10.0)
 
 
-def compare(profile: ModelProfile, topologies: list[Topology], workload: Workload, *, concurrencies: list[int],
-            options: SolveOptions = COMPARE_OPTIONS, constants: Constants | None = None) -> CompareResult:
-    """The best plan on each machine at each load (`options.objective`: latency or throughput); `options.offload`
-    streams layers from host-memory tiers on the machines that have them."""
-    objective = options.objective
-    if objective not in (Objective.LATENCY, Objective.THROUGHPUT):
-        raise InputError(f"--objective: compare takes latency or throughput, got '{objective}'")
-    names = [t.name for t in topologies]
+def _check_compare(options: SolveOptions, names: list[str]) -> None:
+    """compare's own refusals: an objective it ranks by, and two or more distinct machines."""
+    if options.objective not in (Objective.LATENCY, Objective.THROUGHPUT):
+        raise InputError(f"--objective: compare takes latency or throughput, got '{options.objective}'")
     if len(names) < 2:
         raise InputError("compare needs two or more machines (--topology A --topology B)")
     if len(set(names)) != len(names):
         raise InputError(f"topologies repeat: {', '.join(names)}")
-    rows = []
-    for topo in topologies:
-        for c in concurrencies:
-            w = workload.model_copy(update={"concurrency": c})
-            try:
-                one = options.model_copy(update={
-                    "top": 0, "max_concurrency": c if objective == Objective.THROUGHPUT else None,
-                    "offload": options.offload and topo.has_host_memory()})
-                plan = solve(profile, topo, w, options=one, constants=constants or DEFAULT)
-            except InfeasibleError as exc:
-                rows.append(CompareRow(topology=topo.name, n_gpus=topo.n_gpus, concurrency=c, fits=False,
-                                       error=exc.message))
-                continue
-            p = plan.prediction
-            rows.append(CompareRow(
-                topology=topo.name, n_gpus=topo.n_gpus, concurrency=c, fits=True,
-                solved_concurrency=p.concurrency if p.concurrency != c else None,
-                shape=plan.partition.shape,
-                stages=[s.gpu_ids for s in plan.stages], tpot_ms=p.tpot_ms, ttft_ms=p.ttft_ms,
-                tokens_per_s=p.tokens_per_s, tokens_per_s_per_gpu=p.tokens_per_s_per_gpu,
-                max_concurrency=p.max_concurrency, breakdown_ms=dict(p.time_breakdown_ms),
-                roofline_ratio=p.roofline_ratio, solver_status=plan.solver.status))
-    result = CompareResult(model=profile.name, objective=objective.value, workload=workload,
-                           concurrencies=concurrencies,
-                           topologies=names, rows=rows, verdict=[])
+
+
+def _row(profile: ModelProfile, topo: Topology, workload: Workload, *, options: SolveOptions,
+         constants: Constants | None) -> CompareRow:
+    """The best plan on one machine at `workload.concurrency`, or the row saying why none fits."""
+    c = workload.concurrency
+    try:
+        one = options.model_copy(update={
+            "top": 0, "max_concurrency": c if options.objective == Objective.THROUGHPUT else None,
+            "offload": options.offload and topo.has_host_memory()})
+        plan = solve(profile, topo, workload, options=one, constants=constants or DEFAULT)
+    except InfeasibleError as exc:
+        return CompareRow(topology=topo.name, n_gpus=topo.n_gpus, concurrency=c, fits=False, error=exc.message)
+    p = plan.prediction
+    return CompareRow(
+        topology=topo.name, n_gpus=topo.n_gpus, concurrency=c, fits=True,
+        solved_concurrency=p.concurrency if p.concurrency != c else None,
+        shape=plan.partition.shape,
+        stages=[s.gpu_ids for s in plan.stages], tpot_ms=p.tpot_ms, ttft_ms=p.ttft_ms,
+        tokens_per_s=p.tokens_per_s, tokens_per_s_per_gpu=p.tokens_per_s_per_gpu,
+        max_concurrency=p.max_concurrency, breakdown_ms=dict(p.time_breakdown_ms),
+        roofline_ratio=p.roofline_ratio, solver_status=plan.solver.status)
+
+
+def compare(profile: ModelProfile, topologies: list[Topology], workload: Workload, *, concurrencies: list[int],
+            options: SolveOptions = COMPARE_OPTIONS, constants: Constants | None = None) -> CompareResult:
+    """The best plan on each machine at each load (`options.objective`: latency or throughput); `options.offload`
+    streams layers from host-memory tiers on the machines that have them."""
+    names = [t.name for t in topologies]
+    _check_compare(options, names)
+    rows = [_row(profile, topo, workload.model_copy(update={"concurrency": c}), options=options, constants=constants)
+            for topo in topologies for c in concurrencies]
+    result = CompareResult(model=profile.name, objective=options.objective.value, workload=workload,
+                           concurrencies=concurrencies, topologies=names, rows=rows, verdict=[])
     result.verdict = verdict(result)
     return result
 

@@ -93,12 +93,7 @@ def frontier(profile: ModelProfile, topo: Topology, workload: Workload, *, optio
                          any_shape=False)
     ids, time_limit_s = list(scope.ids), options.time_limit_s
     deadline = Deadline(time_limit_s, started)
-    if regular(topo, ids):  # identical nodes: one shape per replica shape, at the most replicas that fit
-        shapes = [r.shape for r in replica_shapes(profile, topo, ids, bounds, None)]
-    else:  # listing every replica count's slots on a big irregular machine takes minutes: a share of the limit
-        shapes = [s for s in enumerate_shapes(profile, topo, ids, bounds,
-                                              stop=lambda: deadline.elapsed_s() > 0.3 * time_limit_s)
-                  if s.system is not None]
+    shapes = _shapes(profile, topo, ids, bounds, deadline)
     req = Request(profile=profile, topo=topo, workload=workload.model_copy(update={"concurrency": 1}),
                   constants=constants, options=SolveOptions(objective=Objective.LATENCY))
     limits = SolverBudget(max(0.05, time_limit_s / max(1, len(shapes))), deadline=deadline)
@@ -116,6 +111,25 @@ def frontier(profile: ModelProfile, topo: Topology, workload: Workload, *, optio
             progress(Progress(k + 1, len(shapes), f"{len(points)} points", time.perf_counter() - started))
     if not points:
         raise InfeasibleError(f"no plan of {profile.name} fits on {scope.budget} GPUs of {topo.name}")
+    return FrontierResult(model=profile.name, topology=topo.name, workload=workload, gpus=scope.budget,
+                          points=_mark_frontier(points), wall_time_s=time.perf_counter() - started)
+
+
+def _shapes(profile: ModelProfile, topo: Topology, ids: list[int], bounds: ShapeBounds,
+            deadline: Deadline) -> list[Shape]:
+    """The shapes to place: on identical nodes one per replica shape, at the most replicas that fit; otherwise
+    every engine-runnable shape listed within a share of the time limit."""
+    if regular(topo, ids):
+        return [r.shape for r in replica_shapes(profile, topo, ids, bounds, None)]
+    # listing every replica count's slots on a big irregular machine takes minutes: a share of the limit
+    return [s for s in enumerate_shapes(profile, topo, ids, bounds,
+                                        stop=lambda: deadline.elapsed_s() > 0.3 * deadline.limit_s)
+            if s.system is not None]
+
+
+def _mark_frontier(points: list[FrontierPoint]) -> list[FrontierPoint]:
+    """The points with `frontier` set where they are Pareto-optimal; of points with the same figures only one is
+    (the plan using more GPUs)."""
     flags = pareto_flags([(p.tokens_per_s_per_gpu, p.tokens_per_s_per_user) for p in points])
     seen: set[tuple[float, float]] = set()
     for i in sorted(range(len(points)), key=lambda i: -points[i].gpus):  # a tie: the plan using more GPUs stays
@@ -123,9 +137,7 @@ def frontier(profile: ModelProfile, topo: Topology, workload: Workload, *, optio
         if flags[i] and key in seen:
             flags[i] = False
         seen.add(key)
-    points = [p.model_copy(update={"frontier": f}) for p, f in zip(points, flags)]
-    return FrontierResult(model=profile.name, topology=topo.name, workload=workload, gpus=scope.budget, points=points,
-                          wall_time_s=time.perf_counter() - started)
+    return [p.model_copy(update={"frontier": f}) for p, f in zip(points, flags)]
 
 
 def _place(req: Request, shape: Shape, limits: SolverBudget) -> Partition | None:

@@ -29,7 +29,16 @@ from planner.cost.prefill_guard import DEFAULT_MAX_PREFILL_UTILISATION, plan_pre
 from planner.disagg.report import serving_report
 from planner.errors import InfeasibleError, InputError
 from planner.model.checks import fp8_warning
-from planner.plan import EstimateReport, Plan, SolverInfo, Workload, build_plan, make_partition
+from planner.plan import (
+    EstimateReport,
+    Partition,
+    Plan,
+    Prediction,
+    SolverInfo,
+    Workload,
+    build_plan,
+    make_partition,
+)
 from planner.remedies import REMEDIES_OPTIONS, RemedyRequest, within_reach
 from planner.report.plans import plan_report, prediction_report, usability_line
 from planner.solve.options import Objective, SolveOptions
@@ -80,17 +89,18 @@ def estimate_cmd(
     partition = make_partition(profile, topo, tp=tp, pp=pp, layers=int_list(layers, "--layers", low=1),
                                gpu_ids=int_list(gpu_ids, "--gpu-ids"), replicas=replicas, dp=dp, ep=ep,
                                offload_layers=int_list(offload_layers, "--offload-layers"))
-    if work.request_rate is not None:
-        prediction = open_loop(profile, topo, partition, work, constants)
-    else:
-        prediction = estimate(profile, topo, partition, workload=work, c=constants)
-    if not prediction.fits:
-        raise infeasible_error(profile, topo, partition, workload=work, prediction=prediction, c=constants)
+    prediction = _predict(profile, topo, partition, work=work, constants=constants)
     plan = build_plan(profile, topo, partition, workload=work, prediction=prediction, solver=SolverInfo(status="GIVEN"))
     if prediction.traffic is None:
         warn_unusable(plan)
     elif not prediction.traffic.stable:
         say(f"unstable: {prediction.traffic.problem}")
+    _show_estimate(plan, work, title=f"{profile.name} on {topo.name}: {partition.shape}", output=output,
+                   json_out=json_out)
+
+
+def _show_estimate(plan: Plan, work: Workload, *, title: str, output: Optional[str], json_out: bool) -> None:
+    """The plan written where -o says, then printed: as JSON, or the prediction's report and its traffic table."""
     if output:
         write_file(output, plan.model_dump_json(indent=2) + "\n", "the plan")
         say(f"wrote {output}")
@@ -98,9 +108,22 @@ def estimate_cmd(
         print_json(EstimateReport.of(plan))
         return
 
-    console.print(prediction_report(prediction, f"{profile.name} on {topo.name}: {partition.shape}", work))
-    if prediction.traffic is not None:
-        console.print(traffic_table(prediction.traffic))
+    console.print(prediction_report(plan.prediction, title, work))
+    if plan.prediction.traffic is not None:
+        console.print(traffic_table(plan.prediction.traffic))
+
+
+def _predict(profile: ModelProfile, topo: Topology, partition: Partition, *, work: Workload,
+             constants: Constants) -> Prediction:
+    """The partition's prediction at the load (with --request-rate: at that open-loop rate); a partition that does
+    not fit is an error naming why."""
+    if work.request_rate is not None:
+        prediction = open_loop(profile, topo, partition, work, constants)
+    else:
+        prediction = estimate(profile, topo, partition, workload=work, c=constants)
+    if not prediction.fits:
+        raise infeasible_error(profile, topo, partition, workload=work, prediction=prediction, c=constants)
+    return prediction
 
 
 @cli_errors

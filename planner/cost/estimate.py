@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from planner.cost import offline
 from planner.cost.constants import DEFAULT, Constants
@@ -251,18 +252,23 @@ def _offline_throughput(pred: Prediction, workload: Workload, *, static: Predict
         "requests_per_s": tokens_per_s / workload.osl})
 
 
-def assemble(profile: ModelProfile, topo: Topology, partition: Partition, *, workload: Workload, op: OperatingPoint,
-             evals: list[StageEval], c: Constants) -> Prediction:
-    """A Prediction from the stages' evaluations at one operating point."""
-    times = [ev.time_s for ev in evals]
-    period_s = max(sum(times), op.micro * max(times))  # one pass of every micro-batch
-    tpot_s = period_s / op.tokens_per_pass
-    scale = tpot_s / sum(times)  # pipeline bubbles stretch every component alike (per token)
-    ttft_s = c.request_overhead_s + op.ttft_wait_steps * period_s + op.ttft_chunks * sum(ev.ttft_s for ev in evals)
+def _memory_figures(profile: ModelProfile, topo: Topology, partition: Partition, *, evals: list[StageEval],
+                    workload: Workload, op: OperatingPoint, c: Constants) -> dict[str, Any]:
+    """The Prediction's memory fields: HBM per GPU (used, capacity, shortfall, breakdown), the host-memory tier
+    of nodes with streamed layers, and whether both hold."""
     memory, capacity, breakdown = _memory(partition, evals, topo, workload=workload, per_replica=op.per_replica, c=c)
     shortfall = {g: memory[g] - capacity[g] for g in memory if memory[g] > capacity[g]}
     host_used, host_capacity = host_memory(profile, topo, partition, workload)
     host_short = any(host_used[n] > host_capacity[n] for n in host_used)
+    return {"fits": not shortfall and not host_short, "memory_per_gpu_bytes": memory,
+            "memory_capacity_bytes": capacity, "shortfall_per_gpu_bytes": shortfall, "memory_breakdown": breakdown,
+            "host_memory_bytes": host_used, "host_capacity_bytes": host_capacity}
+
+
+def _byte_figures(profile: ModelProfile, partition: Partition, evals: list[StageEval],
+                  op: OperatingPoint) -> dict[str, Any]:
+    """The Prediction's bytes per output token: HBM reads (weights, KV), interconnect traffic (in all and per link
+    class) and the critical path (one GPU's reads and collectives per stage, plus the stages' hand-offs)."""
     tokens_per_period = op.decode * op.micro * op.tokens_per_pass
     traffic = {cls: sum(ev.step.interconnect[cls] + ev.transfer_bytes[cls] for ev in evals) for cls in LINK_CLASSES}
     tokens = op.decode * op.tokens_per_pass  # tokens one micro-batch's pass produces
@@ -271,12 +277,32 @@ def assemble(profile: ModelProfile, topo: Topology, partition: Partition, *, wor
     critical = sum(ev.step.hbm_weight_bytes + ev.step.hbm_kv_bytes + sum(ev.step.interconnect.values()) / st.n_gpus
                    for ev, st in zip(evals, partition.stages))
     critical += (partition.pp - 1) * transfer_bytes(profile, op.decode)
+    return {"hbm_bytes_per_token": (hbm_w + hbm_kv) / tokens, "hbm_weight_bytes_per_token": hbm_w / tokens,
+            "hbm_kv_bytes_per_token": hbm_kv / tokens,
+            "interconnect_bytes_per_token": sum(traffic.values()) * op.micro / tokens_per_period,
+            "interconnect_bytes_by_class": {k: v * op.micro / tokens_per_period for k, v in traffic.items()},
+            "critical_path_bytes_per_token": critical / tokens}
+
+
+def _time_breakdown_s(evals: list[StageEval]) -> dict[str, float]:
+    """Seconds of one pass through every stage, per component (COMPONENTS; a stage's hand-off is interconnect)."""
     totals = {name: 0.0 for name in COMPONENTS}
     for ev in evals:
         s = ev.step
         for name, value in zip(COMPONENTS, (s.weights_s, s.kv_s, s.compute_s, s.interconnect_s + ev.transfer_out_s,
                                             s.overhead_s, s.offload_s)):
             totals[name] += value
+    return totals
+
+
+def assemble(profile: ModelProfile, topo: Topology, partition: Partition, *, workload: Workload, op: OperatingPoint,
+             evals: list[StageEval], c: Constants) -> Prediction:
+    """A Prediction from the stages' evaluations at one operating point."""
+    times = [ev.time_s for ev in evals]
+    period_s = max(sum(times), op.micro * max(times))  # one pass of every micro-batch
+    tpot_s = period_s / op.tokens_per_pass
+    scale = tpot_s / sum(times)  # pipeline bubbles stretch every component alike (per token)
+    ttft_s = c.request_overhead_s + op.ttft_wait_steps * period_s + op.ttft_chunks * sum(ev.ttft_s for ev in evals)
     roofline = _roofline_s(profile, topo, partition, workload, op)
     tokens_per_s = op.concurrency / tpot_s
     if workload.mode in ("closed", "offline"):  # a closed loop's clients (an offline run's waves) wait for first tokens
@@ -289,14 +315,8 @@ def assemble(profile: ModelProfile, topo: Topology, partition: Partition, *, wor
         tokens_per_s=tokens_per_s, tokens_per_s_per_gpu=tokens_per_s / len(partition.all_gpu_ids()),
         tokens_per_s_per_user=1.0 / tpot_s, requests_per_s=tokens_per_s / workload.osl,
         prefill_tokens_per_step=op.prefill_per_step, max_concurrency=min(ev.capacity for ev in evals) * partition.replicas,
-        fits=not shortfall and not host_short, memory_per_gpu_bytes=memory, memory_capacity_bytes=capacity,
-        shortfall_per_gpu_bytes=shortfall, memory_breakdown=breakdown,
-        host_memory_bytes=host_used, host_capacity_bytes=host_capacity,
-        hbm_bytes_per_token=(hbm_w + hbm_kv) / tokens, hbm_weight_bytes_per_token=hbm_w / tokens,
-        hbm_kv_bytes_per_token=hbm_kv / tokens,
-        interconnect_bytes_per_token=sum(traffic.values()) * op.micro / tokens_per_period,
-        interconnect_bytes_by_class={k: v * op.micro / tokens_per_period for k, v in traffic.items()},
-        critical_path_bytes_per_token=critical / tokens,
-        time_breakdown_ms={k: v * scale * 1e3 for k, v in totals.items()},
+        **_memory_figures(profile, topo, partition, evals=evals, workload=workload, op=op, c=c),
+        **_byte_figures(profile, partition, evals, op),
+        time_breakdown_ms={k: v * scale * 1e3 for k, v in _time_breakdown_s(evals).items()},
         roofline_tpot_ms=roofline * 1e3, roofline_ratio=tpot_s / roofline if roofline else float("inf"),
         stages=stages)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -281,6 +281,40 @@ def _closed_load(w: Workload, p: _Pools, prompts: int | None = None) -> _Load:
     return load
 
 
+def _pools_model(profile: ModelProfile, topo: Topology, pools: Pools, workload: Workload, c: Constants, *,
+                 transfer_s: float) -> _Pools:
+    """The pools as the load solver sees them: the prefill service and what the pool admits, the hand-off, the decode
+    pool's KV slots and its TPOT at a load."""
+    svc = prefill_service(profile, topo, pools, workload, c)
+    slots = decode_step(profile, topo, pools, workload=workload, sequences=1, c=c).max_concurrency
+
+    def tpot_s(sequences: float) -> float:
+        return decode_step(profile, topo, pools, workload=workload, sequences=sequences, c=c).tpot_ms / 1e3
+
+    return _Pools(svc, pools.prefill.instances, transfer_s, pools.transfer_overlap, profile.n_layers,
+                  pools.prefill.instances * svc.batch / svc.step_s, slots, tpot_s)
+
+
+def _settle(w: Workload, p: _Pools, prompts: int | None) -> _Load:
+    """The operating point of the workload's mode: a closed loop's fixed point, a static batch, or serving."""
+    if w.mode == "closed":
+        return _closed_load(w, p, prompts)
+    return _static_load(w, p) if w.mode == "static" else _serving_load(w, p)
+
+
+def _memory_figures(pools: Pools, svc: PrefillService, dec: Prediction) -> dict[str, Any]:
+    """The memory fields of a DisaggPrediction: per GPU, each prefill instance's as the one priced (instance 0's,
+    GPU by GPU in order) and the decode pool's; every GPU's capacity; whether both pools fit."""
+    pre_mem = svc.prediction.memory_per_gpu_bytes
+    capacity = {**svc.prediction.memory_capacity_bytes, **dec.memory_capacity_bytes}
+    prefill_memory = {g: pre_mem[pools.prefill.gpu_ids[0][k]] for ids in pools.prefill.gpu_ids
+                      for k, g in enumerate(ids)}
+    capacity.update({g: capacity[pools.prefill.gpu_ids[0][k]] for ids in pools.prefill.gpu_ids
+                     for k, g in enumerate(ids)})
+    return {"prefill_memory_per_gpu_bytes": prefill_memory, "decode_memory_per_gpu_bytes": dec.memory_per_gpu_bytes,
+            "memory_capacity_bytes": capacity, "fits": svc.prediction.fits and dec.fits}
+
+
 def estimate_disagg(profile: ModelProfile, topo: Topology, pools: Pools, workload: Workload,
                     c: Constants = DEFAULT, *, check: bool = True, prompts: int | None = None) -> DisaggPrediction:
     """Predict TTFT, TPOT, throughput, each pool's utilisation and memory of `pools` at `workload`'s load
@@ -288,30 +322,15 @@ def estimate_disagg(profile: ModelProfile, topo: Topology, pools: Pools, workloa
     if check:
         check_pools(profile, topo, pools)
     c = resolve_constants(c, workload.engine)  # the engine's step budget and request overhead, as estimate's
-    svc = prefill_service(profile, topo, pools, workload, c)
     transfer_s, by_class = kv_handoff(profile, topo, pools, workload, c)
-    slots = decode_step(profile, topo, pools, workload=workload, sequences=1, c=c).max_concurrency
-
-    def tpot_s(sequences: float) -> float:
-        return decode_step(profile, topo, pools, workload=workload, sequences=sequences, c=c).tpot_ms / 1e3
-
-    p = _Pools(svc, pools.prefill.instances, transfer_s, pools.transfer_overlap, profile.n_layers,
-               pools.prefill.instances * svc.batch / svc.step_s, slots, tpot_s)
-    if workload.mode == "closed":
-        load = _closed_load(workload, p, prompts)
-    else:
-        load = _static_load(workload, p) if workload.mode == "static" else _serving_load(workload, p)
+    p = _pools_model(profile, topo, pools, workload, c, transfer_s=transfer_s)
+    svc, slots = p.svc, p.slots
+    load = _settle(workload, p, prompts)
     dec = decode_step(profile, topo, pools, workload=workload, sequences=load.decode_sequences, c=c)
     ttft = {"request": c.request_overhead_s, "queue": load.queue_s, "prefill": load.prefill_s,
             "transfer": load.transfer_s, "first_decode": load.tpot_s, **pd_ttft_parts(workload, pools.decode, prompts)}
     tokens_per_s = (workload.concurrency / load.tpot_s if workload.mode == "static"
                     else load.requests_per_s * workload.osl)
-    pre_mem = svc.prediction.memory_per_gpu_bytes
-    capacity = {**svc.prediction.memory_capacity_bytes, **dec.memory_capacity_bytes}
-    prefill_memory = {g: pre_mem[pools.prefill.gpu_ids[0][k]] for ids in pools.prefill.gpu_ids
-                      for k, g in enumerate(ids)}
-    capacity.update({g: capacity[pools.prefill.gpu_ids[0][k]] for ids in pools.prefill.gpu_ids
-                     for k, g in enumerate(ids)})
     return DisaggPrediction(
         concurrency=workload.concurrency, mode=workload.mode, ttft_ms=sum(ttft.values()) * 1e3,
         ttft_breakdown_ms={k: v * 1e3 for k, v in ttft.items()}, tpot_ms=load.tpot_s * 1e3,
@@ -324,6 +343,5 @@ def estimate_disagg(profile: ModelProfile, topo: Topology, pools: Pools, workloa
         prefill_batch=svc.batch, prefill_step_ms=svc.step_s * 1e3,
         kv_bytes_per_request=kv_handoff_bytes(profile, workload.isl, workload.kv_dtype),
         kv_transfer_ms=transfer_s * 1e3,
-        kv_transfer_bytes_by_class=by_class, decode_max_concurrency=slots, prefill_memory_per_gpu_bytes=prefill_memory,
-        decode_memory_per_gpu_bytes=dec.memory_per_gpu_bytes, memory_capacity_bytes=capacity,
-        fits=svc.prediction.fits and dec.fits, problem=load.problem)
+        kv_transfer_bytes_by_class=by_class, decode_max_concurrency=slots, problem=load.problem,
+        **_memory_figures(pools, svc, dec))

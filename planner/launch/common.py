@@ -238,6 +238,26 @@ def q(value: object) -> str:
     return shlex.quote(str(value))
 
 
+def flag_args(flags: dict[str, object]) -> list[str]:
+    """Engine flags as argv, in the dict's order: each flag then its value (as str); True is a flag without a
+    value and None (or False) leaves the flag out, so that optional flags sit in the one dict."""
+    out: list[str] = []
+    for flag, value in flags.items():
+        if value is None or value is False:
+            continue
+        out += [flag] if value is True else [flag, str(value)]
+    return out
+
+
+def node_scripts(plan: Plan, per_node: dict[str, list[str]], *, engine: str, version: str, plan_path: str,
+                 what: str, limits: ServingLimits | None = None, tail: tuple[str, ...] = ("wait",)) -> dict[str, str]:
+    """One script per node, `<engine>-<node>.sh`: the header ("<what> for node <node>"), the node's lines, then
+    `tail` (`wait`: the script lasts as long as the servers it started in the background)."""
+    return {f"{engine}-{node}.sh": "\n".join([*header(plan, engine, version, plan_path, f"{what} for node {node}",
+                                                      limits=limits), *lines, *tail]) + "\n"
+            for node, lines in per_node.items()}
+
+
 def command(parts: list[str], indent: str = "  ") -> str:
     """A long command, one flag (with its value) per line."""
     i = 1

@@ -40,6 +40,8 @@ SGLANG_BOOTSTRAP_PORT = 8998
 NIXL_SIDE_CHANNEL_PORT = 5600
 DEFAULT_PORT = {"sglang": 30000, "vllm": 8000}
 PROXY_FILE = "vllm-disagg-proxy.py"
+#: What sends each request to a prefill instance, then to a decode instance, per engine.
+FRONT = {"sglang": "router", "vllm": "proxy"}
 
 
 def instance_plan(plan: Plan, pool: Pool, index: int, n_layers: int) -> Plan:
@@ -61,11 +63,14 @@ def _address(topo: Topology, gpu: int, nodes: set[str]) -> str:
     return "127.0.0.1" if len(nodes) == 1 else f"${{{_node_var(node)}:?set {_node_var(node)} to the IP of {node}}}"
 
 
-def _flags(engine: str, role: str, *, index: int, backend: str) -> list[str]:
+def _flags(engine: str, role: str, *, index: int, backend: str, multi_node: bool) -> list[str]:
     if engine == "sglang":
         out = ["--disaggregation-mode", role, "--disaggregation-transfer-backend", backend]
-        return out + (["--disaggregation-bootstrap-port", str(SGLANG_BOOTSTRAP_PORT + index)] if role == "prefill"
-                      else [])
+        if role == "prefill":
+            out += ["--disaggregation-bootstrap-port", str(SGLANG_BOOTSTRAP_PORT + index)]
+        if multi_node:
+            out += ["--host", "0.0.0.0"]  # the router on another node reaches it (SGLang listens on 127.0.0.1)
+        return out
     connector = "NixlConnector" if backend == "nixl" else "MooncakeConnector"
     return ["--kv-transfer-config", json.dumps({"kv_connector": connector, "kv_role": "kv_both"},
                                                separators=(",", ":"))]
@@ -86,15 +91,19 @@ def _instances(plan: Plan) -> list[tuple[str, int, Pool]]:
             + [("decode", j, plan.pools.decode) for j in range(plan.pools.decode.instances)])
 
 
+def _check_engine(engine: str) -> None:
+    if engine not in ("sglang", "vllm"):
+        raise UnsupportedPlanError(f"--engine {engine}: a disaggregated plan launches with sglang or vllm",
+                                   details=["SGLang (--disaggregation-mode) and vLLM (--kv-transfer-config) run "
+                                            "prefill and decode pools; re-solve with --serving agg for the others"])
+
+
 def render_disagg(plan: Plan, engine: str, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
                   port: int | None = None, plan_path: str = "plan.json", extra_args: Sequence[str] = (),
                   max_model_len: int | None = None) -> LaunchBundle:
     """One script per instance and node (`<engine>-prefill0-<node>.sh`, ...) and the router (SGLang) or proxy
     (vLLM) script that sends each request prefill-then-decode."""
-    if engine not in ("sglang", "vllm"):
-        raise UnsupportedPlanError(f"--engine {engine}: a disaggregated plan launches with sglang or vllm",
-                                   details=["SGLang (--disaggregation-mode) and vLLM (--kv-transfer-config) run "
-                                            "prefill and decode pools; re-solve with --serving agg for the others"])
+    _check_engine(engine)
     assert plan.pools is not None
     module = import_module(f"planner.launch.{engine}")
     base = DEFAULT_PORT[engine] if port is None else port
@@ -105,9 +114,7 @@ def render_disagg(plan: Plan, engine: str, topo: Topology, profile: ModelProfile
     for k, (role, i, pool) in enumerate(_instances(plan)):
         sub = instance_plan(plan, pool, i, profile.n_layers)
         limits = serving_limits(sub, profile, topo, max_model_len)
-        flags = _flags(engine, role, index=i, backend=plan.pools.transfer_backend)
-        if engine == "sglang" and len(nodes) > 1:
-            flags += ["--host", "0.0.0.0"]  # the router on another node reaches it (SGLang listens on 127.0.0.1)
+        flags = _flags(engine, role, index=i, backend=plan.pools.transfer_backend, multi_node=len(nodes) > 1)
         bundle = module.render(sub, topo, profile, model_path=model_path, port=base + k, plan_path=plan_path,
                                extra_args=[*extra_args, *flags], limits=limits)
         tag = f"{role}{i}"
@@ -120,16 +127,20 @@ def render_disagg(plan: Plan, engine: str, topo: Topology, profile: ModelProfile
         summary.append(f"{role} instance {i}: {pool.label.split(' ', 1)[1]} on GPUs "
                        f"{','.join(map(str, pool.gpu_ids[i]))}, port {base + k}")
     front = base + len(_instances(plan))
-    extra: dict[str, str] = {}
-    if engine == "sglang":
-        scripts["sglang-router.sh"] = _router_script(plan, urls, front, plan_path)
-    else:
-        scripts["vllm-proxy.sh"] = _proxy_script(plan, urls, front, plan_path)
-        extra[PROXY_FILE] = proxy_source()
-    summary.append(f"{'router' if engine == 'sglang' else 'proxy'}: port {front}, prefill then decode "
+    front_script, extra = _front(plan, engine, urls, port=front, plan_path=plan_path)
+    scripts.update(front_script)
+    summary.append(f"{FRONT[engine]}: port {front}, prefill then decode "
                    f"({plan.pools.ratio}, KV by {plan.pools.transfer_backend})")
     return LaunchBundle(engine=engine, engine_version=module.ENGINE_VERSION, scripts=scripts, extra_files=extra,
                         summary=summary)
+
+
+def _front(plan: Plan, engine: str, urls: dict[str, list[tuple[str, ...]]], *, port: int,
+           plan_path: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The script of the front (SGLang's router, vLLM's proxy) and the files it needs beside it."""
+    if engine == "sglang":
+        return {"sglang-router.sh": _router_script(plan, urls, port, plan_path)}, {}
+    return {"vllm-proxy.sh": _proxy_script(plan, urls, port, plan_path)}, {PROXY_FILE: proxy_source()}
 
 
 def _front_header(plan: Plan, what: str, plan_path: str) -> list[str]:

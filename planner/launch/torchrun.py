@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-from planner.launch.common import LaunchBundle, command, header, q, replica_nodes
+from planner.launch.common import LaunchBundle, NodeSlice, command, flag_args, node_scripts, q, replica_nodes
 from planner.units import count
 
 if TYPE_CHECKING:
@@ -14,6 +14,23 @@ if TYPE_CHECKING:
     from planner.plan import Plan
 
 RDZV_PORT = 29500
+
+
+def agent_command(plan: Plan, nodes: list[NodeSlice], k: int, *, port: int | None, plan_path: str, scale: str,
+                  backend: str, extra_args: Sequence[str] = ()) -> list[str]:
+    """Node rank `k`'s torchrun agent: one process per GPU of the node, the c10d rendezvous on the first node (this
+    machine's loopback for one node), each process running the validation worker with --extra-args."""
+    endpoint = (f"${{HEAD_ADDR:?set HEAD_ADDR to the IP of node {nodes[0].node}}}" if len(nodes) > 1
+                else "127.0.0.1")
+    return ["torchrun", *flag_args({
+        "--nnodes": len(nodes),
+        "--nproc-per-node": len(nodes[k].local_indices),
+        "--node-rank": k,
+        "--rdzv-backend": "c10d",
+        "--rdzv-id": f"planner-{plan.inputs.config_hash}",
+        "--rdzv-endpoint": f"{endpoint}:{port or RDZV_PORT}",
+    }), "-m", "planner.validate.worker", q(plan_path), "--backend", backend, "--scale", scale,
+        *(q(a) for a in extra_args)]
 
 
 def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
@@ -25,22 +42,15 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
     nodes = replica_nodes(plan, topo, 0)
     per_node = {}
     for k, n in enumerate(nodes):
-        parts = ["torchrun", "--nnodes", str(len(nodes)), "--nproc-per-node", str(len(n.local_indices)),
-                 "--node-rank", str(k), "--rdzv-backend", "c10d", "--rdzv-id", f"planner-{plan.inputs.config_hash}",
-                 "--rdzv-endpoint",
-                 (f"${{HEAD_ADDR:?set HEAD_ADDR to the IP of node {nodes[0].node}}}:{port or RDZV_PORT}" if len(nodes) > 1
-                  else f"127.0.0.1:{port or RDZV_PORT}"),
-                 "-m", "planner.validate.worker", q(plan_path), "--backend", backend, "--scale", scale,
-                 *(q(a) for a in extra_args)]
-        lines = [f"# node rank {k} of {len(nodes)}: local ranks run on GPUs {','.join(map(str, n.global_ids))}",
-                 "# (rank order is stage-major: stage 0's TP group first)",
-                 f"export CUDA_VISIBLE_DEVICES={','.join(map(str, n.local_indices))}",
-                 command(parts), ""]
-        per_node[n.node] = lines
+        agent = agent_command(plan, nodes, k, port=port, plan_path=plan_path, scale=scale, backend=backend,
+                              extra_args=extra_args)
+        per_node[n.node] = [f"# node rank {k} of {len(nodes)}: local ranks run on GPUs {','.join(map(str, n.global_ids))}",
+                            "# (rank order is stage-major: stage 0's TP group first)",
+                            f"export CUDA_VISIBLE_DEVICES={','.join(map(str, n.local_indices))}",
+                            command(agent), ""]
     version = _torch.__version__.split("+")[0]
-    scripts = {f"torchrun-{node}.sh": "\n".join(header(plan, "torchrun", version, plan_path,
-                                                        f"torchrun validation for node {node}") + lines) + "\n"
-               for node, lines in per_node.items()}
+    scripts = node_scripts(plan, per_node, engine="torchrun", version=version, plan_path=plan_path,
+                           what="torchrun validation", tail=())
     summary = [f"{len(nodes)} node(s): " + ", ".join(f"{n.node} ({count(len(n.local_indices), 'GPU')})" for n in nodes),
                f"each runs `planner validate` ranks for {plan_path} ({backend}, {scale} scale)"]
     return LaunchBundle(engine="torchrun", engine_version=version, scripts=scripts, summary=summary)

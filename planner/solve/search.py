@@ -26,7 +26,7 @@ from planner.hardware.topology import Topology
 from planner.model.layergraph import ModelProfile
 from planner.plan import Alternative, Plan, SolverInfo, Workload, build_plan
 from planner.solve.candidates import uniform_streaming
-from planner.solve.checks import Objective, SolveOptions, check_options
+from planner.solve.checks import Objective, Scope, SolveOptions, check_options
 from planner.solve.cluster import ReplicaShape, node_types, placement_bound, regular, replica_shapes, tokens_bound
 from planner.solve.coefficients import RESOLUTION
 from planner.solve.deadline import Deadline
@@ -65,35 +65,16 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, options:
     scope = check_options(profile, topo, workload, options)
     constants = resolve_constants(constants, workload.engine)  # the engine's profile prices every candidate
     req = Request(profile=profile, topo=topo, workload=workload, constants=constants, options=options)
-    bounds = ShapeBounds(max_pp=scope.max_pp, max_tp=options.max_tp, max_replicas=scope.max_replicas,
-                         budget=scope.budget, any_shape=options.any_shape)
-    ids = list(scope.ids)
     said: list[str] = []  # what the answer states whatever its status (the wide-EP comparison)
-    time_limit_s = options.time_limit_s
-    deadline = deadline or Deadline(time_limit_s, started)
-    types = node_types(topo, ids) if _per_replica_space(options) else {}
+    deadline = deadline or Deadline(options.time_limit_s, started)
+    types = node_types(topo, list(scope.ids)) if _per_replica_space(options) else {}
     fleet = _fleet(req, types, progress=progress, deadline=deadline) if types else None
     if fleet is not None:
         return fleet
-    if (options.objective == Objective.THROUGHPUT and not options.any_shape and not options.offload
-            and regular(topo, ids)):
-        replica = replica_shapes(profile, topo, ids, bounds, options.max_concurrency)
-        run = _Run(req, [r.shape for r in replica], ids, started=started, progress=progress, deadline=deadline)
-        results = run.replica_classes(replica)
-        if options.max_concurrency is None and len({topo.gpus[g].node for g in ids}) > 1:
-            results += _wide(req, ids, results, said, deadline)
-    else:
-        listing = Deadline(ENUMERATION_SHARE * time_limit_s, started)  # a big irregular machine has many (R, k)
-        shapes = enumerate_shapes(profile, topo, ids, bounds, stop=lambda: listing.remaining_s() <= 0)
-        run = _Run(req, shapes, ids, started=started, progress=progress, deadline=deadline)
-        results = run.all_shapes()
-        if shapes and max(s.replicas for s in shapes) < scope.max_replicas and listing.remaining_s() <= 0:
-            run.exact = False
-            run.notes.append(f"the time limit ended the listing of shapes at {max(s.replicas for s in shapes)} "
-                             f"replicas (of up to {scope.max_replicas}): larger counts were not searched")
+    run, results = _search(req, scope, started=started, progress=progress, deadline=deadline, said=said)
     if run.cut_short:
-        run.notes.append(f"the time limit ({time_limit_s:g} s) ran out before {run.cut_short} of {len(results)} "
-                         "shapes were solved: the bound counts what they could reach")
+        run.notes.append(f"the time limit ({options.time_limit_s:g} s) ran out before {run.cut_short} of "
+                         f"{len(results)} shapes were solved: the bound counts what they could reach")
     ok = [r for r in results if r.prediction is not None and r.prediction.fits]
     if not ok:
         raise _nothing_fits(req, list(scope.ids), run.notes)
@@ -103,6 +84,33 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, options:
         note = "; ".join([*said, *([plan.solver.note] if plan.solver.note else [])])
         plan = plan.model_copy(update={"solver": plan.solver.model_copy(update={"note": note})})
     return plan
+
+
+def _search(req: Request, scope: Scope, *, started: float, progress: Callable[[Progress], None] | None,
+            deadline: Deadline, said: list[str]) -> tuple[_Run, list[ShapeResult]]:
+    """The shape loop and its results. A throughput solve on identical nodes searches per replica shape (with the
+    wide-EP shapes across nodes beside them, their comparison added to `said`); otherwise every shape is listed,
+    within a share of the time limit (a big irregular machine has many (R, k))."""
+    profile, topo, options, ids = req.profile, req.topo, req.options, list(scope.ids)
+    bounds = ShapeBounds(max_pp=scope.max_pp, max_tp=options.max_tp, max_replicas=scope.max_replicas,
+                         budget=scope.budget, any_shape=options.any_shape)
+    if (options.objective == Objective.THROUGHPUT and not options.any_shape and not options.offload
+            and regular(topo, ids)):
+        replica = replica_shapes(profile, topo, ids, bounds, options.max_concurrency)
+        run = _Run(req, [r.shape for r in replica], ids, started=started, progress=progress, deadline=deadline)
+        results = run.replica_classes(replica)
+        if options.max_concurrency is None and len({topo.gpus[g].node for g in ids}) > 1:
+            results += _wide(req, ids, results, said, deadline)
+        return run, results
+    listing = Deadline(ENUMERATION_SHARE * options.time_limit_s, started)
+    shapes = enumerate_shapes(profile, topo, ids, bounds, stop=lambda: listing.remaining_s() <= 0)
+    run = _Run(req, shapes, ids, started=started, progress=progress, deadline=deadline)
+    results = run.all_shapes()
+    if shapes and max(s.replicas for s in shapes) < scope.max_replicas and listing.remaining_s() <= 0:
+        run.exact = False
+        run.notes.append(f"the time limit ended the listing of shapes at {max(s.replicas for s in shapes)} "
+                         f"replicas (of up to {scope.max_replicas}): larger counts were not searched")
+    return run, results
 
 
 def _per_replica_space(o: SolveOptions) -> bool:

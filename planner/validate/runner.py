@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
     from planner.hardware.topology import Topology
     from planner.model.layergraph import ModelProfile
+    from planner.validate.common import Comm
+    from planner.validate.model import Shard
 
 #: Numerics: the distributed logits match the reference within this fraction of the reference's
 #: largest magnitude. bf16 keeps 8 bits of mantissa and the TP all-reduces sum partial products in
@@ -139,22 +141,52 @@ def _groups(job: Job, dist: ModuleType) -> dict[tuple, Any]:
     return out
 
 
+def _shard(job: Job, rank: int, groups: dict[tuple, Any], device: str) -> Shard:
+    """The rank's shard of the model on `device`: its stage's layers, its TP slice and (expert parallelism) its
+    experts, with the EP group its all-to-alls run in."""
+    from planner.validate.model import Shard
+
+    s, j = job.rank_layout(rank)
+    st = job.stages[s]
+    shard = Shard(job.config, range(st.layer_start, st.layer_end), st.tp, j % st.tp, s == 0,
+                  last=s == len(job.stages) - 1, ep=st.ep, ep_rank=j if st.ep > 1 else 0).to(device)
+    if shard.moe is not None:
+        shard.moe.ep_group = groups.get((s, "ep"))
+    return shard
+
+
+def _rank_result(rank: int, job: Job, shard: Shard, comm: Comm, *, times: list[float],
+                 logits: torch.Tensor | None) -> dict:
+    """What a rank reports: where it ran, its parameter bytes, its bytes and collective calls per decode step, its
+    median step time; TP rank 0 of the last stage its logits, and of an MoE shard the experts its DP rank's
+    sequences chose in each forward ([b, t, k])."""
+    s, j = job.rank_layout(rank)
+    d, r = divmod(j, job.stages[s].tp)
+    rows = job.dp_rows(s, d)
+    out = {"rank": rank, "stage": s, "tp_rank": r, "dp_rank": d, "param_bytes": shard.param_bytes(),
+           "sent_per_step": comm.sent / job.decode_tokens, "received_per_step": comm.received / job.decode_tokens,
+           "calls_per_step": {k: v / job.decode_tokens for k, v in comm.calls.items()},
+           "step_time_s": sorted(times)[len(times) // 2]}
+    if s == len(job.stages) - 1 and r == 0:
+        out["logits"] = logits.float().cpu().tolist()
+    if shard.moe is not None and r == 0:
+        out["routing"] = {i: [c.cpu().reshape(rows.stop - rows.start, -1, c.shape[-1]).tolist() for c in calls]
+                          for i, calls in shard.moe.routing.items()}
+    return out
+
+
 def run_rank(rank: int, job: Job, dist: ModuleType) -> dict:
     """One rank's whole run, inside an initialised process group."""
     import torch
 
     from planner.validate.common import Comm
-    from planner.validate.model import Shard
 
     device = f"cuda:{torch.cuda.current_device()}" if job.backend == "nccl" else "cpu"
     s, j = job.rank_layout(rank)
     pp, st = len(job.stages), job.stages[s]
-    d, r = divmod(j, st.tp)
+    d = j // st.tp
     groups = _groups(job, dist)
-    shard = Shard(job.config, range(st.layer_start, st.layer_end), st.tp, r, s == 0, last=s == pp - 1,
-                  ep=st.ep, ep_rank=j if st.ep > 1 else 0).to(device)
-    if shard.moe is not None:
-        shard.moe.ep_group = groups.get((s, "ep"))
+    shard = _shard(job, rank, groups, device)
     comm = Comm(dist=dist, device=device)
     group, rows = groups[(s, d)], job.dp_rows(s, d)
     batch, hidden_size = rows.stop - rows.start, job.config["hidden_size"]
@@ -188,16 +220,7 @@ def run_rank(rank: int, job: Job, dist: ModuleType) -> dict:
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    out = {"rank": rank, "stage": s, "tp_rank": r, "dp_rank": d, "param_bytes": shard.param_bytes(),
-           "sent_per_step": comm.sent / job.decode_tokens, "received_per_step": comm.received / job.decode_tokens,
-           "calls_per_step": {k: v / job.decode_tokens for k, v in comm.calls.items()},
-           "step_time_s": sorted(times)[len(times) // 2]}
-    if s == pp - 1 and r == 0:
-        out["logits"] = logits.float().cpu().tolist()
-    if shard.moe is not None and r == 0:  # each forward's chosen experts of this DP rank's sequences, [b, t, k]
-        out["routing"] = {i: [c.cpu().reshape(batch, -1, c.shape[-1]).tolist() for c in calls]
-                          for i, calls in shard.moe.routing.items()}
-    return out
+    return _rank_result(rank, job, shard, comm, times=times, logits=logits)
 
 
 def reference_logits(job: Job, follow: dict[int, list[torch.Tensor]] | None = None) -> tuple[torch.Tensor, dict]:
@@ -425,60 +448,73 @@ def predictions(job: Job, profile: ModelProfile, topo: Topology) -> dict[int, di
     return out
 
 
-def build_report(plan_name: str, scale: str, job: Job, profile: ModelProfile, topo: Topology,
-                 *, results: list[dict]) -> ValidationReport:
+def _rank_checks(job: Job, res: dict, p: dict) -> list[Check]:
+    """One rank against the cost model (`p`, its predictions): parameter bytes exactly, bytes sent and received per
+    decode step (expert parallelism: within EP_TRAFFIC_RTOL of the expectation), step time reported."""
+    r = res["rank"]
+    checks = [Check(name="memory: parameter bytes", rank=r, passed=res["param_bytes"] == round(p["param_bytes"]),
+                    predicted=p["param_bytes"], measured=res["param_bytes"], unit="B")]
+    routed = job.stages[res["stage"]].ep > 1
+    for key, name in (("sent", "traffic: bytes sent per decode step"),
+                      ("received", "traffic: bytes received per decode step")):
+        measured = res[f"{key}_per_step"]
+        tolerance = EP_TRAFFIC_RTOL if routed else 1e-6
+        note = ", ".join(f"{k} {v:g}" for k, v in sorted(res["calls_per_step"].items()))
+        if routed:
+            note += (f"; expert-parallel: the cost model's bytes are the expectation of uniform routing, "
+                     f"judged within {EP_TRAFFIC_RTOL:.0%} of the routing this run took")
+        checks.append(Check(name=name, rank=r, passed=abs(measured - p[key]) <= tolerance * max(1.0, p[key]),
+                            predicted=p[key], measured=measured, unit="B", note=note))
+    checks.append(Check(name="time: decode step", rank=r, passed=None, predicted=p["step_time_s"] * 1e3,
+                        measured=res["step_time_s"] * 1e3, unit="ms",
+                        note="reported, not judged" if job.backend == "gloo" else "GPU timing"))
+    return checks
+
+
+def _numerics_checks(job: Job, results: list[dict]) -> list[Check]:
+    """The distributed run against a single-process reference of the same weights (mini scale): the final logits
+    within LOGITS_RTOL, and for MoE models the experts each token was routed to."""
     import torch
 
-    pred = predictions(job, profile, topo)
-    checks: list[Check] = []
-    for res in results:
-        r = res["rank"]
-        p = pred[r]
-        checks.append(Check(name="memory: parameter bytes", rank=r,
-                            passed=res["param_bytes"] == round(p["param_bytes"]),
-                            predicted=p["param_bytes"], measured=res["param_bytes"], unit="B"))
-        routed = job.stages[res["stage"]].ep > 1
-        for key, name in (("sent", "traffic: bytes sent per decode step"),
-                          ("received", "traffic: bytes received per decode step")):
-            measured = res[f"{key}_per_step"]
-            tolerance = EP_TRAFFIC_RTOL if routed else 1e-6
-            note = ", ".join(f"{k} {v:g}" for k, v in sorted(res["calls_per_step"].items()))
-            if routed:
-                note += (f"; expert-parallel: the cost model's bytes are the expectation of uniform routing, "
-                         f"judged within {EP_TRAFFIC_RTOL:.0%} of the routing this run took")
-            checks.append(Check(name=name, rank=r, passed=abs(measured - p[key]) <= tolerance * max(1.0, p[key]),
-                                predicted=p[key], measured=measured, unit="B", note=note))
-        checks.append(Check(name="time: decode step", rank=r, passed=None, predicted=p["step_time_s"] * 1e3,
-                            measured=res["step_time_s"] * 1e3, unit="ms",
-                            note="reported, not judged" if job.backend == "gloo" else "GPU timing"))
-    if scale == "mini":
-        from planner.validate.moe import ROUTING_TIE
+    from planner.validate.moe import ROUTING_TIE
 
-        ref, routing = reference_logits(job, merged_routing(results))
-        parts = sorted((res for res in results if "logits" in res), key=lambda res: res["dp_rank"])
-        got = torch.cat([torch.tensor(res["logits"]) for res in parts])  # each DP rank's sequences, in order
-        err = (got - ref).abs().max().item()
-        bound = LOGITS_RTOL * ref.abs().max().item()
-        if any("routing" in res for res in results):
-            checks.append(Check(name="numerics: MoE routing vs single-process reference",
-                                passed=routing["disagreements"] == 0, predicted=0.0,
-                                measured=float(routing["disagreements"]), unit="tokens",
-                                note=f"tokens whose top-k experts differ beyond a near-tie (scores within "
-                                     f"{ROUTING_TIE:g} of the k-th); {routing['near_ties']} near-ties decided the "
-                                     f"other way by the run's roundings, which the reference followed"))
-        checks.append(Check(name="numerics: final logits vs single-process reference", passed=err <= bound,
-                            predicted=0.0, measured=err, unit="max |diff|",
-                            note=f"tolerance {bound:.4f} = {LOGITS_RTOL} x max |logit| (bf16)"))
+    ref, routing = reference_logits(job, merged_routing(results))
+    parts = sorted((res for res in results if "logits" in res), key=lambda res: res["dp_rank"])
+    got = torch.cat([torch.tensor(res["logits"]) for res in parts])  # each DP rank's sequences, in order
+    err = (got - ref).abs().max().item()
+    bound = LOGITS_RTOL * ref.abs().max().item()
+    checks = []
+    if any("routing" in res for res in results):
+        checks.append(Check(name="numerics: MoE routing vs single-process reference",
+                            passed=routing["disagreements"] == 0, predicted=0.0,
+                            measured=float(routing["disagreements"]), unit="tokens",
+                            note=f"tokens whose top-k experts differ beyond a near-tie (scores within "
+                                 f"{ROUTING_TIE:g} of the k-th); {routing['near_ties']} near-ties decided the "
+                                 f"other way by the run's roundings, which the reference followed"))
+    checks.append(Check(name="numerics: final logits vs single-process reference", passed=err <= bound,
+                        predicted=0.0, measured=err, unit="max |diff|",
+                        note=f"tolerance {bound:.4f} = {LOGITS_RTOL} x max |logit| (bf16)"))
+    return checks
+
+
+#: The model config fields a report names (of the config the run used: mini scale shrinks some).
+REPORTED_CONFIG = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                   "intermediate_size", "vocab_size")
+
+
+def build_report(plan_name: str, scale: str, job: Job, profile: ModelProfile, topo: Topology,
+                 *, results: list[dict]) -> ValidationReport:
+    pred = predictions(job, profile, topo)
+    checks = [check for res in results for check in _rank_checks(job, res, pred[res["rank"]])]
+    if scale == "mini":
+        checks += _numerics_checks(job, results)
     else:
         checks.append(Check(name="numerics: final logits vs single-process reference", passed=None,
                             note="not run at full scale: a single-process reference does not fit one GPU"))
     judged = [c for c in checks if c.passed is not None]
     return ValidationReport(plan=plan_name, scale=scale, backend=job.backend, world_size=job.world_size,
                             batch=job.batch, decode_tokens=job.decode_tokens, stages=job.stages,
-                            model_config_used={k: job.config[k] for k in ("model_type", "hidden_size",
-                                                                          "num_hidden_layers",
-                                                                          "num_attention_heads", "num_key_value_heads",
-                                                                          "intermediate_size", "vocab_size")},
+                            model_config_used={k: job.config[k] for k in REPORTED_CONFIG},
                             checks=checks, passed=all(c.passed for c in judged))
 
 
