@@ -67,7 +67,7 @@ def plan_for(profile, topo_name, **kw):
             return solve(profile, topo, Workload(weight_dtype=dtype, **kw), options=SolveOptions(top=0))
         except PlannerError:
             continue
-    pytest.fail(f"llama-70b fits nowhere on {topo_name}")
+    pytest.fail(f"{profile.name} fits nowhere on {topo_name}")
 
 
 SINGLE_NODE = [t for t in sorted(shipped_topologies()) if load_topology(t).n_nodes == 1]
@@ -75,7 +75,9 @@ SINGLE_NODE = [t for t in sorted(shipped_topologies()) if load_topology(t).n_nod
 
 @pytest.mark.parametrize("topo_name", SINGLE_NODE)
 def test_vllm_script_carries_plan_tp_pp_and_gpu_order(profiles, topo_name):
-    plan = plan_for(profiles("llama-70b"), topo_name)
+    # Llama-70B in int4 is 35 GB: on a machine with less memory in all (one A10, 24 GB) the 8B model stands in
+    small = sum(g.spec.memory_bytes for g in load_topology(topo_name).gpus) < 40e9
+    plan = plan_for(profiles("llama-8b" if small else "llama-70b"), topo_name)
     bundle = render(plan, "vllm")
     assert len(bundle.scripts) == 1
     script = next(iter(bundle.scripts.values()))
