@@ -16,11 +16,26 @@ import time
 from pathlib import Path
 
 COMMANDS = {
-    "planner compare llama-70b 8xh100 vs 8xh100-pcie, 4 loads, --plot":
-        ["compare", "--model", "llama-70b", "--topology", "8xh100.yaml", "--topology", "8xh100-pcie.yaml", "--plot",
-         "{d}/compare.png"],
-    "planner frontier llama-70b 8xh100, --plot":
-        ["frontier", "--model", "llama-70b", "--topology", "8xh100", "--plot", "{d}/frontier.png"],
+    "planner compare llama-70b 8xh100 vs 8xh100-pcie, 4 loads, --plot": [
+        "compare",
+        "--model",
+        "llama-70b",
+        "--topology",
+        "8xh100.yaml",
+        "--topology",
+        "8xh100-pcie.yaml",
+        "--plot",
+        "{d}/compare.png",
+    ],
+    "planner frontier llama-70b 8xh100, --plot": [
+        "frontier",
+        "--model",
+        "llama-70b",
+        "--topology",
+        "8xh100",
+        "--plot",
+        "{d}/frontier.png",
+    ],
 }
 
 

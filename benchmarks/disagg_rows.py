@@ -26,21 +26,28 @@ def _ms(v: float | None) -> str:
 def main() -> None:
     cases, _ = disagg_cases()
     errors: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    print(f"{'publisher':<14} {'model':<14} {'ratio':<5} {'c':>4} {'isl':>6} {'osl':>5} {'TTFT meas':>9} {'pred':>8} "
-          f"{'TPOT meas':>9} {'pred':>6} {'tok/s meas':>10} {'pred':>8}  TTFT parts (ms)")
+    print(
+        f"{'publisher':<14} {'model':<14} {'ratio':<5} {'c':>4} {'isl':>6} {'osl':>5} {'TTFT meas':>9} {'pred':>8} "
+        f"{'TPOT meas':>9} {'pred':>6} {'tok/s meas':>10} {'pred':>8}  TTFT parts (ms)"
+    )
     for k in cases:
         topo = load_topology(k.topology)
         pools = make_pools(k.spec, topo.n_gpus)
         work = Workload(concurrency=k.concurrency, isl=k.isl, osl=k.osl, weight_dtype=k.weight_dtype, mode="closed")
         r = estimate_disagg(load_profile(k.model), topo, pools, work, prompts=k.entry.row.num_prompts)
-        for name, measured, pred in (("ttft", k.ttft_ms, r.ttft_ms), ("tpot", k.tpot_ms, r.tpot_ms),
-                                     ("tok/s", k.tokens_per_s, r.tokens_per_s)):
+        for name, measured, pred in (
+            ("ttft", k.ttft_ms, r.ttft_ms),
+            ("tpot", k.tpot_ms, r.tpot_ms),
+            ("tok/s", k.tokens_per_s, r.tokens_per_s),
+        ):
             if measured:
                 errors[k.entry.publisher][name].append(abs(pred / measured - 1))
         parts = " ".join(f"{n}={v:,.0f}" for n, v in r.ttft_breakdown_ms.items())
-        print(f"{k.entry.publisher[:14]:<14} {k.model[:14]:<14} {pools.ratio:<5} {k.concurrency:>4} {k.isl:>6} "
-              f"{k.osl:>5} {_ms(k.ttft_ms):>9} {_ms(r.ttft_ms):>8} {_ms(k.tpot_ms):>9} {_ms(r.tpot_ms):>6} "
-              f"{_ms(k.tokens_per_s):>10} {_ms(r.tokens_per_s):>8}  {parts}")
+        print(
+            f"{k.entry.publisher[:14]:<14} {k.model[:14]:<14} {pools.ratio:<5} {k.concurrency:>4} {k.isl:>6} "
+            f"{k.osl:>5} {_ms(k.ttft_ms):>9} {_ms(r.ttft_ms):>8} {_ms(k.tpot_ms):>9} {_ms(r.tpot_ms):>6} "
+            f"{_ms(k.tokens_per_s):>10} {_ms(r.tokens_per_s):>8}  {parts}"
+        )
     print()
     for publisher, by_name in errors.items():
         medians = ", ".join(f"{n} {statistics.median(v):.1%} ({len(v)} rows)" for n, v in by_name.items())

@@ -30,8 +30,13 @@ FABRIC_FIELDS = ("ll", "ll128", "simple", "ll_step_s", "simple_step_s")
 FITTED_FABRICS = ("nvlink4", "nvlink3", "staged", "xgmi")
 #: the fields each fabric's fit moves (NVLink: no direct algorithms in NCCL; xgmi: no LL128 on gfx942)
 FIELDS_OF = {"xgmi": ("ll", "simple", "ll_step_s", "simple_step_s", "direct", "direct_step_s")}
-BOUNDS = {"nvls_efficiency": (0.05, 1.0), "ll": (0.01, 1.0), "ll128": (0.01, 1.0), "simple": (0.01, 1.0),
-          "direct": (0.01, 1.0)}
+BOUNDS = {
+    "nvls_efficiency": (0.05, 1.0),
+    "ll": (0.01, 1.0),
+    "ll128": (0.01, 1.0),
+    "simple": (0.01, 1.0),
+    "direct": (0.01, 1.0),
+}
 
 
 def load_tables() -> list[tuple[str, object, int, str, list[tuple[int, float]]]]:
@@ -52,8 +57,10 @@ def errors(c: Constants, tables, *, mean: bool = False) -> dict[str, float]:
     """Each table's worst |log(predicted / measured)| (its mean with `mean`)."""
     out = {}
     for name, topo, n, context, rows in tables:
-        errs = [abs(math.log(collective_time(topo, range(n), size, context=context, constants=c).time_s * 1e6 / us))
-                for size, us in rows]
+        errs = [
+            abs(math.log(collective_time(topo, range(n), size, context=context, constants=c).time_s * 1e6 / us))
+            for size, us in rows
+        ]
         out[name] = sum(errs) / len(errs) if mean else max(errs)
     return out
 
@@ -81,8 +88,15 @@ def _knob(key: tuple) -> Knob[Constants]:
 def fit(tables, rounds: int, fabrics: tuple[str, ...] | None = None) -> Constants:
     keys = [(k,) for k in GLOBAL] if fabrics is None else []
     keys += [("fabric", f, k) for f in (fabrics or FITTED_FABRICS) for k in FIELDS_OF.get(f, FABRIC_FIELDS)]
-    return coordinate_descent(DEFAULT, [_knob(k) for k in keys], lambda c: score(c, tables),
-                              step=1.5, rounds=rounds, min_step=1.01, from_zero=False)
+    return coordinate_descent(
+        DEFAULT,
+        [_knob(k) for k in keys],
+        lambda c: score(c, tables),
+        step=1.5,
+        rounds=rounds,
+        min_step=1.01,
+        from_zero=False,
+    )
 
 
 def main() -> None:

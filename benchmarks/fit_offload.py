@@ -26,8 +26,9 @@ def predicted_tokens_per_s(model: str, batch: int, efficiency: float) -> float:
     profile = load_profile(f"tests/data/offload/{model}-llama-shaped.json")
     part = make_partition(profile, topo, tp=1, offload_layers=list(range(profile.n_layers)))
     work = Workload(concurrency=batch, isl=512, osl=32, weight_dtype="fp16", kv_dtype="fp16", mode="closed")
-    return estimate(profile, topo, part, workload=work,
-                    c=DEFAULT.model_copy(update={"host_stream_efficiency": efficiency})).tokens_per_s
+    return estimate(
+        profile, topo, part, workload=work, c=DEFAULT.model_copy(update={"host_stream_efficiency": efficiency})
+    ).tokens_per_s
 
 
 def fit() -> float:

@@ -43,8 +43,9 @@ def gpt_fast_errors(c: Constants) -> list[float]:
         model = str(ROOT / r["model"]) if "/" in r["model"] else r["model"]
         profile = load_profile(model)
         part = make_partition(profile, topo, tp=r["tp"], gpu_ids=list(range(r["tp"])))
-        pred = estimate(profile, topo, part, workload=Workload(concurrency=1, isl=doc["isl"], osl=doc["osl"],
-                                                               engine="trtllm"), c=c)
+        pred = estimate(
+            profile, topo, part, workload=Workload(concurrency=1, isl=doc["isl"], osl=doc["osl"], engine="trtllm"), c=c
+        )
         out.append(pred.tpot_ms / r["ms_per_token"] - 1)
     return out
 
@@ -58,12 +59,31 @@ def _fold(args):
     train = [c for c in cases if c.publisher != publisher]
     test = [c for c in cases if c.publisher == publisher]
     cal = fidelity.fit(train, rounds=rounds, per_group=per_group)
-    return [(o.case.engine, o.case.moe, o.case.publisher, o.errors, o.problem,
-             {"file": o.case.entry.file, "index": o.case.entry.index, "model": o.case.model, "gpus": o.case.topology,
-              "tp": o.case.tp, "dp": o.case.dp, "ep": o.case.ep, "load": str(o.case.load), "isl": o.case.isl,
-              "osl": o.case.osl, "concurrency": o.case.concurrency, "weight_dtype": o.case.weight_dtype,
-              "predicted": o.predicted})
-            for o in fidelity.outcomes(test, cal)]
+    return [
+        (
+            o.case.engine,
+            o.case.moe,
+            o.case.publisher,
+            o.errors,
+            o.problem,
+            {
+                "file": o.case.entry.file,
+                "index": o.case.entry.index,
+                "model": o.case.model,
+                "gpus": o.case.topology,
+                "tp": o.case.tp,
+                "dp": o.case.dp,
+                "ep": o.case.ep,
+                "load": str(o.case.load),
+                "isl": o.case.isl,
+                "osl": o.case.osl,
+                "concurrency": o.case.concurrency,
+                "weight_dtype": o.case.weight_dtype,
+                "predicted": o.predicted,
+            },
+        )
+        for o in fidelity.outcomes(test, cal)
+    ]
 
 
 def cross_validation(rounds: int, per_group: int, workers: int, write: bool, rows_out: str = "") -> None:
@@ -81,21 +101,34 @@ def cross_validation(rounds: int, per_group: int, workers: int, write: bool, row
     with Pool(workers) as pool:
         done = pool.map(_fold, jobs, chunksize=1)
     full = done.pop(0) if write else None
-    rows = [{"engine": e, "moe": m, "publisher": p, "errors": x, "problem": q, "case": n}
-            for fold in done for e, m, p, x, q, n in fold]
-    header = (f"Leave-one-publisher-out over {len(use)} corpus rows ({len(priced)} priced, {len(skipped)} skipped) "
-              f"from {len(publishers)} publishers; `python benchmarks/fit_serving.py --cv` "
-              f"({time.perf_counter() - started:.0f} s, {workers} workers, {rounds} rounds, {per_group} training rows "
-              f"per group).")
+    rows = [
+        {"engine": e, "moe": m, "publisher": p, "errors": x, "problem": q, "case": n}
+        for fold in done
+        for e, m, p, x, q, n in fold
+    ]
+    header = (
+        f"Leave-one-publisher-out over {len(use)} corpus rows ({len(priced)} priced, {len(skipped)} skipped) "
+        f"from {len(publishers)} publishers; `python benchmarks/fit_serving.py --cv` "
+        f"({time.perf_counter() - started:.0f} s, {workers} workers, {rounds} rounds, {per_group} training rows "
+        f"per group)."
+    )
     if rows_out:
         Path(rows_out).write_text(json.dumps({"header": header, "rows": rows}, indent=0))
     report(header, rows)
     if full is not None:
         from planner.cost.engines import FITTED_FILE
+
         values = fidelity.fitted_values(full)
-        FITTED_FILE.write_text("# Fitted by python benchmarks/fit_serving.py --cv --write on every usable corpus row\n"
-                               + yaml.safe_dump({"source": f"benchmarks/fit_serving.py on {len(use)} corpus rows of "
-                                                 f"{len(publishers)} publishers", **values}, sort_keys=False))
+        FITTED_FILE.write_text(
+            "# Fitted by python benchmarks/fit_serving.py --cv --write on every usable corpus row\n"
+            + yaml.safe_dump(
+                {
+                    "source": f"benchmarks/fit_serving.py on {len(use)} corpus rows of {len(publishers)} publishers",
+                    **values,
+                },
+                sort_keys=False,
+            )
+        )
         print(yaml.safe_dump(values, sort_keys=False))
 
 
@@ -115,8 +148,12 @@ def report(header: str, rows: list[dict]) -> None:
                 groups[(eng, "moe" if r["moe"] else "dense", metric)].append(abs(e))
                 pubs[(eng, "moe" if r["moe"] else "dense", metric)].add(r["publisher"])
     names = {"tpot": "TPOT", "ttft": "TTFT", "tokens": "output tokens/s", "max_tokens": "max-throughput tokens/s"}
-    lines = [header, "", "| engine | class | metric | median abs error held out | rows | publishers |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        header,
+        "",
+        "| engine | class | metric | median abs error held out | rows | publishers |",
+        "|---|---|---|---|---|---|",
+    ]
     bands: dict = defaultdict(lambda: defaultdict(dict))
     for key in sorted(groups, key=lambda k: (k[0] != "all", k)):
         engine, cls, metric = key
@@ -130,16 +167,17 @@ def report(header: str, rows: list[dict]) -> None:
     head = "## Fidelity: held-out errors on the calibration corpus (issue 23)"
     if head in text:
         before, _, rest = text.partition(head)
-        after = rest[rest.find("\n## ", 1):] if "\n## " in rest else ""
+        after = rest[rest.find("\n## ", 1) :] if "\n## " in rest else ""
         text = before.rstrip() + "\n\n"
     else:
         text, after = text.rstrip() + "\n\n", ""
     results_md.write_text(text + head + "\n\n" + table + "\n" + after)
-    BANDS_FILE.write_text("# Relative error bands (median |error| held out, leave-one-publisher-out) by engine x class x\n"
-                          "# metric ('all': every engine's rows together); written by python benchmarks/fit_serving.py\n"
-                          "# --cv. tokens: closed-loop output tokens/s; max_tokens: offline maximum-throughput rows.\n"
-                          + yaml.safe_dump({"bands": {e: {k: dict(v) for k, v in d.items()} for e, d in bands.items()}},
-                                           sort_keys=True))
+    BANDS_FILE.write_text(
+        "# Relative error bands (median |error| held out, leave-one-publisher-out) by engine x class x\n"
+        "# metric ('all': every engine's rows together); written by python benchmarks/fit_serving.py\n"
+        "# --cv. tokens: closed-loop output tokens/s; max_tokens: offline maximum-throughput rows.\n"
+        + yaml.safe_dump({"bands": {e: {k: dict(v) for k, v in d.items()} for e, d in bands.items()}}, sort_keys=True)
+    )
 
 
 def main() -> None:
@@ -179,9 +217,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for e in errs:
         r, p = e.row, e.prediction
-        print(f"| {r.role} | {r.model} | {r.tp}x {r.machine[2:]} | {r.isl}/{r.osl} | {r.concurrency} | "
-              f"{r.itl_ms:.1f} / {p.tpot_ms:.1f} ({e.tpot:+.0%}) | {r.ttft_ms:,.0f} / {p.ttft_ms:,.0f} ({e.ttft:+.0%}) | "
-              f"{r.tokens_per_s:,.0f} / {p.tokens_per_s:,.0f} ({e.tokens:+.0%}) |")
+        print(
+            f"| {r.role} | {r.model} | {r.tp}x {r.machine[2:]} | {r.isl}/{r.osl} | {r.concurrency} | "
+            f"{r.itl_ms:.1f} / {p.tpot_ms:.1f} ({e.tpot:+.0%}) | {r.ttft_ms:,.0f} / {p.ttft_ms:,.0f} ({e.ttft:+.0%}) | "
+            f"{r.tokens_per_s:,.0f} / {p.tokens_per_s:,.0f} ({e.tokens:+.0%}) |"
+        )
 
 
 if __name__ == "__main__":

@@ -39,17 +39,29 @@ from tests.fuzzing import (  # noqa: E402
 )
 from tests.test_fuzz import EXTREME_SUFFIX, _extreme_argv, extreme_docs  # noqa: E402
 
-COUNTS = {"topology-show": 2000, "topology-solve": 300, "models-show": 500, "options": 2500, "launch": 1500,
-          "calibration": 500, "bench-url": 150, "validate": 60,
-          # issue 27: one numeric field of each input kind at an extreme value; refused with exit 1 where checked
-          "extreme-topology": 1000, "extreme-model": 700, "extreme-plan": 700, "extreme-calibration": 700,
-          "unwritable-output": 100}
+COUNTS = {
+    "topology-show": 2000,
+    "topology-solve": 300,
+    "models-show": 500,
+    "options": 2500,
+    "launch": 1500,
+    "calibration": 500,
+    "bench-url": 150,
+    "validate": 60,
+    # issue 27: one numeric field of each input kind at an extreme value; refused with exit 1 where checked
+    "extreme-topology": 1000,
+    "extreme-model": 700,
+    "extreme-plan": 700,
+    "extreme-calibration": 700,
+    "unwritable-output": 100,
+}
 
 
 def _run(n: int, strategy: st.SearchStrategy, body, seed_value: int) -> None:
     @seed(seed_value)
-    @settings(max_examples=n, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=n, deadline=None, database=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck)
+    )
     @given(strategy)
     def go(x):
         body(x)
@@ -64,8 +76,11 @@ def family_cases(name: str, n: int, tmp: Path, out: list[Outcome], seed_value: i
 
         def body(d):
             f, kind, _ = mutated_file(d, tops, tmp / "t.yaml")
-            argv = ["topology", "show", str(f), "--json"] if name == "topology-show" else \
-                ["solve", "--model", "llama-8b", "--topology", str(f), "--time-limit", "2", "--top", "0"]
+            argv = (
+                ["topology", "show", str(f), "--json"]
+                if name == "topology-show"
+                else ["solve", "--model", "llama-8b", "--topology", str(f), "--time-limit", "2", "--top", "0"]
+            )
             out.append(run_case(name, argv, kind))
     elif name == "models-show":
         models = seeds("model")
@@ -74,6 +89,7 @@ def family_cases(name: str, n: int, tmp: Path, out: list[Outcome], seed_value: i
             f, kind, _ = mutated_file(d, models, tmp / "config.json", strict=False)
             out.append(run_case(name, ["models", "show", str(f), "--json"], kind))
     elif name == "options":
+
         def body(d):
             command, argv, added, _ = hostile_options(d)
             out.append(run_case(command, argv, added[:120]))
@@ -82,8 +98,17 @@ def family_cases(name: str, n: int, tmp: Path, out: list[Outcome], seed_value: i
 
         def body(d):
             f, kind, _ = mutated_file(d, [base], tmp / "plan.json")
-            argv = ["launch", str(f), "--engine", d.draw(st.sampled_from(["vllm", "sglang", "trtllm", "torchrun"])),
-                    "--json"] if name == "launch" else ["validate", str(f), "--tokens", "1", "--timeout", "60", "--json"]
+            argv = (
+                [
+                    "launch",
+                    str(f),
+                    "--engine",
+                    d.draw(st.sampled_from(["vllm", "sglang", "trtllm", "torchrun"])),
+                    "--json",
+                ]
+                if name == "launch"
+                else ["validate", str(f), "--tokens", "1", "--timeout", "60", "--json"]
+            )
             out.append(run_case(name, argv, kind))
     elif name == "calibration":
         from planner.cost.constants import DEFAULT
@@ -92,8 +117,24 @@ def family_cases(name: str, n: int, tmp: Path, out: list[Outcome], seed_value: i
 
         def body(d):
             f, kind, _ = mutated_file(d, [base_cal], tmp / "cal.yaml")
-            out.append(run_case("estimate", ["estimate", "--model", "llama-8b", "--topology", "8xh100", "--tp", "2",
-                                             "--calibration", str(f), "--json"], kind))
+            out.append(
+                run_case(
+                    "estimate",
+                    [
+                        "estimate",
+                        "--model",
+                        "llama-8b",
+                        "--topology",
+                        "8xh100",
+                        "--tp",
+                        "2",
+                        "--calibration",
+                        str(f),
+                        "--json",
+                    ],
+                    kind,
+                )
+            )
     elif name.startswith("extreme-"):
         kind = name.removeprefix("extreme-")
         docs = extreme_docs(kind)
@@ -103,6 +144,7 @@ def family_cases(name: str, n: int, tmp: Path, out: list[Outcome], seed_value: i
             family, argv = _extreme_argv(kind, f)
             out.append(run_case(name, argv, mutation, must_reject=must))
     elif name == "unwritable-output":
+
         def body(d):
             _, argv, what = unwritable_output(d)
             out.append(run_case(name, argv, what, must_reject=True))
@@ -111,26 +153,35 @@ def family_cases(name: str, n: int, tmp: Path, out: list[Outcome], seed_value: i
         data = OPTION_VALUES
 
         def body(url):
-            out.append(run_case("bench", ["bench", str(plan), "--url", url, "-c", "1", "--requests", "1", "--json"],
-                                url[:60]))
+            out.append(
+                run_case("bench", ["bench", str(plan), "--url", url, "-c", "1", "--requests", "1", "--json"], url[:60])
+            )
+
     _run(n, data, body, seed_value)
 
 
 def table(results: dict[str, list[Outcome]]) -> list[str]:
-    lines = ["| family | cases | tracebacks | timeouts | exit 0 | exit 1 | exit 2 | must refuse | not refused | bad JSON "
-             "| leftovers | slowest s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| family | cases | tracebacks | timeouts | exit 0 | exit 1 | exit 2 | must refuse | not refused | bad JSON "
+        "| leftovers | slowest s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, outs in results.items():
         codes = collections.Counter(o.code for o in outs)
-        lines.append(f"| {name} | {len(outs)} | {sum(o.traceback is not None for o in outs)} | "
-                     f"{sum(o.timed_out for o in outs)} | {codes[0]} | {codes[1]} | {codes[2]} | "
-                     f"{sum(o.must_reject for o in outs)} | {sum(o.wrongly_accepted for o in outs)} | "
-                     f"{sum(o.json_ok is False for o in outs)} | {sum(bool(o.leftover) for o in outs)} | "
-                     f"{max((o.seconds for o in outs), default=0):.1f} |")
+        lines.append(
+            f"| {name} | {len(outs)} | {sum(o.traceback is not None for o in outs)} | "
+            f"{sum(o.timed_out for o in outs)} | {codes[0]} | {codes[1]} | {codes[2]} | "
+            f"{sum(o.must_reject for o in outs)} | {sum(o.wrongly_accepted for o in outs)} | "
+            f"{sum(o.json_ok is False for o in outs)} | {sum(bool(o.leftover) for o in outs)} | "
+            f"{max((o.seconds for o in outs), default=0):.1f} |"
+        )
     total = [o for outs in results.values() for o in outs]
-    lines.append(f"| **all** | {len(total)} | {sum(o.traceback is not None for o in total)} | "
-                 f"{sum(o.timed_out for o in total)} | | | | {sum(o.must_reject for o in total)} | "
-                 f"{sum(o.wrongly_accepted for o in total)} | {sum(o.json_ok is False for o in total)} | "
-                 f"{sum(bool(o.leftover) for o in total)} | |")
+    lines.append(
+        f"| **all** | {len(total)} | {sum(o.traceback is not None for o in total)} | "
+        f"{sum(o.timed_out for o in total)} | | | | {sum(o.must_reject for o in total)} | "
+        f"{sum(o.wrongly_accepted for o in total)} | {sum(o.json_ok is False for o in total)} | "
+        f"{sum(bool(o.leftover) for o in total)} | |"
+    )
     return lines
 
 
@@ -171,22 +222,43 @@ def main() -> None:
             # Each family in its own process: memory one family's cases leave behind (a run is thousands of
             # in-process CLI calls) is returned, and a family that dies loses only itself.
             out_file = Path(d) / f"{name}.json"
-            proc = subprocess.run([sys.executable, __file__, "--only", name, "--scale", str(args.scale), "--seed",
-                                   str(args.seed), "--family-out", str(out_file)])
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--only",
+                    name,
+                    "--scale",
+                    str(args.scale),
+                    "--seed",
+                    str(args.seed),
+                    "--family-out",
+                    str(out_file),
+                ]
+            )
             if proc.returncode != 0 or not out_file.exists():
-                results[name] = [Outcome(name, [], None, f"the family's process ended with {proc.returncode}", math.inf,
-                                         None, [])]
+                results[name] = [
+                    Outcome(name, [], None, f"the family's process ended with {proc.returncode}", math.inf, None, [])
+                ]
             else:
-                results[name] = [Outcome(**{**o, "seconds": float(o["seconds"])}) for o in json.loads(out_file.read_text())]
+                results[name] = [
+                    Outcome(**{**o, "seconds": float(o["seconds"])}) for o in json.loads(out_file.read_text())
+                ]
             print(f"{name}: {len(results[name])} cases, {time.perf_counter() - started:.0f} s", file=sys.stderr)
     print("\n".join(table(results)))
     print()
     print("\n".join(accepted_classes(results)))
-    failures = [o.__dict__ for outs in results.values() for o in outs
-                if o.traceback or o.timed_out or o.json_ok is False or o.leftover or o.wrongly_accepted]
+    failures = [
+        o.__dict__
+        for outs in results.values()
+        for o in outs
+        if o.traceback or o.timed_out or o.json_ok is False or o.leftover or o.wrongly_accepted
+    ]
     (ROOT / "benchmarks" / "fuzz-failures.json").write_text(json.dumps(failures, indent=1, default=str))
-    print(f"\n{sum(len(v) for v in results.values())} cases in {time.perf_counter() - started:.0f} s; "
-          f"{len(failures)} failing (benchmarks/fuzz-failures.json)")
+    print(
+        f"\n{sum(len(v) for v in results.values())} cases in {time.perf_counter() - started:.0f} s; "
+        f"{len(failures)} failing (benchmarks/fuzz-failures.json)"
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,11 @@ def main() -> None:
         shutil.rmtree(cache)
     print("| model | cold median s | cold min-max s | warm median s | warm min-max s | runs |")
     print("|---|---|---|---|---|---|")
-    print(f"| {args.model} | {statistics.median(cold):.2f} | {min(cold):.2f}-{max(cold):.2f} "
-          f"| {statistics.median(warm):.2f} | {min(warm):.2f}-{max(warm):.2f} | {args.repeat} |")
+    print(
+        f"| {args.model} | {statistics.median(cold):.2f} | {min(cold):.2f}-{max(cold):.2f} "
+        f"| {statistics.median(warm):.2f} | {min(warm):.2f}-{max(warm):.2f} | {args.repeat} |"
+    )
+
 
 if __name__ == "__main__":
     main()

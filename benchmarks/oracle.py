@@ -47,18 +47,41 @@ def _run_one(objective: str, topo, n_layers: int, load: int, isl: int, slo) -> d
     oracle_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     try:
-        plan = solve(profile, topo, w, options=SolveOptions(objective=objective, max_pp=max_pp, max_replicas=max_r, tpot_slo_ms=slo if objective != "traffic" else None, time_limit_s=30, top=0, offload=offload), constants=CONSTANTS)
+        plan = solve(
+            profile,
+            topo,
+            w,
+            options=SolveOptions(
+                objective=objective,
+                max_pp=max_pp,
+                max_replicas=max_r,
+                tpot_slo_ms=slo if objective != "traffic" else None,
+                time_limit_s=30,
+                top=0,
+                offload=offload,
+            ),
+            constants=CONSTANTS,
+        )
     except PlannerError:
         plan = None
     solve_s = time.perf_counter() - t0
     if plan is None or expected is None:
         agree = plan is None and expected is None
     else:
-        got = {"latency": plan.prediction.tpot_ms / 1e3, "traffic": plan.prediction.critical_path_bytes_per_token,
-               "throughput": plan.prediction.tokens_per_s}[objective]
+        got = {
+            "latency": plan.prediction.tpot_ms / 1e3,
+            "traffic": plan.prediction.critical_path_bytes_per_token,
+            "throughput": plan.prediction.tokens_per_s,
+        }[objective]
         agree = plan.solver.status == "OPTIMAL" and abs(got - expected) <= 1e-6 * abs(expected) + 1e-7
-    return {"objective": "offload" if offload else objective, "agree": agree, "solve_s": solve_s, "oracle_s": oracle_s, "gpus": topo.n_gpus,
-            "yaml": topo.text}
+    return {
+        "objective": "offload" if offload else objective,
+        "agree": agree,
+        "solve_s": solve_s,
+        "oracle_s": oracle_s,
+        "gpus": topo.n_gpus,
+        "yaml": topo.text,
+    }
 
 
 def run(objective: str, n: int, seed_value: int) -> list[dict]:
@@ -67,10 +90,16 @@ def run(objective: str, n: int, seed_value: int) -> list[dict]:
         return out
 
     @seed(seed_value)
-    @settings(max_examples=n, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
-    @given(topo=tier_machines() if objective == "offload" else machines(), n_layers=st.integers(3, 6),
-           load=st.integers(1, 6), isl=st.sampled_from([16, 512, 4096]), slo=st.sampled_from([None, None, 0.05, 0.2]))
+    @settings(
+        max_examples=n, deadline=None, database=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck)
+    )
+    @given(
+        topo=tier_machines() if objective == "offload" else machines(),
+        n_layers=st.integers(3, 6),
+        load=st.integers(1, 6),
+        isl=st.sampled_from([16, 512, 4096]),
+        slo=st.sampled_from([None, None, 0.05, 0.2]),
+    )
     def check(topo, n_layers, load, isl, slo):
         out.append(_run_one(objective, topo, n_layers, load, isl, slo))
 
@@ -94,12 +123,16 @@ def main() -> None:
         mine = sorted((r for r in rows if r["objective"] == objective), key=lambda r: r["solve_s"])
         if mine:
             bad = sum(not r["agree"] for r in mine)
-            print(f"| {objective} | {len(mine)} | {bad} | {mine[len(mine) // 2]['solve_s']:.3f} | "
-                  f"{mine[-1]['solve_s']:.2f} | {max(r['oracle_s'] for r in mine):.2f} |")
+            print(
+                f"| {objective} | {len(mine)} | {bad} | {mine[len(mine) // 2]['solve_s']:.3f} | "
+                f"{mine[-1]['solve_s']:.2f} | {max(r['oracle_s'] for r in mine):.2f} |"
+            )
     slowest = max(rows, key=lambda r: r["solve_s"])
     (ROOT / "benchmarks" / "oracle-slowest.yaml").write_text(slowest["yaml"])
-    print(f"\nslowest: {slowest['objective']} on {slowest['gpus']} GPUs, solve {slowest['solve_s']:.2f} s "
-          "(machine in benchmarks/oracle-slowest.yaml)")
+    print(
+        f"\nslowest: {slowest['objective']} on {slowest['gpus']} GPUs, solve {slowest['solve_s']:.2f} s "
+        "(machine in benchmarks/oracle-slowest.yaml)"
+    )
     print(f"total: {len(rows)} instances, {sum(not r['agree'] for r in rows)} disagreements")
 
 

@@ -22,19 +22,25 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 def main() -> None:
     checks = [check(c) for c in prefix_cases()]
-    print(f"{'publisher':<10} {'eng':<7} {'gpu':<9} {'load':<10} {'hit':>5} {'TTFT meas':>10} {'pred':>8} "
-          f"{'err':>7}  {'ratio meas':>10} {'pred':>6}")
+    print(
+        f"{'publisher':<10} {'eng':<7} {'gpu':<9} {'load':<10} {'hit':>5} {'TTFT meas':>10} {'pred':>8} "
+        f"{'err':>7}  {'ratio meas':>10} {'pred':>6}"
+    )
     for c in checks:
         k = c.case
         load = f"c={k.concurrency}" if k.load == "closed" else f"{k.request_rate} rps"
         err = "-" if c.error is None else f"{c.error:+.0%}"
-        print(f"{k.publisher[:10]:<10} {k.engine:<7} {k.topology:<9} {load:<10} {c.hit_rate:>5.2f} "
-              f"{_ms(k.measured.ttft_ms):>10} {_ms(c.ttft_ms):>8} {err:>7}  "
-              f"{_ratio(k.measured.ttft_ms, c.paired_ttft_ms):>10} {_ratio(c.ttft_ms, c.plain_ttft_ms):>6}"
-              + (f"  ({c.problem})" if c.problem else ""))
+        print(
+            f"{k.publisher[:10]:<10} {k.engine:<7} {k.topology:<9} {load:<10} {c.hit_rate:>5.2f} "
+            f"{_ms(k.measured.ttft_ms):>10} {_ms(c.ttft_ms):>8} {err:>7}  "
+            f"{_ratio(k.measured.ttft_ms, c.paired_ttft_ms):>10} {_ratio(c.ttft_ms, c.plain_ttft_ms):>6}"
+            + (f"  ({c.problem})" if c.problem else "")
+        )
     s = summary(checks)
-    print(f"\n{s['rows']} rows from {s['publishers']} publisher(s): median |error| TTFT {s['ttft_median_abs_error']:.1%}; "
-          f"prefix/plain TTFT ratio {s['ratio_median_abs_error']:.1%} ({s['paired_rows']} paired rows)")
+    print(
+        f"\n{s['rows']} rows from {s['publishers']} publisher(s): median |error| TTFT {s['ttft_median_abs_error']:.1%}; "
+        f"prefix/plain TTFT ratio {s['ratio_median_abs_error']:.1%} ({s['paired_rows']} paired rows)"
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def h100_nodes(count: int):
     node = yaml.safe_load((ROOT / "topologies" / "8xh100.yaml").read_text())["nodes"][0]
-    doc = {"name": f"{count}x8xh100", "nodes": [dict(node, name="h", count=count)],
-           "network": {"bandwidth": "400Gb/s", "latency": "3us"}}
+    doc = {
+        "name": f"{count}x8xh100",
+        "nodes": [dict(node, name="h", count=count)],
+        "network": {"bandwidth": "400Gb/s", "latency": "3us"},
+    }
     return parse_topology(yaml.safe_dump(doc), doc["name"])
 
 
@@ -37,18 +40,24 @@ CASES = [
 
 def main() -> None:
     profile = load_profile("llama-70b")
-    print("| machine | objective | concurrency | time limit s | wall s | status | gap | plan | tokens/s | KV capacity |")
+    print(
+        "| machine | objective | concurrency | time limit s | wall s | status | gap | plan | tokens/s | KV capacity |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, topo_fn, objective, conc, limit in CASES:
         topo = topo_fn()
         start = time.perf_counter()
-        plan = solve(profile, topo, Workload(concurrency=conc), options=SolveOptions(objective=objective, time_limit_s=limit))
+        plan = solve(
+            profile, topo, Workload(concurrency=conc), options=SolveOptions(objective=objective, time_limit_s=limit)
+        )
         wall = time.perf_counter() - start
         tps = sorted({s.tp for s in plan.stages})
         shape = f"TP{'/'.join(map(str, tps))}xPP{len(plan.stages)}xR{plan.replicas}"
-        print(f"| {name} | {objective} | {conc} | {limit:.0f} | {wall:.1f} | {plan.solver.status} | "
-              f"{(plan.solver.gap or 0):.1%} | {shape} | {plan.prediction.tokens_per_s:,.0f} | "
-              f"{plan.prediction.max_concurrency:,} |")
+        print(
+            f"| {name} | {objective} | {conc} | {limit:.0f} | {wall:.1f} | {plan.solver.status} | "
+            f"{(plan.solver.gap or 0):.1%} | {shape} | {plan.prediction.tokens_per_s:,.0f} | "
+            f"{plan.prediction.max_concurrency:,} |"
+        )
 
 
 if __name__ == "__main__":

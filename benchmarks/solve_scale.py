@@ -47,8 +47,10 @@ def machine(n_gpus: int, mixed: bool) -> dict:
     if not mixed:
         doc = {"name": f"{nodes}x8xh100", "nodes": _entries(h100, "h", nodes)}
     else:
-        doc = {"name": f"{nodes}x8-mixed", "nodes": _entries(h100, "h", max(1, nodes // 2))
-               + _entries(a100, "a", max(1, nodes - nodes // 2))}
+        doc = {
+            "name": f"{nodes}x8-mixed",
+            "nodes": _entries(h100, "h", max(1, nodes // 2)) + _entries(a100, "a", max(1, nodes - nodes // 2)),
+        }
     if nodes > 1 or mixed:
         doc["network"] = {"bandwidth": "400Gb/s", "latency": "3us"}
     return doc
@@ -71,18 +73,43 @@ def timed(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess, float]:
     return time.perf_counter() - start, r, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
-def _row(model: str, n: int, mixed: bool, wd: str, objective: str, wall: str, peak: float,
-         r: subprocess.CompletedProcess) -> tuple:
+def _row(
+    model: str, n: int, mixed: bool, wd: str, objective: str, wall: str, peak: float, r: subprocess.CompletedProcess
+) -> tuple:
     where = "mixed" if mixed else "homogeneous"
     if r.returncode != 0:
-        return (model, n, where, wd, objective, wall, "-", f"{peak:.0f}", "-",
-                (r.stderr.strip().splitlines() or ["?"])[0][:60], "-", "-")
+        return (
+            model,
+            n,
+            where,
+            wd,
+            objective,
+            wall,
+            "-",
+            f"{peak:.0f}",
+            "-",
+            (r.stderr.strip().splitlines() or ["?"])[0][:60],
+            "-",
+            "-",
+        )
     out = json.loads(r.stdout)
     cpu = f"{getattr(r, 'cpu_s', float('nan')):.2f}"
     if objective == "frontier":
         front = [p for p in out["points"] if p["frontier"]]
-        return (model, n, where, wd, objective, wall, cpu, f"{peak:.0f}", f"{out['wall_time_s']:.2f}", "-", "-",
-                f"{len(out['points'])} points, {len(front)} on the frontier")
+        return (
+            model,
+            n,
+            where,
+            wd,
+            objective,
+            wall,
+            cpu,
+            f"{peak:.0f}",
+            f"{out['wall_time_s']:.2f}",
+            "-",
+            "-",
+            f"{len(out['points'])} points, {len(front)} on the frontier",
+        )
     s = out["solver"]
     shape = f"TP{'/'.join(sorted({str(st['tp']) for st in out['stages']}))}xPP{len(out['stages'])}xR{out['replicas']}"
     gap = "-" if s["gap"] is None else f"{s['gap']:.2%}"
@@ -111,7 +138,12 @@ def main() -> None:
         subprocess.run([str(exe), "models", "show", model, "--json"], check=True, stdout=subprocess.DEVNULL)  # warm
         for n in [int(x) for x in args.gpus.split(",")]:
             for mixed in (False, True):
-                if mixed and (n < 16 or "mixed" not in args.machines) or not mixed and "homogeneous" not in args.machines:
+                if (
+                    mixed
+                    and (n < 16 or "mixed" not in args.machines)
+                    or not mixed
+                    and "homogeneous" not in args.machines
+                ):
                     continue
                 for objective in args.objectives.split(","):
                     with tempfile.TemporaryDirectory() as d:
@@ -121,8 +153,16 @@ def main() -> None:
                         if objective == "frontier":
                             cmd = [str(exe), "frontier", "--model", model, "--topology", str(topo)]
                         else:
-                            cmd = [str(exe), "solve", "--model", model, "--topology", str(topo), "--objective",
-                                   objective]
+                            cmd = [
+                                str(exe),
+                                "solve",
+                                "--model",
+                                model,
+                                "--topology",
+                                str(topo),
+                                "--objective",
+                                objective,
+                            ]
                             if objective == "throughput" and args.tpot_slo:
                                 cmd += ["--tpot-slo", str(args.tpot_slo)]
                         cmd += ["--weight-dtype", wd, "--time-limit", str(args.time_limit), "--json"]
@@ -130,8 +170,10 @@ def main() -> None:
                         wall, r, peak = runs[len(runs) // 2]  # the median run, its wall time, plan and memory
                         spread = f"{wall:.2f} ({runs[0][0]:.2f}-{runs[-1][0]:.2f})" if len(runs) > 1 else f"{wall:.2f}"
                         rows.append(_row(model, n, mixed, wd, objective, spread, peak, r))
-    print("| model | GPUs | machine | weights | objective | whole process s | CPU s | peak MB | solver s | status | gap "
-          "| plan |")
+    print(
+        "| model | GPUs | machine | weights | objective | whole process s | CPU s | peak MB | solver s | status | gap "
+        "| plan |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(str(x) for x in row) + " |")

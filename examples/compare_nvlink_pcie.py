@@ -18,11 +18,17 @@ from planner.report.plots import plot_compare
 
 def main() -> None:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(".")
-    result = compare(load_profile("llama-70b"), [load_topology("8xh100"), load_topology("8xh100-pcie")],
-                     Workload(isl=1024, osl=256), concurrencies=[1, 8, 32, 128])
+    result = compare(
+        load_profile("llama-70b"),
+        [load_topology("8xh100"), load_topology("8xh100-pcie")],
+        Workload(isl=1024, osl=256),
+        concurrencies=[1, 8, 32, 128],
+    )
     for row in result.rows:
-        print(f"{row.topology:12s} c={row.concurrency:<4d} {row.shape:18s} TPOT {row.tpot_ms:6.2f} ms  "
-              f"{row.tokens_per_s:8.0f} tokens/s")
+        print(
+            f"{row.topology:12s} c={row.concurrency:<4d} {row.shape:18s} TPOT {row.tpot_ms:6.2f} ms  "
+            f"{row.tokens_per_s:8.0f} tokens/s"
+        )
     for line in result.verdict:
         print("-", line)
     print("wrote", plot_compare(result, out / "compare.png"))

@@ -25,16 +25,25 @@ if TYPE_CHECKING:
     from planner.hardware.topology import Topology
     from planner.model.layergraph import ModelProfile
 
-NAMES = {"weights": "HBM weight reads", "kv": "HBM KV reads", "compute": "compute", "interconnect": "interconnect",
-         "overhead": "fixed overhead", "offload": "host-memory streaming"}
+NAMES = {
+    "weights": "HBM weight reads",
+    "kv": "HBM KV reads",
+    "compute": "compute",
+    "interconnect": "interconnect",
+    "overhead": "fixed overhead",
+    "offload": "host-memory streaming",
+}
 
 
 class CompareRow(BaseModel):
     topology: str
     n_gpus: int
     concurrency: int = Field(description="the load asked for")
-    solved_concurrency: Optional[int] = Field(None, description="the load the plan was solved at where it differs "
-                                              "(a plan of R replicas runs at least one sequence on each)")
+    solved_concurrency: Optional[int] = Field(
+        None,
+        description="the load the plan was solved at where it differs "
+        "(a plan of R replicas runs at least one sequence on each)",
+    )
     fits: bool
     shape: Optional[str] = None
     stages: Optional[list[list[int]]] = None
@@ -85,38 +94,69 @@ def _check_compare(options: SolveOptions, names: list[str]) -> None:
         raise InputError(f"topologies repeat: {', '.join(names)}")
 
 
-def _row(profile: ModelProfile, topo: Topology, workload: Workload, *, options: SolveOptions,
-         constants: Constants | None) -> CompareRow:
+def _row(
+    profile: ModelProfile, topo: Topology, workload: Workload, *, options: SolveOptions, constants: Constants | None
+) -> CompareRow:
     """The best plan on one machine at `workload.concurrency`, or the row saying why none fits."""
     c = workload.concurrency
     try:
-        one = options.model_copy(update={
-            "top": 0, "max_concurrency": c if options.objective == Objective.THROUGHPUT else None,
-            "offload": options.offload and topo.has_host_memory()})
+        one = options.model_copy(
+            update={
+                "top": 0,
+                "max_concurrency": c if options.objective == Objective.THROUGHPUT else None,
+                "offload": options.offload and topo.has_host_memory(),
+            }
+        )
         plan = solve(profile, topo, workload, options=one, constants=constants or DEFAULT)
     except InfeasibleError as exc:
         return CompareRow(topology=topo.name, n_gpus=topo.n_gpus, concurrency=c, fits=False, error=exc.message)
     p = plan.prediction
     return CompareRow(
-        topology=topo.name, n_gpus=topo.n_gpus, concurrency=c, fits=True,
+        topology=topo.name,
+        n_gpus=topo.n_gpus,
+        concurrency=c,
+        fits=True,
         solved_concurrency=p.concurrency if p.concurrency != c else None,
         shape=plan.partition.shape,
-        stages=[s.gpu_ids for s in plan.stages], tpot_ms=p.tpot_ms, ttft_ms=p.ttft_ms,
-        tokens_per_s=p.tokens_per_s, tokens_per_s_per_gpu=p.tokens_per_s_per_gpu,
-        max_concurrency=p.max_concurrency, breakdown_ms=dict(p.time_breakdown_ms),
-        roofline_ratio=p.roofline_ratio, solver_status=plan.solver.status)
+        stages=[s.gpu_ids for s in plan.stages],
+        tpot_ms=p.tpot_ms,
+        ttft_ms=p.ttft_ms,
+        tokens_per_s=p.tokens_per_s,
+        tokens_per_s_per_gpu=p.tokens_per_s_per_gpu,
+        max_concurrency=p.max_concurrency,
+        breakdown_ms=dict(p.time_breakdown_ms),
+        roofline_ratio=p.roofline_ratio,
+        solver_status=plan.solver.status,
+    )
 
 
-def compare(profile: ModelProfile, topologies: list[Topology], workload: Workload, *, concurrencies: list[int],
-            options: SolveOptions = COMPARE_OPTIONS, constants: Constants | None = None) -> CompareResult:
+def compare(
+    profile: ModelProfile,
+    topologies: list[Topology],
+    workload: Workload,
+    *,
+    concurrencies: list[int],
+    options: SolveOptions = COMPARE_OPTIONS,
+    constants: Constants | None = None,
+) -> CompareResult:
     """The best plan on each machine at each load (`options.objective`: latency or throughput); `options.offload`
     streams layers from host-memory tiers on the machines that have them."""
     names = [t.name for t in topologies]
     _check_compare(options, names)
-    rows = [_row(profile, topo, workload.model_copy(update={"concurrency": c}), options=options, constants=constants)
-            for topo in topologies for c in concurrencies]
-    result = CompareResult(model=profile.name, objective=options.objective.value, workload=workload,
-                           concurrencies=concurrencies, topologies=names, rows=rows, verdict=[])
+    rows = [
+        _row(profile, topo, workload.model_copy(update={"concurrency": c}), options=options, constants=constants)
+        for topo in topologies
+        for c in concurrencies
+    ]
+    result = CompareResult(
+        model=profile.name,
+        objective=options.objective.value,
+        workload=workload,
+        concurrencies=concurrencies,
+        topologies=names,
+        rows=rows,
+        verdict=[],
+    )
     result.verdict = verdict(result)
     return result
 
@@ -135,15 +175,18 @@ def _against(best: CompareRow, other: CompareRow, objective: str, concurrency: i
         figures = f"{best.tokens_per_s:,.0f} vs {other.tokens_per_s:,.0f} tokens/s"
         how = f"{ratio:.2f}x more tokens/s"
     if ratio - 1 <= TIE_SHARE:
-        return (f"{best.topology} and {other.topology} tie at concurrency {concurrency} (within "
-                f"{TIE_SHARE:.1%}: {figures})")
+        return (
+            f"{best.topology} and {other.topology} tie at concurrency {concurrency} (within {TIE_SHARE:.1%}: {figures})"
+        )
     diffs = {k: other.breakdown_ms.get(k, 0.0) - best.breakdown_ms.get(k, 0.0) for k in COMPONENTS}
     key = max(diffs, key=lambda k: diffs[k])
     share = other.breakdown_ms.get(key, 0.0) / sum(other.breakdown_ms.values()) if other.breakdown_ms else 0
     shapes = f"{(best.shape or '').replace(' x ', 'x')} vs {(other.shape or '').replace(' x ', 'x')}"
-    return (f"{best.topology} is {how} than {other.topology} at concurrency {concurrency} ({shapes}): "
-            f"{share:.0%} of the {other.topology} token is {NAMES[key]} "
-            f"({other.breakdown_ms.get(key, 0.0):.2f} ms vs {best.breakdown_ms.get(key, 0.0):.2f} ms)")
+    return (
+        f"{best.topology} is {how} than {other.topology} at concurrency {concurrency} ({shapes}): "
+        f"{share:.0%} of the {other.topology} token is {NAMES[key]} "
+        f"({other.breakdown_ms.get(key, 0.0):.2f} ms vs {best.breakdown_ms.get(key, 0.0):.2f} ms)"
+    )
 
 
 def verdict(result: CompareResult) -> list[str]:
@@ -151,8 +194,12 @@ def verdict(result: CompareResult) -> list[str]:
     for c in result.concurrencies:
         ok = [r for r in result.rows if r.concurrency == c and r.fits]
         missing = [r.topology for r in result.rows if r.concurrency == c and not r.fits]
-        lines += [f"at concurrency {c} {r.topology} was solved at load {r.solved_concurrency:,} (one sequence on "
-                  f"each replica at least); its figures hold there" for r in ok if r.solved_concurrency is not None]
+        lines += [
+            f"at concurrency {c} {r.topology} was solved at load {r.solved_concurrency:,} (one sequence on "
+            f"each replica at least); its figures hold there"
+            for r in ok
+            if r.solved_concurrency is not None
+        ]
         if not ok:
             lines.append(f"at concurrency {c} the model fits on none of the machines")
             continue

@@ -83,8 +83,14 @@ def validation_messages(exc: ValidationError) -> list[str]:
     """One line per pydantic error: the field path, then what is wrong (`nodes[0].nvswitch.latency: ...`)."""
     msgs = []
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("function-" in p or p in _HIDDEN_LOC_PARTS
-                                                                          or p.startswith(("tagged-union", "union")))))
+        loc = tuple(
+            p
+            for p in err["loc"]
+            if not (
+                isinstance(p, str)
+                and ("function-" in p or p in _HIDDEN_LOC_PARTS or p.startswith(("tagged-union", "union")))
+            )
+        )
         msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         msgs.append(f"{_format_loc(loc)}: {msg}")
     return msgs

@@ -41,8 +41,9 @@ def read_text(path: str | Path, what: str, *, max_bytes: int = MAX_FILE_BYTES) -
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{shown}: {what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
-                          f"{exc.start})") from None
+        raise ConfigError(
+            f"{shown}: {what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
 
 
 def depth(value: Any, limit: int = MAX_DEPTH) -> int:

@@ -81,21 +81,34 @@ def pareto_flags(values: list[tuple[float, float]]) -> list[bool]:
 FRONTIER_OPTIONS = SolveOptions(time_limit_s=20.0)
 
 
-def frontier(profile: ModelProfile, topo: Topology, workload: Workload, *, options: SolveOptions = FRONTIER_OPTIONS,
-             constants: Constants = DEFAULT, progress: Callable[[Progress], None] | None = None) -> FrontierResult:
+def frontier(
+    profile: ModelProfile,
+    topo: Topology,
+    workload: Workload,
+    *,
+    options: SolveOptions = FRONTIER_OPTIONS,
+    constants: Constants = DEFAULT,
+    progress: Callable[[Progress], None] | None = None,
+) -> FrontierResult:
     """Every engine-runnable shape on the machine (or the GPUs `options` offers: gpus, gpu_ids, max_pp), each at a
     ladder of loads, frontier marked."""
     started = time.perf_counter()
     if workload.mode == "closed":
         raise InputError("--mode closed describes a benchmark's waves; the frontier is drawn for serving or static")
     scope = check_options(profile, topo, workload, options.model_copy(update={"objective": Objective.THROUGHPUT}))
-    bounds = ShapeBounds(max_pp=scope.max_pp, max_tp=None, max_replicas=scope.budget, budget=scope.budget,
-                         any_shape=False)
+    bounds = ShapeBounds(
+        max_pp=scope.max_pp, max_tp=None, max_replicas=scope.budget, budget=scope.budget, any_shape=False
+    )
     ids, time_limit_s = list(scope.ids), options.time_limit_s
     deadline = Deadline(time_limit_s, started)
     shapes = _shapes(profile, topo, ids, bounds, deadline)
-    req = Request(profile=profile, topo=topo, workload=workload.model_copy(update={"concurrency": 1}),
-                  constants=constants, options=SolveOptions(objective=Objective.LATENCY))
+    req = Request(
+        profile=profile,
+        topo=topo,
+        workload=workload.model_copy(update={"concurrency": 1}),
+        constants=constants,
+        options=SolveOptions(objective=Objective.LATENCY),
+    )
     limits = SolverBudget(max(0.05, time_limit_s / max(1, len(shapes))), deadline=deadline)
     points: list[FrontierPoint] = []
     for k, shape in enumerate(shapes):
@@ -105,26 +118,36 @@ def frontier(profile: ModelProfile, topo: Topology, workload: Workload, *, optio
             break  # the one deadline: the points placed so far are the frontier's
         part = _place(req, shape, limits)
         if part is not None:
-            points += _ladder(profile, topo, part, workload, constants,
-                              max_utilisation=options.max_prefill_utilisation)
+            points += _ladder(profile, topo, part, workload, constants, max_utilisation=options.max_prefill_utilisation)
         if progress is not None:
             progress(Progress(k + 1, len(shapes), f"{len(points)} points", time.perf_counter() - started))
     if not points:
         raise InfeasibleError(f"no plan of {profile.name} fits on {scope.budget} GPUs of {topo.name}")
-    return FrontierResult(model=profile.name, topology=topo.name, workload=workload, gpus=scope.budget,
-                          points=_mark_frontier(points), wall_time_s=time.perf_counter() - started)
+    return FrontierResult(
+        model=profile.name,
+        topology=topo.name,
+        workload=workload,
+        gpus=scope.budget,
+        points=_mark_frontier(points),
+        wall_time_s=time.perf_counter() - started,
+    )
 
 
-def _shapes(profile: ModelProfile, topo: Topology, ids: list[int], bounds: ShapeBounds,
-            deadline: Deadline) -> list[Shape]:
+def _shapes(
+    profile: ModelProfile, topo: Topology, ids: list[int], bounds: ShapeBounds, deadline: Deadline
+) -> list[Shape]:
     """The shapes to place: on identical nodes one per replica shape, at the most replicas that fit; otherwise
     every engine-runnable shape listed within a share of the time limit."""
     if regular(topo, ids):
         return [r.shape for r in replica_shapes(profile, topo, ids, bounds, None)]
     # listing every replica count's slots on a big irregular machine takes minutes: a share of the limit
-    return [s for s in enumerate_shapes(profile, topo, ids, bounds,
-                                        stop=lambda: deadline.elapsed_s() > 0.3 * deadline.limit_s)
-            if s.system is not None]
+    return [
+        s
+        for s in enumerate_shapes(
+            profile, topo, ids, bounds, stop=lambda: deadline.elapsed_s() > 0.3 * deadline.limit_s
+        )
+        if s.system is not None
+    ]
 
 
 def _mark_frontier(points: list[FrontierPoint]) -> list[FrontierPoint]:
@@ -149,12 +172,20 @@ def _place(req: Request, shape: Shape, limits: SolverBudget) -> Partition | None
     return res.partition if res.prediction is not None and res.prediction.fits else None
 
 
-def _ladder(profile: ModelProfile, topo: Topology, part: Partition, workload: Workload,
-            c: Constants, *, max_utilisation: float = 1.0) -> list[FrontierPoint]:
+def _ladder(
+    profile: ModelProfile,
+    topo: Topology,
+    part: Partition,
+    workload: Workload,
+    c: Constants,
+    *,
+    max_utilisation: float = 1.0,
+) -> list[FrontierPoint]:
     """The plan at one, two, four ... sequences per replica, up to the largest load it serves with the prefill
     queue within the TTFT guard (planner.cost.prefill_guard: loads past it are dropped)."""
-    first = estimate(profile, topo, part, workload=workload.model_copy(update={"concurrency": part.replicas}), c=c,
-                     check=False)
+    first = estimate(
+        profile, topo, part, workload=workload.model_copy(update={"concurrency": part.replicas}), c=c, check=False
+    )
     cap = first.max_concurrency
     loads: list[int] = []
     per = 1
@@ -165,12 +196,18 @@ def _ladder(profile: ModelProfile, topo: Topology, part: Partition, workload: Wo
         loads.append(cap)
     out = []
     for load in loads:
-        op = operating_point(workload, concurrency=load, replicas=part.replicas, pp=part.pp,
-                             c=resolve_constants(c, workload.engine))
+        op = operating_point(
+            workload, concurrency=load, replicas=part.replicas, pp=part.pp, c=resolve_constants(c, workload.engine)
+        )
         if not op.feasible or prefill_utilisation(op) > max_utilisation:
             break  # the step budget or the TTFT guard is exceeded from here on
-        pred = first if load == part.replicas else estimate(
-            profile, topo, part, workload=workload.model_copy(update={"concurrency": load}), c=c, check=False)
+        pred = (
+            first
+            if load == part.replicas
+            else estimate(
+                profile, topo, part, workload=workload.model_copy(update={"concurrency": load}), c=c, check=False
+            )
+        )
         if pred.fits:
             out.append(_point(part, pred, workload.weight_dtype))
     return out
@@ -181,8 +218,15 @@ def _point(part: Partition, pred: Prediction, weight_dtype: str) -> FrontierPoin
     uneven = len(set(part.layer_counts())) > 1
     no_fp8 = without_fp8_units((s.gpu_type for s in pred.stages), weight_dtype)  # TensorRT-LLM needs fp8 units
     engines = [e for e in engines_for(part.stages, uneven) if not (no_fp8 and e == "trtllm")]
-    return FrontierPoint(shape=part.shape, concurrency=pred.concurrency, gpus=n_gpus, tpot_ms=pred.tpot_ms,
-                         ttft_ms=pred.ttft_ms, tokens_per_s=pred.tokens_per_s,
-                         tokens_per_s_per_gpu=pred.tokens_per_s / n_gpus,
-                         tokens_per_s_per_user=1000.0 / pred.tpot_ms if math.isfinite(pred.tpot_ms) else 0.0,
-                         engines=engines, plan=part)
+    return FrontierPoint(
+        shape=part.shape,
+        concurrency=pred.concurrency,
+        gpus=n_gpus,
+        tpot_ms=pred.tpot_ms,
+        ttft_ms=pred.ttft_ms,
+        tokens_per_s=pred.tokens_per_s,
+        tokens_per_s_per_gpu=pred.tokens_per_s / n_gpus,
+        tokens_per_s_per_user=1000.0 / pred.tpot_ms if math.isfinite(pred.tpot_ms) else 0.0,
+        engines=engines,
+        plan=part,
+    )

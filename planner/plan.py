@@ -60,71 +60,159 @@ class Workload(BaseModel):
     them: `--` and the name in kebab case; `short`, `flag` and `panel` in the field's extra data)."""
 
     model_config = ConfigDict(extra="forbid")
-    concurrency: StrictInt = Field(1, ge=1, le=MAX_CONCURRENCY, json_schema_extra={"short": "-c"},
-                                   description="the load: sequences decoding together, over all replicas")
-    isl: StrictInt = Field(1024, ge=1, le=MAX_TOKENS, json_schema_extra={"text": True},
-                           description="input (prompt) tokens per sequence: a length, uniform:A-B, "
-                           "lognormal:MEAN,SIGMA, a histogram file or a shipped one (chat-sharegpt, history-sharegpt); "
-                           "a distribution keeps its mean here and itself in isl_dist")
-    osl: StrictInt = Field(256, ge=1, le=MAX_TOKENS, json_schema_extra={"text": True},
-                           description="output tokens per sequence, in the same forms as --isl")
-    weight_dtype: str = Field("bf16", description="weight dtype: bf16, fp16, fp8, int4, mxfp4, nvfp4; default the "
-                              "checkpoint's own (fp8 for DeepSeek-V3/R1 and Kimi-K2, mxfp4 for gpt-oss, else bf16)",
-                              json_schema_extra={"derived": True})
+    concurrency: StrictInt = Field(
+        1,
+        ge=1,
+        le=MAX_CONCURRENCY,
+        json_schema_extra={"short": "-c"},
+        description="the load: sequences decoding together, over all replicas",
+    )
+    isl: StrictInt = Field(
+        1024,
+        ge=1,
+        le=MAX_TOKENS,
+        json_schema_extra={"text": True},
+        description="input (prompt) tokens per sequence: a length, uniform:A-B, "
+        "lognormal:MEAN,SIGMA, a histogram file or a shipped one (chat-sharegpt, history-sharegpt); "
+        "a distribution keeps its mean here and itself in isl_dist",
+    )
+    osl: StrictInt = Field(
+        256,
+        ge=1,
+        le=MAX_TOKENS,
+        json_schema_extra={"text": True},
+        description="output tokens per sequence, in the same forms as --isl",
+    )
+    weight_dtype: str = Field(
+        "bf16",
+        description="weight dtype: bf16, fp16, fp8, int4, mxfp4, nvfp4; default the "
+        "checkpoint's own (fp8 for DeepSeek-V3/R1 and Kimi-K2, mxfp4 for gpt-oss, else bf16)",
+        json_schema_extra={"derived": True},
+    )
     kv_dtype: str = Field("bf16", description="KV-cache dtype: bf16, fp16, fp8")
-    mode: Mode = Field("serving", description="serving: steady state with arrivals (chunked prefill shares "
-                       "steps with decode); static: one batch decoding alone, as microbenchmarks run; closed: a "
-                       "closed-loop benchmark's waves of identical requests (genai-perf, planner bench); offline: "
-                       "every request queued at once, the engine running as many as its KV cache and batch limit "
-                       "hold (maximum-throughput tables)")
+    mode: Mode = Field(
+        "serving",
+        description="serving: steady state with arrivals (chunked prefill shares "
+        "steps with decode); static: one batch decoding alone, as microbenchmarks run; closed: a "
+        "closed-loop benchmark's waves of identical requests (genai-perf, planner bench); offline: "
+        "every request queued at once, the engine running as many as its KV cache and batch limit "
+        "hold (maximum-throughput tables)",
+    )
     gpu_memory_fraction: float = Field(0.9, gt=0, le=1, description="share of GPU memory the engine may use")
     # --- engine (fidelity, issue 23): which server runs the plan; its profile prices the step ----------
-    engine: Engine = Field("vllm", description="the serving engine whose profile prices the plan (host overheads, "
-                           "kernels, step budget, memory accounting: planner/cost/engines/) and that launch targets")
-    statistic: Statistic = Field("mean", description="the statistic latency figures report over requests: mean "
-                                 "(genai-perf, vLLM and SGLang bench_serving) or median")
+    engine: Engine = Field(
+        "vllm",
+        description="the serving engine whose profile prices the plan (host overheads, "
+        "kernels, step budget, memory accounting: planner/cost/engines/) and that launch targets",
+    )
+    statistic: Statistic = Field(
+        "mean",
+        description="the statistic latency figures report over requests: mean "
+        "(genai-perf, vLLM and SGLang bench_serving) or median",
+    )
     # --- remedies (docs/remedies.md): each a modelled change of what a step reads or produces ---------
-    spec_tokens: StrictInt = Field(0, ge=0, le=16, description="speculative decoding / MTP: draft tokens per "
-                                   "verification pass (0: off)", json_schema_extra=_REMEDY)
-    spec_acceptance: float = Field(0.0, ge=0, lt=1, description="speculative decoding: probability that a draft "
-                                   "token is accepted, each independently", json_schema_extra=_REMEDY)
-    spec_draft: Literal["mtp", "free"] = Field("mtp", description="what drafts cost: mtp, one decoder layer and the "
-                                               "lm_head per draft token (DeepSeek's multi-token prediction, EAGLE); "
-                                               "free, nothing (n-gram or prompt lookup)", json_schema_extra=_REMEDY)
-    mlp_sparsity: float = Field(0.0, ge=0, le=0.99, description="fraction of a dense MLP's rows a token skips (Deja Vu,"
-                                " CATS); a step of n tokens reads 1 - s^n of them", json_schema_extra=_REMEDY)
-    activation_sparsity: float = Field(0.0, ge=0, le=0.99, description="fraction of every decoder matrix's input "
-                                       "channels a token skips (TEAL's model-wide sparsity); a step of n tokens "
-                                       "reads 1 - s^n of each matrix", json_schema_extra=_REMEDY)
-    attention_sparsity: float = Field(0.0, ge=0, le=0.99, description="fraction of its KV cache a decode token skips "
-                                      "(top-k or block-sparse attention)", json_schema_extra=_REMEDY)
+    spec_tokens: StrictInt = Field(
+        0,
+        ge=0,
+        le=16,
+        description="speculative decoding / MTP: draft tokens per verification pass (0: off)",
+        json_schema_extra=_REMEDY,
+    )
+    spec_acceptance: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="speculative decoding: probability that a draft token is accepted, each independently",
+        json_schema_extra=_REMEDY,
+    )
+    spec_draft: Literal["mtp", "free"] = Field(
+        "mtp",
+        description="what drafts cost: mtp, one decoder layer and the "
+        "lm_head per draft token (DeepSeek's multi-token prediction, EAGLE); "
+        "free, nothing (n-gram or prompt lookup)",
+        json_schema_extra=_REMEDY,
+    )
+    mlp_sparsity: float = Field(
+        0.0,
+        ge=0,
+        le=0.99,
+        description="fraction of a dense MLP's rows a token skips (Deja Vu,"
+        " CATS); a step of n tokens reads 1 - s^n of them",
+        json_schema_extra=_REMEDY,
+    )
+    activation_sparsity: float = Field(
+        0.0,
+        ge=0,
+        le=0.99,
+        description="fraction of every decoder matrix's input "
+        "channels a token skips (TEAL's model-wide sparsity); a step of n tokens "
+        "reads 1 - s^n of each matrix",
+        json_schema_extra=_REMEDY,
+    )
+    attention_sparsity: float = Field(
+        0.0,
+        ge=0,
+        le=0.99,
+        description="fraction of its KV cache a decode token skips (top-k or block-sparse attention)",
+        json_schema_extra=_REMEDY,
+    )
 
     # --- traffic (issue 25, planner.traffic): arrivals and length distributions -----------------------
-    request_rate: Optional[float] = Field(None, gt=0, le=1e6, json_schema_extra=_TRAFFIC,
-                                          description="open loop: Poisson arrivals, requests/s over all replicas; "
-                                          "the load becomes the steady state it causes (Little's law)")
-    num_prompts: Optional[StrictInt] = Field(None, ge=1, le=MAX_CONCURRENCY, json_schema_extra=_TRAFFIC,
-                                             description="open loop: a finite run of this many requests (as "
-                                             "bench_serving --num-prompts); above the sustainable rate the figures "
-                                             "are the run's, its queue growing while requests arrive")
-    scheduler_steps: StrictInt = Field(1, ge=1, le=64, json_schema_extra=_TRAFFIC,
-                                       description="vLLM V0's --num-scheduler-steps: decode runs in groups of this "
-                                       "many steps and newcomers start between groups (open loop: TTFT waits "
-                                       "(k - 1) / 2 steps more on average)")
-    chunked_prefill: StrictBool = Field(True, json_schema_extra={"cli": False},
-                                        description="open loop: False prices vLLM V0's default scheduler (chunked "
-                                        "prefill off): prompts run in prefill-only steps that stall every decode "
-                                        "(planner.traffic.nonchunked)")
-    prefix_tokens: StrictInt = Field(0, ge=0, le=MAX_TOKENS, json_schema_extra=_TRAFFIC,
-                                     description="prefix reuse: tokens at the start of each prompt shared with others "
-                                     "(a system prompt, earlier turns) that the engine's prefix cache may hold")
-    prefix_hit: float = Field(0.0, ge=0, le=1, json_schema_extra=_TRAFFIC,
-                              description="prefix reuse: share of requests whose prefix the cache holds (its prefill "
-                              "is skipped, its KV blocks shared)")
-    isl_dist: Optional[LengthDist] = Field(None, json_schema_extra={"cli": False},
-                                           description="the prompt-length distribution isl is the mean of")
-    osl_dist: Optional[LengthDist] = Field(None, json_schema_extra={"cli": False},
-                                           description="the output-length distribution osl is the mean of")
+    request_rate: Optional[float] = Field(
+        None,
+        gt=0,
+        le=1e6,
+        json_schema_extra=_TRAFFIC,
+        description="open loop: Poisson arrivals, requests/s over all replicas; "
+        "the load becomes the steady state it causes (Little's law)",
+    )
+    num_prompts: Optional[StrictInt] = Field(
+        None,
+        ge=1,
+        le=MAX_CONCURRENCY,
+        json_schema_extra=_TRAFFIC,
+        description="open loop: a finite run of this many requests (as "
+        "bench_serving --num-prompts); above the sustainable rate the figures "
+        "are the run's, its queue growing while requests arrive",
+    )
+    scheduler_steps: StrictInt = Field(
+        1,
+        ge=1,
+        le=64,
+        json_schema_extra=_TRAFFIC,
+        description="vLLM V0's --num-scheduler-steps: decode runs in groups of this "
+        "many steps and newcomers start between groups (open loop: TTFT waits "
+        "(k - 1) / 2 steps more on average)",
+    )
+    chunked_prefill: StrictBool = Field(
+        True,
+        json_schema_extra={"cli": False},
+        description="open loop: False prices vLLM V0's default scheduler (chunked "
+        "prefill off): prompts run in prefill-only steps that stall every decode "
+        "(planner.traffic.nonchunked)",
+    )
+    prefix_tokens: StrictInt = Field(
+        0,
+        ge=0,
+        le=MAX_TOKENS,
+        json_schema_extra=_TRAFFIC,
+        description="prefix reuse: tokens at the start of each prompt shared with others "
+        "(a system prompt, earlier turns) that the engine's prefix cache may hold",
+    )
+    prefix_hit: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        json_schema_extra=_TRAFFIC,
+        description="prefix reuse: share of requests whose prefix the cache holds (its prefill "
+        "is skipped, its KV blocks shared)",
+    )
+    isl_dist: Optional[LengthDist] = Field(
+        None, json_schema_extra={"cli": False}, description="the prompt-length distribution isl is the mean of"
+    )
+    osl_dist: Optional[LengthDist] = Field(
+        None, json_schema_extra={"cli": False}, description="the output-length distribution osl is the mean of"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -187,10 +275,15 @@ class Workload(BaseModel):
         """The remedies this workload models, in words (empty for none)."""
         out = []
         if self.spec_tokens:
-            out.append(f"speculative k={self.spec_tokens} a={self.spec_acceptance:g} ({self.spec_draft} draft, "
-                       f"{self.tokens_per_pass:.2f} tokens per pass)")
-        for name, value in (("MLP", self.mlp_sparsity), ("activation", self.activation_sparsity),
-                            ("attention", self.attention_sparsity)):
+            out.append(
+                f"speculative k={self.spec_tokens} a={self.spec_acceptance:g} ({self.spec_draft} draft, "
+                f"{self.tokens_per_pass:.2f} tokens per pass)"
+            )
+        for name, value in (
+            ("MLP", self.mlp_sparsity),
+            ("activation", self.activation_sparsity),
+            ("attention", self.attention_sparsity),
+        ):
             if value:
                 out.append(f"{name} sparsity {value:.0%}")
         return out
@@ -228,8 +321,10 @@ class Stage(BaseModel):
     tp: StrictInt = Field(ge=1, description="attention tensor-parallel degree")
     dp: StrictInt = Field(1, ge=1, description="attention data-parallel ranks (len(gpu_ids) == tp x dp)")
     ep: StrictInt = Field(1, ge=1, description="expert-parallel degree of MoE layers: 1, or tp x dp")
-    offload_layers: list[StrictInt] = Field(default_factory=list, description="decoder layers whose weights live in "
-                                            "host memory and stream to the GPUs every step (memory tiers)")
+    offload_layers: list[StrictInt] = Field(
+        default_factory=list,
+        description="decoder layers whose weights live in host memory and stream to the GPUs every step (memory tiers)",
+    )
 
     @property
     def n_layers(self) -> int:
@@ -251,7 +346,8 @@ class Partition(BaseModel):
     stages: list[Stage] = Field(min_length=1)
     replicas: StrictInt = Field(1, ge=1)
     replica_gpu_ids: list[list[list[StrictInt]]] = Field(
-        default_factory=list, description="per replica, per stage, its GPU ids; empty for one replica")
+        default_factory=list, description="per replica, per stage, its GPU ids; empty for one replica"
+    )
 
     @property
     def pp(self) -> int:
@@ -350,8 +446,9 @@ class Prediction(NumbersNotBooleans):
     memory_capacity_bytes: dict[int, float]
     shortfall_per_gpu_bytes: dict[int, float] = Field(default_factory=dict)
     memory_breakdown: dict[int, dict[str, float]] = Field(default_factory=dict)
-    host_memory_bytes: dict[str, float] = Field(default_factory=dict, description="per node: streamed layers' bytes "
-                                                "in its host-memory tier")
+    host_memory_bytes: dict[str, float] = Field(
+        default_factory=dict, description="per node: streamed layers' bytes in its host-memory tier"
+    )
     host_capacity_bytes: dict[str, float] = Field(default_factory=dict, description="per node: its tier's capacity")
     hbm_bytes_per_token: float
     hbm_weight_bytes_per_token: float
@@ -359,27 +456,41 @@ class Prediction(NumbersNotBooleans):
     interconnect_bytes_per_token: float
     interconnect_bytes_by_class: dict[str, float]
     critical_path_bytes_per_token: float = Field(
-        0.0, description="HBM plus interconnect bytes of one GPU per stage (the path a token takes), per token")
+        0.0, description="HBM plus interconnect bytes of one GPU per stage (the path a token takes), per token"
+    )
     time_breakdown_ms: dict[str, float]
     roofline_tpot_ms: float
     roofline_ratio: float
     stages: list[StagePrediction]
     # --- fidelity (issue 23) ---------------------------------------------------------------------------
     engine: str = Field("vllm", description="the engine profile the figures were predicted for")
-    admitted_concurrency: Optional[int] = Field(None, description="sequences the engine runs at once where its KV "
-                                                "cache or batch limit holds fewer than the load (the rest wait for "
-                                                "admission); None where every sequence runs")
-    tpot_ms_band: Optional[float] = Field(None, description="relative error band of tpot_ms: the median |error| "
-                                          "this class (engine x dense/MoE) earned held out in cross-validation")
+    admitted_concurrency: Optional[int] = Field(
+        None,
+        description="sequences the engine runs at once where its KV "
+        "cache or batch limit holds fewer than the load (the rest wait for "
+        "admission); None where every sequence runs",
+    )
+    tpot_ms_band: Optional[float] = Field(
+        None,
+        description="relative error band of tpot_ms: the median |error| "
+        "this class (engine x dense/MoE) earned held out in cross-validation",
+    )
     ttft_ms_band: Optional[float] = Field(None, description="relative error band of ttft_ms, likewise")
-    tokens_per_s_band: Optional[float] = Field(None, description="relative error band of tokens_per_s, likewise "
-                                               "(maximum-throughput rows' band in offline mode)")
+    tokens_per_s_band: Optional[float] = Field(
+        None,
+        description="relative error band of tokens_per_s, likewise (maximum-throughput rows' band in offline mode)",
+    )
     # --- traffic (issue 25) -----------------------------------------------------------------------------
-    traffic: Optional[TrafficPrediction] = Field(None, description="open loop (--request-rate): the steady state, "
-                                                 "whether the rate is sustained, queues and percentiles")
+    traffic: Optional[TrafficPrediction] = Field(
+        None,
+        description="open loop (--request-rate): the steady state, "
+        "whether the rate is sustained, queues and percentiles",
+    )
 
-    @computed_field(description="False past the usability bound: under MIN_USABLE_TOKENS_PER_S_PER_USER output "  # type: ignore[prop-decorator]
-                    "tokens/s per user (TPOT above 1 s)")
+    @computed_field(  # type: ignore[prop-decorator]
+        description="False past the usability bound: under MIN_USABLE_TOKENS_PER_S_PER_USER output "
+        "tokens/s per user (TPOT above 1 s)"
+    )
     @property
     def usable(self) -> bool:
         return self.tpot_ms <= 1000.0 / MIN_USABLE_TOKENS_PER_S_PER_USER
@@ -429,12 +540,19 @@ class Plan(BaseModel):
     prediction: Prediction
     solver: SolverInfo
     alternatives: list[Alternative] = Field(default_factory=list)
-    pools: Optional[Pools] = Field(None, description="disaggregated serving: the prefill and decode pools (then "
-                                   "`stages` and `prediction` are the decode pool's); None: aggregated")
-    fleet: Optional[Fleet] = Field(None, description="throughput on several node types: each type's best plan, "
-                                   "summed (then `stages` and `prediction` are the largest part's); None: one type")
-    serving: Optional[ServingChoice] = Field(None, description="solve --serving: the mode chosen, the other mode's "
-                                             "best plan and the margin")
+    pools: Optional[Pools] = Field(
+        None,
+        description="disaggregated serving: the prefill and decode pools (then "
+        "`stages` and `prediction` are the decode pool's); None: aggregated",
+    )
+    fleet: Optional[Fleet] = Field(
+        None,
+        description="throughput on several node types: each type's best plan, "
+        "summed (then `stages` and `prediction` are the largest part's); None: one type",
+    )
+    serving: Optional[ServingChoice] = Field(
+        None, description="solve --serving: the mode chosen, the other mode's best plan and the margin"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -474,8 +592,9 @@ def tp_problems(profile: ModelProfile, tp: int, experts_split: bool = True) -> l
         if tp <= kv and kv % tp:
             problems.append(f"tp({tp}) must divide KV heads({kv}) when tp <= KV heads")
         if tp > kv and tp % kv:
-            problems.append(f"tp({tp}) must be a multiple of KV heads({kv}) when tp > KV heads "
-                            "(each rank holds a replica)")
+            problems.append(
+                f"tp({tp}) must be a multiple of KV heads({kv}) when tp > KV heads (each rank holds a replica)"
+            )
     return problems
 
 
@@ -492,8 +611,9 @@ def layout_problems(profile: ModelProfile, stage: Stage) -> list[str]:
     elif stage.ep > 1 and moe.n_experts % stage.ep:
         problems.append(f"ep({stage.ep}) must divide the routed experts({moe.n_experts})")
     if stage.dp > 1 and moe is None:
-        problems.append(f"dp({stage.dp}) inside a stage needs a mixture-of-experts model; use replicas for "
-                        f"{profile.name}")
+        problems.append(
+            f"dp({stage.dp}) inside a stage needs a mixture-of-experts model; use replicas for {profile.name}"
+        )
     return problems
 
 
@@ -503,8 +623,10 @@ def validate_partition(partition: Partition, profile: ModelProfile, topo: Topolo
     expected = 0
     for k, st in enumerate(partition.stages):
         if st.layer_start != expected:
-            raise PartitionError(f"stage {k} starts at layer {st.layer_start}, expected {expected}: stages must "
-                                 f"cover layers 0..{n - 1} in order, each exactly once")
+            raise PartitionError(
+                f"stage {k} starts at layer {st.layer_start}, expected {expected}: stages must "
+                f"cover layers 0..{n - 1} in order, each exactly once"
+            )
         if st.layer_end <= st.layer_start:
             raise PartitionError(f"stage {k} has no layers ({st.layer_start}..{st.layer_end})")
         expected = st.layer_end
@@ -512,11 +634,15 @@ def validate_partition(partition: Partition, profile: ModelProfile, topo: Topolo
             raise PartitionError(f"stage {k}: {'; '.join(problems)}")
         outside = [i for i in st.offload_layers if not st.layer_start <= i < st.layer_end]
         if outside or len(set(st.offload_layers)) != len(st.offload_layers):
-            raise PartitionError(f"stage {k}: offload_layers must be distinct layers of the stage "
-                                 f"({st.layer_start}..{st.layer_end - 1}); got {st.offload_layers[:8]}")
+            raise PartitionError(
+                f"stage {k}: offload_layers must be distinct layers of the stage "
+                f"({st.layer_start}..{st.layer_end - 1}); got {st.offload_layers[:8]}"
+            )
         if st.offload_layers and not _has_host_memory(topo, st.gpu_ids):
-            raise PartitionError(f"stage {k} streams layers from host memory, but the nodes of GPUs {st.gpu_ids} "
-                                 "declare no host_memory tier")
+            raise PartitionError(
+                f"stage {k} streams layers from host memory, but the nodes of GPUs {st.gpu_ids} "
+                "declare no host_memory tier"
+            )
     if expected != n:
         raise PartitionError(f"stages cover layers 0..{expected - 1}, but {profile.name} has {n} layers")
     _check_gpus(partition, topo)
@@ -535,8 +661,10 @@ def _check_gpus(partition: Partition, topo) -> None:
         raise PartitionError(f"GPU ids {dup} are used twice: each GPU serves one stage of one replica")
     if partition.replicas > 1 or partition.replica_gpu_ids:
         if len(partition.replica_gpu_ids) != partition.replicas:
-            raise PartitionError(f"replicas is {partition.replicas} but replica_gpu_ids lists "
-                                 f"{len(partition.replica_gpu_ids)}: give one list of stage GPU ids per replica")
+            raise PartitionError(
+                f"replicas is {partition.replicas} but replica_gpu_ids lists "
+                f"{len(partition.replica_gpu_ids)}: give one list of stage GPU ids per replica"
+            )
         expected = [s.n_gpus for s in partition.stages]
         for r, rep in enumerate(partition.replica_gpu_ids):
             if [len(x) for x in rep] != expected:
@@ -553,18 +681,21 @@ def even_layers(n_layers: int, pp: int) -> list[int]:
     return [base + (1 if k < extra else 0) for k in range(pp)]
 
 
-def partition_from_counts(counts: list[int], gpu_ids: list[int], tp: int, replicas: int = 1, *,
-                          dp: int = 1, ep: int = 1) -> Partition:
+def partition_from_counts(
+    counts: list[int], gpu_ids: list[int], tp: int, replicas: int = 1, *, dp: int = 1, ep: int = 1
+) -> Partition:
     """Stages of `counts` layers, each on the next tp x dp GPUs of `gpu_ids`; replicas take the following GPUs."""
     width = tp * dp
     per_replica = width * len(counts)
     if len(gpu_ids) < per_replica * replicas:
-        raise PartitionError(f"{replicas} replica(s) of {width} GPU(s) x pp({len(counts)}) need "
-                             f"{per_replica * replicas} GPUs, {len(gpu_ids)} given")
+        raise PartitionError(
+            f"{replicas} replica(s) of {width} GPU(s) x pp({len(counts)}) need "
+            f"{per_replica * replicas} GPUs, {len(gpu_ids)} given"
+        )
     reps = []
     for r in range(replicas):
         base = r * per_replica
-        reps.append([gpu_ids[base + k * width: base + (k + 1) * width] for k in range(len(counts))])
+        reps.append([gpu_ids[base + k * width : base + (k + 1) * width] for k in range(len(counts))])
     stages, start = [], 0
     for k, n in enumerate(counts):
         stages.append(Stage(layer_start=start, layer_end=start + n, gpu_ids=reps[0][k], tp=tp, dp=dp, ep=ep))
@@ -598,25 +729,64 @@ class EstimateReport(BaseModel):
         p = plan.prediction
         t = p.traffic
         own = {"plan", "stable", "sustainable_rate_rps"}
-        return cls(plan=plan, stable=t.stable if t else None,
-                   sustainable_rate_rps=t.sustainable_rate_rps if t else None,
-                   **{name: getattr(p, name) for name in cls.model_fields if name not in own})
+        return cls(
+            plan=plan,
+            stable=t.stable if t else None,
+            sustainable_rate_rps=t.sustainable_rate_rps if t else None,
+            **{name: getattr(p, name) for name in cls.model_fields if name not in own},
+        )
 
 
-def build_plan(profile: ModelProfile, topo: Topology, partition: Partition, *, workload: Workload,
-               prediction: Prediction, solver: SolverInfo, objective: str = "latency", tpot_slo_ms: float | None = None,
-               ttft_slo_ms: float | None = None, alternatives: list[Alternative] | None = None) -> Plan:
-    inputs = PlanInputs(model=profile.name, model_source=profile.source, config_hash=profile.config_hash,
-                        topology=topo.name, topology_source=topo.source, topology_hash=topo.hash, workload=workload,
-                        objective=objective, tpot_slo_ms=tpot_slo_ms, ttft_slo_ms=ttft_slo_ms)
-    return Plan(plan_version=PLAN_VERSION, inputs=inputs, stages=partition.stages, replicas=partition.replicas,
-                replica_gpu_ids=partition.replica_gpu_ids, prediction=prediction, solver=solver,
-                alternatives=alternatives or [])
+def build_plan(
+    profile: ModelProfile,
+    topo: Topology,
+    partition: Partition,
+    *,
+    workload: Workload,
+    prediction: Prediction,
+    solver: SolverInfo,
+    objective: str = "latency",
+    tpot_slo_ms: float | None = None,
+    ttft_slo_ms: float | None = None,
+    alternatives: list[Alternative] | None = None,
+) -> Plan:
+    inputs = PlanInputs(
+        model=profile.name,
+        model_source=profile.source,
+        config_hash=profile.config_hash,
+        topology=topo.name,
+        topology_source=topo.source,
+        topology_hash=topo.hash,
+        workload=workload,
+        objective=objective,
+        tpot_slo_ms=tpot_slo_ms,
+        ttft_slo_ms=ttft_slo_ms,
+    )
+    return Plan(
+        plan_version=PLAN_VERSION,
+        inputs=inputs,
+        stages=partition.stages,
+        replicas=partition.replicas,
+        replica_gpu_ids=partition.replica_gpu_ids,
+        prediction=prediction,
+        solver=solver,
+        alternatives=alternatives or [],
+    )
 
 
-def make_partition(profile: ModelProfile, topo: Topology, *, tp: int, pp: int = 1, layers: list[int] | None = None,
-                   gpu_ids: list[int] | None = None, replicas: int = 1, dp: int = 1, ep: int = 1,
-                   offload_layers: list[int] | None = None) -> Partition:
+def make_partition(
+    profile: ModelProfile,
+    topo: Topology,
+    *,
+    tp: int,
+    pp: int = 1,
+    layers: list[int] | None = None,
+    gpu_ids: list[int] | None = None,
+    replicas: int = 1,
+    dp: int = 1,
+    ep: int = 1,
+    offload_layers: list[int] | None = None,
+) -> Partition:
     """The partition `estimate` is asked for: checked here, so the API rejects what the CLI rejects. Each of
     `offload_layers` (decoder layers) streams from host memory on the stage that runs it."""
     for name, value in (("--tp", tp), ("--pp", pp), ("--replicas", replicas), ("--dp", dp), ("--ep", ep)):
@@ -640,9 +810,13 @@ def make_partition(profile: ModelProfile, topo: Topology, *, tp: int, pp: int = 
         return part
     bad = [i for i in offload_layers if not 0 <= i < profile.n_layers]
     if bad:
-        raise PartitionError(f"--offload-layers: {profile.name} has decoder layers 0..{profile.n_layers - 1}, "
-                             f"got {bad[0]}")
-    stages = [st.model_copy(update={"offload_layers": sorted({i for i in offload_layers
-                                                                if st.layer_start <= i < st.layer_end})})
-              for st in part.stages]
+        raise PartitionError(
+            f"--offload-layers: {profile.name} has decoder layers 0..{profile.n_layers - 1}, got {bad[0]}"
+        )
+    stages = [
+        st.model_copy(
+            update={"offload_layers": sorted({i for i in offload_layers if st.layer_start <= i < st.layer_end})}
+        )
+        for st in part.stages
+    ]
     return part.model_copy(update={"stages": stages})

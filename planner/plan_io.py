@@ -44,15 +44,19 @@ def plan_inputs(plan: Plan, source: str = "the plan") -> tuple[Topology, ModelPr
     """The topology and the traced model a plan was made from; fails if either changed since."""
     topo = load_topology(plan.inputs.topology_source)
     if topo.hash != plan.inputs.topology_hash:
-        raise InputError(f"{source}: topology {plan.inputs.topology_source} changed since the plan was made "
-                         f"(hash {topo.hash}, plan says {plan.inputs.topology_hash}): solve again")
+        raise InputError(
+            f"{source}: topology {plan.inputs.topology_source} changed since the plan was made "
+            f"(hash {topo.hash}, plan says {plan.inputs.topology_hash}): solve again"
+        )
     model = plan.inputs.model_source
     for prefix in ("catalog:", "hub:"):
         model = model.removeprefix(prefix)
     profile = load_profile(model)
     if profile.config_hash != plan.inputs.config_hash:
-        raise InputError(f"{source}: the model config {plan.inputs.model_source} changed since the plan was made "
-                         f"(hash {profile.config_hash}, plan says {plan.inputs.config_hash}): solve again")
+        raise InputError(
+            f"{source}: the model config {plan.inputs.model_source} changed since the plan was made "
+            f"(hash {profile.config_hash}, plan says {plan.inputs.config_hash}): solve again"
+        )
     return topo, profile
 
 

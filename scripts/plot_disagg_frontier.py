@@ -36,12 +36,16 @@ def main() -> None:
     profile, topo = load_profile(args.model), load_topology(args.topology)
     work = Workload(isl=args.isl, osl=args.osl, weight_dtype=args.weight_dtype)
     options = SolveOptions(time_limit_s=30.0)
-    both = combine(frontier(profile, topo, work, options=options, constants=DEFAULT),
-                   disagg_points(profile, topo, work, options=options, constants=DEFAULT))
+    both = combine(
+        frontier(profile, topo, work, options=options, constants=DEFAULT),
+        disagg_points(profile, topo, work, options=options, constants=DEFAULT),
+    )
     assert both.agg is not None
     fig, ax = plt.subplots(figsize=(8, 5))
-    for name, points, color in (("aggregated", both.agg.points, "tab:blue"),
-                                ("disaggregated", both.disagg, "tab:orange")):
+    for name, points, color in (
+        ("aggregated", both.agg.points, "tab:blue"),
+        ("disaggregated", both.disagg, "tab:orange"),
+    ):
         xs = [p.tokens_per_s_per_user for p in points]
         ys = [p.tokens_per_s_per_gpu for p in points]
         ax.scatter(xs, ys, s=10, alpha=0.25, color=color, label=f"{name} plans")
@@ -50,12 +54,18 @@ def main() -> None:
             ax.scatter(*zip(*front), s=36, color=color, edgecolor="black", label=f"{name} on the frontier")
     ax.set_xlabel("tokens/s per user (1000 / TPOT)")
     ax.set_ylabel("output tokens/s per GPU")
-    ax.set_title(f"{profile.name} on {topo.name}, isl {args.isl}, osl {args.osl}: aggregated vs disaggregated",
-                 fontsize=10)
+    ax.set_title(
+        f"{profile.name} on {topo.name}, isl {args.isl}, osl {args.osl}: aggregated vs disaggregated", fontsize=10
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.text(0.01, 0.01, "frontier over both modes; TTFT guard 0.9 (prefill utilisation); planner frontier "
-             "--serving auto", fontsize=7, color="grey")
+    fig.text(
+        0.01,
+        0.01,
+        "frontier over both modes; TTFT guard 0.9 (prefill utilisation); planner frontier --serving auto",
+        fontsize=7,
+        color="grey",
+    )
     fig.tight_layout()
     fig.savefig(args.output, dpi=120)
 

@@ -34,16 +34,24 @@ def openloop_picture(path: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
     for ax, name in ((a, "ttft"), (b, "tpot")):
         for stat, style in (("mean_ms", "-"), ("p50_ms", "--"), ("p90_ms", "-."), ("p99_ms", ":")):
-            ax.plot(rates, [getattr(getattr(p.traffic, name), stat) for p in preds], style, marker="o", markersize=3,
-                    label=stat.replace("_ms", "").upper().replace("MEAN", "mean"))
+            ax.plot(
+                rates,
+                [getattr(getattr(p.traffic, name), stat) for p in preds],
+                style,
+                marker="o",
+                markersize=3,
+                label=stat.replace("_ms", "").upper().replace("MEAN", "mean"),
+            )
         ax.axvline(top, color="grey", linewidth=1)
         ax.set_xlabel("request rate, requests/s (Poisson)")
         ax.set_ylabel(f"{name.upper()} ms")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     a.set_yscale("log")
-    fig.suptitle(f"llama-70b TP4 on 8xh100, isl lognormal:1000,1, osl lognormal:300,1: sustains {top:.2f} requests/s "
-                 "(grey)", fontsize=10)
+    fig.suptitle(
+        f"llama-70b TP4 on 8xh100, isl lognormal:1000,1, osl lognormal:300,1: sustains {top:.2f} requests/s (grey)",
+        fontsize=10,
+    )
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

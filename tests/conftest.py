@@ -123,7 +123,8 @@ def free_port() -> int:
 def plan_file(tmp_path, cli):
     """A small plan for bench's tests (Llama-3.1-8B on one H100, 64/16 tokens), written to a file."""
     path = tmp_path / "plan.json"
-    code, _, err = cli("solve", "--model", "llama-8b", "--topology", "1xh100", "--isl", "64", "--osl", "16",
-                       "-o", str(path))
+    code, _, err = cli(
+        "solve", "--model", "llama-8b", "--topology", "1xh100", "--isl", "64", "--osl", "16", "-o", str(path)
+    )
     assert code == 0, err
     return path

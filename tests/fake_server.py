@@ -82,9 +82,20 @@ def make_app(b: Behaviour, log: Path | None = None) -> Starlette:
                 yield f"data: {json.dumps({'choices': [{'index': 0, 'text': 'x'}]})}\n\n"
             if log is not None:
                 with open(log, "a") as f:
-                    f.write(json.dumps({"id": request_id, "received": received, "started": start, "sent": sent,
-                                        "ttft_s": ttft_s, "gap_s": gap_s, "prompt_tokens": len(body["prompt"])})
-                            + "\n")
+                    f.write(
+                        json.dumps(
+                            {
+                                "id": request_id,
+                                "received": received,
+                                "started": start,
+                                "sent": sent,
+                                "ttft_s": ttft_s,
+                                "gap_s": gap_s,
+                                "prompt_tokens": len(body["prompt"]),
+                            }
+                        )
+                        + "\n"
+                    )
             count = json.loads(b.usage) if b.usage else streamed
             yield f"data: {json.dumps({'choices': [], 'usage': {'completion_tokens': count}})}\n\n"
             yield "data: [DONE]\n\n"
@@ -108,13 +119,25 @@ class FakeServer:
 
     def __enter__(self) -> str:
         b = self.behaviour
-        args = [sys.executable, "-m", "tests.fake_server", str(self.port), str(b.ttft_s), str(b.gap_s),
-                str(-1 if b.fail_after is None else b.fail_after), str(b.status),
-                str(-1 if b.stop_after is None else b.stop_after), b.usage or "-", str(self.log or ""),
-                str(-1 if b.ttft_max_s is None else b.ttft_max_s), str(-1 if b.gap_max_s is None else b.gap_max_s),
-                str(b.seed)]
-        self.proc = subprocess.Popen(args, cwd=str(Path(__file__).resolve().parent.parent),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        args = [
+            sys.executable,
+            "-m",
+            "tests.fake_server",
+            str(self.port),
+            str(b.ttft_s),
+            str(b.gap_s),
+            str(-1 if b.fail_after is None else b.fail_after),
+            str(b.status),
+            str(-1 if b.stop_after is None else b.stop_after),
+            b.usage or "-",
+            str(self.log or ""),
+            str(-1 if b.ttft_max_s is None else b.ttft_max_s),
+            str(-1 if b.gap_max_s is None else b.gap_max_s),
+            str(b.seed),
+        ]
+        self.proc = subprocess.Popen(
+            args, cwd=str(Path(__file__).resolve().parent.parent), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -138,9 +161,17 @@ class FakeServer:
 
 if __name__ == "__main__":
     port, ttft, gap, fail, status, stop, usage, log_path, ttft_max, gap_max, seed = sys.argv[1:12]
-    behaviour = Behaviour(float(ttft), float(gap), None if int(fail) < 0 else int(fail), int(status),
-                          None if int(stop) < 0 else int(stop), "" if usage == "-" else usage,
-                          None if float(ttft_max) < 0 else float(ttft_max), None if float(gap_max) < 0 else float(gap_max),
-                          int(seed))
-    uvicorn.run(make_app(behaviour, Path(log_path) if log_path else None), host="127.0.0.1", port=int(port),
-                log_level="error")
+    behaviour = Behaviour(
+        float(ttft),
+        float(gap),
+        None if int(fail) < 0 else int(fail),
+        int(status),
+        None if int(stop) < 0 else int(stop),
+        "" if usage == "-" else usage,
+        None if float(ttft_max) < 0 else float(ttft_max),
+        None if float(gap_max) < 0 else float(gap_max),
+        int(seed),
+    )
+    uvicorn.run(
+        make_app(behaviour, Path(log_path) if log_path else None), host="127.0.0.1", port=int(port), log_level="error"
+    )

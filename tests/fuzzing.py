@@ -29,17 +29,79 @@ REPO = Path(__file__).resolve().parent.parent
 TIME_LIMIT_S = 60.0
 
 JUNK_SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-10, 10**12), st.integers(-(2**70), 2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
-    st.sampled_from(["-5GB/s", "0GB/s", "1e400GB/s", "1e-30GB/s", "450", "2us", "1e6s", "80GiB", "xx", "GPU0",
-                     "NV12", "\u00e9", "nan", "inf", "-1", "0", "1e999", "true", "null", "[]", "{}"]))
-JUNK = st.one_of(JUNK_SCALARS, st.lists(st.integers(-3, 20), max_size=4),
-                 st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+    st.none(),
+    st.booleans(),
+    st.integers(-10, 10**12),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(
+        [
+            "-5GB/s",
+            "0GB/s",
+            "1e400GB/s",
+            "1e-30GB/s",
+            "450",
+            "2us",
+            "1e6s",
+            "80GiB",
+            "xx",
+            "GPU0",
+            "NV12",
+            "\u00e9",
+            "nan",
+            "inf",
+            "-1",
+            "0",
+            "1e999",
+            "true",
+            "null",
+            "[]",
+            "{}",
+        ]
+    ),
+)
+JUNK = st.one_of(
+    JUNK_SCALARS,
+    st.lists(st.integers(-3, 20), max_size=4),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
 OPTION_VALUES = st.one_of(
-    st.sampled_from(["0", "-1", "nan", "inf", "-inf", "1e999", "9223372036854775807", "1e-30", "", " ", "x", "1,1",
-                     "0,0,1", "-1,2", "1,,2", "\u00e9", "8xh100", "llama-8b", "1" * 400, "/dev/zero", "/nonexistent/x",
-                     "a/b", "0.5", "3.7", "65", "1024", "200000"]),
-    st.integers(-10, 10**7).map(str), st.floats(allow_nan=True, allow_infinity=True).map(str), st.text(max_size=30))
+    st.sampled_from(
+        [
+            "0",
+            "-1",
+            "nan",
+            "inf",
+            "-inf",
+            "1e999",
+            "9223372036854775807",
+            "1e-30",
+            "",
+            " ",
+            "x",
+            "1,1",
+            "0,0,1",
+            "-1,2",
+            "1,,2",
+            "\u00e9",
+            "8xh100",
+            "llama-8b",
+            "1" * 400,
+            "/dev/zero",
+            "/nonexistent/x",
+            "a/b",
+            "0.5",
+            "3.7",
+            "65",
+            "1024",
+            "200000",
+        ]
+    ),
+    st.integers(-10, 10**7).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(str),
+    st.text(max_size=30),
+)
 
 
 @dataclass
@@ -71,8 +133,9 @@ def _alarm(*_: object) -> None:
     raise _Timeout()
 
 
-def run_case(family: str, argv: list[str], mutation: str = "", limit_s: float = TIME_LIMIT_S,
-             must_reject: bool = False) -> Outcome:
+def run_case(
+    family: str, argv: list[str], mutation: str = "", limit_s: float = TIME_LIMIT_S, must_reject: bool = False
+) -> Outcome:
     """Run `planner <argv>` in-process (as the console script does) under a wall-clock alarm."""
     from planner.cli import run
 
@@ -107,8 +170,9 @@ def run_case(family: str, argv: list[str], mutation: str = "", limit_s: float = 
             json_ok = True
         except ValueError:
             json_ok = False
-    return Outcome(family, argv, code, tb, seconds if code is not None else math.inf, json_ok, _leftovers(), mutation,
-                   must_reject)
+    return Outcome(
+        family, argv, code, tb, seconds if code is not None else math.inf, json_ok, _leftovers(), mutation, must_reject
+    )
 
 
 _MAIN_PID = os.getpid()
@@ -132,6 +196,7 @@ def _leftovers() -> list[int]:
 
 
 # --- mutations of structured documents -----------------------------------------------------------------------
+
 
 def mutate(data: st.DataObject, doc: object) -> tuple[object, str]:
     """1-3 random edits anywhere in a document (delete, replace with junk, add an unknown key); and the last kind."""
@@ -201,21 +266,63 @@ def seed_plan() -> dict:
         from planner.solve import solve
         from planner.solve.options import SolveOptions
 
-        plan = solve(load_profile("llama-8b"), load_topology("8xh100"), Workload(concurrency=2),
-                     options=SolveOptions(gpus=2, top=0))
+        plan = solve(
+            load_profile("llama-8b"),
+            load_topology("8xh100"),
+            Workload(concurrency=2),
+            options=SolveOptions(gpus=2, top=0),
+        )
         seed_plan._doc = json.loads(plan.model_dump_json())
     return copy.deepcopy(seed_plan._doc)
 
 
 COMMAND_OPTIONS = {
-    "solve": ["--concurrency", "--isl", "--osl", "--tpot-slo", "--ttft-slo", "--time-limit", "--max-pp", "--max-tp",
-              "--max-replicas", "--gpus", "--gpu-ids", "--weight-dtype", "--kv-dtype", "--gpu-memory-fraction",
-              "--objective", "--mode", "--top", "--spec-tokens", "--spec-acceptance",
-              "--mlp-sparsity", "--what-if"],
-    "estimate": ["--tp", "--pp", "--dp", "--ep", "--layers", "--gpu-ids", "--replicas", "--concurrency", "--isl",
-                 "--osl", "--weight-dtype", "--kv-dtype", "--mode", "--gpu-memory-fraction", "--offload-layers",
-                 "--spec-tokens", "--spec-acceptance", "--spec-draft", "--activation-sparsity",
-                 "--attention-sparsity", "--what-if"],
+    "solve": [
+        "--concurrency",
+        "--isl",
+        "--osl",
+        "--tpot-slo",
+        "--ttft-slo",
+        "--time-limit",
+        "--max-pp",
+        "--max-tp",
+        "--max-replicas",
+        "--gpus",
+        "--gpu-ids",
+        "--weight-dtype",
+        "--kv-dtype",
+        "--gpu-memory-fraction",
+        "--objective",
+        "--mode",
+        "--top",
+        "--spec-tokens",
+        "--spec-acceptance",
+        "--mlp-sparsity",
+        "--what-if",
+    ],
+    "estimate": [
+        "--tp",
+        "--pp",
+        "--dp",
+        "--ep",
+        "--layers",
+        "--gpu-ids",
+        "--replicas",
+        "--concurrency",
+        "--isl",
+        "--osl",
+        "--weight-dtype",
+        "--kv-dtype",
+        "--mode",
+        "--gpu-memory-fraction",
+        "--offload-layers",
+        "--spec-tokens",
+        "--spec-acceptance",
+        "--spec-draft",
+        "--activation-sparsity",
+        "--attention-sparsity",
+        "--what-if",
+    ],
     "remedies": ["--concurrency", "--gpus", "--isl", "--osl", "--plot", "--time-limit", "--weight-dtype"],
     "frontier": ["--gpus", "--gpu-ids", "--isl", "--osl", "--max-pp", "--plot", "--mode", "--time-limit"],
     "compare": ["--concurrency", "--objective", "--isl", "--osl", "--plot", "--breakdown-at", "--time-limit"],
@@ -280,19 +387,59 @@ HUGE_INT = "9" * 5000  # past Python's 4,300-digit conversion limit; written int
 _HUGE_MARK = "__planner_fuzz_huge_int__"
 #: (value, label, always refused where a checked number belongs)
 EXTREMES = [
-    (1e-300, "1e-300", False), (5e-324, "subnormal", False), (1e300, "1e300", True), (-1e300, "-1e300", True),
-    (float("nan"), "nan", True), (True, "true", True), (False, "false", True), (_HUGE_MARK, "5000 digits", True),
-    ("1\x002", "NUL byte", True), ({}, "empty map", False), ([], "empty list", False),
+    (1e-300, "1e-300", False),
+    (5e-324, "subnormal", False),
+    (1e300, "1e300", True),
+    (-1e300, "-1e300", True),
+    (float("nan"), "nan", True),
+    (True, "true", True),
+    (False, "false", True),
+    (_HUGE_MARK, "5000 digits", True),
+    ("1\x002", "NUL byte", True),
+    ({}, "empty map", False),
+    ([], "empty list", False),
 ]
-UNIT_EXTREMES = [("1e-300GB/s", True), ("1e300GB/s", True), ("1e300s", True), ("-1e300us", True), ("1e-300s", False),
-                 ("nanGB/s", True), ("1\x00GB/s", True)]
+UNIT_EXTREMES = [
+    ("1e-300GB/s", True),
+    ("1e300GB/s", True),
+    ("1e300s", True),
+    ("-1e300us", True),
+    ("1e-300s", False),
+    ("nanGB/s", True),
+    ("1\x00GB/s", True),
+]
 #: Fields whose value 1e-300 or a subnormal must be refused too (efficiencies, fractions, counts and sizes that
 #: must be at least 1); elsewhere (times, latencies) a tiny value is a physical zero.
-_TINY_REFUSED = ("ll", "simple", "count", "links", "hidden_size", "num_hidden_layers",
-                 "num_attention_heads", "vocab_size", "intermediate_size", "num_key_value_heads", "head_dim",
-                 "moe_intermediate_size", "v_head_dim", "qk_rope_head_dim", "kv_lora_rank", "q_lora_rank",
-                 "num_experts_per_tok", "max_num_batched_tokens", "moe_imbalance", "rope_theta", "tp", "dp", "ep",
-                 "replicas", "plan_version", "concurrency", "max_concurrency", "one_shot_peer_bytes_per_s")
+_TINY_REFUSED = (
+    "ll",
+    "simple",
+    "count",
+    "links",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "vocab_size",
+    "intermediate_size",
+    "num_key_value_heads",
+    "head_dim",
+    "moe_intermediate_size",
+    "v_head_dim",
+    "qk_rope_head_dim",
+    "kv_lora_rank",
+    "q_lora_rank",
+    "num_experts_per_tok",
+    "max_num_batched_tokens",
+    "moe_imbalance",
+    "rope_theta",
+    "tp",
+    "dp",
+    "ep",
+    "replicas",
+    "plan_version",
+    "concurrency",
+    "max_concurrency",
+    "one_shot_peer_bytes_per_s",
+)
 
 
 _QUANTITY = re.compile(r"[0-9.]+(?:[eE][-+]?[0-9]+)?\s*(?:[kKMGTP]i?)?(?:B/s|b/s|B|s|ms|us|ns|FLOPS)")
@@ -308,7 +455,9 @@ def _numeric_leaves(doc: object, checked) -> list[tuple[list, bool]]:
             here = path + [k]
             if isinstance(v, (dict, list)):
                 stack.append((v, here))
-            elif (isinstance(v, (int, float)) and not isinstance(v, bool)) or (isinstance(v, str) and _QUANTITY.fullmatch(v)):
+            elif (isinstance(v, (int, float)) and not isinstance(v, bool)) or (
+                isinstance(v, str) and _QUANTITY.fullmatch(v)
+            ):
                 out.append((here, checked(here)))
     return sorted(out, key=lambda pv: [str(p) for p in pv[0]])
 
@@ -317,8 +466,14 @@ def checked_field(kind: str):
     """Whether planner reads and range-checks the field at a path of a document of `kind`."""
     from planner.model.config_check import ModelConfigCheck
 
-    model_fields = set(ModelConfigCheck.model_fields) | {"rope_theta", "rms_norm_eps", "routed_scaling_factor",
-                                                          "num_local_experts", "n_routed_experts", "num_experts"}
+    model_fields = set(ModelConfigCheck.model_fields) | {
+        "rope_theta",
+        "rms_norm_eps",
+        "routed_scaling_factor",
+        "num_local_experts",
+        "n_routed_experts",
+        "num_experts",
+    }
 
     def check(path: list) -> bool:
         if kind in ("topology", "calibration"):
@@ -392,18 +547,41 @@ def _list_paths(doc: object) -> list[tuple[list, list]]:
     return sorted(out, key=lambda pv: [str(p) for p in pv[0]])
 
 
-UNWRITABLE = ["/sys/x.{ext}", "/proc/x.{ext}", "/nonexistent-dir/x.{ext}", "/", "/etc", "x" * 2000 + ".{ext}",
-              "a/" * 300 + "x.{ext}"]
+UNWRITABLE = [
+    "/sys/x.{ext}",
+    "/proc/x.{ext}",
+    "/nonexistent-dir/x.{ext}",
+    "/",
+    "/etc",
+    "x" * 2000 + ".{ext}",
+    "a/" * 300 + "x.{ext}",
+]
 OUTPUT_CASES = {
     "solve -o": (["solve", "--model", "llama-8b", "--topology", "8xh100", "--time-limit", "2", "-o"], "json"),
-    "frontier --plot": (["frontier", "--model", "llama-8b", "--topology", "4xl40s", "--time-limit", "2", "--plot"],
-                        "svg"),
-    "remedies --plot": (["remedies", "--model", "llama-8b", "--topology", "4xl40s", "-c", "1", "--time-limit", "1",
-                         "--plot"], "png"),
-    "compare --plot": (["compare", "--model", "llama-8b", "-t", "8xh100", "-t", "4xl40s", "-c", "1", "--time-limit",
-                        "2", "--plot"], "pdf"),
-    "topology detect -o": (["topology", "detect", "--from", str(REPO / "tests/fixtures/topo/4xl40s.txt"),
-                            "--gpus-csv", str(REPO / "tests/fixtures/topo/4xl40s-gpus.csv"), "-o"], "yaml"),
+    "frontier --plot": (
+        ["frontier", "--model", "llama-8b", "--topology", "4xl40s", "--time-limit", "2", "--plot"],
+        "svg",
+    ),
+    "remedies --plot": (
+        ["remedies", "--model", "llama-8b", "--topology", "4xl40s", "-c", "1", "--time-limit", "1", "--plot"],
+        "png",
+    ),
+    "compare --plot": (
+        ["compare", "--model", "llama-8b", "-t", "8xh100", "-t", "4xl40s", "-c", "1", "--time-limit", "2", "--plot"],
+        "pdf",
+    ),
+    "topology detect -o": (
+        [
+            "topology",
+            "detect",
+            "--from",
+            str(REPO / "tests/fixtures/topo/4xl40s.txt"),
+            "--gpus-csv",
+            str(REPO / "tests/fixtures/topo/4xl40s-gpus.csv"),
+            "-o",
+        ],
+        "yaml",
+    ),
 }
 
 

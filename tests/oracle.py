@@ -33,7 +33,9 @@ from planner.solve.slots import isomorphism_map
 H, I, HEADS, KV, HD, V = 512, 1024, 4, 2, 128, 4096
 TPS = (1, 2, 4)
 # resolved for the default engine (as solve resolves them), with the small reserve kept as a calibration would keep it
-CONSTANTS = resolve_constants(Constants(runtime_reserve_bytes=50_000_000, calibrated=("runtime_reserve_bytes",)), "vllm")
+CONSTANTS = resolve_constants(
+    Constants(runtime_reserve_bytes=50_000_000, calibrated=("runtime_reserve_bytes",)), "vllm"
+)
 #: MB of each GPU its engine never sees (the CUDA context, planner.cost.memory.usable_bytes): the tier GPUs below
 #: are sized as the memory they are meant to offer plus this share.
 CONTEXT_MB = round(CONSTANTS.cuda_context_bytes / 1e6)
@@ -43,34 +45,90 @@ GPU_TYPES = {
     "tiny-b": {"memory": "2GB", "hbm_bandwidth": "1TB/s", "flops": {"bf16": "150TFLOPS"}, "link": "pcie4"},
     # small enough that a 4-6 layer tiny model (4.7 MB a layer, 8.4 MB embedding and head) must stream layers: 70 and
     # 100 MB the engine sees (0.9 x 70 - 50 = 13 MB and 0.9 x 100 - 50 = 40 MB usable), plus the CUDA context
-    "tiny-s": {"memory": f"{70 + CONTEXT_MB}MB", "hbm_bandwidth": "500GB/s", "flops": {"bf16": "100TFLOPS"},
-               "link": "pcie4"},
-    "tiny-m": {"memory": f"{100 + CONTEXT_MB}MB", "hbm_bandwidth": "500GB/s", "flops": {"bf16": "100TFLOPS"},
-               "link": "pcie4"},
+    "tiny-s": {
+        "memory": f"{70 + CONTEXT_MB}MB",
+        "hbm_bandwidth": "500GB/s",
+        "flops": {"bf16": "100TFLOPS"},
+        "link": "pcie4",
+    },
+    "tiny-m": {
+        "memory": f"{100 + CONTEXT_MB}MB",
+        "hbm_bandwidth": "500GB/s",
+        "flops": {"bf16": "100TFLOPS"},
+        "link": "pcie4",
+    },
 }
 
 
 def tiny_model(n_layers: int, dense_first: int = 0) -> ModelProfile:
     """A Llama-shaped model; the first `dense_first` layers have a 4x wider MLP (two runs of layers)."""
+
     def decoder(i: int) -> LayerInfo:
         inter = 4 * I if i < dense_first else I
         split = 2 * H * H + 3 * H * inter
         kvp = 2 * H * KV * HD
-        return LayerInfo(index=i + 1, name=f"layer.{i}", kind="decoder", decoder_index=i, params=split + kvp + 2 * H,
-                         shards={"split": ParamGroup(matrix=split), "kv": ParamGroup(matrix=kvp),
-                                 "replicated": ParamGroup(other=2 * H)},
-                         kv_elems_per_token=2 * KV * HD, decode_flops_per_token=2 * (split + kvp),
-                         attn_flops_per_context_token=2 * HEADS * 2 * HD)
-    layers = [LayerInfo(index=0, name="embed", kind="embedding", params=V * H, shards={"vocab": ParamGroup(other=V * H)},
-                        decode_flops_per_token=0)]
+        return LayerInfo(
+            index=i + 1,
+            name=f"layer.{i}",
+            kind="decoder",
+            decoder_index=i,
+            params=split + kvp + 2 * H,
+            shards={
+                "split": ParamGroup(matrix=split),
+                "kv": ParamGroup(matrix=kvp),
+                "replicated": ParamGroup(other=2 * H),
+            },
+            kv_elems_per_token=2 * KV * HD,
+            decode_flops_per_token=2 * (split + kvp),
+            attn_flops_per_context_token=2 * HEADS * 2 * HD,
+        )
+
+    layers = [
+        LayerInfo(
+            index=0,
+            name="embed",
+            kind="embedding",
+            params=V * H,
+            shards={"vocab": ParamGroup(other=V * H)},
+            decode_flops_per_token=0,
+        )
+    ]
     layers += [decoder(i) for i in range(n_layers)]
-    layers += [LayerInfo(index=n_layers + 1, name="norm", kind="norm", params=H, shards={"replicated": ParamGroup(other=H)},
-                         decode_flops_per_token=0),
-               LayerInfo(index=n_layers + 2, name="lm_head", kind="lm_head", params=V * H,
-                         shards={"vocab": ParamGroup(other=V * H)}, decode_flops_per_token=2 * V * H)]
-    return ModelProfile(name="tiny", source="test", config_hash="0", architecture="Tiny", model_type="llama",
-                        hidden_size=H, n_layers=n_layers, n_heads=HEADS, n_kv_heads=KV, head_dim=HD, intermediate_size=I,
-                        vocab_size=V, max_position_embeddings=1 << 20, attention="gqa", layers=layers)
+    layers += [
+        LayerInfo(
+            index=n_layers + 1,
+            name="norm",
+            kind="norm",
+            params=H,
+            shards={"replicated": ParamGroup(other=H)},
+            decode_flops_per_token=0,
+        ),
+        LayerInfo(
+            index=n_layers + 2,
+            name="lm_head",
+            kind="lm_head",
+            params=V * H,
+            shards={"vocab": ParamGroup(other=V * H)},
+            decode_flops_per_token=2 * V * H,
+        ),
+    ]
+    return ModelProfile(
+        name="tiny",
+        source="test",
+        config_hash="0",
+        architecture="Tiny",
+        model_type="llama",
+        hidden_size=H,
+        n_layers=n_layers,
+        n_heads=HEADS,
+        n_kv_heads=KV,
+        head_dim=HD,
+        intermediate_size=I,
+        vocab_size=V,
+        max_position_embeddings=1 << 20,
+        attention="gqa",
+        layers=layers,
+    )
 
 
 def machine_yaml(nodes: list[dict], network: bool) -> str:
@@ -90,13 +148,19 @@ class Best:
 class Oracle:
     """Every plan of the space on one machine, evaluated with memoised per-layer costs."""
 
-    def __init__(self, profile: ModelProfile, topo, workload: Workload, c: Constants = CONSTANTS,
-                 offload: bool = False):
+    def __init__(
+        self, profile: ModelProfile, topo, workload: Workload, c: Constants = CONSTANTS, offload: bool = False
+    ):
         self.p, self.topo, self.w, self.c, self.offload = profile, topo, workload, c, offload
         self._memo: dict = {}
-        self.groups = {t: [g for g in itertools.combinations(range(topo.n_gpus), t)
-                           if len({topo.gpus[i].node for i in g}) == 1
-                           and len({topo.gpus[i].spec.name for i in g}) == 1] for t in TPS}
+        self.groups = {
+            t: [
+                g
+                for g in itertools.combinations(range(topo.n_gpus), t)
+                if len({topo.gpus[i].node for i in g}) == 1 and len({topo.gpus[i].spec.name for i in g}) == 1
+            ]
+            for t in TPS
+        }
 
     # --- per-stage costs ---------------------------------------------------------------------------
     def _nodes(self, a: int, b: int, first: bool, last: bool) -> list[LayerInfo]:
@@ -106,13 +170,21 @@ class Oracle:
         key = ("node", group, layer.index, load)
         if key not in self._memo:
             lay = Layout(len(group))
-            ctx = StageContext.of(profile=self.p, topo=self.topo, gpu_ids=group, layout=lay,
-                                  weight_dtype=self.w.weight_dtype, kv_dtype=self.w.kv_dtype, constants=self.c)
+            ctx = StageContext.of(
+                profile=self.p,
+                topo=self.topo,
+                gpu_ids=group,
+                layout=lay,
+                weight_dtype=self.w.weight_dtype,
+                kv_dtype=self.w.kv_dtype,
+                constants=self.c,
+            )
             self._memo[key] = node_step(ctx, layer, stage_comm(ctx, load), load)
         return self._memo[key]
 
-    def stage(self, group: tuple, a: int, b: int, first: bool, last: bool, load: StepLoad,
-              streamed: tuple = ()) -> tuple[float, float]:
+    def stage(
+        self, group: tuple, a: int, b: int, first: bool, last: bool, load: StepLoad, streamed: tuple = ()
+    ) -> tuple[float, float]:
         """(time s, critical-path bytes) of a stage at one step load, streaming layers `streamed` from host memory."""
         t = traffic = 0.0
         for layer in self._nodes(a, b, first, last):
@@ -121,8 +193,14 @@ class Oracle:
             traffic += s.hbm_weight_bytes + s.hbm_kv_bytes + sum(s.interconnect.values()) / len(group)
             if layer.kind == "decoder" and layer.decoder_index in streamed:
                 rate = stream_bytes_per_s(self.topo, group, self.c)
-                t += streamed_layer_s(s.time_s, layer, Layout(len(group)), profile=self.p,
-                                      weight_dtype=self.w.weight_dtype, rate_bytes_per_s=rate)
+                t += streamed_layer_s(
+                    s.time_s,
+                    layer,
+                    Layout(len(group)),
+                    profile=self.p,
+                    weight_dtype=self.w.weight_dtype,
+                    rate_bytes_per_s=rate,
+                )
         if first:
             t += engine_overhead_s(load, self.c)
         return t, traffic
@@ -133,9 +211,17 @@ class Oracle:
     def fits(self, stages, per_replica: int) -> bool:
         host: dict[str, float] = {}
         for k, (group, a, b, off) in enumerate(stages):
-            w, kv = stage_memory(self.p, Layout(len(group)), a, layer_end=b, first=k == 0, last=k == len(stages) - 1,
-                                 weight_dtype=self.w.weight_dtype,
-                                 kv_dtype=self.w.kv_dtype, sequence_tokens=self.w.sequence_tokens)
+            w, kv = stage_memory(
+                self.p,
+                Layout(len(group)),
+                a,
+                layer_end=b,
+                first=k == 0,
+                last=k == len(stages) - 1,
+                weight_dtype=self.w.weight_dtype,
+                kv_dtype=self.w.kv_dtype,
+                sequence_tokens=self.w.sequence_tokens,
+            )
             if off:
                 w += buffer_bytes(max(self._held(group, i) for i in off)) - sum(self._held(group, i) for i in off)
                 node = self.topo.gpus[group[0]].node
@@ -159,9 +245,11 @@ class Oracle:
                 times[k] += weight * (t + (self._hop(g, stages[k + 1][0], load.tokens) if k < pp - 1 else 0.0))
                 traffic += weight * by
         tpot = max(sum(times), op.micro * max(times))
-        chain = sum(self.stage(g, a, b, k == 0, k == pp - 1, op.ttft_load, off)[0]
-                    + (self._hop(g, stages[k + 1][0], op.ttft_load.tokens) if k < pp - 1 else 0.0)
-                    for k, (g, a, b, off) in enumerate(stages))
+        chain = sum(
+            self.stage(g, a, b, k == 0, k == pp - 1, op.ttft_load, off)[0]
+            + (self._hop(g, stages[k + 1][0], op.ttft_load.tokens) if k < pp - 1 else 0.0)
+            for k, (g, a, b, off) in enumerate(stages)
+        )
         ttft = self.c.request_overhead_s + op.ttft_wait_steps * tpot + op.ttft_chunks * chain
         traffic += (pp - 1) * transfer_bytes(self.p, op.decode)
         return tpot, ttft, traffic / op.decode
@@ -209,8 +297,10 @@ class Oracle:
 
     def partition(self, combo: tuple, split, maps, streamed=None) -> Partition:
         streamed = streamed or [()] * len(combo)
-        stages = [Stage(layer_start=a, layer_end=b, gpu_ids=list(g), tp=len(g), offload_layers=list(off))
-                  for g, (a, b), off in zip(combo, split, streamed)]
+        stages = [
+            Stage(layer_start=a, layer_end=b, gpu_ids=list(g), tp=len(g), offload_layers=list(off))
+            for g, (a, b), off in zip(combo, split, streamed)
+        ]
         if len(maps) == 1:
             return Partition(stages=stages)
         reps = [[[m[i] for i in g] for g in combo] for m in maps]
@@ -219,8 +309,9 @@ class Oracle:
 
 def _slo_ok(tpot: float, ttft: float, tpot_slo_ms, ttft_slo_ms) -> bool:
     margin = 1e-6  # the solver's integer model keeps 1 us under an SLO (planner.solve.objectives.SLO_MARGIN_NS)
-    return ((tpot_slo_ms is None or tpot <= tpot_slo_ms * 1e-3 - margin)
-            and (ttft_slo_ms is None or ttft <= ttft_slo_ms * 1e-3 - margin))
+    return (tpot_slo_ms is None or tpot <= tpot_slo_ms * 1e-3 - margin) and (
+        ttft_slo_ms is None or ttft <= ttft_slo_ms * 1e-3 - margin
+    )
 
 
 def plans(o: Oracle, r: int, pp: int, tp: int):
@@ -250,8 +341,9 @@ def _streamings(o: Oracle, combo: tuple, split, replicas: int):
     yield from itertools.product(*options)
 
 
-def fixed_load(o: Oracle, objective: str, max_pp: int, max_replicas: int, tpot_slo_ms=None,
-               ttft_slo_ms=None) -> Best | None:
+def fixed_load(
+    o: Oracle, objective: str, max_pp: int, max_replicas: int, tpot_slo_ms=None, ttft_slo_ms=None
+) -> Best | None:
     """The least TPOT (latency) or critical-path bytes per token (traffic) at the workload's load."""
     best = None
     load = o.w.concurrency
@@ -267,8 +359,13 @@ def fixed_load(o: Oracle, objective: str, max_pp: int, max_replicas: int, tpot_s
                 continue
             value = tpot if objective == "latency" else traffic
             if best is None or value < best.value:
-                best = Best(value, o.partition([g for g, *_ in stages], [(a, b) for _, a, b, _ in stages], maps,
-                                               [off for *_, off in stages]), load)
+                best = Best(
+                    value,
+                    o.partition(
+                        [g for g, *_ in stages], [(a, b) for _, a, b, _ in stages], maps, [off for *_, off in stages]
+                    ),
+                    load,
+                )
     return best
 
 
@@ -290,12 +387,14 @@ def _slot_class(o: Oracle, reps: list[tuple], gpus: tuple) -> int:
     return len(reps) - 1
 
 
-def throughput(o: Oracle, max_pp: int, max_replicas: int, tpot_slo_ms=None, ttft_slo_ms=None,
-               cap: int = 1_000_000) -> Best | None:
+def throughput(
+    o: Oracle, max_pp: int, max_replicas: int, tpot_slo_ms=None, ttft_slo_ms=None, cap: int = 1_000_000
+) -> Best | None:
     """Per shape (R, PP, tp, and for R > 1 the class of the replicas' GPU sets): the largest load any of
     its plans serves (memory, step budget, SLOs), the least TPOT there; over shapes, the most tokens/s."""
     best = None
     for r, pp, tp in o.shapes(max_pp, max_replicas):
+
         def ok(stages, c):
             op = operating_point(o.w, concurrency=c * r, replicas=r, pp=pp, c=o.c)
             # the TTFT guard (issue 26): no chosen load has a prefill slot busier than 0.9 of the steps
@@ -315,10 +414,16 @@ def throughput(o: Oracle, max_pp: int, max_replicas: int, tpot_slo_ms=None, ttft
         for found in groups.values():
             c_max = max(f[2] for f in found)
             op = operating_point(o.w, concurrency=c_max * r, replicas=r, pp=pp, c=o.c)
-            tpot, stages, maps = min(((o.tpot_ttft(s, op)[0], s, m) for s, m, c in found if c >= c_max),
-                                     key=lambda x: x[0])
+            tpot, stages, maps = min(
+                ((o.tpot_ttft(s, op)[0], s, m) for s, m, c in found if c >= c_max), key=lambda x: x[0]
+            )
             value = c_max * r / tpot
             if best is None or value > best.value:
-                best = Best(value, o.partition([g for g, *_ in stages], [(a, b) for _, a, b, _ in stages], maps,
-                                               [off for *_, off in stages]), c_max * r)
+                best = Best(
+                    value,
+                    o.partition(
+                        [g for g, *_ in stages], [(a, b) for _, a, b, _ in stages], maps, [off for *_, off in stages]
+                    ),
+                    c_max * r,
+                )
     return best

@@ -44,7 +44,8 @@ def test_bench_measures_what_the_server_did(plan_file, cli, ttft_s, gap_s, tmp_p
         assert m["tokens_per_s"] == pytest.approx(8 * 16 / p["wall_s"], rel=1e-9)
         # the wall time cannot be shorter than what the server itself took to serve these 8 requests
         span = max(record[s["request_id"]]["sent"][-1] for s in samples) - min(
-            record[s["request_id"]]["received"] for s in samples)
+            record[s["request_id"]]["received"] for s in samples
+        )
         assert m["tokens_per_s"] <= 8 * 16 / span
         assert set(p["predicted"]) == {"ttft_ms", "tpot_ms", "tokens_per_s"}
         assert p["error"]["tpot_ms"] == pytest.approx(p["predicted"]["tpot_ms"] / m["tpot_ms"] - 1, rel=1e-9)
@@ -56,8 +57,9 @@ def test_bench_times_the_first_token_not_a_later_one(plan_file, cli, tmp_path):
     unless this machine stalled the client for 3 s (a margin 30x the worst client delay seen on a busy CI box)."""
     log = tmp_path / "served.jsonl"
     with FakeServer(Behaviour(ttft_s=0.05, gap_s=3.0), log=log) as url:
-        code, out, err = cli("bench", str(plan_file), "--url", url, "-c", "1", "--requests", "2", "--osl", "2",
-                             "--json")
+        code, out, err = cli(
+            "bench", str(plan_file), "--url", url, "-c", "1", "--requests", "2", "--osl", "2", "--json"
+        )
     assert code == 0, err
     record = {r["id"]: r for r in served(log)}
     samples = json.loads(out)["points"][0]["samples"]
@@ -70,13 +72,28 @@ def test_bench_times_the_first_token_not_a_later_one(plan_file, cli, tmp_path):
 def test_bench_fit_writes_a_calibration_that_estimate_accepts(plan_file, cli, tmp_path):
     cal = tmp_path / "cal.yaml"
     with FakeServer(Behaviour(ttft_s=0.1, gap_s=0.015)) as url:
-        code, out, err = cli("bench", str(plan_file), "--url", url, "-c", "1,4", "--requests", "8", "--fit", str(cal),
-                             "--json")
+        code, out, err = cli(
+            "bench", str(plan_file), "--url", url, "-c", "1,4", "--requests", "8", "--fit", str(cal), "--json"
+        )
     assert code == 0, err
     fitted = json.loads(out)["fitted"]
     assert set(fitted) >= {"step_overhead_s", "hbm_efficiency", "flops_efficiency"}
-    code, out, err = cli("estimate", "--model", "llama-8b", "--topology", "1xh100", "--tp", "1", "--isl", "64",
-                         "--osl", "16", "--calibration", str(cal), "--json")
+    code, out, err = cli(
+        "estimate",
+        "--model",
+        "llama-8b",
+        "--topology",
+        "1xh100",
+        "--tp",
+        "1",
+        "--isl",
+        "64",
+        "--osl",
+        "16",
+        "--calibration",
+        str(cal),
+        "--json",
+    )
     assert code == 0, err
     # a 15 ms gap is slower than an H100's 8B decode: the fit moves the prediction towards it
     assert json.loads(out)["tpot_ms"] > 9.0
@@ -99,14 +116,16 @@ def test_bench_errors_are_one_line(plan_file, cli):
     assert code == 1 and "two or more loads" in err  # checked before any request is sent
 
 
-
-@pytest.mark.parametrize("behaviour,needle", [
-    (dict(stop_after=1), "the answer ended after 1 tokens of the 16 asked for"),  # a stream cut off after one token
-    (dict(usage='"16"'), "usage.completion_tokens is '16', not a whole number"),  # not blamed on --url
-    (dict(usage="-5"), "the answer reported -5 tokens of the 16 asked for"),
-    (dict(usage="1000000000"), "the answer reported 1,000,000,000 tokens of the 16 asked for"),
-    (dict(usage="true"), "not a whole number"),
-])
+@pytest.mark.parametrize(
+    "behaviour,needle",
+    [
+        (dict(stop_after=1), "the answer ended after 1 tokens of the 16 asked for"),  # a stream cut off after one token
+        (dict(usage='"16"'), "usage.completion_tokens is '16', not a whole number"),  # not blamed on --url
+        (dict(usage="-5"), "the answer reported -5 tokens of the 16 asked for"),
+        (dict(usage="1000000000"), "the answer reported 1,000,000,000 tokens of the 16 asked for"),
+        (dict(usage="true"), "not a whole number"),
+    ],
+)
 def test_bench_reads_what_the_server_reports_like_input(plan_file, cli, behaviour, needle):
     """Issue 27: the server's token counts and cut-off streams are checked, not turned into tokens/s."""
     with FakeServer(Behaviour(ttft_s=0.01, gap_s=0.001, **behaviour)) as url:
@@ -114,11 +133,19 @@ def test_bench_reads_what_the_server_reports_like_input(plan_file, cli, behaviou
     assert code == 1 and needle in err and "Traceback" not in err and "--url" not in err, err
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--isl", "0"], "--isl 0 is out of range (1 to 10,000,000 tokens)"), (["--osl", "1"], "got --isl 64 --osl 1"),
-    (["--requests", "10001"], "--requests: Input should be less than or equal to 10000"), (["-c", "10001"], "--concurrency: loads from 1"),
-    (["-c", "10000", "--requests", "10", "--isl", "65000", "--osl", "16"], "prompt tokens in flight; at most 16,777,216"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--isl", "0"], "--isl 0 is out of range (1 to 10,000,000 tokens)"),
+        (["--osl", "1"], "got --isl 64 --osl 1"),
+        (["--requests", "10001"], "--requests: Input should be less than or equal to 10000"),
+        (["-c", "10001"], "--concurrency: loads from 1"),
+        (
+            ["-c", "10000", "--requests", "10", "--isl", "65000", "--osl", "16"],
+            "prompt tokens in flight; at most 16,777,216",
+        ),
+    ],
+)
 def test_bench_option_bounds(plan_file, cli, args, needle):
     code, _, err = cli("bench", str(plan_file), "--url", "http://127.0.0.1:1", *args)
     assert code == 1 and needle in err and "Traceback" not in err, err
@@ -133,8 +160,9 @@ def test_bench_requests_are_per_load_as_the_help_says(plan_file, cli, tmp_path):
         assert code == 0, err
         assert [p["requests"] for p in json.loads(out)["points"]] == [8, 16]  # max(8, 4 x 1), max(8, 4 x 4)
         assert len(served(log)) == 24
-        code, out, err = cli("bench", str(plan_file), "--url", url, "-c", "1,4", "--osl", "2", "--requests", "3",
-                             "--json")
+        code, out, err = cli(
+            "bench", str(plan_file), "--url", url, "-c", "1,4", "--osl", "2", "--requests", "3", "--json"
+        )
     assert code == 0, err
     assert [p["requests"] for p in json.loads(out)["points"]] == [3, 3] and len(served(log)) == 30
     _, out, _ = cli("bench", "--help")
@@ -146,8 +174,15 @@ def test_fit_names_constants_on_their_bounds():
     log-space search only approaches); the NIM-fitted defaults sit on none."""
     from planner.bench.fitting import bound_warnings, on_bound
 
-    got = bound_warnings({"hbm_efficiency": 0.2, "sequence_overhead_s": 5.9e-12, "step_overhead_s": 0.64e-3,
-                          "flops_efficiency": 0.6, "request_overhead_s": 7e-3})
+    got = bound_warnings(
+        {
+            "hbm_efficiency": 0.2,
+            "sequence_overhead_s": 5.9e-12,
+            "step_overhead_s": 0.64e-3,
+            "flops_efficiency": 0.6,
+            "request_overhead_s": 7e-3,
+        }
+    )
     assert len(got) == 2
     assert got[0].startswith("hbm_efficiency 0.2 sits on the lower bound of its range (0.2 to 1)")
     assert got[1].startswith("sequence_overhead_s 5.9e-12 sits on the lower bound of its range (0 to 0.002)")
@@ -166,8 +201,21 @@ def test_fit_reports_its_rms_error_and_warns_on_a_server_it_cannot_explain(plan_
 
     cal = tmp_path / "cal.yaml"
     with FakeServer(Behaviour(ttft_s=0.1, gap_s=0.2)) as url:
-        code, out, err = cli("bench", str(plan_file), "--url", url, "-c", "1,4", "--requests", "4", "--osl", "4",
-                             "--fit", str(cal), "--json")
+        code, out, err = cli(
+            "bench",
+            str(plan_file),
+            "--url",
+            url,
+            "-c",
+            "1,4",
+            "--requests",
+            "4",
+            "--osl",
+            "4",
+            "--fit",
+            str(cal),
+            "--json",
+        )
     assert code == 0, err
     report = json.loads(out)
     flagged = [k for k, v in report["fitted"].items() if on_bound(k, v)]
@@ -187,8 +235,10 @@ def test_closed_table_explains_the_error_sign(plan_file):
     with FakeServer(Behaviour(ttft_s=0.3, gap_s=0.01)) as url:
         r = run_planner("bench", str(plan_file), "--url", url, "-c", "1", "--requests", "2", env={"COLUMNS": "80"})
     assert r.returncode == 0, r.stderr
-    assert ("error = predicted / measured - 1: positive means predicted higher (slower for TTFT and TPOT, more for "
-            "tokens/s)") in " ".join(r.stdout.split())
+    assert (
+        "error = predicted / measured - 1: positive means predicted higher (slower for TTFT and TPOT, more for "
+        "tokens/s)"
+    ) in " ".join(r.stdout.split())
     assert max(len(line) for line in r.stdout.splitlines()) <= 80
     row = next(line for line in r.stdout.splitlines() if "TTFT ms" in line)
     assert row.split("│")[-2].strip().startswith("-")  # a 300 ms server against a prediction of tens of ms

@@ -38,8 +38,9 @@ BAND = 0.05
 def test_open_loop_reproduces_the_servers_timings_at_p50_and_p90(plan_file, cli, tmp_path):
     log = tmp_path / "served.jsonl"
     with FakeServer(SLOW, log=log) as url:
-        code, out, err = cli("bench", str(plan_file), "--url", url, "--request-rate", "4", "--requests", "40",
-                             "--seed", "3", "--json")
+        code, out, err = cli(
+            "bench", str(plan_file), "--url", url, "--request-rate", "4", "--requests", "40", "--seed", "3", "--json"
+        )
     assert code == 0, err
     (point,) = json.loads(out)["points"]
     record = {r["id"]: r for r in served(log)}
@@ -75,8 +76,9 @@ def test_open_loop_reproduces_the_servers_timings_at_p50_and_p90(plan_file, cli,
 def test_open_loop_sends_on_the_seeded_poisson_schedule_and_reports_the_rate(plan_file, cli, tmp_path):
     log = tmp_path / "served.jsonl"
     with FakeServer(Behaviour(ttft_s=0.05, gap_s=0.01), log=log) as url:
-        code, out, err = cli("bench", str(plan_file), "--url", url, "--request-rate", "20", "--requests", "30",
-                             "--seed", "5", "--json")
+        code, out, err = cli(
+            "bench", str(plan_file), "--url", url, "--request-rate", "20", "--requests", "30", "--seed", "5", "--json"
+        )
     assert code == 0, err
     (point,) = json.loads(out)["points"]
     samples = sorted(point["samples"], key=lambda s: int(s["request_id"].rsplit("-", 1)[1]))
@@ -100,13 +102,32 @@ def test_open_loop_sends_on_the_seeded_poisson_schedule_and_reports_the_rate(pla
 def test_open_loop_lengths_follow_the_seeded_distributions(plan_file, cli, tmp_path, profiles):
     log = tmp_path / "served.jsonl"
     with FakeServer(Behaviour(ttft_s=0.01, gap_s=0.002), log=log) as url:
-        code, out, err = cli("bench", str(plan_file), "--url", url, "--request-rate", "50", "--requests", "24",
-                             "--isl", "uniform:8-40", "--osl", "lognormal:12,0.5", "--json")
+        code, out, err = cli(
+            "bench",
+            str(plan_file),
+            "--url",
+            url,
+            "--request-rate",
+            "50",
+            "--requests",
+            "24",
+            "--isl",
+            "uniform:8-40",
+            "--osl",
+            "lognormal:12,0.5",
+            "--json",
+        )
     assert code == 0, err
     report = json.loads(out)
     assert (report["isl"], report["osl"]) == ("uniform:8-40", "lognormal:12,0.5")
-    want = make_schedule(50, 24, isl=parse_length("uniform:8-40", what="--isl"),
-                         osl=parse_length("lognormal:12,0.5", what="--osl"), seed=0, context=profiles("llama-8b").context_length)
+    want = make_schedule(
+        50,
+        24,
+        isl=parse_length("uniform:8-40", what="--isl"),
+        osl=parse_length("lognormal:12,0.5", what="--osl"),
+        seed=0,
+        context=profiles("llama-8b").context_length,
+    )
     record = {r["id"]: r for r in served(log)}
     for s in report["points"][0]["samples"]:
         k = int(s["request_id"].rsplit("-", 1)[1])
@@ -117,20 +138,30 @@ def test_open_loop_lengths_follow_the_seeded_distributions(plan_file, cli, tmp_p
 def test_open_loop_stops_past_max_in_flight(plan_file, cli):
     """Two requests that take 30 s are in flight when the third is due (a fraction of a second later at 20/s)."""
     with FakeServer(Behaviour(ttft_s=30.0, gap_s=0.01)) as url:
-        code, _, err = cli("bench", str(plan_file), "--url", url, "--request-rate", "20", "--requests", "5",
-                           "--max-in-flight", "2")
+        code, _, err = cli(
+            "bench", str(plan_file), "--url", url, "--request-rate", "20", "--requests", "5", "--max-in-flight", "2"
+        )
     assert code == 1 and "--max-in-flight: 2 requests were still in flight when request 3" in err
     assert "Traceback" not in err
 
 
 def test_open_loop_table_says_what_the_prediction_and_error_are(plan_file):
     with FakeServer(Behaviour(ttft_s=0.2, gap_s=0.01)) as url:
-        r = run_planner("bench", str(plan_file), "--url", url, "--request-rate", "10", "--requests", "12",
-                        env={"COLUMNS": "80"})
+        r = run_planner(
+            "bench", str(plan_file), "--url", url, "--request-rate", "10", "--requests", "12", env={"COLUMNS": "80"}
+        )
     assert r.returncode == 0, r.stderr
     flat = " ".join(r.stdout.split())
-    for needle in ("P50", "P90", "P99", "requests/s", "tokens/s", "Little's law", "approximation",
-                   "error = predicted / measured - 1: positive means predicted higher (slower for TTFT and TPOT"):
+    for needle in (
+        "P50",
+        "P90",
+        "P99",
+        "requests/s",
+        "tokens/s",
+        "Little's law",
+        "approximation",
+        "error = predicted / measured - 1: positive means predicted higher (slower for TTFT and TPOT",
+    ):
         assert needle in flat, needle
     assert max(len(line) for line in r.stdout.splitlines()) <= 80
     ttft = next(line for line in r.stdout.splitlines() if "TTFT ms" in line)
@@ -145,7 +176,10 @@ def test_open_loop_refusals_are_one_line(plan_file, cli):
         (["--request-rate", "4", "--isl", "uniform:9-3"], "--isl uniform:9-3: need 1 <= A <= B"),
         (["--request-rate", "4", "--osl", "normal:3"], "--osl 'normal:3': give a length (1024), uniform:A-B"),
         (["-c", "1", "--osl", "uniform:4-8"], "length distributions need --request-rate"),
-        (["--request-rate", "4", "--max-in-flight", "0"], "--max-in-flight: Input should be greater than or equal to 1"),
+        (
+            ["--request-rate", "4", "--max-in-flight", "0"],
+            "--max-in-flight: Input should be greater than or equal to 1",
+        ),
         (["--request-rate", "4", "--seed", "-1"], "--seed: Input should be greater than or equal to 0"),
         (["--request-rate", "4", "--fit", "x.yaml"], "--fit needs measurements at two or more rates"),
     ]:
@@ -158,8 +192,19 @@ def test_open_loop_fit_uses_each_rates_mean_load_in_flight(plan_file, cli, tmp_p
     law on the measurement), so the rows' loads are the measured ones, rounded."""
     cal = tmp_path / "cal.yaml"
     with FakeServer(Behaviour(ttft_s=0.5, gap_s=0.05)) as url:
-        code, out, err = cli("bench", str(plan_file), "--url", url, "--request-rate", "1,16", "--requests", "12",
-                             "--fit", str(cal), "--json")
+        code, out, err = cli(
+            "bench",
+            str(plan_file),
+            "--url",
+            url,
+            "--request-rate",
+            "1,16",
+            "--requests",
+            "12",
+            "--fit",
+            str(cal),
+            "--json",
+        )
     assert code == 0, err
     report = json.loads(out)
     loads = [max(1, round(p["measured"]["mean_in_flight"])) for p in report["points"]]
@@ -168,7 +213,8 @@ def test_open_loop_fit_uses_each_rates_mean_load_in_flight(plan_file, cli, tmp_p
     for p in report["points"]:
         s = p["samples"]
         assert p["measured"]["mean_in_flight"] == pytest.approx(
-            sum(x["last_token_at_s"] - x["sent_at_s"] for x in s) / p["wall_s"], rel=1e-9)
+            sum(x["last_token_at_s"] - x["sent_at_s"] for x in s) / p["wall_s"], rel=1e-9
+        )
     assert report["fit_rms_error"] is not None and "RMS error of the fit" in err
 
 
@@ -187,13 +233,16 @@ def test_lognormal_lengths_have_the_mean_asked_for():
     assert parse_length("lognormal:5000,2", what="--isl").sample(random.Random(3), high=100) <= 100  # kept in context
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("uniform:0-5", "--isl uniform:0-5: need 1 <= A <= B <= 10,000,000"),
-    ("lognormal:100,4", "SIGMA in 0 to 3"),
-    ("lognormal:0,1", "need MEAN in 1 to 10,000,000 tokens"),
-    ("zipf:2", "--isl 'zipf:2': give a length (1024), uniform:A-B, lognormal:MEAN,SIGMA, a histogram file"),
-    ("20000000", "--isl 20000000 is out of range (1 to 10,000,000 tokens)"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("uniform:0-5", "--isl uniform:0-5: need 1 <= A <= B <= 10,000,000"),
+        ("lognormal:100,4", "SIGMA in 0 to 3"),
+        ("lognormal:0,1", "need MEAN in 1 to 10,000,000 tokens"),
+        ("zipf:2", "--isl 'zipf:2': give a length (1024), uniform:A-B, lognormal:MEAN,SIGMA, a histogram file"),
+        ("20000000", "--isl 20000000 is out of range (1 to 10,000,000 tokens)"),
+    ],
+)
 def test_length_forms_refused_in_one_line(plan_file, cli, text, needle):
     """bench reads --isl / --osl with planner.traffic's parser: its refusals, one line naming the flag, exit 1."""
     code, _, err = cli("bench", str(plan_file), "--url", "http://127.0.0.1:1", "--request-rate", "4", "--isl", text)

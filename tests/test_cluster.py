@@ -37,22 +37,31 @@ def dgx_cluster(nodes: int):
     return parse_topology(yaml.safe_dump(doc), f"{nodes}x8xh100-ib.yaml")
 
 
-@pytest.mark.parametrize("model,topo_name,dtype", [("llama-8b", "2x8xh100-ib.yaml", "bf16"),
-                                                     ("deepseek-v3", "8xh200.yaml", "fp8")])
+@pytest.mark.parametrize(
+    "model,topo_name,dtype", [("llama-8b", "2x8xh100-ib.yaml", "bf16"), ("deepseek-v3", "8xh200.yaml", "fp8")]
+)
 def test_uniform_capacity_equals_the_cp_sat_capacity_model(profiles, model, topo_name, dtype):
     """The greedy fill + bisection gives the same KV capacity as CP-SAT's maximize_capacity on every shape where all
     configurations hold the same bytes (uneven last stages included: llama-8b PP14 once disagreed)."""
     topo, prof = load_topology(topo_name), profiles(model)
-    req = Request(profile=prof, topo=topo, workload=Workload(weight_dtype=dtype), constants=DEFAULT,
-                  options=SolveOptions(objective="throughput"))
+    req = Request(
+        profile=prof,
+        topo=topo,
+        workload=Workload(weight_dtype=dtype),
+        constants=DEFAULT,
+        options=SolveOptions(objective="throughput"),
+    )
     ids = list(range(topo.n_gpus))
     checked = 0
-    for shape in enumerate_shapes(prof, topo, ids, ShapeBounds(max_pp=16, max_tp=None, max_replicas=1, budget=len(ids), any_shape=False))[:40]:
+    for shape in enumerate_shapes(
+        prof, topo, ids, ShapeBounds(max_pp=16, max_tp=None, max_replicas=1, budget=len(ids), any_shape=False)
+    )[:40]:
         sv = ShapeSolver(req, shape, shape_candidates(prof, topo, shape, None))
         if not sv.cands.configs:
             continue
-        held = uniform_capacity(sv.cands.configs, sv.coefs(sv.op(1)), sv.cands.pools, runs=req.runs,
-                                n_layers=prof.n_layers, pp=shape.pp)
+        held = uniform_capacity(
+            sv.cands.configs, sv.coefs(sv.op(1)), sv.cands.pools, runs=req.runs, n_layers=prof.n_layers, pp=shape.pp
+        )
         if held is None:
             continue
         ref = sv.model(sv.op(1), memory_at_load=False).maximize_capacity(SolverBudget(2.0))
@@ -77,8 +86,13 @@ def test_replica_shapes_do_not_grow_with_the_machine(profiles):
         topo = dgx_cluster(nodes)
         ids = list(range(topo.n_gpus))
         assert regular(topo, ids)
-        return replica_shapes(prof, topo, ids, ShapeBounds(max_pp=16, max_tp=None, max_replicas=len(ids), budget=len(ids),
-                                                      any_shape=False), None)
+        return replica_shapes(
+            prof,
+            topo,
+            ids,
+            ShapeBounds(max_pp=16, max_tp=None, max_replicas=len(ids), budget=len(ids), any_shape=False),
+            None,
+        )
 
     small, big = shapes(16), shapes(512)  # 16 nodes hold the deepest replica (PP16 x TP8)
     assert {(r.shape.pp, r.shape.layout) for r in small} == {(r.shape.pp, r.shape.layout) for r in big}
@@ -132,8 +146,12 @@ def test_cluster_throughput_is_optimal_at_512_gpus(profiles):
     """64 DGX H100 nodes, llama-70b, throughput: OPTIMAL with no gap (the bound of every shape whose packed slots
     hold fewer than budget // size replicas is that count x one replica's best on any slot, planner.solve.cluster.
     placement_bound; it read 2.4% before), and R replicas serve R times one replica's share."""
-    plan = solve(profiles("llama-70b"), dgx_cluster(64), Workload(),
-                 options=SolveOptions(objective="throughput", time_limit_s=600, top=0))
+    plan = solve(
+        profiles("llama-70b"),
+        dgx_cluster(64),
+        Workload(),
+        options=SolveOptions(objective="throughput", time_limit_s=600, top=0),
+    )
     assert plan.solver.status == "OPTIMAL" and plan.solver.gap == 0.0
     assert plan.solver.best_bound == pytest.approx(plan.solver.objective_value, rel=1e-9)
     assert plan.partition.replicas * plan.partition.stages[0].tp * len(plan.partition.stages) <= 512
@@ -175,8 +193,12 @@ def test_time_limit_holds_on_a_hard_instance(profiles, monkeypatch):
 
     monkeypatch.setattr(Deadline, "wall_s", logged)
     topo = load_topology("h100-a100-ib.yaml")
-    plan = solve(profiles("llama-70b"), topo, Workload(),
-                 options=SolveOptions(objective="throughput", time_limit_s=2.0, top=0, max_replicas=16))
+    plan = solve(
+        profiles("llama-70b"),
+        topo,
+        Workload(),
+        options=SolveOptions(objective="throughput", time_limit_s=2.0, top=0, max_replicas=16),
+    )
     armed = [(left, given) for was_armed, left, given in calls if was_armed]
     assert all(given <= max(MIN_SOLVE_S, left) + 1e-6 for left, given in armed)
     assert plan.solver.status == "FEASIBLE" and "the time limit" in (plan.solver.note or "")
@@ -196,8 +218,13 @@ def test_a_spent_listing_deadline_still_lists_one_replica(profiles):
     than the listing itself still leaves one replica's shapes to solve (it once left none: InfeasibleError)."""
     topo, prof = load_topology("2x8xh100-ib"), profiles("llama-8b")
     ids = list(range(topo.n_gpus))
-    shapes = enumerate_shapes(prof, topo, ids, ShapeBounds(max_pp=2, max_tp=None, max_replicas=4, budget=len(ids),
-                                                           any_shape=False), stop=lambda: True)
+    shapes = enumerate_shapes(
+        prof,
+        topo,
+        ids,
+        ShapeBounds(max_pp=2, max_tp=None, max_replicas=4, budget=len(ids), any_shape=False),
+        stop=lambda: True,
+    )
     assert shapes and {s.replicas for s in shapes} == {1}
 
 
@@ -208,8 +235,10 @@ def test_fleet_sums_one_best_plan_per_node_type(profiles):
     opts = SolveOptions(objective="throughput", time_limit_s=60, top=0)
     plan = solve(prof, topo, Workload(), options=opts)
     assert plan.fleet is not None and [p.gpu_type.split("-")[0] for p in plan.fleet.parts] == ["H100", "A100"]
-    alone = [solve(prof, topo, Workload(), options=opts.model_copy(update={"gpu_ids": ids}))
-             for ids in (list(range(8)), list(range(8, 16)))]
+    alone = [
+        solve(prof, topo, Workload(), options=opts.model_copy(update={"gpu_ids": ids}))
+        for ids in (list(range(8)), list(range(8, 16)))
+    ]
     for part, one in zip(plan.fleet.parts, alone):
         assert part.tokens_per_s == pytest.approx(one.prediction.tokens_per_s, rel=1e-9)
         assert part.shape == one.partition.shape and part.status == one.solver.status == "OPTIMAL"
@@ -222,8 +251,9 @@ def test_fleet_sums_one_best_plan_per_node_type(profiles):
 def test_fleet_gives_way_where_a_type_holds_no_replica(profiles):
     """llama-405b in bf16 (810 GB) fits neither 8-GPU node alone: no fleet; the search spans both types."""
     topo = load_topology("h100-a100-ib.yaml")
-    plan = solve(profiles("llama-405b"), topo, Workload(),
-                 options=SolveOptions(objective="throughput", time_limit_s=3, top=0))
+    plan = solve(
+        profiles("llama-405b"), topo, Workload(), options=SolveOptions(objective="throughput", time_limit_s=3, top=0)
+    )
     assert plan.fleet is None
     assert len({topo.gpus[g].spec.name for st in plan.stages for g in st.gpu_ids}) == 2
 
@@ -243,17 +273,41 @@ def test_wide_ep_across_nodes_is_considered_and_launches(profiles):
     assert "wide EP:" in plan.solver.note and ("does not beat" in plan.solver.note or "beats" in plan.solver.note)
     shapes = {a.shape for a in plan.alternatives} | {plan.partition.shape}
     assert "DP32+EP32 x PP1 x R1" in shapes  # EP32 with DP attention across the four nodes was considered
-    ref = estimate(prof, topo, plan.partition, workload=w.model_copy(update={"concurrency": plan.prediction.concurrency}),
-                   c=resolve_constants(DEFAULT, w.engine), check=False)
+    ref = estimate(
+        prof,
+        topo,
+        plan.partition,
+        workload=w.model_copy(update={"concurrency": plan.prediction.concurrency}),
+        c=resolve_constants(DEFAULT, w.engine),
+        check=False,
+    )
     assert plan.prediction.tokens_per_s == pytest.approx(ref.tokens_per_s, rel=1e-9) and ref.tpot_ms <= 50
     (st,) = plan.stages if len(plan.stages) == 1 else (None,)
     if st is not None and st.dp > 8:  # wide EP won: one stage over several nodes
         assert "beats" in plan.solver.note and "does not beat" not in plan.solver.note
         assert len({topo.gpus[g].node for g in st.gpu_ids}) == st.dp // 8
-        for engine, flags in (("vllm", {"--data-parallel-size-local", "--data-parallel-start-rank",
-                                        "--data-parallel-address", "--data-parallel-rpc-port"}),
-                              ("sglang", {"--nnodes", "--node-rank", "--dist-init-addr", "--enable-dp-attention",
-                                          "--ep-size", "--moe-a2a-backend"})):
+        for engine, flags in (
+            (
+                "vllm",
+                {
+                    "--data-parallel-size-local",
+                    "--data-parallel-start-rank",
+                    "--data-parallel-address",
+                    "--data-parallel-rpc-port",
+                },
+            ),
+            (
+                "sglang",
+                {
+                    "--nnodes",
+                    "--node-rank",
+                    "--dist-init-addr",
+                    "--enable-dp-attention",
+                    "--ep-size",
+                    "--moe-a2a-backend",
+                },
+            ),
+        ):
             argvs = [a for sc in render(plan, engine).scripts.values() for a in commands(sc, engine)]
             assert len(argvs) == plan.replicas * st.dp // 8
             assert all(flags <= set(flags_of(a)) and set(flags_of(a)) <= engine_flags(engine) for a in argvs)

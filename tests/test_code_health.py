@@ -102,10 +102,13 @@ def import_graph(modules: dict[str, tuple[Path, ast.Module]]):
 def _heavy_modules(modules: dict[str, tuple[Path, ast.Module]]) -> set[str]:
     """Planner modules that load a heavy third-party package when imported (themselves or through their imports)."""
     graph = import_graph(modules)
-    direct = {name for name, (path, tree) in modules.items()
-              for node in _top_level_imports(tree)
-              for target in _imported(name, path.name == "__init__.py", node, set())
-              if target.split(".")[0] in HEAVY_THIRD_PARTY}
+    direct = {
+        name
+        for name, (path, tree) in modules.items()
+        for node in _top_level_imports(tree)
+        for target in _imported(name, path.name == "__init__.py", node, set())
+        if target.split(".")[0] in HEAVY_THIRD_PARTY
+    }
     return direct | {m for m in graph if nx.descendants(graph, m) & direct}
 
 
@@ -189,8 +192,10 @@ def test_the_checks_above_can_fail(tmp_path):
     tree = ast.parse(f"def long():\n{body}\n\ndef untyped(a):\n    return a\n")
     found = {fn.name: (fn.end_lineno - fn.lineno + 1, public, fn.returns) for fn, public in _functions(tree)}
     assert found["long"][0] > MAX_FUNCTION_LINES and found["untyped"][2] is None
-    six = ast.parse("def six(a, b, c, d, e, f): pass\n\ndef ok(a, b, c, d, e, *, f): pass\n\n"
-                    "@cli_errors\ndef cmd(a, b, c, d, e, f): pass\n")
+    six = ast.parse(
+        "def six(a, b, c, d, e, f): pass\n\ndef ok(a, b, c, d, e, *, f): pass\n\n"
+        "@cli_errors\ndef cmd(a, b, c, d, e, f): pass\n"
+    )
     counts = {fn.name: (_positional(fn), _is_typer_command(fn)) for fn, _ in _functions(six)}
     assert counts == {"six": (6, False), "ok": (5, False), "cmd": (6, True)}
 
@@ -225,9 +230,12 @@ def test_the_import_checks_can_fail():
     lazy import of a torch-loading module are not; a cycle through a function-free import is."""
     modules = _fake(
         a="from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from planner.b import B\n"
-          "def f():\n    from planner.b import g\n    from planner.t import T\n",
-        b="import planner.c\n", c="from planner import b\n",
-        t="import torch\ndef h():\n    from planner.t2 import X\n", t2="import torch\n")
+        "def f():\n    from planner.b import g\n    from planner.t import T\n",
+        b="import planner.c\n",
+        c="from planner import b\n",
+        t="import torch\ndef h():\n    from planner.t2 import X\n",
+        t2="import torch\n",
+    )
     found = [line.split(": ", 1)[1] for line in _function_level_internal_imports(modules)]
     assert found == ["from planner.b import g", "from planner.t2 import X"]
     assert sorted(map(sorted, nx.simple_cycles(import_graph(modules)))) == [["planner.b", "planner.c"]]
@@ -261,9 +269,11 @@ def test_every_constant_is_documented_with_its_source():
 
 
 def test_ruff_and_mypy_are_clean():
-    """The linter and the type checker as configured in pyproject.toml (.ci/run runs them too)."""
+    """The linter, the formatter and the type checker as configured in pyproject.toml (.ci/run runs them too)."""
     bin_dir = Path(sys.executable).parent
     ruff = subprocess.run([str(bin_dir / "ruff"), "check", "."], cwd=REPO, capture_output=True, text=True)
     assert ruff.returncode == 0, ruff.stdout[-3000:]
+    fmt = subprocess.run([str(bin_dir / "ruff"), "format", "--check", "."], cwd=REPO, capture_output=True, text=True)
+    assert fmt.returncode == 0, fmt.stdout[-3000:]
     mypy = subprocess.run([sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True, text=True)
     assert mypy.returncode == 0, mypy.stdout[-3000:]

@@ -106,6 +106,7 @@ def test_shared_uplinks_divide_ring_bandwidth():
 
 # --- peer-to-peer --------------------------------------------------------------------------------
 
+
 def test_p2p_level_follows_nccls_rule_on_an_intel_l40s_box():
     """8xl40s has p2p_level pxb (NCCL's default on Intel): peer-to-peer only under one switch."""
     topo = load_topology("8xl40s")
@@ -116,6 +117,7 @@ def test_p2p_level_follows_nccls_rule_on_an_intel_l40s_box():
     assert phb.p2p(0, 2) and not phb.p2p(0, 4)
     sys_ = parse_topology(text.replace("p2p_level: pxb", "p2p_level: sys"), "sys.yaml")
     assert sys_.p2p(0, 4)
+
     # staging through host memory makes the 8-GPU all-reduce slower from 1 MB up; at 64 MiB the bandwidth
     # term dominates and the ratio nears Simple's fractions, pcie 0.70 / staged 0.51 = 1.37
     def ratio(size):
@@ -134,17 +136,29 @@ def test_bad_p2p_level_names_the_field(tmp_path):
 
 def test_detect_reads_the_p2p_matrix_and_level(cli, tmp_path):
     out = tmp_path / "d.yaml"
-    code, _, err = cli("topology", "detect", "--from", str(FIXTURES / "4xl40s.txt"), "--gpus-csv",
-                       str(FIXTURES / "4xl40s-gpus.csv"), "--p2p", str(FIXTURES / "4xl40s-p2p.txt"),
-                       "--p2p-level", "pxb", "-o", str(out))
+    code, _, err = cli(
+        "topology",
+        "detect",
+        "--from",
+        str(FIXTURES / "4xl40s.txt"),
+        "--gpus-csv",
+        str(FIXTURES / "4xl40s-gpus.csv"),
+        "--p2p",
+        str(FIXTURES / "4xl40s-p2p.txt"),
+        "--p2p-level",
+        "pxb",
+        "-o",
+        str(out),
+    )
     assert code == 0, err
     doc = yaml.safe_load(out.read_text())
     node = doc["nodes"][0]
     assert node["no_p2p"] == [[0, 2], [0, 3], [1, 2], [1, 3]] and node["p2p_level"] == "pxb"
     topo = load_topology(str(out))
     assert topo.p2p(0, 1) and not topo.p2p(0, 2) and topo.path(1, 3).staged
-    code, _, err = cli("topology", "detect", "--from", str(FIXTURES / "4xl40s.txt"), "--gpu-type", "l40s",
-                       "--p2p-level", "far")
+    code, _, err = cli(
+        "topology", "detect", "--from", str(FIXTURES / "4xl40s.txt"), "--gpu-type", "l40s", "--p2p-level", "far"
+    )
     assert code == 1 and "--p2p-level" in err
 
 
@@ -157,6 +171,7 @@ def test_host_p2p_level_reads_the_cpu_vendor():
 
 
 # --- caches keyed on values -----------------------------------------------------------------------
+
 
 def test_engine_collective_cache_is_keyed_on_the_constants_values():
     """Issue 12: three successive Constants with different engine_launch_s must give three different times,
@@ -191,7 +206,9 @@ def test_calibration_reaches_the_infeasibility_suggestions(cli, tmp_path):
 
 
 def test_cli_collective_json(cli):
-    code, out, _ = cli("topology", "collective", "8xh100", "--sizes", "16KB,16KiB,1048576", "--gpu-ids", "0,1,2,3", "--json")
+    code, out, _ = cli(
+        "topology", "collective", "8xh100", "--sizes", "16KB,16KiB,1048576", "--gpu-ids", "0,1,2,3", "--json"
+    )
     assert code == 0
     rows = json.loads(out)
     assert [r["bytes"] for r in rows] == [16000, 16384, 1048576]
@@ -206,6 +223,7 @@ def test_cli_collective_json(cli):
 
 # --- full meshes (issue 23 item 5) -----------------------------------------------------------------
 
+
 def _xgmi():
     return DEFAULT.fabric("xgmi")
 
@@ -214,7 +232,10 @@ def test_mesh_rings_run_k_minus_1_channels_over_disjoint_links():
     """8x MI300X: seven Infinity Fabric links per GPU; a 4-GPU subset has three links inside it, a pair one."""
     topo = load_topology("8xmi300x")
     assert (best_ring(topo, range(8)).channels, best_ring(topo, range(8)).aggregate_bytes_per_s) == (7, 7 * 64e9)
-    assert (best_ring(topo, [0, 2, 5, 7]).channels, best_ring(topo, [0, 2, 5, 7]).aggregate_bytes_per_s) == (3, 3 * 64e9)
+    assert (best_ring(topo, [0, 2, 5, 7]).channels, best_ring(topo, [0, 2, 5, 7]).aggregate_bytes_per_s) == (
+        3,
+        3 * 64e9,
+    )
     assert best_ring(topo, [3, 6]).channels == 1
     # NVSwitch and PCIe rings keep one channel: the switch port or the uplink is the shared bottleneck
     assert best_ring(load_topology("8xh100"), range(8)).channels == 1
@@ -237,7 +258,9 @@ def test_mesh_mid_sized_all_reduce_is_direct_two_shot():
     f, topo = _xgmi(), load_topology("8xmi300x")
     est = collective_time(topo, range(8), MiB)
     assert (est.algorithm, est.protocol) == ("direct", "two-shot")
-    assert est.time_s == pytest.approx(6.2e-6 + 2 * (1.5e-6 + f.direct_step_s) + 2 * MiB / 8 / (64e9 * f.direct), rel=1e-9)
+    assert est.time_s == pytest.approx(
+        6.2e-6 + 2 * (1.5e-6 + f.direct_step_s) + 2 * MiB / 8 / (64e9 * f.direct), rel=1e-9
+    )
     small = collective_time(topo, range(8), 16_384)
     assert (small.algorithm, small.protocol) == ("direct", "one-shot")
     assert small.time_s == pytest.approx(6.2e-6 + 1.5e-6 + f.direct_step_s + 16_384 / (64e9 * f.direct), rel=1e-9)

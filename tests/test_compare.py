@@ -27,8 +27,9 @@ def test_equal_shapes_pcie_extra_time_is_interconnect(profiles):
     plain = estimate(p, load_topology("8xh100-pcie"), plan, workload=w)
     extra = plain.tpot_ms - bridged.tpot_ms
     assert extra > 0
-    assert extra == pytest.approx(plain.time_breakdown_ms["interconnect"] - bridged.time_breakdown_ms["interconnect"],
-                                  rel=1e-9)
+    assert extra == pytest.approx(
+        plain.time_breakdown_ms["interconnect"] - bridged.time_breakdown_ms["interconnect"], rel=1e-9
+    )
     for k in ("weights", "kv", "compute", "overhead"):
         assert plain.time_breakdown_ms[k] == pytest.approx(bridged.time_breakdown_ms[k], rel=1e-12)
 
@@ -41,7 +42,10 @@ def test_compare_rows_verdict_and_json_round_trip(profiles):
     one_nv, one_pcie = result.row("8xh100", 1), result.row("8xh100-pcie", 1)
     assert one_nv.tpot_ms < one_pcie.tpot_ms
     assert sum(one_nv.breakdown_ms.values()) == pytest.approx(one_nv.tpot_ms)
-    assert result.verdict[0].startswith("8xh100 is ") and "faster per token than 8xh100-pcie at concurrency 1" in result.verdict[0]
+    assert (
+        result.verdict[0].startswith("8xh100 is ")
+        and "faster per token than 8xh100-pcie at concurrency 1" in result.verdict[0]
+    )
     again = CompareResult.model_validate_json(result.model_dump_json())
     assert again == result
 
@@ -55,8 +59,20 @@ def test_compare_mixed_machines_and_no_fit(profiles):
 
 def test_cli_compare_plot_and_json(cli, tmp_path):
     png = tmp_path / "out.png"
-    code, out, err = cli("compare", "--model", "llama-8b", "--topology", "8xh100", "--topology", "8xl40s",
-                         "--concurrency", "1,16", "--plot", str(png), "--json")
+    code, out, err = cli(
+        "compare",
+        "--model",
+        "llama-8b",
+        "--topology",
+        "8xh100",
+        "--topology",
+        "8xl40s",
+        "--concurrency",
+        "1,16",
+        "--plot",
+        str(png),
+        "--json",
+    )
     assert code == 0, err
     data = json.loads(out)
     assert len(data["rows"]) == 4 and data["verdict"]
@@ -68,8 +84,12 @@ def test_cli_compare_plot_and_json(cli, tmp_path):
 
 
 def test_compare_example_runs(tmp_path):
-    r = subprocess.run([sys.executable, str(REPO / "examples" / "compare_nvlink_pcie.py"), str(tmp_path)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "compare_nvlink_pcie.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "compare.png").stat().st_size > 20_000
     assert "faster per token" in r.stdout

@@ -21,8 +21,9 @@ def test_every_row_names_its_source_and_publisher():
     assert len(entries) >= 300
     assert all(len(e.row.source) >= 8 for e in entries)
     # A source is a repository at a commit (40 hex digits) or a page address.
-    assert all("@" in e.row.source or "http" in e.row.source for e in entries), \
-        [e.row.source for e in entries if "@" not in e.row.source and "http" not in e.row.source][:3]
+    assert all("@" in e.row.source or "http" in e.row.source for e in entries), [
+        e.row.source for e in entries if "@" not in e.row.source and "http" not in e.row.source
+    ][:3]
 
 
 def test_the_priced_corpus_spans_publishers_engines_models_and_machines(priced):
@@ -43,15 +44,18 @@ def test_every_skip_says_why(priced):
     assert Counter(s.reason for s in skipped)  # the reasons are words, not exceptions
 
 
-@pytest.mark.parametrize("hub_id,name", [
-    ("RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8", "Llama-3.1-70B"),
-    ("deepseek-ai/DeepSeek-R1-0528", "DeepSeek-R1"),
-    ("meta-llama/Meta-Llama-3-8B-Instruct", "Llama-3.1-8B"),
-    ("Qwen/Qwen2.5-7B-Instruct-GPTQ-Int4", "Qwen2.5-7B-Instruct"),
-    ("openai/gpt-oss-120b", "gpt-oss-120b"),
-    ("lmsys/gpt-oss-120b-bf16", "gpt-oss-120b"),
-    ("Qwen/Qwen3-235B-A22B-FP8", "Qwen3-235B-A22B"),
-])
+@pytest.mark.parametrize(
+    "hub_id,name",
+    [
+        ("RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8", "Llama-3.1-70B"),
+        ("deepseek-ai/DeepSeek-R1-0528", "DeepSeek-R1"),
+        ("meta-llama/Meta-Llama-3-8B-Instruct", "Llama-3.1-8B"),
+        ("Qwen/Qwen2.5-7B-Instruct-GPTQ-Int4", "Qwen2.5-7B-Instruct"),
+        ("openai/gpt-oss-120b", "gpt-oss-120b"),
+        ("lmsys/gpt-oss-120b-bf16", "gpt-oss-120b"),
+        ("Qwen/Qwen3-235B-A22B-FP8", "Qwen3-235B-A22B"),
+    ],
+)
 def test_hub_ids_as_served_map_to_their_architecture(hub_id, name):
     assert catalog_model(hub_id) == name
 
@@ -62,9 +66,21 @@ def test_unknown_models_are_skipped_not_guessed():
 
 
 def _row(**kw) -> Entry:
-    base = dict(source="owner/repo@" + "0" * 40 + ":f.json", engine="sglang", model="deepseek-ai/DeepSeek-R1",
-                gpu="h200", gpus=8, tp=8, dp=8, ep=8, load="closed", concurrency=64, isl=1024, osl=1024,
-                tpot_ms=20.0)
+    base = dict(
+        source="owner/repo@" + "0" * 40 + ":f.json",
+        engine="sglang",
+        model="deepseek-ai/DeepSeek-R1",
+        gpu="h200",
+        gpus=8,
+        tp=8,
+        dp=8,
+        ep=8,
+        load="closed",
+        concurrency=64,
+        isl=1024,
+        osl=1024,
+        tpot_ms=20.0,
+    )
     return Entry("p", "f.yaml", 0, CorpusRow(**{**base, **kw}))
 
 

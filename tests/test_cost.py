@@ -20,7 +20,9 @@ LLAMA2_70B = str(Path(__file__).parent / "fixtures" / "models" / "Llama-2-70b-hf
 
 
 def tp_plan(n_layers, tp, first_gpu=0):
-    return Partition(stages=[Stage(layer_start=0, layer_end=n_layers, gpu_ids=list(range(first_gpu, first_gpu + tp)), tp=tp)])
+    return Partition(
+        stages=[Stage(layer_start=0, layer_end=n_layers, gpu_ids=list(range(first_gpu, first_gpu + tp)), tp=tp)]
+    )
 
 
 def test_hand_checked_hbm_bytes_llama70b_tp8(profiles):
@@ -36,7 +38,9 @@ def test_hand_checked_hbm_bytes_llama70b_tp8(profiles):
     lm_head = vocab * h * 2 / tp  # the whole (sharded) matrix
     context = 1024 + 1 / 2  # TPOT is taken at the mean context isl + osl/2
     kv_read = context * layers * 2 * kv_dim * 2 / tp  # K and V, bf16, 8 KV heads over 8 ranks
-    expected = layers * (per_layer_split + per_layer_kv_proj + per_layer_norms) + embedding + final_norm + lm_head + kv_read
+    expected = (
+        layers * (per_layer_split + per_layer_kv_proj + per_layer_norms) + embedding + final_norm + lm_head + kv_read
+    )
     assert pred.stages[0].hbm_bytes_per_gpu_per_step == pytest.approx(expected, rel=1e-12)
     assert pred.hbm_bytes_per_token == pytest.approx(8 * expected, rel=1e-12)  # concurrency 1: one token per step
 
@@ -46,20 +50,30 @@ def test_hand_checked_hbm_bytes_llama70b_tp8(profiles):
 # gpt-fast generates 200 tokens from a short prompt.
 # gpt-fast is a plain PyTorch decode loop, not a serving engine: its rows are priced with the host time per step and
 # per sequence that round two fitted beside them (NIM fit, docs/calibration.md), given as a calibration profile.
-GPT_FAST_HOST = Constants(step_overhead_s=0.64e-3, sequence_overhead_s=24.7e-6,
-                          calibrated=("step_overhead_s", "sequence_overhead_s"))
+GPT_FAST_HOST = Constants(
+    step_overhead_s=0.64e-3, sequence_overhead_s=24.7e-6, calibrated=("step_overhead_s", "sequence_overhead_s")
+)
 GPT_FAST = [
-    ("llama-8b", 1, 10.65), ("llama-8b", 2, 6.71), ("llama-8b", 4, 4.60), ("llama-8b", 8, 3.62),
-    (LLAMA2_70B, 2, 46.9), (LLAMA2_70B, 4, 26.3), (LLAMA2_70B, 8, 16.0),
+    ("llama-8b", 1, 10.65),
+    ("llama-8b", 2, 6.71),
+    ("llama-8b", 4, 4.60),
+    ("llama-8b", 8, 3.62),
+    (LLAMA2_70B, 2, 46.9),
+    (LLAMA2_70B, 4, 26.3),
+    (LLAMA2_70B, 8, 16.0),
 ]
 
 
 @pytest.mark.parametrize("model,tp,ms_per_token", GPT_FAST)
 def test_gpt_fast_decode_rows_within_10_percent(profiles, model, tp, ms_per_token):
     p = profiles(model)
-    pred = estimate(p, load_topology("8xa100"), tp_plan(p.n_layers, tp), workload=Workload(concurrency=1, isl=16,
-                                                                                           osl=200),
-                    c=GPT_FAST_HOST)
+    pred = estimate(
+        p,
+        load_topology("8xa100"),
+        tp_plan(p.n_layers, tp),
+        workload=Workload(concurrency=1, isl=16, osl=200),
+        c=GPT_FAST_HOST,
+    )
     assert pred.tpot_ms == pytest.approx(ms_per_token, rel=0.10)  # the README's claim
 
 
@@ -88,8 +102,9 @@ def test_moe_reads_touched_experts_only(profiles):
     non_expert = layer.weight_bytes("bf16") - 8 * expert_bytes
     assert read_weight_bytes(layer, 1, p, weight_dtype="bf16", tokens=1) == pytest.approx(non_expert + 2 * expert_bytes)
     # 4 tokens: 8 x (1 - (6/8)^4) = 5.47 experts
-    assert read_weight_bytes(layer, 1, p, weight_dtype="bf16",
-                             tokens=4) == pytest.approx(non_expert + 8 * (1 - 0.75**4) * expert_bytes)
+    assert read_weight_bytes(layer, 1, p, weight_dtype="bf16", tokens=4) == pytest.approx(
+        non_expert + 8 * (1 - 0.75**4) * expert_bytes
+    )
 
 
 def test_kv_split_and_replication(profiles):
@@ -110,12 +125,20 @@ def test_partition_validation_messages(profiles):
     topo = load_topology("8xh100")
     with pytest.raises(PartitionError, match=r"tp\(3\) must divide attention heads\(64\)"):
         estimate(p, topo, tp_plan(80, 3), workload=Workload())
-    bad = Partition(stages=[Stage(layer_start=0, layer_end=40, gpu_ids=[0, 1], tp=2),
-                            Stage(layer_start=41, layer_end=80, gpu_ids=[2, 3], tp=2)])
+    bad = Partition(
+        stages=[
+            Stage(layer_start=0, layer_end=40, gpu_ids=[0, 1], tp=2),
+            Stage(layer_start=41, layer_end=80, gpu_ids=[2, 3], tp=2),
+        ]
+    )
     with pytest.raises(PartitionError, match="stage 1 starts at layer 41, expected 40"):
         estimate(p, topo, bad, workload=Workload())
-    reuse = Partition(stages=[Stage(layer_start=0, layer_end=40, gpu_ids=[0, 1], tp=2),
-                              Stage(layer_start=40, layer_end=80, gpu_ids=[1, 2], tp=2)])
+    reuse = Partition(
+        stages=[
+            Stage(layer_start=0, layer_end=40, gpu_ids=[0, 1], tp=2),
+            Stage(layer_start=40, layer_end=80, gpu_ids=[1, 2], tp=2),
+        ]
+    )
     with pytest.raises(PartitionError, match=r"GPU ids \[1\] are used twice"):
         estimate(p, topo, reuse, workload=Workload())
 
@@ -155,7 +178,8 @@ def test_calibration_profile_overrides(tmp_path, profiles):
     # the defaults: 32 layers x 50 us of kernels, the default engine's host time per step and per sequence sampled
     vllm = resolve_constants(DEFAULT, "vllm")
     assert base.time_breakdown_ms["overhead"] == pytest.approx(
-        32 * 0.050 + (vllm.step_overhead_s + vllm.sequence_overhead_s) * 1e3, rel=1e-9)
+        32 * 0.050 + (vllm.step_overhead_s + vllm.sequence_overhead_s) * 1e3, rel=1e-9
+    )
     f.write_text("hbm_efficiency: 3\n")
     from planner.errors import ConfigError
 
@@ -165,17 +189,42 @@ def test_calibration_profile_overrides(tmp_path, profiles):
 
 def test_cli_estimate_json_and_plan_file(cli, tmp_path):
     out = tmp_path / "plan.json"
-    code, stdout, err = cli("estimate", "--model", "llama-70b", "--topology", "8xh100", "--tp", "4", "--pp", "2",
-                            "--layers", "38,42", "--json", "-o", str(out))
+    code, stdout, err = cli(
+        "estimate",
+        "--model",
+        "llama-70b",
+        "--topology",
+        "8xh100",
+        "--tp",
+        "4",
+        "--pp",
+        "2",
+        "--layers",
+        "38,42",
+        "--json",
+        "-o",
+        str(out),
+    )
     assert code == 0, err
     data = json.loads(stdout)
-    for key in ("tpot_ms", "ttft_ms", "tokens_per_s", "max_concurrency", "memory_per_gpu_bytes", "hbm_bytes_per_token",
-                "interconnect_bytes_per_token", "roofline_tpot_ms", "fits"):
+    for key in (
+        "tpot_ms",
+        "ttft_ms",
+        "tokens_per_s",
+        "max_concurrency",
+        "memory_per_gpu_bytes",
+        "hbm_bytes_per_token",
+        "interconnect_bytes_per_token",
+        "roofline_tpot_ms",
+        "fits",
+    ):
         assert key in data
     plan = json.loads(out.read_text())
     assert plan["solver"]["status"] == "GIVEN"
     assert [(s["layer_start"], s["layer_end"], s["gpu_ids"], s["tp"]) for s in plan["stages"]] == [
-        (0, 38, [0, 1, 2, 3], 4), (38, 80, [4, 5, 6, 7], 4)]
+        (0, 38, [0, 1, 2, 3], 4),
+        (38, 80, [4, 5, 6, 7], 4),
+    ]
     from planner.plan import Plan
 
     assert Plan.model_validate_json(out.read_text()).prediction.tpot_ms == pytest.approx(data["tpot_ms"])
@@ -195,7 +244,9 @@ def test_cli_tp3_names_the_dimension():
 
 
 def test_cli_estimate_bad_inputs(cli):
-    code, _, err = cli("estimate", "--model", "llama-70b", "--topology", "8xh100", "--tp", "2", "--pp", "2", "--layers", "30,30")
+    code, _, err = cli(
+        "estimate", "--model", "llama-70b", "--topology", "8xh100", "--tp", "2", "--pp", "2", "--layers", "30,30"
+    )
     assert code == 1 and "sums to 60" in err
     code, _, err = cli("estimate", "--model", "llama-70b", "--topology", "8xh100", "--tp", "8", "--concurrency", "0")
     assert code == 1 and "concurrency" in err

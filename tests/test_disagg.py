@@ -26,8 +26,11 @@ def test_kv_bytes_of_one_request_by_hand():
 
 
 def _pools(prefill: list[int], decode: list[int], **kw) -> Pools:
-    return Pools(prefill=Pool(role="prefill", instances=1, tp=len(prefill), gpu_ids=[prefill]),
-                 decode=Pool(role="decode", instances=1, tp=len(decode), gpu_ids=[decode]), **kw)
+    return Pools(
+        prefill=Pool(role="prefill", instances=1, tp=len(prefill), gpu_ids=[prefill]),
+        decode=Pool(role="decode", instances=1, tp=len(decode), gpu_ids=[decode]),
+        **kw,
+    )
 
 
 def test_kv_handoff_crosses_the_nic_at_its_bandwidth():
@@ -134,6 +137,7 @@ def test_plan_with_pools_round_trips_and_version_2_still_loads(tmp_path):
 
 # --- published rows ------------------------------------------------------------------------------------
 
+
 def _predicted():
     cases, _ = disagg_cases()
     out = []
@@ -160,8 +164,11 @@ def test_published_rows_that_map(predicted):
 
 
 def _median_error(predicted, name: str) -> float:
-    errors = [abs(getattr(r, name) / getattr(k, name) - 1) for k, r in predicted
-              if getattr(k, name) and k.entry.publisher.startswith("dstack")]
+    errors = [
+        abs(getattr(r, name) / getattr(k, name) - 1)
+        for k, r in predicted
+        if getattr(k, name) and k.entry.publisher.startswith("dstack")
+    ]
     return statistics.median(errors)
 
 
@@ -223,9 +230,15 @@ def test_rows_that_do_not_map_say_why():
     from collections import Counter
 
     _, skipped = disagg_cases()
-    why = {f: Counter(reason for e, reason in skipped if e.file == f)
-           for f in ("disagg-llm-d.yaml", "disagg-mooncake.yaml")}
-    assert why["disagg-llm-d.yaml"] == {"load open without a concurrency": 3,
-                                        "prefill pool: 4 GPUs are not 1 x tp 8 (attention DP is not mapped)": 1}
-    assert why["disagg-mooncake.yaml"] == {"load open without a concurrency": 65,
-                                           "no shipped topology for 16 x h800": 9}
+    why = {
+        f: Counter(reason for e, reason in skipped if e.file == f)
+        for f in ("disagg-llm-d.yaml", "disagg-mooncake.yaml")
+    }
+    assert why["disagg-llm-d.yaml"] == {
+        "load open without a concurrency": 3,
+        "prefill pool: 4 GPUs are not 1 x tp 8 (attention DP is not mapped)": 1,
+    }
+    assert why["disagg-mooncake.yaml"] == {
+        "load open without a concurrency": 65,
+        "no shipped topology for 16 x h800": 9,
+    }

@@ -35,17 +35,21 @@ def _plan(model: str, topo_name: str, pools: Pools, **work):
 @pytest.fixture(scope="module")
 def one_node():
     """Llama-3.1-8B 1P2D on one 8 x H100 node: prefill TP2 on GPUs 0-1, decode TP1 on 2 and on 3."""
-    pools = Pools(prefill=Pool(role="prefill", instances=1, tp=2, gpu_ids=[[0, 1]]),
-                  decode=Pool(role="decode", instances=2, tp=1, gpu_ids=[[2], [3]]))
+    pools = Pools(
+        prefill=Pool(role="prefill", instances=1, tp=2, gpu_ids=[[0, 1]]),
+        decode=Pool(role="decode", instances=2, tp=1, gpu_ids=[[2], [3]]),
+    )
     return _plan("llama-8b", "8xh100", pools, concurrency=32, isl=4096, osl=256)
 
 
 @pytest.fixture(scope="module")
 def two_nodes():
     """DeepSeek-V3 fp8 1P1D, each instance DP16+EP16 over two 8-GPU nodes of 4x8xh100-ib, KV by mooncake."""
-    pools = Pools(prefill=Pool(role="prefill", instances=1, tp=1, dp=16, ep=16, gpu_ids=[list(range(16))]),
-                  decode=Pool(role="decode", instances=1, tp=1, dp=16, ep=16, gpu_ids=[list(range(16, 32))]),
-                  transfer_backend="mooncake")
+    pools = Pools(
+        prefill=Pool(role="prefill", instances=1, tp=1, dp=16, ep=16, gpu_ids=[list(range(16))]),
+        decode=Pool(role="decode", instances=1, tp=1, dp=16, ep=16, gpu_ids=[list(range(16, 32))]),
+        transfer_backend="mooncake",
+    )
     return _plan("deepseek-v3", "4x8xh100-ib", pools, concurrency=256, isl=4096, osl=1024, weight_dtype="fp8")
 
 
@@ -72,12 +76,19 @@ def _opt(argv: list[str], flag: str) -> str:
 
 def test_sglang_pools_and_router(one_node):
     scripts = render(one_node, "sglang", port=9000).scripts
-    assert sorted(scripts) == ["sglang-decode0-dgx.sh", "sglang-decode1-dgx.sh", "sglang-prefill0-dgx.sh",
-                               "sglang-router.sh"]
+    assert sorted(scripts) == [
+        "sglang-decode0-dgx.sh",
+        "sglang-decode1-dgx.sh",
+        "sglang-prefill0-dgx.sh",
+        "sglang-router.sh",
+    ]
     (pre,) = commands(scripts["sglang-prefill0-dgx.sh"], "sglang")
     assert (_opt(pre, "--disaggregation-mode"), _opt(pre, "--disaggregation-transfer-backend")) == ("prefill", "nixl")
-    assert (_opt(pre, "--tp-size"), _opt(pre, "--port"), _opt(pre, "--disaggregation-bootstrap-port")) == \
-        ("2", "9000", "8998")
+    assert (_opt(pre, "--tp-size"), _opt(pre, "--port"), _opt(pre, "--disaggregation-bootstrap-port")) == (
+        "2",
+        "9000",
+        "8998",
+    )
     assert "export CUDA_VISIBLE_DEVICES=0,1" in scripts["sglang-prefill0-dgx.sh"]
     decode_ports = []
     for j, gpu in ((0, 2), (1, 3)):
@@ -87,8 +98,10 @@ def test_sglang_pools_and_router(one_node):
         decode_ports.append(_opt(dec, "--port"))
     assert decode_ports == ["9001", "9002"]
     router = " ".join(scripts["sglang-router.sh"].replace("\\\n", " ").split())
-    assert ("python -m sglang_router.launch_router --pd-disaggregation --prefill http://127.0.0.1:9000 8998 "
-            "--decode http://127.0.0.1:9001 --decode http://127.0.0.1:9002 --host 0.0.0.0 --port 9003") in router
+    assert (
+        "python -m sglang_router.launch_router --pd-disaggregation --prefill http://127.0.0.1:9000 8998 "
+        "--decode http://127.0.0.1:9001 --decode http://127.0.0.1:9002 --host 0.0.0.0 --port 9003"
+    ) in router
 
 
 def test_two_node_instances_get_a_script_per_node(two_nodes):
@@ -108,14 +121,17 @@ def test_vllm_pools_carry_the_nixl_connector_and_a_proxy(one_node, tmp_path, cli
     bundle = render(one_node, "vllm")
     for name in ("vllm-prefill0-dgx.sh", "vllm-decode0-dgx.sh", "vllm-decode1-dgx.sh"):
         (argv,) = commands(bundle.scripts[name], "vllm")
-        assert json.loads(_opt(argv, "--kv-transfer-config")) == {"kv_connector": "NixlConnector",
-                                                                  "kv_role": "kv_both"}
-    ports = [re.search(r"VLLM_NIXL_SIDE_CHANNEL_PORT:-(\d+)", bundle.scripts[n]).group(1)
-             for n in ("vllm-prefill0-dgx.sh", "vllm-decode0-dgx.sh", "vllm-decode1-dgx.sh")]
+        assert json.loads(_opt(argv, "--kv-transfer-config")) == {"kv_connector": "NixlConnector", "kv_role": "kv_both"}
+    ports = [
+        re.search(r"VLLM_NIXL_SIDE_CHANNEL_PORT:-(\d+)", bundle.scripts[n]).group(1)
+        for n in ("vllm-prefill0-dgx.sh", "vllm-decode0-dgx.sh", "vllm-decode1-dgx.sh")
+    ]
     assert len(set(ports)) == 3  # three instances on one node: three side channels
     proxy = " ".join(bundle.scripts["vllm-proxy.sh"].replace("\\\n", " ").split())
-    assert ('--port 8003 --prefill "http://127.0.0.1:8000" --decode "http://127.0.0.1:8001" '
-            '--decode "http://127.0.0.1:8002"') in proxy
+    assert (
+        '--port 8003 --prefill "http://127.0.0.1:8000" --decode "http://127.0.0.1:8001" '
+        '--decode "http://127.0.0.1:8002"'
+    ) in proxy
     assert "def prefill_body" in bundle.extra_files["vllm-disagg-proxy.py"]
 
 
@@ -145,8 +161,10 @@ class _Fake(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.log.append((self.role, body))
         if self.role == "prefill":
-            answer = {"choices": [{"text": "x"}], "kv_transfer_params": {"remote_engine_id": "p0",
-                                                                          "remote_block_ids": [7, 8]}}
+            answer = {
+                "choices": [{"text": "x"}],
+                "kv_transfer_params": {"remote_engine_id": "p0", "remote_block_ids": [7, 8]},
+            }
         else:
             answer = {"choices": [{"text": "decoded"}], "got": body["kv_transfer_params"]}
         data = json.dumps(answer).encode()
@@ -159,19 +177,26 @@ class _Fake(BaseHTTPRequestHandler):
 
 def test_proxy_sends_prefill_then_decode_with_the_kv_location():
     log: list = []
-    servers = [ThreadingHTTPServer(("127.0.0.1", 0), type(f"F{role}", (_Fake,), {"role": role, "log": log}))
-               for role in ("prefill", "decode")]
+    servers = [
+        ThreadingHTTPServer(("127.0.0.1", 0), type(f"F{role}", (_Fake,), {"role": role, "log": log}))
+        for role in ("prefill", "decode")
+    ]
     urls = [f"http://127.0.0.1:{s.server_address[1]}" for s in servers]
     proxy = serve(0, [urls[0]], [urls[1]], host="127.0.0.1")
     threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in [*servers, proxy]]
     for t in threads:
         t.start()
     try:
-        r = httpx.post(f"http://127.0.0.1:{proxy.server_address[1]}/v1/completions",
-                       json={"model": "m", "prompt": "hi", "max_tokens": 50, "stream": False}, timeout=30)
+        r = httpx.post(
+            f"http://127.0.0.1:{proxy.server_address[1]}/v1/completions",
+            json={"model": "m", "prompt": "hi", "max_tokens": 50, "stream": False},
+            timeout=30,
+        )
         assert r.status_code == 200
-        assert r.json() == {"choices": [{"text": "decoded"}], "got": {"remote_engine_id": "p0",
-                                                                     "remote_block_ids": [7, 8]}}
+        assert r.json() == {
+            "choices": [{"text": "decoded"}],
+            "got": {"remote_engine_id": "p0", "remote_block_ids": [7, 8]},
+        }
         assert [role for role, _ in log] == ["prefill", "decode"]  # causal: the decode leg follows the prefill's
         pre, dec = log[0][1], log[1][1]
         assert pre["max_tokens"] == 1 and pre["stream"] is False and pre["kv_transfer_params"]["do_remote_decode"]

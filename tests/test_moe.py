@@ -37,7 +37,9 @@ def test_ep8_dp8_weights_per_gpu_by_hand(profiles):
     weights = 3 * dense_layer + 58 * moe_layer + 2 * EMBED * 2 + 7168 * 2  # embedding, lm_head, final norm in bf16
     # MLA's latent (512 + 64 per layer, bf16) of 2560 tokens, for the 256 / 8 = 32 sequences of one DP rank
     kv = 61 * 576 * 2 * 2560 * 32
-    reserve = resolve_constants(DEFAULT, "vllm").runtime_reserve_bytes  # the default engine's reserve (planner/cost/engines/vllm.py)
+    reserve = resolve_constants(
+        DEFAULT, "vllm"
+    ).runtime_reserve_bytes  # the default engine's reserve (planner/cost/engines/vllm.py)
     assert pred.memory_breakdown[0] == {"weights": weights, "kv_cache": kv, "reserve": reserve}
     assert weights == 100_817_025_024
 
@@ -46,8 +48,15 @@ def test_ep8_dispatch_and_combine_bytes_by_hand(profiles):
     """256 decode tokens over 8 GPUs: each GPU sends its 32 tokens' hidden states to their 8 experts (fp8 dispatch,
     bf16 combine) x the routing imbalance 1.07; 7/8 of it leaves the GPU, so the 8 GPUs move 7 x that."""
     p = profiles("deepseek-v3")
-    ctx = StageContext.of(profile=p, topo=load_topology("8xh200"), gpu_ids=range(8), layout=Layout(1, 8, 8),
-                          weight_dtype="fp8", kv_dtype="bf16", constants=DEFAULT)
+    ctx = StageContext.of(
+        profile=p,
+        topo=load_topology("8xh200"),
+        gpu_ids=range(8),
+        layout=Layout(1, 8, 8),
+        weight_dtype="fp8",
+        kv_dtype="bf16",
+        constants=DEFAULT,
+    )
     comm = stage_comm(ctx, StepLoad(decode=256, context=2304))
     sent = 32 * 8 * 7168 * 1.07
     assert comm.moe[1]["nvlink"] == pytest.approx(7 * sent * (1 + 2), rel=1e-12)
@@ -63,10 +72,12 @@ def test_experts_touched_by_hand(profiles):
     layer, lay = p.decoders[3], Layout(1, 8, 8)
     dense = ATTN_SPLIT + EXPERT + ATTN_REPLICATED + (ROUTER + NORMS) * 2
     touched = 32 * (1 - (1 - 8 / 256) ** 256)
-    assert read_weight_bytes(layer, lay, p, weight_dtype="fp8", tokens=32,
-                             stage_tokens=256) == pytest.approx(dense + touched * EXPERT)
-    assert read_weight_bytes(layer, lay, p, weight_dtype="fp8", tokens=1,
-                             stage_tokens=1) == pytest.approx(dense + 1.0 * EXPERT)
+    assert read_weight_bytes(layer, lay, p, weight_dtype="fp8", tokens=32, stage_tokens=256) == pytest.approx(
+        dense + touched * EXPERT
+    )
+    assert read_weight_bytes(layer, lay, p, weight_dtype="fp8", tokens=1, stage_tokens=1) == pytest.approx(
+        dense + 1.0 * EXPERT
+    )
     assert touched == pytest.approx(31.99, abs=0.01)
 
 
@@ -76,15 +87,35 @@ def test_dp_attention_multiplies_the_kv_capacity_of_mla(profiles):
     w = Workload(isl=2048, osl=512, weight_dtype="fp8")
     tp8 = estimate(p, topo, make_partition(p, topo, tp=8), workload=w)
     dp8 = estimate(p, topo, make_partition(p, topo, tp=1, dp=8, ep=8), workload=w)
-    assert tp8.stages[0].kv_bytes_per_sequence_per_gpu == dp8.stages[0].kv_bytes_per_sequence_per_gpu == 61 * 576 * 2 * 2560
+    assert (
+        tp8.stages[0].kv_bytes_per_sequence_per_gpu
+        == dp8.stages[0].kv_bytes_per_sequence_per_gpu
+        == 61 * 576 * 2 * 2560
+    )
     assert dp8.max_concurrency > 3 * tp8.max_concurrency  # eight ranks' memory, less the replicated weights
 
 
 def test_solve_picks_ep_with_dp_attention_for_deepseek(cli):
     import json
 
-    code, out, err = cli("solve", "--model", "deepseek-v3", "--topology", "8xh200", "--weight-dtype", "fp8",
-                         "--objective", "throughput", "--tpot-slo", "50", "--isl", "2048", "--osl", "512", "--json")
+    code, out, err = cli(
+        "solve",
+        "--model",
+        "deepseek-v3",
+        "--topology",
+        "8xh200",
+        "--weight-dtype",
+        "fp8",
+        "--objective",
+        "throughput",
+        "--tpot-slo",
+        "50",
+        "--isl",
+        "2048",
+        "--osl",
+        "512",
+        "--json",
+    )
     assert code == 0, err
     plan = json.loads(out)
     assert [(s["tp"], s["dp"], s["ep"]) for s in plan["stages"]] == [(1, 8, 8)]
@@ -132,8 +163,10 @@ def test_published_moe_serving_at_load_within_25_percent():
 LLAMA4_EXPERT = 3 * 5120 * 8192
 
 
-@pytest.mark.parametrize("name,experts,moe_layers,total", [("llama-4-scout", 16, list(range(48)), 109e9),
-                                                           ("llama-4-maverick", 128, list(range(1, 48, 2)), 400e9)])
+@pytest.mark.parametrize(
+    "name,experts,moe_layers,total",
+    [("llama-4-scout", 16, list(range(48)), 109e9), ("llama-4-maverick", 128, list(range(1, 48, 2)), 400e9)],
+)
 def test_llama4_moe_interleaves_with_dense_layers(profiles, name, experts, moe_layers, total):
     """interleave_moe_layer_step 1 (Scout) puts experts in every layer, 2 (Maverick) in every second one (layers 1,
     3, ..., 47, as transformers builds it); the layers between carry the dense MLP, priced as dense."""

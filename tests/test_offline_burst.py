@@ -18,9 +18,19 @@ from planner.plan import make_partition
 
 
 def _row(**kw) -> Entry:
-    base = dict(source="owner/repo@" + "0" * 40 + ":f.json", engine="vllm", model="Qwen/Qwen2.5-7B-Instruct",
-                gpu="a100-80g", gpus=1, tp=1, load="offline", num_prompts=1000, isl=1024, osl=1024,
-                output_tokens_per_s=3000.0)
+    base = dict(
+        source="owner/repo@" + "0" * 40 + ":f.json",
+        engine="vllm",
+        model="Qwen/Qwen2.5-7B-Instruct",
+        gpu="a100-80g",
+        gpus=1,
+        tp=1,
+        load="offline",
+        num_prompts=1000,
+        isl=1024,
+        osl=1024,
+        output_tokens_per_s=3000.0,
+    )
     return Entry("p", "f.yaml", 0, CorpusRow(**{**base, **kw}))
 
 
@@ -56,7 +66,7 @@ def test_run_lengths_sample_the_distribution_in_arrival_order():
     assert offline.run_lengths(5, [7], [1.0]) == [7] * 5
     mixed = offline.run_lengths(1000, [100, 300], [0.5, 0.5])
     assert sum(mixed) / 1000 == pytest.approx(200, rel=0.01)
-    assert all(len(set(mixed[k:k + 10])) == 2 for k in range(0, 990, 10))
+    assert all(len(set(mixed[k : k + 10])) == 2 for k in range(0, 990, 10))
 
 
 def test_the_rows_memory_fraction_sizes_the_kv_cache():

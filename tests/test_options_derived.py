@@ -62,15 +62,21 @@ def test_collective_choices_are_the_cost_models():
     assert typing.get_args(CollectiveOptions.model_fields["context"].annotation) == CONTEXTS
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["validate", "plan.json", "--backend", "mpi"], "--backend: Input should be 'gloo' or 'nccl'"),
-    (["validate", "plan.json", "--scale", "big"], "--scale: Input should be 'mini' or 'full'"),
-    (["validate", "plan.json", "--tokens", "0"], "--tokens: Input should be greater than or equal to 1"),
-    (["validate", "plan.json", "--timeout", "0"], "--timeout: Input should be greater than 0"),
-    (["topology", "collective", "8xh100", "--op", "broadcast"], "--op: Input should be 'all-reduce', 'all-gather'"),
-    (["topology", "detect", "--p2p-level", "far"], "--p2p-level: Input should be 'pix', 'pxb', 'phb' or 'sys'"),
-    (["bench", "plan.json", "--url", "http://127.0.0.1:1", "--requests", "0"], "--requests: Input should be greater"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["validate", "plan.json", "--backend", "mpi"], "--backend: Input should be 'gloo' or 'nccl'"),
+        (["validate", "plan.json", "--scale", "big"], "--scale: Input should be 'mini' or 'full'"),
+        (["validate", "plan.json", "--tokens", "0"], "--tokens: Input should be greater than or equal to 1"),
+        (["validate", "plan.json", "--timeout", "0"], "--timeout: Input should be greater than 0"),
+        (["topology", "collective", "8xh100", "--op", "broadcast"], "--op: Input should be 'all-reduce', 'all-gather'"),
+        (["topology", "detect", "--p2p-level", "far"], "--p2p-level: Input should be 'pix', 'pxb', 'phb' or 'sys'"),
+        (
+            ["bench", "plan.json", "--url", "http://127.0.0.1:1", "--requests", "0"],
+            "--requests: Input should be greater",
+        ),
+    ],
+)
 def test_a_bad_value_is_one_line_naming_the_flag(cli, args, needle):
     """Checked by the model before the plan is read (plan.json need not exist)."""
     code, _, err = cli(*args)

@@ -42,7 +42,7 @@ def test_free_drafts_divide_the_verification_step_by_the_tokens_it_yields(profil
     H100 the k + 1 = 3 tokens share one read of the weights and the KV cache, so the step barely grows."""
     base = _tpot(profiles, "llama-8b", "1xh100", 1)
     spec = _tpot(profiles, "llama-8b", "1xh100", 1, spec_tokens=2, spec_acceptance=0.8, spec_draft="free")
-    tau = (1 - 0.8 ** 3) / 0.2  # 2.44
+    tau = (1 - 0.8**3) / 0.2  # 2.44
     step_ratio = spec * tau / base
     assert 1.0 < step_ratio < 1.05  # two more tokens' sampling and activations, no more weight or KV bytes
     assert base / spec == pytest.approx(tau / step_ratio, rel=1e-9)
@@ -60,8 +60,9 @@ def test_mlp_sparsity_reads_the_union_of_rows(profiles):
     from planner.cost.step import StepLoad
 
     held = held_weight_bytes(layer, Layout(2), p, "bf16")
-    one = sparse_read_bytes(layer, Layout(2), p, weight_dtype="bf16", read=held, tokens=1, sparsity=StepLoad(decode=1,
-                                                                                                             mlp_sparsity=0.5))
+    one = sparse_read_bytes(
+        layer, Layout(2), p, weight_dtype="bf16", read=held, tokens=1, sparsity=StepLoad(decode=1, mlp_sparsity=0.5)
+    )
     assert held - one == pytest.approx(mlp * 0.5)
 
 
@@ -158,11 +159,25 @@ def test_solve_offload_streams_the_rest_of_a_model_that_80_percent_fits(profiles
     reserve = resolve_constants(DEFAULT, "vllm").runtime_reserve_bytes  # the default engine's (engines/vllm.py)
     context = resolve_constants(DEFAULT, "vllm").cuda_context_bytes  # the engine sees the GPU less its CUDA context
     memory_mib = int(((usable + reserve) / 0.9 + context) / 2**20)
-    doc = {"name": "tight", "gpu_types": {"tight": {"memory": f"{memory_mib}MiB", "hbm_bandwidth": "2TB/s",
-                                                    "flops": {"bf16": "300TFLOPS"}, "link": "pcie5"}},
-           "nodes": [{"name": "box", "gpus": {"type": "tight", "count": 1}, "pcie": {"bandwidth": "63GB/s",
-                                                                                      "latency": "1us"},
-                      "host_memory": {"capacity": "256GB", "bandwidth": "300GB/s"}}]}
+    doc = {
+        "name": "tight",
+        "gpu_types": {
+            "tight": {
+                "memory": f"{memory_mib}MiB",
+                "hbm_bandwidth": "2TB/s",
+                "flops": {"bf16": "300TFLOPS"},
+                "link": "pcie5",
+            }
+        },
+        "nodes": [
+            {
+                "name": "box",
+                "gpus": {"type": "tight", "count": 1},
+                "pcie": {"bandwidth": "63GB/s", "latency": "1us"},
+                "host_memory": {"capacity": "256GB", "bandwidth": "300GB/s"},
+            }
+        ],
+    }
     topo = parse_topology(yaml.safe_dump(doc), "tight.yaml")
     w = Workload(isl=1024, osl=256)
     with pytest.raises(InfeasibleError):
@@ -180,7 +195,9 @@ def test_solve_offload_streams_the_rest_of_a_model_that_80_percent_fits(profiles
 def test_offload_layers_outside_a_tier_or_stage_are_refused(cli):
     code, _, err = cli("estimate", "-m", "llama-8b", "-t", "1xh100", "--tp", "1", "--offload-layers", "3,4")
     assert code == 1 and "host_memory" in err and "Traceback" not in err
-    code, _, err = cli("estimate", "-m", "llama-8b", "-t", f"{OFFLOAD}/1xt4.yaml", "--tp", "1", "--offload-layers", "40")
+    code, _, err = cli(
+        "estimate", "-m", "llama-8b", "-t", f"{OFFLOAD}/1xt4.yaml", "--tp", "1", "--offload-layers", "40"
+    )
     assert code == 1 and "--offload-layers" in err
     code, _, err = cli("solve", "-m", "llama-8b", "-t", "1xh100", "--offload")
     assert code == 1 and "host_memory" in err
@@ -200,17 +217,23 @@ def test_what_if_scales_a_copy_and_leaves_the_machine_alone(profiles):
     assert fast.time_breakdown_ms["weights"] == pytest.approx(base.time_breakdown_ms["weights"] / 2)
 
 
-@pytest.mark.parametrize("text,words", [("hbm", "factor"), ("disk=2x", "target"), ("hbm=0", "at least 1/64"),
-                                        ("hbm=1000x", "at most")])
+@pytest.mark.parametrize(
+    "text,words", [("hbm", "factor"), ("disk=2x", "target"), ("hbm=0", "at least 1/64"), ("hbm=1000x", "at most")]
+)
 def test_bad_what_ifs_say_what_is_wrong(cli, text, words):
     code, _, err = cli("estimate", "-m", "llama-8b", "-t", "1xh100", "--tp", "1", "--what-if", text)
     assert code == 1 and words in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("args,words", [(["--spec-acceptance", "0.8"], "--spec-tokens"),
-                                        (["--spec-tokens", "2", "--spec-acceptance", "1.0"], "--spec-acceptance"),
-                                        (["--mlp-sparsity", "1.5"], "--mlp-sparsity"),
-                                        (["--spec-tokens", "40"], "--spec-tokens")])
+@pytest.mark.parametrize(
+    "args,words",
+    [
+        (["--spec-acceptance", "0.8"], "--spec-tokens"),
+        (["--spec-tokens", "2", "--spec-acceptance", "1.0"], "--spec-acceptance"),
+        (["--mlp-sparsity", "1.5"], "--mlp-sparsity"),
+        (["--spec-tokens", "40"], "--spec-tokens"),
+    ],
+)
 def test_bad_remedy_options_name_the_option(cli, args, words):
     code, _, err = cli("estimate", "-m", "llama-8b", "-t", "1xh100", "--tp", "1", *args)
     assert code == 1 and words in err and "Traceback" not in err
@@ -263,8 +286,9 @@ def test_launch_sets_cpu_offload_gb_and_refuses_what_cannot_stream(cli, tmp_path
 
 def test_scripts_say_which_modelled_remedies_they_do_not_set(cli, tmp_path):
     plan = tmp_path / "plan.json"
-    code, _, err = cli("solve", "-m", "llama-8b", "-t", "1xh100", "--spec-tokens", "2", "--spec-acceptance", "0.7",
-                       "-o", str(plan))
+    code, _, err = cli(
+        "solve", "-m", "llama-8b", "-t", "1xh100", "--spec-tokens", "2", "--spec-acceptance", "0.7", "-o", str(plan)
+    )
     assert code == 0, err
     code, _, err = cli("launch", str(plan), "--engine", "vllm", "-o", str(tmp_path / "v"))
     assert code == 0, err

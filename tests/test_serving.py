@@ -26,6 +26,7 @@ def nim_rows() -> list[Row]:
 
 # --- calibration against published at-load measurements (tests/data/serving_nim.yaml) ---------------------------
 
+
 def test_the_published_rows_cover_loads_and_machines():
     rows = nim_rows()
     assert len(rows) >= 12
@@ -54,6 +55,7 @@ def test_concurrency_1_rows_stay_close():
 
 
 # --- the operating point --------------------------------------------------------------------------------------
+
 
 def test_the_fits_search_finds_a_log_minimum_within_its_range_and_guard():
     # score = (ln x - ln 3)^2 has its minimum at x = 3; steps of 2, sqrt 2, 2^(1/4), ... from 1 reach it
@@ -98,19 +100,33 @@ def test_closed_loop_waves_by_hand():
 
 def test_estimate_holds_every_figure_at_its_load(cli):
     for c in (1, 64):
-        code, out, err = cli("estimate", "--model", "llama-70b", "--topology", "8xh100", "--tp", "8",
-                             "--concurrency", str(c), "--json")
+        code, out, err = cli(
+            "estimate", "--model", "llama-70b", "--topology", "8xh100", "--tp", "8", "--concurrency", str(c), "--json"
+        )
         assert code == 0, err
         data = json.loads(out)
-        assert {k: data[k] for k in ("concurrency", "tpot_ms")} == {k: data["plan"]["prediction"][k]
-                                                                 for k in ("concurrency", "tpot_ms")}
+        assert {k: data[k] for k in ("concurrency", "tpot_ms")} == {
+            k: data["plan"]["prediction"][k] for k in ("concurrency", "tpot_ms")
+        }
         p = data["plan"]["prediction"]
         assert p["concurrency"] == c
         assert p["tokens_per_s"] == pytest.approx(c * 1000 / p["tpot_ms"], rel=1e-9)
         assert p["tokens_per_s_per_user"] == pytest.approx(1000 / p["tpot_ms"], rel=1e-9)
         assert p["tokens_per_s_per_gpu"] == pytest.approx(p["tokens_per_s"] / 8, rel=1e-9)
-    code, out, _ = cli("estimate", "--model", "llama-70b", "--topology", "8xh100", "--tp", "8", "--concurrency",
-                       "64", "--mode", "static", "--json")
+    code, out, _ = cli(
+        "estimate",
+        "--model",
+        "llama-70b",
+        "--topology",
+        "8xh100",
+        "--tp",
+        "8",
+        "--concurrency",
+        "64",
+        "--mode",
+        "static",
+        "--json",
+    )
     static = json.loads(out)["plan"]["prediction"]
     assert code == 0 and static["mode"] == "static" and static["prefill_tokens_per_step"] == 0
     assert static["tpot_ms"] < p["tpot_ms"]  # no newcomers' prompts in its steps
@@ -118,12 +134,28 @@ def test_estimate_holds_every_figure_at_its_load(cli):
 
 # --- throughput under SLOs --------------------------------------------------------------------------------------
 
+
 # TTFT SLOs of 200/300 ms (100/200 before issue 23): the default engine (vLLM) pays its fitted 38 ms per request and
 # the corpus-fitted prefill efficiency, so no plan of Llama-70B meets 100 ms at load any more
-@pytest.mark.parametrize("slo", [["--tpot-slo", "20"], ["--ttft-slo", "200"], ["--tpot-slo", "30", "--ttft-slo", "300"]])
+@pytest.mark.parametrize(
+    "slo", [["--tpot-slo", "20"], ["--ttft-slo", "200"], ["--tpot-slo", "30", "--ttft-slo", "300"]]
+)
 def test_throughput_under_slos_holds_at_the_chosen_load(cli, slo):
-    code, out, err = cli("solve", "--model", "llama-70b", "--topology", "8xh100", "--objective", "throughput", *slo,
-                         "--isl", "1024", "--osl", "256", "--json")
+    code, out, err = cli(
+        "solve",
+        "--model",
+        "llama-70b",
+        "--topology",
+        "8xh100",
+        "--objective",
+        "throughput",
+        *slo,
+        "--isl",
+        "1024",
+        "--osl",
+        "256",
+        "--json",
+    )
     assert code == 0, err
     p = json.loads(out)["prediction"]
     limits = dict(zip(slo[::2], map(float, slo[1::2])))
@@ -142,12 +174,14 @@ def test_throughput_without_slos_is_at_the_largest_load_served(cli):
 
 
 def test_closed_mode_is_not_a_throughput_objective(cli):
-    code, _, err = cli("solve", "--model", "llama-8b", "--topology", "8xh100", "--objective", "throughput",
-                       "--mode", "closed")
+    code, _, err = cli(
+        "solve", "--model", "llama-8b", "--topology", "8xh100", "--objective", "throughput", "--mode", "closed"
+    )
     assert code == 1 and "--mode closed" in err
 
 
 # --- the frontier -----------------------------------------------------------------------------------------------
+
 
 def test_frontier_json_and_plot(cli, tmp_path):
     png = tmp_path / "frontier.png"
@@ -157,14 +191,24 @@ def test_frontier_json_and_plot(cli, tmp_path):
     pts = data["points"]
     assert png.stat().st_size > 20_000 and png.read_bytes()[:4] == b"\x89PNG"
     for p in pts:
-        assert set(p) >= {"shape", "concurrency", "tpot_ms", "ttft_ms", "tokens_per_s_per_gpu", "tokens_per_s_per_user",
-                          "plan"}
+        assert set(p) >= {
+            "shape",
+            "concurrency",
+            "tpot_ms",
+            "ttft_ms",
+            "tokens_per_s_per_gpu",
+            "tokens_per_s_per_user",
+            "plan",
+        }
         assert p["tokens_per_s_per_gpu"] == pytest.approx(p["concurrency"] * 1000 / p["tpot_ms"] / p["gpus"], rel=1e-9)
     front = [p for p in pts if p["frontier"]]
     assert len(front) >= 3 and len({p["shape"] for p in front}) >= 2
     for f in front:  # nothing beats a frontier point on both axes
-        assert not any(q["tokens_per_s_per_gpu"] > f["tokens_per_s_per_gpu"] and
-                       q["tokens_per_s_per_user"] > f["tokens_per_s_per_user"] for q in pts)
+        assert not any(
+            q["tokens_per_s_per_gpu"] > f["tokens_per_s_per_gpu"]
+            and q["tokens_per_s_per_user"] > f["tokens_per_s_per_user"]
+            for q in pts
+        )
     # the fastest per user is the smallest load on the widest TP; the most per GPU is a high load
     fastest = max(front, key=lambda p: p["tokens_per_s_per_user"])
     assert fastest["shape"] == "TP8 x PP1 x R1" and fastest["concurrency"] == 1

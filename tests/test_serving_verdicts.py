@@ -47,8 +47,10 @@ def test_dtype_offers_follow_the_gpu_and_the_model(profiles):
     assert dtype_offers(dense, h100, "int4") == []
     assert dtype_offers(dense, GPU_SPECS["A100-SXM4-80GB"], "bf16") == ["fp8", "int4"]
     lines = suggestions(dense, load_topology("8xa100"), [0], Workload(), DEFAULT)
-    assert any("--weight-dtype fp8 (weights 72.7 GB, weight-only: A100-SXM4-80GB has no fp8 tensor cores)" in line
-               for line in lines)
+    assert any(
+        "--weight-dtype fp8 (weights 72.7 GB, weight-only: A100-SXM4-80GB has no fp8 tensor cores)" in line
+        for line in lines
+    )
 
 
 def test_mtp_offered_only_where_the_checkpoint_has_mtp_layers(profiles):
@@ -57,8 +59,10 @@ def test_mtp_offered_only_where_the_checkpoint_has_mtp_layers(profiles):
     from planner.model.checks import mtp_layers
     from planner.remedies import remedy_list
 
-    names = {m: [r.name for r in remedy_list(profiles(m), load_topology("8xh200"), Workload())]
-             for m in ("deepseek-v3", "deepseek-r1", "kimi-k2", "llama-70b")}
+    names = {
+        m: [r.name for r in remedy_list(profiles(m), load_topology("8xh200"), Workload())]
+        for m in ("deepseek-v3", "deepseek-r1", "kimi-k2", "llama-70b")
+    }
     assert [mtp_layers(profiles(m)) for m in names] == [1, 1, 0, 0]
     assert "MTP k=1 a=0.85" in names["deepseek-v3"] and "MTP k=1 a=0.85" in names["deepseek-r1"]
     assert "MTP k=1 a=0.85" not in names["kimi-k2"] and "MTP k=1 a=0.85" not in names["llama-70b"]
@@ -77,8 +81,17 @@ def test_unusable_plan_is_flagged_in_output_and_json(cli):
     assert "warning: NOT USABLE: TPOT" in err and "under 1" in err
     code, out, _ = cli("solve", "--model", "llama-405b", "--topology", "4xl40s", "--offload")
     assert "NOT USABLE" in out
-    code, out, err = cli("estimate", "--model", "llama-405b", "--topology", "4xl40s", "--tp", "4", "--offload-layers",
-                         ",".join(map(str, range(20, 126))))
+    code, out, err = cli(
+        "estimate",
+        "--model",
+        "llama-405b",
+        "--topology",
+        "4xl40s",
+        "--tp",
+        "4",
+        "--offload-layers",
+        ",".join(map(str, range(20, 126))),
+    )
     assert code == 0 and "NOT USABLE" in out and "warning: NOT USABLE" in err
     code, out, err = cli("estimate", "--model", "llama-8b", "--topology", "1xh100", "--tp", "1", "--json")
     assert code == 0 and json.loads(out)["usable"] is True and "NOT USABLE" not in err
@@ -88,11 +101,26 @@ def test_usable_bound_is_one_token_per_second():
     from planner.plan import Prediction
 
     def pred(tpot_ms: float) -> Prediction:
-        return Prediction(tpot_ms=tpot_ms, ttft_ms=1.0, tokens_per_s=1.0, tokens_per_s_per_gpu=1.0,
-                          tokens_per_s_per_user=1000 / tpot_ms, max_concurrency=1, fits=True, memory_per_gpu_bytes={},
-                          memory_capacity_bytes={}, hbm_bytes_per_token=0, hbm_weight_bytes_per_token=0,
-                          hbm_kv_bytes_per_token=0, interconnect_bytes_per_token=0, interconnect_bytes_by_class={},
-                          time_breakdown_ms={}, roofline_tpot_ms=1.0, roofline_ratio=1.0, stages=[])
+        return Prediction(
+            tpot_ms=tpot_ms,
+            ttft_ms=1.0,
+            tokens_per_s=1.0,
+            tokens_per_s_per_gpu=1.0,
+            tokens_per_s_per_user=1000 / tpot_ms,
+            max_concurrency=1,
+            fits=True,
+            memory_per_gpu_bytes={},
+            memory_capacity_bytes={},
+            hbm_bytes_per_token=0,
+            hbm_weight_bytes_per_token=0,
+            hbm_kv_bytes_per_token=0,
+            interconnect_bytes_per_token=0,
+            interconnect_bytes_by_class={},
+            time_breakdown_ms={},
+            roofline_tpot_ms=1.0,
+            roofline_ratio=1.0,
+            stages=[],
+        )
 
     assert pred(1000.0).usable and not pred(1000.5).usable
 
@@ -133,7 +161,10 @@ def test_quantised_plans_scripts_name_the_checkpoint(cli, tmp_path, engine):
 def test_native_quantised_checkpoint_serves_as_it_is():
     from planner.model.checks import checkpoint_note
 
-    assert checkpoint_note("fp8", "vllm", native_dtype="fp8") == "the model's own checkpoint ships in fp8: serve it as it is"
+    assert (
+        checkpoint_note("fp8", "vllm", native_dtype="fp8")
+        == "the model's own checkpoint ships in fp8: serve it as it is"
+    )
     assert checkpoint_note("bf16", "trtllm", native_dtype="bf16") is None
 
 

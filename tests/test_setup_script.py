@@ -26,8 +26,14 @@ def test_setup_prints_a_line_per_step_and_pip_progress(tmp_path):
     stub.parent.mkdir(parents=True)
     stub.write_text(STUB)
     stub.chmod(0o755)
-    proc = subprocess.Popen(["bash", str(tmp_path / "setup.sh")], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", str(tmp_path / "setup.sh")],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=60)
     finally:
@@ -36,9 +42,12 @@ def test_setup_prints_a_line_per_step_and_pip_progress(tmp_path):
             proc.wait()
     assert proc.returncode == 0, out
     steps = [line.split(" (at ")[0] for line in out.splitlines() if line.startswith("setup [")]
-    assert steps == ["setup [1/4] virtual environment .venv", "setup [2/4] torch (CPU wheel)",
-                     "setup [3/4] planner and its test extra (pip install -e .[test])",
-                     "setup [4/4] byte-compiling planner"]
+    assert steps == [
+        "setup [1/4] virtual environment .venv",
+        "setup [2/4] torch (CPU wheel)",
+        "setup [3/4] planner and its test extra (pip install -e .[test])",
+        "setup [4/4] byte-compiling planner",
+    ]
     assert out.splitlines()[-1].startswith("setup done in ")
     pip = [line for line in (tmp_path / "calls.log").read_text().splitlines() if line.startswith("-m pip install")]
     assert pip == ["-m pip install --progress-bar on torch==2.13.0", "-m pip install --progress-bar on -e .[test]"]

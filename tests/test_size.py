@@ -51,8 +51,9 @@ def test_max_rate_is_the_slo_bound(llama8b):
     from planner.plan import make_partition
 
     topo = load_topology("8xh100")
-    inputs = Inputs(llama8b, topo, make_partition(llama8b, topo, tp=1), Workload(request_rate=1.0, isl=1000, osl=200),
-                    DEFAULT)
+    inputs = Inputs(
+        llama8b, topo, make_partition(llama8b, topo, tp=1), Workload(request_rate=1.0, isl=1000, osl=200), DEFAULT
+    )
     b = bounds(inputs)
     opts = SizeOptions(gpu="h100", tpot_slo_ms=25)
     r = max_rate(inputs, b, opts)
@@ -74,8 +75,22 @@ def test_percentile_slos_need_at_least_as_many_gpus(llama8b):
 
 def test_size_cli(cli, tmp_path):
     picture = tmp_path / "cost.png"
-    code, out, err = cli("size", "--model", "llama-8b", "--gpu", "h100", "--request-rate", "10", "--ttft-slo", "500",
-                         "--tpot-slo", "30", "--plot", str(picture), "--json")
+    code, out, err = cli(
+        "size",
+        "--model",
+        "llama-8b",
+        "--gpu",
+        "h100",
+        "--request-rate",
+        "10",
+        "--ttft-slo",
+        "500",
+        "--tpot-slo",
+        "30",
+        "--plot",
+        str(picture),
+        "--json",
+    )
     assert code == 0, err
     result = json.loads(out)
     assert result["rows"][0]["gpu"] == "h100" and result["rows"][0]["fits"]

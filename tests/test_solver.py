@@ -27,8 +27,10 @@ def crossed_pairs():
     bridged pair sits behind two different PCIe switches (issue 12's example)."""
     doc = yaml.safe_load((REPO / "topologies" / "8xh100-pcie-nvlink-pairs.yaml").read_text())
     doc["name"] = "crossed"
-    doc["nodes"][0]["nvlink"] = [{"gpus": list(p), "links": 12, "link_bandwidth": "25GB/s", "latency": "1us"}
-                                 for p in ((0, 2), (1, 3), (4, 6), (5, 7))]
+    doc["nodes"][0]["nvlink"] = [
+        {"gpus": list(p), "links": 12, "link_bandwidth": "25GB/s", "latency": "1us"}
+        for p in ((0, 2), (1, 3), (4, 6), (5, 7))
+    ]
     return yaml.safe_dump(doc)
 
 
@@ -75,8 +77,9 @@ def test_heterogeneous_split_is_uneven_and_beats_even(profiles):
     h100 = next(s for s in plan.stages if topo.gpus[s.gpu_ids[0]].spec.name.startswith("H100"))
     a100 = next(s for s in plan.stages if topo.gpus[s.gpu_ids[0]].spec.name.startswith("A100"))
     assert h100.n_layers > a100.n_layers
-    even = estimate(p, topo, partition_from_counts([63, 63], [s for st in plan.stages for s in st.gpu_ids], 8),
-                    workload=w)
+    even = estimate(
+        p, topo, partition_from_counts([63, 63], [s for st in plan.stages for s in st.gpu_ids], 8), workload=w
+    )
     assert plan.prediction.tpot_ms < even.tpot_ms
 
 
@@ -124,16 +127,19 @@ def test_replica_slots_need_not_include_the_class_representative():
     node.update(gpus={"type": "H100-PCIe-80GB", "count": 4}, sockets=1)
     node.pop("socket_link", None)
     node.pop("p2p_level", None)
-    node["pcie_switches"] = [{"name": "sw0", "socket": 0, "gpus": [0, 1, 2, 3], "bandwidth": "63GB/s",
-                              "uplink": "63GB/s", "latency": "1us"}]
-    node["nvlink"] = [{"gpus": list(p), "links": 12, "link_bandwidth": "25GB/s", "latency": "1us"}
-                      for p in ((0, 1), (0, 2), (1, 3))]
+    node["pcie_switches"] = [
+        {"name": "sw0", "socket": 0, "gpus": [0, 1, 2, 3], "bandwidth": "63GB/s", "uplink": "63GB/s", "latency": "1us"}
+    ]
+    node["nvlink"] = [
+        {"gpus": list(p), "links": 12, "link_bandwidth": "25GB/s", "latency": "1us"} for p in ((0, 1), (0, 2), (1, 3))
+    ]
     topo = parse_topology(yaml.safe_dump(doc), "chain.yaml")
     systems, exact = slot_systems(topo, [0, 1, 2, 3], 2, 2)
     assert exact
     bridged = [s for s in systems if all(nvlink_links(topo, *slot) == 12 for slot in s.slots)]
     assert [s.slots for s in bridged] == [((0, 2), (1, 3))]
     assert bridged[0].maps[1] in ({0: 1, 2: 3}, {0: 3, 2: 1})
+
 
 def test_nothing_fits_exit_2_with_suggestions(cli):
     code, _, err = cli("solve", "--model", "llama-405b", "--topology", "8xh100")
@@ -143,8 +149,9 @@ def test_nothing_fits_exit_2_with_suggestions(cli):
 def test_solve_is_deterministic(cli):
     outs = []
     for _ in range(2):
-        code, out, _ = cli("solve", "--model", "llama-70b", "--topology", "8xh100-pcie-nvlink-pairs", "--concurrency",
-                           "16", "--json")
+        code, out, _ = cli(
+            "solve", "--model", "llama-70b", "--topology", "8xh100-pcie-nvlink-pairs", "--concurrency", "16", "--json"
+        )
         assert code == 0
         data = json.loads(out)
         data["solver"].pop("wall_time_s")

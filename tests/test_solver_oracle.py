@@ -30,27 +30,48 @@ TYPES = ["tiny-a", "tiny-b"]
 def node(draw, name: str, n: int):
     types = [draw(st.sampled_from(TYPES)) if draw(st.booleans()) else TYPES[0] for _ in range(n)]
     if n >= 2 and draw(st.integers(0, 4)) == 0:  # an NVSwitch node: every GPU alike
-        return {"name": name, "gpus": {"type": types[0], "count": n}, "nvswitch": {"bandwidth": "200GB/s", "latency": "2us"},
-                "pcie": {"bandwidth": "32GB/s", "latency": "2us"}, "nics": [{"name": "nic0", "bandwidth": "200Gb/s",
-                                                                              "latency": "2us"}]}
+        return {
+            "name": name,
+            "gpus": {"type": types[0], "count": n},
+            "nvswitch": {"bandwidth": "200GB/s", "latency": "2us"},
+            "pcie": {"bandwidth": "32GB/s", "latency": "2us"},
+            "nics": [{"name": "nic0", "bandwidth": "200Gb/s", "latency": "2us"}],
+        }
     sockets = draw(st.integers(1, 2)) if n > 2 else 1
     switches, i = [], 0
     while i < n:
         size = draw(st.integers(1, 3))
         switches.append(list(range(i, min(n, i + size))))
         i += size
-    doc = {"name": name, "gpus": [{"index": k, "type": t} for k, t in enumerate(types)], "sockets": sockets,
-           "pcie_switches": [{"name": f"sw{k}", "socket": k * sockets // len(switches), "gpus": g,
-                              "bandwidth": draw(st.sampled_from(["16GB/s", "32GB/s", "63GB/s"])), "uplink": "63GB/s",
-                              "latency": "1us", "nics": ["nic0"] if k == 0 else []} for k, g in enumerate(switches)],
-           "nics": [{"name": "nic0", "bandwidth": "200Gb/s", "latency": "2us"}]}
+    doc = {
+        "name": name,
+        "gpus": [{"index": k, "type": t} for k, t in enumerate(types)],
+        "sockets": sockets,
+        "pcie_switches": [
+            {
+                "name": f"sw{k}",
+                "socket": k * sockets // len(switches),
+                "gpus": g,
+                "bandwidth": draw(st.sampled_from(["16GB/s", "32GB/s", "63GB/s"])),
+                "uplink": "63GB/s",
+                "latency": "1us",
+                "nics": ["nic0"] if k == 0 else [],
+            }
+            for k, g in enumerate(switches)
+        ],
+        "nics": [{"name": "nic0", "bandwidth": "200Gb/s", "latency": "2us"}],
+    }
     if sockets > 1:
         doc["socket_link"] = {"bandwidth": "40GB/s", "latency": "1us"}
     level = draw(st.sampled_from(["sys", "sys", "phb", "pxb"]))  # NCCL's peer-to-peer reach (pxb on Intel)
     if level != "sys":
         doc["p2p_level"] = level
-    bonds = [{"gpus": [a, b], "links": draw(st.sampled_from([1, 4, 12])), "link_bandwidth": "25GB/s", "latency": "1us"}
-             for a in range(n) for b in range(a + 1, n) if draw(st.integers(0, 3)) == 0]
+    bonds = [
+        {"gpus": [a, b], "links": draw(st.sampled_from([1, 4, 12])), "link_bandwidth": "25GB/s", "latency": "1us"}
+        for a in range(n)
+        for b in range(a + 1, n)
+        if draw(st.integers(0, 3)) == 0
+    ]
     if bonds:
         doc["nvlink"] = bonds
     off = [[a, b] for a in range(n) for b in range(a + 1, n) if draw(st.integers(0, 5)) == 0]
@@ -74,15 +95,24 @@ def _limits(topo) -> tuple[int, int]:
 
 
 def _agree_with_estimate(profile, topo, plan, load: int) -> None:
-    again = estimate(profile, topo, plan.partition,
-                     workload=plan.inputs.workload.model_copy(update={"concurrency": load}),
-                     c=CONSTANTS)
+    again = estimate(
+        profile,
+        topo,
+        plan.partition,
+        workload=plan.inputs.workload.model_copy(update={"concurrency": load}),
+        c=CONSTANTS,
+    )
     assert again.tpot_ms == pytest.approx(plan.prediction.tpot_ms, rel=1e-9)
 
 
 # No shrinking: a failing example is reported with its machine as YAML (shrinking these takes minutes).
-SETTINGS = dict(deadline=None, derandomize=True, database=None, phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = dict(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def _yaml(topo) -> str:
@@ -104,16 +134,23 @@ def _solve_like_brute(profile, topo, w, brute, **kw):
 @pytest.mark.parametrize("objective", ["latency", "traffic"])
 def test_fixed_load_objectives_equal_brute_force(objective):
     @settings(max_examples=110, **SETTINGS)
-    @given(topo=machines(), n_layers=st.integers(3, 6), concurrency=st.integers(1, 6), isl=st.sampled_from([16, 512, 4096]),
-           dense=st.sampled_from([0, 0, 2]), slo=st.sampled_from([None, None, 0.05, 0.2]))
+    @given(
+        topo=machines(),
+        n_layers=st.integers(3, 6),
+        concurrency=st.integers(1, 6),
+        isl=st.sampled_from([16, 512, 4096]),
+        dense=st.sampled_from([0, 0, 2]),
+        slo=st.sampled_from([None, None, 0.05, 0.2]),
+    )
     def check(topo, n_layers, concurrency, isl, dense, slo):
         profile = tiny_model(n_layers, dense)
         w = Workload(concurrency=concurrency, isl=isl, osl=64)
         max_pp, max_r = _limits(topo)
         tpot_slo = None if slo is None or objective == "traffic" else slo
         brute = fixed_load(Oracle(profile, topo, w), objective, max_pp, max_r, tpot_slo_ms=tpot_slo)
-        plan = _solve_like_brute(profile, topo, w, brute, objective=objective, max_pp=max_pp, max_replicas=max_r,
-                                 tpot_slo_ms=tpot_slo)
+        plan = _solve_like_brute(
+            profile, topo, w, brute, objective=objective, max_pp=max_pp, max_replicas=max_r, tpot_slo_ms=tpot_slo
+        )
         if plan is None:
             return
         if objective == "latency":
@@ -127,21 +164,42 @@ def test_fixed_load_objectives_equal_brute_force(objective):
 
 def test_throughput_equals_brute_force():
     @settings(max_examples=100, **SETTINGS)
-    @given(topo=machines(), n_layers=st.integers(3, 5), isl=st.sampled_from([16, 512, 4096]),
-           slo=st.sampled_from([None, None, 0.05, 0.2]), ttft=st.sampled_from([None, None, 2.0]))
+    @given(
+        topo=machines(),
+        n_layers=st.integers(3, 5),
+        isl=st.sampled_from([16, 512, 4096]),
+        slo=st.sampled_from([None, None, 0.05, 0.2]),
+        ttft=st.sampled_from([None, None, 2.0]),
+    )
     def check(topo, n_layers, isl, slo, ttft):
         profile = tiny_model(n_layers)
         w = Workload(isl=isl, osl=64)
         max_pp, max_r = _limits(topo)
         brute = throughput(Oracle(profile, topo, w), max_pp, max_r, tpot_slo_ms=slo, ttft_slo_ms=ttft)
-        plan = _solve_like_brute(profile, topo, w, brute, objective="throughput", max_pp=max_pp, max_replicas=max_r,
-                                 tpot_slo_ms=slo, ttft_slo_ms=ttft)
+        plan = _solve_like_brute(
+            profile,
+            topo,
+            w,
+            brute,
+            objective="throughput",
+            max_pp=max_pp,
+            max_replicas=max_r,
+            tpot_slo_ms=slo,
+            ttft_slo_ms=ttft,
+        )
         if plan is None:
             return
         assert plan.prediction.tokens_per_s == pytest.approx(brute.value, rel=1e-6), (
-            _yaml(topo), plan.partition, plan.prediction.concurrency, brute.partition, brute.load)
+            _yaml(topo),
+            plan.partition,
+            plan.prediction.concurrency,
+            brute.partition,
+            brute.load,
+        )
         assert plan.prediction.concurrency == brute.load
-        assert plan.prediction.tokens_per_s == pytest.approx(plan.prediction.concurrency * 1000 / plan.prediction.tpot_ms)
+        assert plan.prediction.tokens_per_s == pytest.approx(
+            plan.prediction.concurrency * 1000 / plan.prediction.tpot_ms
+        )
         _agree_with_estimate(profile, topo, plan, plan.prediction.concurrency)
 
     check()
@@ -181,14 +239,29 @@ def test_a_shape_cut_before_any_bound_leaves_an_honest_gap():
     assert _status([fast], [fast, cut], exact=True) == ("FEASIBLE", None, None)
 
 
-def tier_machine(n: int, kind: str, capacity: str, host_bandwidth: str, sockets: int = 1,
-                 switch_bandwidth: str = "32GB/s"):
+def tier_machine(
+    n: int, kind: str, capacity: str, host_bandwidth: str, sockets: int = 1, switch_bandwidth: str = "32GB/s"
+):
     """One PCIe node of n small GPUs behind one or two switches, with a host-memory tier."""
     switches = [list(range(0, (n + 1) // 2)), list(range((n + 1) // 2, n))] if n > 1 else [[0]]
-    doc = {"name": "tier", "gpus": [{"index": k, "type": kind} for k in range(n)], "sockets": sockets,
-           "pcie_switches": [{"name": f"sw{k}", "socket": k * sockets // 2, "gpus": g, "bandwidth": switch_bandwidth,
-                              "uplink": "32GB/s", "latency": "1us"} for k, g in enumerate(switches) if g],
-           "host_memory": {"capacity": capacity, "bandwidth": host_bandwidth}}
+    doc = {
+        "name": "tier",
+        "gpus": [{"index": k, "type": kind} for k in range(n)],
+        "sockets": sockets,
+        "pcie_switches": [
+            {
+                "name": f"sw{k}",
+                "socket": k * sockets // 2,
+                "gpus": g,
+                "bandwidth": switch_bandwidth,
+                "uplink": "32GB/s",
+                "latency": "1us",
+            }
+            for k, g in enumerate(switches)
+            if g
+        ],
+        "host_memory": {"capacity": capacity, "bandwidth": host_bandwidth},
+    }
     if sockets > 1:
         doc["socket_link"] = {"bandwidth": "40GB/s", "latency": "1us"}
     return parse_topology(machine_yaml([doc], network=False), "tier.yaml")
@@ -198,9 +271,14 @@ def tier_machine(n: int, kind: str, capacity: str, host_bandwidth: str, sockets:
 def tier_machines(draw):
     """1-4 tiny GPUs with a host-memory tier: the weights need it or nearly so."""
     n = draw(st.integers(1, 4))
-    return tier_machine(n, draw(st.sampled_from(["tiny-s", "tiny-m"])), draw(st.sampled_from(["20MB", "60MB", "1GB"])),
-                        draw(st.sampled_from(["20GB/s", "200GB/s"])), sockets=draw(st.integers(1, 2)) if n > 1 else 1,
-                        switch_bandwidth=draw(st.sampled_from(["16GB/s", "32GB/s"])))
+    return tier_machine(
+        n,
+        draw(st.sampled_from(["tiny-s", "tiny-m"])),
+        draw(st.sampled_from(["20MB", "60MB", "1GB"])),
+        draw(st.sampled_from(["20GB/s", "200GB/s"])),
+        sockets=draw(st.integers(1, 2)) if n > 1 else 1,
+        switch_bandwidth=draw(st.sampled_from(["16GB/s", "32GB/s"])),
+    )
 
 
 def test_offload_equals_brute_force():
@@ -211,19 +289,28 @@ def test_offload_equals_brute_force():
     @example(topo=tier_machine(1, "tiny-m", "60MB", "200GB/s"), n_layers=3, concurrency=1, isl=16, dense=2)
     @example(topo=tier_machine(1, "tiny-m", "1GB", "20GB/s"), n_layers=6, concurrency=4, isl=512, dense=0)
     @settings(max_examples=60, **SETTINGS)
-    @given(topo=tier_machines(), n_layers=st.integers(3, 6), concurrency=st.integers(1, 4),
-           isl=st.sampled_from([16, 512]), dense=st.sampled_from([0, 2]))
+    @given(
+        topo=tier_machines(),
+        n_layers=st.integers(3, 6),
+        concurrency=st.integers(1, 4),
+        isl=st.sampled_from([16, 512]),
+        dense=st.sampled_from([0, 2]),
+    )
     def check(topo, n_layers, concurrency, isl, dense):
         profile = tiny_model(n_layers, dense)
         w = Workload(concurrency=concurrency, isl=isl, osl=64)
         max_pp, max_r = _limits(topo)
         brute = fixed_load(Oracle(profile, topo, w, offload=True), "latency", max_pp, max_r)
-        plan = _solve_like_brute(profile, topo, w, brute, objective="latency", max_pp=max_pp, max_replicas=max_r,
-                                 offload=True)
+        plan = _solve_like_brute(
+            profile, topo, w, brute, objective="latency", max_pp=max_pp, max_replicas=max_r, offload=True
+        )
         if plan is None:
             return
         assert plan.prediction.tpot_ms / 1e3 == pytest.approx(brute.value, rel=1e-6, abs=50e-9), (
-            _yaml(topo), plan.partition, brute.partition)
+            _yaml(topo),
+            plan.partition,
+            brute.partition,
+        )
         _agree_with_estimate(profile, topo, plan, concurrency)
         streamed.append(any(st.offload_layers for st in plan.partition.stages))
 

@@ -15,8 +15,17 @@ from .conftest import run_planner
 PLANNER = str(Path(sys.executable).parent / "planner")
 #: A solve that runs past the progress bar's 1 s delay (planner.cli.progress.DELAY_S) on the full shape loop
 #: (--max-replicas keeps it off the per-node-type fleet path, planner.solve.search._fleet, which takes under 1 s).
-LONG_SOLVE = ["solve", "--model", "llama-70b", "--topology", "h100-a100-ib", "--objective", "throughput",
-              "--max-replicas", "16"]
+LONG_SOLVE = [
+    "solve",
+    "--model",
+    "llama-70b",
+    "--topology",
+    "h100-a100-ib",
+    "--objective",
+    "throughput",
+    "--max-replicas",
+    "16",
+]
 
 
 def test_solve_piped_at_80_columns_shows_every_gpu_id_and_layer_range():

@@ -20,9 +20,25 @@ KiB, MiB, GiB = 2**10, 2**20, 2**30
 FIXTURES = Path(__file__).parent / "fixtures" / "topo"
 
 EXPECTED = {
-    "1xh100", "2x8xh100-ib", "2x8xh20-roce", "4x8xh100-ib", "4xl40s", "8xa100", "8xa100-pcie", "8xh100", "8xh100-pcie",
-    "8xh100-pcie-nvlink-pairs", "8xh200", "8xl40s", "8xmi300x", "8xrtx4090", "h100-a100-ib", "8xb200", "8xh20",
-    "8xmi325x", "8xmi355x",
+    "1xh100",
+    "2x8xh100-ib",
+    "2x8xh20-roce",
+    "4x8xh100-ib",
+    "4xl40s",
+    "8xa100",
+    "8xa100-pcie",
+    "8xh100",
+    "8xh100-pcie",
+    "8xh100-pcie-nvlink-pairs",
+    "8xh200",
+    "8xl40s",
+    "8xmi300x",
+    "8xrtx4090",
+    "h100-a100-ib",
+    "8xb200",
+    "8xh20",
+    "8xmi325x",
+    "8xmi355x",
 }
 
 
@@ -78,10 +94,17 @@ nodes:
     "mutate,needle",
     [
         (lambda d: d["nodes"][0]["gpus"].update(type="B300"), "unknown GPU type 'B300'"),
-        (lambda d: d["nodes"][0].update(nvlink=[{"gpus": [0, 5], "links": 4, "link_bandwidth": "25GB/s", "latency": "1us"}]),
-         "nodes[0]: nvlink[0].gpus names GPU 5"),
+        (
+            lambda d: d["nodes"][0].update(
+                nvlink=[{"gpus": [0, 5], "links": 4, "link_bandwidth": "25GB/s", "latency": "1us"}]
+            ),
+            "nodes[0]: nvlink[0].gpus names GPU 5",
+        ),
         (lambda d: d["nodes"][0]["nvswitch"].update(bandwidth="-450GB/s"), "nodes[0].nvswitch.bandwidth"),
-        (lambda d: d["nodes"][0]["nvswitch"].update(bandwidth=450), "nodes[0].nvswitch.bandwidth: bandwidth 450 needs a unit"),
+        (
+            lambda d: d["nodes"][0]["nvswitch"].update(bandwidth=450),
+            "nodes[0].nvswitch.bandwidth: bandwidth 450 needs a unit",
+        ),
         (lambda d: d["nodes"][0]["nvswitch"].pop("latency"), "nodes[0].nvswitch.latency: Field required"),
         (lambda d: d.pop("name"), "name: Field required"),
     ],
@@ -106,9 +129,15 @@ def test_yaml_syntax_error_cli(tmp_path):
 
 def _mutations(draw_data, doc):
     """Apply 1-3 random mutations (delete, replace with junk, add an unknown key) anywhere in doc."""
-    junk = st.one_of(st.none(), st.integers(-10, 10**12), st.floats(allow_nan=True), st.text(max_size=12),
-                     st.sampled_from(["-5GB/s", "0GB/s", "1e400GB/s", "450", "2us", "80GiB", "xx", "GPU0", "NV12"]),
-                     st.lists(st.integers(-3, 20), max_size=4), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+    junk = st.one_of(
+        st.none(),
+        st.integers(-10, 10**12),
+        st.floats(allow_nan=True),
+        st.text(max_size=12),
+        st.sampled_from(["-5GB/s", "0GB/s", "1e400GB/s", "450", "2us", "80GiB", "xx", "GPU0", "NV12"]),
+        st.lists(st.integers(-3, 20), max_size=4),
+        st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+    )
     for _ in range(draw_data.draw(st.integers(1, 3))):
         node = doc
         path = []
@@ -135,8 +164,10 @@ def _mutations(draw_data, doc):
     return doc
 
 
-_SEEDS = [yaml.safe_load((Path(__file__).parent.parent / "topologies" / f"{n}.yaml").read_text())
-          for n in ("8xh100", "8xh100-pcie-nvlink-pairs", "2x8xh100-ib", "8xmi300x", "8xrtx4090", "1xh100")]
+_SEEDS = [
+    yaml.safe_load((Path(__file__).parent.parent / "topologies" / f"{n}.yaml").read_text())
+    for n in ("8xh100", "8xh100-pcie-nvlink-pairs", "2x8xh100-ib", "8xmi300x", "8xrtx4090", "1xh100")
+]
 
 
 @settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -155,6 +186,7 @@ def test_no_mutated_topology_escapes_as_anything_but_planner_error(data):
 
 # --- detect -----------------------------------------------------------------------------------
 
+
 def _expected_codes(text):
     from planner.hardware.detect import parse_topo_matrix
 
@@ -165,8 +197,16 @@ def _expected_codes(text):
 @pytest.mark.parametrize("fixture", ["dgx-h100", "dgx-a100", "pcie-h100-nvlink-pairs", "4xl40s", "workstation-2x4090"])
 def test_detect_classifies_every_pair(cli, tmp_path, fixture):
     out = tmp_path / "detected.yaml"
-    code, _, err = cli("topology", "detect", "--from", str(FIXTURES / f"{fixture}.txt"),
-                       "--gpus-csv", str(FIXTURES / f"{fixture}-gpus.csv"), "-o", str(out))
+    code, _, err = cli(
+        "topology",
+        "detect",
+        "--from",
+        str(FIXTURES / f"{fixture}.txt"),
+        "--gpus-csv",
+        str(FIXTURES / f"{fixture}-gpus.csv"),
+        "-o",
+        str(out),
+    )
     assert code == 0, err
     topo = load_topology(str(out))
     _, codes = _expected_codes((FIXTURES / f"{fixture}.txt").read_text())
@@ -187,7 +227,12 @@ def test_detect_fixture_socket_and_nics():
     topo = parse_topology(yaml.safe_dump(doc), "dgx")
     node = doc["nodes"][0]
     assert node["sockets"] == 2 and node["nvswitch"]["nvls"] is True
-    assert [sw["nics"] for sw in node["pcie_switches"]] == [["nic0", "nic1"], ["nic2", "nic3"], ["nic4", "nic5"], ["nic6", "nic7"]]
+    assert [sw["nics"] for sw in node["pcie_switches"]] == [
+        ["nic0", "nic1"],
+        ["nic2", "nic3"],
+        ["nic4", "nic5"],
+        ["nic6", "nic7"],
+    ]
     assert pcie_relation(topo, 0, 4) == "SYS" and pcie_relation(topo, 0, 1) == "PIX"
 
 

@@ -92,19 +92,20 @@ def test_finite_run_waits_by_hand():
 
 
 def test_estimate_request_rate_cli(cli):
-    code, out, err = cli("estimate", "--model", "llama-70b", "--topology", "8xh100", "--tp", "4",
-                         "--request-rate", "2", "--json")
+    code, out, err = cli(
+        "estimate", "--model", "llama-70b", "--topology", "8xh100", "--tp", "4", "--request-rate", "2", "--json"
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["stable"] is True and report["traffic"]["running_concurrency"] == report["concurrency"]
-    code, out, err = cli("estimate", "--model", "llama-70b", "--topology", "8xh100", "--tp", "4",
-                         "--request-rate", "500", "--json")
+    code, out, err = cli(
+        "estimate", "--model", "llama-70b", "--topology", "8xh100", "--tp", "4", "--request-rate", "500", "--json"
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["stable"] is False and 0 < report["sustainable_rate_rps"] < 500
     assert [line for line in err.splitlines() if line.startswith("unstable:")], err
-    code, _, err = cli("estimate", "--model", "llama-70b", "--topology", "8xh100", "--tp", "4",
-                       "--request-rate", "-1")
+    code, _, err = cli("estimate", "--model", "llama-70b", "--topology", "8xh100", "--tp", "4", "--request-rate", "-1")
     assert code == 1 and "--request-rate" in err and "Traceback" not in err
 
 

@@ -32,11 +32,13 @@ def test_scheduler_fields_come_from_the_rows():
     # qps_comparison.csv columns: MI300X chunked-prefill=FALSE, num-scheduler-step=15, max-num-seqs=1024;
     # H100 chunked-prefill=TRUE, max-num-batched-tokens=512, max-num-seqs=512
     mi300x = [c for c in dstack if c.entry.row.gpu == "mi300x"]
-    assert len(mi300x) == 12 and all(not c.chunked_prefill and c.scheduler_steps == 15 and c.max_num_seqs == 1024
-                                     for c in mi300x)
+    assert len(mi300x) == 12 and all(
+        not c.chunked_prefill and c.scheduler_steps == 15 and c.max_num_seqs == 1024 for c in mi300x
+    )
     h100 = [c for c in dstack if c not in mi300x]
-    assert len(h100) == 3 and all(c.chunked_prefill and c.max_num_batched_tokens == 512 and c.max_num_seqs == 512
-                                  for c in h100)
+    assert len(h100) == 3 and all(
+        c.chunked_prefill and c.max_num_batched_tokens == 512 and c.max_num_seqs == 512 for c in h100
+    )
     # the SGLang team's vLLM 0.6.0 runs: --num-scheduler-steps 10, which 0.6.0 allowed only with chunked prefill off
     team_vllm = [c for c in cases if c.publisher == "SGLang team" and c.engine == "vllm"]
     assert len(team_vllm) == 4 and all(not c.chunked_prefill and c.scheduler_steps == 10 for c in team_vllm)

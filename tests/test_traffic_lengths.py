@@ -15,7 +15,7 @@ def test_fixed_uniform_lognormal():
     assert parse_length("512", what="--isl").lengths == [512.0]
     u = parse_length("uniform:100-300", what="--isl")
     assert u.mean == pytest.approx(200.0)
-    assert u.cv2 == pytest.approx((201 ** 2 - 1) / 12 / 200 ** 2, rel=0.02)  # discrete uniform variance (n^2-1)/12
+    assert u.cv2 == pytest.approx((201**2 - 1) / 12 / 200**2, rel=0.02)  # discrete uniform variance (n^2-1)/12
     ln = parse_length("lognormal:1000,1", what="--osl")
     assert ln.mean == pytest.approx(1000.0)  # the mean asked for is kept
     # the median of a lognormal is exp(mu) = mean / exp(sigma^2 / 2) = 1000 / 1.6487 = 606.5
@@ -54,8 +54,20 @@ def test_bad_lengths_name_what_is_wrong(tmp_path):
 
 
 def test_cli_length_options(cli):
-    code, out, err = cli("estimate", "--model", "llama-8b", "--topology", "8xh100", "--tp", "1",
-                         "--isl", "lognormal:1000,1", "--osl", "chat-sharegpt", "--json")
+    code, out, err = cli(
+        "estimate",
+        "--model",
+        "llama-8b",
+        "--topology",
+        "8xh100",
+        "--tp",
+        "1",
+        "--isl",
+        "lognormal:1000,1",
+        "--osl",
+        "chat-sharegpt",
+        "--json",
+    )
     assert code == 0, err
     code, _, err = cli("estimate", "--model", "llama-8b", "--topology", "8xh100", "--tp", "1", "--isl", "wide")
     assert code == 1 and "--isl 'wide'" in err and "Traceback" not in err

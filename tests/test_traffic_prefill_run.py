@@ -9,8 +9,16 @@ from planner.traffic.prefill_run import Request, StepCosts, draw_requests, run_s
 
 
 def _costs(**kw) -> StepCosts:
-    base = dict(steps=2, first_prompt_s=1.0, per_prompt_s=0.5, mean_prompt_tokens=100.0, decode_loads=(1,),
-                decode_steps_s=(0.1,), budget_tokens=1000, slots=10)
+    base = dict(
+        steps=2,
+        first_prompt_s=1.0,
+        per_prompt_s=0.5,
+        mean_prompt_tokens=100.0,
+        decode_loads=(1,),
+        decode_steps_s=(0.1,),
+        budget_tokens=1000,
+        slots=10,
+    )
     return StepCosts(**{**base, **kw})
 
 

@@ -43,9 +43,36 @@ def test_prefix_hits_shorten_ttft_and_raise_capacity():
 
 
 def test_prefix_cli(cli):
-    code, out, err = cli("estimate", "--model", "llama-8b", "--topology", "8xh100", "--tp", "1", "--isl", "4000",
-                         "--prefix-tokens", "3000", "--prefix-hit", "0.5", "--request-rate", "2", "--json")
+    code, out, err = cli(
+        "estimate",
+        "--model",
+        "llama-8b",
+        "--topology",
+        "8xh100",
+        "--tp",
+        "1",
+        "--isl",
+        "4000",
+        "--prefix-tokens",
+        "3000",
+        "--prefix-hit",
+        "0.5",
+        "--request-rate",
+        "2",
+        "--json",
+    )
     assert code == 0, err
-    code, _, err = cli("estimate", "--model", "llama-8b", "--topology", "8xh100", "--tp", "1", "--isl", "400",
-                       "--prefix-tokens", "3000")
+    code, _, err = cli(
+        "estimate",
+        "--model",
+        "llama-8b",
+        "--topology",
+        "8xh100",
+        "--tp",
+        "1",
+        "--isl",
+        "400",
+        "--prefix-tokens",
+        "3000",
+    )
     assert code == 1 and "--prefix-tokens 3000 is longer than the prompt" in err

@@ -34,8 +34,9 @@ def test_closed_wave_prefills_only_what_the_cache_lacks():
     assert op.ttft_load.prefill == 2048 and op.ttft_load.prefill_kv_tokens == pytest.approx(2048 + 1960)
     assert op.ttft_load.prefill_context == pytest.approx(2580)
     # nothing shared: 4 x 3200 = 12800 tokens, prompt i ends in step ceil((i + 1) x 3200 / 2048) = 2, 4, 5, 7
-    plain = operating_point(w.model_copy(update={"prefix_tokens": 0, "prefix_hit": 0.0}), concurrency=4, replicas=1,
-                            pp=1, c=c)
+    plain = operating_point(
+        w.model_copy(update={"prefix_tokens": 0, "prefix_hit": 0.0}), concurrency=4, replicas=1, pp=1, c=c
+    )
     assert plain.ttft_chunks == pytest.approx(4.5) and plain.ttft_load.prefill_context == pytest.approx(1600)
 
 

@@ -8,11 +8,38 @@ import re
 
 
 def test_slos_are_echoed_with_margins_and_requests_per_s(cli):
-    code, out, err = cli("solve", "--model", "llama-70b", "--topology", "8xh100", "--objective", "throughput",
-                         "--tpot-slo", "30", "--ttft-slo", "500", "--top", "0")
+    code, out, err = cli(
+        "solve",
+        "--model",
+        "llama-70b",
+        "--topology",
+        "8xh100",
+        "--objective",
+        "throughput",
+        "--tpot-slo",
+        "30",
+        "--ttft-slo",
+        "500",
+        "--top",
+        "0",
+    )
     assert code == 0, err
-    code, js, _ = cli("solve", "--model", "llama-70b", "--topology", "8xh100", "--objective", "throughput",
-                      "--tpot-slo", "30", "--ttft-slo", "500", "--top", "0", "--json")
+    code, js, _ = cli(
+        "solve",
+        "--model",
+        "llama-70b",
+        "--topology",
+        "8xh100",
+        "--objective",
+        "throughput",
+        "--tpot-slo",
+        "30",
+        "--ttft-slo",
+        "500",
+        "--top",
+        "0",
+        "--json",
+    )
     p = json.loads(js)["prediction"]
     assert f"TPOT <= 30 ms: {p['tpot_ms']:,.2f} ms ({30 - p['tpot_ms']:,.2f} ms to spare) ✓" in out
     assert f"TTFT <= 500 ms: {p['ttft_ms']:,.2f} ms ({500 - p['ttft_ms']:,.2f} ms to spare) ✓" in out

@@ -35,9 +35,15 @@ CONTEXT = 2000 + 100 / 2  # the mean context over a 100-token reply to a 2,000-t
 @pytest.fixture(scope="module")
 def row() -> WideDecode:
     constants = resolve_constants(DEFAULT, "sglang")
-    return wide_decode(load_profile("deepseek-v3"), load_topology(str(TOPOLOGY)), list(range(EP)),
-                       per_gpu_batch=BATCH, context_tokens=CONTEXT, constants=constants,
-                       redundant_experts=REDUNDANT)
+    return wide_decode(
+        load_profile("deepseek-v3"),
+        load_topology(str(TOPOLOGY)),
+        list(range(EP)),
+        per_gpu_batch=BATCH,
+        context_tokens=CONTEXT,
+        constants=constants,
+        redundant_experts=REDUNDANT,
+    )
 
 
 def _error(tokens_per_s_per_gpu: float) -> float:
@@ -68,12 +74,19 @@ def test_redundant_experts_give_each_gpu_whole_slots() -> None:
     # EP72 over 288 slots holds 4 experts per GPU, as EP64 over the 256 experts does: the same bytes per MoE layer
     layer = next(x for x in profile.layers if x.moe is not None)
     slot_layer = next(x for x in slots.layers if x.moe is not None)
-    assert held_weight_bytes(slot_layer, Layout(1, 72, 72), slots, "fp8") == \
-        pytest.approx(held_weight_bytes(layer, Layout(1, 64, 64), profile, "fp8"))
+    assert held_weight_bytes(slot_layer, Layout(1, 72, 72), slots, "fp8") == pytest.approx(
+        held_weight_bytes(layer, Layout(1, 64, 64), profile, "fp8")
+    )
     assert slot_profile(profile, 0) is profile
 
 
 def test_ep_must_divide_the_expert_slots() -> None:
     with pytest.raises(InputError, match="expert slots"):
-        wide_decode(load_profile("deepseek-v3"), load_topology(str(TOPOLOGY)), list(range(EP)), per_gpu_batch=BATCH,
-                    context_tokens=CONTEXT, constants=resolve_constants(DEFAULT, "sglang"))
+        wide_decode(
+            load_profile("deepseek-v3"),
+            load_topology(str(TOPOLOGY)),
+            list(range(EP)),
+            per_gpu_batch=BATCH,
+            context_tokens=CONTEXT,
+            constants=resolve_constants(DEFAULT, "sglang"),
+        )

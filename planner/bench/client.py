@@ -111,16 +111,22 @@ async def _served_model(client: Any, base: str) -> str:
         raise BenchError(f"{base}/v1/models did not list a model: {resp.text[:200]}") from None
 
 
-async def _one(client: Any, base: str, model: str, prompt: list[int], *, osl: int,
-               request_id: str) -> RequestResult:
-    body = {"model": model, "prompt": prompt, "max_tokens": osl, "min_tokens": osl, "ignore_eos": True,
-            "stream": True, "stream_options": {"include_usage": True}, "temperature": 0.0}
+async def _one(client: Any, base: str, model: str, prompt: list[int], *, osl: int, request_id: str) -> RequestResult:
+    body = {
+        "model": model,
+        "prompt": prompt,
+        "max_tokens": osl,
+        "min_tokens": osl,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "temperature": 0.0,
+    }
     first = last = None
     chunks = 0
     usage = None
     start = time.monotonic()
-    async with client.stream("POST", f"{base}/v1/completions", json=body,
-                             headers={"X-Request-Id": request_id}) as resp:
+    async with client.stream("POST", f"{base}/v1/completions", json=body, headers={"X-Request-Id": request_id}) as resp:
         if resp.status_code != 200:
             text = (await resp.aread()).decode(errors="replace")[:200]
             raise BenchError(f"{base}/v1/completions answered HTTP {resp.status_code}: {text}")
@@ -138,8 +144,9 @@ async def _one(client: Any, base: str, model: str, prompt: list[int], *, osl: in
     if first is None or last is None:
         raise BenchError(f"{base}: the stream ended before any token")
     tokens = count_tokens(usage, chunks, osl, base)
-    return RequestResult(request_id=request_id, sent_at_s=start, first_token_at_s=first, last_token_at_s=last,
-                         tokens=tokens)
+    return RequestResult(
+        request_id=request_id, sent_at_s=start, first_token_at_s=first, last_token_at_s=last, tokens=tokens
+    )
 
 
 def count_tokens(usage: Any, chunks: int, osl: int, base: str) -> int:
@@ -152,8 +159,10 @@ def count_tokens(usage: Any, chunks: int, osl: int, base: str) -> int:
     tokens = chunks if reported is None else reported
     if tokens != osl:
         how = "ended after" if 0 <= tokens < osl else "reported"
-        raise BenchError(f"{base}: the answer {how} {tokens:,} tokens of the {osl:,} asked for (min_tokens, "
-                         "ignore_eos); a cut-off or miscounted stream is not a measurement")
+        raise BenchError(
+            f"{base}: the answer {how} {tokens:,} tokens of the {osl:,} asked for (min_tokens, "
+            "ignore_eos); a cut-off or miscounted stream is not a measurement"
+        )
     if osl > 1 and chunks < 2:
         raise BenchError(f"{base}: the server sent all {osl:,} tokens in {chunks} chunk; TPOT needs them streamed")
     return tokens
@@ -191,8 +200,17 @@ def _one_line(exc: Exception, base: str) -> Exception:
     return exc
 
 
-async def run_load(url: str, concurrency: int, requests: int, isl: int, osl: int, *, vocab: int, seed: int = 0,
-                   progress: Callable[[int], None] | None = None) -> LoadResult:
+async def run_load(
+    url: str,
+    concurrency: int,
+    requests: int,
+    isl: int,
+    osl: int,
+    *,
+    vocab: int,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> LoadResult:
     """Keep `concurrency` requests in flight until `requests` have finished."""
     import httpx
 
@@ -214,8 +232,11 @@ async def run_load(url: str, concurrency: int, requests: int, isl: int, osl: int
             async def worker() -> None:
                 while queue:
                     k = queue.pop()
-                    results.append(await _one(client, base, model, prompt(k), osl=osl,
-                                              request_id=f"planner-bench-c{concurrency}-{k}"))
+                    results.append(
+                        await _one(
+                            client, base, model, prompt(k), osl=osl, request_id=f"planner-bench-c{concurrency}-{k}"
+                        )
+                    )
                     if progress is not None:
                         progress(len(results))
 
@@ -268,9 +289,17 @@ def _raise_failed(tasks: list[asyncio.Task]) -> None:
             raise exc
 
 
-async def _send_schedule(client: Any, base: str, model: str, *, arrivals: list[Arrival],
-                         prompt: Callable[[int, int], list[int]], max_in_flight: int, rate: float,
-                         progress: Callable[[int], None] | None) -> tuple[float, list[RequestResult]]:
+async def _send_schedule(
+    client: Any,
+    base: str,
+    model: str,
+    *,
+    arrivals: list[Arrival],
+    prompt: Callable[[int, int], list[int]],
+    max_in_flight: int,
+    rate: float,
+    progress: Callable[[int], None] | None,
+) -> tuple[float, list[RequestResult]]:
     start = time.monotonic()
     tasks: list[asyncio.Task] = []
     live: set[asyncio.Task] = set()
@@ -288,9 +317,11 @@ async def _send_schedule(client: Any, base: str, model: str, *, arrivals: list[A
             await asyncio.sleep(max(0.0, start + a.at_s - time.monotonic()))
             _raise_failed(tasks)
             if len(live) >= max_in_flight:
-                raise BenchError(f"--max-in-flight: {len(live):,} requests were still in flight when request "
-                                 f"{k + 1:,} was due at {rate:g} requests/s: the server does not keep up with this "
-                                 "rate (lower --request-rate, or raise --max-in-flight)")
+                raise BenchError(
+                    f"--max-in-flight: {len(live):,} requests were still in flight when request "
+                    f"{k + 1:,} was due at {rate:g} requests/s: the server does not keep up with this "
+                    "rate (lower --request-rate, or raise --max-in-flight)"
+                )
             task = asyncio.create_task(one(k, a))
             live.add(task)
             task.add_done_callback(live.discard)
@@ -302,8 +333,16 @@ async def _send_schedule(client: Any, base: str, model: str, *, arrivals: list[A
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def run_open_loop(url: str, rate: float, arrivals: list[Arrival], *, vocab: int, seed: int = 0,
-                        max_in_flight: int, progress: Callable[[int], None] | None = None) -> OpenLoopResult:
+async def run_open_loop(
+    url: str,
+    rate: float,
+    arrivals: list[Arrival],
+    *,
+    vocab: int,
+    seed: int = 0,
+    max_in_flight: int,
+    progress: Callable[[int], None] | None = None,
+) -> OpenLoopResult:
     """Send each request at its time in `arrivals`, whatever is in flight, up to `max_in_flight` at once."""
     import httpx
 
@@ -318,8 +357,16 @@ async def run_open_loop(url: str, rate: float, arrivals: list[Arrival], *, vocab
     try:
         async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
             model = await _served_model(client, base)
-            start, results = await _send_schedule(client, base, model, arrivals=arrivals, prompt=prompt,
-                                                  max_in_flight=max_in_flight, rate=rate, progress=progress)
+            start, results = await _send_schedule(
+                client,
+                base,
+                model,
+                arrivals=arrivals,
+                prompt=prompt,
+                max_in_flight=max_in_flight,
+                rate=rate,
+                progress=progress,
+            )
             end = time.monotonic()
     except Exception as exc:
         raise _one_line(exc, base) from None

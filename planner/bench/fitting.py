@@ -51,8 +51,10 @@ def bound_warnings(values: dict[str, float]) -> list[str]:
     for name, value in values.items():
         if (side := on_bound(name, value)) is not None:
             low, high = FITTABLE[name]
-            out.append(f"{name} {value:.3g} sits on the {side} bound of its range ({low:g} to {high:g}): the points "
-                       "pushed it there, so it is not measured (fit more loads, or check the server runs the plan)")
+            out.append(
+                f"{name} {value:.3g} sits on the {side} bound of its range ({low:g} to {high:g}): the points "
+                "pushed it there, so it is not measured (fit more loads, or check the server runs the plan)"
+            )
     return out
 
 
@@ -70,33 +72,64 @@ def bench_rows(loaded: LoadedPlan, report: Union[BenchReport, OpenBenchReport]) 
     """The measured points as calibration rows on the plan's own partition."""
     dtype = loaded.plan.inputs.workload.weight_dtype
     if isinstance(report, BenchReport):
-        return [Row(model="", machine="", tp=1, dtype=dtype, isl=report.isl, osl=report.osl, concurrency=p.concurrency,
-                    mode="closed", itl_ms=p.measured.tpot_ms, ttft_ms=p.measured.ttft_ms,
-                    tokens_per_s=p.measured.tokens_per_s, role="fit") for p in report.points]
+        return [
+            Row(
+                model="",
+                machine="",
+                tp=1,
+                dtype=dtype,
+                isl=report.isl,
+                osl=report.osl,
+                concurrency=p.concurrency,
+                mode="closed",
+                itl_ms=p.measured.tpot_ms,
+                ttft_ms=p.measured.ttft_ms,
+                tokens_per_s=p.measured.tokens_per_s,
+                role="fit",
+            )
+            for p in report.points
+        ]
     rows = []
     for p in report.points:
-        rows.append(Row(model="", machine="", tp=1, dtype=dtype, isl=round(p.mean_isl), osl=round(p.mean_osl),
-                        concurrency=max(1, round(p.measured.mean_in_flight)), mode="closed",
-                        itl_ms=p.measured.tpot_ms.mean, ttft_ms=p.measured.ttft_ms.mean,
-                        tokens_per_s=p.measured.tokens_per_s, role="fit"))
+        rows.append(
+            Row(
+                model="",
+                machine="",
+                tp=1,
+                dtype=dtype,
+                isl=round(p.mean_isl),
+                osl=round(p.mean_osl),
+                concurrency=max(1, round(p.measured.mean_in_flight)),
+                mode="closed",
+                itl_ms=p.measured.tpot_ms.mean,
+                ttft_ms=p.measured.ttft_ms.mean,
+                tokens_per_s=p.measured.tokens_per_s,
+                role="fit",
+            )
+        )
     return rows
 
 
-def fit_profile(loaded: LoadedPlan, report: Union[BenchReport, OpenBenchReport], path: str, *,
-                start: Constants = DEFAULT) -> FitOutcome:
+def fit_profile(
+    loaded: LoadedPlan, report: Union[BenchReport, OpenBenchReport], path: str, *, start: Constants = DEFAULT
+) -> FitOutcome:
     """Fit the observable constants to the measured points and write them as a calibration profile."""
     rows = bench_rows(loaded, report)
     if isinstance(report, OpenBenchReport) and len({r.concurrency for r in rows}) < 2:
-        raise InputError("--fit: the rates held the same mean load in flight "
-                         f"({rows[0].concurrency} requests, Little's law), which is one point; use rates further apart")
+        raise InputError(
+            "--fit: the rates held the same mean load in flight "
+            f"({rows[0].concurrency} requests, Little's law), which is one point; use rates further apart"
+        )
     check_fit_loads([r.concurrency for r in rows])
     fitted = fit(rows, start, names=BENCH_FITTABLE, predictor=lambda row, c: _on_plan(loaded, row, c))
     values = {name: float(getattr(fitted, name)) for name in BENCH_FITTABLE}
     st = loaded.plan.stages[0]
     loads = ", ".join(str(r.concurrency) for r in rows)
     how = "closed-loop loads" if isinstance(report, BenchReport) else "mean loads in flight of open-loop rates"
-    header = (f"# Calibration fitted by `planner bench --fit` to {report.url} at {how} {loads} "
-              f"(isl {report.isl}, osl {report.osl}),\n"
-              f"# plan {report.plan} ({loaded.plan.partition.shape}, {st.gpu_ids} ...). Pass it with --calibration.\n")
+    header = (
+        f"# Calibration fitted by `planner bench --fit` to {report.url} at {how} {loads} "
+        f"(isl {report.isl}, osl {report.osl}),\n"
+        f"# plan {report.plan} ({loaded.plan.partition.shape}, {st.gpu_ids} ...). Pass it with --calibration.\n"
+    )
     write_file(path, header + yaml.safe_dump(values, sort_keys=False), "the calibration profile")
     return FitOutcome(values=values, rms_error=rms_error(rows, fitted, loaded), warnings=bound_warnings(values))

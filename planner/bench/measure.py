@@ -22,8 +22,7 @@ from planner.plan_io import LoadedPlan
 
 #: What a benchmark of one plan can observe (at two or more loads): the per-step and per-request host times,
 #: the decode streaming efficiency and the prefill efficiency.
-BENCH_FITTABLE = ("step_overhead_s", "sequence_overhead_s", "hbm_efficiency", "flops_efficiency",
-                  "request_overhead_s")
+BENCH_FITTABLE = ("step_overhead_s", "sequence_overhead_s", "hbm_efficiency", "flops_efficiency", "request_overhead_s")
 MAX_REQUESTS = 10_000
 #: Prompt tokens the load generator holds in flight (concurrency x isl): 16.7M token ids, about 0.6 GB.
 MAX_TOKENS_IN_FLIGHT = 2**24
@@ -74,18 +73,22 @@ def requests_at_load(load: int, given: Optional[int]) -> int:
     return given if given is not None else min(MAX_REQUESTS, max(8, 4 * load))
 
 
-def check_bench_options(concurrencies: list[int], isl: int, osl: int, requests: Optional[int],
-                        loaded: LoadedPlan) -> None:
+def check_bench_options(
+    concurrencies: list[int], isl: int, osl: int, requests: Optional[int], loaded: LoadedPlan
+) -> None:
     if any(c < 1 or c > MAX_REQUESTS for c in concurrencies):
         raise InputError(f"--concurrency: loads from 1 to {MAX_REQUESTS:,}")
     if requests is not None and not 1 <= requests <= MAX_REQUESTS:
         raise InputError(f"--requests must be from 1 to {MAX_REQUESTS:,}, got {requests}")
     if isl < 1 or osl < 2:
-        raise InputError(f"--isl must be at least 1 and --osl at least 2 (TPOT needs two tokens), got --isl {isl} "
-                         f"--osl {osl}")
+        raise InputError(
+            f"--isl must be at least 1 and --osl at least 2 (TPOT needs two tokens), got --isl {isl} --osl {osl}"
+        )
     if max(concurrencies) * isl > MAX_TOKENS_IN_FLIGHT:
-        raise InputError(f"--concurrency {max(concurrencies):,} x --isl {isl:,} is {max(concurrencies) * isl:,} prompt "
-                         f"tokens in flight; at most {MAX_TOKENS_IN_FLIGHT:,} (each prompt is held in memory)")
+        raise InputError(
+            f"--concurrency {max(concurrencies):,} x --isl {isl:,} is {max(concurrencies) * isl:,} prompt "
+            f"tokens in flight; at most {MAX_TOKENS_IN_FLIGHT:,} (each prompt is held in memory)"
+        )
     limit = loaded.profile.context_length
     if limit and isl + osl > limit:
         raise InputError(f"--isl {isl} + --osl {osl} exceeds {loaded.profile.name}'s context of {limit:,} tokens")
@@ -93,8 +96,9 @@ def check_bench_options(concurrencies: list[int], isl: int, osl: int, requests: 
 
 def closed_estimate(loaded: LoadedPlan, concurrency: int, isl: int, osl: int, c: Constants = DEFAULT) -> Prediction:
     """The plan's prediction for a closed loop of `concurrency` clients (the loop planner bench runs)."""
-    w = loaded.plan.inputs.workload.model_copy(update={"concurrency": concurrency, "isl": isl, "osl": osl,
-                                                       "mode": "closed"})
+    w = loaded.plan.inputs.workload.model_copy(
+        update={"concurrency": concurrency, "isl": isl, "osl": osl, "mode": "closed"}
+    )
     return estimate(loaded.profile, loaded.topo, loaded.plan.partition, workload=w, c=c, check=False)
 
 
@@ -110,12 +114,24 @@ def relative(predicted: float, measured: float) -> float:
 
 
 def _error(pred: Figures, meas: Figures) -> Figures:
-    return Figures(ttft_ms=relative(pred.ttft_ms, meas.ttft_ms), tpot_ms=relative(pred.tpot_ms, meas.tpot_ms),
-                   tokens_per_s=relative(pred.tokens_per_s, meas.tokens_per_s))
+    return Figures(
+        ttft_ms=relative(pred.ttft_ms, meas.ttft_ms),
+        tpot_ms=relative(pred.tpot_ms, meas.tpot_ms),
+        tokens_per_s=relative(pred.tokens_per_s, meas.tokens_per_s),
+    )
 
 
-def bench(loaded: LoadedPlan, url: str, concurrencies: list[int], *, isl: int, osl: int, requests: Optional[int],
-          constants: Constants = DEFAULT, progress: Callable[[int, int], None] | None = None) -> BenchReport:
+def bench(
+    loaded: LoadedPlan,
+    url: str,
+    concurrencies: list[int],
+    *,
+    isl: int,
+    osl: int,
+    requests: Optional[int],
+    constants: Constants = DEFAULT,
+    progress: Callable[[int, int], None] | None = None,
+) -> BenchReport:
     """Measure at each load (a closed loop of `requests` requests there, default 4 x the load and at least 8) and
     predict the same load."""
     check_bench_options(concurrencies, isl, osl, requests, loaded)
@@ -124,6 +140,7 @@ def bench(loaded: LoadedPlan, url: str, concurrencies: list[int], *, isl: int, o
     counts = [requests_at_load(conc, requests) for conc in concurrencies]
     points, done = [], 0
     for conc, n in zip(concurrencies, counts):
+
         def tick(k: int) -> None:
             if progress is not None:
                 progress(done + k, sum(counts))
@@ -132,10 +149,27 @@ def bench(loaded: LoadedPlan, url: str, concurrencies: list[int], *, isl: int, o
         done += n
         meas = Figures(ttft_ms=res.ttft_ms, tpot_ms=res.tpot_ms, tokens_per_s=res.tokens_per_s)
         pred = predict(loaded, conc, isl, osl, constants)
-        samples = [Sample(request_id=r.request_id, sent_at_s=r.sent_at_s, first_token_at_s=r.first_token_at_s,
-                          last_token_at_s=r.last_token_at_s, tokens=r.tokens) for r in res.requests]
-        points.append(BenchPoint(concurrency=conc, requests=len(res.requests), measured=meas, predicted=pred,
-                                 error=_error(pred, meas), wall_s=res.wall_s, samples=samples))
+        samples = [
+            Sample(
+                request_id=r.request_id,
+                sent_at_s=r.sent_at_s,
+                first_token_at_s=r.first_token_at_s,
+                last_token_at_s=r.last_token_at_s,
+                tokens=r.tokens,
+            )
+            for r in res.requests
+        ]
+        points.append(
+            BenchPoint(
+                concurrency=conc,
+                requests=len(res.requests),
+                measured=meas,
+                predicted=pred,
+                error=_error(pred, meas),
+                wall_s=res.wall_s,
+                samples=samples,
+            )
+        )
     return BenchReport(plan=loaded.path, url=base, isl=isl, osl=osl, points=points)
 
 

@@ -70,8 +70,10 @@ class OpenBenchReport(BaseModel):
     seed: int
     max_in_flight: int
     mode: str = "open"
-    prediction: str = ("closed loop at the load Little's law gives (load = rate x predicted time in system): an "
-                       "approximation of Poisson arrivals")
+    prediction: str = (
+        "closed loop at the load Little's law gives (load = rate x predicted time in system): an "
+        "approximation of Poisson arrivals"
+    )
     points: list[OpenPoint]
     calibration: Optional[str] = None
     fitted: dict[str, float] = {}
@@ -99,15 +101,17 @@ def measured_figures(res: OpenLoopResult) -> OpenFigures:
     rs = res.requests
     sends = sorted(r.sent_at_s for r in rs)
     span_s = sends[-1] - sends[0]
-    return OpenFigures(ttft_ms=summary([1e3 * r.ttft_s for r in rs]),
-                       tpot_ms=summary([1e3 * r.tpot_s for r in rs if r.tpot_s is not None]),
-                       requests_per_s=len(rs) / res.wall_s, tokens_per_s=sum(r.tokens for r in rs) / res.wall_s,
-                       sent_per_s=(len(rs) - 1) / span_s if span_s > 0 else float("nan"),
-                       mean_in_flight=sum(r.latency_s for r in rs) / res.wall_s)
+    return OpenFigures(
+        ttft_ms=summary([1e3 * r.ttft_s for r in rs]),
+        tpot_ms=summary([1e3 * r.tpot_s for r in rs if r.tpot_s is not None]),
+        requests_per_s=len(rs) / res.wall_s,
+        tokens_per_s=sum(r.tokens for r in rs) / res.wall_s,
+        sent_per_s=(len(rs) - 1) / span_s if span_s > 0 else float("nan"),
+        mean_in_flight=sum(r.latency_s for r in rs) / res.wall_s,
+    )
 
 
-def make_schedule(rate: float, n: int, *, isl: LengthDist, osl: LengthDist, seed: int,
-                  context: int) -> list[Arrival]:
+def make_schedule(rate: float, n: int, *, isl: LengthDist, osl: LengthDist, seed: int, context: int) -> list[Arrival]:
     """`n` Poisson arrivals with their lengths, each drawn from its own seeded stream (so that changing --osl does
     not move the send times); an answer keeps at least 2 tokens and a prompt at least 1, inside `context`."""
     high = context if context else 1 << 21
@@ -119,24 +123,29 @@ def make_schedule(rate: float, n: int, *, isl: LengthDist, osl: LengthDist, seed
     return out
 
 
-def check_open_options(rates: list[float], isl: LengthDist, osl: LengthDist, *, max_in_flight: int,
-                       loaded: LoadedPlan) -> None:
+def check_open_options(
+    rates: list[float], isl: LengthDist, osl: LengthDist, *, max_in_flight: int, loaded: LoadedPlan
+) -> None:
     if any(not (0 < r <= MAX_RATE_PER_S) or not math.isfinite(r) for r in rates):
         raise InputError(f"--request-rate: requests/s above 0 and at most {MAX_RATE_PER_S:,.0f}")
     if not 1 <= max_in_flight <= MAX_REQUESTS:
         raise InputError(f"--max-in-flight must be from 1 to {MAX_REQUESTS:,}, got {max_in_flight}")
     fixed = isl.kind == "fixed" and osl.kind == "fixed"
     if (isl.kind == "fixed" and isl.lengths[0] < 1) or (osl.kind == "fixed" and osl.lengths[0] < 2):
-        raise InputError(f"--isl must be at least 1 and --osl at least 2 (TPOT needs two tokens), got --isl "
-                         f"{isl.spec} --osl {osl.spec}")
+        raise InputError(
+            f"--isl must be at least 1 and --osl at least 2 (TPOT needs two tokens), got --isl "
+            f"{isl.spec} --osl {osl.spec}"
+        )
     limit = loaded.profile.context_length
     if limit and fixed and isl.lengths[0] + osl.lengths[0] > limit:
-        raise InputError(f"--isl {isl.spec} + --osl {osl.spec} exceeds {loaded.profile.name}'s context of "
-                         f"{limit:,} tokens")
+        raise InputError(
+            f"--isl {isl.spec} + --osl {osl.spec} exceeds {loaded.profile.name}'s context of {limit:,} tokens"
+        )
 
 
-def little_prediction(loaded: LoadedPlan, rate: float, *, isl: int, osl: int,
-                      c: Constants = DEFAULT) -> tuple[Optional[int], Optional[Prediction]]:
+def little_prediction(
+    loaded: LoadedPlan, rate: float, *, isl: int, osl: int, c: Constants = DEFAULT
+) -> tuple[Optional[int], Optional[Prediction]]:
     """The smallest closed-loop load at which the plan completes `rate` requests/s (Little's law: load = rate x
     time in system), and its prediction there; (None, None) when no load up to MAX_REQUESTS does."""
 
@@ -157,9 +166,17 @@ def little_prediction(loaded: LoadedPlan, rate: float, *, isl: int, osl: int,
 
 
 def _samples(rs: list[RequestResult]) -> list[Sample]:
-    return [Sample(request_id=r.request_id, sent_at_s=r.sent_at_s, first_token_at_s=r.first_token_at_s,
-                   last_token_at_s=r.last_token_at_s, tokens=r.tokens, scheduled_at_s=r.scheduled_at_s)
-            for r in rs]
+    return [
+        Sample(
+            request_id=r.request_id,
+            sent_at_s=r.sent_at_s,
+            first_token_at_s=r.first_token_at_s,
+            last_token_at_s=r.last_token_at_s,
+            tokens=r.tokens,
+            scheduled_at_s=r.scheduled_at_s,
+        )
+        for r in rs
+    ]
 
 
 def _point(loaded: LoadedPlan, res: OpenLoopResult, arrivals: list[Arrival], *, c: Constants) -> OpenPoint:
@@ -171,39 +188,76 @@ def _point(loaded: LoadedPlan, res: OpenLoopResult, arrivals: list[Arrival], *, 
     if p is not None:
         # in a steady state the server completes requests as fast as they arrive: rate, and rate x mean osl tokens/s
         pred = Figures(ttft_ms=p.ttft_ms, tpot_ms=p.tpot_ms, tokens_per_s=res.request_rate * mean_osl)
-        err = Figures(ttft_ms=relative(pred.ttft_ms, meas.ttft_ms.mean), tpot_ms=relative(pred.tpot_ms,
-                      meas.tpot_ms.mean), tokens_per_s=relative(pred.tokens_per_s, meas.tokens_per_s))
-    return OpenPoint(request_rate=res.request_rate, requests=len(res.requests), mean_isl=mean_isl,
-                     mean_osl=mean_osl, measured=meas, little_load=load, predicted=pred,
-                     predicted_requests_per_s=res.request_rate if p is not None else None, error=err,
-                     wall_s=res.wall_s, samples=_samples(res.requests))
+        err = Figures(
+            ttft_ms=relative(pred.ttft_ms, meas.ttft_ms.mean),
+            tpot_ms=relative(pred.tpot_ms, meas.tpot_ms.mean),
+            tokens_per_s=relative(pred.tokens_per_s, meas.tokens_per_s),
+        )
+    return OpenPoint(
+        request_rate=res.request_rate,
+        requests=len(res.requests),
+        mean_isl=mean_isl,
+        mean_osl=mean_osl,
+        measured=meas,
+        little_load=load,
+        predicted=pred,
+        predicted_requests_per_s=res.request_rate if p is not None else None,
+        error=err,
+        wall_s=res.wall_s,
+        samples=_samples(res.requests),
+    )
 
 
-def open_bench(loaded: LoadedPlan, url: str, rates: list[float], *, isl: LengthDist, osl: LengthDist,
-               requests: Optional[int], seed: int, max_in_flight: int, constants: Constants = DEFAULT,
-               progress: Callable[[int, int], None] | None = None) -> OpenBenchReport:
+def open_bench(
+    loaded: LoadedPlan,
+    url: str,
+    rates: list[float],
+    *,
+    isl: LengthDist,
+    osl: LengthDist,
+    requests: Optional[int],
+    seed: int,
+    max_in_flight: int,
+    constants: Constants = DEFAULT,
+    progress: Callable[[int, int], None] | None = None,
+) -> OpenBenchReport:
     """At each rate, `requests` Poisson arrivals (default: 10 s of them, at least 32), measured and predicted."""
     check_open_options(rates, isl, osl, max_in_flight=max_in_flight, loaded=loaded)
     base = check_url(url)
     counts = [requests_at_rate(r, requests) for r in rates]
-    plans = [make_schedule(r, n, isl=isl, osl=osl, seed=seed, context=loaded.profile.context_length)
-             for r, n in zip(rates, counts)]
+    plans = [
+        make_schedule(r, n, isl=isl, osl=osl, seed=seed, context=loaded.profile.context_length)
+        for r, n in zip(rates, counts)
+    ]
     longest = max(a.isl for arrivals in plans for a in arrivals)
     if max_in_flight * longest > MAX_TOKENS_IN_FLIGHT:
-        raise InputError(f"--max-in-flight {max_in_flight:,} x the longest prompt ({longest:,} tokens) is more than "
-                         f"{MAX_TOKENS_IN_FLIGHT:,} prompt tokens in flight (each prompt is held in memory)")
+        raise InputError(
+            f"--max-in-flight {max_in_flight:,} x the longest prompt ({longest:,} tokens) is more than "
+            f"{MAX_TOKENS_IN_FLIGHT:,} prompt tokens in flight (each prompt is held in memory)"
+        )
     points, done = [], 0
     for rate, arrivals in zip(rates, plans):
+
         def tick(n: int) -> None:
             if progress is not None:
                 progress(done + n, sum(counts))
 
-        res = asyncio.run(run_open_loop(base, rate, arrivals, vocab=loaded.profile.vocab_size, seed=seed,
-                                        max_in_flight=max_in_flight, progress=tick))
+        res = asyncio.run(
+            run_open_loop(
+                base,
+                rate,
+                arrivals,
+                vocab=loaded.profile.vocab_size,
+                seed=seed,
+                max_in_flight=max_in_flight,
+                progress=tick,
+            )
+        )
         done += len(arrivals)
         points.append(_point(loaded, res, arrivals, c=constants))
-    return OpenBenchReport(plan=loaded.path, url=base, isl=isl.spec, osl=osl.spec, seed=seed,
-                           max_in_flight=max_in_flight, points=points)
+    return OpenBenchReport(
+        plan=loaded.path, url=base, isl=isl.spec, osl=osl.spec, seed=seed, max_in_flight=max_in_flight, points=points
+    )
 
 
 def requests_at_rate(rate: float, given: Optional[int]) -> int:
@@ -222,9 +276,13 @@ def parse_rates(text: str) -> list[float]:
         try:
             rate = float(part)
         except ValueError:
-            raise InputError(f"--request-rate: '{part.strip()[:40]}' is not a number of requests/s (give 4 or 2,8)") from None
+            raise InputError(
+                f"--request-rate: '{part.strip()[:40]}' is not a number of requests/s (give 4 or 2,8)"
+            ) from None
         if not (math.isfinite(rate) and 0 < rate <= MAX_RATE_PER_S):
-            raise InputError(f"--request-rate: requests/s above 0 and at most {MAX_RATE_PER_S:,.0f}, got '{part.strip()[:40]}'")
+            raise InputError(
+                f"--request-rate: requests/s above 0 and at most {MAX_RATE_PER_S:,.0f}, got '{part.strip()[:40]}'"
+            )
         rates.append(rate)
     if len(rates) > 64:
         raise InputError(f"--request-rate: at most 64 rates, got {len(rates)}")

@@ -16,27 +16,50 @@ from planner.bench.measure import MAX_REQUESTS
 from planner.plan import Workload
 from planner.traffic.lengths import LengthDist, fixed, parse_length
 
-_LENGTH_FORMS = ("; with --request-rate also uniform:A-B, lognormal:MEAN,SIGMA or a histogram (a .yaml file, or "
-                 "chat-sharegpt, history-sharegpt)")
+_LENGTH_FORMS = (
+    "; with --request-rate also uniform:A-B, lognormal:MEAN,SIGMA or a histogram (a .yaml file, or "
+    "chat-sharegpt, history-sharegpt)"
+)
 
 
 class BenchOptions(BaseModel):
     """The load (closed loop or Poisson arrivals), the lengths, the requests, and where a fit goes."""
 
     model_config = ConfigDict(extra="forbid")
-    concurrency: Optional[str] = Field(None, json_schema_extra={"short": "-c"},
-                                       description="closed loop: requests in flight, comma separated (default 1,4)")
-    request_rate: Optional[str] = Field(None, description="open loop: Poisson arrivals, requests/s, comma separated "
-                                        "for several rates (instead of --concurrency)")
-    isl: Optional[LengthDist] = Field(None, json_schema_extra={"text": True},
-                                      description="prompt tokens per request (default: the plan's)" + _LENGTH_FORMS)
-    osl: Optional[LengthDist] = Field(None, json_schema_extra={"text": True},
-                                      description="output tokens per request (default: the plan's)" + _LENGTH_FORMS)
-    requests: Optional[int] = Field(None, ge=1, le=MAX_REQUESTS, description="requests at each load or rate "
-                                    "(default: 4 x the load, at least 8; at a rate, 10 s of arrivals, at least 32)")
+    concurrency: Optional[str] = Field(
+        None,
+        json_schema_extra={"short": "-c"},
+        description="closed loop: requests in flight, comma separated (default 1,4)",
+    )
+    request_rate: Optional[str] = Field(
+        None,
+        description="open loop: Poisson arrivals, requests/s, comma separated "
+        "for several rates (instead of --concurrency)",
+    )
+    isl: Optional[LengthDist] = Field(
+        None,
+        json_schema_extra={"text": True},
+        description="prompt tokens per request (default: the plan's)" + _LENGTH_FORMS,
+    )
+    osl: Optional[LengthDist] = Field(
+        None,
+        json_schema_extra={"text": True},
+        description="output tokens per request (default: the plan's)" + _LENGTH_FORMS,
+    )
+    requests: Optional[int] = Field(
+        None,
+        ge=1,
+        le=MAX_REQUESTS,
+        description="requests at each load or rate "
+        "(default: 4 x the load, at least 8; at a rate, 10 s of arrivals, at least 32)",
+    )
     seed: int = Field(0, ge=0, description="seed of the arrival times and lengths (--request-rate)")
-    max_in_flight: int = Field(1000, ge=1, le=MAX_REQUESTS, description="open loop: stop with an error when this "
-                               "many requests are in flight as the next is due")
+    max_in_flight: int = Field(
+        1000,
+        ge=1,
+        le=MAX_REQUESTS,
+        description="open loop: stop with an error when this many requests are in flight as the next is due",
+    )
     fit: Optional[str] = Field(None, description="fit the observable constants and write a calibration profile here")
 
     @model_validator(mode="before")
@@ -58,8 +81,10 @@ class BenchOptions(BaseModel):
         if self.request_rate is None:
             for name, d in (("--isl", self.isl), ("--osl", self.osl)):
                 if d is not None and d.kind != "fixed":
-                    raise ValueError(f"{name} {d.spec}: a closed loop sends identical requests; length "
-                                     "distributions need --request-rate")
+                    raise ValueError(
+                        f"{name} {d.spec}: a closed loop sends identical requests; length "
+                        "distributions need --request-rate"
+                    )
         return self
 
     def lengths(self, workload: Workload) -> tuple[LengthDist, LengthDist]:

@@ -193,8 +193,10 @@ def load_file(path: Path) -> list[Entry]:
 
 # --- models ---------------------------------------------------------------------------------------
 
-_SUFFIX_WORDS = (r"instruct|chat|it|hf|bf16|fp8|fp4|nvfp4|mxfp4|fp8-dynamic|fp8-kv|kv|w8a8|w4a16|awq|gptq|int4|int8|"
-                 r"dynamic|block|preview|\d{4}|original|base")
+_SUFFIX_WORDS = (
+    r"instruct|chat|it|hf|bf16|fp8|fp4|nvfp4|mxfp4|fp8-dynamic|fp8-kv|kv|w8a8|w4a16|awq|gptq|int4|int8|"
+    r"dynamic|block|preview|\d{4}|original|base"
+)
 _SUFFIXES = re.compile(rf"(-({_SUFFIX_WORDS}|v\d+(\.\d+)?))+$")
 #: The same without versions: where dropping them leaves a bare family name, the version names the architecture
 #: (DeepSeek-V2, -V3 and -V3.2, whose sparse attention adds an indexer, all reduce to 'deepseek' otherwise).
@@ -223,18 +225,41 @@ def catalog_model(hub_id: str) -> Optional[str]:
 
 #: GPU names of the corpus -> the shipped 8-GPU topology of that GPU.
 NODE_TOPOLOGY = {
-    "h100-sxm": "8xh100", "h100": "8xh100", "h100-pcie": "8xh100-pcie", "h200": "8xh200", "h20": "8xh20",
-    "b200": "8xb200", "a100-80g": "8xa100", "a100": "8xa100", "l40s": "8xl40s", "mi300x": "8xmi300x",
-    "mi325x": "8xmi325x", "mi355x": "8xmi355x", "rtx4090": "8xrtx4090",
+    "h100-sxm": "8xh100",
+    "h100": "8xh100",
+    "h100-pcie": "8xh100-pcie",
+    "h200": "8xh200",
+    "h20": "8xh20",
+    "b200": "8xb200",
+    "a100-80g": "8xa100",
+    "a100": "8xa100",
+    "l40s": "8xl40s",
+    "mi300x": "8xmi300x",
+    "mi325x": "8xmi325x",
+    "mi355x": "8xmi355x",
+    "rtx4090": "8xrtx4090",
 }
 #: One-GPU machines, for GPUs whose servers' internal layout no source gives (Mooncake's A10 rows).
 SINGLE_GPU_TOPOLOGY = {"a10": "1xa10"}
 #: Multi-node topologies by (GPU, nodes).
-CLUSTER_TOPOLOGY = {("h100-sxm", 2): "2x8xh100-ib", ("h100", 2): "2x8xh100-ib", ("h100-sxm", 4): "4x8xh100-ib",
-                    ("h100", 4): "4x8xh100-ib"}
+CLUSTER_TOPOLOGY = {
+    ("h100-sxm", 2): "2x8xh100-ib",
+    ("h100", 2): "2x8xh100-ib",
+    ("h100-sxm", 4): "4x8xh100-ib",
+    ("h100", 4): "4x8xh100-ib",
+}
 
-_DTYPES = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int4": "int4", "mxfp4": "mxfp4", "nvfp4": "nvfp4",
-           "fp4": "nvfp4", "w4a16": "int4", "awq": "int4"}
+_DTYPES = {
+    "bf16": "bf16",
+    "fp16": "fp16",
+    "fp8": "fp8",
+    "int4": "int4",
+    "mxfp4": "mxfp4",
+    "nvfp4": "nvfp4",
+    "fp4": "nvfp4",
+    "w4a16": "int4",
+    "awq": "int4",
+}
 
 
 def _topology(gpu: str, gpus: int) -> Optional[str]:
@@ -260,8 +285,13 @@ def _layout(row: CorpusRow) -> tuple[int, int, int, int, int] | str:
 
 def _measured(row: CorpusRow) -> Measured:
     tpot = row.tpot_ms if row.tpot_ms is not None else row.itl_ms
-    return Measured(tpot_ms=tpot, ttft_ms=row.ttft_ms, tokens_per_s=row.output_tokens_per_s,
-                    kv_cache_tokens=row.kv_cache_tokens, statistic=(row.statistic or "mean").lower())
+    return Measured(
+        tpot_ms=tpot,
+        ttft_ms=row.ttft_ms,
+        tokens_per_s=row.output_tokens_per_s,
+        kv_cache_tokens=row.kv_cache_tokens,
+        statistic=(row.statistic or "mean").lower(),
+    )
 
 
 _TOTALS = re.compile(r"total input tokens ([\d,]+), generated ([\d,]+), successful ([\d,]+)")
@@ -308,8 +338,10 @@ def _why_not(row: CorpusRow) -> Optional[str]:
         return f"speculative decoding ({row.speculative}) is not priced from corpus rows"
     pods = _PODS.search(row.notes or "")
     if pods and int(pods.group(1)) > 1:
-        return (f"a tensor-parallel group over {pods.group(1)} Kubernetes pods: its collectives cross the pods' "
-                "network, not the node's NVLink, and no shipped topology describes that network")
+        return (
+            f"a tensor-parallel group over {pods.group(1)} Kubernetes pods: its collectives cross the pods' "
+            "network, not the node's NVLink, and no shipped topology describes that network"
+        )
     return None
 
 
@@ -359,14 +391,32 @@ def resolve(entry: Entry) -> Case | Skip:
     kv = _DTYPES.get((row.kv_dtype or "bf16").lower())
     if weight is None or kv not in ("bf16", "fp16", "fp8"):
         return Skip(entry, f"dtype weight={row.weight_dtype} kv={row.kv_dtype} is not priced")
-    return Case(entry=entry, model=model, topology=topology, engine=row.engine,  # type: ignore[arg-type]
-                load=row.load, tp=tp, dp=dp, ep=ep, pp=pp, replicas=replicas,  # type: ignore[arg-type]
-                isl=max(1, round(isl or 1)), osl=max(1, round(osl or 1)),
-                concurrency=None if row.concurrency is None else round(row.concurrency),
-                request_rate=row.request_rate, weight_dtype=weight, kv_dtype=kv, moe=is_moe(model),
-                measured=_measured(row), disaggregated=row.disagg is not None, notes=(how,) if how else (),
-                scheduler_steps=_engine_flags(row)[0], max_num_seqs=_engine_flags(row)[1],
-                chunked_prefill=row.chunked_prefill is not False, max_num_batched_tokens=row.max_num_batched_tokens)
+    return Case(
+        entry=entry,
+        model=model,
+        topology=topology,
+        engine=row.engine,  # type: ignore[arg-type]
+        load=row.load,  # type: ignore[arg-type]
+        tp=tp,
+        dp=dp,
+        ep=ep,
+        pp=pp,
+        replicas=replicas,
+        isl=max(1, round(isl or 1)),
+        osl=max(1, round(osl or 1)),
+        concurrency=None if row.concurrency is None else round(row.concurrency),
+        request_rate=row.request_rate,
+        weight_dtype=weight,
+        kv_dtype=kv,
+        moe=is_moe(model),
+        measured=_measured(row),
+        disaggregated=row.disagg is not None,
+        notes=(how,) if how else (),
+        scheduler_steps=_engine_flags(row)[0],
+        max_num_seqs=_engine_flags(row)[1],
+        chunked_prefill=row.chunked_prefill is not False,
+        max_num_batched_tokens=row.max_num_batched_tokens,
+    )
 
 
 def is_moe(model: str) -> bool:

@@ -57,8 +57,12 @@ MOE_KNOBS = {
 #: Engine knobs: host time and the GEMM kernels' efficiency differ by engine (fitted on dense rows).
 #: flops_efficiency: H100 GEMMs at 0.45-0.75 of dense peak (DeepGEMM README's dense table: 1,358 of 1,979 fp8 TFLOP/s
 #: at its best shape, 0.69; the 7168 x 2048 MoE shapes 815-925, 0.41-0.47).
-ENGINE_KNOBS = {"flops_efficiency": (0.45, 0.75), "step_overhead_s": (0.0, 0.02), "sequence_overhead_s": (0.0, 1e-3),
-                "request_overhead_s": (0.0, 0.5)}
+ENGINE_KNOBS = {
+    "flops_efficiency": (0.45, 0.75),
+    "step_overhead_s": (0.0, 0.02),
+    "sequence_overhead_s": (0.0, 1e-3),
+    "request_overhead_s": (0.0, 0.5),
+}
 
 
 @dataclass(frozen=True)
@@ -85,8 +89,7 @@ def consistent(case: Case) -> bool:
 def usable(case: Case) -> bool:
     """Rows the fit and the cross-validation use: closed-loop and offline rows of one aggregated instance whose
     figures agree with each other (`consistent`)."""
-    return (not case.disaggregated and case.load in ("closed", "offline") and case.engine in ENGINES
-            and consistent(case))
+    return not case.disaggregated and case.load in ("closed", "offline") and case.engine in ENGINES and consistent(case)
 
 
 def start(*, seeds: bool = True) -> Calibration:
@@ -94,8 +97,10 @@ def start(*, seeds: bool = True) -> Calibration:
     starts from values fitted on the held-out publisher), or the shipped profiles (`seeds` False)."""
     if not seeds:
         return {e: resolve_constants(DEFAULT, e) for e in ENGINES}
-    return {e: DEFAULT.model_copy(update={**import_module(f"planner.cost.engines.{e}").PROFILE.constants, "engine": e})
-            for e in ENGINES}
+    return {
+        e: DEFAULT.model_copy(update={**import_module(f"planner.cost.engines.{e}").PROFILE.constants, "engine": e})
+        for e in ENGINES
+    }
 
 
 @lru_cache(maxsize=None)
@@ -109,11 +114,23 @@ def workload(case: Case, c: Constants) -> Workload:
     # The engine's memory fraction where the row states it (vLLM --gpu-memory-utilization, SGLang
     # mem_fraction_static, TensorRT-LLM free_gpu_memory_fraction: each engine's accounting reads its own): Dennis
     # Lee's 7B rows ran at 0.25, a KV cache of 450,192 tokens, not the 0.9 default's 4x that.
-    memory = {} if case.entry.row.gpu_memory_utilization is None else {
-        "gpu_memory_fraction": case.entry.row.gpu_memory_utilization}
-    return Workload(concurrency=concurrency, isl=case.isl, osl=case.osl, weight_dtype=case.weight_dtype,
-                    kv_dtype=case.kv_dtype, mode=case.load, engine=case.engine, statistic=statistic,
-                    osl_dist=output_lengths(case), **memory)
+    memory = (
+        {}
+        if case.entry.row.gpu_memory_utilization is None
+        else {"gpu_memory_fraction": case.entry.row.gpu_memory_utilization}
+    )
+    return Workload(
+        concurrency=concurrency,
+        isl=case.isl,
+        osl=case.osl,
+        weight_dtype=case.weight_dtype,
+        kv_dtype=case.kv_dtype,
+        mode=case.load,
+        engine=case.engine,
+        statistic=statistic,
+        osl_dist=output_lengths(case),
+        **memory,
+    )
 
 
 def output_lengths(case: Case) -> LengthDist | None:
@@ -140,15 +157,26 @@ def predict(case: Case, cal: Calibration) -> Outcome:
         ep = case.ep
         if case.dp > 1 and ep == 1 and profile.moe is not None:
             ep = case.tp * case.dp  # DP attention: the MoE layers still span every attention rank (memory as EP)
-        part = make_partition(profile, topo, tp=case.tp, dp=case.dp, ep=ep, pp=case.pp, replicas=case.replicas,
-                              gpu_ids=list(range(case.gpus)))
+        part = make_partition(
+            profile,
+            topo,
+            tp=case.tp,
+            dp=case.dp,
+            ep=ep,
+            pp=case.pp,
+            replicas=case.replicas,
+            gpu_ids=list(range(case.gpus)),
+        )
         p = estimate(profile, topo, part, workload=workload(case, c), c=c)
     except PlannerError as exc:
         return Outcome(case, {}, {}, str(exc))
     m = case.measured
     predicted = {"tpot": p.tpot_ms, "ttft": p.ttft_ms, "tokens": p.tokens_per_s, "max_tokens": p.tokens_per_s}
-    measured = ({"max_tokens": m.tokens_per_s} if case.load == "offline"
-                else {"tpot": m.tpot_ms, "ttft": m.ttft_ms, "tokens": m.tokens_per_s})
+    measured = (
+        {"max_tokens": m.tokens_per_s}
+        if case.load == "offline"
+        else {"tpot": m.tpot_ms, "ttft": m.ttft_ms, "tokens": m.tokens_per_s}
+    )
     errors = {k: predicted[k] / v - 1 for k, v in measured.items() if v}
     if not p.fits:
         return Outcome(case, errors, predicted, "does not fit")
@@ -163,8 +191,11 @@ def score(outs: Sequence[Outcome]) -> float:
     """Sum over metrics of the median |log(predicted / measured)|; rows that cannot be priced count as a factor e."""
     total = 0.0
     for metric in METRICS:
-        logs = [abs(math.log1p(o.errors[metric])) if o.problem is None else 1.0
-                for o in outs if metric in o.errors and o.errors[metric] > -1]
+        logs = [
+            abs(math.log1p(o.errors[metric])) if o.problem is None else 1.0
+            for o in outs
+            if metric in o.errors and o.errors[metric] > -1
+        ]
         if logs:
             total += statistics.median(logs)
     return total
@@ -218,8 +249,9 @@ def fit(cases: Sequence[Case], cal: Calibration | None = None, *, rounds: int = 
     for moe in (False, True):
         rows = [c for c in train if c.moe == moe]
         if rows:
-            cal = coordinate_descent(cal, knobs({c.engine for c in rows}, moe=moe), _scorer(rows), step=1.6,
-                                     rounds=rounds, min_step=1.08)
+            cal = coordinate_descent(
+                cal, knobs({c.engine for c in rows}, moe=moe), _scorer(rows), step=1.6, rounds=rounds, min_step=1.08
+            )
     return cal
 
 
@@ -237,8 +269,13 @@ def median_errors(outs: Sequence[Outcome]) -> dict:
     return {k: (statistics.median(v), len(v)) for k, v in groups.items()}
 
 
-def cross_validate(cases: Sequence[Case], *, rounds: int = 6, per_group: int = 12,
-                   progress: Callable[[str, int], None] = lambda publisher, n: None) -> list[Outcome]:
+def cross_validate(
+    cases: Sequence[Case],
+    *,
+    rounds: int = 6,
+    per_group: int = 12,
+    progress: Callable[[str, int], None] = lambda publisher, n: None,
+) -> list[Outcome]:
     """Leave one publisher (organisation) out: fit on the others, predict its rows."""
     held: list[Outcome] = []
     for publisher in sorted({c.publisher for c in cases}):

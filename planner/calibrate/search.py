@@ -32,9 +32,17 @@ def _trial_values(knob: Knob, value: float, step: float, from_zero: bool) -> tup
     return (knob.high / 1000,) if from_zero else ()
 
 
-def coordinate_descent(start: T, knobs: Sequence[Knob[T]], score: Callable[[T], float], *, step: float = 2.0,
-                       rounds: int = 40, min_step: float = 1.02, guard: Callable[[T], bool] = lambda c: True,
-                       from_zero: bool = True) -> T:
+def coordinate_descent(
+    start: T,
+    knobs: Sequence[Knob[T]],
+    score: Callable[[T], float],
+    *,
+    step: float = 2.0,
+    rounds: int = 40,
+    min_step: float = 1.02,
+    guard: Callable[[T], bool] = lambda c: True,
+    from_zero: bool = True,
+) -> T:
     """The candidate with the lowest `score` found from `start`; `guard` may veto a candidate, and a knob at
     zero restarts from a thousandth of its upper bound where `from_zero` (else it stays at zero)."""
     c, best = start, score(start)

@@ -70,8 +70,15 @@ def predict(row: Row, c: Constants) -> Prediction:
     profile, topo = load_profile(row.model), load_topology(row.machine)
     gpus = row.tp * row.dp
     part = make_partition(profile, topo, tp=row.tp, dp=row.dp, ep=row.ep, gpu_ids=list(range(gpus)))
-    w = Workload(concurrency=row.concurrency, isl=row.isl, osl=row.osl, weight_dtype=row.dtype,
-                 kv_dtype=row.kv_dtype or row.dtype, mode=row.mode, engine=row.engine)
+    w = Workload(
+        concurrency=row.concurrency,
+        isl=row.isl,
+        osl=row.osl,
+        weight_dtype=row.dtype,
+        kv_dtype=row.kv_dtype or row.dtype,
+        mode=row.mode,
+        engine=row.engine,
+    )
     return estimate(profile, topo, part, workload=w, c=c)
 
 
@@ -82,8 +89,9 @@ def errors(rows: Iterable[Row], c: Constants, predictor: Predictor = predict) ->
     out = []
     for r in rows:
         p = predictor(r, c)
-        out.append(Errors(r, p.tpot_ms / r.itl_ms - 1, p.ttft_ms / r.ttft_ms - 1, p.tokens_per_s / r.tokens_per_s - 1,
-                          p))
+        out.append(
+            Errors(r, p.tpot_ms / r.itl_ms - 1, p.ttft_ms / r.ttft_ms - 1, p.tokens_per_s / r.tokens_per_s - 1, p)
+        )
     return out
 
 
@@ -103,9 +111,23 @@ def constant_knob(name: str) -> Knob[Constants]:
     return Knob(name, lambda c: getattr(c, name), lambda c, v: c.model_copy(update={name: v}), low, high)
 
 
-def fit(rows: list[Row], start: Constants, names: Iterable[str] = SERVING_FIT, rounds: int = 40,
-        guard: Callable[[Constants], bool] = lambda c: True, *, predictor: Predictor = predict) -> Constants:
+def fit(
+    rows: list[Row],
+    start: Constants,
+    names: Iterable[str] = SERVING_FIT,
+    rounds: int = 40,
+    guard: Callable[[Constants], bool] = lambda c: True,
+    *,
+    predictor: Predictor = predict,
+) -> Constants:
     """Coordinate descent in log space on `names`, within FITTABLE's ranges; `guard` may veto a candidate
     (for example: the concurrency-1 decode rows must stay within their tolerance)."""
-    return coordinate_descent(start, [constant_knob(n) for n in names], lambda c: _score(errors(rows, c, predictor)),
-                              step=2.0, rounds=rounds, min_step=1.02, guard=guard)
+    return coordinate_descent(
+        start,
+        [constant_knob(n) for n in names],
+        lambda c: _score(errors(rows, c, predictor)),
+        step=2.0,
+        rounds=rounds,
+        min_step=1.02,
+        guard=guard,
+    )

@@ -45,10 +45,13 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _global_options(
-    debug: Annotated[bool, typer.Option("--debug", help="Show the full traceback behind an error message (as "
-                                        "PLANNER_DEBUG=1 does).")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the planner's version and exit.",
-                                          callback=_print_version, is_eager=True)] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show the full traceback behind an error message (as PLANNER_DEBUG=1 does).")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the planner's version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
 ) -> None:
     if debug:
         os.environ["PLANNER_DEBUG"] = "1"
@@ -56,8 +59,17 @@ def _global_options(
 
 app.add_typer(models_app, name="models")
 app.add_typer(topology_app, name="topology")
-for module in (plan_cmds, disagg_cmd, compare_cmd, frontier_cmd, remedies_cmd, launch_cmd, validate_cmd, bench_cmd,
-               size_cmd):
+for module in (
+    plan_cmds,
+    disagg_cmd,
+    compare_cmd,
+    frontier_cmd,
+    remedies_cmd,
+    launch_cmd,
+    validate_cmd,
+    bench_cmd,
+    size_cmd,
+):
     module.register(app)
 
 

@@ -45,8 +45,7 @@ def bench_cmd(
     constants = load_constants(calibration)
     with count_progress(not json_out and sys.stderr.isatty(), "requests") as progress:
         run = _open if options.request_rate is not None else _closed
-        report: Union[BenchReport, OpenBenchReport] = run(loaded, url, options, progress=progress,
-                                                          constants=constants)
+        report: Union[BenchReport, OpenBenchReport] = run(loaded, url, options, progress=progress, constants=constants)
     if options.fit:
         outcome = fit_profile(loaded, report, options.fit, start=constants)
         report.fitted, report.calibration = outcome.values, options.fit
@@ -63,8 +62,7 @@ def _closed(loaded: LoadedPlan, url: str, options: BenchOptions, **kw: Any) -> B
     if options.fit:
         check_fit_loads(loads)
     isl, osl = options.lengths(loaded.plan.inputs.workload)
-    return bench(loaded, url, loads, isl=int(isl.lengths[0]), osl=int(osl.lengths[0]), requests=options.requests,
-                 **kw)
+    return bench(loaded, url, loads, isl=int(isl.lengths[0]), osl=int(osl.lengths[0]), requests=options.requests, **kw)
 
 
 def _open(loaded: LoadedPlan, url: str, options: BenchOptions, **kw: Any) -> OpenBenchReport:
@@ -72,8 +70,17 @@ def _open(loaded: LoadedPlan, url: str, options: BenchOptions, **kw: Any) -> Ope
     if options.fit and len(rates) < 2:
         raise InputError("--fit needs measurements at two or more rates (--request-rate 2,8)")
     isl, osl = options.lengths(loaded.plan.inputs.workload)
-    return open_bench(loaded, url, rates, isl=isl, osl=osl, requests=options.requests, seed=options.seed,
-                      max_in_flight=options.max_in_flight, **kw)
+    return open_bench(
+        loaded,
+        url,
+        rates,
+        isl=isl,
+        osl=osl,
+        requests=options.requests,
+        seed=options.seed,
+        max_in_flight=options.max_in_flight,
+        **kw,
+    )
 
 
 def _show(report: Union[BenchReport, OpenBenchReport], json_out: bool) -> None:

@@ -33,9 +33,16 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON only (the same
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Catalog name or alias, config.json path, or hub id.")]
 TopologyOpt = Annotated[str, typer.Option("--topology", "-t", help="Topology YAML path or shipped name.")]
 CalibrationOpt = Annotated[Optional[str], typer.Option("--calibration", help="YAML overriding cost-model constants.")]
-WhatIfOpt = Annotated[Optional[str], typer.Option("--what-if", help="The machine with resources scaled, e.g. "
-                                                  "hbm=2x,nvlink=2x (hbm, memory, flops, nvlink, pcie, network, "
-                                                  "socket, host).", rich_help_panel="Remedies")]
+WhatIfOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--what-if",
+        help="The machine with resources scaled, e.g. "
+        "hbm=2x,nvlink=2x (hbm, memory, flops, nvlink, pcie, network, "
+        "socket, host).",
+        rich_help_panel="Remedies",
+    ),
+]
 
 
 def debugging() -> bool:
@@ -94,8 +101,9 @@ def say(text: str) -> None:
     err_console.print(text, highlight=False, soft_wrap=True)
 
 
-def load_inputs(model: str, topology: str, work: Workload, *, calibration: Optional[str],
-                what_if: Optional[str] = None) -> tuple[Constants, Topology, ModelProfile, Workload]:
+def load_inputs(
+    model: str, topology: str, work: Workload, *, calibration: Optional[str], what_if: Optional[str] = None
+) -> tuple[Constants, Topology, ModelProfile, Workload]:
     """The constants, topology (scaled by a what-if), traced model and workload (with the checkpoint's own weight
     dtype unless --weight-dtype was given) every planning command starts from."""
     constants = load_constants(calibration)

@@ -33,12 +33,18 @@ from planner.solve.options import SolveOptions
 
 #: The loads are a list (--concurrency 1,8,32,128).
 COMPARE_WORKLOAD = Fields(Workload, exclude=frozenset({"concurrency"}))
-COMPARE_OPTIONS = Fields(SolveOptions, only=frozenset({"objective", "time_limit_s", "offload", "serving"}),
-                         defaults={"time_limit_s": 10.0},
-                         help={"objective": "latency or throughput", "time_limit_s": "solver time limit per machine "
-                               "and load, s", "offload": "let stages stream layers from host-memory tiers where a "
-                               "machine has them", "serving": "agg (default), or disagg / auto: each machine's best "
-                               "aggregated and disaggregated plans for tokens/s, side by side, and the verdict"})
+COMPARE_OPTIONS = Fields(
+    SolveOptions,
+    only=frozenset({"objective", "time_limit_s", "offload", "serving"}),
+    defaults={"time_limit_s": 10.0},
+    help={
+        "objective": "latency or throughput",
+        "time_limit_s": "solver time limit per machine and load, s",
+        "offload": "let stages stream layers from host-memory tiers where a machine has them",
+        "serving": "agg (default), or disagg / auto: each machine's best "
+        "aggregated and disaggregated plans for tokens/s, side by side, and the verdict",
+    },
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -52,7 +58,9 @@ def compare_cmd(
     topology: Annotated[list[str], typer.Option("--topology", "-t", help="A machine; give two or more.")],
     concurrency: Annotated[str, typer.Option("--concurrency", "-c", help="Loads, comma separated.")] = "1,8,32,128",
     plot: Annotated[Optional[str], typer.Option("--plot", help="Write the three-panel PNG here.")] = None,
-    breakdown_at: Annotated[Optional[int], typer.Option("--breakdown-at", help="Concurrency of the breakdown panel (default the first).")] = None,
+    breakdown_at: Annotated[
+        Optional[int], typer.Option("--breakdown-at", help="Concurrency of the breakdown panel (default the first).")
+    ] = None,
     calibration: CalibrationOpt = None,
     json_out: JsonOpt = False,
     what_if: WhatIfOpt = None,
@@ -65,8 +73,9 @@ def compare_cmd(
     if plot:
         check_plot_path(plot)
     if breakdown_at is not None and breakdown_at not in loads:
-        raise InputError(f"--breakdown-at {breakdown_at}: choose one of the loads --concurrency gives "
-                         f"({', '.join(map(str, loads))})")
+        raise InputError(
+            f"--breakdown-at {breakdown_at}: choose one of the loads --concurrency gives ({', '.join(map(str, loads))})"
+        )
 
     work = with_native_dtype(work, model)
     work = build(Workload, {**work.model_dump(), "concurrency": loads[0]})

@@ -38,8 +38,15 @@ def register(app: typer.Typer) -> None:
 
 @cli_errors
 @derive(work=Workload, spec=PoolsSpec)
-def estimate_disagg_cmd(model: ModelOpt, topology: TopologyOpt, calibration: CalibrationOpt = None,
-                        json_out: JsonOpt = False, *, work: Workload, spec: PoolsSpec) -> None:
+def estimate_disagg_cmd(
+    model: ModelOpt,
+    topology: TopologyOpt,
+    calibration: CalibrationOpt = None,
+    json_out: JsonOpt = False,
+    *,
+    work: Workload,
+    spec: PoolsSpec,
+) -> None:
     """Predict TTFT, TPOT, throughput and memory of a prefill pool and a decode pool at one load."""
     constants, topo, profile, work = load_inputs(model, topology, work, calibration=calibration)
     pools = make_pools(spec, topo.n_gpus)
@@ -49,5 +56,3 @@ def estimate_disagg_cmd(model: ModelOpt, topology: TopologyOpt, calibration: Cal
         print_json(report)
         return
     console.print(disagg_table(report.pools, prediction, f"{profile.name} on {topo.name}: {pools.ratio}"))
-
-

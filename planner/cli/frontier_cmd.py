@@ -35,14 +35,18 @@ if TYPE_CHECKING:
 
 #: The frontier runs every load itself (no --concurrency) and offers no remedies (planner remedies does).
 FRONTIER_WORKLOAD = Fields(Workload, exclude=frozenset({"concurrency"}), panels_excluded=frozenset({"Remedies"}))
-FRONTIER_OPTIONS = Fields(SolveOptions, only=frozenset({"gpus", "gpu_ids", "max_pp", "time_limit_s", "max_prefill_utilisation",
-                                                           "serving"}),
-                          defaults={"time_limit_s": 20.0},
-                          help={"time_limit_s": "solver time for placing every shape, s",
-                                "gpus": "plans may use at most this many GPUs (any of them)",
-                                "gpu_ids": "plans use only these GPUs, e.g. 0,1,2,3",
-                                "serving": "agg (default), disagg (prefill and decode pools) or auto (both, side by "
-                                           "side, the frontier over both, and the verdict)"})
+FRONTIER_OPTIONS = Fields(
+    SolveOptions,
+    only=frozenset({"gpus", "gpu_ids", "max_pp", "time_limit_s", "max_prefill_utilisation", "serving"}),
+    defaults={"time_limit_s": 20.0},
+    help={
+        "time_limit_s": "solver time for placing every shape, s",
+        "gpus": "plans may use at most this many GPUs (any of them)",
+        "gpu_ids": "plans use only these GPUs, e.g. 0,1,2,3",
+        "serving": "agg (default), disagg (prefill and decode pools) or auto (both, side by "
+        "side, the frontier over both, and the verdict)",
+    },
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -54,7 +58,9 @@ def register(app: typer.Typer) -> None:
 def frontier_cmd(
     model: ModelOpt,
     topology: TopologyOpt,
-    plot: Annotated[Optional[str], typer.Option("--plot", help="Write the frontier picture here (.png, .svg, .pdf).")] = None,
+    plot: Annotated[
+        Optional[str], typer.Option("--plot", help="Write the frontier picture here (.png, .svg, .pdf).")
+    ] = None,
     all_points: Annotated[bool, typer.Option("--all", help="List every point, not only the frontier.")] = False,
     calibration: CalibrationOpt = None,
     json_out: JsonOpt = False,
@@ -67,8 +73,9 @@ def frontier_cmd(
         check_plot_path(plot)
     constants, topo, profile, work = load_inputs(model, topology, work, calibration=calibration)
     if options.serving in ("auto", "disagg"):
-        _serving_frontier(profile, topo, work, options=options, constants=constants, json_out=json_out,
-                          all_points=all_points)
+        _serving_frontier(
+            profile, topo, work, options=options, constants=constants, json_out=json_out, all_points=all_points
+        )
         return
     with solve_progress(enabled=not json_out and sys.stderr.isatty()) as progress:
         result = frontier(profile, topo, work, options=options, constants=constants, progress=progress)
@@ -82,8 +89,16 @@ def frontier_cmd(
     console.print(frontier_table(result, all_points))
 
 
-def _serving_frontier(profile: ModelProfile, topo: Topology, work: Workload, *, options: SolveOptions,
-                      constants: Constants, json_out: bool, all_points: bool) -> None:
+def _serving_frontier(
+    profile: ModelProfile,
+    topo: Topology,
+    work: Workload,
+    *,
+    options: SolveOptions,
+    constants: Constants,
+    json_out: bool,
+    all_points: bool,
+) -> None:
     """frontier --serving auto|disagg: both modes' points (planner.disagg.frontier), the frontier over them."""
     agg = frontier(profile, topo, work, options=options, constants=constants) if options.serving == "auto" else None
     result = combine(agg, disagg_points(profile, topo, work, options=options, constants=constants))

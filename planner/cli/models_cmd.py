@@ -26,8 +26,9 @@ def models_list(json_out: JsonOpt = False) -> None:
     """List the shipped model catalog with aliases."""
     entries = list(catalog().values())
     if json_out:
-        print_json([{"name": e.name, "hub_id": e.hub_id, "aliases": list(e.aliases), "dtype": e.dtype}
-                    for e in entries])
+        print_json(
+            [{"name": e.name, "hub_id": e.hub_id, "aliases": list(e.aliases), "dtype": e.dtype} for e in entries]
+        )
         return
 
     console.print(catalog_table(entries))

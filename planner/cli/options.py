@@ -100,10 +100,18 @@ def _number(value: float) -> str:
 
 
 def _bounds(info: FieldInfo) -> str:
-    words = ((annotated_types.Ge, "ge", "at least"), (annotated_types.Gt, "gt", "above"),
-             (annotated_types.Le, "le", "at most"), (annotated_types.Lt, "lt", "below"))
-    parts = [f"{word} {_number(getattr(m, attr))}" for m in info.metadata for kind, attr, word in words
-             if isinstance(m, kind)]
+    words = (
+        (annotated_types.Ge, "ge", "at least"),
+        (annotated_types.Gt, "gt", "above"),
+        (annotated_types.Le, "le", "at most"),
+        (annotated_types.Lt, "lt", "below"),
+    )
+    parts = [
+        f"{word} {_number(getattr(m, attr))}"
+        for m in info.metadata
+        for kind, attr, word in words
+        if isinstance(m, kind)
+    ]
     return f" Range: {', '.join(parts)}." if parts else ""
 
 
@@ -140,8 +148,9 @@ def _parameter(spec: Fields, name: str) -> inspect.Parameter:
     option = typer.Option(*decls, help=_help(info, spec.help.get(name)), rich_help_panel=meta.get("panel"))
     if _is_int_list(info.annotation):
         option.metavar = "0,1,.."
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                             annotation=Annotated[_option_type(info, default), option])
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[_option_type(info, default), option]
+    )
 
 
 def build(model: type[BaseModel], values: dict[str, Any]) -> Any:

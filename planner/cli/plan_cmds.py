@@ -53,9 +53,14 @@ if TYPE_CHECKING:
 
 OutputOpt = Annotated[Optional[str], typer.Option("-o", "--output", help="Write the Plan JSON here.")]
 #: solve's --concurrency: absent, the load is 1, or with --objective throughput the solver's choice.
-SOLVE_WORKLOAD = Fields(Workload, defaults={"concurrency": None}, help={
-    "concurrency": "The load: sequences decoding together (all replicas). Default 1; with --objective throughput "
-                   "the solver chooses the load, up to this many."})
+SOLVE_WORKLOAD = Fields(
+    Workload,
+    defaults={"concurrency": None},
+    help={
+        "concurrency": "The load: sequences decoding together (all replicas). Default 1; with --objective throughput "
+        "the solver chooses the load, up to this many."
+    },
+)
 SOLVE_OPTIONS = Fields(SolveOptions, defaults={"time_limit_s": 60.0, "objective": None})  # None: --serving can tell
 
 
@@ -73,30 +78,51 @@ def estimate_cmd(
     pp: Annotated[int, typer.Option("--pp", help="Pipeline stages.")] = 1,
     dp: Annotated[int, typer.Option("--dp", help="Attention data-parallel ranks per stage (MoE models).")] = 1,
     ep: Annotated[int, typer.Option("--ep", help="Expert-parallel degree: 1, or tp x dp (MoE models).")] = 1,
-    layers: Annotated[Optional[str], typer.Option("--layers", help="Layers per stage, e.g. 20,20,20,20; default even.")] = None,
-    gpu_ids: Annotated[Optional[str], typer.Option("--gpu-ids", help="GPUs in stage order; default the first ones.")] = None,
+    layers: Annotated[
+        Optional[str], typer.Option("--layers", help="Layers per stage, e.g. 20,20,20,20; default even.")
+    ] = None,
+    gpu_ids: Annotated[
+        Optional[str], typer.Option("--gpu-ids", help="GPUs in stage order; default the first ones.")
+    ] = None,
     replicas: Annotated[int, typer.Option("--replicas", help="Data-parallel copies on the following GPUs.")] = 1,
     calibration: CalibrationOpt = None,
     output: OutputOpt = None,
     json_out: JsonOpt = False,
-    offload_layers: Annotated[Optional[str], typer.Option("--offload-layers", help="Decoder layers whose weights stream from host memory, e.g. 70,71,72.", rich_help_panel="Remedies")] = None,
+    offload_layers: Annotated[
+        Optional[str],
+        typer.Option(
+            "--offload-layers",
+            help="Decoder layers whose weights stream from host memory, e.g. 70,71,72.",
+            rich_help_panel="Remedies",
+        ),
+    ] = None,
     what_if: WhatIfOpt = None,
     *,
     work: Workload,
 ) -> None:
     """Predict time, traffic and memory of a partition you choose (TP, DP, EP, PP, layers, GPUs) at one load."""
     constants, topo, profile, work = load_inputs(model, topology, work, calibration=calibration, what_if=what_if)
-    partition = make_partition(profile, topo, tp=tp, pp=pp, layers=int_list(layers, "--layers", low=1),
-                               gpu_ids=int_list(gpu_ids, "--gpu-ids"), replicas=replicas, dp=dp, ep=ep,
-                               offload_layers=int_list(offload_layers, "--offload-layers"))
+    partition = make_partition(
+        profile,
+        topo,
+        tp=tp,
+        pp=pp,
+        layers=int_list(layers, "--layers", low=1),
+        gpu_ids=int_list(gpu_ids, "--gpu-ids"),
+        replicas=replicas,
+        dp=dp,
+        ep=ep,
+        offload_layers=int_list(offload_layers, "--offload-layers"),
+    )
     prediction = _predict(profile, topo, partition, work=work, constants=constants)
     plan = build_plan(profile, topo, partition, workload=work, prediction=prediction, solver=SolverInfo(status="GIVEN"))
     if prediction.traffic is None:
         warn_unusable(plan)
     elif not prediction.traffic.stable:
         say(f"unstable: {prediction.traffic.problem}")
-    _show_estimate(plan, work, title=f"{profile.name} on {topo.name}: {partition.shape}", output=output,
-                   json_out=json_out)
+    _show_estimate(
+        plan, work, title=f"{profile.name} on {topo.name}: {partition.shape}", output=output, json_out=json_out
+    )
 
 
 def _show_estimate(plan: Plan, work: Workload, *, title: str, output: Optional[str], json_out: bool) -> None:
@@ -113,8 +139,9 @@ def _show_estimate(plan: Plan, work: Workload, *, title: str, output: Optional[s
         console.print(traffic_table(plan.prediction.traffic))
 
 
-def _predict(profile: ModelProfile, topo: Topology, partition: Partition, *, work: Workload,
-             constants: Constants) -> Prediction:
+def _predict(
+    profile: ModelProfile, topo: Topology, partition: Partition, *, work: Workload, constants: Constants
+) -> Prediction:
     """The partition's prediction at the load (with --request-rate: at that open-loop rate); a partition that does
     not fit is an error naming why."""
     if work.request_rate is not None:
@@ -132,8 +159,15 @@ def solve_cmd(
     model: ModelOpt,
     topology: TopologyOpt,
     calibration: CalibrationOpt = None,
-    output: Annotated[Optional[str], typer.Option("-o", "--output", help="Write the Plan JSON here (with --emit: a folder for the plan and the scripts).")] = None,
-    emit: Annotated[Optional[str], typer.Option("--emit", help="Also write launch scripts for this engine (needs -o).")] = None,
+    output: Annotated[
+        Optional[str],
+        typer.Option(
+            "-o", "--output", help="Write the Plan JSON here (with --emit: a folder for the plan and the scripts)."
+        ),
+    ] = None,
+    emit: Annotated[
+        Optional[str], typer.Option("--emit", help="Also write launch scripts for this engine (needs -o).")
+    ] = None,
     json_out: JsonOpt = False,
     what_if: WhatIfOpt = None,
     *,
@@ -144,8 +178,10 @@ def solve_cmd(
     if emit and not output:
         raise InputError("--emit writes the plan and its scripts into a folder: give -o FOLDER")
     if work.request_rate is not None:
-        raise InputError("--request-rate: solve searches at a load (--concurrency); price a plan at a rate with "
-                         "planner estimate --request-rate, or size a fleet with planner size")
+        raise InputError(
+            "--request-rate: solve searches at a load (--concurrency); price a plan at a rate with "
+            "planner estimate --request-rate, or size a fleet with planner size"
+        )
     constants, topo, profile, work = load_inputs(model, topology, work, calibration=calibration, what_if=what_if)
     given = "concurrency" in work.model_fields_set
     if options.objective == Objective.THROUGHPUT and given:
@@ -166,16 +202,32 @@ def solve_cmd(
         console.print(serving_report(plan.serving, plan.pools))
 
 
-def _with_reach(exc: Exception, profile: ModelProfile, topo: Topology, *, work: Workload, options: SolveOptions,
-                constants: Constants) -> Exception:
+def _with_reach(
+    exc: Exception,
+    profile: ModelProfile,
+    topo: Topology,
+    *,
+    work: Workload,
+    options: SolveOptions,
+    constants: Constants,
+) -> Exception:
     """An SLO infeasibility with the best achievable figures and the first remedy that meets the SLOs."""
     if not isinstance(exc, InfeasibleError) or " meets " not in exc.message:
         return exc
-    req = RemedyRequest(profile=profile, topo=topo, workload=work, concurrencies=[work.concurrency],
-                        options=REMEDIES_OPTIONS.model_copy(update={"tpot_slo_ms": options.tpot_slo_ms,
-                                                                    "ttft_slo_ms": options.ttft_slo_ms,
-                                                                    "objective": options.objective}),
-                        constants=constants)
+    req = RemedyRequest(
+        profile=profile,
+        topo=topo,
+        workload=work,
+        concurrencies=[work.concurrency],
+        options=REMEDIES_OPTIONS.model_copy(
+            update={
+                "tpot_slo_ms": options.tpot_slo_ms,
+                "ttft_slo_ms": options.ttft_slo_ms,
+                "objective": options.objective,
+            }
+        ),
+        constants=constants,
+    )
     extra = within_reach(req)
     details = [d for d in exc.details if not d.startswith("raise the SLOs")] if extra else exc.details
     return InfeasibleError(exc.message, details=details + extra)
@@ -186,8 +238,11 @@ def warn_unusable(plan: Plan, max_utilisation: float | None = None) -> None:
     the usability bound (planner.report.plans.usability_line), fp8 weights without fp8 tensor cores."""
     bound = DEFAULT_MAX_PREFILL_UTILISATION if max_utilisation is None else max_utilisation
     fp8 = fp8_warning((s.gpu_type for s in plan.prediction.stages), plan.inputs.workload.weight_dtype)
-    lines = [ttft_warning(plan_prefill_utilisation(plan), bound),
-             usability_line(plan.prediction, plan.inputs.workload.osl), fp8]
+    lines = [
+        ttft_warning(plan_prefill_utilisation(plan), bound),
+        usability_line(plan.prediction, plan.inputs.workload.osl),
+        fp8,
+    ]
     for line in filter(None, lines):
         say(f"warning: {line}")
 

@@ -29,12 +29,16 @@ def solve_progress(enabled: bool) -> Iterator[Optional[Callable[[Progress], None
     from rich.progress import Progress as Bar
     from rich.table import Column
 
-    bar = Bar(TextColumn("solving", table_column=Column(no_wrap=True)),
-              BarColumn(bar_width=16, table_column=Column(min_width=16, no_wrap=True)),
-              TextColumn("{task.fields[counts]}", table_column=Column(min_width=13, no_wrap=True)),
-              TimeElapsedColumn(table_column=Column(min_width=7, no_wrap=True)),
-              TextColumn("{task.description}", table_column=Column(ratio=1, overflow="ellipsis", no_wrap=True)),
-              console=err_console, transient=True, expand=True)
+    bar = Bar(
+        TextColumn("solving", table_column=Column(no_wrap=True)),
+        BarColumn(bar_width=16, table_column=Column(min_width=16, no_wrap=True)),
+        TextColumn("{task.fields[counts]}", table_column=Column(min_width=13, no_wrap=True)),
+        TimeElapsedColumn(table_column=Column(min_width=7, no_wrap=True)),
+        TextColumn("{task.description}", table_column=Column(ratio=1, overflow="ellipsis", no_wrap=True)),
+        console=err_console,
+        transient=True,
+        expand=True,
+    )
     task = bar.add_task("", total=None, counts="")
     lock = threading.Lock()
 
@@ -44,8 +48,13 @@ def solve_progress(enabled: bool) -> Iterator[Optional[Callable[[Progress], None
 
     def update(p: Progress) -> None:
         with lock:
-            bar.update(task, completed=p.done, total=p.total, counts=f"{p.done}/{p.total} shapes",
-                       description=f"best {p.best}" if p.best else "")
+            bar.update(
+                task,
+                completed=p.done,
+                total=p.total,
+                counts=f"{p.done}/{p.total} shapes",
+                description=f"best {p.best}" if p.best else "",
+            )
 
     timer = threading.Timer(DELAY_S, show)
     timer.daemon = True
@@ -67,8 +76,14 @@ def count_progress(enabled: bool, label: str) -> Iterator[Optional[Callable[[int
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
     from rich.progress import Progress as Bar
 
-    bar = Bar(TextColumn(label), BarColumn(bar_width=24), MofNCompleteColumn(), TimeElapsedColumn(),
-              console=err_console, transient=True)
+    bar = Bar(
+        TextColumn(label),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
     task = bar.add_task("", total=None)
     bar.start()
 

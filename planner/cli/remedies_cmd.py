@@ -29,9 +29,15 @@ from planner.solve.options import SolveOptions
 
 #: The loads are a list (--concurrency 1,32); the remedies are what the command varies, not options.
 REMEDIES_WORKLOAD = Fields(Workload, exclude=frozenset({"concurrency"}), panels_excluded=frozenset({"Remedies"}))
-REMEDIES_OPTIONS = Fields(SolveOptions, only=frozenset({"gpus", "time_limit_s"}), defaults={"time_limit_s": 5.0},
-                          help={"time_limit_s": "solver time limit per remedy and load, s",
-                                "gpus": "plans may use this many GPUs of the machine"})
+REMEDIES_OPTIONS = Fields(
+    SolveOptions,
+    only=frozenset({"gpus", "time_limit_s"}),
+    defaults={"time_limit_s": 5.0},
+    help={
+        "time_limit_s": "solver time limit per remedy and load, s",
+        "gpus": "plans may use this many GPUs of the machine",
+    },
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -44,7 +50,10 @@ def remedies_cmd(
     model: ModelOpt,
     topology: TopologyOpt,
     concurrency: Annotated[str, typer.Option("--concurrency", "-c", help="Loads, comma separated.")] = "1,32",
-    plot: Annotated[Optional[str], typer.Option("--plot", help="Write the TPOT breakdown per remedy and load here (.png, .svg, .pdf).")] = None,
+    plot: Annotated[
+        Optional[str],
+        typer.Option("--plot", help="Write the TPOT breakdown per remedy and load here (.png, .svg, .pdf)."),
+    ] = None,
     calibration: CalibrationOpt = None,
     json_out: JsonOpt = False,
     *,
@@ -58,8 +67,9 @@ def remedies_cmd(
         check_plot_path(plot)
     work = build(Workload, {**work.model_dump(), "concurrency": loads[0]})
     constants, topo, profile, work = load_inputs(model, topology, work, calibration=calibration)
-    req = RemedyRequest(profile=profile, topo=topo, workload=work, concurrencies=loads, options=options,
-                        constants=constants)
+    req = RemedyRequest(
+        profile=profile, topo=topo, workload=work, concurrencies=loads, options=options, constants=constants
+    )
     with count_progress(not json_out and sys.stderr.isatty(), "remedies") as progress:
         result = remedies(req, progress=progress)
     if plot:

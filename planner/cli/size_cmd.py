@@ -19,8 +19,9 @@ from planner.traffic.sizing import SizeOptions, load_prices, size
 from planner.traffic.tables import size_table
 
 #: size's workload: the traffic, lengths and dtypes (concurrency and mode follow from the rate).
-SIZE_WORKLOAD = Fields(Workload, exclude=frozenset({"concurrency", "mode", "num_prompts"}),
-                       panels_excluded=frozenset({"Remedies"}))
+SIZE_WORKLOAD = Fields(
+    Workload, exclude=frozenset({"concurrency", "mode", "num_prompts"}), panels_excluded=frozenset({"Remedies"})
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -32,8 +33,10 @@ def register(app: typer.Typer) -> None:
 def size_cmd(
     model: ModelOpt,
     calibration: CalibrationOpt = None,
-    plot: Annotated[Optional[str], typer.Option("--plot", help="Write a picture: cost against request rate per GPU "
-                                                "type (.png, .svg, .pdf).")] = None,
+    plot: Annotated[
+        Optional[str],
+        typer.Option("--plot", help="Write a picture: cost against request rate per GPU type (.png, .svg, .pdf)."),
+    ] = None,
     json_out: JsonOpt = False,
     *,
     work: Workload,
@@ -54,5 +57,7 @@ def size_cmd(
     else:
         console.print(size_table(result))
     if not any(row.fits for row in result.rows):
-        raise InfeasibleError(f"no GPU type of {options.gpu} holds the SLOs at {work.request_rate:g} requests/s",
-                              details=[f"{row.gpu}: {row.reason}" for row in result.rows])
+        raise InfeasibleError(
+            f"no GPU type of {options.gpu} holds the SLOs at {work.request_rate:g} requests/s",
+            details=[f"{row.gpu}: {row.reason}" for row in result.rows],
+        )

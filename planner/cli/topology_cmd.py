@@ -32,8 +32,12 @@ def topology_list(json_out: JsonOpt = False) -> None:
     """List the shipped topologies."""
     rows = [(name, load_topology(name)) for name in shipped_topologies()]
     if json_out:
-        print_json([{"name": n, "gpus": t.n_gpus, "nodes": t.n_nodes, "description": t.definition.description}
-                    for n, t in rows])
+        print_json(
+            [
+                {"name": n, "gpus": t.n_gpus, "nodes": t.n_nodes, "description": t.definition.description}
+                for n, t in rows
+            ]
+        )
         return
 
     console.print(topology_list_table(rows))
@@ -67,11 +71,14 @@ def topology_collective(topology: TopologyArg, json_out: JsonOpt = False, *, opt
     op, context = options.op, options.context
     result = collective_estimates(topo, sizes=options.sizes, op=op, gpu_ids=options.gpu_ids, context=context)
     if json_out:
-        print_json([r.model_dump(include={"bytes", "time_us", "busbw_gbps", "algorithm", "protocol"})
-                    for r in result.rows])
+        print_json(
+            [r.model_dump(include={"bytes", "time_us", "busbw_gbps", "algorithm", "protocol"}) for r in result.rows]
+        )
         return
 
-    console.print(collective_table(result.rows, f"{op} over GPUs {format_ids(result.gpu_ids)} of {topo.name} ({context})"))
+    console.print(
+        collective_table(result.rows, f"{op} over GPUs {format_ids(result.gpu_ids)} of {topo.name} ({context})")
+    )
 
 
 @topology_app.command("detect")
@@ -80,8 +87,15 @@ def topology_collective(topology: TopologyArg, json_out: JsonOpt = False, *, opt
 def topology_detect(json_out: JsonOpt = False, *, options: DetectOptions) -> None:
     """Write a topology YAML from `nvidia-smi topo -m` (run here, or from saved output)."""
     topo_text, csv_text, p2p_text, source, p2p_level = _detect_inputs(options)
-    doc = detect(topo_text, gpus_csv=csv_text, gpu_type=options.gpu_type, name=options.name, source=source,
-                 p2p_text=p2p_text, p2p_level=p2p_level)
+    doc = detect(
+        topo_text,
+        gpus_csv=csv_text,
+        gpu_type=options.gpu_type,
+        name=options.name,
+        source=source,
+        p2p_text=p2p_text,
+        p2p_level=p2p_level,
+    )
     text = to_yaml(doc)
     parse_topology(text, f"detected from {source}")  # what we write must load
     if options.output:

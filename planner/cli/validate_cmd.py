@@ -34,5 +34,9 @@ def validate_cmd(
     else:
         console.print(validation_table(report))
     if not report.passed:
-        failed = [f"{c.name}" + (f" (rank {c.rank})" if c.rank is not None else "") for c in report.checks if c.passed is False]
+        failed = [
+            f"{c.name}" + (f" (rank {c.rank})" if c.rank is not None else "")
+            for c in report.checks
+            if c.passed is False
+        ]
         raise ValidationRunError(f"{len(failed)} check(s) failed", details=failed[:10])

@@ -14,29 +14,50 @@ from planner.plan import Partition, Prediction, Workload
 from planner.units import format_bytes
 
 
-def infeasible_error(profile: ModelProfile, topo: Topology, partition: Partition, *, workload: Workload,
-                     prediction: Prediction, c: Constants) -> InfeasibleError:
+def infeasible_error(
+    profile: ModelProfile,
+    topo: Topology,
+    partition: Partition,
+    *,
+    workload: Workload,
+    prediction: Prediction,
+    c: Constants,
+) -> InfeasibleError:
     """The shortfall per GPU in GB and what would fit."""
     if not prediction.shortfall_per_gpu_bytes:  # HBM holds; the host-memory tier does not
         short = {n: b for n, b in prediction.host_memory_bytes.items() if b > prediction.host_capacity_bytes.get(n, 0)}
         return InfeasibleError(
             f"{profile.name} on {partition.shape} of {topo.name}: the streamed layers do not fit in host memory",
-            details=[f"node {n}: needs {b / 1e9:.2f} GB, its tier holds {prediction.host_capacity_bytes.get(n, 0) / 1e9:.2f}"
-                     f" GB" for n, b in sorted(short.items())[:8]] + ["stream fewer layers (--offload-layers)"])
+            details=[
+                f"node {n}: needs {b / 1e9:.2f} GB, its tier holds {prediction.host_capacity_bytes.get(n, 0) / 1e9:.2f}"
+                f" GB"
+                for n, b in sorted(short.items())[:8]
+            ]
+            + ["stream fewer layers (--offload-layers)"],
+        )
     worst = max(prediction.shortfall_per_gpu_bytes.values())
-    details = [f"GPU {g}: needs {prediction.memory_per_gpu_bytes[g] / 1e9:.1f} GB, has "
-               f"{prediction.memory_capacity_bytes[g] / 1e9:.1f} GB ({workload.gpu_memory_fraction:g} of "
-               f"{topo.gpu(g).spec.memory_bytes / 1e9:.1f} GB): short by {s / 1e9:.1f} GB"
-               for g, s in sorted(prediction.shortfall_per_gpu_bytes.items())[:8]]
+    details = [
+        f"GPU {g}: needs {prediction.memory_per_gpu_bytes[g] / 1e9:.1f} GB, has "
+        f"{prediction.memory_capacity_bytes[g] / 1e9:.1f} GB ({workload.gpu_memory_fraction:g} of "
+        f"{topo.gpu(g).spec.memory_bytes / 1e9:.1f} GB): short by {s / 1e9:.1f} GB"
+        for g, s in sorted(prediction.shortfall_per_gpu_bytes.items())[:8]
+    ]
     details += suggestions(profile, topo, partition.all_gpu_ids(), workload, c)
     return InfeasibleError(
         f"{profile.name} does not fit on {partition.shape} of {topo.name}: short by up to {worst / 1e9:.1f} GB per GPU",
-        details=details)
+        details=details,
+    )
 
 
 #: the weight dtypes a "does not fit" message tries, smallest last: each quantises more than the one before.
-SMALLER_DTYPES = {"bf16": ("fp8", "int4", "mxfp4", "nvfp4"), "fp16": ("fp8", "int4", "mxfp4", "nvfp4"),
-                  "fp8": ("int4", "mxfp4", "nvfp4"), "int4": (), "mxfp4": ("int4", "nvfp4"), "nvfp4": ()}
+SMALLER_DTYPES = {
+    "bf16": ("fp8", "int4", "mxfp4", "nvfp4"),
+    "fp16": ("fp8", "int4", "mxfp4", "nvfp4"),
+    "fp8": ("int4", "mxfp4", "nvfp4"),
+    "int4": (),
+    "mxfp4": ("int4", "nvfp4"),
+    "nvfp4": (),
+}
 
 
 def dtype_offers(profile: ModelProfile, spec: GpuSpec, current: str) -> list[str]:
@@ -53,8 +74,9 @@ def dtype_offers(profile: ModelProfile, spec: GpuSpec, current: str) -> list[str
     return out
 
 
-def suggestions(profile: ModelProfile, topo: Topology, gpu_ids: list[int], workload: Workload,
-                c: Constants) -> list[str]:
+def suggestions(
+    profile: ModelProfile, topo: Topology, gpu_ids: list[int], workload: Workload, c: Constants
+) -> list[str]:
     """What would make the model fit: every smaller weight dtype that fits (and those still short), fp8 KV, fewer
     sequences, streaming from host memory, more GPUs."""
     out = []
@@ -62,8 +84,9 @@ def suggestions(profile: ModelProfile, topo: Topology, gpu_ids: list[int], workl
     spec = topo.gpu(gpu_ids[0]).spec
     cap = min(usable_bytes(topo.gpu(g).spec.memory_bytes, workload.gpu_memory_fraction, c) for g in gpu_ids)
     kv_total = profile.kv_bytes_per_token(workload.kv_dtype) * workload.sequence_tokens * workload.concurrency
-    weights = {d: profile.weight_bytes(d) for d in [workload.weight_dtype, *dtype_offers(profile, spec,
-                                                                                          workload.weight_dtype)]}
+    weights = {
+        d: profile.weight_bytes(d) for d in [workload.weight_dtype, *dtype_offers(profile, spec, workload.weight_dtype)]
+    }
     offers = [d for d in weights if d != workload.weight_dtype]
     fits = [d for d in offers if (weights[d] + kv_total) / n_gpus <= cap]
     short = [d for d in offers if d not in fits]
@@ -74,15 +97,20 @@ def suggestions(profile: ModelProfile, topo: Topology, gpu_ids: list[int], workl
     if short:
         out.append("still short with " + ", ".join(label[d] for d in short))
     if workload.kv_dtype in ("bf16", "fp16") and kv_total > 0.05 * cap * n_gpus:
-        out.append(f"try --kv-dtype fp8: halves the KV cache ({format_bytes(kv_total)} at concurrency {workload.concurrency})")
+        out.append(
+            f"try --kv-dtype fp8: halves the KV cache ({format_bytes(kv_total)} at concurrency {workload.concurrency})"
+        )
     if workload.concurrency > 1:
         per = profile.kv_bytes_per_token(workload.kv_dtype) * workload.sequence_tokens
         out.append(f"fewer concurrent sequences: each takes {per / 1e9:.2f} GB of KV")
     out.append(_offload_offer(topo, gpu_ids, weights[workload.weight_dtype] + kv_total, cap * n_gpus))
     if cap > 0:
         counts = {d: math.ceil((weights[d] + kv_total) / cap) for d in [workload.weight_dtype, *fits[:1]]}
-        out.append("more GPUs: about " + ", ".join(f"{n} x {spec.name} at {d}" for d, n in counts.items())
-                   + " hold the weights and KV")
+        out.append(
+            "more GPUs: about "
+            + ", ".join(f"{n} x {spec.name} at {d}" for d, n in counts.items())
+            + " hold the weights and KV"
+        )
     return out
 
 
@@ -90,9 +118,13 @@ def _offload_offer(topo: Topology, gpu_ids: list[int], need_bytes: float, hbm_by
     """--offload where a host-memory tier holds what HBM does not; else what the topology file would need."""
     tiers = {topo.gpu(g).node: topo.host_memory(g) for g in gpu_ids if topo.host_memory(g) is not None}
     if not tiers:
-        return ("--offload (solve; estimate: --offload-layers) streams layers from host memory: this topology has no "
-                "host-memory tier (add host_memory: {capacity, bandwidth} to its nodes)")
+        return (
+            "--offload (solve; estimate: --offload-layers) streams layers from host memory: this topology has no "
+            "host-memory tier (add host_memory: {capacity, bandwidth} to its nodes)"
+        )
     host = sum(t.capacity for t in tiers.values())
     verdict = "fits" if need_bytes - hbm_bytes <= host else "still short"
-    return (f"--offload (solve; estimate: --offload-layers): stream layers from host memory ({format_bytes(host)} on {len(tiers)} node"
-            f"{'s' if len(tiers) != 1 else ''}; {verdict}, every step then reads the streamed layers over PCIe)")
+    return (
+        f"--offload (solve; estimate: --offload-layers): stream layers from host memory ({format_bytes(host)} on {len(tiers)} node"
+        f"{'s' if len(tiers) != 1 else ''}; {verdict}, every step then reads the streamed layers over PCIe)"
+    )

@@ -43,8 +43,9 @@ def parse_gpu_ids(text: str | None, topo: Topology) -> list[int]:
     return ids
 
 
-def collective_estimates(topo: Topology, *, sizes: str, op: str, gpu_ids: str | None, context: str,
-                         constants: Constants = DEFAULT) -> CollectiveReport:
+def collective_estimates(
+    topo: Topology, *, sizes: str, op: str, gpu_ids: str | None, context: str, constants: Constants = DEFAULT
+) -> CollectiveReport:
     if context not in CONTEXTS:
         raise InputError(f"--context: choose one of {', '.join(CONTEXTS)}, got '{context}'")
     ids = parse_gpu_ids(gpu_ids, topo)
@@ -62,7 +63,14 @@ def collective_estimates(topo: Topology, *, sizes: str, op: str, gpu_ids: str | 
         if not 1 <= nbytes <= MAX_MESSAGE_BYTES:
             raise InputError(f"--sizes: {size} is outside 1 B to 1 TiB")
         est = collective_time(topo, ids, nbytes, op, context=context, constants=constants)
-        rows.append(CollectiveRow(size=size, bytes=nbytes, time_us=est.time_s * 1e6,
-                                  busbw_gbps=est.busbw_bytes_per_s / 1e9 if est.time_s > 0 else 0.0,
-                                  algorithm=est.algorithm, protocol=est.protocol))
+        rows.append(
+            CollectiveRow(
+                size=size,
+                bytes=nbytes,
+                time_us=est.time_s * 1e6,
+                busbw_gbps=est.busbw_bytes_per_s / 1e9 if est.time_s > 0 else 0.0,
+                algorithm=est.algorithm,
+                protocol=est.protocol,
+            )
+        )
     return CollectiveReport(topology=topo.name, op=op, context=context, gpu_ids=ids, rows=rows)

@@ -128,8 +128,7 @@ RINGS: Memo[tuple[int, ...], Ring] = Memo("best rings", maxsize=16_384)
 #: The slowest link of a full-mesh group, 0.0 for a group that is not one.
 MESH_LINKS: Memo[tuple[int, ...], float] = Memo("mesh links", maxsize=16_384)
 #: One collective's time inside an engine, per (GPU ids, bytes, op, constants key).
-ENGINE_COLLECTIVES: Memo[tuple[tuple[int, ...], int, str, str], float] = Memo("engine collectives",
-                                                                                 maxsize=65_536)
+ENGINE_COLLECTIVES: Memo[tuple[tuple[int, ...], int, str, str], float] = Memo("engine collectives", maxsize=65_536)
 
 
 def fully_switched(topo: Topology, ids: tuple[int, ...]) -> bool:
@@ -168,7 +167,8 @@ def best_ring(topo: Topology, gpu_ids: Iterable[int]) -> Ring:
                 continue  # a ring and its reverse are the same ring
             cand = _ring_of(topo, (first, *perm))
             if ring is None or (cand.bandwidth_bytes_per_s, -cand.hop_latency_s) > (
-                ring.bandwidth_bytes_per_s, -ring.hop_latency_s
+                ring.bandwidth_bytes_per_s,
+                -ring.hop_latency_s,
             ):
                 ring = cand
     else:
@@ -185,17 +185,21 @@ def _launch(context: str, c: Constants) -> float:
 def _protocol_times(steps: int, volume: float, ring: Ring, f: FabricProfile, c: Constants) -> list[tuple[float, str]]:
     """(time beyond the launch, protocol) for each protocol the fabric runs."""
     bw = ring.aggregate_bytes_per_s
-    out = [(steps * (ring.hop_latency_s + f.ll_step_s) + volume / (bw * f.ll), "LL"),
-           (c.simple_extra_s + steps * (ring.hop_latency_s + f.simple_step_s) + volume / (bw * f.simple), "Simple")]
+    out = [
+        (steps * (ring.hop_latency_s + f.ll_step_s) + volume / (bw * f.ll), "LL"),
+        (c.simple_extra_s + steps * (ring.hop_latency_s + f.simple_step_s) + volume / (bw * f.simple), "Simple"),
+    ]
     if f.ll128 > 0:
         out.append((c.ll128_extra_s + steps * (ring.hop_latency_s + f.ll_step_s) + volume / (bw * f.ll128), "LL128"))
     return out
 
 
-def _direct_times(op: str, n: int, nbytes: int, *, link: float, ring: Ring, f: FabricProfile) -> list[tuple[float,
-                                                                                                            str]]:
+def _direct_times(
+    op: str, n: int, nbytes: int, *, link: float, ring: Ring, f: FabricProfile
+) -> list[tuple[float, str]]:
     """(time beyond the launch, variant) of the direct algorithms on a full mesh: each step sends every peer
     its share over that peer's own link, at the fabric's `direct` fraction of it."""
+
     def t(steps: int, per_link_bytes: float) -> float:
         return steps * (ring.hop_latency_s + f.direct_step_s) + per_link_bytes / (link * f.direct)
 
@@ -283,18 +287,31 @@ def _hierarchical(op: str, topo: Topology, ids: tuple[int, ...], *, nbytes: int,
             ring = best_ring(topo, g)
             f = c.fabric(ring.fabric)
             step = f.ll_step_s if proto == "ll" else f.simple_step_s
-            intra = max(intra, (len(g) - 1) * (ring.hop_latency_s + step)
-                        + (len(g) - 1) / len(g) * nbytes / (ring.aggregate_bytes_per_s * getattr(f, proto)))
+            intra = max(
+                intra,
+                (len(g) - 1) * (ring.hop_latency_s + step)
+                + (len(g) - 1) / len(g) * nbytes / (ring.aggregate_bytes_per_s * getattr(f, proto)),
+            )
         net_step = net.ll_step_s if proto == "ll" else net.simple_step_s
-        inter = factor * (k - 1) * (net_lat + net_step) + factor * (k - 1) / k * nbytes / m / (rail_bw * getattr(net, proto))
+        inter = factor * (k - 1) * (net_lat + net_step) + factor * (k - 1) / k * nbytes / m / (
+            rail_bw * getattr(net, proto)
+        )
         extra = c.simple_extra_s if proto == "simple" else 0.0
-        options.append((_launch(context, c) + extra + factor * intra + inter, "hierarchical",
-                        "LL" if proto == "ll" else "Simple"))
+        options.append(
+            (_launch(context, c) + extra + factor * intra + inter, "hierarchical", "LL" if proto == "ll" else "Simple")
+        )
     return min(options)
 
 
-def collective_time(topo: Topology, gpu_ids: Iterable[int], nbytes: int, op: str = "all-reduce", *, context: str = "nccl",
-                    constants: Constants = DEFAULT) -> CollectiveEstimate:
+def collective_time(
+    topo: Topology,
+    gpu_ids: Iterable[int],
+    nbytes: int,
+    op: str = "all-reduce",
+    *,
+    context: str = "nccl",
+    constants: Constants = DEFAULT,
+) -> CollectiveEstimate:
     """Predicted time of one collective of `nbytes` (nccl-tests' size convention) over `gpu_ids`."""
     if op not in OPS:
         raise InputError(f"unknown collective '{op}': choose one of {', '.join(OPS)}")
@@ -315,8 +332,9 @@ def collective_time(topo: Topology, gpu_ids: Iterable[int], nbytes: int, op: str
     return CollectiveEstimate(op, len(ids), nbytes, t, algo, proto)
 
 
-def p2p_time(topo: Topology, a: int, b: int, nbytes: int, *, context: str = "engine",
-             constants: Constants = DEFAULT) -> float:
+def p2p_time(
+    topo: Topology, a: int, b: int, nbytes: int, *, context: str = "engine", constants: Constants = DEFAULT
+) -> float:
     """One send/recv of `nbytes` from GPU a to GPU b (pipeline-stage hand-off)."""
     if a == b or nbytes <= 0:
         return 0.0
@@ -336,5 +354,6 @@ def engine_collective_s(topo: Topology, gpu_ids: Iterable[int], nbytes: float, o
     key = (ids, int(nbytes), op, constants.key)
     if (cached := ENGINE_COLLECTIVES.get(topo, key)) is not None:
         return cached
-    return ENGINE_COLLECTIVES.put(topo, key, collective_time(topo, ids, int(nbytes), op, context="engine",
-                                                             constants=constants).time_s)
+    return ENGINE_COLLECTIVES.put(
+        topo, key, collective_time(topo, ids, int(nbytes), op, context="engine", constants=constants).time_s
+    )

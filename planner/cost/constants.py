@@ -37,13 +37,22 @@ class FabricProfile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     ll: float = Field(**_FRACTION, description="LL protocol (small messages): bandwidth fraction")
-    ll128: float = Field(0.0, ge=0, le=1, description="LL128 (NVLink): bandwidth fraction; 0 where NCCL does not use it")
+    ll128: float = Field(
+        0.0, ge=0, le=1, description="LL128 (NVLink): bandwidth fraction; 0 where NCCL does not use it"
+    )
     simple: float = Field(**_FRACTION, description="Simple protocol (large messages): bandwidth fraction")
     ll_step_s: float = Field(ge=0, le=1e-3, description="LL and LL128: latency per ring step")
     simple_step_s: float = Field(ge=0, le=1e-3, description="Simple: latency per ring step")
-    direct: float = Field(0.0, ge=0, le=1, description="Direct (all-pairs) algorithms on a full mesh: bandwidth "
-                          "fraction of each peer's link; 0 where the library runs none (NCCL on NVLink bonds)")
-    direct_step_s: float = Field(0.0, ge=0, le=1e-3, description="Direct algorithms: latency per step beyond the link's")
+    direct: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Direct (all-pairs) algorithms on a full mesh: bandwidth "
+        "fraction of each peer's link; 0 where the library runs none (NCCL on NVLink bonds)",
+    )
+    direct_step_s: float = Field(
+        0.0, ge=0, le=1e-3, description="Direct algorithms: latency per step beyond the link's"
+    )
 
     _numbers = field_validator("*", mode="before")(classmethod(_no_booleans))
 
@@ -65,8 +74,9 @@ def _fabrics() -> dict[str, FabricProfile]:
         "nvlink3": FabricProfile(ll=0.111, ll128=0.367, simple=0.713, ll_step_s=1.63e-6, simple_step_s=3.41e-6),
         # Infinity Fabric: simple, simple_step_s and the direct (all-pairs) pair fitted to rccl-tests on 8x MI300X
         # (table mi300x-8); no row picks a ring under LL there, so ll and ll_step_s stay placeholders; no LL128 on gfx942.
-        "xgmi": FabricProfile(ll=0.30, simple=0.70, ll_step_s=1.8e-6, simple_step_s=1.12e-6,
-                              direct=0.597, direct_step_s=5.53e-6),
+        "xgmi": FabricProfile(
+            ll=0.30, simple=0.70, ll_step_s=1.8e-6, simple_step_s=1.12e-6, direct=0.597, direct_step_s=5.53e-6
+        ),
         # PCIe peer-to-peer: no table fitted yet; the usual fractions.
         "pcie": FabricProfile(ll=0.25, simple=0.70, ll_step_s=1.5e-6, simple_step_s=2.5e-6),
         "staged": FabricProfile(ll=0.229, simple=0.51, ll_step_s=0.317e-6, simple_step_s=2.5e-6),
@@ -81,163 +91,244 @@ class Constants(BaseModel):
 
     # --- Collectives (planner.cost.collectives) ---------------------------------------------------
     nccl_launch_s: float = Field(
-        6.2e-6, **_POSITIVE_S,
+        6.2e-6,
+        **_POSITIVE_S,
         description="Fixed cost of one collective as nccl-tests times it (kernel launch and synchronisation "
-        "of back-to-back iterations). Fitted to the nccl-tests tables in tests/data/collectives.yaml.")
+        "of back-to-back iterations). Fitted to the nccl-tests tables in tests/data/collectives.yaml.",
+    )
     torch_call_s: float = Field(
-        12.5e-6, **_POSITIVE_S,
+        12.5e-6,
+        **_POSITIVE_S,
         description="Host overhead of one torch.distributed collective call timed on its own (the 'torch' "
-        "context). Fitted: 8xH200 all-reduce at 32 KiB takes 39.8 us through torch.")
+        "context). Fitted: 8xH200 all-reduce at 32 KiB takes 39.8 us through torch.",
+    )
     engine_launch_s: float = Field(
-        7.5e-6, **_POSITIVE_S,
+        7.5e-6,
+        **_POSITIVE_S,
         description="Fixed cost of one collective inside an inference engine running under CUDA graphs. "
         "Fitted: vLLM custom all-reduce of 32 KB on H100 takes 8.7/9.2/11.8 us at TP 2/4/8 "
-        "(sgl-project/sglang PR #2904).")
+        "(sgl-project/sglang PR #2904).",
+    )
     simple_extra_s: float = Field(
-        9.8e-6, **_POSITIVE_S,
-        description="Extra fixed latency of NCCL's Simple protocol (bigger chunks, more synchronisation).")
+        9.8e-6,
+        **_POSITIVE_S,
+        description="Extra fixed latency of NCCL's Simple protocol (bigger chunks, more synchronisation).",
+    )
     ll128_extra_s: float = Field(
-        28.5e-6, **_POSITIVE_S, description="Extra fixed latency of NCCL's LL128 protocol over LL.")
+        28.5e-6, **_POSITIVE_S, description="Extra fixed latency of NCCL's LL128 protocol over LL."
+    )
     one_shot_peer_bytes_per_s: float = Field(
-        50e9, ge=1e6, le=1e14,
+        50e9,
+        ge=1e6,
+        le=1e14,
         description="Per-peer read bandwidth of a one-shot custom all-reduce (each rank reads every "
-        "peer's buffer). Fitted to the 8.7/9.2/11.8 us custom all-reduce figures.")
+        "peer's buffer). Fitted to the 8.7/9.2/11.8 us custom all-reduce figures.",
+    )
     one_shot_max_bytes: int = Field(
-        8 * 2**20, ge=0, le=2**34,
-        description="Largest message engines send through their custom all-reduce (vLLM: 8 MiB).")
+        8 * 2**20,
+        ge=0,
+        le=2**34,
+        description="Largest message engines send through their custom all-reduce (vLLM: 8 MiB).",
+    )
     fabrics: dict[str, FabricProfile] = Field(
         default_factory=_fabrics,
-        description=f"Protocol profiles by the fabric a ring's worst route crosses: {', '.join(FABRICS)}.")
+        description=f"Protocol profiles by the fabric a ring's worst route crosses: {', '.join(FABRICS)}.",
+    )
     nvls_efficiency: float = Field(
-        0.60, **_FRACTION,
+        0.60,
+        **_FRACTION,
         description="NVLink SHARP all-reduce: algorithm bandwidth as a fraction of the per-GPU NVLink "
-        "bandwidth. 8xH200 busbw 482 GB/s at 16 GiB = algbw 275 GB/s of 450.")
+        "bandwidth. 8xH200 busbw 482 GB/s at 16 GiB = algbw 275 GB/s of 450.",
+    )
     nvls_extra_s: float = Field(
-        87e-6, **_POSITIVE_S, description="Fixed latency of an NVLS all-reduce beyond the launch.")
+        87e-6, **_POSITIVE_S, description="Fixed latency of an NVLS all-reduce beyond the launch."
+    )
 
     # --- Decode and prefill steps (planner.cost.step) ----------------------------------------------
     hbm_efficiency: float = Field(
-        0.85, **_FRACTION,
+        0.85,
+        **_FRACTION,
         description="Sustained fraction of datasheet HBM bandwidth a decode GEMV reaches. H100 SXM: "
-        "~2,900 of 3,350 GB/s (87%); A100 at 330 W: ~1,700 of 2,039 GB/s (83%).")
+        "~2,900 of 3,350 GB/s (87%); A100 at 330 W: ~1,700 of 2,039 GB/s (83%).",
+    )
     kv_hbm_efficiency: float = Field(
-        0.46, **_FRACTION,
+        0.46,
+        **_FRACTION,
         description="Sustained fraction of datasheet HBM bandwidth decode attention reaches reading the paged KV "
         "cache (scattered blocks, one query per head group): below the weights' GEMV streams at long contexts. "
-        "Fitted by benchmarks/fit_serving.py to NVIDIA NIM's at-load measurements (tests/data/serving_nim.yaml).")
+        "Fitted by benchmarks/fit_serving.py to NVIDIA NIM's at-load measurements (tests/data/serving_nim.yaml).",
+    )
     flops_efficiency: float = Field(
-        0.6, **_FRACTION,
+        0.6,
+        **_FRACTION,
         description="Fraction of dense peak FLOP/s large prefill GEMMs reach (typical MFU of vLLM/SGLang "
-        "prefill on H100; gpt-fast reports similar).")
+        "prefill on H100; gpt-fast reports similar).",
+    )
     kernel_overhead_s_per_layer: float = Field(
-        50e-6, **_POSITIVE_S,
+        50e-6,
+        **_POSITIVE_S,
         description="Fixed time per decoder layer per decode step: ~10 kernels (norms, QKV, RoPE, "
         "attention, O, MLP) at ~5 us of launch/tail each under CUDA graphs. Fitted: gpt-fast Llama-3.1-8B "
-        "on 1xA100 at 10.65 ms vs 8.8 ms of weight reads at 1.7 TB/s.")
+        "on 1xA100 at 10.65 ms vs 8.8 ms of weight reads at 1.7 TB/s.",
+    )
 
     # --- Serving at load (planner.cost.serving) ----------------------------------------------------
     step_overhead_s: float = Field(
-        0.64e-3, **_POSITIVE_S,
+        0.64e-3,
+        **_POSITIVE_S,
         description="Fixed time of one engine step outside the GPU kernels (scheduling, launching the step's "
-        "graph): paid once per step, on every load. Fitted by benchmarks/fit_serving.py to NIM's measurements.")
+        "graph): paid once per step, on every load. Fitted by benchmarks/fit_serving.py to NIM's measurements.",
+    )
     sequence_overhead_s: float = Field(
-        24.7e-6, **_POSITIVE_S,
+        24.7e-6,
+        **_POSITIVE_S,
         description="Time of one engine step per sequence that gets a token (sampling, logits processing, "
         "detokenising and streaming): paid on the host in every step, so it grows with the batch. Fitted by "
-        "benchmarks/fit_serving.py to NIM's measurements.")
+        "benchmarks/fit_serving.py to NIM's measurements.",
+    )
     request_overhead_s: float = Field(
-        7.0e-3, **_POSITIVE_S,
+        7.0e-3,
+        **_POSITIVE_S,
         description="Fixed part of a request's time to first token outside the model (HTTP, tokenising, "
-        "admission): paid once per request. Fitted by benchmarks/fit_serving.py to NIM's measurements.")
+        "admission): paid once per request. Fitted by benchmarks/fit_serving.py to NIM's measurements.",
+    )
     max_num_batched_tokens: int = Field(
-        8192, ge=64, le=2**20,
+        8192,
+        ge=64,
+        le=2**20,
         description="Tokens one engine step may carry, decode and prefill chunks together (vLLM's "
-        "default for an OpenAI server on a >= 70 GiB GPU; SGLang's chunked prefill size is 8192 too).")
+        "default for an OpenAI server on a >= 70 GiB GPU; SGLang's chunked prefill size is 8192 too).",
+    )
 
     # --- Kernels by shape (planner.cost.step; engine profiles set them, planner.cost.engines) ---------------
     gemm_half_tokens: float = Field(
-        0.0, ge=0, le=65536,
+        0.0,
+        ge=0,
+        le=65536,
         description="GEMM rows (tokens of a step on one rank) at which a matmul reaches half of flops_efficiency: "
         "efficiency = flops_efficiency x m / (m + this). Small-M GEMMs (decode) run far below peak, 8,192-token "
-        "prefill chunks near it. 0: no shape dependence.")
+        "prefill chunks near it. 0: no shape dependence.",
+    )
     attention_half_context: float = Field(
-        0.0, ge=0, le=1e6,
+        0.0,
+        ge=0,
+        le=1e6,
         description="Context (tokens) at which prefill attention reaches half of flops_efficiency: flash attention "
-        "over short prefixes is launch- and softmax-bound, over long ones near GEMM speed. 0: no dependence.")
+        "over short prefixes is launch- and softmax-bound, over long ones near GEMM speed. 0: no dependence.",
+    )
     moe_tile_tokens: int = Field(
-        1, ge=1, le=512,
+        1,
+        ge=1,
+        le=512,
         description="M tile of the grouped-GEMM MoE kernel: each touched expert's tokens are padded to a multiple of "
-        "it, and FLOPs are spent at the padded size (fused_moe/DeepGEMM/CUTLASS use 16-128 rows). 1: no padding.")
+        "it, and FLOPs are spent at the padded size (fused_moe/DeepGEMM/CUTLASS use 16-128 rows). 1: no padding.",
+    )
     moe_hbm_efficiency: float = Field(
-        0.0, ge=0, le=1,
+        0.0,
+        ge=0,
+        le=1,
         description="Fraction of HBM bandwidth a grouped GEMM reaches streaming the touched experts' weights (few "
-        "tokens per expert, fp8 block scales to dequantise). 0: hbm_efficiency.")
+        "tokens per expert, fp8 block scales to dequantise). 0: hbm_efficiency.",
+    )
     moe_layer_overhead_s: float = Field(
-        0.0, **_POSITIVE_S,
+        0.0,
+        **_POSITIVE_S,
         description="Fixed time per MoE layer per step outside the expert GEMMs: router GEMM, top-k, permute and "
-        "unpermute, activation quantisation (fp8 block scales), the extra launches of a grouped GEMM.")
+        "unpermute, activation quantisation (fp8 block scales), the extra launches of a grouped GEMM.",
+    )
     ep_dispatch_latency_s: float = Field(
-        0.0, **_POSITIVE_S,
+        0.0,
+        **_POSITIVE_S,
         description="Fixed latency of one expert-parallel dispatch or combine (small-message all-to-all: DeepEP "
-        "low-latency kernels, NCCL all-to-all), paid twice per MoE layer per step under EP.")
+        "low-latency kernels, NCCL all-to-all), paid twice per MoE layer per step under EP.",
+    )
     dp_attention_overhead_s: float = Field(
-        0.0, **_POSITIVE_S,
+        0.0,
+        **_POSITIVE_S,
         description="Fixed time per decoder layer per step under data-parallel attention (dp > 1): gathering every "
         "rank's tokens for the MoE layers and scattering them back, each rank padded to the largest rank's batch, "
-        "and the extra launches (SGLang --enable-dp-attention). 0: none.")
+        "and the extra launches (SGLang --enable-dp-attention). 0: none.",
+    )
     mla_flops_efficiency: float = Field(
-        0.0, ge=0, le=1,
+        0.0,
+        ge=0,
+        le=1,
         description="Fraction of peak bf16 FLOP/s MLA's absorbed decode attention reaches (FlashMLA: ~660 of 989 "
-        "TFLOP/s on H800, deepseek-ai/FlashMLA README). 0: no absorbed-attention compute term.")
+        "TFLOP/s on H800, deepseek-ai/FlashMLA README). 0: no absorbed-attention compute term.",
+    )
     closed_loop_drift: float = Field(
-        0.0, ge=0, le=1,
+        0.0,
+        ge=0,
+        le=1,
         description="Share of a closed-loop benchmark's requests that arrive staggered rather than in a wave: after "
         "the first wave, requests finish (and their clients resend) in the order they were prefilled, so later waves "
-        "drift apart and see a newcomer's TTFT, not the wave's queue. 0: every request in a wave.")
+        "drift apart and see a newcomer's TTFT, not the wave's queue. 0: every request in a wave.",
+    )
     max_num_seqs: int = Field(
-        1024, ge=1, le=1_000_000,
+        1024,
+        ge=1,
+        le=1_000_000,
         description="Most sequences the engine schedules at once (vLLM --max-num-seqs, SGLang --max-running-requests, "
-        "TensorRT-LLM max_batch_size): the batch of an offline run that queues every request.")
+        "TensorRT-LLM max_batch_size): the batch of an offline run that queues every request.",
+    )
     memory_accounting: str = Field(
         "gpu_memory_utilization",
         description="How the engine sizes its KV cache: gpu_memory_utilization (vLLM: fraction of the whole GPU for "
         "weights, activations and KV), mem_fraction_static (SGLang: fraction for weights and KV; activations and CUDA "
         "graphs outside it), free_gpu_memory_fraction (TensorRT-LLM: fraction of what is free after weights and "
-        "runtime buffers).")
+        "runtime buffers).",
+    )
     engine: str | None = Field(
-        None, description="The engine profile these constants were resolved for (planner.cost.engines); None: not "
-        "resolved yet. Set by resolve_constants, not by hand.")
+        None,
+        description="The engine profile these constants were resolved for (planner.cost.engines); None: not "
+        "resolved yet. Set by resolve_constants, not by hand.",
+    )
     calibrated: tuple[str, ...] = Field(
-        (), description="Fields a calibration profile set: an engine profile does not override them.")
+        (), description="Fields a calibration profile set: an engine profile does not override them."
+    )
 
     moe_imbalance: float = Field(
-        1.07, ge=1.0, le=8.0,
+        1.07,
+        ge=1.0,
+        le=8.0,
         description="Tokens the busiest GPU of an expert-parallel group receives, over the mean (1.0: uniform "
         "routing). Multiplies the expert compute and the dispatch bytes of the busiest GPU. Measured: median "
         "max/mean tokens per rank 1.069 without EPLB and 1.008 with it (vllm-project/vllm PR #50647, EP16); "
-        "set 1.01 in a calibration profile where EPLB runs.")
+        "set 1.01 in a calibration profile where EPLB runs.",
+    )
 
     # --- Memory tiers (planner.cost.offload) ---------------------------------------------------------
     host_stream_efficiency: float = Field(
-        0.58, **_FRACTION,
+        0.58,
+        **_FRACTION,
         description="Sustained fraction of a PCIe path's bandwidth an engine's weight streaming from host memory "
         "reaches. Fitted by benchmarks/fit_offload.py to DeepSpeed ZeRO-Inference streaming OPT-30B on a T4 "
         "(0.60 tokens/s, FlexGen's table); OPT-6.7B held out at +15%. A bare pinned copy reaches 0.77 "
-        "(CUDA bandwidthTest, P100 on PCIe 3.0 x16: 12,150.7 MB/s; mpicbg-scicomp/gearshifft PR #82).")
+        "(CUDA bandwidthTest, P100 on PCIe 3.0 x16: 12,150.7 MB/s; mpicbg-scicomp/gearshifft PR #82).",
+    )
 
     # --- Memory (planner.cost.memory) --------------------------------------------------------------
     runtime_reserve_bytes: int = Field(
-        int(2.5e9), ge=0, le=2**40,
+        int(2.5e9),
+        ge=0,
+        le=2**40,
         description="Per-GPU memory outside weights and KV: CUDA context (~500 MB), NCCL buffers (hundreds "
-        "of MB), cuBLAS workspace and CUDA graphs.")
+        "of MB), cuBLAS workspace and CUDA graphs.",
+    )
     cuda_context_bytes: float = Field(
-        0.0, ge=0, le=2**36,
+        0.0,
+        ge=0,
+        le=2**36,
         description="Memory of a GPU the engine never sees: the driver's and CUDA context's share of what nvidia-smi "
         "reports (A100 80GB: 81,920 MiB, of which vLLM logs total_gpu_memory 79.25 GiB; dennislee22/vLLM-benchmarking "
-        "README). Engines take their fractions of the rest. 0: none.")
+        "README). Engines take their fractions of the rest. 0: none.",
+    )
     activation_bytes_per_token: float = Field(
-        0.0, ge=0, le=1e9,
-        description="Per-GPU activation workspace per batched token, on top of the reserve (0: the reserve covers it).")
+        0.0,
+        ge=0,
+        le=1e9,
+        description="Per-GPU activation workspace per batched token, on top of the reserve (0: the reserve covers it).",
+    )
 
     _numbers = field_validator("*", mode="before")(classmethod(_no_booleans))
 
@@ -277,8 +368,10 @@ def load_constants(path: str | Path | None = None) -> Constants:
     if data is None:
         return DEFAULT
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a calibration profile is a mapping of constant names to values "
-                          f"(for example 'hbm_efficiency: 0.8'), got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: a calibration profile is a mapping of constant names to values "
+            f"(for example 'hbm_efficiency: 0.8'), got {type(data).__name__}"
+        )
     merged = {**DEFAULT.model_dump(), **data}
     fabrics = data.get("fabrics")
     if fabrics is None or fabrics == {}:  # `fabrics:` or `fabrics: {}`: the default table
@@ -287,11 +380,13 @@ def load_constants(path: str | Path | None = None) -> Constants:
         unknown = sorted(str(k) for k in fabrics if k not in DEFAULT.fabrics)
         if unknown:
             raise ConfigError(f"{path}: fabrics.{unknown[0][:60]}: not a fabric; the fabrics are {', '.join(FABRICS)}")
-        merged["fabrics"] = {name: {**profile.model_dump(), **fabrics[name]}
-                             if isinstance(fabrics.get(name), dict) else fabrics.get(name, profile.model_dump())
-                             for name, profile in DEFAULT.fabrics.items()}
+        merged["fabrics"] = {
+            name: {**profile.model_dump(), **fabrics[name]}
+            if isinstance(fabrics.get(name), dict)
+            else fabrics.get(name, profile.model_dump())
+            for name, profile in DEFAULT.fabrics.items()
+        }
     try:
-        return Constants.model_validate({**merged,
-                                         "calibrated": tuple(sorted(set(data) - {"calibrated", "engine"}))})
+        return Constants.model_validate({**merged, "calibrated": tuple(sorted(set(data) - {"calibrated", "engine"}))})
     except ValidationError as exc:
         raise config_error(str(path), exc) from None

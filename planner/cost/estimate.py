@@ -60,20 +60,38 @@ def mean_step(parts: list[tuple[StageStep, float]]) -> StageStep:
     return out
 
 
-def stage_context(profile: ModelProfile, topo: Topology, stage: Stage, workload: Workload, c: Constants) -> StageContext:
-    return StageContext.of(profile=profile, topo=topo, gpu_ids=stage.gpu_ids, layout=layout_of(stage),
-                           weight_dtype=workload.weight_dtype, kv_dtype=workload.kv_dtype, constants=c)
+def stage_context(
+    profile: ModelProfile, topo: Topology, stage: Stage, workload: Workload, c: Constants
+) -> StageContext:
+    return StageContext.of(
+        profile=profile,
+        topo=topo,
+        gpu_ids=stage.gpu_ids,
+        layout=layout_of(stage),
+        weight_dtype=workload.weight_dtype,
+        kv_dtype=workload.kv_dtype,
+        constants=c,
+    )
 
 
-def stage_capacity(profile: ModelProfile, topo: Topology, partition: Partition, *, k: int, workload: Workload,
-                   c: Constants) -> tuple[float, float, float, int]:
+def stage_capacity(
+    profile: ModelProfile, topo: Topology, partition: Partition, *, k: int, workload: Workload, c: Constants
+) -> tuple[float, float, float, int]:
     """(weight bytes per GPU, KV bytes per sequence per GPU, KV budget bytes per GPU, sequences the stage holds)."""
     st = partition.stages[k]
     layout = layout_of(st)
     first, last = k == 0, k == partition.pp - 1
-    weights, kv_seq = stage_memory(profile, layout, st.layer_start, layer_end=st.layer_end, first=first, last=last,
-                                   weight_dtype=workload.weight_dtype,
-                                   kv_dtype=workload.kv_dtype, sequence_tokens=workload.sequence_tokens)
+    weights, kv_seq = stage_memory(
+        profile,
+        layout,
+        st.layer_start,
+        layer_end=st.layer_end,
+        first=first,
+        last=last,
+        weight_dtype=workload.weight_dtype,
+        kv_dtype=workload.kv_dtype,
+        sequence_tokens=workload.sequence_tokens,
+    )
     weights = stage_weight_bytes(weights, profile, layout, st.offload_layers, workload.weight_dtype)
     if last:
         weights += draft_weight_bytes(profile, layout, workload)
@@ -86,8 +104,16 @@ def stage_capacity(profile: ModelProfile, topo: Topology, partition: Partition, 
     return weights, kv_seq, budget, capacity
 
 
-def evaluate_stage(profile: ModelProfile, topo: Topology, partition: Partition, *, k: int, workload: Workload,
-                   op: OperatingPoint, c: Constants) -> StageEval:
+def evaluate_stage(
+    profile: ModelProfile,
+    topo: Topology,
+    partition: Partition,
+    *,
+    k: int,
+    workload: Workload,
+    op: OperatingPoint,
+    c: Constants,
+) -> StageEval:
     st = partition.stages[k]
     ctx = stage_context(profile, topo, st, workload, c)
     first, last = k == 0, k == partition.pp - 1
@@ -114,8 +140,9 @@ def evaluate_stage(profile: ModelProfile, topo: Topology, partition: Partition, 
     return StageEval(step, t_out, t_bytes, ttft_step.time_s + ttft_out, weights, kv_seq, capacity, budget)
 
 
-def _memory(partition: Partition, evals: list[StageEval], topo: Topology, *, workload: Workload, per_replica: int,
-            c: Constants) -> tuple[dict, dict, dict]:
+def _memory(
+    partition: Partition, evals: list[StageEval], topo: Topology, *, workload: Workload, per_replica: int, c: Constants
+) -> tuple[dict, dict, dict]:
     memory, capacity, breakdown = {}, {}, {}
     fixed = fixed_memory_bytes(c)
     for rep in partition.replica_stage_ids():
@@ -129,24 +156,36 @@ def _memory(partition: Partition, evals: list[StageEval], topo: Topology, *, wor
     return memory, capacity, breakdown
 
 
-def _roofline_s(profile: ModelProfile, topo: Topology, partition: Partition, workload: Workload,
-                op: OperatingPoint) -> float:
+def _roofline_s(
+    profile: ModelProfile, topo: Topology, partition: Partition, workload: Workload, op: OperatingPoint
+) -> float:
     """The floor: every weight a decode step needs and every KV byte, read once at the GPUs' aggregate bandwidth."""
     bandwidth = sum(topo.gpu(g).spec.hbm_bytes_per_s for ids in partition.replica_stage_ids()[0] for g in ids)
     load = op.tpot_loads[0][0]  # the decode step, with what the remedies skip
-    weights = sum(sparse_read_bytes(n, Layout(1), profile, weight_dtype=workload.weight_dtype,
-                                    read=read_weight_bytes(n, 1, profile, weight_dtype=workload.weight_dtype,
-                                                           tokens=load.decode), tokens=load.decode, sparsity=load)
-                  for n in profile.layers)
+    weights = sum(
+        sparse_read_bytes(
+            n,
+            Layout(1),
+            profile,
+            weight_dtype=workload.weight_dtype,
+            read=read_weight_bytes(n, 1, profile, weight_dtype=workload.weight_dtype, tokens=load.decode),
+            tokens=load.decode,
+            sparsity=load,
+        )
+        for n in profile.layers
+    )
     ctx = workload.mean_context
-    kv = op.decode * (1 - workload.attention_sparsity) * sum(min(ctx, n.sliding_window or ctx)
-                                                             * n.kv_bytes_per_token(workload.kv_dtype)
-                                                             for n in profile.layers)
+    kv = (
+        op.decode
+        * (1 - workload.attention_sparsity)
+        * sum(min(ctx, n.sliding_window or ctx) * n.kv_bytes_per_token(workload.kv_dtype) for n in profile.layers)
+    )
     return op.micro * (weights + kv) / bandwidth / op.tokens_per_pass
 
 
-def host_memory(profile: ModelProfile, topo: Topology, partition: Partition,
-                workload: Workload) -> tuple[dict[str, float], dict[str, float]]:
+def host_memory(
+    profile: ModelProfile, topo: Topology, partition: Partition, workload: Workload
+) -> tuple[dict[str, float], dict[str, float]]:
     """Per node with streamed layers: the host memory their shards take (every replica's GPUs) and the tier's size."""
     used: dict[str, float] = {}
     for rep in partition.replica_stage_ids():
@@ -161,16 +200,41 @@ def host_memory(profile: ModelProfile, topo: Topology, partition: Partition,
 def _stage_prediction(k: int, st: Stage, ev: StageEval, hw_name: str) -> StagePrediction:
     s = ev.step
     return StagePrediction(
-        index=k, layer_start=st.layer_start, layer_end=st.layer_end, gpu_ids=st.gpu_ids, tp=st.tp, dp=st.dp, ep=st.ep,
-        gpu_type=hw_name, has_embedding=k == 0, has_lm_head=False, weight_bytes_per_gpu=ev.weights,
-        kv_bytes_per_sequence_per_gpu=ev.kv_per_sequence, hbm_bytes_per_gpu_per_step=s.hbm_weight_bytes + s.hbm_kv_bytes,
-        step_time_ms=s.time_s * 1e3, weights_ms=s.weights_s * 1e3, kv_ms=s.kv_s * 1e3, compute_ms=s.compute_s * 1e3,
-        interconnect_ms=s.interconnect_s * 1e3, overhead_ms=s.overhead_s * 1e3, transfer_out_ms=ev.transfer_out_s * 1e3,
-        max_concurrency=ev.capacity, offload_ms=s.offload_s * 1e3, offload_layers=list(st.offload_layers))
+        index=k,
+        layer_start=st.layer_start,
+        layer_end=st.layer_end,
+        gpu_ids=st.gpu_ids,
+        tp=st.tp,
+        dp=st.dp,
+        ep=st.ep,
+        gpu_type=hw_name,
+        has_embedding=k == 0,
+        has_lm_head=False,
+        weight_bytes_per_gpu=ev.weights,
+        kv_bytes_per_sequence_per_gpu=ev.kv_per_sequence,
+        hbm_bytes_per_gpu_per_step=s.hbm_weight_bytes + s.hbm_kv_bytes,
+        step_time_ms=s.time_s * 1e3,
+        weights_ms=s.weights_s * 1e3,
+        kv_ms=s.kv_s * 1e3,
+        compute_ms=s.compute_s * 1e3,
+        interconnect_ms=s.interconnect_s * 1e3,
+        overhead_ms=s.overhead_s * 1e3,
+        transfer_out_ms=ev.transfer_out_s * 1e3,
+        max_concurrency=ev.capacity,
+        offload_ms=s.offload_s * 1e3,
+        offload_layers=list(st.offload_layers),
+    )
 
 
-def estimate(profile: ModelProfile, topo: Topology, partition: Partition, *, workload: Workload,
-             c: Constants = DEFAULT, check: bool = True) -> Prediction:
+def estimate(
+    profile: ModelProfile,
+    topo: Topology,
+    partition: Partition,
+    *,
+    workload: Workload,
+    c: Constants = DEFAULT,
+    check: bool = True,
+) -> Prediction:
     """Predict time, traffic and memory of `partition` at `workload.concurrency` under `workload.engine`; `fits`
     says whether memory holds (in the closed and offline modes: whether the engine serves the load at all)."""
     if check:
@@ -181,8 +245,9 @@ def estimate(profile: ModelProfile, topo: Topology, partition: Partition, *, wor
 
     def at(mode: str | None) -> tuple[OperatingPoint, Prediction]:
         op = operating_point(workload, concurrency=run_at, replicas=partition.replicas, pp=partition.pp, c=c, mode=mode)
-        evals = [evaluate_stage(profile, topo, partition, k=k, workload=workload, op=op,
-                                c=c) for k in range(partition.pp)]
+        evals = [
+            evaluate_stage(profile, topo, partition, k=k, workload=workload, op=op, c=c) for k in range(partition.pp)
+        ]
         return op, assemble(profile, topo, partition, workload=workload, op=op, evals=evals, c=c)
 
     _, pred = at(None)
@@ -198,20 +263,34 @@ def estimate(profile: ModelProfile, topo: Topology, partition: Partition, *, wor
         # n clients share `admitted` slots: each request waits (n / admitted - 1) request times for one
         request_ms = ttft_ms + workload.osl * tpot_ms
         ttft_ms += request_ms * (load / admitted - 1)
-    pred = _with_figures(pred, workload, tpot_ms, ttft_ms=ttft_ms, service_ttft_ms=service_ttft_ms, admitted=admitted,
-                         partition=partition)
+    pred = _with_figures(
+        pred,
+        workload,
+        tpot_ms,
+        ttft_ms=ttft_ms,
+        service_ttft_ms=service_ttft_ms,
+        admitted=admitted,
+        partition=partition,
+    )
     if workload.mode == "offline":  # the run's output over its makespan, ramp-up and tail included
         pred = _offline_throughput(pred, workload, static=at("static")[1], slots=run_at, partition=partition, c=c)
     moe = profile.moe is not None
     tokens_metric = "max_tokens" if workload.mode == "offline" else "tokens"
-    return pred.model_copy(update={
-        "concurrency": load, "engine": workload.engine, "admitted_concurrency": admitted,
-        "tpot_ms_band": band(workload.engine, moe, "tpot"), "ttft_ms_band": band(workload.engine, moe, "ttft"),
-        "tokens_per_s_band": band(workload.engine, moe, tokens_metric)})
+    return pred.model_copy(
+        update={
+            "concurrency": load,
+            "engine": workload.engine,
+            "admitted_concurrency": admitted,
+            "tpot_ms_band": band(workload.engine, moe, "tpot"),
+            "ttft_ms_band": band(workload.engine, moe, "ttft"),
+            "tokens_per_s_band": band(workload.engine, moe, tokens_metric),
+        }
+    )
 
 
-def admitted_sequences(profile: ModelProfile, topo: Topology, partition: Partition, workload: Workload,
-                       c: Constants) -> int | None:
+def admitted_sequences(
+    profile: ModelProfile, topo: Topology, partition: Partition, workload: Workload, c: Constants
+) -> int | None:
     """Closed and offline modes: the sequences the engine runs at once where its KV cache or batch limit holds fewer
     than the load (None: all of them run, or the mode queues nothing)."""
     if workload.mode not in ("closed", "offline"):
@@ -221,8 +300,16 @@ def admitted_sequences(profile: ModelProfile, topo: Topology, partition: Partiti
     return limit if 1 <= limit < workload.concurrency else None
 
 
-def _with_figures(pred: Prediction, workload: Workload, tpot_ms: float, *, ttft_ms: float, service_ttft_ms: float,
-                  admitted: int | None, partition: Partition) -> Prediction:
+def _with_figures(
+    pred: Prediction,
+    workload: Workload,
+    tpot_ms: float,
+    *,
+    ttft_ms: float,
+    service_ttft_ms: float,
+    admitted: int | None,
+    partition: Partition,
+) -> Prediction:
     """The prediction's throughput figures recomputed from a TPOT and TTFT (Little's law at the running load: a
     closed loop's admitted clients each finish a request every service TTFT + osl x TPOT)."""
     running = admitted or workload.concurrency
@@ -230,43 +317,71 @@ def _with_figures(pred: Prediction, workload: Workload, tpot_ms: float, *, ttft_
         tokens_per_s = running * workload.osl / (service_ttft_ms / 1e3 + workload.osl * tpot_ms / 1e3)
     else:
         tokens_per_s = running / (tpot_ms / 1e3)
-    return pred.model_copy(update={
-        "tpot_ms": tpot_ms, "ttft_ms": ttft_ms, "tokens_per_s": tokens_per_s,
-        "tokens_per_s_per_gpu": tokens_per_s / len(partition.all_gpu_ids()), "tokens_per_s_per_user": 1e3 / tpot_ms,
-        "requests_per_s": tokens_per_s / workload.osl})
+    return pred.model_copy(
+        update={
+            "tpot_ms": tpot_ms,
+            "ttft_ms": ttft_ms,
+            "tokens_per_s": tokens_per_s,
+            "tokens_per_s_per_gpu": tokens_per_s / len(partition.all_gpu_ids()),
+            "tokens_per_s_per_user": 1e3 / tpot_ms,
+            "requests_per_s": tokens_per_s / workload.osl,
+        }
+    )
 
 
-def _offline_throughput(pred: Prediction, workload: Workload, *, static: Prediction, slots: int,
-                        partition: Partition, c: Constants) -> Prediction:
+def _offline_throughput(
+    pred: Prediction, workload: Workload, *, static: Prediction, slots: int, partition: Partition, c: Constants
+) -> Prediction:
     """An offline run's tokens/s (planner.cost.offline): `workload.concurrency` prompts through `slots` sequences,
     output lengths from `osl_dist` where the workload has one, steps priced from the static batch at `slots`."""
     dist = workload.osl_dist
-    lengths = offline.run_lengths(workload.concurrency, dist.lengths if dist else [workload.osl],
-                                  dist.weights if dist else [1.0])
+    lengths = offline.run_lengths(
+        workload.concurrency, dist.lengths if dist else [workload.osl], dist.weights if dist else [1.0]
+    )
     per_replica = math.ceil(slots / partition.replicas)
     step = offline.step_of(static, per_replica=per_replica, request_overhead_s=c.request_overhead_s)
-    tokens_per_s = offline.tokens_per_s(lengths, slots=slots, step=step, replicas=partition.replicas,
-                                        overhead_s=c.request_overhead_s)
-    return pred.model_copy(update={
-        "tokens_per_s": tokens_per_s, "tokens_per_s_per_gpu": tokens_per_s / len(partition.all_gpu_ids()),
-        "requests_per_s": tokens_per_s / workload.osl})
+    tokens_per_s = offline.tokens_per_s(
+        lengths, slots=slots, step=step, replicas=partition.replicas, overhead_s=c.request_overhead_s
+    )
+    return pred.model_copy(
+        update={
+            "tokens_per_s": tokens_per_s,
+            "tokens_per_s_per_gpu": tokens_per_s / len(partition.all_gpu_ids()),
+            "requests_per_s": tokens_per_s / workload.osl,
+        }
+    )
 
 
-def _memory_figures(profile: ModelProfile, topo: Topology, partition: Partition, *, evals: list[StageEval],
-                    workload: Workload, op: OperatingPoint, c: Constants) -> dict[str, Any]:
+def _memory_figures(
+    profile: ModelProfile,
+    topo: Topology,
+    partition: Partition,
+    *,
+    evals: list[StageEval],
+    workload: Workload,
+    op: OperatingPoint,
+    c: Constants,
+) -> dict[str, Any]:
     """The Prediction's memory fields: HBM per GPU (used, capacity, shortfall, breakdown), the host-memory tier
     of nodes with streamed layers, and whether both hold."""
     memory, capacity, breakdown = _memory(partition, evals, topo, workload=workload, per_replica=op.per_replica, c=c)
     shortfall = {g: memory[g] - capacity[g] for g in memory if memory[g] > capacity[g]}
     host_used, host_capacity = host_memory(profile, topo, partition, workload)
     host_short = any(host_used[n] > host_capacity[n] for n in host_used)
-    return {"fits": not shortfall and not host_short, "memory_per_gpu_bytes": memory,
-            "memory_capacity_bytes": capacity, "shortfall_per_gpu_bytes": shortfall, "memory_breakdown": breakdown,
-            "host_memory_bytes": host_used, "host_capacity_bytes": host_capacity}
+    return {
+        "fits": not shortfall and not host_short,
+        "memory_per_gpu_bytes": memory,
+        "memory_capacity_bytes": capacity,
+        "shortfall_per_gpu_bytes": shortfall,
+        "memory_breakdown": breakdown,
+        "host_memory_bytes": host_used,
+        "host_capacity_bytes": host_capacity,
+    }
 
 
-def _byte_figures(profile: ModelProfile, partition: Partition, evals: list[StageEval],
-                  op: OperatingPoint) -> dict[str, Any]:
+def _byte_figures(
+    profile: ModelProfile, partition: Partition, evals: list[StageEval], op: OperatingPoint
+) -> dict[str, Any]:
     """The Prediction's bytes per output token: HBM reads (weights, KV), interconnect traffic (in all and per link
     class) and the critical path (one GPU's reads and collectives per stage, plus the stages' hand-offs)."""
     tokens_per_period = op.decode * op.micro * op.tokens_per_pass
@@ -274,14 +389,19 @@ def _byte_figures(profile: ModelProfile, partition: Partition, evals: list[Stage
     tokens = op.decode * op.tokens_per_pass  # tokens one micro-batch's pass produces
     hbm_w = sum(ev.step.hbm_weight_bytes * st.n_gpus for ev, st in zip(evals, partition.stages))
     hbm_kv = sum(ev.step.hbm_kv_bytes * st.n_gpus for ev, st in zip(evals, partition.stages))
-    critical = sum(ev.step.hbm_weight_bytes + ev.step.hbm_kv_bytes + sum(ev.step.interconnect.values()) / st.n_gpus
-                   for ev, st in zip(evals, partition.stages))
+    critical = sum(
+        ev.step.hbm_weight_bytes + ev.step.hbm_kv_bytes + sum(ev.step.interconnect.values()) / st.n_gpus
+        for ev, st in zip(evals, partition.stages)
+    )
     critical += (partition.pp - 1) * transfer_bytes(profile, op.decode)
-    return {"hbm_bytes_per_token": (hbm_w + hbm_kv) / tokens, "hbm_weight_bytes_per_token": hbm_w / tokens,
-            "hbm_kv_bytes_per_token": hbm_kv / tokens,
-            "interconnect_bytes_per_token": sum(traffic.values()) * op.micro / tokens_per_period,
-            "interconnect_bytes_by_class": {k: v * op.micro / tokens_per_period for k, v in traffic.items()},
-            "critical_path_bytes_per_token": critical / tokens}
+    return {
+        "hbm_bytes_per_token": (hbm_w + hbm_kv) / tokens,
+        "hbm_weight_bytes_per_token": hbm_w / tokens,
+        "hbm_kv_bytes_per_token": hbm_kv / tokens,
+        "interconnect_bytes_per_token": sum(traffic.values()) * op.micro / tokens_per_period,
+        "interconnect_bytes_by_class": {k: v * op.micro / tokens_per_period for k, v in traffic.items()},
+        "critical_path_bytes_per_token": critical / tokens,
+    }
 
 
 def _time_breakdown_s(evals: list[StageEval]) -> dict[str, float]:
@@ -289,14 +409,24 @@ def _time_breakdown_s(evals: list[StageEval]) -> dict[str, float]:
     totals = {name: 0.0 for name in COMPONENTS}
     for ev in evals:
         s = ev.step
-        for name, value in zip(COMPONENTS, (s.weights_s, s.kv_s, s.compute_s, s.interconnect_s + ev.transfer_out_s,
-                                            s.overhead_s, s.offload_s)):
+        for name, value in zip(
+            COMPONENTS,
+            (s.weights_s, s.kv_s, s.compute_s, s.interconnect_s + ev.transfer_out_s, s.overhead_s, s.offload_s),
+        ):
             totals[name] += value
     return totals
 
 
-def assemble(profile: ModelProfile, topo: Topology, partition: Partition, *, workload: Workload, op: OperatingPoint,
-             evals: list[StageEval], c: Constants) -> Prediction:
+def assemble(
+    profile: ModelProfile,
+    topo: Topology,
+    partition: Partition,
+    *,
+    workload: Workload,
+    op: OperatingPoint,
+    evals: list[StageEval],
+    c: Constants,
+) -> Prediction:
     """A Prediction from the stages' evaluations at one operating point."""
     times = [ev.time_s for ev in evals]
     period_s = max(sum(times), op.micro * max(times))  # one pass of every micro-batch
@@ -307,16 +437,26 @@ def assemble(profile: ModelProfile, topo: Topology, partition: Partition, *, wor
     tokens_per_s = op.concurrency / tpot_s
     if workload.mode in ("closed", "offline"):  # a closed loop's clients (an offline run's waves) wait for first tokens
         tokens_per_s = op.concurrency * workload.osl / (ttft_s + workload.osl * tpot_s)
-    stages = [_stage_prediction(k, st, ev, GroupHardware.of(topo, st.gpu_ids, workload.weight_dtype).name)
-              for k, (st, ev) in enumerate(zip(partition.stages, evals))]
+    stages = [
+        _stage_prediction(k, st, ev, GroupHardware.of(topo, st.gpu_ids, workload.weight_dtype).name)
+        for k, (st, ev) in enumerate(zip(partition.stages, evals))
+    ]
     stages[-1] = stages[-1].model_copy(update={"has_lm_head": True})
     return Prediction(
-        concurrency=op.concurrency, mode=workload.mode, tpot_ms=tpot_s * 1e3, ttft_ms=ttft_s * 1e3,
-        tokens_per_s=tokens_per_s, tokens_per_s_per_gpu=tokens_per_s / len(partition.all_gpu_ids()),
-        tokens_per_s_per_user=1.0 / tpot_s, requests_per_s=tokens_per_s / workload.osl,
-        prefill_tokens_per_step=op.prefill_per_step, max_concurrency=min(ev.capacity for ev in evals) * partition.replicas,
+        concurrency=op.concurrency,
+        mode=workload.mode,
+        tpot_ms=tpot_s * 1e3,
+        ttft_ms=ttft_s * 1e3,
+        tokens_per_s=tokens_per_s,
+        tokens_per_s_per_gpu=tokens_per_s / len(partition.all_gpu_ids()),
+        tokens_per_s_per_user=1.0 / tpot_s,
+        requests_per_s=tokens_per_s / workload.osl,
+        prefill_tokens_per_step=op.prefill_per_step,
+        max_concurrency=min(ev.capacity for ev in evals) * partition.replicas,
         **_memory_figures(profile, topo, partition, evals=evals, workload=workload, op=op, c=c),
         **_byte_figures(profile, partition, evals, op),
         time_breakdown_ms={k: v * scale * 1e3 for k, v in _time_breakdown_s(evals).items()},
-        roofline_tpot_ms=roofline * 1e3, roofline_ratio=tpot_s / roofline if roofline else float("inf"),
-        stages=stages)
+        roofline_tpot_ms=roofline * 1e3,
+        roofline_ratio=tpot_s / roofline if roofline else float("inf"),
+        stages=stages,
+    )

@@ -22,13 +22,26 @@ def fixed_memory_bytes(c: Constants) -> float:
     return c.runtime_reserve_bytes + c.activation_bytes_per_token * c.max_num_batched_tokens
 
 
-def stage_memory(profile: ModelProfile, layout: Layout, layer_start: int, *, layer_end: int, first: bool, last: bool,
-                 weight_dtype: str, kv_dtype: str, sequence_tokens: int) -> tuple[float, float]:
+def stage_memory(
+    profile: ModelProfile,
+    layout: Layout,
+    layer_start: int,
+    *,
+    layer_end: int,
+    first: bool,
+    last: bool,
+    weight_dtype: str,
+    kv_dtype: str,
+    sequence_tokens: int,
+) -> tuple[float, float]:
     """(weight bytes per GPU, KV bytes per sequence per GPU at its full length)."""
     nodes = stage_nodes(profile, layer_start, layer_end, first, last)
     weights = sum(held_weight_bytes(n, layout, profile, weight_dtype) for n in nodes)
-    kv = sum(min(sequence_tokens, n.sliding_window or sequence_tokens)
-             * kv_bytes_per_token_per_gpu(n, layout, profile, kv_dtype) for n in nodes)
+    kv = sum(
+        min(sequence_tokens, n.sliding_window or sequence_tokens)
+        * kv_bytes_per_token_per_gpu(n, layout, profile, kv_dtype)
+        for n in nodes
+    )
     return weights, kv
 
 

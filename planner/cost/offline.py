@@ -83,8 +83,9 @@ def makespan_s(lengths: Sequence[int], *, slots: int, step: Step) -> float:
     return elapsed_s
 
 
-def tokens_per_s(lengths: Sequence[int], *, slots: int, step: Step, replicas: int = 1,
-                 overhead_s: float = 0.0) -> float:
+def tokens_per_s(
+    lengths: Sequence[int], *, slots: int, step: Step, replicas: int = 1, overhead_s: float = 0.0
+) -> float:
     """Output tokens/s of the run over `replicas` replicas, each running its share of the prompts (`overhead_s`:
     the first request's fixed time before its prefill starts)."""
     share = [lengths[k] for k in range(0, len(lengths), max(1, replicas))]

@@ -47,8 +47,15 @@ def buffer_bytes(largest_streamed_bytes: float) -> float:
     return STREAM_BUFFERS * largest_streamed_bytes
 
 
-def streamed_layer_s(step_s: float, layer: LayerInfo, layout: Layout, *, profile: ModelProfile, weight_dtype: str,
-                     rate_bytes_per_s: float) -> float:
+def streamed_layer_s(
+    step_s: float,
+    layer: LayerInfo,
+    layout: Layout,
+    *,
+    profile: ModelProfile,
+    weight_dtype: str,
+    rate_bytes_per_s: float,
+) -> float:
     """What streaming one decoder layer adds to a step in which the layer takes `step_s` on the GPU."""
     return stream_extra_s(held_weight_bytes(layer, layout, profile, weight_dtype), step_s, rate_bytes_per_s)
 
@@ -63,19 +70,23 @@ def offload_s(ctx: StageContext, *, layers: Sequence[int], load: StepLoad) -> fl
     for i in layers:
         layer = ctx.profile.decoders[i]
         step = node_step(ctx, layer, comm, load)
-        total += streamed_layer_s(step.time_s, layer, ctx.layout, profile=ctx.profile, weight_dtype=ctx.weight_dtype,
-                                  rate_bytes_per_s=rate)
+        total += streamed_layer_s(
+            step.time_s, layer, ctx.layout, profile=ctx.profile, weight_dtype=ctx.weight_dtype, rate_bytes_per_s=rate
+        )
     return total
 
 
-def streamed_bytes(profile: ModelProfile, layout: Layout, layers: Sequence[int], weight_dtype: str) -> tuple[float, float]:
+def streamed_bytes(
+    profile: ModelProfile, layout: Layout, layers: Sequence[int], weight_dtype: str
+) -> tuple[float, float]:
     """(bytes per GPU the streamed layers take out of HBM, the largest of them): what leaves and what one buffer holds."""
     sizes = [held_weight_bytes(profile.decoders[i], layout, profile, weight_dtype) for i in layers]
     return sum(sizes), max(sizes, default=0.0)
 
 
-def stage_weight_bytes(held_bytes: float, profile: ModelProfile, layout: Layout, layers: Sequence[int],
-                       weight_dtype: str) -> float:
+def stage_weight_bytes(
+    held_bytes: float, profile: ModelProfile, layout: Layout, layers: Sequence[int], weight_dtype: str
+) -> float:
     """HBM weights per GPU of a stage holding `held_bytes` before streaming `layers`: those leave, two buffers stay."""
     if not layers:
         return held_bytes

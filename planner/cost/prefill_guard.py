@@ -38,8 +38,13 @@ def plan_prefill_utilisation(plan: Plan) -> float:
     w = plan.inputs.workload
     if w.mode != "serving":
         return 0.0
-    op = operating_point(w, concurrency=plan.prediction.concurrency, replicas=plan.replicas, pp=len(plan.stages),
-                         c=resolve_constants(DEFAULT, w.engine))
+    op = operating_point(
+        w,
+        concurrency=plan.prediction.concurrency,
+        replicas=plan.replicas,
+        pp=len(plan.stages),
+        c=resolve_constants(DEFAULT, w.engine),
+    )
     return prefill_utilisation(op)
 
 
@@ -47,5 +52,7 @@ def ttft_warning(utilisation: float, bound: float = DEFAULT_MAX_PREFILL_UTILISAT
     """One line for a load past the bound, None within it."""
     if utilisation <= bound:
         return None
-    return (f"prefill queue utilisation {utilisation:.2f} is past {bound:g}: newcomers' prompts queue and TTFT "
-            "grows without bound at this load; lower --concurrency or add replicas")
+    return (
+        f"prefill queue utilisation {utilisation:.2f} is past {bound:g}: newcomers' prompts queue and TTFT "
+        "grows without bound at this load; lower --concurrency or add replicas"
+    )

@@ -19,7 +19,9 @@ from planner.hardware.topology import LINK_CLASSES, Topology
 COLLECTIVE_BYTES: Memo[tuple[tuple[int, ...], str], dict[str, float]] = Memo("collective bytes", maxsize=16_384)
 
 
-def collective_bytes_by_class(topo: Topology, gpu_ids: Iterable[int], nbytes: float, op: str = "all-reduce") -> dict[str, float]:
+def collective_bytes_by_class(
+    topo: Topology, gpu_ids: Iterable[int], nbytes: float, op: str = "all-reduce"
+) -> dict[str, float]:
     ids = tuple(sorted(gpu_ids))
     n = len(ids)
     out = {k: 0.0 for k in LINK_CLASSES}

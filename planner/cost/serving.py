@@ -60,8 +60,9 @@ class OperatingPoint:
         return self.problem is None
 
 
-def operating_point(workload: Workload, *, concurrency: int, replicas: int, pp: int, c: Constants,
-                    mode: str | None = None) -> OperatingPoint:
+def operating_point(
+    workload: Workload, *, concurrency: int, replicas: int, pp: int, c: Constants, mode: str | None = None
+) -> OperatingPoint:
     """The step mix of one replica at `concurrency` sequences over `replicas` replicas of `pp` stages (in `mode`,
     default the workload's; offline runs are steady state at the sequences the engine admits)."""
     per_replica = math.ceil(concurrency / replicas)
@@ -84,14 +85,24 @@ def _with_remedies(op: OperatingPoint, w: Workload) -> OperatingPoint:
     queries = w.spec_tokens + 1
 
     def change(load: StepLoad) -> StepLoad:
-        return replace(load, decode=load.decode * queries, logits=load.logit_tokens + load.decode * (queries - 1),
-                       queries=queries, mlp_sparsity=w.mlp_sparsity, activation_sparsity=w.activation_sparsity,
-                       attention_sparsity=w.attention_sparsity)
+        return replace(
+            load,
+            decode=load.decode * queries,
+            logits=load.logit_tokens + load.decode * (queries - 1),
+            queries=queries,
+            mlp_sparsity=w.mlp_sparsity,
+            activation_sparsity=w.activation_sparsity,
+            attention_sparsity=w.attention_sparsity,
+        )
 
     if queries == 1 and not (w.mlp_sparsity or w.activation_sparsity or w.attention_sparsity):
         return op
-    return replace(op, tpot_loads=tuple((change(load), weight) for load, weight in op.tpot_loads),
-                   ttft_load=change(op.ttft_load), tokens_per_pass=w.tokens_per_pass)
+    return replace(
+        op,
+        tpot_loads=tuple((change(load), weight) for load, weight in op.tpot_loads),
+        ttft_load=change(op.ttft_load),
+        tokens_per_pass=w.tokens_per_pass,
+    )
 
 
 def _static(w: Workload, concurrency: int, per_replica: int, micro: int, d: int) -> OperatingPoint:
@@ -117,8 +128,14 @@ def _closed(w: Workload, concurrency: int, per_replica: int, *, micro: int, d: i
     decode = StepLoad(decode=d, context=w.mean_context)
     kv_read = chunk + max(0.0, new - chunk) / 2 + w.cached_tokens  # a chunk reads its prompt's cached prefix too
     attends = w.prefill_context if w.cached_tokens else w.isl / 2
-    mixed = StepLoad(decode=d / 2, prefill=chunk, context=w.isl, prefill_context=attends,
-                     prefill_kv_tokens=kv_read, logits=d / 2 + chunk / new)
+    mixed = StepLoad(
+        decode=d / 2,
+        prefill=chunk,
+        context=w.isl,
+        prefill_context=attends,
+        prefill_kv_tokens=kv_read,
+        logits=d / 2 + chunk / new,
+    )
     wave = StepLoad(decode=0, prefill=chunk, prefill_context=attends, prefill_kv_tokens=kv_read, logits=chunk / new)
     loads = ((decode, 1.0 - f), (mixed, f)) if f > 0 else ((decode, 1.0),)
     return OperatingPoint(concurrency, per_replica, micro, d, loads, wave, mean_step, 0.0, f * chunk)
@@ -136,16 +153,30 @@ def _serving(w: Workload, concurrency: int, per_replica: int, *, micro: int, d: 
         room = 1
     q = min(room, max(new, p))
     if problem is None and p > room:
-        problem = (f"newcomers' prompts need {p:,.0f} tokens per step beside {d} decode tokens, more than the "
-                   f"{budget}-token step budget: prompts would queue without bound")
+        problem = (
+            f"newcomers' prompts need {p:,.0f} tokens per step beside {d} decode tokens, more than the "
+            f"{budget}-token step budget: prompts would queue without bound"
+        )
     f = min(1.0, p / q) if q > 0 else 0.0
     chunks = max(1, math.ceil(new / q))
     mean_prefix = max(0.0, new - q) / 2 + w.cached_tokens
     decode = StepLoad(decode=d, context=w.mean_context)
-    mixed = StepLoad(decode=d, prefill=q, context=w.mean_context, prefill_context=w.prefill_context,
-                     prefill_kv_tokens=q + mean_prefix, logits=d + q / new)
-    own = StepLoad(decode=d * others, prefill=q, context=w.mean_context, prefill_context=w.prefill_context,
-                   prefill_kv_tokens=q + mean_prefix, logits=d * others + q / new)
+    mixed = StepLoad(
+        decode=d,
+        prefill=q,
+        context=w.mean_context,
+        prefill_context=w.prefill_context,
+        prefill_kv_tokens=q + mean_prefix,
+        logits=d + q / new,
+    )
+    own = StepLoad(
+        decode=d * others,
+        prefill=q,
+        context=w.mean_context,
+        prefill_context=w.prefill_context,
+        prefill_kv_tokens=q + mean_prefix,
+        logits=d * others + q / new,
+    )
     rho = min(f, 0.999)
     wait = 0.5 * others + rho / (2 * (1 - rho)) * chunks
     loads = ((decode, 1.0 - f), (mixed, f)) if f > 0 else ((decode, 1.0),)

@@ -46,12 +46,17 @@ def shard_divisor(shard: str, tp: int, profile: ModelProfile) -> int:
 def expert_bytes(layer: LayerInfo, weight_dtype: str) -> float:
     """Bytes of one routed expert (its matrices in the weight dtype, its biases in 16 bit)."""
     experts = layer.shards["experts"]
-    return (matrix_bytes(experts.matrix, weight_dtype, "experts") + experts.other * UNQUANTISED_BYTES) / layer.moe.n_experts
+    return (
+        matrix_bytes(experts.matrix, weight_dtype, "experts") + experts.other * UNQUANTISED_BYTES
+    ) / layer.moe.n_experts
 
 
 def _dense_bytes(layer: LayerInfo, tp: int, profile: ModelProfile, weight_dtype: str) -> float:
-    return sum(g.weight_bytes(weight_dtype, s) / shard_divisor(s, tp, profile)
-               for s, g in layer.shards.items() if s != "experts")
+    return sum(
+        g.weight_bytes(weight_dtype, s) / shard_divisor(s, tp, profile)
+        for s, g in layer.shards.items()
+        if s != "experts"
+    )
 
 
 def held_weight_bytes(layer: LayerInfo, layout: Layout | int, profile: ModelProfile, weight_dtype: str) -> float:
@@ -72,8 +77,15 @@ def experts_touched(n_experts: float, top_k: int, total_experts: int, tokens: fl
     return n_experts * (1.0 - (1.0 - top_k / total_experts) ** tokens)
 
 
-def read_weight_bytes(layer: LayerInfo, layout: Layout | int, profile: ModelProfile, *, weight_dtype: str,
-                      tokens: float, stage_tokens: float | None = None) -> float:
+def read_weight_bytes(
+    layer: LayerInfo,
+    layout: Layout | int,
+    profile: ModelProfile,
+    *,
+    weight_dtype: str,
+    tokens: float,
+    stage_tokens: float | None = None,
+) -> float:
     """Bytes of this node's weights one GPU reads in a step of `tokens` tokens on its rank.
 
     The embedding gathers only the rows it needs; a MoE layer reads the experts its tokens touch:
@@ -144,8 +156,16 @@ def dense_mlp_bytes(layer: LayerInfo, layout: Layout, profile: ModelProfile, wei
     return matrix_bytes(params, weight_dtype, "split") / layout.tp
 
 
-def sparse_read_bytes(layer: LayerInfo, layout: Layout, profile: ModelProfile, *, weight_dtype: str, read: float,
-                      tokens: float, sparsity: Sparsity) -> float:
+def sparse_read_bytes(
+    layer: LayerInfo,
+    layout: Layout,
+    profile: ModelProfile,
+    *,
+    weight_dtype: str,
+    read: float,
+    tokens: float,
+    sparsity: Sparsity,
+) -> float:
     """`read` bytes of a decoder layer after contextual sparsity: a dense MLP's rows that none of the step's
     `tokens` tokens needs are not read (Deja Vu, CATS), and with activation sparsity neither are the skipped input
     channels of any decoder matrix (TEAL). Both follow 1 - s^n over a step of n tokens."""

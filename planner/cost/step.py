@@ -85,9 +85,13 @@ class GroupHardware:
     def of(cls, topo: Topology, gpu_ids: Sequence[int], weight_dtype: str) -> "GroupHardware":
         specs = [topo.gpu(g).spec for g in gpu_ids]
         compute_dtype = "fp8" if weight_dtype == "fp8" else "bf16"  # mxfp4 experts are dequantised to bf16
-        return cls(min(s.hbm_bytes_per_s for s in specs), min(s.peak_flops(compute_dtype) for s in specs),
-                   min(s.memory_bytes for s in specs), "+".join(sorted({s.name for s in specs})),
-                   min(s.peak_flops("bf16") for s in specs))
+        return cls(
+            min(s.hbm_bytes_per_s for s in specs),
+            min(s.peak_flops(compute_dtype) for s in specs),
+            min(s.memory_bytes for s in specs),
+            "+".join(sorted({s.name for s in specs})),
+            min(s.peak_flops("bf16") for s in specs),
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,8 +108,17 @@ class StageContext:
     constants: Constants
 
     @classmethod
-    def of(cls, *, profile: ModelProfile, topo: Topology, gpu_ids: Sequence[int], layout: Layout, weight_dtype: str,
-           kv_dtype: str, constants: Constants) -> "StageContext":
+    def of(
+        cls,
+        *,
+        profile: ModelProfile,
+        topo: Topology,
+        gpu_ids: Sequence[int],
+        layout: Layout,
+        weight_dtype: str,
+        kv_dtype: str,
+        constants: Constants,
+    ) -> "StageContext":
         return cls(profile, topo, tuple(gpu_ids), layout, weight_dtype, kv_dtype, constants)
 
     @property
@@ -209,14 +222,17 @@ def layer_step(ctx: StageContext, layer: LayerInfo, load: StepLoad) -> tuple[flo
     """(weight bytes, KV bytes, weights s, KV s, compute s beyond the memory time) on one GPU."""
     layout, profile, c, hw = ctx.layout, ctx.profile, ctx.constants, ctx.hw
     rank_tokens = load.tokens / layout.dp
-    w = read_weight_bytes(layer, layout, profile, weight_dtype=ctx.weight_dtype, tokens=rank_tokens,
-                          stage_tokens=load.tokens)
+    w = read_weight_bytes(
+        layer, layout, profile, weight_dtype=ctx.weight_dtype, tokens=rank_tokens, stage_tokens=load.tokens
+    )
     experts_w = 0.0
     if layer.moe is not None and "experts" in layer.shards and c.moe_hbm_efficiency > 0:
-        experts_w = w - read_weight_bytes(layer, layout, profile, weight_dtype=ctx.weight_dtype, tokens=0.0,
-                                          stage_tokens=0.0)
-    w = sparse_read_bytes(layer, layout, profile, weight_dtype=ctx.weight_dtype, read=w, tokens=rank_tokens,
-                          sparsity=load)
+        experts_w = w - read_weight_bytes(
+            layer, layout, profile, weight_dtype=ctx.weight_dtype, tokens=0.0, stage_tokens=0.0
+        )
+    w = sparse_read_bytes(
+        layer, layout, profile, weight_dtype=ctx.weight_dtype, read=w, tokens=rank_tokens, sparsity=load
+    )
     prefill_kv = load.prefill_kv_tokens
     if layer.sliding_window:
         prefill_kv = min(prefill_kv, load.prefill + layer.sliding_window)
@@ -235,11 +251,12 @@ def layer_step(ctx: StageContext, layer: LayerInfo, load: StepLoad) -> tuple[flo
 def tp_groups(gpu_ids: Sequence[int], layout: Layout) -> list[tuple[int, ...]]:
     """The tensor-parallel groups of a stage: consecutive runs of tp GPUs in rank order."""
     ids = list(gpu_ids)
-    return [tuple(ids[k * layout.tp:(k + 1) * layout.tp]) for k in range(layout.dp)]
+    return [tuple(ids[k * layout.tp : (k + 1) * layout.tp]) for k in range(layout.dp)]
 
 
-def _group_collective(topo: Topology, groups: list[tuple[int, ...]], nbytes: float, op: str,
-                      c: Constants) -> tuple[float, dict[str, float]]:
+def _group_collective(
+    topo: Topology, groups: list[tuple[int, ...]], nbytes: float, op: str, c: Constants
+) -> tuple[float, dict[str, float]]:
     """The slowest group's time and every group's link bytes, for one collective on each group at once."""
     t, by_class = 0.0, {k: 0.0 for k in LINK_CLASSES}
     for ids in groups:
@@ -266,17 +283,21 @@ def stage_comm(ctx: StageContext, load: StepLoad) -> StageComm:
     groups = tp_groups(gpu_ids, layout)
     rank_tokens = load.tokens / layout.dp
     ar = _group_collective(topo, groups, rank_tokens * profile.hidden_size * ACTIVATION_BYTES, "all-reduce", c)
-    logits = _group_collective(topo, groups, load.logit_tokens / layout.dp * profile.vocab_size * ACTIVATION_BYTES,
-                               "all-gather", c)
+    logits = _group_collective(
+        topo, groups, load.logit_tokens / layout.dp * profile.vocab_size * ACTIVATION_BYTES, "all-gather", c
+    )
     moe = ar
     if layout.ep > 1 and profile.moe is not None:
         # each GPU dispatches its share of the stage's tokens (tp GPUs of a rank split their rank's tokens)
         sent = load.tokens / layout.gpus * profile.moe.top_k * profile.hidden_size * c.moe_imbalance
-        dispatch = _group_collective(topo, [tuple(gpu_ids)], sent * DISPATCH_BYTES.get(ctx.weight_dtype, 2),
-                                     "all-to-all", c)
+        dispatch = _group_collective(
+            topo, [tuple(gpu_ids)], sent * DISPATCH_BYTES.get(ctx.weight_dtype, 2), "all-to-all", c
+        )
         combine = _group_collective(topo, [tuple(gpu_ids)], sent * ACTIVATION_BYTES, "all-to-all", c)
-        moe = (dispatch[0] + combine[0] + 2 * c.ep_dispatch_latency_s,
-               {k: dispatch[1][k] + combine[1][k] for k in LINK_CLASSES})
+        moe = (
+            dispatch[0] + combine[0] + 2 * c.ep_dispatch_latency_s,
+            {k: dispatch[1][k] + combine[1][k] for k in LINK_CLASSES},
+        )
     return StageComm(ar, moe, logits)
 
 
@@ -315,15 +336,24 @@ def engine_overhead_s(load: StepLoad, c: Constants) -> float:
 
 
 def add_steps(total: StageStep, part: StageStep, times: float = 1.0) -> StageStep:
-    for name in ("weights_s", "kv_s", "compute_s", "interconnect_s", "overhead_s", "offload_s", "hbm_weight_bytes",
-                 "hbm_kv_bytes"):
+    for name in (
+        "weights_s",
+        "kv_s",
+        "compute_s",
+        "interconnect_s",
+        "overhead_s",
+        "offload_s",
+        "hbm_weight_bytes",
+        "hbm_kv_bytes",
+    ):
         setattr(total, name, getattr(total, name) + times * getattr(part, name))
     total.add_bytes(part.interconnect, times)
     return total
 
 
-def stage_step(ctx: StageContext, *, layer_start: int, layer_end: int, first: bool, last: bool,
-               load: StepLoad) -> StageStep:
+def stage_step(
+    ctx: StageContext, *, layer_start: int, layer_end: int, first: bool, last: bool, load: StepLoad
+) -> StageStep:
     """One step of a stage (decoder layers [layer_start, layer_end), embedding if first, head if last)."""
     comm = stage_comm(ctx, load)
     out = StageStep()

@@ -42,13 +42,21 @@ def transfer_pair_s(topo: Topology, node_a: str, node_b: str, nbytes: float, c: 
     if (cached := TRANSFERS.get(topo, key)) is None:
         ga, gb = topo.node_gpus()[node_a], topo.node_gpus()[node_b]
         pairs = [(a, b) for a in ga for b in gb if a != b]
-        cached = TRANSFERS.put(topo, key, max((p2p_time(topo, a, b, int(nbytes), constants=c) for a, b in pairs),
-                                              default=0.0))
+        cached = TRANSFERS.put(
+            topo, key, max((p2p_time(topo, a, b, int(nbytes), constants=c) for a, b in pairs), default=0.0)
+        )
     return cached
 
 
-def transfer(profile: ModelProfile, topo: Topology, src_ids: Sequence[int], *, dst_ids: Sequence[int], tokens: float,
-             c: Constants) -> tuple[float, dict[str, float]]:
+def transfer(
+    profile: ModelProfile,
+    topo: Topology,
+    src_ids: Sequence[int],
+    *,
+    dst_ids: Sequence[int],
+    tokens: float,
+    c: Constants,
+) -> tuple[float, dict[str, float]]:
     """Hand-off of (hidden, residual) to every rank of the next stage: (time s, bytes by link class)."""
     nbytes = transfer_bytes(profile, tokens)
     by_class = {k: 0.0 for k in LINK_CLASSES}

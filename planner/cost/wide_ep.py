@@ -67,8 +67,9 @@ def _with_slots(layer: LayerInfo, redundant: int) -> LayerInfo:
     grown = ParamGroup(matrix=experts.matrix * slots // moe.n_experts, other=experts.other * slots // moe.n_experts)
     shards = {**layer.shards, "experts": grown}
     params = layer.params + grown.params - experts.params
-    return layer.model_copy(update={"moe": moe.model_copy(update={"n_experts": slots}), "shards": shards,
-                                    "params": params})
+    return layer.model_copy(
+        update={"moe": moe.model_copy(update={"n_experts": slots}), "shards": shards, "params": params}
+    )
 
 
 def slot_profile(profile: ModelProfile, redundant_experts: int) -> ModelProfile:
@@ -85,21 +86,40 @@ def _parts(ctx: StageContext, profile: ModelProfile, load: StepLoad) -> tuple[fl
     return step.time_s - step.interconnect_s, step.interconnect_s
 
 
-def wide_decode(profile: ModelProfile, topo: Topology, gpu_ids: Sequence[int], *, per_gpu_batch: int,
-                context_tokens: float, constants: Constants, weight_dtype: str = "fp8", kv_dtype: str = "bf16",
-                redundant_experts: int = 0, two_batch_overlap: bool = True) -> WideDecode:
+def wide_decode(
+    profile: ModelProfile,
+    topo: Topology,
+    gpu_ids: Sequence[int],
+    *,
+    per_gpu_batch: int,
+    context_tokens: float,
+    constants: Constants,
+    weight_dtype: str = "fp8",
+    kv_dtype: str = "bf16",
+    redundant_experts: int = 0,
+    two_batch_overlap: bool = True,
+) -> WideDecode:
     """The decode step of one DP = EP = len(gpu_ids) instance (tp 1) with `per_gpu_batch` sequences on every GPU at
     `context_tokens` of context each; `constants` resolved for the engine (planner.cost.engines.resolve_constants)."""
     ep = len(gpu_ids)
     moe = profile.moe
     if moe is None or ep < 2 or per_gpu_batch < 1:
-        raise InputError(f"wide EP needs a MoE model, at least 2 GPUs and a batch; got {profile.name}, {ep} GPUs, "
-                         f"batch {per_gpu_batch}")
+        raise InputError(
+            f"wide EP needs a MoE model, at least 2 GPUs and a batch; got {profile.name}, {ep} GPUs, "
+            f"batch {per_gpu_batch}"
+        )
     if (moe.n_experts + redundant_experts) % ep:
         raise InputError(f"ep({ep}) must divide the expert slots ({moe.n_experts} + {redundant_experts} redundant)")
     slots = slot_profile(profile, redundant_experts)
-    ctx = StageContext.of(profile=slots, topo=topo, gpu_ids=gpu_ids, layout=Layout(1, ep, ep),
-                          weight_dtype=weight_dtype, kv_dtype=kv_dtype, constants=constants)
+    ctx = StageContext.of(
+        profile=slots,
+        topo=topo,
+        gpu_ids=gpu_ids,
+        layout=Layout(1, ep, ep),
+        weight_dtype=weight_dtype,
+        kv_dtype=kv_dtype,
+        constants=constants,
+    )
     host = engine_overhead_s(StepLoad(decode=per_gpu_batch), constants)
     if two_batch_overlap:
         kernels, comm = _parts(ctx, slots, StepLoad(decode=ep * per_gpu_batch / 2, context=context_tokens))

@@ -52,8 +52,10 @@ def disagg_case(entry: Entry) -> DisaggCase | str:
         return "not disaggregated"
     if None in (d.prefill_instances, d.prefill_tp, d.decode_instances, d.decode_tp):
         return "pool sizes or TP degrees not stated"
-    for role, n, tp, gpus in (("prefill", d.prefill_instances, d.prefill_tp, d.prefill_gpus),
-                              ("decode", d.decode_instances, d.decode_tp, d.decode_gpus)):
+    for role, n, tp, gpus in (
+        ("prefill", d.prefill_instances, d.prefill_tp, d.prefill_gpus),
+        ("decode", d.decode_instances, d.decode_tp, d.decode_gpus),
+    ):
         if gpus is not None and gpus != n * tp:
             return f"{role} pool: {gpus} GPUs are not {n} x tp {tp} (attention DP is not mapped)"
     if row.load != "closed" or row.concurrency is None:
@@ -64,18 +66,34 @@ def disagg_case(entry: Entry) -> DisaggCase | str:
     gpus = d.prefill_instances * d.prefill_tp + d.decode_instances * d.decode_tp
     gpu = row.gpu.lower()
     nodes = -(-gpus // 8)
-    topology = NODE_TOPOLOGY.get(gpu) if gpus <= 8 else CLUSTER_TOPOLOGY.get((gpu, nodes),
-                                                                             DISAGG_CLUSTERS.get((gpu, nodes)))
+    topology = (
+        NODE_TOPOLOGY.get(gpu) if gpus <= 8 else CLUSTER_TOPOLOGY.get((gpu, nodes), DISAGG_CLUSTERS.get((gpu, nodes)))
+    )
     if topology is None:
         return f"no shipped topology for {gpus} x {row.gpu}"
     weight = _DTYPES.get((row.weight_dtype or "bf16").lower())
     if weight is None:
         return f"weight dtype {row.weight_dtype} is not priced"
     isl, osl = _lengths(entry)
-    spec = PoolsSpec(prefill_instances=d.prefill_instances, prefill_tp=d.prefill_tp,
-                     decode_instances=d.decode_instances, decode_tp=d.decode_tp)
-    return DisaggCase(entry, model, topology, spec, round(row.concurrency), max(1, round(isl)), max(1, round(osl)),
-                      weight, row.tpot_ms or row.itl_ms, row.ttft_ms, row.output_tokens_per_s)
+    spec = PoolsSpec(
+        prefill_instances=d.prefill_instances,
+        prefill_tp=d.prefill_tp,
+        decode_instances=d.decode_instances,
+        decode_tp=d.decode_tp,
+    )
+    return DisaggCase(
+        entry,
+        model,
+        topology,
+        spec,
+        round(row.concurrency),
+        max(1, round(isl)),
+        max(1, round(osl)),
+        weight,
+        row.tpot_ms or row.itl_ms,
+        row.ttft_ms,
+        row.output_tokens_per_s,
+    )
 
 
 def disagg_cases() -> tuple[list[DisaggCase], list[tuple[Entry, str]]]:

@@ -61,8 +61,9 @@ class DisaggPrediction(BaseModel):
     concurrency: int = Field(description="the load: clients (closed), sequences decoding (serving) or the batch")
     mode: Mode
     ttft_ms: float
-    ttft_breakdown_ms: dict[str, float] = Field(description="request, queue, prefill, transfer, first_decode, "
-                                                "handshake, first_wave (planner.disagg.ttft)")
+    ttft_breakdown_ms: dict[str, float] = Field(
+        description="request, queue, prefill, transfer, first_decode, handshake, first_wave (planner.disagg.ttft)"
+    )
     tpot_ms: float = Field(description="the decode pool's step at its own load, no prefill chunks in it")
     tokens_per_s: float = Field(description="output tokens/s of the whole deployment")
     tokens_per_s_per_gpu: float
@@ -89,8 +90,9 @@ class DisaggPrediction(BaseModel):
 def pool_partition(profile: ModelProfile, pool: Pool, instances: int | None = None) -> Partition:
     """One partition for the pool's first `instances` instances (all by default): replicas of one stage."""
     n = pool.instances if instances is None else instances
-    stages = [Stage(layer_start=0, layer_end=profile.n_layers, gpu_ids=pool.gpu_ids[0], tp=pool.tp, dp=pool.dp,
-                    ep=pool.ep)]
+    stages = [
+        Stage(layer_start=0, layer_end=profile.n_layers, gpu_ids=pool.gpu_ids[0], tp=pool.tp, dp=pool.dp, ep=pool.ep)
+    ]
     reps = [[ids] for ids in pool.gpu_ids[:n]] if n > 1 else []
     return Partition(stages=stages, replicas=n, replica_gpu_ids=reps)
 
@@ -111,8 +113,9 @@ def kv_handoff_bytes(profile: ModelProfile, isl: int, kv_dtype: str) -> float:
     return sum(min(isl, n.sliding_window or isl) * n.kv_bytes_per_token(kv_dtype) for n in profile.layers)
 
 
-def _pair_handoff(topo: Topology, src: list[int], dst: list[int], *, per_gpu_bytes: float,
-                  c: Constants) -> tuple[float, dict[str, float]]:
+def _pair_handoff(
+    topo: Topology, src: list[int], dst: list[int], *, per_gpu_bytes: float, c: Constants
+) -> tuple[float, dict[str, float]]:
     """One request's hand-off from prefill GPUs `src` to decode GPUs `dst`: the slowest sender sets the time."""
     sent: dict[int, tuple[int, float]] = {}
     by_class = {k: 0.0 for k in LINK_CLASSES}
@@ -125,14 +128,23 @@ def _pair_handoff(topo: Topology, src: list[int], dst: list[int], *, per_gpu_byt
     return time_s, by_class
 
 
-def kv_handoff(profile: ModelProfile, topo: Topology, pools: Pools, workload: Workload,
-               c: Constants = DEFAULT) -> tuple[float, dict[str, float]]:
+def kv_handoff(
+    profile: ModelProfile, topo: Topology, pools: Pools, workload: Workload, c: Constants = DEFAULT
+) -> tuple[float, dict[str, float]]:
     """(mean hand-off time s over all instance pairs, mean bytes by link class) of one request's KV."""
     dec = pools.decode
     layout = Layout(dec.tp, dec.dp, dec.ep)
-    _, per_gpu = stage_memory(profile, layout, 0, layer_end=profile.n_layers, first=True, last=True,
-                              weight_dtype=workload.weight_dtype,
-                              kv_dtype=workload.kv_dtype, sequence_tokens=workload.isl)
+    _, per_gpu = stage_memory(
+        profile,
+        layout,
+        0,
+        layer_end=profile.n_layers,
+        first=True,
+        last=True,
+        weight_dtype=workload.weight_dtype,
+        kv_dtype=workload.kv_dtype,
+        sequence_tokens=workload.isl,
+    )
     pairs = [(s, d) for s in pools.prefill.gpu_ids for d in dec.gpu_ids]
     times, classes = zip(*(_pair_handoff(topo, s, d, per_gpu_bytes=per_gpu, c=c) for s, d in pairs))
     mean_classes = {k: sum(x[k] for x in classes) / len(pairs) for k in LINK_CLASSES}
@@ -161,8 +173,9 @@ class PrefillService:
         return self.single_s + min(1.0, rho) * (self.step_s - self.single_s)
 
 
-def prefill_service(profile: ModelProfile, topo: Topology, pools: Pools, workload: Workload,
-                    c: Constants = DEFAULT) -> PrefillService:
+def prefill_service(
+    profile: ModelProfile, topo: Topology, pools: Pools, workload: Workload, c: Constants = DEFAULT
+) -> PrefillService:
     """How fast one prefill instance turns prompts into KV (the stand-in prefill model, module docstring)."""
     batch = max(1, c.max_num_batched_tokens // workload.isl)
     part = pool_partition(profile, pools.prefill, 1)
@@ -172,12 +185,14 @@ def prefill_service(profile: ModelProfile, topo: Topology, pools: Pools, workloa
         return estimate(profile, topo, part, workload=w, c=c, check=False)
 
     one, full = run(1), run(batch)
-    return PrefillService(batch, full.ttft_ms / 1e3 - c.request_overhead_s, one.ttft_ms / 1e3 - c.request_overhead_s,
-                          full)
+    return PrefillService(
+        batch, full.ttft_ms / 1e3 - c.request_overhead_s, one.ttft_ms / 1e3 - c.request_overhead_s, full
+    )
 
 
-def decode_step(profile: ModelProfile, topo: Topology, pools: Pools, *, workload: Workload, sequences: float,
-                c: Constants = DEFAULT) -> Prediction:
+def decode_step(
+    profile: ModelProfile, topo: Topology, pools: Pools, *, workload: Workload, sequences: float, c: Constants = DEFAULT
+) -> Prediction:
     """The decode pool decoding `sequences` at once over its instances, nothing else in its steps."""
     w = workload.model_copy(update={"mode": "static", "concurrency": max(1, round(sequences))})
     return estimate(profile, topo, pool_partition(profile, pools.decode), workload=w, c=c, check=False)
@@ -245,8 +260,13 @@ def _serving_load(w: Workload, p: _Pools) -> _Load:
     prefill, transfer = p.parts(rho)
     load = _Load(x, md1_wait_s(rho, prefill), prefill, transfer, tpot, w.concurrency)
     if rho >= 1:
-        load.limited_by, load.problem = "prefill", (f"the decode pool finishes {x:,.1f} requests/s but the prefill "
-                                                    f"pool admits {p.capacity_per_s:,.1f}: prompts queue without bound")
+        load.limited_by, load.problem = (
+            "prefill",
+            (
+                f"the decode pool finishes {x:,.1f} requests/s but the prefill "
+                f"pool admits {p.capacity_per_s:,.1f}: prompts queue without bound"
+            ),
+        )
     elif w.concurrency > p.slots:
         load.limited_by, load.problem = "decode-memory", _slots_problem(w.concurrency, p.slots)
     return load
@@ -259,8 +279,16 @@ def _closed_load(w: Workload, p: _Pools, prompts: int | None = None) -> _Load:
     c, n_d, rho = w.concurrency, min(w.concurrency, p.slots) / 2, 0.5
     load = _Load(0.0, 0.0, 0.0, 0.0, 0.0, n_d)
     if p.slots < 1:
-        return _Load(0.0, 0.0, 0.0, 0.0, p.tpot_s(1), 0.0, "decode-memory",  # type: ignore[operator]
-                     "the decode pool holds no sequence's KV beside its weights")
+        return _Load(
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            p.tpot_s(1),  # type: ignore[operator]
+            0.0,
+            "decode-memory",
+            "the decode pool holds no sequence's KV beside its weights",
+        )
     # at most every other client of its instance ahead of it (none with one client per instance)
     queue_cap = math.ceil(max(0.0, c / p.instances - 1) / p.svc.batch) * p.svc.step_s
     wave_share = min(1.0, c / prompts) if prompts else 0.0
@@ -281,8 +309,9 @@ def _closed_load(w: Workload, p: _Pools, prompts: int | None = None) -> _Load:
     return load
 
 
-def _pools_model(profile: ModelProfile, topo: Topology, pools: Pools, workload: Workload, c: Constants, *,
-                 transfer_s: float) -> _Pools:
+def _pools_model(
+    profile: ModelProfile, topo: Topology, pools: Pools, workload: Workload, c: Constants, *, transfer_s: float
+) -> _Pools:
     """The pools as the load solver sees them: the prefill service and what the pool admits, the hand-off, the decode
     pool's KV slots and its TPOT at a load."""
     svc = prefill_service(profile, topo, pools, workload, c)
@@ -291,8 +320,16 @@ def _pools_model(profile: ModelProfile, topo: Topology, pools: Pools, workload: 
     def tpot_s(sequences: float) -> float:
         return decode_step(profile, topo, pools, workload=workload, sequences=sequences, c=c).tpot_ms / 1e3
 
-    return _Pools(svc, pools.prefill.instances, transfer_s, pools.transfer_overlap, profile.n_layers,
-                  pools.prefill.instances * svc.batch / svc.step_s, slots, tpot_s)
+    return _Pools(
+        svc,
+        pools.prefill.instances,
+        transfer_s,
+        pools.transfer_overlap,
+        profile.n_layers,
+        pools.prefill.instances * svc.batch / svc.step_s,
+        slots,
+        tpot_s,
+    )
 
 
 def _settle(w: Workload, p: _Pools, prompts: int | None) -> _Load:
@@ -307,16 +344,30 @@ def _memory_figures(pools: Pools, svc: PrefillService, dec: Prediction) -> dict[
     GPU by GPU in order) and the decode pool's; every GPU's capacity; whether both pools fit."""
     pre_mem = svc.prediction.memory_per_gpu_bytes
     capacity = {**svc.prediction.memory_capacity_bytes, **dec.memory_capacity_bytes}
-    prefill_memory = {g: pre_mem[pools.prefill.gpu_ids[0][k]] for ids in pools.prefill.gpu_ids
-                      for k, g in enumerate(ids)}
-    capacity.update({g: capacity[pools.prefill.gpu_ids[0][k]] for ids in pools.prefill.gpu_ids
-                     for k, g in enumerate(ids)})
-    return {"prefill_memory_per_gpu_bytes": prefill_memory, "decode_memory_per_gpu_bytes": dec.memory_per_gpu_bytes,
-            "memory_capacity_bytes": capacity, "fits": svc.prediction.fits and dec.fits}
+    prefill_memory = {
+        g: pre_mem[pools.prefill.gpu_ids[0][k]] for ids in pools.prefill.gpu_ids for k, g in enumerate(ids)
+    }
+    capacity.update(
+        {g: capacity[pools.prefill.gpu_ids[0][k]] for ids in pools.prefill.gpu_ids for k, g in enumerate(ids)}
+    )
+    return {
+        "prefill_memory_per_gpu_bytes": prefill_memory,
+        "decode_memory_per_gpu_bytes": dec.memory_per_gpu_bytes,
+        "memory_capacity_bytes": capacity,
+        "fits": svc.prediction.fits and dec.fits,
+    }
 
 
-def estimate_disagg(profile: ModelProfile, topo: Topology, pools: Pools, workload: Workload,
-                    c: Constants = DEFAULT, *, check: bool = True, prompts: int | None = None) -> DisaggPrediction:
+def estimate_disagg(
+    profile: ModelProfile,
+    topo: Topology,
+    pools: Pools,
+    workload: Workload,
+    c: Constants = DEFAULT,
+    *,
+    check: bool = True,
+    prompts: int | None = None,
+) -> DisaggPrediction:
     """Predict TTFT, TPOT, throughput, each pool's utilisation and memory of `pools` at `workload`'s load
     (`prompts`: a closed-loop benchmark's request count, whose first wave arrives at once)."""
     if check:
@@ -327,21 +378,38 @@ def estimate_disagg(profile: ModelProfile, topo: Topology, pools: Pools, workloa
     svc, slots = p.svc, p.slots
     load = _settle(workload, p, prompts)
     dec = decode_step(profile, topo, pools, workload=workload, sequences=load.decode_sequences, c=c)
-    ttft = {"request": c.request_overhead_s, "queue": load.queue_s, "prefill": load.prefill_s,
-            "transfer": load.transfer_s, "first_decode": load.tpot_s, **pd_ttft_parts(workload, pools.decode, prompts)}
-    tokens_per_s = (workload.concurrency / load.tpot_s if workload.mode == "static"
-                    else load.requests_per_s * workload.osl)
+    ttft = {
+        "request": c.request_overhead_s,
+        "queue": load.queue_s,
+        "prefill": load.prefill_s,
+        "transfer": load.transfer_s,
+        "first_decode": load.tpot_s,
+        **pd_ttft_parts(workload, pools.decode, prompts),
+    }
+    tokens_per_s = (
+        workload.concurrency / load.tpot_s if workload.mode == "static" else load.requests_per_s * workload.osl
+    )
     return DisaggPrediction(
-        concurrency=workload.concurrency, mode=workload.mode, ttft_ms=sum(ttft.values()) * 1e3,
-        ttft_breakdown_ms={k: v * 1e3 for k, v in ttft.items()}, tpot_ms=load.tpot_s * 1e3,
-        tokens_per_s=tokens_per_s, tokens_per_s_per_gpu=tokens_per_s / pools.n_gpus,
-        requests_per_s=tokens_per_s / workload.osl, decode_concurrency=load.decode_sequences,
+        concurrency=workload.concurrency,
+        mode=workload.mode,
+        ttft_ms=sum(ttft.values()) * 1e3,
+        ttft_breakdown_ms={k: v * 1e3 for k, v in ttft.items()},
+        tpot_ms=load.tpot_s * 1e3,
+        tokens_per_s=tokens_per_s,
+        tokens_per_s_per_gpu=tokens_per_s / pools.n_gpus,
+        requests_per_s=tokens_per_s / workload.osl,
+        decode_concurrency=load.decode_sequences,
         prefill_capacity_requests_per_s=p.capacity_per_s,
         decode_capacity_requests_per_s=slots / (workload.osl * load.tpot_s),
         prefill_utilisation=min(1.0, load.requests_per_s / p.capacity_per_s),
-        decode_utilisation=min(1.0, load.decode_sequences / max(1, slots)), limited_by=load.limited_by,
-        prefill_batch=svc.batch, prefill_step_ms=svc.step_s * 1e3,
+        decode_utilisation=min(1.0, load.decode_sequences / max(1, slots)),
+        limited_by=load.limited_by,
+        prefill_batch=svc.batch,
+        prefill_step_ms=svc.step_s * 1e3,
         kv_bytes_per_request=kv_handoff_bytes(profile, workload.isl, workload.kv_dtype),
         kv_transfer_ms=transfer_s * 1e3,
-        kv_transfer_bytes_by_class=by_class, decode_max_concurrency=slots, problem=load.problem,
-        **_memory_figures(pools, svc, dec))
+        kv_transfer_bytes_by_class=by_class,
+        decode_max_concurrency=slots,
+        problem=load.problem,
+        **_memory_figures(pools, svc, dec),
+    )

@@ -47,12 +47,17 @@ class ServingFrontier(BaseModel):
     verdict: str
 
 
-def disagg_points(profile: ModelProfile, topo: Topology, workload: Workload, *, options: SolveOptions,
-                  constants: Constants) -> list[DisaggPoint]:
+def disagg_points(
+    profile: ModelProfile, topo: Topology, workload: Workload, *, options: SolveOptions, constants: Constants
+) -> list[DisaggPoint]:
     """Every fitting layout pair at its best (P, D), at a ladder of loads (module docstring)."""
-    ask = make_ask(profile, topo, workload, options=options.model_copy(update={"tpot_slo_ms": None,
-                                                                             "ttft_slo_ms": None}),
-                   constants=constants)
+    ask = make_ask(
+        profile,
+        topo,
+        workload,
+        options=options.model_copy(update={"tpot_slo_ms": None, "ttft_slo_ms": None}),
+        constants=constants,
+    )
     out: list[DisaggPoint] = []
     for pair in pair_candidates(ask):
         choice = choose_pools([pair], ask.budget, time_limit_s=1.0)
@@ -60,17 +65,29 @@ def disagg_points(profile: ModelProfile, topo: Topology, workload: Workload, *, 
             continue
         pools = place(pair, choice, list(ask.ids))
         for k in range(MAX_LOADS):
-            n = (2 ** k) * pools.decode.instances
+            n = (2**k) * pools.decode.instances
             if n > pair.decode.sequences * pools.decode.instances:
                 break
-            p = estimate_disagg(profile, topo, pools, workload.model_copy(update={"concurrency": n}), ask.constants,
-                                check=False)
+            p = estimate_disagg(
+                profile, topo, pools, workload.model_copy(update={"concurrency": n}), ask.constants, check=False
+            )
             if not p.fits or p.problem is not None or p.prefill_utilisation > options.max_prefill_utilisation:
                 break
-            out.append(DisaggPoint(shape=disagg_shape(pools), pools=pools, concurrency=n, gpus=pools.n_gpus,
-                                   tpot_ms=p.tpot_ms, ttft_ms=p.ttft_ms, tokens_per_s=p.tokens_per_s,
-                                   tokens_per_s_per_gpu=p.tokens_per_s_per_gpu, tokens_per_s_per_user=1e3 / p.tpot_ms,
-                                   prefill_utilisation=p.prefill_utilisation, kv_transfer_ms=p.kv_transfer_ms))
+            out.append(
+                DisaggPoint(
+                    shape=disagg_shape(pools),
+                    pools=pools,
+                    concurrency=n,
+                    gpus=pools.n_gpus,
+                    tpot_ms=p.tpot_ms,
+                    ttft_ms=p.ttft_ms,
+                    tokens_per_s=p.tokens_per_s,
+                    tokens_per_s_per_gpu=p.tokens_per_s_per_gpu,
+                    tokens_per_s_per_user=1e3 / p.tpot_ms,
+                    prefill_utilisation=p.prefill_utilisation,
+                    kv_transfer_ms=p.kv_transfer_ms,
+                )
+            )
     return out
 
 
@@ -81,8 +98,13 @@ def combine(agg: FrontierResult | None, disagg: list[DisaggPoint]) -> ServingFro
     values += [(p.tokens_per_s_per_gpu, p.tokens_per_s_per_user) for p in disagg]
     flags = pareto_flags(values)
     n = len(agg_points)
-    new_agg = None if agg is None else agg.model_copy(update={
-        "points": [p.model_copy(update={"frontier": f}) for p, f in zip(agg_points, flags[:n])]})
+    new_agg = (
+        None
+        if agg is None
+        else agg.model_copy(
+            update={"points": [p.model_copy(update={"frontier": f}) for p, f in zip(agg_points, flags[:n])]}
+        )
+    )
     new_dis = [p.model_copy(update={"frontier": f}) for p, f in zip(disagg, flags[n:])]
     return ServingFrontier(agg=new_agg, disagg=new_dis, verdict=verdict(new_agg, new_dis))
 
@@ -101,16 +123,20 @@ def verdict(agg: FrontierResult | None, disagg: list[DisaggPoint]) -> str:
     if agg is None:
         return f"{len(disagg)} disaggregated points; aggregated not asked (--serving auto shows both)"
     if not d:
-        return (f"aggregated holds the whole frontier ({_span(a)} tokens/s per user): at every speed, splitting the "
-                "GPUs into a prefill pool costs more decode batch than removing the prompt chunks from the decode "
-                "steps (TTFT interference) saves")
+        return (
+            f"aggregated holds the whole frontier ({_span(a)} tokens/s per user): at every speed, splitting the "
+            "GPUs into a prefill pool costs more decode batch than removing the prompt chunks from the decode "
+            "steps (TTFT interference) saves"
+        )
     best = max(d, key=lambda p: p.tokens_per_s_per_gpu)
     where = f"disaggregated holds the frontier at {_span([p.tokens_per_s_per_user for p in d])} tokens/s per user"
     rest = f", aggregated at {_span(a)}" if a else " everywhere"
-    return (f"{where}{rest}. Where disaggregated wins, its decode steps carry no prompt chunks (no TTFT "
-            f"interference) and its decode pool runs {best.concurrency:,} sequences on "
-            f"{best.pools.decode.n_gpus} GPUs ({best.shape}), the prefill pool {best.prefill_utilisation:.0%} busy; "
-            f"each request's KV hand-off costs {best.kv_transfer_ms:,.2f} ms of TTFT")
+    return (
+        f"{where}{rest}. Where disaggregated wins, its decode steps carry no prompt chunks (no TTFT "
+        f"interference) and its decode pool runs {best.concurrency:,} sequences on "
+        f"{best.pools.decode.n_gpus} GPUs ({best.shape}), the prefill pool {best.prefill_utilisation:.0%} busy; "
+        f"each request's KV hand-off costs {best.kv_transfer_ms:,.2f} ms of TTFT"
+    )
 
 
 class MachineChoice(BaseModel):
@@ -126,8 +152,9 @@ class ServingCompare(BaseModel):
     machines: list[MachineChoice]
 
 
-def compare_serving(profile: ModelProfile, topos: list[Topology], workload: Workload, *, options: SolveOptions,
-                    constants: Constants) -> ServingCompare:
+def compare_serving(
+    profile: ModelProfile, topos: list[Topology], workload: Workload, *, options: SolveOptions, constants: Constants
+) -> ServingCompare:
     """Each machine's serving choice (planner.solve.serving.solve_serving at the throughput objective)."""
     opts = options.model_copy(update={"objective": Objective.THROUGHPUT, "top": 0})
     rows = []

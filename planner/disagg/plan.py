@@ -85,29 +85,62 @@ class PoolsSpec(BaseModel):
     """The disaggregated configuration to price: each field is a command-line option (`planner estimate-disagg`)."""
 
     model_config = ConfigDict(extra="forbid")
-    prefill_instances: StrictInt = Field(1, ge=1, le=4096, description="prefill instances (P of xPyD)",
-                                         json_schema_extra=_POOLS)
-    prefill_tp: StrictInt = Field(1, ge=1, le=1024, description="tensor-parallel degree of each prefill instance",
-                                  json_schema_extra=_POOLS)
-    prefill_dp: StrictInt = Field(1, ge=1, le=1024, description="attention data-parallel ranks of each prefill "
-                                  "instance (MoE models)", json_schema_extra=_POOLS)
-    prefill_ep: StrictInt = Field(1, ge=1, le=1024, description="expert-parallel degree of each prefill instance: "
-                                  "1, or tp x dp", json_schema_extra=_POOLS)
-    decode_instances: StrictInt = Field(1, ge=1, le=4096, description="decode instances (D of xPyD)",
-                                        json_schema_extra=_POOLS)
-    decode_tp: StrictInt = Field(1, ge=1, le=1024, description="tensor-parallel degree of each decode instance",
-                                 json_schema_extra=_POOLS)
-    decode_dp: StrictInt = Field(1, ge=1, le=1024, description="attention data-parallel ranks of each decode "
-                                 "instance (MoE models)", json_schema_extra=_POOLS)
-    decode_ep: StrictInt = Field(1, ge=1, le=1024, description="expert-parallel degree of each decode instance: "
-                                 "1, or tp x dp", json_schema_extra=_POOLS)
-    pool_gpu_ids: list[int] | None = Field(None, description="GPUs of the prefill instances, then of the decode "
-                                           "instances, in order; default the machine's first GPUs",
-                                           json_schema_extra=_POOLS)
-    transfer_backend: TransferBackend = Field("nixl", description="how the KV moves from a prefill to a decode "
-                                              "instance (GPU-direct RDMA)", json_schema_extra=_POOLS)
-    transfer_overlap: bool = Field(False, description="the KV moves layer by layer while the prompt is still "
-                                   "prefilled, instead of after it", json_schema_extra=_POOLS)
+    prefill_instances: StrictInt = Field(
+        1, ge=1, le=4096, description="prefill instances (P of xPyD)", json_schema_extra=_POOLS
+    )
+    prefill_tp: StrictInt = Field(
+        1, ge=1, le=1024, description="tensor-parallel degree of each prefill instance", json_schema_extra=_POOLS
+    )
+    prefill_dp: StrictInt = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="attention data-parallel ranks of each prefill instance (MoE models)",
+        json_schema_extra=_POOLS,
+    )
+    prefill_ep: StrictInt = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="expert-parallel degree of each prefill instance: 1, or tp x dp",
+        json_schema_extra=_POOLS,
+    )
+    decode_instances: StrictInt = Field(
+        1, ge=1, le=4096, description="decode instances (D of xPyD)", json_schema_extra=_POOLS
+    )
+    decode_tp: StrictInt = Field(
+        1, ge=1, le=1024, description="tensor-parallel degree of each decode instance", json_schema_extra=_POOLS
+    )
+    decode_dp: StrictInt = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="attention data-parallel ranks of each decode instance (MoE models)",
+        json_schema_extra=_POOLS,
+    )
+    decode_ep: StrictInt = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="expert-parallel degree of each decode instance: 1, or tp x dp",
+        json_schema_extra=_POOLS,
+    )
+    pool_gpu_ids: list[int] | None = Field(
+        None,
+        description="GPUs of the prefill instances, then of the decode "
+        "instances, in order; default the machine's first GPUs",
+        json_schema_extra=_POOLS,
+    )
+    transfer_backend: TransferBackend = Field(
+        "nixl",
+        description="how the KV moves from a prefill to a decode instance (GPU-direct RDMA)",
+        json_schema_extra=_POOLS,
+    )
+    transfer_overlap: bool = Field(
+        False,
+        description="the KV moves layer by layer while the prompt is still prefilled, instead of after it",
+        json_schema_extra=_POOLS,
+    )
 
 
 def make_pools(spec: PoolsSpec, n_gpus: int) -> Pools:
@@ -116,21 +149,38 @@ def make_pools(spec: PoolsSpec, n_gpus: int) -> Pools:
     need = spec.prefill_instances * widths[0] + spec.decode_instances * widths[1]
     ids = list(range(n_gpus)) if spec.pool_gpu_ids is None else list(spec.pool_gpu_ids)
     if len(ids) < need:
-        raise PartitionError(f"{spec.prefill_instances} prefill x {widths[0]} GPU(s) + {spec.decode_instances} "
-                             f"decode x {widths[1]} GPU(s) need {need} GPUs, {len(ids)} given")
+        raise PartitionError(
+            f"{spec.prefill_instances} prefill x {widths[0]} GPU(s) + {spec.decode_instances} "
+            f"decode x {widths[1]} GPU(s) need {need} GPUs, {len(ids)} given"
+        )
     if len(set(ids)) != len(ids):
         raise PartitionError(f"--pool-gpu-ids: GPU ids repeat in {ids}")
     bad = [g for g in ids if not 0 <= g < n_gpus]
     if bad:
         raise PartitionError(f"--pool-gpu-ids: GPU {bad[0]} is not on this machine (0..{n_gpus - 1})")
     cut = spec.prefill_instances * widths[0]
-    pre = [ids[i * widths[0]:(i + 1) * widths[0]] for i in range(spec.prefill_instances)]
-    dec = [ids[cut + i * widths[1]:cut + (i + 1) * widths[1]] for i in range(spec.decode_instances)]
-    return Pools(prefill=Pool(role="prefill", instances=spec.prefill_instances, tp=spec.prefill_tp,
-                              dp=spec.prefill_dp, ep=spec.prefill_ep, gpu_ids=pre),
-                 decode=Pool(role="decode", instances=spec.decode_instances, tp=spec.decode_tp, dp=spec.decode_dp,
-                             ep=spec.decode_ep, gpu_ids=dec),
-                 transfer_backend=spec.transfer_backend, transfer_overlap=spec.transfer_overlap)
+    pre = [ids[i * widths[0] : (i + 1) * widths[0]] for i in range(spec.prefill_instances)]
+    dec = [ids[cut + i * widths[1] : cut + (i + 1) * widths[1]] for i in range(spec.decode_instances)]
+    return Pools(
+        prefill=Pool(
+            role="prefill",
+            instances=spec.prefill_instances,
+            tp=spec.prefill_tp,
+            dp=spec.prefill_dp,
+            ep=spec.prefill_ep,
+            gpu_ids=pre,
+        ),
+        decode=Pool(
+            role="decode",
+            instances=spec.decode_instances,
+            tp=spec.decode_tp,
+            dp=spec.decode_dp,
+            ep=spec.decode_ep,
+            gpu_ids=dec,
+        ),
+        transfer_backend=spec.transfer_backend,
+        transfer_overlap=spec.transfer_overlap,
+    )
 
 
 ServingMode = Literal["agg", "disagg"]

@@ -43,14 +43,24 @@ def serving_report(choice: ServingChoice, pools: Pools | None) -> Group:
     for name in ("mode", "plan", "GPUs", "load", "TPOT ms", "TTFT ms", "tokens/s"):
         table.add_column(name, justify="left" if name in ("mode", "plan") else "right")
     for r in filter(None, [choice.best, choice.other]):
-        table.add_row(r.mode + (" *" if r is choice.best else ""), r.shape, str(r.gpus), f"{r.concurrency:,}",
-                      f"{r.tpot_ms:,.2f}", f"{r.ttft_ms:,.1f}", f"{r.tokens_per_s:,.0f}")
+        table.add_row(
+            r.mode + (" *" if r is choice.best else ""),
+            r.shape,
+            str(r.gpus),
+            f"{r.concurrency:,}",
+            f"{r.tpot_ms:,.2f}",
+            f"{r.ttft_ms:,.1f}",
+            f"{r.tokens_per_s:,.0f}",
+        )
     parts: list[Table | str] = [table]
     if pools is not None:
-        parts.append(f"prefill pool: {pools.prefill.label} on GPUs "
-                     + "; ".join(format_ids(ids) for ids in pools.prefill.gpu_ids))
-        parts.append(f"decode pool: {pools.decode.label} on GPUs "
-                     + "; ".join(format_ids(ids) for ids in pools.decode.gpu_ids))
+        parts.append(
+            f"prefill pool: {pools.prefill.label} on GPUs "
+            + "; ".join(format_ids(ids) for ids in pools.prefill.gpu_ids)
+        )
+        parts.append(
+            f"decode pool: {pools.decode.label} on GPUs " + "; ".join(format_ids(ids) for ids in pools.decode.gpu_ids)
+        )
     if choice.margin is not None and choice.other is not None:
         parts.append(f"margin: {choice.margin:+.1%} tokens/s over the best {choice.other.mode} plan")
     elif choice.other_problem:
@@ -66,8 +76,14 @@ def disagg_frontier_table(points: list, all_points: bool) -> Table:
         table.add_column(name, justify="left" if name == "pools" else "right")
     for p in sorted(points, key=lambda p: -p.tokens_per_s_per_user):
         if all_points or p.frontier:
-            table.add_row(p.shape + (" *" if p.frontier else ""), f"{p.concurrency:,}", f"{p.tpot_ms:,.2f}",
-                          f"{p.ttft_ms:,.1f}", f"{p.tokens_per_s_per_gpu:,.0f}", f"{p.tokens_per_s_per_user:,.1f}")
+            table.add_row(
+                p.shape + (" *" if p.frontier else ""),
+                f"{p.concurrency:,}",
+                f"{p.tpot_ms:,.2f}",
+                f"{p.ttft_ms:,.1f}",
+                f"{p.tokens_per_s_per_gpu:,.0f}",
+                f"{p.tokens_per_s_per_user:,.1f}",
+            )
     return table
 
 
@@ -80,8 +96,9 @@ def compare_serving_report(result: ServingCompare) -> Group:
     for m in result.machines:
         s = m.serving
         by = {r.mode: r for r in filter(None, [s.best, s.other])}
-        cells = [(by[k].shape, f"{by[k].tokens_per_s:,.0f}") if k in by else ("none fits", "")
-                 for k in ("agg", "disagg")]
+        cells = [
+            (by[k].shape, f"{by[k].tokens_per_s:,.0f}") if k in by else ("none fits", "") for k in ("agg", "disagg")
+        ]
         margin = f" +{s.margin:.0%}" if s.margin is not None else ""
         table.add_row(m.topology, *cells[0], *cells[1], s.chosen + margin)
         lines.append(f"{m.topology}: {s.verdict}")

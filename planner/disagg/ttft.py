@@ -39,8 +39,9 @@ PD_HANDSHAKE_S = 0.021
 PD_ADMISSION_S = 0.029
 
 
-def first_wave_admission_s(*, concurrency: int, decode_instances: int, prompts: int | None,
-                           admission_s: float = PD_ADMISSION_S) -> float:
+def first_wave_admission_s(
+    *, concurrency: int, decode_instances: int, prompts: int | None, admission_s: float = PD_ADMISSION_S
+) -> float:
     """Mean TTFT a closed-loop run of `prompts` requests carries from its first wave's admissions at the decode
     pool: the c / D requests of one decode instance admitted one after another, on c of the prompts."""
     if not prompts:
@@ -52,6 +53,9 @@ def first_wave_admission_s(*, concurrency: int, decode_instances: int, prompts: 
 def pd_ttft_parts(workload: Workload, decode: Pool, prompts: int | None) -> dict[str, float]:
     """The TTFT parts (s) a disaggregated request adds beyond request, queue, prefill, transfer and first decode
     (`prompts`: a closed-loop run's request count, as estimate_disagg's)."""
-    wave = first_wave_admission_s(concurrency=workload.concurrency, decode_instances=decode.instances,
-                                  prompts=prompts) if workload.mode == "closed" else 0.0
+    wave = (
+        first_wave_admission_s(concurrency=workload.concurrency, decode_instances=decode.instances, prompts=prompts)
+        if workload.mode == "closed"
+        else 0.0
+    )
     return {"handshake": PD_HANDSHAKE_S, "first_wave": wave}

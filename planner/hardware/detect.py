@@ -52,8 +52,14 @@ def parse_topo_matrix(text: str, source: str = "nvidia-smi topo -m") -> TopoMatr
     lines = [line.rstrip() for line in text.splitlines()]
     # The header is the first line that starts with GPU0 and is not GPU0's own row (whose next entry is X); tabs
     # or spaces alike separate the columns.
-    header_idx = next((i for i, line in enumerate(lines) if line.split() and line.split()[0] == "GPU0"
-                       and (len(line.split()) == 1 or line.split()[1] != "X")), None)
+    header_idx = next(
+        (
+            i
+            for i, line in enumerate(lines)
+            if line.split() and line.split()[0] == "GPU0" and (len(line.split()) == 1 or line.split()[1] != "X")
+        ),
+        None,
+    )
     if header_idx is None:
         raise ConfigError(f"{source}: no header row with GPU0 found; pass the output of `nvidia-smi topo -m`")
     header = lines[header_idx].split()
@@ -66,13 +72,13 @@ def parse_topo_matrix(text: str, source: str = "nvidia-smi topo -m") -> TopoMatr
     rel: dict[tuple[str, str], str] = {}
     numa: dict[str, int] = {}
     rows = 0
-    for line in lines[header_idx + 1:]:
+    for line in lines[header_idx + 1 :]:
         toks = line.split()
         if not toks or not _DEVICE.match(toks[0]):
             if rows and (not toks or toks[0].startswith("Legend")):
                 break
             continue
-        name, cells = toks[0], toks[1:1 + len(columns)]
+        name, cells = toks[0], toks[1 : 1 + len(columns)]
         if any(r == name for r, _ in rel):
             raise ConfigError(f"{source}: row {name} appears twice")
         if len(cells) < len(columns):
@@ -81,7 +87,7 @@ def parse_topo_matrix(text: str, source: str = "nvidia-smi topo -m") -> TopoMatr
             if not (code in _CODES or re.fullmatch(r"NV\d+", code)):
                 raise ConfigError(f"{source}: row {name}, column {col}: unknown entry '{code}'")
             rel[(name, col)] = code
-        rest = toks[1 + len(columns):]
+        rest = toks[1 + len(columns) :]
         if name.startswith("GPU") and len(rest) >= 2 and rest[1].isdigit():
             numa[name] = int(rest[1])
         rows += 1
@@ -98,8 +104,9 @@ def parse_topo_matrix(text: str, source: str = "nvidia-smi topo -m") -> TopoMatr
         if a == b and code != "X":
             raise ConfigError(f"{source}: row {a}, column {b}: a device's entry for itself is X, got '{code}'")
         if (b, a) in rel and rel[b, a] != code:
-            raise ConfigError(f"{source}: {a} -> {b} says {code} but {b} -> {a} says {rel[b, a]}; the matrix is "
-                              "symmetric")
+            raise ConfigError(
+                f"{source}: {a} -> {b} says {code} but {b} -> {a} says {rel[b, a]}; the matrix is symmetric"
+            )
     return TopoMatrix(columns, rel, numa)
 
 
@@ -162,7 +169,9 @@ def parse_p2p_matrix(text: str, source: str = "nvidia-smi topo -p2p r") -> list[
             continue
         cells = toks[1:]
         if len(cells) != len(columns) or any(c not in _P2P_CODES for c in cells):
-            raise ConfigError(f"{source}: row {toks[0]}: expected {len(columns)} entries of {', '.join(sorted(_P2P_CODES))}")
+            raise ConfigError(
+                f"{source}: row {toks[0]}: expected {len(columns)} entries of {', '.join(sorted(_P2P_CODES))}"
+            )
         if toks[0] not in columns or toks[0] in rows:
             raise ConfigError(f"{source}: row {toks[0]} is not a column of the header, or appears twice")
         rows.add(toks[0])
@@ -176,9 +185,16 @@ def parse_p2p_matrix(text: str, source: str = "nvidia-smi topo -p2p r") -> list[
     return sorted(pairs)
 
 
-def detect(topo_text: str, *, gpus_csv: str | None = None, gpu_type: str | None = None,
-           name: str = "detected", source: str = "nvidia-smi topo -m", p2p_text: str | None = None,
-           p2p_level: str | None = None) -> dict:
+def detect(
+    topo_text: str,
+    *,
+    gpus_csv: str | None = None,
+    gpu_type: str | None = None,
+    name: str = "detected",
+    source: str = "nvidia-smi topo -m",
+    p2p_text: str | None = None,
+    p2p_level: str | None = None,
+) -> dict:
     """Build a topology document (a dict ready for YAML) from the matrix and the GPU types."""
     m = parse_topo_matrix(topo_text, source)
     index = {g: int(g[3:]) for g in m.gpus}
@@ -186,22 +202,28 @@ def detect(topo_text: str, *, gpus_csv: str | None = None, gpu_type: str | None 
     spec0 = types[index[m.gpus[0]]]
     socket_of = _sockets(m)
     n_sockets = max(socket_of.values()) + 1
-    node: dict = {"name": "node", "gpus": [{"index": index[g], "type": types[index[g]].name} for g in m.gpus],
-                  "sockets": n_sockets}
+    node: dict = {
+        "name": "node",
+        "gpus": [{"index": index[g], "type": types[index[g]].name} for g in m.gpus],
+        "sockets": n_sockets,
+    }
     if n_sockets > 1:
         node["socket_link"] = {"bandwidth": "64GB/s", "latency": "1us"}
     node.update(_nvlinks(m, index, spec0))
     nic_names = {nic: f"nic{k}" for k, nic in enumerate(m.nics)}
     node["pcie_switches"] = _pcie_switches(m, index, socket_of, nic_names, spec0)
     if m.nics:
-        node["nics"] = [{"name": nic_names[n], "bandwidth": DEFAULT_NIC.get(spec0.link, "200Gb/s"), "latency": "2us"}
-                        for n in m.nics]
+        node["nics"] = [
+            {"name": nic_names[n], "bandwidth": DEFAULT_NIC.get(spec0.link, "200Gb/s"), "latency": "2us"}
+            for n in m.nics
+        ]
     node.update(_peer_to_peer(p2p_text, set(index.values()), spec0, p2p_level))
     return {"name": name, "description": f"detected from {source}", "sources": [source], "nodes": [node]}
 
 
-def _gpu_types(gpus: list[str], index: dict[str, int], gpus_csv: str | None,
-               gpu_type: str | None) -> dict[int, GpuSpec]:
+def _gpu_types(
+    gpus: list[str], index: dict[str, int], gpus_csv: str | None, gpu_type: str | None
+) -> dict[int, GpuSpec]:
     """Each GPU's type: one for all (--gpu-type) or by name from the GPU list (--gpus-csv)."""
     if gpu_type:
         spec = find_gpu_type(gpu_type)
@@ -209,8 +231,9 @@ def _gpu_types(gpus: list[str], index: dict[str, int], gpus_csv: str | None,
             raise InputError(f"unknown --gpu-type '{gpu_type}'; known: {', '.join(GPU_SPECS)}")
         return {index[g]: spec for g in gpus}
     if not gpus_csv:
-        raise InputError("give --gpus-csv (nvidia-smi --query-gpu=index,name,memory.total,pci.bus_id --format=csv) "
-                         "or --gpu-type")
+        raise InputError(
+            "give --gpus-csv (nvidia-smi --query-gpu=index,name,memory.total,pci.bus_id --format=csv) or --gpu-type"
+        )
     names = parse_gpus_csv(gpus_csv)
     types = {}
     for g in gpus:
@@ -218,8 +241,9 @@ def _gpu_types(gpus: list[str], index: dict[str, int], gpus_csv: str | None,
             raise ConfigError(f"--gpus-csv: no row for GPU index {index[g]}")
         spec = find_gpu_type(names[index[g]])
         if spec is None:
-            raise InputError(f"--gpus-csv: unknown GPU name '{names[index[g]]}'; pass --gpu-type "
-                             f"(one of {', '.join(GPU_SPECS)})")
+            raise InputError(
+                f"--gpus-csv: unknown GPU name '{names[index[g]]}'; pass --gpu-type (one of {', '.join(GPU_SPECS)})"
+            )
         types[index[g]] = spec
     return types
 
@@ -237,8 +261,9 @@ def _sockets(m: TopoMatrix) -> dict[str, int]:
     return {g: k for k, comp in enumerate(comps) for g in comp}
 
 
-def _pcie_switches(m: TopoMatrix, index: dict[str, int], socket_of: dict[str, int], nic_names: dict[str, str],
-                   spec0: GpuSpec) -> list[dict]:
+def _pcie_switches(
+    m: TopoMatrix, index: dict[str, int], socket_of: dict[str, int], nic_names: dict[str, str], spec0: GpuSpec
+) -> list[dict]:
     """PCIe switches: the components of devices joined by PIX or PXB, with their GPUs and NICs."""
     switches = _components(m.gpus + m.nics, lambda a, b: _code(m, a, b) in ("PIX", "PXB"))
     out = []
@@ -249,9 +274,17 @@ def _pcie_switches(m: TopoMatrix, index: dict[str, int], socket_of: dict[str, in
         else:  # a NIC alone: the socket of the GPUs it shares a NUMA node with
             near = [g for g in m.gpus if _code(m, comp[0], g) in ("PHB", "NODE")]
             sock = socket_of[near[0]] if near else 0
-        out.append({"name": f"pcie{k}", "socket": sock, "gpus": comp_gpus,
-                    "nics": [nic_names[d] for d in comp if d in nic_names],
-                    "bandwidth": _gb(spec0.pcie_bytes_per_s), "uplink": _gb(spec0.pcie_bytes_per_s), "latency": "1us"})
+        out.append(
+            {
+                "name": f"pcie{k}",
+                "socket": sock,
+                "gpus": comp_gpus,
+                "nics": [nic_names[d] for d in comp if d in nic_names],
+                "bandwidth": _gb(spec0.pcie_bytes_per_s),
+                "uplink": _gb(spec0.pcie_bytes_per_s),
+                "latency": "1us",
+            }
+        )
     return out
 
 
@@ -264,8 +297,10 @@ def _nvlinks(m: TopoMatrix, index: dict[str, int], spec0: GpuSpec) -> dict:
     switched = [g for g in gpus if full and all(nv.get(tuple(sorted((g, h)))) == full for h in gpus if h != g)]
     if full and len(switched) >= 3 and len(switched) == len(gpus):
         return {"nvswitch": {"bandwidth": _gb(full * per_link), "latency": "1us", "nvls": spec0.link == "nvlink4"}}
-    bonds = [{"gpus": [index[a], index[b]], "links": links, "link_bandwidth": _gb(per_link), "latency": "1us"}
-             for (a, b), links in sorted(nv.items(), key=lambda kv: (index[kv[0][0]], index[kv[0][1]]))]
+    bonds = [
+        {"gpus": [index[a], index[b]], "links": links, "link_bandwidth": _gb(per_link), "latency": "1us"}
+        for (a, b), links in sorted(nv.items(), key=lambda kv: (index[kv[0][0]], index[kv[0][1]]))
+    ]
     return {"nvlink": bonds} if bonds else {}
 
 
@@ -288,8 +323,10 @@ def _peer_to_peer(p2p_text: str | None, known: set[int], spec0: GpuSpec, p2p_lev
 
 
 def to_yaml(doc: dict) -> str:
-    header = ("# Detected by `planner topology detect` from nvidia-smi output. Bandwidths come from the GPU type's\n"
-              "# spec (planner.hardware.gpus) and are per direction; NIC speeds are defaults, edit them if yours differ.\n")
+    header = (
+        "# Detected by `planner topology detect` from nvidia-smi output. Bandwidths come from the GPU type's\n"
+        "# spec (planner.hardware.gpus) and are per direction; NIC speeds are defaults, edit them if yours differ.\n"
+    )
     return header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=120)
 
 
@@ -306,12 +343,19 @@ def run_nvidia_smi() -> tuple[str, str, str]:
     """Run nvidia-smi for the matrix, the GPU list and the peer-to-peer matrix; a clear error where it is absent."""
     exe = shutil.which("nvidia-smi")
     if exe is None:
-        raise InputError("nvidia-smi is not on PATH: run `planner topology detect` on the GPU machine, or pass "
-                         "--from TOPO_TXT (saved `nvidia-smi topo -m` output) with --gpus-csv or --gpu-type")
+        raise InputError(
+            "nvidia-smi is not on PATH: run `planner topology detect` on the GPU machine, or pass "
+            "--from TOPO_TXT (saved `nvidia-smi topo -m` output) with --gpus-csv or --gpu-type"
+        )
     try:
         topo = subprocess.run([exe, "topo", "-m"], capture_output=True, text=True, check=True, timeout=60).stdout
-        gpus = subprocess.run([exe, "--query-gpu=index,name,memory.total,pci.bus_id", "--format=csv"],
-                              capture_output=True, text=True, check=True, timeout=60).stdout
+        gpus = subprocess.run(
+            [exe, "--query-gpu=index,name,memory.total,pci.bus_id", "--format=csv"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
         p2p = subprocess.run([exe, "topo", "-p2p", "r"], capture_output=True, text=True, check=True, timeout=60).stdout
     except (subprocess.SubprocessError, OSError) as exc:
         raise InputError(f"nvidia-smi failed: {exc}") from None

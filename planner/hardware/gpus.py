@@ -18,7 +18,9 @@ class GpuSpec(BaseModel):
     memory_bytes: int = Field(gt=0)
     hbm_bytes_per_s: float = Field(gt=0)
     flops_per_s: dict[str, float] = Field(description="dense FLOP/s by dtype (bf16, fp16, fp8, int4)")
-    link: str = Field("pcie5", description="the GPU-to-GPU fabric generation: nvlink3, nvlink4, nvlink5, pcie4, pcie5, xgmi")
+    link: str = Field(
+        "pcie5", description="the GPU-to-GPU fabric generation: nvlink3, nvlink4, nvlink5, pcie4, pcie5, xgmi"
+    )
     pcie_bytes_per_s: float = Field(63e9, description="the GPU's PCIe x16 link per direction (Gen5 63e9, Gen4 31.5e9)")
     nvlink_bytes_per_s_per_link: float = Field(25e9, description="one NVLink, per direction (NVLink3 and 4: 25 GB/s)")
     vendor: str = "nvidia"
@@ -43,32 +45,72 @@ def _spec(name, memory_mib, hbm, bf16, fp8=None, *, link="pcie5", vendor="nvidia
         flops["fp8"] = fp8
     if fp4:
         flops["nvfp4"] = flops["mxfp4"] = fp4
-    return GpuSpec(name=name, memory_bytes=memory_mib * MiB, hbm_bytes_per_s=hbm, flops_per_s=flops,
-                   link=link, vendor=vendor, aliases=list(aliases), pcie_bytes_per_s=pcie)
+    return GpuSpec(
+        name=name,
+        memory_bytes=memory_mib * MiB,
+        hbm_bytes_per_s=hbm,
+        flops_per_s=flops,
+        link=link,
+        vendor=vendor,
+        aliases=list(aliases),
+        pcie_bytes_per_s=pcie,
+    )
 
 
 GPU_SPECS: dict[str, GpuSpec] = {
     s.name: s
     for s in [
         # memory.total: 81559 MiB (nvidia-smi on H100 80GB HBM3)
-        _spec("H100-SXM5-80GB", 81559, 3.35e12, 989e12, 1979e12, link="nvlink4", aliases=["h100", "h100-sxm",
-                                                                                          "NVIDIA H100 80GB HBM3"]),
-        _spec("H100-PCIe-80GB", 81559, 2.0e12, 756e12, 1513e12, link="pcie5", aliases=["h100-pcie",
-                                                                                       "NVIDIA H100 PCIe"]),
+        _spec(
+            "H100-SXM5-80GB",
+            81559,
+            3.35e12,
+            989e12,
+            1979e12,
+            link="nvlink4",
+            aliases=["h100", "h100-sxm", "NVIDIA H100 80GB HBM3"],
+        ),
+        _spec(
+            "H100-PCIe-80GB", 81559, 2.0e12, 756e12, 1513e12, link="pcie5", aliases=["h100-pcie", "NVIDIA H100 PCIe"]
+        ),
         # memory.total: 143771 MiB (nvidia-smi on H200)
         _spec("H200-SXM-141GB", 143771, 4.8e12, 989e12, 1979e12, link="nvlink4", aliases=["h200", "NVIDIA H200"]),
         # memory.total: 81920 MiB (nvidia-smi on A100 80GB). No fp8 figure: the A100 datasheet's Tensor Core rows are
         # TF32, BF16/FP16, INT8 and INT4 (fp8 tensor cores came with Hopper and Ada), so has_fp8 is False and fp8
         # weights run weight-only (planner.model.checks.fp8_warning)
-        _spec("A100-SXM4-80GB", 81920, 2.039e12, 312e12, None, link="nvlink3",
-              aliases=["a100", "a100-sxm", "NVIDIA A100-SXM4-80GB"], pcie=31.5e9),
-        _spec("A100-PCIe-80GB", 81920, 1.935e12, 312e12, None, link="pcie4",
-              aliases=["a100-pcie", "NVIDIA A100 80GB PCIe"], pcie=31.5e9),
+        _spec(
+            "A100-SXM4-80GB",
+            81920,
+            2.039e12,
+            312e12,
+            None,
+            link="nvlink3",
+            aliases=["a100", "a100-sxm", "NVIDIA A100-SXM4-80GB"],
+            pcie=31.5e9,
+        ),
+        _spec(
+            "A100-PCIe-80GB",
+            81920,
+            1.935e12,
+            312e12,
+            None,
+            link="pcie4",
+            aliases=["a100-pcie", "NVIDIA A100 80GB PCIe"],
+            pcie=31.5e9,
+        ),
         # memory.total: 46068 MiB (nvidia-smi on L40S)
         _spec("L40S-48GB", 46068, 0.864e12, 362e12, 733e12, link="pcie4", aliases=["l40s", "NVIDIA L40S"], pcie=31.5e9),
         # memory.total: 24564 MiB (nvidia-smi on RTX 4090)
-        _spec("RTX4090-24GB", 24564, 1.008e12, 165e12, 330e12, link="pcie4",
-              aliases=["rtx4090", "4090", "NVIDIA GeForce RTX 4090"], pcie=31.5e9),
+        _spec(
+            "RTX4090-24GB",
+            24564,
+            1.008e12,
+            165e12,
+            330e12,
+            link="pcie4",
+            aliases=["rtx4090", "4090", "NVIDIA GeForce RTX 4090"],
+            pcie=31.5e9,
+        ),
         # A10 (Ampere GA102): 24 GB GDDR6 at 600 GB/s, 125 TFLOP/s dense fp16/bf16 tensor (250 with sparsity), no
         # fp8 (NVIDIA A10 datasheet); memory.total 23028 MiB (nvidia-smi on A10); PCIe Gen4 x16, no NVLink
         _spec("A10-24GB", 23028, 0.6e12, 125e12, None, link="pcie4", aliases=["a10", "NVIDIA A10"], pcie=31.5e9),
@@ -76,17 +118,43 @@ GPU_SPECS: dict[str, GpuSpec] = {
         _spec("H20-96GB", 97871, 4.0e12, 148e12, 296e12, link="nvlink4", aliases=["h20", "NVIDIA H20"]),
         # HGX B200: 180 GB HBM3e at 8 TB/s, 2.25 PFLOP/s dense bf16, 4.5 fp8, 9 fp4 (datasheet, dense = half of the
         # sparse figures); memory.total 183359 MiB (nvidia-smi on B200). NVLink 5: 18 links x 50 GB/s per direction.
-        _spec("B200-180GB", 183359, 8.0e12, 2250e12, 4500e12, link="nvlink5", aliases=["b200", "NVIDIA B200"],
-              fp4=9000e12),
+        _spec(
+            "B200-180GB", 183359, 8.0e12, 2250e12, 4500e12, link="nvlink5", aliases=["b200", "NVIDIA B200"], fp4=9000e12
+        ),
         # 192 GiB HBM3 (rocm-smi VRAM total 196592 MiB)
-        _spec("MI300X-192GB", 196592, 5.3e12, 1307e12, 2615e12, link="xgmi", vendor="amd",
-              aliases=["mi300x", "AMD Instinct MI300X"]),
+        _spec(
+            "MI300X-192GB",
+            196592,
+            5.3e12,
+            1307e12,
+            2615e12,
+            link="xgmi",
+            vendor="amd",
+            aliases=["mi300x", "AMD Instinct MI300X"],
+        ),
         # MI325X: MI300X's compute with 256 GB HBM3E at 6 TB/s (datasheet); 262144 MiB
-        _spec("MI325X-256GB", 262144, 6.0e12, 1307e12, 2615e12, link="xgmi", vendor="amd",
-              aliases=["mi325x", "AMD Instinct MI325X"]),
+        _spec(
+            "MI325X-256GB",
+            262144,
+            6.0e12,
+            1307e12,
+            2615e12,
+            link="xgmi",
+            vendor="amd",
+            aliases=["mi325x", "AMD Instinct MI325X"],
+        ),
         # MI355X: 288 GB HBM3E at 8 TB/s, 2.5 PFLOP/s dense fp16/bf16, 5.0 fp8, 10 mxfp4 (datasheet); 294912 MiB
-        _spec("MI355X-288GB", 294912, 8.0e12, 2500e12, 5000e12, link="xgmi", vendor="amd",
-              aliases=["mi355x", "AMD Instinct MI355X"], fp4=10000e12),
+        _spec(
+            "MI355X-288GB",
+            294912,
+            8.0e12,
+            2500e12,
+            5000e12,
+            link="xgmi",
+            vendor="amd",
+            aliases=["mi355x", "AMD Instinct MI355X"],
+            fp4=10000e12,
+        ),
     ]
 }
 

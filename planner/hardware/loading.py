@@ -51,8 +51,9 @@ def resolve_topology_path(arg: str) -> Path:
     if "/" not in name and len(name) < 100 and shipped.is_file():
         return shipped
     shown = arg if len(arg) <= 80 else arg[:77] + "..."
-    raise InputError(f"unknown topology '{shown}': not a file and not a shipped topology "
-                     f"({', '.join(shipped_topologies())})")
+    raise InputError(
+        f"unknown topology '{shown}': not a file and not a shipped topology ({', '.join(shipped_topologies())})"
+    )
 
 
 #: Topologies parsed, per (file, modification time, size): a changed file is parsed again.

@@ -21,24 +21,35 @@ class CollectiveOptions(BaseModel):
     sizes: str = Field("16KB,1MB,64MB", description="message sizes, comma separated: 16KB,1MiB,64MB or bytes")
     op: CollectiveOp = Field("all-reduce", description="the collective")
     gpu_ids: Optional[str] = Field(None, description="the group, e.g. 0,1,2,3; default all GPUs")
-    context: TimingContext = Field("nccl", description="how it is timed: nccl (as nccl-tests times it), torch (one "
-                                   "torch.distributed call) or engine (inside a CUDA graph)")
+    context: TimingContext = Field(
+        "nccl",
+        description="how it is timed: nccl (as nccl-tests times it), torch (one "
+        "torch.distributed call) or engine (inside a CUDA graph)",
+    )
 
 
 class DetectOptions(BaseModel):
     """`planner topology detect`: where the `nvidia-smi` output comes from, what to assume, where the YAML goes."""
 
     model_config = ConfigDict(extra="forbid")
-    from_file: Optional[str] = Field(None, json_schema_extra={"flag": "--from"},
-                                     description="saved `nvidia-smi topo -m` output; default: run nvidia-smi")
-    gpus_csv: Optional[str] = Field(None, description="saved `nvidia-smi --query-gpu=index,name,memory.total,"
-                                    "pci.bus_id --format=csv` output")
-    p2p: Optional[str] = Field(None, description="saved `nvidia-smi topo -p2p r` output: GPU pairs without "
-                               "peer-to-peer")
+    from_file: Optional[str] = Field(
+        None,
+        json_schema_extra={"flag": "--from"},
+        description="saved `nvidia-smi topo -m` output; default: run nvidia-smi",
+    )
+    gpus_csv: Optional[str] = Field(
+        None, description="saved `nvidia-smi --query-gpu=index,name,memory.total,pci.bus_id --format=csv` output"
+    )
+    p2p: Optional[str] = Field(
+        None, description="saved `nvidia-smi topo -p2p r` output: GPU pairs without peer-to-peer"
+    )
     gpu_type: Optional[str] = Field(None, description="GPU type for every GPU (overrides --gpus-csv)")
     p2p_level: Optional[Literal["pix", "pxb", "phb", "sys"]] = Field(
-        None, description="how far NCCL uses PCIe peer-to-peer; default: NCCL's rule for this host's CPU (pxb on "
-        "Intel, sys on AMD), sys with --from")
+        None,
+        description="how far NCCL uses PCIe peer-to-peer; default: NCCL's rule for this host's CPU (pxb on "
+        "Intel, sys on AMD), sys with --from",
+    )
     name: str = Field("detected", description="topology name")
-    output: Optional[str] = Field(None, json_schema_extra={"short": "-o"},
-                                  description="write the YAML here; default stdout")
+    output: Optional[str] = Field(
+        None, json_schema_extra={"short": "-o"}, description="write the YAML here; default stdout"
+    )

@@ -126,16 +126,23 @@ class NodeDef(_Strict):
     pcie_switches: list[PcieSwitch] = []
     pcie: Optional[Link] = Field(None, description="GPUs on their socket's root ports, when no switches are listed")
     nics: list[Nic] = []
-    host_memory: Optional[HostMemory] = Field(None, description="a memory tier the solver may stream weights from "
-                                              "(solve --offload)")
-    p2p: StrictBool = Field(True, description="PCIe peer-to-peer between GPUs; off, traffic bounces through host memory")
+    host_memory: Optional[HostMemory] = Field(
+        None, description="a memory tier the solver may stream weights from (solve --offload)"
+    )
+    p2p: StrictBool = Field(
+        True, description="PCIe peer-to-peer between GPUs; off, traffic bounces through host memory"
+    )
     p2p_level: Literal["pix", "pxb", "phb", "sys"] = Field(
-        "sys", description="How far PCIe peer-to-peer reaches, in NCCL_P2P_LEVEL's words: pix/pxb (GPUs under one PCIe "
+        "sys",
+        description="How far PCIe peer-to-peer reaches, in NCCL_P2P_LEVEL's words: pix/pxb (GPUs under one PCIe "
         "switch only; NCCL's default on Intel x86 hosts), phb (also through one socket's root complex), sys (also "
-        "across sockets; NCCL's default on AMD hosts). Pairs beyond it are staged through host memory")
+        "across sockets; NCCL's default on AMD hosts). Pairs beyond it are staged through host memory",
+    )
     no_p2p: list[tuple[StrictInt, StrictInt]] = Field(
-        [], description="GPU pairs (local indices) without PCIe peer-to-peer, as `nvidia-smi topo -p2p r` shows "
-        "them: their traffic is staged through host memory")
+        [],
+        description="GPU pairs (local indices) without PCIe peer-to-peer, as `nvidia-smi topo -p2p r` shows "
+        "them: their traffic is staged through host memory",
+    )
 
     def gpu_defs(self) -> list[GpuDef]:
         if isinstance(self.gpus, GpusShorthand):
@@ -171,7 +178,9 @@ def _check_gpu_refs(node: NodeDef, known: set[int]) -> None:
             raise ValueError(f"nvlink[{k}] joins GPU {bond.gpus[0]} to itself")
         pair = tuple(sorted(bond.gpus))
         if pair in pairs:
-            raise ValueError(f"nvlink[{k}]: GPUs {pair[0]} and {pair[1]} are bonded twice; give one bond with all links")
+            raise ValueError(
+                f"nvlink[{k}]: GPUs {pair[0]} and {pair[1]} are bonded twice; give one bond with all links"
+            )
         pairs.add(pair)
     seen = set()
     for k, pair in enumerate(node.no_p2p):
@@ -202,12 +211,18 @@ def _check_switches(node: NodeDef, known: set[int]) -> None:
     for k, sw in enumerate(node.pcie_switches):
         for i in sw.gpus:
             if i not in known:
-                raise ValueError(f"pcie_switches[{k}] ({sw.name}).gpus names GPU {i}, but this node's GPUs are {sorted(known)}")
+                raise ValueError(
+                    f"pcie_switches[{k}] ({sw.name}).gpus names GPU {i}, but this node's GPUs are {sorted(known)}"
+                )
         if sw.socket >= node.sockets:
-            raise ValueError(f"pcie_switches[{k}] ({sw.name}) is on socket {sw.socket}, but the node has {node.sockets}")
+            raise ValueError(
+                f"pcie_switches[{k}] ({sw.name}) is on socket {sw.socket}, but the node has {node.sockets}"
+            )
         for nic in sw.nics:
             if nic not in nic_names:
-                raise ValueError(f"pcie_switches[{k}] ({sw.name}) names NIC '{nic}', not among nics {sorted(nic_names)}")
+                raise ValueError(
+                    f"pcie_switches[{k}] ({sw.name}) names NIC '{nic}', not among nics {sorted(nic_names)}"
+                )
     on_switch = [g for sw in node.pcie_switches for g in sw.gpus]
     if len(on_switch) != len(set(on_switch)):
         raise ValueError("a GPU is listed on two PCIe switches")
@@ -232,8 +247,10 @@ class TopologyDef(_Strict):
         for i, node in enumerate(self.nodes):
             for g in node.gpu_defs():
                 if find_gpu_type(g.type, extra) is None:
-                    raise ValueError(f"nodes[{i}] ({node.name}): unknown GPU type '{g.type}'; known: "
-                                     f"{', '.join(GPU_SPECS)} (or define it under gpu_types)")
+                    raise ValueError(
+                        f"nodes[{i}] ({node.name}): unknown GPU type '{g.type}'; known: "
+                        f"{', '.join(GPU_SPECS)} (or define it under gpu_types)"
+                    )
         total_gpus = sum(n.count * len(n.gpu_defs()) for n in self.nodes)
         if total_gpus > MAX_GPUS:
             raise ValueError(f"{total_gpus} GPUs: planner handles machines of up to {MAX_GPUS} GPUs")
@@ -260,11 +277,15 @@ def _check_node_names(nodes: list[NodeDef]) -> None:
     seen: set[str] = set()
     for name in expanded:
         if name in seen:
-            raise ValueError(f"node name '{name}' is used twice once counts are expanded (a node with count N "
-                             "is named <name>0..<name>N-1); rename one of them")
+            raise ValueError(
+                f"node name '{name}' is used twice once counts are expanded (a node with count N "
+                "is named <name>0..<name>N-1); rename one of them"
+            )
         seen.add(name)
 
 
 def custom_specs(definition: TopologyDef) -> dict[str, GpuSpec]:
-    return {k: GpuSpec(name=k, memory_bytes=d.memory, hbm_bytes_per_s=d.hbm_bandwidth, flops_per_s=d.flops,
-                       link=d.link) for k, d in definition.gpu_types.items()}
+    return {
+        k: GpuSpec(name=k, memory_bytes=d.memory, hbm_bytes_per_s=d.hbm_bandwidth, flops_per_s=d.flops, link=d.link)
+        for k, d in definition.gpu_types.items()
+    }

@@ -79,13 +79,34 @@ def _pair_classes(topo: Topology) -> list[PairClass]:
 
 
 def summarize_topology(topo: Topology) -> TopologySummary:
-    gpus = [GpuRow(id=g.id, node=g.node, local_index=g.local_index, type=g.spec.name, memory_bytes=g.spec.memory_bytes,
-                   hbm_bytes_per_s=g.spec.hbm_bytes_per_s, bf16_flops_per_s=g.spec.peak_flops("bf16")) for g in topo.gpus]
+    gpus = [
+        GpuRow(
+            id=g.id,
+            node=g.node,
+            local_index=g.local_index,
+            type=g.spec.name,
+            memory_bytes=g.spec.memory_bytes,
+            hbm_bytes_per_s=g.spec.hbm_bytes_per_s,
+            bf16_flops_per_s=g.spec.peak_flops("bf16"),
+        )
+        for g in topo.gpus
+    ]
     edges = sorted(topo.graph.edges(data=True), key=lambda e: (e[0], e[1]))
-    links = [LinkRow(a=u, b=v, kind=d["kind"], bandwidth_bytes_per_s=d["bandwidth"], latency_s=d["latency"])
-             for u, v, d in edges[:LINKS_MAX_ROWS]]
+    links = [
+        LinkRow(a=u, b=v, kind=d["kind"], bandwidth_bytes_per_s=d["bandwidth"], latency_s=d["latency"])
+        for u, v, d in edges[:LINKS_MAX_ROWS]
+    ]
     small = topo.n_gpus <= MATRIX_MAX_GPUS
-    return TopologySummary(name=topo.name, description=topo.definition.description, source=topo.source, hash=topo.hash,
-                           n_nodes=topo.n_nodes, n_gpus=topo.n_gpus, gpus=gpus, links=links, links_total=len(edges),
-                           bandwidth_matrix_bytes_per_s=topo.bandwidth_matrix() if small else None,
-                           pair_classes=[] if small else _pair_classes(topo))
+    return TopologySummary(
+        name=topo.name,
+        description=topo.definition.description,
+        source=topo.source,
+        hash=topo.hash,
+        n_nodes=topo.n_nodes,
+        n_gpus=topo.n_gpus,
+        gpus=gpus,
+        links=links,
+        links_total=len(edges),
+        bandwidth_matrix_bytes_per_s=topo.bandwidth_matrix() if small else None,
+        pair_classes=[] if small else _pair_classes(topo),
+    )

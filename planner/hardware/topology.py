@@ -106,8 +106,9 @@ class Topology:
     (planner.hardware.memo), keyed on values.
     """
 
-    def __init__(self, definition: TopologyDef, *, source: str = "<memory>", text: str | None = None,
-                 scale: Scale = Scale()):
+    def __init__(
+        self, definition: TopologyDef, *, source: str = "<memory>", text: str | None = None, scale: Scale = Scale()
+    ):
         self.definition = definition
         self.scale = scale
         what = scale.describe()
@@ -141,10 +142,14 @@ class Topology:
                 self.node_class[name] = k
                 self._p2p[name], self._p2p_level[name], self._sockets[name] = node.p2p, node.p2p_level, node.sockets
                 tier = node.host_memory
-                self._host_memory[name] = tier if tier is None or host == 1.0 else tier.model_copy(
-                    update={"bandwidth": tier.bandwidth * host})
-                built = _NodeBuilder(self.graph, self.gpus, name=name, node_index=node_index, node=node,
-                                     extra=extra, scale=self.scale).build()
+                self._host_memory[name] = (
+                    tier
+                    if tier is None or host == 1.0
+                    else tier.model_copy(update={"bandwidth": tier.bandwidth * host})
+                )
+                built = _NodeBuilder(
+                    self.graph, self.gpus, name=name, node_index=node_index, node=node, extra=extra, scale=self.scale
+                ).build()
                 self._no_p2p |= built.no_p2p
                 self._socket_of_gpu.update(built.socket_of_gpu)
                 node_index += 1
@@ -155,8 +160,13 @@ class Topology:
         self.graph.add_node("fabric", kind="fabric")
         for n, data in list(self.graph.nodes(data=True)):
             if data.get("kind") == "nic":
-                self.graph.add_edge(n, "fabric", kind="network", latency=net.latency,
-                                    bandwidth=min(net.bandwidth, data["bandwidth"]) * self.scale.of("network"))
+                self.graph.add_edge(
+                    n,
+                    "fabric",
+                    kind="network",
+                    latency=net.latency,
+                    bandwidth=min(net.bandwidth, data["bandwidth"]) * self.scale.of("network"),
+                )
 
     # Queries -----------------------------------------------------------------------------
     @property
@@ -268,8 +278,13 @@ class Topology:
     def _route(self, nodes: list[str], staged: bool = False) -> Route:
         hops = tuple(zip(nodes, nodes[1:]))
         edges = [self.graph.edges[u, v] for u, v in hops]
-        return Route(hops, min(e["bandwidth"] for e in edges), sum(e["latency"] for e in edges),
-                     tuple(e["kind"] for e in edges), staged)
+        return Route(
+            hops,
+            min(e["bandwidth"] for e in edges),
+            sum(e["latency"] for e in edges),
+            tuple(e["kind"] for e in edges),
+            staged,
+        )
 
     def _intra(self, ga: Gpu, gb: Gpu) -> Route:
         candidates = []
@@ -308,8 +323,9 @@ class Topology:
         class _Views(dict):
             def __missing__(self, name: str) -> nx.Graph:
                 sub = topo.graph.subgraph(topo._graph_nodes_by_node[name])
-                view = self[name] = nx.Graph(sub.edge_subgraph([(u, v) for u, v, d in sub.edges(data=True)
-                                                                if d["kind"] in ("pcie", "socket")]))
+                view = self[name] = nx.Graph(
+                    sub.edge_subgraph([(u, v) for u, v, d in sub.edges(data=True) if d["kind"] in ("pcie", "socket")])
+                )
                 return view
 
         return _Views()
@@ -321,8 +337,11 @@ class Topology:
         """The routes to the NICs closest to a GPU (fewest hops), in NIC-name order."""
         if gpu.id not in self._nearest:
             view = self._pcie_views[gpu.node]
-            routes = [nx.shortest_path(view, gpu.key, n, weight="latency")
-                      for n in sorted(view.nodes) if self.graph.nodes[n]["kind"] == "nic"]
+            routes = [
+                nx.shortest_path(view, gpu.key, n, weight="latency")
+                for n in sorted(view.nodes)
+                if self.graph.nodes[n]["kind"] == "nic"
+            ]
             if not routes:
                 raise InputError(f"{self.name}: GPU {gpu.id} on node {gpu.node} has no path to a NIC")
             hops = min(len(r) for r in routes)
@@ -334,8 +353,9 @@ class Topology:
         NICs behind one PCIe switch: the first GPU gets the first NIC, the second the second)."""
         routes = self._nearest_nics(gpu)
         nearest = [r[-1] for r in routes]
-        sharing = [i for i in self.node_gpus()[gpu.node]
-                   if [r[-1] for r in self._nearest_nics(self.gpus[i])] == nearest]
+        sharing = [
+            i for i in self.node_gpus()[gpu.node] if [r[-1] for r in self._nearest_nics(self.gpus[i])] == nearest
+        ]
         return routes[sharing.index(gpu.id) % len(routes)]
 
 
@@ -351,8 +371,17 @@ class _NodeBuilder:
     """Adds one node copy's GPUs, sockets and links to a graph and a GPU list (scaled by a what-if), and returns
     the facts the Topology keeps about them."""
 
-    def __init__(self, graph: nx.Graph, gpus: list[Gpu], *, name: str, node_index: int, node: NodeDef,
-                 extra: dict[str, GpuSpec], scale: Scale):
+    def __init__(
+        self,
+        graph: nx.Graph,
+        gpus: list[Gpu],
+        *,
+        name: str,
+        node_index: int,
+        node: NodeDef,
+        extra: dict[str, GpuSpec],
+        scale: Scale,
+    ):
         self.g, self.gpus, self.name, self.node_index, self.node = graph, gpus, name, node_index, node
         self.extra, self.scale = extra, scale
         self.local: dict[int, str] = {}
@@ -376,8 +405,13 @@ class _NodeBuilder:
         node = self.node
         first = len(self.gpus)
         for gd in sorted(node.gpu_defs(), key=lambda d: d.index):
-            gpu = Gpu(len(self.gpus), self.name, self.node_index, gd.index,
-                      self.scale.spec(find_gpu_type(gd.type, self.extra)))
+            gpu = Gpu(
+                len(self.gpus),
+                self.name,
+                self.node_index,
+                gd.index,
+                self.scale.spec(find_gpu_type(gd.type, self.extra)),
+            )
             self.gpus.append(gpu)
             self.local[gd.index] = gpu.key
             self.g.add_node(gpu.key, kind="gpu", gpu_id=gpu.id, node=self.name)
@@ -387,8 +421,13 @@ class _NodeBuilder:
             self.g.add_node(f"{self.name}/cpu{s}", kind="cpu", node=self.name)
         for a in range(node.sockets):
             for b in range(a + 1, node.sockets):
-                self._edge(f"{self.name}/cpu{a}", f"{self.name}/cpu{b}", kind="socket",
-                           bandwidth=node.socket_link.bandwidth, latency=node.socket_link.latency)
+                self._edge(
+                    f"{self.name}/cpu{a}",
+                    f"{self.name}/cpu{b}",
+                    kind="socket",
+                    bandwidth=node.socket_link.bandwidth,
+                    latency=node.socket_link.latency,
+                )
 
     def _gpu_links(self) -> None:
         node, local, g = self.node, self.local, self.g
@@ -397,14 +436,16 @@ class _NodeBuilder:
             g.add_node(sw, kind="nvswitch", node=self.name, nvls=node.nvswitch.nvls)
             members = node.nvswitch.gpus if node.nvswitch.gpus is not None else list(local)
             for i in members:
-                self._edge(local[i], sw, kind="nvswitch", bandwidth=node.nvswitch.bandwidth,
-                           latency=node.nvswitch.latency / 2)
+                self._edge(
+                    local[i], sw, kind="nvswitch", bandwidth=node.nvswitch.bandwidth, latency=node.nvswitch.latency / 2
+                )
         if node.mesh:
             for a in local:
                 for b in local:
                     if a < b:
-                        self._edge(local[a], local[b], kind="nvlink", bandwidth=node.mesh.bandwidth,
-                                   latency=node.mesh.latency)
+                        self._edge(
+                            local[a], local[b], kind="nvlink", bandwidth=node.mesh.bandwidth, latency=node.mesh.latency
+                        )
         for bond in node.nvlink:
             ka, kb = (local[i] for i in bond.gpus)
             self._edge(ka, kb, kind="nvlink", bandwidth=bond.links * bond.link_bandwidth, latency=bond.latency)
@@ -420,9 +461,13 @@ class _NodeBuilder:
                 self._edge(self.local[i], key, kind="pcie", bandwidth=sw.bandwidth, latency=sw.latency / 2)
                 self.facts.socket_of_gpu[self.g.nodes[self.local[i]]["gpu_id"]] = cpu
             for nic in sw.nics:
-                self._edge(f"{self.name}/{nic}", key, kind="pcie",
-                                bandwidth=min(sw.bandwidth, nic_defs[nic].bandwidth * 2),
-                                latency=nic_defs[nic].latency / 2)
+                self._edge(
+                    f"{self.name}/{nic}",
+                    key,
+                    kind="pcie",
+                    bandwidth=min(sw.bandwidth, nic_defs[nic].bandwidth * 2),
+                    latency=nic_defs[nic].latency / 2,
+                )
 
     def _root_ports(self) -> None:
         node = self.node
@@ -433,8 +478,9 @@ class _NodeBuilder:
             self.facts.socket_of_gpu[self.g.nodes[self.local[i]]["gpu_id"]] = cpu
         for k, nic in enumerate(node.nics):
             cpu = f"{self.name}/cpu{k * node.sockets // max(1, len(node.nics))}"
-            self._edge(f"{self.name}/{nic.name}", cpu, kind="pcie", bandwidth=node.pcie.bandwidth,
-                            latency=nic.latency / 2)
+            self._edge(
+                f"{self.name}/{nic.name}", cpu, kind="pcie", bandwidth=node.pcie.bandwidth, latency=nic.latency / 2
+            )
 
 
 #: NCCL's PCIe path types by distance (src/graph/topo.h): PIX one switch, PXB several, PHB one root complex,

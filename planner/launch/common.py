@@ -52,7 +52,9 @@ def replica_nodes(plan: Plan, topo: Topology, replica: int) -> list[NodeSlice]:
         slices.setdefault(topo.gpu(g).node, []).append(g)
     out = []
     for node, ids in slices.items():
-        out.append(NodeSlice(node, topo.gpu(ids[0]).node_index, tuple(topo.gpu(g).local_index for g in ids), tuple(ids)))
+        out.append(
+            NodeSlice(node, topo.gpu(ids[0]).node_index, tuple(topo.gpu(g).local_index for g in ids), tuple(ids))
+        )
     return out
 
 
@@ -64,7 +66,8 @@ def uniform_tp(plan: Plan, engine: str, profile: ModelProfile, topo: Topology) -
     closest = closest_uniform(plan, profile, topo)
     raise UnsupportedPlanError(
         f"{engine} cannot run stages of different tensor-parallel degrees ({', '.join(f'TP{s.tp}' for s in plan.stages)})",
-        details=closest)
+        details=closest,
+    )
 
 
 def uniform_layout(plan: Plan, engine: str, profile: ModelProfile, topo: Topology) -> Layout:
@@ -72,9 +75,11 @@ def uniform_layout(plan: Plan, engine: str, profile: ModelProfile, topo: Topolog
     tp = uniform_tp(plan, engine, profile, topo)
     layouts = {(s.dp, s.ep) for s in plan.stages}
     if len(layouts) > 1:
-        raise UnsupportedPlanError(f"{engine} runs one attention-DP and expert-parallel layout for every stage; this "
-                                   f"plan's stages differ: {', '.join(f'DP{s.dp}/EP{s.ep}' for s in plan.stages)}",
-                                   details=closest_uniform(plan, profile, topo))
+        raise UnsupportedPlanError(
+            f"{engine} runs one attention-DP and expert-parallel layout for every stage; this "
+            f"plan's stages differ: {', '.join(f'DP{s.dp}/EP{s.ep}' for s in plan.stages)}",
+            details=closest_uniform(plan, profile, topo),
+        )
     dp, ep = layouts.pop()
     return Layout(tp, dp, ep)
 
@@ -98,24 +103,32 @@ def closest_uniform(plan: Plan, profile: ModelProfile, topo: Topology, *, even_l
         pred = estimate(profile, topo, part, workload=plan.inputs.workload)
     except PartitionError as exc:
         return [f"no close plan: {exc.message}"]
-    layout = "; ".join(f"stage {k}: layers {s.layer_start}-{s.layer_end - 1} on GPUs {','.join(map(str, s.gpu_ids))}"
-                       for k, s in enumerate(stages))
+    layout = "; ".join(
+        f"stage {k}: layers {s.layer_start}-{s.layer_end - 1} on GPUs {','.join(map(str, s.gpu_ids))}"
+        for k, s in enumerate(stages)
+    )
     fit = "fits" if pred.fits else "does NOT fit"
-    return [f"closest plan it can run: {part.shape} ({layout})",
-            f"predicted TPOT {pred.tpot_ms:.2f} ms (plan: {plan.prediction.tpot_ms:.2f} ms), "
-            f"{pred.tokens_per_s:,.1f} tokens/s, {fit}",
-            f"reproduce: planner estimate --model {plan.inputs.model} --topology {plan.inputs.topology} --tp {tp} "
-            f"--pp {len(stages)} --layers {','.join(map(str, counts))} "
-            f"--gpu-ids {','.join(str(g) for s in stages for g in s.gpu_ids)} -o closest.json"]
+    return [
+        f"closest plan it can run: {part.shape} ({layout})",
+        f"predicted TPOT {pred.tpot_ms:.2f} ms (plan: {plan.prediction.tpot_ms:.2f} ms), "
+        f"{pred.tokens_per_s:,.1f} tokens/s, {fit}",
+        f"reproduce: planner estimate --model {plan.inputs.model} --topology {plan.inputs.topology} --tp {tp} "
+        f"--pp {len(stages)} --layers {','.join(map(str, counts))} "
+        f"--gpu-ids {','.join(str(g) for s in stages for g in s.gpu_ids)} -o closest.json",
+    ]
 
 
 class LaunchOptions(BaseModel):
     """Options of `planner launch` that change what the scripts serve (declared once; typer derives the flags)."""
 
     max_model_len: Optional[int] = Field(
-        None, ge=16, le=1 << 24, description="longest prompt + output (tokens) the server accepts (vLLM "
+        None,
+        ge=16,
+        le=1 << 24,
+        description="longest prompt + output (tokens) the server accepts (vLLM "
         "--max-model-len, SGLang --context-length, TensorRT-LLM --max_seq_len); default the model's context from "
-        "its config (max_position_embeddings, rope-scaled), else the plan's isl + osl")
+        "its config (max_position_embeddings, rope-scaled), else the plan's isl + osl",
+    )
 
 
 @dataclass(frozen=True)
@@ -145,8 +158,9 @@ def serving_limits(plan: Plan, profile: ModelProfile, topo: Topology, max_model_
     planned = w.isl + w.osl
     context = profile.context_length or planned
     if max_model_len is not None and profile.context_length and max_model_len > profile.context_length:
-        raise InputError(f"--max-model-len {max_model_len:,}: above {profile.name}'s context of "
-                         f"{profile.context_length:,} tokens")
+        raise InputError(
+            f"--max-model-len {max_model_len:,}: above {profile.name}'s context of {profile.context_length:,} tokens"
+        )
     length = max_model_len or max(context, planned)
     notes: list[str] = []
     capacity = kv_capacity_at(plan, profile, topo, length)
@@ -154,12 +168,18 @@ def serving_limits(plan: Plan, profile: ModelProfile, topo: Topology, max_model_
         while length > planned and capacity < 1:
             length = max(planned, length // 2)
             capacity = kv_capacity_at(plan, profile, topo, length)
-        notes.append(f"max model length {length:,}: one sequence of the model's full context "
-                     f"({context:,} tokens) does not fit the plan's KV cache")
+        notes.append(
+            f"max model length {length:,}: one sequence of the model's full context "
+            f"({context:,} tokens) does not fit the plan's KV cache"
+        )
     if capacity < 1:
-        raise UnsupportedPlanError(f"--max-model-len {length:,}: not one sequence of that length fits the plan's KV "
-                                   "cache", details=[f"the plan holds {count(plan.prediction.max_concurrency, 'sequence')} "
-                                                     f"of {planned:,} tokens; ask for a shorter --max-model-len"])
+        raise UnsupportedPlanError(
+            f"--max-model-len {length:,}: not one sequence of that length fits the plan's KV cache",
+            details=[
+                f"the plan holds {count(plan.prediction.max_concurrency, 'sequence')} "
+                f"of {planned:,} tokens; ask for a shorter --max-model-len"
+            ],
+        )
     return ServingLimits(length, capacity, per_replica_concurrency(plan), tuple(notes))
 
 
@@ -173,11 +193,13 @@ def serving_lines(plan: Plan, limits: ServingLimits) -> list[str]:
         f"#   batch limit per replica: {limits.batch_limit_per_replica:,}, the load the predicted figures hold at; "
         "more sequences at once raise TPOT (see `planner frontier`); the engine admits up to the KV capacity "
         "if you raise it",
-        *[f"#   NOTE: {line}" for line in limits.notes]]
+        *[f"#   NOTE: {line}" for line in limits.notes],
+    ]
 
 
-def header(plan: Plan, engine: str, version: str, plan_path: str, what: str, *,
-           limits: ServingLimits | None = None) -> list[str]:
+def header(
+    plan: Plan, engine: str, version: str, plan_path: str, what: str, *, limits: ServingLimits | None = None
+) -> list[str]:
     p = plan.prediction
     return [
         "#!/usr/bin/env bash",
@@ -185,7 +207,8 @@ def header(plan: Plan, engine: str, version: str, plan_path: str, what: str, *,
         f"# Generated by `planner launch` for {engine} {version} from {plan_path}:",
         f"#   model {plan.inputs.model} (config {plan.inputs.config_hash}), topology {plan.inputs.topology} "
         f"({plan.inputs.topology_hash}), {plan.partition.shape}",
-        "#   stages: " + "; ".join(f"layers {s.layer_start}-{s.layer_end - 1} on GPUs {s.gpu_ids}" for s in plan.stages),
+        "#   stages: "
+        + "; ".join(f"layers {s.layer_start}-{s.layer_end - 1} on GPUs {s.gpu_ids}" for s in plan.stages),
         f"#   predicted at {count(p.concurrency, 'sequence')} in flight ({p.mode}): TPOT {p.tpot_ms:.2f} ms, TTFT "
         f"{p.ttft_ms:.1f} ms, {p.tokens_per_s:,.1f} tokens/s; KV capacity {count(p.max_concurrency, 'sequence')}",
         *(serving_lines(plan, limits) if limits else []),
@@ -208,8 +231,10 @@ def unset_remedies(plan: Plan) -> list[str]:
     w = plan.inputs.workload
     out = []
     if w.spec_tokens:
-        out.append(f"the prediction assumes speculative decoding (k={w.spec_tokens}, acceptance {w.spec_acceptance:g}); "
-                   "add your draft's speculative config (vLLM --speculative-config, SGLang --speculative-algorithm)")
+        out.append(
+            f"the prediction assumes speculative decoding (k={w.spec_tokens}, acceptance {w.spec_acceptance:g}); "
+            "add your draft's speculative config (vLLM --speculative-config, SGLang --speculative-algorithm)"
+        )
     sparse = [r for r in w.remedy_labels() if "sparsity" in r]
     if sparse:
         out.append(f"the prediction assumes {', '.join(sparse)}: no engine flag enables it; it needs a sparse kernel")
@@ -219,8 +244,10 @@ def unset_remedies(plan: Plan) -> list[str]:
 def offload_gib_per_gpu(plan: Plan, profile: ModelProfile) -> int:
     """`--cpu-offload-gb` (GiB per GPU, vLLM and SGLang) that moves as many bytes as the plan streams; 0 for none.
     The engine picks which layers; with uneven stages the busiest GPU's amount is used for all."""
-    most = max(streamed_bytes(profile, layout_of(st), st.offload_layers, plan.inputs.workload.weight_dtype)[0]
-               for st in plan.stages)
+    most = max(
+        streamed_bytes(profile, layout_of(st), st.offload_layers, plan.inputs.workload.weight_dtype)[0]
+        for st in plan.stages
+    )
     return math.ceil(most / 2**30) if most else 0
 
 
@@ -228,10 +255,10 @@ def refuse_offload(plan: Plan, engine: str) -> None:
     """Exit 2 naming the streamed layers, for an engine that cannot keep weights in host memory."""
     streamed = [i for st in plan.stages for i in st.offload_layers]
     if streamed:
-        raise UnsupportedPlanError(f"{engine} cannot stream weights from host memory; this plan keeps "
-                                   f"{len(streamed)} layers there", details=["emit for vllm or sglang "
-                                                                             "(--cpu-offload-gb), or solve without "
-                                                                             "--offload"])
+        raise UnsupportedPlanError(
+            f"{engine} cannot stream weights from host memory; this plan keeps {len(streamed)} layers there",
+            details=["emit for vllm or sglang (--cpu-offload-gb), or solve without --offload"],
+        )
 
 
 def q(value: object) -> str:
@@ -249,13 +276,26 @@ def flag_args(flags: dict[str, object]) -> list[str]:
     return out
 
 
-def node_scripts(plan: Plan, per_node: dict[str, list[str]], *, engine: str, version: str, plan_path: str,
-                 what: str, limits: ServingLimits | None = None, tail: tuple[str, ...] = ("wait",)) -> dict[str, str]:
+def node_scripts(
+    plan: Plan,
+    per_node: dict[str, list[str]],
+    *,
+    engine: str,
+    version: str,
+    plan_path: str,
+    what: str,
+    limits: ServingLimits | None = None,
+    tail: tuple[str, ...] = ("wait",),
+) -> dict[str, str]:
     """One script per node, `<engine>-<node>.sh`: the header ("<what> for node <node>"), the node's lines, then
     `tail` (`wait`: the script lasts as long as the servers it started in the background)."""
-    return {f"{engine}-{node}.sh": "\n".join([*header(plan, engine, version, plan_path, f"{what} for node {node}",
-                                                      limits=limits), *lines, *tail]) + "\n"
-            for node, lines in per_node.items()}
+    return {
+        f"{engine}-{node}.sh": "\n".join(
+            [*header(plan, engine, version, plan_path, f"{what} for node {node}", limits=limits), *lines, *tail]
+        )
+        + "\n"
+        for node, lines in per_node.items()
+    }
 
 
 def command(parts: list[str], indent: str = "  ") -> str:

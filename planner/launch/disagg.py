@@ -48,9 +48,16 @@ def instance_plan(plan: Plan, pool: Pool, index: int, n_layers: int) -> Plan:
     """One instance of a pool as a one-replica plan of its layout on its GPUs, at its share of the load."""
     stage = Stage(layer_start=0, layer_end=n_layers, gpu_ids=pool.gpu_ids[index], tp=pool.tp, dp=pool.dp, ep=pool.ep)
     load = max(1, math.ceil(plan.prediction.concurrency / pool.instances))
-    return plan.model_copy(update={"stages": [stage], "replicas": 1, "replica_gpu_ids": [], "pools": None,
-                                   "serving": None,
-                                   "prediction": plan.prediction.model_copy(update={"concurrency": load})})
+    return plan.model_copy(
+        update={
+            "stages": [stage],
+            "replicas": 1,
+            "replica_gpu_ids": [],
+            "pools": None,
+            "serving": None,
+            "prediction": plan.prediction.model_copy(update={"concurrency": load}),
+        }
+    )
 
 
 def _node_var(node: str) -> str:
@@ -72,35 +79,55 @@ def _flags(engine: str, role: str, *, index: int, backend: str, multi_node: bool
             out += ["--host", "0.0.0.0"]  # the router on another node reaches it (SGLang listens on 127.0.0.1)
         return out
     connector = "NixlConnector" if backend == "nixl" else "MooncakeConnector"
-    return ["--kv-transfer-config", json.dumps({"kv_connector": connector, "kv_role": "kv_both"},
-                                               separators=(",", ":"))]
+    return [
+        "--kv-transfer-config",
+        json.dumps({"kv_connector": connector, "kv_role": "kv_both"}, separators=(",", ":")),
+    ]
 
 
 def _renamed(text: str, engine: str, tag: str, side_port: int | None) -> str:
     """An instance's script: its own log names, and (vLLM) its own NIXL side-channel port."""
     text = text.replace(f"{engine}-replica0", f"{engine}-{tag}").replace("replica 0", tag)
     if side_port is not None:
-        text = text.replace("set -euo pipefail\n", f"set -euo pipefail\nexport VLLM_NIXL_SIDE_CHANNEL_PORT="
-                            f"${{VLLM_NIXL_SIDE_CHANNEL_PORT:-{side_port}}}  # this instance's NIXL side channel\n", 1)
+        text = text.replace(
+            "set -euo pipefail\n",
+            f"set -euo pipefail\nexport VLLM_NIXL_SIDE_CHANNEL_PORT="
+            f"${{VLLM_NIXL_SIDE_CHANNEL_PORT:-{side_port}}}  # this instance's NIXL side channel\n",
+            1,
+        )
     return text
 
 
 def _instances(plan: Plan) -> list[tuple[str, int, Pool]]:
     assert plan.pools is not None
-    return ([("prefill", i, plan.pools.prefill) for i in range(plan.pools.prefill.instances)]
-            + [("decode", j, plan.pools.decode) for j in range(plan.pools.decode.instances)])
+    return [("prefill", i, plan.pools.prefill) for i in range(plan.pools.prefill.instances)] + [
+        ("decode", j, plan.pools.decode) for j in range(plan.pools.decode.instances)
+    ]
 
 
 def _check_engine(engine: str) -> None:
     if engine not in ("sglang", "vllm"):
-        raise UnsupportedPlanError(f"--engine {engine}: a disaggregated plan launches with sglang or vllm",
-                                   details=["SGLang (--disaggregation-mode) and vLLM (--kv-transfer-config) run "
-                                            "prefill and decode pools; re-solve with --serving agg for the others"])
+        raise UnsupportedPlanError(
+            f"--engine {engine}: a disaggregated plan launches with sglang or vllm",
+            details=[
+                "SGLang (--disaggregation-mode) and vLLM (--kv-transfer-config) run "
+                "prefill and decode pools; re-solve with --serving agg for the others"
+            ],
+        )
 
 
-def render_disagg(plan: Plan, engine: str, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
-                  port: int | None = None, plan_path: str = "plan.json", extra_args: Sequence[str] = (),
-                  max_model_len: int | None = None) -> LaunchBundle:
+def render_disagg(
+    plan: Plan,
+    engine: str,
+    topo: Topology,
+    profile: ModelProfile,
+    *,
+    model_path: str | None = None,
+    port: int | None = None,
+    plan_path: str = "plan.json",
+    extra_args: Sequence[str] = (),
+    max_model_len: int | None = None,
+) -> LaunchBundle:
     """One script per instance and node (`<engine>-prefill0-<node>.sh`, ...) and the router (SGLang) or proxy
     (vLLM) script that sends each request prefill-then-decode."""
     _check_engine(engine)
@@ -115,28 +142,42 @@ def render_disagg(plan: Plan, engine: str, topo: Topology, profile: ModelProfile
         sub = instance_plan(plan, pool, i, profile.n_layers)
         limits = serving_limits(sub, profile, topo, max_model_len)
         flags = _flags(engine, role, index=i, backend=plan.pools.transfer_backend, multi_node=len(nodes) > 1)
-        bundle = module.render(sub, topo, profile, model_path=model_path, port=base + k, plan_path=plan_path,
-                               extra_args=[*extra_args, *flags], limits=limits)
+        bundle = module.render(
+            sub,
+            topo,
+            profile,
+            model_path=model_path,
+            port=base + k,
+            plan_path=plan_path,
+            extra_args=[*extra_args, *flags],
+            limits=limits,
+        )
         tag = f"{role}{i}"
         for name, text in bundle.scripts.items():
             node = name.removeprefix(f"{engine}-").removesuffix(".sh")
-            scripts[f"{engine}-{tag}-{node}.sh"] = _renamed(text, engine, tag,
-                                                           NIXL_SIDE_CHANNEL_PORT + k if engine == "vllm" else None)
+            scripts[f"{engine}-{tag}-{node}.sh"] = _renamed(
+                text, engine, tag, NIXL_SIDE_CHANNEL_PORT + k if engine == "vllm" else None
+            )
         url = f"http://{_address(topo, pool.gpu_ids[i][0], nodes)}:{base + k}"
         urls[role].append((url, str(SGLANG_BOOTSTRAP_PORT + i)) if engine == "sglang" and role == "prefill" else (url,))
-        summary.append(f"{role} instance {i}: {pool.label.split(' ', 1)[1]} on GPUs "
-                       f"{','.join(map(str, pool.gpu_ids[i]))}, port {base + k}")
+        summary.append(
+            f"{role} instance {i}: {pool.label.split(' ', 1)[1]} on GPUs "
+            f"{','.join(map(str, pool.gpu_ids[i]))}, port {base + k}"
+        )
     front = base + len(_instances(plan))
     front_script, extra = _front(plan, engine, urls, port=front, plan_path=plan_path)
     scripts.update(front_script)
-    summary.append(f"{FRONT[engine]}: port {front}, prefill then decode "
-                   f"({plan.pools.ratio}, KV by {plan.pools.transfer_backend})")
-    return LaunchBundle(engine=engine, engine_version=module.ENGINE_VERSION, scripts=scripts, extra_files=extra,
-                        summary=summary)
+    summary.append(
+        f"{FRONT[engine]}: port {front}, prefill then decode ({plan.pools.ratio}, KV by {plan.pools.transfer_backend})"
+    )
+    return LaunchBundle(
+        engine=engine, engine_version=module.ENGINE_VERSION, scripts=scripts, extra_files=extra, summary=summary
+    )
 
 
-def _front(plan: Plan, engine: str, urls: dict[str, list[tuple[str, ...]]], *, port: int,
-           plan_path: str) -> tuple[dict[str, str], dict[str, str]]:
+def _front(
+    plan: Plan, engine: str, urls: dict[str, list[tuple[str, ...]]], *, port: int, plan_path: str
+) -> tuple[dict[str, str], dict[str, str]]:
     """The script of the front (SGLang's router, vLLM's proxy) and the files it needs beside it."""
     if engine == "sglang":
         return {"sglang-router.sh": _router_script(plan, urls, port, plan_path)}, {}
@@ -145,9 +186,15 @@ def _front(plan: Plan, engine: str, urls: dict[str, list[tuple[str, ...]]], *, p
 
 def _front_header(plan: Plan, what: str, plan_path: str) -> list[str]:
     assert plan.pools is not None
-    return ["#!/usr/bin/env bash", f"# {what}", f"# Generated by `planner launch` from {plan_path}: {plan.pools.ratio}, "
-            f"prefill {plan.pools.prefill.label}, decode {plan.pools.decode.label}; start it after every instance "
-            "script", "set -euo pipefail", ""]
+    return [
+        "#!/usr/bin/env bash",
+        f"# {what}",
+        f"# Generated by `planner launch` from {plan_path}: {plan.pools.ratio}, "
+        f"prefill {plan.pools.prefill.label}, decode {plan.pools.decode.label}; start it after every instance "
+        "script",
+        "set -euo pipefail",
+        "",
+    ]
 
 
 def _router_script(plan: Plan, urls: dict[str, list[tuple[str, ...]]], port: int, plan_path: str) -> str:
@@ -158,8 +205,11 @@ def _router_script(plan: Plan, urls: dict[str, list[tuple[str, ...]]], port: int
         parts += ["--decode", *url]
     parts += ["--host", "0.0.0.0", "--port", str(port)]
     lines = _front_header(plan, "SGLang prefill/decode router", plan_path)
-    lines += [command([_word(p) for p in parts]) + " &> sglang-router.log &",
-              f"echo \"router: http://$(hostname):{port}  (log: sglang-router.log)\"", "wait"]
+    lines += [
+        command([_word(p) for p in parts]) + " &> sglang-router.log &",
+        f'echo "router: http://$(hostname):{port}  (log: sglang-router.log)"',
+        "wait",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -169,8 +219,12 @@ def _proxy_script(plan: Plan, urls: dict[str, list[tuple[str, ...]]], port: int,
         for url in urls[role]:
             parts += [f"--{role}", f'"{url[0]}"']
     lines = _front_header(plan, "vLLM prefill/decode proxy (NixlConnector)", plan_path)
-    lines += ['PYTHON="${PYTHON:-python3}"', command(parts) + " &> vllm-proxy.log &",
-              f"echo \"proxy: http://$(hostname):{port}  (log: vllm-proxy.log)\"", "wait"]
+    lines += [
+        'PYTHON="${PYTHON:-python3}"',
+        command(parts) + " &> vllm-proxy.log &",
+        f'echo "proxy: http://$(hostname):{port}  (log: vllm-proxy.log)"',
+        "wait",
+    ]
     return "\n".join(lines) + "\n"
 
 

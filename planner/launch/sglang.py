@@ -48,20 +48,31 @@ def layout_flags(layout: Layout) -> list[str]:
     return flags
 
 
-def server_command(plan: Plan, layout: Layout, model: str, port: int, *, limits: ServingLimits,
-                   offload_gib: int = 0) -> list[str]:
+def server_command(
+    plan: Plan, layout: Layout, model: str, port: int, *, limits: ServingLimits, offload_gib: int = 0
+) -> list[str]:
     """`python -m sglang.launch_server` with the plan's layout, batch limit, served length and dtypes, on `port`."""
     w = plan.inputs.workload
-    return ["python", "-m", "sglang.launch_server", "--model-path", q(model), *layout_flags(layout), *flag_args({
-        "--pp-size": len(plan.stages),
-        "--mem-fraction-static": f"{w.gpu_memory_fraction:g}",
-        "--max-running-requests": per_replica_concurrency(plan),
-        "--context-length": limits.max_model_len,
-        "--port": port,
-        "--quantization": QUANTIZATION.get(w.weight_dtype),
-        "--kv-cache-dtype": "fp8_e4m3" if w.kv_dtype == "fp8" else None,
-        "--cpu-offload-gb": offload_gib or None,  # weights the plan streams from host memory, per GPU
-    })]
+    return [
+        "python",
+        "-m",
+        "sglang.launch_server",
+        "--model-path",
+        q(model),
+        *layout_flags(layout),
+        *flag_args(
+            {
+                "--pp-size": len(plan.stages),
+                "--mem-fraction-static": f"{w.gpu_memory_fraction:g}",
+                "--max-running-requests": per_replica_concurrency(plan),
+                "--context-length": limits.max_model_len,
+                "--port": port,
+                "--quantization": QUANTIZATION.get(w.weight_dtype),
+                "--kv-cache-dtype": "fp8_e4m3" if w.kv_dtype == "fp8" else None,
+                "--cpu-offload-gb": offload_gib or None,  # weights the plan streams from host memory, per GPU
+            }
+        ),
+    ]
 
 
 def _check_even_nodes(r: int, nodes: list[NodeSlice]) -> None:
@@ -70,46 +81,72 @@ def _check_even_nodes(r: int, nodes: list[NodeSlice]) -> None:
         raise UnsupportedPlanError(
             f"SGLang needs the same number of GPUs on every node; replica {r} uses "
             f"{', '.join(f'{len(n.local_indices)} on {n.node}' for n in nodes)}",
-            details=["re-solve with --gpu-ids so that each node holds whole stages of equal size"])
+            details=["re-solve with --gpu-ids so that each node holds whole stages of equal size"],
+        )
 
 
-def _node_lines(r: int, k: int, nodes: list[NodeSlice], server: list[str], *, partition: str | None,
-                extra_args: Sequence[str]) -> list[str]:
+def _node_lines(
+    r: int, k: int, nodes: list[NodeSlice], server: list[str], *, partition: str | None, extra_args: Sequence[str]
+) -> list[str]:
     """Node rank `k` of replica `r`: its GPUs in rank order, the server (several nodes: with its node rank and the
     first node's address) and --extra-args, its log."""
     n = nodes[k]
     if len(nodes) > 1:
         head = f"${{HEAD_ADDR:?set HEAD_ADDR to the IP of node {nodes[0].node}}}:{DIST_PORT + r}"
         server = server + flag_args({"--nnodes": len(nodes), "--node-rank": k, "--dist-init-addr": head})
-    lines = [f"# replica {r}, node rank {k} of {len(nodes)}: GPUs {','.join(map(str, n.global_ids))}",
-             "# CUDA_VISIBLE_DEVICES lists stage 0's TP group, then stage 1's, ...",
-             f"export CUDA_VISIBLE_DEVICES={','.join(map(str, n.local_indices))}"]
+    lines = [
+        f"# replica {r}, node rank {k} of {len(nodes)}: GPUs {','.join(map(str, n.global_ids))}",
+        "# CUDA_VISIBLE_DEVICES lists stage 0's TP group, then stage 1's, ...",
+        f"export CUDA_VISIBLE_DEVICES={','.join(map(str, n.local_indices))}",
+    ]
     if partition:
         lines.append(f"export SGLANG_PP_LAYER_PARTITION={q(partition)}  # uneven stages: layers per stage")
     return lines + [command(server + [q(a) for a in extra_args]) + f" &> sglang-replica{r}-node{k}.log &", ""]
 
 
-def render(plan: Plan, topo: Topology, profile: ModelProfile, *, model_path: str | None = None,
-           port: int | None = 30000, plan_path: str = "plan.json", extra_args: Sequence[str] = (),
-           limits: ServingLimits | None = None) -> LaunchBundle:
+def render(
+    plan: Plan,
+    topo: Topology,
+    profile: ModelProfile,
+    *,
+    model_path: str | None = None,
+    port: int | None = 30000,
+    plan_path: str = "plan.json",
+    extra_args: Sequence[str] = (),
+    limits: ServingLimits | None = None,
+) -> LaunchBundle:
     layout = uniform_layout(plan, "SGLang", profile, topo)
     limits = limits or serving_limits(plan, profile, topo, None)
     model = model_arg(plan, model_path)
     partition = layer_partition(plan)
     offload = offload_gib_per_gpu(plan, profile)
     per_node: dict[str, list[str]] = {}
-    summary = [f"--cpu-offload-gb {offload}: the plan streams that much of each GPU's weights from host memory "
-               "(SGLang chooses the layers)"] if offload else []
+    summary = (
+        [
+            f"--cpu-offload-gb {offload}: the plan streams that much of each GPU's weights from host memory "
+            "(SGLang chooses the layers)"
+        ]
+        if offload
+        else []
+    )
     for r in range(plan.replicas):
         nodes = replica_nodes(plan, topo, r)
         _check_even_nodes(r, nodes)
         server = server_command(plan, layout, model, port + r, limits=limits, offload_gib=offload)
         for k, n in enumerate(nodes):
-            per_node.setdefault(n.node, []).extend(_node_lines(r, k, nodes, server, partition=partition,
-                                                               extra_args=extra_args))
+            per_node.setdefault(n.node, []).extend(
+                _node_lines(r, k, nodes, server, partition=partition, extra_args=extra_args)
+            )
         summary.append(f"replica {r}: {' + '.join(n.node for n in nodes)}, port {port + r}")
-    scripts = node_scripts(plan, per_node, engine="sglang", version=ENGINE_VERSION, plan_path=plan_path,
-                           what="SGLang launch", limits=limits)
+    scripts = node_scripts(
+        plan,
+        per_node,
+        engine="sglang",
+        version=ENGINE_VERSION,
+        plan_path=plan_path,
+        what="SGLang launch",
+        limits=limits,
+    )
     if partition:
         summary.append(f"uneven stages: SGLANG_PP_LAYER_PARTITION={partition}")
     return LaunchBundle(engine="sglang", engine_version=ENGINE_VERSION, scripts=scripts, summary=summary)

@@ -29,9 +29,18 @@ CHUNK_BYTES = 1 << 14
 def prefill_body(body: dict[str, Any]) -> dict[str, Any]:
     """The prefill leg: one token, no stream, and the connector told to keep the KV for a remote decode."""
     out = {k: v for k, v in body.items() if k not in ("stream_options", "max_completion_tokens")}
-    out.update(max_tokens=1, stream=False, kv_transfer_params={
-        "do_remote_decode": True, "do_remote_prefill": False, "remote_engine_id": None, "remote_block_ids": None,
-        "remote_host": None, "remote_port": None})
+    out.update(
+        max_tokens=1,
+        stream=False,
+        kv_transfer_params={
+            "do_remote_decode": True,
+            "do_remote_prefill": False,
+            "remote_engine_id": None,
+            "remote_block_ids": None,
+            "remote_host": None,
+            "remote_port": None,
+        },
+    )
     return out
 
 
@@ -54,8 +63,9 @@ class Pools:
 
 
 def _post(url: str, body: dict[str, Any]) -> Any:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json"}
+    )
     return urllib.request.urlopen(req, timeout=TIMEOUT_S)
 
 

@@ -45,8 +45,9 @@ class ResolvedModel:
 def catalog() -> dict[str, CatalogEntry]:
     raw = yaml.safe_load((models_dir() / "catalog.yaml").read_text())
     return {
-        name: CatalogEntry(name, entry["file"], entry["hub_id"], tuple(entry.get("aliases", [])),
-                           entry.get("dtype", "bf16"))
+        name: CatalogEntry(
+            name, entry["file"], entry["hub_id"], tuple(entry.get("aliases", [])), entry.get("dtype", "bf16")
+        )
         for name, entry in raw.items()
     }
 
@@ -114,8 +115,10 @@ def _fetch_from_hub(repo_id: str) -> Path:
         raise ModelNotFoundError(f"'{repo_id}' looks like a hub id, but huggingface_hub is not installed") from None
     offline = _hub_reachable()
     if offline is not None:
-        raise ModelNotFoundError(f"model '{repo_id}' is not in the catalog ({', '.join(catalog_names())}) and the "
-                                 f"Hugging Face hub cannot be asked: {offline}; pass a path to its config.json")
+        raise ModelNotFoundError(
+            f"model '{repo_id}' is not in the catalog ({', '.join(catalog_names())}) and the "
+            f"Hugging Face hub cannot be asked: {offline}; pass a path to its config.json"
+        )
     try:
         return Path(hf_hub_download(repo_id=repo_id, filename="config.json"))
     except Exception as exc:  # network, auth, missing repo: one message for the user
@@ -141,8 +144,10 @@ def resolve(arg: str) -> ResolvedModel:
     try:
         path.is_dir()
     except (OSError, ValueError) as exc:  # a name longer than the file-name limit, a NUL byte
-        raise ModelNotFoundError(f"model '{arg[:60]}...' ({len(arg)} characters): not in the catalog and not a usable "
-                                 f"path ({getattr(exc, 'strerror', None) or exc})") from None
+        raise ModelNotFoundError(
+            f"model '{arg[:60]}...' ({len(arg)} characters): not in the catalog and not a usable "
+            f"path ({getattr(exc, 'strerror', None) or exc})"
+        ) from None
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelNotFoundError(f"{path}: the directory holds no config.json")

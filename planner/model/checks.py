@@ -18,8 +18,10 @@ def check_workload(profile: ModelProfile, workload: Workload) -> None:
     limit = profile.context_length
     total = workload.isl + workload.osl
     if limit and total > limit:
-        raise InputError(f"--isl {workload.isl} + --osl {workload.osl} = {total:,} tokens exceeds {profile.name}'s "
-                         f"context of {limit:,} tokens")
+        raise InputError(
+            f"--isl {workload.isl} + --osl {workload.osl} = {total:,} tokens exceeds {profile.name}'s "
+            f"context of {limit:,} tokens"
+        )
 
 
 def with_native_dtype(workload: Workload, model: str) -> Workload:
@@ -44,9 +46,11 @@ def fp8_warning(gpu_types: Iterable[str], weight_dtype: str) -> str | None:
     lacking = without_fp8_units(gpu_types, weight_dtype)
     if not lacking:
         return None
-    return (f"fp8 weights on {', '.join(lacking)}, which has no fp8 tensor cores: priced as weight-only fp8 (1-byte "
-            "weights dequantised to bf16 for the matmul, as vLLM's FP8 Marlin kernels run them); TensorRT-LLM does "
-            "not run fp8 there")
+    return (
+        f"fp8 weights on {', '.join(lacking)}, which has no fp8 tensor cores: priced as weight-only fp8 (1-byte "
+        "weights dequantised to bf16 for the matmul, as vLLM's FP8 Marlin kernels run them); TensorRT-LLM does "
+        "not run fp8 there"
+    )
 
 
 def mtp_layers(profile: ModelProfile) -> int:
@@ -68,17 +72,23 @@ def checkpoint_note(weight_dtype: str, engine: str, *, native_dtype: str) -> str
     if weight_dtype == native_dtype:
         return f"the model's own checkpoint ships in {weight_dtype}: serve it as it is"
     if engine == "trtllm":
-        form = {"fp8": "an FP8 checkpoint quantised with NVIDIA TensorRT Model Optimizer (hf_quant_config.json, "
-                       "e.g. nvidia/Llama-3.1-70B-Instruct-FP8)",
-                "int4": "an INT4 AWQ (W4A16) checkpoint quantised with TensorRT Model Optimizer",
-                "mxfp4": "an MXFP4 checkpoint (as openai/gpt-oss ships)",
-                "nvfp4": "an NVFP4 checkpoint quantised with TensorRT Model Optimizer (e.g. nvidia/*-FP4)"}
-        return (f"the plan's weights are {weight_dtype}: TensorRT-LLM reads the quantisation from the checkpoint, "
-                f"so point --model at {form.get(weight_dtype, 'a quantised checkpoint')}; a bf16 one serves in bf16")
-    form = {"fp8": "an FP8 checkpoint (llm-compressor or ModelOpt); given a bf16 one, --quantization fp8 quantises it "
-                   "on load (dynamic per-tensor scales)",
-            "int4": "an AWQ int4 group-128 checkpoint (e.g. hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4; "
-                    "for GPTQ write --quantization gptq)",
+        form = {
+            "fp8": "an FP8 checkpoint quantised with NVIDIA TensorRT Model Optimizer (hf_quant_config.json, "
+            "e.g. nvidia/Llama-3.1-70B-Instruct-FP8)",
+            "int4": "an INT4 AWQ (W4A16) checkpoint quantised with TensorRT Model Optimizer",
             "mxfp4": "an MXFP4 checkpoint (as openai/gpt-oss ships)",
-            "nvfp4": "an NVFP4 checkpoint (ModelOpt, e.g. nvidia/*-FP4)"}
+            "nvfp4": "an NVFP4 checkpoint quantised with TensorRT Model Optimizer (e.g. nvidia/*-FP4)",
+        }
+        return (
+            f"the plan's weights are {weight_dtype}: TensorRT-LLM reads the quantisation from the checkpoint, "
+            f"so point --model at {form.get(weight_dtype, 'a quantised checkpoint')}; a bf16 one serves in bf16"
+        )
+    form = {
+        "fp8": "an FP8 checkpoint (llm-compressor or ModelOpt); given a bf16 one, --quantization fp8 quantises it "
+        "on load (dynamic per-tensor scales)",
+        "int4": "an AWQ int4 group-128 checkpoint (e.g. hugging-quants/Meta-Llama-3.1-70B-Instruct-AWQ-INT4; "
+        "for GPTQ write --quantization gptq)",
+        "mxfp4": "an MXFP4 checkpoint (as openai/gpt-oss ships)",
+        "nvfp4": "an NVFP4 checkpoint (ModelOpt, e.g. nvidia/*-FP4)",
+    }
     return f"the plan's weights are {weight_dtype}: point --model at {form.get(weight_dtype, 'a quantised checkpoint')}"

@@ -16,8 +16,18 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, m
 from planner.errors import ConfigError
 
 #: The decoder families whose layers the tracer walks (planner.model.trace) and the tests cover.
-SUPPORTED_FAMILIES = ("llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen3_moe", "deepseek_v3", "kimi_k2",
-                      "gpt_oss", "llama4_text")
+SUPPORTED_FAMILIES = (
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen3",
+    "qwen3_moe",
+    "deepseek_v3",
+    "kimi_k2",
+    "gpt_oss",
+    "llama4_text",
+)
 MLA_FAMILIES = ("deepseek_v2", "deepseek_v3", "kimi_k2")
 MAX_LAYERS = 1024
 MAX_WIDTH = 1 << 20  # hidden and intermediate sizes, head counts, vocabulary
@@ -27,8 +37,13 @@ MAX_EXPERTS = 4096
 def _positive_finite(name: str, value: object, *, below: float = math.inf, least: float = 0.0) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < below or value < least \
-            or not math.isfinite(min(value, 1e308)):  # min(): an int of 400 digits is not a float
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value < below
+        or value < least
+        or not math.isfinite(min(value, 1e308))
+    ):  # min(): an int of 400 digits is not a float
         upper = "" if below == math.inf else f" and below {below:g}"
         lower = f"above 0 (at least {least:g})" if least else "above 0"
         shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:20]}... ({len(repr(value))} characters)"
@@ -82,17 +97,27 @@ class ModelConfigCheck(BaseModel):
             raise ValueError(f"first_k_dense_replace ({self.first_k_dense_replace}) exceeds the {layers} layers")
         for eps in ("rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon"):
             _positive_finite(eps, extra.get(eps), below=1.0)
-        experts = next((extra.get(k) for k in ("num_local_experts", "n_routed_experts", "num_experts")
-                        if extra.get(k) is not None), None)
-        if experts is not None and (isinstance(experts, bool) or not isinstance(experts, int)
-                                    or not 1 <= experts <= MAX_EXPERTS):
+        experts = next(
+            (
+                extra.get(k)
+                for k in ("num_local_experts", "n_routed_experts", "num_experts")
+                if extra.get(k) is not None
+            ),
+            None,
+        )
+        if experts is not None and (
+            isinstance(experts, bool) or not isinstance(experts, int) or not 1 <= experts <= MAX_EXPERTS
+        ):
             raise ValueError(f"the expert count must be a whole number from 1 to {MAX_EXPERTS}, got {experts!r}")
         if experts is not None and self.num_experts_per_tok is None:
             raise ValueError("a mixture-of-experts config needs num_experts_per_tok (the experts each token uses)")
         if experts is not None and self.num_experts_per_tok is not None and self.num_experts_per_tok > experts:
             raise ValueError(f"num_experts_per_tok ({self.num_experts_per_tok}) exceeds the {experts} experts")
-        if self.model_type in MLA_FAMILIES and extra.get("n_routed_experts") and (
-                self.n_group is None or self.topk_group is None):
+        if (
+            self.model_type in MLA_FAMILIES
+            and extra.get("n_routed_experts")
+            and (self.n_group is None or self.topk_group is None)
+        ):
             raise ValueError("DeepSeek's grouped routing needs n_group and topk_group")
         if self.n_group is not None and self.topk_group is not None and self.topk_group > self.n_group:
             raise ValueError(f"topk_group ({self.topk_group}) exceeds n_group ({self.n_group})")
@@ -110,8 +135,9 @@ def _family(config: dict) -> str:
         return model_type
     if arch == "DeepseekV3ForCausalLM":
         return "deepseek_v3"
-    raise ConfigError(f"model_type '{str(model_type)[:40]}' is not a supported family: planner traces "
-                      f"{', '.join(SUPPORTED_FAMILIES)}")
+    raise ConfigError(
+        f"model_type '{str(model_type)[:40]}' is not a supported family: planner traces {', '.join(SUPPORTED_FAMILIES)}"
+    )
 
 
 def _message(err: dict) -> str:
@@ -126,7 +152,13 @@ def _message(err: dict) -> str:
     for m in getattr(ModelConfigCheck.model_fields.get(top), "metadata", []):
         lo = getattr(m, "ge", lo)
         hi = getattr(m, "le", hi)
-    if lo is None or hi is None or "int" not in err["type"] and "greater" not in err["type"] and "less" not in err["type"]:
+    if (
+        lo is None
+        or hi is None
+        or "int" not in err["type"]
+        and "greater" not in err["type"]
+        and "less" not in err["type"]
+    ):
         return f"field '{field}': {err['msg']}, got {err['input']!r}"[:200]
     return f"field '{field}' must be a whole number from {lo} to {hi:,}, got {err['input']!r}"[:200]
 
@@ -147,8 +179,10 @@ def check_model_config(config: object, origin: str) -> None:
         raise ConfigError(f"{origin}: {_message(exc.errors()[0])}") from None
     heads, hidden = checked.num_attention_heads, checked.hidden_size
     if checked.head_dim is None and checked.kv_lora_rank is None and hidden % heads:
-        raise ConfigError(f"{origin}: hidden_size ({hidden}) is not divisible by num_attention_heads ({heads}) "
-                          "and no head_dim is given")
+        raise ConfigError(
+            f"{origin}: hidden_size ({hidden}) is not divisible by num_attention_heads ({heads}) "
+            "and no head_dim is given"
+        )
     kv = checked.num_key_value_heads or heads
     if heads % kv:
         raise ConfigError(f"{origin}: num_attention_heads ({heads}) is not divisible by num_key_value_heads ({kv})")

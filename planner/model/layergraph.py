@@ -118,8 +118,11 @@ class ModelProfile(BaseModel):
     intermediate_size: int
     vocab_size: int
     max_position_embeddings: int
-    context_length: int = Field(0, description="longest isl + osl the model serves (rope-scaled where the "
-                                "config scales it); 0 when the config does not say")
+    context_length: int = Field(
+        0,
+        description="longest isl + osl the model serves (rope-scaled where the "
+        "config scales it); 0 when the config does not say",
+    )
     attention: Literal["gqa", "mla"]
     layers: list[LayerInfo]
 
@@ -221,12 +224,24 @@ def summarize(profile: ModelProfile, weight_dtype: str, kv_dtype: str) -> ModelS
     # the same node data the LayerGraph carries, without building the graph
     rows = [LayerSummary.model_validate(layer.node_data(weight_dtype, kv_dtype)) for layer in profile.layers]
     return ModelSummary(
-        name=profile.name, source=profile.source, architecture=profile.architecture,
-        attention=profile.attention, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
-        params=profile.params, active_params=profile.active_params,
-        weight_bytes=profile.weight_bytes(weight_dtype), kv_bytes_per_token=profile.kv_bytes_per_token(kv_dtype),
-        decode_flops_per_token=profile.decode_flops_per_token, hidden_size=profile.hidden_size,
-        n_layers=profile.n_layers, n_heads=profile.n_heads, n_kv_heads=profile.n_kv_heads,
-        head_dim=profile.head_dim, intermediate_size=profile.intermediate_size, vocab_size=profile.vocab_size,
-        tp_divisors=profile.tp_divisors(), layers=rows,
+        name=profile.name,
+        source=profile.source,
+        architecture=profile.architecture,
+        attention=profile.attention,
+        weight_dtype=weight_dtype,
+        kv_dtype=kv_dtype,
+        params=profile.params,
+        active_params=profile.active_params,
+        weight_bytes=profile.weight_bytes(weight_dtype),
+        kv_bytes_per_token=profile.kv_bytes_per_token(kv_dtype),
+        decode_flops_per_token=profile.decode_flops_per_token,
+        hidden_size=profile.hidden_size,
+        n_layers=profile.n_layers,
+        n_heads=profile.n_heads,
+        n_kv_heads=profile.n_kv_heads,
+        head_dim=profile.head_dim,
+        intermediate_size=profile.intermediate_size,
+        vocab_size=profile.vocab_size,
+        tp_divisors=profile.tp_divisors(),
+        layers=rows,
     )

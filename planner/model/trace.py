@@ -173,8 +173,10 @@ def _moe_info(config, layer_shards: dict[str, ParamGroup]) -> MoEInfo | None:
     experts = layer_shards.get("experts")
     if experts is None:
         return None
-    n_experts = getattr(config, "num_local_experts", None) or getattr(config, "n_routed_experts", None) or getattr(
-        config, "num_experts"
+    n_experts = (
+        getattr(config, "num_local_experts", None)
+        or getattr(config, "n_routed_experts", None)
+        or getattr(config, "num_experts")
     )
     shared = getattr(config, "n_shared_experts", None) or 0
     moe_inter = getattr(config, "moe_intermediate_size", None) or config.intermediate_size
@@ -231,16 +233,26 @@ def trace_config(config_dict: dict, *, name: str, source: str, config_hash: str)
         raise
     except Exception as exc:  # a config transformers builds but cannot run: one line, not its traceback
         first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-        raise ConfigError(f"{name}: transformers built the model but could not run a layer of it "
-                          f"({type(exc).__name__}: {first[:200]}); check the config's fields") from None
+        raise ConfigError(
+            f"{name}: transformers built the model but could not run a layer of it "
+            f"({type(exc).__name__}: {first[:200]}); check the config's fields"
+        ) from None
 
 
 def _walk(config: Any, model: Any, config_dict: dict, name: str, source: str, *, config_hash: str) -> ModelProfile:
     """The layer graph of a built model: nodes, parameter groups, FLOPs, KV."""
     embed = model.get_input_embeddings()
     embed_params = sum(p.numel() for p in embed.parameters())
-    layers = [LayerInfo(index=0, name="embed", kind="embedding", params=embed_params,
-                        shards={"vocab": ParamGroup(other=embed_params)}, decode_flops_per_token=0)]
+    layers = [
+        LayerInfo(
+            index=0,
+            name="embed",
+            kind="embedding",
+            params=embed_params,
+            shards={"vocab": ParamGroup(other=embed_params)},
+            decode_flops_per_token=0,
+        )
+    ]
     layers += _decoder_nodes(config, model, first_index=1)
     tied = model.get_output_embeddings().weight is embed.weight
     layers += _tail_nodes(model, config.hidden_size, tied, first_index=len(layers))
@@ -250,14 +262,22 @@ def _walk(config: Any, model: Any, config_dict: dict, name: str, source: str, *,
         raise ConfigError(f"{name}: traced {total} parameters but the model has {built}; unsupported layout")
     _, _, attention, kv_heads, head_dim = _kv(config)
     return ModelProfile(
-        name=name, source=source, config_hash=config_hash,
+        name=name,
+        source=source,
+        config_hash=config_hash,
         architecture=(config_dict.get("architectures") or [type(model).__name__])[0],
-        model_type=config.model_type, hidden_size=config.hidden_size, n_layers=config.num_hidden_layers,
-        n_heads=config.num_attention_heads, n_kv_heads=kv_heads, head_dim=head_dim,
-        intermediate_size=config.intermediate_size, vocab_size=config.vocab_size,
+        model_type=config.model_type,
+        hidden_size=config.hidden_size,
+        n_layers=config.num_hidden_layers,
+        n_heads=config.num_attention_heads,
+        n_kv_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate_size=config.intermediate_size,
+        vocab_size=config.vocab_size,
         max_position_embeddings=getattr(config, "max_position_embeddings", 0) or 0,
         context_length=context_length(config_dict),
-        attention=attention, layers=layers,
+        attention=attention,
+        layers=layers,
     )
 
 
@@ -274,12 +294,22 @@ def _decoder_nodes(config: Any, model: Any, first_index: int) -> list[LayerInfo]
         if signature not in flops_by_signature:
             flops_by_signature[signature] = _layer_flops(model, layer, config.hidden_size)
         per_token, per_context = flops_by_signature[signature]
-        out.append(LayerInfo(
-            index=first_index + i, name=f"layer.{i}", kind="decoder", decoder_index=i,
-            params=sum(g.params for g in shards.values()), shards=shards,
-            kv_elems_per_token=kv_elems, kv_sharded=kv_sharded,
-            decode_flops_per_token=per_token, attn_flops_per_context_token=per_context,
-            sliding_window=windows[i], moe=_moe_info(config, shards)))
+        out.append(
+            LayerInfo(
+                index=first_index + i,
+                name=f"layer.{i}",
+                kind="decoder",
+                decoder_index=i,
+                params=sum(g.params for g in shards.values()),
+                shards=shards,
+                kv_elems_per_token=kv_elems,
+                kv_sharded=kv_sharded,
+                decode_flops_per_token=per_token,
+                attn_flops_per_context_token=per_context,
+                sliding_window=windows[i],
+                moe=_moe_info(config, shards),
+            )
+        )
     return out
 
 
@@ -291,8 +321,21 @@ def _tail_nodes(model: Any, hidden: int, tied: bool, first_index: int) -> list[L
     lm_head = model.get_output_embeddings()
     head_params = 0 if tied else sum(p.numel() for p in lm_head.parameters())
     x = torch.empty(1, 1, hidden, device="meta", dtype=torch.bfloat16)
-    return [LayerInfo(index=first_index, name="norm", kind="norm", params=norm_params,
-                      shards={"replicated": ParamGroup(other=norm_params)}, decode_flops_per_token=0),
-            LayerInfo(index=first_index + 1, name="lm_head", kind="lm_head", params=head_params,
-                      shards={"vocab": ParamGroup(other=head_params)},
-                      decode_flops_per_token=_count_flops(lambda: lm_head(x)))]
+    return [
+        LayerInfo(
+            index=first_index,
+            name="norm",
+            kind="norm",
+            params=norm_params,
+            shards={"replicated": ParamGroup(other=norm_params)},
+            decode_flops_per_token=0,
+        ),
+        LayerInfo(
+            index=first_index + 1,
+            name="lm_head",
+            kind="lm_head",
+            params=head_params,
+            shards={"vocab": ParamGroup(other=head_params)},
+            decode_flops_per_token=_count_flops(lambda: lm_head(x)),
+        ),
+    ]

@@ -33,22 +33,34 @@ def _layout(s: StagePrediction) -> str:
 
 
 def stage_table(pred: Prediction, title: str) -> Table:
-    t = table(title, ["stage", "GPUs", "layers", "type", "weights", "KV/seq", "step ms", "comm ms"],
-              right=("weights", "KV/seq", "step ms", "comm ms"))
+    t = table(
+        title,
+        ["stage", "GPUs", "layers", "type", "weights", "KV/seq", "step ms", "comm ms"],
+        right=("weights", "KV/seq", "step ms", "comm ms"),
+    )
     t.caption = "weights and KV per GPU (KV of one sequence at its full length)"
     for s in pred.stages:
-        t.add_row(f"{s.index} {_layout(s)}", format_ids(s.gpu_ids), _layers(s), s.gpu_type.split("-")[0],
-                  format_bytes(s.weight_bytes_per_gpu), format_bytes(s.kv_bytes_per_sequence_per_gpu),
-                  f"{s.step_time_ms:.2f}", f"{s.interconnect_ms + s.transfer_out_ms:.2f}")
+        t.add_row(
+            f"{s.index} {_layout(s)}",
+            format_ids(s.gpu_ids),
+            _layers(s),
+            s.gpu_type.split("-")[0],
+            format_bytes(s.weight_bytes_per_gpu),
+            format_bytes(s.kv_bytes_per_sequence_per_gpu),
+            f"{s.step_time_ms:.2f}",
+            f"{s.interconnect_ms + s.transfer_out_ms:.2f}",
+        )
     return t
 
 
 def _load_line(pred: Prediction, workload: Workload) -> str:
     mode = {"serving": "steady-state serving", "static": "static batch", "closed": "closed-loop waves"}[pred.mode]
     sequences = "1 sequence decoding" if pred.concurrency == 1 else f"{pred.concurrency:,} sequences decoding together"
-    line = (f"at {sequences} ({mode}, isl {workload.isl}, osl {workload.osl}, "
-            f"{workload.weight_dtype} weights, {workload.kv_dtype} KV"
-            f"{''.join(', ' + r for r in workload.remedy_labels())})")
+    line = (
+        f"at {sequences} ({mode}, isl {workload.isl}, osl {workload.osl}, "
+        f"{workload.weight_dtype} weights, {workload.kv_dtype} KV"
+        f"{''.join(', ' + r for r in workload.remedy_labels())})"
+    )
     if pred.mode == "serving" and pred.prefill_tokens_per_step:
         line += f"; each step also prefills {pred.prefill_tokens_per_step:,.0f} prompt tokens on average"
     return line
@@ -56,25 +68,36 @@ def _load_line(pred: Prediction, workload: Workload) -> str:
 
 def totals_table(pred: Prediction, workload: Workload) -> Table:
     t = table(_load_line(pred, workload), ["what", "value"], right=("value",), show_header=False)
-    t.add_row("TPOT",
-              f"{pred.tpot_ms:.2f} ms  (roofline floor {pred.roofline_tpot_ms:.2f} ms, {pred.roofline_ratio:.2f}x)")
+    t.add_row(
+        "TPOT", f"{pred.tpot_ms:.2f} ms  (roofline floor {pred.roofline_tpot_ms:.2f} ms, {pred.roofline_ratio:.2f}x)"
+    )
     t.add_row("TTFT", f"{pred.ttft_ms:,.1f} ms")
-    t.add_row("throughput", f"{pred.tokens_per_s:,.1f} tokens/s ({pred.tokens_per_s_per_gpu:,.1f} per GPU, "
-              f"{pred.tokens_per_s_per_user:,.1f} per user)")
+    t.add_row(
+        "throughput",
+        f"{pred.tokens_per_s:,.1f} tokens/s ({pred.tokens_per_s_per_gpu:,.1f} per GPU, "
+        f"{pred.tokens_per_s_per_user:,.1f} per user)",
+    )
     if pred.requests_per_s:
         t.add_row("requests/s", f"{pred.requests_per_s:,.2f} completed")
     t.add_row("KV capacity", count(pred.max_concurrency, "sequence"))
-    t.add_row("time per token", ", ".join(f"{k} {v:.2f} ms" for k, v in pred.time_breakdown_ms.items()
-                                          if v or k != "offload"))
-    t.add_row("HBM bytes per token", f"{format_bytes(pred.hbm_bytes_per_token)} (weights "
-              f"{format_bytes(pred.hbm_weight_bytes_per_token)}, KV {format_bytes(pred.hbm_kv_bytes_per_token)})")
+    t.add_row(
+        "time per token", ", ".join(f"{k} {v:.2f} ms" for k, v in pred.time_breakdown_ms.items() if v or k != "offload")
+    )
+    t.add_row(
+        "HBM bytes per token",
+        f"{format_bytes(pred.hbm_bytes_per_token)} (weights "
+        f"{format_bytes(pred.hbm_weight_bytes_per_token)}, KV {format_bytes(pred.hbm_kv_bytes_per_token)})",
+    )
     links = ", ".join(f"{k} {format_bytes(v)}" for k, v in pred.interconnect_bytes_by_class.items() if v)
-    t.add_row("link bytes per token",
-              format_bytes(pred.interconnect_bytes_per_token) + (f" ({links})" if links else ""))
+    t.add_row(
+        "link bytes per token", format_bytes(pred.interconnect_bytes_per_token) + (f" ({links})" if links else "")
+    )
     worst = max(pred.memory_per_gpu_bytes.values())
     cap = min(pred.memory_capacity_bytes.values())
-    t.add_row("memory per GPU",
-              f"up to {format_bytes(worst)} of {format_bytes(cap)}" + ("" if pred.fits else "  DOES NOT FIT"))
+    t.add_row(
+        "memory per GPU",
+        f"up to {format_bytes(worst)} of {format_bytes(cap)}" + ("" if pred.fits else "  DOES NOT FIT"),
+    )
     return t
 
 
@@ -82,34 +105,46 @@ def usability_line(pred: Prediction, osl: int) -> str | None:
     """One line for a plan past the usability bound (planner.plan.MIN_USABLE_TOKENS_PER_S_PER_USER), else None."""
     if pred.usable:
         return None
-    return (f"NOT USABLE: TPOT {pred.tpot_ms:,.0f} ms is {pred.tokens_per_s_per_user:.2f} output tokens/s per user, "
-            f"under {MIN_USABLE_TOKENS_PER_S_PER_USER:g} (an osl-{osl:,} reply takes "
-            f"{osl * pred.tpot_ms / 60e3:,.1f} min): the machine is too small for this model; see `planner remedies`")
+    return (
+        f"NOT USABLE: TPOT {pred.tpot_ms:,.0f} ms is {pred.tokens_per_s_per_user:.2f} output tokens/s per user, "
+        f"under {MIN_USABLE_TOKENS_PER_S_PER_USER:g} (an osl-{osl:,} reply takes "
+        f"{osl * pred.tpot_ms / 60e3:,.1f} min): the machine is too small for this model; see `planner remedies`"
+    )
 
 
 def prediction_report(pred: Prediction, title: str, workload: Workload) -> Group:
-    return Group(stage_table(pred, title), totals_table(pred, workload),
-                 *filter(None, [usability_line(pred, workload.osl)]))
+    return Group(
+        stage_table(pred, title), totals_table(pred, workload), *filter(None, [usability_line(pred, workload.osl)])
+    )
 
 
 def _runners_up(plan: Plan) -> Table:
-    alt = table("runners-up (the best plan of each other shape; engines that run it as it is)",
-                ["shape", "TPOT ms", "tokens/s", "load", "layers per stage", "engines"],
-                right=("TPOT ms", "tokens/s", "load"))
+    alt = table(
+        "runners-up (the best plan of each other shape; engines that run it as it is)",
+        ["shape", "TPOT ms", "tokens/s", "load", "layers per stage", "engines"],
+        right=("TPOT ms", "tokens/s", "load"),
+    )
     for a in plan.alternatives:
         no_fp8 = without_fp8_units((s.gpu_type for s in a.prediction.stages), plan.inputs.workload.weight_dtype)
         engines = [e for e in a.engines if not (no_fp8 and e == "trtllm")]
-        alt.add_row(a.shape, f"{a.prediction.tpot_ms:.2f}", f"{a.prediction.tokens_per_s:,.0f}",
-                    f"{a.prediction.concurrency:,}", ",".join(str(n) for n in a.partition.layer_counts()),
-                    ", ".join(engines) or "none (--any-shape)")
+        alt.add_row(
+            a.shape,
+            f"{a.prediction.tpot_ms:.2f}",
+            f"{a.prediction.tokens_per_s:,.0f}",
+            f"{a.prediction.concurrency:,}",
+            ",".join(str(n) for n in a.partition.layer_counts()),
+            ", ".join(engines) or "none (--any-shape)",
+        )
     return alt
 
 
 def slo_lines(plan: Plan) -> list[str]:
     """Each SLO with the plan's figure and its margin: `TPOT <= 30 ms: 29.81 ms (0.19 ms to spare) ✓`."""
     out = []
-    for name, slo, value in (("TPOT", plan.inputs.tpot_slo_ms, plan.prediction.tpot_ms),
-                             ("TTFT", plan.inputs.ttft_slo_ms, plan.prediction.ttft_ms)):
+    for name, slo, value in (
+        ("TPOT", plan.inputs.tpot_slo_ms, plan.prediction.tpot_ms),
+        ("TTFT", plan.inputs.ttft_slo_ms, plan.prediction.ttft_ms),
+    ):
         if slo is None:
             continue
         ok = value <= slo
@@ -136,8 +171,9 @@ def note_lines(note: str | None, replicas: int) -> list[str]:
         matches = [m for m in map(_REPLICA_NOTE.match, other) if m]
         shapes = ", ".join(f"{m.group(1)} x {m.group(2)} GPUs" for m in matches)
         rest = matches[0].group(3)
-        out.append(f"note on the search, not this {replicas}-replica plan: the other shapes' replicas ({shapes}) "
-                   f"{rest}")
+        out.append(
+            f"note on the search, not this {replicas}-replica plan: the other shapes' replicas ({shapes}) {rest}"
+        )
     return out
 
 
@@ -145,13 +181,20 @@ def plan_report(plan: Plan) -> Group:
     pred, w = plan.prediction, plan.inputs.workload
     slos = [f"TPOT <= {plan.inputs.tpot_slo_ms:g} ms" for _ in [1] if plan.inputs.tpot_slo_ms is not None]
     slos += [f"TTFT <= {plan.inputs.ttft_slo_ms:g} ms" for _ in [1] if plan.inputs.ttft_slo_ms is not None]
-    title = (f"{plan.inputs.model} on {plan.inputs.topology}: {plan.partition.shape} "
-             f"[{plan.inputs.objective}{', ' + ', '.join(slos) if slos else ''}]")
-    parts: list[Table | str] = [stage_table(pred, title), totals_table(pred, w), *slo_lines(plan),
-                                *filter(None, [usability_line(pred, w.osl)])]
+    title = (
+        f"{plan.inputs.model} on {plan.inputs.topology}: {plan.partition.shape} "
+        f"[{plan.inputs.objective}{', ' + ', '.join(slos) if slos else ''}]"
+    )
+    parts: list[Table | str] = [
+        stage_table(pred, title),
+        totals_table(pred, w),
+        *slo_lines(plan),
+        *filter(None, [usability_line(pred, w.osl)]),
+    ]
     if plan.replicas > 1:
-        parts.append("replicas on GPUs: "
-                     + "; ".join(" | ".join(format_ids(st) for st in rep) for rep in plan.replica_gpu_ids))
+        parts.append(
+            "replicas on GPUs: " + "; ".join(" | ".join(format_ids(st) for st in rep) for rep in plan.replica_gpu_ids)
+        )
     s = plan.solver
     gap = f", gap {s.gap:.2%}" if s.gap else ""
     parts.append(f"solver: {s.status}{gap} in {s.wall_time_s:.2f} s ({s.resolution})")
@@ -166,13 +209,22 @@ def plan_report(plan: Plan) -> Group:
 def fleet_table(fleet: Fleet) -> Table:
     """Each node type's best plan and its share of the fleet's tokens/s (the plan above is the largest part)."""
     gap = f", gap {fleet.gap:.2%}" if fleet.gap else ""
-    t = table(f"fleet: {fleet.tokens_per_s:,.0f} tokens/s at {fleet.concurrency:,} sequences, {fleet.status}{gap} "
-              "(replicas within one node type)", ["node type", "GPU", "GPUs", "plan", "load", "tokens/s", "tok/s/GPU",
-                                                   "share"])
+    t = table(
+        f"fleet: {fleet.tokens_per_s:,.0f} tokens/s at {fleet.concurrency:,} sequences, {fleet.status}{gap} "
+        "(replicas within one node type)",
+        ["node type", "GPU", "GPUs", "plan", "load", "tokens/s", "tok/s/GPU", "share"],
+    )
     for p in fleet.parts:
-        t.add_row(p.node_type, p.gpu_type.split("-")[0], f"{p.gpus:,}", p.shape, f"{p.concurrency:,}",
-                  f"{p.tokens_per_s:,.0f}",
-                  f"{p.tokens_per_s_per_gpu:,.1f}", f"{p.tokens_per_s / fleet.tokens_per_s:.0%}")
+        t.add_row(
+            p.node_type,
+            p.gpu_type.split("-")[0],
+            f"{p.gpus:,}",
+            p.shape,
+            f"{p.concurrency:,}",
+            f"{p.tokens_per_s:,.0f}",
+            f"{p.tokens_per_s_per_gpu:,.1f}",
+            f"{p.tokens_per_s / fleet.tokens_per_s:.0%}",
+        )
     return t
 
 
@@ -195,30 +247,46 @@ def _compare_block(result: CompareResult, topology: str) -> list[Table]:
     columns each, so that every figure fits 80 columns whole)."""
     rows = [r for r in result.rows if r.topology == topology]
     n_gpus = rows[0].n_gpus if rows else 0
-    head = table(f"{topology} ({count(n_gpus, 'GPU')})",
-                 ["load", "plan", "TPOT ms", "TTFT ms", "tok/s", "tok/s /GPU", "KV cap."],
-                 right=("load", "TPOT ms", "TTFT ms", "tok/s", "tok/s /GPU", "KV cap."))
-    parts = table(None, ["load", "weights ms", "KV ms", "comm ms", "other ms", "x roofline"],
-                  right=("load", "weights ms", "KV ms", "comm ms", "other ms", "x roofline"))
+    head = table(
+        f"{topology} ({count(n_gpus, 'GPU')})",
+        ["load", "plan", "TPOT ms", "TTFT ms", "tok/s", "tok/s /GPU", "KV cap."],
+        right=("load", "TPOT ms", "TTFT ms", "tok/s", "tok/s /GPU", "KV cap."),
+    )
+    parts = table(
+        None,
+        ["load", "weights ms", "KV ms", "comm ms", "other ms", "x roofline"],
+        right=("load", "weights ms", "KV ms", "comm ms", "other ms", "x roofline"),
+    )
     for r in rows:
         load = _load_cell(r.concurrency, r.solved_concurrency)
         if not r.fits:
             head.add_row(load, "does not fit", "", "", "", "", "")
             continue
         b = r.breakdown_ms
-        head.add_row(load, (r.shape or "").replace(" x ", "x"), f"{r.tpot_ms:.2f}", f"{r.ttft_ms:,.1f}",
-                     f"{r.tokens_per_s:,.0f}", f"{r.tokens_per_s_per_gpu:,.1f}", f"{r.max_concurrency:,}")
-        parts.add_row(load, f"{b['weights']:.2f}", f"{b['kv']:.2f}", f"{b['interconnect']:.2f}",
-                      f"{sum(v for k, v in b.items() if k not in ('weights', 'kv', 'interconnect')):.2f}",
-                      f"{r.roofline_ratio:.2f}")
+        head.add_row(
+            load,
+            (r.shape or "").replace(" x ", "x"),
+            f"{r.tpot_ms:.2f}",
+            f"{r.ttft_ms:,.1f}",
+            f"{r.tokens_per_s:,.0f}",
+            f"{r.tokens_per_s_per_gpu:,.1f}",
+            f"{r.max_concurrency:,}",
+        )
+        parts.add_row(
+            load,
+            f"{b['weights']:.2f}",
+            f"{b['kv']:.2f}",
+            f"{b['interconnect']:.2f}",
+            f"{sum(v for k, v in b.items() if k not in ('weights', 'kv', 'interconnect')):.2f}",
+            f"{r.roofline_ratio:.2f}",
+        )
     parts.caption = "ms per token; other: compute, overhead, host streaming"
     return [head, parts] if parts.row_count else [head]
 
 
 def compare_table(result: CompareResult) -> Group:
     """Per machine, its best plan at each load (blocks, so 80 columns hold every figure whole), then the verdict."""
-    title = (f"{result.model}: best plan per machine and load ({result.objective}; "
-             f"{workload_label(result.workload)})")
+    title = f"{result.model}: best plan per machine and load ({result.objective}; {workload_label(result.workload)})"
     blocks = [b for topo in result.topologies for b in _compare_block(result, topo)]
     return Group(title, *blocks, *(f"- {line}" for line in result.verdict))
 
@@ -229,17 +297,25 @@ def _measure(value: float | None, unit: str) -> str:
 
 def validation_table(report: ValidationReport) -> Group:
     """Each check with its figures; the notes below the table, numbered, so that a row fits 80 columns."""
-    t = table(f"validate {report.plan}: {report.world_size} ranks, {report.backend}, {report.scale} scale, "
-              f"batch {report.batch}, {report.decode_tokens} decode steps",
-              ["check", "rank", "predicted", "measured", "result", "note"],
-              right=("rank", "predicted", "measured", "note"))
+    t = table(
+        f"validate {report.plan}: {report.world_size} ranks, {report.backend}, {report.scale} scale, "
+        f"batch {report.batch}, {report.decode_tokens} decode steps",
+        ["check", "rank", "predicted", "measured", "result", "note"],
+        right=("rank", "predicted", "measured", "note"),
+    )
     notes: list[str] = []
     for c in report.checks:
         if c.note and c.note not in notes:
             notes.append(c.note)
         result = "reported" if c.passed is None else ("pass" if c.passed else "FAIL")
-        t.add_row(c.name, "" if c.rank is None else str(c.rank), _measure(c.predicted, c.unit),
-                  _measure(c.measured, c.unit), result, f"[{notes.index(c.note) + 1}]" if c.note else "")
+        t.add_row(
+            c.name,
+            "" if c.rank is None else str(c.rank),
+            _measure(c.predicted, c.unit),
+            _measure(c.measured, c.unit),
+            result,
+            f"[{notes.index(c.note) + 1}]" if c.note else "",
+        )
     lines = [f"[{k}] {n}" for k, n in enumerate(notes, 1)]
     return Group(t, *lines, "all checks passed" if report.passed else "SOME CHECKS FAILED")
 
@@ -257,16 +333,26 @@ def frontier_table(result: FrontierResult, all_points: bool = False) -> Table:
     that a row fits 80 columns on one line."""
     w = result.workload
     pts = sorted(result.points if all_points else result.on_frontier, key=lambda p: -p.tokens_per_s_per_user)
-    t = table(f"{result.model} on {count(result.gpus, 'GPU')} of {result.topology}: "
-              f"{'every point' if all_points else 'the Pareto frontier'} ({workload_label(w)})",
-              ["shape", "load", "TPOT ms", "TTFT ms", "tok/s/user", "tok/s/GPU", "eng"],
-              right=("load", "TPOT ms", "TTFT ms", "tok/s/user", "tok/s/GPU"))
+    t = table(
+        f"{result.model} on {count(result.gpus, 'GPU')} of {result.topology}: "
+        f"{'every point' if all_points else 'the Pareto frontier'} ({workload_label(w)})",
+        ["shape", "load", "TPOT ms", "TTFT ms", "tok/s/user", "tok/s/GPU", "eng"],
+        right=("load", "TPOT ms", "TTFT ms", "tok/s/user", "tok/s/GPU"),
+    )
     for p in pts:
-        t.add_row(p.shape.replace(" x ", "x") + ("*" if p.frontier else ""), f"{p.concurrency:,}", f"{p.tpot_ms:.1f}",
-                  f"{p.ttft_ms:,.0f}", f"{p.tokens_per_s_per_user:.1f}", f"{p.tokens_per_s_per_gpu:,.0f}",
-                  _engine_letters(p.engines))
-    t.caption = (f"{len(result.on_frontier)} frontier points (*) of {len(result.points)}; every figure at its own "
-                 "load; eng: engines that run the plan as it is (v vLLM, s SGLang, t TensorRT-LLM)")
+        t.add_row(
+            p.shape.replace(" x ", "x") + ("*" if p.frontier else ""),
+            f"{p.concurrency:,}",
+            f"{p.tpot_ms:.1f}",
+            f"{p.ttft_ms:,.0f}",
+            f"{p.tokens_per_s_per_user:.1f}",
+            f"{p.tokens_per_s_per_gpu:,.0f}",
+            _engine_letters(p.engines),
+        )
+    t.caption = (
+        f"{len(result.on_frontier)} frontier points (*) of {len(result.points)}; every figure at its own "
+        "load; eng: engines that run the plan as it is (v vLLM, s SGLang, t TensorRT-LLM)"
+    )
     return t
 
 
@@ -283,20 +369,32 @@ def remedies_table(result: RemediesResult) -> list[Table]:
     remedy assumes and what is not modelled."""
     out = []
     for c in result.concurrencies:
-        t = table(f"{result.model}, {count(result.gpus, 'GPU')} of {result.topology}, {count(c, 'sequence')} (isl "
-                  f"{result.workload.isl}, osl {result.workload.osl}): each remedy re-solved",
-                  ["remedy", "plan", "TPOT ms", "vs", "TTFT ms", "tok/s", "vs", "KV cap"],
-                  right=("TPOT ms", "vs", "TTFT ms", "tok/s", "KV cap"))
+        t = table(
+            f"{result.model}, {count(result.gpus, 'GPU')} of {result.topology}, {count(c, 'sequence')} (isl "
+            f"{result.workload.isl}, osl {result.workload.osl}): each remedy re-solved",
+            ["remedy", "plan", "TPOT ms", "vs", "TTFT ms", "tok/s", "vs", "KV cap"],
+            right=("TPOT ms", "vs", "TTFT ms", "tok/s", "KV cap"),
+        )
         for r in (r for r in result.rows if r.concurrency == c):
             if not r.fits:
                 t.add_row(r.remedy, "does not fit", "", "", "", "", "", "")
                 continue
             plan = r.shape.replace(" x ", "x") + (f" host:{format_ids(r.streamed_layers)}" if r.streamed_layers else "")
-            t.add_row(r.remedy, plan, _ms(r.tpot_ms), _change(r.tpot_change), _ms(r.ttft_ms),
-                      f"{r.tokens_per_s:,.1f}", _change(r.tokens_per_s_change), f"{r.max_concurrency:,}")
+            t.add_row(
+                r.remedy,
+                plan,
+                _ms(r.tpot_ms),
+                _change(r.tpot_change),
+                _ms(r.ttft_ms),
+                f"{r.tokens_per_s:,.1f}",
+                _change(r.tokens_per_s_change),
+                f"{r.max_concurrency:,}",
+            )
         out.append(t)
-    notes = table("what each figure rests on (vs: change against the baseline at the same load)",
-                  ["remedy", "assumes", "not modelled"])
+    notes = table(
+        "what each figure rests on (vs: change against the baseline at the same load)",
+        ["remedy", "assumes", "not modelled"],
+    )
     seen = set()
     for r in result.rows:
         if r.remedy not in seen:

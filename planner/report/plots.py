@@ -45,8 +45,11 @@ def plot_compare(result: CompareResult, path: str | Path, breakdown_at: int | No
     path = Path(path)
     colours = {t: plt.get_cmap("tab10")(i % 10) for i, t in enumerate(result.topologies)}
     fig, (ax_a, ax_b, ax_c) = plt.subplots(1, 3, figsize=(17, 5.2), constrained_layout=True)
-    fig.suptitle(f"{result.model}: {result.workload.weight_dtype} weights, {result.workload.kv_dtype} KV, "
-                 f"isl {result.workload.isl}, osl {result.workload.osl}, objective {result.objective}", fontsize=12)
+    fig.suptitle(
+        f"{result.model}: {result.workload.weight_dtype} weights, {result.workload.kv_dtype} KV, "
+        f"isl {result.workload.isl}, osl {result.workload.osl}, objective {result.objective}",
+        fontsize=12,
+    )
     _tpot_panel(ax_a, result, colours)
     _breakdown_panel(ax_b, result, colours, breakdown_at)
     _pareto_panel(ax_c, result, colours)
@@ -70,8 +73,14 @@ def _tpot_panel(ax: Any, result: CompareResult, colours: dict) -> None:
     ax.legend(fontsize=9)
 
 
-COMPONENT_HATCHES = {"weights": "", "kv": "//", "compute": "..", "interconnect": "xx", "overhead": "\\\\",
-                     "offload": "oo"}
+COMPONENT_HATCHES = {
+    "weights": "",
+    "kv": "//",
+    "compute": "..",
+    "interconnect": "xx",
+    "overhead": "\\\\",
+    "offload": "oo",
+}
 COMPONENT_SHADES = {"weights": 1.0, "kv": 0.8, "compute": 0.65, "interconnect": 0.5, "overhead": 0.35, "offload": 0.2}
 
 
@@ -86,10 +95,26 @@ def _breakdown_panel(ax: Any, result: CompareResult, colours: dict, breakdown_at
         vals = [r.breakdown_ms.get(comp, 0.0) for r in rows]
         if not any(vals):
             continue
-        ax.bar(x, vals, bottom=bottoms, color=[colours[r.topology] for r in rows], alpha=shades[comp],
-               hatch=hatches[comp], edgecolor="black", linewidth=0.5)
-        ax.bar([0], [0], color="grey", alpha=shades[comp], hatch=hatches[comp], edgecolor="black",
-               linewidth=0.5, label=NAMES[comp])  # a neutral legend swatch per component
+        ax.bar(
+            x,
+            vals,
+            bottom=bottoms,
+            color=[colours[r.topology] for r in rows],
+            alpha=shades[comp],
+            hatch=hatches[comp],
+            edgecolor="black",
+            linewidth=0.5,
+        )
+        ax.bar(
+            [0],
+            [0],
+            color="grey",
+            alpha=shades[comp],
+            hatch=hatches[comp],
+            edgecolor="black",
+            linewidth=0.5,
+            label=NAMES[comp],
+        )  # a neutral legend swatch per component
         bottoms = [b + v for b, v in zip(bottoms, vals)]
     ax.set_xticks(x, [f"{r.topology}\n{r.shape}" for r in rows], fontsize=8)
     ax.set_ylabel("ms per output token")
@@ -127,10 +152,16 @@ def _frontier_line(ax: Any, front: list[FrontierPoint]) -> None:
     ax.scatter(users, per_gpu, s=60, facecolor="gold", edgecolor="black", zorder=4)
     for k, p in enumerate(front):  # alternate sides so that neighbours' labels do not overlap
         right = k % 2 == 0
-        ax.annotate(f"{p.shape} @{p.concurrency}", (p.tokens_per_s_per_user, p.tokens_per_s_per_gpu), fontsize=7,
-                    xytext=(8 if right else -8, 4 if right else -10), textcoords="offset points", zorder=5,
-                    ha="left" if right else "right",
-                    bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+        ax.annotate(
+            f"{p.shape} @{p.concurrency}",
+            (p.tokens_per_s_per_user, p.tokens_per_s_per_gpu),
+            fontsize=7,
+            xytext=(8 if right else -8, 4 if right else -10),
+            textcoords="offset points",
+            zorder=5,
+            ha="left" if right else "right",
+            bbox={"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
+        )
 
 
 def plot_frontier(result: FrontierResult, path: str | Path) -> Path:
@@ -147,12 +178,22 @@ def plot_frontier(result: FrontierResult, path: str | Path) -> Path:
     cmap = plt.get_cmap("tab20")
     for i, shape in enumerate(shapes):
         pts = sorted((p for p in result.points if p.shape == shape), key=lambda p: p.concurrency)
-        ax.plot([p.tokens_per_s_per_user for p in pts], [p.tokens_per_s_per_gpu for p in pts], "o-", color=cmap(i % 20),
-                alpha=0.45, markersize=4, linewidth=1, label=shape)
+        ax.plot(
+            [p.tokens_per_s_per_user for p in pts],
+            [p.tokens_per_s_per_gpu for p in pts],
+            "o-",
+            color=cmap(i % 20),
+            alpha=0.45,
+            markersize=4,
+            linewidth=1,
+            label=shape,
+        )
     _frontier_line(ax, result.on_frontier)
     w = result.workload
-    ax.set_title(f"{result.model} on {result.gpus} GPUs of {result.topology}: isl {w.isl}, osl {w.osl}, "
-                 f"{w.weight_dtype} weights, {w.mode} mode")
+    ax.set_title(
+        f"{result.model} on {result.gpus} GPUs of {result.topology}: isl {w.isl}, osl {w.osl}, "
+        f"{w.weight_dtype} weights, {w.mode} mode"
+    )
     ax.set_xlabel("tokens/s per user (1000 / TPOT ms)")
     ax.set_ylabel("tokens/s per GPU (output tokens, all users)")
     ax.grid(True, alpha=0.3)
@@ -162,8 +203,14 @@ def plot_frontier(result: FrontierResult, path: str | Path) -> Path:
     return path
 
 
-COMPONENT_COLOURS = {"weights": "tab:blue", "kv": "tab:orange", "compute": "tab:green", "interconnect": "tab:red",
-                     "overhead": "tab:gray", "offload": "tab:purple"}
+COMPONENT_COLOURS = {
+    "weights": "tab:blue",
+    "kv": "tab:orange",
+    "compute": "tab:green",
+    "interconnect": "tab:red",
+    "overhead": "tab:gray",
+    "offload": "tab:purple",
+}
 
 
 def _remedy_panel(ax: Any, rows: list, title: str) -> None:
@@ -197,19 +244,32 @@ def plot_remedies(result: RemediesResult, path: str | Path) -> Path:
     path = Path(path)
     loads = result.concurrencies
     heights = [max(2.0, 0.32 * sum(1 for r in result.rows if r.concurrency == c and r.fits) + 1.0) for c in loads]
-    fig, axes = plt.subplots(len(loads), 1, figsize=(11, sum(heights)), constrained_layout=True, squeeze=False,
-                             gridspec_kw={"height_ratios": heights})
+    fig, axes = plt.subplots(
+        len(loads),
+        1,
+        figsize=(11, sum(heights)),
+        constrained_layout=True,
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+    )
     for ax, c in zip(axes[:, 0], loads):
         rows = [r for r in result.rows if r.concurrency == c and r.fits]
         _remedy_panel(ax, rows, f"{c:,} sequences decoding together")
     from matplotlib.patches import Patch
 
     shown = [c for c in COMPONENTS if any(r.breakdown_ms.get(c) for r in result.rows if r.fits)]
-    fig.legend([Patch(facecolor=COMPONENT_COLOURS[c], edgecolor="black") for c in shown], [NAMES[c] for c in shown],
-               loc="outside lower center", ncol=len(shown), fontsize=9)
+    fig.legend(
+        [Patch(facecolor=COMPONENT_COLOURS[c], edgecolor="black") for c in shown],
+        [NAMES[c] for c in shown],
+        loc="outside lower center",
+        ncol=len(shown),
+        fontsize=9,
+    )
     w = result.workload
-    fig.suptitle(f"{result.model} on {result.gpus} GPUs of {result.topology}: each remedy re-solved (isl {w.isl}, "
-                 f"osl {w.osl})", fontsize=12)
+    fig.suptitle(
+        f"{result.model} on {result.gpus} GPUs of {result.topology}: each remedy re-solved (isl {w.isl}, osl {w.osl})",
+        fontsize=12,
+    )
     _save(fig, path)
     plt.close(fig)
     return path

@@ -68,8 +68,10 @@ def symmetric(topo: Topology, ids: list[int]) -> bool:
     switches = {topo.nvswitch_of(i) for i in ids}
     if len(switches) == 1 and None not in switches:
         return True
-    routes = {(len(r.hops), r.bandwidth_bytes_per_s, r.latency_s)
-              for r in (topo.path(a, b) for a, b in itertools.permutations(ids, 2))}
+    routes = {
+        (len(r.hops), r.bandwidth_bytes_per_s, r.latency_s)
+        for r in (topo.path(a, b) for a, b in itertools.permutations(ids, 2))
+    }
     return len(routes) == 1 and next(iter(routes))[0] == 1
 
 
@@ -92,8 +94,9 @@ def _merge_node(topo: Topology, ids: list[int]) -> list[int]:
         return (-worst_bw, worst_lat, min(a + b))
 
     while len(clusters) > 1:
-        _, i, j = min((link(clusters[i], clusters[j]), i, j) for i, j in itertools.combinations(range(len(clusters)),
-                                                                                                2))
+        _, i, j = min(
+            (link(clusters[i], clusters[j]), i, j) for i, j in itertools.combinations(range(len(clusters)), 2)
+        )
         merged = clusters[i] + clusters[j]
         clusters = sorted([c for k, c in enumerate(clusters) if k not in (i, j)] + [merged], key=min)
     return clusters[0]
@@ -129,12 +132,14 @@ def candidates(topo: Topology, slot: list[int], layouts: dict[int, list[Layout]]
                         out.configs += [Config(combo, node, lay) for lay in layouts[s]]
         else:
             out.exact = False
-            out.note = (f"node {node} has {len(ids)} GPUs that are not all alike: GPU groups were taken as "
-                        f"aligned blocks of a locality order, so the plan is the best found, not proven optimal")
+            out.note = (
+                f"node {node} has {len(ids)} GPUs that are not all alike: GPU groups were taken as "
+                f"aligned blocks of a locality order, so the plan is the best found, not proven optimal"
+            )
             order = _merge_node(topo, ids)
             for s in sizes:
                 for start in range(0, len(order) - s + 1, s):
-                    combo = tuple(sorted(order[start:start + s]))
+                    combo = tuple(sorted(order[start : start + s]))
                     if _one_type(topo, combo):
                         out.configs += [Config(combo, node, lay) for lay in layouts[s]]
     return out

@@ -50,12 +50,19 @@ def check_options(profile: ModelProfile, topo: Topology, workload: Workload, o: 
     budget = len(ids) if o.gpus is None else o.gpus
     check_workload(profile, workload)
     if o.offload and not topo.has_host_memory(ids):
-        raise InputError(f"--offload: no node of {topo.name} declares a host_memory tier (capacity and bandwidth per "
-                         "socket; see docs/remedies.md)")
+        raise InputError(
+            f"--offload: no node of {topo.name} declares a host_memory tier (capacity and bandwidth per "
+            "socket; see docs/remedies.md)"
+        )
     if workload.mode == "closed" and o.objective == Objective.THROUGHPUT:
-        raise InputError("--mode closed describes a closed-loop benchmark's waves; the throughput objective is "
-                         "defined for serving (steady state) or static batches")
+        raise InputError(
+            "--mode closed describes a closed-loop benchmark's waves; the throughput objective is "
+            "defined for serving (steady state) or static batches"
+        )
     limit = budget if o.objective == Objective.THROUGHPUT else min(budget, workload.concurrency)
-    return Scope(ids=tuple(ids), budget=budget, max_pp=min(o.max_pp or 16, profile.n_layers, budget),
-                 max_replicas=min(o.max_replicas or budget, limit))
-
+    return Scope(
+        ids=tuple(ids),
+        budget=budget,
+        max_pp=min(o.max_pp or 16, profile.n_layers, budget),
+        max_replicas=min(o.max_replicas or budget, limit),
+    )

@@ -103,10 +103,10 @@ def _slots(nodes: list[list[int]], size: int, replicas: int) -> SlotSystem:
     maps onto the corresponding route (identical symmetric nodes, rails by local position)."""
     per_node = len(nodes[0])
     if size <= per_node:
-        slots = [tuple(n[k * size:(k + 1) * size]) for n in nodes for k in range(per_node // size)]
+        slots = [tuple(n[k * size : (k + 1) * size]) for n in nodes for k in range(per_node // size)]
     else:
         j = math.ceil(size / per_node)
-        slots = [tuple([g for n in nodes[k * j:(k + 1) * j] for g in n][:size]) for k in range(len(nodes) // j)]
+        slots = [tuple([g for n in nodes[k * j : (k + 1) * j] for g in n][:size]) for k in range(len(nodes) // j)]
     chosen = slots[:replicas]
     return SlotSystem(tuple(chosen), tuple(dict(zip(chosen[0], s)) for s in chosen))
 
@@ -179,12 +179,12 @@ def _piece_slots(topo: Topology, nodes: list[list[int]], pieces: list[int], repl
     offsets = _piece_offsets(per_node, len(nodes) - replicas * full, rest, replicas)
     if offsets is None:
         return None
-    spare = [g for n in nodes[replicas * full:] for g in n]
+    spare = [g for n in nodes[replicas * full :] for g in n]
     slots: list[list[int]] = []
     for r in range(replicas):
-        mine = [g for n in nodes[r * full:(r + 1) * full] for g in n]
+        mine = [g for n in nodes[r * full : (r + 1) * full] for g in n]
         for k in sorted(range(len(rest)), key=lambda i: -rest[i]):
-            mine += spare[offsets[r][k]:offsets[r][k] + rest[k]]
+            mine += spare[offsets[r][k] : offsets[r][k] + rest[k]]
         slots.append(mine)
     # every route of slot r has the kinds, bandwidth and latency of slot 0's matching route; a route's signature is
     # taken once per (local positions, same node or not), as identical nodes on one fabric give every pair of nodes
@@ -206,8 +206,9 @@ def _piece_slots(topo: Topology, nodes: list[list[int]], pieces: list[int], repl
     return SlotSystem(tuple(tuple(sl) for sl in slots), tuple(maps))
 
 
-def replica_shapes(profile: ModelProfile, topo: Topology, ids: list[int], lim: ShapeBounds,
-                   max_concurrency: int | None) -> list[ReplicaShape]:
+def replica_shapes(
+    profile: ModelProfile, topo: Topology, ids: list[int], lim: ShapeBounds, max_concurrency: int | None
+) -> list[ReplicaShape]:
     """Every engine-runnable replica shape (PP, one layout) at the replica counts worth trying."""
     nodes = list(_by_node(topo, ids).values())
     per_node = len(nodes[0])
@@ -235,8 +236,7 @@ def replica_shapes(profile: ModelProfile, topo: Topology, ids: list[int], lim: S
                     # more replicas on slots that straddle nodes in pieces (their hand-offs cross nodes)
                     system = _piece_slots(topo, nodes, pieces, fit_pieces)
                     if system is not None:
-                        out.append(ReplicaShape(Shape(fit_pieces, pp, size, True, lay, system, exact_slots=True),
-                                                most))
+                        out.append(ReplicaShape(Shape(fit_pieces, pp, size, True, lay, system, exact_slots=True), most))
     return out
 
 
@@ -245,8 +245,14 @@ def capacity_bound(sv: ShapeSolver) -> int:
     at least ceil(L / PP) of them, each at least the cheapest run's weights and KV, on its configuration's
     usable memory (times its attention data-parallel ranks); exact where every configuration holds the same
     bytes (planner.solve.uniform)."""
-    held = uniform_capacity(sv.cands.configs, sv.coefs(sv.op(1)), sv.cands.pools, runs=sv.req.runs,
-                            n_layers=sv.req.profile.n_layers, pp=sv.shape.pp)
+    held = uniform_capacity(
+        sv.cands.configs,
+        sv.coefs(sv.op(1)),
+        sv.cands.pools,
+        runs=sv.req.runs,
+        n_layers=sv.req.profile.n_layers,
+        pp=sv.shape.pp,
+    )
     if held is not None:
         return held
     n = math.ceil(sv.req.profile.n_layers / sv.shape.pp)
@@ -298,8 +304,9 @@ def _spread_slot(nodes: list[list[int]], parts: tuple[int, ...]) -> tuple[int, .
     return tuple(g for node, p in zip(nodes, parts) for g in node[:p])
 
 
-def _best_on(sv: ShapeSolver, shape: Shape, forms: Sequence[tuple[int, ...]], nodes: list[list[int]],
-             limits: SolverBudget) -> float | None:
+def _best_on(
+    sv: ShapeSolver, shape: Shape, forms: Sequence[tuple[int, ...]], nodes: list[list[int]], limits: SolverBudget
+) -> float | None:
     """The most tokens/s one replica of `shape` reaches over the slot forms `forms` (parts on distinct nodes), each
     solved on one slot; None where a solve leaves no bound."""
     best = 0.0
@@ -308,8 +315,11 @@ def _best_on(sv: ShapeSolver, shape: Shape, forms: Sequence[tuple[int, ...]], no
         if slot is None:
             continue
         one = replace(shape, replicas=1, system=SlotSystem((slot,), ({g: g for g in slot},)))
-        res = solve_throughput(ShapeSolver(sv.req, one, shape_candidates(sv.req.profile, sv.req.topo, one,
-                                                                         sv.req.options.max_tp)), limits, None)
+        res = solve_throughput(
+            ShapeSolver(sv.req, one, shape_candidates(sv.req.profile, sv.req.topo, one, sv.req.options.max_tp)),
+            limits,
+            None,
+        )
         if res.status in ("UNKNOWN", "FEASIBLE") and not math.isfinite(res.bound):
             return None
         if res.status in ("OPTIMAL", "FEASIBLE"):
@@ -317,8 +327,9 @@ def _best_on(sv: ShapeSolver, shape: Shape, forms: Sequence[tuple[int, ...]], no
     return best
 
 
-def placement_bound(sv: ShapeSolver, rs: ReplicaShape, res: ShapeResult, limits: SolverBudget, *,
-                    ids: list[int]) -> float:
+def placement_bound(
+    sv: ShapeSolver, rs: ReplicaShape, res: ShapeResult, limits: SolverBudget, *, ids: list[int]
+) -> float:
     """The most tokens/s any placement of up to `rs.most` identical replicas of the shape reaches, given `res`, its
     solve on the packed slots (`sv`, rs.shape.replicas of them), on the offered GPUs `ids`. Without a load cap a
     replica's best does not depend on the count (module docstring):

@@ -46,9 +46,11 @@ MAX_NS = 2**40
 def ns(seconds: float) -> int:
     """Seconds as integer nanoseconds for CP-SAT; an InputError when they cannot be (not finite, or past MAX_NS)."""
     if not math.isfinite(seconds) or abs(seconds) * TIME_UNITS_PER_S > MAX_NS:
-        raise InputError(f"a cost of {seconds:.3g} s per step is beyond what the solver can represent (at most "
-                         f"{MAX_NS / TIME_UNITS_PER_S:,.0f} s): check the calibration's efficiencies, the "
-                         f"--what-if factors and the topology's bandwidths and FLOP/s")
+        raise InputError(
+            f"a cost of {seconds:.3g} s per step is beyond what the solver can represent (at most "
+            f"{MAX_NS / TIME_UNITS_PER_S:,.0f} s): check the calibration's efficiencies, the "
+            f"--what-if factors and the topology's bandwidths and FLOP/s"
+        )
     return int(round(seconds * TIME_UNITS_PER_S))
 
 
@@ -90,10 +92,17 @@ class Coefficients:
 
 def layer_runs(profile: ModelProfile) -> list[tuple[int, int]]:
     """Maximal runs [start, end) of decoder layers with identical costs."""
+
     def sig(layer: LayerInfo) -> tuple:
-        return (layer.params, layer.decode_flops_per_token, layer.attn_flops_per_context_token,
-                layer.kv_elems_per_token, layer.sliding_window, layer.moe is not None,
-                tuple(sorted((k, v.matrix, v.other) for k, v in layer.shards.items())))
+        return (
+            layer.params,
+            layer.decode_flops_per_token,
+            layer.attn_flops_per_context_token,
+            layer.kv_elems_per_token,
+            layer.sliding_window,
+            layer.moe is not None,
+            tuple(sorted((k, v.matrix, v.other) for k, v in layer.shards.items())),
+        )
 
     decs, runs, start = profile.decoders, [], 0
     for i in range(1, len(decs) + 1):
@@ -108,8 +117,15 @@ class _Timer:
 
     def __init__(self, profile: ModelProfile, topo: Topology, cfg: Config, workload: Workload, c: Constants):
         self.profile, self.topo, self.cfg, self.w, self.c = profile, topo, cfg, workload, c
-        self.ctx = StageContext.of(profile=profile, topo=topo, gpu_ids=cfg.gpu_ids, layout=cfg.layout,
-                                   weight_dtype=workload.weight_dtype, kv_dtype=workload.kv_dtype, constants=c)
+        self.ctx = StageContext.of(
+            profile=profile,
+            topo=topo,
+            gpu_ids=cfg.gpu_ids,
+            layout=cfg.layout,
+            weight_dtype=workload.weight_dtype,
+            kv_dtype=workload.kv_dtype,
+            constants=c,
+        )
         self.hw = self.ctx.hw
         self._comm: dict[StepLoad, StageComm] = {}
 
@@ -128,8 +144,9 @@ class _Timer:
         return int(round(step.hbm_weight_bytes + step.hbm_kv_bytes + sum(step.interconnect.values()) / self.cfg.size))
 
 
-def _extra(timer: _Timer, nodes: list[LayerInfo], op: OperatingPoint, engine: Constants | None,
-           draft: bool = False) -> Extra:
+def _extra(
+    timer: _Timer, nodes: list[LayerInfo], op: OperatingPoint, engine: Constants | None, draft: bool = False
+) -> Extra:
     """The embedding's (with the engine's per-step host time, `engine` given) or the head's time and bytes, with
     the speculative draft head's (`draft`) on the last stage."""
     mean, ttft = StageStep(), StageStep()
@@ -143,8 +160,12 @@ def _extra(timer: _Timer, nodes: list[LayerInfo], op: OperatingPoint, engine: Co
         t = timer
         add_steps(mean, draft_step(t.ctx, workload=t.w, decode_tokens=op.decode))
         held += draft_weight_bytes(t.profile, t.cfg.layout, t.w)
-    return Extra(ns((mean.time_s + mean_overhead_s) / op.tokens_per_pass),
-                 ns(op.ttft_chunks * (ttft.time_s + ttft_overhead_s)), timer.traffic(mean), int(math.ceil(held)))
+    return Extra(
+        ns((mean.time_s + mean_overhead_s) / op.tokens_per_pass),
+        ns(op.ttft_chunks * (ttft.time_s + ttft_overhead_s)),
+        timer.traffic(mean),
+        int(math.ceil(held)),
+    )
 
 
 def _streaming(timer: _Timer, runs: list[tuple[int, int]], op: OperatingPoint) -> Streaming | None:
@@ -158,9 +179,14 @@ def _streaming(timer: _Timer, runs: list[tuple[int, int]], op: OperatingPoint) -
         layer = t.profile.decoders[a]
 
         def extra(load: StepLoad, layer: LayerInfo = layer) -> float:
-            return streamed_layer_s(t.step(layer, load).time_s, layer, t.cfg.layout, profile=t.profile,
-                                    weight_dtype=t.w.weight_dtype,
-                                    rate_bytes_per_s=rate)
+            return streamed_layer_s(
+                t.step(layer, load).time_s,
+                layer,
+                t.cfg.layout,
+                profile=t.profile,
+                weight_dtype=t.w.weight_dtype,
+                rate_bytes_per_s=rate,
+            )
 
         tpot.append(ns(sum(w * extra(load) for load, w in op.tpot_loads) / op.tokens_per_pass))
         ttft.append(ns(op.ttft_chunks * extra(op.ttft_load)))
@@ -168,8 +194,17 @@ def _streaming(timer: _Timer, runs: list[tuple[int, int]], op: OperatingPoint) -
     return Streaming(tuple(tpot), tuple(ttft), tuple(host))
 
 
-def coefficients(profile: ModelProfile, topo: Topology, cfg: Config, *, runs: list[tuple[int, int]], workload: Workload,
-                 op: OperatingPoint, c: Constants, offload: bool = False) -> Coefficients:
+def coefficients(
+    profile: ModelProfile,
+    topo: Topology,
+    cfg: Config,
+    *,
+    runs: list[tuple[int, int]],
+    workload: Workload,
+    op: OperatingPoint,
+    c: Constants,
+    offload: bool = False,
+) -> Coefficients:
     timer = _Timer(profile, topo, cfg, workload, c)
     tpot, ttft, traffic, weights, kv = [], [], [], [], []
     for a, _ in runs:
@@ -178,17 +213,34 @@ def coefficients(profile: ModelProfile, topo: Topology, cfg: Config, *, runs: li
         tpot.append(ns(mean.time_s / op.tokens_per_pass))
         ttft.append(ns(op.ttft_chunks * timer.step(layer, op.ttft_load).time_s))
         traffic.append(timer.traffic(mean))
-        w, k = stage_memory(profile, cfg.layout, a, layer_end=a + 1, first=False, last=False,
-                            weight_dtype=workload.weight_dtype, kv_dtype=workload.kv_dtype,
-                            sequence_tokens=workload.sequence_tokens)
+        w, k = stage_memory(
+            profile,
+            cfg.layout,
+            a,
+            layer_end=a + 1,
+            first=False,
+            last=False,
+            weight_dtype=workload.weight_dtype,
+            kv_dtype=workload.kv_dtype,
+            sequence_tokens=workload.sequence_tokens,
+        )
         weights.append(int(math.ceil(w)))
         kv.append(int(math.ceil(k)))
     first = [n for n in profile.layers if n.kind == "embedding"]
     last = [n for n in profile.layers if n.kind in ("norm", "lm_head")]
     capacity = int(usable_bytes(timer.hw.memory_bytes, workload.gpu_memory_fraction, c))
-    return Coefficients(tuple(tpot), tuple(ttft), tuple(traffic), tuple(weights), tuple(kv),
-                        _extra(timer, first, op, c), _extra(timer, last, op, None, draft=True), capacity,
-                        -(-op.per_replica // cfg.layout.dp), _streaming(timer, runs, op) if offload else None)
+    return Coefficients(
+        tuple(tpot),
+        tuple(ttft),
+        tuple(traffic),
+        tuple(weights),
+        tuple(kv),
+        _extra(timer, first, op, c),
+        _extra(timer, last, op, None, draft=True),
+        capacity,
+        -(-op.per_replica // cfg.layout.dp),
+        _streaming(timer, runs, op) if offload else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -204,8 +256,14 @@ def hops(profile: ModelProfile, topo: Topology, nodes: list[str], op: OperatingP
     tpot, ttft = {}, {}
     for a in nodes:
         for b in nodes:
-            tpot[a, b] = ns(sum(w * transfer_pair_s(topo, a, b, transfer_bytes(profile, load.tokens), c)
-                                for load, w in op.tpot_loads) / op.tokens_per_pass)
-            ttft[a, b] = ns(op.ttft_chunks * transfer_pair_s(topo, a, b, transfer_bytes(profile, op.ttft_load.tokens),
-                                                             c))
+            tpot[a, b] = ns(
+                sum(
+                    w * transfer_pair_s(topo, a, b, transfer_bytes(profile, load.tokens), c)
+                    for load, w in op.tpot_loads
+                )
+                / op.tokens_per_pass
+            )
+            ttft[a, b] = ns(
+                op.ttft_chunks * transfer_pair_s(topo, a, b, transfer_bytes(profile, op.ttft_load.tokens), c)
+            )
     return Hops(tpot, ttft, int(round(transfer_bytes(profile, op.decode))))

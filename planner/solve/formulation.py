@@ -64,9 +64,22 @@ class ShapeModel:
     """One shape's CP-SAT model; build once (the constructor, then `add_slos`), then ask `minimize_tpot`,
     `minimize_traffic` or `maximize_capacity`, as often and in any order: a query leaves the model as it was."""
 
-    def __init__(self, n_layers: int, pp: int, micro: int, *, configs: list[Config], coefs: list[Coefficients],
-                 runs: list[tuple[int, int]], hops: Hops, pools: dict[str, list[int]], gpus: int, exact_gpus: bool,
-                 memory_at_load: bool = True, host_capacity: dict[str, int] | None = None):
+    def __init__(
+        self,
+        n_layers: int,
+        pp: int,
+        micro: int,
+        *,
+        configs: list[Config],
+        coefs: list[Coefficients],
+        runs: list[tuple[int, int]],
+        hops: Hops,
+        pools: dict[str, list[int]],
+        gpus: int,
+        exact_gpus: bool,
+        memory_at_load: bool = True,
+        host_capacity: dict[str, int] | None = None,
+    ):
         from ortools.sat.python import cp_model
 
         self.cp = cp_model
@@ -86,13 +99,17 @@ class ShapeModel:
     def _time_bound(self) -> int:
         """A bound on any stage time, TPOT or prefill chain of this model (keeps every product in int64)."""
         ks = self.coefs
-        per_stage = sum((hi - lo) * max(max(k.tpot_ns[r], k.ttft_ns[r]) for k in ks) for r,
-                        (lo, hi) in enumerate(self.runs))
-        per_stage += max(max(k.first.tpot_ns, k.first.ttft_ns) for k in ks) + max(max(k.last.tpot_ns,
-                                                                                      k.last.ttft_ns) for k in ks)
+        per_stage = sum(
+            (hi - lo) * max(max(k.tpot_ns[r], k.ttft_ns[r]) for k in ks) for r, (lo, hi) in enumerate(self.runs)
+        )
+        per_stage += max(max(k.first.tpot_ns, k.first.ttft_ns) for k in ks) + max(
+            max(k.last.tpot_ns, k.last.ttft_ns) for k in ks
+        )
         per_stage += max([*self.hops.tpot_ns.values(), *self.hops.ttft_ns.values(), 0])
-        per_stage += sum((hi - lo) * max(max(k.streaming.tpot_ns[r], k.streaming.ttft_ns[r]) if k.streaming else 0
-                                         for k in ks) for r, (lo, hi) in enumerate(self.runs))
+        per_stage += sum(
+            (hi - lo) * max(max(k.streaming.tpot_ns[r], k.streaming.ttft_ns[r]) if k.streaming else 0 for k in ks)
+            for r, (lo, hi) in enumerate(self.runs)
+        )
         return max(1, (self.pp + self.micro) * per_stage)
 
     # --- families --------------------------------------------------------------------------------
@@ -114,8 +131,10 @@ class ShapeModel:
                 m.add_at_most_one(lits)
         # A pool lends each of its GPUs to one stage at most.
         for pool, ids in self.pools.items():
-            m.add(sum(self.configs[g].size * self.use[s, g] for s in S for g in G if self.configs[g].pool == pool)
-                  <= len(ids))
+            m.add(
+                sum(self.configs[g].size * self.use[s, g] for s in S for g in G if self.configs[g].pool == pool)
+                <= len(ids)
+            )
         # The replica's GPU count: at most the budget (one replica) or exactly its slot.
         used = sum(self.configs[g].size * self.use[s, g] for s in S for g in G)
         m.add(used == gpus) if exact_gpus else m.add(used <= gpus)
@@ -123,8 +142,12 @@ class ShapeModel:
     def _layer_ranges(self) -> None:
         m, L = self.m, self.L
         self.b = [m.new_int_var(0, L, f"b[{s}]") for s in range(self.pp + 1)]
-        self.n = {(s, g, r): m.new_int_var(0, hi - lo, f"n[{s},{g},{r}]")
-                  for s in self.S for g in self.G for r, (lo, hi) in enumerate(self.runs)}
+        self.n = {
+            (s, g, r): m.new_int_var(0, hi - lo, f"n[{s},{g},{r}]")
+            for s in self.S
+            for g in self.G
+            for r, (lo, hi) in enumerate(self.runs)
+        }
         # Contiguous, non-empty ranges: 0 = b_0 < b_1 < ... < b_PP = L.
         m.add(self.b[0] == 0)
         m.add(self.b[self.pp] == L)
@@ -166,8 +189,11 @@ class ShapeModel:
                     m.add(off <= (hi - lo) * streams)
                     m.add(self.buf[s, g] >= 2 * st.host_bytes[r] * streams)
         for nd in self.nodes:
-            terms = [self.configs[g].size * self.coefs[g].streaming.host_bytes[r] * off
-                     for (s, g, r), off in self.off.items() if self.configs[g].node == nd]
+            terms = [
+                self.configs[g].size * self.coefs[g].streaming.host_bytes[r] * off
+                for (s, g, r), off in self.off.items()
+                if self.configs[g].node == nd
+            ]
             if terms:
                 self.m.add(sum(terms) <= host_capacity.get(nd, 0))
 
@@ -180,8 +206,10 @@ class ShapeModel:
 
     def _weights(self, s: int, g: int):
         k = self.coefs[g]
-        held = sum(k.weight_bytes[r] * self.n[s, g, r] for r in self.R) + self._extra(s, g,
-                                                                                      "weight_bytes") * self.use[s, g]
+        held = (
+            sum(k.weight_bytes[r] * self.n[s, g, r] for r in self.R)
+            + self._extra(s, g, "weight_bytes") * self.use[s, g]
+        )
         if k.streaming is None:
             return held
         return held - self._streamed(s, g, "host_bytes") + self.buf[s, g]
@@ -236,9 +264,11 @@ class ShapeModel:
         m.add(self.prefill == sum(ttft_terms))
         traffic_max = sum(abs(t) if isinstance(t, int) else 0 for t in traffic_terms)
         ks = self.coefs
-        traffic_max += self.pp * (sum((hi - lo) * max(k.traffic_bytes[r] for k in ks) for r,
-                                      (lo, hi) in enumerate(self.runs))
-                                  + max(k.first.traffic_bytes for k in ks) + max(k.last.traffic_bytes for k in ks))
+        traffic_max += self.pp * (
+            sum((hi - lo) * max(k.traffic_bytes[r] for k in ks) for r, (lo, hi) in enumerate(self.runs))
+            + max(k.first.traffic_bytes for k in ks)
+            + max(k.last.traffic_bytes for k in ks)
+        )
         self.traffic = m.new_int_var(0, max(1, traffic_max), "traffic")
         m.add(self.traffic == sum(traffic_terms))
 
@@ -316,8 +346,9 @@ class ShapeModel:
             for g in self.G:
                 k = self.coefs[g]
                 q = m.new_int_var(0, CAPACITY_MAX, f"q[{s},{g}]")  # sequences per GPU rank
-                kv = m.new_int_var(0, sum(k.kv_bytes[r] * (hi - lo) for r, (lo, hi) in enumerate(self.runs)),
-                                   f"kv[{s},{g}]")
+                kv = m.new_int_var(
+                    0, sum(k.kv_bytes[r] * (hi - lo) for r, (lo, hi) in enumerate(self.runs)), f"kv[{s},{g}]"
+                )
                 m.add(kv == self._kv(s, g))
                 prod = m.new_int_var(0, CAPACITY_MAX * max(1, sum(k.kv_bytes)) * self.L, f"qkv[{s},{g}]")
                 m.add_multiplication_equality(prod, [q, kv])

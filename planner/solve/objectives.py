@@ -50,8 +50,9 @@ class Request:
     workload: Workload
     constants: Constants
     options: SolveOptions
-    coefficients: dict[tuple[Config, OperatingPoint, bool], Coefficients] = field(default_factory=dict,
-                                                                                     compare=False, repr=False)
+    coefficients: dict[tuple[Config, OperatingPoint, bool], Coefficients] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @functools.cached_property
     def runs(self) -> list[tuple[int, int]]:
@@ -64,9 +65,16 @@ class Request:
         if key not in self.coefficients:
             if len(self.coefficients) >= COEFFICIENT_CACHE_SIZE:
                 self.coefficients.pop(next(iter(self.coefficients)))
-            self.coefficients[key] = coefficients(self.profile, self.topo, cfg, runs=self.runs, workload=self.workload,
-                                                  op=op,
-                                                  c=self.constants, offload=streams)
+            self.coefficients[key] = coefficients(
+                self.profile,
+                self.topo,
+                cfg,
+                runs=self.runs,
+                workload=self.workload,
+                op=op,
+                c=self.constants,
+                offload=streams,
+            )
         return self.coefficients[key]
 
 
@@ -89,8 +97,9 @@ class ShapeSolver:
 
     def op(self, per_replica: int) -> OperatingPoint:
         s = self.shape
-        return operating_point(self.req.workload, concurrency=per_replica * s.replicas, replicas=s.replicas, pp=s.pp,
-                               c=self.req.constants)
+        return operating_point(
+            self.req.workload, concurrency=per_replica * s.replicas, replicas=s.replicas, pp=s.pp, c=self.req.constants
+        )
 
     @property
     def streams(self) -> bool:
@@ -111,10 +120,20 @@ class ShapeSolver:
     def model(self, op: OperatingPoint, memory_at_load: bool = True) -> ShapeModel:
         r, s = self.req, self.shape
         host = {nd: int(r.topo.host_capacity_bytes(nd)) for nd in self.nodes} if self.streams else None
-        return ShapeModel(r.profile.n_layers, s.pp, op.micro, configs=self.cands.configs, coefs=self.coefs(op),
-                          runs=r.runs,
-                          hops=self.hand_offs(op), pools=self.cands.pools, gpus=s.gpus, exact_gpus=s.exact_gpus,
-                          memory_at_load=memory_at_load, host_capacity=host)
+        return ShapeModel(
+            r.profile.n_layers,
+            s.pp,
+            op.micro,
+            configs=self.cands.configs,
+            coefs=self.coefs(op),
+            runs=r.runs,
+            hops=self.hand_offs(op),
+            pools=self.cands.pools,
+            gpus=s.gpus,
+            exact_gpus=s.exact_gpus,
+            memory_at_load=memory_at_load,
+            host_capacity=host,
+        )
 
     def _usable(self, ks: list[Coefficients]) -> list[Coefficients]:
         """Configurations a stage can take while the other PP - 1 stages get at least the smallest size."""
@@ -265,8 +284,9 @@ def load_capacity(sv: ShapeSolver, limits: SolverBudget) -> Capacity:
     cap = step_budget_limit(sv, cap)
     if cap < 1:
         return Capacity(0, 0, "INFEASIBLE", sv.op(1).problem)
-    held = uniform_capacity(sv.cands.configs, sv.coefs(sv.op(1)), sv.cands.pools, runs=req.runs,
-                            n_layers=req.profile.n_layers, pp=shape.pp)
+    held = uniform_capacity(
+        sv.cands.configs, sv.coefs(sv.op(1)), sv.cands.pools, runs=req.runs, n_layers=req.profile.n_layers, pp=shape.pp
+    )
     if held is not None:  # every configuration holds the same bytes: exact without CP-SAT
         mem = Outcome("OPTIMAL", float(held), float(held)) if held >= 1 else Outcome("INFEASIBLE")
     else:
@@ -316,10 +336,20 @@ def solve_throughput(sv: ShapeSolver, limits: SolverBudget, best_tokens: float |
     best = _largest(1, cap.plan, feasible)
     if best < 1:
         unknown = any(o.status == "UNKNOWN" for o in outcomes.values())
-        return ShapeResult(shape, "UNKNOWN" if unknown else "INFEASIBLE", note="no load meets the SLOs",
-                           bound=-upper if unknown else math.inf)
+        return ShapeResult(
+            shape,
+            "UNKNOWN" if unknown else "INFEASIBLE",
+            note="no load meets the SLOs",
+            bound=-upper if unknown else math.inf,
+        )
     op = sv.op(best)
     part, pred = sv.evaluate(outcomes[best], op)
     settled = all(o.status in ("OPTIMAL", "INFEASIBLE") for o in outcomes.values()) and cap.status == "OPTIMAL"
-    return ShapeResult(shape, "OPTIMAL" if settled else "FEASIBLE", part, pred, -pred.tokens_per_s,
-                       -pred.tokens_per_s if settled else -upper)
+    return ShapeResult(
+        shape,
+        "OPTIMAL" if settled else "FEASIBLE",
+        part,
+        pred,
+        -pred.tokens_per_s,
+        -pred.tokens_per_s if settled else -upper,
+    )

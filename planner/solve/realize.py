@@ -17,8 +17,9 @@ def streamed_layers(solved: Solved, runs: list[tuple[int, int]]) -> list[int]:
     return sorted(out)
 
 
-def partition_of(stages: list[Solved], pools: dict[str, list[int]], system: SlotSystem,
-                 runs: list[tuple[int, int]]) -> Partition:
+def partition_of(
+    stages: list[Solved], pools: dict[str, list[int]], system: SlotSystem, runs: list[tuple[int, int]]
+) -> Partition:
     """Pool stages take their pool's GPUs in stage order; replica r maps replica 0's GPUs through slot r."""
     taken: dict[str, int] = {}
     out = []
@@ -26,13 +27,22 @@ def partition_of(stages: list[Solved], pools: dict[str, list[int]], system: Slot
         cfg = solved.config
         if cfg.pool is not None:
             k = taken.get(cfg.pool, 0)
-            ids = pools[cfg.pool][k:k + cfg.size]
+            ids = pools[cfg.pool][k : k + cfg.size]
             taken[cfg.pool] = k + cfg.size
         else:
             ids = list(cfg.gpu_ids)
         lay = cfg.layout
-        out.append(Stage(layer_start=solved.layer_start, layer_end=solved.layer_end, gpu_ids=list(ids), tp=lay.tp,
-                         dp=lay.dp, ep=lay.ep, offload_layers=streamed_layers(solved, runs)))
+        out.append(
+            Stage(
+                layer_start=solved.layer_start,
+                layer_end=solved.layer_end,
+                gpu_ids=list(ids),
+                tp=lay.tp,
+                dp=lay.dp,
+                ep=lay.ep,
+                offload_layers=streamed_layers(solved, runs),
+            )
+        )
     if system.replicas == 1:
         return Partition(stages=out)
     reps = [[[m[g] for g in st.gpu_ids] for st in out] for m in system.maps]

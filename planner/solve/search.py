@@ -54,9 +54,16 @@ class Progress:
     elapsed_s: float
 
 
-def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, options: SolveOptions = SolveOptions(),
-          constants: Constants = DEFAULT, progress: Callable[[Progress], None] | None = None,
-          deadline: Deadline | None = None) -> Plan:
+def solve(
+    profile: ModelProfile,
+    topo: Topology,
+    workload: Workload,
+    *,
+    options: SolveOptions = SolveOptions(),
+    constants: Constants = DEFAULT,
+    progress: Callable[[Progress], None] | None = None,
+    deadline: Deadline | None = None,
+) -> Plan:
     """The best plan for `profile` on `topo` under `workload`, searched as `options` say (the GPUs offered, the
     objective and SLOs, the shape limits; `options.offload` lets stages stream decoder layers from their nodes'
     host-memory tiers, planner.cost.offload). The search ends by `options.time_limit_s` (or the command's
@@ -73,8 +80,10 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, options:
         return fleet
     run, results = _search(req, scope, started=started, progress=progress, deadline=deadline, said=said)
     if run.cut_short:
-        run.notes.append(f"the time limit ({options.time_limit_s:g} s) ran out before {run.cut_short} of "
-                         f"{len(results)} shapes were solved: the bound counts what they could reach")
+        run.notes.append(
+            f"the time limit ({options.time_limit_s:g} s) ran out before {run.cut_short} of "
+            f"{len(results)} shapes were solved: the bound counts what they could reach"
+        )
     ok = [r for r in results if r.prediction is not None and r.prediction.fits]
     if not ok:
         raise _nothing_fits(req, list(scope.ids), run.notes)
@@ -86,16 +95,32 @@ def solve(profile: ModelProfile, topo: Topology, workload: Workload, *, options:
     return plan
 
 
-def _search(req: Request, scope: Scope, *, started: float, progress: Callable[[Progress], None] | None,
-            deadline: Deadline, said: list[str]) -> tuple[_Run, list[ShapeResult]]:
+def _search(
+    req: Request,
+    scope: Scope,
+    *,
+    started: float,
+    progress: Callable[[Progress], None] | None,
+    deadline: Deadline,
+    said: list[str],
+) -> tuple[_Run, list[ShapeResult]]:
     """The shape loop and its results. A throughput solve on identical nodes searches per replica shape (with the
     wide-EP shapes across nodes beside them, their comparison added to `said`); otherwise every shape is listed,
     within a share of the time limit (a big irregular machine has many (R, k))."""
     profile, topo, options, ids = req.profile, req.topo, req.options, list(scope.ids)
-    bounds = ShapeBounds(max_pp=scope.max_pp, max_tp=options.max_tp, max_replicas=scope.max_replicas,
-                         budget=scope.budget, any_shape=options.any_shape)
-    if (options.objective == Objective.THROUGHPUT and not options.any_shape and not options.offload
-            and regular(topo, ids)):
+    bounds = ShapeBounds(
+        max_pp=scope.max_pp,
+        max_tp=options.max_tp,
+        max_replicas=scope.max_replicas,
+        budget=scope.budget,
+        any_shape=options.any_shape,
+    )
+    if (
+        options.objective == Objective.THROUGHPUT
+        and not options.any_shape
+        and not options.offload
+        and regular(topo, ids)
+    ):
         replica = replica_shapes(profile, topo, ids, bounds, options.max_concurrency)
         run = _Run(req, [r.shape for r in replica], ids, started=started, progress=progress, deadline=deadline)
         results = run.replica_classes(replica)
@@ -108,19 +133,28 @@ def _search(req: Request, scope: Scope, *, started: float, progress: Callable[[P
     results = run.all_shapes()
     if shapes and max(s.replicas for s in shapes) < scope.max_replicas and listing.remaining_s() <= 0:
         run.exact = False
-        run.notes.append(f"the time limit ended the listing of shapes at {max(s.replicas for s in shapes)} "
-                         f"replicas (of up to {scope.max_replicas}): larger counts were not searched")
+        run.notes.append(
+            f"the time limit ended the listing of shapes at {max(s.replicas for s in shapes)} "
+            f"replicas (of up to {scope.max_replicas}): larger counts were not searched"
+        )
     return run, results
 
 
 def _per_replica_space(o: SolveOptions) -> bool:
     """Whether a throughput solve may split the machine by node type: all GPUs offered, no load cap or count cap."""
-    return (o.objective == Objective.THROUGHPUT and not o.any_shape and not o.offload and o.gpus is None
-            and o.max_concurrency is None and o.max_replicas is None)
+    return (
+        o.objective == Objective.THROUGHPUT
+        and not o.any_shape
+        and not o.offload
+        and o.gpus is None
+        and o.max_concurrency is None
+        and o.max_replicas is None
+    )
 
 
-def _fleet(req: Request, types: dict[str, list[int]], *, progress: Callable[[Progress], None] | None,
-           deadline: Deadline) -> Plan | None:
+def _fleet(
+    req: Request, types: dict[str, list[int]], *, progress: Callable[[Progress], None] | None, deadline: Deadline
+) -> Plan | None:
     """Throughput on several node types: each type solved on its own GPUs (sharing the time limit), summed. The
     plan is the largest part's, with the fleet beside it (planner.fleet). None where some type holds no replica
     alone (then replicas that span types are the only way to use it: the present search)."""
@@ -130,9 +164,21 @@ def _fleet(req: Request, types: dict[str, list[int]], *, progress: Callable[[Pro
         # each type its share of what is left, on a deadline of its own (armed by its own first plan)
         share_s = max(0.0, deadline.limit_s - deadline.elapsed_s()) / (len(types) - k)
         try:
-            plans.append((name, len(ids), solve(req.profile, req.topo, req.workload, options=sub,
-                                                constants=req.constants, progress=progress,
-                                                deadline=Deadline(share_s))))
+            plans.append(
+                (
+                    name,
+                    len(ids),
+                    solve(
+                        req.profile,
+                        req.topo,
+                        req.workload,
+                        options=sub,
+                        constants=req.constants,
+                        progress=progress,
+                        deadline=Deadline(share_s),
+                    ),
+                )
+            )
         except InfeasibleError:
             return None  # a type that holds no replica alone: replicas spanning types may serve, so search them
     parts = [_fleet_part(name, n, p) for name, n, p in plans]
@@ -141,21 +187,31 @@ def _fleet(req: Request, types: dict[str, list[int]], *, progress: Callable[[Pro
     bound = sum(-p.solver.best_bound if p.solver.best_bound is not None else math.inf for p in found)
     gap = (bound - total) / total if math.isfinite(bound) and total > 0 else None
     status = "OPTIMAL" if all(pt.status == "OPTIMAL" for pt in parts) else "FEASIBLE"
-    fleet = Fleet(parts=parts, tokens_per_s=total, concurrency=sum(pt.concurrency for pt in parts), status=status,
-                  gap=gap)
+    fleet = Fleet(
+        parts=parts, tokens_per_s=total, concurrency=sum(pt.concurrency for pt in parts), status=status, gap=gap
+    )
     best = max(found, key=lambda p: p.prediction.tokens_per_s)
     return best.model_copy(update={"fleet": fleet})
 
 
 def _fleet_part(name: str, gpus: int, plan: Plan) -> FleetPart:
     p = plan.prediction
-    return FleetPart(node_type=name, gpu_type=p.stages[0].gpu_type, gpus=gpus, shape=plan.partition.shape,
-                     concurrency=p.concurrency, tokens_per_s=p.tokens_per_s, tokens_per_s_per_gpu=p.tokens_per_s / gpus,
-                     status=plan.solver.status, gap=plan.solver.gap)
+    return FleetPart(
+        node_type=name,
+        gpu_type=p.stages[0].gpu_type,
+        gpus=gpus,
+        shape=plan.partition.shape,
+        concurrency=p.concurrency,
+        tokens_per_s=p.tokens_per_s,
+        tokens_per_s_per_gpu=p.tokens_per_s / gpus,
+        status=plan.solver.status,
+        gap=plan.solver.gap,
+    )
 
 
-def _wide(req: Request, ids: list[int], results: list[ShapeResult], notes: list[str],
-          deadline: Deadline) -> list[ShapeResult]:
+def _wide(
+    req: Request, ids: list[int], results: list[ShapeResult], notes: list[str], deadline: Deadline
+) -> list[ShapeResult]:
     """Wide-EP shapes (planner.solve.wide), each at its best load, as settled results beside the per-node ones;
     a note says whether the best of them beats the best per-node plan."""
     wide = wide_ep_plans(req, ids, stop=lambda: deadline.expired)
@@ -165,13 +221,21 @@ def _wide(req: Request, ids: list[int], results: list[ShapeResult], notes: list[
     per_node = max((-r.score for r in ok), default=0.0)
     top = wide[0]
     word = "beats" if top.prediction.tokens_per_s > per_node else "does not beat"
-    notes.append(f"wide EP: {top.partition.shape} ({top.nodes_per_replica} nodes per replica, DP attention) serves "
-                 f"{top.prediction.tokens_per_s:,.0f} tokens/s at TPOT {top.prediction.tpot_ms:.1f} ms and "
-                 f"{word} the best plan inside nodes ({per_node:,.0f} tokens/s)")
+    notes.append(
+        f"wide EP: {top.partition.shape} ({top.nodes_per_replica} nodes per replica, DP attention) serves "
+        f"{top.prediction.tokens_per_s:,.0f} tokens/s at TPOT {top.prediction.tpot_ms:.1f} ms and "
+        f"{word} the best plan inside nodes ({per_node:,.0f} tokens/s)"
+    )
     out = []
     for w in wide:
-        shape = Shape(w.partition.replicas, 1, len(w.partition.stages[0].gpu_ids), True,
-                      Layout(1, w.partition.stages[0].dp, w.partition.stages[0].ep), None)
+        shape = Shape(
+            w.partition.replicas,
+            1,
+            len(w.partition.stages[0].gpu_ids),
+            True,
+            Layout(1, w.partition.stages[0].dp, w.partition.stages[0].ep),
+            None,
+        )
         tokens = w.prediction.tokens_per_s
         out.append(ShapeResult(shape, "OPTIMAL", w.partition, w.prediction, -tokens, -tokens))
     return out
@@ -180,13 +244,22 @@ def _wide(req: Request, ids: list[int], results: list[ShapeResult], notes: list[
 class _Run:
     """The shape loop: solve each shape, prune with the best so far, report progress."""
 
-    def __init__(self, req: Request, shapes: list[Shape], ids: list[int], *, started: float,
-                 progress: Callable[[Progress], None] | None, deadline: Deadline):
+    def __init__(
+        self,
+        req: Request,
+        shapes: list[Shape],
+        ids: list[int],
+        *,
+        started: float,
+        progress: Callable[[Progress], None] | None,
+        deadline: Deadline,
+    ):
         self.req, self.shapes, self.ids, self.started, self.progress = req, shapes, ids, started, progress
         self.max_tp = req.options.max_tp
         self.deadline = deadline
-        self.budget = SolverBudget(max(0.05, req.options.time_limit_s / max(1, len(shapes))), req.options.workers,
-                                   deadline)
+        self.budget = SolverBudget(
+            max(0.05, req.options.time_limit_s / max(1, len(shapes))), req.options.workers, deadline
+        )
         self.cut_short = 0  # shapes the deadline left unsolved
         self.exact = True
         self.notes: list[str] = []
@@ -198,8 +271,10 @@ class _Run:
             self._inexact(cands.note)
         sv = ShapeSolver(self.req, shape, cands)
         if sv.streams and not uniform_streaming(self.req.topo, cands):
-            self._inexact("GPUs of a pool stream from host memory at different rates (their PCIe paths differ): "
-                          "streamed layers were priced on one choice of them")
+            self._inexact(
+                "GPUs of a pool stream from host memory at different rates (their PCIe paths differ): "
+                "streamed layers were priced on one choice of them"
+            )
         return sv
 
     def _inexact(self, note: str | None) -> None:
@@ -215,8 +290,10 @@ class _Run:
             bound = score_bound(self.solver(relaxed), limits)
             if self.best is not None and bound >= self.best.score:
                 return ShapeResult(shape, "PRUNED", bound=bound)
-            self._inexact(f"{shape.replicas} replicas of {shape.gpus} GPUs were placed on slots from a locality "
-                          "order, not every placement: the plan is the best found, not proven optimal")
+            self._inexact(
+                f"{shape.replicas} replicas of {shape.gpus} GPUs were placed on slots from a locality "
+                "order, not every placement: the plan is the best found, not proven optimal"
+            )
         if shape.system is None:
             return ShapeResult(shape, "UNKNOWN", note="no isomorphic slots found")
         sv = self.solver(shape)
@@ -257,8 +334,11 @@ class _Run:
         if shape.system is not None and self.deadline.bounds_left:
             sv = ShapeSolver(self.req, shape, shape_candidates(self.req.profile, self.req.topo, shape, self.max_tp))
             if sv.cands.configs:
-                bound = tokens_bound(sv, shape.replicas) if self.req.options.objective == Objective.THROUGHPUT else \
-                    score_bound(sv, self.budget)
+                bound = (
+                    tokens_bound(sv, shape.replicas)
+                    if self.req.options.objective == Objective.THROUGHPUT
+                    else score_bound(sv, self.budget)
+                )
                 bound = -bound if self.req.options.objective == Objective.THROUGHPUT else bound
         return ShapeResult(shape, "UNKNOWN", bound=bound, note="the time limit ran out before this shape")
 
@@ -276,8 +356,12 @@ class _Run:
         for k, (bound, rs, sv) in enumerate(bounded):
             best = None if self.best is None else -self.best.score
             if not sv.cands.configs or bound <= 0:
-                res = ShapeResult(rs.shape, "INFEASIBLE", bound=math.inf, note="no GPU group of this size" if not
-                                  sv.cands.configs else None)
+                res = ShapeResult(
+                    rs.shape,
+                    "INFEASIBLE",
+                    bound=math.inf,
+                    note="no GPU group of this size" if not sv.cands.configs else None,
+                )
             elif best is not None and bound <= best:
                 res = ShapeResult(rs.shape, "PRUNED", bound=-bound)
             elif self.deadline.expired:
@@ -303,8 +387,10 @@ class _Run:
                 res.bound = max(res.bound, -placement_bound(sv, rs, packed, self.budget, ids=self.ids))
             if res.bound < res.score - 1e-9 * abs(res.score) and (self.best is None or res.bound < self.best.score):
                 res.status = "FEASIBLE"
-                note = (f"{rs.shape.label}: other placements of {rs.shape.gpus}-GPU replicas (up to {rs.most}) "
-                        "were bounded, not searched")
+                note = (
+                    f"{rs.shape.label}: other placements of {rs.shape.gpus}-GPU replicas (up to {rs.most}) "
+                    "were bounded, not searched"
+                )
                 if note not in self.notes and len(self.notes) < 5:
                     self.notes.append(note)
 
@@ -340,8 +426,11 @@ def _sort_key(r: ShapeResult) -> tuple:
 
 def _status(ok: list[ShapeResult], results: list[ShapeResult], exact: bool) -> tuple[str, float | None, float | None]:
     best = ok[0]
-    open_bounds = [r.bound for r in results if r.status in ("FEASIBLE", "UNKNOWN")
-                   or (r.status == "PRUNED" and r.bound < best.score)]
+    open_bounds = [
+        r.bound
+        for r in results
+        if r.status in ("FEASIBLE", "UNKNOWN") or (r.status == "PRUNED" and r.bound < best.score)
+    ]
     if not exact:
         return "FEASIBLE", None, None
     if best.score >= 0:  # TPOT or bytes per token: never below 0, the honest bound of a shape cut before any bound
@@ -367,19 +456,38 @@ def _alternatives(ok: list[ShapeResult], top: int) -> list[Alternative]:
     return alts[:top]
 
 
-def _plan(req: Request, ok: list[ShapeResult], results: list[ShapeResult], *, exact: bool, notes: list[str],
-          wall_s: float) -> Plan:
+def _plan(
+    req: Request, ok: list[ShapeResult], results: list[ShapeResult], *, exact: bool, notes: list[str], wall_s: float
+) -> Plan:
     ok.sort(key=_sort_key)
     best = ok[0]
     status, bound, gap = _status(ok, results, exact)
     note = "; ".join(notes) if (notes and status != "OPTIMAL") else None
     o = req.options
-    info = SolverInfo(status=status, objective=o.objective.value, objective_value=best.score, best_bound=bound, gap=gap,
-                      wall_time_s=wall_s, resolution=RESOLUTION, exact_candidates=exact, note=note)
+    info = SolverInfo(
+        status=status,
+        objective=o.objective.value,
+        objective_value=best.score,
+        best_bound=bound,
+        gap=gap,
+        wall_time_s=wall_s,
+        resolution=RESOLUTION,
+        exact_candidates=exact,
+        note=note,
+    )
     workload = req.workload.model_copy(update={"concurrency": best.prediction.concurrency})
-    return build_plan(req.profile, req.topo, best.partition, workload=workload, prediction=best.prediction,
-                      solver=info, objective=o.objective.value, tpot_slo_ms=o.tpot_slo_ms, ttft_slo_ms=o.ttft_slo_ms,
-                      alternatives=_alternatives(ok, o.top))
+    return build_plan(
+        req.profile,
+        req.topo,
+        best.partition,
+        workload=workload,
+        prediction=best.prediction,
+        solver=info,
+        objective=o.objective.value,
+        tpot_slo_ms=o.tpot_slo_ms,
+        ttft_slo_ms=o.ttft_slo_ms,
+        alternatives=_alternatives(ok, o.top),
+    )
 
 
 def _nothing_fits(req: Request, ids: list[int], notes: list[str]) -> InfeasibleError:
@@ -388,18 +496,27 @@ def _nothing_fits(req: Request, ids: list[int], notes: list[str]) -> InfeasibleE
     weights = profile.weight_bytes(workload.weight_dtype)
     load = 1 if req.options.objective == Objective.THROUGHPUT else workload.concurrency
     kv = profile.kv_bytes_per_token(workload.kv_dtype) * workload.sequence_tokens * load
-    slos = [f"{name} <= {slo:g} ms" for name, slo in (("TPOT", req.options.tpot_slo_ms), ("TTFT",
-                                                                                          req.options.ttft_slo_ms))
-            if slo is not None]
+    slos = [
+        f"{name} <= {slo:g} ms"
+        for name, slo in (("TPOT", req.options.tpot_slo_ms), ("TTFT", req.options.ttft_slo_ms))
+        if slo is not None
+    ]
     if weights + kv <= cap and (slos or notes):
         what = " and ".join(slos) if slos else "the engine's step budget"
-        return InfeasibleError(f"no plan of {profile.name} on {len(ids)} GPUs of {topo.name} meets {what}",
-                               details=notes + ["raise the SLOs, lower --concurrency, or add GPUs"])
-    details = [f"weights {format_bytes(weights)} + KV {format_bytes(kv)} ({load} x {workload.sequence_tokens} tokens) "
-               f"= {format_bytes(weights + kv)} against {format_bytes(cap)} usable on {_gpus(len(ids))}"]
+        return InfeasibleError(
+            f"no plan of {profile.name} on {len(ids)} GPUs of {topo.name} meets {what}",
+            details=notes + ["raise the SLOs, lower --concurrency, or add GPUs"],
+        )
+    details = [
+        f"weights {format_bytes(weights)} + KV {format_bytes(kv)} ({load} x {workload.sequence_tokens} tokens) "
+        f"= {format_bytes(weights + kv)} against {format_bytes(cap)} usable on {_gpus(len(ids))}"
+    ]
     short_gb = max(0.0, weights + kv - cap) / len(ids) / 1e9
-    details.append(f"per GPU: short by about {short_gb:.1f} GB" if weights + kv > cap
-                   else "the total fits, but no stage split respects every GPU's memory and the TP rules")
+    details.append(
+        f"per GPU: short by about {short_gb:.1f} GB"
+        if weights + kv > cap
+        else "the total fits, but no stage split respects every GPU's memory and the TP rules"
+    )
     details += suggestions(profile, topo, ids, workload, c)
     return InfeasibleError(f"{profile.name} does not fit on {_gpus(len(ids))} of {topo.name}", details=details)
 

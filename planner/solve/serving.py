@@ -117,24 +117,27 @@ def resolve_serving(options: SolveOptions, workload: Workload, n_gpus: int) -> s
         if n_gpus < 2:
             raise InputError(f"--serving {asked}: a prefill pool and a decode pool need 2 GPUs or more, {n_gpus} given")
         if workload.mode != "serving":
-            raise InputError(f"--serving {asked}: the pools are sized for steady-state serving; --mode "
-                             f"{workload.mode} is not (use --mode serving)")
+            raise InputError(
+                f"--serving {asked}: the pools are sized for steady-state serving; --mode "
+                f"{workload.mode} is not (use --mode serving)"
+            )
         if explicit_objective:
-            raise InputError(f"--serving {asked} compares modes by tokens/s under the SLOs: use --objective "
-                             "throughput (or leave it out)")
+            raise InputError(
+                f"--serving {asked} compares modes by tokens/s under the SLOs: use --objective "
+                "throughput (or leave it out)"
+            )
     return asked
 
 
 def _one_pool(role: str, layout: Layout, ids: list[int]) -> Pool:
-    return Pool(role=role, instances=1, tp=layout.tp, dp=layout.dp, ep=layout.ep,
-                gpu_ids=[ids[:layout.gpus]])
+    return Pool(role=role, instances=1, tp=layout.tp, dp=layout.dp, ep=layout.ep, gpu_ids=[ids[: layout.gpus]])
 
 
 def _pair_pools(p: Layout, d: Layout, ids: list[int]) -> Pools:
     """One prefill and one decode instance on the machine's first GPUs, the wider first (inside nodes)."""
     if p.gpus >= d.gpus:
-        return Pools(prefill=_one_pool("prefill", p, ids), decode=_one_pool("decode", d, ids[p.gpus:]))
-    return Pools(prefill=_one_pool("prefill", p, ids[d.gpus:]), decode=_one_pool("decode", d, ids))
+        return Pools(prefill=_one_pool("prefill", p, ids), decode=_one_pool("decode", d, ids[p.gpus :]))
+    return Pools(prefill=_one_pool("prefill", p, ids[d.gpus :]), decode=_one_pool("decode", d, ids))
 
 
 def _layouts(profile: ModelProfile, budget: int, max_tp: int | None) -> list[Layout]:
@@ -148,8 +151,9 @@ def _layouts(profile: ModelProfile, budget: int, max_tp: int | None) -> list[Lay
     return out
 
 
-def _decode_cand(profile: ModelProfile, topo: Topology, pools: Pools, *, workload: Workload,
-                 options: SolveOptions, c: Constants) -> DecodeCand | None:
+def _decode_cand(
+    profile: ModelProfile, topo: Topology, pools: Pools, *, workload: Workload, options: SolveOptions, c: Constants
+) -> DecodeCand | None:
     """The decode instance at its largest load meeting the TPOT SLO (None: not even one sequence does)."""
     one = decode_step(profile, topo, pools, workload=workload, sequences=1, c=c)
     top = min(one.max_concurrency, c.max_num_seqs, options.max_concurrency or c.max_num_seqs)
@@ -168,8 +172,9 @@ def _decode_cand(profile: ModelProfile, topo: Topology, pools: Pools, *, workloa
     return DecodeCand(Layout(pools.decode.tp, pools.decode.dp, pools.decode.ep), lo, tpot(lo), workload.osl)
 
 
-def _ttft_s(svc: PrefillService, rho: float, *, transfer_s: float, tpot_s: float, n_layers: int,
-            overlap: bool, c: Constants) -> float:
+def _ttft_s(
+    svc: PrefillService, rho: float, *, transfer_s: float, tpot_s: float, n_layers: int, overlap: bool, c: Constants
+) -> float:
     prefill = svc.time_s(rho)
     exposed = exposed_transfer_s(transfer_s, prefill, n_layers, overlap)
     return c.request_overhead_s + md1_wait_s(rho, prefill) + prefill + exposed + tpot_s
@@ -201,12 +206,14 @@ class _Ask:
     budget: int
 
 
-def make_ask(profile: ModelProfile, topo: Topology, workload: Workload, *, options: SolveOptions,
-             constants: Constants) -> _Ask:
+def make_ask(
+    profile: ModelProfile, topo: Topology, workload: Workload, *, options: SolveOptions, constants: Constants
+) -> _Ask:
     """What the disaggregated search prices with, checked (the GPUs offered, the budget, the engine's constants)."""
     scope = check_options(profile, topo, workload, options)
-    return _Ask(profile, topo, workload, options, resolve_constants(constants, workload.engine), scope.ids,
-                scope.budget)
+    return _Ask(
+        profile, topo, workload, options, resolve_constants(constants, workload.engine), scope.ids, scope.budget
+    )
 
 
 def pair_candidates(ask: _Ask) -> list[PairCand]:
@@ -217,8 +224,12 @@ def pair_candidates(ask: _Ask) -> list[PairCand]:
     decode: list[DecodeCand] = []
     for lay in layouts:
         # the instance alone, as a prefill and as a decode instance: each pool's figures read its own pool only
-        alone = Pools.model_construct(prefill=_one_pool("prefill", lay, ids), decode=_one_pool("decode", lay, ids),
-                                      transfer_backend="nixl", transfer_overlap=False)
+        alone = Pools.model_construct(
+            prefill=_one_pool("prefill", lay, ids),
+            decode=_one_pool("decode", lay, ids),
+            transfer_backend="nixl",
+            transfer_overlap=False,
+        )
         svc = prefill_service(ask.profile, ask.topo, alone, ask.workload, c)
         if svc.prediction.fits:
             prefill.append(PrefillCand(lay, svc))
@@ -232,11 +243,20 @@ def pair_candidates(ask: _Ask) -> list[PairCand]:
                 continue
             pools = _pair_pools(p.layout, d.layout, ids)
             transfer_s, _ = kv_handoff(ask.profile, ask.topo, pools, ask.workload, c)
-            rho = _rho(p.svc, ttft_s, o.max_prefill_utilisation, transfer_s=transfer_s, tpot_s=d.tpot_s,
-                       n_layers=ask.profile.n_layers, overlap=False, c=c)
+            rho = _rho(
+                p.svc,
+                ttft_s,
+                o.max_prefill_utilisation,
+                transfer_s=transfer_s,
+                tpot_s=d.tpot_s,
+                n_layers=ask.profile.n_layers,
+                overlap=False,
+                c=c,
+            )
             if rho > 0:
-                out.append(PairCand(p, d, rho, p.capacity_per_s * rho * ask.workload.osl,
-                                    d.requests_per_s * ask.workload.osl))
+                out.append(
+                    PairCand(p, d, rho, p.capacity_per_s * rho * ask.workload.osl, d.requests_per_s * ask.workload.osl)
+                )
     return out
 
 
@@ -274,8 +294,9 @@ def choose_pools(pairs: list[PairCand], budget: int, *, time_limit_s: float = 10
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return None
     pick = next(i for i in range(len(pairs)) if solver.value(z[i]))
-    return Choice(pick, solver.value(x[pick]), solver.value(y[pick]), solver.value(tokens) / MILLI,
-                  status == cp_model.OPTIMAL)
+    return Choice(
+        pick, solver.value(x[pick]), solver.value(y[pick]), solver.value(tokens) / MILLI, status == cp_model.OPTIMAL
+    )
 
 
 def place(pair: PairCand, choice: Choice, ids: list[int]) -> Pools:
@@ -285,17 +306,20 @@ def place(pair: PairCand, choice: Choice, ids: list[int]) -> Pools:
     order.sort(key=lambda r: -r[1].gpus)
     pools, at = {}, 0
     for role, lay, count in order:
-        groups = [ids[at + i * lay.gpus:at + (i + 1) * lay.gpus] for i in range(count)]
+        groups = [ids[at + i * lay.gpus : at + (i + 1) * lay.gpus] for i in range(count)]
         at += count * lay.gpus
-        pools[role] = Pool(role=role, instances=count, tp=lay.tp, dp=lay.dp, ep=lay.ep,
-                           gpu_ids=groups)
+        pools[role] = Pool(role=role, instances=count, tp=lay.tp, dp=lay.dp, ep=lay.ep, gpu_ids=groups)
     return Pools(prefill=pools["prefill"], decode=pools["decode"])
 
 
 def _meets(p: DisaggPrediction, o: SolveOptions) -> bool:
-    return (p.fits and p.problem is None and p.prefill_utilisation <= o.max_prefill_utilisation + 1e-9
-            and (o.tpot_slo_ms is None or p.tpot_ms <= o.tpot_slo_ms)
-            and (o.ttft_slo_ms is None or p.ttft_ms <= o.ttft_slo_ms))
+    return (
+        p.fits
+        and p.problem is None
+        and p.prefill_utilisation <= o.max_prefill_utilisation + 1e-9
+        and (o.tpot_slo_ms is None or p.tpot_ms <= o.tpot_slo_ms)
+        and (o.ttft_slo_ms is None or p.ttft_ms <= o.ttft_slo_ms)
+    )
 
 
 def operating_point(ask: _Ask, pools: Pools, *, tokens_per_s: float, max_sequences: int) -> DisaggPrediction | None:
@@ -305,8 +329,9 @@ def operating_point(ask: _Ask, pools: Pools, *, tokens_per_s: float, max_sequenc
     w = ask.workload
 
     def at(n: int) -> DisaggPrediction:
-        return estimate_disagg(ask.profile, ask.topo, pools, w.model_copy(update={"concurrency": n}),
-                               ask.constants, check=False)
+        return estimate_disagg(
+            ask.profile, ask.topo, pools, w.model_copy(update={"concurrency": n}), ask.constants, check=False
+        )
 
     def ok(n: int) -> bool:
         p = at(n)
@@ -336,12 +361,27 @@ def mode_result(plan: Plan, disagg: DisaggPrediction | None = None) -> ModeResul
     """A plan's figures as the serving choice compares them."""
     pred = plan.prediction
     shape = disagg_shape(plan.pools) if plan.pools is not None else plan.partition.shape
-    extra = {} if disagg is None else {"prefill_utilisation": disagg.prefill_utilisation,
-                                       "decode_utilisation": disagg.decode_utilisation,
-                                       "limited_by": disagg.limited_by, "kv_transfer_ms": disagg.kv_transfer_ms}
-    return ModeResult(mode="agg" if plan.pools is None else "disagg", shape=shape, gpus=_plan_gpus(plan),
-                      concurrency=pred.concurrency, tokens_per_s=pred.tokens_per_s, tpot_ms=pred.tpot_ms,
-                      ttft_ms=pred.ttft_ms, status=plan.solver.status, **extra)
+    extra = (
+        {}
+        if disagg is None
+        else {
+            "prefill_utilisation": disagg.prefill_utilisation,
+            "decode_utilisation": disagg.decode_utilisation,
+            "limited_by": disagg.limited_by,
+            "kv_transfer_ms": disagg.kv_transfer_ms,
+        }
+    )
+    return ModeResult(
+        mode="agg" if plan.pools is None else "disagg",
+        shape=shape,
+        gpus=_plan_gpus(plan),
+        concurrency=pred.concurrency,
+        tokens_per_s=pred.tokens_per_s,
+        tpot_ms=pred.tpot_ms,
+        ttft_ms=pred.ttft_ms,
+        status=plan.solver.status,
+        **extra,
+    )
 
 
 def _disagg_plan_of(ask: _Ask, pools: Pools, pred: DisaggPrediction, solver: SolverInfo) -> Plan:
@@ -350,13 +390,29 @@ def _disagg_plan_of(ask: _Ask, pools: Pools, pred: DisaggPrediction, solver: Sol
     w = ask.workload.model_copy(update={"concurrency": pred.concurrency})
     part = pool_partition(ask.profile, pools.decode)
     decode = estimate(ask.profile, ask.topo, part, workload=w, c=ask.constants, check=False)
-    headline = decode.model_copy(update={
-        "tpot_ms": pred.tpot_ms, "ttft_ms": pred.ttft_ms, "tokens_per_s": pred.tokens_per_s,
-        "tokens_per_s_per_gpu": pred.tokens_per_s_per_gpu, "tokens_per_s_per_user": 1e3 / pred.tpot_ms,
-        "requests_per_s": pred.requests_per_s, "prefill_tokens_per_step": 0.0})
+    headline = decode.model_copy(
+        update={
+            "tpot_ms": pred.tpot_ms,
+            "ttft_ms": pred.ttft_ms,
+            "tokens_per_s": pred.tokens_per_s,
+            "tokens_per_s_per_gpu": pred.tokens_per_s_per_gpu,
+            "tokens_per_s_per_user": 1e3 / pred.tpot_ms,
+            "requests_per_s": pred.requests_per_s,
+            "prefill_tokens_per_step": 0.0,
+        }
+    )
     o = ask.options
-    plan = build_plan(ask.profile, ask.topo, part, workload=w, prediction=headline, solver=solver,
-                      objective=Objective.THROUGHPUT.value, tpot_slo_ms=o.tpot_slo_ms, ttft_slo_ms=o.ttft_slo_ms)
+    plan = build_plan(
+        ask.profile,
+        ask.topo,
+        part,
+        workload=w,
+        prediction=headline,
+        solver=solver,
+        objective=Objective.THROUGHPUT.value,
+        tpot_slo_ms=o.tpot_slo_ms,
+        ttft_slo_ms=o.ttft_slo_ms,
+    )
     return plan.model_copy(update={"pools": pools})
 
 
@@ -369,19 +425,27 @@ def solve_disagg(ask: _Ask, started: float) -> tuple[Plan, DisaggPrediction]:
     if choice is not None:
         pair = pairs[choice.pair]
         pools = place(pair, choice, list(ask.ids))
-        pred = operating_point(ask, pools, tokens_per_s=choice.tokens_per_s,
-                               max_sequences=choice.decode_instances * pair.decode.sequences)
+        pred = operating_point(
+            ask, pools, tokens_per_s=choice.tokens_per_s, max_sequences=choice.decode_instances * pair.decode.sequences
+        )
     if choice is None or pred is None:
-        raise InfeasibleError(f"no disaggregated plan of {ask.profile.name} on {ask.budget} GPUs of {ask.topo.name} "
-                              f"meets {_slo_words(ask.options)}",
-                              details=[f"{len(pairs)} (prefill, decode) layout pairs fit the budget and the SLOs"])
-    solver = SolverInfo(status="OPTIMAL" if choice.optimal else "FEASIBLE", objective="throughput",
-                        objective_value=pred.tokens_per_s, best_bound=choice.tokens_per_s,
-                        wall_time_s=time.perf_counter() - started, resolution="tokens/s in integer thousandths",
-                        exact_candidates=True,
-                        note=f"exact CP-SAT choice over {len(pairs)} layout pairs and every (P, D) on {ask.budget} "
-                             f"GPUs ({choice.tokens_per_s:,.0f} tokens/s at the candidates' operating points; "
-                             f"{pred.tokens_per_s:,.0f} re-priced on its GPUs)")
+        raise InfeasibleError(
+            f"no disaggregated plan of {ask.profile.name} on {ask.budget} GPUs of {ask.topo.name} "
+            f"meets {_slo_words(ask.options)}",
+            details=[f"{len(pairs)} (prefill, decode) layout pairs fit the budget and the SLOs"],
+        )
+    solver = SolverInfo(
+        status="OPTIMAL" if choice.optimal else "FEASIBLE",
+        objective="throughput",
+        objective_value=pred.tokens_per_s,
+        best_bound=choice.tokens_per_s,
+        wall_time_s=time.perf_counter() - started,
+        resolution="tokens/s in integer thousandths",
+        exact_candidates=True,
+        note=f"exact CP-SAT choice over {len(pairs)} layout pairs and every (P, D) on {ask.budget} "
+        f"GPUs ({choice.tokens_per_s:,.0f} tokens/s at the candidates' operating points; "
+        f"{pred.tokens_per_s:,.0f} re-priced on its GPUs)",
+    )
     return _disagg_plan_of(ask, pools, pred, solver), pred
 
 
@@ -402,16 +466,25 @@ def verdict(agg: Plan | None, disagg: Plan | None, disagg_pred: DisaggPrediction
     ratio = max(a.tokens_per_s, d.tokens_per_s) / max(1e-9, min(a.tokens_per_s, d.tokens_per_s)) - 1
     agg_batch = a.concurrency / _plan_gpus(agg)
     dec_batch = disagg_pred.decode_concurrency / pools.decode.n_gpus
-    return (f"{win} serves {ratio:.0%} more tokens/s. TTFT interference: each aggregated step also prefills "
-            f"{a.prefill_tokens_per_step:,.0f} prompt tokens, the decode pool's steps none. Decode batch: "
-            f"{agg_batch:,.1f} sequences per GPU aggregated, {dec_batch:,.1f} per decode GPU, with "
-            f"{pools.prefill.n_gpus} of {pools.n_gpus} GPUs prefilling at {disagg_pred.prefill_utilisation:.0%} "
-            f"busy. Transfer: {disagg_pred.kv_bytes_per_request / 1e6:,.1f} MB of KV per request in "
-            f"{disagg_pred.kv_transfer_ms:,.2f} ms.")
+    return (
+        f"{win} serves {ratio:.0%} more tokens/s. TTFT interference: each aggregated step also prefills "
+        f"{a.prefill_tokens_per_step:,.0f} prompt tokens, the decode pool's steps none. Decode batch: "
+        f"{agg_batch:,.1f} sequences per GPU aggregated, {dec_batch:,.1f} per decode GPU, with "
+        f"{pools.prefill.n_gpus} of {pools.n_gpus} GPUs prefilling at {disagg_pred.prefill_utilisation:.0%} "
+        f"busy. Transfer: {disagg_pred.kv_bytes_per_request / 1e6:,.1f} MB of KV per request in "
+        f"{disagg_pred.kv_transfer_ms:,.2f} ms."
+    )
 
 
-def solve_serving(profile: ModelProfile, topo: Topology, workload: Workload, *, options: SolveOptions,
-                  constants: Constants, progress: object = None) -> Plan:
+def solve_serving(
+    profile: ModelProfile,
+    topo: Topology,
+    workload: Workload,
+    *,
+    options: SolveOptions,
+    constants: Constants,
+    progress: object = None,
+) -> Plan:
     """`solve --serving`: the aggregated plan (agg), the disaggregated one (disagg) or the better of both (auto),
     with the other mode's best plan and the margin in `Plan.serving`."""
     started = time.perf_counter()
@@ -438,8 +511,9 @@ def solve_serving(profile: ModelProfile, topo: Topology, workload: Workload, *, 
     return _choose(mode, agg, dis, dis_pred, errors)
 
 
-def _choose(mode: str, agg: Plan | None, dis: Plan | None, dis_pred: DisaggPrediction | None,
-            errors: list[InfeasibleError]) -> Plan:
+def _choose(
+    mode: str, agg: Plan | None, dis: Plan | None, dis_pred: DisaggPrediction | None, errors: list[InfeasibleError]
+) -> Plan:
     """The winner (disagg when asked for it and it has a plan), with the other's best plan and the margin."""
     if mode == "disagg" and dis is not None:
         best, other = dis, agg
@@ -451,9 +525,15 @@ def _choose(mode: str, agg: Plan | None, dis: Plan | None, dis_pred: DisaggPredi
     result = mode_result(best, dis_pred if best is dis else None)
     other_result = None if other is None else mode_result(other, dis_pred if other is dis else None)
     margin = None if other is None else best.prediction.tokens_per_s / other.prediction.tokens_per_s - 1
-    choice = ServingChoice(asked=mode, chosen=result.mode, best=result, other=other_result,
-                           other_problem=errors[0].message if errors else None, margin=margin,
-                           verdict=verdict(agg, dis, dis_pred))
+    choice = ServingChoice(
+        asked=mode,
+        chosen=result.mode,
+        best=result,
+        other=other_result,
+        other_problem=errors[0].message if errors else None,
+        margin=margin,
+        verdict=verdict(agg, dis, dis_pred),
+    )
     solver = best.solver
     if other is not None and other.solver.status != "OPTIMAL" and solver.status == "OPTIMAL":
         note = f"{solver.note or ''}; the {other.solver.status} other mode leaves the choice between modes unproven"

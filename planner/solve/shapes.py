@@ -51,8 +51,9 @@ def _layouts(profile: ModelProfile, sizes: range, max_tp: int | None) -> dict[in
     return {n: layouts_for(profile, n, max_tp) for n in sizes}
 
 
-def enumerate_shapes(profile: ModelProfile, topo: Topology, ids: list[int], lim: ShapeBounds,
-                     stop: Callable[[], bool] | None = None) -> list[Shape]:
+def enumerate_shapes(
+    profile: ModelProfile, topo: Topology, ids: list[int], lim: ShapeBounds, stop: Callable[[], bool] | None = None
+) -> list[Shape]:
     """Every shape to try. Where the slot systems of an (R, GPUs) pair are not known to be exhaustive, its
     shapes say so (`exact_slots=False`); with no system found, one stand-in shape (`system=None`) remains.
     `stop()` true (the command's deadline) ends the enumeration at the next replica count: the shapes of
@@ -67,7 +68,7 @@ def enumerate_shapes(profile: ModelProfile, topo: Topology, ids: list[int], lim:
             break
         for pp in range(1, min(lim.max_pp, profile.n_layers, per) + 1):
             if lim.any_shape:
-                for size in ([per] if r == 1 else range(pp, per + 1)):
+                for size in [per] if r == 1 else range(pp, per + 1):
                     shapes += _on_slots(topo, ids, r, pp=pp, size=size, layout=None)
                 continue
             for width, lays in layouts.items():

@@ -77,15 +77,17 @@ def isomorphism_map(topo: Topology, a: tuple[int, ...], b: tuple[int, ...]) -> d
     if sorted(topo.gpus[i].spec.name for i in a) != sorted(topo.gpus[i].spec.name for i in b):
         return None
     ga, gb = _route_graph(topo, a), _route_graph(topo, b)
-    same = isomorphism.GraphMatcher(ga, gb, node_match=lambda x, y: x["label"] == y["label"],
-                                    edge_match=lambda x, y: x["label"] == y["label"])
+    same = isomorphism.GraphMatcher(
+        ga, gb, node_match=lambda x, y: x["label"] == y["label"], edge_match=lambda x, y: x["label"] == y["label"]
+    )
     for k, mapping in enumerate(same.isomorphisms_iter()):
         if k >= _MAX_MATCHES:
             break
         gpu_map = {i: topo.graph.nodes[mapping[topo.gpus[i].key]]["gpu_id"] for i in a}
-        if all(tuple((mapping[u], mapping[v]) for u, v in topo.path(x, y).hops) == topo.path(gpu_map[x],
-                                                                                             gpu_map[y]).hops
-               for x, y in itertools.permutations(a, 2)):
+        if all(
+            tuple((mapping[u], mapping[v]) for u, v in topo.path(x, y).hops) == topo.path(gpu_map[x], gpu_map[y]).hops
+            for x, y in itertools.permutations(a, 2)
+        ):
             return gpu_map
     return None
 
@@ -149,10 +151,10 @@ def _packed(topo: Topology, ids: list[int], replicas: int, size: int) -> tuple[l
     out, exact = [], len(by_class) == 1
     for (_, per_node), nodes in by_class.items():
         if size <= per_node:
-            slots = [tuple(n[k * size:(k + 1) * size]) for n in nodes for k in range(per_node // size)]
+            slots = [tuple(n[k * size : (k + 1) * size]) for n in nodes for k in range(per_node // size)]
         elif size % per_node == 0:
             j = size // per_node
-            slots = [tuple(g for n in nodes[k * j:(k + 1) * j] for g in n) for k in range(len(nodes) // j)]
+            slots = [tuple(g for n in nodes[k * j : (k + 1) * j] for g in n) for k in range(len(nodes) // j)]
         else:
             exact = False  # slots of a fraction of several nodes are not offered
             continue
@@ -168,13 +170,14 @@ def _inside_beats_across(topo: Topology, by_node: dict[str, list[int]]) -> bool:
         return True
     inside = topo.path(nodes[0][0], nodes[0][1]) if len(nodes[0]) > 1 else None
     across = topo.path(nodes[0][0], nodes[1][0])
-    return inside is None or (inside.bandwidth_bytes_per_s >= across.bandwidth_bytes_per_s
-                              and inside.latency_s <= across.latency_s)
+    return inside is None or (
+        inside.bandwidth_bytes_per_s >= across.bandwidth_bytes_per_s and inside.latency_s <= across.latency_s
+    )
 
 
 def _consecutive(topo: Topology, ids: list[int], replicas: int, size: int) -> list[SlotSystem]:
     order = locality_order(topo, ids)
-    chosen = [tuple(order[r * size:(r + 1) * size]) for r in range(replicas)]
+    chosen = [tuple(order[r * size : (r + 1) * size]) for r in range(replicas)]
     maps = [isomorphism_map(topo, chosen[0], s) for s in chosen]
     return [] if any(m is None for m in maps) else [SlotSystem(tuple(chosen), tuple(maps))]
 

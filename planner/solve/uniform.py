@@ -25,11 +25,29 @@ def _placeable(configs: list[Config], pools: dict[str, list[int]], pp: int) -> b
     return all(c.pool is not None for c in configs) and sum(len(ids) // width for ids in pools.values()) >= pp
 
 
-def uniform_capacity(configs: list[Config], coefs: list[Coefficients], pools: dict[str, list[int]], *,
-                     runs: list[tuple[int, int]], n_layers: int, pp: int) -> int | None:
+def uniform_capacity(
+    configs: list[Config],
+    coefs: list[Coefficients],
+    pools: dict[str, list[int]],
+    *,
+    runs: list[tuple[int, int]],
+    n_layers: int,
+    pp: int,
+) -> int | None:
     """The most sequences one replica holds, or None where configurations differ in what they hold."""
-    keys = {(k.weight_bytes, k.kv_bytes, k.capacity_bytes, k.first.weight_bytes, k.last.weight_bytes, c.size,
-             c.layout.dp, k.streaming is None) for c, k in zip(configs, coefs)}
+    keys = {
+        (
+            k.weight_bytes,
+            k.kv_bytes,
+            k.capacity_bytes,
+            k.first.weight_bytes,
+            k.last.weight_bytes,
+            c.size,
+            c.layout.dp,
+            k.streaming is None,
+        )
+        for c, k in zip(configs, coefs)
+    }
     if len(keys) != 1 or not configs or coefs[0].streaming is not None or not _placeable(configs, pools, pp):
         return None
     k, dp = coefs[0], configs[0].layout.dp

@@ -41,10 +41,14 @@ def _meets(req: Request, part: Partition, per_replica: int) -> Prediction | None
     op = operating_point(w, concurrency=load, replicas=part.replicas, pp=1, c=req.constants)
     if not op.feasible or prefill_utilisation(op) > o.max_prefill_utilisation:
         return None
-    pred = estimate(req.profile, req.topo, part, workload=w.model_copy(update={"concurrency": load}),
-                    c=req.constants, check=False)
-    if not pred.fits or (o.tpot_slo_ms is not None and pred.tpot_ms > o.tpot_slo_ms) or \
-            (o.ttft_slo_ms is not None and pred.ttft_ms > o.ttft_slo_ms):
+    pred = estimate(
+        req.profile, req.topo, part, workload=w.model_copy(update={"concurrency": load}), c=req.constants, check=False
+    )
+    if (
+        not pred.fits
+        or (o.tpot_slo_ms is not None and pred.tpot_ms > o.tpot_slo_ms)
+        or (o.ttft_slo_ms is not None and pred.ttft_ms > o.ttft_slo_ms)
+    ):
         return None
     return pred
 
@@ -53,8 +57,9 @@ def _serves(req: Request, part: Partition, per_replica: int) -> bool:
     return _meets(req, part, per_replica) is not None
 
 
-def wide_ep_plans(req: Request, ids: list[int], *, most_per_replica: int = 1 << 14,
-                  stop: Callable[[], bool] = lambda: False) -> list[WidePlan]:
+def wide_ep_plans(
+    req: Request, ids: list[int], *, most_per_replica: int = 1 << 14, stop: Callable[[], bool] = lambda: False
+) -> list[WidePlan]:
     """The best load of every wide shape on the offered GPUs (copies of one node), best tokens/s first; `stop`
     (the command's deadline) ends the list early."""
     moe = req.profile.moe
@@ -70,7 +75,7 @@ def wide_ep_plans(req: Request, ids: list[int], *, most_per_replica: int = 1 << 
         if moe.n_experts % ep:
             continue
         replicas = len(nodes) // n
-        gpus = [g for node in nodes[:replicas * n] for g in node]
+        gpus = [g for node in nodes[: replicas * n] for g in node]
         part = partition_from_counts([req.profile.n_layers], gpus, 1, replicas=replicas, dp=ep, ep=ep)
         best = _largest(1, most_per_replica, functools.partial(_serves, req, part))
         pred = _meets(req, part, best) if best >= 1 else None

@@ -67,8 +67,13 @@ def sharegpt_outputs(mean_tokens: float) -> LengthDist:
     the model's own end of text, at most the dataset's length, so the run's mean is below the histogram's 197)."""
     base = parse_length("chat-sharegpt", what="--osl")
     scale = mean_tokens / base.mean
-    return LengthDist(spec=f"chat-sharegpt x {scale:.3f}", kind="histogram", weights=base.weights,
-                      lengths=[max(1.0, x * scale) for x in base.lengths], source=base.source)
+    return LengthDist(
+        spec=f"chat-sharegpt x {scale:.3f}",
+        kind="histogram",
+        weights=base.weights,
+        lengths=[max(1.0, x * scale) for x in base.lengths],
+        source=base.source,
+    )
 
 
 @lru_cache(maxsize=None)
@@ -83,8 +88,16 @@ def check(case: Case) -> Check:
         ep = case.ep
         if case.dp > 1 and ep == 1 and profile.moe is not None:
             ep = case.tp * case.dp
-        part = make_partition(profile, topo, tp=case.tp, dp=case.dp, ep=ep, pp=case.pp, replicas=case.replicas,
-                              gpu_ids=list(range(case.gpus)))
+        part = make_partition(
+            profile,
+            topo,
+            tp=case.tp,
+            dp=case.dp,
+            ep=ep,
+            pp=case.pp,
+            replicas=case.replicas,
+            gpu_ids=list(range(case.gpus)),
+        )
         constants = resolve_constants(DEFAULT, case.engine)
         if case.max_num_seqs:
             constants = constants.model_copy(update={"max_num_seqs": case.max_num_seqs})
@@ -93,10 +106,19 @@ def check(case: Case) -> Check:
         # ShareGPT rows: the prompt lengths of the shipped histogram (its mean, 216, is the row's 215)
         isl = "chat-sharegpt" if case.entry.row.length_dist == "sharegpt" else case.isl
         extra = {"osl_dist": sharegpt_outputs(case.osl)} if case.entry.row.length_dist == "sharegpt" else {}
-        work = Workload(**extra, request_rate=case.request_rate, num_prompts=case.entry.row.num_prompts, isl=isl,
-                        scheduler_steps=case.scheduler_steps, chunked_prefill=case.chunked_prefill, osl=case.osl,
-                        weight_dtype=case.weight_dtype, kv_dtype=case.kv_dtype, engine=case.engine,
-                        statistic=statistic)
+        work = Workload(
+            **extra,
+            request_rate=case.request_rate,
+            num_prompts=case.entry.row.num_prompts,
+            isl=isl,
+            scheduler_steps=case.scheduler_steps,
+            chunked_prefill=case.chunked_prefill,
+            osl=case.osl,
+            weight_dtype=case.weight_dtype,
+            kv_dtype=case.kv_dtype,
+            engine=case.engine,
+            statistic=statistic,
+        )
         pred = open_loop(profile, topo, part, work, constants)
     except PlannerError as exc:
         return Check(case, None, None, False, 0.0, str(exc))
@@ -108,8 +130,11 @@ def check(case: Case) -> Check:
 def summary(checks: list[Check]) -> dict[str, float | int]:
     """Rows compared (sustained), their publishers and engines, and the median |error| of TPOT and TTFT."""
     compared = [c for c in checks if c.compared]
-    out: dict[str, float | int] = {"rows": len(compared), "publishers": len({c.case.publisher for c in compared}),
-                                   "engines": len({c.case.engine for c in compared})}
+    out: dict[str, float | int] = {
+        "rows": len(compared),
+        "publishers": len({c.case.publisher for c in compared}),
+        "engines": len({c.case.engine for c in compared}),
+    }
     for metric in ("tpot", "ttft"):
         errs = [abs(e) for c in compared if (e := c.error(metric)) is not None]
         out[f"{metric}_rows"] = len(errs)

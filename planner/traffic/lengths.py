@@ -122,8 +122,10 @@ def parse_length(spec: str, *, what: str) -> LengthDist:
         path = DATA_DIR / f"{text}.yaml"
     if path.suffix in (".yaml", ".yml"):
         return histogram_file(path, what=what)
-    raise DistError(f"{what} '{text}': give a length (1024), uniform:A-B, lognormal:MEAN,SIGMA, a histogram file "
-                    f"(.yaml) or a shipped histogram ({', '.join(shipped())})")
+    raise DistError(
+        f"{what} '{text}': give a length (1024), uniform:A-B, lognormal:MEAN,SIGMA, a histogram file "
+        f"(.yaml) or a shipped histogram ({', '.join(shipped())})"
+    )
 
 
 def shipped() -> list[str]:
@@ -176,5 +178,6 @@ def histogram_file(path: Path, *, what: str) -> LengthDist:
     total = sum(ws)
     if total <= 0:
         raise DistError(f"{path}: bins: the weights sum to 0")
-    return LengthDist(spec=str(path), kind="histogram", lengths=xs, weights=[w / total for w in ws],
-                      source=str(raw.get("source", "")))
+    return LengthDist(
+        spec=str(path), kind="histogram", lengths=xs, weights=[w / total for w in ws], source=str(raw.get("source", ""))
+    )

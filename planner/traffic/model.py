@@ -29,15 +29,22 @@ class TrafficPrediction(BaseModel):
     stable: bool = Field(description="whether the plan sustains the rate (a steady state exists)")
     sustainable_rate_rps: float = Field(description="the highest rate the plan sustains (steady state, finite waits)")
     running_concurrency: int = Field(description="sequences the engine runs at the steady state (all replicas)")
-    in_system: Optional[float] = Field(None, description="requests in the system, waiting or running: rate x mean "
-                                       "time in system (None where the rate is not sustained)")
+    in_system: Optional[float] = Field(
+        None,
+        description="requests in the system, waiting or running: rate x mean "
+        "time in system (None where the rate is not sustained)",
+    )
     prefill_utilisation: float = Field(description="share of steps carrying a newcomer's prompt chunk")
     prefill_wait_ms: Optional[float] = Field(None, description="mean wait for the prefill slot (M/G/1)")
-    admission_wait_ms: Optional[float] = Field(None, description="mean wait for a sequence slot where KV or the batch "
-                                               "limit is full (Erlang C)")
+    admission_wait_ms: Optional[float] = Field(
+        None, description="mean wait for a sequence slot where KV or the batch limit is full (Erlang C)"
+    )
     slots: int = Field(description="sequences the engine can run at once: KV capacity and batch limit, all replicas")
     ttft: Optional[Percentiles] = None
     tpot: Optional[Percentiles] = None
     problem: Optional[str] = Field(None, description="why the rate is not sustained (None: it is)")
-    finite_run: bool = Field(False, description="the figures are those of a finite run of num_prompts requests "
-                             "above the sustainable rate (a transient: the queue grows while they arrive)")
+    finite_run: bool = Field(
+        False,
+        description="the figures are those of a finite run of num_prompts requests "
+        "above the sustainable rate (a transient: the queue grows while they arrive)",
+    )

@@ -63,7 +63,7 @@ class Cycle:
     @property
     def wait_s(self) -> float:
         """A newcomer's mean wait for the scheduler call that admits it (the residual of the part it lands in)."""
-        return (self.burst_s ** 2 + self.prefill_s ** 2) / (2 * self.cycle_s) if self.cycle_s > 0 else 0.0
+        return (self.burst_s**2 + self.prefill_s**2) / (2 * self.cycle_s) if self.cycle_s > 0 else 0.0
 
     @property
     def prefill_share(self) -> float:
@@ -81,8 +81,9 @@ def newcomers_per_cycle(running: float, *, steps: int, osl_tokens: float) -> flo
     return running * steps / osl_tokens
 
 
-def cycle(running: float, *, steps: int, osl_tokens: float, decode_step_s: float, first_prompt_s: float,
-          per_prompt_s: float) -> Cycle:
+def cycle(
+    running: float, *, steps: int, osl_tokens: float, decode_step_s: float, first_prompt_s: float, per_prompt_s: float
+) -> Cycle:
     """The cycle at `running` sequences of a replica: `decode_step_s` is t_d there, `first_prompt_s` the prefill step
     of one prompt t_p(1), `per_prompt_s` what each further prompt of the step adds (b)."""
     k = newcomers_per_cycle(running, steps=steps, osl_tokens=osl_tokens)

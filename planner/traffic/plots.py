@@ -26,15 +26,23 @@ def plot_size(result: SizeResult, path: str | Path) -> Path:
         costs = cost_curve(row, rates)
         pts = [(r, c) for r, c in zip(rates, costs) if c is not None]
         if pts:
-            ax.step([r for r, _ in pts], [c for _, c in pts], where="post", marker="o", markersize=3,
-                    label=f"{row.gpu} (TP{row.tp} replicas)" if row.tp else row.gpu)
+            ax.step(
+                [r for r, _ in pts],
+                [c for _, c in pts],
+                where="post",
+                marker="o",
+                markersize=3,
+                label=f"{row.gpu} (TP{row.tp} replicas)" if row.tp else row.gpu,
+            )
     ax.axvline(result.request_rate_rps, color="grey", linestyle="--", linewidth=1)
     ax.set_xscale("log")
     ax.set_yscale("log")
     stat = f"P{result.slo_percentile}" if result.slo_percentile else "mean"
     slos = ", ".join(f"{n} <= {v:g} ms" for n, v in (("TTFT", result.ttft_slo_ms), ("TPOT", result.tpot_slo_ms)) if v)
-    ax.set_title(f"{result.model}: fleet cost holding {stat} {slos or 'no SLOs'} (isl {result.isl_spec}, "
-                 f"osl {result.osl_spec})", fontsize=10)
+    ax.set_title(
+        f"{result.model}: fleet cost holding {stat} {slos or 'no SLOs'} (isl {result.isl_spec}, osl {result.osl_spec})",
+        fontsize=10,
+    )
     ax.set_xlabel("request rate, requests/s (Poisson)")
     ax.set_ylabel("USD per hour (on-demand GPU prices)")
     ax.grid(True, which="both", alpha=0.3)

@@ -103,8 +103,14 @@ class Served:
         return (self.last_token_s - self.first_token_s) / (o - 1) if o > 1 else None
 
 
-def draw_requests(n: int, *, rate_per_s: float, prompts: list[tuple[float, float]],
-                  outputs: list[tuple[float, float]], seed: int = SEED) -> list[Request]:
+def draw_requests(
+    n: int,
+    *,
+    rate_per_s: float,
+    prompts: list[tuple[float, float]],
+    outputs: list[tuple[float, float]],
+    seed: int = SEED,
+) -> list[Request]:
     """`n` requests of a Poisson run at `rate_per_s`, lengths drawn from (length, probability) pairs."""
     rng = random.Random(seed)
     t, out = 0.0, []

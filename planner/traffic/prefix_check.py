@@ -74,10 +74,22 @@ def _paired(case: Case) -> float | None:
     r = case.entry.row
     for c in cases()[0]:
         o = c.entry.row
-        if (c.entry.file == case.entry.file and not o.prefix and o.engine_version == r.engine_version
-                and (c.engine, c.topology, c.gpus, c.load, c.concurrency, c.request_rate, c.isl, c.osl)
-                == (case.engine, case.topology, case.gpus, case.load, case.concurrency, case.request_rate, case.isl,
-                    case.osl)):
+        if (
+            c.entry.file == case.entry.file
+            and not o.prefix
+            and o.engine_version == r.engine_version
+            and (c.engine, c.topology, c.gpus, c.load, c.concurrency, c.request_rate, c.isl, c.osl)
+            == (
+                case.engine,
+                case.topology,
+                case.gpus,
+                case.load,
+                case.concurrency,
+                case.request_rate,
+                case.isl,
+                case.osl,
+            )
+        ):
             return c.measured.ttft_ms
     return None
 
@@ -92,8 +104,9 @@ def _ttft_ms(case: Case, work: Workload) -> float:
     ep = case.ep
     if case.dp > 1 and ep == 1 and profile.moe is not None:
         ep = case.tp * case.dp
-    part = make_partition(profile, topo, tp=case.tp, dp=case.dp, ep=ep, pp=case.pp, replicas=case.replicas,
-                          gpu_ids=list(range(case.gpus)))
+    part = make_partition(
+        profile, topo, tp=case.tp, dp=case.dp, ep=ep, pp=case.pp, replicas=case.replicas, gpu_ids=list(range(case.gpus))
+    )
     c = resolve_constants(DEFAULT, case.engine)
     if case.load == "open":
         return open_loop(profile, topo, part, work, c).ttft_ms
@@ -104,11 +117,18 @@ def check(case: Case) -> PrefixCheck:
     prefix = case.entry.row.prefix or {}
     hit = group_hit_rate(prefix) or 0.0
     statistic = "median" if case.measured.statistic in ("median", "p50") else "mean"
-    plain = Workload(concurrency=case.concurrency or case.entry.row.num_prompts or 1, isl=case.isl, osl=case.osl,
-                     request_rate=case.request_rate if case.load == "open" else None,
-                     num_prompts=case.entry.row.num_prompts if case.load == "open" else None,
-                     weight_dtype=case.weight_dtype, kv_dtype=case.kv_dtype, engine=case.engine, statistic=statistic,
-                     mode="serving" if case.load == "open" else case.load)
+    plain = Workload(
+        concurrency=case.concurrency or case.entry.row.num_prompts or 1,
+        isl=case.isl,
+        osl=case.osl,
+        request_rate=case.request_rate if case.load == "open" else None,
+        num_prompts=case.entry.row.num_prompts if case.load == "open" else None,
+        weight_dtype=case.weight_dtype,
+        kv_dtype=case.kv_dtype,
+        engine=case.engine,
+        statistic=statistic,
+        mode="serving" if case.load == "open" else case.load,
+    )
     shared = plain.model_copy(update={"prefix_tokens": int(prefix["shared_prefix_tokens"]), "prefix_hit": hit})
     try:
         return PrefixCheck(case, hit, _ttft_ms(case, shared), _ttft_ms(case, plain), _paired(case))
@@ -120,7 +140,10 @@ def summary(checks: list[PrefixCheck]) -> dict[str, float | int]:
     """Rows priced, their publishers, the median |error| of TTFT and of the prefix-to-plain TTFT ratio."""
     errs = [abs(e) for c in checks if (e := c.error) is not None]
     ratios = [abs(e) for c in checks if (e := c.ratio_error) is not None]
-    return {"rows": len(errs), "publishers": len({c.case.publisher for c in checks if c.error is not None}),
-            "ttft_median_abs_error": statistics.median(errs) if errs else float("nan"),
-            "paired_rows": len(ratios),
-            "ratio_median_abs_error": statistics.median(ratios) if ratios else float("nan")}
+    return {
+        "rows": len(errs),
+        "publishers": len({c.case.publisher for c in checks if c.error is not None}),
+        "ttft_median_abs_error": statistics.median(errs) if errs else float("nan"),
+        "paired_rows": len(ratios),
+        "ratio_median_abs_error": statistics.median(ratios) if ratios else float("nan"),
+    }

@@ -70,7 +70,7 @@ def wait_sum_cdf(x: float, waits: tuple[tuple[float, float], tuple[float, float]
         both = 1 - math.exp(-x / m1) * (1 + x / m1)  # Erlang-2
     else:
         both = 1 - (m1 * math.exp(-x / m1) - m2 * math.exp(-x / m2)) / (m1 - m2)  # hypoexponential
-    return ((1 - p1) * (1 - p2) + p1 * (1 - p2) * e1 + (1 - p1) * p2 * e2 + p1 * p2 * both)
+    return (1 - p1) * (1 - p2) + p1 * (1 - p2) * e1 + (1 - p1) * p2 * e2 + p1 * p2 * both
 
 
 def quantile(cdf: Callable[[float], float], q: float, *, low: float, high: float) -> float:
@@ -88,8 +88,9 @@ def quantile(cdf: Callable[[float], float], q: float, *, low: float, high: float
     return high
 
 
-def ttft_quantiles(bases_s: Sequence[tuple[float, float]], waits: tuple[tuple[float, float], tuple[float, float]],
-                   qs: Sequence[float]) -> list[float]:
+def ttft_quantiles(
+    bases_s: Sequence[tuple[float, float]], waits: tuple[tuple[float, float], tuple[float, float]], qs: Sequence[float]
+) -> list[float]:
     """Quantiles of TTFT = base + W1 + W2: `bases_s` (time without waiting, probability) over the prompt lengths."""
 
     def cdf(t: float) -> float:
@@ -104,8 +105,9 @@ def normal_mixture_quantiles(parts: Sequence[tuple[float, float, float]], qs: Se
     """Quantiles of a mixture of normals given as (mean, standard deviation, weight)."""
 
     def cdf(x: float) -> float:
-        return sum(w * (0.5 * (1 + math.erf((x - m) / (s * math.sqrt(2)))) if s > 0 else float(x >= m))
-                   for m, s, w in parts)
+        return sum(
+            w * (0.5 * (1 + math.erf((x - m) / (s * math.sqrt(2)))) if s > 0 else float(x >= m)) for m, s, w in parts
+        )
 
     low = min(m - 8 * s for m, s, _ in parts)
     high = max(m + 8 * s for m, s, _ in parts) + 1e-12

@@ -28,8 +28,17 @@ from planner.traffic.steady import Bounds, Inputs, at_rate, bounds
 #: The shipped price table (USD per GPU-hour with dated sources).
 PRICES_FILE = Path(__file__).resolve().parent / "prices.yaml"
 #: GPU type -> the shipped 8-GPU node a replica lives in.
-NODES = {"h100": "8xh100", "h200": "8xh200", "a100": "8xa100", "l40s": "8xl40s", "mi300x": "8xmi300x",
-         "b200": "8xb200", "h20": "8xh20", "mi325x": "8xmi325x", "mi355x": "8xmi355x"}
+NODES = {
+    "h100": "8xh100",
+    "h200": "8xh200",
+    "a100": "8xa100",
+    "l40s": "8xl40s",
+    "mi300x": "8xmi300x",
+    "b200": "8xb200",
+    "h20": "8xh20",
+    "mi325x": "8xmi325x",
+    "mi355x": "8xmi355x",
+}
 GPUS_PER_NODE = 8
 TP_CHOICES = (1, 2, 4, 8)
 #: Bisection steps for a replica's highest rate within the SLOs: 2^-8 of the sustainable rate.
@@ -41,13 +50,24 @@ class SizeOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     gpu: str = Field("h100,h200,l40s,mi300x", description=f"GPU types to size, comma-separated, of: {', '.join(NODES)}")
-    ttft_slo_ms: Optional[float] = Field(None, gt=0, le=MAX_SLO_MS, json_schema_extra={"flag": "--ttft-slo"},
-                                         description="TTFT bound, ms (the mean, or --slo-percentile)")
-    tpot_slo_ms: Optional[float] = Field(None, gt=0, le=MAX_SLO_MS, json_schema_extra={"flag": "--tpot-slo"},
-                                         description="TPOT bound, ms (the mean, or --slo-percentile)")
+    ttft_slo_ms: Optional[float] = Field(
+        None,
+        gt=0,
+        le=MAX_SLO_MS,
+        json_schema_extra={"flag": "--ttft-slo"},
+        description="TTFT bound, ms (the mean, or --slo-percentile)",
+    )
+    tpot_slo_ms: Optional[float] = Field(
+        None,
+        gt=0,
+        le=MAX_SLO_MS,
+        json_schema_extra={"flag": "--tpot-slo"},
+        description="TPOT bound, ms (the mean, or --slo-percentile)",
+    )
     slo_percentile: Optional[int] = Field(None, description="make the SLOs bounds on this percentile: 50, 90 or 99")
-    prices: Optional[str] = Field(None, description="price table (YAML, planner/traffic/prices.yaml's shape) instead "
-                                  "of the shipped one")
+    prices: Optional[str] = Field(
+        None, description="price table (YAML, planner/traffic/prices.yaml's shape) instead of the shipped one"
+    )
 
     @field_validator("slo_percentile")
     @classmethod
@@ -149,14 +169,15 @@ def meets(pred: Prediction, opts: SizeOptions) -> bool:
     if pred.traffic is None or not pred.traffic.stable or not pred.fits:
         return False
     ttft, tpot = _figures(pred, opts.slo_percentile)
-    return ((opts.ttft_slo_ms is None or ttft <= opts.ttft_slo_ms)
-            and (opts.tpot_slo_ms is None or tpot <= opts.tpot_slo_ms))
+    return (opts.ttft_slo_ms is None or ttft <= opts.ttft_slo_ms) and (
+        opts.tpot_slo_ms is None or tpot <= opts.tpot_slo_ms
+    )
 
 
 def max_rate(inputs: Inputs, b: Bounds, opts: SizeOptions) -> float:
     """The highest rate one replica carries within the SLOs (0 where even a trickle misses them)."""
     high = b.sustainable_rps * 0.999
-    low = high / 2 ** RATE_STEPS
+    low = high / 2**RATE_STEPS
     if high <= 0 or not meets(at_rate(inputs, low, b), opts):
         return 0.0
     if meets(at_rate(inputs, high, b), opts):
@@ -170,8 +191,9 @@ def max_rate(inputs: Inputs, b: Bounds, opts: SizeOptions) -> float:
     return low
 
 
-def layouts(profile: ModelProfile, gpu: str, workload: Workload, opts: SizeOptions,
-            constants: Constants) -> list[tuple[Layout, Inputs | None, Bounds | None]]:
+def layouts(
+    profile: ModelProfile, gpu: str, workload: Workload, opts: SizeOptions, constants: Constants
+) -> list[tuple[Layout, Inputs | None, Bounds | None]]:
     """Every TP a replica of `gpu` can take, with the most it carries within the SLOs."""
     topo = load_topology(NODES[gpu])
     out: list[tuple[Layout, Inputs | None, Bounds | None]] = []
@@ -195,8 +217,15 @@ def layouts(profile: ModelProfile, gpu: str, workload: Workload, opts: SizeOptio
     return out
 
 
-def size_gpu(profile: ModelProfile, gpu: str, workload: Workload, opts: SizeOptions, *, price: Optional[Price],
-             constants: Constants = DEFAULT) -> GpuSizing:
+def size_gpu(
+    profile: ModelProfile,
+    gpu: str,
+    workload: Workload,
+    opts: SizeOptions,
+    *,
+    price: Optional[Price],
+    constants: Constants = DEFAULT,
+) -> GpuSizing:
     """The fewest GPUs of `gpu` whose replicas hold the SLOs at workload.request_rate, and what they cost."""
     rate = workload.request_rate or 0.0
     found = layouts(profile, gpu, workload, opts, constants)
@@ -213,24 +242,48 @@ def size_gpu(profile: ModelProfile, gpu: str, workload: Workload, opts: SizeOpti
     gpus = replicas * lay.tp
     cost = gpus * price.usd_per_gpu_hour if price else None
     per_million = cost / (rate * workload.osl * 3600) * 1e6 if cost is not None and rate > 0 else None
-    return row.model_copy(update={
-        "fits": True, "tp": lay.tp, "replicas": replicas, "gpus": gpus, "nodes": math.ceil(gpus / GPUS_PER_NODE),
-        "rate_per_replica_rps": rate / replicas, "ttft_ms": ttft, "tpot_ms": tpot, "usd_per_hour": cost,
-        "usd_per_million_output_tokens": per_million, "prediction": pred})
+    return row.model_copy(
+        update={
+            "fits": True,
+            "tp": lay.tp,
+            "replicas": replicas,
+            "gpus": gpus,
+            "nodes": math.ceil(gpus / GPUS_PER_NODE),
+            "rate_per_replica_rps": rate / replicas,
+            "ttft_ms": ttft,
+            "tpot_ms": tpot,
+            "usd_per_hour": cost,
+            "usd_per_million_output_tokens": per_million,
+            "prediction": pred,
+        }
+    )
 
 
-def size(profile: ModelProfile, workload: Workload, opts: SizeOptions, *, constants: Constants = DEFAULT,
-         prices: PriceTable | None = None) -> SizeResult:
+def size(
+    profile: ModelProfile,
+    workload: Workload,
+    opts: SizeOptions,
+    *,
+    constants: Constants = DEFAULT,
+    prices: PriceTable | None = None,
+) -> SizeResult:
     """Every GPU type of `opts` sized for `workload.request_rate`."""
     if workload.request_rate is None:
         raise InputError("planner size needs --request-rate (requests/s over the fleet)")
     table = prices or load_prices(opts.prices)
     rows = [size_gpu(profile, g, workload, opts, price=table.prices.get(g), constants=constants) for g in opts.gpus]
-    return SizeResult(model=profile.name, request_rate_rps=workload.request_rate, isl=workload.isl,
-                      osl=workload.osl, isl_spec=workload.isl_dist.spec if workload.isl_dist else str(workload.isl),
-                      osl_spec=workload.osl_dist.spec if workload.osl_dist else str(workload.osl),
-                      ttft_slo_ms=opts.ttft_slo_ms, tpot_slo_ms=opts.tpot_slo_ms,
-                      slo_percentile=opts.slo_percentile, rows=rows)
+    return SizeResult(
+        model=profile.name,
+        request_rate_rps=workload.request_rate,
+        isl=workload.isl,
+        osl=workload.osl,
+        isl_spec=workload.isl_dist.spec if workload.isl_dist else str(workload.isl),
+        osl_spec=workload.osl_dist.spec if workload.osl_dist else str(workload.osl),
+        ttft_slo_ms=opts.ttft_slo_ms,
+        tpot_slo_ms=opts.tpot_slo_ms,
+        slo_percentile=opts.slo_percentile,
+        rows=rows,
+    )
 
 
 def cost_curve(row: GpuSizing, rates_rps: list[float]) -> list[Optional[float]]:

@@ -79,8 +79,9 @@ class Inputs:
         others = (op.per_replica - 1) / op.per_replica
         period_s = pred.tpot_ms / 1e3 * op.tokens_per_pass
         model_wait_s = max(0.0, op.ttft_wait_steps - 0.5 * others) * period_s  # the serving model's M/D/1 part
-        rho, wait_s = prefill_queue(w, prefill_per_step=op.prefill_per_step,
-                                    room=c.max_num_batched_tokens - op.decode, period_s=period_s)
+        rho, wait_s = prefill_queue(
+            w, prefill_per_step=op.prefill_per_step, room=c.max_num_batched_tokens - op.decode, period_s=period_s
+        )
         service_s = pred.ttft_ms / 1e3 - model_wait_s + w.osl * pred.tpot_ms / 1e3
         problem = op.problem
         if problem is None and not pred.fits:
@@ -89,7 +90,6 @@ class Inputs:
             problem = f"prompts need {rho:.0%} of the steps' token budget: the prefill queue grows without bound"
         f = op.tpot_loads[1][1] if len(op.tpot_loads) > 1 else 0.0
         return Probe(running, pred, service_s, wait_s, rho, f, problem is None, problem)
-
 
     def _probe_prefill_first(self, running: int) -> Probe:
         """The probe with chunked prefill off (planner.traffic.nonchunked): decode bursts and prefill-only steps."""
@@ -101,9 +101,15 @@ class Inputs:
         service_s = ttft_s + w.osl * cyc.tpot_s
         problem = None if pred.fits else f"{running} running sequences do not fit in memory"
         tokens_per_s = running * w.osl / service_s
-        pred = pred.model_copy(update={"tpot_ms": cyc.tpot_s * 1e3, "ttft_ms": ttft_s * 1e3,
-                                       "tokens_per_s": tokens_per_s, "requests_per_s": tokens_per_s / w.osl,
-                                       "tokens_per_s_per_gpu": tokens_per_s / len(self.partition.all_gpu_ids())})
+        pred = pred.model_copy(
+            update={
+                "tpot_ms": cyc.tpot_s * 1e3,
+                "ttft_ms": ttft_s * 1e3,
+                "tokens_per_s": tokens_per_s,
+                "requests_per_s": tokens_per_s / w.osl,
+                "tokens_per_s_per_gpu": tokens_per_s / len(self.partition.all_gpu_ids()),
+            }
+        )
         return Probe(running, pred, service_s, 0.0, cyc.prefill_share, cyc.stall_share, problem is None, problem)
 
     def cycle(self, running: int) -> Cycle:
@@ -115,9 +121,14 @@ class Inputs:
         k = newcomers_per_cycle(running / replicas, steps=steps, osl_tokens=w.osl)
         many = max(2, math.ceil(k))
         first_s, many_s = (self.prefill_step_s(m) for m in (1, many))
-        return cycle(running / replicas, steps=steps, osl_tokens=w.osl,
-                     decode_step_s=_static(self, running).tpot_ms / 1e3, first_prompt_s=first_s,
-                     per_prompt_s=max(0.0, many_s - first_s) / (many - 1))
+        return cycle(
+            running / replicas,
+            steps=steps,
+            osl_tokens=w.osl,
+            decode_step_s=_static(self, running).tpot_ms / 1e3,
+            first_prompt_s=first_s,
+            per_prompt_s=max(0.0, many_s - first_s) / (many - 1),
+        )
 
     def prefill_step_s(self, prompts: int) -> float:
         """A prefill-only step of `prompts` prompts on each replica (the static batch's TTFT less the request's
@@ -212,8 +223,9 @@ def bounds(inputs: Inputs) -> Bounds:
     return Bounds(limit, top, sustainable_rate(inputs, top.running) if top is not None else 0.0)
 
 
-def open_loop(profile: ModelProfile, topo: Topology, partition: Partition, workload: Workload,
-              constants: Constants = DEFAULT) -> Prediction:
+def open_loop(
+    profile: ModelProfile, topo: Topology, partition: Partition, workload: Workload, constants: Constants = DEFAULT
+) -> Prediction:
     """The prediction of `partition` at `workload.request_rate` Poisson arrivals: the serving model's figures at
     the steady state's running load, TTFT with the queues' waits, and `traffic` (stable, sustainable rate,
     percentiles). An unsustained rate gives the figures at the most the plan serves, `traffic.stable` False."""
@@ -230,8 +242,10 @@ def at_rate(inputs: Inputs, rate: float, b: Bounds) -> Prediction:
     if found is not None:
         return _stable(inputs, found, rate, sustainable=b.sustainable_rps, limit=b.limit)
     at = b.top or inputs.probe(1)
-    problem = (f"{rate:g} requests/s is more than the plan sustains ({b.sustainable_rps:.3g} requests/s: "
-               f"{at.running} sequences running, {b.limit} slots)")
+    problem = (
+        f"{rate:g} requests/s is more than the plan sustains ({b.sustainable_rps:.3g} requests/s: "
+        f"{at.running} sequences running, {b.limit} slots)"
+    )
     pred = _unstable(inputs, at, rate, sustainable=b.sustainable_rps, limit=b.limit, problem=problem)
     w = inputs.workload
     if w.chunked_prefill or not w.num_prompts or b.top is None:
@@ -263,27 +277,44 @@ def prefill_first_run(inputs: Inputs, at: Probe, rate: float, *, limit: int) -> 
     c = resolve_constants(inputs.constants, w.engine)
     context = inputs.profile.context_length or inputs.profile.max_position_embeddings
     isl, osl = w.isl_dist or fixed(w.isl), w.osl_dist or fixed(w.osl)
-    costs = StepCosts(steps=w.scheduler_steps, first_prompt_s=inputs.prefill_step_s(1),
-                      per_prompt_s=cyc.per_prompt_s, mean_prompt_tokens=isl.mean, decode_loads=loads,
-                      decode_steps_s=tuple(_static(inputs, m * replicas).tpot_ms / 1e3 for m in loads),
-                      budget_tokens=max(c.max_num_batched_tokens, context, 2048), slots=per_replica)
+    costs = StepCosts(
+        steps=w.scheduler_steps,
+        first_prompt_s=inputs.prefill_step_s(1),
+        per_prompt_s=cyc.per_prompt_s,
+        mean_prompt_tokens=isl.mean,
+        decode_loads=loads,
+        decode_steps_s=tuple(_static(inputs, m * replicas).tpot_ms / 1e3 for m in loads),
+        budget_tokens=max(c.max_num_batched_tokens, context, 2048),
+        slots=per_replica,
+    )
     assert w.num_prompts is not None
-    requests = draw_requests(math.ceil(w.num_prompts / replicas), rate_per_s=rate / replicas,
-                             prompts=coarse(isl, 64), outputs=list(zip(osl.lengths, osl.weights)))
+    requests = draw_requests(
+        math.ceil(w.num_prompts / replicas),
+        rate_per_s=rate / replicas,
+        prompts=coarse(isl, 64),
+        outputs=list(zip(osl.lengths, osl.weights)),
+    )
     tpot_s, ttft_s = run_statistics(serve(requests, costs), median=w.statistic == "median")
     return tpot_s, ttft_s + c.request_overhead_s
 
 
-def _unstable(inputs: Inputs, at: Probe, rate: float, *, sustainable: float, limit: int,
-              problem: str) -> Prediction:
+def _unstable(inputs: Inputs, at: Probe, rate: float, *, sustainable: float, limit: int, problem: str) -> Prediction:
     """Figures at the most the plan runs; for a finite run (`num_prompts`), TTFT with the queue it builds."""
     w = inputs.workload
     base_s = at.service_s - w.osl * at.prediction.tpot_ms / 1e3
-    traffic = TrafficPrediction(request_rate_rps=rate, stable=False, sustainable_rate_rps=sustainable,
-                                running_concurrency=at.running, prefill_utilisation=at.prefill_utilisation,
-                                slots=limit, problem=problem)
-    update: dict = {"traffic": traffic, "ttft_ms": (base_s + (at.prefill_wait_s if math.isfinite(
-        at.prefill_wait_s) else 0.0)) * 1e3}
+    traffic = TrafficPrediction(
+        request_rate_rps=rate,
+        stable=False,
+        sustainable_rate_rps=sustainable,
+        running_concurrency=at.running,
+        prefill_utilisation=at.prefill_utilisation,
+        slots=limit,
+        problem=problem,
+    )
+    update: dict = {
+        "traffic": traffic,
+        "ttft_ms": (base_s + (at.prefill_wait_s if math.isfinite(at.prefill_wait_s) else 0.0)) * 1e3,
+    }
     if w.num_prompts and sustainable > 0:
         # the run's queue, at the rate the plan completes, holds the prompts: the prefill slot's steady-state wait
         # at the top load would count them twice
@@ -312,8 +343,9 @@ def _stable(inputs: Inputs, p: Probe, rate: float, *, sustainable: float, limit:
     rho = p.prefill_utilisation
     prefill_wait_s = p.prefill_wait_s
     replicas = inputs.partition.replicas
-    wait_p, wait_mean_s = admission_wait(slots=max(1, limit // replicas), rate_per_s=rate / replicas,
-                                         service_s=p.service_s)
+    wait_p, wait_mean_s = admission_wait(
+        slots=max(1, limit // replicas), rate_per_s=rate / replicas, service_s=p.service_s
+    )
     admission_s = wait_p * wait_mean_s
     pred = p.prediction
     base_s = p.service_s - w.osl * pred.tpot_ms / 1e3  # TTFT without waiting
@@ -329,23 +361,39 @@ def _stable(inputs: Inputs, p: Probe, rate: float, *, sustainable: float, limit:
     ttft = _ttft_percentiles(bases, waits, mean_s=ttft_s)
     tpot = _tpot_percentiles(p, w.osl_dist or fixed(w.osl), decode_s=_static(inputs, p.running).tpot_ms / 1e3)
     in_system = rate * (ttft_s + w.osl * pred.tpot_ms / 1e3)
-    traffic = TrafficPrediction(request_rate_rps=rate, stable=True, sustainable_rate_rps=sustainable,
-                                running_concurrency=p.running, in_system=in_system, prefill_utilisation=rho,
-                                prefill_wait_ms=prefill_wait_s * 1e3, admission_wait_ms=admission_s * 1e3,
-                                slots=limit, ttft=ttft, tpot=tpot)
+    traffic = TrafficPrediction(
+        request_rate_rps=rate,
+        stable=True,
+        sustainable_rate_rps=sustainable,
+        running_concurrency=p.running,
+        in_system=in_system,
+        prefill_utilisation=rho,
+        prefill_wait_ms=prefill_wait_s * 1e3,
+        admission_wait_ms=admission_s * 1e3,
+        slots=limit,
+        ttft=ttft,
+        tpot=tpot,
+    )
     median = w.statistic == "median"
-    return pred.model_copy(update={"traffic": traffic, "ttft_ms": ttft.p50_ms if median else ttft.mean_ms,
-                                   "tpot_ms": tpot.p50_ms if median else tpot.mean_ms,
-                                   "requests_per_s": rate, "tokens_per_s": rate * w.osl,
-                                   "tokens_per_s_per_gpu": rate * w.osl / len(inputs.partition.all_gpu_ids())})
+    return pred.model_copy(
+        update={
+            "traffic": traffic,
+            "ttft_ms": ttft.p50_ms if median else ttft.mean_ms,
+            "tpot_ms": tpot.p50_ms if median else tpot.mean_ms,
+            "requests_per_s": rate,
+            "tokens_per_s": rate * w.osl,
+            "tokens_per_s_per_gpu": rate * w.osl / len(inputs.partition.all_gpu_ids()),
+        }
+    )
 
 
 def _static(inputs: Inputs, sequences: int) -> Prediction:
     """The serving model's static batch of `sequences`: decode steps alone, and its prompts' prefill (cached)."""
     if sequences not in inputs.static_cache:
         w = inputs.workload.model_copy(update={"concurrency": sequences, "mode": "static", "request_rate": None})
-        inputs.static_cache[sequences] = estimate(inputs.profile, inputs.topo, inputs.partition, workload=w,
-                                                  c=inputs.constants, check=False)
+        inputs.static_cache[sequences] = estimate(
+            inputs.profile, inputs.topo, inputs.partition, workload=w, c=inputs.constants, check=False
+        )
     return inputs.static_cache[sequences]
 
 
@@ -357,15 +405,16 @@ def coarse(dist: LengthDist, points: int) -> list[tuple[float, float]]:
         return pairs
     out = []
     for k in range(points):
-        group = pairs[k * len(pairs) // points:(k + 1) * len(pairs) // points]
+        group = pairs[k * len(pairs) // points : (k + 1) * len(pairs) // points]
         w = sum(p for _, p in group)
         if w > 0:
             out.append((sum(x * p for x, p in group) / w, w))
     return out
 
 
-def _ttft_percentiles(bases_s: list[tuple[float, float]], waits: tuple[tuple[float, float], tuple[float, float]], *,
-                      mean_s: float) -> Percentiles:
+def _ttft_percentiles(
+    bases_s: list[tuple[float, float]], waits: tuple[tuple[float, float], tuple[float, float]], *, mean_s: float
+) -> Percentiles:
     """TTFT over prompt lengths (`bases_s`: TTFT without waiting, probability) and the two waits."""
     p50, p90, p99 = ttft_quantiles(bases_s, waits, [q / 100 for q in PERCENTILES])
     return Percentiles(mean_ms=mean_s * 1e3, p50_ms=p50 * 1e3, p90_ms=p90 * 1e3, p99_ms=p99 * 1e3)
@@ -379,7 +428,8 @@ def _tpot_percentiles(p: Probe, osl: LengthDist, *, decode_s: float) -> Percenti
     if f <= 0 or f >= 1:
         return Percentiles(mean_ms=tpot_s * 1e3, p50_ms=tpot_s * 1e3, p90_ms=tpot_s * 1e3, p99_ms=tpot_s * 1e3)
     delta_s = max(0.0, tpot_s - decode_s) / f  # a mixed step's extra time
-    parts = [(tpot_s, delta_s * math.sqrt(f * (1 - f) / max(1.0, x - 1)), wt)
-             for x, wt in zip(osl.lengths, osl.weights)]
+    parts = [
+        (tpot_s, delta_s * math.sqrt(f * (1 - f) / max(1.0, x - 1)), wt) for x, wt in zip(osl.lengths, osl.weights)
+    ]
     p50, p90, p99 = normal_mixture_quantiles(parts, [q / 100 for q in PERCENTILES])
     return Percentiles(mean_ms=tpot_s * 1e3, p50_ms=p50 * 1e3, p90_ms=p90 * 1e3, p99_ms=p99 * 1e3)

@@ -16,8 +16,9 @@ def _ms(v: float | None) -> str:
 def traffic_table(t: TrafficPrediction) -> Table:
     """The open loop at its rate: stable or not, the steady state, the queues, and TTFT/TPOT percentiles."""
     state = "stable" if t.stable else "UNSTABLE"
-    title = (f"open loop at {t.request_rate_rps:g} requests/s: {state} (sustains {t.sustainable_rate_rps:.3g} "
-             f"requests/s)")
+    title = (
+        f"open loop at {t.request_rate_rps:g} requests/s: {state} (sustains {t.sustainable_rate_rps:.3g} requests/s)"
+    )
     out = table(title, ["figure", "mean", "P50", "P90", "P99"], right=("mean", "P50", "P90", "P99"))
     for name, p in (("TTFT ms", t.ttft), ("TPOT ms", t.tpot)):
         if p is not None:
@@ -40,14 +41,27 @@ def size_table(r: SizeResult) -> Table:
     """One row per GPU type: the replica plan, the fleet, the figures at the SLO's statistic, and the cost."""
     stat = f"P{r.slo_percentile}" if r.slo_percentile else "mean"
     slos = ", ".join(f"{n} <= {v:g} ms" for n, v in (("TTFT", r.ttft_slo_ms), ("TPOT", r.tpot_slo_ms)) if v)
-    title = (f"{r.model} at {r.request_rate_rps:g} requests/s, isl {r.isl_spec}, osl {r.osl_spec}; "
-             f"{stat} {slos or 'no SLOs'}")
-    out = table(title, ["GPU", "replica", "GPUs", "nodes", f"TTFT {stat}", f"TPOT {stat}", "$/hour", "$/M out"],
-                right=("GPUs", "nodes", f"TTFT {stat}", f"TPOT {stat}", "$/hour", "$/M out"))
+    title = (
+        f"{r.model} at {r.request_rate_rps:g} requests/s, isl {r.isl_spec}, osl {r.osl_spec}; "
+        f"{stat} {slos or 'no SLOs'}"
+    )
+    out = table(
+        title,
+        ["GPU", "replica", "GPUs", "nodes", f"TTFT {stat}", f"TPOT {stat}", "$/hour", "$/M out"],
+        right=("GPUs", "nodes", f"TTFT {stat}", f"TPOT {stat}", "$/hour", "$/M out"),
+    )
     for row in r.rows:
         if not row.fits:
             out.add_row(row.gpu, f"none: {row.reason}", "", "", "", "", "", "")
             continue
-        out.add_row(row.gpu, f"TP{row.tp} x{row.replicas}", f"{row.gpus:,}", f"{row.nodes:,}", _ms(row.ttft_ms),
-                    _ms(row.tpot_ms), _money(row.usd_per_hour), _money(row.usd_per_million_output_tokens))
+        out.add_row(
+            row.gpu,
+            f"TP{row.tp} x{row.replicas}",
+            f"{row.gpus:,}",
+            f"{row.nodes:,}",
+            _ms(row.ttft_ms),
+            _ms(row.tpot_ms),
+            _money(row.usd_per_hour),
+            _money(row.usd_per_million_output_tokens),
+        )
     return out

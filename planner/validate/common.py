@@ -64,15 +64,24 @@ class Comm:
         self.dist.all_gather(parts, t.contiguous(), group=group)
         return torch.cat(parts, dim=-1)
 
-    def all_to_all(self, t: torch.Tensor, send_counts: list[int], recv_counts: list[int], me: int,
-                   group: Group, *, metadata: bool = False) -> torch.Tensor:
+    def all_to_all(
+        self,
+        t: torch.Tensor,
+        send_counts: list[int],
+        recv_counts: list[int],
+        me: int,
+        group: Group,
+        *,
+        metadata: bool = False,
+    ) -> torch.Tensor:
         """Rows of `t` to each rank of the group (send_counts rows each, in group-rank order); the rows a rank
         keeps for itself do not cross a link and are not counted, nor is routing `metadata`."""
         row = t[0].numel() * t.element_size() if t.numel() else t.element_size() * int(torch.tensor(t.shape[1:]).prod())
         out = torch.empty((sum(recv_counts), *t.shape[1:]), dtype=t.dtype, device=t.device)
         if not metadata:
-            self._count("all_to_all", (sum(send_counts) - send_counts[me]) * row,
-                        (sum(recv_counts) - recv_counts[me]) * row)
+            self._count(
+                "all_to_all", (sum(send_counts) - send_counts[me]) * row, (sum(recv_counts) - recv_counts[me]) * row
+            )
         self.dist.all_to_all_single(out, t.contiguous(), recv_counts, send_counts, group=group)
         return out
 
@@ -93,6 +102,7 @@ class Comm:
         self.dist.recv(t, src)
         self._count("recv", 0, t.numel() * t.element_size())
         return t
+
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Causal attention of the new tokens q [b, t, heads, d] over the cached and new k, v [b, T, heads, d]."""

@@ -68,7 +68,7 @@ def _decode(shard: Any, comm: Any, job: HandoffJob, decode: torch.Tensor) -> tor
 
     logits = None
     for k in range(job.decode_tokens):
-        h = shard.embed(decode[:, k:k + 1], comm, None)
+        h = shard.embed(decode[:, k : k + 1], comm, None)
         h, res = shard.forward(h, None, torch.tensor([job.prompt_len + k]), comm, None)
         logits = shard.logits(h, res, comm, None)
     assert logits is not None
@@ -92,8 +92,7 @@ def run_handoff_rank(rank: int, job: HandoffJob, dist: Any) -> dict:
             for t in shard.cache[i]:
                 comm.send(t.to(DTYPE), DECODE_RANK)
         return {"rank": rank, "sent": comm.sent, "layers": len(layers)}
-    shard.cache = {i: (comm.recv(shape, PREFILL_RANK).float(), comm.recv(shape, PREFILL_RANK).float())
-                   for i in layers}
+    shard.cache = {i: (comm.recv(shape, PREFILL_RANK).float(), comm.recv(shape, PREFILL_RANK).float()) for i in layers}
     logits = _decode(shard, comm, job, decode)
     return {"rank": rank, "received": comm.received, "logits": logits.float().tolist()}
 
@@ -121,8 +120,9 @@ def _entry(rank: int, job_json: str, init: str, results: Any) -> None:
     job = HandoffJob.model_validate_json(job_json)
     torch.set_num_threads(1)
     try:
-        dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2,
-                                timeout=timedelta(seconds=job.timeout_s))
+        dist.init_process_group(
+            "gloo", init_method=init, rank=rank, world_size=2, timeout=timedelta(seconds=job.timeout_s)
+        )
         results.put(("ok", rank, run_handoff_rank(rank, job, dist)))
     except BaseException as exc:  # report, then die: the parent ends the other rank
         results.put(("error", rank, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=3)))
@@ -176,7 +176,11 @@ def run_handoff(job: HandoffJob) -> HandoffResult:
                 p.kill()
                 p.join(timeout=5)
     got, want = torch.tensor(done[DECODE_RANK]["logits"]), aggregated_logits(job)
-    return HandoffResult(sent_bytes=int(done[PREFILL_RANK]["sent"]), received_bytes=int(done[DECODE_RANK]["received"]),
-                         predicted_bytes=kv_handoff_bytes(profile, job.prompt_len, "bf16") * job.batch,
-                         layers=done[PREFILL_RANK]["layers"], logits_equal=bool(torch.equal(got, want)),
-                         max_abs_diff=float((got - want).abs().max()))
+    return HandoffResult(
+        sent_bytes=int(done[PREFILL_RANK]["sent"]),
+        received_bytes=int(done[DECODE_RANK]["received"]),
+        predicted_bytes=kv_handoff_bytes(profile, job.prompt_len, "bf16") * job.batch,
+        layers=done[PREFILL_RANK]["layers"],
+        logits_equal=bool(torch.equal(got, want)),
+        max_abs_diff=float((got - want).abs().max()),
+    )

@@ -16,8 +16,10 @@ MINI_LAYERS = 8  # at least; 4 per stage beyond two stages
 
 def check_family(config: dict) -> None:
     if config.get("model_type") not in SUPPORTED:
-        raise InputError(f"validate runs the {', '.join(SUPPORTED)} families; model_type "
-                         f"'{config.get('model_type')}' is not supported yet")
+        raise InputError(
+            f"validate runs the {', '.join(SUPPORTED)} families; model_type "
+            f"'{config.get('model_type')}' is not supported yet"
+        )
     if config.get("model_type") == "deepseek_v3" and not config.get("q_lora_rank"):
         raise InputError("validate runs DeepSeek's MLA with a q_lora_rank (V3, R1, Kimi-K2), not without one (V2-Lite)")
 
@@ -51,11 +53,21 @@ def mini_config(config: dict, plan: Plan) -> dict:
         return max(step, int(round(size * scale / step)) * step)
 
     out = {k: v for k, v in config.items() if k not in ("quantization_config", "auto_map", "rope_scaling", "head_dim")}
-    out.update(hidden_size=hidden, head_dim=MINI_HEAD_DIM, num_attention_heads=heads, num_key_value_heads=kv,
-               intermediate_size=shrink(config["intermediate_size"]), vocab_size=64 * lcm_tp,
-               num_hidden_layers=sum(mini_counts(plan, config["num_hidden_layers"])), max_position_embeddings=4096,
-               tie_word_embeddings=False, sliding_window=None, use_sliding_window=False,
-               bos_token_id=0, eos_token_id=1)
+    out.update(
+        hidden_size=hidden,
+        head_dim=MINI_HEAD_DIM,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        intermediate_size=shrink(config["intermediate_size"]),
+        vocab_size=64 * lcm_tp,
+        num_hidden_layers=sum(mini_counts(plan, config["num_hidden_layers"])),
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+        sliding_window=None,
+        use_sliding_window=False,
+        bos_token_id=0,
+        eos_token_id=1,
+    )
     if config.get("model_type") == "deepseek_v3":
         out.update(_mini_mla_moe(config, plan, out["num_hidden_layers"]))
     return out
@@ -66,11 +78,22 @@ def _mini_mla_moe(config: dict, plan: Plan, n_layers: int) -> dict:
     expert-parallel rank) of top-4, one shared expert, the first layer dense; the head count stays."""
     ep = max(st.ep for st in plan.stages)
     n_experts = max(16, 2 * ep)
-    return {"q_lora_rank": 48, "kv_lora_rank": 32, "qk_nope_head_dim": 8, "qk_rope_head_dim": 8, "v_head_dim": 8,
-            "n_routed_experts": n_experts, "num_experts_per_tok": min(4, config["num_experts_per_tok"]),
-            "n_shared_experts": 1, "moe_intermediate_size": 16 * math.lcm(*[s.tp for s in plan.stages]),
-            "first_k_dense_replace": min(1, n_layers - 1), "n_group": 1, "topk_group": 1,
-            "num_nextn_predict_layers": 0, "rope_scaling": None}
+    return {
+        "q_lora_rank": 48,
+        "kv_lora_rank": 32,
+        "qk_nope_head_dim": 8,
+        "qk_rope_head_dim": 8,
+        "v_head_dim": 8,
+        "n_routed_experts": n_experts,
+        "num_experts_per_tok": min(4, config["num_experts_per_tok"]),
+        "n_shared_experts": 1,
+        "moe_intermediate_size": 16 * math.lcm(*[s.tp for s in plan.stages]),
+        "first_k_dense_replace": min(1, n_layers - 1),
+        "n_group": 1,
+        "topk_group": 1,
+        "num_nextn_predict_layers": 0,
+        "rope_scaling": None,
+    }
 
 
 def mini_stages(plan: Plan, n_layers: int) -> list[Stage]:

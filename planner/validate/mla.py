@@ -19,8 +19,13 @@ if TYPE_CHECKING:
 
 
 def _dims(cfg: dict) -> tuple[int, int, int, int, int]:
-    return (cfg["qk_nope_head_dim"], cfg["qk_rope_head_dim"], cfg["v_head_dim"], cfg["kv_lora_rank"],
-            cfg["q_lora_rank"])
+    return (
+        cfg["qk_nope_head_dim"],
+        cfg["qk_rope_head_dim"],
+        cfg["v_head_dim"],
+        cfg["kv_lora_rank"],
+        cfg["q_lora_rank"],
+    )
 
 
 def add_params(shard: Shard, pre: str) -> None:
@@ -37,8 +42,9 @@ def add_params(shard: Shard, pre: str) -> None:
     p[a + "o"] = shard.cols(a + "o_proj.weight", (h, heads * vdim), hl * vdim)
 
 
-def attention(shard: Shard, i: int, x: torch.Tensor, positions: torch.Tensor, comm: Comm, *,
-              group: Group) -> torch.Tensor:
+def attention(
+    shard: Shard, i: int, x: torch.Tensor, positions: torch.Tensor, comm: Comm, *, group: Group
+) -> torch.Tensor:
     p, a = shard.params, f"model.layers.{i}.self_attn."
     nope, rope, vdim, kvr, _ = _dims(shard.cfg)
     b, t, _ = x.shape

@@ -33,8 +33,9 @@ from planner.validate.common import COMPUTE, DTYPE, Comm, Group, attend, full_pa
 class Shard:
     """What one rank holds of one stage: parameters, a KV cache, and the forward pass."""
 
-    def __init__(self, cfg: dict, layers: range, tp: int, tp_rank: int, first: bool, *, last: bool,
-                 ep: int = 1, ep_rank: int = 0):
+    def __init__(
+        self, cfg: dict, layers: range, tp: int, tp_rank: int, first: bool, *, last: bool, ep: int = 1, ep_rank: int = 0
+    ):
         self.cfg, self.layers, self.tp, self.r, self.first, self.last = cfg, layers, tp, tp_rank, first, last
         self.ep, self.ep_rank = ep, ep_rank
         h, heads = cfg["hidden_size"], cfg["num_attention_heads"]
@@ -95,14 +96,14 @@ class Shard:
 
     # Slicing of the full deterministic tensors ------------------------------------------------
     def rows(self, name: str, shape: tuple[int, ...], local: int) -> torch.Tensor:
-        return full_param(name, shape)[self.r * local:(self.r + 1) * local].contiguous()
+        return full_param(name, shape)[self.r * local : (self.r + 1) * local].contiguous()
 
     def cols(self, name: str, shape: tuple[int, ...], local: int) -> torch.Tensor:
-        return full_param(name, shape)[:, self.r * local:(self.r + 1) * local].contiguous()
+        return full_param(name, shape)[:, self.r * local : (self.r + 1) * local].contiguous()
 
     def _kv_rows(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
         local = self.kv_local * self.hd
-        return full_param(name, shape)[self.kv_index * local:(self.kv_index + 1) * local].contiguous()
+        return full_param(name, shape)[self.kv_index * local : (self.kv_index + 1) * local].contiguous()
 
     def param_bytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.params.values())
@@ -164,14 +165,18 @@ class Shard:
             return self.moe.forward(i, x, comm, group)
         return self.reduce(self.gated_mlp(x, f"model.layers.{i}.mlp."), comm, group)
 
-    def forward(self, hidden: torch.Tensor, residual: torch.Tensor | None, positions: torch.Tensor, comm: Comm,
-                group: Group) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, hidden: torch.Tensor, residual: torch.Tensor | None, positions: torch.Tensor, comm: Comm, group: Group
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         for i in self.layers:
             pre = f"model.layers.{i}."
             residual = hidden if residual is None else hidden + residual
             x = self.norm(residual, self.params[pre + "ln1"])
-            hidden = mla.attention(self, i, x, positions, comm, group=group) if self.mla else \
-                self._attention(i, x, positions, comm, group)
+            hidden = (
+                mla.attention(self, i, x, positions, comm, group=group)
+                if self.mla
+                else self._attention(i, x, positions, comm, group)
+            )
             residual = hidden + residual
             hidden = self._mlp(i, self.norm(residual, self.params[pre + "ln2"]), comm, group)
         return hidden, residual

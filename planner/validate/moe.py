@@ -22,7 +22,7 @@ from planner.validate.common import COMPUTE, DTYPE, full_param
 #: whose scores lie within two bf16 ulps of a score in [0.5, 1) of the k-th are a near-tie that either run may decide
 #: either way. Top-k is discrete: a flipped near-tie changes a token's output by a whole expert, which no logits
 #: tolerance bounds, and the flip cascades through later layers; so the reference follows the distributed run there.
-ROUTING_TIE = 2.0 ** -7
+ROUTING_TIE = 2.0**-7
 
 if TYPE_CHECKING:
     from planner.validate.common import Comm, Group
@@ -110,7 +110,11 @@ class MoE:
         pre, shape = f"model.layers.{i}.", x.shape
         flat = x.reshape(-1, shape[-1])
         weights, chosen = self.route(i, flat)
-        out = self._dispatch(pre, flat, weights, chosen, comm) if self.shard.ep > 1 else self._sliced(pre, flat, weights, chosen)
+        out = (
+            self._dispatch(pre, flat, weights, chosen, comm)
+            if self.shard.ep > 1
+            else self._sliced(pre, flat, weights, chosen)
+        )
         if self.n_shared:
             out = out + self.shard.gated_mlp(flat, pre + "mlp.shared_experts.")
         out = out.reshape(shape)
@@ -124,8 +128,9 @@ class MoE:
                 out = out + self.expert(pre, e, x) * (weights * sel).sum(-1, keepdim=True)
         return out
 
-    def _dispatch(self, pre: str, x: torch.Tensor, weights: torch.Tensor, chosen: torch.Tensor,
-                  comm: Comm) -> torch.Tensor:
+    def _dispatch(
+        self, pre: str, x: torch.Tensor, weights: torch.Tensor, chosen: torch.Tensor, comm: Comm
+    ) -> torch.Tensor:
         sh, ep = self.shard, self.shard.ep
         token = torch.arange(x.shape[0]).repeat_interleave(self.top_k)
         expert = chosen.reshape(-1)
@@ -137,7 +142,7 @@ class MoE:
         ids = comm.all_to_all(expert.reshape(-1, 1), counts, recv_counts, sh.ep_rank, self.ep_group, metadata=True)
         y = torch.empty(rows.shape, dtype=COMPUTE)
         for e in ids.unique().tolist():
-            sel = (ids[:, 0] == e)
+            sel = ids[:, 0] == e
             y[sel] = self.expert(pre, e, rows[sel].to(COMPUTE))
         back = comm.all_to_all(y.to(DTYPE), recv_counts, counts, sh.ep_rank, self.ep_group)
         out = torch.zeros_like(x)

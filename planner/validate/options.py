@@ -14,10 +14,12 @@ class ValidateOptions(BaseModel):
     """The backend and scale a plan runs at, the decode steps, and how long the run may take."""
 
     model_config = ConfigDict(extra="forbid")
-    backend: Literal["gloo", "nccl"] = Field("gloo", description="the torch.distributed backend: gloo (CPU) or "
-                                             "nccl (GPUs)")
-    scale: Literal["mini", "full"] = Field("mini", description="model dimensions: mini (small, CPU) or full (real, "
-                                           "GPUs)")
+    backend: Literal["gloo", "nccl"] = Field(
+        "gloo", description="the torch.distributed backend: gloo (CPU) or nccl (GPUs)"
+    )
+    scale: Literal["mini", "full"] = Field(
+        "mini", description="model dimensions: mini (small, CPU) or full (real, GPUs)"
+    )
     tokens: StrictInt = Field(4, ge=1, le=MAX_TOKENS, description="decode steps after the prefill")
     timeout: float = Field(120.0, gt=0, description="seconds before the run is ended")
 

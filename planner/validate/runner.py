@@ -109,7 +109,7 @@ class Job(BaseModel):
 
     def tp_group_ranks(self, s: int, dp_rank: int) -> list[int]:
         tp = self.stages[s].tp
-        return self.stage_ranks(s)[dp_rank * tp:(dp_rank + 1) * tp]
+        return self.stage_ranks(s)[dp_rank * tp : (dp_rank + 1) * tp]
 
     def dp_rows(self, s: int, dp_rank: int) -> slice:
         """The sequences of the batch a data-parallel rank serves."""
@@ -148,30 +148,48 @@ def _shard(job: Job, rank: int, groups: dict[tuple, Any], device: str) -> Shard:
 
     s, j = job.rank_layout(rank)
     st = job.stages[s]
-    shard = Shard(job.config, range(st.layer_start, st.layer_end), st.tp, j % st.tp, s == 0,
-                  last=s == len(job.stages) - 1, ep=st.ep, ep_rank=j if st.ep > 1 else 0).to(device)
+    shard = Shard(
+        job.config,
+        range(st.layer_start, st.layer_end),
+        st.tp,
+        j % st.tp,
+        s == 0,
+        last=s == len(job.stages) - 1,
+        ep=st.ep,
+        ep_rank=j if st.ep > 1 else 0,
+    ).to(device)
     if shard.moe is not None:
         shard.moe.ep_group = groups.get((s, "ep"))
     return shard
 
 
-def _rank_result(rank: int, job: Job, shard: Shard, comm: Comm, *, times: list[float],
-                 logits: torch.Tensor | None) -> dict:
+def _rank_result(
+    rank: int, job: Job, shard: Shard, comm: Comm, *, times: list[float], logits: torch.Tensor | None
+) -> dict:
     """What a rank reports: where it ran, its parameter bytes, its bytes and collective calls per decode step, its
     median step time; TP rank 0 of the last stage its logits, and of an MoE shard the experts its DP rank's
     sequences chose in each forward ([b, t, k])."""
     s, j = job.rank_layout(rank)
     d, r = divmod(j, job.stages[s].tp)
     rows = job.dp_rows(s, d)
-    out = {"rank": rank, "stage": s, "tp_rank": r, "dp_rank": d, "param_bytes": shard.param_bytes(),
-           "sent_per_step": comm.sent / job.decode_tokens, "received_per_step": comm.received / job.decode_tokens,
-           "calls_per_step": {k: v / job.decode_tokens for k, v in comm.calls.items()},
-           "step_time_s": sorted(times)[len(times) // 2]}
+    out = {
+        "rank": rank,
+        "stage": s,
+        "tp_rank": r,
+        "dp_rank": d,
+        "param_bytes": shard.param_bytes(),
+        "sent_per_step": comm.sent / job.decode_tokens,
+        "received_per_step": comm.received / job.decode_tokens,
+        "calls_per_step": {k: v / job.decode_tokens for k, v in comm.calls.items()},
+        "step_time_s": sorted(times)[len(times) // 2],
+    }
     if s == len(job.stages) - 1 and r == 0:
         out["logits"] = logits.float().cpu().tolist()
     if shard.moe is not None and r == 0:
-        out["routing"] = {i: [c.cpu().reshape(rows.stop - rows.start, -1, c.shape[-1]).tolist() for c in calls]
-                          for i, calls in shard.moe.routing.items()}
+        out["routing"] = {
+            i: [c.cpu().reshape(rows.stop - rows.start, -1, c.shape[-1]).tolist() for c in calls]
+            for i, calls in shard.moe.routing.items()
+        }
     return out
 
 
@@ -216,7 +234,7 @@ def run_rank(rank: int, job: Job, dist: ModuleType) -> dict:
             raise RuntimeError(f"injected fault at decode step {k}")
         dist.barrier()
         t0 = time.perf_counter()
-        logits = step(decode[:, k:k + 1], torch.tensor([job.prompt_len + k]))
+        logits = step(decode[:, k : k + 1], torch.tensor([job.prompt_len + k]))
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
@@ -243,7 +261,7 @@ def reference_logits(job: Job, follow: dict[int, list[torch.Tensor]] | None = No
     h, res = shard.forward(h, None, torch.arange(job.prompt_len), comm, None)
     logits = shard.logits(h, res, comm, None)
     for k in range(job.decode_tokens):
-        h = shard.embed(decode[:, k:k + 1], comm, None)
+        h = shard.embed(decode[:, k : k + 1], comm, None)
         h, res = shard.forward(h, None, torch.tensor([job.prompt_len + k]), comm, None)
         logits = shard.logits(h, res, comm, None)
     moe = shard.moe
@@ -264,12 +282,14 @@ def merged_routing(results: list[dict]) -> dict[int, list[torch.Tensor]] | None:
     out = {}
     for i, ranks in parts.items():
         ranks.sort(key=lambda x: x[0])
-        out[i] = [torch.cat([torch.tensor(calls[c]) for _, calls in ranks]).flatten(0, 1)
-                  for c in range(len(ranks[0][1]))]
+        out[i] = [
+            torch.cat([torch.tensor(calls[c]) for _, calls in ranks]).flatten(0, 1) for c in range(len(ranks[0][1]))
+        ]
     return out
 
 
 # --- the local launcher --------------------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -288,8 +308,13 @@ def _rank_entry(rank: int, job_json: str, init: str, results) -> None:
     try:
         if job.backend == "nccl":
             torch.cuda.set_device(rank % max(1, torch.cuda.device_count()))
-        dist.init_process_group(job.backend, init_method=init, rank=rank, world_size=job.world_size,
-                                timeout=timedelta(seconds=job.timeout_s))
+        dist.init_process_group(
+            job.backend,
+            init_method=init,
+            rank=rank,
+            world_size=job.world_size,
+            timeout=timedelta(seconds=job.timeout_s),
+        )
         results.put(("ok", rank, run_rank(rank, job, dist)))
     except BaseException as exc:  # report, then die: the parent ends the others
         results.put(("error", rank, f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=3)))
@@ -309,8 +334,10 @@ def run_local(job: Job) -> list[dict]:
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     init = f"tcp://127.0.0.1:{_free_port()}"
-    procs = [ctx.Process(target=_rank_entry, args=(r, job.model_dump_json(), init, results), daemon=True)
-             for r in range(job.world_size)]
+    procs = [
+        ctx.Process(target=_rank_entry, args=(r, job.model_dump_json(), init, results), daemon=True)
+        for r in range(job.world_size)
+    ]
     for p in procs:
         p.start()
     deadline = time.monotonic() + job.timeout_s
@@ -326,8 +353,10 @@ def run_local(job: Job) -> list[dict]:
                     error = (dead[0], f"exited with code {procs[dead[0]].exitcode} without a report")
                 elif time.monotonic() > deadline:
                     missing = [r for r in range(len(procs)) if r not in done]
-                    error = (missing[0], f"did not finish within the {job.timeout_s:g} s timeout "
-                                         f"(ranks {missing} still running)")
+                    error = (
+                        missing[0],
+                        f"did not finish within the {job.timeout_s:g} s timeout (ranks {missing} still running)",
+                    )
                 continue
             if msg[0] == "ok":
                 done[msg[1]] = msg[2]
@@ -347,15 +376,19 @@ def run_local(job: Job) -> list[dict]:
         stage, j = job.rank_layout(rank)
         tp = job.stages[stage].tp
         where = f"TP rank {j}" if job.stages[stage].dp == 1 else f"DP rank {j // tp}, TP rank {j % tp}"
-        raise ValidationRunError(f"rank {rank} (stage {stage}, {where}) failed: {what}",
-                                 details=["every other rank was stopped; no process is left running"])
+        raise ValidationRunError(
+            f"rank {rank} (stage {stage}, {where}) failed: {what}",
+            details=["every other rank was stopped; no process is left running"],
+        )
     return [done[r] for r in range(len(procs))]
 
 
 # --- plan -> job, results -> report -----------------------------------------------------------
 
-def make_job(plan: Plan, scale: str, backend: str, tokens: int, timeout_s: float,
-             *, fail_rank: int | None = None) -> tuple[Job, ModelProfile]:
+
+def make_job(
+    plan: Plan, scale: str, backend: str, tokens: int, timeout_s: float, *, fail_rank: int | None = None
+) -> tuple[Job, ModelProfile]:
     """The job and the traced profile at the chosen scale."""
     if scale not in ("mini", "full"):
         raise InputError(f"--scale: choose mini or full, got '{scale}'")
@@ -379,8 +412,16 @@ def make_job(plan: Plan, scale: str, backend: str, tokens: int, timeout_s: float
     dp = max(st.dp for st in stages)
     batch = max(1, min(MAX_BATCH, math.ceil(plan.inputs.workload.concurrency / plan.replicas)))
     batch = dp * max(1, batch // dp)  # every data-parallel rank serves the same number of sequences
-    job = Job(config=cfg, stages=stages, batch=batch, prompt_len=PROMPT_LEN, decode_tokens=tokens, backend=backend,
-              timeout_s=timeout_s, fail_rank=fail_rank)
+    job = Job(
+        config=cfg,
+        stages=stages,
+        batch=batch,
+        prompt_len=PROMPT_LEN,
+        decode_tokens=tokens,
+        backend=backend,
+        timeout_s=timeout_s,
+        fail_rank=fail_rank,
+    )
     check_memory(job, profile, scale)
     return job, profile
 
@@ -403,9 +444,11 @@ def check_memory(job: Job, profile: ModelProfile, scale: str, available: int | N
     need = 2 * (profile.weight_bytes("bf16") + tokens * profile.kv_bytes_per_token("bf16"))
     available = available_memory_bytes() if available is None else available
     if available is not None and need > MEMORY_SHARE * available:
-        raise InputError(f"validate --scale {scale}: the run needs about {need / 1e9:,.1f} GB of memory (weights and "
-                         f"KV of {job.world_size} ranks and the reference), this machine has {available / 1e9:,.1f} GB "
-                         "available" + ("; use --scale mini" if scale == "full" else ""))
+        raise InputError(
+            f"validate --scale {scale}: the run needs about {need / 1e9:,.1f} GB of memory (weights and "
+            f"KV of {job.world_size} ranks and the reference), this machine has {available / 1e9:,.1f} GB "
+            "available" + ("; use --scale mini" if scale == "full" else "")
+        )
 
 
 def _check_layouts(stages: list[Stage]) -> None:
@@ -415,8 +458,10 @@ def _check_layouts(stages: list[Stage]) -> None:
         raise InputError("validate runs attention data parallelism in single-stage plans only (as the engines do)")
     for st in stages:
         if st.ep > 1 and st.tp > 1:
-            raise InputError(f"validate runs expert parallelism with tp 1 per data-parallel rank; this stage has "
-                             f"tp {st.tp} x dp {st.dp} with ep {st.ep}")
+            raise InputError(
+                f"validate runs expert parallelism with tp 1 per data-parallel rank; this stage has "
+                f"tp {st.tp} x dp {st.dp} with ep {st.ep}"
+            )
 
 
 def predictions(job: Job, profile: ModelProfile, topo: Topology) -> dict[int, dict]:
@@ -428,18 +473,40 @@ def predictions(job: Job, profile: ModelProfile, topo: Topology) -> dict[int, di
     for s, st in enumerate(job.stages):
         first, last = s == 0, s == pp - 1
         layout = layout_of(st)
-        ctx = StageContext.of(profile=profile, topo=topo, gpu_ids=st.gpu_ids, layout=layout, weight_dtype="bf16",
-                              kv_dtype="bf16", constants=uniform)
+        ctx = StageContext.of(
+            profile=profile,
+            topo=topo,
+            gpu_ids=st.gpu_ids,
+            layout=layout,
+            weight_dtype="bf16",
+            kv_dtype="bf16",
+            constants=uniform,
+        )
         step = stage_step(ctx, layer_start=st.layer_start, layer_end=st.layer_end, first=first, last=last, load=load)
-        weights, _ = stage_memory(profile, layout, st.layer_start, layer_end=st.layer_end, first=first, last=last,
-                                  weight_dtype="bf16", kv_dtype="bf16",
-                                  sequence_tokens=job.prompt_len + job.decode_tokens)
+        weights, _ = stage_memory(
+            profile,
+            layout,
+            st.layer_start,
+            layer_end=st.layer_end,
+            first=first,
+            last=last,
+            weight_dtype="bf16",
+            kv_dtype="bf16",
+            sequence_tokens=job.prompt_len + job.decode_tokens,
+        )
         per_rank_coll = sum(step.interconnect.values()) / st.n_gpus
-        t_out = transfer(profile, topo, st.gpu_ids, dst_ids=job.stages[s + 1].gpu_ids, tokens=job.batch,
-                         c=DEFAULT)[0] if not last else 0.0
+        t_out = (
+            transfer(profile, topo, st.gpu_ids, dst_ids=job.stages[s + 1].gpu_ids, tokens=job.batch, c=DEFAULT)[0]
+            if not last
+            else 0.0
+        )
         for rank in job.stage_ranks(s):
-            out[rank] = {"param_bytes": weights, "sent": per_rank_coll, "received": per_rank_coll,
-                         "step_time_s": step.time_s + t_out}
+            out[rank] = {
+                "param_bytes": weights,
+                "sent": per_rank_coll,
+                "received": per_rank_coll,
+                "step_time_s": step.time_s + t_out,
+            }
     nbytes = transfer_bytes(profile, job.batch)
     for s in range(pp - 1):
         for a, b in transfer_pairs(job.stage_ranks(s), job.stage_ranks(s + 1)):
@@ -452,22 +519,51 @@ def _rank_checks(job: Job, res: dict, p: dict) -> list[Check]:
     """One rank against the cost model (`p`, its predictions): parameter bytes exactly, bytes sent and received per
     decode step (expert parallelism: within EP_TRAFFIC_RTOL of the expectation), step time reported."""
     r = res["rank"]
-    checks = [Check(name="memory: parameter bytes", rank=r, passed=res["param_bytes"] == round(p["param_bytes"]),
-                    predicted=p["param_bytes"], measured=res["param_bytes"], unit="B")]
+    checks = [
+        Check(
+            name="memory: parameter bytes",
+            rank=r,
+            passed=res["param_bytes"] == round(p["param_bytes"]),
+            predicted=p["param_bytes"],
+            measured=res["param_bytes"],
+            unit="B",
+        )
+    ]
     routed = job.stages[res["stage"]].ep > 1
-    for key, name in (("sent", "traffic: bytes sent per decode step"),
-                      ("received", "traffic: bytes received per decode step")):
+    for key, name in (
+        ("sent", "traffic: bytes sent per decode step"),
+        ("received", "traffic: bytes received per decode step"),
+    ):
         measured = res[f"{key}_per_step"]
         tolerance = EP_TRAFFIC_RTOL if routed else 1e-6
         note = ", ".join(f"{k} {v:g}" for k, v in sorted(res["calls_per_step"].items()))
         if routed:
-            note += (f"; expert-parallel: the cost model's bytes are the expectation of uniform routing, "
-                     f"judged within {EP_TRAFFIC_RTOL:.0%} of the routing this run took")
-        checks.append(Check(name=name, rank=r, passed=abs(measured - p[key]) <= tolerance * max(1.0, p[key]),
-                            predicted=p[key], measured=measured, unit="B", note=note))
-    checks.append(Check(name="time: decode step", rank=r, passed=None, predicted=p["step_time_s"] * 1e3,
-                        measured=res["step_time_s"] * 1e3, unit="ms",
-                        note="reported, not judged" if job.backend == "gloo" else "GPU timing"))
+            note += (
+                f"; expert-parallel: the cost model's bytes are the expectation of uniform routing, "
+                f"judged within {EP_TRAFFIC_RTOL:.0%} of the routing this run took"
+            )
+        checks.append(
+            Check(
+                name=name,
+                rank=r,
+                passed=abs(measured - p[key]) <= tolerance * max(1.0, p[key]),
+                predicted=p[key],
+                measured=measured,
+                unit="B",
+                note=note,
+            )
+        )
+    checks.append(
+        Check(
+            name="time: decode step",
+            rank=r,
+            passed=None,
+            predicted=p["step_time_s"] * 1e3,
+            measured=res["step_time_s"] * 1e3,
+            unit="ms",
+            note="reported, not judged" if job.backend == "gloo" else "GPU timing",
+        )
+    )
     return checks
 
 
@@ -485,41 +581,76 @@ def _numerics_checks(job: Job, results: list[dict]) -> list[Check]:
     bound = LOGITS_RTOL * ref.abs().max().item()
     checks = []
     if any("routing" in res for res in results):
-        checks.append(Check(name="numerics: MoE routing vs single-process reference",
-                            passed=routing["disagreements"] == 0, predicted=0.0,
-                            measured=float(routing["disagreements"]), unit="tokens",
-                            note=f"tokens whose top-k experts differ beyond a near-tie (scores within "
-                                 f"{ROUTING_TIE:g} of the k-th); {routing['near_ties']} near-ties decided the "
-                                 f"other way by the run's roundings, which the reference followed"))
-    checks.append(Check(name="numerics: final logits vs single-process reference", passed=err <= bound,
-                        predicted=0.0, measured=err, unit="max |diff|",
-                        note=f"tolerance {bound:.4f} = {LOGITS_RTOL} x max |logit| (bf16)"))
+        checks.append(
+            Check(
+                name="numerics: MoE routing vs single-process reference",
+                passed=routing["disagreements"] == 0,
+                predicted=0.0,
+                measured=float(routing["disagreements"]),
+                unit="tokens",
+                note=f"tokens whose top-k experts differ beyond a near-tie (scores within "
+                f"{ROUTING_TIE:g} of the k-th); {routing['near_ties']} near-ties decided the "
+                f"other way by the run's roundings, which the reference followed",
+            )
+        )
+    checks.append(
+        Check(
+            name="numerics: final logits vs single-process reference",
+            passed=err <= bound,
+            predicted=0.0,
+            measured=err,
+            unit="max |diff|",
+            note=f"tolerance {bound:.4f} = {LOGITS_RTOL} x max |logit| (bf16)",
+        )
+    )
     return checks
 
 
 #: The model config fields a report names (of the config the run used: mini scale shrinks some).
-REPORTED_CONFIG = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
-                   "intermediate_size", "vocab_size")
+REPORTED_CONFIG = (
+    "model_type",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "intermediate_size",
+    "vocab_size",
+)
 
 
-def build_report(plan_name: str, scale: str, job: Job, profile: ModelProfile, topo: Topology,
-                 *, results: list[dict]) -> ValidationReport:
+def build_report(
+    plan_name: str, scale: str, job: Job, profile: ModelProfile, topo: Topology, *, results: list[dict]
+) -> ValidationReport:
     pred = predictions(job, profile, topo)
     checks = [check for res in results for check in _rank_checks(job, res, pred[res["rank"]])]
     if scale == "mini":
         checks += _numerics_checks(job, results)
     else:
-        checks.append(Check(name="numerics: final logits vs single-process reference", passed=None,
-                            note="not run at full scale: a single-process reference does not fit one GPU"))
+        checks.append(
+            Check(
+                name="numerics: final logits vs single-process reference",
+                passed=None,
+                note="not run at full scale: a single-process reference does not fit one GPU",
+            )
+        )
     judged = [c for c in checks if c.passed is not None]
-    return ValidationReport(plan=plan_name, scale=scale, backend=job.backend, world_size=job.world_size,
-                            batch=job.batch, decode_tokens=job.decode_tokens, stages=job.stages,
-                            model_config_used={k: job.config[k] for k in REPORTED_CONFIG},
-                            checks=checks, passed=all(c.passed for c in judged))
+    return ValidationReport(
+        plan=plan_name,
+        scale=scale,
+        backend=job.backend,
+        world_size=job.world_size,
+        batch=job.batch,
+        decode_tokens=job.decode_tokens,
+        stages=job.stages,
+        model_config_used={k: job.config[k] for k in REPORTED_CONFIG},
+        checks=checks,
+        passed=all(c.passed for c in judged),
+    )
 
 
-def validate(plan_path: str, *, backend: str = "gloo", scale: str = "mini", tokens: int = 4,
-             timeout_s: float = 120.0) -> ValidationReport:
+def validate(
+    plan_path: str, *, backend: str = "gloo", scale: str = "mini", tokens: int = 4, timeout_s: float = 120.0
+) -> ValidationReport:
     loaded = load_plan(plan_path)
     plan, topo = loaded.plan, loaded.topo
     fail = os.environ.get("PLANNER_VALIDATE_FAIL_RANK")  # test hook: make this rank raise mid-run

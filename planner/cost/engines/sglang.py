@@ -21,9 +21,9 @@ PROFILE = EngineProfile(
         **COMMON_SOURCES,
         "max_num_batched_tokens": "sglang/srt/server_args.py: chunked_prefill_size 8192 on GPUs with >= 80 GB",
         "max_num_seqs": "sglang/srt/server_args.py: max_running_requests (bounded by the KV pool; cuda_graph_max_bs "
-                        "below it)",
+        "below it)",
         "memory_accounting": "sglang/srt/model_executor/model_runner.py: the KV pool is mem_fraction_static x total "
-                             "- weights; activations and CUDA graphs live in the rest",
+        "- weights; activations and CUDA graphs live in the rest",
         "runtime_reserve_bytes": "CUDA context and NCCL outside mem_fraction_static's share; seed",
         "moe_tile_tokens": "sglang fused_moe_triton configs: BLOCK_SIZE_M 16-64; DeepGEMM grouped GEMM M tile 64",
         "step_overhead_s": "seed (fitted: fitted.yaml)",

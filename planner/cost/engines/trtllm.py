@@ -22,7 +22,7 @@ PROFILE = EngineProfile(
         "max_num_batched_tokens": "tensorrt_llm/llmapi/llm_args.py: max_num_tokens default 8192",
         "max_num_seqs": "tensorrt_llm/llmapi/llm_args.py: max_batch_size default 2048",
         "memory_accounting": "tensorrt_llm KvCacheConfig.free_gpu_memory_fraction: share of the memory free after "
-                             "weights and runtime buffers",
+        "weights and runtime buffers",
         "runtime_reserve_bytes": "runtime buffers and CUDA graphs; the round-two NIM fit's reserve",
         "moe_tile_tokens": "CUTLASS grouped GEMM MoE kernels: M tile 64 (tensorrt_llm/_torch/modules/fused_moe)",
         "step_overhead_s": "fitted to NVIDIA NIM rows in round two (tests/data/serving_nim.yaml); fitted.yaml wins",

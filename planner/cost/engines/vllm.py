@@ -22,12 +22,12 @@ PROFILE = EngineProfile(
         "max_num_batched_tokens": "vllm/engine/arg_utils.py: V1 default for the OpenAI server on a >= 70 GiB GPU",
         "max_num_seqs": "vllm/engine/arg_utils.py: V1 default max_num_seqs on a >= 70 GiB GPU",
         "memory_accounting": "vllm/worker/gpu_worker.py: KV = gpu_memory_utilization x total - weights - peak "
-                             "activations (profiled) - non-torch memory",
+        "activations (profiled) - non-torch memory",
         "runtime_reserve_bytes": "peak activations of the profiling run at 8,192 tokens and non-torch memory: "
-                                 "Qwen2-7B on one A100-80GB logs 'GPU KV cache size' 93,872 tokens at "
-                                 "gpu_memory_utilization 0.25 and 464,848 at 0.5 (dennislee22/vLLM-benchmarking@"
-                                 "b474d1e:README.md): 0.25 x 85.09 GB - 15.23 GB weights - 93,872 x 57,344 B = "
-                                 "0.66 GB; the TP2 logs of the same page are held out (tests/test_fidelity.py)",
+        "Qwen2-7B on one A100-80GB logs 'GPU KV cache size' 93,872 tokens at "
+        "gpu_memory_utilization 0.25 and 464,848 at 0.5 (dennislee22/vLLM-benchmarking@"
+        "b474d1e:README.md): 0.25 x 85.09 GB - 15.23 GB weights - 93,872 x 57,344 B = "
+        "0.66 GB; the TP2 logs of the same page are held out (tests/test_fidelity.py)",
         "moe_tile_tokens": "vllm/model_executor/layers/fused_moe/configs/*.json: BLOCK_SIZE_M 16 for small batches",
         "step_overhead_s": "seed (fitted: fitted.yaml)",
         "sequence_overhead_s": "seed (fitted: fitted.yaml)",
