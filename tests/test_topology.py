@@ -20,6 +20,7 @@ KiB, MiB, GiB = 2**10, 2**20, 2**30
 FIXTURES = Path(__file__).parent / "fixtures" / "topo"
 
 EXPECTED = {
+    "1xa10",
     "1xh100",
     "2x8xh100-ib",
     "2x8xh20-roce",
