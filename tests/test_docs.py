@@ -7,6 +7,8 @@ import importlib
 import re
 from pathlib import Path
 
+from planner.hardware import shipped_topologies
+
 REPO = Path(__file__).resolve().parent.parent
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 #: Paths a doc names: inside backticks or a markdown link, starting at a top-level folder of the repository.
@@ -143,3 +145,10 @@ def test_every_entry_point_architecture_names_resolves():
         modules = _modules(cells[1])
         bad += [f"{cells[1].strip()}: {n}" for n in re.findall(r"`([\w.:]+)`", cells[3]) if not _resolves(n, modules)]
     assert not bad, bad
+
+
+def test_the_readme_lists_every_shipped_topology():
+    # the "Shipped (`planner topology list`)" sentence: a topology added to topologies/ must be named there too
+    text = (REPO / "README.md").read_text()
+    listed = text[text.index("Shipped (`planner topology list`)") :].split(". A topology")[0]
+    assert sorted(t for t in shipped_topologies() if f"`{t}`" not in listed) == []
