@@ -59,12 +59,12 @@ def test_open_loop_errors_hold(checks):
     assert s["rows"] >= 20 and s["publishers"] >= 3 and s["engines"] >= 2
     # measured 26.8% (issue target 30%); 26.4% on the 24 rows before Mooncake's, 24.8% before chunked prefill off
     assert s["ttft_median_abs_error"] <= 0.27
-    # measured 16.8% (issue target 15%: NOT met): Mooncake's chunked-prefill A10 rows are under-predicted 2-5x
-    # (one 1,024-token prompt runs as two 512-token compute-bound chunk steps, which the serving model spreads over
-    # every step as a few tokens hidden under the weight reads). 14.3% on the 24 rows before, once the finite runs
-    # with chunked prefill off were stepped through request by request (planner.traffic.prefill_run); 47.0% before
-    # the prefill-first scheduler was priced
-    assert s["tpot_median_abs_error"] <= 0.17
+    # measured 13.3% (issue target 15%), since a prompt's chunks are priced as whole steps at the arrival rate
+    # (planner.traffic.chunked; Mooncake's 5 chunked A10 rows 39.5% -> 2.9%); 16.8% before, when the closed serving
+    # model saw (n-1)/n of the arrivals (none at one running sequence). 14.3% on the 24 rows before Mooncake's, once
+    # the finite runs with chunked prefill off were stepped through request by request (planner.traffic.prefill_run);
+    # 47.0% before the prefill-first scheduler was priced
+    assert s["tpot_median_abs_error"] <= 0.14
 
 
 def test_prefill_first_runs_in_the_per_request_statistic(checks):
@@ -81,6 +81,17 @@ def test_sustained_rows_alone(checks):
     stable = [c for c in checks if c.stable]
     s = summary(stable)
     assert s["rows"] >= 21  # 21 with Mooncake's 10 A10 rows (11 before them, 10 before chunked prefill off)
-    # measured 26.1% and 17.5% with Mooncake's rows; 14.5% and 14.0% on the 11 rows before them
+    # measured 26.1% and 13.3% with Mooncake's rows (TPOT 17.5% before chunk steps were priced whole:
+    # planner.traffic.chunked); 14.5% and 14.0% on the 11 rows before them
     assert s["ttft_median_abs_error"] <= 0.27
-    assert s["tpot_median_abs_error"] <= 0.18
+    assert s["tpot_median_abs_error"] <= 0.14
+
+
+def test_chunked_rows_at_low_load(checks):
+    # Mooncake's 5 A10 rows with --enable-chunked-prefill (512-token steps, 2-8 requests/s, 6 output tokens): a
+    # prompt's chunks are whole compute-bound steps the running requests wait through (planner.traffic.chunked).
+    # measured 2.9% median |error| (39.5% when the closed serving model priced them: 10.6 ms against 56.6 at 2 rps)
+    rows = [c for c in checks if c.case.publisher.startswith("Mooncake") and c.case.chunked_prefill]
+    s = summary(rows)
+    assert s["rows"] == 5
+    assert s["tpot_median_abs_error"] <= 0.04

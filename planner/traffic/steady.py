@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from planner.cost.constants import DEFAULT, Constants
 from planner.cost.engines import resolve_constants
@@ -25,6 +25,7 @@ from planner.cost.serving import operating_point
 from planner.hardware.topology import Topology
 from planner.model.layergraph import ModelProfile
 from planner.plan import Partition, Prediction, Workload
+from planner.traffic.chunked import ChunkSteps, chunk_sizes, request_tpot_s
 from planner.traffic.lengths import LengthDist, fixed
 from planner.traffic.model import Percentiles, TrafficPrediction
 from planner.traffic.nonchunked import Cycle, backlog_waits, cycle, newcomers_per_cycle
@@ -129,6 +130,33 @@ class Inputs:
             first_prompt_s=first_s,
             per_prompt_s=max(0.0, many_s - first_s) / (many - 1),
         )
+
+    def chunk_steps(self, decode: int) -> ChunkSteps:
+        """One mean prompt's chunk steps on a replica with `decode` sequences decoding beside it: chunks of up to
+        B - decode tokens (planner.traffic.chunked.chunk_sizes), each step priced as the static prefill of its
+        chunk and the decode tokens riding in it."""
+        w = self.workload
+        room = resolve_constants(self.constants, w.engine).max_num_batched_tokens - decode
+        sizes = chunk_sizes(w.new_prompt_tokens, room) if room >= 1 else []
+        return ChunkSteps(len(sizes), sum(self.tokens_step_s(round(x + decode)) for x in sizes))
+
+    def tokens_step_s(self, tokens: int) -> float:
+        """A prefill step of one prompt of `tokens` tokens on each replica (the static TTFT less the overhead)."""
+        if -tokens not in self.static_cache:  # negative keys: one prompt of that many tokens
+            w = self.workload.model_copy(
+                update={
+                    "concurrency": self.partition.replicas,
+                    "mode": "static",
+                    "request_rate": None,
+                    "isl": tokens,
+                    "isl_dist": None,
+                }
+            )
+            self.static_cache[-tokens] = estimate(
+                self.profile, self.topo, self.partition, workload=w, c=self.constants, check=False
+            )
+        overhead_s = resolve_constants(self.constants, self.workload.engine).request_overhead_s
+        return max(0.0, self.static_cache[-tokens].ttft_ms / 1e3 - overhead_s)
 
     def prefill_step_s(self, prompts: int) -> float:
         """A prefill-only step of `prompts` prompts on each replica (the static batch's TTFT less the request's
@@ -240,6 +268,7 @@ def at_rate(inputs: Inputs, rate: float, b: Bounds) -> Prediction:
     """`open_loop` at `rate` for inputs whose bounds are known (the sizing search asks many rates of one plan)."""
     found = fixed_point(inputs, rate, b.top) if b.top is not None else None
     if found is not None:
+        found = with_chunk_steps(inputs, found, rate) if inputs.workload.chunked_prefill else found
         return _stable(inputs, found, rate, sustainable=b.sustainable_rps, limit=b.limit)
     at = b.top or inputs.probe(1)
     problem = (
@@ -253,6 +282,27 @@ def at_rate(inputs: Inputs, rate: float, b: Bounds) -> Prediction:
     # a finite run above the sustainable rate on the prefill-first scheduler: TPOT in the benchmark's per-request
     # statistic, from the run stepped through (its phases: ramp, backlog with decodes starved, drain)
     return pred.model_copy(update={"tpot_ms": prefill_first_run(inputs, at, rate, limit=b.limit)[0] * 1e3})
+
+
+def with_chunk_steps(inputs: Inputs, p: Probe, rate: float) -> Probe:
+    """The steady state at `rate` with the prompts' chunks as whole steps (planner.traffic.chunked): TPOT a
+    request's mean over the chunk and decode steps it sees, the chunk share theirs; unchanged where chunk steps
+    would fill every second (the closed serving model's full chunks hold there)."""
+    w = inputs.workload
+    replicas = inputs.partition.replicas
+    per_replica = math.ceil(p.running / replicas)
+    steps = inputs.chunk_steps(max(0, per_replica - 1))
+    decode_s = _static(inputs, p.running).tpot_ms / 1e3
+    if steps.count == 0:
+        return p
+    tpot_s = request_tpot_s(rate / replicas, steps, decode_step_s=decode_s, output_tokens=w.osl)
+    if tpot_s is None:
+        return p
+    extra_s = steps.prefill_s / steps.count - decode_s
+    share = min(1.0, max(0.0, (tpot_s - decode_s) / extra_s)) if extra_s > 0 else 0.0
+    old_s = p.prediction.tpot_ms / 1e3
+    pred = p.prediction.model_copy(update={"tpot_ms": tpot_s * 1e3})
+    return replace(p, prediction=pred, service_s=p.service_s + w.osl * (tpot_s - old_s), chunk_share=share)
 
 
 def _decode_loads(per_replica: int) -> tuple[int, ...]:
