@@ -123,7 +123,7 @@ def evaluate_stage(
         step = stage_step(ctx, layer_start=st.layer_start, layer_end=st.layer_end, first=first, last=last, load=load)
         step.offload_s += offload_s(ctx, layers=st.offload_layers, load=load)
         if first:
-            step.overhead_s += engine_overhead_s(load, c)
+            step.overhead_s += engine_overhead_s(load, c, dp=st.dp)
         if nxt is None:
             return step, 0.0, {cls: 0.0 for cls in LINK_CLASSES}
         t, by_class = transfer(profile, topo, st.gpu_ids, dst_ids=nxt.gpu_ids, tokens=load.tokens / st.dp, c=c)

@@ -330,9 +330,12 @@ def node_step(ctx: StageContext, layer: LayerInfo, comm: StageComm, load: StepLo
     return out
 
 
-def engine_overhead_s(load: StepLoad, c: Constants) -> float:
-    """The engine's host time per step outside the kernels: a fixed part and a part per sequence sampled."""
-    return c.step_overhead_s + c.sequence_overhead_s * load.logit_tokens
+def engine_overhead_s(load: StepLoad, c: Constants, *, dp: int = 1) -> float:
+    """The engine's host time per step outside the kernels: a fixed part and a part per sequence sampled. Under
+    attention data parallelism each of the `dp` ranks runs its own scheduler on its own sequences (SGLang's
+    --enable-dp-attention starts one scheduler process per DP rank, vLLM's --data-parallel-size one engine core
+    per rank), so a step's host time is one rank's: its share of the sequences."""
+    return c.step_overhead_s + c.sequence_overhead_s * load.logit_tokens / dp
 
 
 def add_steps(total: StageStep, part: StageStep, times: float = 1.0) -> StageStep:

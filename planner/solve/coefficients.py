@@ -150,8 +150,11 @@ def _extra(
     """The embedding's (with the engine's per-step host time, `engine` given) or the head's time and bytes, with
     the speculative draft head's (`draft`) on the last stage."""
     mean, ttft = StageStep(), StageStep()
-    mean_overhead_s = 0.0 if engine is None else sum(w * engine_overhead_s(load, engine) for load, w in op.tpot_loads)
-    ttft_overhead_s = 0.0 if engine is None else engine_overhead_s(op.ttft_load, engine)
+    dp = timer.cfg.layout.dp  # one scheduler per attention DP rank (planner.cost.step.engine_overhead_s)
+    mean_overhead_s = (
+        0.0 if engine is None else sum(w * engine_overhead_s(load, engine, dp=dp) for load, w in op.tpot_loads)
+    )
+    ttft_overhead_s = 0.0 if engine is None else engine_overhead_s(op.ttft_load, engine, dp=dp)
     for layer in nodes:
         add_steps(mean, timer.mean(layer, op))
         add_steps(ttft, timer.step(layer, op.ttft_load))
