@@ -13,18 +13,22 @@ bench_one_batch_server --input-len 2000 --output-len 100; fp8 weights (the check
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import pytest
 
+from planner.cost import step as cost_step
 from planner.cost.constants import DEFAULT
 from planner.cost.engines import resolve_constants
+from planner.cost.estimate import estimate
 from planner.cost.shards import Layout, held_weight_bytes
 from planner.cost.step import StepLoad, engine_overhead_s
 from planner.cost.wide_ep import WideDecode, slot_profile, wide_decode
 from planner.errors import InputError
 from planner.hardware.loading import load_topology
 from planner.model.catalog import load_profile
+from planner.plan import Workload, make_partition
 
 TOPOLOGY = Path(__file__).parent / "data" / "topologies" / "9x8xh100-ib.yaml"
 MEASURED_PER_GPU = 22_282 / 8  # tokens/s per node over 8 GPUs
@@ -90,3 +94,27 @@ def test_ep_must_divide_the_expert_slots() -> None:
             context_tokens=CONTEXT,
             constants=resolve_constants(DEFAULT, "sglang"),
         )
+
+
+def _estimate_ep64_per_gpu() -> float:
+    # planner's own estimate of the nearest layout it expresses: EP64 with DP attention on 8 of the 9 nodes (EP72 needs
+    # EPLB's redundant slots; 64 GPUs of 256 experts hold the same 4 experts each), 256 sequences per GPU decoding at a
+    # 2,000-token prompt and a 100-token reply (bench_one_batch_server: one static batch), SGLang's engine profile
+    profile, topo = load_profile("deepseek-v3"), load_topology(str(TOPOLOGY))
+    part = make_partition(profile, topo, tp=1, dp=64, ep=64, gpu_ids=list(range(64)))
+    work = Workload(concurrency=64 * BATCH, isl=2000, osl=100, weight_dtype="fp8", mode="static", engine="sglang")
+    p = estimate(profile, topo, part, workload=work, c=resolve_constants(DEFAULT, "sglang"))
+    return BATCH / (p.tpot_ms / 1e3)  # decode tokens/s of one GPU's 256 sequences
+
+
+def test_estimate_prices_the_nearest_layout_within_25_percent() -> None:
+    # measured -21% on 2026-12-02 (2,200 against 2,785 tokens/s per GPU): one host per attention DP rank
+    assert abs(_error(_estimate_ep64_per_gpu())) <= 0.25
+
+
+def test_estimate_needs_one_host_per_dp_rank(monkeypatch: pytest.MonkeyPatch) -> None:
+    # charging all 16,384 sequences to one scheduler (the accounting before 2026-12-02) gives about -92%
+    one_host = cost_step.engine_overhead_s
+    module = sys.modules["planner.cost.estimate"]  # the module (planner.cost re-exports its function of that name)
+    monkeypatch.setattr(module, "engine_overhead_s", lambda load, c, dp=1: one_host(load, c))
+    assert _error(_estimate_ep64_per_gpu()) < -0.5
