@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -21,8 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from planner.errors import ConfigError, validation_messages
 from planner.files import load_yaml
-from planner.model.catalog import catalog, native_weight_dtype
+from planner.hardware import load_topology
+from planner.hardware.topology import Topology
+from planner.model.catalog import catalog, load_profile, native_weight_dtype
 from planner.model.catalog import resolve as resolve_model
+from planner.model.layergraph import ModelProfile
+from planner.plan import Partition, make_partition
 
 Engine = Literal["vllm", "sglang", "trtllm"]
 Load = Literal["closed", "open", "offline"]
@@ -435,3 +440,28 @@ def cases(folder: str | Path | None = None) -> tuple[list[Case], list[Skip]]:
         out = resolve(entry)
         (priced if isinstance(out, Case) else skipped).append(out)  # type: ignore[arg-type]
     return priced, skipped
+
+
+@lru_cache(maxsize=None)
+def _machine(model: str, topology: str) -> tuple[ModelProfile, Topology]:
+    return load_profile(model), load_topology(topology)
+
+
+def case_machine(case: Case) -> tuple[ModelProfile, Topology, Partition]:
+    """The row's model, machine and layout as the planner prices them (profiles and topologies loaded once). With DP
+    attention and no EP given, the MoE layers still span every attention rank (memory as EP = tp x dp)."""
+    profile, topo = _machine(case.model, case.topology)
+    ep = case.ep
+    if case.dp > 1 and ep == 1 and profile.moe is not None:
+        ep = case.tp * case.dp
+    part = make_partition(
+        profile,
+        topo,
+        tp=case.tp,
+        dp=case.dp,
+        ep=ep,
+        pp=case.pp,
+        replicas=case.replicas,
+        gpu_ids=list(range(case.gpus)),
+    )
+    return profile, topo, part

@@ -25,15 +25,13 @@ from functools import lru_cache
 from importlib import import_module
 from typing import Callable, Iterable, Sequence
 
-from planner.calibrate.corpus import Case
+from planner.calibrate.corpus import Case, case_machine
 from planner.calibrate.search import Knob, coordinate_descent
 from planner.cost.constants import DEFAULT, Constants
 from planner.cost.engines import ENGINES, resolve_constants
 from planner.cost.estimate import estimate
 from planner.errors import PlannerError
-from planner.hardware import load_topology
-from planner.model.catalog import load_profile
-from planner.plan import Workload, make_partition
+from planner.plan import Workload
 from planner.traffic.lengths import LengthDist, parse_length
 
 Calibration = dict  # engine -> Constants (resolved for that engine)
@@ -103,11 +101,6 @@ def start(*, seeds: bool = True) -> Calibration:
     }
 
 
-@lru_cache(maxsize=None)
-def _machine(model: str, topology: str):
-    return load_profile(model), load_topology(topology)
-
-
 def workload(case: Case, c: Constants) -> Workload:
     concurrency = case.concurrency or case.entry.row.num_prompts or c.max_num_seqs * case.replicas
     statistic = "median" if case.measured.statistic in ("median", "p50") else "mean"
@@ -153,20 +146,7 @@ def _sharegpt_outputs() -> LengthDist:
 def predict(case: Case, cal: Calibration) -> Outcome:
     c = cal[case.engine]
     try:
-        profile, topo = _machine(case.model, case.topology)
-        ep = case.ep
-        if case.dp > 1 and ep == 1 and profile.moe is not None:
-            ep = case.tp * case.dp  # DP attention: the MoE layers still span every attention rank (memory as EP)
-        part = make_partition(
-            profile,
-            topo,
-            tp=case.tp,
-            dp=case.dp,
-            ep=ep,
-            pp=case.pp,
-            replicas=case.replicas,
-            gpu_ids=list(range(case.gpus)),
-        )
+        profile, topo, part = case_machine(case)
         p = estimate(profile, topo, part, workload=workload(case, c), c=c)
     except PlannerError as exc:
         return Outcome(case, {}, {}, str(exc))

@@ -13,13 +13,11 @@ import statistics
 from dataclasses import dataclass
 from functools import lru_cache
 
-from planner.calibrate.corpus import Case, cases
+from planner.calibrate.corpus import Case, case_machine, cases
 from planner.cost.constants import DEFAULT
 from planner.cost.engines import resolve_constants
 from planner.errors import PlannerError
-from planner.hardware import load_topology
-from planner.model.catalog import load_profile
-from planner.plan import Workload, make_partition
+from planner.plan import Workload
 from planner.traffic.lengths import LengthDist, parse_length
 from planner.traffic.steady import open_loop
 
@@ -76,28 +74,10 @@ def sharegpt_outputs(mean_tokens: float) -> LengthDist:
     )
 
 
-@lru_cache(maxsize=None)
-def _machine(model: str, topology: str):
-    return load_profile(model), load_topology(topology)
-
-
 def check(case: Case) -> Check:
     statistic = "median" if case.measured.statistic in ("median", "p50") else "mean"
     try:
-        profile, topo = _machine(case.model, case.topology)
-        ep = case.ep
-        if case.dp > 1 and ep == 1 and profile.moe is not None:
-            ep = case.tp * case.dp
-        part = make_partition(
-            profile,
-            topo,
-            tp=case.tp,
-            dp=case.dp,
-            ep=ep,
-            pp=case.pp,
-            replicas=case.replicas,
-            gpu_ids=list(range(case.gpus)),
-        )
+        profile, topo, part = case_machine(case)
         constants = resolve_constants(DEFAULT, case.engine)
         if case.max_num_seqs:
             constants = constants.model_copy(update={"max_num_seqs": case.max_num_seqs})

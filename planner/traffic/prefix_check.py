@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from functools import lru_cache
 
-from planner.calibrate.corpus import Case, cases
+from planner.calibrate.corpus import Case, case_machine, cases
 from planner.cost.constants import DEFAULT
 from planner.cost.engines import resolve_constants
 from planner.cost.estimate import estimate
 from planner.errors import PlannerError
-from planner.hardware import load_topology
-from planner.model.catalog import load_profile
-from planner.plan import Workload, make_partition
+from planner.plan import Workload
 from planner.traffic.steady import open_loop
 
 
@@ -94,19 +91,8 @@ def _paired(case: Case) -> float | None:
     return None
 
 
-@lru_cache(maxsize=None)
-def _machine(model: str, topology: str):
-    return load_profile(model), load_topology(topology)
-
-
 def _ttft_ms(case: Case, work: Workload) -> float:
-    profile, topo = _machine(case.model, case.topology)
-    ep = case.ep
-    if case.dp > 1 and ep == 1 and profile.moe is not None:
-        ep = case.tp * case.dp
-    part = make_partition(
-        profile, topo, tp=case.tp, dp=case.dp, ep=ep, pp=case.pp, replicas=case.replicas, gpu_ids=list(range(case.gpus))
-    )
+    profile, topo, part = case_machine(case)
     c = resolve_constants(DEFAULT, case.engine)
     if case.load == "open":
         return open_loop(profile, topo, part, work, c).ttft_ms
