@@ -135,7 +135,7 @@ def format_ids(ids: list[int] | tuple[int, ...]) -> str:
     """GPU ids as ranges: [0, 1, 2, 3, 6, 7] -> '0-3,6-7'. Nothing is cut."""
     out: list[str] = []
     run: list[int] = []
-    for i in list(ids) + [None]:  # type: ignore[list-item]
+    for i in [*ids, None]:
         if run and (i is None or i != run[-1] + 1):
             out.append(str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}")
             run = []

@@ -38,7 +38,7 @@ fitted by benchmarks/fit_collectives.py to the tables in tests/data/collectives.
 from __future__ import annotations
 
 import itertools
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Literal
 
@@ -239,7 +239,7 @@ def _all_to_all(topo: Topology, ids: tuple[int, ...], nbytes: int, context: str,
     """Every GPU sends nbytes/n to every other at once; shared links divide their bandwidth."""
     n = len(ids)
     chunk = nbytes / n
-    loads: Counter = Counter()
+    loads: defaultdict[tuple[str, str], float] = defaultdict(float)  # bytes per link
     latency = 0.0
     fabrics = set()
     for a in ids:

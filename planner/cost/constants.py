@@ -9,19 +9,28 @@ fields) overrides them: `load_constants(path)`; `planner ... --calibration FILE`
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from planner.errors import ConfigError, config_error
 from planner.files import load_yaml
 
-_POSITIVE_S = dict(ge=0, le=1.0)  # a fixed time: 0 to 1 s
+
+class _Range(TypedDict):
+    """A field's bounds, spread into pydantic's Field (typed, so that the type checker knows what it passes)."""
+
+    ge: float
+    le: float
+
+
+_POSITIVE_S = _Range(ge=0, le=1.0)  # a fixed time: 0 to 1 s
 #: An efficiency or bandwidth fraction: 1% to 100%. Below 1% is a typo or a unit slip, and it would scale the
 #: solver's integer nanoseconds past int64 (1e-300 did).
-_FRACTION = dict(ge=0.01, le=1)
+_FRACTION = _Range(ge=0.01, le=1)
 
 
 def _no_booleans(cls: type[BaseModel], value: Any, info: ValidationInfo) -> Any:
@@ -352,7 +361,7 @@ class Constants(BaseModel):
     def __hash__(self) -> int:
         return hash(self.key)
 
-    def model_copy(self, *, update: dict | None = None, deep: bool = False) -> "Constants":
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> "Constants":
         """A copy with `update` applied, validated, and its own key (the cached digest is not carried over)."""
         return Constants.model_validate({**self.model_dump(), **(update or {})})
 

@@ -49,7 +49,7 @@ class OperatingPoint:
     decode: int  # decode tokens per micro-batch step
     tpot_loads: tuple[tuple[StepLoad, float], ...]
     ttft_load: StepLoad  # the step a newcomer's prompt chunk rides in
-    ttft_chunks: int  # steps the prompt's prefill takes
+    ttft_chunks: float  # steps the prompt's prefill takes (a mean over a wave's prompts)
     ttft_wait_steps: float  # mean wait before the first chunk, in mean steps
     prefill_per_step: float  # mean prompt tokens a step carries
     problem: str | None = None  # why this load cannot be served (None: it can)

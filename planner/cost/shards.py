@@ -138,8 +138,11 @@ class Sparsity(Protocol):
     """What a step skips (planner.cost.step.StepLoad carries it): fractions a token skips of a dense MLP's rows
     and of every decoder matrix's input channels."""
 
-    mlp_sparsity: float
-    activation_sparsity: float
+    @property
+    def mlp_sparsity(self) -> float: ...
+
+    @property
+    def activation_sparsity(self) -> float: ...
 
 
 def union_fraction(skipped: float, tokens: float) -> float:

@@ -21,7 +21,7 @@ from planner.model.layergraph import ModelProfile
 #: vLLM's pipeline hand-off carries two tensors per token: the hidden state and the residual.
 PP_TENSORS = 2
 #: Hand-off time between two nodes, per (node, node, bytes, constants key).
-TRANSFERS: Memo[tuple[str, str, bool, int, str], float] = Memo("stage hand-offs", maxsize=65_536)
+TRANSFERS: Memo[tuple[int, int, bool, int, str], float] = Memo("stage hand-offs", maxsize=65_536)
 
 
 def transfer_bytes(profile: ModelProfile, tokens: float) -> float:

@@ -162,7 +162,7 @@ def parse_p2p_matrix(text: str, source: str = "nvidia-smi topo -p2p r") -> list[
     columns = [t for t in header if re.fullmatch(r"GPU\d+", t)]
     if columns != [f"GPU{k}" for k in range(len(header))]:  # a damaged header would drop or shift pairs
         raise ConfigError(f"{source}: the header row should be GPU0 GPU1 ... in order, got '{' '.join(header)[:120]}'")
-    pairs = set()
+    pairs: set[tuple[int, int]] = set()
     rows: set[str] = set()
     for toks in lines:
         if not toks or not re.fullmatch(r"GPU\d+", toks[0]) or toks is header:
@@ -179,7 +179,7 @@ def parse_p2p_matrix(text: str, source: str = "nvidia-smi topo -p2p r") -> list[
         for col, code in zip(columns, cells):
             b = int(col[3:])
             if a != b and code != "OK":
-                pairs.add(tuple(sorted((a, b))))
+                pairs.add((min(a, b), max(a, b)))
     if rows != set(columns):
         raise ConfigError(f"{source}: no row for {', '.join(sorted(set(columns) - rows))}")
     return sorted(pairs)
@@ -294,7 +294,7 @@ def _nvlinks(m: TopoMatrix, index: dict[str, int], spec0: GpuSpec) -> dict:
     nv = {(a, b): int(_code(m, a, b)[2:]) for a in gpus for b in gpus if a < b and _code(m, a, b).startswith("NV")}
     full = NVSWITCH_LINKS.get(spec0.link)
     per_link = spec0.nvlink_bytes_per_s_per_link
-    switched = [g for g in gpus if full and all(nv.get(tuple(sorted((g, h)))) == full for h in gpus if h != g)]
+    switched = [g for g in gpus if full and all(nv.get((min(g, h), max(g, h))) == full for h in gpus if h != g)]
     if full and len(switched) >= 3 and len(switched) == len(gpus):
         return {"nvswitch": {"bandwidth": _gb(full * per_link), "latency": "1us", "nvls": spec0.link == "nvlink4"}}
     bonds = [

@@ -9,7 +9,8 @@ that every product the cost model and the solver form stays exact.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from collections.abc import Mapping
+from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
@@ -140,7 +141,7 @@ def _family(config: dict) -> str:
     )
 
 
-def _message(err: dict) -> str:
+def _message(err: Mapping[str, Any]) -> str:
     """A pydantic error as one line naming the field and its allowed range."""
     field = ".".join(str(p) for p in err["loc"])
     if err["type"] == "missing":

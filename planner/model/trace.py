@@ -78,7 +78,7 @@ def _dense_experts_forward(self: Any, hidden_states: Any, top_k_index: Any = Non
 
     top_k = top_k_index.shape[-1] if top_k_index is not None else 1
     out = torch.zeros_like(hidden_states)
-    for _ in range(top_k):
+    for _expert in range(top_k):
         if hasattr(self, "gate_up_proj"):
             gate, up = _matmul(hidden_states, self.gate_up_proj[0]).chunk(2, dim=-1)
         else:  # separate gate and up tensors

@@ -35,7 +35,7 @@ class Comm:
     an all-reduce of S bytes over n ranks sends and receives 2(n-1)/n x S per rank, an all-gather of a
     total S bytes (n-1)/n x S; a send moves its tensor's bytes)."""
 
-    dist: object = None
+    dist: Any = None  # torch.distributed, given by the caller (torch is imported lazily)
     counting: bool = False
     sent: float = 0.0
     received: float = 0.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 from planner.plan_io import load_plan
 from planner.validate.runner import build_report, make_job, run_rank
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     dist.init_process_group(args.backend, timeout=timedelta(seconds=args.timeout))
     try:
         result = run_rank(rank, job, dist)
-        gathered = [None] * world if rank == 0 else None
+        gathered: list[Any] | None = [None] * world if rank == 0 else None
         dist.gather_object(result, gathered, dst=0)
     finally:
         dist.destroy_process_group()
