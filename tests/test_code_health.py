@@ -277,3 +277,14 @@ def test_ruff_and_mypy_are_clean():
     assert fmt.returncode == 0, fmt.stdout[-3000:]
     mypy = subprocess.run([sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True, text=True)
     assert mypy.returncode == 0, mypy.stdout[-3000:]
+
+
+def test_no_test_counts_any_exception_as_the_expected_one():
+    """`pytest.raises(Exception)` agrees with any crash (issue 22): a test names the error it expects."""
+    loose = [
+        f"{p.relative_to(REPO)}:{n}"
+        for p in sorted((REPO / "tests").rglob("*.py"))
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if "raises(" + "Exception)" in line or "raises(" + "BaseException)" in line
+    ]
+    assert not loose, loose

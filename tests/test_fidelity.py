@@ -3,6 +3,7 @@ refusal, and the error bands cross-validation earned."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -70,7 +71,7 @@ def test_stage_context_is_frozen_and_keyword_built(profiles):
         kv_dtype="bf16",
         constants=resolve_constants(DEFAULT, "vllm"),
     )
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         ctx.weight_dtype = "fp8"  # type: ignore[misc]
     assert ctx.engine == "vllm" and ctx.hw.memory_bytes > 80e9
 
