@@ -396,6 +396,7 @@ def resolve(entry: Entry) -> Case | Skip:
     kv = _DTYPES.get((row.kv_dtype or "bf16").lower())
     if weight is None or kv not in ("bf16", "fp16", "fp8"):
         return Skip(entry, f"dtype weight={row.weight_dtype} kv={row.kv_dtype} is not priced")
+    steps, batch_limit = _engine_flags(row)
     return Case(
         entry=entry,
         model=model,
@@ -417,8 +418,8 @@ def resolve(entry: Entry) -> Case | Skip:
         measured=_measured(row),
         disaggregated=row.disagg is not None,
         notes=(how,) if how else (),
-        scheduler_steps=_engine_flags(row)[0],
-        max_num_seqs=_engine_flags(row)[1],
+        scheduler_steps=steps,
+        max_num_seqs=batch_limit,
         chunked_prefill=row.chunked_prefill is not False,
         max_num_batched_tokens=row.max_num_batched_tokens,
     )
