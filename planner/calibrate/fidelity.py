@@ -21,7 +21,6 @@ import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import lru_cache
 from importlib import import_module
 from typing import Callable, Iterable, Sequence
 
@@ -32,7 +31,8 @@ from planner.cost.engines import ENGINES, resolve_constants
 from planner.cost.estimate import estimate
 from planner.errors import PlannerError
 from planner.plan import Workload
-from planner.traffic.lengths import LengthDist, parse_length
+from planner.traffic.corpus_check import sharegpt_outputs
+from planner.traffic.lengths import LengthDist
 
 Calibration = dict  # engine -> Constants (resolved for that engine)
 METRICS = ("tpot", "ttft", "tokens", "max_tokens")
@@ -133,14 +133,7 @@ def output_lengths(case: Case) -> LengthDist | None:
     Fixed-length rows (random, sonnet) keep one length."""
     if case.load != "offline" or (case.entry.row.length_dist or "").lower() != "sharegpt":
         return None
-    shape = _sharegpt_outputs()
-    scale = case.osl / shape.mean
-    return shape.model_copy(update={"lengths": [x * scale for x in shape.lengths]})
-
-
-@lru_cache(maxsize=1)
-def _sharegpt_outputs() -> LengthDist:
-    return parse_length("chat-sharegpt", what="--osl")
+    return sharegpt_outputs(case.osl)
 
 
 def predict(case: Case, cal: Calibration) -> Outcome:

@@ -63,15 +63,7 @@ def open_cases() -> list[Case]:
 def sharegpt_outputs(mean_tokens: float) -> LengthDist:
     """The shipped ShareGPT output lengths scaled to a row's mean (its generated tokens / requests: answers end at
     the model's own end of text, at most the dataset's length, so the run's mean is below the histogram's 197)."""
-    base = parse_length("chat-sharegpt", what="--osl")
-    scale = mean_tokens / base.mean
-    return LengthDist(
-        spec=f"chat-sharegpt x {scale:.3f}",
-        kind="histogram",
-        weights=base.weights,
-        lengths=[max(1.0, x * scale) for x in base.lengths],
-        source=base.source,
-    )
+    return parse_length("chat-sharegpt", what="--osl").scaled_to(mean_tokens)
 
 
 def check(case: Case) -> Check:

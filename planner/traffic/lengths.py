@@ -73,6 +73,18 @@ class LengthDist(BaseModel):
                 return x
         return max(self.lengths)
 
+    def scaled_to(self, mean_tokens: float) -> LengthDist:
+        """The same shape with every length scaled so that the mean is `mean_tokens` (a shipped histogram fitted to a
+        benchmark's own mean), no length below one token."""
+        scale = mean_tokens / self.mean
+        return LengthDist(
+            spec=f"{self.spec} x {scale:.3f}",
+            kind="histogram",
+            weights=self.weights,
+            lengths=[max(1.0, x * scale) for x in self.lengths],
+            source=self.source,
+        )
+
     @property
     def mean_tokens(self) -> int:
         """The mean, rounded to whole tokens (at least 1): Workload.isl / osl."""
