@@ -63,6 +63,8 @@ class Inputs:
     constants: Constants
     cache: dict[int, Probe] = field(default_factory=dict, compare=False, repr=False)
     static_cache: dict[int, Prediction] = field(default_factory=dict, compare=False, repr=False)
+    #: one prompt of N tokens on each replica, by N (the chunk steps)
+    prompt_cache: dict[int, Prediction] = field(default_factory=dict, compare=False, repr=False)
 
     def probe(self, running: int) -> Probe:
         """The serving model at `running` sequences (cached: the searches ask for the same loads again)."""
@@ -142,7 +144,7 @@ class Inputs:
 
     def tokens_step_s(self, tokens: int) -> float:
         """A prefill step of one prompt of `tokens` tokens on each replica (the static TTFT less the overhead)."""
-        if -tokens not in self.static_cache:  # negative keys: one prompt of that many tokens
+        if tokens not in self.prompt_cache:
             w = self.workload.model_copy(
                 update={
                     "concurrency": self.partition.replicas,
@@ -152,11 +154,11 @@ class Inputs:
                     "isl_dist": None,
                 }
             )
-            self.static_cache[-tokens] = estimate(
+            self.prompt_cache[tokens] = estimate(
                 self.profile, self.topo, self.partition, workload=w, c=self.constants, check=False
             )
         overhead_s = resolve_constants(self.constants, self.workload.engine).request_overhead_s
-        return max(0.0, self.static_cache[-tokens].ttft_ms / 1e3 - overhead_s)
+        return max(0.0, self.prompt_cache[tokens].ttft_ms / 1e3 - overhead_s)
 
     def prefill_step_s(self, prompts: int) -> float:
         """A prefill-only step of `prompts` prompts on each replica (the static batch's TTFT less the request's
@@ -292,9 +294,9 @@ def with_chunk_steps(inputs: Inputs, p: Probe, rate: float) -> Probe:
     replicas = inputs.partition.replicas
     per_replica = math.ceil(p.running / replicas)
     steps = inputs.chunk_steps(max(0, per_replica - 1))
-    decode_s = _static(inputs, p.running).tpot_ms / 1e3
     if steps.count == 0:
         return p
+    decode_s = _static(inputs, p.running).tpot_ms / 1e3
     tpot_s = request_tpot_s(rate / replicas, steps, decode_step_s=decode_s, output_tokens=w.osl)
     if tpot_s is None:
         return p
