@@ -9,7 +9,7 @@ measured and predicted ratio of the two TTFTs. Then the median |error| of TTFT a
 
 from __future__ import annotations
 
-from planner.traffic.prefix_check import check, prefix_cases, summary
+from planner.traffic.prefix_check import all_checks, summary
 
 
 def _ms(v: float | None) -> str:
@@ -21,7 +21,7 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 
 def main() -> None:
-    checks = [check(c) for c in prefix_cases()]
+    checks = all_checks()
     print(
         f"{'publisher':<10} {'eng':<7} {'gpu':<9} {'load':<10} {'hit':>5} {'TTFT meas':>10} {'pred':>8} "
         f"{'err':>7}  {'ratio meas':>10} {'pred':>6}"

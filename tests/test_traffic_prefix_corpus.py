@@ -11,7 +11,7 @@ import pytest
 from planner.cost.constants import DEFAULT
 from planner.cost.serving import operating_point
 from planner.plan import Workload
-from planner.traffic.prefix_check import check, group_hit_rate, prefix_cases, summary
+from planner.traffic.prefix_check import all_checks, group_hit_rate, summary
 
 
 def test_hit_rate_from_the_groups():
@@ -42,7 +42,7 @@ def test_closed_wave_prefills_only_what_the_cache_lacks():
 
 @pytest.fixture(scope="module")
 def checks():
-    return [check(c) for c in prefix_cases()]
+    return all_checks()
 
 
 def test_prefix_rows_resolve(checks):

@@ -55,21 +55,21 @@ class PrefixCheck:
         return (self.ttft_ms / self.plain_ttft_ms) / (m / paired) - 1
 
 
-def prefix_cases() -> list[Case]:
+def prefix_cases(corpus: list[Case]) -> list[Case]:
     """Aggregated corpus rows with a shared prefix whose hit rate is published or follows from the groups."""
     out = []
-    for c in cases()[0]:
+    for c in corpus:
         p = c.entry.row.prefix
         if not c.disaggregated and p and p.get("shared_prefix_tokens") and group_hit_rate(p) is not None:
             out.append(c)
     return out
 
 
-def _paired(case: Case) -> float | None:
+def _paired(case: Case, corpus: list[Case]) -> float | None:
     """Measured TTFT of the same publisher's run on the same engine build, machine, layout, load and lengths with
     nothing shared (None if it has none)."""
     r = case.entry.row
-    for c in cases()[0]:
+    for c in corpus:
         o = c.entry.row
         if (
             c.entry.file == case.entry.file
@@ -99,10 +99,11 @@ def _ttft_ms(case: Case, work: Workload) -> float:
     return estimate(profile, topo, part, workload=work, c=c).ttft_ms
 
 
-def check(case: Case) -> PrefixCheck:
+def check(case: Case, corpus: list[Case]) -> PrefixCheck:
+    """`case` priced with and without its prefix reuse, and paired with its plain twin among `corpus`."""
     prefix = case.entry.row.prefix or {}
     hit = group_hit_rate(prefix) or 0.0
-    statistic = "median" if case.measured.statistic in ("median", "p50") else "mean"
+    statistic = case.measured.latency_statistic
     plain = Workload(
         concurrency=case.concurrency or case.entry.row.num_prompts or 1,
         isl=case.isl,
@@ -117,9 +118,15 @@ def check(case: Case) -> PrefixCheck:
     )
     shared = plain.model_copy(update={"prefix_tokens": int(prefix["shared_prefix_tokens"]), "prefix_hit": hit})
     try:
-        return PrefixCheck(case, hit, _ttft_ms(case, shared), _ttft_ms(case, plain), _paired(case))
+        return PrefixCheck(case, hit, _ttft_ms(case, shared), _ttft_ms(case, plain), _paired(case, corpus))
     except PlannerError as exc:
         return PrefixCheck(case, hit, None, None, problem=str(exc))
+
+
+def all_checks() -> list[PrefixCheck]:
+    """Every prefix row of the corpus checked (the corpus resolved once)."""
+    corpus = cases()[0]
+    return [check(c, corpus) for c in prefix_cases(corpus)]
 
 
 def summary(checks: list[PrefixCheck]) -> dict[str, float | int]:
