@@ -131,6 +131,11 @@ class Measured:
     kv_cache_tokens: Optional[float]
     statistic: str
 
+    @property
+    def latency_statistic(self) -> Literal["mean", "median"]:
+        """The statistic a Workload prices the latencies in: the row's median (or p50), else its mean."""
+        return "median" if self.statistic in ("median", "p50") else "mean"
+
 
 @dataclass(frozen=True)
 class Case:

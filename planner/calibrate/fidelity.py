@@ -103,7 +103,7 @@ def start(*, seeds: bool = True) -> Calibration:
 
 def workload(case: Case, c: Constants) -> Workload:
     concurrency = case.concurrency or case.entry.row.num_prompts or c.max_num_seqs * case.replicas
-    statistic = "median" if case.measured.statistic in ("median", "p50") else "mean"
+    statistic = case.measured.latency_statistic
     # The engine's memory fraction where the row states it (vLLM --gpu-memory-utilization, SGLang
     # mem_fraction_static, TensorRT-LLM free_gpu_memory_fraction: each engine's accounting reads its own): Dennis
     # Lee's 7B rows ran at 0.25, a KV cache of 450,192 tokens, not the 0.9 default's 4x that.

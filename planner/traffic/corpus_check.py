@@ -67,7 +67,7 @@ def sharegpt_outputs(mean_tokens: float) -> LengthDist:
 
 
 def check(case: Case) -> Check:
-    statistic = "median" if case.measured.statistic in ("median", "p50") else "mean"
+    statistic = case.measured.latency_statistic
     try:
         profile, topo, part = case_machine(case)
         constants = resolve_constants(DEFAULT, case.engine)
