@@ -9,7 +9,7 @@ from planner.cost.engines import resolve_constants
 from planner.hardware import load_topology
 from planner.model.catalog import load_profile
 from planner.plan import Workload, make_partition
-from planner.traffic.chunked import ChunkSteps, chunk_sizes, granular_tpot_s, own_prefill_s, request_tpot_s
+from planner.traffic.chunked import ChunkSteps, chunk_sizes, granular_tpot_s, request_tpot_s
 from planner.traffic.steady import Inputs, _static, with_chunk_steps
 
 
@@ -39,8 +39,6 @@ def test_tpot_by_hand():
     # chunk steps fill every second at 4 prompts/s: no low-load answer (the closed model's full chunks hold)
     assert granular_tpot_s(4.0, steps, decode_step_s=0.01) is None
     assert request_tpot_s(4.0, steps, decode_step_s=0.01, output_tokens=6) is None
-    # TTFT parts: M/D/1 wait rho T_p / (2 (1 - rho)) = 0.5 x 0.25 / 1 = 125 ms, then the own chunks' 250 ms
-    assert own_prefill_s(2.0, steps) == pytest.approx((0.125, 0.25))
 
 
 def test_one_running_sequence_still_sees_the_arrivals_chunks():

@@ -19,8 +19,7 @@ steps come at k a second over the request's span, (o - 1) x TPOT above. Its o - 
 chunk steps of T_p / chunks each, the rest decode steps: its TPOT is t_d + c (T_p / chunks - t_d) / (o - 1). For
 long outputs c / (o - 1) -> k TPOT, the per-token mean above. As lambda T_p nears 1 every step carries a chunk and
 TPOT nears t_c(B'), the closed serving model's full-chunk step: past that the prompts queue and that model holds.
-TTFT: the prompt's own chunks, T_p, after an M/D/1 wait for the chunk slot, rho T_p / (2 (1 - rho))
-(docs/traffic.md).
+TTFT stays the serving model's (a chunk-slot M/D/1 wait made the open-loop rows' median worse: docs/traffic.md).
 """
 
 from __future__ import annotations
@@ -52,14 +51,6 @@ def granular_tpot_s(rate_per_s: float, steps: ChunkSteps, *, decode_step_s: floa
     if busy >= 1:
         return None
     return 1.0 / (rate_per_s * steps.count + (1 - busy) / decode_step_s)
-
-
-def own_prefill_s(rate_per_s: float, steps: ChunkSteps) -> tuple[float, float]:
-    """(wait s, own chunks s) of a prompt: the M/D/1 wait for the chunk slot at rho = lambda T_p, then T_p."""
-    rho = rate_per_s * steps.prefill_s
-    if rho >= 1:
-        return math.inf, steps.prefill_s
-    return rho * steps.prefill_s / (2 * (1 - rho)), steps.prefill_s
 
 
 def request_tpot_s(rate_per_s: float, steps: ChunkSteps, *, decode_step_s: float, output_tokens: float) -> float | None:
