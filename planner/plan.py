@@ -28,6 +28,7 @@ from planner.disagg.plan import Pools, ServingChoice
 from planner.errors import PartitionError
 from planner.fleet import Fleet
 from planner.model.dtypes import dtype_problem
+from planner.traffic.arrivals import trace
 from planner.traffic.lengths import DistError, LengthDist, parse_length
 from planner.traffic.model import TrafficPrediction
 from planner.units import layout_label
@@ -51,6 +52,40 @@ Statistic = Literal["mean", "median"]
 
 _REMEDY: JsonDict = {"panel": "Remedies"}
 _TRAFFIC: JsonDict = {"panel": "Traffic"}
+
+
+#: What a trace sets (`--arrivals`), and so may not be given beside it.
+_FROM_TRACE = ("request_rate", "isl", "osl", "prefix_tokens", "prefix_hit")
+
+
+def _with_trace(data: dict) -> dict:
+    """Workload values with `arrivals` (a trace file) read into the rate, lengths, burstiness and prefix reuse it
+    sets; the file itself is not kept (the figures are), so that a dumped workload validates again. A value the
+    trace sets may be given beside it only at its default (commands pass their defaults)."""
+    path = data.pop("arrivals", None)
+    if path is None:
+        return data
+    given = [name for name in _FROM_TRACE if data.get(name) is not None]  # a command passes its defaults too
+    clash = [f"--{n.replace('_', '-')}" for n in given if str(data[n]) != str(Workload.model_fields[n].default)]
+    if clash:
+        raise ValueError(f"--arrivals sets {', '.join(clash)} from the trace: give one or the other")
+    try:
+        t = trace(path)
+    except DistError as exc:
+        raise ValueError(str(exc)) from None
+    isl, osl = max(1, round(t.isl.mean)), max(1, round(t.osl.mean))
+    return {
+        **data,
+        "request_rate": t.rate_per_s,
+        "isl": isl,
+        "osl": osl,
+        "isl_dist": t.isl,
+        "osl_dist": t.osl,
+        "arrival_cv2": t.gap_cv2,
+        "prefix_tokens": min(t.prefix_tokens, isl),
+        "prefix_hit": t.prefix_hit if t.prefix_tokens else 0.0,
+        "arrival_trace": f"{t.path}: {t.requests:,} requests over {t.span_s:,.1f} s",
+    }
 
 
 class Workload(BaseModel):
@@ -166,6 +201,24 @@ class Workload(BaseModel):
         description="open loop: Poisson arrivals, requests/s over all replicas; "
         "the load becomes the steady state it causes (Little's law)",
     )
+    arrivals: Optional[str] = Field(
+        None,
+        json_schema_extra={**_TRAFFIC, "text": True},
+        description="open loop from a trace: a JSON Lines file of requests (timestamp_s, prompt_tokens, "
+        "output_tokens; or Mooncake's timestamp ms, input_length, output_length, hash_ids): sets the request "
+        "rate, both length distributions, the arrivals' burstiness and, from hash_ids, prefix reuse",
+    )
+    arrival_cv2: float = Field(
+        1.0,
+        ge=0,
+        le=1e6,
+        json_schema_extra={"cli": False},
+        description="squared coefficient of variation of the gaps between arrivals (1: Poisson); the queues' "
+        "waits scale by Kingman's (ca^2 + cs^2) / (1 + cs^2)",
+    )
+    arrival_trace: Optional[str] = Field(
+        None, json_schema_extra={"cli": False}, description="the trace the traffic was read from, in words"
+    )
     num_prompts: Optional[StrictInt] = Field(
         None,
         ge=1,
@@ -220,7 +273,7 @@ class Workload(BaseModel):
         """`isl` / `osl` given as text: a length or a distribution (its rounded mean stays in isl / osl)."""
         if not isinstance(data, dict):
             return data
-        out = dict(data)
+        out = _with_trace(dict(data))
         for name in ("isl", "osl"):
             value = out.get(name)
             if isinstance(value, str):

@@ -42,6 +42,8 @@ class TrafficPrediction(BaseModel):
     slots: int = Field(description="sequences the engine can run at once: KV capacity and batch limit, all replicas")
     ttft: Optional[Percentiles] = None
     tpot: Optional[Percentiles] = None
+    arrival_cv2: float = Field(1.0, description="squared coefficient of variation of the arrivals' gaps (1: Poisson)")
+    trace: Optional[str] = Field(None, description="the arrival trace the rate and lengths came from (--arrivals)")
     problem: Optional[str] = Field(None, description="why the rate is not sustained (None: it is)")
     finite_run: bool = Field(
         False,

@@ -177,7 +177,18 @@ def prefill_queue(w: Workload, *, prefill_per_step: float, room: float, period_s
     if rho >= 1:
         return rho, math.inf
     residual_tokens = w.prefill_context  # E[x^2] / (2 E[x]): isl / 2 for a fixed length
-    return rho, rho / (1 - rho) * residual_tokens / room * period_s
+    return rho, rho / (1 - rho) * residual_tokens / room * period_s * burst_factor(w, service_cv2=_prompt_cv2(w))
+
+
+def _prompt_cv2(w: Workload) -> float:
+    return w.isl_dist.cv2 if w.isl_dist is not None else 0.0
+
+
+def burst_factor(w: Workload, *, service_cv2: float) -> float:
+    """Kingman's G/G/1 correction of a wait priced for Poisson arrivals: (ca^2 + cs^2) / (1 + cs^2), ca^2 the
+    arrivals' squared coefficient of variation (1: Poisson, so 1 here; a trace's own: planner.traffic.arrivals),
+    cs^2 the service time's."""
+    return (w.arrival_cv2 + service_cv2) / (1.0 + service_cv2)
 
 
 def slots(inputs: Inputs) -> int:
@@ -362,6 +373,8 @@ def _unstable(inputs: Inputs, at: Probe, rate: float, *, sustainable: float, lim
         prefill_utilisation=at.prefill_utilisation,
         slots=limit,
         problem=problem,
+        arrival_cv2=w.arrival_cv2,
+        trace=w.arrival_trace,
     )
     update: dict = {
         "traffic": traffic,
@@ -398,6 +411,7 @@ def _stable(inputs: Inputs, p: Probe, rate: float, *, sustainable: float, limit:
     wait_p, wait_mean_s = admission_wait(
         slots=max(1, limit // replicas), rate_per_s=rate / replicas, service_s=p.service_s
     )
+    wait_mean_s *= burst_factor(w, service_cv2=1.0)  # Erlang C's service is exponential
     admission_s = wait_p * wait_mean_s
     pred = p.prediction
     base_s = p.service_s - w.osl * pred.tpot_ms / 1e3  # TTFT without waiting
@@ -425,6 +439,8 @@ def _stable(inputs: Inputs, p: Probe, rate: float, *, sustainable: float, limit:
         slots=limit,
         ttft=ttft,
         tpot=tpot,
+        arrival_cv2=w.arrival_cv2,
+        trace=w.arrival_trace,
     )
     median = w.statistic == "median"
     return pred.model_copy(

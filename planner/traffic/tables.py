@@ -19,6 +19,8 @@ def traffic_table(t: TrafficPrediction) -> Table:
     title = (
         f"open loop at {t.request_rate_rps:g} requests/s: {state} (sustains {t.sustainable_rate_rps:.3g} requests/s)"
     )
+    if t.trace:
+        title += f"; from {t.trace}, gaps' cv^2 {t.arrival_cv2:.2f} (Poisson 1)"
     out = table(title, ["figure", "mean", "P50", "P90", "P99"], right=("mean", "P50", "P90", "P99"))
     for name, p in (("TTFT ms", t.ttft), ("TPOT ms", t.tpot)):
         if p is not None:
