@@ -121,3 +121,15 @@ def test_estimate_from_a_trace_cli(cli, tmp_path):
         *("--arrivals", str(MOONCAKE), "--request-rate", "2"),
     )
     assert code == 1 and "--arrivals sets --request-rate" in err
+
+
+def test_solve_names_the_trace_it_would_ignore(cli):
+    code, _, err = cli("solve", "--model", "llama-8b", "--topology", "8xh100", "--arrivals", str(MOONCAKE))
+    assert code == 1 and err.startswith("error: --arrivals:") and "planner estimate --arrivals" in err
+
+
+@pytest.mark.parametrize("command", ["frontier", "compare"])
+def test_commands_over_loads_refuse_a_rate(cli, command):
+    # they sweep or list loads; a rate they would ignore is one line naming it, exit 1
+    code, _, err = cli(command, "--model", "llama-8b", "--topology", "8xh100", "--request-rate", "3")
+    assert code == 1 and err.startswith("error: --request-rate:") and "planner estimate --request-rate" in err

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 
 from planner.cost.constants import load_constants
-from planner.errors import PlannerError
+from planner.errors import InputError, PlannerError
 from planner.files import write_file  # noqa: F401  (commands import it from here)
 from planner.hardware import load_topology
 from planner.hardware.whatif import apply_what_if, parse_what_if
@@ -99,6 +99,17 @@ def _finite(data: Any) -> Any:
 def say(text: str) -> None:
     """A note for a person (`wrote ...`): stderr, so that stdout stays clean for --json and pipes."""
     err_console.print(text, highlight=False, soft_wrap=True)
+
+
+def refuse_rate(work: Workload, *, command: str, searches: str) -> None:
+    """A command that prices loads, not rates, says so instead of ignoring `--request-rate` or `--arrivals`."""
+    if work.request_rate is None:
+        return
+    flag = "--arrivals" if work.arrival_trace else "--request-rate"
+    raise InputError(
+        f"{flag}: {command} {searches}; price a plan at a rate with planner estimate {flag}, "
+        "or size a fleet with planner size"
+    )
 
 
 def load_inputs(

@@ -14,6 +14,7 @@ from planner.cli.common import (
     cli_errors,
     console,
     print_json,
+    refuse_rate,
     say,
     what_if_topology,
 )
@@ -69,6 +70,7 @@ def compare_cmd(
     options: SolveOptions,
 ) -> None:
     """Compare machines (NVLink versus PCIe, ...) with the best plan on each, at several loads."""
+    refuse_rate(work, command="compare", searches="compares at the loads --concurrency gives")
     loads = parse_concurrencies(concurrency)
     if plot:
         check_plot_path(plot)

@@ -16,6 +16,7 @@ from planner.cli.common import (
     console,
     load_inputs,
     print_json,
+    refuse_rate,
     say,
 )
 from planner.cli.options import Fields, derive
@@ -69,6 +70,7 @@ def frontier_cmd(
     options: SolveOptions,
 ) -> None:
     """The Pareto frontier: each shape's plan at loads from one sequence per replica to its capacity."""
+    refuse_rate(work, command="frontier", searches="sweeps the load (one sequence per replica to capacity)")
     if plot:
         check_plot_path(plot)
     constants, topo, profile, work = load_inputs(model, topology, work, calibration=calibration)

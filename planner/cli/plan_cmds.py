@@ -18,6 +18,7 @@ from planner.cli.common import (
     int_list,
     load_inputs,
     print_json,
+    refuse_rate,
     say,
     write_file,
 )
@@ -177,11 +178,7 @@ def solve_cmd(
     """Find the best split of a model over a machine with CP-SAT: stages, GPUs, layouts, replicas and the load."""
     if emit and not output:
         raise InputError("--emit writes the plan and its scripts into a folder: give -o FOLDER")
-    if work.request_rate is not None:
-        raise InputError(
-            "--request-rate: solve searches at a load (--concurrency); price a plan at a rate with "
-            "planner estimate --request-rate, or size a fleet with planner size"
-        )
+    refuse_rate(work, command="solve", searches="searches at a load (--concurrency)")
     constants, topo, profile, work = load_inputs(model, topology, work, calibration=calibration, what_if=what_if)
     given = "concurrency" in work.model_fields_set
     if options.objective == Objective.THROUGHPUT and given:
