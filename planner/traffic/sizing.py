@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from planner.cost.constants import DEFAULT, Constants
 from planner.errors import ConfigError, InputError, PlannerError, validation_messages
@@ -23,6 +23,7 @@ from planner.hardware import load_topology
 from planner.model.layergraph import ModelProfile
 from planner.plan import Prediction, Workload, make_partition
 from planner.solve.options import MAX_SLO_MS
+from planner.traffic.mixed import GPUS_PER_NODE, MixedFleet, mixed_fleet
 from planner.traffic.steady import Bounds, Inputs, at_rate, bounds
 
 #: The shipped price table (USD per GPU-hour with dated sources).
@@ -39,7 +40,6 @@ NODES = {
     "mi325x": "8xmi325x",
     "mi355x": "8xmi355x",
 }
-GPUS_PER_NODE = 8
 TP_CHOICES = (1, 2, 4, 8)
 #: Bisection steps for a replica's highest rate within the SLOs: 2^-8 of the sustainable rate.
 RATE_STEPS = 8
@@ -68,6 +68,13 @@ class SizeOptions(BaseModel):
     prices: Optional[str] = Field(
         None, description="price table (YAML, planner/traffic/prices.yaml's shape) instead of the shipped one"
     )
+    mixed: bool = Field(
+        False, description="also the cheapest fleet mixing the GPU types (replicas routed in proportion to their caps)"
+    )
+    available: Optional[str] = Field(
+        None,
+        description="GPUs on hand per type, e.g. h100=16,l40s=64: the mixed fleet uses at most these (implies --mixed)",
+    )
 
     @field_validator("slo_percentile")
     @classmethod
@@ -85,9 +92,41 @@ class SizeOptions(BaseModel):
             raise ValueError(f"unknown GPU type {', '.join(unknown) or '(none)'}; known: {', '.join(NODES)}")
         return ",".join(names)
 
+    @field_validator("available")
+    @classmethod
+    def _known_available(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None:
+            parse_available(v)
+        return v
+
+    @model_validator(mode="after")
+    def _available_among_gpus(self) -> SizeOptions:
+        missing = [g for g in self.limits if g not in self.gpus]
+        if missing:
+            raise ValueError(f"--available names {', '.join(missing)}, not among --gpu {self.gpu}")
+        return self
+
     @property
     def gpus(self) -> list[str]:
         return self.gpu.split(",")
+
+    @property
+    def limits(self) -> dict[str, int]:
+        return parse_available(self.available) if self.available else {}
+
+
+def parse_available(text: str) -> dict[str, int]:
+    """`h100=16,l40s=64` as {gpu: count}; a ValueError naming the first bad entry."""
+    out: dict[str, int] = {}
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        name, _, count = item.partition("=")
+        name = name.strip().lower()
+        if name not in NODES or not count.strip().isdigit() or not 0 <= int(count) <= 1_000_000:
+            raise ValueError(f"'{item}': give TYPE=COUNT, TYPE one of {', '.join(NODES)}, COUNT 0 to 1,000,000")
+        out[name] = int(count)
+    if not out:
+        raise ValueError("give TYPE=COUNT entries, e.g. h100=16,l40s=64")
+    return out
 
 
 class Price(BaseModel):
@@ -155,6 +194,7 @@ class SizeResult(BaseModel):
     tpot_slo_ms: Optional[float]
     slo_percentile: Optional[int]
     rows: list[GpuSizing]
+    mixed: Optional[MixedFleet] = Field(None, description="the cheapest fleet mixing the types (--mixed)")
 
 
 def _figures(pred: Prediction, percentile: Optional[int]) -> tuple[float, float]:
@@ -272,6 +312,9 @@ def size(
         raise InputError("planner size needs --request-rate (requests/s over the fleet)")
     table = prices or load_prices(opts.prices)
     rows = [size_gpu(profile, g, workload, opts, price=table.prices.get(g), constants=constants) for g in opts.gpus]
+    mixed = None
+    if opts.mixed or opts.available:
+        mixed = mixed_fleet(rows, rate_rps=workload.request_rate, osl=workload.osl, available=opts.limits)
     return SizeResult(
         model=profile.name,
         request_rate_rps=workload.request_rate,
@@ -283,6 +326,7 @@ def size(
         tpot_slo_ms=opts.tpot_slo_ms,
         slo_percentile=opts.slo_percentile,
         rows=rows,
+        mixed=mixed,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from planner.report.tables import table
+from planner.traffic.mixed import MixedFleet
 from planner.traffic.model import TrafficPrediction
 from planner.traffic.sizing import SizeResult
 
@@ -66,4 +67,31 @@ def size_table(r: SizeResult) -> Table:
             _money(row.usd_per_hour),
             _money(row.usd_per_million_output_tokens),
         )
+    if r.mixed is not None:
+        _mixed_row(out, r.mixed)
     return out
+
+
+def _mixed_row(out: Table, m: MixedFleet) -> None:
+    """The mixed fleet as one more row, and in the caption what each replica carries."""
+    if not m.fits:
+        out.add_row("mixed", f"none: {m.reason}", "", "", "", "", "", "")
+        return
+    parts = " + ".join(f"{p.gpu} TP{p.tp} x{p.replicas}" for p in m.parts)
+    out.add_row(
+        "mixed",
+        parts,
+        f"{m.gpus:,}",
+        f"{m.nodes:,}",
+        "<= SLO",
+        "<= SLO",
+        _money(m.usd_per_hour),
+        _money(m.usd_per_million_output_tokens),
+    )
+    saving = ""
+    if m.best_single_usd_per_hour and m.usd_per_hour is not None:
+        saving = f"; cost {m.usd_per_hour / m.best_single_usd_per_hour - 1:+.1%} against the best single type"
+    out.caption = (
+        f"mixed: requests routed in proportion to each replica's SLO-bound rate; each runs at "
+        f"{m.load_share:.0%} of it{saving}"
+    )
