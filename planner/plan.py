@@ -260,6 +260,13 @@ class Workload(BaseModel):
         description="prefix reuse: share of requests whose prefix the cache holds (its prefill "
         "is skipped, its KV blocks shared)",
     )
+    prefix_tier: Literal["gpu", "host"] = Field(
+        "gpu",
+        json_schema_extra=_TRAFFIC,
+        description="prefix reuse: where the cached prefix lives: gpu (the engine's own prefix cache), or host "
+        "(a host-memory KV tier, vLLM KV offloading / LMCache: a hit loads the prefix's KV over PCIe before "
+        "its prefill, which can be slower than recomputing it)",
+    )
     isl_dist: Optional[LengthDist] = Field(
         None, json_schema_extra={"cli": False}, description="the prompt-length distribution isl is the mean of"
     )
@@ -522,6 +529,14 @@ class Prediction(NumbersNotBooleans):
         description="sequences the engine runs at once where its KV "
         "cache or batch limit holds fewer than the load (the rest wait for "
         "admission); None where every sequence runs",
+    )
+    prefix_tier_load_ms: Optional[float] = Field(
+        None,
+        description="--prefix-tier host: the mean time a request loads its cached prefix's KV from host memory "
+        "(in ttft_ms)",
+    )
+    prefix_recompute_ms: Optional[float] = Field(
+        None, description="--prefix-tier host: the time prefilling the same cached tokens would take instead"
     )
     tpot_ms_band: Optional[float] = Field(
         None,

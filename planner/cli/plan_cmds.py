@@ -26,6 +26,7 @@ from planner.cli.launch_cmd import emit_scripts
 from planner.cli.options import Fields, derive
 from planner.cli.progress import solve_progress
 from planner.cost import estimate, infeasible_error
+from planner.cost.estimate import prefix_tier_verdict
 from planner.cost.prefill_guard import DEFAULT_MAX_PREFILL_UTILISATION, plan_prefill_utilisation, ttft_warning
 from planner.disagg.report import serving_report
 from planner.errors import InfeasibleError, InputError
@@ -121,6 +122,8 @@ def estimate_cmd(
         warn_unusable(plan)
     elif not prediction.traffic.stable:
         say(f"unstable: {prediction.traffic.problem}")
+    if verdict := prefix_tier_verdict(prediction, work):
+        say(verdict)
     _show_estimate(
         plan, work, title=f"{profile.name} on {topo.name}: {partition.shape}", output=output, json_out=json_out
     )

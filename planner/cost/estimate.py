@@ -28,6 +28,7 @@ from planner.cost.shards import Layout, layout_of, read_weight_bytes, sparse_rea
 from planner.cost.speculative import draft_step, draft_weight_bytes
 from planner.cost.step import GroupHardware, StageContext, StageStep, StepLoad, add_steps, engine_overhead_s, stage_step
 from planner.cost.transfer import transfer, transfer_bytes
+from planner.errors import InputError
 from planner.hardware.topology import LINK_CLASSES, Topology
 from planner.model.layergraph import ModelProfile
 from planner.plan import Partition, Prediction, Stage, StagePrediction, Workload, validate_partition
@@ -417,6 +418,59 @@ def _time_breakdown_s(evals: list[StageEval]) -> dict[str, float]:
     return totals
 
 
+def prefix_tier_s(
+    profile: ModelProfile,
+    topo: Topology,
+    partition: Partition,
+    workload: Workload,
+    *,
+    evals: list[StageEval],
+    c: Constants,
+) -> tuple[float | None, float | None]:
+    """(mean host-tier load s, the prefill those tokens would cost instead) of a request under `--prefix-tier host`
+    ((None, None) otherwise). Each stage's GPUs load their layers' KV of the cached tokens at once, every GPU at what
+    streaming from host memory gives it beside the others (its PCIe path and socket: planner.cost.offload's rate); the
+    stages load in parallel, so the slowest sets the time. The recompute is the difference between prefilling the
+    whole prompt and prefilling only its new tokens against the cached prefix, each as one step through the stages."""
+    if workload.prefix_tier != "host" or workload.cached_tokens <= 0:
+        return None, None
+    load_s = 0.0
+    for st, ev in zip(partition.stages, evals):
+        rate = topo.host_stream_bytes_per_s(st.gpu_ids) * c.host_stream_efficiency
+        if rate <= 0:
+            raise InputError(
+                f"--prefix-tier host: {topo.name} describes no host memory to hold the tier (give each node's "
+                "host_memory: {capacity, bandwidth} per socket, as topologies/8xl40s.yaml does)"
+            )
+        load_s = max(load_s, workload.cached_tokens * ev.kv_per_sequence / workload.sequence_tokens / rate)
+    cached, new = workload.cached_tokens, workload.new_prompt_tokens
+    whole = StepLoad(decode=0, prefill=cached + new, prefill_context=(cached + new) / 2, prefill_kv_tokens=0, logits=1)
+    rest = StepLoad(decode=0, prefill=new, prefill_context=cached + new / 2, prefill_kv_tokens=cached, logits=1)
+    recompute_s = 0.0
+    for k, st in enumerate(partition.stages):
+        ctx = stage_context(profile, topo, st, workload, c)
+        ends = {
+            "layer_start": st.layer_start,
+            "layer_end": st.layer_end,
+            "first": k == 0,
+            "last": k == partition.pp - 1,
+        }
+        recompute_s += stage_step(ctx, load=whole, **ends).time_s - stage_step(ctx, load=rest, **ends).time_s
+    return load_s, max(0.0, recompute_s)
+
+
+def prefix_tier_verdict(pred: Prediction, workload: Workload) -> str | None:
+    """In words, whether a host-tier hit pays at this prefix length (None without --prefix-tier host)."""
+    load, recompute = pred.prefix_tier_load_ms, pred.prefix_recompute_ms
+    if load is None or recompute is None:
+        return None
+    faster = "recomputing them is faster: the host tier does not pay here" if load > recompute else "the tier pays"
+    return (
+        f"prefix tier host: a request loads {workload.cached_tokens:,.0f} cached tokens' KV in {load:,.1f} ms "
+        f"on average; prefilling them would take {recompute:,.1f} ms ({faster})"
+    )
+
+
 def assemble(
     profile: ModelProfile,
     topo: Topology,
@@ -433,6 +487,8 @@ def assemble(
     tpot_s = period_s / op.tokens_per_pass
     scale = tpot_s / sum(times)  # pipeline bubbles stretch every component alike (per token)
     ttft_s = c.request_overhead_s + op.ttft_wait_steps * period_s + op.ttft_chunks * sum(ev.ttft_s for ev in evals)
+    tier_s, recompute_s = prefix_tier_s(profile, topo, partition, workload, evals=evals, c=c)
+    ttft_s += tier_s or 0.0
     roofline = _roofline_s(profile, topo, partition, workload, op)
     tokens_per_s = op.concurrency / tpot_s
     if workload.mode in ("closed", "offline"):  # a closed loop's clients (an offline run's waves) wait for first tokens
@@ -447,6 +503,8 @@ def assemble(
         mode=workload.mode,
         tpot_ms=tpot_s * 1e3,
         ttft_ms=ttft_s * 1e3,
+        prefix_tier_load_ms=None if tier_s is None else tier_s * 1e3,
+        prefix_recompute_ms=None if recompute_s is None else recompute_s * 1e3,
         tokens_per_s=tokens_per_s,
         tokens_per_s_per_gpu=tokens_per_s / len(partition.all_gpu_ids()),
         tokens_per_s_per_user=1.0 / tpot_s,
