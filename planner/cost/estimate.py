@@ -449,13 +449,12 @@ def prefix_tier_s(
     recompute_s = 0.0
     for k, st in enumerate(partition.stages):
         ctx = stage_context(profile, topo, st, workload, c)
-        ends = {
-            "layer_start": st.layer_start,
-            "layer_end": st.layer_end,
-            "first": k == 0,
-            "last": k == partition.pp - 1,
-        }
-        recompute_s += stage_step(ctx, load=whole, **ends).time_s - stage_step(ctx, load=rest, **ends).time_s
+        first, last = k == 0, k == partition.pp - 1
+        for load, sign in ((whole, 1.0), (rest, -1.0)):
+            step = stage_step(
+                ctx, layer_start=st.layer_start, layer_end=st.layer_end, first=first, last=last, load=load
+            )
+            recompute_s += sign * step.time_s
     return load_s, max(0.0, recompute_s)
 
 
