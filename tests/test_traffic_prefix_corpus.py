@@ -8,6 +8,8 @@ GPUStack's one multi-turn RTX 4090 row (the model prefills Qwen3-8B there slower
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from planner.calibrate.corpus import Entry
@@ -18,19 +20,12 @@ from planner.traffic.prefix_check import (
     all_checks,
     by_publisher,
     conversation_reuse,
-    group_hit_rate,
     group_reuse,
     lru_resident_share,
     node_entry,
+    reuse,
     summary,
 )
-
-
-def test_hit_rate_from_the_groups():
-    # generated-shared-prefix, 10 groups x 50 prompts: the first of each group prefills the prefix, 490 of 500 reuse it
-    assert group_hit_rate({"shared_prefix_tokens": 2000, "prefix_groups": 10, "prompts_per_group": 50}) == 0.98
-    assert group_hit_rate({"shared_prefix_tokens": 2000, "hit_rate": 0.6324, "prompts_per_group": 50}) == 0.6324
-    assert group_hit_rate({"shared_prefix_tokens": 2000}) is None
 
 
 def test_closed_wave_prefills_only_what_the_cache_lacks():
@@ -90,6 +85,15 @@ def test_node_entry_cuts_a_fleet_and_takes_the_mean_prompt_from_the_rates(checks
     assert rows[("prefix-gpustack.yaml", 0)].isl == 5416
     plain = rows[("dstack.yaml", 222)].entry
     assert node_entry(Entry(plain.publisher, plain.file, plain.index, plain.row)).row is plain.row
+
+
+def test_a_published_hit_rate_is_used_as_given(checks):
+    # llm-d's GLM-5.2 rows publish their aggregate prefill hit ratio (63.24%): a row with one prices that, whatever
+    # its groups say
+    case = next(k.case for k in checks if k.case.publisher == "dstack")
+    row = case.entry.row.model_copy(update={"prefix": {**(case.entry.row.prefix or {}), "hit_rate": 0.6324}})
+    given = reuse(replace(case, entry=replace(case.entry, row=row)))
+    assert given is not None and (given.prefix_tokens, given.hit) == (2000, 0.6324)
 
 
 @pytest.fixture(scope="module")

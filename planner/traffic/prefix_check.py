@@ -53,16 +53,6 @@ class Reuse:
     how: str
 
 
-def group_hit_rate(prefix: dict) -> float | None:
-    """Share of requests that find their shared prefix cached on one instance with room for every group: the
-    published hit rate, else 1 - 1 / k for groups of k prompts each (the first of each group prefills it), else None
-    (the structure is not published)."""
-    if prefix.get("hit_rate") is not None:
-        return float(prefix["hit_rate"])
-    per_group = prefix.get("prompts_per_group")
-    return 1.0 - 1.0 / per_group if per_group else None
-
-
 def lru_resident_share(working_set_tokens: float, kv_tokens: float) -> float:
     """Share of a working set an LRU cache of `kv_tokens` holds when requests spread evenly over it: all of it if it
     fits, else kv_tokens / working_set_tokens (under independent uniform references LRU keeps the most recent
