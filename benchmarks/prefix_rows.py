@@ -1,15 +1,16 @@
 """Issue 25's prefix-reuse acceptance on the corpus: shared-prefix rows priced with --prefix-tokens / --prefix-hit.
 
 Usage: python benchmarks/prefix_rows.py
-Per row: publisher, engine, GPU, load, the hit rate used (published, or 1 - 1/k for groups of k prompts), measured and
-predicted TTFT (ms), and where the publisher ran the same engine, machine and load on prompts with nothing shared, the
-measured and predicted ratio of the two TTFTs. Then the median |error| of TTFT and of the ratio. Target: TTFT within
-30%.
+Per row: publisher, engine, GPUs priced, load, the hit rate the row's structure gives (planner.traffic.prefix_check:
+groups, routing over replicas, eviction, multi-turn history), measured and predicted TTFT (ms), and where the
+publisher ran the same engine, machine and load on prompts with nothing shared, the measured and predicted ratio of
+the two TTFTs. Then each row's reuse mechanism, the median |error| per publisher and over all rows. Target: TTFT
+within 30%.
 """
 
 from __future__ import annotations
 
-from planner.traffic.prefix_check import all_checks, summary
+from planner.traffic.prefix_check import all_checks, by_publisher, summary
 
 
 def _ms(v: float | None) -> str:
@@ -23,19 +24,25 @@ def _ratio(a: float | None, b: float | None) -> str:
 def main() -> None:
     checks = all_checks()
     print(
-        f"{'publisher':<10} {'eng':<7} {'gpu':<9} {'load':<10} {'hit':>5} {'TTFT meas':>10} {'pred':>8} "
+        f"{'publisher':<10} {'eng':<7} {'gpu':<10} {'load':<13} {'hit':>5} {'TTFT meas':>10} {'pred':>8} "
         f"{'err':>7}  {'ratio meas':>10} {'pred':>6}"
     )
     for c in checks:
         k = c.case
-        load = f"c={k.concurrency}" if k.load == "closed" else f"{k.request_rate} rps"
+        load = f"c={k.concurrency}" if k.load == "closed" else f"{k.request_rate:g} rps {k.measured.statistic}"
         err = "-" if c.error is None else f"{c.error:+.0%}"
         print(
-            f"{k.publisher[:10]:<10} {k.engine:<7} {k.topology:<9} {load:<10} {c.hit_rate:>5.2f} "
+            f"{k.publisher[:10]:<10} {k.engine:<7} {k.topology:<10} {load:<13} {c.hit_rate:>5.2f} "
             f"{_ms(k.measured.ttft_ms):>10} {_ms(c.ttft_ms):>8} {err:>7}  "
             f"{_ratio(k.measured.ttft_ms, c.paired_ttft_ms):>10} {_ratio(c.ttft_ms, c.plain_ttft_ms):>6}"
             + (f"  ({c.problem})" if c.problem else "")
         )
+    print("\nreuse by row:")
+    for c in checks:
+        print(f"  {c.case.publisher[:10]:<10} {c.case.entry.file}#{c.case.entry.index}: {c.how}")
+    print()
+    for name, (rows, err) in by_publisher(checks).items():
+        print(f"{name}: {rows} rows, median |error| TTFT {err:.1%}")
     s = summary(checks)
     print(
         f"\n{s['rows']} rows from {s['publishers']} publisher(s): median |error| TTFT {s['ttft_median_abs_error']:.1%}; "

@@ -112,3 +112,19 @@ def test_estimate_request_rate_cli(cli):
 def test_solve_refuses_a_rate_it_would_ignore(cli):
     code, _, err = cli("solve", "--model", "llama-8b", "--topology", "8xh100", "--request-rate", "3")
     assert code == 1 and "--request-rate" in err and "planner estimate --request-rate" in err
+
+
+def test_head_start_of_a_backlog(machine):
+    from planner.traffic.steady import head_start
+
+    profile, topo, part = machine
+    # vLLM's 8,192-token step budget (planner/cost/engines/vllm.py), 8 sequences decoding on one replica: 8,184
+    # tokens of room. 1,000-token prompts fit it: all 8 admitted get their first token at once. 32,768-token prompts
+    # take four steps' room each: 8 x 8,184 / 32,768 = 2.0 of them at a time, the other 6 wait their turn
+    short = Inputs(profile, topo, part, Workload(request_rate=1.0, isl=1000, osl=100), DEFAULT)
+    long = Inputs(profile, topo, part, Workload(request_rate=1.0, isl=32768, osl=100), DEFAULT)
+    assert part.replicas == 1
+    assert head_start(short, 8) == 8 and head_start(long, 8) == 2
+    # chunked prefill off: prompts go first whole, the admitted ones start at once
+    first = Workload(request_rate=1.0, isl=32768, osl=100, chunked_prefill=False)
+    assert head_start(Inputs(profile, topo, part, first, DEFAULT), 8) == 8

@@ -76,3 +76,39 @@ def test_prefix_cli(cli):
         "3000",
     )
     assert code == 1 and "--prefix-tokens 3000 is longer than the prompt" in err
+
+
+def test_hits_and_misses_are_two_kinds_of_request():
+    from planner.traffic.steady import new_token_points, weighted_median
+
+    # 80% of requests find 1,500 of their 2,000 tokens cached and prefill 500; the other 20% prefill all 2,000:
+    # the mean is the workload's 0.8 x 500 + 0.2 x 2000 = 800 new tokens, the median request a hit
+    w = Workload(isl=2000, osl=200, prefix_tokens=1500, prefix_hit=0.8)
+    points = new_token_points(w)
+    assert points == [(500, pytest.approx(0.8)), (2000, pytest.approx(0.2))]
+    assert sum(x * p for x, p in points) == pytest.approx(w.new_prompt_tokens)
+    assert weighted_median(points) == 500
+    # 30% hits: the median request is a miss
+    assert weighted_median(new_token_points(w.model_copy(update={"prefix_hit": 0.3}))) == 2000
+    assert new_token_points(Workload(isl=2000, osl=200)) == [(2000, 1.0)]
+
+
+def test_median_ttft_of_a_hit_miss_mixture():
+    from planner.hardware import load_topology
+    from planner.model.catalog import load_profile
+    from planner.plan import make_partition
+    from planner.traffic.steady import open_loop
+
+    profile, topo = load_profile("llama-8b"), load_topology("8xh100")
+    part = make_partition(profile, topo, tp=1)
+
+    def ttft(hit: float):
+        w = Workload(request_rate=0.5, isl=8000, osl=200, prefix_tokens=7000, prefix_hit=hit, statistic="median")
+        return open_loop(profile, topo, part, w).traffic.ttft
+
+    none, few, most, every = ttft(0.0), ttft(0.3), ttft(0.7), ttft(1.0)
+    # 30% hits: the median request prefills all 8,000 tokens like one with nothing cached; 70%: it prefills 1,000
+    # like one that always hits. The mean sits between (the mean-field price of 8,000 - 0.3 x 7,000 new tokens)
+    assert few.p50_ms == pytest.approx(none.p50_ms, rel=0.05)
+    assert most.p50_ms == pytest.approx(every.p50_ms, rel=0.05)
+    assert every.mean_ms < few.mean_ms < few.p50_ms

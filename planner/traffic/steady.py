@@ -383,16 +383,34 @@ def _unstable(inputs: Inputs, at: Probe, rate: float, *, sustainable: float, lim
     if w.num_prompts and sustainable > 0:
         # the run's queue, at the rate the plan completes, holds the prompts: the prefill slot's steady-state wait
         # at the top load would count them twice
-        waits = finite_run_waits(w.num_prompts, rate_per_s=rate, served_per_s=sustainable, running=at.running)
+        waits = finite_run_waits(
+            w.num_prompts, rate_per_s=rate, served_per_s=sustainable, running=head_start(inputs, at.running)
+        )
         if not w.chunked_prefill:  # prefills go first: the backlog of prompts waits for the prefill steps
             cyc = inputs.cycle(at.running)
             prompts_per_s = inputs.partition.replicas / cyc.per_prompt_s if cyc.per_prompt_s > 0 else math.inf
             backlog = backlog_waits(w.num_prompts, rate_per_s=rate, prompts_per_s=prompts_per_s)
             waits = [max(a, b) for a, b in zip(waits, backlog)]
-        wait_s = statistics.median(waits) if w.statistic == "median" else statistics.fmean(waits)
-        update["ttft_ms"] = (base_s + wait_s) * 1e3
+        median = w.statistic == "median"
+        wait_s = statistics.median(waits) if median else statistics.fmean(waits)
+        own_s = weighted_median(request_bases(inputs, base_s)) if median else base_s
+        update["ttft_ms"] = (own_s + wait_s) * 1e3
         update["traffic"] = traffic.model_copy(update={"finite_run": True, "admission_wait_ms": wait_s * 1e3})
     return at.prediction.model_copy(update=update)
+
+
+def head_start(inputs: Inputs, running: int) -> int:
+    """Of `running` admitted sequences, those whose first token comes straight away in a finite run's backlog: all
+    of them where a prompt fits the room a step leaves beside the decodes (admitted, it is prefilled in a step);
+    where a prompt needs many steps' room (x tokens against a room of R), chunked prefill works through the prompts
+    in turn, R / x of them at once, and the other admitted ones wait like the queue behind them."""
+    w = inputs.workload
+    if not w.chunked_prefill:
+        return running
+    replicas = inputs.partition.replicas
+    room = resolve_constants(inputs.constants, w.engine).max_num_batched_tokens - running / replicas
+    share = min(1.0, max(0.0, room) / w.new_prompt_tokens)
+    return max(1, round(running * share)) if running else 0
 
 
 def finite_run_waits(n: int, *, rate_per_s: float, served_per_s: float, running: int) -> list[float]:
@@ -404,7 +422,6 @@ def finite_run_waits(n: int, *, rate_per_s: float, served_per_s: float, running:
 
 def _stable(inputs: Inputs, p: Probe, rate: float, *, sustainable: float, limit: int) -> Prediction:
     w = inputs.workload
-    isl = w.isl_dist or fixed(w.isl)
     rho = p.prefill_utilisation
     prefill_wait_s = p.prefill_wait_s
     replicas = inputs.partition.replicas
@@ -420,11 +437,7 @@ def _stable(inputs: Inputs, p: Probe, rate: float, *, sustainable: float, limit:
     base_s += group_wait_s
     ttft_s = base_s + prefill_wait_s + admission_s
     waits = ((rho, prefill_wait_s / rho if rho > 0 else 0.0), (wait_p, wait_mean_s))
-    overhead_s = resolve_constants(inputs.constants, w.engine).request_overhead_s
-    alone = _static(inputs, 1)  # one mean prompt prefilled alone: the part of TTFT that scales with the prompt
-    prefill_s = min(max(0.0, alone.ttft_ms / 1e3 - overhead_s), max(0.0, base_s - overhead_s))
-    bases = [(base_s - prefill_s + prefill_s * x / isl.mean, wt) for x, wt in coarse(isl, TTFT_POINTS)]
-    ttft = _ttft_percentiles(bases, waits, mean_s=ttft_s)
+    ttft = _ttft_percentiles(request_bases(inputs, base_s), waits, mean_s=ttft_s)
     tpot = _tpot_percentiles(p, w.osl_dist or fixed(w.osl), decode_s=_static(inputs, p.running).tpot_ms / 1e3)
     in_system = rate * (ttft_s + w.osl * pred.tpot_ms / 1e3)
     traffic = TrafficPrediction(
@@ -453,6 +466,41 @@ def _stable(inputs: Inputs, p: Probe, rate: float, *, sustainable: float, limit:
             "tokens_per_s_per_gpu": rate * w.osl / len(inputs.partition.all_gpu_ids()),
         }
     )
+
+
+def new_token_points(w: Workload) -> list[tuple[float, float]]:
+    """(prompt tokens a request prefills, probability): each prompt length (merged into TTFT_POINTS groups), less
+    the shared prefix for the share prefix_hit of requests that find it cached; the others prefill it whole. The
+    mean is w.new_prompt_tokens: a median request is a hit where more than half hit, a miss where fewer do."""
+    points = coarse(w.isl_dist or fixed(w.isl), TTFT_POINTS)
+    hit, prefix = w.prefix_hit, w.prefix_tokens
+    if not prefix or hit <= 0:
+        return points
+    hits = [(max(1.0, x - prefix), p * hit) for x, p in points]
+    return hits if hit >= 1 else hits + [(x, p * (1 - hit)) for x, p in points]
+
+
+def request_bases(inputs: Inputs, base_s: float) -> list[tuple[float, float]]:
+    """(TTFT without waiting, probability) per request kind: the mean request's `base_s` with its prompt's part
+    (one mean prompt prefilled alone, less the fixed overhead) scaled to the tokens that request prefills."""
+    w = inputs.workload
+    overhead_s = resolve_constants(inputs.constants, w.engine).request_overhead_s
+    alone = _static(inputs, 1)
+    prefill_s = min(max(0.0, alone.ttft_ms / 1e3 - overhead_s), max(0.0, base_s - overhead_s))
+    points = new_token_points(w)
+    mean_tokens = sum(x * p for x, p in points) / sum(p for _, p in points)
+    return [(base_s - prefill_s + prefill_s * x / mean_tokens, p) for x, p in points]
+
+
+def weighted_median(values: list[tuple[float, float]]) -> float:
+    """The median of (value, probability) pairs: the smallest value whose cumulative probability reaches half."""
+    total, acc = sum(p for _, p in values), 0.0
+    ordered = sorted(values)
+    for v, p in ordered:
+        acc += p
+        if acc >= total / 2:
+            return v
+    return ordered[-1][0]
 
 
 def _static(inputs: Inputs, sequences: int) -> Prediction:
