@@ -8,7 +8,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.config import JsonDict
 
 MAX_TIME_LIMIT_S = 3600.0
@@ -22,6 +22,7 @@ class Objective(StrEnum):
     LATENCY = "latency"
     THROUGHPUT = "throughput"
     TRAFFIC = "traffic"
+    GOODPUT = "goodput"
 
 
 OBJECTIVES = tuple(o.value for o in Objective)
@@ -40,7 +41,8 @@ class SolveOptions(BaseModel):
     objective: Objective = Field(
         Objective.LATENCY,
         description="latency (TPOT at the load), throughput (tokens/s "
-        "at the best load under the SLOs) or traffic (bytes per token)",
+        "at the best load under the SLOs), traffic (bytes per token) or goodput (requests/s with the SLOs held at "
+        "--slo-percentile, default 90)",
     )
     gpus: Optional[int] = Field(
         None,
@@ -65,6 +67,11 @@ class SolveOptions(BaseModel):
         le=MAX_SLO_MS,
         description="upper bound on TTFT in ms, at the plan's load",
         json_schema_extra={"flag": "--ttft-slo"},
+    )
+    slo_percentile: Optional[int] = Field(
+        None,
+        description="make the SLOs bounds on this percentile of TTFT and TPOT: 50, 90 or 99 (aggregated plans; "
+        "planner.solve.percentile)",
     )
     max_tp: Optional[int] = Field(
         None, ge=1, le=1024, description="largest tensor-parallel degree to consider", json_schema_extra=_SOLVER
@@ -117,3 +124,15 @@ class SolveOptions(BaseModel):
     workers: int = Field(
         1, ge=1, le=64, description="CP-SAT search workers (1: deterministic)", json_schema_extra={"cli": False}
     )
+
+    @field_validator("slo_percentile")
+    @classmethod
+    def _known_percentile(cls, v: Optional[int]) -> Optional[int]:
+        return known_percentile(v)
+
+
+def known_percentile(v: Optional[int]) -> Optional[int]:
+    """A percentile the predictions give (planner.traffic.queueing.PERCENTILES), or None."""
+    if v is not None and v not in (50, 90, 99):
+        raise ValueError(f"{v} is not a percentile the predictions give (50, 90, 99)")
+    return v

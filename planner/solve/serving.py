@@ -51,6 +51,7 @@ from planner.plan import Plan, SolverInfo, Workload, build_plan, layout_problems
 from planner.solve.checks import check_options
 from planner.solve.layouts import layouts_for
 from planner.solve.options import Objective, SolveOptions
+from planner.solve.percentile import solve_percentiles, wants_percentiles
 from planner.solve.search import solve
 
 #: Integer resolution of the CP-SAT coefficients: tokens/s in thousandths.
@@ -487,6 +488,10 @@ def solve_serving(
 ) -> Plan:
     """`solve --serving`: the aggregated plan (agg), the disaggregated one (disagg) or the better of both (auto),
     with the other mode's best plan and the margin in `Plan.serving`."""
+    if wants_percentiles(options):
+        return solve_percentiles(
+            profile, topo, workload, options=options, constants=constants, solver=solve_serving, progress=progress
+        )
     started = time.perf_counter()
     scope = check_options(profile, topo, workload, options)
     mode = resolve_serving(options, workload, scope.budget)

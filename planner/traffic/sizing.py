@@ -22,7 +22,7 @@ from planner.files import load_yaml
 from planner.hardware import load_topology
 from planner.model.layergraph import ModelProfile
 from planner.plan import Prediction, Workload, make_partition
-from planner.solve.options import MAX_SLO_MS
+from planner.solve.options import MAX_SLO_MS, known_percentile
 from planner.traffic.mixed import GPUS_PER_NODE, MixedFleet, mixed_fleet
 from planner.traffic.steady import Bounds, Inputs, at_rate, bounds
 
@@ -79,9 +79,7 @@ class SizeOptions(BaseModel):
     @field_validator("slo_percentile")
     @classmethod
     def _known_percentile(cls, v: Optional[int]) -> Optional[int]:
-        if v is not None and v not in (50, 90, 99):
-            raise ValueError(f"{v} is not a percentile the predictions give (50, 90, 99)")
-        return v
+        return known_percentile(v)
 
     @field_validator("gpu")
     @classmethod
