@@ -226,7 +226,9 @@ class Workload(BaseModel):
         json_schema_extra=_TRAFFIC,
         description="open loop: a finite run of this many requests (as "
         "bench_serving --num-prompts); above the sustainable rate the figures "
-        "are the run's, its queue growing while requests arrive",
+        "are the run's, its queue growing while requests arrive. Closed loop: the "
+        "run's requests in all; where output lengths vary, those after the first "
+        "wave arrive staggered",
     )
     scheduler_steps: StrictInt = Field(
         1,

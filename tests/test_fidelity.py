@@ -200,3 +200,40 @@ def test_the_fit_moves_dense_physics_on_dense_rows_and_moe_knobs_on_moe_rows(mon
     assert dense_rows == {False} and moe_rows == {True}
     assert {"trtllm.flops_efficiency", "vllm.flops_efficiency", "kv_hbm_efficiency"} <= dense_knobs
     assert moe_knobs == set(fidelity.MOE_KNOBS) and not moe_knobs & dense_knobs
+
+
+def test_closed_loop_requests_after_the_first_wave_arrive_staggered_where_lengths_vary():
+    from planner.cost.estimate import closed_drift
+
+    varied = Workload(mode="closed", concurrency=16, num_prompts=80, osl=500, osl_dist=None)
+    varied = varied.model_copy(update={"osl_dist": Workload(osl="uniform:1-999").osl_dist})
+    # 80 requests, the first 16 in one wave: 64 / 80 = 0.8 of them arrive as earlier ones finish
+    assert closed_drift(varied, DEFAULT) == pytest.approx(0.8)
+    # identical requests finish together and keep arriving in waves: the engine's constant holds
+    fixed = Workload(mode="closed", concurrency=16, num_prompts=80, osl=500)
+    assert closed_drift(fixed, DEFAULT.model_copy(update={"closed_loop_drift": 0.25})) == 0.25
+    unknown = varied.model_copy(update={"num_prompts": None})
+    assert closed_drift(unknown, DEFAULT) == DEFAULT.closed_loop_drift
+
+
+@pytest.mark.parametrize(
+    ("length_dist", "osl", "low", "high"),
+    [
+        # SGLang bench_serving draws randint(L x R, L), mean L (1 + R) / 2 = osl: R = 0 -> 1 to 2 osl
+        ("random:0.0", 500, 1, 1000),
+        # R = 0.8, mean 900: L = 1000, from 800 to 1000
+        ("random:0.8", 900, 800, 1000),
+        # the vLLM blog's "~2k output (+-15%)": 1,700 to 2,300
+        ("random (+-15%)", 2000, 1700, 2300),
+    ],
+)
+def test_a_rows_output_lengths_from_its_dataset(length_dist, osl, low, high):
+    from types import SimpleNamespace
+
+    from planner.calibrate.fidelity import output_lengths
+
+    case = SimpleNamespace(load="closed", osl=osl, entry=SimpleNamespace(row=SimpleNamespace(length_dist=length_dist)))
+    dist = output_lengths(case)
+    assert dist is not None and dist.spec == f"uniform:{low}-{high}"
+    fixed = SimpleNamespace(load="closed", osl=osl, entry=SimpleNamespace(row=SimpleNamespace(length_dist="random")))
+    assert output_lengths(fixed) is None  # no ratio given: one length

@@ -18,6 +18,7 @@ TensorRT-LLM prefill (the NIM rows' TTFT, benchmarks/RESULTS.md).
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from planner.cost.estimate import estimate
 from planner.errors import PlannerError
 from planner.plan import Workload
 from planner.traffic.corpus_check import sharegpt_outputs
-from planner.traffic.lengths import LengthDist
+from planner.traffic.lengths import LengthDist, parse_length
 
 Calibration = dict  # engine -> Constants (resolved for that engine)
 METRICS = ("tpot", "ttft", "tokens", "max_tokens")
@@ -122,18 +123,50 @@ def workload(case: Case, c: Constants) -> Workload:
         engine=case.engine,
         statistic=statistic,
         osl_dist=output_lengths(case),
+        num_prompts=case.entry.row.num_prompts if case.load == "closed" else None,
         **memory,
     )
 
 
+#: A row's random lengths "+-P%" around the mean (the vLLM blog's "~20k input / ~2k output (+-15%)").
+_PLUS_MINUS = re.compile(r"^random \(\+-(\d+(?:\.\d+)?)%\)$")
+
+
 def output_lengths(case: Case) -> LengthDist | None:
-    """An offline ShareGPT run's output lengths: the shipped histogram of vLLM benchmark_serving's ShareGPT sample
-    (planner/traffic/data/chat-sharegpt.yaml) scaled to the row's own mean. Its tail sets the run's end:
-    the last requests to start include outputs of 5x the mean, decoding in ever smaller batches (planner.cost.offline).
-    Fixed-length rows (random, sonnet) keep one length."""
-    if case.load != "offline" or (case.entry.row.length_dist or "").lower() != "sharegpt":
+    """The output lengths a row's benchmark drew, where they vary (else None: one length).
+
+    - ShareGPT: the shipped histogram of vLLM benchmark_serving's ShareGPT sample (planner/traffic/data/
+      chat-sharegpt.yaml) scaled to the row's own mean;
+    - bench_serving's random dataset at `--random-range-ratio R` (`random:R`): SGLang's draws randint(L x R, L), a
+      uniform whose mean is L (1 + R) / 2; with the row's osl that mean, uniform over [2R / (1 + R), 2 / (1 + R)] x osl
+      (R = 0, SGLang's default: 1 to 2 osl);
+    - `random (+-P%)`: uniform over osl x (1 -/+ P / 100).
+
+    An offline run's tail is set by them (planner.cost.offline), and a closed loop's requests after its first wave
+    arrive staggered where they vary (planner.cost.estimate.closed_drift)."""
+    dist = (case.entry.row.length_dist or "").lower().strip()
+    if case.load not in ("offline", "closed"):
         return None
-    return sharegpt_outputs(case.osl)
+    if dist == "sharegpt":
+        return sharegpt_outputs(case.osl)
+    if case.load != "closed":
+        return None
+    if m := _PLUS_MINUS.match(dist):
+        spread = float(m.group(1)) / 100
+        return _uniform(case.osl * (1 - spread), case.osl * (1 + spread))
+    if dist.startswith("random:"):
+        try:
+            ratio = float(dist.removeprefix("random:"))
+        except ValueError:
+            return None
+        if 0 <= ratio < 1:
+            return _uniform(case.osl * 2 * ratio / (1 + ratio), case.osl * 2 / (1 + ratio))
+    return None
+
+
+def _uniform(low: float, high: float) -> LengthDist | None:
+    a, b = max(1, round(low)), max(1, round(high))
+    return parse_length(f"uniform:{a}-{b}", what="--osl") if a < b else None
 
 
 def predict(case: Case, cal: Calibration) -> Outcome:

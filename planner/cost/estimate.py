@@ -253,10 +253,11 @@ def estimate(
 
     _, pred = at(None)
     tpot_ms, ttft_ms = pred.tpot_ms, pred.ttft_ms
-    if workload.mode in ("closed", "offline") and c.closed_loop_drift > 0:
+    drift = closed_drift(workload, c)
+    if workload.mode in ("closed", "offline") and drift > 0:
         staggered_op, staggered = at("serving")
         if staggered_op.feasible:  # later waves drift apart: that share of requests sees a newcomer's wait
-            d = c.closed_loop_drift
+            d = drift
             tpot_ms = (1 - d) * tpot_ms + d * staggered.tpot_ms
             ttft_ms = (1 - d) * ttft_ms + d * staggered.ttft_ms
     service_ttft_ms = ttft_ms
@@ -287,6 +288,18 @@ def estimate(
             "tokens_per_s_band": band(workload.engine, moe, tokens_metric),
         }
     )
+
+
+def closed_drift(workload: Workload, c: Constants) -> float:
+    """The share of a closed loop's requests that arrive staggered, seeing a newcomer's TTFT rather than a wave's
+    queue. The first `concurrency` requests arrive together. Where output lengths vary (`osl_dist`), requests finish
+    at their own times and their clients' next requests come staggered: of `num_prompts` requests in all, the
+    1 - concurrency / num_prompts after the first wave. Identical requests finish together and keep arriving in
+    waves; there (or where the run's size is unknown) the engine's `closed_loop_drift` holds."""
+    varies = workload.osl_dist is not None and workload.osl_dist.cv2 > 0
+    if workload.mode == "closed" and varies and workload.num_prompts:
+        return max(0.0, 1.0 - workload.concurrency / workload.num_prompts)
+    return c.closed_loop_drift
 
 
 def admitted_sequences(
