@@ -276,11 +276,15 @@ def estimate(
     )
     if workload.mode == "offline":  # the run's output over its makespan, ramp-up and tail included
         pred = _offline_throughput(pred, workload, static=at("static")[1], slots=run_at, partition=partition, c=c)
-    moe = profile.moe is not None
+    return _with_bands(pred, workload, moe=profile.moe is not None, admitted=admitted)
+
+
+def _with_bands(pred: Prediction, workload: Workload, *, moe: bool, admitted: int | None) -> Prediction:
+    """The prediction at the asked load, its engine, and the error band each figure's class earned held out."""
     tokens_metric = "max_tokens" if workload.mode == "offline" else "tokens"
     return pred.model_copy(
         update={
-            "concurrency": load,
+            "concurrency": workload.concurrency,
             "engine": workload.engine,
             "admitted_concurrency": admitted,
             "tpot_ms_band": band(workload.engine, moe, "tpot"),
@@ -435,8 +439,8 @@ def prefix_tier_s(
     profile: ModelProfile,
     topo: Topology,
     partition: Partition,
-    workload: Workload,
     *,
+    workload: Workload,
     evals: list[StageEval],
     c: Constants,
 ) -> tuple[float | None, float | None]:
@@ -499,7 +503,7 @@ def assemble(
     tpot_s = period_s / op.tokens_per_pass
     scale = tpot_s / sum(times)  # pipeline bubbles stretch every component alike (per token)
     ttft_s = c.request_overhead_s + op.ttft_wait_steps * period_s + op.ttft_chunks * sum(ev.ttft_s for ev in evals)
-    tier_s, recompute_s = prefix_tier_s(profile, topo, partition, workload, evals=evals, c=c)
+    tier_s, recompute_s = prefix_tier_s(profile, topo, partition, workload=workload, evals=evals, c=c)
     ttft_s += tier_s or 0.0
     roofline = _roofline_s(profile, topo, partition, workload, op)
     tokens_per_s = op.concurrency / tpot_s
