@@ -138,7 +138,7 @@ def test_host_time_and_first_wave_are_in_ttft():
 def test_host_time_caps_each_instance_by_hand():
     """gpt-oss-120b, 2,048-token prompts, 64 clients on 1P3D: a prefill step carries 8,192 // 2,048 = 4 prompts, so
     the instance admits 4 / (step + 4 x 19.2 ms) requests/s; the three decode instances admit 3 / 19.2 ms = 156.25.
-    With 3P1D and prompts of 128 tokens, which the prefill pool takes by the thousand, the one decode instance's
+    With 3P1D and prompts of 128 tokens, which the prefill pool takes at ~3 / 19.2 ms, the one decode instance's
     52.08 requests/s is the cap: 2,000 clients with 16-token outputs are held there."""
     assert PD_HOST_S == 0.0192
     work = Workload(concurrency=64, isl=2048, osl=512, weight_dtype="mxfp4", mode="closed")
@@ -152,6 +152,11 @@ def test_host_time_caps_each_instance_by_hand():
     assert held.requests_per_s == pytest.approx(1 / PD_HOST_S)
     serving = _gpt_oss(3, 1, many.model_copy(update={"mode": "serving", "concurrency": 1500}))[1]
     assert serving.problem and "schedulers admit 52.1" in serving.problem
+    # with attention DP each rank schedules its own requests: a TP1 x DP2 decode instance admits 2 / 19.2 ms
+    spec = PoolsSpec(prefill_instances=3, prefill_tp=2, decode_instances=1, decode_tp=1, decode_dp=2, decode_ep=2)
+    pools = make_pools(spec, 8)
+    dp2 = estimate_disagg(load_profile("gpt-oss-120b"), load_topology("8xh200"), pools, many)
+    assert dp2.limited_by == "decode-admission" and dp2.requests_per_s == pytest.approx(2 / PD_HOST_S)
 
 
 def test_prefill_computes_only_what_its_cache_lacks():

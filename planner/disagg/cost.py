@@ -8,7 +8,8 @@ chunks), and a prefill instance's step is a batch of whole prompts with no decod
   budget; u, the prompt tokens its prefix cache lacks: `uncached_tokens`), and no more than it has clients; the
   step prefilling b prompts takes `T(b)` (static TTFT less the request overhead). Each request also costs the
   instance's scheduler its host time (planner.disagg.ttft.PD_HOST_S), serial with the steps, so the pool admits
-  `P x b / (T(b) + b x PD_HOST_S)` requests/s. (A stand-in for the fidelity branch's prefill model, which replaces
+  `P x b / (T(b) + b x PD_HOST_S / dp)` requests/s (with attention DP each of the dp ranks has a scheduler of its
+  own). (A stand-in for the fidelity branch's prefill model, which replaces
   `prefill_s` after the merge.)
 - **KV hand-off.** A request's KV, `sum over layers of kv_bytes_per_token x min(isl, window)`, moves
   from its prefill instance to its decode instance: decode rank j receives its shard from prefill
@@ -17,8 +18,9 @@ chunks), and a prefill instance's step is a batch of whole prompts with no decod
   there is no peer-to-peer). The figure is the mean over all (prefill, decode) instance pairs, as a
   round-robin router spreads requests. Layer by layer (`transfer_overlap`) only the part beyond the
   prefill, plus one layer's share, is exposed. A cached prefix saves prefill, not hand-off.
-- **Decode admission.** A decode instance's scheduler admits one request per PD_HOST_S: the pool admits at most
-  `D / PD_HOST_S` requests/s, and newcomers wait for it (M/D/1) as it gets busy.
+- **Decode admission.** A decode instance's scheduler admits one request per PD_HOST_S (each DP rank's, with
+  attention DP): the pool admits at most `D x dp / PD_HOST_S` requests/s, and newcomers wait for it (M/D/1) as it
+  gets busy.
 - **TTFT** = request overhead + waits (for a prefill slot, for the decode pool's admission) + prefill + exposed
   transfer + first decode step + the request's host time + a closed loop's first wave (planner.disagg.ttft). The
   prefill wait is M/D/1 per instance at the prefill pool's utilisation in `serving` mode; in `closed` mode (c
@@ -175,7 +177,7 @@ class PrefillService:
     step_s: float  # one step prefilling `batch` prompts
     single_s: float  # one step prefilling one prompt
     prediction: Prediction  # the instance at `batch` prompts (its memory)
-    host_s: float = 0.0  # the scheduler's host time per request, serial with the steps (planner.disagg.ttft)
+    host_s: float = 0.0  # the instance's host time per request, serial with its steps (planner.disagg.ttft)
 
     @property
     def iteration_s(self) -> float:
@@ -208,7 +210,7 @@ def prefill_service(
 
     one, full = run(1), run(batch)
     step_s, single_s = full.ttft_ms / 1e3 - c.request_overhead_s, one.ttft_ms / 1e3 - c.request_overhead_s
-    return PrefillService(batch, step_s, single_s, full, PD_HOST_S)
+    return PrefillService(batch, step_s, single_s, full, PD_HOST_S / pools.prefill.dp)
 
 
 def uncached_tokens(workload: Workload) -> int:
@@ -258,7 +260,8 @@ class _Pools:
     capacity_per_s: float  # requests/s the prefill pool admits
     slots: int  # sequences the decode pool's KV holds
     tpot_s: object  # callable: sequences -> decode step s
-    admit_per_s: float = math.inf  # requests/s the decode pool's schedulers admit (D / host time)
+    admit_per_s: float = math.inf  # requests/s the decode pool's schedulers admit (D x dp / host time)
+    admit_s: float = 0.0  # the decode pool's time per admission, its schedulers together (1 / admit_per_s x D)
 
     def parts(self, rho: float) -> tuple[float, float]:
         prefill = self.svc.time_s(rho)
@@ -287,7 +290,7 @@ def _serving_load(w: Workload, p: _Pools) -> _Load:
     x = w.concurrency / (w.osl * tpot)
     rho, rho_d = x / p.capacity_per_s, x / p.admit_per_s
     prefill, transfer = p.parts(rho)
-    queue = md1_wait_s(rho, prefill) + md1_wait_s(rho_d, p.svc.host_s)
+    queue = md1_wait_s(rho, prefill) + md1_wait_s(rho_d, p.admit_s)
     load = _Load(x, queue, prefill, transfer, tpot, w.concurrency)
     if rho >= 1 and rho >= rho_d:
         load.limited_by = "prefill"
@@ -333,7 +336,7 @@ class _Cycle:
         rho = min(1.0, x / self.p.capacity_per_s)
         prefill, transfer = self.p.parts(rho)
         queue = min(self.queue_cap_s, md1_wait_s(rho, prefill)) + self.wave_s
-        return queue + md1_wait_s(x / self.p.admit_per_s, self.p.svc.host_s), prefill, transfer
+        return queue + md1_wait_s(x / self.p.admit_per_s, self.p.admit_s), prefill, transfer
 
     def rate(self, x: float) -> float:
         """What c clients send at `x`: c over the cycle (TTFT and the other osl - 1 tokens)."""
@@ -396,7 +399,8 @@ def _pools_model(
         pools.prefill.instances * svc.batch / svc.iteration_s,
         slots,
         tpot_s,
-        pools.decode.instances / svc.host_s if svc.host_s > 0 else math.inf,
+        pools.decode.instances * pools.decode.dp / PD_HOST_S if PD_HOST_S > 0 else math.inf,
+        PD_HOST_S / pools.decode.dp,
     )
 
 
