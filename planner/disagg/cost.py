@@ -4,25 +4,34 @@ Each pool is priced alone by the aggregated cost model (planner.cost.estimate) i
 which is exactly a pool's regime here: the decode pool's steps carry decode tokens only (no prefill
 chunks), and a prefill instance's step is a batch of whole prompts with no decode beside it.
 
-- **Prefill service.** An instance batches up to `b = max(1, B // isl)` prompts per step (B, the
-  engine's token budget); the step prefilling b prompts takes `T(b)` (static TTFT less the request
-  overhead). The pool admits `P x b / T(b)` requests/s. (A stand-in for the fidelity branch's
-  prefill model, which replaces `prefill_s` after the merge.)
+- **Prefill service.** An instance batches up to `b = max(1, B // u)` prompts per step (B, the engine's token
+  budget; u, the prompt tokens its prefix cache lacks: `uncached_tokens`), and no more than it has clients; the
+  step prefilling b prompts takes `T(b)` (static TTFT less the request overhead). Each request also costs the
+  instance's scheduler its host time (planner.disagg.ttft.PD_HOST_S), serial with the steps, so the pool admits
+  `P x b / (T(b) + b x PD_HOST_S / dp)` requests/s (with attention DP each of the dp ranks has a scheduler of its
+  own). (A stand-in for the fidelity branch's prefill model, which replaces
+  `prefill_s` after the merge.)
 - **KV hand-off.** A request's KV, `sum over layers of kv_bytes_per_token x min(isl, window)`, moves
   from its prefill instance to its decode instance: decode rank j receives its shard from prefill
   rank j mod tp_p (planner.cost.transfer.transfer_pairs), each sender's bytes priced with
   `collectives.p2p_time` on the real route (NVLink in a node, NICs across nodes, host staging where
   there is no peer-to-peer). The figure is the mean over all (prefill, decode) instance pairs, as a
   round-robin router spreads requests. Layer by layer (`transfer_overlap`) only the part beyond the
-  prefill, plus one layer's share, is exposed.
-- **TTFT** = request overhead + wait for a prefill slot + prefill + exposed transfer + first decode step.
-  The wait is M/D/1 per instance at the prefill pool's utilisation in `serving` mode; in `closed`
-  mode (c clients back to back) the mean-value relation `c = X x (TTFT + osl x TPOT)` holds, so when
-  the prefill pool (or the decode pool's KV slots) caps the throughput X, TTFT is what is left over;
-  `static` prefills one batch of c prompts, the mean prompt waiting for half of its instance's others.
+  prefill, plus one layer's share, is exposed. A cached prefix saves prefill, not hand-off.
+- **Decode admission.** A decode instance's scheduler admits one request per PD_HOST_S (each DP rank's, with
+  attention DP): the pool admits at most `D x dp / PD_HOST_S` requests/s, and newcomers wait for it (M/D/1) as it
+  gets busy.
+- **TTFT** = request overhead + waits (for a prefill slot, for the decode pool's admission) + prefill + exposed
+  transfer + first decode step + the request's host time + a closed loop's first wave (planner.disagg.ttft). The
+  prefill wait is M/D/1 per instance at the prefill pool's utilisation in `serving` mode; in `closed` mode (c
+  clients back to back) the mean-value relation `c = X x (TTFT + (osl - 1) x TPOT)` holds with every part of TTFT
+  in it, solved by bisection on X (the clients' rate falls as the load grows), so when a pool's cap binds (the
+  prefill pool, the decode pool's admission or its KV slots) TTFT is what is left over; `static` prefills one batch
+  of c prompts, the mean prompt waiting for half of its instance's others.
 - **TPOT** is the decode pool's at its own load: the sequences decoding at once, `n_d = X x osl x TPOT`
   (Little's law), spread over D instances.
-- **Throughput** is the lesser of what the prefill pool admits and what the decode pool generates.
+- **Throughput** is the lesser of what the prefill pool admits, what the decode pool admits and what it generates;
+  for a closed-loop benchmark of known prompt count, over the whole run, its tail included (planner.disagg.drain).
 """
 
 from __future__ import annotations
@@ -40,8 +49,9 @@ from planner.cost.estimate import estimate
 from planner.cost.memory import stage_memory
 from planner.cost.shards import Layout
 from planner.cost.transfer import transfer_pairs
+from planner.disagg.drain import run_requests_per_s
 from planner.disagg.plan import Pool, Pools
-from planner.disagg.ttft import pd_ttft_parts
+from planner.disagg.ttft import PD_HOST_S, pd_ttft_parts
 from planner.errors import PartitionError
 from planner.hardware.topology import LINK_CLASSES, Topology
 from planner.model.layergraph import ModelProfile
@@ -51,8 +61,10 @@ from planner.plan import Mode, Partition, Prediction, Stage, Workload, layout_pr
 ROUNDS = 12
 #: Utilisation above which a queue is reported as saturated (M/D/1 waits grow without bound at 1).
 RHO_MAX = 0.98
+#: Halvings of the closed loop's throughput interval (its fixed point to 2^-40 of the cap).
+BISECTIONS = 40
 
-LimitedBy = Literal["load", "prefill", "decode-memory"]
+LimitedBy = Literal["load", "prefill", "decode-admission", "decode-memory"]
 
 
 class DisaggPrediction(BaseModel):
@@ -62,7 +74,7 @@ class DisaggPrediction(BaseModel):
     mode: Mode
     ttft_ms: float
     ttft_breakdown_ms: dict[str, float] = Field(
-        description="request, queue, prefill, transfer, first_decode, handshake, first_wave (planner.disagg.ttft)"
+        description="request, queue, prefill, transfer, first_decode, host, first_wave (planner.disagg.ttft)"
     )
     tpot_ms: float = Field(description="the decode pool's step at its own load, no prefill chunks in it")
     tokens_per_s: float = Field(description="output tokens/s of the whole deployment")
@@ -165,9 +177,16 @@ class PrefillService:
     step_s: float  # one step prefilling `batch` prompts
     single_s: float  # one step prefilling one prompt
     prediction: Prediction  # the instance at `batch` prompts (its memory)
+    host_s: float = 0.0  # the instance's host time per request, serial with its steps (planner.disagg.ttft)
+
+    @property
+    def iteration_s(self) -> float:
+        """One loop of the instance at full batches: the step and its `batch` requests' host time."""
+        return self.step_s + self.batch * self.host_s
 
     def time_s(self, rho: float) -> float:
-        """A prompt's prefill step at utilisation rho: batches fill up as the pool gets busy."""
+        """A prompt's prefill step at utilisation rho: batches fill up as the pool gets busy (its own host time is a
+        TTFT part of its own, the others' is in its queue)."""
         if self.batch == 1:
             return self.single_s
         return self.single_s + min(1.0, rho) * (self.step_s - self.single_s)
@@ -176,18 +195,29 @@ class PrefillService:
 def prefill_service(
     profile: ModelProfile, topo: Topology, pools: Pools, workload: Workload, c: Constants = DEFAULT
 ) -> PrefillService:
-    """How fast one prefill instance turns prompts into KV (the stand-in prefill model, module docstring)."""
-    batch = max(1, c.max_num_batched_tokens // workload.isl)
+    """How fast one prefill instance turns prompts into KV (the stand-in prefill model, module docstring): the
+    step computes only what its prefix cache lacks (`uncached_tokens`), and each request costs its host time."""
+    uncached = uncached_tokens(workload)
+    # a step carries what the token budget holds, and no more prompts than the instance has clients
+    clients = math.ceil(workload.concurrency / pools.prefill.instances)
+    batch = max(1, min(c.max_num_batched_tokens // uncached, clients))
     part = pool_partition(profile, pools.prefill, 1)
+    lengths = {"isl": uncached, "prefix_tokens": 0, "prefix_hit": 0.0}
 
     def run(n: int) -> Prediction:
-        w = workload.model_copy(update={"mode": "static", "concurrency": n, "osl": 1})
+        w = workload.model_copy(update={"mode": "static", "concurrency": n, "osl": 1, **lengths})
         return estimate(profile, topo, part, workload=w, c=c, check=False)
 
     one, full = run(1), run(batch)
-    return PrefillService(
-        batch, full.ttft_ms / 1e3 - c.request_overhead_s, one.ttft_ms / 1e3 - c.request_overhead_s, full
-    )
+    step_s, single_s = full.ttft_ms / 1e3 - c.request_overhead_s, one.ttft_ms / 1e3 - c.request_overhead_s
+    return PrefillService(batch, step_s, single_s, full, PD_HOST_S / pools.prefill.dp)
+
+
+def uncached_tokens(workload: Workload) -> int:
+    """Prompt tokens a prefill step computes per request on average: the prompt less the prefix its instance's
+    cache holds (`prefix_tokens` on `prefix_hit` of the requests), at least one (the engine recomputes the last
+    token for its logits). The hand-off still moves the whole prompt's KV: the decode instance holds none of it."""
+    return max(1, round(workload.isl - workload.prefix_hit * workload.prefix_tokens))
 
 
 def decode_step(
@@ -230,6 +260,8 @@ class _Pools:
     capacity_per_s: float  # requests/s the prefill pool admits
     slots: int  # sequences the decode pool's KV holds
     tpot_s: object  # callable: sequences -> decode step s
+    admit_per_s: float = math.inf  # requests/s the decode pool's schedulers admit (D x dp / host time)
+    admit_s: float = 0.0  # the decode pool's time per admission, its schedulers together (1 / admit_per_s x D)
 
     def parts(self, rho: float) -> tuple[float, float]:
         prefill = self.svc.time_s(rho)
@@ -242,7 +274,7 @@ def _static_load(w: Workload, p: _Pools) -> _Load:
     batches = math.ceil(per_instance / p.svc.batch)
     prefill, transfer = p.parts(min(1.0, per_instance / p.svc.batch))
     tpot = p.tpot_s(w.concurrency)  # type: ignore[operator]
-    queue = (batches - 1) / 2 * p.svc.step_s
+    queue = (batches - 1) / 2 * p.svc.iteration_s
     x = w.concurrency / (queue + prefill + transfer + w.osl * tpot)
     problem = None if w.concurrency <= p.slots else _slots_problem(w.concurrency, p.slots)
     return _Load(x, queue, prefill, transfer, tpot, w.concurrency, problem=problem)
@@ -256,56 +288,94 @@ def _serving_load(w: Workload, p: _Pools) -> _Load:
     """Steady state with `concurrency` sequences decoding: newcomers arrive as fast as sequences finish."""
     tpot = p.tpot_s(w.concurrency)  # type: ignore[operator]
     x = w.concurrency / (w.osl * tpot)
-    rho = x / p.capacity_per_s
+    rho, rho_d = x / p.capacity_per_s, x / p.admit_per_s
     prefill, transfer = p.parts(rho)
-    load = _Load(x, md1_wait_s(rho, prefill), prefill, transfer, tpot, w.concurrency)
-    if rho >= 1:
-        load.limited_by, load.problem = (
-            "prefill",
-            (
-                f"the decode pool finishes {x:,.1f} requests/s but the prefill "
-                f"pool admits {p.capacity_per_s:,.1f}: prompts queue without bound"
-            ),
+    queue = md1_wait_s(rho, prefill) + md1_wait_s(rho_d, p.admit_s)
+    load = _Load(x, queue, prefill, transfer, tpot, w.concurrency)
+    if rho >= 1 and rho >= rho_d:
+        load.limited_by = "prefill"
+        load.problem = (
+            f"the decode pool finishes {x:,.1f} requests/s but the prefill "
+            f"pool admits {p.capacity_per_s:,.1f}: prompts queue without bound"
+        )
+    elif rho_d >= 1:
+        load.limited_by = "decode-admission"
+        load.problem = (
+            f"the decode pool finishes {x:,.1f} requests/s but its schedulers admit {p.admit_per_s:,.1f} "
+            "(a request's host time each): newcomers queue without bound"
         )
     elif w.concurrency > p.slots:
         load.limited_by, load.problem = "decode-memory", _slots_problem(w.concurrency, p.slots)
     return load
 
 
-def _closed_load(w: Workload, p: _Pools, prompts: int | None = None) -> _Load:
-    """c clients back to back: the fixed point of c = X (TTFT + osl TPOT), X capped by both pools. With
+def _caps(tpot: float, w: Workload, p: _Pools) -> tuple[float, LimitedBy]:
+    """The least of what the prefill pool admits, what the decode pool's schedulers admit and what its KV slots
+    sustain (requests/s), with the name of that cap."""
+    caps: list[tuple[float, LimitedBy]] = [
+        (p.capacity_per_s, "prefill"),
+        (p.admit_per_s, "decode-admission"),
+        (p.slots / (w.osl * tpot), "decode-memory"),
+    ]
+    return min(caps, key=lambda cap: cap[0])
+
+
+@dataclass(frozen=True)
+class _Cycle:
+    """One closed-loop client's cycle at a throughput: the queue wait, the prefill and its exposed hand-off."""
+
+    w: Workload
+    p: _Pools
+    tpot_s: float
+    fixed_s: float  # TTFT parts outside the load: request overhead, hand-shake, first wave
+    queue_cap_s: float  # at most every other client of its instance ahead of it
+    wave_s: float  # the first wave's mean extra wait over the run
+
+    def parts(self, x: float) -> tuple[float, float, float]:
+        """(queue, prefill, transfer) s at `x` requests/s."""
+        rho = min(1.0, x / self.p.capacity_per_s)
+        prefill, transfer = self.p.parts(rho)
+        queue = min(self.queue_cap_s, md1_wait_s(rho, prefill)) + self.wave_s
+        return queue + md1_wait_s(x / self.p.admit_per_s, self.p.admit_s), prefill, transfer
+
+    def rate(self, x: float) -> float:
+        """What c clients send at `x`: c over the cycle (TTFT and the other osl - 1 tokens)."""
+        queue, prefill, transfer = self.parts(x)
+        return self.w.concurrency / (self.fixed_s + queue + prefill + transfer + self.w.osl * self.tpot_s)
+
+    def settle(self) -> tuple[float, LimitedBy]:
+        """The throughput where the clients' rate meets it (it falls as the load grows), or the binding cap."""
+        cap, name = _caps(self.tpot_s, self.w, self.p)
+        if self.rate(cap) >= cap:
+            return cap, name
+        lo, hi = 0.0, cap
+        for _ in range(BISECTIONS):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if self.rate(mid) > mid else (lo, mid)
+        return (lo + hi) / 2, "load"
+
+
+def _closed_load(w: Workload, p: _Pools, prompts: int | None = None, *, fixed_s: float = 0.0) -> _Load:
+    """c clients back to back: the fixed point of c = X (TTFT + (osl - 1) TPOT), X capped by both pools. Every part
+    of TTFT is in the cycle: `fixed_s` holds those outside the load (request overhead, hand-shake, first wave). With
     `prompts` (the benchmark's request count) the first c requests arrive together: that share of requests
     waits, on average, for half of its instance's wave of c / P prompts."""
-    c, n_d, rho = w.concurrency, min(w.concurrency, p.slots) / 2, 0.5
-    load = _Load(0.0, 0.0, 0.0, 0.0, 0.0, n_d)
+    c, n_d = w.concurrency, min(w.concurrency, p.slots) / 2
     if p.slots < 1:
-        return _Load(
-            0.0,
-            0.0,
-            0.0,
-            0.0,
-            p.tpot_s(1),  # type: ignore[operator]
-            0.0,
-            "decode-memory",
-            "the decode pool holds no sequence's KV beside its weights",
-        )
-    # at most every other client of its instance ahead of it (none with one client per instance)
-    queue_cap = math.ceil(max(0.0, c / p.instances - 1) / p.svc.batch) * p.svc.step_s
+        tpot = p.tpot_s(1)  # type: ignore[operator]
+        return _Load(0.0, 0.0, 0.0, 0.0, tpot, 0.0, "decode-memory", "the decode pool holds no sequence's KV")
+    queue_cap = math.ceil(max(0.0, c / p.instances - 1) / p.svc.batch) * p.svc.iteration_s
     wave_share = min(1.0, c / prompts) if prompts else 0.0
+    wave = wave_share * max(0.0, queue_cap - p.svc.iteration_s) / 2
+    load = _Load(0.0, 0.0, 0.0, 0.0, 0.0, n_d)
     for _ in range(ROUNDS):
-        tpot = p.tpot_s(max(1.0, n_d))  # type: ignore[operator]
-        prefill, transfer = p.parts(rho)
-        queue = min(queue_cap, md1_wait_s(rho, prefill)) + wave_share * max(0.0, queue_cap - p.svc.step_s) / 2
-        first = queue + prefill + transfer + tpot  # TTFT less the request overhead
-        x, limit = c / (first + (w.osl - 1) * tpot), "load"
-        if x > p.capacity_per_s:
-            x, limit = p.capacity_per_s, "prefill"
-        if x > p.slots / (w.osl * tpot):
-            x, limit = p.slots / (w.osl * tpot), "decode-memory"
-        queue = max(queue, c / x - w.osl * tpot - prefill - transfer)
-        rho = min(1.0, x / p.capacity_per_s)
-        n_d = 0.5 * (n_d + min(p.slots, x * w.osl * tpot))
-        load = _Load(x, queue, prefill, transfer, tpot, n_d, limit)  # type: ignore[arg-type]
+        cycle = _Cycle(w, p, p.tpot_s(max(1.0, n_d)), fixed_s, queue_cap, wave)  # type: ignore[operator]
+        x, limit = cycle.settle()
+        queue, prefill, transfer = cycle.parts(x)
+        # a capped loop's clients wait out what the cap leaves of their cycle
+        queue = max(queue, c / x - w.osl * cycle.tpot_s - prefill - transfer - fixed_s)
+        n_d = 0.5 * (n_d + min(p.slots, x * w.osl * cycle.tpot_s))
+        load = _Load(x, queue, prefill, transfer, cycle.tpot_s, n_d, limit)
     return load
 
 
@@ -313,7 +383,7 @@ def _pools_model(
     profile: ModelProfile, topo: Topology, pools: Pools, workload: Workload, c: Constants, *, transfer_s: float
 ) -> _Pools:
     """The pools as the load solver sees them: the prefill service and what the pool admits, the hand-off, the decode
-    pool's KV slots and its TPOT at a load."""
+    pool's KV slots, its TPOT at a load and what its schedulers admit."""
     svc = prefill_service(profile, topo, pools, workload, c)
     slots = decode_step(profile, topo, pools, workload=workload, sequences=1, c=c).max_concurrency
 
@@ -326,16 +396,18 @@ def _pools_model(
         transfer_s,
         pools.transfer_overlap,
         profile.n_layers,
-        pools.prefill.instances * svc.batch / svc.step_s,
+        pools.prefill.instances * svc.batch / svc.iteration_s,
         slots,
         tpot_s,
+        pools.decode.instances * pools.decode.dp / PD_HOST_S if PD_HOST_S > 0 else math.inf,
+        PD_HOST_S / pools.decode.dp,
     )
 
 
-def _settle(w: Workload, p: _Pools, prompts: int | None) -> _Load:
+def _settle(w: Workload, p: _Pools, prompts: int | None, *, fixed_s: float) -> _Load:
     """The operating point of the workload's mode: a closed loop's fixed point, a static batch, or serving."""
     if w.mode == "closed":
-        return _closed_load(w, p, prompts)
+        return _closed_load(w, p, prompts, fixed_s=fixed_s)
     return _static_load(w, p) if w.mode == "static" else _serving_load(w, p)
 
 
@@ -358,6 +430,18 @@ def _memory_figures(pools: Pools, svc: PrefillService, dec: Prediction) -> dict[
     }
 
 
+def _tokens_per_s(w: Workload, load: _Load, *, ttft_s: float, prompts: int | None) -> float:
+    """Output tokens/s: a static batch's at its TPOT; a closed-loop benchmark of `prompts` requests over its whole
+    run, drain included (planner.disagg.drain); otherwise the steady state's."""
+    if w.mode == "static":
+        return w.concurrency / load.tpot_s
+    if w.mode != "closed" or not prompts:
+        return load.requests_per_s * w.osl
+    served_s = ttft_s - load.queue_s + (w.osl - 1) * load.tpot_s
+    rate = run_requests_per_s(load.requests_per_s, concurrency=w.concurrency, prompts=prompts, served_s=served_s)
+    return rate * w.osl
+
+
 def estimate_disagg(
     profile: ModelProfile,
     topo: Topology,
@@ -376,19 +460,18 @@ def estimate_disagg(
     transfer_s, by_class = kv_handoff(profile, topo, pools, workload, c)
     p = _pools_model(profile, topo, pools, workload, c, transfer_s=transfer_s)
     svc, slots = p.svc, p.slots
-    load = _settle(workload, p, prompts)
+    outside = {"request": c.request_overhead_s, **pd_ttft_parts(workload, pools.decode, prompts)}
+    load = _settle(workload, p, prompts, fixed_s=sum(outside.values()))
     dec = decode_step(profile, topo, pools, workload=workload, sequences=load.decode_sequences, c=c)
     ttft = {
-        "request": c.request_overhead_s,
+        "request": outside.pop("request"),
         "queue": load.queue_s,
         "prefill": load.prefill_s,
         "transfer": load.transfer_s,
         "first_decode": load.tpot_s,
-        **pd_ttft_parts(workload, pools.decode, prompts),
+        **outside,
     }
-    tokens_per_s = (
-        workload.concurrency / load.tpot_s if workload.mode == "static" else load.requests_per_s * workload.osl
-    )
+    tokens_per_s = _tokens_per_s(workload, load, ttft_s=sum(ttft.values()), prompts=prompts)
     return DisaggPrediction(
         concurrency=workload.concurrency,
         mode=workload.mode,

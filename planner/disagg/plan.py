@@ -200,7 +200,7 @@ class ModeResult(BaseModel):
     status: str = Field(description="OPTIMAL or FEASIBLE: how that mode's search ended")
     prefill_utilisation: float | None = Field(None, description="disagg: busy share of the prefill pool")
     decode_utilisation: float | None = Field(None, description="disagg: share of the decode pool's KV slots used")
-    limited_by: str | None = Field(None, description="disagg: load, prefill or decode-memory")
+    limited_by: str | None = Field(None, description="disagg: load, prefill, decode-admission or decode-memory")
     kv_transfer_ms: float | None = Field(None, description="disagg: one request's KV hand-off")
 
 
