@@ -241,12 +241,13 @@ def _case(predicted, *, ratio: str, concurrency: int, isl: float, osl: float):
 
 def test_published_rows_that_map(predicted):
     """Rows that map: dstack's gpt-oss-120b 1P3D / 2P2D / 3P1D TP2 sweep on 8 x H200 with SGLang (42 rows;
-    dstackai/benchmarks@06c957a comparison/pd_ratio) and Mooncake's Qwen3-235B 1P1D TP8 TTFT sweep on 2 x 8 H20 (9).
+    dstackai/benchmarks@06c957a comparison/pd_ratio), Mooncake's Qwen3-235B 1P1D TP8 TTFT sweep on 2 x 8 H20 (9) and
+    its vLLM v1 Qwen3-8B 1P1D TP8 TTFT sweep on 2 x 8 H800 (9; topologies/2x8xh800-roce.yaml).
     The rest lack pool sizes or TP, are open-loop rates, ran speculative decoding (SemiAnalysis's DeepSeek-R1 rows:
     MTP, its draft count and acceptance not given), or run on machines with no shipped topology."""
     publishers = {k.entry.publisher for k, _ in predicted}
     ratios = {f"{k.spec.prefill_instances}P{k.spec.decode_instances}D" for k, _ in predicted}
-    assert len(predicted) == 51 and publishers == {"dstack", "Mooncake (kvcache-ai)"}
+    assert len(predicted) == 60 and publishers == {"dstack", "Mooncake (kvcache-ai)"}
     assert ratios == {"1P1D", "1P3D", "2P2D", "3P1D"}
 
 
@@ -260,17 +261,18 @@ def _median_error(predicted, name: str, publisher: str | None = None) -> float:
 
 
 def test_acceptance_medians_on_every_mapped_row(predicted):
-    """Issue 28's acceptance on every row that maps (51: 42 of dstack's with TPOT and tokens/s, 9 of Mooncake's with
+    """Issue 28's acceptance on every row that maps (60: 42 of dstack's with TPOT and tokens/s, 18 of Mooncake's with
     TTFT only; the errors computed here from the rows' published numbers), as this test measures them: TPOT 10.0%,
-    output tokens/s 11.5% (targets 15%: met); TTFT 34.9% (target 30%: not met), dstack's 42 rows 30.7% and
-    Mooncake's 9 rows 63.4% (their H20 prefill priced at planner/cost's fitted 45% of peak; the rows imply ~80%).
+    output tokens/s 11.5% (targets 15%: met); TTFT 33.0% (target 30%: not met), dstack's 42 rows 30.7% and
+    Mooncake's 18 rows 35.6% (its H20 rows' prefill priced at planner/cost's fitted 45% of peak where they imply
+    ~80%; on its H800 rows short prompts come out over, long ones under).
     The bounds sit just above the measured figures, so that losing any of the mechanisms that brought tokens/s from
     16.5% (the run's drain, the schedulers' host time, the reruns' cached prompts) fails here."""
     assert _median_error(predicted, "tpot_ms") <= 0.105
     assert _median_error(predicted, "tokens_per_s") <= 0.12
-    assert _median_error(predicted, "ttft_ms") <= 0.355
+    assert _median_error(predicted, "ttft_ms") <= 0.335
     assert _median_error(predicted, "ttft_ms", "dstack") <= 0.31
-    assert _median_error(predicted, "ttft_ms", "Mooncake (kvcache-ai)") <= 0.64
+    assert _median_error(predicted, "ttft_ms", "Mooncake (kvcache-ai)") <= 0.36
 
 
 def test_xpyd_ranking_by_tokens_per_s(predicted):
@@ -379,7 +381,11 @@ def test_mooncakes_h20_ttft_sweep(predicted):
     priced at planner/cost's fitted flops_efficiency 0.45 while these rows imply ~80% of H20's 148 TFLOP/s bf16
     (32,768 tokens of Qwen3-235B-A22B: ~3.1 PFLOP of GEMMs and attention in 3.26 s on 8 GPUs), a planner/cost
     question. At 128 tokens it under-predicts by 15%. What holds is asserted."""
-    rows = sorted((k.isl, k.ttft_ms, r.ttft_ms) for k, r in predicted if k.entry.file == "disagg-mooncake.yaml")
+    rows = sorted(
+        (k.isl, k.ttft_ms, r.ttft_ms)
+        for k, r in predicted
+        if k.entry.file == "disagg-mooncake.yaml" and k.entry.row.gpu == "h20"
+    )
     assert [isl for isl, _, _ in rows] == [128 << i for i in range(9)]
     errors = [p / m - 1 for _, m, p in rows]
     assert statistics.median(abs(e) for e in errors) <= 0.64
@@ -392,7 +398,7 @@ def test_mooncakes_h20_ttft_sweep(predicted):
 def test_rows_that_do_not_map_say_why():
     """llm-d's rows (disagg-llm-d.yaml) are open-loop rates (the mapping needs a closed loop's concurrency) and one
     TPU v7 row counting chips per pool but TP in cores; Mooncake's A10 rows are open-loop with KV through Redis or a
-    TCP store, its H800 rows have no shipped topology; SemiAnalysis's H100 rows ran MTP. Counted as this test finds
+    TCP store; SemiAnalysis's H100 rows ran MTP. Counted as this test finds
     them."""
     from collections import Counter
 
@@ -405,10 +411,7 @@ def test_rows_that_do_not_map_say_why():
         "load open without a concurrency": 3,
         "prefill pool: 4 GPUs are not 1 x tp 8 (attention DP is not mapped)": 1,
     }
-    assert why["disagg-mooncake.yaml"] == {
-        "load open without a concurrency": 65,
-        "no shipped topology for 16 x h800": 9,
-    }
+    assert why["disagg-mooncake.yaml"] == {"load open without a concurrency": 65}
     mtp = [
         (e.row.gpu, e.row.gpus)
         for e, reason in skipped

@@ -36,7 +36,7 @@ from planner.plan import Workload
 
 #: Clusters the disaggregated rows run on beyond the calibration corpus's (topologies/2x8xh20-roce.yaml: the machine
 #: of Mooncake's SGLang PD benchmark).
-DISAGG_CLUSTERS = {("h20", 2): "2x8xh20-roce"}
+DISAGG_CLUSTERS = {("h20", 2): "2x8xh20-roce", ("h800", 2): "2x8xh800-roce"}
 TOTALS = re.compile(r"total_output_tokens=(\d+) over (\d+) completed, total_input_tokens=(\d+)")
 #: A run's file in its source (`from 1p3d_conc64_in2048_out128_20250923_033822.json`): its sweep and start time.
 _RUN = re.compile(r"from (\d+p\d+d)_conc\d+_(in\d+_out\d+)_(\d{8}_\d{6})\.json")

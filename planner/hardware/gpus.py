@@ -73,6 +73,10 @@ GPU_SPECS: dict[str, GpuSpec] = {
         _spec(
             "H100-PCIe-80GB", 81559, 2.0e12, 756e12, 1513e12, link="pcie5", aliases=["h100-pcie", "NVIDIA H100 PCIe"]
         ),
+        # H800 SXM5 80GB (the H100's export variant): the H100 SXM's compute, memory and bandwidth, NVLink cut to
+        # 400 GB/s bidirectional, 200 GB/s per direction (NVIDIA H800 product brief); Mooncake's vLLM PD benchmark
+        # reports it as "H800 (81GB)", the H100's memory.total
+        _spec("H800-SXM5-80GB", 81559, 3.35e12, 989e12, 1979e12, link="nvlink4", aliases=["h800", "NVIDIA H800"]),
         # memory.total: 143771 MiB (nvidia-smi on H200)
         _spec("H200-SXM-141GB", 143771, 4.8e12, 989e12, 1979e12, link="nvlink4", aliases=["h200", "NVIDIA H200"]),
         # memory.total: 81920 MiB (nvidia-smi on A100 80GB). No fp8 figure: the A100 datasheet's Tensor Core rows are
