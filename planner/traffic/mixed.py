@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Optional
 
-from ortools.sat.python import cp_model
 from pydantic import BaseModel, Field
 
 if TYPE_CHECKING:
@@ -71,6 +70,8 @@ def _candidates(rows: list[GpuSizing]) -> list[tuple[str, int, float, float]]:
 def _solve(
     cands: list[tuple[str, int, float, float]], *, rate_rps: float, available: dict[str, int]
 ) -> Optional[list[int]]:
+    from ortools.sat.python import cp_model  # deferred: `planner size` must start without OR-Tools (code health)
+
     m = cp_model.CpModel()
     need = math.ceil(rate_rps * RATE_SCALE)
     counts = []
