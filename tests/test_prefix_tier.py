@@ -91,3 +91,13 @@ def test_prefix_tier_cli(cli):
     )
     assert code == 0, err
     assert "prefix tier host: a request loads 30,000 cached tokens' KV" in err
+
+
+@pytest.mark.parametrize("command", ["solve", "frontier"])
+def test_searching_commands_refuse_a_tier_they_would_not_price(cli, command):
+    # the solver's TTFT coefficients hold no tier load: a plan it chose could miss the TTFT SLO it claims to meet
+    code, _, err = cli(
+        *(command, "--model", "llama-8b", "--topology", "8xl40s", "--isl", "32000"),
+        *("--prefix-tokens", "30000", "--prefix-hit", "1", "--prefix-tier", "host"),
+    )
+    assert code == 1 and "--prefix-tier host: the solver's TTFT does not price" in err and "Traceback" not in err
