@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from planner.cost import offline
 from planner.cost.constants import DEFAULT, Constants
 from planner.cost.engines import band, resolve_constants
 from planner.cost.memory import MAX_CAPACITY, fixed_memory_bytes, kv_budget_bytes, stage_memory
-from planner.cost.offload import offload_s, stage_weight_bytes, streamed_bytes
+from planner.cost.offload import offload_s, stage_weight_bytes, stream_bytes_per_s, streamed_bytes
 from planner.cost.serving import OperatingPoint, operating_point
 from planner.cost.shards import Layout, layout_of, read_weight_bytes, sparse_read_bytes
 from planner.cost.speculative import draft_step, draft_weight_bytes
@@ -435,6 +435,18 @@ def _time_breakdown_s(evals: list[StageEval]) -> dict[str, float]:
     return totals
 
 
+def host_tier_bytes_per_s(topo: Topology, gpu_ids: Sequence[int], c: Constants) -> float:
+    """What each GPU of a group loads from a host-memory KV tier at once: the weight-streaming rate (its PCIe path
+    and socket, planner.cost.offload); one line naming the topology where it has no host memory."""
+    rate = stream_bytes_per_s(topo, gpu_ids, c)
+    if rate <= 0:
+        raise InputError(
+            f"--prefix-tier host: {topo.name} describes no host memory to hold the tier (give each node's "
+            "host_memory: {capacity, bandwidth} per socket, as topologies/8xl40s.yaml does)"
+        )
+    return rate
+
+
 def prefix_tier_s(
     profile: ModelProfile,
     topo: Topology,
@@ -453,12 +465,7 @@ def prefix_tier_s(
         return None, None
     load_s = 0.0
     for st, ev in zip(partition.stages, evals):
-        rate = topo.host_stream_bytes_per_s(st.gpu_ids) * c.host_stream_efficiency
-        if rate <= 0:
-            raise InputError(
-                f"--prefix-tier host: {topo.name} describes no host memory to hold the tier (give each node's "
-                "host_memory: {capacity, bandwidth} per socket, as topologies/8xl40s.yaml does)"
-            )
+        rate = host_tier_bytes_per_s(topo, st.gpu_ids, c)
         load_s = max(load_s, workload.cached_tokens * ev.kv_per_sequence / workload.sequence_tokens / rate)
     cached, new = workload.cached_tokens, workload.new_prompt_tokens
     whole = StepLoad(decode=0, prefill=cached + new, prefill_context=(cached + new) / 2, prefill_kv_tokens=0, logits=1)

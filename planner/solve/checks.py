@@ -54,11 +54,6 @@ def check_options(profile: ModelProfile, topo: Topology, workload: Workload, o: 
             f"--offload: no node of {topo.name} declares a host_memory tier (capacity and bandwidth per "
             "socket; see docs/remedies.md)"
         )
-    if workload.prefix_tier == "host" and workload.cached_tokens > 0:
-        raise InputError(
-            "--prefix-tier host: the solver's TTFT does not price the host tier's load yet (its TTFT and SLOs "
-            "would leave it out); price a plan's host tier with planner estimate --prefix-tier host"
-        )
     if workload.mode == "closed" and o.objective == Objective.THROUGHPUT:
         raise InputError(
             "--mode closed describes a closed-loop benchmark's waves; the throughput objective is "

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from planner.cost.constants import Constants
+from planner.cost.estimate import host_tier_bytes_per_s
 from planner.cost.memory import stage_memory, usable_bytes
 from planner.cost.offload import stream_bytes_per_s, streamed_layer_s
 from planner.cost.serving import OperatingPoint
@@ -197,6 +198,16 @@ def _streaming(timer: _Timer, runs: list[tuple[int, int]], op: OperatingPoint) -
     return Streaming(tuple(tpot), tuple(ttft), tuple(host))
 
 
+def _tier_tokens_per_rate(topo: Topology, cfg: Config, workload: Workload, c: Constants) -> float:
+    """Cached tokens a request loads from a host-memory KV tier over what each GPU of the configuration loads a
+    second (`--prefix-tier host`, planner.cost.estimate.prefix_tier_s); 0 without the tier. Summed over a shape's
+    stages the solver's TTFT counts the stages' loads one after another: at least what `estimate` prices (the stages
+    load at once, the slowest sets the time), so an SLO the solver holds, the plan holds."""
+    if workload.prefix_tier != "host" or workload.cached_tokens <= 0:
+        return 0.0
+    return workload.cached_tokens / host_tier_bytes_per_s(topo, cfg.gpu_ids, c)
+
+
 def coefficients(
     profile: ModelProfile,
     topo: Topology,
@@ -210,11 +221,11 @@ def coefficients(
 ) -> Coefficients:
     timer = _Timer(profile, topo, cfg, workload, c)
     tpot, ttft, traffic, weights, kv = [], [], [], [], []
+    tier = _tier_tokens_per_rate(topo, cfg, workload, c)
     for a, _ in runs:
         layer = profile.decoders[a]
         mean = timer.mean(layer, op)
         tpot.append(ns(mean.time_s / op.tokens_per_pass))
-        ttft.append(ns(op.ttft_chunks * timer.step(layer, op.ttft_load).time_s))
         traffic.append(timer.traffic(mean))
         w, k = stage_memory(
             profile,
@@ -229,6 +240,8 @@ def coefficients(
         )
         weights.append(int(math.ceil(w)))
         kv.append(int(math.ceil(k)))
+        # a host-tier hit loads this layer's KV of the cached tokens before the prompt's prefill
+        ttft.append(ns(op.ttft_chunks * timer.step(layer, op.ttft_load).time_s + tier * k / workload.sequence_tokens))
     first = [n for n in profile.layers if n.kind == "embedding"]
     last = [n for n in profile.layers if n.kind in ("norm", "lm_head")]
     capacity = int(usable_bytes(timer.hw.memory_bytes, workload.gpu_memory_fraction, c))
