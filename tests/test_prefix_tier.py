@@ -99,13 +99,13 @@ def test_solve_holds_a_ttft_slo_with_the_tiers_load(cli):
     # TTFT carries that load, so under TTFT <= 300 ms it leaves the TP4 x 2 plan (346.7 ms with the load, 239 ms
     # without) for one whose estimate, load included, holds the SLO
     args = ("--model", "llama-8b", "--topology", "8xl40s", "--isl", "32000", "-c", "4", "--serving", "agg")
-    tier = ("--prefix-tokens", "30000", "--prefix-hit", "1", "--prefix-tier", "host", "--ttft-slo", "300", "--json")
-    code, out, err = cli("solve", *args, *tier)
+    tier = ("--prefix-tokens", "30000", "--prefix-hit", "1", "--prefix-tier", "host", "--json")
+    code, out, err = cli("solve", *args, *tier, "--ttft-slo", "300")
     assert code == 0, err
     plan = json.loads(out)
     assert plan["prediction"]["ttft_ms"] <= 300.0
     assert plan["prediction"]["prefix_tier_load_ms"] > 0
-    code, out, err = cli("solve", *args, *tier[:-3], "--ttft-slo", "1000", "--json")  # a loose SLO: TP4 x 2 is best
+    code, out, err = cli("solve", *args, *tier, "--ttft-slo", "1000")  # a loose SLO: TP4 x 2 is best
     assert code == 0, err
     loose = json.loads(out)
     assert loose["prediction"]["ttft_ms"] > 300.0

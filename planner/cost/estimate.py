@@ -16,19 +16,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from planner.cost import offline
 from planner.cost.constants import DEFAULT, Constants
 from planner.cost.engines import band, resolve_constants
 from planner.cost.memory import MAX_CAPACITY, fixed_memory_bytes, kv_budget_bytes, stage_memory
-from planner.cost.offload import offload_s, stage_weight_bytes, stream_bytes_per_s, streamed_bytes
+from planner.cost.offload import host_tier_bytes_per_s, offload_s, stage_weight_bytes, streamed_bytes
 from planner.cost.serving import OperatingPoint, operating_point
 from planner.cost.shards import Layout, layout_of, read_weight_bytes, sparse_read_bytes
 from planner.cost.speculative import draft_step, draft_weight_bytes
 from planner.cost.step import GroupHardware, StageContext, StageStep, StepLoad, add_steps, engine_overhead_s, stage_step
 from planner.cost.transfer import transfer, transfer_bytes
-from planner.errors import InputError
 from planner.hardware.topology import LINK_CLASSES, Topology
 from planner.model.layergraph import ModelProfile
 from planner.plan import Partition, Prediction, Stage, StagePrediction, Workload, validate_partition
@@ -433,18 +432,6 @@ def _time_breakdown_s(evals: list[StageEval]) -> dict[str, float]:
         ):
             totals[name] += value
     return totals
-
-
-def host_tier_bytes_per_s(topo: Topology, gpu_ids: Sequence[int], c: Constants) -> float:
-    """What each GPU of a group loads from a host-memory KV tier at once: the weight-streaming rate (its PCIe path
-    and socket, planner.cost.offload); one line naming the topology where it has no host memory."""
-    rate = stream_bytes_per_s(topo, gpu_ids, c)
-    if rate <= 0:
-        raise InputError(
-            f"--prefix-tier host: {topo.name} describes no host memory to hold the tier (give each node's "
-            "host_memory: {capacity, bandwidth} per socket, as topologies/8xl40s.yaml does)"
-        )
-    return rate
 
 
 def prefix_tier_s(

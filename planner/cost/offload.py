@@ -23,6 +23,7 @@ from typing import Sequence
 from planner.cost.constants import Constants
 from planner.cost.shards import Layout, held_weight_bytes
 from planner.cost.step import StageContext, StepLoad, node_step, stage_comm
+from planner.errors import InputError
 from planner.hardware.topology import Topology
 from planner.model.layergraph import LayerInfo, ModelProfile
 
@@ -33,6 +34,18 @@ STREAM_BUFFERS = 2
 def stream_bytes_per_s(topo: Topology, gpu_ids: Sequence[int], c: Constants) -> float:
     """What one GPU of the stage receives from host memory per second while all of them stream (0: no tier)."""
     return topo.host_stream_bytes_per_s(gpu_ids) * c.host_stream_efficiency
+
+
+def host_tier_bytes_per_s(topo: Topology, gpu_ids: Sequence[int], c: Constants) -> float:
+    """What each GPU of a group loads from a host-memory KV tier at once: the weight-streaming rate (its PCIe path
+    and socket, `stream_bytes_per_s`); one line naming the topology where it has no host memory."""
+    rate = stream_bytes_per_s(topo, gpu_ids, c)
+    if rate <= 0:
+        raise InputError(
+            f"--prefix-tier host: {topo.name} describes no host memory to hold the tier (give each node's "
+            "host_memory: {capacity, bandwidth} per socket, as topologies/8xl40s.yaml does)"
+        )
+    return rate
 
 
 def stream_extra_s(held_bytes: float, layer_s: float, rate_bytes_per_s: float) -> float:

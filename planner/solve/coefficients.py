@@ -11,9 +11,8 @@ import math
 from dataclasses import dataclass
 
 from planner.cost.constants import Constants
-from planner.cost.estimate import host_tier_bytes_per_s
 from planner.cost.memory import stage_memory, usable_bytes
-from planner.cost.offload import stream_bytes_per_s, streamed_layer_s
+from planner.cost.offload import host_tier_bytes_per_s, stream_bytes_per_s, streamed_layer_s
 from planner.cost.serving import OperatingPoint
 from planner.cost.shards import held_weight_bytes
 from planner.cost.speculative import draft_step, draft_weight_bytes
