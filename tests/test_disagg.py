@@ -263,16 +263,16 @@ def _median_error(predicted, name: str, publisher: str | None = None) -> float:
 def test_acceptance_medians_on_every_mapped_row(predicted):
     """Issue 28's acceptance on every row that maps (60: 42 of dstack's with TPOT and tokens/s, 18 of Mooncake's with
     TTFT only; the errors computed here from the rows' published numbers), as this test measures them: TPOT 10.0%,
-    output tokens/s 11.5% (targets 15%: met); TTFT 33.0% (target 30%: not met), dstack's 42 rows 30.7% and
-    Mooncake's 18 rows 35.6% (its H20 rows' prefill priced at planner/cost's fitted 45% of peak where they imply
-    ~80%; on its H800 rows short prompts come out over, long ones under).
+    output tokens/s 11.5% (targets 15%: met); TTFT 32.1% (target 30%: not met; 33.0% before the H20's kernel peak
+    share), dstack's 42 rows 30.7% and Mooncake's 18 rows 34.1% (its H20 rows' prefill priced at planner/cost's
+    fitted 45% of peak x 1.28 where they imply ~80%; on its H800 rows short prompts come out over, long ones under).
     The bounds sit just above the measured figures, so that losing any of the mechanisms that brought tokens/s from
     16.5% (the run's drain, the schedulers' host time, the reruns' cached prompts) fails here."""
     assert _median_error(predicted, "tpot_ms") <= 0.105
     assert _median_error(predicted, "tokens_per_s") <= 0.12
-    assert _median_error(predicted, "ttft_ms") <= 0.335
+    assert _median_error(predicted, "ttft_ms") <= 0.325
     assert _median_error(predicted, "ttft_ms", "dstack") <= 0.31
-    assert _median_error(predicted, "ttft_ms", "Mooncake (kvcache-ai)") <= 0.36
+    assert _median_error(predicted, "ttft_ms", "Mooncake (kvcache-ai)") <= 0.345
 
 
 def test_xpyd_ranking_by_tokens_per_s(predicted):
@@ -377,10 +377,11 @@ def test_mooncakes_h20_ttft_sweep(predicted):
     """Mooncake's SGLang 1P1D TP8 Qwen3-235B-A22B rows on 2 x 8 H20 over RoCE (kvcache-ai/Mooncake@3b5a594:
     docs/source/performance/sglang/sglang-benchmark-results-v1.md, 'Detailed Performance Data'; one client, prompts
     of 128 to 32,768 tokens; TTFT only): 9 rows map (topologies/2x8xh20-roce.yaml), none of them fitted on. Measured
-    by this test: median |TTFT error| 63.4%; from 1,024 tokens up the planner over-predicts by 49-84%: its prefill is
-    priced at planner/cost's fitted flops_efficiency 0.45 while these rows imply ~80% of H20's 148 TFLOP/s bf16
-    (32,768 tokens of Qwen3-235B-A22B: ~3.1 PFLOP of GEMMs and attention in 3.26 s on 8 GPUs), a planner/cost
-    question. At 128 tokens it under-predicts by 15%. What holds is asserted."""
+    by this test: median |TTFT error| 36% (63.4% before the H20's kernel peak share, planner/hardware/gpus.py: its
+    kernels reach 1.28 times the H100's share of peak); from 1,024 tokens up the planner still over-predicts, by
+    33-46%: its prefill is priced at planner/cost's fitted flops_efficiency 0.45 (x 1.28) while these rows imply ~80%
+    of H20's 148 TFLOP/s bf16 (32,768 tokens of Qwen3-235B-A22B: ~3.1 PFLOP of GEMMs and attention in 3.26 s on 8
+    GPUs), a planner/cost question. At 128 tokens it under-predicts by 17%. What holds is asserted."""
     rows = sorted(
         (k.isl, k.ttft_ms, r.ttft_ms)
         for k, r in predicted
@@ -388,8 +389,8 @@ def test_mooncakes_h20_ttft_sweep(predicted):
     )
     assert [isl for isl, _, _ in rows] == [128 << i for i in range(9)]
     errors = [p / m - 1 for _, m, p in rows]
-    assert statistics.median(abs(e) for e in errors) <= 0.64
-    assert all(e > 0.4 for e in errors[3:])  # over-predicted from 1,024 tokens on
+    assert statistics.median(abs(e) for e in errors) <= 0.37
+    assert all(e > 0.3 for e in errors[3:])  # over-predicted from 1,024 tokens on
     predicted_ttft = [p for _, _, p in rows]
     assert predicted_ttft == sorted(predicted_ttft)  # longer prompts take longer, as measured past 1,024 tokens
     assert [m for isl, m, _ in rows if isl >= 1024] == sorted(m for isl, m, _ in rows if isl >= 1024)

@@ -141,13 +141,13 @@ def test_held_out_medians_meet_what_cross_validation_reached():
             for metric, value in metrics.items():
                 assert 0 <= value < 10 and not math.isnan(value), (engine, cls, metric)
     # Ceilings just above what `python benchmarks/fit_serving.py --cv` measured held out (benchmarks/RESULTS.md,
-    # 'Fidelity', round 3 session 4: 708 rows, 8 publishers, 6 training rows per group; a closed loop's requests
-    # after its first wave arrive staggered where lengths vary), all engines together: dense TPOT 14.4%, tokens/s
-    # 13.7%, TTFT 23.8%, max-throughput 30.8%; MoE 31.1%, 28.6%, 61.7%, 73.6%. MoE max-throughput went from 51.7%
-    # (the previous corpus) to 73.6%: GPUStack's offline MoE bursts, held out, are over-predicted more (RESULTS.md).
+    # 'Fidelity', round 3 session 5: 708 rows, 8 publishers, 6 training rows per group; SGLang's eager MoE prefill
+    # floor, planner.cost.step.eager_host_s, at its sourced seed), all engines together: dense TPOT 14.4%, tokens/s
+    # 13.7%, TTFT 23.8%, max-throughput 30.8%; MoE 28.1%, 29.7%, 60.8%, 73.7% (without the floor: MoE 31.1%, 28.6%,
+    # 61.7%, 73.6%). GPUStack's offline MoE bursts, held out, are over-predicted by ~85% (RESULTS.md).
     ceilings = {
         "dense": {"tpot": 0.145, "tokens": 0.14, "ttft": 0.24, "max_tokens": 0.31},
-        "moe": {"tpot": 0.315, "tokens": 0.29, "ttft": 0.62, "max_tokens": 0.74},
+        "moe": {"tpot": 0.285, "tokens": 0.30, "ttft": 0.61, "max_tokens": 0.74},
     }
     for cls, metrics in ceilings.items():
         for metric, ceiling in metrics.items():

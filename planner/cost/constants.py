@@ -181,6 +181,15 @@ class Constants(BaseModel):
         "on 1xA100 at 10.65 ms vs 8.8 ms of weight reads at 1.7 TB/s.",
     )
 
+    prefill_moe_host_s_per_layer: float = Field(
+        0.0,
+        **_POSITIVE_S,
+        description="Host time per MoE layer of a step that carries prompt tokens: an engine that replays decode "
+        "steps as CUDA graphs but runs prefill eagerly spends this long in Python and kernel launches (attention, "
+        "routing, top-k, the grouped GEMM's alignment) whatever the GPU does, and the step lasts the longer of the "
+        "two. 0: prefill steps are as fast as their kernels.",
+    )
+
     # --- Serving at load (planner.cost.serving) ----------------------------------------------------
     step_overhead_s: float = Field(
         0.64e-3,

@@ -76,7 +76,7 @@ class GroupHardware:
     """The slowest GPU of a group: it sets the pace of a stage."""
 
     hbm_bytes_per_s: float
-    flops_per_s: float  # the weights' compute dtype (fp8 tensor cores for fp8 weights)
+    flops_per_s: float  # the weights' compute dtype (fp8 tensor cores for fp8 weights), at the kernels' peak share
     memory_bytes: float
     name: str
     bf16_flops_per_s: float = 0.0  # attention runs in bf16 whatever the weights
@@ -87,10 +87,10 @@ class GroupHardware:
         compute_dtype = "fp8" if weight_dtype == "fp8" else "bf16"  # mxfp4 experts are dequantised to bf16
         return cls(
             min(s.hbm_bytes_per_s for s in specs),
-            min(s.peak_flops(compute_dtype) for s in specs),
+            min(s.peak_flops(compute_dtype) * s.kernel_peak_share for s in specs),
             min(s.memory_bytes for s in specs),
             "+".join(sorted({s.name for s in specs})),
-            min(s.peak_flops("bf16") for s in specs),
+            min(s.peak_flops("bf16") * s.kernel_peak_share for s in specs),
         )
 
 
@@ -360,6 +360,17 @@ def stage_step(
     """One step of a stage (decoder layers [layer_start, layer_end), embedding if first, head if last)."""
     comm = stage_comm(ctx, load)
     out = StageStep()
-    for layer in stage_nodes(ctx.profile, layer_start, layer_end, first, last):
+    layers = stage_nodes(ctx.profile, layer_start, layer_end, first, last)
+    for layer in layers:
         add_steps(out, node_step(ctx, layer, comm, load))
+    if load.prefill > 0:
+        out.overhead_s += max(0.0, eager_host_s(layers, ctx.constants) - out.time_s)
     return out
+
+
+def eager_host_s(layers: Sequence[LayerInfo], c: Constants) -> float:
+    """The host time of an eager (not graph-replayed) prefill step over `layers`: the engine's Python and kernel
+    launches per MoE layer. The GPU runs behind the host, so a step lasts the longer of the two. Dense layers carry
+    none: the corpus's dense TTFT held out worsened with one (benchmarks/RESULTS.md, 'Fidelity notes')."""
+    moe = sum(1 for layer in layers if layer.kind == "decoder" and layer.moe is not None)
+    return moe * c.prefill_moe_host_s_per_layer

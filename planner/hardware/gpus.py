@@ -25,6 +25,14 @@ class GpuSpec(BaseModel):
     nvlink_bytes_per_s_per_link: float = Field(25e9, description="one NVLink, per direction (NVLink3 and 4: 25 GB/s)")
     vendor: str = "nvidia"
     aliases: list[str] = []
+    kernel_peak_share: float = Field(
+        1.0,
+        gt=0,
+        le=1.6,
+        description="how much larger a share of its datasheet peak compute-bound kernels reach on this GPU than on "
+        "the H100/H800 the engines' efficiencies are measured on (1: the same share). A compute-capped part runs its "
+        "tensor cores at full clock on an HBM and power budget sized for more.",
+    )
 
     @property
     def has_fp8(self) -> bool:
@@ -39,7 +47,9 @@ class GpuSpec(BaseModel):
         return self.flops_per_s["bf16"]
 
 
-def _spec(name, memory_mib, hbm, bf16, fp8=None, *, link="pcie5", vendor="nvidia", aliases=(), pcie=63e9, fp4=None):
+def _spec(
+    name, memory_mib, hbm, bf16, fp8=None, *, link="pcie5", vendor="nvidia", aliases=(), pcie=63e9, fp4=None, share=1.0
+):
     flops = {"bf16": bf16, "fp16": bf16}
     if fp8:
         flops["fp8"] = fp8
@@ -54,6 +64,7 @@ def _spec(name, memory_mib, hbm, bf16, fp8=None, *, link="pcie5", vendor="nvidia
         vendor=vendor,
         aliases=list(aliases),
         pcie_bytes_per_s=pcie,
+        kernel_peak_share=share,
     )
 
 
@@ -118,8 +129,13 @@ GPU_SPECS: dict[str, GpuSpec] = {
         # A10 (Ampere GA102): 24 GB GDDR6 at 600 GB/s, 125 TFLOP/s dense fp16/bf16 tensor (250 with sparsity), no
         # fp8 (NVIDIA A10 datasheet); memory.total 23028 MiB (nvidia-smi on A10); PCIe Gen4 x16, no NVLink
         _spec("A10-24GB", 23028, 0.6e12, 125e12, None, link="pcie4", aliases=["a10", "NVIDIA A10"], pcie=31.5e9),
-        # H20 (Hopper): 96 GB HBM3 at 4.0 TB/s, 148 TFLOP/s bf16, 296 fp8 (datasheet); memory.total 97871 MiB
-        _spec("H20-96GB", 97871, 4.0e12, 148e12, 296e12, link="nvlink4", aliases=["h20", "NVIDIA H20"]),
+        # H20 (Hopper): 96 GB HBM3 at 4.0 TB/s, 148 TFLOP/s bf16, 296 fp8 (datasheet); memory.total 97871 MiB.
+        # Its kernels reach a larger share of that peak than an H100's or H800's (kernel_peak_share 1.28 = 0.86 /
+        # 0.67): FlashMLA's compute-bound decode 120-130 of 148 TFLOP/s on H20 (deepseek-ai/FlashMLA issue #30,
+        # b=128, s_q=3-7, 8,192 context: 0.81-0.88) against 660 of 989 on H800 (FlashMLA README: 0.67);
+        # FlashAttention-3 forward, head dim 128, 2,048 tokens, non-causal, 126 of 148 on H20 (Dao-AILab/
+        # flash-attention issue #1310: 0.85).
+        _spec("H20-96GB", 97871, 4.0e12, 148e12, 296e12, link="nvlink4", aliases=["h20", "NVIDIA H20"], share=1.28),
         # HGX B200: 180 GB HBM3e at 8 TB/s, 2.25 PFLOP/s dense bf16, 4.5 fp8, 9 fp4 (datasheet, dense = half of the
         # sparse figures); memory.total 183359 MiB (nvidia-smi on B200). NVLink 5: 18 links x 50 GB/s per direction.
         _spec(

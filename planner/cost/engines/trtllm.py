@@ -16,6 +16,7 @@ PROFILE = EngineProfile(
         "step_overhead_s": 0.64e-3,
         "sequence_overhead_s": 24.7e-6,
         "request_overhead_s": 7.0e-3,
+        "prefill_moe_host_s_per_layer": 0.0,
     },
     sources={
         **COMMON_SOURCES,
@@ -28,5 +29,7 @@ PROFILE = EngineProfile(
         "step_overhead_s": "fitted to NVIDIA NIM rows in round two (tests/data/serving_nim.yaml); fitted.yaml wins",
         "sequence_overhead_s": "fitted to NVIDIA NIM rows in round two; fitted.yaml wins",
         "request_overhead_s": "fitted to NVIDIA NIM rows in round two; fitted.yaml wins",
+        "prefill_moe_host_s_per_layer": "seed 0: no published eager-against-graph prefill measurement found "
+        "(TensorRT-LLM documents piecewise prefill graphs); fitted: fitted.yaml",
     },
 )
