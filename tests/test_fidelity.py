@@ -142,17 +142,21 @@ def test_held_out_medians_meet_what_cross_validation_reached():
                 assert 0 <= value < 10 and not math.isnan(value), (engine, cls, metric)
     # Ceilings just above what `python benchmarks/fit_serving.py --cv` measured held out (benchmarks/RESULTS.md,
     # 'Fidelity', round 3 session 5: 708 rows, 8 publishers, 6 training rows per group; SGLang's eager MoE prefill
-    # floor, planner.cost.step.eager_host_s, at its sourced seed), all engines together: dense TPOT 14.4%, tokens/s
-    # 13.7%, TTFT 23.8%, max-throughput 30.8%; MoE 28.1%, 29.7%, 60.8%, 73.7% (without the floor: MoE 31.1%, 28.6%,
-    # 61.7%, 73.6%). GPUStack's offline MoE bursts, held out, are over-predicted by ~85% (RESULTS.md).
+    # floor, planner.cost.step.eager_host_s, at its sourced seed; TensorRT-LLM's decode all-reduce through NCCL),
+    # all engines together: dense TPOT 10.8%, tokens/s 11.8%, TTFT 23.3%, max-throughput 30.8%; MoE 25.7%, 26.0%,
+    # 58.7%, 68.4% (before both: dense 14.4 / 13.7 / 23.8 / 30.8%, MoE 31.1 / 28.6 / 61.7 / 73.6%). GPUStack's
+    # offline MoE bursts, held out, are over-predicted by ~80% (RESULTS.md).
     ceilings = {
-        "dense": {"tpot": 0.145, "tokens": 0.14, "ttft": 0.24, "max_tokens": 0.31},
-        "moe": {"tpot": 0.285, "tokens": 0.30, "ttft": 0.61, "max_tokens": 0.74},
+        "dense": {"tpot": 0.11, "tokens": 0.12, "ttft": 0.24, "max_tokens": 0.31},
+        "moe": {"tpot": 0.26, "tokens": 0.265, "ttft": 0.59, "max_tokens": 0.69},
     }
     for cls, metrics in ceilings.items():
         for metric, ceiling in metrics.items():
             assert bands["all"][cls][metric] <= ceiling, (cls, metric, bands["all"][cls][metric])
-    # issue 23's target that holds held out for a whole class: dense TTFT <= 25% (23.8%, 4 publishers, 3 engines)
+    # issue 23's targets that hold held out for a whole class (dense: 4 publishers, 3 engines): TPOT <= 12%
+    # (10.8%), output tokens/s <= 12% (11.8%), TTFT <= 25% (23.3%)
+    assert bands["all"]["dense"]["tpot"] <= 0.12
+    assert bands["all"]["dense"]["tokens"] <= 0.12
     assert bands["all"]["dense"]["ttft"] <= 0.25
 
 

@@ -17,6 +17,7 @@ PROFILE = EngineProfile(
         "sequence_overhead_s": 24.7e-6,
         "request_overhead_s": 7.0e-3,
         "prefill_moe_host_s_per_layer": 0.0,
+        "one_shot_max_bytes": 0,
     },
     sources={
         **COMMON_SOURCES,
@@ -31,5 +32,8 @@ PROFILE = EngineProfile(
         "request_overhead_s": "fitted to NVIDIA NIM rows in round two; fitted.yaml wins",
         "prefill_moe_host_s_per_layer": "seed 0: no published eager-against-graph prefill measurement found "
         "(TensorRT-LLM documents piecewise prefill graphs); fitted: fitted.yaml",
+        "one_shot_max_bytes": "0: TensorRT-LLM's default all-reduce strategy runs NCCL's kernels inside the CUDA "
+        "graph; its one-shot and two-shot kernels (NVIDIA's 'MultiShot' blog, November 2024) are opt-in "
+        "(allreduce_strategy), and a trace of the default shows nccl_allreduce_ring (NVIDIA/TensorRT-LLM issue #2521)",
     },
 )
