@@ -68,3 +68,16 @@ def test_h20_kernels_reach_a_larger_share_of_their_peak():
     hw = GroupHardware.of(topo, range(8), "bf16")
     assert hw.flops_per_s == pytest.approx(148e12 * 1.28)
     assert hw.bf16_flops_per_s == pytest.approx(148e12 * 1.28)
+
+
+def test_nvfp4_weights_run_on_blackwells_fp4_tensor_cores():
+    """NVFP4 checkpoints (weights and activations in FP4 with per-16 scales) run their GEMMs on Blackwell's FP4
+    tensor cores: 9 PFLOP/s dense on a B200 (datasheet), 4x its bf16 rate. A GPU without them (H100) dequantises to
+    bf16; mxfp4 (gpt-oss's experts, W4A16 on Hopper) stays priced at bf16 everywhere."""
+    from planner.cost.step import compute_dtype
+
+    b200, h100 = load_topology("8xb200"), load_topology("8xh100")
+    assert GroupHardware.of(b200, range(8), "nvfp4").flops_per_s == pytest.approx(9000e12)
+    assert GroupHardware.of(h100, range(8), "nvfp4").flops_per_s == pytest.approx(989e12)
+    assert GroupHardware.of(b200, range(8), "fp8").flops_per_s == pytest.approx(4500e12)
+    assert compute_dtype("mxfp4", GPU_SPECS["B200-180GB"]) == "bf16"

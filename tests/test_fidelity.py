@@ -9,6 +9,8 @@ import math
 import pytest
 import yaml
 
+from planner.calibrate import fidelity
+from planner.calibrate.corpus import cases
 from planner.cost.constants import DEFAULT, Constants
 from planner.cost.engines import BANDS_FILE, ENGINES, engine_profile, resolve_constants
 from planner.cost.estimate import estimate
@@ -141,23 +143,22 @@ def test_held_out_medians_meet_what_cross_validation_reached():
             for metric, value in metrics.items():
                 assert 0 <= value < 10 and not math.isnan(value), (engine, cls, metric)
     # Ceilings just above what `python benchmarks/fit_serving.py --cv` measured held out (benchmarks/RESULTS.md,
-    # 'Fidelity', round 3 session 5: 708 rows, 8 publishers, 6 training rows per group; SGLang's eager MoE prefill
-    # floor, planner.cost.step.eager_host_s, at its sourced seed; TensorRT-LLM's decode all-reduce through NCCL),
-    # all engines together: dense TPOT 10.8%, tokens/s 11.8%, TTFT 23.3%, max-throughput 30.8%; MoE 25.7%, 26.0%,
-    # 58.7%, 68.4% (before both: dense 14.4 / 13.7 / 23.8 / 30.8%, MoE 31.1 / 28.6 / 61.7 / 73.6%). GPUStack's
-    # offline MoE bursts, held out, are over-predicted by ~80% (RESULTS.md).
+    # 'Fidelity', round 3 session 5: 708 rows, 8 publishers, 6 training rows per group; seeds with no NIM row behind
+    # them, fidelity.UNFITTED_SEEDS; request overheads fitted only where an engine has MIN_TTFT_ROWS TTFT rows;
+    # SGLang's eager MoE prefill floor; TensorRT-LLM's all-reduce through NCCL; NVFP4 on FP4 tensor cores), all
+    # engines together: dense TPOT 8.6%, tokens/s 8.5%, TTFT 27.5%, max-throughput 27.6%; MoE 27.3%, 27.1%, 56.7%,
+    # 60.9%. The previous table's dense TTFT (23.8%) started NVIDIA's fold from constants fitted to NVIDIA's NIM rows.
     ceilings = {
-        "dense": {"tpot": 0.11, "tokens": 0.12, "ttft": 0.24, "max_tokens": 0.31},
-        "moe": {"tpot": 0.26, "tokens": 0.265, "ttft": 0.59, "max_tokens": 0.69},
+        "dense": {"tpot": 0.09, "tokens": 0.09, "ttft": 0.28, "max_tokens": 0.28},
+        "moe": {"tpot": 0.28, "tokens": 0.275, "ttft": 0.57, "max_tokens": 0.61},
     }
     for cls, metrics in ceilings.items():
         for metric, ceiling in metrics.items():
             assert bands["all"][cls][metric] <= ceiling, (cls, metric, bands["all"][cls][metric])
-    # issue 23's targets that hold held out for a whole class (dense: 4 publishers, 3 engines): TPOT <= 12%
-    # (10.8%), output tokens/s <= 12% (11.8%), TTFT <= 25% (23.3%)
+    # issue 23's targets that hold held out for a whole class (dense: 4 publishers, 3 engines): TPOT <= 12% (8.6%)
+    # and output tokens/s <= 12% (8.5%); dense TTFT (27.5% against 25%) does not
     assert bands["all"]["dense"]["tpot"] <= 0.12
     assert bands["all"]["dense"]["tokens"] <= 0.12
-    assert bands["all"]["dense"]["ttft"] <= 0.25
 
 
 @pytest.mark.parametrize(
@@ -241,3 +242,25 @@ def test_a_rows_output_lengths_from_its_dataset(length_dist, osl, low, high):
     assert dist is not None and dist.spec == f"uniform:{low}-{high}"
     fixed = SimpleNamespace(load="closed", osl=osl, entry=SimpleNamespace(row=SimpleNamespace(length_dist="random")))
     assert output_lengths(fixed) is None  # no ratio given: one length
+
+
+def test_cross_validation_starts_from_nothing_fitted_on_a_publisher():
+    """Round two fitted kv_hbm_efficiency (0.46) and flops_efficiency (0.6) and TensorRT-LLM's host times (0.64 ms
+    a step, 7 ms a request) to NVIDIA's NIM rows; NVIDIA's fold must not start there. The seeds: KV reads at the
+    weights' GEMV rate (0.85), DeepGEMM's best dense shape (1,358 / 1,979 = 0.69), the engines' common host seeds."""
+    cal = fidelity.start()
+    for c in cal.values():
+        assert c.kv_hbm_efficiency == 0.85 and c.flops_efficiency == 0.69
+    assert (cal["trtllm"].step_overhead_s, cal["trtllm"].request_overhead_s) == (1e-3, 15e-3)
+
+
+def test_request_overhead_is_fitted_only_where_ttft_rows_see_it():
+    """An engine's request overhead only shows in TTFT at light load: with fewer than MIN_TTFT_ROWS closed-loop
+    TTFT rows of it in the training sample it keeps its seed (vLLM with GPUStack held out has the vLLM project's 2)."""
+    use = [c for c in cases()[0] if fidelity.usable(c) and not c.moe]
+    vllm_closed = [c for c in use if c.engine == "vllm" and c.load == "closed" and c.measured.ttft_ms]
+    assert "vllm" in fidelity.timed_engines(vllm_closed[: fidelity.MIN_TTFT_ROWS])
+    assert "vllm" not in fidelity.timed_engines(vllm_closed[: fidelity.MIN_TTFT_ROWS - 1])
+    names = {k.name for k in fidelity.knobs({"vllm", "sglang"}, timed={"sglang"})}
+    assert "sglang.request_overhead_s" in names and "vllm.request_overhead_s" not in names
+    assert "vllm.step_overhead_s" in names

@@ -38,6 +38,7 @@ from planner.cost.shards import (
     sparse_read_bytes,
     stage_nodes,
 )
+from planner.hardware.gpus import GpuSpec
 from planner.hardware.topology import LINK_CLASSES, Topology
 from planner.model.dtypes import ACTIVATION_BYTES
 from planner.model.layergraph import LayerInfo, ModelProfile
@@ -84,14 +85,22 @@ class GroupHardware:
     @classmethod
     def of(cls, topo: Topology, gpu_ids: Sequence[int], weight_dtype: str) -> "GroupHardware":
         specs = [topo.gpu(g).spec for g in gpu_ids]
-        compute_dtype = "fp8" if weight_dtype == "fp8" else "bf16"  # mxfp4 experts are dequantised to bf16
         return cls(
             min(s.hbm_bytes_per_s for s in specs),
-            min(s.peak_flops(compute_dtype) * s.kernel_peak_share for s in specs),
+            min(s.peak_flops(compute_dtype(weight_dtype, s)) * s.kernel_peak_share for s in specs),
             min(s.memory_bytes for s in specs),
             "+".join(sorted({s.name for s in specs})),
             min(s.peak_flops("bf16") * s.kernel_peak_share for s in specs),
         )
+
+
+def compute_dtype(weight_dtype: str, spec: GpuSpec) -> str:
+    """The dtype a GPU's matmuls run in for these weights: fp8 as fp8 (bf16's rate where the GPU has no fp8
+    tensor cores), an fp4 format on the fp4 tensor cores that run it (Blackwell's nvfp4 and mxfp4, CDNA4's mxfp4),
+    else dequantised to bf16 (mxfp4 experts on Hopper, int4)."""
+    if weight_dtype == "fp8" or weight_dtype == "nvfp4" and weight_dtype in spec.flops_per_s:
+        return weight_dtype
+    return "bf16"
 
 
 @dataclass(frozen=True, eq=False)
