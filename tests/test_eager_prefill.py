@@ -1,4 +1,5 @@
-"""An eager prefill step's host floor (planner.cost.step.eager_host_s) and a GPU's kernel peak share (H20)."""
+"""What a GPU's kernels reach in a step: an eager prefill step's host floor (planner.cost.step.eager_host_s), a GPU's
+kernel peak share (H20) and the dtype its matmuls run in (NVFP4 on Blackwell)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import pytest
 
 from planner.cost.constants import DEFAULT
 from planner.cost.engines import resolve_constants
+from planner.cost.engines.sglang import PROFILE as SGLANG
 from planner.cost.shards import Layout
-from planner.cost.step import GroupHardware, StageContext, StepLoad, stage_step
+from planner.cost.step import GroupHardware, StageContext, StepLoad, compute_dtype, stage_step
 from planner.hardware import load_topology
 from planner.hardware.gpus import GPU_SPECS
 
@@ -30,10 +32,8 @@ def test_sglang_seed_prices_deepseek_v3s_one_token_eager_prefill_at_the_publishe
     """sgl-project/sglang PR #12160: DeepSeek-V3's prefill of one new token runs 82.64 ms eagerly (23.10 ms as a
     CUDA graph). The seed, 82.64 / 61 = 1.35 ms a layer, over its 58 MoE layers (its first 3 are dense and carry
     none): 78.3 ms, the host's time, which the GPU's ~25 ms of weight reads run behind."""
-    from planner.cost.engines.sglang import PROFILE
-
     p = profiles("deepseek-v3")
-    seeds = DEFAULT.model_copy(update={**PROFILE.constants, "engine": "sglang"})
+    seeds = DEFAULT.model_copy(update={**SGLANG.constants, "engine": "sglang"})
     one = StepLoad(decode=0, prefill=1, prefill_context=1, prefill_kv_tokens=1, logits=1)
     step = _step(p, seeds, one)
     assert step.time_s == pytest.approx(58 * 1.35e-3, rel=1e-9)
@@ -74,8 +74,6 @@ def test_nvfp4_weights_run_on_blackwells_fp4_tensor_cores():
     """NVFP4 checkpoints (weights and activations in FP4 with per-16 scales) run their GEMMs on Blackwell's FP4
     tensor cores: 9 PFLOP/s dense on a B200 (datasheet), 4x its bf16 rate. A GPU without them (H100) dequantises to
     bf16; mxfp4 (gpt-oss's experts, W4A16 on Hopper) stays priced at bf16 everywhere."""
-    from planner.cost.step import compute_dtype
-
     b200, h100 = load_topology("8xb200"), load_topology("8xh100")
     assert GroupHardware.of(b200, range(8), "nvfp4").flops_per_s == pytest.approx(9000e12)
     assert GroupHardware.of(h100, range(8), "nvfp4").flops_per_s == pytest.approx(989e12)

@@ -96,9 +96,10 @@ class GroupHardware:
 
 def compute_dtype(weight_dtype: str, spec: GpuSpec) -> str:
     """The dtype a GPU's matmuls run in for these weights: fp8 as fp8 (bf16's rate where the GPU has no fp8
-    tensor cores), an fp4 format on the fp4 tensor cores that run it (Blackwell's nvfp4 and mxfp4, CDNA4's mxfp4),
-    else dequantised to bf16 (mxfp4 experts on Hopper, int4)."""
-    if weight_dtype == "fp8" or weight_dtype == "nvfp4" and weight_dtype in spec.flops_per_s:
+    tensor cores), NVFP4 (weights and activations in FP4) on Blackwell's FP4 tensor cores, everything else at bf16:
+    int4, and mxfp4, whose gpt-oss experts run W4A16 on Hopper and W4A8 on Blackwell (W4A4 MXFP4 checkpoints, such
+    as AMD's on MI355X, are not told apart yet)."""
+    if weight_dtype == "fp8" or (weight_dtype == "nvfp4" and weight_dtype in spec.flops_per_s):
         return weight_dtype
     return "bf16"
 

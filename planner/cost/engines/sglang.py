@@ -33,6 +33,6 @@ PROFILE = EngineProfile(
         "prefill_moe_host_s_per_layer": "seed: SGLang runs extend (prefill) batches eagerly and replays CUDA graphs "
         "for decode only (sgl-project/sglang PR #10062: 'native prefilling can incur kernel launch overhead'); "
         "DeepSeek-V3's eager prefill of one new token takes 82.64 ms of forward time against 23.10 ms as a CUDA "
-        "graph (sgl-project/sglang PR #12160): 82.64 / 61 layers = 1.35 ms a layer (fitted: fitted.yaml)",
+        "graph (sgl-project/sglang PR #12160): 82.64 / 61 layers = 1.35 ms a layer (not fitted)",
     },
 )

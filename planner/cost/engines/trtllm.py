@@ -31,8 +31,8 @@ PROFILE = EngineProfile(
         "cross-validation's NVIDIA fold starts from nothing fitted on NVIDIA; fitted: fitted.yaml)",
         "sequence_overhead_s": "seed, as vLLM's and SGLang's (fitted: fitted.yaml)",
         "request_overhead_s": "seed, as vLLM's and SGLang's (fitted: fitted.yaml)",
-        "prefill_moe_host_s_per_layer": "seed 0: no published eager-against-graph prefill measurement found "
-        "(TensorRT-LLM documents piecewise prefill graphs); fitted: fitted.yaml",
+        "prefill_moe_host_s_per_layer": "0: no published eager-against-graph prefill measurement found "
+        "(TensorRT-LLM documents piecewise prefill graphs); not fitted",
         "one_shot_max_bytes": "0: TensorRT-LLM's default all-reduce strategy runs NCCL's kernels inside the CUDA "
         "graph; its one-shot and two-shot kernels (NVIDIA's 'MultiShot' blog, November 2024) are opt-in "
         "(allreduce_strategy), and a trace of the default shows nccl_allreduce_ring (NVIDIA/TensorRT-LLM issue #2521)",

@@ -35,6 +35,6 @@ PROFILE = EngineProfile(
         "request_overhead_s": "seed (fitted: fitted.yaml)",
         "prefill_moe_host_s_per_layer": "seed 0: vLLM V1 compiles the model (torch.compile) and replays piecewise "
         "CUDA graphs for steps up to its capture size; eager and graph TTFT at one user measured the same "
-        "(vllm-project/vllm issue #45709: 22.16 against 22.24 ms) (fitted: fitted.yaml)",
+        "(vllm-project/vllm issue #45709: 22.16 against 22.24 ms); not fitted",
     },
 )
