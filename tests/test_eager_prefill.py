@@ -12,6 +12,9 @@ from planner.cost.shards import Layout
 from planner.cost.step import GroupHardware, StageContext, StepLoad, compute_dtype, stage_step
 from planner.hardware import load_topology
 from planner.hardware.gpus import GPU_SPECS
+from planner.plan import Workload
+from planner.solve.candidates import Config
+from planner.solve.coefficients import _Timer
 
 
 def _step(profile, constants, load):
@@ -79,3 +82,18 @@ def test_nvfp4_weights_run_on_blackwells_fp4_tensor_cores():
     assert GroupHardware.of(h100, range(8), "nvfp4").flops_per_s == pytest.approx(989e12)
     assert GroupHardware.of(b200, range(8), "fp8").flops_per_s == pytest.approx(4500e12)
     assert compute_dtype("mxfp4", GPU_SPECS["B200-180GB"]) == "bf16"
+
+
+def test_the_solvers_layer_times_carry_the_floor_at_least_as_estimate_does(profiles):
+    """The solver adds layer times (planner.solve.coefficients): each MoE layer of an SGLang prefill step takes at
+    least its 1.35 ms of host time, so their sum is never under the stage's max(host, kernels) that estimate prices
+    (DeepSeek-V3 one-token prefill: 58 x 1.35 ms plus the 3 dense layers' kernels)."""
+    p, topo = profiles("deepseek-v3"), load_topology("8xh100")
+    c = resolve_constants(DEFAULT, "sglang")
+    w = Workload(weight_dtype="fp8", engine="sglang")
+    timer = _Timer(p, topo, Config(tuple(range(8)), "n0", Layout(8, 1, 1)), w, c)
+    one = StepLoad(decode=0, prefill=1, prefill_context=1, prefill_kv_tokens=1, logits=1)
+    layers = sum(timer.step(layer, one).time_s for layer in p.decoders)
+    assert layers >= 58 * 1.35e-3
+    every_node = sum(timer.step(node, one).time_s for node in p.layers)
+    assert every_node >= _step(p, c, one).time_s

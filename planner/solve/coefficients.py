@@ -22,6 +22,7 @@ from planner.cost.step import (
     StageStep,
     StepLoad,
     add_steps,
+    eager_host_s,
     engine_overhead_s,
     node_step,
     stage_comm,
@@ -132,7 +133,12 @@ class _Timer:
     def step(self, layer: LayerInfo, load: StepLoad) -> StageStep:
         if load not in self._comm:
             self._comm[load] = stage_comm(self.ctx, load)
-        return node_step(self.ctx, layer, self._comm[load], load)
+        out = node_step(self.ctx, layer, self._comm[load], load)
+        if load.prefill > 0:
+            # an eager prefill's host floor (planner.cost.step.eager_host_s), layer by layer: the sum is at least
+            # estimate's max(host, kernels) over the whole stage, so a TTFT SLO the solver holds, the plan holds
+            out.overhead_s += max(0.0, eager_host_s([layer], self.ctx.constants) - out.time_s)
+        return out
 
     def mean(self, layer: LayerInfo, op: OperatingPoint) -> StageStep:
         total = StageStep()
