@@ -95,7 +95,7 @@ def usable(case: Case) -> bool:
 #: kv_hbm_efficiency 0.46, flops_efficiency 0.6), replaced by physical values so that NVIDIA's fold starts from
 #: nothing measured on NVIDIA: KV reads as fast as the weights' GEMV (hbm_efficiency 0.85, the knob's top), GEMMs
 #: at DeepGEMM's best dense shape (its README: 1,358 of 1,979 fp8 TFLOP/s on H800, 0.69).
-UNFITTED_SEEDS = {"kv_hbm_efficiency": 0.85, "flops_efficiency": 0.69}
+UNFITTED_SEEDS = {"kv_hbm_efficiency": DEFAULT.hbm_efficiency, "flops_efficiency": 0.69}
 
 
 def start(*, seeds: bool = True) -> Calibration:

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from planner.cost.constants import Constants
 
-#: Seeds every engine shares (the GPU's and the kernels' physics, not the engine's), with their sources. The fit
+#: Seeds every engine shares (the GPU's and the kernels' physics, and host-time seeds no engine has a measurement of
+#: its own for), with their sources. The fit
 #: (planner.calibrate.fidelity) starts from them; fitted.yaml's values win.
 COMMON_CONSTANTS: dict[str, float | int | str] = {
     "cuda_context_bytes": 0.8e9,
@@ -20,6 +21,9 @@ COMMON_CONSTANTS: dict[str, float | int | str] = {
     "moe_hbm_efficiency": 0.62,
     "moe_layer_overhead_s": 30e-6,
     "mla_flops_efficiency": 0.67,
+    "step_overhead_s": 1.0e-3,
+    "sequence_overhead_s": 25e-6,
+    "request_overhead_s": 15e-3,
 }
 COMMON_SOURCES = {
     "cuda_context_bytes": "A100 80GB: nvidia-smi 81,920 MiB, vLLM logs total_gpu_memory 79.25 GiB "
@@ -32,6 +36,10 @@ COMMON_SOURCES = {
     "moe_layer_overhead_s": "seed: ~6 launches a MoE layer adds (router GEMM, top-k, permute, activation quantisation, "
     "unpermute, combine) at ~5 us each, as kernel_overhead_s_per_layer prices a layer's kernels",
     "mla_flops_efficiency": "seed: deepseek-ai/FlashMLA README: absorbed MLA decode at 660 of 989 bf16 TFLOP/s on H800",
+    "step_overhead_s": "seed, every engine alike (TensorRT-LLM's too, not round two's fit to NVIDIA's NIM rows, so "
+    "that cross-validation's NVIDIA fold starts from nothing fitted on NVIDIA); fitted per engine: fitted.yaml",
+    "sequence_overhead_s": "seed, every engine alike; fitted per engine: fitted.yaml",
+    "request_overhead_s": "seed, every engine alike; fitted per engine where it has TTFT rows: fitted.yaml",
 }
 
 

@@ -13,9 +13,6 @@ PROFILE = EngineProfile(
         "memory_accounting": "mem_fraction_static",
         "runtime_reserve_bytes": int(1.0e9),
         "moe_tile_tokens": 64,
-        "step_overhead_s": 1.0e-3,
-        "sequence_overhead_s": 25e-6,
-        "request_overhead_s": 15e-3,
         "prefill_moe_host_s_per_layer": 1.35e-3,
     },
     sources={
@@ -27,9 +24,6 @@ PROFILE = EngineProfile(
         "- weights; activations and CUDA graphs live in the rest",
         "runtime_reserve_bytes": "CUDA context and NCCL outside mem_fraction_static's share; seed",
         "moe_tile_tokens": "sglang fused_moe_triton configs: BLOCK_SIZE_M 16-64; DeepGEMM grouped GEMM M tile 64",
-        "step_overhead_s": "seed (fitted: fitted.yaml)",
-        "sequence_overhead_s": "seed (fitted: fitted.yaml)",
-        "request_overhead_s": "seed (fitted: fitted.yaml)",
         "prefill_moe_host_s_per_layer": "seed: SGLang runs extend (prefill) batches eagerly and replays CUDA graphs "
         "for decode only (sgl-project/sglang PR #10062: 'native prefilling can incur kernel launch overhead'); "
         "DeepSeek-V3's eager prefill of one new token takes 82.64 ms of forward time against 23.10 ms as a CUDA "

@@ -13,9 +13,6 @@ PROFILE = EngineProfile(
         "memory_accounting": "free_gpu_memory_fraction",
         "runtime_reserve_bytes": int(2.5e9),
         "moe_tile_tokens": 64,
-        "step_overhead_s": 1.0e-3,
-        "sequence_overhead_s": 25e-6,
-        "request_overhead_s": 15e-3,
         "prefill_moe_host_s_per_layer": 0.0,
         "one_shot_max_bytes": 0,
     },
@@ -27,10 +24,6 @@ PROFILE = EngineProfile(
         "weights and runtime buffers",
         "runtime_reserve_bytes": "runtime buffers and CUDA graphs; the round-two NIM fit's reserve",
         "moe_tile_tokens": "CUTLASS grouped GEMM MoE kernels: M tile 64 (tensorrt_llm/_torch/modules/fused_moe)",
-        "step_overhead_s": "seed, as vLLM's and SGLang's (not the round-two fit to NVIDIA's NIM rows, so that "
-        "cross-validation's NVIDIA fold starts from nothing fitted on NVIDIA; fitted: fitted.yaml)",
-        "sequence_overhead_s": "seed, as vLLM's and SGLang's (fitted: fitted.yaml)",
-        "request_overhead_s": "seed, as vLLM's and SGLang's (fitted: fitted.yaml)",
         "prefill_moe_host_s_per_layer": "0: no published eager-against-graph prefill measurement found "
         "(TensorRT-LLM documents piecewise prefill graphs); not fitted",
         "one_shot_max_bytes": "0: TensorRT-LLM's default all-reduce strategy runs NCCL's kernels inside the CUDA "

@@ -13,9 +13,6 @@ PROFILE = EngineProfile(
         "memory_accounting": "gpu_memory_utilization",
         "runtime_reserve_bytes": int(0.66e9),
         "moe_tile_tokens": 16,
-        "step_overhead_s": 1.0e-3,
-        "sequence_overhead_s": 25e-6,
-        "request_overhead_s": 15e-3,
         "prefill_moe_host_s_per_layer": 0.0,
     },
     sources={
@@ -30,9 +27,6 @@ PROFILE = EngineProfile(
         "b474d1e:README.md): 0.25 x 85.09 GB - 15.23 GB weights - 93,872 x 57,344 B = "
         "0.66 GB; the TP2 logs of the same page are held out (tests/test_fidelity.py)",
         "moe_tile_tokens": "vllm/model_executor/layers/fused_moe/configs/*.json: BLOCK_SIZE_M 16 for small batches",
-        "step_overhead_s": "seed (fitted: fitted.yaml)",
-        "sequence_overhead_s": "seed (fitted: fitted.yaml)",
-        "request_overhead_s": "seed (fitted: fitted.yaml)",
         "prefill_moe_host_s_per_layer": "seed 0: vLLM V1 compiles the model (torch.compile) and replays piecewise "
         "CUDA graphs for steps up to its capture size; eager and graph TTFT at one user measured the same "
         "(vllm-project/vllm issue #45709: 22.16 against 22.24 ms); not fitted",
