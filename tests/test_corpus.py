@@ -108,6 +108,16 @@ def test_lengths_come_from_the_benchmark_totals_when_not_given():
     assert resolve(_row(isl=None, osl=None)).reason == "no prompt or output length"
 
 
+def test_benchmark_totals_win_over_the_requested_lengths():
+    """Without --ignore-eos outputs end early: GPUStack's gpt-oss-20b on one H100 asked 4,000 / 200 and vLLM printed
+    1,999,249 input and 52,309 generated tokens over 500 requests (tests/data/corpus/gpustack.yaml, docs/
+    performance-lab/gpt-oss-20b/h100.md, 'random 4K input'): 3,998 / 105 is the work the throughput was measured on."""
+    notes = "total input tokens 1999249, generated 52309, successful 500"
+    case = resolve(_row(isl=4000, osl=200, notes=notes))
+    assert (case.isl, case.osl) == (3998, 105)
+    assert (resolve(_row(isl=4000, osl=200)).isl, resolve(_row(isl=4000, osl=200)).osl) == (4000, 200)
+
+
 def test_rows_the_model_cannot_price_are_skipped_with_the_reason():
     assert "no shipped topology" in resolve(_row(gpu="a10", gpus=8, tp=8, dp=1)).reason
     assert "speculative" in resolve(_row(speculative="mtp:3")).reason

@@ -196,17 +196,17 @@ def _is_prefix_row(c: Case) -> bool:
 
 
 def _paired(case: Case, corpus: list[Case]) -> float | None:
-    """Measured TTFT of the same publisher's run on the same engine build, machine, layout, load and lengths with
-    nothing shared (None if it has none)."""
+    """Measured TTFT of the same publisher's run on the same engine build, machine, layout, load and requested
+    lengths (the row's, not the realized means, which differ run to run) with nothing shared (None if it has none)."""
     r = case.entry.row
-    key = (case.engine, case.topology, case.gpus, case.load, case.concurrency, case.request_rate, case.isl, case.osl)
+    key = (case.engine, case.topology, case.gpus, case.load, case.concurrency, case.request_rate, r.isl, r.osl)
     for c in corpus:
         o = c.entry.row
         if (
             c.entry.file == case.entry.file
             and not o.prefix
             and o.engine_version == r.engine_version
-            and (c.engine, c.topology, c.gpus, c.load, c.concurrency, c.request_rate, c.isl, c.osl) == key
+            and (c.engine, c.topology, c.gpus, c.load, c.concurrency, c.request_rate, o.isl, o.osl) == key
         ):
             return c.measured.ttft_ms
     return None
