@@ -143,20 +143,22 @@ def test_held_out_medians_meet_what_cross_validation_reached():
             for metric, value in metrics.items():
                 assert 0 <= value < 10 and not math.isnan(value), (engine, cls, metric)
     # Ceilings just above what `python benchmarks/fit_serving.py --cv` measured held out (benchmarks/RESULTS.md,
-    # 'Fidelity', round 3 session 5: 708 rows, 8 publishers, 6 training rows per group; seeds with no NIM row behind
+    # 'Fidelity', round 3 session 6: 708 rows, 8 publishers, 6 training rows per group; seeds with no NIM row behind
     # them, fidelity.UNFITTED_SEEDS; request overheads fitted only where an engine has MIN_TTFT_ROWS TTFT rows;
-    # SGLang's eager MoE prefill floor; TensorRT-LLM's all-reduce through NCCL; NVFP4 on FP4 tensor cores), all
-    # engines together: dense TPOT 8.6%, tokens/s 8.5%, TTFT 27.5%, max-throughput 27.6%; MoE 27.3%, 27.1%, 56.7%,
-    # 60.9%. The previous table's dense TTFT (23.8%) started NVIDIA's fold from constants fitted to NVIDIA's NIM rows.
+    # SGLang's eager MoE prefill floor; TensorRT-LLM's all-reduce through NCCL; NVFP4 on FP4 tensor cores; rows
+    # priced at the lengths their benchmark printed; InferenceX's closed loops at their 10 x concurrency requests),
+    # all engines together: dense TPOT 9.2%, tokens/s 10.4%, TTFT 27.0%, max-throughput 24.9%; MoE 25.6%, 28.4%,
+    # 64.6%, 57.7%. MoE TTFT grew from 56.7%: InferenceX's loops, priced as the staggered arrivals they are, see a
+    # newcomer's TTFT the model puts at 35-40% of the measured one (RESULTS.md, 'Fidelity notes').
     ceilings = {
-        "dense": {"tpot": 0.09, "tokens": 0.09, "ttft": 0.28, "max_tokens": 0.28},
-        "moe": {"tpot": 0.28, "tokens": 0.275, "ttft": 0.57, "max_tokens": 0.61},
+        "dense": {"tpot": 0.095, "tokens": 0.105, "ttft": 0.275, "max_tokens": 0.25},
+        "moe": {"tpot": 0.26, "tokens": 0.285, "ttft": 0.65, "max_tokens": 0.58},
     }
     for cls, metrics in ceilings.items():
         for metric, ceiling in metrics.items():
             assert bands["all"][cls][metric] <= ceiling, (cls, metric, bands["all"][cls][metric])
-    # issue 23's targets that hold held out for a whole class (dense: 4 publishers, 3 engines): TPOT <= 12% (8.6%)
-    # and output tokens/s <= 12% (8.5%); dense TTFT (27.5% against 25%) does not
+    # issue 23's targets that hold held out for a whole class (dense: 4 publishers, 3 engines): TPOT <= 12% (9.2%)
+    # and output tokens/s <= 12% (10.4%); dense TTFT (27.0% against 25%) does not
     assert bands["all"]["dense"]["tpot"] <= 0.12
     assert bands["all"]["dense"]["tokens"] <= 0.12
 
