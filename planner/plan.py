@@ -235,9 +235,9 @@ class Workload(BaseModel):
         ge=1,
         le=64,
         json_schema_extra=_TRAFFIC,
-        description="vLLM V0's --num-scheduler-steps: decode runs in groups of this "
-        "many steps and newcomers start between groups (open loop: TTFT waits "
-        "(k - 1) / 2 steps more on average)",
+        description="decode steps between the engine's looks at new requests (vLLM V0's "
+        "--num-scheduler-steps, SGLang's --scheduler-recv-interval): newcomers "
+        "start between groups, and TTFT waits (k - 1) / 2 steps more on average",
     )
     chunked_prefill: StrictBool = Field(
         True,

@@ -161,7 +161,7 @@ class Case:
     measured: Measured
     disaggregated: bool = False
     notes: tuple[str, ...] = field(default_factory=tuple)
-    scheduler_steps: int = 1  # vLLM V0's --num-scheduler-steps, where the row's notes give it (open-loop TTFT)
+    scheduler_steps: int = 1  # vLLM V0's --num-scheduler-steps or SGLang's --scheduler-recv-interval (newcomers' TTFT)
     max_num_seqs: Optional[int] = None  # the engine's batch limit where the notes or the engine version set it
     chunked_prefill: bool = True  # False: vLLM V0's default scheduler, prefill-only steps before decode (open loop)
     max_num_batched_tokens: Optional[int] = None  # the step's token budget where the row states it

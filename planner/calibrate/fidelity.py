@@ -134,6 +134,7 @@ def workload(case: Case, c: Constants) -> Workload:
         statistic=statistic,
         osl_dist=output_lengths(case),
         num_prompts=case.entry.row.num_prompts if case.load == "closed" else None,
+        scheduler_steps=case.scheduler_steps,
         **memory,
     )
 

@@ -258,7 +258,8 @@ def estimate(
         if staggered_op.feasible:  # later waves drift apart: that share of requests sees a newcomer's wait
             d = drift
             tpot_ms = (1 - d) * tpot_ms + d * staggered.tpot_ms
-            ttft_ms = (1 - d) * ttft_ms + d * staggered.ttft_ms
+            newcomer_ms = staggered.ttft_ms + scheduler_wait_ms(workload, staggered_op, staggered.tpot_ms)
+            ttft_ms = (1 - d) * ttft_ms + d * newcomer_ms
     service_ttft_ms = ttft_ms
     if admitted and workload.mode == "closed":
         # n clients share `admitted` slots: each request waits (n / admitted - 1) request times for one
@@ -291,6 +292,15 @@ def _with_bands(pred: Prediction, workload: Workload, *, moe: bool, admitted: in
             "tokens_per_s_band": band(workload.engine, moe, tokens_metric),
         }
     )
+
+
+def scheduler_wait_ms(workload: Workload, op: OperatingPoint, tpot_ms: float) -> float:
+    """What a staggered newcomer waits beyond the step in flight where the engine looks for new requests only every
+    k decode steps (`workload.scheduler_steps`: vLLM V0's --num-scheduler-steps, SGLang's --scheduler-recv-interval,
+    whose SchedulerRecvSkipper counts each decode step once and anything else as a thousand): (k - 1) / 2 decode
+    steps on average, when other sequences are decoding (an idle engine looks at once)."""
+    others = (op.per_replica - 1) / op.per_replica if op.per_replica > 0 else 0.0
+    return (workload.scheduler_steps - 1) / 2 * others * tpot_ms
 
 
 def closed_drift(workload: Workload, c: Constants) -> float:
