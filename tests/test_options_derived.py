@@ -4,6 +4,7 @@ flags, help and defaults, and nothing hand-declared beside them but the command'
 
 from __future__ import annotations
 
+import json
 import typing
 
 import pytest
@@ -81,3 +82,14 @@ def test_a_bad_value_is_one_line_naming_the_flag(cli, args, needle):
     """Checked by the model before the plan is read (plan.json need not exist)."""
     code, _, err = cli(*args)
     assert code == 1 and needle in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_an_optional_strict_int_field_is_an_int_option(cli):
+    """Workload.num_prompts is Optional[StrictInt]: the command line parses it as an int (it arrived as text, and
+    every value was refused as 'not a valid integer'), and a value out of range is one line naming the flag."""
+    args = ["estimate", "-m", "llama-8b", "-t", "8xh100", "--tp", "1", "-c", "8", "--mode", "closed", "--json"]
+    code, out, err = cli(*args, "--num-prompts", "80")
+    assert code == 0, err
+    assert json.loads(out)["plan"]["inputs"]["workload"]["num_prompts"] == 80
+    code, _, err = cli(*args, "--num-prompts", "0")
+    assert code == 1 and "--num-prompts: Input should be greater than or equal to 1" in err

@@ -73,11 +73,14 @@ def flag(model: type[BaseModel], name: str) -> str:
 
 
 def _unoptional(annotation: Any) -> Any:
-    """X for Optional[X] (or X | None); the annotation itself otherwise."""
+    """X for Optional[X] (or X | None), and for Annotated[X, ...] inside it (Optional[StrictInt] is an int); the
+    annotation itself otherwise."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) == 1:
-            return args[0]
+            annotation = args[0]
+    if typing.get_origin(annotation) is typing.Annotated:
+        return typing.get_args(annotation)[0]
     return annotation
 
 
