@@ -320,20 +320,18 @@ def _lengths(row: CorpusRow) -> tuple[Optional[float], Optional[float], str]:
     `Total input tokens`, `Total generated tokens`, `Successful requests`), else as given. The totals win over the
     row's lengths, which are often the requested ones: without `--ignore-eos` outputs end early (GPUStack's 4,000 /
     200 runs of gpt-oss-20b generated 105 tokens a request), so the requested length overstates the work."""
-    found = _TOTALS.search(row.notes or "")
-    keys = _TOTALS_KEYS.search(row.notes or "")
-    if not (found or (keys and row.num_prompts)) and row.isl is not None and row.osl is not None:
-        return row.isl, row.osl, ""
-    if not found and keys and row.num_prompts:
+    totals = "mean lengths from the benchmark's token totals"
+    if found := _TOTALS.search(row.notes or ""):
+        total_in, total_out, done = (float(g.replace(",", "")) for g in found.groups())
+        return total_in / done, total_out / done, totals
+    if (keys := _TOTALS_KEYS.search(row.notes or "")) and row.num_prompts:
         total_in, total_out = (float(g) for g in keys.groups())
-        return total_in / row.num_prompts, total_out / row.num_prompts, "mean lengths from the benchmark's token totals"
-    if not found and row.load == "open" and (row.length_dist or "") in DATASET_MEANS:
+        return total_in / row.num_prompts, total_out / row.num_prompts, totals
+    given = row.isl is not None and row.osl is not None
+    if not given and row.load == "open" and (row.length_dist or "") in DATASET_MEANS:
         isl, osl = DATASET_MEANS[row.length_dist or ""]
         return isl, osl, f"mean lengths of {row.length_dist} from another publisher's run (corpus.DATASET_MEANS)"
-    if not found:
-        return row.isl, row.osl, ""
-    total_in, total_out, done = (float(g.replace(",", "")) for g in found.groups())
-    return total_in / done, total_out / done, "mean lengths from the benchmark's token totals"
+    return row.isl, row.osl, ""
 
 
 def _why_not(row: CorpusRow) -> Optional[str]:

@@ -373,9 +373,15 @@ def stage_step(
     layers = stage_nodes(ctx.profile, layer_start, layer_end, first, last)
     for layer in layers:
         add_steps(out, node_step(ctx, layer, comm, load))
+    return floor_eager_prefill(out, layers, ctx.constants, load)
+
+
+def floor_eager_prefill(step: StageStep, layers: Sequence[LayerInfo], c: Constants, load: StepLoad) -> StageStep:
+    """`step` lasting at least the host's eager launches over `layers` where it carries prompt tokens
+    (eager_host_s): the difference is added to its overhead."""
     if load.prefill > 0:
-        out.overhead_s += max(0.0, eager_host_s(layers, ctx.constants) - out.time_s)
-    return out
+        step.overhead_s += max(0.0, eager_host_s(layers, c) - step.time_s)
+    return step
 
 
 def eager_host_s(layers: Sequence[LayerInfo], c: Constants) -> float:

@@ -22,8 +22,8 @@ from planner.cost.step import (
     StageStep,
     StepLoad,
     add_steps,
-    eager_host_s,
     engine_overhead_s,
+    floor_eager_prefill,
     node_step,
     stage_comm,
 )
@@ -133,12 +133,10 @@ class _Timer:
     def step(self, layer: LayerInfo, load: StepLoad) -> StageStep:
         if load not in self._comm:
             self._comm[load] = stage_comm(self.ctx, load)
+        # an eager prefill's host floor, layer by layer: the sum is at least estimate's max(host, kernels) over the
+        # whole stage (stage_step), so a TTFT SLO the solver holds, the plan holds
         out = node_step(self.ctx, layer, self._comm[load], load)
-        if load.prefill > 0:
-            # an eager prefill's host floor (planner.cost.step.eager_host_s), layer by layer: the sum is at least
-            # estimate's max(host, kernels) over the whole stage, so a TTFT SLO the solver holds, the plan holds
-            out.overhead_s += max(0.0, eager_host_s([layer], self.ctx.constants) - out.time_s)
-        return out
+        return floor_eager_prefill(out, [layer], self.ctx.constants, load)
 
     def mean(self, layer: LayerInfo, op: OperatingPoint) -> StageStep:
         total = StageStep()
