@@ -144,23 +144,24 @@ def test_held_out_medians_meet_what_cross_validation_reached():
             for metric, value in metrics.items():
                 assert 0 <= value < 10 and not math.isnan(value), (engine, cls, metric)
     # Ceilings just above what `python benchmarks/fit_serving.py --cv` measured held out (benchmarks/RESULTS.md,
-    # 'Fidelity', round 3 session 6: 708 rows, 8 publishers, 6 training rows per group; seeds with no NIM row behind
+    # 'Fidelity', round 3 session 7: 707 rows, 8 publishers, 6 training rows per group; seeds with no NIM row behind
     # them, fidelity.UNFITTED_SEEDS; request overheads fitted only where an engine has MIN_TTFT_ROWS TTFT rows;
     # SGLang's eager MoE prefill floor; TensorRT-LLM's all-reduce through NCCL; NVFP4 on FP4 tensor cores; rows
     # priced at the lengths their benchmark printed; InferenceX's closed loops at their 10 x concurrency requests;
-    # SGLang's --scheduler-recv-interval where a row's script sets it), all engines together: dense TPOT 9.2%,
-    # tokens/s 10.4%, TTFT 27.0%, max-throughput 24.9%; MoE 26.3%, 28.4%, 61.6%, 57.7%. MoE TTFT grew from 56.7%:
-    # InferenceX's loops, priced as the staggered arrivals they are, see a newcomer's TTFT the model puts well
-    # under the measured one (RESULTS.md, 'Fidelity notes').
+    # SGLang's --scheduler-recv-interval where a row's script sets it; rows faster than their first wave at peak
+    # left out), all engines together: dense TPOT 10.7%, tokens/s 12.0% (11.96%), TTFT 28.6%, max-throughput
+    # 28.6%; MoE 28.6%, 26.3%, 60.4%, 56.2%. Session 6's table (9.2 / 10.4 / 27.0 / 24.9%) differs by the one row
+    # the floor leaves out: the fits land elsewhere, mostly in NVIDIA's fold, which is as large as these moves
+    # (RESULTS.md, 'Fidelity notes', session 7).
     ceilings = {
-        "dense": {"tpot": 0.095, "tokens": 0.105, "ttft": 0.275, "max_tokens": 0.25},
-        "moe": {"tpot": 0.265, "tokens": 0.285, "ttft": 0.62, "max_tokens": 0.58},
+        "dense": {"tpot": 0.11, "tokens": 0.12, "ttft": 0.29, "max_tokens": 0.29},
+        "moe": {"tpot": 0.29, "tokens": 0.27, "ttft": 0.61, "max_tokens": 0.57},
     }
     for cls, metrics in ceilings.items():
         for metric, ceiling in metrics.items():
             assert bands["all"][cls][metric] <= ceiling, (cls, metric, bands["all"][cls][metric])
-    # issue 23's targets that hold held out for a whole class (dense: 4 publishers, 3 engines): TPOT <= 12% (9.2%)
-    # and output tokens/s <= 12% (10.4%); dense TTFT (27.0% against 25%) does not
+    # issue 23's targets that hold held out for a whole class (dense: 4 publishers, 3 engines): TPOT <= 12% (10.7%)
+    # and output tokens/s <= 12% (11.96%); dense TTFT (28.6% against 25%) does not
     assert bands["all"]["dense"]["tpot"] <= 0.12
     assert bands["all"]["dense"]["tokens"] <= 0.12
 
@@ -289,3 +290,24 @@ def test_request_overhead_is_fitted_only_where_ttft_rows_see_it():
     names = {k.name for k in fidelity.knobs({"vllm", "sglang"}, timed={"sglang"})}
     assert "sglang.request_overhead_s" in names and "vllm.request_overhead_s" not in names
     assert "vllm.step_overhead_s" in names
+
+
+def test_a_closed_loop_faster_than_its_first_wave_at_peak_is_not_priced():
+    """SGLang cookbook, Llama-3.1-70B TP8 on 8x A100, 64 clients over 320 random prompts (mean 3,981 tokens:
+    1,273,893 printed over 320): mean TTFT 633 ms. Its first 64 prompts, sent at once, need at least
+    2 x 70.55e9 x 3,981 FLOPs each at 8 x 312 TFLOP/s (0.2251 s): shortest first and lengths uniform from 0, the
+    wave waits 64 / 3 x 0.2251 = 4.80 s on average; over all 320 requests at least 4.80 x 64 / 320 = 0.960 s.
+    The same page's 16 clients (80 prompts, 3,750 tokens) stay above theirs and are priced."""
+    from planner.calibrate import fidelity
+    from planner.calibrate.corpus import cases
+
+    rows = {c.entry.index: c for c in cases()[0] if c.entry.file == "sglang-cookbook.yaml"}
+    fast, slow = rows[5], rows[4]
+    assert (fast.concurrency, fast.isl, fast.entry.row.num_prompts) == (64, 3981, 320)
+    expected_ms = 1e3 * 2 * 70_553_706_496 * 3981 / (8 * 312e12) * 64 / 3 * 64 / 320
+    assert fidelity.first_wave_floor_ms(fast) == pytest.approx(expected_ms, rel=1e-9)
+    assert expected_ms == pytest.approx(960.3, abs=0.5) and fast.measured.ttft_ms < expected_ms
+    assert not fidelity.consistent(fast) and not fidelity.usable(fast)
+    assert slow.measured.ttft_ms > fidelity.first_wave_floor_ms(slow) and fidelity.usable(slow)
+    # one client, or a median, has no floor
+    assert fidelity.first_wave_floor_ms(rows[3]) is None

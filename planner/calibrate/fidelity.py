@@ -30,6 +30,7 @@ from planner.calibrate.search import Knob, coordinate_descent
 from planner.cost.constants import DEFAULT, Constants
 from planner.cost.engines import ENGINES, resolve_constants
 from planner.cost.estimate import estimate
+from planner.cost.step import compute_dtype
 from planner.errors import PlannerError
 from planner.plan import Workload
 from planner.traffic.corpus_check import sharegpt_outputs
@@ -75,14 +76,48 @@ class Outcome:
 
 
 def consistent(case: Case) -> bool:
-    """Little's law on the row itself: output tokens/s x TPOT is the number of sequences decoding at once. A queued
-    (offline) run of many requests whose figures imply about one sequence reports per-request throughput, not the
-    instance's: such a row cannot be a maximum-throughput figure."""
+    """Whether the row's figures agree with each other and with its hardware.
+
+    - Little's law on the row itself: output tokens/s x TPOT is the number of sequences decoding at once. A queued
+      (offline) run of many requests whose figures imply about one sequence reports per-request throughput, not
+      the instance's: such a row cannot be a maximum-throughput figure.
+    - A closed loop's mean TTFT can be no shorter than its first wave allows at the GPUs' datasheet peak
+      (`first_wave_floor_ms`): a row below it was not measured as it states, on other GPUs or with its prompts
+      already cached (bench_serving's seeded `random` prompts repeat across the runs of a sweep, and SGLang's
+      radix cache and vLLM's prefix cache keep them)."""
     m = case.measured
+    if case.load == "closed":
+        floor = first_wave_floor_ms(case)
+        return not (floor and m.ttft_ms and m.ttft_ms < floor)
     if case.load != "offline" or not (m.tpot_ms and m.tokens_per_s):
         return True
     requests = case.entry.row.num_prompts or case.concurrency or 0
     return not (requests > 4 and m.tokens_per_s * m.tpot_ms / 1e3 < 1.5)
+
+
+def first_wave_floor_ms(case: Case) -> float | None:
+    """The least mean TTFT a closed loop of c clients over N requests can measure on its GPUs, or None where no
+    floor applies (one client, a statistic other than the mean, prompts not drawn fixed or uniform).
+
+    The first c prompts are sent at once. However the engine batches and chunks them, the k-th to get its first
+    token waits at least for the prefill of k of them, at best the k shortest, each 2 x active params x its length
+    in FLOPs (attention left out) at the datasheet peak of every GPU of the instance. With lengths uniform from 0
+    to twice the mean m (the widest spread `random` datasets draw; fixed lengths wait longer), the wave's mean
+    wait is at least c / 3 prompts of m tokens; the other N - c requests wait at least nothing."""
+    row = case.entry.row
+    dist = (row.length_dist or "fixed").lower()
+    clients = case.concurrency or 0
+    if clients < 2 or row.statistic != "mean" or row.prefix or not (dist == "fixed" or dist.startswith("random")):
+        return None
+    try:
+        profile, topo, _ = case_machine(case)
+    except PlannerError:
+        return None
+    spec = topo.gpu(0).spec
+    peak_flops_per_s = spec.peak_flops(compute_dtype(case.weight_dtype, spec)) * case.gpus
+    prompt_s = 2.0 * profile.active_params * case.isl / peak_flops_per_s
+    requests = max(clients, row.num_prompts or clients)
+    return 1e3 * prompt_s * clients / 3 * clients / requests
 
 
 def usable(case: Case) -> bool:
