@@ -75,3 +75,15 @@ def test_open_loop_prices_the_cycle_on_the_cost_model(machine):
     assert on.tpot_ms != pytest.approx(pred.tpot_ms)
     one_step = open_loop(profile, topo, part, off.model_copy(update={"scheduler_steps": 1}))
     assert pred.ttft_ms > one_step.ttft_ms
+
+
+def test_chunked_open_loop_newcomers_wait_half_the_scheduler_steps(machine):
+    """With chunked prefill an 8-step scheduler (vLLM V0's --num-scheduler-steps 8) looks at arrivals every 8
+    decode steps: a newcomer waits (8 - 1) / 2 = 3.5 of them on average (planner.cost.estimate.newcomer_wait_s,
+    the same wait a closed loop's staggered newcomers pay), and the decode step itself does not change."""
+    profile, topo, part = machine
+    one, eight = (
+        open_loop(profile, topo, part, Workload(request_rate=2.0, isl=1000, osl=300, scheduler_steps=k)) for k in (1, 8)
+    )
+    assert eight.tpot_ms == pytest.approx(one.tpot_ms)
+    assert eight.ttft_ms - one.ttft_ms == pytest.approx(3.5 * one.tpot_ms, rel=1e-9)

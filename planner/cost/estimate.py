@@ -294,13 +294,20 @@ def _with_bands(pred: Prediction, workload: Workload, *, moe: bool, admitted: in
     )
 
 
+def newcomer_wait_s(scheduler_steps: int, step_s: float, *, busy_share: float = 1.0) -> float:
+    """What a newcomer waits beyond the step in flight where the engine looks for new requests only every k decode
+    steps (vLLM V0's --num-scheduler-steps, SGLang's --scheduler-recv-interval, whose SchedulerRecvSkipper counts
+    each decode step once and anything else as a thousand): (k - 1) / 2 decode steps of `step_s` on average, for
+    the `busy_share` of arrivals that find other sequences decoding (an idle engine looks at once). The closed loop
+    (`scheduler_wait_ms`) and the open loop (planner.traffic.steady) both price it here."""
+    return (scheduler_steps - 1) / 2 * busy_share * step_s
+
+
 def scheduler_wait_ms(workload: Workload, op: OperatingPoint, tpot_ms: float) -> float:
-    """What a staggered newcomer waits beyond the step in flight where the engine looks for new requests only every
-    k decode steps (`workload.scheduler_steps`: vLLM V0's --num-scheduler-steps, SGLang's --scheduler-recv-interval,
-    whose SchedulerRecvSkipper counts each decode step once and anything else as a thousand): (k - 1) / 2 decode
-    steps on average, when other sequences are decoding (an idle engine looks at once)."""
+    """A closed loop's staggered newcomer's `newcomer_wait_s`: the others decode while it arrives, a share
+    (n - 1) / n of the replica's n sequences."""
     others = (op.per_replica - 1) / op.per_replica if op.per_replica > 0 else 0.0
-    return (workload.scheduler_steps - 1) / 2 * others * tpot_ms
+    return 1e3 * newcomer_wait_s(workload.scheduler_steps, tpot_ms / 1e3, busy_share=others)
 
 
 def closed_drift(workload: Workload, c: Constants) -> float:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from planner.cost.constants import DEFAULT, Constants
 from planner.cost.engines import resolve_constants
-from planner.cost.estimate import estimate
+from planner.cost.estimate import estimate, newcomer_wait_s
 from planner.cost.serving import operating_point
 from planner.hardware.topology import Topology
 from planner.model.layergraph import ModelProfile
@@ -433,7 +433,7 @@ def _stable(inputs: Inputs, p: Probe, rate: float, *, sustainable: float, limit:
     pred = p.prediction
     base_s = p.service_s - w.osl * pred.tpot_ms / 1e3  # TTFT without waiting
     # multi-step: newcomers start between groups (with chunked prefill off the probe's TTFT holds that wait)
-    group_wait_s = (w.scheduler_steps - 1) / 2 * pred.tpot_ms / 1e3 if w.chunked_prefill else 0.0
+    group_wait_s = newcomer_wait_s(w.scheduler_steps, pred.tpot_ms / 1e3) if w.chunked_prefill else 0.0
     base_s += group_wait_s
     ttft_s = base_s + prefill_wait_s + admission_s
     waits = ((rho, prefill_wait_s / rho if rho > 0 else 0.0), (wait_p, wait_mean_s))
