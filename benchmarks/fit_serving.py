@@ -53,12 +53,12 @@ def gpt_fast_errors(c: Constants) -> list[float]:
 def _fold(args):
     from planner.calibrate import fidelity
 
-    publisher, cases, rounds, per_group = args
+    publisher, cases, rounds, per_group, offset = args
     if publisher is None:  # --write: the fit on every row, run beside the folds
-        return fidelity.fit(cases, rounds=rounds, per_group=per_group)
+        return fidelity.fit(cases, rounds=rounds, per_group=per_group, offset=offset)
     train = [c for c in cases if c.publisher != publisher]
     test = [c for c in cases if c.publisher == publisher]
-    cal = fidelity.fit(train, rounds=rounds, per_group=per_group)
+    cal = fidelity.fit(train, rounds=rounds, per_group=per_group, offset=offset)
     return [
         (
             o.case.engine,
@@ -86,8 +86,11 @@ def _fold(args):
     ]
 
 
-def cross_validation(rounds: int, per_group: int, workers: int, write: bool, rows_out: str = "") -> None:
-    import time
+def held_out_rows(
+    rounds: int, per_group: int, workers: int, *, write: bool = False, offset: float = 0.0
+) -> tuple[list[dict], object, dict]:
+    """Every publisher's rows predicted by a fit without them (and, with `write`, the fit on every row), with the
+    corpus's counts: (rows, the full fit or None, counts)."""
     from multiprocessing import Pool
 
     from planner.calibrate import fidelity
@@ -96,8 +99,7 @@ def cross_validation(rounds: int, per_group: int, workers: int, write: bool, row
     priced, skipped = cases()
     use = [c for c in priced if fidelity.usable(c)]
     publishers = sorted({c.publisher for c in use})
-    started = time.perf_counter()
-    jobs = [(p, use, rounds, per_group) for p in ([None] if write else []) + publishers]
+    jobs = [(p, use, rounds, per_group, offset) for p in ([None] if write else []) + publishers]
     with Pool(workers) as pool:
         done = pool.map(_fold, jobs, chunksize=1)
     full = done.pop(0) if write else None
@@ -106,11 +108,25 @@ def cross_validation(rounds: int, per_group: int, workers: int, write: bool, row
         for fold in done
         for e, m, p, x, q, n in fold
     ]
+    counts = {"used": len(use), "priced": len(priced), "skipped": len(skipped), "publishers": len(publishers)}
+    return rows, full, counts
+
+
+def cross_validation(
+    rounds: int, per_group: int, workers: int, write: bool, rows_out: str = "", offset: float = 0.0
+) -> None:
+    import time
+
+    from planner.calibrate import fidelity
+
+    started = time.perf_counter()
+    rows, full, n = held_out_rows(rounds, per_group, workers, write=write, offset=offset)
+    shifted = f", training sample offset {offset:g}" if offset else ""
     header = (
-        f"Leave-one-publisher-out over {len(use)} corpus rows ({len(priced)} priced, {len(skipped)} skipped) "
-        f"from {len(publishers)} publishers; `python benchmarks/fit_serving.py --cv` "
+        f"Leave-one-publisher-out over {n['used']} corpus rows ({n['priced']} priced, {n['skipped']} skipped) "
+        f"from {n['publishers']} publishers; `python benchmarks/fit_serving.py --cv` "
         f"({time.perf_counter() - started:.0f} s, {workers} workers, {rounds} rounds, {per_group} training rows "
-        f"per group)."
+        f"per group{shifted})."
     )
     if rows_out:
         Path(rows_out).write_text(json.dumps({"header": header, "rows": rows}, indent=0))
@@ -123,7 +139,7 @@ def cross_validation(rounds: int, per_group: int, workers: int, write: bool, row
             "# Fitted by python benchmarks/fit_serving.py --cv --write on every usable corpus row\n"
             + yaml.safe_dump(
                 {
-                    "source": f"benchmarks/fit_serving.py on {len(use)} corpus rows of {len(publishers)} publishers",
+                    "source": f"benchmarks/fit_serving.py on {n['used']} corpus rows of {n['publishers']} publishers",
                     **values,
                 },
                 sort_keys=False,
@@ -189,6 +205,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rows", default="", help="with --cv: write every held-out row's errors to this JSON file")
     ap.add_argument("--report", default="", help="rebuild the table and bands from a --rows file (no fitting)")
+    ap.add_argument(
+        "--sample-offset",
+        type=float,
+        default=0.0,
+        help="with --cv: where in each stride of a large group the training rows fall, 0 to 1 (default 0)",
+    )
     args = ap.parse_args()
     if args.report:
         saved = json.loads(Path(args.report).read_text())
@@ -199,7 +221,9 @@ def main() -> None:
         report(saved["header"], saved["rows"])
         return
     if args.cv:
-        cross_validation(min(args.rounds, 4), args.per_group, args.workers, args.write, args.rows)
+        if not 0.0 <= args.sample_offset < 1.0:
+            ap.error(f"--sample-offset {args.sample_offset} is outside [0, 1)")
+        cross_validation(min(args.rounds, 4), args.per_group, args.workers, args.write, args.rows, args.sample_offset)
         return
     rows = serving_rows()
     train = [r for r in rows if r.role == "fit"]

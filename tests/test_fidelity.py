@@ -161,7 +161,8 @@ def test_held_out_medians_meet_what_cross_validation_reached():
         for metric, ceiling in metrics.items():
             assert bands["all"][cls][metric] <= ceiling, (cls, metric, bands["all"][cls][metric])
     # issue 23's targets that hold held out for a whole class (dense: 4 publishers, 3 engines): TPOT <= 12% (10.7%)
-    # and output tokens/s <= 12% (11.96%); dense TTFT (28.6% against 25%) does not
+    # and output tokens/s <= 12% (11.96%) at the shipped training sample (offset 0; at offset 0.667 they are
+    # 12.5% and 14.2%, benchmarks/cv_spread.py); dense TTFT (28.6% against 25%) does not
     assert bands["all"]["dense"]["tpot"] <= 0.12
     assert bands["all"]["dense"]["tokens"] <= 0.12
 
@@ -311,3 +312,27 @@ def test_a_closed_loop_faster_than_its_first_wave_at_peak_is_not_priced():
     assert slow.measured.ttft_ms > fidelity.first_wave_floor_ms(slow) and fidelity.usable(slow)
     # one client, or a median, has no floor
     assert fidelity.first_wave_floor_ms(rows[3]) is None
+
+
+def test_training_sample_offset_shifts_within_each_stride():
+    """A group of 20 rows sampled 6 times: strides of 20 / 6 = 3.33 rows, at offset 0 rows 0, 3, 6, 10, 13, 16
+    (int(i x 3.33)); at offset 0.5 rows int((i + 0.5) x 3.33) = 1, 5, 8, 11, 15, 18. A group no larger than the
+    sample is taken whole at any offset, and an offset outside [0, 1) is refused."""
+    from planner.calibrate import fidelity
+    from planner.calibrate.corpus import cases
+
+    use = [c for c in cases()[0] if fidelity.usable(c)]
+    big = [
+        c
+        for c in use
+        if (c.publisher, c.engine, c.moe, str(c.load))
+        == (use[0].publisher, use[0].engine, use[0].moe, str(use[0].load))
+    ]
+    group = big[:20]
+    assert len(group) == 20
+    at = {id(c): i for i, c in enumerate(group)}
+    assert [at[id(c)] for c in fidelity.training_sample(group, 6)] == [0, 3, 6, 10, 13, 16]
+    assert [at[id(c)] for c in fidelity.training_sample(group, 6, 0.5)] == [1, 5, 8, 11, 15, 18]
+    assert [at[id(c)] for c in fidelity.training_sample(group[:5], 6, 0.9)] == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="outside"):
+        fidelity.training_sample(group, 6, 1.0)

@@ -304,9 +304,12 @@ def timed_engines(rows: Sequence[Case]) -> set[str]:
     return {e for e, n in count.items() if n >= MIN_TTFT_ROWS}
 
 
-def training_sample(cases: Sequence[Case], per_group: int = 12) -> list[Case]:
+def training_sample(cases: Sequence[Case], per_group: int = 12, offset: float = 0.0) -> list[Case]:
     """At most `per_group` rows of each (publisher, engine, dense/MoE, load), evenly spaced: the fit sees every kind
-    of row without paying for every row (the 2-core machine)."""
+    of row without paying for every row (the 2-core machine). `offset` (0 to 1) shifts where in each stride the
+    sample falls, for another equally fair sample of a large group (benchmarks/cv_spread.py)."""
+    if not 0.0 <= offset < 1.0:
+        raise ValueError(f"offset {offset} is outside [0, 1)")
     groups: dict[tuple, list[Case]] = defaultdict(list)
     for c in cases:
         groups[(c.publisher, c.engine, c.moe, c.load)].append(c)
@@ -314,13 +317,20 @@ def training_sample(cases: Sequence[Case], per_group: int = 12) -> list[Case]:
     for key in sorted(groups):
         rows = groups[key]
         step = max(1, len(rows) / per_group)
-        out += [rows[int(i * step)] for i in range(min(per_group, len(rows)))]
+        out += [rows[min(len(rows) - 1, int((i + offset) * step))] for i in range(min(per_group, len(rows)))]
     return out
 
 
-def fit(cases: Sequence[Case], cal: Calibration | None = None, *, rounds: int = 6, per_group: int = 12) -> Calibration:
+def fit(
+    cases: Sequence[Case],
+    cal: Calibration | None = None,
+    *,
+    rounds: int = 6,
+    per_group: int = 12,
+    offset: float = 0.0,
+) -> Calibration:
     """Two stages (module docstring): the dense rows fit the knobs every layer uses, then the MoE rows the MoE knobs."""
-    train = training_sample(cases, per_group)
+    train = training_sample(cases, per_group, offset)
     cal = cal or start()
     for moe in (False, True):
         rows = [c for c in train if c.moe == moe]
