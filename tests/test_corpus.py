@@ -118,6 +118,19 @@ def test_benchmark_totals_win_over_the_requested_lengths():
     assert (resolve(_row(isl=4000, osl=200)).isl, resolve(_row(isl=4000, osl=200)).osl) == (4000, 200)
 
 
+def test_modelopt_checkpoints_under_tensorrt_llm_keep_their_fp8_kv_cache():
+    """nvidia/Llama-3.3-70B-Instruct-FP8 under TensorRT-LLM with no KV dtype stated runs the checkpoint's
+    kv_cache_quant_algo FP8 (corpus.default_kv_dtype); the same row under vLLM, or with its KV dtype stated, or a
+    bf16 checkpoint, keeps what it says or bf16."""
+    dense = dict(model="nvidia/Llama-3.3-70B-Instruct-FP8", weight_dtype="fp8", tp=2, dp=1, ep=1, gpus=2)
+    assert resolve(_row(engine="trtllm", **dense)).kv_dtype == "fp8"
+    assert resolve(_row(engine="trtllm", **{**dense, "weight_dtype": "nvfp4", "gpu": "b200"})).kv_dtype == "fp8"
+    assert resolve(_row(engine="vllm", **dense)).kv_dtype == "bf16"
+    assert resolve(_row(engine="trtllm", kv_dtype="bf16", **dense)).kv_dtype == "bf16"
+    meta = {**dense, "model": "meta-llama/Llama-3.3-70B-Instruct", "weight_dtype": "bf16"}
+    assert resolve(_row(engine="trtllm", **meta)).kv_dtype == "bf16"
+
+
 def test_rows_the_model_cannot_price_are_skipped_with_the_reason():
     assert "no shipped topology" in resolve(_row(gpu="a10", gpus=8, tp=8, dp=1)).reason
     assert "speculative" in resolve(_row(speculative="mtp:3")).reason

@@ -144,25 +144,25 @@ def test_held_out_medians_meet_what_cross_validation_reached():
             for metric, value in metrics.items():
                 assert 0 <= value < 10 and not math.isnan(value), (engine, cls, metric)
     # Ceilings just above what `python benchmarks/fit_serving.py --cv` measured held out (benchmarks/RESULTS.md,
-    # 'Fidelity', round 3 session 7: 707 rows, 8 publishers, 6 training rows per group; seeds with no NIM row behind
+    # 'Fidelity', round 3 session 8: 707 rows, 8 publishers, 6 training rows per group; seeds with no NIM row behind
     # them, fidelity.UNFITTED_SEEDS; request overheads fitted only where an engine has MIN_TTFT_ROWS TTFT rows;
     # SGLang's eager MoE prefill floor; TensorRT-LLM's all-reduce through NCCL; NVFP4 on FP4 tensor cores; rows
     # priced at the lengths their benchmark printed; InferenceX's closed loops at their 10 x concurrency requests;
     # SGLang's --scheduler-recv-interval where a row's script sets it; rows faster than their first wave at peak
-    # left out), all engines together: dense TPOT 10.7%, tokens/s 12.0% (11.96%), TTFT 28.6%, max-throughput
-    # 28.6%; MoE 28.6%, 26.3%, 60.4%, 56.2%. Session 6's table (9.2 / 10.4 / 27.0 / 24.9%) differs by the one row
-    # the floor leaves out: the fits land elsewhere, mostly in NVIDIA's fold, which is as large as these moves
-    # (RESULTS.md, 'Fidelity notes', session 7).
+    # left out; TensorRT-LLM on NVIDIA's ModelOpt checkpoints with their FP8 KV cache, corpus.default_kv_dtype),
+    # all engines together: dense TPOT 11.1%, tokens/s 11.5%, TTFT 29.4%, max-throughput 21.8%; MoE 29.9%, 24.0%,
+    # 59.1%, 61.4%. Session 7's table (dense 10.7 / 12.0 / 28.6 / 28.6%, MoE 28.6 / 26.3 / 60.4 / 56.2%) priced
+    # those 100 rows' KV in bf16; the figures move by 1-5 points with the training sample alone (cv_spread.py).
     ceilings = {
-        "dense": {"tpot": 0.11, "tokens": 0.12, "ttft": 0.29, "max_tokens": 0.29},
-        "moe": {"tpot": 0.29, "tokens": 0.27, "ttft": 0.61, "max_tokens": 0.57},
+        "dense": {"tpot": 0.12, "tokens": 0.12, "ttft": 0.30, "max_tokens": 0.22},
+        "moe": {"tpot": 0.30, "tokens": 0.25, "ttft": 0.60, "max_tokens": 0.62},
     }
     for cls, metrics in ceilings.items():
         for metric, ceiling in metrics.items():
             assert bands["all"][cls][metric] <= ceiling, (cls, metric, bands["all"][cls][metric])
-    # issue 23's targets that hold held out for a whole class (dense: 4 publishers, 3 engines): TPOT <= 12% (10.7%)
-    # and output tokens/s <= 12% (11.96%) at the shipped training sample (offset 0; at offset 0.667 they are
-    # 12.5% and 14.2%, benchmarks/cv_spread.py); dense TTFT (28.6% against 25%) does not
+    # issue 23's targets that hold held out for a whole class (dense: 4 publishers, 3 engines): TPOT <= 12% (11.1%)
+    # and output tokens/s <= 12% (11.5%) at the shipped training sample (offset 0; at offset 0.667 they are
+    # 12.7% and 13.2%, benchmarks/cv_spread.py); dense TTFT (29.4% against 25%) does not
     assert bands["all"]["dense"]["tpot"] <= 0.12
     assert bands["all"]["dense"]["tokens"] <= 0.12
 

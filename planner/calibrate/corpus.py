@@ -399,7 +399,7 @@ def resolve(entry: Entry) -> Case | Skip:
         return Skip(entry, f"no shipped topology for {row.gpus or tp * dp * pp} x {row.gpu}")
     isl, osl, how = _lengths(row)
     weight = _DTYPES.get((row.weight_dtype or native_weight_dtype(model)).lower())
-    kv = _DTYPES.get((row.kv_dtype or "bf16").lower())
+    kv = _DTYPES.get((row.kv_dtype or default_kv_dtype(row)).lower())
     if weight is None or kv not in ("bf16", "fp16", "fp8"):
         return Skip(entry, f"dtype weight={row.weight_dtype} kv={row.kv_dtype} is not priced")
     steps, batch_limit = _engine_flags(row)
@@ -429,6 +429,24 @@ def resolve(entry: Entry) -> Case | Skip:
         chunked_prefill=row.chunked_prefill is not False,
         max_num_batched_tokens=row.max_num_batched_tokens,
     )
+
+
+#: Weight dtypes NVIDIA's ModelOpt checkpoints (hub ids nvidia/...-FP8, -FP4, -NVFP4) are published in
+MODELOPT_WEIGHTS = ("fp8", "nvfp4", "fp4")
+
+
+def default_kv_dtype(row: CorpusRow) -> str:
+    """The KV cache dtype a row ran with where it does not say: bf16, except TensorRT-LLM serving one of NVIDIA's
+    ModelOpt checkpoints, whose hf_quant_config.json declares kv_cache_quant_algo FP8 (nvidia/Llama-3.3-70B-Instruct-
+    NVFP4@ec8feebb: quant_algo NVFP4, kv_cache_quant_algo FP8; vllm-project/vllm PR #29980: ModelOpt's
+    hf_quant_config specifies FP8 KV) and whose loader takes that dtype when kv_cache_config.dtype is 'auto', the
+    default (tensorrt_llm.llmapi.llm_utils.ModelLoader._update_from_hf_quant_config). NVIDIA's perf-overview tables
+    run those checkpoints with the default KV settings (docs/source/performance/perf-overview.md: only GPT-OSS and
+    DeepSeek-R1 set kv_cache_config.dtype)."""
+    weight = (row.weight_dtype or "").lower()
+    if row.engine == "trtllm" and str(row.model).startswith("nvidia/") and weight in MODELOPT_WEIGHTS:
+        return "fp8"
+    return "bf16"
 
 
 def is_moe(model: str) -> bool:
