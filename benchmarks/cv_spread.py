@@ -11,26 +11,15 @@ About 2.5 minutes an offset on two cores.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from fit_serving import held_out_rows  # noqa: E402
+from fit_serving import held_out_medians, held_out_rows  # noqa: E402
 
 NAMES = {"tpot": "TPOT", "tokens": "output tokens/s", "ttft": "TTFT", "max_tokens": "max-throughput tokens/s"}
-
-
-def medians(rows: list[dict]) -> dict[tuple[str, str], float]:
-    """Held-out median |error| by (dense/moe, metric), every engine together."""
-    groups: dict = defaultdict(list)
-    for r in rows:
-        for metric, e in r["errors"].items():
-            groups[("moe" if r["moe"] else "dense", metric)].append(abs(e))
-    return {k: statistics.median(v) for k, v in groups.items()}
 
 
 def main() -> None:
@@ -49,13 +38,13 @@ def main() -> None:
     for o in offsets:
         started = time.perf_counter()
         rows, _, _ = held_out_rows(4, args.per_group, args.workers, offset=o)
-        runs.append(medians(rows))
+        runs.append(held_out_medians(rows))
         print(f"offset {o:g}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
     print(f"| class | metric | {' | '.join(f'offset {o:g}' for o in offsets)} | spread |")
     print(f"|---|---|{'---|' * len(offsets)}---|")
     for cls in ("dense", "moe"):
         for metric, name in NAMES.items():
-            values = [r.get((cls, metric)) for r in runs]
+            values = [r.get(("all", cls, metric)) for r in runs]
             if any(v is None for v in values):
                 continue
             cells = " | ".join(f"{v:.1%}" for v in values)

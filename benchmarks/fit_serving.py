@@ -148,13 +148,9 @@ def cross_validation(
         print(yaml.safe_dump(values, sort_keys=False))
 
 
-def report(header: str, rows: list[dict]) -> None:
-    """The held-out table (RESULTS.md) and the bands (bands.yaml, by engine and for all engines together) from the
-    held-out rows' errors; `--report ROWS.json` rebuilds them from a run's saved rows without fitting again."""
-    import statistics
+def held_out_groups(rows: list[dict]) -> tuple[dict, dict]:
+    """The held-out rows' |errors| and publishers by (engine or 'all', 'dense' or 'moe', metric)."""
     from collections import defaultdict
-
-    from planner.cost.engines import BANDS_FILE
 
     groups: dict = defaultdict(list)
     pubs: dict = defaultdict(set)
@@ -163,6 +159,25 @@ def report(header: str, rows: list[dict]) -> None:
             for eng in (r["engine"], "all"):
                 groups[(eng, "moe" if r["moe"] else "dense", metric)].append(abs(e))
                 pubs[(eng, "moe" if r["moe"] else "dense", metric)].add(r["publisher"])
+    return groups, pubs
+
+
+def held_out_medians(rows: list[dict]) -> dict[tuple[str, str, str], float]:
+    """Median |error| held out by (engine or 'all', class, metric)."""
+    import statistics
+
+    return {k: statistics.median(v) for k, v in held_out_groups(rows)[0].items()}
+
+
+def report(header: str, rows: list[dict]) -> None:
+    """The held-out table (RESULTS.md) and the bands (bands.yaml, by engine and for all engines together) from the
+    held-out rows' errors; `--report ROWS.json` rebuilds them from a run's saved rows without fitting again."""
+    from collections import defaultdict
+
+    from planner.cost.engines import BANDS_FILE
+
+    groups, pubs = held_out_groups(rows)
+    meds = held_out_medians(rows)
     names = {"tpot": "TPOT", "ttft": "TTFT", "tokens": "output tokens/s", "max_tokens": "max-throughput tokens/s"}
     lines = [
         header,
@@ -173,7 +188,7 @@ def report(header: str, rows: list[dict]) -> None:
     bands: dict = defaultdict(lambda: defaultdict(dict))
     for key in sorted(groups, key=lambda k: (k[0] != "all", k)):
         engine, cls, metric = key
-        med = statistics.median(groups[key])
+        med = meds[key]
         lines.append(f"| {engine} | {cls} | {names[metric]} | {med:.1%} | {len(groups[key])} | {len(pubs[key])} |")
         bands[engine][cls][metric] = round(med, 3)
     table = "\n".join(lines)
