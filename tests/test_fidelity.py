@@ -149,13 +149,13 @@ def test_held_out_medians_meet_what_cross_validation_reached():
     # SGLang's eager MoE prefill floor; TensorRT-LLM's all-reduce through NCCL; NVFP4 on FP4 tensor cores; rows
     # priced at the lengths their benchmark printed; InferenceX's closed loops at their 10 x concurrency requests;
     # SGLang's --scheduler-recv-interval where a row's script sets it; rows faster than their first wave at peak
-    # left out; TensorRT-LLM on NVIDIA's ModelOpt checkpoints with their FP8 KV cache, corpus.default_kv_dtype),
-    # all engines together: dense TPOT 11.1%, tokens/s 11.5%, TTFT 29.4%, max-throughput 21.8%; MoE 29.9%, 24.0%,
-    # 59.1%, 61.4%. Session 7's table (dense 10.7 / 12.0 / 28.6 / 28.6%, MoE 28.6 / 26.3 / 60.4 / 56.2%) priced
+    # left out; TensorRT-LLM on NVIDIA's ModelOpt checkpoints with their FP8 KV cache, corpus.default_kv_dtype;
+    # prefill attention at the head dim's FlashAttention-3 rate, planner.cost.attention_rate), all engines together:
+    # dense TPOT 11.1%, tokens/s 11.5%, TTFT 29.4%, max-throughput 21.8%; MoE 28.3%, 25.4%, 59.2%, 61.4%. Session 7's table (dense 10.7 / 12.0 / 28.6 / 28.6%, MoE 28.6 / 26.3 / 60.4 / 56.2%) priced
     # those 101 rows' KV in bf16; the figures move by 1-5 points with the training sample alone (cv_spread.py).
     ceilings = {
         "dense": {"tpot": 0.12, "tokens": 0.12, "ttft": 0.30, "max_tokens": 0.22},
-        "moe": {"tpot": 0.30, "tokens": 0.25, "ttft": 0.60, "max_tokens": 0.62},
+        "moe": {"tpot": 0.29, "tokens": 0.26, "ttft": 0.60, "max_tokens": 0.62},
     }
     for cls, metrics in ceilings.items():
         for metric, ceiling in metrics.items():

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Sequence
 
+from planner.cost.attention_rate import head_dim_factor
 from planner.cost.collectives import engine_collective_s
 from planner.cost.constants import Constants
 from planner.cost.ring_bytes import collective_bytes_by_class
@@ -216,7 +217,9 @@ def _compute_s(layer: LayerInfo, ctx: StageContext, load: StepLoad) -> float:
     if load.prefill > 0:
         prefill_context = _window(layer, load.prefill_context)
         flops = layer.attn_flops_per_context_token * load.prefill * prefill_context / per_gpu
-        t += flops / (hw.bf16_flops_per_s * _efficiency(c, prefill_context, c.attention_half_context))
+        rate = _efficiency(c, prefill_context, c.attention_half_context)
+        rate *= head_dim_factor(ctx.profile.head_dim, prefill_context)
+        t += flops / (hw.bf16_flops_per_s * rate)
     if load.decode > 0:
         if not layer.kv_sharded and c.mla_flops_efficiency > 0:
             # MLA decode runs absorbed: every query head scores and sums over the latent (about 4 x latent FLOPs)
