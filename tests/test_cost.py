@@ -252,3 +252,15 @@ def test_cli_estimate_bad_inputs(cli):
     assert code == 1 and "concurrency" in err
     code, _, err = cli("estimate", "--model", "llama-70b", "--topology", "8xh100", "--tp", "8", "--pp", "2")
     assert code == 1 and "need 16 GPUs" in err
+
+
+def test_cli_estimate_offline_mode_renders_its_table(cli):
+    """`--mode offline` (every request queued at once) printed a traceback from the table's mode label before the
+    label knew it; it names the mode now, and the run's 500 prompts are its load."""
+    code, stdout, err = cli(
+        "estimate", "--model", "qwen3-14b", "--topology", "1xh100", "--tp", "1", "--isl", "3996", "--osl", "200",
+        "--mode", "offline", "--concurrency", "500",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert "offline: every request queued at once" in " ".join(stdout.split())

@@ -137,10 +137,10 @@ def test_host_time_and_first_wave_are_in_ttft():
 
 def test_host_time_caps_each_instance_by_hand():
     """gpt-oss-120b, 2,048-token prompts, 64 clients on 1P3D: a prefill step carries 8,192 // 2,048 = 4 prompts, so
-    the instance admits 4 / (step + 4 x 18.3 ms) requests/s; the three decode instances admit 3 / 18.3 ms = 163.9.
-    With 3P1D and prompts of 128 tokens, which the prefill pool takes at ~3 / 18.3 ms, the one decode instance's
-    54.6 requests/s is the cap: 2,000 clients with 16-token outputs are held there."""
-    assert PD_HOST_S == 0.0183
+    the instance admits 4 / (step + 4 x 17.1 ms) requests/s; the three decode instances admit 3 / 17.1 ms = 175.4.
+    With 3P1D and prompts of 128 tokens, which the prefill pool takes at ~3 / 17.1 ms, the one decode instance's
+    58.5 requests/s is the cap: 2,000 clients with 16-token outputs are held there."""
+    assert PD_HOST_S == 0.0171
     work = Workload(concurrency=64, isl=2048, osl=512, weight_dtype="mxfp4", mode="closed")
     _, r = _gpt_oss(1, 3, work)
     step_s = r.prefill_step_ms / 1e3
@@ -151,8 +151,8 @@ def test_host_time_caps_each_instance_by_hand():
     assert held.limited_by == "decode-admission"
     assert held.requests_per_s == pytest.approx(1 / PD_HOST_S)
     serving = _gpt_oss(3, 1, many.model_copy(update={"mode": "serving", "concurrency": 1500}))[1]
-    assert serving.problem and "schedulers admit 54.6" in serving.problem
-    # with attention DP each rank schedules its own requests: a TP1 x DP2 decode instance admits 2 / 18.3 ms
+    assert serving.problem and "schedulers admit 58.5" in serving.problem
+    # with attention DP each rank schedules its own requests: a TP1 x DP2 decode instance admits 2 / 17.1 ms
     spec = PoolsSpec(prefill_instances=3, prefill_tp=2, decode_instances=1, decode_tp=1, decode_dp=2, decode_ep=2)
     pools = make_pools(spec, 8)
     dp2 = estimate_disagg(load_profile("gpt-oss-120b"), load_topology("8xh200"), pools, many)
@@ -262,18 +262,20 @@ def _median_error(predicted, name: str, publisher: str | None = None) -> float:
 
 def test_acceptance_medians_on_every_mapped_row(predicted):
     """Issue 28's acceptance on every row that maps (60: 42 of dstack's with TPOT and tokens/s, 18 of Mooncake's with
-    TTFT only; the errors computed here from the rows' published numbers), as this test measures them: TPOT 10.9%,
-    output tokens/s 11.0% (targets 15%: met); TTFT 30.2% (target 30%: not met; 32.1% before gpt-oss's 64-wide heads
-    were priced at FlashAttention-3's rate for them, planner.cost.attention_rate, and the host time refitted on its
-    row, 33.0% before the H20's kernel peak share), dstack's 42 rows 26.2% (30.7%) and Mooncake's 18 rows 33.9% (its H20 rows' prefill priced at planner/cost's
+    TTFT only; the errors computed here from the rows' published numbers), as this test measures them: TPOT 11.6%,
+    output tokens/s 11.0% (targets 15%: met); TTFT 27.9% (target 30%: met; 30.1% with the MoE layers' activation
+    passes priced, planner.cost.step.moe_activation_bytes, before the host time was refitted on its row by its own
+    rule, 30.2% before those passes, 32.1% before gpt-oss's 64-wide heads were priced at FlashAttention-3's rate for
+    them, 33.0% before the H20's kernel peak share), dstack's 42 rows 24.8% (30.7%) and Mooncake's 18 rows 34.5%
+    (its H20 rows' prefill priced at planner/cost's
     fitted 45% of peak x 1.28 where they imply ~80%; on its H800 rows short prompts come out over, long ones under).
     The bounds sit just above the measured figures, so that losing any of the mechanisms that brought tokens/s from
     16.5% (the run's drain, the schedulers' host time, the reruns' cached prompts) fails here."""
-    assert _median_error(predicted, "tpot_ms") <= 0.115
+    assert _median_error(predicted, "tpot_ms") <= 0.12
     assert _median_error(predicted, "tokens_per_s") <= 0.115
-    assert _median_error(predicted, "ttft_ms") <= 0.305
-    assert _median_error(predicted, "ttft_ms", "dstack") <= 0.265
-    assert _median_error(predicted, "ttft_ms", "Mooncake (kvcache-ai)") <= 0.34
+    assert _median_error(predicted, "ttft_ms") <= 0.285
+    assert _median_error(predicted, "ttft_ms", "dstack") <= 0.255
+    assert _median_error(predicted, "ttft_ms", "Mooncake (kvcache-ai)") <= 0.35
 
 
 def test_xpyd_ranking_by_tokens_per_s(predicted):
@@ -351,8 +353,8 @@ def test_host_time_is_its_fit_on_the_one_prefill_bound_row(predicted):
     """PD_HOST_S: 1P3D, 128 clients, 2,046-token prompts, 67-token outputs (dstack, 1p3d_conc128_in2048_out128): its
     one cold prefill instance is the bottleneck (TTFT 3,961 ms of a 4.4 s cycle). The run's 500 requests at 21.82/s
     last 22.92 s; less the tail (1.1 x 127/128 x its service time outside the queue: 66 tokens at the published ITL
-    and its prompt's lone step) that is 22.3 requests/s steady, a step of 4 prompts every 106.1 ms plus each one's
-    host time: 1 / 22.3 - 0.1061 / 4 = 18.3 ms."""
+    and its prompt's lone step) that is 22.3 requests/s steady, a step of 4 prompts every 110.7 ms plus each one's
+    host time: 1 / 22.3 - 0.1107 / 4 = 17.1 ms."""
     k, _ = _case(predicted, ratio="1P3D", concurrency=128, isl=2048.0, osl=128.0)
     topo = load_topology(k.topology)
     pools = make_pools(k.spec, topo.n_gpus)
@@ -367,8 +369,8 @@ def test_host_time_is_its_fit_on_the_one_prefill_bound_row(predicted):
 
 
 def test_host_time_predicts_the_rows_it_was_not_fitted_on(predicted):
-    """The host time fitted on 1P3D's one row sets 2P2D's prefill pool at 2 x 4 / (106.1 + 4 x 18.3 ms) = 44.6
-    requests/s and 3P1D's one decode instance at 54.6: both pools' rows of 2,046-token prompts and ~64-token outputs
+    """The host time fitted on 1P3D's one row sets 2P2D's prefill pool at 2 x 4 / (110.7 + 4 x 17.1 ms) = 44.7
+    requests/s and 3P1D's one decode instance at 58.5: both pools' rows of 2,046-token prompts and ~64-token outputs
     at 64 clients measured 40.5 (2P2D) and 44.6 (3P1D) requests/s; predicted within 15% of each."""
     for ratio in ("2P2D", "3P1D"):
         k, r = _case(predicted, ratio=ratio, concurrency=64, isl=2048.0, osl=128.0)
@@ -379,9 +381,10 @@ def test_mooncakes_h20_ttft_sweep(predicted):
     """Mooncake's SGLang 1P1D TP8 Qwen3-235B-A22B rows on 2 x 8 H20 over RoCE (kvcache-ai/Mooncake@3b5a594:
     docs/source/performance/sglang/sglang-benchmark-results-v1.md, 'Detailed Performance Data'; one client, prompts
     of 128 to 32,768 tokens; TTFT only): 9 rows map (topologies/2x8xh20-roce.yaml), none of them fitted on. Measured
-    by this test: median |TTFT error| 36% (63.4% before the H20's kernel peak share, planner/hardware/gpus.py: its
+    by this test: median |TTFT error| 38.5% (36% before the MoE layers' activation passes were priced,
+    planner.cost.step.moe_activation_bytes; 63.4% before the H20's kernel peak share, planner/hardware/gpus.py: its
     kernels reach 1.28 times the H100's share of peak); from 1,024 tokens up the planner still over-predicts, by
-    33-46%: its prefill is priced at planner/cost's fitted flops_efficiency 0.45 (x 1.28) while these rows imply ~80%
+    33-50%: its prefill is priced at planner/cost's fitted flops_efficiency 0.45 (x 1.28) while these rows imply ~80%
     of H20's 148 TFLOP/s bf16 (32,768 tokens of Qwen3-235B-A22B: ~3.1 PFLOP of GEMMs and attention in 3.26 s on 8
     GPUs), a planner/cost question. At 128 tokens it under-predicts by 17%. What holds is asserted."""
     rows = sorted(
@@ -391,7 +394,7 @@ def test_mooncakes_h20_ttft_sweep(predicted):
     )
     assert [isl for isl, _, _ in rows] == [128 << i for i in range(9)]
     errors = [p / m - 1 for _, m, p in rows]
-    assert statistics.median(abs(e) for e in errors) <= 0.37
+    assert statistics.median(abs(e) for e in errors) <= 0.39
     assert all(e > 0.3 for e in errors[3:])  # over-predicted from 1,024 tokens on
     predicted_ttft = [p for _, _, p in rows]
     assert predicted_ttft == sorted(predicted_ttft)  # longer prompts take longer, as measured past 1,024 tokens

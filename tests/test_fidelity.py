@@ -150,12 +150,14 @@ def test_held_out_medians_meet_what_cross_validation_reached():
     # priced at the lengths their benchmark printed; InferenceX's closed loops at their 10 x concurrency requests;
     # SGLang's --scheduler-recv-interval where a row's script sets it; rows faster than their first wave at peak
     # left out; TensorRT-LLM on NVIDIA's ModelOpt checkpoints with their FP8 KV cache, corpus.default_kv_dtype;
-    # prefill attention at the head dim's FlashAttention-3 rate, planner.cost.attention_rate), all engines together:
-    # dense TPOT 11.1%, tokens/s 11.5%, TTFT 29.4%, max-throughput 21.8%; MoE 28.3%, 25.4%, 59.2%, 61.4%. Session 7's table (dense 10.7 / 12.0 / 28.6 / 28.6%, MoE 28.6 / 26.3 / 60.4 / 56.2%) priced
+    # prefill attention at the head dim's FlashAttention-3 rate, planner.cost.attention_rate; session 9: the MoE
+    # layers' activation passes, planner.cost.step.moe_activation_bytes), all engines together:
+    # dense TPOT 11.1%, tokens/s 11.5%, TTFT 29.4%, max-throughput 21.8%; MoE 29.0%, 25.7%, 57.9%, 60.0% (28.3%,
+    # 25.4%, 59.2%, 61.4% before the activation passes: within the sample's spread). Session 7's table (dense 10.7 / 12.0 / 28.6 / 28.6%, MoE 28.6 / 26.3 / 60.4 / 56.2%) priced
     # those 101 rows' KV in bf16; the figures move by 1-5 points with the training sample alone (cv_spread.py).
     ceilings = {
         "dense": {"tpot": 0.12, "tokens": 0.12, "ttft": 0.30, "max_tokens": 0.22},
-        "moe": {"tpot": 0.29, "tokens": 0.26, "ttft": 0.60, "max_tokens": 0.62},
+        "moe": {"tpot": 0.295, "tokens": 0.26, "ttft": 0.59, "max_tokens": 0.61},
     }
     for cls, metrics in ceilings.items():
         for metric, ceiling in metrics.items():

@@ -198,6 +198,41 @@ def _expert_work(layer: LayerInfo, layout: Layout, load: StepLoad, c: Constants)
     return 2.0 * moe.params_per_expert * touched * padded / slices, padded
 
 
+#: Bytes per activation element between a MoE layer's kernels (bf16).
+MOE_ACTIVATION_BYTES = 2
+
+
+def moe_activation_bytes(
+    layer: LayerInfo, layout: Layout, load: StepLoad, c: Constants, *, hidden_size: int, fp8: bool
+) -> float:
+    """HBM bytes one GPU moves in the memory-bound passes between a MoE layer's two grouped GEMMs, per step.
+
+    vLLM's and SGLang's fused MoE (vllm/model_executor/layers/fused_moe/fused_moe.py `fused_experts_impl`, copied
+    by sglang/srt/layers/moe/fused_moe_triton/fused_moe.py) runs gate/up GEMM -> `silu_and_mul` -> down GEMM ->
+    `moe_sum` as separate kernels. Per (token, expert) assignment on the GPU: the activation reads the gate/up
+    output (2 x I/slices) and writes its half (I/slices); the top-k sum reads the down GEMM's output (hidden).
+    Per token: the sum writes its output (hidden). With fp8 weights the input and the activation are quantised
+    first (read bf16, write fp8). I is the expert's intermediate size, sliced over tp without expert parallelism;
+    under it a GPU's assignments are its share of the stage's (the busiest GPU's, as in `_expert_work`). The
+    GEMMs' own activation reads and writes overlap their arithmetic and are not counted."""
+    moe = layer.moe
+    if moe is None:
+        return 0.0
+    a = MOE_ACTIVATION_BYTES
+    if layout.ep > 1:
+        assignments = load.tokens * moe.top_k / layout.ep * c.moe_imbalance
+        tokens = load.tokens / layout.ep
+        inter = float(moe.intermediate_size)
+    else:
+        tokens = load.tokens / layout.dp
+        assignments = tokens * moe.top_k
+        inter = moe.intermediate_size / layout.tp
+    hidden = hidden_size
+    per_assignment = 3 * inter * a + hidden * a + (1.5 * inter * a if fp8 else 0.0)
+    per_token = hidden * a + (1.5 * hidden * a if fp8 else 0.0)
+    return assignments * per_assignment + tokens * per_token
+
+
 def _compute_s(layer: LayerInfo, ctx: StageContext, load: StepLoad) -> float:
     """Time of this node's matmuls and attention on one GPU at their kernels' efficiencies (not overlapped with memory)."""
     layout, c, hw = ctx.layout, ctx.constants, ctx.hw
@@ -258,7 +293,10 @@ def layer_step(ctx: StageContext, layer: LayerInfo, load: StepLoad) -> tuple[flo
         weights_s += experts_w / (hw.hbm_bytes_per_s * c.moe_hbm_efficiency)
     kv_s = kv / (hw.hbm_bytes_per_s * c.kv_hbm_efficiency)
     compute = _compute_s(layer, ctx, load)
-    return w, kv, weights_s, kv_s, max(0.0, compute - weights_s - kv_s)
+    fp8 = ctx.weight_dtype == "fp8" and all(ctx.topo.gpu(g).spec.has_fp8 for g in ctx.gpu_ids)
+    passes = moe_activation_bytes(layer, layout, load, c, hidden_size=profile.hidden_size, fp8=fp8)
+    passes_s = passes / bw  # serial kernels, not hidden by the GEMMs
+    return w, kv, weights_s, kv_s, max(0.0, compute - weights_s - kv_s) + passes_s
 
 
 def tp_groups(gpu_ids: Sequence[int], layout: Layout) -> list[tuple[int, ...]]:

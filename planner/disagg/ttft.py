@@ -18,11 +18,12 @@ benchmarks/RESULTS.md has the errors on the rows each was not fitted on):
   admits at most 1 / PD_HOST_S requests/s, and newcomers queue for it (M/D/1) as it gets busy (its own admission
   overlaps its prefill: the router sends both at once). Fitted on the one row where one cold prefill instance is
   the bottleneck beyond doubt (1P3D, 128 clients, 2,046-token prompts, 67-token outputs: 21.8 requests/s over the
-  run, 22.3 steady once its tail is taken off (planner.disagg.drain), where the step prices 4 prompts in 106.1 ms:
-  1 / 22.3 - 0.1061 / 4 = 18.3 ms; 19.2 ms before gpt-oss's prefill attention was priced at its head dim's
+  run, 22.3 steady once its tail is taken off (planner.disagg.drain), where the step prices 4 prompts in 110.7 ms:
+  1 / 22.3 - 0.1107 / 4 = 17.1 ms; 18.3 ms before the MoE layers' activation passes were priced,
+  planner.cost.step.moe_activation_bytes, 19.2 ms before gpt-oss's prefill attention was priced at its head dim's
   rate, planner.cost.attention_rate). It predicts the rows it was not fitted on: 2P2D's prefill-bound runs of the
-  same prompts (2 / (26.5 + 18.3 ms) = 44.6 requests/s; measured 40.5 and 42.0) and 3P1D's, held by its one decode
-  instance (1 / 18.3 ms = 55; measured 44.6 and 46.2). The hand-shake constant this replaces (21 ms per request
+  same prompts (2 / (27.7 + 17.1 ms) = 44.7 requests/s; measured 40.5 and 42.0) and 3P1D's, held by its one decode
+  instance (1 / 17.1 ms = 58; measured 44.6 and 46.2). The hand-shake constant this replaces (21 ms per request
   at light load, fitted on the median TTFT of dstack's 8 lightly loaded rows) refits to 0.8 ms once the host
   time is in: it was the prefill's host time seen at light load.
 - **first_wave**: a closed-loop benchmark starts its c clients at once, so each decode instance receives c / D
@@ -42,7 +43,7 @@ from planner.disagg.plan import Pool
 from planner.plan import Workload
 
 #: Host time a PD scheduler spends per request, serial with its steps, s (fitted on one dstack row, module docstring).
-PD_HOST_S = 0.0183
+PD_HOST_S = 0.0171
 #: One request's admission (receiver, KV pre-allocation, bootstrap registration) at a decode instance in a closed
 #: loop's first wave, s (fitted on dstack's first waves, module docstring).
 PD_ADMISSION_S = 0.0327

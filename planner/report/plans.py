@@ -54,7 +54,12 @@ def stage_table(pred: Prediction, title: str) -> Table:
 
 
 def _load_line(pred: Prediction, workload: Workload) -> str:
-    mode = {"serving": "steady-state serving", "static": "static batch", "closed": "closed-loop waves"}[pred.mode]
+    mode = {
+        "serving": "steady-state serving",
+        "static": "static batch",
+        "closed": "closed-loop waves",
+        "offline": "offline: every request queued at once",
+    }[pred.mode]
     sequences = "1 sequence decoding" if pred.concurrency == 1 else f"{pred.concurrency:,} sequences decoding together"
     line = (
         f"at {sequences} ({mode}, isl {workload.isl}, osl {workload.osl}, "
