@@ -424,3 +424,29 @@ def test_rows_that_do_not_map_say_why():
         if e.file == "semianalysis.yaml" and reason.startswith("speculative")
     ]
     assert mtp.count(("h100-sxm", 32)) == 2  # the two that mapped before, on 4 x 8 H100
+
+
+def test_shared_storage_hands_off_through_host_memory_by_hand():
+    """Llama-3.1-8B 1P1D TP1 on 8 x H100, 4,096-token prompts: the KV is 32 layers x 8 KV heads x 128 x 2 (K, V)
+    x 2 bytes = 131,072 B a token, 536,870,912 B a request. Through files (vLLM's ExampleConnector) it goes to host
+    memory over the prefill GPU's PCIe Gen5 link and back over the decode GPU's, 63 GB/s each way:
+    2 x 536,870,912 / 63e9 = 17.04 ms, both legs on PCIe; NIXL over NVLink moves it in about a millisecond."""
+    topo, profile = load_topology("8xh100"), load_profile("llama-8b")
+    work = Workload(concurrency=1, isl=4096, osl=256)
+
+    def pools(backend: str) -> Pools:
+        return Pools(
+            prefill=Pool(role="prefill", instances=1, tp=1, gpu_ids=[[0]]),
+            decode=Pool(role="decode", instances=1, tp=1, gpu_ids=[[1]]),
+            transfer_backend=backend,
+        )
+
+    stored = estimate_disagg(profile, topo, pools("shared-storage"), work)
+    assert stored.kv_bytes_per_request == 536_870_912
+    assert stored.kv_transfer_ms == pytest.approx(2 * 536_870_912 / 63e9 * 1e3)
+    assert stored.kv_transfer_bytes_by_class["pcie"] == 2 * 536_870_912
+    assert stored.kv_transfer_bytes_by_class["nvlink"] == 0
+    nixl = estimate_disagg(profile, topo, pools("nixl"), work)
+    assert nixl.kv_transfer_ms < 2 and stored.ttft_ms - nixl.ttft_ms == pytest.approx(
+        stored.kv_transfer_ms - nixl.kv_transfer_ms
+    )

@@ -4,7 +4,9 @@ disaggregation flags, SGLang's router and vLLM's prefill-then-decode proxy."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -20,7 +22,7 @@ from planner.launch.vllm_disagg_proxy import serve
 from planner.model.catalog import load_profile
 from planner.plan import SolverInfo, Workload
 from planner.solve.options import SolveOptions
-from planner.solve.serving import _Ask, _disagg_plan_of
+from planner.solve.serving import _Ask, disagg_plan_of
 from tests.test_launch import commands, engine_flags, flags_of
 
 
@@ -29,7 +31,7 @@ def _plan(model: str, topo_name: str, pools: Pools, **work):
     w = Workload(**work)
     pred = estimate_disagg(profile, topo, pools, w)
     ask = _Ask(profile, topo, w, SolveOptions(), DEFAULT, tuple(range(topo.n_gpus)), topo.n_gpus)
-    return _disagg_plan_of(ask, pools, pred, SolverInfo(status="GIVEN"))
+    return disagg_plan_of(ask, pools, pred, SolverInfo(status="GIVEN"))
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +149,51 @@ def test_launch_refuses_what_cannot_run_a_disaggregated_plan(one_node, tmp_path,
     assert (tmp_path / "out" / "vllm-proxy.sh").stat().st_mode & 0o111
 
 
+@pytest.fixture(scope="module")
+def shared_storage():
+    """Llama-3.1-8B 1P1D TP1 on GPUs 0 and 1, the KV through files (vLLM's ExampleConnector)."""
+    pools = Pools(
+        prefill=Pool(role="prefill", instances=1, tp=1, gpu_ids=[[0]]),
+        decode=Pool(role="decode", instances=1, tp=1, gpu_ids=[[1]]),
+        transfer_backend="shared-storage",
+    )
+    return _plan("llama-8b", "8xh100", pools, concurrency=4, isl=1024, osl=64)
+
+
+def test_shared_storage_launches_vllms_example_connector_on_cpus(shared_storage, tmp_path, cli):
+    """Both instances get ExampleConnector in the kv_both role with one shared path; on CPUs each runs on the CPU
+    build's cores (VLLM_CPU_OMP_THREADS_BIND) with no CUDA_VISIBLE_DEVICES; the proxy is the same."""
+    bundle = render(shared_storage, "vllm", device="cpu")
+    for name in ("vllm-prefill0-dgx.sh", "vllm-decode0-dgx.sh"):
+        text = bundle.scripts[name]
+        assert '--kv-transfer-config "$PLANNER_KV_CONFIG"' in text
+        setup = "\n".join(line for line in text.splitlines() if line.startswith(("export PLANNER_KV", "PLANNER_KV")))
+        for path, env in (("/tmp/planner-kv", {}), ("/srv/kv files", {"PLANNER_KV_PATH": "/srv/kv files"})):
+            shown = subprocess.run(
+                ["bash", "-c", setup + '\nprintf %s "$PLANNER_KV_CONFIG"'],
+                env={"PATH": os.environ["PATH"], **env},
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
+            assert json.loads(shown.stdout) == {
+                "kv_connector": "ExampleConnector",
+                "kv_role": "kv_both",
+                "kv_connector_extra_config": {"shared_storage_path": path},
+            }
+        assert "VLLM_CPU_OMP_THREADS_BIND" in text and "CUDA_VISIBLE_DEVICES" not in text
+        assert "NIXL" not in text  # no side channel without NIXL
+    assert "(ExampleConnector)" in bundle.scripts["vllm-proxy.sh"]
+    gpu = render(shared_storage, "vllm")
+    assert "CUDA_VISIBLE_DEVICES=0" in gpu.scripts["vllm-prefill0-dgx.sh"]
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(shared_storage.model_dump_json())
+    code, _, err = cli("launch", str(plan_file), "--engine", "sglang")
+    assert code == 2 and "no file-system backend" in err and "Traceback" not in err
+    code, _, err = cli("launch", str(plan_file), "--engine", "vllm", "--device", "cpu", "-o", str(tmp_path / "o"))
+    assert code == 0, err
+
+
 class _Fake(BaseHTTPRequestHandler):
     """A vLLM instance stand-in: logs each request body, answers prefill legs with kv_transfer_params."""
 
@@ -189,7 +236,7 @@ def test_proxy_sends_prefill_then_decode_with_the_kv_location():
     try:
         r = httpx.post(
             f"http://127.0.0.1:{proxy.server_address[1]}/v1/completions",
-            json={"model": "m", "prompt": "hi", "max_tokens": 50, "stream": False},
+            json={"model": "m", "prompt": "hi", "max_tokens": 50, "min_tokens": 50, "stream": False},
             timeout=30,
         )
         assert r.status_code == 200
@@ -200,7 +247,8 @@ def test_proxy_sends_prefill_then_decode_with_the_kv_location():
         assert [role for role, _ in log] == ["prefill", "decode"]  # causal: the decode leg follows the prefill's
         pre, dec = log[0][1], log[1][1]
         assert pre["max_tokens"] == 1 and pre["stream"] is False and pre["kv_transfer_params"]["do_remote_decode"]
-        assert dec["max_tokens"] == 50 and dec["prompt"] == "hi"
+        assert "min_tokens" not in pre  # vLLM refuses min_tokens above max_tokens (found serving a real pair)
+        assert dec["max_tokens"] == 50 and dec["min_tokens"] == 50 and dec["prompt"] == "hi"
         assert httpx.post(f"http://127.0.0.1:{proxy.server_address[1]}/v1/other", json={}).status_code == 404
     finally:
         for s in [*servers, proxy]:

@@ -11,6 +11,7 @@ from planner.cli.common import (
     CalibrationOpt,
     JsonOpt,
     ModelOpt,
+    OutputOpt,
     TopologyOpt,
     WhatIfOpt,
     cli_errors,
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
     from planner.hardware.topology import Topology
     from planner.model.layergraph import ModelProfile
 
-OutputOpt = Annotated[Optional[str], typer.Option("-o", "--output", help="Write the Plan JSON here.")]
 #: solve's --concurrency: absent, the load is 1, or with --objective throughput the solver's choice.
 SOLVE_WORKLOAD = Fields(
     Workload,

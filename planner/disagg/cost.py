@@ -15,9 +15,10 @@ chunks), and a prefill instance's step is a batch of whole prompts with no decod
   from its prefill instance to its decode instance: decode rank j receives its shard from prefill
   rank j mod tp_p (planner.cost.transfer.transfer_pairs), each sender's bytes priced with
   `collectives.p2p_time` on the real route (NVLink in a node, NICs across nodes, host staging where
-  there is no peer-to-peer). The figure is the mean over all (prefill, decode) instance pairs, as a
-  round-robin router spreads requests. Layer by layer (`transfer_overlap`) only the part beyond the
-  prefill, plus one layer's share, is exposed. A cached prefix saves prefill, not hand-off.
+  there is no peer-to-peer). Through `shared-storage` (vLLM's ExampleConnector) the bytes go to host memory
+  and back over each GPU's PCIe link instead (`_storage_handoff`). The figure is the mean over all (prefill,
+  decode) instance pairs, as a round-robin router spreads requests. Layer by layer (`transfer_overlap`) only the
+  part beyond the prefill, plus one layer's share, is exposed. A cached prefix saves prefill, not hand-off.
 - **Decode admission.** A decode instance's scheduler admits one request per PD_HOST_S (each DP rank's, with
   attention DP): the pool admits at most `D x dp / PD_HOST_S` requests/s, and newcomers wait for it (M/D/1) as it
   gets busy.
@@ -140,6 +141,30 @@ def _pair_handoff(
     return time_s, by_class
 
 
+def _storage_handoff(
+    topo: Topology, src: list[int], dst: list[int], *, per_gpu_bytes: float, c: Constants
+) -> tuple[float, dict[str, float]]:
+    """One request's hand-off through files (vLLM's ExampleConnector, `shared-storage`): each prefill GPU copies its
+    KV to host memory over its PCIe link and the file is written; once the prefill's forward has written every
+    layer, each decode GPU reads its file back over its own PCIe link. The legs are serial; the slowest sender and
+    the slowest receiver set the time. Between nodes the file system is priced at the route between the two GPUs
+    (the NICs); the file system's own throughput and latency are not modelled (page cache on one host)."""
+    sent: dict[int, float] = {}
+    got: dict[int, float] = {}
+    by_class = {k: 0.0 for k in LINK_CLASSES}
+    remote = 0.0
+    for a, b in transfer_pairs(src, dst):
+        sent[a] = sent.get(a, 0.0) + per_gpu_bytes
+        got[b] = got.get(b, 0.0) + per_gpu_bytes
+        by_class["pcie"] += 2 * per_gpu_bytes
+        if topo.gpu(a).node != topo.gpu(b).node:
+            by_class["network"] += per_gpu_bytes
+            remote = max(remote, p2p_time(topo, a, b, int(per_gpu_bytes), constants=c))
+    write_s = max(n / topo.gpu(a).spec.pcie_bytes_per_s for a, n in sent.items())
+    read_s = max(n / topo.gpu(b).spec.pcie_bytes_per_s for b, n in got.items())
+    return write_s + remote + read_s, by_class
+
+
 def kv_handoff(
     profile: ModelProfile, topo: Topology, pools: Pools, workload: Workload, c: Constants = DEFAULT
 ) -> tuple[float, dict[str, float]]:
@@ -158,7 +183,8 @@ def kv_handoff(
         sequence_tokens=workload.isl,
     )
     pairs = [(s, d) for s in pools.prefill.gpu_ids for d in dec.gpu_ids]
-    times, classes = zip(*(_pair_handoff(topo, s, d, per_gpu_bytes=per_gpu, c=c) for s, d in pairs))
+    pair = _storage_handoff if pools.transfer_backend == "shared-storage" else _pair_handoff
+    times, classes = zip(*(pair(topo, s, d, per_gpu_bytes=per_gpu, c=c) for s, d in pairs))
     mean_classes = {k: sum(x[k] for x in classes) / len(pairs) for k in LINK_CLASSES}
     return sum(times) / len(pairs), mean_classes
 

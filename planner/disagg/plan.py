@@ -18,7 +18,9 @@ from planner.units import layout_label
 Role = Literal["prefill", "decode"]
 #: How the KV moves. nixl and mooncake: GPU-direct RDMA (NVLink inside a node, the NICs across nodes);
 #: both start the transfer once the prompt is prefilled unless `transfer_overlap` says layer by layer.
-TransferBackend = Literal["nixl", "mooncake"]
+#: shared-storage (vLLM only): vLLM's ExampleConnector, which writes each layer's KV to a file under a path both
+#: instances see and the decode instance reads it back, through host memory (one host, or a shared file system).
+TransferBackend = Literal["nixl", "mooncake", "shared-storage"]
 
 _POOLS: JsonDict = {"panel": "Pools"}
 
@@ -133,7 +135,8 @@ class PoolsSpec(BaseModel):
     )
     transfer_backend: TransferBackend = Field(
         "nixl",
-        description="how the KV moves from a prefill to a decode instance (GPU-direct RDMA)",
+        description="how the KV moves from a prefill to a decode instance: nixl or mooncake (GPU-direct RDMA), or "
+        "shared-storage (vLLM's ExampleConnector: files on a path both instances see, through host memory)",
         json_schema_extra=_POOLS,
     )
     transfer_overlap: bool = Field(

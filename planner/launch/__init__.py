@@ -38,10 +38,12 @@ def render(
     check_prediction(plan, plan_path)
     topo, profile = plan_inputs(plan)
     if plan.pools is not None:
-        if device != "gpu":
+        if device != "gpu" and plan.pools.transfer_backend != "shared-storage":
             raise InputError(
-                "--device cpu: a disaggregated plan needs a KV connector between GPUs; vLLM's CPU build "
-                "has none installed (NIXL ships for CUDA only)"
+                f"--device cpu: the plan moves the KV by {plan.pools.transfer_backend}, a KV connector between "
+                "GPUs that vLLM's CPU build does not install (NIXL ships for CUDA only); plan it with "
+                "--transfer-backend shared-storage (vLLM's ExampleConnector: the KV through files) to serve the "
+                "pools on CPUs"
             )
         return render_disagg(
             plan,
@@ -53,6 +55,7 @@ def render(
             plan_path=plan_path,
             extra_args=extra,
             max_model_len=max_model_len,
+            device=device,
         )
     from importlib import import_module
 

@@ -10,7 +10,8 @@ read from their argument definitions:
   `--disaggregation-bootstrap-port` (default 8998; one per instance on a node). The router is
   `python -m sglang_router.launch_router --pd-disaggregation --prefill URL BOOTSTRAP_PORT ... --decode URL ...`.
 - **vLLM** (vllm/config/kv_transfer.py, KVTransferConfig): `--kv-transfer-config` with `kv_connector`
-  NixlConnector (or MooncakeConnector) and `kv_role` kv_both; each instance's NIXL side channel on its own
+  NixlConnector (or MooncakeConnector, or ExampleConnector for `shared-storage`: the KV through files under
+  SHARED_STORAGE_PATH, which the decode instance finds by the prompt's tokens) and `kv_role` kv_both; each instance's NIXL side channel on its own
   port (VLLM_NIXL_SIDE_CHANNEL_PORT, default 5600). vLLM ships no router in the wheel: `vllm-disagg-proxy.py`,
   written here, sends each request to a prefill instance with `max_tokens` 1 and `kv_transfer_params`
   `do_remote_decode`, then to a decode instance with the `kv_transfer_params` the prefill answered.
@@ -42,6 +43,11 @@ DEFAULT_PORT = {"sglang": 30000, "vllm": 8000}
 PROXY_FILE = "vllm-disagg-proxy.py"
 #: What sends each request to a prefill instance, then to a decode instance, per engine.
 FRONT = {"sglang": "router", "vllm": "proxy"}
+#: vLLM's connector for each transfer backend (vllm/distributed/kv_transfer/kv_connector/factory.py).
+VLLM_CONNECTOR = {"nixl": "NixlConnector", "mooncake": "MooncakeConnector", "shared-storage": "ExampleConnector"}
+#: Where vLLM's ExampleConnector writes and reads the KV files (its `shared_storage_path`; it never deletes them):
+#: a path every instance sees, here one host's.
+SHARED_STORAGE_PATH = "/tmp/planner-kv"
 
 
 def instance_plan(plan: Plan, pool: Pool, index: int, n_layers: int) -> Plan:
@@ -78,11 +84,29 @@ def _flags(engine: str, role: str, *, index: int, backend: str, multi_node: bool
         if multi_node:
             out += ["--host", "0.0.0.0"]  # the router on another node reaches it (SGLang listens on 127.0.0.1)
         return out
-    connector = "NixlConnector" if backend == "nixl" else "MooncakeConnector"
-    return [
-        "--kv-transfer-config",
-        json.dumps({"kv_connector": connector, "kv_role": "kv_both"}, separators=(",", ":")),
-    ]
+    return ["--kv-transfer-config", _kv_config(backend)]
+
+
+def _kv_config(backend: str, storage_path: str = SHARED_STORAGE_PATH) -> str:
+    """vLLM's --kv-transfer-config for a transfer backend (the ExampleConnector's files under `storage_path`)."""
+    config: dict[str, object] = {"kv_connector": VLLM_CONNECTOR[backend], "kv_role": "kv_both"}
+    if backend == "shared-storage":
+        config["kv_connector_extra_config"] = {"shared_storage_path": storage_path}
+    return json.dumps(config, separators=(",", ":"))
+
+
+def _storage_from_env(text: str) -> str:
+    """A shared-storage instance's script with its KV path from PLANNER_KV_PATH (default SHARED_STORAGE_PATH): the
+    config goes through a shell variable, so that the path expands inside the JSON."""
+    marker = "@PLANNER_KV_PATH@"
+    template = q(_kv_config("shared-storage", marker)).replace(marker, """'"$PLANNER_KV_PATH"'""")
+    lines = (
+        f'export PLANNER_KV_PATH="${{PLANNER_KV_PATH:-{SHARED_STORAGE_PATH}}}"  # where vLLM\'s ExampleConnector '
+        "writes and reads the KV files: a path every instance sees; it never deletes them\n"
+        f"PLANNER_KV_CONFIG={template}\n"
+    )
+    text = text.replace("set -euo pipefail\n", "set -euo pipefail\n" + lines, 1)
+    return text.replace(q(_kv_config("shared-storage")), '"$PLANNER_KV_CONFIG"')
 
 
 def _renamed(text: str, engine: str, tag: str, side_port: int | None) -> str:
@@ -105,7 +129,12 @@ def _instances(plan: Plan) -> list[tuple[str, int, Pool]]:
     ]
 
 
-def _check_engine(engine: str) -> None:
+def _check_engine(engine: str, backend: str) -> None:
+    if engine == "sglang" and backend == "shared-storage":
+        raise UnsupportedPlanError(
+            "--transfer-backend shared-storage: SGLang's disaggregation has no file-system backend",
+            details=["re-plan with --transfer-backend nixl or mooncake for SGLang, or launch with --engine vllm"],
+        )
     if engine not in ("sglang", "vllm"):
         raise UnsupportedPlanError(
             f"--engine {engine}: a disaggregated plan launches with sglang or vllm",
@@ -127,11 +156,13 @@ def render_disagg(
     plan_path: str = "plan.json",
     extra_args: Sequence[str] = (),
     max_model_len: int | None = None,
+    device: str = "gpu",
 ) -> LaunchBundle:
     """One script per instance and node (`<engine>-prefill0-<node>.sh`, ...) and the router (SGLang) or proxy
-    (vLLM) script that sends each request prefill-then-decode."""
-    _check_engine(engine)
+    (vLLM) script that sends each request prefill-then-decode; `device` cpu (vLLM's CPU build, shared-storage
+    only) runs each instance on the machine's cores."""
     assert plan.pools is not None
+    _check_engine(engine, plan.pools.transfer_backend)
     module = import_module(f"planner.launch.{engine}")
     base = DEFAULT_PORT[engine] if port is None else port
     scripts: dict[str, str] = {}
@@ -151,13 +182,9 @@ def render_disagg(
             plan_path=plan_path,
             extra_args=[*extra_args, *flags],
             limits=limits,
+            **({"device": device} if engine == "vllm" else {}),
         )
-        tag = f"{role}{i}"
-        for name, text in bundle.scripts.items():
-            node = name.removeprefix(f"{engine}-").removesuffix(".sh")
-            scripts[f"{engine}-{tag}-{node}.sh"] = _renamed(
-                text, engine, tag, NIXL_SIDE_CHANNEL_PORT + k if engine == "vllm" else None
-            )
+        scripts.update(_instance_scripts(bundle.scripts, engine, f"{role}{i}", k, plan.pools.transfer_backend))
         url = f"http://{_address(topo, pool.gpu_ids[i][0], nodes)}:{base + k}"
         urls[role].append((url, str(SGLANG_BOOTSTRAP_PORT + i)) if engine == "sglang" and role == "prefill" else (url,))
         summary.append(
@@ -173,6 +200,20 @@ def render_disagg(
     return LaunchBundle(
         engine=engine, engine_version=module.ENGINE_VERSION, scripts=scripts, extra_files=extra, summary=summary
     )
+
+
+def _instance_scripts(scripts: dict[str, str], engine: str, tag: str, k: int, backend: str) -> dict[str, str]:
+    """Instance k's node scripts under its own names (`<engine>-<tag>-<node>.sh`), with its NIXL side channel or
+    (shared-storage) its KV path."""
+    out = {}
+    for name, text in scripts.items():
+        node = name.removeprefix(f"{engine}-").removesuffix(".sh")
+        nixl = engine == "vllm" and backend == "nixl"
+        text = _renamed(text, engine, tag, NIXL_SIDE_CHANNEL_PORT + k if nixl else None)
+        if engine == "vllm" and backend == "shared-storage":
+            text = _storage_from_env(text)
+        out[f"{engine}-{tag}-{node}.sh"] = text
+    return out
 
 
 def _front(
@@ -218,7 +259,9 @@ def _proxy_script(plan: Plan, urls: dict[str, list[tuple[str, ...]]], port: int,
     for role in ("prefill", "decode"):
         for url in urls[role]:
             parts += [f"--{role}", f'"{url[0]}"']
-    lines = _front_header(plan, "vLLM prefill/decode proxy (NixlConnector)", plan_path)
+    assert plan.pools is not None
+    connector = VLLM_CONNECTOR[plan.pools.transfer_backend]
+    lines = _front_header(plan, f"vLLM prefill/decode proxy ({connector})", plan_path)
     lines += [
         'PYTHON="${PYTHON:-python3}"',
         command(parts) + " &> vllm-proxy.log &",

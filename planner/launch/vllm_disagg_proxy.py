@@ -27,8 +27,9 @@ CHUNK_BYTES = 1 << 14
 
 
 def prefill_body(body: dict[str, Any]) -> dict[str, Any]:
-    """The prefill leg: one token, no stream, and the connector told to keep the KV for a remote decode."""
-    out = {k: v for k, v in body.items() if k not in ("stream_options", "max_completion_tokens")}
+    """The prefill leg: one token, no stream, and the connector told to keep the KV for a remote decode (a client's
+    `min_tokens` above the leg's one token would be refused by vLLM, so it goes to the decode leg only)."""
+    out = {k: v for k, v in body.items() if k not in ("stream_options", "max_completion_tokens", "min_tokens")}
     out.update(
         max_tokens=1,
         stream=False,

@@ -385,7 +385,7 @@ def mode_result(plan: Plan, disagg: DisaggPrediction | None = None) -> ModeResul
     )
 
 
-def _disagg_plan_of(ask: _Ask, pools: Pools, pred: DisaggPrediction, solver: SolverInfo) -> Plan:
+def disagg_plan_of(ask: _Ask, pools: Pools, pred: DisaggPrediction, solver: SolverInfo) -> Plan:
     """The Plan of a disaggregated choice: `stages`, `replicas` and `prediction` are the decode pool's, with the
     deployment's headline figures (TPOT, TTFT, tokens/s over both pools' GPUs) in `prediction`; `pools` both pools."""
     w = ask.workload.model_copy(update={"concurrency": pred.concurrency})
@@ -447,7 +447,7 @@ def solve_disagg(ask: _Ask, started: float) -> tuple[Plan, DisaggPrediction]:
         f"GPUs ({choice.tokens_per_s:,.0f} tokens/s at the candidates' operating points; "
         f"{pred.tokens_per_s:,.0f} re-priced on its GPUs)",
     )
-    return _disagg_plan_of(ask, pools, pred, solver), pred
+    return disagg_plan_of(ask, pools, pred, solver), pred
 
 
 def _slo_words(o: SolveOptions) -> str:

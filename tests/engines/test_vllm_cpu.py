@@ -61,8 +61,8 @@ def tiny_model(tmp_path_factory) -> Path:
 class Server:
     """A launch script run as a user runs it; stopped by the PID of its session, with every child it started."""
 
-    def __init__(self, script: Path, env: dict):
-        self.log = script.parent / "vllm-replica0.log"
+    def __init__(self, script: Path, env: dict, log: str = "vllm-replica0.log"):
+        self.log = script.parent / log
         self.script_text = script.read_text()
         self.proc = subprocess.Popen(
             ["bash", str(script)],

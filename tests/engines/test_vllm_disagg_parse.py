@@ -1,7 +1,8 @@
 """The vLLM commands of a disaggregated plan's scripts, parsed by vLLM's own `vllm serve` parser (the CPU build in
 ./.venv-vllm, `./setup.sh --test`): every flag exists and `--kv-transfer-config` becomes vLLM's KVTransferConfig with
-the NixlConnector in the kv_both role. (vLLM's CPU build cannot serve the pair: it registers NixlConnector for
-CPU buffers, but the nixl package ships for CUDA only and is not installed with it.)"""
+the NixlConnector in the kv_both role. (vLLM's CPU build cannot serve a NIXL pair: it registers NixlConnector for
+CPU buffers, but the nixl package ships for CUDA only and is not installed with it; a shared-storage pair, through
+vLLM's ExampleConnector, is served end to end in test_vllm_cpu_disagg.py.)"""
 
 from __future__ import annotations
 
