@@ -106,6 +106,26 @@ class Server:
         self.proc.wait(timeout=10)
 
 
+def launch_cpu(plan: Path, port: int, out: Path, extra: str = "") -> Path:
+    """`planner launch PLAN --engine vllm --device cpu` into `out`, the tiny model's weights dummy, no tokenizer."""
+    r = run_planner(
+        "launch",
+        str(plan),
+        "--engine",
+        "vllm",
+        "--device",
+        "cpu",
+        "--port",
+        str(port),
+        "--extra-args",
+        f"--load-format dummy --skip-tokenizer-init {extra}".strip(),
+        "-o",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    return out
+
+
 def _launch(tmp_path: Path, plan_args: list[str], tiny: Path, port: int) -> Path:
     plan = tmp_path / "plan.json"
     r = run_planner(
@@ -123,22 +143,7 @@ def _launch(tmp_path: Path, plan_args: list[str], tiny: Path, port: int) -> Path
         str(plan),
     )
     assert r.returncode == 0, r.stderr
-    out = tmp_path / "launch"
-    r = run_planner(
-        "launch",
-        str(plan),
-        "--engine",
-        "vllm",
-        "--device",
-        "cpu",
-        "--port",
-        str(port),
-        "--extra-args",
-        "--load-format dummy --skip-tokenizer-init",
-        "-o",
-        str(out),
-    )
-    assert r.returncode == 0, r.stderr
+    out = launch_cpu(plan, port, tmp_path / "launch")
     (script,) = out.glob("vllm-*.sh")
     text = script.read_text()
     assert f"--model {tiny}" in text and "vllm.entrypoints.openai.api_server" in text  # the folder, not the config

@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from ..conftest import alive, children_of, run_planner
-from .test_vllm_cpu import TINY, Server, tiny_model, vllm_env  # noqa: F401  (fixtures)
+from .test_vllm_cpu import TINY, Server, launch_cpu, tiny_model, vllm_env  # noqa: F401  (fixtures)
 
 PROMPT = list(range(3, 303))  # 300 token ids: more than one KV block, so the connector stores and finds it
 OUTPUT = 6
@@ -77,23 +77,7 @@ def _launch(tmp_path: Path, tiny: Path, port: int) -> Path:
         str(plan),
     )
     assert r.returncode == 0, r.stderr
-    out = tmp_path / "launch"
-    r = run_planner(
-        "launch",
-        str(plan),
-        "--engine",
-        "vllm",
-        "--device",
-        "cpu",
-        "--port",
-        str(port),
-        "--extra-args",
-        "--load-format dummy --skip-tokenizer-init --no-enable-prefix-caching",
-        "-o",
-        str(out),
-    )
-    assert r.returncode == 0, r.stderr
-    return out
+    return launch_cpu(plan, port, tmp_path / "launch", "--no-enable-prefix-caching")
 
 
 def _complete(url: str, model: str) -> list[int]:
