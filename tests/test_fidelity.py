@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import statistics
 
 import pytest
 import yaml
 
 from planner.calibrate import fidelity
-from planner.calibrate.corpus import cases
+from planner.calibrate.corpus import cases, load_corpus
 from planner.cost.constants import DEFAULT, Constants
 from planner.cost.engines import BANDS_FILE, ENGINES, engine_profile, resolve_constants
 from planner.cost.estimate import estimate
@@ -151,13 +153,14 @@ def test_held_out_medians_meet_what_cross_validation_reached():
     # SGLang's --scheduler-recv-interval where a row's script sets it; rows faster than their first wave at peak
     # left out; TensorRT-LLM on NVIDIA's ModelOpt checkpoints with their FP8 KV cache, corpus.default_kv_dtype;
     # prefill attention at the head dim's FlashAttention-3 rate, planner.cost.attention_rate; session 9: the MoE
-    # layers' activation passes, planner.cost.step.moe_activation_bytes), all engines together:
-    # dense TPOT 11.1%, tokens/s 11.5%, TTFT 29.4%, max-throughput 21.8%; MoE 29.0%, 25.7%, 57.9%, 60.0% (28.3%,
-    # 25.4%, 59.2%, 61.4% before the activation passes: within the sample's spread). Session 7's table (dense 10.7 / 12.0 / 28.6 / 28.6%, MoE 28.6 / 26.3 / 60.4 / 56.2%) priced
+    # layers' activation passes, planner.cost.step.moe_activation_bytes, and InferenceX's rows at their published
+    # medians, test_inferencex_rows_carry_the_published_medians), all engines together: dense TPOT 11.1%, tokens/s
+    # 11.5%, TTFT 29.4%, max-throughput 21.8%; MoE 27.6%, 25.8%, 44.8%, 62.0% (29.0 / 25.7 / 57.9 / 60.0% at
+    # InferenceX's means; 28.3 / 25.4 / 59.2 / 61.4% before the activation passes). Session 7's table (dense 10.7 / 12.0 / 28.6 / 28.6%, MoE 28.6 / 26.3 / 60.4 / 56.2%) priced
     # those 101 rows' KV in bf16; the figures move by 1-5 points with the training sample alone (cv_spread.py).
     ceilings = {
         "dense": {"tpot": 0.12, "tokens": 0.12, "ttft": 0.30, "max_tokens": 0.22},
-        "moe": {"tpot": 0.295, "tokens": 0.26, "ttft": 0.59, "max_tokens": 0.61},
+        "moe": {"tpot": 0.28, "tokens": 0.26, "ttft": 0.45, "max_tokens": 0.625},
     }
     for cls, metrics in ceilings.items():
         for metric, ceiling in metrics.items():
@@ -338,3 +341,24 @@ def test_training_sample_offset_shifts_within_each_stride():
     assert [at[id(c)] for c in fidelity.training_sample(group[:5], 6, 0.9)] == [0, 1, 2, 3, 4]
     with pytest.raises(ValueError, match="outside"):
         fidelity.training_sample(group, 6, 1.0)
+
+
+def test_inferencex_rows_carry_the_published_medians():
+    """InferenceX publishes each run's mean and median latencies (vngcloud/InferenceX-app@528c414:packages/app/
+    cypress/fixtures/api/benchmarks.json, `metrics`); its runs send 10 x concurrency prompts after one warm-up
+    prompt, and the mean TTFT is pulled up by a few requests: at 4 clients of 1,024-token prompts on 4 x MI355X
+    (SGLang 0.5.12) mean 172.6 ms, median 102.2 ms, p99 823.1 ms, where 4 prompts of prefill take tens of ms.
+    The 190 rows from that file carry the medians (the means kept in their notes); over them the mean is 1.78 x the
+    median TTFT (quartiles 1.20 and 2.93), so a mean would price a start-up the planner does not model."""
+    rows = [e.row for e in load_corpus() if "benchmarks.json (entry" in e.row.source]
+    assert len(rows) == 190 and all(r.statistic == "median" for r in rows)
+    first = next(r for r in rows if "hardware=mi355x framework=sglang precision=fp4 spec_method=none isl=1024 "
+                 "osl=1024 decode_tp=4 decode_ep=1 conc=4 date=2026-06-11" in r.source)  # fmt: skip
+    assert (first.ttft_ms, first.tpot_ms) == (102.1738, 9.648)
+    assert "its means TTFT 172.6284 ms, TPOT 9.6187 ms" in first.notes and "p99 TTFT 823.1137 ms" in first.notes
+    ratios = [
+        float(re.search(r"its means TTFT ([0-9.]+) ms", r.notes).group(1)) / r.ttft_ms
+        for r in rows
+        if r.ttft_ms and "its means TTFT None" not in r.notes
+    ]
+    assert statistics.median(ratios) == pytest.approx(1.78, abs=0.01)
