@@ -227,9 +227,8 @@ def moe_activation_bytes(
         tokens = load.tokens / layout.dp
         assignments = tokens * moe.top_k
         inter = moe.intermediate_size / layout.tp
-    hidden = hidden_size
-    per_assignment = 3 * inter * a + hidden * a + (1.5 * inter * a if fp8 else 0.0)
-    per_token = hidden * a + (1.5 * hidden * a if fp8 else 0.0)
+    per_assignment = 3 * inter * a + hidden_size * a + (1.5 * inter * a if fp8 else 0.0)
+    per_token = hidden_size * a + (1.5 * hidden_size * a if fp8 else 0.0)
     return assignments * per_assignment + tokens * per_token
 
 
