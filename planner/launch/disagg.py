@@ -105,21 +105,24 @@ def _storage_from_env(text: str) -> str:
         "writes and reads the KV files: a path every instance sees; it never deletes them\n"
         f"PLANNER_KV_CONFIG={template}\n"
     )
-    text = text.replace("set -euo pipefail\n", "set -euo pipefail\n" + lines, 1)
-    return text.replace(q(_kv_config("shared-storage")), '"$PLANNER_KV_CONFIG"')
+    return _after_header(text, lines).replace(q(_kv_config("shared-storage")), '"$PLANNER_KV_CONFIG"')
 
 
 def _renamed(text: str, engine: str, tag: str, side_port: int | None) -> str:
     """An instance's script: its own log names, and (vLLM) its own NIXL side-channel port."""
     text = text.replace(f"{engine}-replica0", f"{engine}-{tag}").replace("replica 0", tag)
     if side_port is not None:
-        text = text.replace(
-            "set -euo pipefail\n",
-            f"set -euo pipefail\nexport VLLM_NIXL_SIDE_CHANNEL_PORT="
-            f"${{VLLM_NIXL_SIDE_CHANNEL_PORT:-{side_port}}}  # this instance's NIXL side channel\n",
-            1,
+        text = _after_header(
+            text,
+            f"export VLLM_NIXL_SIDE_CHANNEL_PORT=${{VLLM_NIXL_SIDE_CHANNEL_PORT:-{side_port}}}"
+            "  # this instance's NIXL side channel\n",
         )
     return text
+
+
+def _after_header(text: str, lines: str) -> str:
+    """A script with `lines` right after its `set -euo pipefail`, before anything that reads them."""
+    return text.replace("set -euo pipefail\n", "set -euo pipefail\n" + lines, 1)
 
 
 def _instances(plan: Plan) -> list[tuple[str, int, Pool]]:
@@ -206,10 +209,10 @@ def _instance_scripts(scripts: dict[str, str], engine: str, tag: str, k: int, ba
     """Instance k's node scripts under its own names (`<engine>-<tag>-<node>.sh`), with its NIXL side channel or
     (shared-storage) its KV path."""
     out = {}
+    side_port = NIXL_SIDE_CHANNEL_PORT + k if engine == "vllm" and backend == "nixl" else None
     for name, text in scripts.items():
         node = name.removeprefix(f"{engine}-").removesuffix(".sh")
-        nixl = engine == "vllm" and backend == "nixl"
-        text = _renamed(text, engine, tag, NIXL_SIDE_CHANNEL_PORT + k if nixl else None)
+        text = _renamed(text, engine, tag, side_port)
         if engine == "vllm" and backend == "shared-storage":
             text = _storage_from_env(text)
         out[f"{engine}-{tag}-{node}.sh"] = text
