@@ -140,6 +140,12 @@ class Workload(BaseModel):
         description="the serving engine whose profile prices the plan (host overheads, "
         "kernels, step budget, memory accounting: planner/cost/engines/) and that launch targets",
     )
+    engine_version: Optional[str] = Field(
+        None,
+        json_schema_extra={"text": True},
+        description="the engine's release (e.g. 0.5.6): one older than the kernels its profile prices "
+        "(planner/cost/engines/versions.py) is said beside the figures, which then carry no error band",
+    )
     statistic: Statistic = Field(
         "mean",
         description="the statistic latency figures report over requests: mean "
@@ -550,6 +556,11 @@ class Prediction(NumbersNotBooleans):
         None,
         description="relative error band of tokens_per_s, likewise (maximum-throughput rows' band in offline mode)",
     )
+    unmodelled: Optional[str] = Field(
+        None,
+        description="what the figures do not model, in words (an engine release older than the kernels its "
+        "profile prices); its bands are then None",
+    )
     # --- traffic (issue 25) -----------------------------------------------------------------------------
     traffic: Optional[TrafficPrediction] = Field(
         None,
@@ -791,6 +802,7 @@ class EstimateReport(BaseModel):
     usable: bool = Field(description="False under 1 output token/s per user (TPOT above 1 s)")
     stable: Optional[bool] = Field(None, description="open loop (--request-rate): whether the plan sustains the rate")
     sustainable_rate_rps: Optional[float] = Field(None, description="open loop: the highest rate the plan sustains")
+    unmodelled: Optional[str] = Field(None, description="what the figures do not model, in words")
     traffic: Optional[TrafficPrediction] = None
     plan: Plan
 

@@ -21,6 +21,7 @@ from typing import Any
 from planner.cost import offline
 from planner.cost.constants import DEFAULT, Constants
 from planner.cost.engines import band, resolve_constants
+from planner.cost.engines.versions import unmodelled_kernels
 from planner.cost.memory import MAX_CAPACITY, fixed_memory_bytes, kv_budget_bytes, stage_memory
 from planner.cost.offload import host_tier_bytes_per_s, offload_s, stage_weight_bytes, streamed_bytes
 from planner.cost.serving import OperatingPoint, operating_point
@@ -276,20 +277,27 @@ def estimate(
     )
     if workload.mode == "offline":  # the run's output over its makespan, ramp-up and tail included
         pred = _offline_throughput(pred, workload, static=at("static")[1], slots=run_at, partition=partition, c=c)
-    return _with_bands(pred, workload, moe=profile.moe is not None, admitted=admitted)
+    return _with_bands(pred, workload, moe=profile.moe is not None, attention=profile.attention, admitted=admitted)
 
 
-def _with_bands(pred: Prediction, workload: Workload, *, moe: bool, admitted: int | None) -> Prediction:
-    """The prediction at the asked load, its engine, and the error band each figure's class earned held out."""
+def _with_bands(pred: Prediction, workload: Workload, *, moe: bool, attention: str, admitted: int | None) -> Prediction:
+    """The prediction at the asked load, its engine, and the error band each figure's class earned held out (none
+    where the engine's release predates the kernels its profile prices: `unmodelled` says so)."""
     tokens_metric = "max_tokens" if workload.mode == "offline" else "tokens"
+    unmodelled = unmodelled_kernels(workload.engine, workload.engine_version, attention=attention)
+
+    def earned(metric: str) -> float | None:
+        return None if unmodelled else band(workload.engine, moe, metric)
+
     return pred.model_copy(
         update={
             "concurrency": workload.concurrency,
             "engine": workload.engine,
             "admitted_concurrency": admitted,
-            "tpot_ms_band": band(workload.engine, moe, "tpot"),
-            "ttft_ms_band": band(workload.engine, moe, "ttft"),
-            "tokens_per_s_band": band(workload.engine, moe, tokens_metric),
+            "tpot_ms_band": earned("tpot"),
+            "ttft_ms_band": earned("ttft"),
+            "tokens_per_s_band": earned(tokens_metric),
+            "unmodelled": unmodelled,
         }
     )
 

@@ -117,10 +117,14 @@ def usability_line(pred: Prediction, osl: int) -> str | None:
     )
 
 
+def unmodelled_line(pred: Prediction) -> str | None:
+    """One line where the figures rest on kernels the engine's release did not have, else None."""
+    return f"NOT MODELLED: {pred.unmodelled}" if pred.unmodelled else None
+
+
 def prediction_report(pred: Prediction, title: str, workload: Workload) -> Group:
-    return Group(
-        stage_table(pred, title), totals_table(pred, workload), *filter(None, [usability_line(pred, workload.osl)])
-    )
+    lines = filter(None, [usability_line(pred, workload.osl), unmodelled_line(pred)])
+    return Group(stage_table(pred, title), totals_table(pred, workload), *lines)
 
 
 def _runners_up(plan: Plan) -> Table:
@@ -194,7 +198,7 @@ def plan_report(plan: Plan) -> Group:
         stage_table(pred, title),
         totals_table(pred, w),
         *slo_lines(plan),
-        *filter(None, [usability_line(pred, w.osl)]),
+        *filter(None, [usability_line(pred, w.osl), unmodelled_line(pred)]),
     ]
     if plan.replicas > 1:
         parts.append(

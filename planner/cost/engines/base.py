@@ -8,6 +8,8 @@ reserves) and says, per number, where it comes from. Fitted numbers live in `fit
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from planner.cost.constants import Constants
@@ -43,6 +45,17 @@ COMMON_SOURCES = {
 }
 
 
+class KernelFloor(BaseModel):
+    """The first release of an engine whose kernels for one attention kind are the ones the profile prices
+    (planner.cost.engines.versions)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attention: Literal["gqa", "mla"] = Field(description="the models it concerns, by attention kind")
+    since: str = Field(description="the first release the profile describes, e.g. 0.8.0")
+    why: str = Field(description="what changed at that release, in words, with its source")
+
+
 class EngineProfile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -52,6 +65,9 @@ class EngineProfile(BaseModel):
     sources: dict[str, str] = Field(description="per constant: where its value comes from")
     launch_flags: str = Field(
         "", description="the memory and batching flags the profile assumes, as the engine spells them"
+    )
+    kernel_floors: tuple[KernelFloor, ...] = Field(
+        (), description="releases before these run other kernels than the profile prices (versions.py)"
     )
 
     @model_validator(mode="after")

@@ -1,11 +1,20 @@
 """SGLang (0.4.x-0.5.x): seeds and sources. Fitted values: fitted.yaml."""
 
-from planner.cost.engines.base import COMMON_CONSTANTS, COMMON_SOURCES, EngineProfile
+from planner.cost.engines.base import COMMON_CONSTANTS, COMMON_SOURCES, EngineProfile, KernelFloor
 
 PROFILE = EngineProfile(
     name="sglang",
     version="0.4.9-0.5.x",
     launch_flags="--mem-fraction-static 0.88 --chunked-prefill-size 8192",
+    kernel_floors=(
+        KernelFloor(
+            attention="mla",
+            since="0.4.4",
+            why="through 0.4.3 SGLang decoded MLA with its Triton kernel by default, FlashInfer's MLA opt-in "
+            "(--enable-flashinfer-mla, sgl-project/sglang PR #3550, 2025-02-13), and had no FlashMLA "
+            "(sgl-project/sglang issue #4006, 2025-03-03)",
+        ),
+    ),
     constants={
         **COMMON_CONSTANTS,
         "max_num_batched_tokens": 8192,

@@ -1,11 +1,20 @@
 """vLLM (V1 engine, 0.10-0.11): seeds and sources. Fitted values: fitted.yaml."""
 
-from planner.cost.engines.base import COMMON_CONSTANTS, COMMON_SOURCES, EngineProfile
+from planner.cost.engines.base import COMMON_CONSTANTS, COMMON_SOURCES, EngineProfile, KernelFloor
 
 PROFILE = EngineProfile(
     name="vllm",
     version="0.10-0.11 (V1 engine)",
     launch_flags="--gpu-memory-utilization 0.9 --max-num-batched-tokens 8192 --max-num-seqs 1024",
+    kernel_floors=(
+        KernelFloor(
+            attention="mla",
+            since="0.8.0",
+            why="0.8.0 made the V1 engine the default and shipped its DeepSeek MLA and expert-parallel work "
+            "(vLLM v0.8.0 release notes, 2025-03-18: 'V1 engine by default (#13726)', 'DeepSeek Improvements: "
+            "MLA Enhancements'); 0.7.x ran DeepSeek on the V0 engine",
+        ),
+    ),
     constants={
         **COMMON_CONSTANTS,
         "max_num_batched_tokens": 8192,
