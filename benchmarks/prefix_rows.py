@@ -10,7 +10,7 @@ within 30%.
 
 from __future__ import annotations
 
-from planner.traffic.prefix_check import all_checks, by_publisher, summary
+from planner.traffic.prefix_check import PrefixCheck, all_checks, by_publisher, older_release_checks, summary
 
 
 def _ms(v: float | None) -> str:
@@ -21,8 +21,7 @@ def _ratio(a: float | None, b: float | None) -> str:
     return "-" if a is None or not b else f"{a / b:.2f}"
 
 
-def main() -> None:
-    checks = all_checks()
+def _table(checks: list[PrefixCheck]) -> None:
     print(
         f"{'publisher':<10} {'eng':<7} {'gpu':<10} {'load':<13} {'hit':>5} {'TTFT meas':>10} {'pred':>8} "
         f"{'err':>7}  {'ratio meas':>10} {'pred':>6}"
@@ -37,6 +36,15 @@ def main() -> None:
             f"{_ratio(k.measured.ttft_ms, c.paired_ttft_ms):>10} {_ratio(c.ttft_ms, c.plain_ttft_ms):>6}"
             + (f"  ({c.problem})" if c.problem else "")
         )
+
+
+def _pct(v: float) -> str:
+    return "-" if v != v else f"{v:.1%}"  # NaN: no rows
+
+
+def main() -> None:
+    checks = all_checks()
+    _table(checks)
     print("\nreuse by row:")
     for c in checks:
         print(f"  {c.case.publisher[:10]:<10} {c.case.entry.file}#{c.case.entry.index}: {c.how}")
@@ -45,8 +53,19 @@ def main() -> None:
         print(f"{name}: {rows} rows, median |error| TTFT {err:.1%}")
     s = summary(checks)
     print(
-        f"\n{s['rows']} rows from {s['publishers']} publisher(s): median |error| TTFT {s['ttft_median_abs_error']:.1%}; "
-        f"prefix/plain TTFT ratio {s['ratio_median_abs_error']:.1%} ({s['paired_rows']} paired rows)"
+        f"\n{s['rows']} rows from {s['publishers']} publisher(s): median |error| TTFT {_pct(s['ttft_median_abs_error'])}; "
+        f"prefix/plain TTFT ratio {_pct(s['ratio_median_abs_error'])} ({s['paired_rows']} paired rows)"
+    )
+    older = older_release_checks()
+    o = summary(older)
+    print(
+        f"\nLeft out of the figures: {o['rows']} rows on engine releases older than the kernels their profile "
+        "prices (planner/cost/engines/versions.py), priced anyway:"
+    )
+    _table(older)
+    print(
+        f"those rows: median |error| TTFT {_pct(o['ttft_median_abs_error'])}; prefix/plain TTFT ratio "
+        f"{_pct(o['ratio_median_abs_error'])} ({o['paired_rows']} paired rows)"
     )
 
 

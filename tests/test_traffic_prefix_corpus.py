@@ -23,6 +23,7 @@ from planner.traffic.prefix_check import (
     group_reuse,
     lru_resident_share,
     node_entry,
+    older_release_checks,
     reuse,
     summary,
 )
@@ -77,8 +78,8 @@ def test_conversation_reuse_keeps_history_only_if_the_clients_prompts_fit():
     assert kept.hit == pytest.approx(14 / 15 + (500 / 5276) / 15)
 
 
-def test_node_entry_cuts_a_fleet_and_takes_the_mean_prompt_from_the_rates(checks):
-    rows = {(k.case.entry.file, k.case.entry.index): k.case for k in checks}
+def test_node_entry_cuts_a_fleet_and_takes_the_mean_prompt_from_the_rates(checks, older):
+    rows = {(k.case.entry.file, k.case.entry.index): k.case for k in [*checks, *older]}
     fleet = rows[("prefix-llm-d.yaml", 12)]  # 16 TP=1 pods at 6 req/s, 360 prompts: one node's 8 at 3 req/s, 180
     assert (fleet.gpus, fleet.replicas, fleet.request_rate, fleet.entry.row.num_prompts) == (8, 8, 3.0, 180)
     # GPUStack: input 5,849 tok/s over (5,957 - 5,849) / 100 = 1.08 requests/s = 5,416 tokens a prompt
@@ -87,10 +88,10 @@ def test_node_entry_cuts_a_fleet_and_takes_the_mean_prompt_from_the_rates(checks
     assert node_entry(Entry(plain.publisher, plain.file, plain.index, plain.row)).row is plain.row
 
 
-def test_a_published_hit_rate_is_used_as_given(checks):
+def test_a_published_hit_rate_is_used_as_given(older):
     # llm-d's GLM-5.2 rows publish their aggregate prefill hit ratio (63.24%): a row with one prices that, whatever
     # its groups say
-    case = next(k.case for k in checks if k.case.publisher == "dstack")
+    case = next(k.case for k in older if k.case.publisher == "dstack")
     row = case.entry.row.model_copy(update={"prefix": {**(case.entry.row.prefix or {}), "hit_rate": 0.6324}})
     given = reuse(replace(case, entry=replace(case.entry, row=row)))
     assert given is not None and (given.prefix_tokens, given.hit) == (2000, 0.6324)
@@ -101,30 +102,40 @@ def checks():
     return all_checks()
 
 
-def test_prefix_rows_resolve(checks):
-    # dstack's nine DeepSeek-R1 generated-shared-prefix rows (2000-token system prompt, 10 groups x 50 prompts),
-    # each paired with dstack's random 3200/800 run of the same engine build, GPU and concurrency
-    dstack = [k for k in checks if k.case.publisher == "dstack"]
-    assert len(dstack) == 9 and all(k.problem is None and k.paired_ttft_ms for k in dstack)
-    assert all(k.hit_rate == pytest.approx(0.98) for k in dstack)
+@pytest.fixture(scope="module")
+def older():
+    return older_release_checks()
+
+
+def test_prefix_rows_resolve(checks, older):
     # llm-d's gpt-oss-120b pool, 5 rates x 2 arms: affinity all hits, load-balanced 19.4% (LRU over 128 prefixes)
     llmd = [k for k in checks if k.case.publisher == "llm-d"]
     assert len(llmd) == 10 and all(k.problem is None for k in llmd)
     assert sorted({round(k.hit_rate, 4) for k in llmd}) == [0.1939, 1.0]
     gpustack = [k for k in checks if k.case.publisher.startswith("GPUStack")]
     assert len(gpustack) == 1 and gpustack[0].hit_rate == pytest.approx(500 / 5276)
+    # dstack's nine DeepSeek-R1 generated-shared-prefix rows (2000-token system prompt, 10 groups x 50 prompts) ran
+    # SGLang 0.4.2-0.4.3 and vLLM 0.7.4, older than the profiles' MLA kernels (planner.cost.engines.versions): not
+    # in the figures, checked apart, each paired with dstack's random 3200/800 run of the same build, GPU and load
+    assert not [k for k in checks if k.case.publisher == "dstack"]
+    assert len(older) == 9 and all(k.case.publisher == "dstack" for k in older)
+    assert all(k.problem is None and k.paired_ttft_ms for k in older)
+    assert all(k.hit_rate == pytest.approx(0.98) for k in older)
 
 
-def test_prefix_rows_median_errors(checks):
+def test_prefix_rows_median_errors(checks, older):
     s = summary(checks)
-    assert s["rows"] == 20 and s["publishers"] == 3 and s["paired_rows"] >= 9
+    assert s["rows"] == 11 and s["publishers"] == 2
     per = by_publisher(checks)
-    # measured now: llm-d 24.7% (10 rows: affinity -17% to -26%, load-balanced +3% to +36%; 19.9%, -35% to +1%, before
+    # measured now: llm-d 24.6% (10 rows: affinity -17% to -26%, load-balanced +6% to +45%; 19.9%, -35% to +1%, before
     # gpt-oss's 64-wide heads prefilled at FlashAttention-3's rate for them, planner.cost.attention_rate: the fleet
-    # sustains fewer of the 48K-token misses), dstack 86.0% (the base R1 prefill is priced 3-10x too fast), GPUStack
-    # +131.6% (1 row); all 20 rows 39.2%; prefix / plain ratio 36.5%
+    # sustains fewer of the 48K-token misses), GPUStack +131.6% (1 row); the 11 rows 25.9% (issue 25: 30%)
     assert per["llm-d"][1] <= 0.25
-    assert per["dstack"][1] <= 0.87
     assert per["GPUStack"][1] <= 1.32
-    assert s["ttft_median_abs_error"] <= 0.41
-    assert s["ratio_median_abs_error"] <= 0.39
+    assert s["ttft_median_abs_error"] <= 0.26
+    # dstack's older-release rows, apart: 84.7% (the base R1 prefill of those builds is priced 3-10x too fast);
+    # prefix / plain ratio 36.7% on the 9 pairs
+    o = summary(older)
+    assert o["rows"] == 9 and o["paired_rows"] == 9
+    assert o["ttft_median_abs_error"] <= 0.86
+    assert o["ratio_median_abs_error"] <= 0.37

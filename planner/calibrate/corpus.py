@@ -20,6 +20,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from planner.cost.engines.versions import unmodelled_kernels
 from planner.errors import ConfigError, validation_messages
 from planner.files import load_yaml
 from planner.hardware import load_topology
@@ -382,14 +383,19 @@ def _engine_flags(row: CorpusRow) -> tuple[int, Optional[int]]:
     return row.scheduler_steps or (int(steps.group(1)) if steps else 1), limit
 
 
-def resolve(entry: Entry) -> Case | Skip:
-    """The Case a row asks for, or why it is skipped."""
+def resolve(entry: Entry, *, older_kernels: bool = False) -> Case | Skip:
+    """The Case a row asks for, or why it is skipped. A row run on an engine release older than the kernels its
+    profile prices (planner.cost.engines.versions) is skipped unless `older_kernels` (benchmarks/version_rows.py
+    prices those rows on their own)."""
     row = entry.row
     if reason := _why_not(row):
         return Skip(entry, reason)
     model = catalog_model(row.model)
     if model is None:
         return Skip(entry, f"model '{row.model}' is not in the catalog")
+    older = unmodelled_kernels(row.engine, row.engine_version, attention=attention_of(model))
+    if older and not older_kernels:
+        return Skip(entry, older)
     layout = _layout(row)
     if isinstance(layout, str):
         return Skip(entry, layout)
@@ -457,12 +463,25 @@ def is_moe(model: str) -> bool:
     return any(int(text.get(k) or 0) > 1 for k in keys)
 
 
-def cases(folder: str | Path | None = None) -> tuple[list[Case], list[Skip]]:
-    """Every row of the corpus resolved: the cases to price and the rows skipped, each with its reason."""
+def attention_of(model: str) -> str:
+    """'mla' for a catalog model with latent attention (its config's kv_lora_rank), else 'gqa'; nothing traced."""
+    config = resolve_model(model).config
+    return "mla" if config.get("text_config", config).get("kv_lora_rank") else "gqa"
+
+
+def older_release(case: Case) -> bool:
+    """Whether the row ran on an engine release older than the kernels its profile prices."""
+    row = case.entry.row
+    return unmodelled_kernels(row.engine, row.engine_version, attention=attention_of(case.model)) is not None
+
+
+def cases(folder: str | Path | None = None, *, older_kernels: bool = False) -> tuple[list[Case], list[Skip]]:
+    """Every row of the corpus resolved: the cases to price and the rows skipped, each with its reason (rows of
+    engine releases older than their profile's kernels priced too with `older_kernels`)."""
     priced: list[Case] = []
     skipped: list[Skip] = []
     for entry in load_corpus(folder):
-        out = resolve(entry)
+        out = resolve(entry, older_kernels=older_kernels)
         (priced if isinstance(out, Case) else skipped).append(out)  # type: ignore[arg-type]
     return priced, skipped
 

@@ -31,7 +31,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from planner.calibrate.corpus import Case, Entry, Skip, case_machine, cases, resolve
+from planner.calibrate.corpus import Case, Entry, Skip, case_machine, cases, older_release, resolve
 from planner.cost.constants import DEFAULT
 from planner.cost.engines import resolve_constants
 from planner.cost.estimate import estimate
@@ -248,6 +248,13 @@ def all_checks() -> list[PrefixCheck]:
     """Every prefix row of the corpus checked (the corpus resolved once)."""
     corpus, skipped = cases()
     return [check(c, corpus) for c in prefix_cases(corpus, skipped)]
+
+
+def older_release_checks() -> list[PrefixCheck]:
+    """The prefix rows left out for their engine release (planner.cost.engines.versions), checked as if they were
+    not, beside their plain twins: benchmarks/prefix_rows.py prints them apart from the figures."""
+    corpus, skipped = cases(older_kernels=True)
+    return [check(c, corpus) for c in prefix_cases(corpus, skipped) if older_release(c)]
 
 
 def summary(checks: list[PrefixCheck]) -> dict[str, float | int]:
