@@ -158,9 +158,12 @@ def test_held_out_medians_meet_what_cross_validation_reached():
     # 11.5%, TTFT 29.4%, max-throughput 21.8%; MoE 27.6%, 25.8%, 44.8%, 62.0% (29.0 / 25.7 / 57.9 / 60.0% at
     # InferenceX's means; 28.3 / 25.4 / 59.2 / 61.4% before the activation passes). Session 7's table (dense 10.7 / 12.0 / 28.6 / 28.6%, MoE 28.6 / 26.3 / 60.4 / 56.2%) priced
     # those 101 rows' KV in bf16; the figures move by 1-5 points with the training sample alone (cv_spread.py).
+    # Session 10: the 96 rows on engine releases older than their profile's MLA kernels (dstack's early-2025
+    # DeepSeek-R1 study, planner.cost.engines.versions, tests/test_engine_versions.py) left out of fit and figures:
+    # 611 rows, MoE 21.9 / 20.7 / 30.2 / 59.4%, dense unchanged.
     ceilings = {
         "dense": {"tpot": 0.12, "tokens": 0.12, "ttft": 0.30, "max_tokens": 0.22},
-        "moe": {"tpot": 0.28, "tokens": 0.26, "ttft": 0.45, "max_tokens": 0.625},
+        "moe": {"tpot": 0.225, "tokens": 0.215, "ttft": 0.31, "max_tokens": 0.60},
     }
     for cls, metrics in ceilings.items():
         for metric, ceiling in metrics.items():
@@ -191,6 +194,27 @@ def test_kv_capacity_matches_vllms_logged_kv_cache_size(profiles, tp, utilizatio
     per_token = sum(kv_bytes_per_token_per_gpu(n, Layout(tp), p, "bf16") for n in p.layers)
     assert per_token == 57_344 / tp
     assert budget / per_token == pytest.approx(logged, rel=0.02)
+
+
+def test_kv_capacity_matches_a_held_out_vllm_log_on_h200(profiles):
+    """vLLM 0.14.1 serving nvidia/Llama-3.1-70B-Instruct-FP8 (fp8 weights, fp8_e4m3 KV) on one H200 at its defaults
+    (gpu_memory_utilization 0.9, 8,192-token steps) logs 'GPU KV cache size: 348,304 tokens'
+    (DO-Solutions/gtc-2026-doks@32b0053:dev/vllm/benchmarks/phase0/20260224-214806/server.log; its rows are in
+    tests/data/corpus/held-back/prefix-digitalocean-vllm.yaml). Nothing was fitted on it: 80 layers x 8 KV heads x
+    128 x K,V x 1 byte = 163,840 B a token; the model gives 376,239 tokens, 8.0% over (the log's 'Model loading took
+    67.7 GiB' and 'Available KV cache memory: 53.15 GiB' leave 5.5 GiB for activations and non-torch memory where the
+    shipped reserve is 0.66 GB). Issue 23 asks 10%."""
+    from planner.cost.estimate import stage_capacity
+    from planner.cost.shards import kv_bytes_per_token_per_gpu
+
+    p = profiles("llama-70b")
+    topo = load_topology("8xh200")
+    part = make_partition(p, topo, tp=1, gpu_ids=[0])
+    w = Workload(isl=1, osl=1, engine="vllm", weight_dtype="fp8", kv_dtype="fp8")
+    _, _, budget, _ = stage_capacity(p, topo, part, k=0, workload=w, c=resolve_constants(DEFAULT, "vllm"))
+    per_token = sum(kv_bytes_per_token_per_gpu(n, Layout(1), p, "fp8") for n in p.layers)
+    assert per_token == 80 * 8 * 128 * 2
+    assert budget / per_token == pytest.approx(348_304, rel=0.10)
 
 
 def test_the_fit_moves_dense_physics_on_dense_rows_and_moe_knobs_on_moe_rows(monkeypatch):
