@@ -14,20 +14,12 @@ import statistics
 from collections import defaultdict
 
 from planner.calibrate import fidelity
-from planner.calibrate.corpus import Case, load_corpus, resolve
+from planner.calibrate.corpus import Case, cases, older_release
 
 
 def older_rows() -> list[Case]:
     """Every corpus row skipped for its engine release, resolved as if it were not."""
-    out = []
-    for entry in load_corpus():
-        skipped = resolve(entry)
-        if isinstance(skipped, Case) or "predates" not in skipped.reason:
-            continue
-        case = resolve(entry, older_kernels=True)
-        if isinstance(case, Case):
-            out.append(case)
-    return out
+    return [c for c in cases(older_kernels=True)[0] if older_release(c)]
 
 
 def main() -> None:

@@ -393,7 +393,7 @@ def resolve(entry: Entry, *, older_kernels: bool = False) -> Case | Skip:
     model = catalog_model(row.model)
     if model is None:
         return Skip(entry, f"model '{row.model}' is not in the catalog")
-    older = unmodelled_kernels(row.engine, row.engine_version, attention=attention_of(model))
+    older = _older_release_reason(row, model)
     if older and not older_kernels:
         return Skip(entry, older)
     layout = _layout(row)
@@ -455,6 +455,7 @@ def default_kv_dtype(row: CorpusRow) -> str:
     return "bf16"
 
 
+@lru_cache(maxsize=None)
 def is_moe(model: str) -> bool:
     """Whether a catalog model has routed experts (read from its shipped config, nothing traced)."""
     config = resolve_model(model).config
@@ -463,16 +464,21 @@ def is_moe(model: str) -> bool:
     return any(int(text.get(k) or 0) > 1 for k in keys)
 
 
+@lru_cache(maxsize=None)
 def attention_of(model: str) -> str:
     """'mla' for a catalog model with latent attention (its config's kv_lora_rank), else 'gqa'; nothing traced."""
     config = resolve_model(model).config
     return "mla" if config.get("text_config", config).get("kv_lora_rank") else "gqa"
 
 
+def _older_release_reason(row: CorpusRow, model: str) -> Optional[str]:
+    """Why the row's engine release is older than the kernels its profile prices for `model`, or None."""
+    return unmodelled_kernels(row.engine, row.engine_version, attention=attention_of(model))
+
+
 def older_release(case: Case) -> bool:
     """Whether the row ran on an engine release older than the kernels its profile prices."""
-    row = case.entry.row
-    return unmodelled_kernels(row.engine, row.engine_version, attention=attention_of(case.model)) is not None
+    return _older_release_reason(case.entry.row, case.model) is not None
 
 
 def cases(folder: str | Path | None = None, *, older_kernels: bool = False) -> tuple[list[Case], list[Skip]]:
