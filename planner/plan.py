@@ -142,6 +142,7 @@ class Workload(BaseModel):
     )
     engine_version: Optional[str] = Field(
         None,
+        max_length=64,
         json_schema_extra={"text": True},
         description="the engine's release (e.g. 0.5.6): one older than the kernels its profile prices "
         "(planner/cost/engines/versions.py) is said beside the figures, which then carry no error band",

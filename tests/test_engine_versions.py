@@ -25,6 +25,7 @@ from planner.plan import Workload, make_partition
         ("1.0", (1, 0, 0)),
         ("unknown", None),
         ("nightly-6f91ed", None),
+        ("1." + "9" * 50, None),  # no release number; a 4,301-digit part would make int() raise
         (None, None),
     ],
 )
@@ -74,6 +75,14 @@ def test_the_cli_says_what_it_does_not_model(cli):
     assert code == 0 and "NOT MODELLED: vllm 0.7.3 predates the MLA kernels" in out
     code, out, _ = cli(*args, "--engine-version", "0.11.0")
     assert code == 0 and "NOT MODELLED" not in out
+
+
+def test_a_version_string_past_its_bound_is_one_line_and_exit_1(cli):
+    code, out, err = cli(
+        "estimate", "--model", "deepseek-r1", "--topology", "8xh200", "--tp", "8", "--engine-version", "1." + "9" * 63
+    )
+    lines = (out + err).strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "--engine-version" in lines[0] and "64 characters" in lines[0]
 
 
 def test_the_corpus_rows_of_older_releases_are_left_out_and_only_those():

@@ -20,8 +20,9 @@ from typing import Optional
 from planner.cost.engines import engine_profile
 
 #: The first dotted number in a version string: 0.4.3.post2 -> 0.4.3, v0.5.12-cu130 -> 0.5.12,
-#: 0.7.3.dev138+g21f6ca217 -> 0.7.3, sglang-0.5.7-rocm -> 0.5.7.
-_VERSION = re.compile(r"(?<![\d.])(\d+)\.(\d+)(?:\.(\d+))?")
+#: 0.7.3.dev138+g21f6ca217 -> 0.7.3, sglang-0.5.7-rocm -> 0.5.7. Parts of at most 9 digits (a longer run is no
+#: release number, and int() refuses strings past 4,300 digits).
+_VERSION = re.compile(r"(?<![\d.])(\d{1,9})\.(\d{1,9})(?:\.(\d{1,9}))?(?!\d)")
 
 
 def parse_version(text: Optional[str]) -> Optional[tuple[int, int, int]]:
